@@ -1,0 +1,189 @@
+// ptlab diff-kernel: the same scenario on the host kernel (through the C
+// helper) and on the model, which takes the kernel's addresses and a replica
+// of the helper's own mappings. After each report step the VmPTE and RssAnon
+// changes since the start and AnonHugePages are compared.
+
+import { userAccess } from "../core/hw/walker.js";
+import { VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "../core/mm/types.js";
+import { ensureHelperBuilt, type HostEnv, HostSession, type HostSnapshot, isHelperSkip } from "../host/helper.js";
+import { type Figures, Runner } from "../run/runner.js";
+import { type Scenario, ScenarioError, type Step } from "../scenario/types.js";
+
+export const RSS_NOISE_KB = 8;
+
+export interface FigureDiff {
+  figure: "vmpte_kb" | "rss_anon_kb" | "anon_huge_kb";
+  host: number;
+  model: number;
+  agree: boolean;
+}
+export interface ReportDiff {
+  label: string;
+  process: string;
+  figures: FigureDiff[];
+}
+export interface DiffResult {
+  skipped?: string;
+  detected?: string[];
+  reports: ReportDiff[];
+}
+
+// Builds the helper's pre-existing mappings in the model mm, faulting in the
+// pages the kernel shows as present so the same tables exist.
+function replicate(r: Runner, snap: HostSnapshot): void {
+  const m = r.m;
+  const p = [...r.procs.values()][0]!;
+  const mm = p.mm;
+  for (const v of snap.vmas) {
+    if (v.path === "[vsyscall]" || v.start >= 2 ** 47) continue;
+    let fl = 0;
+    if (v.perms[0] === "r") fl |= VM_READ;
+    if (v.perms[1] === "w") fl |= VM_WRITE;
+    if (v.perms[2] === "x") fl |= VM_EXEC;
+    fl |= VM_MAYWRITE;
+    if (v.perms[3] === "s") fl |= VM_SHARED;
+    const isFile = v.path !== "" && !v.path.startsWith("[");
+    const file = isFile ? m.file(`host:${v.path}`, v.offset + (v.end - v.start), false) : null;
+    mm.vmas.push(new Vma(v.start, v.end, fl, file, v.offset / 4096, 0));
+  }
+  mm.vmas.sort((a, b) => a.start - b.start);
+  for (const run of snap.present) {
+    const vma = mm.findVma(run.start);
+    if (vma === null) continue;
+    // Anon pages in a writable private VMA were written; others only read.
+    const write = run.kind === "a" && !run.zero && (vma.flags & VM_WRITE) !== 0;
+    for (let k = 0; k < run.npages; k++) userAccess(m, 0, mm, run.start + k * 4096, write);
+  }
+}
+
+export async function runDiff(sc: Scenario): Promise<DiffResult> {
+  const built = await ensureHelperBuilt();
+  if (isHelperSkip(built)) return { skipped: built.skip, reports: [] };
+  if (sc.processes.length !== 1)
+    throw new ScenarioError(sc.file, 1, 1, "diff-kernel needs exactly one initial process (more come from fork steps)");
+  const host = await HostSession.create({ helperPath: built });
+  try {
+    const env: HostEnv = await host.env();
+    const ptReclaim = env.ptReclaim ?? env.probe?.ptReclaim ?? false;
+    const detected = [
+      `kernel ${env.kernel}, ${env.levels ?? 4}-level paging`,
+      `THP ${env.thp}, use_zero_page ${env.thpUseZeroPage ? 1 : 0}, mTHP enabled: ${env.mthpEnabled.filter((x) => x.setting !== "never").map((x) => `${x.sizeKb}kB=${x.setting}`).join(" ") || "none"}`,
+      `PT reclaim ${ptReclaim ? "present" : "absent"}${env.ptReclaim === undefined ? " (from the probe)" : " (kernel config)"}`,
+    ];
+    const spec = { ...sc.machine, thp: env.thp, thpUseZeroPage: env.thpUseZeroPage, ptReclaim, levels: env.levels ?? 4 };
+    let forced = 0;
+    const r = new Runner({ ...sc, machine: spec }, { checkInvariants: true }, { mmap: () => forced, mremap: () => forced });
+    const mainProc = sc.processes[0]!;
+    const slotOf = new Map<string, number>([[mainProc.name, 0]]);
+    const threadSlot = new Map<string, number>();
+    for (const t of mainProc.threads) threadSlot.set(t.name, 0);
+    let nextSlot = 1;
+    replicate(r, await host.snapshot(0));
+    r.m.rcuGracePeriod();
+    const hostBase = await host.stats(0);
+    const modelBase = r.figures(r.procs.get(mainProc.name)!.mm);
+    const reports: ReportDiff[] = [];
+
+    const regionStart = (slot: number, name: string, step: Step): number => {
+      const pn = [...slotOf.entries()].find(([, s]) => s === slot)?.[0] as string;
+      const reg = r.procs.get(pn)?.regions.get(name);
+      if (reg === undefined) throw new ScenarioError(sc.file, step.pos.line, step.pos.col, `unknown region "${name}"`);
+      return reg.start;
+    };
+
+    const exec = async (step: Step, base: number): Promise<void> => {
+      if (step.op === "repeat") {
+        for (let i = 0; i < step.count; i++) for (const s of step.steps) await exec(s, base + i * step.advance);
+        return;
+      }
+      const slot = threadSlot.get(step.thread) ?? 0;
+      switch (step.op) {
+        case "mmap": {
+          forced = await host.mmap(slot, step.size, step.prot, step.flags, step.addr, step.file !== undefined ? { path: step.file, size: step.offset + step.size } : undefined, step.offset);
+          break;
+        }
+        case "munmap":
+        case "mprotect":
+        case "madvise":
+        case "touch": {
+          const start = regionStart(slot, step.region, step);
+          const proc = r.procs.get([...slotOf.entries()].find(([, s]) => s === slot)![0])!;
+          const len = step.length ?? proc.regions.get(step.region)!.len - (step.offset + base);
+          const a = start + step.offset + base;
+          if (step.op === "munmap") await host.munmap(slot, a, len);
+          else if (step.op === "mprotect") await host.mprotect(slot, a, len, step.prot);
+          else if (step.op === "madvise") await host.madvise(slot, a, len, step.advice);
+          else await host.touch(slot, a, len, step.stride, step.write);
+          break;
+        }
+        case "mremap": {
+          const start = regionStart(slot, step.region, step);
+          const proc = r.procs.get([...slotOf.entries()].find(([, s]) => s === slot)![0])!;
+          forced = await host.mremap(slot, start, proc.regions.get(step.region)!.len, step.newSize, step.mayMove);
+          break;
+        }
+        case "brk":
+          throw new ScenarioError(sc.file, step.pos.line, step.pos.col, "diff-kernel does not support brk steps yet");
+        case "fork": {
+          const ns = nextSlot++;
+          await host.fork(slot, ns);
+          slotOf.set(step.child, ns);
+          threadSlot.set(step.childThread, ns);
+          break;
+        }
+        case "exit": {
+          const s = slotOf.get(step.process);
+          if (s === undefined) break;
+          if (s === 0) throw new ScenarioError(sc.file, step.pos.line, step.pos.col, "diff-kernel cannot exit the initial process");
+          await host.exit(s);
+          slotOf.delete(step.process);
+          break;
+        }
+        case "report":
+          break;
+      }
+      r.exec(step, base);
+      if (step.op === "report") {
+        const row = r.rows[r.rows.length - 1]!;
+        for (const p of row.processes) {
+          const s = slotOf.get(p.name);
+          if (s === undefined) continue;
+          const hs = await host.stats(s);
+          const mf: Figures = p.figures;
+          const d = (figure: FigureDiff["figure"], hv: number, mv: number, tol: number): FigureDiff => ({ figure, host: hv, model: mv, agree: Math.abs(hv - mv) <= tol });
+          reports.push({
+            label: row.label,
+            process: p.name,
+            figures: [
+              d("vmpte_kb", hs.vmpte_kb - hostBase.vmpte_kb, mf.vmpte_kb - modelBase.vmpte_kb, 0),
+              d("rss_anon_kb", hs.rss_anon_kb - hostBase.rss_anon_kb, mf.rss_anon_kb - modelBase.rss_anon_kb, RSS_NOISE_KB),
+              d("anon_huge_kb", hs.anon_huge_kb - hostBase.anon_huge_kb, mf.anon_huge_kb - modelBase.anon_huge_kb, 0),
+            ],
+          });
+        }
+      }
+    };
+    for (const s of sc.steps) await exec(s, 0);
+    return { detected, reports };
+  } finally {
+    await host.close();
+  }
+}
+
+export async function diffKernel(sc: Scenario, o: { json: boolean }): Promise<number> {
+  const res = await runDiff(sc);
+  const bad = res.reports.some((rep) => rep.figures.some((f) => !f.agree));
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify({ scenario: sc.name, file: sc.file, ...res }, null, 2)}\n`);
+  } else if (res.skipped !== undefined) {
+    process.stdout.write(`diff-kernel skipped: ${res.skipped}\n`);
+  } else {
+    const out = [`ptlab diff-kernel ${sc.file}: ${sc.name}`, ...(res.detected ?? []).map((d) => `  detected: ${d}`), ""];
+    out.push("report / process / figure (change since start, kB)         host     model   result");
+    for (const rep of res.reports)
+      for (const f of rep.figures)
+        out.push(`${`${rep.label} / ${rep.process} / ${f.figure}`.padEnd(56)} ${String(f.host).padStart(8)} ${String(f.model).padStart(9)}   ${f.agree ? "agree" : "DIFFER"}`);
+    process.stdout.write(`${out.join("\n")}\n`);
+  }
+  return bad ? 1 : 0;
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// ptlab command line. Bad input (files, options) ends with one
+// `file:line:col: message` line and exit code 2.
+
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
+import { parseScenario } from "../scenario/load.js";
+import { type Scenario, ScenarioError } from "../scenario/types.js";
+import { Runner, ViolationError } from "../run/runner.js";
+import { formatRows, rowsJson } from "./format.js";
+import { diffKernel } from "./diff-kernel.js";
+
+class UsageError extends Error {}
+
+export function loadScenario(file: string): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ScenarioError(file, 1, 1, `cannot read file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  return parseScenario(text, file);
+}
+
+function parseVariant(v: string, prev: Record<string, string>): Record<string, string> {
+  const m = /^([a-z_]+)=([a-z0-9-]+)$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`expected NAME=VALUE, e.g. gather_nested=reset-range, got "${v}"`);
+  return { ...prev, [m[1] as string]: m[2] as string };
+}
+
+function parseOnOff(v: string): boolean {
+  if (v === "on") return true;
+  if (v === "off") return false;
+  throw new InvalidArgumentError(`expected on or off, got "${v}"`);
+}
+
+export function cmdRun(file: string, o: { json?: boolean; check: boolean; variant?: Record<string, string>; ptReclaim?: boolean }): number {
+  const sc = loadScenario(file);
+  const r = new Runner(sc, { checkInvariants: o.check, variants: o.variant ?? {}, ...(o.ptReclaim !== undefined ? { ptReclaim: o.ptReclaim } : {}) });
+  let violations: string[] = [];
+  try {
+    r.runAll();
+    violations = r.finish().map((v) => `[${v.invariant}] ${v.message}`);
+  } catch (e) {
+    if (!(e instanceof ViolationError)) throw e;
+    violations = e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`);
+  }
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, reports: rowsJson(r.rows), violations }, null, 2)}\n`);
+  } else {
+    process.stdout.write(`${formatRows(`ptlab run ${file}: ${sc.name} (x86_64, ${sc.machine.cpus} CPUs, THP ${sc.machine.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`);
+    if (violations.length > 0) process.stdout.write(`INVARIANT VIOLATIONS:\n${violations.map((v) => `  ${v}`).join("\n")}\n`);
+  }
+  return violations.length > 0 ? 1 : 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const program = new Command();
+  program.name("ptlab").description("An executable model of the Linux page-table management layer").exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  let result: number | Promise<number> = 0;
+  program
+    .command("run")
+    .description("run a scenario on the model and print the counters at each report step")
+    .argument("<file>", "scenario YAML file")
+    .option("--json", "machine-readable output")
+    .option("--no-check", "do not check invariants after every step")
+    .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
+    .option("--pt-reclaim <on|off>", "override CONFIG_PT_RECLAIM", parseOnOff)
+    .action((file: string, o) => {
+      result = cmdRun(file, o);
+    });
+  program
+    .command("diff-kernel")
+    .description("run a scenario on the host kernel and on the model; compare VmPTE, RssAnon and AnonHugePages")
+    .argument("<file>", "scenario YAML file")
+    .option("--json", "machine-readable output")
+    .action((file: string, o) => {
+      result = diffKernel(loadScenario(file), { json: o.json === true });
+    });
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2;
+    throw e;
+  }
+  return await result;
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof ScenarioError) {
+      process.stderr.write(`${e.format()}\n`);
+      process.exitCode = 2;
+    } else if (e instanceof UsageError) {
+      process.stderr.write(`ptlab: ${e.message}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`ptlab: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exitCode = 3;
+    }
+  },
+);

@@ -1,0 +1,94 @@
+// The x86-64 architecture object handed to generic mm code.
+
+import type { Arch } from "../arch.js";
+import { TLB_D, TLB_U, TLB_W, TLB_X } from "../../hw/tlb.js";
+import * as P from "./pgtable.js";
+import { asidReachable, flushTlbMmRange, switchMm, TLB_FLUSH_ALL, tlbFlush } from "./tlb.js";
+
+export function x86_64(levels: 4 | 5): Arch {
+  return {
+    name: "x86_64",
+    ptrsPerTable: 512,
+    levels,
+    pteNone: P.pteNone,
+    ptePresent: P.ptePresent,
+    pteWrite: P.pteWrite,
+    pteDirty: P.pteDirty,
+    pteYoung: P.pteYoung,
+    pteSpecial: P.pteSpecial,
+    ptePfn: P.ptePfn,
+    pfnPte: P.pfnPte,
+    pteMkwrite: P.pteMkwrite,
+    pteWrprotect: P.pteWrprotect,
+    pteMkdirty: P.pteMkdirty,
+    pteMkclean: P.pteMkclean,
+    pteMkyoung: P.pteMkyoung,
+    pteMkold: P.pteMkold,
+    pteMkspecial: P.pteMkspecial,
+    pteModify: P.pteModify,
+    vmGetPageProt: P.vmGetPageProt,
+    mkTableEntry: P.mkTableEntry,
+    entryIsTable: P.entryIsTable,
+    entryIsLeaf: P.entryIsLeaf,
+    pmdMkhuge: P.pteMkhuge,
+    pmdLeafToPte: (v: number, i: number) => v - (v & P._PAGE_PSE) + i * 4096,
+    pteAdvancePfn: (v: number, n: number) => v + n * 4096,
+    pteBatchNorm(v: number, respectDirty: boolean, respectWrite: boolean): number {
+      let r = v;
+      if ((r & P._PAGE_ACCESSED) !== 0) r -= P._PAGE_ACCESSED;
+      if ((r & P._PAGE_SOFT_DIRTY) !== 0) r -= P._PAGE_SOFT_DIRTY;
+      if (!respectDirty && (r & P._PAGE_DIRTY) !== 0) r -= P._PAGE_DIRTY;
+      if (!respectWrite && (r & P._PAGE_RW) !== 0) r -= P._PAGE_RW;
+      return r;
+    },
+    // x86 pte_flags_need_flush() (arch/x86/include/asm/tlbflush.h): a flush is
+    // needed when a hardware-present entry loses RW, gains NX, loses D, changes
+    // PFN or stops being present; gaining permissions or A needs none.
+    pteNeedsFlush(oldv: number, newv: number): boolean {
+      if ((oldv & P._PAGE_PRESENT) === 0) return false;
+      if ((newv & P._PAGE_PRESENT) === 0) return true;
+      if (P.ptePfn(oldv) !== P.ptePfn(newv)) return true;
+      if ((oldv & P._PAGE_RW) !== 0 && (newv & P._PAGE_RW) === 0) return true;
+      if ((oldv & P._PAGE_DIRTY) !== 0 && (newv & P._PAGE_DIRTY) === 0) return true;
+      if (oldv < P.NX && newv >= P.NX) return true;
+      return false;
+    },
+    leafPerm(v: number): number {
+      if ((v & P._PAGE_PRESENT) === 0 || (v & P._PAGE_USER) === 0) return -1;
+      let perm = TLB_U;
+      if ((v & P._PAGE_RW) !== 0) perm |= TLB_W;
+      if ((v & P._PAGE_DIRTY) !== 0) perm |= TLB_D;
+      if (v < P.NX) perm |= TLB_X;
+      return perm;
+    },
+    hwMkyoungDirty(v: number, write: boolean): number {
+      let n = P.pteMkyoung(v);
+      if (write && (n & P._PAGE_DIRTY) === 0) n += P._PAGE_DIRTY;
+      return n;
+    },
+    tlbFlush,
+    flushTlbPage(m, mm, addr) {
+      flushTlbMmRange(m, mm, addr, addr + 4096, 12, false);
+    },
+    flushTlbRange: flushTlbMmRange,
+    flushTlbMm(m, mm) {
+      flushTlbMmRange(m, mm, 0, TLB_FLUSH_ALL, 12, true);
+    },
+    switchMm,
+    asidReachable,
+    describeEntry(v: number): string {
+      if (v === 0) return "none";
+      const f: string[] = [];
+      if (v & P._PAGE_PRESENT) f.push("P");
+      else if (v & P._PAGE_PROTNONE) f.push("PROTNONE");
+      if (v & P._PAGE_RW) f.push("RW");
+      if (v & P._PAGE_USER) f.push("U");
+      if (v & P._PAGE_ACCESSED) f.push("A");
+      if (v & P._PAGE_DIRTY) f.push("D");
+      if (v & P._PAGE_PSE) f.push("PSE");
+      if (v & P._PAGE_SPECIAL) f.push("SPECIAL");
+      if (v >= P.NX) f.push("NX");
+      return `pfn=${P.ptePfn(v)} ${f.join("|")} (0x${P.toRaw64(v).toString(16)})`;
+    },
+  };
+}

@@ -1,0 +1,120 @@
+// x86-64 TLB maintenance: models flush_tlb_mm_range(), flush_tlb_func(),
+// switch_mm_irqs_off() and choose_new_asid() (arch/x86/mm/tlb.c) and
+// tlb_flush() (arch/x86/include/asm/tlb.h).
+//
+// Simplifications: the mm_cpumask bit is cleared when a CPU switches away (the
+// kernel trims lazily since 2024; a CPU that switched away needs no IPI either
+// way because its stale ASID is flushed on the way back by the tlb_gen check).
+
+import type { Machine } from "../../machine.js";
+import type { MmuGather } from "../../mm/mmu_gather.js";
+import type { Mm } from "../../mm/types.js";
+
+export const TLB_FLUSH_ALL = -1;
+
+export function switchMm(m: Machine, c: number, next: Mm | null): void {
+  const cpu = m.cpus[c]!;
+  if (cpu.loadedMm === next) {
+    if (next !== null && (cpu.asidGen[cpu.asid] as number) < next.tlbGen) {
+      cpu.tlb.flushAsid(cpu.asid);
+      m.counters.tlbFlushesFull++;
+      cpu.asidGen[cpu.asid] = next.tlbGen;
+    }
+    cpu.running = next;
+    return;
+  }
+  const prev = cpu.loadedMm;
+  if (prev !== null) prev.cpumask[c] = 0;
+  if (next === null) {
+    cpu.loadedMm = null;
+    cpu.running = null;
+    return;
+  }
+  let slot = cpu.asidMm.indexOf(next);
+  let needFlush: boolean;
+  if (slot >= 0) needFlush = (cpu.asidGen[slot] as number) < next.tlbGen;
+  else {
+    slot = cpu.nextAsid;
+    cpu.nextAsid = (cpu.nextAsid + 1) % cpu.asidMm.length;
+    cpu.asidMm[slot] = next;
+    needFlush = true;
+  }
+  if (needFlush) {
+    cpu.tlb.flushAsid(slot);
+    m.counters.tlbFlushesFull++;
+  }
+  cpu.asidGen[slot] = next.tlbGen;
+  next.cpumask[c] = 1;
+  cpu.loadedMm = next;
+  cpu.running = next;
+  cpu.asid = slot;
+}
+
+// flush_tlb_func() on one CPU.
+function flushTlbFunc(m: Machine, c: number, mm: Mm, start: number, end: number, strideShift: number, newGen: number): void {
+  const cpu = m.cpus[c]!;
+  if (cpu.running !== mm) {
+    // A lazy CPU asked to flush leaves the mm for init_mm instead.
+    switchMm(m, c, null);
+    return;
+  }
+  const asid = cpu.asid;
+  const localGen = cpu.asidGen[asid] as number;
+  if (end === TLB_FLUSH_ALL || localGen !== newGen - 1) {
+    cpu.tlb.flushAsid(asid);
+    m.counters.tlbFlushesFull++;
+  } else {
+    const stride = 2 ** strideShift;
+    for (let a = start; a < end; a += stride) {
+      cpu.tlb.invlpg(a / 4096, asid);
+      m.counters.tlbFlushesPage++;
+    }
+  }
+  cpu.asidGen[asid] = newGen;
+}
+
+export function flushTlbMmRange(m: Machine, mm: Mm, start: number, end: number, strideShift: number, freedTables: boolean): void {
+  m.counters.tlbFlushRequests++;
+  if (end !== TLB_FLUSH_ALL && (end - start) / 2 ** strideShift > m.config.tlbSinglePageFlushCeiling) {
+    start = 0;
+    end = TLB_FLUSH_ALL;
+  }
+  const newGen = ++mm.tlbGen;
+  const cur = m.curCpu;
+  for (let c = 0; c < m.cpus.length; c++) {
+    if (mm.cpumask[c] === 0) continue;
+    if (c !== cur) {
+      // Lazy CPUs are skipped unless tables were freed: a lazy CPU may still
+      // walk the old tables speculatively.
+      if (m.cpus[c]!.running !== mm && !freedTables) continue;
+      m.counters.ipis++;
+    }
+    flushTlbFunc(m, c, mm, start, end, strideShift, newGen);
+  }
+}
+
+// tlb_get_unmap_shift()
+function unmapShift(tlb: MmuGather): number {
+  if (tlb.clearedPtes) return 12;
+  if (tlb.clearedPmds) return 21;
+  if (tlb.clearedPuds) return 30;
+  if (tlb.clearedP4ds) return 39;
+  return 12;
+}
+
+export function tlbFlush(m: Machine, tlb: MmuGather): void {
+  if (tlb.fullmm || tlb.needFlushAll) flushTlbMmRange(m, tlb.mm, 0, TLB_FLUSH_ALL, 12, tlb.freedTables);
+  else flushTlbMmRange(m, tlb.mm, tlb.start, tlb.end, unmapShift(tlb), tlb.freedTables);
+}
+
+export function asidReachable(m: Machine, c: number, asid: number): Mm | null {
+  const cpu = m.cpus[c]!;
+  const mm = cpu.asidMm[asid] ?? null;
+  if (mm === null || !mm.alive) return null;
+  if (cpu.loadedMm === mm && cpu.asid === asid) {
+    // Loaded but lazy with a stale generation: the switch back flushes.
+    if (cpu.running !== mm && (cpu.asidGen[asid] as number) < mm.tlbGen) return null;
+    return mm;
+  }
+  return (cpu.asidGen[asid] as number) < mm.tlbGen ? null : mm;
+}

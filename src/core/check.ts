@@ -1,0 +1,195 @@
+// Invariant checks run between steps (the kernel's own debug checks in
+// spirit: mm/page_table_check.c, check_mm() in kernel/fork.c, and the TLB
+// rules of the architecture). Each returns violations; nothing throws.
+
+import { NR_ASIDS, TLB_D, TLB_W, Tlb } from "./hw/tlb.js";
+import type { Machine, Violation } from "./machine.js";
+import { PG_ANON, PG_ANON_EXCLUSIVE, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_ZERO } from "./mm/physmem.js";
+import { LVL_PUD, TBL_LIVE } from "./mm/pgtable.js";
+import type { Mm } from "./mm/types.js";
+import { idxAt } from "./mm/walk.js";
+
+const hex = (a: number) => `0x${a.toString(16)}`;
+
+// The leaf entry mapping vpn in mm: [value, level] or null.
+function softWalk(m: Machine, mm: Mm, vpn: number): [number, number] | null {
+  const A = m.arch;
+  const T = m.tables;
+  let slot = mm.pgd;
+  for (let level = A.levels - 1; level >= 0; level--) {
+    const v = T.e[slot * 512 + idxAt(vpn, level)] as number;
+    if (v === 0) return null;
+    if (level > 0 && A.entryIsTable(v)) {
+      slot = T.slotOfPfn(A.ptePfn(v));
+      continue;
+    }
+    return [v, level];
+  }
+  return null;
+}
+
+// After a syscall returns: no reachable TLB entry maps a freed page, maps
+// what the page tables no longer map, grants write the tables no longer
+// grant, or claims dirty where the PTE is clean; no walk cache points to a
+// freed table.
+export function checkTlbs(m: Machine): Violation[] {
+  const out: Violation[] = [];
+  const A = m.arch;
+  const phys = m.phys;
+  for (const cpu of m.cpus) {
+    const t = cpu.tlb;
+    const entry = (key: number, pfn: number, perm: number, pages: number, what: string) => {
+      const asid = Tlb.asidOfKey(key);
+      const mm = A.asidReachable(m, cpu.id, asid);
+      if (mm === null) return;
+      const vpn = Tlb.vpnOfKey(key) * pages;
+      const addr = vpn * 4096;
+      if (phys.isFree(pfn)) {
+        out.push({ invariant: "tlb-freed-page", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry for ${hex(addr)} maps freed pfn ${pfn}` });
+        return;
+      }
+      const leaf = softWalk(m, mm, vpn);
+      let ok = leaf !== null && A.leafPerm(leaf[0]) >= 0;
+      if (ok && leaf !== null) {
+        const lpfn = A.ptePfn(leaf[0]);
+        if (pages > 1) ok = leaf[1] === 1 && lpfn === pfn;
+        else ok = (leaf[1] === 0 ? lpfn : lpfn + (vpn % 512)) === pfn;
+      }
+      if (!ok || leaf === null) {
+        const now = leaf === null ? "none" : A.describeEntry(leaf[0]);
+        out.push({ invariant: "tlb-stale-mapping", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} -> pfn ${pfn} but the page tables say ${now}` });
+        return;
+      }
+      const lp = A.leafPerm(leaf[0]);
+      if ((perm & TLB_W) !== 0 && (lp & TLB_W) === 0)
+        out.push({ invariant: "tlb-stale-write", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} grants write; the PTE is read-only (${A.describeEntry(leaf[0])})` });
+      else if ((perm & TLB_D) !== 0 && (lp & TLB_D) === 0)
+        out.push({ invariant: "tlb-stale-dirty", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} is dirty but the PTE is clean: a write through it would be lost` });
+    };
+    for (let i = 0; i < t.tag.length; i++) {
+      const key = t.tag[i] as number;
+      if (key !== 0) entry(key, t.pfn[i] as number, t.perm[i] as number, 1, "4K");
+    }
+    for (let i = 0; i < t.htag.length; i++) {
+      const key = t.htag[i] as number;
+      if (key === 0) continue;
+      const pages = 2 ** ((t.hshift[i] as number) - 12);
+      entry(key, t.hpfn[i] as number, t.hperm[i] as number, pages, "2M");
+    }
+    for (let i = 0; i < t.ptag.length; i++) {
+      const key = t.ptag[i] as number;
+      if (key === 0) continue;
+      const asid = (key - 1) % NR_ASIDS;
+      if (A.asidReachable(m, cpu.id, asid) === null) continue;
+      const pfn = t.ptbl[i] as number;
+      const f = phys.flags[pfn] as number;
+      const slot = phys.aux[pfn] as number;
+      if ((f & PG_FREE) !== 0 || (f & PG_PAGETABLE) === 0 || slot < 0 || m.tables.state[slot] !== TBL_LIVE) {
+        out.push({ invariant: "walk-cache-freed-table", cpu: cpu.id, message: `CPU${cpu.id} paging-structure cache (level ${t.plevel[i]}) points to freed table pfn ${pfn}` });
+      }
+    }
+  }
+  return out;
+}
+
+// Page tables agree with the counters and the struct page state.
+export function checkAccounting(m: Machine): Violation[] {
+  const out: Violation[] = [];
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  const cap = phys.cap;
+  const mapcount = new Int32Array(cap);
+  const entire = new Int32Array(cap);
+  for (const mm of m.mms) {
+    if (!mm.alive) continue;
+    let tables = mm.deposited.length;
+    let anon = 0;
+    let file = 0;
+    let shmem = 0;
+    let thp = 0;
+    const visit = (slot: number, level: number, base: number) => {
+      for (let i = 0; i < 512; i++) {
+        const v = T.e[slot * 512 + i] as number;
+        if (v === 0) continue;
+        const vpn = base + i * 512 ** level;
+        if (level > 0 && A.entryIsTable(v)) {
+          const child = T.slotOfPfn(A.ptePfn(v));
+          if (T.state[child] !== TBL_LIVE) {
+            out.push({ invariant: "table-not-live", addr: vpn * 4096, message: `mm${mm.id}: entry at ${hex(vpn * 4096)} level ${level} points to a table that is not live` });
+            continue;
+          }
+          if (level - 1 <= LVL_PUD) tables++;
+          visit(child, level - 1, vpn);
+          continue;
+        }
+        if (!A.ptePresent(v)) continue;
+        const pfn = A.ptePfn(v);
+        const f = phys.flags[pfn] as number;
+        if (f & PG_FREE) {
+          out.push({ invariant: "pte-maps-freed-page", addr: vpn * 4096, message: `mm${mm.id}: ${hex(vpn * 4096)} maps freed pfn ${pfn}` });
+          continue;
+        }
+        if (f & PG_ZERO) continue;
+        const head = phys.folioHead(pfn);
+        const hf = phys.flags[head] as number;
+        const n = level === 0 ? 1 : 512;
+        if (hf & PG_ANON) anon += n;
+        else if (hf & PG_SHMEM) shmem += n;
+        else file += n;
+        if (level === 0) {
+          mapcount[pfn] = (mapcount[pfn] as number) + 1;
+          if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
+            const vma = mm.findVma(vpn * 4096);
+            if (vma !== null && !vma.isShared)
+              out.push({ invariant: "writable-anon-not-exclusive", addr: vpn * 4096, message: `mm${mm.id}: writable PTE at ${hex(vpn * 4096)} maps anon page pfn ${pfn} that is not AnonExclusive` });
+          }
+        } else {
+          entire[head] = (entire[head] as number) + 1;
+          if (hf & PG_ANON) thp++;
+        }
+      }
+    };
+    visit(mm.pgd, A.levels - 1, 0);
+    const name = `mm${mm.id}`;
+    if (tables * 4096 !== mm.pgtablesBytes)
+      out.push({ invariant: "pgtables-bytes", message: `${name}: pgtables_bytes ${mm.pgtablesBytes} but ${tables} PTE/PMD/PUD tables are live (${tables * 4096})` });
+    if (anon !== mm.rssAnon) out.push({ invariant: "rss-anon", message: `${name}: RssAnon counter ${mm.rssAnon} pages, page tables map ${anon}` });
+    if (file !== mm.rssFile) out.push({ invariant: "rss-file", message: `${name}: RssFile counter ${mm.rssFile} pages, page tables map ${file}` });
+    if (shmem !== mm.rssShmem) out.push({ invariant: "rss-shmem", message: `${name}: RssShmem counter ${mm.rssShmem} pages, page tables map ${shmem}` });
+    if (thp !== mm.anonHugePmds) out.push({ invariant: "anon-huge", message: `${name}: AnonHugePages counter ${mm.anonHugePmds} PMDs, page tables map ${thp}` });
+  }
+  // struct page state against the mappings found.
+  const pageCache = new Uint8Array(cap);
+  for (const f of m.files.values()) for (const pfn of f.pages.values()) pageCache[pfn] = 1;
+  for (let pfn = 1; pfn < cap; pfn++) {
+    const f = phys.flags[pfn] as number;
+    if (f & (PG_FREE | PG_PAGETABLE | PG_ZERO)) continue;
+    if (phys.mapcount[pfn] !== mapcount[pfn]) {
+      out.push({ invariant: "mapcount", message: `pfn ${pfn}: mapcount ${phys.mapcount[pfn]} but ${mapcount[pfn]} PTEs map it` });
+      if (out.length > 50) break;
+    }
+    if (phys.folioHead(pfn) !== pfn) continue;
+    if (phys.entireMapcount[pfn] !== entire[pfn]) out.push({ invariant: "mapcount", message: `folio ${pfn}: entire mapcount ${phys.entireMapcount[pfn]} but ${entire[pfn]} PMDs map it` });
+    let refs = (entire[pfn] as number) + (pageCache[pfn] as number);
+    const n = 1 << (phys.order[pfn] as number);
+    for (let k = 0; k < n; k++) refs += mapcount[pfn + k] as number;
+    if (phys.ref[pfn] !== refs) {
+      out.push({ invariant: "refcount", message: `folio ${pfn}: refcount ${phys.ref[pfn]} but ${refs} mappings and page-cache references` });
+      if (out.length > 50) break;
+    }
+  }
+  return out;
+}
+
+// After every process exited: nothing but the zero pages and the page cache
+// remains allocated, and no table is live.
+export function checkLeaks(m: Machine): Violation[] {
+  const out: Violation[] = [];
+  let expected = 1; // the zero page
+  if (m.phys.hugeZeroPfn >= 0) expected += 512;
+  for (const f of m.files.values()) expected += f.pages.size;
+  if (m.tables.live !== 0) out.push({ invariant: "leak", message: `${m.tables.live} page-table pages still allocated after all processes exited` });
+  else if (m.phys.allocated !== expected) out.push({ invariant: "leak", message: `${m.phys.allocated} frames allocated after all processes exited, expected ${expected} (zero pages and page cache)` });
+  return out;
+}

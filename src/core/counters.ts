@@ -1,0 +1,44 @@
+// Event counters. One flat object of numbers (fast to bump on hot paths);
+// snapshots are copies, per-step figures are differences of snapshots.
+
+export class Counters {
+  pteReads = 0; // loads of page-table entries by software
+  pteWrites = 0; // plain stores of page-table entries
+  pteAtomics = 0; // atomic read-modify-writes (xchg/cmpxchg) of entries
+  tlbHits = 0;
+  tlbMisses = 0;
+  walkSteps = 0; // entries read by hardware page walks
+  walkCacheHits = 0; // page walks that started below the root thanks to a paging-structure cache
+  hwAdUpdates = 0; // hardware accessed/dirty bit updates
+  tlbFlushesPage = 0; // INVLPG (per page, per CPU)
+  tlbFlushesFull = 0; // full (per-PCID) flushes, per CPU
+  tlbFlushRequests = 0; // flush_tlb_mm_range() calls
+  ipis = 0; // TLB-shootdown IPIs sent
+  faults = 0; // page faults taken
+  cowCopies = 0; // pages copied on write
+  ptAlloc = 0; // page-table pages allocated
+  ptFree = 0; // page-table pages freed
+  ptReclaimed = 0; // PTE tables freed by PT reclaim
+  thpFaults = 0; // PMD-mapped THPs installed by faults
+  thpSplits = 0; // PMD mappings split to PTEs
+  pagesAlloc = 0; // data frames allocated (folio pages)
+  pagesFree = 0; // data frames freed
+  gatherFlushes = 0; // tlb_flush_mmu() batch flushes
+}
+
+export type CounterName = keyof Counters;
+
+export function snapshotCounters(c: Counters): Counters {
+  return Object.assign(new Counters(), c);
+}
+
+export function diffCounters(a: Counters, b: Counters): Counters {
+  const d = new Counters();
+  for (const k of Object.keys(d) as CounterName[]) d[k] = b[k] - a[k];
+  return d;
+}
+
+// snake_case names used in --json output.
+export function snakeCase(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}

@@ -1,0 +1,100 @@
+// A user load or store from a CPU: TLB lookup, else a hardware page walk
+// (starting from the deepest paging-structure cache hit) that sets accessed
+// and dirty bits atomically and fills the TLB; a missing or insufficient
+// translation raises a page fault (do_user_addr_fault(), arch/x86/mm/fault.c).
+// A permission fault also drops the faulting translation from the TLB, as x86
+// hardware does, so a spurious fault needs no flush.
+
+import type { Machine } from "../machine.js";
+import { accessAllowed, handleMmFault } from "../mm/fault.js";
+import { run } from "../mm/memory.js";
+import type { Mm } from "../mm/types.js";
+import { idxAt } from "../mm/walk.js";
+import { TLB_D, TLB_W } from "./tlb.js";
+
+export type AccessResult = "ok" | "segv";
+
+const MAX_FAULT_RETRIES = 4;
+
+export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: boolean): AccessResult {
+  const cpu = m.cpus[c]!;
+  if (cpu.running !== mm || cpu.loadedMm !== mm) m.arch.switchMm(m, c, mm);
+  const vpn = Math.floor(addr / 4096);
+  const tlb = cpu.tlb;
+  const asid = cpu.asid;
+  for (let attempt = 0; attempt < MAX_FAULT_RETRIES; attempt++) {
+    let i = tlb.lookup(vpn, asid);
+    let perm = -1;
+    if (i >= 0) perm = tlb.perm[i] as number;
+    else {
+      const h = tlb.lookupHuge(vpn, asid);
+      if (h >= 0) {
+        i = -2 - h;
+        perm = tlb.hperm[h] as number;
+      }
+    }
+    if (perm >= 0) {
+      if (!write || (perm & (TLB_W | TLB_D)) === (TLB_W | TLB_D)) {
+        m.counters.tlbHits++;
+        return "ok";
+      }
+      // A write through a clean writable entry re-walks to set D; a write
+      // through a read-only entry faults. Either way the entry is replaced.
+      if (i >= 0) tlb.tag[i] = 0;
+      else tlb.htag[-2 - i] = 0;
+    }
+    m.counters.tlbMisses++;
+    const r = walk(m, c, mm, vpn, write);
+    if (r) return "ok";
+    // Page fault.
+    const vma = mm.findVma(addr);
+    if (vma === null || !accessAllowed(vma, write)) return "segv";
+    m.curCpu = c;
+    const fr = run(handleMmFault(m, mm, vma, addr, write));
+    if (fr === "segv") return "segv";
+  }
+  throw new Error(`model bug: access at 0x${addr.toString(16)} still faults after ${MAX_FAULT_RETRIES} tries`);
+}
+
+// Hardware walk and TLB fill; false means a page fault is raised.
+function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boolean {
+  const A = m.arch;
+  const T = m.tables;
+  const cpu = m.cpus[c]!;
+  const tlb = cpu.tlb;
+  const asid = cpu.asid;
+  let level = A.levels - 1;
+  let slot = mm.pgd;
+  const p = tlb.lookupPsc(vpn, asid);
+  if (p >= 0) {
+    level = (tlb.plevel[p] as number) - 1;
+    slot = T.slotOfPfn(tlb.ptbl[p] as number);
+    m.counters.walkCacheHits++;
+  }
+  for (;;) {
+    const ei = slot * 512 + idxAt(vpn, level);
+    const v = T.e[ei] as number;
+    m.counters.walkSteps++;
+    if (level > 0 && A.entryIsTable(v)) {
+      const child = A.ptePfn(v);
+      // Cache the table this entry points to (PML4E/PDPTE/PDE caches).
+      if (level <= 3) tlb.insertPsc(vpn, asid, level, child);
+      slot = T.slotOfPfn(child);
+      level--;
+      continue;
+    }
+    const perm = A.leafPerm(v);
+    if (perm < 0) return false;
+    if (write && (perm & TLB_W) === 0) return false;
+    const n = A.hwMkyoungDirty(v, write);
+    if (n !== v) {
+      T.e[ei] = n;
+      m.counters.hwAdUpdates++;
+      m.counters.pteAtomics++;
+    }
+    const nperm = A.leafPerm(n);
+    if (level === 0) tlb.insert(vpn, asid, A.ptePfn(n), nperm);
+    else tlb.insertHuge(vpn, asid, 12 + 9 * level, A.ptePfn(n), nperm);
+    return true;
+  }
+}

@@ -1,0 +1,226 @@
+// Page faults: models __handle_mm_fault(), handle_pte_fault(),
+// do_anonymous_page(), do_fault() (do_read_fault/do_cow_fault/
+// do_shared_fault with fault-around), do_wp_page(), wp_page_copy() and
+// wp_page_reuse() (mm/memory.c), filemap_fault()/filemap_map_pages()
+// (mm/filemap.c) and the THP entry points (mm/huge_memory.c).
+
+import type { Machine } from "../machine.js";
+import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_memory.js";
+import { type KGen, YIELD_PTE } from "./memory.js";
+import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
+import { type FileObj, type Mm, PMD_SIZE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
+import { pmdOffset, pteAlloc } from "./walk.js";
+
+const FAULT_AROUND_PAGES = 16; // fault_around_bytes = 64K
+
+export type FaultResult = "ok" | "segv" | "retry";
+
+// access_error() for a user access.
+export function accessAllowed(vma: Vma, write: boolean): boolean {
+  if (write) return (vma.flags & VM_WRITE) !== 0;
+  return (vma.flags & 0x7) !== 0 && (vma.flags & 0x1) !== 0;
+}
+
+function newAnonPage(m: Machine, vma: Vma): number {
+  if (vma.anonVma === 0) vma.anonVma = m.newAnonVma(); // anon_vma_prepare()
+  const pfn = m.phys.alloc(0);
+  m.phys.flags[pfn] = PG_ANON | PG_SWAPBACKED | PG_ANON_EXCLUSIVE;
+  m.phys.mapcount[pfn] = 1;
+  m.counters.pagesAlloc++;
+  return pfn;
+}
+
+// filemap_get_folio() or, on a miss, allocation and insertion (the page cache
+// holds one reference).
+function filemapGetPage(m: Machine, f: FileObj, pgoff: number): number {
+  let pfn = f.pages.get(pgoff);
+  if (pfn === undefined) {
+    pfn = m.phys.alloc(0);
+    m.phys.flags[pfn] = f.shmem ? PG_SHMEM | PG_SWAPBACKED : 0;
+    m.phys.aux[pfn] = f.id;
+    m.phys.index[pfn] = pgoff;
+    f.pages.set(pgoff, pfn);
+    m.counters.pagesAlloc++;
+  }
+  return pfn;
+}
+
+function mapFilePage(m: Machine, mm: Mm, pfn: number): void {
+  m.phys.ref[pfn] = (m.phys.ref[pfn] as number) + 1;
+  m.phys.mapcount[pfn] = (m.phys.mapcount[pfn] as number) + 1;
+  if ((m.phys.flags[pfn] as number) & PG_SHMEM) mm.rssShmem++;
+  else mm.rssFile++;
+}
+
+// vma->vm_page_prot: shared file mappings that need dirty tracking start
+// read-only (vma_wants_writenotify()); shmem does not.
+export function vmaPageProt(m: Machine, vma: Vma): number {
+  let fl = vma.flags;
+  if ((fl & VM_SHARED) !== 0 && vma.file !== null && !vma.file.shmem) fl &= ~VM_WRITE;
+  return m.arch.vmGetPageProt(fl);
+}
+
+// handle_mm_fault() for a fault at addr in vma.
+export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write: boolean): KGen<FaultResult> {
+  const A = m.arch;
+  m.counters.faults++;
+  const pmdIdx = pmdOffset(m, mm, addr, true);
+  let pmdv = m.tables.e[pmdIdx] as number;
+  if (pmdv === 0 && thpEligible(m, vma, addr)) {
+    if (doHugePmdAnonymousPage(m, mm, vma, pmdIdx, write)) return "ok";
+  } else if (pmdv !== 0 && A.entryIsLeaf(pmdv)) {
+    if (write && !A.pteWrite(pmdv)) {
+      if (doHugePmdWpPage(m, mm, vma, pmdIdx, addr - (addr % PMD_SIZE))) return "ok";
+    } else {
+      m.tables.e[pmdIdx] = A.pteMkyoung(write ? A.pteMkdirty(pmdv) : pmdv); // huge_pmd_set_accessed()
+      m.counters.pteAtomics++;
+      return "ok";
+    }
+  }
+  pmdv = m.tables.e[pmdIdx] as number;
+  // handle_pte_fault()
+  const slot = pteAlloc(m, mm, pmdIdx);
+  if (slot < 0) return "retry";
+  if (m.interleave) yield YIELD_PTE;
+  const e = m.tables.e;
+  const pi = slot * 512 + ((addr / 4096) & 511);
+  const v = e[pi] as number;
+  m.counters.pteReads++;
+  if (v === 0) {
+    if (vma.file === null) doAnonymousPage(m, mm, vma, pi, write);
+    else doFault(m, mm, vma, slot, addr, write);
+    return "ok";
+  }
+  if (!A.ptePresent(v)) return "segv";
+  if (write && !A.pteWrite(v)) {
+    doWpPage(m, mm, vma, pi, addr);
+    return "ok";
+  }
+  // ptep_set_access_flags(): nothing to flush when only upgrading.
+  const n = A.pteMkyoung(write ? A.pteMkdirty(v) : v);
+  if (n !== v) {
+    e[pi] = n;
+    m.counters.pteAtomics++;
+  }
+  return "ok";
+}
+
+// do_anonymous_page()
+function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, pi: number, write: boolean): void {
+  const A = m.arch;
+  const prot = vmaPageProt(m, vma);
+  if (!write) {
+    m.tables.e[pi] = A.pteMkspecial(A.pfnPte(m.phys.zeroPfn, prot));
+    m.counters.pteWrites++;
+    return;
+  }
+  const pfn = newAnonPage(m, vma);
+  let v = A.pfnPte(pfn, prot);
+  if ((vma.flags & VM_WRITE) !== 0) v = A.pteMkwrite(A.pteMkdirty(v));
+  m.tables.e[pi] = v;
+  m.counters.pteWrites++;
+  mm.rssAnon++;
+}
+
+// do_fault(): read faults map the page cache page (plus cached neighbours:
+// do_fault_around()); private writes copy (do_cow_fault()); shared writes map
+// the page writable and dirty (do_shared_fault()).
+function doFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): void {
+  const A = m.arch;
+  const f = vma.file as FileObj;
+  const prot = vmaPageProt(m, vma);
+  const e = m.tables.e;
+  const pi = slot * 512 + ((addr / 4096) & 511);
+  if (!write) {
+    // do_fault_around(): the 64K-aligned window, inside the VMA and the PMD.
+    const win = FAULT_AROUND_PAGES * 4096;
+    const lo = Math.max(addr - (addr % win), vma.start, addr - (addr % PMD_SIZE));
+    const hi = Math.min(addr - (addr % win) + win, vma.end, addr - (addr % PMD_SIZE) + PMD_SIZE);
+    for (let a = lo; a < hi; a += 4096) {
+      if (a === addr) continue;
+      const j = slot * 512 + ((a / 4096) & 511);
+      const pfn = f.pages.get(vma.pgoffOf(a));
+      if (pfn === undefined || e[j] !== 0) continue;
+      e[j] = A.pteMkold(A.pfnPte(pfn, prot));
+      m.counters.pteWrites++;
+      mapFilePage(m, mm, pfn);
+    }
+    const pfn = filemapGetPage(m, f, vma.pgoffOf(addr));
+    e[pi] = A.pfnPte(pfn, prot);
+    m.counters.pteWrites++;
+    mapFilePage(m, mm, pfn);
+    return;
+  }
+  if ((vma.flags & VM_SHARED) === 0) {
+    filemapGetPage(m, f, vma.pgoffOf(addr));
+    const pfn = newAnonPage(m, vma);
+    e[pi] = A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot)));
+    m.counters.pteWrites++;
+    m.counters.cowCopies++;
+    mm.rssAnon++;
+    return;
+  }
+  const pfn = filemapGetPage(m, f, vma.pgoffOf(addr));
+  m.phys.flags[pfn] |= PG_DIRTY;
+  e[pi] = A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot)));
+  m.counters.pteWrites++;
+  mapFilePage(m, mm, pfn);
+}
+
+// do_wp_page(): write fault on a present read-only PTE.
+function doWpPage(m: Machine, mm: Mm, vma: Vma, pi: number, addr: number): void {
+  const A = m.arch;
+  const phys = m.phys;
+  const e = m.tables.e;
+  const v = e[pi] as number;
+  if ((vma.flags & VM_SHARED) !== 0) {
+    // wp_page_shared(): page_mkwrite, then reuse.
+    const pfn = A.ptePfn(v);
+    phys.flags[phys.folioHead(pfn)] |= PG_DIRTY;
+    e[pi] = A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v)));
+    m.counters.pteAtomics++;
+    return;
+  }
+  const special = A.pteSpecial(v);
+  if (!special) {
+    const pfn = A.ptePfn(v);
+    const head = phys.folioHead(pfn);
+    const anon = ((phys.flags[head] as number) & PG_ANON) !== 0;
+    if (anon) {
+      // wp_can_reuse_anon_folio(): exclusive, or a small folio nobody else holds.
+      const exclusive = ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0;
+      const small = phys.order[head] === 0;
+      if (exclusive || (small && phys.ref[head] === 1)) {
+        phys.flags[pfn] |= PG_ANON_EXCLUSIVE;
+        e[pi] = A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))); // wp_page_reuse()
+        m.counters.pteAtomics++;
+        return;
+      }
+    }
+  }
+  // wp_page_copy(): a new exclusive anon page replaces the old mapping; the
+  // old entry must be flushed before the new one is visible.
+  const npfn = newAnonPage(m, vma);
+  m.counters.cowCopies++;
+  e[pi] = 0;
+  m.counters.pteAtomics++;
+  A.flushTlbPage(m, mm, addr); // ptep_clear_flush()
+  e[pi] = A.pteMkwrite(A.pteMkdirty(A.pfnPte(npfn, vmaPageProt(m, vma))));
+  m.counters.pteWrites++;
+  if (special) {
+    mm.rssAnon++;
+  } else {
+    const pfn = A.ptePfn(v);
+    const head = phys.folioHead(pfn);
+    const hflags = phys.flags[head] as number;
+    phys.mapcount[pfn] = (phys.mapcount[pfn] as number) - 1;
+    if (hflags & PG_ANON) {
+      // anon replaced by anon: RssAnon unchanged.
+    } else {
+      if (hflags & PG_SHMEM) mm.rssShmem--;
+      else mm.rssFile--;
+      mm.rssAnon++;
+    }
+    if (phys.folioPut(head)) m.counters.pagesFree += 1 << (phys.order[head] as number);
+  }
+}

@@ -1,0 +1,22 @@
+// fork's address-space copy: models dup_mmap() (mm/mmap.c, kernel/fork.c):
+// VMAs are duplicated, page tables copied only where vma_needs_copy() says
+// so (the VMA has an anon_vma), and the parent's TLB is flushed at the end
+// because its PTEs were write-protected.
+
+import type { Machine } from "../machine.js";
+import { copyPageRange, run } from "./memory.js";
+import type { Mm } from "./types.js";
+
+export function dupMmap(m: Machine, oldmm: Mm): Mm {
+  const mm = m.newMm(oldmm.mmapBase);
+  mm.startBrk = oldmm.startBrk;
+  mm.brk = oldmm.brk;
+  for (const vma of oldmm.vmas) {
+    const nv = vma.clone();
+    if (vma.anonVma !== 0) nv.anonVma = m.newAnonVma(); // anon_vma_fork()
+    mm.vmas.push(nv);
+    if (vma.anonVma !== 0) run(copyPageRange(m, mm, oldmm, vma));
+  }
+  m.arch.flushTlbMm(m, oldmm);
+  return mm;
+}

@@ -1,0 +1,231 @@
+// PMD-mapped THP: models do_huge_pmd_anonymous_page(), do_huge_zero_wp_pmd(),
+// zap_huge_pmd(), __split_huge_pmd_locked(), copy_huge_pmd() and
+// change_huge_pmd() (mm/huge_memory.c) with x86's deposited PTE table
+// (pgtable_trans_huge_deposit/withdraw, mm/pgtable-generic.c).
+
+import type { Machine } from "../machine.js";
+import { tlbRemoveFolioPages, tlbRemovePmdTlbEntry, type MmuGather } from "./mmu_gather.js";
+import { LVL_PTE } from "./pgtable.js";
+import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
+import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, type Mm, PMD_SIZE, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
+import { accountTable } from "./walk.js";
+
+export function hugeZeroPfn(m: Machine): number {
+  const phys = m.phys;
+  if (phys.hugeZeroPfn < 0) {
+    const pfn = phys.alloc(HPAGE_PMD_ORDER);
+    for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[pfn + i] |= PG_ZERO;
+    phys.hugeZeroPfn = pfn;
+  }
+  return phys.hugeZeroPfn;
+}
+
+export function isHugeZeroPmd(m: Machine, v: number): boolean {
+  return m.phys.hugeZeroPfn >= 0 && m.arch.ptePfn(v) === m.phys.hugeZeroPfn;
+}
+
+// thp_vma_allowable_order() + thp_vma_suitable_order() for PMD order, anon only.
+export function thpEligible(m: Machine, vma: Vma, addr: number): boolean {
+  if (vma.file !== null || (vma.flags & VM_SHARED) !== 0) return false;
+  if ((vma.flags & VM_NOHUGEPAGE) !== 0) return false;
+  const policy = m.config.thp;
+  if (policy === "never") return false;
+  if (policy === "madvise" && (vma.flags & VM_HUGEPAGE) === 0) return false;
+  const haddr = addr - (addr % PMD_SIZE);
+  return haddr >= vma.start && haddr + PMD_SIZE <= vma.end;
+}
+
+// pte_alloc_one() + pgtable_trans_huge_deposit()
+function depositTable(m: Machine, mm: Mm): void {
+  const slot = m.tables.alloc(LVL_PTE);
+  m.counters.ptAlloc++;
+  accountTable(mm, LVL_PTE, 1);
+  mm.deposited.push(slot);
+}
+
+// pgtable_trans_huge_withdraw()
+function withdrawTable(mm: Mm): number {
+  const slot = mm.deposited.pop();
+  if (slot === undefined) throw new Error("model bug: no deposited page table to withdraw");
+  return slot;
+}
+
+// zap_deposited_table(): withdraw and free at once (it was never reachable).
+function zapDepositedTable(m: Machine, mm: Mm): void {
+  const slot = withdrawTable(mm);
+  m.tables.free(slot);
+  m.counters.ptFree++;
+  accountTable(mm, LVL_PTE, -1);
+}
+
+// do_huge_pmd_anonymous_page(): returns false to fall back to PTEs.
+export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, write: boolean): boolean {
+  const A = m.arch;
+  const prot = A.vmGetPageProt(vma.flags);
+  if (!write && m.config.thpUseZeroPage) {
+    depositTable(m, mm);
+    m.tables.e[pmdIdx] = A.pmdMkhuge(A.pfnPte(hugeZeroPfn(m), prot));
+    m.counters.pteWrites++;
+    return true;
+  }
+  if (vma.anonVma === 0) vma.anonVma = m.newAnonVma();
+  const phys = m.phys;
+  const pfn = phys.alloc(HPAGE_PMD_ORDER);
+  m.counters.pagesAlloc += HPAGE_PMD_NR;
+  phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
+  for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
+  phys.entireMapcount[pfn] = 1;
+  depositTable(m, mm);
+  let v = A.pmdMkhuge(A.pfnPte(pfn, prot));
+  if ((vma.flags & VM_WRITE) !== 0) v = A.pteMkwrite(A.pteMkdirty(v));
+  m.tables.e[pmdIdx] = v;
+  m.counters.pteWrites++;
+  mm.rssAnon += HPAGE_PMD_NR;
+  mm.anonHugePmds++;
+  m.counters.thpFaults++;
+  return true;
+}
+
+// Write fault on a huge PMD without write permission: do_huge_zero_wp_pmd()
+// for the huge zero page (a THP replaces it), do_huge_pmd_wp_page() otherwise
+// (reuse if exclusive, else split and let the PTE path copy one page).
+// Returns false when the caller must retry at PTE level.
+export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr: number): boolean {
+  const A = m.arch;
+  const phys = m.phys;
+  const old = m.tables.e[pmdIdx] as number;
+  if (isHugeZeroPmd(m, old)) {
+    if (vma.anonVma === 0) vma.anonVma = m.newAnonVma();
+    const pfn = phys.alloc(HPAGE_PMD_ORDER);
+    m.counters.pagesAlloc += HPAGE_PMD_NR;
+    phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
+    for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
+    phys.entireMapcount[pfn] = 1;
+    // pmdp_huge_clear_flush() then set: the deposited table stays.
+    m.tables.e[pmdIdx] = 0;
+    m.counters.pteAtomics++;
+    A.flushTlbRange(m, mm, haddr, haddr + PMD_SIZE, 21, false);
+    m.tables.e[pmdIdx] = A.pteMkwrite(A.pteMkdirty(A.pmdMkhuge(A.pfnPte(pfn, A.vmGetPageProt(vma.flags)))));
+    m.counters.pteWrites++;
+    mm.rssAnon += HPAGE_PMD_NR;
+    mm.anonHugePmds++;
+    m.counters.thpFaults++;
+    return true;
+  }
+  const head = A.ptePfn(old);
+  if (((phys.flags[head] as number) & PG_ANON_EXCLUSIVE) !== 0 || (phys.ref[head] === 1 && phys.entireMapcount[head] === 1)) {
+    for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[head + i] |= PG_ANON_EXCLUSIVE;
+    m.tables.e[pmdIdx] = A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(old)));
+    m.counters.pteWrites++;
+    return true;
+  }
+  splitHugePmd(m, mm, vma, pmdIdx, haddr);
+  return false;
+}
+
+// __split_huge_pmd_locked(): the PMD mapping becomes 512 PTEs in the table
+// that was deposited for it. nr_ptes does not change.
+export function splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr: number): void {
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  const old = T.e[pmdIdx] as number;
+  if (!A.entryIsLeaf(old)) return;
+  // pmdp_invalidate(): make it non-present and flush before the PTEs appear.
+  T.e[pmdIdx] = 0;
+  m.counters.pteAtomics++;
+  A.flushTlbRange(m, mm, haddr, haddr + PMD_SIZE, 21, false);
+  const slot = withdrawTable(mm);
+  const e = T.e;
+  const base = slot * 512;
+  const head = A.ptePfn(old);
+  if (isHugeZeroPmd(m, old)) {
+    const z = A.pteMkspecial(A.pfnPte(phys.zeroPfn, A.vmGetPageProt(vma.flags)));
+    for (let i = 0; i < 512; i++) e[base + i] = z;
+  } else {
+    // Every PTE keeps the PMD's write/dirty/young bits.
+    for (let i = 0; i < 512; i++) {
+      e[base + i] = A.pmdLeafToPte(old, i);
+      phys.mapcount[head + i] = (phys.mapcount[head + i] as number) + 1;
+    }
+    // Each PTE mapping holds a folio reference; the PMD held one.
+    phys.ref[head] = (phys.ref[head] as number) + HPAGE_PMD_NR - 1;
+    phys.entireMapcount[head] = (phys.entireMapcount[head] as number) - 1;
+    if ((phys.flags[head] as number) & PG_ANON) mm.anonHugePmds--;
+    if (A.pteDirty(old)) phys.flags[head] |= PG_DIRTY;
+  }
+  m.counters.pteWrites += 512;
+  T.e[pmdIdx] = A.mkTableEntry(T.pfn[slot] as number);
+  m.counters.pteWrites++;
+  m.counters.thpSplits++;
+}
+
+// zap_huge_pmd()
+export function zapHugePmd(tlb: MmuGather, pmdIdx: number, addr: number): void {
+  const m = tlb.m;
+  const A = m.arch;
+  const mm = tlb.mm;
+  const phys = m.phys;
+  const old = m.tables.e[pmdIdx] as number;
+  m.tables.e[pmdIdx] = 0;
+  if (tlb.fullmm) {
+    m.counters.pteReads++;
+    m.counters.pteWrites++;
+  } else m.counters.pteAtomics++;
+  tlbRemovePmdTlbEntry(tlb, addr);
+  zapDepositedTable(m, mm);
+  if (isHugeZeroPmd(m, old)) return;
+  const head = A.ptePfn(old);
+  phys.entireMapcount[head] = (phys.entireMapcount[head] as number) - 1;
+  if ((phys.flags[head] as number) & PG_ANON) {
+    mm.rssAnon -= HPAGE_PMD_NR;
+    mm.anonHugePmds--;
+  }
+  tlbRemoveFolioPages(tlb, head, 1, false);
+}
+
+// copy_huge_pmd(): fork shares the THP and write-protects both mappings.
+export function copyHugePmd(m: Machine, dst: Mm, src: Mm, dstPmdIdx: number, srcPmdIdx: number, vma: Vma): void {
+  const A = m.arch;
+  const phys = m.phys;
+  const T = m.tables;
+  depositTable(m, dst);
+  const v = T.e[srcPmdIdx] as number;
+  if (isHugeZeroPmd(m, v)) {
+    m.tables.e[dstPmdIdx] = v;
+    m.counters.pteWrites++;
+    return;
+  }
+  const head = A.ptePfn(v);
+  // folio_try_dup_anon_rmap_pmd(): the folio is no longer exclusive.
+  for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[head + i] &= ~PG_ANON_EXCLUSIVE;
+  phys.entireMapcount[head] = (phys.entireMapcount[head] as number) + 1;
+  phys.ref[head] = (phys.ref[head] as number) + 1;
+  dst.rssAnon += HPAGE_PMD_NR;
+  dst.anonHugePmds++;
+  let n = v;
+  if (vma.isCow && A.pteWrite(v)) {
+    n = A.pteWrprotect(v);
+    T.e[srcPmdIdx] = n; // pmdp_set_wrprotect()
+    m.counters.pteAtomics++;
+  }
+  T.e[dstPmdIdx] = A.pteMkold(n);
+  m.counters.pteWrites++;
+}
+
+// change_huge_pmd(): mprotect over a whole PMD mapping.
+export function changeHugePmd(tlb: MmuGather, pmdIdx: number, addr: number, newprot: number, vma: Vma): void {
+  const m = tlb.m;
+  const A = m.arch;
+  const old = m.tables.e[pmdIdx] as number;
+  m.counters.pteAtomics++; // pmdp_invalidate_ad()
+  let n = A.pmdMkhuge(A.pteModify(old, newprot));
+  // Anon exclusive THP may become writable directly (can_change_pmd_writable()).
+  if ((vma.flags & VM_WRITE) !== 0 && !isHugeZeroPmd(m, old) && !A.pteWrite(n) && (vma.flags & VM_SHARED) === 0) {
+    const head = A.ptePfn(old);
+    if (((m.phys.flags[head] as number) & PG_ANON_EXCLUSIVE) !== 0 && A.pteDirty(old)) n = A.pteMkwrite(n);
+  }
+  m.tables.e[pmdIdx] = n;
+  m.counters.pteWrites++;
+  if (A.pteNeedsFlush(old, n)) tlbRemovePmdTlbEntry(tlb, addr);
+}

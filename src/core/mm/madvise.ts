@@ -1,0 +1,120 @@
+// madvise(): models madvise_dontneed_free() (zap with PT reclaim details),
+// madvise_free_pte_range()/madvise_free_huge_pmd() (lazy free: clean and old
+// PTEs, folio loses swap backing), MADV_COLD's young clearing, and
+// MADV_HUGEPAGE/NOHUGEPAGE flag changes (mm/madvise.c, mm/khugepaged.c).
+
+import type { Machine } from "../machine.js";
+import { splitHugePmd } from "./huge_memory.js";
+import { type KGen, run, unmapSingleVma, walkPmdTables } from "./memory.js";
+import { type MmuGather, tlbFinishMmu, tlbFlushMmuTlbonly, tlbGatherMmu, tlbRemovePmdTlbEntry, tlbRemoveTlbEntries } from "./mmu_gather.js";
+import { LVL_PMD } from "./pgtable.js";
+import { PG_ANON, PG_DIRTY, PG_SWAPBACKED } from "./physmem.js";
+import { MmError } from "./mmap.js";
+import { type Mm, PMD_SIZE, VM_HUGEPAGE, VM_NOHUGEPAGE, type Vma } from "./types.js";
+import { isolateRange, mergeAround } from "./vma.js";
+import { idxAt } from "./walk.js";
+
+export type Advice = "dontneed" | "free" | "hugepage" | "nohugepage" | "willneed" | "cold" | "pageout";
+
+function vmasIn(mm: Mm, start: number, end: number): Vma[] {
+  const out: Vma[] = [];
+  for (let i = mm.findVmaIndex(start); i < mm.vmas.length; i++) {
+    const v = mm.vmas[i] as Vma;
+    if (v.start >= end) break;
+    out.push(v);
+  }
+  return out;
+}
+
+// Clears young (and for lazy free, dirty) on present entries; `free` marks
+// anon folios lazily freeable.
+function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, end: number, free: boolean): KGen {
+  const m = tlb.m;
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  while (addr < end) {
+    const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
+    const pmdIdx = pmdSlot * 512 + idxAt(addr / 4096, LVL_PMD);
+    let v = T.e[pmdIdx] as number;
+    m.counters.pteReads++;
+    if (v !== 0 && A.entryIsLeaf(v)) {
+      if (next - addr === PMD_SIZE) {
+        const head = A.ptePfn(v);
+        if (!free || ((phys.flags[head] as number) & PG_ANON) !== 0) {
+          if (free) phys.flags[head] = (phys.flags[head] as number) & ~(PG_SWAPBACKED | PG_DIRTY);
+          T.e[pmdIdx] = A.pteMkold(free ? A.pteMkclean(v) : v);
+          m.counters.pteAtomics++;
+          tlbRemovePmdTlbEntry(tlb, addr);
+        }
+        addr = next;
+        continue;
+      }
+      splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % PMD_SIZE));
+      v = T.e[pmdIdx] as number;
+    }
+    if (v !== 0 && A.entryIsTable(v)) {
+      const e = T.e;
+      let i = T.slotOfPfn(A.ptePfn(v)) * 512 + ((addr / 4096) & 511);
+      for (let a = addr; a < next; a += 4096, i++) {
+        const x = e[i] as number;
+        m.counters.pteReads++;
+        if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
+        const pfn = A.ptePfn(x);
+        const head = phys.folioHead(pfn);
+        if (free) {
+          // Only exclusively mapped anon folios become lazy-free.
+          if (((phys.flags[head] as number) & PG_ANON) === 0 || phys.mapcount[pfn] !== 1) continue;
+          phys.flags[head] = (phys.flags[head] as number) & ~(PG_SWAPBACKED | PG_DIRTY);
+        }
+        if (A.pteYoung(x) || (free && A.pteDirty(x))) {
+          e[i] = A.pteMkold(free ? A.pteMkclean(x) : x);
+          m.counters.pteAtomics++;
+          tlbRemoveTlbEntries(tlb, a, 1);
+        }
+      }
+    }
+    addr = next;
+  }
+}
+
+export function doMadvise(m: Machine, mm: Mm, start: number, len: number, advice: Advice): void {
+  const end = start + Math.ceil(len / 4096) * 4096;
+  switch (advice) {
+    case "dontneed": {
+      // One gather for the whole call; each VMA zapped with reclaim_pt.
+      const tlb = tlbGatherMmu(m, mm);
+      for (const vma of vmasIn(mm, start, end)) run(unmapSingleVma(tlb, vma, start, end, { reclaimPt: true, evenCows: true }));
+      tlbFinishMmu(tlb);
+      break;
+    }
+    case "free":
+    case "cold":
+    case "pageout": {
+      // No swap is modelled: PAGEOUT only ages the pages like COLD.
+      const tlb = tlbGatherMmu(m, mm);
+      for (const vma of vmasIn(mm, start, end)) {
+        if (advice === "free" && vma.file !== null) continue;
+        const s = Math.max(start, vma.start);
+        const e = Math.min(end, vma.end);
+        run(walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => cleanPmdRange(tlb, vma, slot, a, b, advice === "free")));
+        tlbFlushMmuTlbonly(tlb);
+      }
+      tlbFinishMmu(tlb);
+      break;
+    }
+    case "hugepage":
+    case "nohugepage": {
+      const vmas = isolateRange(m, mm, start, end);
+      if (vmas.length === 0) throw new MmError("ENOMEM", "madvise: range is not mapped");
+      for (const vma of vmas) {
+        if (advice === "hugepage") vma.flags = (vma.flags & ~VM_NOHUGEPAGE) | VM_HUGEPAGE;
+        else vma.flags = (vma.flags & ~VM_HUGEPAGE) | VM_NOHUGEPAGE;
+      }
+      mergeAround(mm, start, end);
+      break;
+    }
+    case "willneed":
+      break;
+  }
+}

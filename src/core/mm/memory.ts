@@ -1,0 +1,407 @@
+// Unmapping, page-table freeing and fork's copy: models zap_pte_range(),
+// zap_present_ptes(), zap_pmd_range(), unmap_page_range(), unmap_single_vma(),
+// unmap_vmas(), free_pgd_range(), free_pgtables(), copy_page_range(),
+// copy_pte_range() and copy_present_ptes() (mm/memory.c), and
+// folio_pte_batch() (mm/internal.h).
+//
+// Kernel paths are generators: when the machine is interleaving they yield at
+// shared page-table accesses; otherwise the `if (il)` tests are all they cost.
+
+import type { Machine } from "../machine.js";
+import {
+  freeTableTlb,
+  type MmuGather,
+  tlbFlushMmu,
+  tlbFlushMmuTlbonly,
+  tlbFlushRmaps,
+  tlbRemoveFolioPages,
+  tlbRemoveTlbEntries,
+} from "./mmu_gather.js";
+import { LVL_PMD, LVL_PTE } from "./pgtable.js";
+import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM } from "./physmem.js";
+import { copyHugePmd, splitHugePmd, zapHugePmd } from "./huge_memory.js";
+import { freePte, reclaimPtIsEnabled, tryGetAndClearPmd, tryToFreePte, type ZapDetails } from "./pt_reclaim.js";
+import { type Mm, PMD_SIZE, type Vma } from "./types.js";
+import { accountTable, idxAt, pmdOffset, pteAlloc, SPAN } from "./walk.js";
+
+export type KGen<T = void> = Generator<number, T, void>;
+
+// Interleaving point kinds yielded by kernel paths.
+export const YIELD_PTE = 1;
+export const YIELD_PMD = 2;
+
+// Runs a kernel path to completion (sequential mode).
+export function run<T>(g: KGen<T>): T {
+  for (;;) {
+    const r = g.next();
+    if (r.done) return r.value;
+  }
+}
+
+// folio_pte_batch(): how many PTEs from index i map consecutive pages of the
+// folio the entry `v` maps, with equal bits apart from those ignored. At most
+// max_nr, and never past the folio's last page.
+export function folioPteBatch(
+  m: Machine,
+  i: number,
+  v: number,
+  pfn: number,
+  head: number,
+  order: number,
+  maxNr: number,
+  respectDirty: boolean,
+  respectWrite: boolean,
+): number {
+  const A = m.arch;
+  const left = head + (1 << order) - pfn;
+  const max = maxNr < left ? maxNr : left;
+  if (max <= 1) return 1;
+  const e = m.tables.e;
+  const expect0 = A.pteBatchNorm(v, respectDirty, respectWrite);
+  let nr = 1;
+  while (nr < max) {
+    const x = e[i + nr] as number;
+    m.counters.pteReads++;
+    if (A.pteBatchNorm(x, respectDirty, respectWrite) !== A.pteAdvancePfn(expect0, nr)) break;
+    nr++;
+  }
+  return nr;
+}
+
+function folioCounterDelta(mm: Mm, flagsHead: number, n: number): void {
+  if (flagsHead & PG_ANON) mm.rssAnon += n;
+  else if (flagsHead & PG_SHMEM) mm.rssShmem += n;
+  else mm.rssFile += n;
+}
+
+// zap_pte_range(): returns the address it stopped at (== end when done).
+export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number, end: number, details: ZapDetails | null): KGen<number> {
+  const m = tlb.m;
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  const C = m.counters;
+  const mm = tlb.mm;
+  const fullmm = tlb.fullmm;
+  const il = m.interleave;
+  const start = addr;
+  const canReclaim = reclaimPtIsEnabled(m, addr, end, details);
+  const oldReclaim = m.config.variants.pt_reclaim === "direct-always";
+  let directReclaim = true;
+  let pmdval = 0;
+  for (;;) {
+    let forceFlush = false;
+    let forceBreak = false;
+    // pte_offset_map_lock()
+    if (il) yield YIELD_PMD;
+    const pmdv = T.e[pmdIdx] as number;
+    C.pteReads++;
+    if (!A.entryIsTable(pmdv)) return end;
+    const e = T.e;
+    let i = T.slotOfPfn(A.ptePfn(pmdv)) * 512 + ((addr / 4096) & 511);
+    while (addr !== end) {
+      if (il) yield YIELD_PTE;
+      const v = e[i] as number;
+      C.pteReads++;
+      if (v === 0) {
+        i++;
+        addr += 4096;
+        continue;
+      }
+      let nr = 1;
+      if (A.pteSpecial(v)) {
+        // vm_normal_page() == NULL: zero page or a special mapping.
+        e[i] = 0;
+        if (fullmm) C.pteWrites++;
+        else C.pteAtomics++;
+        tlbRemoveTlbEntries(tlb, addr, 1);
+      } else {
+        const pfn = A.ptePfn(v);
+        const head = phys.folioHead(pfn);
+        const order = phys.order[head] as number;
+        const hflags = phys.flags[head] as number;
+        if (order > 0) nr = folioPteBatch(m, i, v, pfn, head, order, (end - addr) / 4096, false, false);
+        // zap_present_folio_ptes(): get_and_clear_full_ptes() gathers a/d.
+        let dirty = false;
+        for (let k = 0; k < nr; k++) {
+          if (A.pteDirty(e[i + k] as number)) dirty = true;
+          e[i + k] = 0;
+        }
+        if (fullmm) {
+          C.pteReads += nr;
+          C.pteWrites += nr;
+        } else C.pteAtomics += nr;
+        let delayRmap = false;
+        if ((hflags & PG_ANON) === 0 && dirty) {
+          phys.flags[head] = hflags | PG_DIRTY;
+          // tlb_delay_rmap(): the rmap must outlive the TLB entry, or
+          // writeback could miss a write through it.
+          delayRmap = true;
+          forceFlush = true;
+        }
+        tlbRemoveTlbEntries(tlb, addr, nr);
+        if (!delayRmap) for (let k = 0; k < nr; k++) phys.mapcount[pfn + k] = (phys.mapcount[pfn + k] as number) - 1;
+        folioCounterDelta(mm, hflags, -nr);
+        if (tlbRemoveFolioPages(tlb, pfn, nr, delayRmap)) {
+          forceFlush = true;
+          forceBreak = true;
+        }
+      }
+      i += nr;
+      addr += nr * 4096;
+      if (forceBreak) {
+        if (!oldReclaim) directReclaim = false;
+        break;
+      }
+    }
+    if (canReclaim && directReclaim && addr === end) pmdval = tryGetAndClearPmd(m, pmdIdx);
+    if (forceFlush) {
+      tlbFlushMmuTlbonly(tlb);
+      tlbFlushRmaps(tlb);
+    }
+    // pte_unmap_unlock()
+    if (forceFlush) tlbFlushMmu(tlb);
+    if (addr === end) break;
+  }
+  if (canReclaim) {
+    if (directReclaim) freePte(tlb, start, pmdval);
+    else tryToFreePte(tlb, pmdIdx, start);
+  }
+  return addr;
+}
+
+// zap_pmd_range() over the PMD entries of one PMD table.
+function* zapPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, end: number, details: ZapDetails | null): KGen {
+  const m = tlb.m;
+  const A = m.arch;
+  while (addr < end) {
+    const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
+    const pmdIdx = pmdSlot * 512 + idxAt(addr / 4096, LVL_PMD);
+    const v = m.tables.e[pmdIdx] as number;
+    m.counters.pteReads++;
+    if (v !== 0 && A.entryIsLeaf(v)) {
+      if (next - addr === PMD_SIZE) {
+        zapHugePmd(tlb, pmdIdx, addr);
+        addr = next;
+        continue;
+      }
+      splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % PMD_SIZE));
+    }
+    if (m.tables.e[pmdIdx] !== 0) {
+      let a = addr;
+      while (a !== next) a = yield* zapPteRange(tlb, vma, pmdIdx, a, next, details);
+    }
+    addr = next;
+  }
+}
+
+// Visits, for each PMD table overlapping [addr, end), the sub-range it covers:
+// the upper levels of unmap_page_range()/change_protection_range().
+export function* walkPmdTables(
+  m: Machine,
+  slot: number,
+  level: number,
+  addr: number,
+  end: number,
+  fn: (pmdSlot: number, a: number, e: number) => KGen,
+): KGen {
+  const span = (SPAN[level] as number) * 4096;
+  while (addr < end) {
+    const next = Math.min(addr - (addr % span) + span, end);
+    const v = m.tables.e[slot * 512 + idxAt(addr / 4096, level)] as number;
+    m.counters.pteReads++;
+    if (v !== 0 && m.arch.entryIsTable(v)) {
+      const child = m.tables.slotOfPfn(m.arch.ptePfn(v));
+      if (level - 1 === LVL_PMD) yield* fn(child, addr, next);
+      else yield* walkPmdTables(m, child, level - 1, addr, next, fn);
+    }
+    addr = next;
+  }
+}
+
+// unmap_single_vma() for [start, end) clipped to the VMA, bracketed by
+// tlb_start_vma()/tlb_end_vma(); x86 does not merge VMAs in a gather, so the
+// end of each VMA flushes.
+export function* unmapSingleVma(tlb: MmuGather, vma: Vma, start: number, end: number, details: ZapDetails | null): KGen {
+  const s = Math.max(start, vma.start);
+  const e = Math.min(end, vma.end);
+  if (s >= e) return;
+  const m = tlb.m;
+  yield* walkPmdTables(m, tlb.mm.pgd, m.arch.levels - 1, s, e, (pmdSlot, a, b) => zapPmdRange(tlb, vma, pmdSlot, a, b, details));
+  if (!tlb.fullmm) tlbFlushMmuTlbonly(tlb);
+}
+
+// unmap_vmas()
+export function* unmapVmas(tlb: MmuGather, vmas: Vma[], start: number, end: number, details: ZapDetails | null): KGen {
+  for (const vma of vmas) yield* unmapSingleVma(tlb, vma, start, end, details);
+}
+
+// free_pgd_range(): frees the tables that lie wholly inside [addr, end) once
+// clipped by floor and ceiling (the neighbouring VMAs keep theirs).
+// ceiling 0 means the top of the address space (USER_PGTABLES_CEILING).
+export function freePgdRange(tlb: MmuGather, addr: number, end: number, floor: number, ceiling: number): void {
+  const m = tlb.m;
+  addr -= addr % PMD_SIZE;
+  if (addr < floor) addr += PMD_SIZE;
+  let ceil = ceiling;
+  if (ceil !== 0) {
+    ceil -= ceil % PMD_SIZE;
+    if (ceil === 0) return;
+  }
+  if (ceil !== 0 && end - 1 > ceil - 1) end -= PMD_SIZE;
+  if (addr > end - 1) return;
+  freeLevelRange(tlb, tlb.mm.pgd, m.arch.levels - 1, addr, end, floor, ceiling);
+}
+
+// free_p4d_range()/free_pud_range()/free_pmd_range()/free_pte_range(): the
+// table at `slot` is at `level`; children of its entries in [addr, end) are
+// freed, then each child table itself if its whole span lies in [floor, ceiling).
+function freeLevelRange(tlb: MmuGather, slot: number, level: number, addr: number, end: number, floor: number, ceiling: number): void {
+  const m = tlb.m;
+  const A = m.arch;
+  const T = m.tables;
+  const span = (SPAN[level] as number) * 4096;
+  let a = addr;
+  while (a < end) {
+    const next = Math.min(a - (a % span) + span, end);
+    const ei = slot * 512 + idxAt(a / 4096, level);
+    const v = T.e[ei] as number;
+    m.counters.pteReads++;
+    if (v !== 0 && A.entryIsTable(v)) {
+      const child = T.slotOfPfn(A.ptePfn(v));
+      const childLevel = level - 1;
+      if (childLevel === LVL_PTE) {
+        T.e[ei] = 0;
+        m.counters.pteWrites++;
+        freeTableTlb(tlb, child, a, LVL_PTE);
+        accountTable(tlb.mm, LVL_PTE, -1);
+      } else {
+        freeLevelRange(tlb, child, childLevel, a, next, floor, ceiling);
+        // The child table goes too unless a neighbour inside its span, below
+        // floor or from ceiling up, may still use it.
+        const cstart = a - (a % span);
+        let ok = cstart >= floor;
+        if (ok && ceiling !== 0) {
+          const c = ceiling - (ceiling % span);
+          ok = c !== 0 && next - 1 <= c - 1;
+        }
+        if (ok) {
+          T.e[ei] = 0;
+          m.counters.pteWrites++;
+          freeTableTlb(tlb, child, cstart, childLevel);
+          accountTable(tlb.mm, childLevel, -1);
+        }
+      }
+    }
+    a = next;
+  }
+}
+
+// free_pgtables(): for the VMAs being removed (sorted), free their page
+// tables bounded by floor (end of the previous remaining VMA) and ceiling
+// (start of the next remaining one, 0 for none).
+export function freePgtables(tlb: MmuGather, vmas: Vma[], floor: number, ceiling: number): void {
+  let j = 0;
+  while (j < vmas.length) {
+    const first = vmas[j] as Vma;
+    let k = j + 1;
+    // Neighbouring VMAs closer than a PMD are freed in one go.
+    while (k < vmas.length && (vmas[k] as Vma).start <= (vmas[k - 1] as Vma).end + PMD_SIZE) k++;
+    const last = vmas[k - 1] as Vma;
+    const nextStart = k < vmas.length ? (vmas[k] as Vma).start : ceiling;
+    freePgdRange(tlb, first.start, last.end, floor, nextStart);
+    j = k;
+  }
+}
+
+// copy_present_ptes()/copy_pte_range() for one PMD extent.
+function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number, srcPmdIdx: number, addr: number, end: number): KGen {
+  const A = m.arch;
+  const phys = m.phys;
+  const C = m.counters;
+  const il = m.interleave;
+  const dslot = pteAlloc(m, dst, dstPmdIdx);
+  const T = m.tables;
+  const sv = T.e[srcPmdIdx] as number;
+  if (!A.entryIsTable(sv)) return;
+  const e = T.e; // after any allocation
+  let si = T.slotOfPfn(A.ptePfn(sv)) * 512 + ((addr / 4096) & 511);
+  let di = dslot * 512 + ((addr / 4096) & 511);
+  const cow = vma.isCow;
+  const shared = vma.isShared;
+  while (addr < end) {
+    if (il) yield YIELD_PTE;
+    const v = e[si] as number;
+    C.pteReads++;
+    if (v === 0) {
+      si++;
+      di++;
+      addr += 4096;
+      continue;
+    }
+    let nr = 1;
+    if (A.pteSpecial(v)) {
+      e[di] = v;
+      C.pteWrites++;
+    } else {
+      const pfn = A.ptePfn(v);
+      const head = phys.folioHead(pfn);
+      const order = phys.order[head] as number;
+      const hflags = phys.flags[head] as number;
+      // FPB_MERGE_WRITE, plus FPB_RESPECT_DIRTY for private mappings.
+      if (order > 0) nr = folioPteBatch(m, si, v, pfn, head, order, (end - addr) / 4096, !shared, false);
+      let anyWritable = false;
+      for (let k = 0; k < nr; k++) if (A.pteWrite(e[si + k] as number)) anyWritable = true;
+      // folio_try_dup_anon_rmap_ptes() / folio_dup_file_rmap_ptes()
+      for (let k = 0; k < nr; k++) {
+        phys.mapcount[pfn + k] = (phys.mapcount[pfn + k] as number) + 1;
+        if (hflags & PG_ANON) phys.flags[pfn + k] = (phys.flags[pfn + k] as number) & ~PG_ANON_EXCLUSIVE;
+      }
+      phys.ref[head] = (phys.ref[head] as number) + nr;
+      folioCounterDelta(dst, hflags, nr);
+      for (let k = 0; k < nr; k++) {
+        let pte = e[si + k] as number;
+        if (cow && anyWritable) {
+          // wrprotect_ptes() on the parent: one atomic per entry on x86.
+          if (A.pteWrite(pte)) {
+            pte = A.pteWrprotect(pte);
+            e[si + k] = pte;
+            C.pteAtomics++;
+          }
+        }
+        let child = A.pteMkold(pte);
+        if (shared) child = A.pteMkclean(child);
+        e[di + k] = child;
+      }
+      C.pteWrites += nr;
+    }
+    si += nr;
+    di += nr;
+    addr += nr * 4096;
+  }
+}
+
+// copy_page_range() for one VMA (the caller checked vma_needs_copy()).
+export function* copyPageRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
+  const A = m.arch;
+  let addr = vma.start;
+  const end = vma.end;
+  while (addr < end) {
+    const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
+    const spi = pmdOffset(m, src, addr, false);
+    if (spi >= 0) {
+      const v = m.tables.e[spi] as number;
+      if (v !== 0) {
+        const dpi = pmdOffset(m, dst, addr, true);
+        if (A.entryIsLeaf(v)) {
+          if (next - addr === PMD_SIZE) copyHugePmd(m, dst, src, dpi, spi, vma);
+          else {
+            splitHugePmd(m, src, vma, spi, addr - (addr % PMD_SIZE));
+            yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);
+          }
+        } else yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);
+      }
+    }
+    addr = next;
+  }
+}

@@ -1,0 +1,214 @@
+// Mapping and unmapping: models do_mmap() with the top-down
+// get_unmapped_area() (mm/mmap.c), do_vmi_munmap()/unmap_region() (mm/vma.c),
+// brk, exit_mmap() (mm/mmap.c) and mremap's move_vma()/move_page_tables()
+// (mm/mremap.c).
+
+import type { Machine } from "../machine.js";
+import { run, freePgtables, unmapVmas, type KGen } from "./memory.js";
+import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
+import { type FileObj, type Mm, PMD_SIZE, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
+import { insertVma, isolateRange, mergeAround, rangeFree, splitAt } from "./vma.js";
+import { pmdOffset, pteAlloc, pteTableOf } from "./walk.js";
+
+export class MmError extends Error {
+  constructor(
+    readonly errno: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const MMAP_MIN_ADDR = 0x10000;
+
+export interface MmapArgs {
+  len: number;
+  prot: { read: boolean; write: boolean; exec: boolean };
+  shared: boolean;
+  fixed: boolean;
+  addr: number; // hint (or the address with fixed); 0 for none
+  file: FileObj | null;
+  pgoff: number;
+}
+
+export function protToVmFlags(p: { read: boolean; write: boolean; exec: boolean }): number {
+  return (p.read ? VM_READ : 0) | (p.write ? VM_WRITE : 0) | (p.exec ? VM_EXEC : 0);
+}
+
+// Top-down search (unmapped_area_topdown()): the highest gap below mmap_base
+// that fits len with the requested alignment.
+export function getUnmappedArea(mm: Mm, len: number, align: number): number {
+  let high = mm.mmapBase;
+  for (let i = mm.vmas.length - 1; i >= -1; i--) {
+    const v = mm.vmas[i];
+    const low = v === undefined ? MMAP_MIN_ADDR : v.end;
+    if (v !== undefined && v.start >= high) continue;
+    let cand = high - len;
+    cand -= cand % align;
+    if (cand >= low && cand >= MMAP_MIN_ADDR) return cand;
+    if (v === undefined) break;
+    high = Math.min(high, v.start);
+  }
+  throw new MmError("ENOMEM", `no ${len}-byte gap below mmap_base`);
+}
+
+// do_mmap()
+export function doMmap(m: Machine, mm: Mm, a: MmapArgs): number {
+  if (a.len <= 0 || a.len % 4096 !== 0) throw new MmError("EINVAL", "length must be a positive multiple of 4096");
+  let addr: number;
+  if (a.fixed) {
+    addr = a.addr;
+    if (!rangeFree(mm, addr, addr + a.len)) run(doMunmap(m, mm, addr, a.len));
+  } else if (a.addr !== 0 && rangeFree(mm, a.addr, a.addr + a.len) && a.addr >= MMAP_MIN_ADDR) {
+    addr = a.addr;
+  } else {
+    // __get_unmapped_area(): anonymous PMD-multiple lengths are PMD aligned
+    // (thp_get_unmapped_area_vmflags()).
+    const anon = a.file === null && !a.shared;
+    const align = anon && m.config.thp !== "never" && a.len % PMD_SIZE === 0 ? PMD_SIZE : 4096;
+    addr = getUnmappedArea(mm, a.len, align);
+  }
+  let flags = protToVmFlags(a.prot) | VM_MAYWRITE;
+  let file = a.file;
+  if (a.shared) {
+    flags |= VM_SHARED;
+    if (file === null) file = m.file(`shmem:${mm.id}:${addr.toString(16)}`, a.len, true);
+  }
+  insertVma(mm, new Vma(addr, addr + a.len, flags, file, a.pgoff, 0));
+  mergeAround(mm, addr, addr + a.len);
+  return addr;
+}
+
+// do_vmi_munmap(): split at the edges, detach, unmap_region().
+export function* doMunmap(m: Machine, mm: Mm, start: number, len: number): KGen {
+  if (start % 4096 !== 0) throw new MmError("EINVAL", "address must be page aligned");
+  const end = start + Math.ceil(len / 4096) * 4096;
+  const vmas = isolateRange(m, mm, start, end);
+  if (vmas.length === 0) return;
+  const first = mm.vmas.indexOf(vmas[0] as Vma);
+  mm.vmas.splice(first, vmas.length);
+  const prev = mm.vmas[first - 1];
+  const next = mm.vmas[first];
+  yield* unmapRegion(m, mm, vmas, prev ? prev.end : 0, next ? next.start : 0);
+}
+
+// unmap_region(): zap, free page tables between the neighbours, flush.
+export function* unmapRegion(m: Machine, mm: Mm, vmas: Vma[], floor: number, ceiling: number): KGen {
+  const tlb = tlbGatherMmu(m, mm);
+  const start = (vmas[0] as Vma).start;
+  const end = (vmas[vmas.length - 1] as Vma).end;
+  yield* unmapVmas(tlb, vmas, start, end, null);
+  freePgtables(tlb, vmas, floor, ceiling);
+  tlbFinishMmu(tlb);
+}
+
+// brk(): returns the new break.
+export function doBrk(m: Machine, mm: Mm, newBrk: number): number {
+  const oldEnd = Math.ceil(mm.brk / 4096) * 4096;
+  const newEnd = Math.ceil(newBrk / 4096) * 4096;
+  if (newBrk < mm.startBrk) return mm.brk;
+  if (newEnd < oldEnd) {
+    run(doMunmap(m, mm, newEnd, oldEnd - newEnd));
+  } else if (newEnd > oldEnd) {
+    if (!rangeFree(mm, oldEnd, newEnd)) return mm.brk;
+    insertVma(mm, new Vma(oldEnd, newEnd, VM_READ | VM_WRITE | VM_MAYWRITE, null, 0, 0));
+    mergeAround(mm, oldEnd, newEnd);
+  }
+  mm.brk = newBrk;
+  return newBrk;
+}
+
+// exit_mmap(): fullmm gather, zap everything, free all tables, flush.
+export function* exitMmap(m: Machine, mm: Mm): KGen {
+  const tlb = tlbGatherMmu(m, mm, true);
+  const vmas = mm.vmas;
+  if (vmas.length > 0) {
+    yield* unmapVmas(tlb, vmas, 0, 2 ** 57, null);
+    freePgtables(tlb, vmas, 0, 0);
+  }
+  tlbFinishMmu(tlb);
+  mm.vmas = [];
+}
+
+// mremap(): shrink in place, grow in place when the gap allows, else move.
+export function doMremap(m: Machine, mm: Mm, addr: number, oldLen: number, newLen: number, mayMove: boolean, newAddrHint = 0): number {
+  const vma = mm.findVma(addr);
+  if (vma === null || vma.start > addr || addr + oldLen > vma.end) throw new MmError("EFAULT", "mremap: old range is not one mapping");
+  if (newLen <= oldLen) {
+    if (newLen < oldLen) run(doMunmap(m, mm, addr + newLen, oldLen - newLen));
+    return addr;
+  }
+  if (newAddrHint === 0 && addr + oldLen === vma.end && rangeFree(mm, vma.end, addr + newLen)) {
+    vma.end = addr + newLen; // vma_expand()
+    mergeAround(mm, vma.start, vma.end);
+    return addr;
+  }
+  if (!mayMove && newAddrHint === 0) throw new MmError("ENOMEM", "mremap: cannot grow in place and may_move is not set");
+  const dest = newAddrHint !== 0 ? newAddrHint : getUnmappedArea(mm, newLen, 4096);
+  moveVma(m, mm, vma, addr, oldLen, dest, newLen);
+  return dest;
+}
+
+// move_vma(): new VMA, move_page_tables(), then unmap the old range.
+function moveVma(m: Machine, mm: Mm, vma: Vma, old: number, oldLen: number, dest: number, newLen: number): void {
+  const nv = vma.clone();
+  nv.start = dest;
+  nv.end = dest + newLen;
+  nv.pgoff = vma.pgoffOf(old);
+  insertVma(mm, nv);
+  movePageTables(m, mm, old, dest, oldLen);
+  run(doMunmap(m, mm, old, oldLen));
+  mergeAround(mm, dest, dest + newLen);
+}
+
+// move_page_tables(): whole PTE tables move when both sides are PMD aligned
+// (move_normal_pmd()), PMD leaves move whole (move_huge_pmd()), otherwise PTEs
+// move one by one (move_ptes()). The old range is flushed.
+function movePageTables(m: Machine, mm: Mm, old: number, dest: number, len: number): void {
+  const A = m.arch;
+  const T = m.tables;
+  let off = 0;
+  let moved = false;
+  while (off < len) {
+    const oa = old + off;
+    const da = dest + off;
+    const extent = Math.min(PMD_SIZE - (oa % PMD_SIZE), PMD_SIZE - (da % PMD_SIZE), len - off);
+    const spi = pmdOffset(m, mm, oa, false);
+    const sv = spi >= 0 ? (T.e[spi] as number) : 0;
+    if (sv === 0) {
+      off += extent;
+      continue;
+    }
+    const dpi = pmdOffset(m, mm, da, true);
+    if (extent === PMD_SIZE && T.e[dpi] === 0 && (A.entryIsLeaf(sv) || A.entryIsTable(sv))) {
+      T.e[dpi] = sv;
+      T.e[spi] = 0;
+      m.counters.pteWrites += 2;
+      moved = true;
+      off += extent;
+      continue;
+    }
+    if (A.entryIsLeaf(sv)) throw new MmError("EINVAL", "mremap: partial move of a PMD mapping is not modelled");
+    const dslot = pteAlloc(m, mm, dpi);
+    const sslot = pteTableOf(m, T.e[spi] as number);
+    const e = T.e;
+    for (let k = 0; k < extent / 4096; k++) {
+      const si = sslot * 512 + (((oa / 4096) & 511) + k);
+      const di = dslot * 512 + (((da / 4096) & 511) + k);
+      const v = e[si] as number;
+      m.counters.pteReads++;
+      if (v === 0) continue;
+      e[si] = 0;
+      m.counters.pteAtomics++;
+      e[di] = v;
+      m.counters.pteWrites++;
+      moved = true;
+    }
+    off += extent;
+  }
+  if (moved) A.flushTlbRange(m, mm, old, old + len, 12, false);
+}
+
+export function vmaSplitAt(m: Machine, mm: Mm, addr: number): void {
+  splitAt(m, mm, addr);
+}

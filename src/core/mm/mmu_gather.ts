@@ -1,0 +1,206 @@
+// struct mmu_gather and its lifecycle: models mm/mmu_gather.c and
+// include/asm-generic/tlb.h (tlb_gather_mmu, __tlb_adjust_range,
+// tlb_remove_tlb_entries, __tlb_remove_folio_pages, pte_free_tlb,
+// tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_finish_mmu) with
+// CONFIG_MMU_GATHER_RCU_TABLE_FREE.
+
+import type { Machine } from "../machine.js";
+import { TBL_RCU, TBL_UNLINKED } from "./pgtable.js";
+import type { Mm } from "./types.js";
+
+const MMU_GATHER_BUNDLE = 8; // slots in the embedded first batch
+const MAX_GATHER_BATCH = 510; // slots in a batch page on 4K (PAGE_SIZE - header) / 8
+const MAX_GATHER_BATCH_COUNT = 19; // 10000 / MAX_GATHER_BATCH
+const TASK_SIZE = 2 ** 47;
+
+export class MmuGather {
+  fullmm: boolean;
+  needFlushAll = false;
+  freedTables = false;
+  clearedPtes = false;
+  clearedPmds = false;
+  clearedPuds = false;
+  clearedP4ds = false;
+  delayedRmap = false;
+  start = 0;
+  end = 0;
+  // Page batches: head PFN and page count per entry; a range of a large
+  // folio takes two slots, as the kernel encodes it.
+  pagePfn: number[] = [];
+  pageNr: number[] = [];
+  pageDelay: boolean[] = [];
+  batchSlots = 0; // slots used in the active batch
+  batchMax = MMU_GATHER_BUNDLE;
+  batchIndex = 0; // active batch: 0 is the embedded one
+  batchCount = 0; // extra batch pages allocated (kept for reuse after a flush)
+  tables: number[] = []; // unlinked table slots (tlb->batch for RCU freeing)
+
+  constructor(
+    readonly m: Machine,
+    readonly mm: Mm,
+    fullmm: boolean,
+  ) {
+    this.fullmm = fullmm;
+    this.resetRange();
+  }
+
+  // __tlb_reset_range()
+  resetRange(): void {
+    if (this.fullmm) {
+      this.start = this.end = -1;
+    } else {
+      this.start = TASK_SIZE;
+      this.end = 0;
+    }
+    this.freedTables = false;
+    this.clearedPtes = this.clearedPmds = this.clearedPuds = this.clearedP4ds = false;
+  }
+
+  // __tlb_adjust_range()
+  adjustRange(addr: number, size: number): void {
+    if (this.fullmm) return;
+    if (addr < this.start) this.start = addr;
+    if (addr + size > this.end) this.end = addr + size;
+  }
+
+  get needsFlush(): boolean {
+    return this.freedTables || this.clearedPtes || this.clearedPmds || this.clearedPuds || this.clearedP4ds;
+  }
+}
+
+// tlb_gather_mmu() / tlb_gather_mmu_fullmm()
+export function tlbGatherMmu(m: Machine, mm: Mm, fullmm = false): MmuGather {
+  mm.tlbFlushPending++; // inc_tlb_flush_pending()
+  return new MmuGather(m, mm, fullmm);
+}
+
+// tlb_remove_tlb_entries(): nr PTEs from addr were cleared.
+export function tlbRemoveTlbEntries(tlb: MmuGather, addr: number, nr: number): void {
+  tlb.clearedPtes = true;
+  tlb.adjustRange(addr, nr * 4096);
+}
+
+// tlb_remove_pmd_tlb_entry()
+export function tlbRemovePmdTlbEntry(tlb: MmuGather, addr: number): void {
+  tlb.clearedPmds = true;
+  tlb.adjustRange(addr, 2 * 1024 * 1024);
+}
+
+// __tlb_remove_folio_pages(): queue nr pages of a folio (one reference each)
+// for freeing after the flush. Returns true when the batch is full and the
+// caller must flush before queueing more.
+export function tlbRemoveFolioPages(tlb: MmuGather, headPfn: number, nr: number, delayRmap: boolean): boolean {
+  tlb.pagePfn.push(headPfn);
+  tlb.pageNr.push(nr);
+  tlb.pageDelay.push(delayRmap);
+  if (delayRmap) tlb.delayedRmap = true;
+  tlb.batchSlots += nr > 1 ? 2 : 1;
+  if (tlb.batchSlots >= tlb.batchMax - 1) {
+    // tlb_next_batch(): reuse a batch page kept from before, or allocate
+    // one, up to MAX_GATHER_BATCH_COUNT.
+    if (tlb.batchIndex === tlb.batchCount) {
+      if (tlb.batchCount >= MAX_GATHER_BATCH_COUNT) return true;
+      tlb.batchCount++;
+    }
+    tlb.batchIndex++;
+    tlb.batchSlots = 0;
+    tlb.batchMax = MAX_GATHER_BATCH;
+  }
+  return false;
+}
+
+// Level-specific table freeing: pte_free_tlb(), pmd_free_tlb(), pud_free_tlb().
+// The table is already unlinked from its parent; it is freed after the flush
+// and an RCU grace period.
+export function freeTableTlb(tlb: MmuGather, slot: number, addr: number, level: number): void {
+  tlb.freedTables = true;
+  if (level === 0) {
+    tlb.clearedPmds = true; // tlb_flush_pmd_range(tlb, addr, PAGE_SIZE)
+  } else if (level === 1) {
+    tlb.clearedPuds = true;
+  } else {
+    tlb.clearedP4ds = true;
+  }
+  tlb.adjustRange(addr, 4096);
+  tlb.m.tables.state[slot] = TBL_UNLINKED;
+  tlb.tables.push(slot);
+}
+
+// tlb_flush_mmu_tlbonly()
+export function tlbFlushMmuTlbonly(tlb: MmuGather): void {
+  if (!tlb.needsFlush) return;
+  tlb.m.arch.tlbFlush(tlb.m, tlb);
+  tlb.resetRange();
+}
+
+// tlb_flush_rmaps(): run rmap removals that had to wait for the TLB flush.
+export function tlbFlushRmaps(tlb: MmuGather): void {
+  if (!tlb.delayedRmap) return;
+  const phys = tlb.m.phys;
+  for (let i = 0; i < tlb.pagePfn.length; i++) {
+    if (!tlb.pageDelay[i]) continue;
+    // The batch entry is (first page, nr); rmap is per page.
+    const first = tlb.pagePfn[i] as number;
+    const nr = tlb.pageNr[i] as number;
+    for (let p = first; p < first + nr; p++) phys.mapcount[p] = (phys.mapcount[p] as number) - 1;
+    tlb.pageDelay[i] = false;
+  }
+  tlb.delayedRmap = false;
+}
+
+// tlb_flush_mmu(): flush, then free the batched tables and pages.
+export function tlbFlushMmu(tlb: MmuGather): void {
+  tlbFlushMmuTlbonly(tlb);
+  const m = tlb.m;
+  if (tlb.tables.length > 0) {
+    // tlb_table_flush(): call_rcu on the batch.
+    for (const slot of tlb.tables) m.tables.state[slot] = TBL_RCU;
+    for (const slot of tlb.tables) m.rcuPending.push(slot);
+    tlb.tables = [];
+  }
+  if (tlb.pagePfn.length > 0) {
+    tlbFlushRmaps(tlb);
+    m.counters.gatherFlushes++;
+    const phys = m.phys;
+    for (let i = 0; i < tlb.pagePfn.length; i++) {
+      const first = tlb.pagePfn[i] as number;
+      const head = phys.folioHead(first);
+      const nr = tlb.pageNr[i] as number;
+      const order = phys.order[head] as number;
+      if (phys.folioPut(head, nr)) m.counters.pagesFree += 1 << order;
+    }
+    tlb.pagePfn = [];
+    tlb.pageNr = [];
+    tlb.pageDelay = [];
+    tlb.batchSlots = 0;
+    tlb.batchIndex = 0;
+    tlb.batchMax = MMU_GATHER_BUNDLE;
+  }
+}
+
+// tlb_finish_mmu()
+export function tlbFinishMmu(tlb: MmuGather): void {
+  const mm = tlb.mm;
+  if (mm.tlbFlushPending > 1) {
+    // mm_tlb_flush_nested(): another gather on this mm is in flight and may
+    // have skipped entries we cleared (or the other way round).
+    if (tlb.m.config.variants.gather_nested === "fixed") {
+      // Since 7a30df49f63a: flush everything, walk caches included.
+      tlb.fullmm = true;
+      tlb.resetRange();
+      tlb.freedTables = true;
+    } else {
+      // Before 7a30df49f63a: reset and re-widen to the gathered range, which
+      // forgets freed_tables and the cleared levels.
+      const start = tlb.start;
+      const end = tlb.end;
+      tlb.resetRange();
+      if (end > start) {
+        tlb.adjustRange(start, end - start);
+        tlb.clearedPtes = true;
+      }
+    }
+  }
+  tlbFlushMmu(tlb);
+  mm.tlbFlushPending--;
+}

@@ -1,0 +1,101 @@
+// Page-table pages: storage for their entries and the mm's accounting of them.
+// Models pagetable_alloc()/pagetable_free() and the ptdesc of a table page,
+// plus mm_inc_nr_ptes()/mm_inc_nr_pmds()/mm_inc_nr_puds() (include/linux/mm.h)
+// that feed VmPTE. Entries of all live tables sit in one Float64Array, table
+// `slot` at [slot*ptrs, (slot+1)*ptrs).
+
+import { PG_PAGETABLE, type PhysMem } from "./physmem.js";
+
+export const LVL_PTE = 0;
+export const LVL_PMD = 1;
+export const LVL_PUD = 2;
+export const LVL_P4D = 3;
+export const LVL_PGD = 4;
+
+// Lifecycle of a table page (ptdesc), for the invariant checker.
+export const TBL_FREE = 0;
+export const TBL_LIVE = 1; // linked into a page-table tree (or deposited)
+export const TBL_UNLINKED = 2; // cleared from its parent, waiting in an mmu_gather
+export const TBL_RCU = 3; // handed to call_rcu(), waiting for a grace period
+
+export class TableStore {
+  readonly ptrs: number;
+  e: Float64Array;
+  pfn: Int32Array; // slot -> PFN of the table page
+  level: Uint8Array;
+  state: Uint8Array;
+  private freeSlots: number[] = [];
+  private next = 0;
+  live = 0;
+
+  constructor(
+    readonly phys: PhysMem,
+    ptrs: number,
+  ) {
+    this.ptrs = ptrs;
+    const cap = 256;
+    this.e = new Float64Array(cap * ptrs);
+    this.pfn = new Int32Array(cap);
+    this.level = new Uint8Array(cap);
+    this.state = new Uint8Array(cap);
+  }
+
+  private grow(): void {
+    const cap = this.pfn.length * 2;
+    const e = new Float64Array(cap * this.ptrs);
+    e.set(this.e);
+    this.e = e;
+    const p = new Int32Array(cap);
+    p.set(this.pfn);
+    this.pfn = p;
+    const l = new Uint8Array(cap);
+    l.set(this.level);
+    this.level = l;
+    const s = new Uint8Array(cap);
+    s.set(this.state);
+    this.state = s;
+  }
+
+  // A zeroed table page at `level`; returns its slot.
+  alloc(level: number): number {
+    let slot: number;
+    if (this.freeSlots.length > 0) slot = this.freeSlots.pop() as number;
+    else {
+      slot = this.next++;
+      if (slot >= this.pfn.length) this.grow();
+    }
+    const pfn = this.phys.alloc(0);
+    this.phys.flags[pfn] = PG_PAGETABLE;
+    this.phys.aux[pfn] = slot;
+    this.pfn[slot] = pfn;
+    this.level[slot] = level;
+    this.state[slot] = TBL_LIVE;
+    this.e.fill(0, slot * this.ptrs, (slot + 1) * this.ptrs);
+    this.live++;
+    return slot;
+  }
+
+  // The table page goes back to the allocator (after any RCU delay).
+  free(slot: number): void {
+    const pfn = this.pfn[slot] as number;
+    this.phys.aux[pfn] = -1;
+    this.phys.folioPut(pfn);
+    this.state[slot] = TBL_FREE;
+    this.freeSlots.push(slot);
+    this.live--;
+  }
+
+  slotOfPfn(pfn: number): number {
+    return this.phys.aux[pfn] as number;
+  }
+
+  // True when all entries of the table are none.
+  isEmpty(slot: number): boolean {
+    const e = this.e;
+    const base = slot * this.ptrs;
+    for (let i = 0; i < this.ptrs; i++) if (e[base + i] !== 0) return false;
+    return true;
+  }
+
+  static bytesPerEntry = 8;
+}

@@ -1,0 +1,103 @@
+// mm_struct, vm_area_struct and files (include/linux/mm_types.h, include/linux/fs.h).
+
+export const VM_READ = 0x1;
+export const VM_WRITE = 0x2;
+export const VM_EXEC = 0x4;
+export const VM_SHARED = 0x8;
+export const VM_MAYWRITE = 0x20;
+export const VM_GROWSDOWN = 0x100;
+export const VM_HUGEPAGE = 0x20000000;
+export const VM_NOHUGEPAGE = 0x40000000;
+export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
+
+export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT = 12;
+export const PMD_SIZE = 2 * 1024 * 1024;
+export const PUD_SIZE = 1024 * 1024 * 1024;
+export const HPAGE_PMD_NR = 512;
+export const HPAGE_PMD_ORDER = 9;
+
+// A file (page cache) or a shmem object backing MAP_SHARED|MAP_ANONYMOUS.
+export class FileObj {
+  pages = new Map<number, number>(); // page index -> PFN
+  constructor(
+    readonly id: number,
+    readonly name: string,
+    public size: number,
+    readonly shmem: boolean,
+  ) {}
+}
+
+export class Vma {
+  constructor(
+    public start: number,
+    public end: number,
+    public flags: number,
+    public file: FileObj | null,
+    public pgoff: number, // in pages: file page mapped at `start`
+    public anonVma: number, // 0 until the first anon fault (anon_vma_prepare)
+  ) {}
+  clone(): Vma {
+    return new Vma(this.start, this.end, this.flags, this.file, this.pgoff, this.anonVma);
+  }
+  get isAnonymous(): boolean {
+    return this.file === null;
+  }
+  get isShared(): boolean {
+    return (this.flags & VM_SHARED) !== 0;
+  }
+  // is_cow_mapping(): private and may be written.
+  get isCow(): boolean {
+    return (this.flags & (VM_SHARED | VM_MAYWRITE)) === VM_MAYWRITE;
+  }
+  pgoffOf(addr: number): number {
+    return this.pgoff + (addr - this.start) / PAGE_SIZE;
+  }
+}
+
+export class Mm {
+  vmas: Vma[] = []; // sorted by start, non-overlapping
+  pgd: number; // slot of the top-level table (not counted in VmPTE, like the kernel)
+  pgtablesBytes = 0; // mm_pgtables_bytes()
+  rssAnon = 0; // MM_ANONPAGES, pages
+  rssFile = 0; // MM_FILEPAGES
+  rssShmem = 0; // MM_SHMEMPAGES
+  anonHugePmds = 0; // PMD-mapped anon THPs (smaps AnonHugePages / 2048 kB)
+  deposited: number[] = []; // PTE tables deposited for PMD mappings (pgtable_trans_huge_deposit)
+  tlbGen = 1; // x86 mm->context.tlb_gen
+  tlbFlushPending = 0; // mm->tlb_flush_pending
+  cpumask: Uint8Array; // mm_cpumask(): CPUs with this mm loaded
+  mmapBase: number;
+  startBrk = 0;
+  brk = 0;
+  alive = true;
+  threads = 0;
+  constructor(
+    readonly id: number,
+    pgd: number,
+    nrCpus: number,
+    mmapBase: number,
+  ) {
+    this.pgd = pgd;
+    this.cpumask = new Uint8Array(nrCpus);
+    this.mmapBase = mmapBase;
+  }
+
+  // find_vma(): the first VMA with end > addr.
+  findVmaIndex(addr: number): number {
+    const v = this.vmas;
+    let lo = 0;
+    let hi = v.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((v[mid] as Vma).end <= addr) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+  findVma(addr: number): Vma | null {
+    const i = this.findVmaIndex(addr);
+    const vma = this.vmas[i];
+    return vma !== undefined && vma.start <= addr ? vma : null;
+  }
+}

@@ -1,0 +1,76 @@
+// VMA tree maintenance: models __split_vma() with vma_adjust_trans_huge(),
+// vma_merge/vma_modify (mm/vma.c) on a sorted array.
+
+import type { Machine } from "../machine.js";
+import { splitHugePmd } from "./huge_memory.js";
+import { type Mm, PMD_SIZE, type Vma } from "./types.js";
+import { pmdOffset } from "./walk.js";
+
+// split_huge_pmd_if_needed(): a VMA boundary at addr inside a PMD mapping
+// splits it.
+function splitHugePmdIfNeeded(m: Machine, mm: Mm, vma: Vma, addr: number): void {
+  if (addr % PMD_SIZE === 0) return;
+  const haddr = addr - (addr % PMD_SIZE);
+  if (haddr < vma.start || haddr + PMD_SIZE > vma.end) return;
+  const pi = pmdOffset(m, mm, addr, false);
+  if (pi < 0) return;
+  const v = m.tables.e[pi] as number;
+  if (v !== 0 && m.arch.entryIsLeaf(v)) splitHugePmd(m, mm, vma, pi, haddr);
+}
+
+// Split the VMA containing addr so that a VMA starts at addr.
+export function splitAt(m: Machine, mm: Mm, addr: number): void {
+  const i = mm.findVmaIndex(addr);
+  const vma = mm.vmas[i];
+  if (vma === undefined || vma.start >= addr) return;
+  splitHugePmdIfNeeded(m, mm, vma, addr);
+  const tail = vma.clone();
+  tail.start = addr;
+  tail.pgoff = vma.pgoffOf(addr);
+  vma.end = addr;
+  mm.vmas.splice(i + 1, 0, tail);
+}
+
+// VMAs fully inside [start, end) after splitting at both ends.
+export function isolateRange(m: Machine, mm: Mm, start: number, end: number): Vma[] {
+  splitAt(m, mm, start);
+  splitAt(m, mm, end);
+  const out: Vma[] = [];
+  for (let i = mm.findVmaIndex(start); i < mm.vmas.length; i++) {
+    const v = mm.vmas[i] as Vma;
+    if (v.start >= end) break;
+    out.push(v);
+  }
+  return out;
+}
+
+function canMerge(a: Vma, b: Vma): boolean {
+  if (a.end !== b.start || a.flags !== b.flags || a.file !== b.file) return false;
+  if (a.file !== null && a.pgoffOf(a.end) !== b.pgoff) return false;
+  return a.anonVma === 0 || b.anonVma === 0 || a.anonVma === b.anonVma;
+}
+
+// Merge compatible neighbours around [start, end) (vma_merge_existing_range()).
+export function mergeAround(mm: Mm, start: number, end: number): void {
+  let i = Math.max(0, mm.findVmaIndex(start) - 1);
+  while (i < mm.vmas.length - 1) {
+    const a = mm.vmas[i] as Vma;
+    if (a.start > end) break;
+    const b = mm.vmas[i + 1] as Vma;
+    if (canMerge(a, b)) {
+      a.end = b.end;
+      if (a.anonVma === 0) a.anonVma = b.anonVma;
+      mm.vmas.splice(i + 1, 1);
+    } else i++;
+  }
+}
+
+export function insertVma(mm: Mm, vma: Vma): void {
+  mm.vmas.splice(mm.findVmaIndex(vma.start), 0, vma);
+}
+
+// Free gap check: [start, end) overlaps no VMA.
+export function rangeFree(mm: Mm, start: number, end: number): boolean {
+  const v = mm.vmas[mm.findVmaIndex(start)];
+  return v === undefined || v.start >= end;
+}

@@ -1,0 +1,319 @@
+// Executes a scenario on the model: one mm per process, threads pinned to
+// CPUs, steps as syscalls and user accesses. Emits report rows; raises
+// ScenarioError (with the step's position) for runtime input errors such as an
+// unknown region or an access that would SIGSEGV. No Node APIs.
+
+import { x86_64 } from "../core/arch/x86/index.js";
+import { checkAccounting, checkLeaks, checkTlbs } from "../core/check.js";
+import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
+import { userAccess } from "../core/hw/walker.js";
+import { defaultConfig, Machine, type MachineConfig, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
+import { doMadvise } from "../core/mm/madvise.js";
+import { doBrk, doMmap, doMremap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
+import { doMprotect } from "../core/mm/mprotect.js";
+import { dupMmap } from "../core/mm/fork.js";
+import { run } from "../core/mm/memory.js";
+import type { Mm } from "../core/mm/types.js";
+import { type MachineSpec, type Scenario, ScenarioError, type Step } from "../scenario/types.js";
+
+export interface Figures {
+  vmpte_kb: number;
+  rss_anon_kb: number;
+  rss_file_kb: number;
+  rss_shmem_kb: number;
+  anon_huge_kb: number;
+}
+
+export interface ReportRow {
+  label: string;
+  processes: { name: string; figures: Figures }[];
+  counters: Counters; // since the previous report
+}
+
+export class ViolationError extends Error {
+  constructor(
+    readonly violations: Violation[],
+    readonly stepIndex: number,
+    readonly where: string,
+  ) {
+    super(`${violations.length} invariant violation(s) after ${where}: ${violations.map((v) => `[${v.invariant}] ${v.message}`).join("; ")}`);
+  }
+}
+
+interface Proc {
+  name: string;
+  mm: Mm;
+  regions: Map<string, { start: number; len: number }>;
+  threads: string[];
+}
+
+// Where the model takes addresses from when it mirrors a real process: the
+// diff driver passes the kernel's choices.
+export interface AddressOracle {
+  mmap?(step: Step): number;
+  mremap?(step: Step): number;
+}
+
+export interface RunOptions {
+  checkInvariants?: boolean;
+  variants?: Record<string, string>; // command-line overrides
+  ptReclaim?: boolean;
+}
+
+export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions = {}): MachineConfig {
+  const cfg = defaultConfig();
+  cfg.cpus = spec.cpus;
+  cfg.levels = spec.levels;
+  cfg.thp = spec.thp;
+  cfg.thpUseZeroPage = spec.thpUseZeroPage;
+  cfg.ptReclaim = opts.ptReclaim ?? spec.ptReclaim;
+  cfg.checkInvariants = opts.checkInvariants ?? true;
+  const all = { ...spec.variants, ...(opts.variants ?? {}) };
+  for (const [k, v] of Object.entries(all)) {
+    if (!(k in VARIANTS)) throw new ScenarioError(file, 1, 1, `unknown variant "${k}" (known: ${Object.keys(VARIANTS).join(", ")})`);
+    const allowed = VARIANTS[k as VariantName] as readonly string[];
+    if (!allowed.includes(v)) throw new ScenarioError(file, 1, 1, `variant ${k}: unknown value "${v}" (expected one of: ${allowed.join(", ")})`);
+    (cfg.variants as Record<string, string>)[k] = v;
+  }
+  return cfg;
+}
+
+export const DEFAULT_MMAP_BASE = 0x7f0000000000;
+export const DEFAULT_START_BRK = 0x555555560000;
+
+export class Runner {
+  readonly m: Machine;
+  readonly procs = new Map<string, Proc>();
+  readonly threadCpu = new Map<string, number>();
+  readonly threadProc = new Map<string, string>();
+  readonly rows: ReportRow[] = [];
+  private last: Counters;
+  private reportNo = 0;
+
+  constructor(
+    readonly sc: Scenario,
+    readonly opts: RunOptions = {},
+    readonly oracle: AddressOracle = {},
+  ) {
+    const cfg = machineConfig(sc.machine, sc.file, opts);
+    this.m = new Machine(x86_64(sc.machine.levels), cfg);
+    for (const p of sc.processes) {
+      const mm = this.m.newMm(DEFAULT_MMAP_BASE);
+      mm.startBrk = mm.brk = DEFAULT_START_BRK;
+      mm.threads = p.threads.length;
+      this.procs.set(p.name, { name: p.name, mm, regions: new Map(), threads: p.threads.map((t) => t.name) });
+      for (const t of p.threads) {
+        this.threadCpu.set(t.name, t.cpu);
+        this.threadProc.set(t.name, p.name);
+      }
+    }
+    this.last = snapshotCounters(this.m.counters);
+  }
+
+  private err(step: Step, msg: string): ScenarioError {
+    return new ScenarioError(this.sc.file, step.pos.line, step.pos.col, msg);
+  }
+
+  procOf(step: Step): Proc {
+    const pn = this.threadProc.get(step.thread);
+    const p = pn === undefined ? undefined : this.procs.get(pn);
+    if (p === undefined || !p.mm.alive) throw this.err(step, `thread "${step.thread}" does not exist or its process has exited`);
+    return p;
+  }
+
+  // Enter the kernel on the thread's CPU with its mm loaded.
+  private enter(step: Step, p: Proc): number {
+    const c = this.threadCpu.get(step.thread) as number;
+    this.m.curCpu = c;
+    this.m.arch.switchMm(this.m, c, p.mm);
+    return c;
+  }
+
+  private range(step: Step & { region: string; offset: number; length?: number }, p: Proc, base: number): [number, number] {
+    const r = p.regions.get(step.region);
+    if (r === undefined) throw this.err(step, `unknown region "${step.region}" in process ${p.name} (known: ${[...p.regions.keys()].join(", ") || "none"})`);
+    const off = step.offset + base;
+    const len = step.length ?? r.len - off;
+    if (off < 0 || len <= 0 || off + len > r.len)
+      throw this.err(step, `range offset ${off} length ${len} is outside region "${step.region}" (${r.len} bytes)`);
+    return [r.start + off, len];
+  }
+
+  // Runs all steps; returns the report rows.
+  runAll(): ReportRow[] {
+    this.execSteps(this.sc.steps, 0);
+    return this.rows;
+  }
+
+  execSteps(steps: Step[], base: number): void {
+    for (const s of steps) {
+      if (s.op === "repeat") {
+        for (let i = 0; i < s.count; i++) this.execSteps(s.steps, base + i * s.advance);
+      } else this.exec(s, base);
+    }
+  }
+
+  exec(step: Step, base: number): void {
+    const m = this.m;
+    try {
+      this.execInner(step, base);
+    } catch (e) {
+      if (e instanceof MmError) throw this.err(step, `${step.op} failed: ${e.errno}: ${e.message}`);
+      throw e;
+    }
+    // Every CPU passes a quiescent state between steps.
+    m.rcuGracePeriod();
+    if (m.config.checkInvariants && step.op !== "report") {
+      const v = [...checkTlbs(m), ...checkAccounting(m)];
+      if (v.length > 0) throw new ViolationError(v, 0, `${step.op} at ${this.sc.file}:${step.pos.line}:${step.pos.col}`);
+    }
+  }
+
+  private execInner(step: Step, base: number): void {
+    const m = this.m;
+    switch (step.op) {
+      case "mmap": {
+        const p = this.procOf(step);
+        this.enter(step, p);
+        const file = step.file !== undefined ? m.file(step.file, step.offset + step.size, false) : null;
+        const shared = step.flags.includes("shared");
+        const args = {
+          len: step.size,
+          prot: step.prot,
+          shared,
+          fixed: step.flags.includes("fixed"),
+          addr: step.addr ?? 0,
+          file,
+          pgoff: step.offset / 4096,
+        };
+        let addr: number;
+        if (this.oracle.mmap) {
+          addr = doMmap(m, p.mm, { ...args, fixed: true, addr: this.oracle.mmap(step) });
+        } else addr = doMmap(m, p.mm, args);
+        p.regions.set(step.region, { start: addr, len: step.size });
+        if (step.flags.includes("populate")) {
+          const c = this.threadCpu.get(step.thread) as number;
+          const write = step.prot.write && !shared;
+          for (let a = addr; a < addr + step.size; a += 4096) userAccess(m, c, p.mm, a, write);
+        }
+        return;
+      }
+      case "munmap": {
+        const p = this.procOf(step);
+        this.enter(step, p);
+        const [a, len] = this.range(step, p, base);
+        run(doMunmap(m, p.mm, a, len));
+        return;
+      }
+      case "mprotect": {
+        const p = this.procOf(step);
+        this.enter(step, p);
+        const [a, len] = this.range(step, p, base);
+        doMprotect(m, p.mm, a, len, step.prot);
+        return;
+      }
+      case "madvise": {
+        const p = this.procOf(step);
+        this.enter(step, p);
+        const [a, len] = this.range(step, p, base);
+        doMadvise(m, p.mm, a, len, step.advice);
+        return;
+      }
+      case "touch": {
+        const p = this.procOf(step);
+        const c = this.enter(step, p);
+        const [a, len] = this.range(step, p, base);
+        for (let x = a; x < a + len; x += step.stride) {
+          if (userAccess(m, c, p.mm, x, step.write) === "segv")
+            throw this.err(step, `SIGSEGV: ${step.write ? "write" : "read"} at 0x${x.toString(16)} in process ${p.name}`);
+        }
+        return;
+      }
+      case "mremap": {
+        const p = this.procOf(step);
+        this.enter(step, p);
+        const r = p.regions.get(step.region);
+        if (r === undefined) throw this.err(step, `unknown region "${step.region}"`);
+        const hint = this.oracle.mremap ? this.oracle.mremap(step) : 0;
+        const na = doMremap(m, p.mm, r.start, r.len, step.newSize, step.mayMove, hint === r.start ? 0 : hint);
+        p.regions.delete(step.region);
+        p.regions.set(step.newRegion ?? step.region, { start: na, len: step.newSize });
+        return;
+      }
+      case "brk": {
+        const p = this.procOf(step);
+        this.enter(step, p);
+        doBrk(m, p.mm, p.mm.brk + step.delta);
+        return;
+      }
+      case "fork": {
+        const p = this.procOf(step);
+        this.enter(step, p);
+        if (this.procs.has(step.child)) throw this.err(step, `process "${step.child}" already exists`);
+        const mm = dupMmap(m, p.mm);
+        mm.threads = 1;
+        const regions = new Map(p.regions);
+        this.procs.set(step.child, { name: step.child, mm, regions, threads: [step.childThread] });
+        this.threadCpu.set(step.childThread, step.cpu);
+        this.threadProc.set(step.childThread, step.child);
+        return;
+      }
+      case "exit": {
+        const p = this.procs.get(step.process);
+        if (p === undefined || !p.mm.alive) throw this.err(step, `process "${step.process}" does not exist or has exited`);
+        this.exitProcess(p);
+        return;
+      }
+      case "report":
+        this.report(step.label);
+        return;
+      case "repeat":
+        return;
+    }
+  }
+
+  // do_exit() -> exit_mm() -> mmput() -> exit_mmap(), on the CPU of the
+  // process's first thread, which is lazy by then.
+  exitProcess(p: Proc): void {
+    const m = this.m;
+    const c = this.threadCpu.get(p.threads[0] as string) ?? 0;
+    m.curCpu = c;
+    m.arch.switchMm(m, c, p.mm);
+    for (const cpu of m.cpus) if (cpu.loadedMm === p.mm) cpu.running = null;
+    run(exitMmap(m, p.mm));
+    for (const cpu of m.cpus) if (cpu.loadedMm === p.mm) m.arch.switchMm(m, cpu.id, null);
+    m.tables.free(p.mm.pgd);
+    m.counters.ptFree++;
+    p.mm.alive = false;
+    m.rcuGracePeriod();
+  }
+
+  figures(mm: Mm): Figures {
+    return {
+      vmpte_kb: mm.pgtablesBytes / 1024,
+      rss_anon_kb: mm.rssAnon * 4,
+      rss_file_kb: mm.rssFile * 4,
+      rss_shmem_kb: mm.rssShmem * 4,
+      anon_huge_kb: mm.anonHugePmds * 2048,
+    };
+  }
+
+  report(label: string): ReportRow {
+    this.reportNo++;
+    const now = snapshotCounters(this.m.counters);
+    const row: ReportRow = {
+      label: label || `report ${this.reportNo}`,
+      processes: [...this.procs.values()].filter((p) => p.mm.alive).map((p) => ({ name: p.name, figures: this.figures(p.mm) })),
+      counters: diffCounters(this.last, now),
+    };
+    this.last = now;
+    this.rows.push(row);
+    return row;
+  }
+
+  // Tear down what is left and check for leaks.
+  finish(): Violation[] {
+    for (const p of this.procs.values()) if (p.mm.alive) this.exitProcess(p);
+    return this.m.config.checkInvariants ? checkLeaks(this.m) : [];
+  }
+}

@@ -1,0 +1,151 @@
+// The validated, normalised form of a scenario file. Loaders (YAML, JSON) produce
+// this; the runner and the host driver consume it. Sizes are bytes, already
+// parsed from "4K"/"2M"/"1G" forms. Every step keeps the source position of the
+// YAML node it came from, so runtime errors (e.g. an unknown region) can name
+// file:line:column too.
+
+export interface SourcePos {
+  line: number; // 1-based
+  col: number; // 1-based
+}
+
+export type Prot = { read: boolean; write: boolean; exec: boolean };
+
+export type ThpPolicy = "never" | "madvise" | "always";
+
+export interface MachineSpec {
+  arch: "x86_64";
+  cpus: number; // 1..64
+  levels: 4 | 5; // x86-64 paging levels
+  thp: ThpPolicy;
+  thpUseZeroPage: boolean; // /sys/kernel/mm/transparent_hugepage/use_zero_page
+  ptReclaim: boolean; // CONFIG_PT_RECLAIM
+  // Named historical variants: variant name -> selected value.
+  variants: Record<string, string>;
+  seed: number;
+}
+
+export interface ThreadSpec {
+  name: string;
+  cpu: number;
+}
+
+export interface ProcessSpec {
+  name: string;
+  threads: ThreadSpec[];
+}
+
+export type MmapFlag = "private" | "shared" | "anonymous" | "fixed" | "populate" | "noreserve";
+
+export type Advice = "dontneed" | "free" | "hugepage" | "nohugepage" | "willneed" | "cold" | "pageout";
+
+interface StepBase {
+  pos: SourcePos;
+  thread: string; // thread name; defaults to the first thread of the first process
+}
+
+export interface MmapStep extends StepBase {
+  op: "mmap";
+  region: string; // name the mapping is bound to in the process of `thread`
+  size: number;
+  prot: Prot;
+  flags: MmapFlag[];
+  addr?: number; // hint, or exact with "fixed"
+  file?: string; // file name for file-backed mappings (created, size = offset + size)
+  offset: number; // file offset, default 0
+}
+
+// Steps that act on [region.start + offset, region.start + offset + length).
+// length defaults to the rest of the region.
+interface RangeStepBase extends StepBase {
+  region: string;
+  offset: number;
+  length?: number;
+}
+
+export interface MunmapStep extends RangeStepBase {
+  op: "munmap";
+}
+export interface MprotectStep extends RangeStepBase {
+  op: "mprotect";
+  prot: Prot;
+}
+export interface MadviseStep extends RangeStepBase {
+  op: "madvise";
+  advice: Advice;
+}
+export interface TouchStep extends RangeStepBase {
+  op: "touch";
+  write: boolean; // "touch" writes by default, "read" is touch with write: false
+  stride: number; // default 4096
+}
+export interface MremapStep extends StepBase {
+  op: "mremap";
+  region: string;
+  newSize: number;
+  mayMove: boolean;
+  newRegion?: string; // rebind the result to this name (default: same name)
+}
+export interface BrkStep extends StepBase {
+  op: "brk";
+  delta: number; // may be negative
+}
+export interface ForkStep extends StepBase {
+  op: "fork";
+  child: string; // new process name
+  childThread: string; // name of its single thread
+  cpu: number; // CPU the child's thread runs on
+}
+export interface ExitStep extends StepBase {
+  op: "exit";
+  process: string;
+}
+export interface ReportStep extends StepBase {
+  op: "report";
+  label: string;
+}
+export interface RepeatStep extends StepBase {
+  op: "repeat";
+  count: number;
+  // Added to the `offset` of every range step inside, times the iteration index.
+  advance: number;
+  steps: Step[];
+}
+
+export type Step =
+  | MmapStep
+  | MunmapStep
+  | MprotectStep
+  | MadviseStep
+  | TouchStep
+  | MremapStep
+  | BrkStep
+  | ForkStep
+  | ExitStep
+  | ReportStep
+  | RepeatStep;
+
+export interface Scenario {
+  file: string; // path as given, for error messages
+  name: string;
+  description: string;
+  machine: MachineSpec;
+  processes: ProcessSpec[];
+  steps: Step[];
+}
+
+// An input error with a position; the CLI prints `file:line:col: message` and exits 2.
+export class ScenarioError extends Error {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    readonly col: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "ScenarioError";
+  }
+  format(): string {
+    return `${this.file}:${this.line}:${this.col}: ${this.message}`;
+  }
+}
