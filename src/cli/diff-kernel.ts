@@ -4,6 +4,7 @@
 // changes since the start and AnonHugePages are compared.
 
 import { userAccess } from "../core/hw/walker.js";
+import { pteOffset } from "../core/mm/walk.js";
 import { VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "../core/mm/types.js";
 import { ensureHelperBuilt, type HostEnv, HostSession, type HostSnapshot, isHelperSkip } from "../host/helper.js";
 import { type Figures, Runner } from "../run/runner.js";
@@ -56,6 +57,29 @@ function replicate(r: Runner, snap: HostSnapshot): void {
   }
 }
 
+// The helper's own code and data (outside the scenario's regions) may fault
+// pages in as it runs, most of all in a fresh fork child: mirror what the
+// kernel shows present there so only the scenario's effects are compared.
+async function syncHelperState(r: Runner, host: HostSession, slot: number, procName: string, cpu: number): Promise<void> {
+  const proc = r.procs.get(procName);
+  if (proc === undefined || !proc.mm.alive) return;
+  const regions = [...proc.regions.values()];
+  const snap = await host.snapshot(slot);
+  const m = r.m;
+  for (const run of snap.present) {
+    for (let k = 0; k < run.npages; k++) {
+      const a = run.start + k * 4096;
+      if (regions.some((g) => a >= g.start && a < g.start + g.len)) continue;
+      const vma = proc.mm.findVma(a);
+      if (vma === null) continue;
+      const pi = pteOffset(m, proc.mm, a);
+      if (pi >= 0 && m.tables.e[pi] !== 0) continue;
+      const write = run.kind === "a" && (vma.flags & VM_WRITE) !== 0;
+      userAccess(m, cpu, proc.mm, a, write);
+    }
+  }
+}
+
 export async function runDiff(sc: Scenario): Promise<DiffResult> {
   const built = await ensureHelperBuilt();
   if (isHelperSkip(built)) return { skipped: built.skip, reports: [] };
@@ -70,9 +94,12 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
       `THP ${env.thp}, use_zero_page ${env.thpUseZeroPage ? 1 : 0}, mTHP enabled: ${env.mthpEnabled.filter((x) => x.setting !== "never").map((x) => `${x.sizeKb}kB=${x.setting}`).join(" ") || "none"}`,
       `PT reclaim ${ptReclaim ? "present" : "absent"}${env.ptReclaim === undefined ? " (from the probe)" : " (kernel config)"}`,
     ];
-    const spec = { ...sc.machine, thp: env.thp, thpUseZeroPage: env.thpUseZeroPage, ptReclaim, levels: env.levels ?? 4 };
+    const zeroPage = env.probe?.zeroPage ?? true;
+    const hugeZero = env.probe?.hugeZeroPage ?? env.thpUseZeroPage;
+    detected.push(`zero page ${zeroPage ? "used" : "not used (reads allocate)"}, huge zero page ${hugeZero ? "used" : "not used"} (probe)`);
+    const spec = { ...sc.machine, thp: env.thp, thpUseZeroPage: hugeZero, ptReclaim, levels: env.levels ?? 4 };
     let forced = 0;
-    const r = new Runner({ ...sc, machine: spec }, { checkInvariants: true }, { mmap: () => forced, mremap: () => forced });
+    const r = new Runner({ ...sc, machine: spec }, { checkInvariants: true, zeroPage }, { mmap: () => forced, mremap: () => forced });
     const mainProc = sc.processes[0]!;
     const slotOf = new Map<string, number>([[mainProc.name, 0]]);
     const threadSlot = new Map<string, number>();
@@ -129,7 +156,9 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
           await host.fork(slot, ns);
           slotOf.set(step.child, ns);
           threadSlot.set(step.childThread, ns);
-          break;
+          r.exec(step, base);
+          await syncHelperState(r, host, ns, step.child, step.cpu);
+          return;
         }
         case "exit": {
           const s = slotOf.get(step.process);
@@ -140,6 +169,7 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
           break;
         }
         case "report":
+          for (const [pn, s] of slotOf) await syncHelperState(r, host, s, pn, r.threadCpu.get(r.procs.get(pn)!.threads[0]!) ?? 0);
           break;
       }
       r.exec(step, base);

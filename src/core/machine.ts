@@ -26,6 +26,9 @@ export interface MachineConfig {
   levels: 4 | 5;
   thp: ThpPolicy;
   thpUseZeroPage: boolean;
+  // The shared zero page backs read faults (false: mm_forbids_zeropage(), as
+  // on hosts booted with pvm_no_zero_page).
+  zeroPage: boolean;
   ptReclaim: boolean;
   variants: { [K in VariantName]: (typeof VARIANTS)[K][number] };
   tlbSinglePageFlushCeiling: number; // x86 debugfs knob, 33
@@ -38,6 +41,7 @@ export function defaultConfig(): MachineConfig {
     levels: 4,
     thp: "madvise",
     thpUseZeroPage: true,
+    zeroPage: true,
     ptReclaim: true,
     variants: { gather_nested: "fixed", pt_reclaim: "fixed" },
     tlbSinglePageFlushCeiling: 33,

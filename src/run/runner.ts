@@ -58,6 +58,7 @@ export interface RunOptions {
   checkInvariants?: boolean;
   variants?: Record<string, string>; // command-line overrides
   ptReclaim?: boolean;
+  zeroPage?: boolean;
 }
 
 export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions = {}): MachineConfig {
@@ -66,6 +67,7 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   cfg.levels = spec.levels;
   cfg.thp = spec.thp;
   cfg.thpUseZeroPage = spec.thpUseZeroPage;
+  cfg.zeroPage = opts.zeroPage ?? true;
   cfg.ptReclaim = opts.ptReclaim ?? spec.ptReclaim;
   cfg.checkInvariants = opts.checkInvariants ?? true;
   const all = { ...spec.variants, ...(opts.variants ?? {}) };

@@ -109,7 +109,7 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
 function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, pi: number, write: boolean): void {
   const A = m.arch;
   const prot = vmaPageProt(m, vma);
-  if (!write) {
+  if (!write && m.config.zeroPage) {
     m.tables.e[pi] = A.pteMkspecial(A.pfnPte(m.phys.zeroPfn, prot));
     m.counters.pteWrites++;
     return;

@@ -62,7 +62,7 @@ function zapDepositedTable(m: Machine, mm: Mm): void {
 export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, write: boolean): boolean {
   const A = m.arch;
   const prot = A.vmGetPageProt(vma.flags);
-  if (!write && m.config.thpUseZeroPage) {
+  if (!write && m.config.thpUseZeroPage && m.config.zeroPage) {
     depositTable(m, mm);
     m.tables.e[pmdIdx] = A.pmdMkhuge(A.pfnPte(hugeZeroPfn(m), prot));
     m.counters.pteWrites++;

@@ -1,0 +1,344 @@
+// Zod schemas for the *surface* syntax of a scenario file (what a user writes in
+// YAML). They serve two purposes:
+//  - the loader (load.ts) validates every leaf value with them, so error messages
+//    and defaults are defined in exactly one place;
+//  - scenarioJsonSchema() publishes them as docs/scenario.schema.json for editors.
+// Cross-references (thread names, fork/exit order, CPU ranges) are checked by the
+// loader, not here. This module must stay free of Node APIs.
+
+import * as z from "zod";
+import type { Advice, MmapFlag, Prot, ThpPolicy } from "./types.js";
+
+export const PAGE_SIZE = 4096;
+export const MAX_CPUS = 64;
+export const MAX_REPEAT = 10_000_000;
+/** Addresses must lie below 2^57, the top of a 5-level x86-64 address space. */
+export const ADDR_LIMIT = 2 ** 57;
+
+export const OPS = [
+  "mmap",
+  "touch",
+  "read",
+  "madvise",
+  "mprotect",
+  "munmap",
+  "mremap",
+  "brk",
+  "fork",
+  "exit",
+  "report",
+  "repeat",
+] as const;
+export type Op = (typeof OPS)[number];
+
+export const MMAP_FLAGS = [
+  "private",
+  "shared",
+  "anonymous",
+  "fixed",
+  "populate",
+  "noreserve",
+] as const satisfies readonly MmapFlag[];
+export const ADVICES = [
+  "dontneed",
+  "free",
+  "hugepage",
+  "nohugepage",
+  "willneed",
+  "cold",
+  "pageout",
+] as const satisfies readonly Advice[];
+export const THP_POLICIES = ["never", "madvise", "always"] as const satisfies readonly ThpPolicy[];
+
+// ---------------------------------------------------------------------------
+// Messages
+
+/** Renders a user value for "got ..." in error messages. */
+export function describeValue(v: unknown): string {
+  if (v === null || v === undefined) return "an empty value";
+  if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 37)}...` : v);
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "object") return "a mapping";
+  return String(v);
+}
+
+type ErrorFn = (issue: { input?: unknown }) => string;
+/** Zod params giving every issue of a schema the message "expected <what>, got <value>". */
+const expected = (what: string): { error: ErrorFn } => ({
+  error: (iss) => `expected ${what}, got ${describeValue(iss.input)}`,
+});
+
+// ---------------------------------------------------------------------------
+// Sizes, offsets and addresses
+
+interface SizeRules {
+  signed?: boolean; // brk delta: may be negative
+  positive?: boolean; // must be > 0
+  page?: boolean; // must be a multiple of PAGE_SIZE
+  address?: boolean; // an address: page aligned and below ADDR_LIMIT
+}
+
+const SIZE_RE = /^(-?)(?:0x([0-9a-f]+)|([0-9]+)(?:\.([0-9]+))?(?:([kmgt])(?:i?b)?)?)$/i;
+const UNIT_SHIFT: Record<string, bigint> = { k: 10n, m: 20n, g: 30n, t: 40n };
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+
+/** Parses "4K", "1.5M", "0x1000", "-2M" exactly; "fraction" if not a whole byte count. */
+function parseSizeString(s: string): bigint | "fraction" | undefined {
+  const m = SIZE_RE.exec(s);
+  if (!m) return undefined;
+  const [, minus, hex, int, frac = "", unit] = m;
+  let n: bigint;
+  if (hex !== undefined) n = BigInt(`0x${hex}`);
+  else {
+    const scaled = BigInt(`${int}${frac}`) << (unit ? UNIT_SHIFT[unit.toLowerCase()]! : 0n);
+    const divisor = 10n ** BigInt(frac.length);
+    if (scaled % divisor !== 0n) return "fraction";
+    n = scaled / divisor;
+  }
+  return minus ? -n : n;
+}
+
+/** Returns the byte count, or an error message explaining what is wrong with `v`. */
+function checkSize(v: unknown, r: SizeRules): number | string {
+  const like = r.address
+    ? `an address like 0x7f0000000000 or "0x7f0000000000"`
+    : r.signed
+      ? `a size like 4096, "4K", "2M" or "-1M"`
+      : `a size like 4096, "4K", "2M" or "1G"`;
+  let n: bigint;
+  if (typeof v === "number") {
+    if (!Number.isFinite(v)) return `expected ${like}, got ${v}`;
+    if (!Number.isInteger(v)) return `expected a whole number of bytes, got ${v}`;
+    n = BigInt(v);
+  } else if (typeof v === "string") {
+    const parsed = parseSizeString(v.trim());
+    if (parsed === undefined) return `expected ${like}, got ${describeValue(v)}`;
+    if (parsed === "fraction") return `expected a whole number of bytes, got ${describeValue(v)}`;
+    n = parsed;
+  } else return `expected ${like}, got ${describeValue(v)}`;
+
+  const got = typeof v === "string" && !/^-?[0-9]+$/.test(v.trim()) ? `${describeValue(v)} (${n} bytes)` : `${n}`;
+  if (n > MAX_SAFE || n < -MAX_SAFE) return `value too large: ${got} exceeds 2^53 - 1`;
+  if (n < 0n && !r.signed) return `expected a non-negative ${r.address ? "address" : "size"}, got ${got}`;
+  if (n === 0n && r.positive) return `expected a size greater than 0, got ${got}`;
+  if (r.page && n % BigInt(PAGE_SIZE) !== 0n) return `expected a multiple of the 4 KiB page size, got ${got}`;
+  if (r.address && n >= BigInt(ADDR_LIMIT)) return `expected an address below 2^57, got ${got}`;
+  return Number(n);
+}
+
+/**
+ * A byte count written as an integer or a string with a binary unit (K, M, G, T,
+ * optionally followed by B or iB; case-insensitive) or as a hex string.
+ */
+function size(r: SizeRules) {
+  const error: ErrorFn = (iss) => {
+    const res = checkSize(iss.input, r);
+    return typeof res === "string" ? res : `expected ${r.address ? "an address" : "a size"}`;
+  };
+  const int = z.int({ error });
+  const intBranch = r.signed ? int : int.min(r.positive ? 1 : 0, { error }).multipleOf(r.page ? PAGE_SIZE : 1, { error });
+  const pattern = `^${r.signed ? "-?" : ""}(?:0[xX][0-9a-fA-F]+|[0-9]+(?:\\.[0-9]+)?(?:[kKmMgGtT](?:[iI]?[bB])?)?)$`;
+  return z
+    .union([intBranch, z.string({ error }).regex(new RegExp(pattern), { error })], { error })
+    .transform((v, ctx) => {
+      const res = checkSize(v, r);
+      if (typeof res === "number") return res;
+      ctx.issues.push({ code: "custom", input: v, message: res });
+      return z.NEVER;
+    });
+}
+
+export const pageSizeSchema = size({ positive: true, page: true }).describe(
+  `Byte count > 0, a multiple of 4096: 4096, "4K", "2M", "1G", "0x1000"`,
+);
+export const pageOffsetSchema = size({ page: true }).describe(`Byte offset, a multiple of 4096: 0, "4K", "2M"`);
+export const addressSchema = size({ address: true, page: true }).describe(
+  "Virtual address, page aligned and below 2^57, e.g. 0x7f0000000000",
+);
+export const deltaSchema = size({ signed: true }).describe(`Byte count, may be negative: 4096, "1M", "-1M"`);
+
+// ---------------------------------------------------------------------------
+// Other leaves
+
+export const nameSchema = z.string(expected("a non-empty name")).min(1, expected("a non-empty name"));
+const text = z.string(expected("a string"));
+const bool = z.boolean(expected("true or false"));
+const intIn = (min: number, max: number) =>
+  z
+    .int(expected(`an integer from ${min} to ${max}`))
+    .min(min, expected(`an integer from ${min} to ${max}`))
+    .max(max, expected(`an integer from ${min} to ${max}`));
+
+const PROT_LETTERS = ["r", "w", "x"];
+/** "none" and every ordering of distinct letters r, w, x. */
+const PROT_STRINGS = (() => {
+  const out: string[] = [];
+  const extend = (prefix: string) => {
+    for (const c of PROT_LETTERS) {
+      if (prefix.includes(c)) continue;
+      out.push(prefix + c);
+      extend(prefix + c);
+    }
+  };
+  extend("");
+  return ["none", ...out.sort((a, b) => a.length - b.length)] as [string, ...string[]];
+})();
+const PROT_WORDS = ["read", "write", "exec"] as const;
+
+const protError = {
+  error: ({ input }: { input?: unknown }) => {
+    const bad = Array.isArray(input) ? input.find((w) => !(PROT_WORDS as readonly unknown[]).includes(w)) : undefined;
+    return bad !== undefined
+      ? `expected read, write or exec in a protection list, got ${describeValue(bad)}`
+      : `expected a protection such as "r", "rw", "rwx" or "none", or a list like [read, write], got ${describeValue(input)}`;
+  },
+};
+export const protSchema = z
+  .union(
+    [
+      z.enum(PROT_STRINGS, protError),
+      z
+        .array(z.enum(PROT_WORDS, expected("one of read, write, exec")), protError)
+        .refine((l) => new Set(l).size === l.length, { error: () => "expected each of read, write, exec at most once" }),
+    ],
+    protError,
+  )
+  .transform(
+    (p): Prot =>
+      typeof p === "string"
+        ? { read: p.includes("r"), write: p.includes("w"), exec: p.includes("x") }
+        : { read: p.includes("read"), write: p.includes("write"), exec: p.includes("exec") },
+  )
+  .describe(`"none", letters from r, w, x (e.g. "rw"), or a list such as [read, write]`);
+
+export const mmapFlagsSchema = z
+  .array(z.enum(MMAP_FLAGS, expected(`one of ${MMAP_FLAGS.join(", ")}`)), expected("a list of flags like [private, anonymous]"))
+  .refine((l) => new Set(l).size === l.length, { error: () => "expected each flag at most once" })
+  .refine((l) => l.includes("private") !== l.includes("shared"), {
+    error: () => "expected exactly one of private or shared",
+  })
+  .describe(`Exactly one of private/shared, plus any of anonymous, fixed, populate, noreserve. Default [private, anonymous]; "anonymous" is implied without "file" and not allowed with it`);
+
+export const adviceSchema = z.enum(ADVICES, expected(`one of ${ADVICES.join(", ")}`));
+
+const threadRef = nameSchema.optional().describe("Thread that performs the step; default: the first thread of the first process");
+
+// ---------------------------------------------------------------------------
+// Steps: one entry per operation, listing its keys in documentation order.
+
+const range = {
+  region: nameSchema.describe("Region name bound by an earlier mmap"),
+  offset: pageOffsetSchema.prefault(0),
+  length: pageSizeSchema.optional().describe("Default: to the end of the region"),
+};
+const touchArgs = z.strictObject({
+  ...range,
+  stride: pageSizeSchema.prefault(PAGE_SIZE),
+  thread: threadRef,
+});
+
+/** Argument mapping of each operation; keys are listed in documentation order. */
+export const stepArgs = {
+  mmap: z.strictObject({
+    region: nameSchema.describe("Name the new mapping is bound to"),
+    size: pageSizeSchema,
+    prot: protSchema.prefault("rw"),
+    flags: mmapFlagsSchema.optional(),
+    addr: addressSchema.optional(),
+    file: nameSchema.optional().describe("Backing file name (created with size offset + size)"),
+    offset: pageOffsetSchema.prefault(0).describe("File offset"),
+    thread: threadRef,
+  }),
+  touch: touchArgs.describe("Write to one byte of every stride in the range"),
+  read: touchArgs.describe("Read one byte of every stride in the range"),
+  madvise: z.strictObject({ ...range, advice: adviceSchema, thread: threadRef }),
+  mprotect: z.strictObject({ ...range, prot: protSchema, thread: threadRef }),
+  munmap: z.strictObject({ ...range, thread: threadRef }),
+  mremap: z.strictObject({
+    region: nameSchema,
+    new_size: pageSizeSchema,
+    may_move: bool.default(false),
+    new_region: nameSchema.optional().describe("Rebind the result to this name; default: the same name"),
+    thread: threadRef,
+  }),
+  brk: z.strictObject({ delta: deltaSchema, thread: threadRef }),
+  fork: z.strictObject({
+    child: nameSchema.describe("Name of the new process"),
+    thread: threadRef,
+    cpu: intIn(0, MAX_CPUS - 1).optional().describe("CPU of the child's thread; default: the forking thread's CPU"),
+    child_thread: nameSchema.optional().describe(`Name of the child's thread; default "<child>.t0"`),
+  }),
+  exit: z.strictObject({ process: nameSchema, thread: threadRef }),
+  report: z.strictObject({
+    label: text.optional().describe(`Default "report N", N counting report steps in document order`),
+    thread: threadRef,
+  }),
+  repeat: z.strictObject({
+    count: intIn(1, MAX_REPEAT),
+    advance: pageOffsetSchema
+      .prefault(0)
+      .describe("Added to the offset of every range step inside, times the iteration index (0-based)"),
+    get steps(): z.ZodArray<z.ZodType> {
+      return z.array(stepSchema).min(1);
+    },
+    thread: threadRef,
+  }),
+} satisfies Record<Op, z.ZodObject>;
+
+/** One list item of `steps`: a mapping with exactly one key naming the operation. */
+export const stepSchema: z.ZodType = z
+  .union(
+    OPS.map((op) =>
+      z.strictObject({
+        [op]: op === "report" ? z.union([text.describe("The label"), stepArgs.report]) : stepArgs[op],
+      }),
+    ),
+  )
+  .meta({ id: "step", description: "A mapping with exactly one key naming the operation" });
+
+// ---------------------------------------------------------------------------
+// Top level
+
+export const machineSchema = z.strictObject({
+    arch: z
+      .literal("x86_64", { error: (iss) => `expected "x86_64" (arm64 is not supported yet), got ${describeValue(iss.input)}` })
+      .default("x86_64"),
+    cpus: intIn(1, MAX_CPUS).default(2),
+    levels: z.literal([4, 5], expected("4 or 5")).default(4).describe("Paging levels"),
+    thp: z.enum(THP_POLICIES, expected(`one of ${THP_POLICIES.join(", ")}`)).default("madvise"),
+    thp_use_zero_page: bool.default(true),
+    pt_reclaim: bool.default(true).describe("CONFIG_PT_RECLAIM"),
+    variants: z
+      .record(z.string(), z.string(expected("a string")), expected("a mapping of variant names to values"))
+      .default({})
+      .describe("Historical kernel behaviour variants: name -> selected value"),
+    seed: z.int(expected("an integer >= 0")).min(0, expected("an integer >= 0")).default(1),
+  });
+
+export const threadSchema = z.strictObject({
+  name: nameSchema,
+  cpu: intIn(0, MAX_CPUS - 1).default(0),
+});
+
+export const processSchema = z.strictObject({
+  name: nameSchema,
+  threads: z.array(threadSchema).min(1).optional().describe(`Default: one thread "<process>.t0" on CPU 0`),
+});
+
+export const DEFAULT_PROCESSES = [{ name: "p0", threads: [{ name: "t0", cpu: 0 }] }];
+
+export const scenarioSchema = z
+  .strictObject({
+    name: nameSchema,
+    description: text.default(""),
+    machine: machineSchema.prefault({}),
+    processes: z.array(processSchema).min(1).default(DEFAULT_PROCESSES),
+    steps: z.array(stepSchema),
+  })
+  .meta({ title: "ptlab scenario", description: "A ptlab scenario file (see docs/scenario-format.md)" });
+
+/** The JSON Schema (draft-07) of the scenario file format, for editors. */
+export function scenarioJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(scenarioSchema, { io: "input", target: "draft-07" });
+  return JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
+}
