@@ -5,7 +5,7 @@
 
 import type { Machine } from "../machine.js";
 import { splitHugePmd } from "./huge_memory.js";
-import { type KGen, run, unmapSingleVma, walkPmdTables } from "./memory.js";
+import { type KGen, run, unmapSingleVma, walkPmdTables, YIELD_PTE } from "./memory.js";
 import { type MmuGather, tlbFinishMmu, tlbFlushMmuTlbonly, tlbGatherMmu, tlbRemovePmdTlbEntry, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD } from "./pgtable.js";
 import { PG_ANON, PG_DIRTY, PG_SWAPBACKED } from "./physmem.js";
@@ -57,6 +57,7 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
       const e = T.e;
       let i = T.slotOfPfn(A.ptePfn(v)) * 512 + ((addr / 4096) & 511);
       for (let a = addr; a < next; a += 4096, i++) {
+        if (m.interleave) yield YIELD_PTE;
         const x = e[i] as number;
         m.counters.pteReads++;
         if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;

@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { describe, it } from "node:test";
+import { checkAccounting, checkTlbs } from "../src/core/check.js";
+import * as X from "../src/core/arch/x86/pgtable.js";
+import { pteOffset } from "../src/core/mm/walk.js";
+import { parseScenario } from "../src/scenario/load.js";
+import { Runner, ViolationError } from "../src/run/runner.js";
+
+const CLI = "dist/src/cli/main.js";
+
+function runText(yaml: string, opts: { checkInvariants?: boolean; variants?: Record<string, string>; ptReclaim?: boolean } = {}): Runner {
+  const r = new Runner(parseScenario(yaml, "t.yaml"), { checkInvariants: true, ...opts });
+  r.runAll();
+  assert.deepEqual(r.finish(), [], "no leaks at exit");
+  return r;
+}
+
+function fig(r: Runner, label: string, proc = "p0") {
+  const row = r.rows.find((x) => x.label === label);
+  assert.ok(row, `report ${label}`);
+  const p = row.processes.find((x) => x.name === proc);
+  assert.ok(p, `process ${proc} in ${label}`);
+  return { ...p.figures, c: row.counters };
+}
+
+describe("x86-64 PTE encoding", () => {
+  it("keeps NX apart from the PFN and round-trips to the real 64-bit layout", () => {
+    const prot = X.vmGetPageProt(X.VM_READ | X.VM_WRITE | X.VM_SHARED);
+    const v = X.pfnPte(0x12345, prot);
+    assert.equal(X.ptePfn(v), 0x12345);
+    assert.ok(!X.pteExec(v));
+    assert.equal(X.toRaw64(v) >> 63n, 1n);
+    assert.equal(X.toRaw64(v) & 0xfffn, BigInt(X._PAGE_PRESENT | X._PAGE_RW | X._PAGE_USER | X._PAGE_ACCESSED));
+    const w = X.pteWrprotect(X.pteMkdirty(v));
+    assert.ok(X.pteDirty(w) && !X.pteWrite(w), "wrprotect keeps dirty");
+    assert.ok(!X.pteWrite(X.pteMkdirty(X.pteWrprotect(v))), "mkdirty never grants write");
+    const none = X.pteModify(v, X.vmGetPageProt(0));
+    assert.ok(X.ptePresent(none) && X.pteProtnone(none) && !X.pteHwPresent(none), "PROT_NONE is present to software only");
+    assert.equal(X.ptePfn(none), 0x12345);
+  });
+});
+
+describe("model runs", () => {
+  it("counts page tables, RSS and reclaim like the kernel", () => {
+    const r = runText(`
+name: t
+steps:
+  - mmap: { region: A, size: 16M, prot: rw, addr: 0x7e0000000000 }
+  - touch: { region: A }
+  - report: touched
+  - madvise: { region: A, offset: 2M, length: 2M, advice: dontneed }
+  - report: one table reclaimed
+  - madvise: { region: A, offset: 4M, length: 1M, advice: dontneed }
+  - report: small dontneed
+  - madvise: { region: A, offset: 6M, length: 2M, advice: free }
+  - report: free
+`);
+    const a = fig(r, "touched");
+    // 8 PTE tables + 1 PMD table + 1 PUD table.
+    assert.equal(a.vmpte_kb, 40);
+    assert.equal(a.rss_anon_kb, 16384);
+    const b = fig(r, "one table reclaimed");
+    assert.equal(b.vmpte_kb, 36);
+    assert.equal(b.c.ptReclaimed, 1);
+    assert.equal(b.rss_anon_kb, 16384 - 2048);
+    const c = fig(r, "small dontneed");
+    assert.equal(c.vmpte_kb, 36, "a range below PMD size reclaims nothing");
+    const d = fig(r, "free");
+    assert.equal(d.vmpte_kb, 36, "MADV_FREE reclaims no table");
+    assert.equal(d.rss_anon_kb, 16384 - 2048 - 1024);
+  });
+
+  it("keeps empty tables without PT reclaim", () => {
+    const yaml = `
+name: t
+steps:
+  - mmap: { region: A, size: 8M, prot: rw }
+  - touch: { region: A }
+  - madvise: { region: A, advice: dontneed }
+  - report: r
+`;
+    assert.equal(fig(runText(yaml, { ptReclaim: false }), "r").vmpte_kb, 24);
+    assert.equal(fig(runText(yaml, { ptReclaim: true }), "r").vmpte_kb, 8);
+  });
+
+  it("flushes per page up to 33 pages and fully above (tlb_single_page_flush_ceiling)", () => {
+    const yaml = (pages: number) => `
+name: t
+machine: { cpus: 2 }
+processes: [{ name: p0, threads: [{ name: a, cpu: 0 }, { name: b, cpu: 1 }] }]
+steps:
+  - mmap: { region: A, size: 1M, prot: rw }
+  - touch: { region: A, thread: a }
+  - read: { region: A, thread: b }
+  - report: before
+  - mprotect: { region: A, offset: 0, length: ${pages * 4096}, prot: r }
+  - report: after
+`;
+    const small = fig(runText(yaml(33)), "after").c;
+    assert.equal(small.tlbFlushesPage, 66, "33 INVLPGs on each of 2 CPUs");
+    assert.equal(small.ipis, 1);
+    const big = fig(runText(yaml(34)), "after").c;
+    assert.equal(big.tlbFlushesPage, 0);
+    assert.equal(big.tlbFlushesFull, 2);
+    assert.equal(big.ipis, 1);
+  });
+
+  it("isolates parent and child after fork (COW)", () => {
+    const r = runText(`
+name: t
+steps:
+  - mmap: { region: A, size: 64K, prot: rw }
+  - touch: { region: A }
+  - fork: { child: c }
+  - touch: { region: A }
+  - report: r
+`);
+    assert.equal(fig(r, "r").c.cowCopies, 16);
+    assert.equal(fig(r, "r", "c").rss_anon_kb, 64);
+  });
+
+  it("reports SIGSEGV and unknown regions at the step's position", () => {
+    const bad = `
+name: t
+steps:
+  - mmap: { region: A, size: 64K, prot: r }
+  - touch: { region: A }
+`;
+    assert.throws(() => runText(bad), /t\.yaml|SIGSEGV/);
+    try {
+      runText(bad);
+    } catch (e) {
+      assert.equal((e as { line: number }).line, 5);
+    }
+    assert.throws(() => runText("name: t\nsteps:\n  - munmap: { region: B }\n"), /unknown region "B"/);
+  });
+
+  it("is deterministic: same scenario, byte-identical JSON", () => {
+    const a = spawnSync("node", [CLI, "run", "--json", "scenarios/default.yaml"], { encoding: "utf8" });
+    const b = spawnSync("node", [CLI, "run", "--json", "scenarios/default.yaml"], { encoding: "utf8" });
+    assert.equal(a.status, 0, a.stderr);
+    assert.equal(a.stdout, b.stdout);
+    const j = JSON.parse(a.stdout);
+    assert.deepEqual(j.violations, []);
+    assert.ok(j.reports[0].processes[0].vmpte_kb > 0);
+  });
+});
+
+describe("invariant checker", () => {
+  it("catches a mapcount that disagrees with the page tables", () => {
+    const r = new Runner(parseScenario("name: t\nsteps:\n  - mmap: { region: A, size: 64K, prot: rw }\n  - touch: { region: A }\n", "t.yaml"));
+    r.runAll();
+    assert.deepEqual(checkAccounting(r.m), []);
+    const mm = r.procs.get("p0")!.mm;
+    const pi = pteOffset(r.m, mm, r.procs.get("p0")!.regions.get("A")!.start);
+    const pfn = r.m.arch.ptePfn(r.m.tables.e[pi] as number);
+    r.m.phys.mapcount[pfn] = 2;
+    assert.ok(checkAccounting(r.m).some((v) => v.invariant === "mapcount"));
+  });
+
+  it("catches a stale TLB entry when a PTE is cleared without a flush", () => {
+    const r = new Runner(parseScenario("name: t\nsteps:\n  - mmap: { region: A, size: 64K, prot: rw }\n  - touch: { region: A }\n", "t.yaml"));
+    r.runAll();
+    assert.deepEqual(checkTlbs(r.m), []);
+    const mm = r.procs.get("p0")!.mm;
+    const pi = pteOffset(r.m, mm, r.procs.get("p0")!.regions.get("A")!.start);
+    r.m.tables.e[pi] = 0; // clear without any flush
+    assert.ok(checkTlbs(r.m).some((v) => v.invariant === "tlb-stale-mapping"));
+  });
+
+  it("stops a run at the first violating step", () => {
+    const sc = parseScenario("name: t\nsteps:\n  - mmap: { region: A, size: 64K, prot: rw }\n  - touch: { region: A }\n", "t.yaml");
+    const r = new Runner(sc);
+    r.exec(sc.steps[0]!, 0);
+    // Frame 1 is the zero page; stripped of PG_ZERO it is an ordinary page
+    // that no PTE maps, so a mapcount of 5 is a violation.
+    r.m.phys.mapcount[1] = 5;
+    r.m.phys.flags[1] = 0;
+    assert.throws(() => r.exec(sc.steps[1]!, 0), ViolationError);
+  });
+});
+
+describe("CLI", () => {
+  it("gives one positioned error and exit code 2 for bad input", () => {
+    const res = spawnSync("node", [CLI, "run", "test/fixtures/bad-size.yaml"], { encoding: "utf8" });
+    assert.equal(res.status, 2);
+    assert.match(res.stderr, /^test\/fixtures\/bad-size\.yaml:4:\d+: .*size/);
+    assert.equal(res.stderr.trim().split("\n").length, 1);
+    const opt = spawnSync("node", [CLI, "run", "--variant", "bogus", "scenarios/default.yaml"], { encoding: "utf8" });
+    assert.equal(opt.status, 2);
+    const unk = spawnSync("node", [CLI, "run", "--variant", "gather_nested=nope", "scenarios/default.yaml"], { encoding: "utf8" });
+    assert.equal(unk.status, 2);
+    assert.match(unk.stderr, /expected one of: fixed, reset-range/);
+  });
+
+  it("runs every built-in scenario cleanly", () => {
+    for (const f of ["scenarios/default.yaml"]) {
+      const res = spawnSync("node", [CLI, "run", f], { encoding: "utf8" });
+      assert.equal(res.status, 0, res.stdout + res.stderr);
+      assert.doesNotMatch(res.stdout, /VIOLATION/);
+    }
+    assert.ok(readFileSync("scenarios/default.yaml", "utf8").length > 0);
+  });
+});
