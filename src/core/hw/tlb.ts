@@ -10,6 +10,7 @@ export const TLB_X = 4; // executable
 export const TLB_U = 8; // user
 
 export const NR_ASIDS = 8; // per-CPU ASID slots held in tags (x86 uses 6)
+const PSC_SPAN = [1, 512, 512 ** 2, 512 ** 3, 512 ** 4]; // pages per entry at each level
 
 export class Tlb {
   // Base-page TLB (STLB-like): sets x ways.
@@ -123,7 +124,7 @@ export class Tlb {
       if (t === 0) continue;
       const l = this.plevel[i] as number;
       if (l >= bestLevel) continue;
-      const key = Math.floor(vpn / 512 ** l) * NR_ASIDS + asid + 1;
+      const key = Math.floor(vpn / (PSC_SPAN[l] as number)) * NR_ASIDS + asid + 1;
       if (t === key) {
         best = i;
         bestLevel = l;
@@ -133,7 +134,7 @@ export class Tlb {
   }
 
   insertPsc(vpn: number, asid: number, level: number, tablePfn: number): void {
-    const key = Math.floor(vpn / 512 ** level) * NR_ASIDS + asid + 1;
+    const key = Math.floor(vpn / (PSC_SPAN[level] as number)) * NR_ASIDS + asid + 1;
     let slot = -1;
     for (let i = 0; i < this.ptag.length; i++)
       if (this.ptag[i] === key && this.plevel[i] === level) {

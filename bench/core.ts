@@ -1,0 +1,163 @@
+// Benchmark of the model's core paths against the host kernel: ns per 4 KiB
+// page for fault / mprotect / fork+exit / MADV_DONTNEED / munmap of one
+// anonymous private region (THP "never"), plus model bytes per populated PTE.
+//
+//   node dist/bench/core.js [--size MiB] [--reps n] [--checks-size MiB] [--no-host]
+//
+// Each repetition replays the host helper's sequence (native/ptlab-host.c,
+// bench_main) on a fresh model: mmap; touch; mprotect R; mprotect RW;
+// fork + child exit; touch; madvise DONTNEED; touch; munmap. Only the named
+// operations are timed; the median over repetitions is reported.
+
+import { cpus } from "node:os";
+import { parseArgs } from "node:util";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { BENCH_OPS, type BenchOp, ensureHelperBuilt, isHelperSkip, runHostBench } from "../src/host/helper.js";
+import { Runner } from "../src/run/runner.js";
+import type { Prot, Scenario, Step } from "../src/scenario/types.js";
+
+const MiB = 1024 * 1024;
+const PAGE = 4096;
+const RW: Prot = { read: true, write: true, exec: false };
+const RO: Prot = { read: true, write: false, exec: false };
+const pos = { line: 1, col: 1 };
+
+const { values: args } = parseArgs({
+  options: {
+    size: { type: "string", default: "1024" },
+    reps: { type: "string", default: "3" },
+    // Checks-on runs scan every table after each step; 1 GiB fits the time budget.
+    "checks-size": { type: "string" },
+    "no-host": { type: "boolean", default: false },
+  },
+});
+const size = Number(args.size) * MiB;
+const reps = Number(args.reps);
+const checksSize = Number(args["checks-size"] ?? args.size) * MiB;
+if (!(size >= PAGE && size % PAGE === 0 && checksSize >= PAGE && checksSize % PAGE === 0 && Number.isInteger(reps) && reps >= 1)) {
+  console.error("usage: core.js [--size MiB] [--reps n] [--checks-size MiB] [--no-host]");
+  process.exit(2);
+}
+
+// A real gc even without --expose-gc on the command line.
+setFlagsFromString("--expose-gc");
+const gc = runInNewContext("gc") as () => void;
+
+const scenario: Scenario = {
+  file: "<bench>",
+  name: "bench-core",
+  description: "",
+  machine: { arch: "x86_64", cpus: 2, levels: 4, thp: "never", thpUseZeroPage: true, ptReclaim: true, variants: {}, seed: 1 },
+  processes: [{ name: "p0", threads: [{ name: "t0", cpu: 0 }] }],
+  steps: [],
+};
+
+const base = { pos, thread: "t0" };
+const region = { ...base, region: "A", offset: 0 };
+const mmapA = (bytes: number): Step => ({ ...base, op: "mmap", region: "A", size: bytes, prot: RW, flags: ["private", "anonymous"], offset: 0 });
+const touchA: Step = { ...region, op: "touch", write: true, stride: PAGE };
+const mprotectA = (prot: Prot): Step => ({ ...region, op: "mprotect", prot });
+const dontneedA: Step = { ...region, op: "madvise", advice: "dontneed" };
+const munmapA: Step = { ...region, op: "munmap" };
+const forkC1: Step = { ...base, op: "fork", child: "c1", childThread: "c1.t0", cpu: 1 };
+const exitC1: Step = { ...base, op: "exit", process: "c1" };
+
+function timed(r: Runner, ...steps: Step[]): number {
+  const t0 = process.hrtime.bigint();
+  for (const s of steps) r.exec(s, 0);
+  return Number(process.hrtime.bigint() - t0);
+}
+
+// One repetition: ns per page of each op.
+function modelRep(bytes: number, checkInvariants: boolean): Record<BenchOp, number> {
+  const pages = bytes / PAGE;
+  const r = new Runner(scenario, { checkInvariants });
+  const p0 = r.procs.get("p0")?.mm;
+  r.exec(mmapA(bytes), 0);
+  const fault = timed(r, touchA);
+  const mprotect_ro = timed(r, mprotectA(RO));
+  const mprotect_rw = timed(r, mprotectA(RW));
+  const fork_exit = timed(r, forkC1, exitC1);
+  r.exec(touchA, 0); // untimed: write faults on the pages fork write-protected
+  const dontneed = timed(r, dontneedA);
+  r.exec(touchA, 0); // untimed: repopulate
+  const munmap = timed(r, munmapA);
+  const t = { fault, mprotect_ro, mprotect_rw, fork_exit, dontneed, munmap };
+  if (p0?.rssAnon !== 0) throw new Error("bench: model region not torn down by munmap");
+  for (const op of BENCH_OPS) t[op] /= pages;
+  return t;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? (s[h] as number) : ((s[h - 1] as number) + (s[h] as number)) / 2;
+};
+
+function modelBench(bytes: number, n: number, checks: boolean): Record<BenchOp, number> {
+  const runs = Array.from({ length: n }, () => modelRep(bytes, checks));
+  return Object.fromEntries(BENCH_OPS.map((op) => [op, median(runs.map((x) => x[op]))])) as Record<BenchOp, number>;
+}
+
+// Bytes of model memory (JS heap + typed-array backing stores) per populated
+// PTE. Run first, on a clean heap: backing stores are released after a gc
+// only once the event loop turns.
+async function bytesPerPte(bytes: number): Promise<number> {
+  const used = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
+  const before = await used();
+  const r = new Runner(scenario, { checkInvariants: false });
+  r.exec(mmapA(bytes), 0);
+  r.exec(touchA, 0);
+  const after = await used();
+  if (r.procs.get("p0")?.mm.rssAnon !== bytes / PAGE) throw new Error("bench: region not fully populated");
+  return (after - before) / (bytes / PAGE);
+}
+
+const cpu = cpus();
+console.log(`machine: ${cpu[0]?.model ?? "unknown"}, ${cpu.length} cores; node ${process.version}`);
+console.log(`region: ${size / MiB} MiB anonymous private, 4K pages (THP never), ${size / PAGE} pages; median of ${reps} reps`);
+
+const perPte = await bytesPerPte(size);
+// Warm up the JIT (one untimed full-size rep): the first reps are up to 3x slower.
+modelRep(size, false);
+modelRep(Math.min(checksSize, 64 * MiB), true);
+
+const t0 = Date.now();
+const off = modelBench(size, reps, false);
+const tOff = Date.now();
+const on = modelBench(checksSize, 1, true);
+const tOn = Date.now();
+
+let host: Record<BenchOp, number> | undefined;
+if (args["no-host"]) console.log("host: skipped (--no-host)");
+else {
+  const h = await ensureHelperBuilt();
+  if (isHelperSkip(h)) console.log(`host: skipped (${h.skip})`);
+  else host = await runHostBench(size, reps, h);
+}
+const tHost = Date.now();
+
+const checksHdr = checksSize === size ? "checks on" : `checks on @${checksSize / MiB}M`;
+const head = ["op", "model ns/pg", "host ns/pg", "model/host", `${checksHdr} ns/pg`, "checks/host"];
+const f = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(d));
+const rows = BENCH_OPS.map((op) => {
+  const h = host?.[op];
+  return [op, f(off[op]), f(h), f(h === undefined ? h : off[op] / h, 2), f(on[op]), f(h === undefined ? h : on[op] / h, 2)];
+});
+const w = head.map((c, i) => Math.max(c.length, ...rows.map((r) => (r[i] as string).length)));
+const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i] as number) : c.padStart(w[i] as number))).join("  ");
+console.log();
+console.log(line(head));
+for (const r of rows) console.log(line(r));
+console.log();
+console.log(`model memory per populated PTE: ${perPte.toFixed(1)} bytes (heapUsed + arrayBuffers delta after gc, / ${size / PAGE} PTEs)`);
+const s = (a: number, b: number) => `${((b - a) / 1000).toFixed(1)} s`;
+console.log(`time: model checks off ${s(t0, tOff)}, checks on ${s(tOff, tOn)}, host ${host ? s(tOn, tHost) : "-"}`);
