@@ -10,8 +10,6 @@ import { Runner, ViolationError } from "../run/runner.js";
 import { formatRows, rowsJson } from "./format.js";
 import { diffKernel } from "./diff-kernel.js";
 
-class UsageError extends Error {}
-
 export function loadScenario(file: string): Scenario {
   let text: string;
   try {
@@ -94,9 +92,6 @@ main(process.argv).then(
   (e: unknown) => {
     if (e instanceof ScenarioError) {
       process.stderr.write(`${e.format()}\n`);
-      process.exitCode = 2;
-    } else if (e instanceof UsageError) {
-      process.stderr.write(`ptlab: ${e.message}\n`);
       process.exitCode = 2;
     } else {
       process.stderr.write(`ptlab: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);

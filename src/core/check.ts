@@ -170,7 +170,7 @@ export function checkAccounting(m: Machine): Violation[] {
       if (out.length > 50) break;
     }
     if (phys.folioHead(pfn) !== pfn) continue;
-    if (phys.entireMapcount[pfn] !== entire[pfn]) out.push({ invariant: "mapcount", message: `folio ${pfn}: entire mapcount ${phys.entireMapcount[pfn]} but ${entire[pfn]} PMDs map it` });
+    if (phys.entireMapcount(pfn) !== entire[pfn]) out.push({ invariant: "mapcount", message: `folio ${pfn}: entire mapcount ${phys.entireMapcount(pfn)} but ${entire[pfn]} PMDs map it` });
     let refs = (entire[pfn] as number) + (pageCache[pfn] as number);
     const n = 1 << (phys.order[pfn] as number);
     for (let k = 0; k < n; k++) refs += mapcount[pfn + k] as number;

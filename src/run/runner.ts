@@ -33,7 +33,6 @@ export interface ReportRow {
 export class ViolationError extends Error {
   constructor(
     readonly violations: Violation[],
-    readonly stepIndex: number,
     readonly where: string,
   ) {
     super(`${violations.length} invariant violation(s) after ${where}: ${violations.map((v) => `[${v.invariant}] ${v.message}`).join("; ")}`);
@@ -167,7 +166,7 @@ export class Runner {
     m.rcuGracePeriod();
     if (m.config.checkInvariants && step.op !== "report") {
       const v = [...checkTlbs(m), ...checkAccounting(m)];
-      if (v.length > 0) throw new ViolationError(v, 0, `${step.op} at ${this.sc.file}:${step.pos.line}:${step.pos.col}`);
+      if (v.length > 0) throw new ViolationError(v, `${step.op} at ${this.sc.file}:${step.pos.line}:${step.pos.col}`);
     }
   }
 

@@ -8,7 +8,7 @@ import type { Machine } from "../machine.js";
 import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_memory.js";
 import { type KGen, YIELD_PTE } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
-import { type FileObj, type Mm, PMD_SIZE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
+import { type FileObj, type Mm, PMD_SIZE, VM_ACCESS_FLAGS, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { pmdOffset, pteAlloc } from "./walk.js";
 
 const FAULT_AROUND_PAGES = 16; // fault_around_bytes = 64K
@@ -18,7 +18,7 @@ export type FaultResult = "ok" | "segv" | "retry";
 // access_error() for a user access.
 export function accessAllowed(vma: Vma, write: boolean): boolean {
   if (write) return (vma.flags & VM_WRITE) !== 0;
-  return (vma.flags & 0x7) !== 0 && (vma.flags & 0x1) !== 0;
+  return (vma.flags & VM_ACCESS_FLAGS) !== 0; // vma_is_accessible(): x86 cannot deny reads of W or X pages
 }
 
 function newAnonPage(m: Machine, vma: Vma): number {
@@ -37,8 +37,6 @@ function filemapGetPage(m: Machine, f: FileObj, pgoff: number): number {
   if (pfn === undefined) {
     pfn = m.phys.alloc(0);
     m.phys.flags[pfn] = f.shmem ? PG_SHMEM | PG_SWAPBACKED : 0;
-    m.phys.aux[pfn] = f.id;
-    m.phys.index[pfn] = pgoff;
     f.pages.set(pgoff, pfn);
     m.counters.pagesAlloc++;
   }

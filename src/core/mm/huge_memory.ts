@@ -74,7 +74,7 @@ export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: num
   m.counters.pagesAlloc += HPAGE_PMD_NR;
   phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
   for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
-  phys.entireMapcount[pfn] = 1;
+  phys.addEntireMapcount(pfn, 1);
   depositTable(m, mm);
   let v = A.pmdMkhuge(A.pfnPte(pfn, prot));
   if ((vma.flags & VM_WRITE) !== 0) v = A.pteMkwrite(A.pteMkdirty(v));
@@ -100,7 +100,7 @@ export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, ha
     m.counters.pagesAlloc += HPAGE_PMD_NR;
     phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
     for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
-    phys.entireMapcount[pfn] = 1;
+    phys.addEntireMapcount(pfn, 1);
     // pmdp_huge_clear_flush() then set: the deposited table stays.
     m.tables.e[pmdIdx] = 0;
     m.counters.pteAtomics++;
@@ -113,7 +113,7 @@ export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, ha
     return true;
   }
   const head = A.ptePfn(old);
-  if (((phys.flags[head] as number) & PG_ANON_EXCLUSIVE) !== 0 || (phys.ref[head] === 1 && phys.entireMapcount[head] === 1)) {
+  if (((phys.flags[head] as number) & PG_ANON_EXCLUSIVE) !== 0 || (phys.ref[head] === 1 && phys.entireMapcount(head) === 1)) {
     for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[head + i] |= PG_ANON_EXCLUSIVE;
     m.tables.e[pmdIdx] = A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(old)));
     m.counters.pteWrites++;
@@ -150,7 +150,7 @@ export function splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr
     }
     // Each PTE mapping holds a folio reference; the PMD held one.
     phys.ref[head] = (phys.ref[head] as number) + HPAGE_PMD_NR - 1;
-    phys.entireMapcount[head] = (phys.entireMapcount[head] as number) - 1;
+    phys.addEntireMapcount(head, -1);
     if ((phys.flags[head] as number) & PG_ANON) mm.anonHugePmds--;
     if (A.pteDirty(old)) phys.flags[head] |= PG_DIRTY;
   }
@@ -176,7 +176,7 @@ export function zapHugePmd(tlb: MmuGather, pmdIdx: number, addr: number): void {
   zapDepositedTable(m, mm);
   if (isHugeZeroPmd(m, old)) return;
   const head = A.ptePfn(old);
-  phys.entireMapcount[head] = (phys.entireMapcount[head] as number) - 1;
+  phys.addEntireMapcount(head, -1);
   if ((phys.flags[head] as number) & PG_ANON) {
     mm.rssAnon -= HPAGE_PMD_NR;
     mm.anonHugePmds--;
@@ -199,7 +199,7 @@ export function copyHugePmd(m: Machine, dst: Mm, src: Mm, dstPmdIdx: number, src
   const head = A.ptePfn(v);
   // folio_try_dup_anon_rmap_pmd(): the folio is no longer exclusive.
   for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[head + i] &= ~PG_ANON_EXCLUSIVE;
-  phys.entireMapcount[head] = (phys.entireMapcount[head] as number) + 1;
+  phys.addEntireMapcount(head, 1);
   phys.ref[head] = (phys.ref[head] as number) + 1;
   dst.rssAnon += HPAGE_PMD_NR;
   dst.anonHugePmds++;

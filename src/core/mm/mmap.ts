@@ -7,7 +7,7 @@ import type { Machine } from "../machine.js";
 import { run, freePgtables, unmapVmas, type KGen } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
 import { type FileObj, type Mm, PMD_SIZE, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
-import { insertVma, isolateRange, mergeAround, rangeFree, splitAt } from "./vma.js";
+import { insertVma, isolateRange, mergeAround, rangeFree } from "./vma.js";
 import { pmdOffset, pteAlloc, pteTableOf } from "./walk.js";
 
 export class MmError extends Error {
@@ -207,8 +207,4 @@ function movePageTables(m: Machine, mm: Mm, old: number, dest: number, len: numb
     off += extent;
   }
   if (moved) A.flushTlbRange(m, mm, old, old + len, 12, false);
-}
-
-export function vmaSplitAt(m: Machine, mm: Mm, addr: number): void {
-  splitAt(m, mm, addr);
 }

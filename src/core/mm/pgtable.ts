@@ -41,7 +41,7 @@ export class TableStore {
   }
 
   private grow(): void {
-    const cap = this.pfn.length * 2;
+    const cap = Math.ceil(this.pfn.length * 1.5); // spare capacity vs. copying on growth
     const e = new Float64Array(cap * this.ptrs);
     e.set(this.e);
     this.e = e;

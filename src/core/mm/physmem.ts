@@ -1,8 +1,9 @@
 // Physical memory: page frames, folios and the zero page. Models the parts of
 // struct page / struct folio the page-table layer touches (include/linux/mm.h,
 // include/linux/page-flags.h) and a buddy-like allocator (mm/page_alloc.c).
-// Per-frame state lives in typed arrays indexed by PFN; a folio of order o is
-// 2^o naturally aligned frames and its folio-wide state sits at the head frame.
+// Per-frame state lives in typed arrays indexed by PFN (14 bytes a frame); a
+// folio of order o is 2^o naturally aligned frames and its folio-wide state
+// sits at the head frame. Free lists are typed-array stacks, one per order.
 
 export const PG_FREE = 1; // frame is in the allocator
 export const PG_ANON = 2; // folio_test_anon (head)
@@ -14,6 +15,25 @@ export const PG_SWAPBACKED = 64; // anon folio not lazily freed (MADV_FREE clear
 export const PG_SHMEM = 128; // page cache of a shmem file (shared anonymous)
 
 export const MAX_ORDER = 10;
+const GROWTH = 1.5; // spare capacity vs. copying on growth
+const INITIAL_FRAMES = 1 << 14;
+
+// A growable stack of frame numbers.
+class FrameStack {
+  a = new Int32Array(64);
+  n = 0;
+  push(v: number): void {
+    if (this.n === this.a.length) {
+      const b = new Int32Array(Math.ceil(this.a.length * GROWTH) + 64);
+      b.set(this.a);
+      this.a = b;
+    }
+    this.a[this.n++] = v;
+  }
+  pop(): number {
+    return this.a[--this.n] as number;
+  }
+}
 
 export class PhysMem {
   cap = 0;
@@ -21,26 +41,27 @@ export class PhysMem {
   order = new Uint8Array(0); // order of the folio this frame belongs to
   ref = new Int32Array(0); // folio refcount (head)
   mapcount = new Int32Array(0); // per-page PTE mapcount
-  entireMapcount = new Int32Array(0); // PMD mappings of the folio (head)
-  aux = new Int32Array(0); // page-table pages: table slot; file pages: owning file id
-  index = new Float64Array(0); // page-cache index (file pages)
-  private free: number[][] = [];
+  aux = new Int32Array(0); // page-table pages: table slot
+  // PMD mappings of a folio (folio->_entire_mapcount), by head; only PMD-sized
+  // folios have any, so a map costs less than a per-frame array.
+  private entire = new Map<number, number>();
+  private free: FrameStack[] = [];
   private top = 1; // PFN 0 is never handed out
   allocated = 0; // frames currently allocated (any use)
   zeroPfn: number;
   hugeZeroPfn = -1;
 
   constructor() {
-    for (let o = 0; o < MAX_ORDER; o++) this.free.push([]);
-    this.grow(1 << 16);
+    for (let o = 0; o < MAX_ORDER; o++) this.free.push(new FrameStack());
+    this.grow(INITIAL_FRAMES);
     this.zeroPfn = this.alloc(0);
     this.flags[this.zeroPfn] |= PG_ZERO;
     this.ref[this.zeroPfn] = 1; // held forever
   }
 
   private grow(minCap: number): void {
-    let cap = Math.max(this.cap * 2, 1 << 16);
-    while (cap < minCap) cap *= 2;
+    let cap = Math.max(this.cap, INITIAL_FRAMES);
+    while (cap < minCap) cap = Math.ceil(cap * GROWTH);
     const f = new Uint8Array(cap);
     f.set(this.flags);
     f.fill(PG_FREE, this.cap);
@@ -54,15 +75,9 @@ export class PhysMem {
     const m = new Int32Array(cap);
     m.set(this.mapcount);
     this.mapcount = m;
-    const e = new Int32Array(cap);
-    e.set(this.entireMapcount);
-    this.entireMapcount = e;
     const a = new Int32Array(cap);
     a.set(this.aux);
     this.aux = a;
-    const ix = new Float64Array(cap);
-    ix.set(this.index);
-    this.index = ix;
     this.cap = cap;
   }
 
@@ -70,22 +85,22 @@ export class PhysMem {
   // refcount 1 and all other state cleared (models folio_alloc()).
   alloc(order: number): number {
     let pfn: number;
-    const list = this.free[order] as number[];
-    if (list.length > 0) {
-      pfn = list.pop() as number;
+    const list = this.free[order] as FrameStack;
+    if (list.n > 0) {
+      pfn = list.pop();
     } else {
       const n = 1 << order;
       // Split a larger free block if there is one.
       let o = order + 1;
-      while (o < MAX_ORDER && (this.free[o] as number[]).length === 0) o++;
+      while (o < MAX_ORDER && (this.free[o] as FrameStack).n === 0) o++;
       if (o < MAX_ORDER) {
-        const big = (this.free[o] as number[]).pop() as number;
-        for (let k = o - 1; k >= order; k--) (this.free[k] as number[]).push(big + (1 << k));
+        const big = (this.free[o] as FrameStack).pop();
+        for (let k = o - 1; k >= order; k--) (this.free[k] as FrameStack).push(big + (1 << k));
         pfn = big;
       } else {
         // Frames skipped to align the block go to the order-0 free list.
         let top = this.top;
-        while (top % n !== 0) (this.free[0] as number[]).push(top++);
+        while (top % n !== 0) (this.free[0] as FrameStack).push(top++);
         pfn = top;
         this.top = top + n;
         if (this.top > this.cap) this.grow(this.top);
@@ -97,7 +112,6 @@ export class PhysMem {
       this.order[i] = order;
       this.mapcount[i] = 0;
       this.ref[i] = 0;
-      this.entireMapcount[i] = 0;
       this.aux[i] = 0;
     }
     this.ref[pfn] = 1;
@@ -110,9 +124,19 @@ export class PhysMem {
   freeFolio(head: number): void {
     const order = this.order[head] as number;
     const n = 1 << order;
-    for (let i = head; i < head + n; i++) this.flags[i] = PG_FREE;
-    (this.free[order] as number[]).push(head);
+    this.flags.fill(PG_FREE, head, head + n);
+    this.entire.delete(head);
+    (this.free[order] as FrameStack).push(head);
     this.allocated -= n;
+  }
+
+  entireMapcount(head: number): number {
+    return this.entire.get(head) ?? 0;
+  }
+  addEntireMapcount(head: number, d: number): void {
+    const v = (this.entire.get(head) ?? 0) + d;
+    if (v === 0) this.entire.delete(head);
+    else this.entire.set(head, v);
   }
 
   folioHead(pfn: number): number {
@@ -125,7 +149,7 @@ export class PhysMem {
   isFree(pfn: number): boolean {
     return ((this.flags[pfn] as number) & PG_FREE) !== 0;
   }
-  // folio_put(): drop one reference; frees at zero. Returns true when freed.
+  // folio_put(): drop references; frees at zero. Returns true when freed.
   folioPut(head: number, n = 1): boolean {
     const r = (this.ref[head] as number) - n;
     this.ref[head] = r;
@@ -135,6 +159,4 @@ export class PhysMem {
     }
     return false;
   }
-  // Bytes of model memory per frame, for the memory benchmark.
-  static readonly BYTES_PER_FRAME = 1 + 1 + 4 + 4 + 4 + 4 + 8;
 }
