@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { checkAccounting, checkTlbs } from "../src/core/check.js";
+import { checkAccounting, checkFreedFrames, checkTlbs } from "../src/core/check.js";
 import * as X from "../src/core/arch/x86/pgtable.js";
 import { pteOffset } from "../src/core/mm/walk.js";
 import { parseScenario } from "../src/scenario/load.js";
@@ -70,6 +70,25 @@ steps:
     const d = fig(r, "free");
     assert.equal(d.vmpte_kb, 36, "MADV_FREE reclaims no table");
     assert.equal(d.rss_anon_kb, 16384 - 2048 - 1024);
+  });
+
+  it("walks 5-level tables: the P4D level is allocated but, like the kernel, not counted in VmPTE", () => {
+    const yaml = (levels: number) => `
+name: t
+machine: { levels: ${levels} }
+steps:
+  - mmap: { region: A, size: 16M, prot: rw, addr: 0x7e0000000000 }
+  - touch: { region: A }
+  - report: touched
+  - munmap: { region: A }
+  - report: unmapped
+`;
+    const four = runText(yaml(4));
+    const five = runText(yaml(5));
+    assert.equal(fig(five, "touched").vmpte_kb, fig(four, "touched").vmpte_kb);
+    assert.equal(fig(five, "touched").c.ptAlloc, fig(four, "touched").c.ptAlloc + 1);
+    assert.equal(fig(five, "unmapped").vmpte_kb, 0);
+    assert.equal(fig(five, "unmapped").c.ptFree, fig(four, "unmapped").c.ptFree + 1);
   });
 
   it("keeps empty tables without PT reclaim", () => {
@@ -168,6 +187,16 @@ describe("invariant checker", () => {
     const pi = pteOffset(r.m, mm, r.procs.get("p0")!.regions.get("A")!.start);
     r.m.tables.e[pi] = 0; // clear without any flush
     assert.ok(checkTlbs(r.m).some((v) => v.invariant === "tlb-stale-mapping"));
+  });
+
+  it("flags a page freed while a TLB still maps it", () => {
+    const r = new Runner(parseScenario("name: t\nsteps:\n  - mmap: { region: A, size: 64K, prot: rw }\n  - touch: { region: A }\n", "t.yaml"));
+    r.runAll();
+    const pi = pteOffset(r.m, r.procs.get("p0")!.mm, r.procs.get("p0")!.regions.get("A")!.start);
+    const pfn = r.m.arch.ptePfn(r.m.tables.e[pi] as number);
+    assert.ok(checkFreedFrames(r.m, [pfn], "test").some((v) => v.invariant === "freed-before-flush"));
+    r.m.arch.flushTlbMm(r.m, r.procs.get("p0")!.mm);
+    assert.deepEqual(checkFreedFrames(r.m, [pfn], "test"), []);
   });
 
   it("stops a run at the first violating step", () => {

@@ -106,6 +106,8 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
     for (const t of mainProc.threads) threadSlot.set(t.name, 0);
     let nextSlot = 1;
     replicate(r, await host.snapshot(0));
+    const mainMm = r.procs.get(mainProc.name)!.mm;
+    mainMm.startBrk = mainMm.brk = await host.brk(0, 0);
     r.m.rcuGracePeriod();
     const hostBase = await host.stats(0);
     const modelBase = r.figures(r.procs.get(mainProc.name)!.mm);
@@ -149,8 +151,14 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
           forced = await host.mremap(slot, start, proc.regions.get(step.region)!.len, step.newSize, step.mayMove);
           break;
         }
-        case "brk":
-          throw new ScenarioError(sc.file, step.pos.line, step.pos.col, "diff-kernel does not support brk steps yet");
+        case "brk": {
+          const nb = await host.brk(slot, step.delta);
+          r.exec(step, base);
+          const pn = [...slotOf.entries()].find(([, s]) => s === slot)![0];
+          const mb = r.procs.get(pn)!.mm.brk;
+          if (mb !== nb) throw new ScenarioError(sc.file, step.pos.line, step.pos.col, `brk: the kernel's break is 0x${nb.toString(16)}, the model's 0x${mb.toString(16)}`);
+          return;
+        }
         case "fork": {
           const ns = nextSlot++;
           await host.fork(slot, ns);

@@ -193,3 +193,38 @@ export function checkLeaks(m: Machine): Violation[] {
   else if (m.phys.allocated !== expected) out.push({ invariant: "leak", message: `${m.phys.allocated} frames allocated after all processes exited, expected ${expected} (zero pages and page cache)` });
   return out;
 }
+
+// At the moment frames go back to the allocator (pages after a gather's
+// flush, tables after their RCU grace period): no reachable TLB entry maps
+// them and no paging-structure cache points to them. The mmu_gather
+// discipline: freeing only after a flush that covers them.
+export function checkFreedFrames(m: Machine, heads: number[], what: string): Violation[] {
+  const out: Violation[] = [];
+  if (heads.length === 0) return out;
+  const phys = m.phys;
+  const freed = new Set<number>();
+  for (const h of heads) {
+    const n = 1 << (phys.order[h] as number);
+    for (let k = 0; k < n; k++) freed.add(h + k);
+  }
+  for (const cpu of m.cpus) {
+    const t = cpu.tlb;
+    const live = (key: number) => m.arch.asidReachable(m, cpu.id, Tlb.asidOfKey(key)) !== null;
+    for (let i = 0; i < t.tag.length; i++) {
+      const key = t.tag[i] as number;
+      if (key !== 0 && freed.has(t.pfn[i] as number) && live(key))
+        out.push({ invariant: "freed-before-flush", cpu: cpu.id, addr: Tlb.vpnOfKey(key) * 4096, message: `${what}: pfn ${t.pfn[i]} freed while CPU${cpu.id}'s TLB still maps it at ${hex(Tlb.vpnOfKey(key) * 4096)}` });
+    }
+    for (let i = 0; i < t.htag.length; i++) {
+      const key = t.htag[i] as number;
+      if (key !== 0 && freed.has(t.hpfn[i] as number) && live(key))
+        out.push({ invariant: "freed-before-flush", cpu: cpu.id, message: `${what}: huge page at pfn ${t.hpfn[i]} freed while CPU${cpu.id}'s TLB still maps it` });
+    }
+    for (let i = 0; i < t.ptag.length; i++) {
+      const key = t.ptag[i] as number;
+      if (key !== 0 && freed.has(t.ptbl[i] as number) && live(key))
+        out.push({ invariant: "freed-before-flush", cpu: cpu.id, message: `${what}: table pfn ${t.ptbl[i]} freed while CPU${cpu.id}'s paging-structure cache points to it` });
+    }
+  }
+  return out;
+}

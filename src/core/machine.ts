@@ -3,6 +3,7 @@
 // Kconfig options, named historical variants) the kernel code consults.
 
 import type { Arch } from "./arch/arch.js";
+import { checkFreedFrames } from "./check.js";
 import { Counters } from "./counters.js";
 import { Tlb } from "./hw/tlb.js";
 import { PhysMem } from "./mm/physmem.js";
@@ -85,6 +86,9 @@ export class Machine {
   // Set by the concurrency explorer; kernel paths yield at interleaving points
   // only when it is true, so sequential runs pay one branch per point.
   interleave = false;
+  // Violations found while a kernel path ran (checks that must look at the
+  // moment something happens, not at the end of a step).
+  violations: Violation[] = [];
   curCpu = 0; // CPU executing the current kernel path
   private nextMmId = 1;
   private nextAnonVma = 1;
@@ -124,6 +128,8 @@ export class Machine {
   rcuGracePeriod(): void {
     const p = this.rcuPending;
     if (p.length === 0) return;
+    if (this.config.checkInvariants)
+      this.violations.push(...checkFreedFrames(this, p.map((slot) => this.tables.pfn[slot] as number), "RCU table free"));
     for (const slot of p) this.tables.free(slot);
     this.counters.ptFree += p.length;
     this.rcuPending = [];

@@ -165,7 +165,8 @@ export class Runner {
     // Every CPU passes a quiescent state between steps.
     m.rcuGracePeriod();
     if (m.config.checkInvariants && step.op !== "report") {
-      const v = [...checkTlbs(m), ...checkAccounting(m)];
+      const v = [...m.violations, ...checkTlbs(m), ...checkAccounting(m)];
+      m.violations = [];
       if (v.length > 0) throw new ViolationError(v, `${step.op} at ${this.sc.file}:${step.pos.line}:${step.pos.col}`);
     }
   }
@@ -245,6 +246,12 @@ export class Runner {
         const p = this.procOf(step);
         this.enter(step, p);
         doBrk(m, p.mm, p.mm.brk + step.delta);
+        if (step.region !== undefined) {
+          const start = Math.ceil(p.mm.startBrk / 4096) * 4096;
+          const len = Math.ceil(p.mm.brk / 4096) * 4096 - start;
+          if (len > 0) p.regions.set(step.region, { start, len });
+          else p.regions.delete(step.region);
+        }
         return;
       }
       case "fork": {

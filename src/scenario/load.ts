@@ -390,7 +390,7 @@ const builders: { [K in Op]: Builder<K> } = {
     mayMove: a.may_move,
     newRegion: a.new_region,
   }),
-  brk: (a, base) => ({ op: "brk", ...base, delta: a.delta }),
+  brk: (a, base) => ({ op: "brk", ...base, delta: a.delta, ...(a.region !== undefined ? { region: a.region } : {}) }),
   fork: (a, base, cx) => cx.sem.fork(a, base, cx),
   exit: (a, base, cx) => cx.sem.exit(a, base, cx),
   report: (a, base, cx) => {

@@ -261,7 +261,11 @@ export const stepArgs = {
     new_region: nameSchema.optional().describe("Rebind the result to this name; default: the same name"),
     thread: threadRef,
   }),
-  brk: z.strictObject({ delta: deltaSchema, thread: threadRef }),
+  brk: z.strictObject({
+    delta: deltaSchema,
+    region: nameSchema.optional().describe("Bind the heap (start_brk up to the new break, page aligned) to this region name"),
+    thread: threadRef,
+  }),
   fork: z.strictObject({
     child: nameSchema.describe("Name of the new process"),
     thread: threadRef,

@@ -89,6 +89,7 @@ export interface MremapStep extends StepBase {
 export interface BrkStep extends StepBase {
   op: "brk";
   delta: number; // may be negative
+  region?: string; // bind the heap [start_brk, brk) to this name
 }
 export interface ForkStep extends StepBase {
   op: "fork";

@@ -6,6 +6,7 @@
 import type { Machine } from "../machine.js";
 import { run, freePgtables, unmapVmas, type KGen } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
+import { splitHugePmd } from "./huge_memory.js";
 import { type FileObj, type Mm, PMD_SIZE, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
 import { insertVma, isolateRange, mergeAround, rangeFree } from "./vma.js";
 import { pmdOffset, pteAlloc, pteTableOf } from "./walk.js";
@@ -156,7 +157,7 @@ function moveVma(m: Machine, mm: Mm, vma: Vma, old: number, oldLen: number, dest
   nv.end = dest + newLen;
   nv.pgoff = vma.pgoffOf(old);
   insertVma(mm, nv);
-  movePageTables(m, mm, old, dest, oldLen);
+  movePageTables(m, mm, vma, old, dest, oldLen);
   run(doMunmap(m, mm, old, oldLen));
   mergeAround(mm, dest, dest + newLen);
 }
@@ -164,7 +165,7 @@ function moveVma(m: Machine, mm: Mm, vma: Vma, old: number, oldLen: number, dest
 // move_page_tables(): whole PTE tables move when both sides are PMD aligned
 // (move_normal_pmd()), PMD leaves move whole (move_huge_pmd()), otherwise PTEs
 // move one by one (move_ptes()). The old range is flushed.
-function movePageTables(m: Machine, mm: Mm, old: number, dest: number, len: number): void {
+function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number, len: number): void {
   const A = m.arch;
   const T = m.tables;
   let off = 0;
@@ -188,7 +189,8 @@ function movePageTables(m: Machine, mm: Mm, old: number, dest: number, len: numb
       off += extent;
       continue;
     }
-    if (A.entryIsLeaf(sv)) throw new MmError("EINVAL", "mremap: partial move of a PMD mapping is not modelled");
+    // A PMD mapping that does not move whole is split first.
+    if (A.entryIsLeaf(sv)) splitHugePmd(m, mm, vma, spi, oa - (oa % PMD_SIZE));
     const dslot = pteAlloc(m, mm, dpi);
     const sslot = pteTableOf(m, T.e[spi] as number);
     const e = T.e;

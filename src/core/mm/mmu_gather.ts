@@ -4,6 +4,7 @@
 // tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_finish_mmu) with
 // CONFIG_MMU_GATHER_RCU_TABLE_FREE.
 
+import { checkFreedFrames } from "../check.js";
 import type { Machine } from "../machine.js";
 import { TBL_RCU, TBL_UNLINKED } from "./pgtable.js";
 import type { Mm } from "./types.js";
@@ -162,13 +163,17 @@ export function tlbFlushMmu(tlb: MmuGather): void {
     tlbFlushRmaps(tlb);
     m.counters.gatherFlushes++;
     const phys = m.phys;
+    const check = m.config.checkInvariants;
+    const freed: number[] = [];
     for (let i = 0; i < tlb.pagePfn.length; i++) {
       const first = tlb.pagePfn[i] as number;
       const head = phys.folioHead(first);
       const nr = tlb.pageNr[i] as number;
       const order = phys.order[head] as number;
+      if (check && phys.ref[head] === nr) freed.push(head);
       if (phys.folioPut(head, nr)) m.counters.pagesFree += 1 << order;
     }
+    if (check) m.violations.push(...checkFreedFrames(m, freed, "tlb_batch_pages_flush"));
     tlb.pagePfn = [];
     tlb.pageNr = [];
     tlb.pageDelay = [];
