@@ -4,7 +4,7 @@
 // (pgtable_trans_huge_deposit/withdraw, mm/pgtable-generic.c).
 
 import type { Machine } from "../machine.js";
-import { tlbRemoveFolioPages, tlbRemovePmdTlbEntry, type MmuGather } from "./mmu_gather.js";
+import { type MmuGather, tlbFlushMmu, tlbRemoveFolioPages, tlbRemovePmdTlbEntry } from "./mmu_gather.js";
 import { LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, type Mm, PMD_SIZE, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
@@ -181,7 +181,8 @@ export function zapHugePmd(tlb: MmuGather, pmdIdx: number, addr: number): void {
     mm.rssAnon -= HPAGE_PMD_NR;
     mm.anonHugePmds--;
   }
-  tlbRemoveFolioPages(tlb, head, 1, false);
+  // tlb_remove_page_size(): a full batch is flushed at once.
+  if (tlbRemoveFolioPages(tlb, head, 1, false)) tlbFlushMmu(tlb);
 }
 
 // copy_huge_pmd(): fork shares the THP and write-protects both mappings.

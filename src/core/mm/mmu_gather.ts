@@ -5,6 +5,7 @@
 // CONFIG_MMU_GATHER_RCU_TABLE_FREE.
 
 import { checkFreedFrames } from "../check.js";
+import { growTo } from "../growable.js";
 import type { Machine } from "../machine.js";
 import { TBL_RCU, TBL_UNLINKED } from "./pgtable.js";
 import type { Mm } from "./types.js";
@@ -13,6 +14,7 @@ const MMU_GATHER_BUNDLE = 8; // slots in the embedded first batch
 const MAX_GATHER_BATCH = 510; // slots in a batch page on 4K (PAGE_SIZE - header) / 8
 const MAX_GATHER_BATCH_COUNT = 19; // 10000 / MAX_GATHER_BATCH
 const TASK_SIZE = 2 ** 47;
+const BATCH_ENTRIES = MMU_GATHER_BUNDLE + MAX_GATHER_BATCH * MAX_GATHER_BATCH_COUNT;
 
 export class MmuGather {
   fullmm: boolean;
@@ -27,9 +29,12 @@ export class MmuGather {
   end = 0;
   // Page batches: head PFN and page count per entry; a range of a large
   // folio takes two slots, as the kernel encodes it.
-  pagePfn: number[] = [];
-  pageNr: number[] = [];
-  pageDelay: boolean[] = [];
+  // Grown on demand up to BATCH_ENTRIES: the batch never holds more entries
+  // than it has slots.
+  pagePfn = new Int32Array(16);
+  pageNr = new Int32Array(16);
+  pageDelay = new Uint8Array(16);
+  nrPages = 0; // entries queued
   batchSlots = 0; // slots used in the active batch
   batchMax = MMU_GATHER_BUNDLE;
   batchIndex = 0; // active batch: 0 is the embedded one
@@ -91,9 +96,16 @@ export function tlbRemovePmdTlbEntry(tlb: MmuGather, addr: number): void {
 // for freeing after the flush. Returns true when the batch is full and the
 // caller must flush before queueing more.
 export function tlbRemoveFolioPages(tlb: MmuGather, headPfn: number, nr: number, delayRmap: boolean): boolean {
-  tlb.pagePfn.push(headPfn);
-  tlb.pageNr.push(nr);
-  tlb.pageDelay.push(delayRmap);
+  const k = tlb.nrPages++;
+  if (k === tlb.pagePfn.length) {
+    const n = Math.min(k * 4, BATCH_ENTRIES);
+    tlb.pagePfn = growTo(tlb.pagePfn, n);
+    tlb.pageNr = growTo(tlb.pageNr, n);
+    tlb.pageDelay = growTo(tlb.pageDelay, n);
+  }
+  tlb.pagePfn[k] = headPfn;
+  tlb.pageNr[k] = nr;
+  tlb.pageDelay[k] = delayRmap ? 1 : 0;
   if (delayRmap) tlb.delayedRmap = true;
   tlb.batchSlots += nr > 1 ? 2 : 1;
   if (tlb.batchSlots >= tlb.batchMax - 1) {
@@ -138,13 +150,13 @@ export function tlbFlushMmuTlbonly(tlb: MmuGather): void {
 export function tlbFlushRmaps(tlb: MmuGather): void {
   if (!tlb.delayedRmap) return;
   const phys = tlb.m.phys;
-  for (let i = 0; i < tlb.pagePfn.length; i++) {
-    if (!tlb.pageDelay[i]) continue;
+  for (let i = 0; i < tlb.nrPages; i++) {
+    if (tlb.pageDelay[i] === 0) continue;
     // The batch entry is (first page, nr); rmap is per page.
     const first = tlb.pagePfn[i] as number;
     const nr = tlb.pageNr[i] as number;
     for (let p = first; p < first + nr; p++) phys.mapcount[p] = (phys.mapcount[p] as number) - 1;
-    tlb.pageDelay[i] = false;
+    tlb.pageDelay[i] = 0;
   }
   tlb.delayedRmap = false;
 }
@@ -159,13 +171,13 @@ export function tlbFlushMmu(tlb: MmuGather): void {
     for (const slot of tlb.tables) m.rcuPending.push(slot);
     tlb.tables = [];
   }
-  if (tlb.pagePfn.length > 0) {
+  if (tlb.nrPages > 0) {
     tlbFlushRmaps(tlb);
     m.counters.gatherFlushes++;
     const phys = m.phys;
     const check = m.config.checkInvariants;
     const freed: number[] = [];
-    for (let i = 0; i < tlb.pagePfn.length; i++) {
+    for (let i = 0; i < tlb.nrPages; i++) {
       const first = tlb.pagePfn[i] as number;
       const head = phys.folioHead(first);
       const nr = tlb.pageNr[i] as number;
@@ -174,9 +186,7 @@ export function tlbFlushMmu(tlb: MmuGather): void {
       if (phys.folioPut(head, nr)) m.counters.pagesFree += 1 << order;
     }
     if (check) m.violations.push(...checkFreedFrames(m, freed, "tlb_batch_pages_flush"));
-    tlb.pagePfn = [];
-    tlb.pageNr = [];
-    tlb.pageDelay = [];
+    tlb.nrPages = 0;
     tlb.batchSlots = 0;
     tlb.batchIndex = 0;
     tlb.batchMax = MMU_GATHER_BUNDLE;

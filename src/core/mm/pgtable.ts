@@ -4,6 +4,7 @@
 // that feed VmPTE. Entries of all live tables sit in one Float64Array, table
 // `slot` at [slot*ptrs, (slot+1)*ptrs).
 
+import { growable, growTo } from "../growable.js";
 import { PG_PAGETABLE, type PhysMem } from "./physmem.js";
 
 export const LVL_PTE = 0;
@@ -34,26 +35,18 @@ export class TableStore {
   ) {
     this.ptrs = ptrs;
     const cap = 256;
-    this.e = new Float64Array(cap * ptrs);
+    this.e = growable(Float64Array, cap * ptrs);
     this.pfn = new Int32Array(cap);
     this.level = new Uint8Array(cap);
     this.state = new Uint8Array(cap);
   }
 
   private grow(): void {
-    const cap = Math.ceil(this.pfn.length * 1.5); // spare capacity vs. copying on growth
-    const e = new Float64Array(cap * this.ptrs);
-    e.set(this.e);
-    this.e = e;
-    const p = new Int32Array(cap);
-    p.set(this.pfn);
-    this.pfn = p;
-    const l = new Uint8Array(cap);
-    l.set(this.level);
-    this.level = l;
-    const s = new Uint8Array(cap);
-    s.set(this.state);
-    this.state = s;
+    const cap = Math.ceil(this.pfn.length * 1.5);
+    this.e = growTo(this.e, cap * this.ptrs);
+    this.pfn = growTo(this.pfn, cap);
+    this.level = growTo(this.level, cap);
+    this.state = growTo(this.state, cap);
   }
 
   // A zeroed table page at `level`; returns its slot.
