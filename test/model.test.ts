@@ -174,7 +174,7 @@ describe("invariant checker", () => {
     assert.deepEqual(checkAccounting(r.m), []);
     const mm = r.procs.get("p0")!.mm;
     const pi = pteOffset(r.m, mm, r.procs.get("p0")!.regions.get("A")!.start);
-    const pfn = r.m.arch.ptePfn(r.m.tables.e[pi] as number);
+    const pfn = r.m.arch.ptePfn(r.m.tables.get(pi));
     r.m.phys.mapcount[pfn] = 2;
     assert.ok(checkAccounting(r.m).some((v) => v.invariant === "mapcount"));
   });
@@ -185,7 +185,7 @@ describe("invariant checker", () => {
     assert.deepEqual(checkTlbs(r.m), []);
     const mm = r.procs.get("p0")!.mm;
     const pi = pteOffset(r.m, mm, r.procs.get("p0")!.regions.get("A")!.start);
-    r.m.tables.e[pi] = 0; // clear without any flush
+    r.m.tables.set(pi, 0); // clear without any flush
     assert.ok(checkTlbs(r.m).some((v) => v.invariant === "tlb-stale-mapping"));
   });
 
@@ -193,7 +193,7 @@ describe("invariant checker", () => {
     const r = new Runner(parseScenario("name: t\nsteps:\n  - mmap: { region: A, size: 64K, prot: rw }\n  - touch: { region: A }\n", "t.yaml"));
     r.runAll();
     const pi = pteOffset(r.m, r.procs.get("p0")!.mm, r.procs.get("p0")!.regions.get("A")!.start);
-    const pfn = r.m.arch.ptePfn(r.m.tables.e[pi] as number);
+    const pfn = r.m.arch.ptePfn(r.m.tables.get(pi));
     assert.ok(checkFreedFrames(r.m, [pfn], "test").some((v) => v.invariant === "freed-before-flush"));
     r.m.arch.flushTlbMm(r.m, r.procs.get("p0")!.mm);
     assert.deepEqual(checkFreedFrames(r.m, [pfn], "test"), []);

@@ -73,7 +73,7 @@ async function syncHelperState(r: Runner, host: HostSession, slot: number, procN
       const vma = proc.mm.findVma(a);
       if (vma === null) continue;
       const pi = pteOffset(m, proc.mm, a);
-      if (pi >= 0 && m.tables.e[pi] !== 0) continue;
+      if (pi >= 0 && m.tables.get(pi) !== 0) continue;
       const write = run.kind === "a" && (vma.flags & VM_WRITE) !== 0;
       userAccess(m, cpu, proc.mm, a, write);
     }

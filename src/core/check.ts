@@ -17,7 +17,7 @@ function softWalk(m: Machine, mm: Mm, vpn: number): [number, number] | null {
   const T = m.tables;
   let slot = mm.pgd;
   for (let level = A.levels - 1; level >= 0; level--) {
-    const v = T.e[slot * 512 + idxAt(vpn, level)] as number;
+    const v = T.get(slot * 512 + idxAt(vpn, level));
     if (v === 0) return null;
     if (level > 0 && A.entryIsTable(v)) {
       slot = T.slotOfPfn(A.ptePfn(v));
@@ -110,7 +110,7 @@ export function checkAccounting(m: Machine): Violation[] {
     let thp = 0;
     const visit = (slot: number, level: number, base: number) => {
       for (let i = 0; i < 512; i++) {
-        const v = T.e[slot * 512 + i] as number;
+        const v = T.get(slot * 512 + i);
         if (v === 0) continue;
         const vpn = base + i * 512 ** level;
         if (level > 0 && A.entryIsTable(v)) {

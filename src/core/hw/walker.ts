@@ -73,7 +73,7 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
   }
   for (;;) {
     const ei = slot * 512 + idxAt(vpn, level);
-    const v = T.e[ei] as number;
+    const v = T.get(ei);
     m.counters.walkSteps++;
     if (level > 0 && A.entryIsTable(v)) {
       const child = A.ptePfn(v);
@@ -88,7 +88,7 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
     if (write && (perm & TLB_W) === 0) return false;
     const n = A.hwMkyoungDirty(v, write);
     if (n !== v) {
-      T.e[ei] = n;
+      T.set(ei, n);
       m.counters.hwAdUpdates++;
       m.counters.pteAtomics++;
     }

@@ -63,26 +63,25 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
   const A = m.arch;
   m.counters.faults++;
   const pmdIdx = pmdOffset(m, mm, addr, true);
-  let pmdv = m.tables.e[pmdIdx] as number;
+  let pmdv = m.tables.get(pmdIdx);
   if (pmdv === 0 && thpEligible(m, vma, addr)) {
     if (doHugePmdAnonymousPage(m, mm, vma, pmdIdx, write)) return "ok";
   } else if (pmdv !== 0 && A.entryIsLeaf(pmdv)) {
     if (write && !A.pteWrite(pmdv)) {
       if (doHugePmdWpPage(m, mm, vma, pmdIdx, addr - (addr % PMD_SIZE))) return "ok";
     } else {
-      m.tables.e[pmdIdx] = A.pteMkyoung(write ? A.pteMkdirty(pmdv) : pmdv); // huge_pmd_set_accessed()
+      m.tables.set(pmdIdx, A.pteMkyoung(write ? A.pteMkdirty(pmdv) : pmdv)); // huge_pmd_set_accessed()
       m.counters.pteAtomics++;
       return "ok";
     }
   }
-  pmdv = m.tables.e[pmdIdx] as number;
+  pmdv = m.tables.get(pmdIdx);
   // handle_pte_fault()
   const slot = pteAlloc(m, mm, pmdIdx);
   if (slot < 0) return "retry";
   if (m.interleave) yield YIELD_PTE;
-  const e = m.tables.e;
   const pi = slot * 512 + ((addr / 4096) & 511);
-  const v = e[pi] as number;
+  const v = m.tables.get(pi);
   m.counters.pteReads++;
   if (v === 0) {
     if (vma.file === null) doAnonymousPage(m, mm, vma, pi, write);
@@ -97,7 +96,7 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
   // ptep_set_access_flags(): nothing to flush when only upgrading.
   const n = A.pteMkyoung(write ? A.pteMkdirty(v) : v);
   if (n !== v) {
-    e[pi] = n;
+    m.tables.set(pi, n);
     m.counters.pteAtomics++;
   }
   return "ok";
@@ -108,14 +107,14 @@ function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, pi: number, write: boolea
   const A = m.arch;
   const prot = vmaPageProt(m, vma);
   if (!write && m.config.zeroPage) {
-    m.tables.e[pi] = A.pteMkspecial(A.pfnPte(m.phys.zeroPfn, prot));
+    m.tables.set(pi, A.pteMkspecial(A.pfnPte(m.phys.zeroPfn, prot)));
     m.counters.pteWrites++;
     return;
   }
   const pfn = newAnonPage(m, vma);
   let v = A.pfnPte(pfn, prot);
   if ((vma.flags & VM_WRITE) !== 0) v = A.pteMkwrite(A.pteMkdirty(v));
-  m.tables.e[pi] = v;
+  m.tables.set(pi, v);
   m.counters.pteWrites++;
   mm.rssAnon++;
 }
@@ -127,7 +126,6 @@ function doFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write
   const A = m.arch;
   const f = vma.file as FileObj;
   const prot = vmaPageProt(m, vma);
-  const e = m.tables.e;
   const pi = slot * 512 + ((addr / 4096) & 511);
   if (!write) {
     // do_fault_around(): the 64K-aligned window, inside the VMA and the PMD.
@@ -138,13 +136,13 @@ function doFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write
       if (a === addr) continue;
       const j = slot * 512 + ((a / 4096) & 511);
       const pfn = f.pages.get(vma.pgoffOf(a));
-      if (pfn === undefined || e[j] !== 0) continue;
-      e[j] = A.pteMkold(A.pfnPte(pfn, prot));
+      if (pfn === undefined || m.tables.get(j) !== 0) continue;
+      m.tables.set(j, A.pteMkold(A.pfnPte(pfn, prot)));
       m.counters.pteWrites++;
       mapFilePage(m, mm, pfn);
     }
     const pfn = filemapGetPage(m, f, vma.pgoffOf(addr));
-    e[pi] = A.pfnPte(pfn, prot);
+    m.tables.set(pi, A.pfnPte(pfn, prot));
     m.counters.pteWrites++;
     mapFilePage(m, mm, pfn);
     return;
@@ -152,7 +150,7 @@ function doFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write
   if ((vma.flags & VM_SHARED) === 0) {
     filemapGetPage(m, f, vma.pgoffOf(addr));
     const pfn = newAnonPage(m, vma);
-    e[pi] = A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot)));
+    m.tables.set(pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))));
     m.counters.pteWrites++;
     m.counters.cowCopies++;
     mm.rssAnon++;
@@ -160,7 +158,7 @@ function doFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write
   }
   const pfn = filemapGetPage(m, f, vma.pgoffOf(addr));
   m.phys.flags[pfn] |= PG_DIRTY;
-  e[pi] = A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot)));
+  m.tables.set(pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))));
   m.counters.pteWrites++;
   mapFilePage(m, mm, pfn);
 }
@@ -169,13 +167,12 @@ function doFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write
 function doWpPage(m: Machine, mm: Mm, vma: Vma, pi: number, addr: number): void {
   const A = m.arch;
   const phys = m.phys;
-  const e = m.tables.e;
-  const v = e[pi] as number;
+  const v = m.tables.get(pi);
   if ((vma.flags & VM_SHARED) !== 0) {
     // wp_page_shared(): page_mkwrite, then reuse.
     const pfn = A.ptePfn(v);
     phys.flags[phys.folioHead(pfn)] |= PG_DIRTY;
-    e[pi] = A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v)));
+    m.tables.set(pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))));
     m.counters.pteAtomics++;
     return;
   }
@@ -190,7 +187,7 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, pi: number, addr: number): void 
       const small = phys.order[head] === 0;
       if (exclusive || (small && phys.ref[head] === 1)) {
         phys.flags[pfn] |= PG_ANON_EXCLUSIVE;
-        e[pi] = A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))); // wp_page_reuse()
+        m.tables.set(pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v)))); // wp_page_reuse()
         m.counters.pteAtomics++;
         return;
       }
@@ -200,10 +197,10 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, pi: number, addr: number): void 
   // old entry must be flushed before the new one is visible.
   const npfn = newAnonPage(m, vma);
   m.counters.cowCopies++;
-  e[pi] = 0;
+  m.tables.set(pi, 0);
   m.counters.pteAtomics++;
   A.flushTlbPage(m, mm, addr); // ptep_clear_flush()
-  e[pi] = A.pteMkwrite(A.pteMkdirty(A.pfnPte(npfn, vmaPageProt(m, vma))));
+  m.tables.set(pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(npfn, vmaPageProt(m, vma)))));
   m.counters.pteWrites++;
   if (special) {
     mm.rssAnon++;

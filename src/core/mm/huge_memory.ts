@@ -64,7 +64,7 @@ export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: num
   const prot = A.vmGetPageProt(vma.flags);
   if (!write && m.config.thpUseZeroPage && m.config.zeroPage) {
     depositTable(m, mm);
-    m.tables.e[pmdIdx] = A.pmdMkhuge(A.pfnPte(hugeZeroPfn(m), prot));
+    m.tables.set(pmdIdx, A.pmdMkhuge(A.pfnPte(hugeZeroPfn(m), prot)));
     m.counters.pteWrites++;
     return true;
   }
@@ -78,7 +78,7 @@ export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: num
   depositTable(m, mm);
   let v = A.pmdMkhuge(A.pfnPte(pfn, prot));
   if ((vma.flags & VM_WRITE) !== 0) v = A.pteMkwrite(A.pteMkdirty(v));
-  m.tables.e[pmdIdx] = v;
+  m.tables.set(pmdIdx, v);
   m.counters.pteWrites++;
   mm.rssAnon += HPAGE_PMD_NR;
   mm.anonHugePmds++;
@@ -93,7 +93,7 @@ export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: num
 export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr: number): boolean {
   const A = m.arch;
   const phys = m.phys;
-  const old = m.tables.e[pmdIdx] as number;
+  const old = m.tables.get(pmdIdx);
   if (isHugeZeroPmd(m, old)) {
     if (vma.anonVma === 0) vma.anonVma = m.newAnonVma();
     const pfn = phys.alloc(HPAGE_PMD_ORDER);
@@ -102,10 +102,10 @@ export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, ha
     for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
     phys.addEntireMapcount(pfn, 1);
     // pmdp_huge_clear_flush() then set: the deposited table stays.
-    m.tables.e[pmdIdx] = 0;
+    m.tables.set(pmdIdx, 0);
     m.counters.pteAtomics++;
     A.flushTlbRange(m, mm, haddr, haddr + PMD_SIZE, 21, false);
-    m.tables.e[pmdIdx] = A.pteMkwrite(A.pteMkdirty(A.pmdMkhuge(A.pfnPte(pfn, A.vmGetPageProt(vma.flags)))));
+    m.tables.set(pmdIdx, A.pteMkwrite(A.pteMkdirty(A.pmdMkhuge(A.pfnPte(pfn, A.vmGetPageProt(vma.flags))))));
     m.counters.pteWrites++;
     mm.rssAnon += HPAGE_PMD_NR;
     mm.anonHugePmds++;
@@ -115,7 +115,7 @@ export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, ha
   const head = A.ptePfn(old);
   if (((phys.flags[head] as number) & PG_ANON_EXCLUSIVE) !== 0 || (phys.ref[head] === 1 && phys.entireMapcount(head) === 1)) {
     for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[head + i] |= PG_ANON_EXCLUSIVE;
-    m.tables.e[pmdIdx] = A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(old)));
+    m.tables.set(pmdIdx, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(old))));
     m.counters.pteWrites++;
     return true;
   }
@@ -129,15 +129,15 @@ export function splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr
   const A = m.arch;
   const T = m.tables;
   const phys = m.phys;
-  const old = T.e[pmdIdx] as number;
+  const old = T.get(pmdIdx);
   if (!A.entryIsLeaf(old)) return;
   // pmdp_invalidate(): make it non-present and flush before the PTEs appear.
-  T.e[pmdIdx] = 0;
+  T.set(pmdIdx, 0);
   m.counters.pteAtomics++;
   A.flushTlbRange(m, mm, haddr, haddr + PMD_SIZE, 21, false);
   const slot = withdrawTable(mm);
-  const e = T.e;
-  const base = slot * 512;
+  const e = T.chunkOf(slot);
+  const base = T.base(slot);
   const head = A.ptePfn(old);
   if (isHugeZeroPmd(m, old)) {
     const z = A.pteMkspecial(A.pfnPte(phys.zeroPfn, A.vmGetPageProt(vma.flags)));
@@ -155,7 +155,7 @@ export function splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr
     if (A.pteDirty(old)) phys.flags[head] |= PG_DIRTY;
   }
   m.counters.pteWrites += 512;
-  T.e[pmdIdx] = A.mkTableEntry(T.pfn[slot] as number);
+  T.set(pmdIdx, A.mkTableEntry(T.pfn[slot] as number));
   m.counters.pteWrites++;
   m.counters.thpSplits++;
 }
@@ -166,8 +166,8 @@ export function zapHugePmd(tlb: MmuGather, pmdIdx: number, addr: number): void {
   const A = m.arch;
   const mm = tlb.mm;
   const phys = m.phys;
-  const old = m.tables.e[pmdIdx] as number;
-  m.tables.e[pmdIdx] = 0;
+  const old = m.tables.get(pmdIdx);
+  m.tables.set(pmdIdx, 0);
   if (tlb.fullmm) {
     m.counters.pteReads++;
     m.counters.pteWrites++;
@@ -191,9 +191,9 @@ export function copyHugePmd(m: Machine, dst: Mm, src: Mm, dstPmdIdx: number, src
   const phys = m.phys;
   const T = m.tables;
   depositTable(m, dst);
-  const v = T.e[srcPmdIdx] as number;
+  const v = T.get(srcPmdIdx);
   if (isHugeZeroPmd(m, v)) {
-    m.tables.e[dstPmdIdx] = v;
+    m.tables.set(dstPmdIdx, v);
     m.counters.pteWrites++;
     return;
   }
@@ -207,10 +207,10 @@ export function copyHugePmd(m: Machine, dst: Mm, src: Mm, dstPmdIdx: number, src
   let n = v;
   if (vma.isCow && A.pteWrite(v)) {
     n = A.pteWrprotect(v);
-    T.e[srcPmdIdx] = n; // pmdp_set_wrprotect()
+    T.set(srcPmdIdx, n); // pmdp_set_wrprotect()
     m.counters.pteAtomics++;
   }
-  T.e[dstPmdIdx] = A.pteMkold(n);
+  T.set(dstPmdIdx, A.pteMkold(n));
   m.counters.pteWrites++;
 }
 
@@ -218,7 +218,7 @@ export function copyHugePmd(m: Machine, dst: Mm, src: Mm, dstPmdIdx: number, src
 export function changeHugePmd(tlb: MmuGather, pmdIdx: number, addr: number, newprot: number, vma: Vma): void {
   const m = tlb.m;
   const A = m.arch;
-  const old = m.tables.e[pmdIdx] as number;
+  const old = m.tables.get(pmdIdx);
   m.counters.pteAtomics++; // pmdp_invalidate_ad()
   let n = A.pmdMkhuge(A.pteModify(old, newprot));
   // Anon exclusive THP may become writable directly (can_change_pmd_writable()).
@@ -226,7 +226,7 @@ export function changeHugePmd(tlb: MmuGather, pmdIdx: number, addr: number, newp
     const head = A.ptePfn(old);
     if (((m.phys.flags[head] as number) & PG_ANON_EXCLUSIVE) !== 0 && A.pteDirty(old)) n = A.pteMkwrite(n);
   }
-  m.tables.e[pmdIdx] = n;
+  m.tables.set(pmdIdx, n);
   m.counters.pteWrites++;
   if (A.pteNeedsFlush(old, n)) tlbRemovePmdTlbEntry(tlb, addr);
 }

@@ -36,14 +36,14 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
   while (addr < end) {
     const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
     const pmdIdx = pmdSlot * 512 + idxAt(addr / 4096, LVL_PMD);
-    let v = T.e[pmdIdx] as number;
+    let v = T.get(pmdIdx);
     m.counters.pteReads++;
     if (v !== 0 && A.entryIsLeaf(v)) {
       if (next - addr === PMD_SIZE) {
         const head = A.ptePfn(v);
         if (!free || ((phys.flags[head] as number) & PG_ANON) !== 0) {
           if (free) phys.flags[head] = (phys.flags[head] as number) & ~(PG_SWAPBACKED | PG_DIRTY);
-          T.e[pmdIdx] = A.pteMkold(free ? A.pteMkclean(v) : v);
+          T.set(pmdIdx, A.pteMkold(free ? A.pteMkclean(v) : v));
           m.counters.pteAtomics++;
           tlbRemovePmdTlbEntry(tlb, addr);
         }
@@ -51,11 +51,12 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
         continue;
       }
       splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % PMD_SIZE));
-      v = T.e[pmdIdx] as number;
+      v = T.get(pmdIdx);
     }
     if (v !== 0 && A.entryIsTable(v)) {
-      const e = T.e;
-      let i = T.slotOfPfn(A.ptePfn(v)) * 512 + ((addr / 4096) & 511);
+      const slot = T.slotOfPfn(A.ptePfn(v));
+      const e = T.chunkOf(slot);
+      let i = T.base(slot) + ((addr / 4096) & 511);
       for (let a = addr; a < next; a += 4096, i++) {
         if (m.interleave) yield YIELD_PTE;
         const x = e[i] as number;

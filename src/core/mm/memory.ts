@@ -43,7 +43,8 @@ export function run<T>(g: KGen<T>): T {
 // max_nr, and never past the folio's last page.
 export function folioPteBatch(
   m: Machine,
-  i: number,
+  e: Float64Array, // chunk holding the table
+  i: number, // index of the first entry in e
   v: number,
   pfn: number,
   head: number,
@@ -56,7 +57,6 @@ export function folioPteBatch(
   const left = head + (1 << order) - pfn;
   const max = maxNr < left ? maxNr : left;
   if (max <= 1) return 1;
-  const e = m.tables.e;
   const expect0 = A.pteBatchNorm(v, respectDirty, respectWrite);
   let nr = 1;
   while (nr < max) {
@@ -94,11 +94,12 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
     let forceBreak = false;
     // pte_offset_map_lock()
     if (il) yield YIELD_PMD;
-    const pmdv = T.e[pmdIdx] as number;
+    const pmdv = T.get(pmdIdx);
     C.pteReads++;
     if (!A.entryIsTable(pmdv)) return end;
-    const e = T.e;
-    let i = T.slotOfPfn(A.ptePfn(pmdv)) * 512 + ((addr / 4096) & 511);
+    const slot = T.slotOfPfn(A.ptePfn(pmdv));
+    const e = T.chunkOf(slot);
+    let i = T.base(slot) + ((addr / 4096) & 511);
     while (addr !== end) {
       if (il) yield YIELD_PTE;
       const v = e[i] as number;
@@ -120,7 +121,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         const head = phys.folioHead(pfn);
         const order = phys.order[head] as number;
         const hflags = phys.flags[head] as number;
-        if (order > 0) nr = folioPteBatch(m, i, v, pfn, head, order, (end - addr) / 4096, false, false);
+        if (order > 0) nr = folioPteBatch(m, e, i, v, pfn, head, order, (end - addr) / 4096, false, false);
         // zap_present_folio_ptes(): get_and_clear_full_ptes() gathers a/d.
         let dirty = false;
         for (let k = 0; k < nr; k++) {
@@ -177,7 +178,7 @@ function* zapPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, e
   while (addr < end) {
     const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
     const pmdIdx = pmdSlot * 512 + idxAt(addr / 4096, LVL_PMD);
-    const v = m.tables.e[pmdIdx] as number;
+    const v = m.tables.get(pmdIdx);
     m.counters.pteReads++;
     if (v !== 0 && A.entryIsLeaf(v)) {
       if (next - addr === PMD_SIZE) {
@@ -187,7 +188,7 @@ function* zapPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, e
       }
       splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % PMD_SIZE));
     }
-    if (m.tables.e[pmdIdx] !== 0) {
+    if (m.tables.get(pmdIdx) !== 0) {
       let a = addr;
       while (a !== next) a = yield* zapPteRange(tlb, vma, pmdIdx, a, next, details);
     }
@@ -208,7 +209,7 @@ export function* walkPmdTables(
   const span = (SPAN[level] as number) * 4096;
   while (addr < end) {
     const next = Math.min(addr - (addr % span) + span, end);
-    const v = m.tables.e[slot * 512 + idxAt(addr / 4096, level)] as number;
+    const v = m.tables.get(slot * 512 + idxAt(addr / 4096, level));
     m.counters.pteReads++;
     if (v !== 0 && m.arch.entryIsTable(v)) {
       const child = m.tables.slotOfPfn(m.arch.ptePfn(v));
@@ -265,13 +266,13 @@ function freeLevelRange(tlb: MmuGather, slot: number, level: number, addr: numbe
   while (a < end) {
     const next = Math.min(a - (a % span) + span, end);
     const ei = slot * 512 + idxAt(a / 4096, level);
-    const v = T.e[ei] as number;
+    const v = T.get(ei);
     m.counters.pteReads++;
     if (v !== 0 && A.entryIsTable(v)) {
       const child = T.slotOfPfn(A.ptePfn(v));
       const childLevel = level - 1;
       if (childLevel === LVL_PTE) {
-        T.e[ei] = 0;
+        T.set(ei, 0);
         m.counters.pteWrites++;
         freeTableTlb(tlb, child, a, LVL_PTE);
         accountTable(tlb.mm, LVL_PTE, -1);
@@ -286,7 +287,7 @@ function freeLevelRange(tlb: MmuGather, slot: number, level: number, addr: numbe
           ok = c !== 0 && next - 1 <= c - 1;
         }
         if (ok) {
-          T.e[ei] = 0;
+          T.set(ei, 0);
           m.counters.pteWrites++;
           freeTableTlb(tlb, child, cstart, childLevel);
           accountTable(tlb.mm, childLevel, -1);
@@ -322,16 +323,18 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
   const il = m.interleave;
   const dslot = pteAlloc(m, dst, dstPmdIdx);
   const T = m.tables;
-  const sv = T.e[srcPmdIdx] as number;
+  const sv = T.get(srcPmdIdx);
   if (!A.entryIsTable(sv)) return;
-  const e = T.e; // after any allocation
-  let si = T.slotOfPfn(A.ptePfn(sv)) * 512 + ((addr / 4096) & 511);
-  let di = dslot * 512 + ((addr / 4096) & 511);
+  const sslot = T.slotOfPfn(A.ptePfn(sv));
+  const es = T.chunkOf(sslot);
+  const ed = T.chunkOf(dslot);
+  let si = T.base(sslot) + ((addr / 4096) & 511);
+  let di = T.base(dslot) + ((addr / 4096) & 511);
   const cow = vma.isCow;
   const shared = vma.isShared;
   while (addr < end) {
     if (il) yield YIELD_PTE;
-    const v = e[si] as number;
+    const v = es[si] as number;
     C.pteReads++;
     if (v === 0) {
       si++;
@@ -341,7 +344,7 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
     }
     let nr = 1;
     if (A.pteSpecial(v)) {
-      e[di] = v;
+      ed[di] = v;
       C.pteWrites++;
     } else {
       const pfn = A.ptePfn(v);
@@ -349,9 +352,9 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
       const order = phys.order[head] as number;
       const hflags = phys.flags[head] as number;
       // FPB_MERGE_WRITE, plus FPB_RESPECT_DIRTY for private mappings.
-      if (order > 0) nr = folioPteBatch(m, si, v, pfn, head, order, (end - addr) / 4096, !shared, false);
+      if (order > 0) nr = folioPteBatch(m, es, si, v, pfn, head, order, (end - addr) / 4096, !shared, false);
       let anyWritable = false;
-      for (let k = 0; k < nr; k++) if (A.pteWrite(e[si + k] as number)) anyWritable = true;
+      for (let k = 0; k < nr; k++) if (A.pteWrite(es[si + k] as number)) anyWritable = true;
       // folio_try_dup_anon_rmap_ptes() / folio_dup_file_rmap_ptes()
       for (let k = 0; k < nr; k++) {
         phys.mapcount[pfn + k] = (phys.mapcount[pfn + k] as number) + 1;
@@ -360,18 +363,18 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
       phys.ref[head] = (phys.ref[head] as number) + nr;
       folioCounterDelta(dst, hflags, nr);
       for (let k = 0; k < nr; k++) {
-        let pte = e[si + k] as number;
+        let pte = es[si + k] as number;
         if (cow && anyWritable) {
           // wrprotect_ptes() on the parent: one atomic per entry on x86.
           if (A.pteWrite(pte)) {
             pte = A.pteWrprotect(pte);
-            e[si + k] = pte;
+            es[si + k] = pte;
             C.pteAtomics++;
           }
         }
         let child = A.pteMkold(pte);
         if (shared) child = A.pteMkclean(child);
-        e[di + k] = child;
+        ed[di + k] = child;
       }
       C.pteWrites += nr;
     }
@@ -390,7 +393,7 @@ export function* copyPageRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
     const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
     const spi = pmdOffset(m, src, addr, false);
     if (spi >= 0) {
-      const v = m.tables.e[spi] as number;
+      const v = m.tables.get(spi);
       if (v !== 0) {
         const dpi = pmdOffset(m, dst, addr, true);
         if (A.entryIsLeaf(v)) {

@@ -175,15 +175,15 @@ function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number,
     const da = dest + off;
     const extent = Math.min(PMD_SIZE - (oa % PMD_SIZE), PMD_SIZE - (da % PMD_SIZE), len - off);
     const spi = pmdOffset(m, mm, oa, false);
-    const sv = spi >= 0 ? (T.e[spi] as number) : 0;
+    const sv = spi >= 0 ? (T.get(spi)) : 0;
     if (sv === 0) {
       off += extent;
       continue;
     }
     const dpi = pmdOffset(m, mm, da, true);
-    if (extent === PMD_SIZE && T.e[dpi] === 0 && (A.entryIsLeaf(sv) || A.entryIsTable(sv))) {
-      T.e[dpi] = sv;
-      T.e[spi] = 0;
+    if (extent === PMD_SIZE && T.get(dpi) === 0 && (A.entryIsLeaf(sv) || A.entryIsTable(sv))) {
+      T.set(dpi, sv);
+      T.set(spi, 0);
       m.counters.pteWrites += 2;
       moved = true;
       off += extent;
@@ -192,17 +192,18 @@ function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number,
     // A PMD mapping that does not move whole is split first.
     if (A.entryIsLeaf(sv)) splitHugePmd(m, mm, vma, spi, oa - (oa % PMD_SIZE));
     const dslot = pteAlloc(m, mm, dpi);
-    const sslot = pteTableOf(m, T.e[spi] as number);
-    const e = T.e;
+    const sslot = pteTableOf(m, T.get(spi));
+    const es = T.chunkOf(sslot);
+    const ed = T.chunkOf(dslot);
     for (let k = 0; k < extent / 4096; k++) {
-      const si = sslot * 512 + (((oa / 4096) & 511) + k);
-      const di = dslot * 512 + (((da / 4096) & 511) + k);
-      const v = e[si] as number;
+      const si = T.base(sslot) + (((oa / 4096) & 511) + k);
+      const di = T.base(dslot) + (((da / 4096) & 511) + k);
+      const v = es[si] as number;
       m.counters.pteReads++;
       if (v === 0) continue;
-      e[si] = 0;
+      es[si] = 0;
       m.counters.pteAtomics++;
-      e[di] = v;
+      ed[di] = v;
       m.counters.pteWrites++;
       moved = true;
     }

@@ -23,10 +23,11 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
   const phys = m.phys;
   const C = m.counters;
   const il = m.interleave;
-  const pmdv = T.e[pmdIdx] as number;
+  const pmdv = T.get(pmdIdx);
   if (!A.entryIsTable(pmdv)) return;
-  const e = T.e;
-  let i = T.slotOfPfn(A.ptePfn(pmdv)) * 512 + ((addr / 4096) & 511);
+  const slot = T.slotOfPfn(A.ptePfn(pmdv));
+  const e = T.chunkOf(slot);
+  let i = T.base(slot) + ((addr / 4096) & 511);
   const shared = (vma.flags & VM_SHARED) !== 0;
   while (addr < end) {
     if (il) yield YIELD_PTE;
@@ -46,7 +47,7 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
       const order = phys.order[head] as number;
       anonFolio = ((phys.flags[head] as number) & PG_ANON) !== 0;
       // FPB_RESPECT_SOFT_DIRTY | FPB_RESPECT_WRITE
-      if (order > 0) nr = folioPteBatch(m, i, old, pfn, head, order, (end - addr) / 4096, false, true);
+      if (order > 0) nr = folioPteBatch(m, e, i, old, pfn, head, order, (end - addr) / 4096, false, true);
     }
     // modify_prot_start_ptes(): one xchg per entry on x86.
     for (let k = 0; k < nr; k++) {
@@ -78,7 +79,7 @@ function* changePmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number
   while (addr < end) {
     const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
     const pmdIdx = pmdSlot * 512 + idxAt(addr / 4096, LVL_PMD);
-    const v = m.tables.e[pmdIdx] as number;
+    const v = m.tables.get(pmdIdx);
     m.counters.pteReads++;
     if (v !== 0) {
       if (m.arch.entryIsLeaf(v)) {

@@ -119,7 +119,8 @@ export class PhysMem {
   freeFolio(head: number): void {
     const order = this.order[head] as number;
     const n = 1 << order;
-    this.flags.fill(PG_FREE, head, head + n);
+    const flags = this.flags;
+    for (let i = head; i < head + n; i++) flags[i] = PG_FREE;
     this.entire.delete(head);
     (this.free[order] as FrameStack).push(head);
     this.allocated -= n;

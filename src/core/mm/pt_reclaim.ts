@@ -19,8 +19,8 @@ export function reclaimPtIsEnabled(m: Machine, start: number, end: number, detai
 // With the PTE lock held: clear the PMD (the PMD lock is a trylock; in the
 // sequential model it always succeeds). Returns the old PMD value.
 export function tryGetAndClearPmd(m: Machine, pmdIdx: number): number {
-  const v = m.tables.e[pmdIdx] as number;
-  m.tables.e[pmdIdx] = 0;
+  const v = m.tables.get(pmdIdx);
+  m.tables.set(pmdIdx, 0);
   m.counters.pteReads++;
   m.counters.pteWrites++;
   return v;
@@ -37,17 +37,17 @@ export function freePte(tlb: MmuGather, addr: number, pmdval: number): void {
 // try_to_free_pte(): the slow path re-checks that all entries are none.
 export function tryToFreePte(tlb: MmuGather, pmdIdx: number, addr: number): void {
   const m = tlb.m;
-  const pmdval = m.tables.e[pmdIdx] as number;
+  const pmdval = m.tables.get(pmdIdx);
   m.counters.pteReads++;
   const slot = pteTableOf(m, pmdval);
   if (slot < 0) return;
-  const e = m.tables.e;
-  const base = slot * 512;
+  const e = m.tables.chunkOf(slot);
+  const base = m.tables.base(slot);
   for (let i = 0; i < 512; i++) {
     m.counters.pteReads++;
     if (e[base + i] !== 0) return;
   }
-  e[pmdIdx] = 0;
+  m.tables.set(pmdIdx, 0);
   m.counters.pteWrites++;
   freePte(tlb, addr, pmdval);
 }

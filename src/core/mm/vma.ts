@@ -14,7 +14,7 @@ function splitHugePmdIfNeeded(m: Machine, mm: Mm, vma: Vma, addr: number): void 
   if (haddr < vma.start || haddr + PMD_SIZE > vma.end) return;
   const pi = pmdOffset(m, mm, addr, false);
   if (pi < 0) return;
-  const v = m.tables.e[pi] as number;
+  const v = m.tables.get(pi);
   if (v !== 0 && m.arch.entryIsLeaf(v)) splitHugePmd(m, mm, vma, pi, haddr);
 }
 

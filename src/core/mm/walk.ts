@@ -23,7 +23,7 @@ function populate(m: Machine, mm: Mm, ei: number, level: number): number {
   const slot = m.tables.alloc(level);
   m.counters.ptAlloc++;
   accountTable(mm, level, 1);
-  m.tables.e[ei] = m.arch.mkTableEntry(m.tables.pfn[slot] as number);
+  m.tables.set(ei, m.arch.mkTableEntry(m.tables.pfn[slot] as number));
   m.counters.pteWrites++;
   return slot;
 }
@@ -37,7 +37,7 @@ export function pmdOffset(m: Machine, mm: Mm, addr: number, alloc: boolean): num
   let slot = mm.pgd;
   for (let level = A.levels - 1; level > LVL_PMD; level--) {
     const ei = slot * 512 + idxAt(vpn, level);
-    const v = T.e[ei] as number;
+    const v = T.get(ei);
     m.counters.pteReads++;
     if (v === 0) {
       if (!alloc) return -1;
@@ -54,7 +54,7 @@ export function pmdOffset(m: Machine, mm: Mm, addr: number, alloc: boolean): num
 // __pte_alloc(): make sure the PMD entry points to a PTE table; returns the
 // table's slot, or -1 if the PMD holds a leaf.
 export function pteAlloc(m: Machine, mm: Mm, pmdIdx: number): number {
-  const v = m.tables.e[pmdIdx] as number;
+  const v = m.tables.get(pmdIdx);
   m.counters.pteReads++;
   if (v === 0) return populate(m, mm, pmdIdx, LVL_PTE);
   if (!m.arch.entryIsTable(v)) return -1;
@@ -71,7 +71,7 @@ export function pteTableOf(m: Machine, pmdv: number): number {
 export function pteOffset(m: Machine, mm: Mm, addr: number): number {
   const pi = pmdOffset(m, mm, addr, false);
   if (pi < 0) return -1;
-  const slot = pteTableOf(m, m.tables.e[pi] as number);
+  const slot = pteTableOf(m, m.tables.get(pi));
   if (slot < 0) return -1;
   return slot * 512 + ((addr / 4096) & 511);
 }
