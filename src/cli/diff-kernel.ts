@@ -94,6 +94,10 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
       `THP ${env.thp}, use_zero_page ${env.thpUseZeroPage ? 1 : 0}, mTHP enabled: ${env.mthpEnabled.filter((x) => x.setting !== "never").map((x) => `${x.sizeKb}kB=${x.setting}`).join(" ") || "none"}`,
       `PT reclaim ${ptReclaim ? "present" : "absent"}${env.ptReclaim === undefined ? " (from the probe)" : " (kernel config)"}`,
     ];
+    // The model has no mTHP yet: only the PMD size may be enabled.
+    const mthp = env.mthpEnabled.filter((x) => x.setting !== "never" && x.sizeKb !== 2048);
+    if (mthp.length > 0)
+      throw new ScenarioError(sc.file, 1, 1, `the host enables mTHP sizes the model does not have yet (${mthp.map((x) => `${x.sizeKb}kB=${x.setting}`).join(", ")}); set them to never to compare`);
     const zeroPage = env.probe?.zeroPage ?? true;
     const hugeZero = env.probe?.hugeZeroPage ?? env.thpUseZeroPage;
     detected.push(`zero page ${zeroPage ? "used" : "not used (reads allocate)"}, huge zero page ${hugeZero ? "used" : "not used"} (probe)`);

@@ -39,3 +39,8 @@ export function rowsJson(rows: ReportRow[]): unknown {
     counters: countersJson(r.counters),
   }));
 }
+
+export function formatTotals(c: Counters): string {
+  const nz = Object.entries(countersJson(c)).filter(([, v]) => v !== 0);
+  return `== total (whole run, before the implicit teardown)\n${table(["counter", "value"], nz.map(([k, v]) => [k, String(v)]))}\n`;
+}

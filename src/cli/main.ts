@@ -7,7 +7,8 @@ import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { parseScenario } from "../scenario/load.js";
 import { type Scenario, ScenarioError } from "../scenario/types.js";
 import { Runner, ViolationError } from "../run/runner.js";
-import { formatRows, rowsJson } from "./format.js";
+import { snapshotCounters } from "../core/counters.js";
+import { countersJson, formatRows, formatTotals, rowsJson } from "./format.js";
 import { diffKernel } from "./diff-kernel.js";
 
 export function loadScenario(file: string): Scenario {
@@ -36,17 +37,20 @@ export function cmdRun(file: string, o: { json?: boolean; check: boolean; varian
   const sc = loadScenario(file);
   const r = new Runner(sc, { checkInvariants: o.check, variants: o.variant ?? {}, ...(o.ptReclaim !== undefined ? { ptReclaim: o.ptReclaim } : {}) });
   let violations: string[] = [];
+  let totals = snapshotCounters(r.m.counters);
   try {
     r.runAll();
+    totals = snapshotCounters(r.m.counters);
     violations = r.finish().map((v) => `[${v.invariant}] ${v.message}`);
   } catch (e) {
     if (!(e instanceof ViolationError)) throw e;
     violations = e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`);
   }
   if (o.json) {
-    process.stdout.write(`${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, reports: rowsJson(r.rows), violations }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, reports: rowsJson(r.rows), totals: countersJson(totals), violations }, null, 2)}\n`);
   } else {
     process.stdout.write(`${formatRows(`ptlab run ${file}: ${sc.name} (x86_64, ${sc.machine.cpus} CPUs, THP ${sc.machine.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`);
+    process.stdout.write(`${formatTotals(totals)}\n`);
     if (violations.length > 0) process.stdout.write(`INVARIANT VIOLATIONS:\n${violations.map((v) => `  ${v}`).join("\n")}\n`);
   }
   return violations.length > 0 ? 1 : 0;
