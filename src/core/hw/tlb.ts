@@ -116,18 +116,24 @@ export class Tlb {
   // Deepest cached table for vpn: returns the index into the PSC or -1.
   // level 1 caches cover 512 pages, level 2 512^2, level 3 512^3.
   lookupPsc(vpn: number, asid: number): number {
+    // One key per level, then a single pass over the entries.
+    const a = asid + 1;
+    const k1 = Math.floor(vpn / 512) * NR_ASIDS + a;
+    const k2 = Math.floor(vpn / 262144) * NR_ASIDS + a;
+    const k3 = Math.floor(vpn / 134217728) * NR_ASIDS + a;
     let best = -1;
     let bestLevel = 99;
     const ptag = this.ptag;
+    const plevel = this.plevel;
     for (let i = 0; i < ptag.length; i++) {
       const t = ptag[i] as number;
       if (t === 0) continue;
-      const l = this.plevel[i] as number;
+      const l = plevel[i] as number;
       if (l >= bestLevel) continue;
-      const key = Math.floor(vpn / (PSC_SPAN[l] as number)) * NR_ASIDS + asid + 1;
-      if (t === key) {
+      if (t === (l === 1 ? k1 : l === 2 ? k2 : k3)) {
         best = i;
         bestLevel = l;
+        if (l === 1) break;
       }
     }
     return best;
