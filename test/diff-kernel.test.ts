@@ -9,7 +9,9 @@ import { ensureHelperBuilt, isHelperSkip } from "../src/host/helper.js";
 import { parseScenario } from "../src/scenario/load.js";
 
 const dir = "scenarios/diff";
-const files = readdirSync(dir).filter((f) => f.endsWith(".yaml")).sort();
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith(".yaml"))
+  .sort();
 
 describe("diff-kernel", async () => {
   const built = await ensureHelperBuilt();
@@ -23,7 +25,9 @@ describe("diff-kernel", async () => {
       const sc = parseScenario(readFileSync(`${dir}/${f}`, "utf8"), `${dir}/${f}`);
       const res = await runDiff(sc);
       assert.ok(res.reports.length > 0, "compared at least one report");
-      const bad = res.reports.flatMap((r) => r.figures.filter((x) => !x.agree).map((x) => `${r.label}/${r.process}/${x.figure}: host ${x.host} model ${x.model}`));
+      const bad = res.reports.flatMap((r) =>
+        r.figures.filter((x) => !x.agree).map((x) => `${r.label}/${r.process}/${x.figure}: host ${x.host} model ${x.model}`),
+      );
       assert.deepEqual(bad, []);
     });
   }

@@ -6,15 +6,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { test } from "node:test";
-import {
-  BENCH_OPS,
-  ensureHelperBuilt,
-  HostError,
-  type HostSnapshot,
-  HostSession,
-  isHelperSkip,
-  runHostBench,
-} from "../src/host/helper.js";
+import { BENCH_OPS, ensureHelperBuilt, HostError, type HostSnapshot, HostSession, isHelperSkip, runHostBench } from "../src/host/helper.js";
 import type { Prot } from "../src/scenario/types.js";
 
 const KiB = 1024;
@@ -151,10 +143,7 @@ test("host helper: syscalls and figures on the real kernel", { timeout: 30_000 }
     assert.equal(vma.perms, "rwxp");
     assert.equal(vma.path, "");
     assert.ok(snap.vmas.some((v) => v.path === "[stack]"));
-    assert.ok(
-      !snap.vmas.some((v) => v.start >= 2 ** 53 && v.path !== "[vsyscall]"),
-      "addresses above 2^53 cannot occur except [vsyscall]",
-    );
+    assert.ok(!snap.vmas.some((v) => v.start >= 2 ** 53 && v.path !== "[vsyscall]"), "addresses above 2^53 cannot occur except [vsyscall]");
     const pages = presentIn(snap, a, MiB);
     assert.equal(pages.length, 64);
     assert.equal(pages[0]?.addr, a);
@@ -220,10 +209,7 @@ test("host helper: syscalls and figures on the real kernel", { timeout: 30_000 }
     const b = await s.mremap(0, a, MiB, 4 * MiB, true);
     assert.ok(b > 0);
     await assert.rejects(s.munmap(0, b + 1, 4096), (e: unknown) => e instanceof HostError && e.code === "EINVAL");
-    await assert.rejects(
-      s.mmap(0, MiB, RW, ["private", "anonymous", "fixed_noreplace"], b),
-      (e: unknown) => e instanceof HostError && e.code === "EEXIST",
-    );
+    await assert.rejects(s.mmap(0, MiB, RW, ["private", "anonymous", "fixed_noreplace"], b), (e: unknown) => e instanceof HostError && e.code === "EEXIST");
     await assert.rejects(s.touch(0, 4096, 4096), (e: unknown) => e instanceof HostError && e.code === "SIGSEGV");
     await assert.rejects(s.fork(0, 40), RangeError);
     // the session is still usable

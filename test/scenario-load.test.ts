@@ -74,13 +74,33 @@ describe("parseScenario: valid input", () => {
       seed: 1,
     });
     assert.deepEqual(s.processes, [
-      { name: "p0", threads: [{ name: "t0", cpu: 0 }, { name: "t1", cpu: 1 }] },
+      {
+        name: "p0",
+        threads: [
+          { name: "t0", cpu: 0 },
+          { name: "t1", cpu: 1 },
+        ],
+      },
       { name: "daemon", threads: [{ name: "daemon.t0", cpu: 0 }] },
     ]);
     const ops = s.steps.map((st) => st.op);
     assert.deepEqual(ops, [
-      "mmap", "mmap", "touch", "touch", "madvise", "mprotect", "report", "repeat",
-      "mremap", "munmap", "brk", "brk", "fork", "touch", "exit", "report",
+      "mmap",
+      "mmap",
+      "touch",
+      "touch",
+      "madvise",
+      "mprotect",
+      "report",
+      "repeat",
+      "mremap",
+      "munmap",
+      "brk",
+      "brk",
+      "fork",
+      "touch",
+      "exit",
+      "report",
     ]);
     assert.deepEqual(s.steps[0], {
       op: "mmap",
@@ -110,11 +130,25 @@ describe("parseScenario: valid input", () => {
     assert.equal(repeat.count, 100);
     assert.equal(repeat.advance, 2 << 20);
     assert.deepEqual(repeat.steps[0], {
-      op: "touch", pos: P(29, 11), thread: "t0", region: "A", offset: 4 << 20, length: 2 << 20, write: true, stride: 4096,
+      op: "touch",
+      pos: P(29, 11),
+      thread: "t0",
+      region: "A",
+      offset: 4 << 20,
+      length: 2 << 20,
+      write: true,
+      stride: 4096,
     });
     assert.deepEqual(s.steps[12], { op: "fork", pos: P(35, 5), thread: "t1", child: "c1", childThread: "c1.t0", cpu: 1 });
     assert.deepEqual(s.steps[13], {
-      op: "touch", pos: P(36, 5), thread: "c1.t0", region: "B", offset: 0, length: 2 << 20, write: true, stride: 4096,
+      op: "touch",
+      pos: P(36, 5),
+      thread: "c1.t0",
+      region: "B",
+      offset: 0,
+      length: 2 << 20,
+      write: true,
+      stride: 4096,
     });
     assert.deepEqual(s.steps[15], { op: "report", pos: P(38, 5), thread: "t0", label: "report 2" });
   });
@@ -207,7 +241,13 @@ steps:
   - report: { thread: worker }
 `);
     assert.deepEqual(s.processes, [
-      { name: "a", threads: [{ name: "a1", cpu: 2 }, { name: "a2", cpu: 0 }] },
+      {
+        name: "a",
+        threads: [
+          { name: "a1", cpu: 2 },
+          { name: "a2", cpu: 0 },
+        ],
+      },
       { name: "b", threads: [{ name: "b.t0", cpu: 0 }] },
     ]);
     assert.deepEqual(
@@ -231,20 +271,13 @@ steps:
         "- report: { thread: t0 }",
       ),
     );
-    const labels = (steps: Step[]): string[] =>
-      steps.flatMap((st) => (st.op === "report" ? [st.label] : st.op === "repeat" ? labels(st.steps) : []));
+    const labels = (steps: Step[]): string[] => steps.flatMap((st) => (st.op === "report" ? [st.label] : st.op === "repeat" ? labels(st.steps) : []));
     assert.deepEqual(labels(s.steps), ["report 1", "named", "inner", "report 4", "report 5"]);
   });
 
   it("supports nested repeats, and position of nested steps", () => {
     const s = load(
-      withSteps(
-        "- repeat:",
-        "    count: 2",
-        "    advance: 4K",
-        "    steps:",
-        "      - repeat: { count: 1, steps: [ { touch: { region: A } } ] }",
-      ),
+      withSteps("- repeat:", "    count: 2", "    advance: 4K", "    steps:", "      - repeat: { count: 1, steps: [ { touch: { region: A } } ] }"),
     );
     const outer = s.steps[0]!;
     assert.ok(outer.op === "repeat");
@@ -279,10 +312,7 @@ steps:
 describe("parseScenario: errors", () => {
   it("names unknown keys with the expected ones", () => {
     const e = fails(withSteps("- mmap: { region: A, sise: 4K }"), 3, 24, "");
-    assert.equal(
-      e.message,
-      'unknown key "sise" in mmap step (expected one of: region, size, prot, flags, addr, file, offset, thread)',
-    );
+    assert.equal(e.message, 'unknown key "sise" in mmap step (expected one of: region, size, prot, flags, addr, file, offset, thread)');
     fails("name: t\nstpes: []\n", 2, 1, 'unknown key "stpes" at top level (expected one of: name, description, machine, processes, steps)');
     fails("name: t\nmachine:\n  cpu: 2\nsteps: []\n", 3, 3, 'unknown key "cpu" in machine');
     fails("name: t\nprocesses: [{ name: p, thread: [] }]\nsteps: []\n", 2, 24, 'unknown key "thread" in process');
@@ -297,13 +327,23 @@ describe("parseScenario: errors", () => {
     fails(withSteps("- mmap: { region: A, size: 0 }"), 3, 30, "expected a size greater than 0, got 0");
     fails(withSteps("- mmap: { region: A, size: -4096 }"), 3, 30, "expected a non-negative size, got -4096");
     fails(withSteps("- mmap: { region: A, size: true }"), 3, 30, 'expected a size like 4096, "4K", "2M" or "1G", got true');
-    fails(withSteps("- mmap: { region: A, size: 4K, addr: 0x200000000000000 }"), 3, 40, "steps[0].mmap.addr: value too large: 144115188075855872 exceeds 2^53 - 1");
+    fails(
+      withSteps("- mmap: { region: A, size: 4K, addr: 0x200000000000000 }"),
+      3,
+      40,
+      "steps[0].mmap.addr: value too large: 144115188075855872 exceeds 2^53 - 1",
+    );
     fails(withSteps("- mmap: { region: A, size: 4K, addr: 0x1234 }"), 3, 40, "steps[0].mmap.addr: expected a multiple of the 4 KiB page size");
     fails(withSteps("- touch: { region: A, offset: 1 }"), 3, 33, "steps[0].touch.offset: expected a multiple of the 4 KiB page size, got 1");
     fails(withSteps("- touch: { region: A, stride: 0 }"), 3, 33, "steps[0].touch.stride: expected a size greater than 0");
     fails(withSteps("- brk: { delta: 1.1K }"), 3, 19, 'steps[0].brk.delta: expected a whole number of bytes, got "1.1K"');
     fails(withSteps("- brk: { delta: 99999999T }"), 3, 19, "value too large");
-    fails(withSteps("- repeat: { count: 2, advance: 1K, steps: [ { report: x } ] }"), 3, 34, "steps[0].repeat.advance: expected a multiple of the 4 KiB page size");
+    fails(
+      withSteps("- repeat: { count: 2, advance: 1K, steps: [ { report: x } ] }"),
+      3,
+      34,
+      "steps[0].repeat.advance: expected a multiple of the 4 KiB page size",
+    );
   });
 
   it("explains bad scalar values, at the value", () => {
@@ -330,7 +370,12 @@ describe("parseScenario: errors", () => {
   it("checks mmap flags", () => {
     fails(withSteps("- mmap: { region: A, size: 4K, flags: [private, shared] }"), 3, 41, "steps[0].mmap.flags: expected exactly one of private or shared");
     fails(withSteps("- mmap: { region: A, size: 4K, flags: [anonymous] }"), 3, 41, "expected exactly one of private or shared");
-    fails(withSteps("- mmap: { region: A, size: 4K, flags: [private, privat] }"), 3, 51, 'steps[0].mmap.flags[1]: expected one of private, shared, anonymous, fixed, populate, noreserve, got "privat"');
+    fails(
+      withSteps("- mmap: { region: A, size: 4K, flags: [private, privat] }"),
+      3,
+      51,
+      'steps[0].mmap.flags[1]: expected one of private, shared, anonymous, fixed, populate, noreserve, got "privat"',
+    );
     fails(withSteps("- mmap: { region: A, size: 4K, flags: [private, private] }"), 3, 41, "expected each flag at most once");
     fails(withSteps("- mmap: { region: A, size: 4K, file: f, flags: [private, anonymous] }"), 3, 50, '"anonymous" cannot be combined with a file');
     fails(withSteps("- mmap: { region: A, size: 4K, flags: [private, fixed] }"), 3, 41, '"fixed" needs an addr');
@@ -340,7 +385,12 @@ describe("parseScenario: errors", () => {
   it("requires exactly one known operation per step", () => {
     fails(withSteps("- {}"), 3, 5, "steps[0]: empty step");
     fails(withSteps("- mmapp: { region: A }"), 3, 5, 'steps[0]: unknown operation "mmapp" (expected one of: mmap, touch, read,');
-    fails(withSteps("- touch: { region: A }", "  report: x"), 4, 5, 'steps[0]: a step must have exactly one key naming the operation, but this one also has "report"');
+    fails(
+      withSteps("- touch: { region: A }", "  report: x"),
+      4,
+      5,
+      'steps[0]: a step must have exactly one key naming the operation, but this one also has "report"',
+    );
     fails(withSteps("- mmap:", "  region: A"), 4, 5, 'indent "region" under "mmap:"');
     fails(withSteps("- touch"), 3, 5, 'steps[0]: expected a step like "- touch: { region: A }", got "touch"');
     fails(withSteps("- mmap:"), 3, 10, "steps[0].mmap: expected a mapping, got an empty value");
@@ -360,7 +410,12 @@ describe("parseScenario: errors", () => {
     assert.equal(cpuErr.message, "processes[0].threads[0].cpu: cpu 3 out of range: machine has 2 CPUs");
     fails(withSteps("- fork: { child: c, cpu: 2 }"), 3, 28, "steps[0].fork.cpu: cpu 2 out of range: machine has 2 CPUs");
     fails("name: t\nprocesses: [{ name: p }, { name: p }]\nsteps: []\n", 2, 34, "processes[1].name: duplicate process name p");
-    fails("name: t\nprocesses: [{ name: p, threads: [{ name: x }] }, { name: q, threads: [{ name: x }] }]\nsteps: []\n", 2, 79, "duplicate thread name x (already used in process p)");
+    fails(
+      "name: t\nprocesses: [{ name: p, threads: [{ name: x }] }, { name: q, threads: [{ name: x }] }]\nsteps: []\n",
+      2,
+      79,
+      "duplicate thread name x (already used in process p)",
+    );
     fails("name: t\nprocesses: []\nsteps: []\n", 2, 12, "processes: expected at least one process");
     // Threads of forked children exist only after the fork, in document order.
     fails(withSteps("- touch: { region: A, thread: c.t0 }", "- fork: { child: c }"), 3, 33, "unknown thread c.t0");
@@ -371,7 +426,12 @@ describe("parseScenario: errors", () => {
     fails(withSteps("- repeat: { count: 2, steps: [ { repeat: { count: 1, steps: [ { fork: { child: c1 } } ] } } ] }"), 3, 82, "process c1 already exists");
     fails(withSteps("- exit: { process: nope }"), 3, 22, "steps[0].exit.process: unknown process nope (known processes: p0)");
     fails(withSteps("- fork: { child: c }", "- exit: { process: c }", "- exit: { process: c }"), 5, 22, "process c has already exited (at line 4)");
-    fails(withSteps("- fork: { child: c }", "- exit: { process: c }", "- touch: { region: A, thread: c.t0 }"), 5, 33, "thread c.t0 belongs to process c, which exited at line 4");
+    fails(
+      withSteps("- fork: { child: c }", "- exit: { process: c }", "- touch: { region: A, thread: c.t0 }"),
+      5,
+      33,
+      "thread c.t0 belongs to process c, which exited at line 4",
+    );
     fails(withSteps("- exit: { process: p0 }", "- report: x"), 4, 5, "steps[1].report: the default thread t0 belongs to process p0, which exited at line 3");
     fails(withSteps("- repeat: { count: 5, steps: [ { exit: { process: p0, thread: t0 } } ] }"), 3, 53, "process p0 would exit more than once");
   });
@@ -408,7 +468,11 @@ describe("generated artefacts", () => {
     for (const f of ["src/scenario/load.ts", "src/scenario/schema.ts"]) {
       const src = readRepoFile(f);
       const imports = [...src.matchAll(/from\s+"([^"]+)"/g)].map((m) => m[1]);
-      assert.deepEqual(imports.filter((i) => !["yaml", "zod"].includes(i!) && !i!.startsWith("./")), [], f);
+      assert.deepEqual(
+        imports.filter((i) => !["yaml", "zod"].includes(i!) && !i!.startsWith("./")),
+        [],
+        f,
+      );
       assert.ok(!/\bprocess\.|\bBuffer\b|\brequire\(/.test(src), `${f} uses a Node global`);
     }
   });
@@ -443,12 +507,33 @@ steps:
   - report: { label: "end" }
 `;
   const CHARS = [..."{}[]:,-#&*!|>'\"%@` \n\t0123456789abcdefxKMGrw_."];
-  const VALUES = ["", "0", "-1", "4K", "5000", "2X", "x", "null", "~", "true", "[]", "{}", "[a, b]", "{ a: 1 }", "*x", "&x", "0x1000", "1e400", "9007199254740993", "t9", "c1", "'quoted'", '"'];
+  const VALUES = [
+    "",
+    "0",
+    "-1",
+    "4K",
+    "5000",
+    "2X",
+    "x",
+    "null",
+    "~",
+    "true",
+    "[]",
+    "{}",
+    "[a, b]",
+    "{ a: 1 }",
+    "*x",
+    "&x",
+    "0x1000",
+    "1e400",
+    "9007199254740993",
+    "t9",
+    "c1",
+    "'quoted'",
+    '"',
+  ];
 
-  type Mutation =
-    | { kind: "insert"; at: number; text: string }
-    | { kind: "delete"; at: number; len: number }
-    | { kind: "value"; which: number; value: string };
+  type Mutation = { kind: "insert"; at: number; text: string } | { kind: "delete"; at: number; len: number } | { kind: "value"; which: number; value: string };
   const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     fc.record({
       kind: fc.constant("insert" as const),

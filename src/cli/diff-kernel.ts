@@ -83,21 +83,30 @@ async function syncHelperState(r: Runner, host: HostSession, slot: number, procN
 export async function runDiff(sc: Scenario): Promise<DiffResult> {
   const built = await ensureHelperBuilt();
   if (isHelperSkip(built)) return { skipped: built.skip, reports: [] };
-  if (sc.processes.length !== 1)
-    throw new ScenarioError(sc.file, 1, 1, "diff-kernel needs exactly one initial process (more come from fork steps)");
+  if (sc.processes.length !== 1) throw new ScenarioError(sc.file, 1, 1, "diff-kernel needs exactly one initial process (more come from fork steps)");
   const host = await HostSession.create({ helperPath: built });
   try {
     const env: HostEnv = await host.env();
     const ptReclaim = env.ptReclaim ?? env.probe?.ptReclaim ?? false;
     const detected = [
       `kernel ${env.kernel}, ${env.levels ?? 4}-level paging`,
-      `THP ${env.thp}, use_zero_page ${env.thpUseZeroPage ? 1 : 0}, mTHP enabled: ${env.mthpEnabled.filter((x) => x.setting !== "never").map((x) => `${x.sizeKb}kB=${x.setting}`).join(" ") || "none"}`,
+      `THP ${env.thp}, use_zero_page ${env.thpUseZeroPage ? 1 : 0}, mTHP enabled: ${
+        env.mthpEnabled
+          .filter((x) => x.setting !== "never")
+          .map((x) => `${x.sizeKb}kB=${x.setting}`)
+          .join(" ") || "none"
+      }`,
       `PT reclaim ${ptReclaim ? "present" : "absent"}${env.ptReclaim === undefined ? " (from the probe)" : " (kernel config)"}`,
     ];
     // The model has no mTHP yet: only the PMD size may be enabled.
     const mthp = env.mthpEnabled.filter((x) => x.setting !== "never" && x.sizeKb !== 2048);
     if (mthp.length > 0)
-      throw new ScenarioError(sc.file, 1, 1, `the host enables mTHP sizes the model does not have yet (${mthp.map((x) => `${x.sizeKb}kB=${x.setting}`).join(", ")}); set them to never to compare`);
+      throw new ScenarioError(
+        sc.file,
+        1,
+        1,
+        `the host enables mTHP sizes the model does not have yet (${mthp.map((x) => `${x.sizeKb}kB=${x.setting}`).join(", ")}); set them to never to compare`,
+      );
     const zeroPage = env.probe?.zeroPage ?? true;
     const hugeZero = env.probe?.hugeZeroPage ?? env.thpUseZeroPage;
     detected.push(`zero page ${zeroPage ? "used" : "not used (reads allocate)"}, huge zero page ${hugeZero ? "used" : "not used"} (probe)`);
@@ -132,7 +141,15 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
       const slot = threadSlot.get(step.thread) ?? 0;
       switch (step.op) {
         case "mmap": {
-          forced = await host.mmap(slot, step.size, step.prot, step.flags, step.addr, step.file !== undefined ? { path: step.file, size: step.offset + step.size } : undefined, step.offset);
+          forced = await host.mmap(
+            slot,
+            step.size,
+            step.prot,
+            step.flags,
+            step.addr,
+            step.file !== undefined ? { path: step.file, size: step.offset + step.size } : undefined,
+            step.offset,
+          );
           break;
         }
         case "munmap":
@@ -160,7 +177,8 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
           r.exec(step, base);
           const pn = [...slotOf.entries()].find(([, s]) => s === slot)![0];
           const mb = r.procs.get(pn)!.mm.brk;
-          if (mb !== nb) throw new ScenarioError(sc.file, step.pos.line, step.pos.col, `brk: the kernel's break is 0x${nb.toString(16)}, the model's 0x${mb.toString(16)}`);
+          if (mb !== nb)
+            throw new ScenarioError(sc.file, step.pos.line, step.pos.col, `brk: the kernel's break is 0x${nb.toString(16)}, the model's 0x${mb.toString(16)}`);
           return;
         }
         case "fork": {
@@ -192,7 +210,12 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
           if (s === undefined) continue;
           const hs = await host.stats(s);
           const mf: Figures = p.figures;
-          const d = (figure: FigureDiff["figure"], hv: number, mv: number, tol: number): FigureDiff => ({ figure, host: hv, model: mv, agree: Math.abs(hv - mv) <= tol });
+          const d = (figure: FigureDiff["figure"], hv: number, mv: number, tol: number): FigureDiff => ({
+            figure,
+            host: hv,
+            model: mv,
+            agree: Math.abs(hv - mv) <= tol,
+          });
           reports.push({
             label: row.label,
             process: p.name,
@@ -224,7 +247,9 @@ export async function diffKernel(sc: Scenario, o: { json: boolean }): Promise<nu
     out.push("report / process / figure (change since start, kB)         host     model   result");
     for (const rep of res.reports)
       for (const f of rep.figures)
-        out.push(`${`${rep.label} / ${rep.process} / ${f.figure}`.padEnd(56)} ${String(f.host).padStart(8)} ${String(f.model).padStart(9)}   ${f.agree ? "agree" : "DIFFER"}`);
+        out.push(
+          `${`${rep.label} / ${rep.process} / ${f.figure}`.padEnd(56)} ${String(f.host).padStart(8)} ${String(f.model).padStart(9)}   ${f.agree ? "agree" : "DIFFER"}`,
+        );
     process.stdout.write(`${out.join("\n")}\n`);
   }
   return bad ? 1 : 0;

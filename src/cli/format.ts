@@ -21,11 +21,21 @@ export function formatRows(title: string, rows: ReportRow[]): string {
   const out: string[] = [title, ""];
   for (const r of rows) {
     out.push(`== ${r.label}`);
-    out.push(table(["process", ...FIG_COLS], r.processes.map((p) => [p.name, ...FIG_COLS.map((k) => String(p.figures[k]))])));
+    out.push(
+      table(
+        ["process", ...FIG_COLS],
+        r.processes.map((p) => [p.name, ...FIG_COLS.map((k) => String(p.figures[k]))]),
+      ),
+    );
     const nz = Object.entries(countersJson(r.counters)).filter(([, v]) => v !== 0);
     if (nz.length > 0) {
       out.push("");
-      out.push(table(["counter (since previous report)", "value"], nz.map(([k, v]) => [k, String(v)])));
+      out.push(
+        table(
+          ["counter (since previous report)", "value"],
+          nz.map(([k, v]) => [k, String(v)]),
+        ),
+      );
     }
     out.push("");
   }
@@ -42,5 +52,8 @@ export function rowsJson(rows: ReportRow[]): unknown {
 
 export function formatTotals(c: Counters): string {
   const nz = Object.entries(countersJson(c)).filter(([, v]) => v !== 0);
-  return `== total (whole run, before the implicit teardown)\n${table(["counter", "value"], nz.map(([k, v]) => [k, String(v)]))}\n`;
+  return `== total (whole run, before the implicit teardown)\n${table(
+    ["counter", "value"],
+    nz.map(([k, v]) => [k, String(v)]),
+  )}\n`;
 }

@@ -47,9 +47,13 @@ export function cmdRun(file: string, o: { json?: boolean; check: boolean; varian
     violations = e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`);
   }
   if (o.json) {
-    process.stdout.write(`${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, reports: rowsJson(r.rows), totals: countersJson(totals), violations }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, reports: rowsJson(r.rows), totals: countersJson(totals), violations }, null, 2)}\n`,
+    );
   } else {
-    process.stdout.write(`${formatRows(`ptlab run ${file}: ${sc.name} (x86_64, ${sc.machine.cpus} CPUs, THP ${sc.machine.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`);
+    process.stdout.write(
+      `${formatRows(`ptlab run ${file}: ${sc.name} (x86_64, ${sc.machine.cpus} CPUs, THP ${sc.machine.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`,
+    );
     process.stdout.write(`${formatTotals(totals)}\n`);
     if (violations.length > 0) process.stdout.write(`INVARIANT VIOLATIONS:\n${violations.map((v) => `  ${v}`).join("\n")}\n`);
   }

@@ -57,14 +57,29 @@ export function checkTlbs(m: Machine): Violation[] {
       }
       if (!ok || leaf === null) {
         const now = leaf === null ? "none" : A.describeEntry(leaf[0]);
-        out.push({ invariant: "tlb-stale-mapping", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} -> pfn ${pfn} but the page tables say ${now}` });
+        out.push({
+          invariant: "tlb-stale-mapping",
+          cpu: cpu.id,
+          addr,
+          message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} -> pfn ${pfn} but the page tables say ${now}`,
+        });
         return;
       }
       const lp = A.leafPerm(leaf[0]);
       if ((perm & TLB_W) !== 0 && (lp & TLB_W) === 0)
-        out.push({ invariant: "tlb-stale-write", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} grants write; the PTE is read-only (${A.describeEntry(leaf[0])})` });
+        out.push({
+          invariant: "tlb-stale-write",
+          cpu: cpu.id,
+          addr,
+          message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} grants write; the PTE is read-only (${A.describeEntry(leaf[0])})`,
+        });
       else if ((perm & TLB_D) !== 0 && (lp & TLB_D) === 0)
-        out.push({ invariant: "tlb-stale-dirty", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} is dirty but the PTE is clean: a write through it would be lost` });
+        out.push({
+          invariant: "tlb-stale-dirty",
+          cpu: cpu.id,
+          addr,
+          message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} is dirty but the PTE is clean: a write through it would be lost`,
+        });
     };
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
@@ -85,7 +100,11 @@ export function checkTlbs(m: Machine): Violation[] {
       const f = phys.flags[pfn] as number;
       const slot = phys.aux[pfn] as number;
       if ((f & PG_FREE) !== 0 || (f & PG_PAGETABLE) === 0 || slot < 0 || m.tables.state[slot] !== TBL_LIVE) {
-        out.push({ invariant: "walk-cache-freed-table", cpu: cpu.id, message: `CPU${cpu.id} paging-structure cache (level ${t.plevel[i]}) points to freed table pfn ${pfn}` });
+        out.push({
+          invariant: "walk-cache-freed-table",
+          cpu: cpu.id,
+          message: `CPU${cpu.id} paging-structure cache (level ${t.plevel[i]}) points to freed table pfn ${pfn}`,
+        });
       }
     }
   }
@@ -116,7 +135,11 @@ export function checkAccounting(m: Machine): Violation[] {
         if (level > 0 && A.entryIsTable(v)) {
           const child = T.slotOfPfn(A.ptePfn(v));
           if (T.state[child] !== TBL_LIVE) {
-            out.push({ invariant: "table-not-live", addr: vpn * 4096, message: `mm${mm.id}: entry at ${hex(vpn * 4096)} level ${level} points to a table that is not live` });
+            out.push({
+              invariant: "table-not-live",
+              addr: vpn * 4096,
+              message: `mm${mm.id}: entry at ${hex(vpn * 4096)} level ${level} points to a table that is not live`,
+            });
             continue;
           }
           if (level - 1 <= LVL_PUD) tables++;
@@ -142,7 +165,11 @@ export function checkAccounting(m: Machine): Violation[] {
           if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
             const vma = mm.findVma(vpn * 4096);
             if (vma !== null && !vma.isShared)
-              out.push({ invariant: "writable-anon-not-exclusive", addr: vpn * 4096, message: `mm${mm.id}: writable PTE at ${hex(vpn * 4096)} maps anon page pfn ${pfn} that is not AnonExclusive` });
+              out.push({
+                invariant: "writable-anon-not-exclusive",
+                addr: vpn * 4096,
+                message: `mm${mm.id}: writable PTE at ${hex(vpn * 4096)} maps anon page pfn ${pfn} that is not AnonExclusive`,
+              });
           }
         } else {
           entire[head] = (entire[head] as number) + 1;
@@ -153,11 +180,15 @@ export function checkAccounting(m: Machine): Violation[] {
     visit(mm.pgd, A.levels - 1, 0);
     const name = `mm${mm.id}`;
     if (tables * 4096 !== mm.pgtablesBytes)
-      out.push({ invariant: "pgtables-bytes", message: `${name}: pgtables_bytes ${mm.pgtablesBytes} but ${tables} PTE/PMD/PUD tables are live (${tables * 4096})` });
+      out.push({
+        invariant: "pgtables-bytes",
+        message: `${name}: pgtables_bytes ${mm.pgtablesBytes} but ${tables} PTE/PMD/PUD tables are live (${tables * 4096})`,
+      });
     if (anon !== mm.rssAnon) out.push({ invariant: "rss-anon", message: `${name}: RssAnon counter ${mm.rssAnon} pages, page tables map ${anon}` });
     if (file !== mm.rssFile) out.push({ invariant: "rss-file", message: `${name}: RssFile counter ${mm.rssFile} pages, page tables map ${file}` });
     if (shmem !== mm.rssShmem) out.push({ invariant: "rss-shmem", message: `${name}: RssShmem counter ${mm.rssShmem} pages, page tables map ${shmem}` });
-    if (thp !== mm.anonHugePmds) out.push({ invariant: "anon-huge", message: `${name}: AnonHugePages counter ${mm.anonHugePmds} PMDs, page tables map ${thp}` });
+    if (thp !== mm.anonHugePmds)
+      out.push({ invariant: "anon-huge", message: `${name}: AnonHugePages counter ${mm.anonHugePmds} PMDs, page tables map ${thp}` });
   }
   // struct page state against the mappings found.
   const pageCache = new Uint8Array(cap);
@@ -170,7 +201,8 @@ export function checkAccounting(m: Machine): Violation[] {
       if (out.length > 50) break;
     }
     if (phys.folioHead(pfn) !== pfn) continue;
-    if (phys.entireMapcount(pfn) !== entire[pfn]) out.push({ invariant: "mapcount", message: `folio ${pfn}: entire mapcount ${phys.entireMapcount(pfn)} but ${entire[pfn]} PMDs map it` });
+    if (phys.entireMapcount(pfn) !== entire[pfn])
+      out.push({ invariant: "mapcount", message: `folio ${pfn}: entire mapcount ${phys.entireMapcount(pfn)} but ${entire[pfn]} PMDs map it` });
     let refs = (entire[pfn] as number) + (pageCache[pfn] as number);
     const n = 1 << (phys.order[pfn] as number);
     for (let k = 0; k < n; k++) refs += mapcount[pfn + k] as number;
@@ -190,7 +222,11 @@ export function checkLeaks(m: Machine): Violation[] {
   if (m.phys.hugeZeroPfn >= 0) expected += 512;
   for (const f of m.files.values()) expected += f.pages.size;
   if (m.tables.live !== 0) out.push({ invariant: "leak", message: `${m.tables.live} page-table pages still allocated after all processes exited` });
-  else if (m.phys.allocated !== expected) out.push({ invariant: "leak", message: `${m.phys.allocated} frames allocated after all processes exited, expected ${expected} (zero pages and page cache)` });
+  else if (m.phys.allocated !== expected)
+    out.push({
+      invariant: "leak",
+      message: `${m.phys.allocated} frames allocated after all processes exited, expected ${expected} (zero pages and page cache)`,
+    });
   return out;
 }
 
@@ -213,17 +249,30 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
       if (key !== 0 && freed.has(t.pfn[i] as number) && live(key))
-        out.push({ invariant: "freed-before-flush", cpu: cpu.id, addr: Tlb.vpnOfKey(key) * 4096, message: `${what}: pfn ${t.pfn[i]} freed while CPU${cpu.id}'s TLB still maps it at ${hex(Tlb.vpnOfKey(key) * 4096)}` });
+        out.push({
+          invariant: "freed-before-flush",
+          cpu: cpu.id,
+          addr: Tlb.vpnOfKey(key) * 4096,
+          message: `${what}: pfn ${t.pfn[i]} freed while CPU${cpu.id}'s TLB still maps it at ${hex(Tlb.vpnOfKey(key) * 4096)}`,
+        });
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
       if (key !== 0 && freed.has(t.hpfn[i] as number) && live(key))
-        out.push({ invariant: "freed-before-flush", cpu: cpu.id, message: `${what}: huge page at pfn ${t.hpfn[i]} freed while CPU${cpu.id}'s TLB still maps it` });
+        out.push({
+          invariant: "freed-before-flush",
+          cpu: cpu.id,
+          message: `${what}: huge page at pfn ${t.hpfn[i]} freed while CPU${cpu.id}'s TLB still maps it`,
+        });
     }
     for (let i = 0; i < t.ptag.length; i++) {
       const key = t.ptag[i] as number;
       if (key !== 0 && freed.has(t.ptbl[i] as number) && live(key))
-        out.push({ invariant: "freed-before-flush", cpu: cpu.id, message: `${what}: table pfn ${t.ptbl[i]} freed while CPU${cpu.id}'s paging-structure cache points to it` });
+        out.push({
+          invariant: "freed-before-flush",
+          cpu: cpu.id,
+          message: `${what}: table pfn ${t.ptbl[i]} freed while CPU${cpu.id}'s paging-structure cache points to it`,
+        });
     }
   }
   return out;

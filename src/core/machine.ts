@@ -129,7 +129,13 @@ export class Machine {
     const p = this.rcuPending;
     if (p.length === 0) return;
     if (this.config.checkInvariants)
-      this.violations.push(...checkFreedFrames(this, p.map((slot) => this.tables.pfn[slot] as number), "RCU table free"));
+      this.violations.push(
+        ...checkFreedFrames(
+          this,
+          p.map((slot) => this.tables.pfn[slot] as number),
+          "RCU table free",
+        ),
+      );
     for (const slot of p) this.tables.free(slot);
     this.counters.ptFree += p.length;
     this.rcuPending = [];

@@ -93,14 +93,7 @@ export interface HostEnv {
 export type HostMmapFlag = MmapFlag | "fixed_noreplace";
 
 export type BenchOp = "fault" | "mprotect_ro" | "mprotect_rw" | "fork_exit" | "dontneed" | "munmap";
-export const BENCH_OPS: readonly BenchOp[] = [
-  "fault",
-  "mprotect_ro",
-  "mprotect_rw",
-  "fork_exit",
-  "dontneed",
-  "munmap",
-];
+export const BENCH_OPS: readonly BenchOp[] = ["fault", "mprotect_ro", "mprotect_rw", "fork_exit", "dontneed", "munmap"];
 
 /** An `E <errno-name> <message>` reply; `code` is the errno name (e.g. "EINVAL"),
  * or "SIGSEGV"/"SIGBUS" for a faulting touch, or "ECHILD" if the slot process died. */
@@ -436,11 +429,7 @@ export function runHostProbe(helperPath?: string): Promise<HostProbe> {
  * `bytes` (4 KiB pages, MADV_NOHUGEPAGE), the median over `reps` repetitions
  * of the nanoseconds per page of each operation.
  */
-export async function runHostBench(
-  bytes: number,
-  reps: number,
-  helperPath?: string,
-): Promise<Record<BenchOp, number>> {
+export async function runHostBench(bytes: number, reps: number, helperPath?: string): Promise<Record<BenchOp, number>> {
   const h = await requireHelper(helperPath);
   const r = await run(h, ["bench", num(bytes, "bytes"), num(reps, "reps")], 600_000);
   if (r.spawnError || r.code !== 0) {
@@ -529,11 +518,7 @@ export class HostSession {
     this.exited = new Promise((res) => {
       // "close" (not "exit"): fires after stdout is drained, so a last reply is not lost
       child.on("close", (code, signal) => {
-        this.fail(
-          new Error(
-            `ptlab host: helper exited (${signal ?? `code ${code}`})${this.stderrTail ? `: ${this.stderrTail.trim()}` : ""}`,
-          ),
-        );
+        this.fail(new Error(`ptlab host: helper exited (${signal ?? `code ${code}`})${this.stderrTail ? `: ${this.stderrTail.trim()}` : ""}`));
         res();
       });
       child.on("error", (e) => {
@@ -679,9 +664,7 @@ export class HostSession {
       fd = dec(expectTag(r, "D")[1], r);
     }
     try {
-      return await this.addr(
-        `${s} M ${num(len, "len")} ${protBits(prot)} ${mmapFlagBits(flags)} ${num(addr ?? 0, "addr")} ${fd} ${num(offset, "offset")}`,
-      );
+      return await this.addr(`${s} M ${num(len, "len")} ${protBits(prot)} ${mmapFlagBits(flags)} ${num(addr ?? 0, "addr")} ${fd} ${num(offset, "offset")}`);
     } finally {
       if (fd >= 0) await this.ok(`${s} R ${fd}`);
     }
@@ -703,9 +686,7 @@ export class HostSession {
 
   /** mremap; resolves to the (possibly moved) address. */
   mremap(slot: number, addr: number, oldLen: number, newLen: number, mayMove = false): Promise<number> {
-    return this.addr(
-      `${slotArg(slot)} Q ${num(addr, "addr")} ${num(oldLen, "oldLen")} ${num(newLen, "newLen")} ${mayMove ? MREMAP_MAYMOVE : 0}`,
-    );
+    return this.addr(`${slotArg(slot)} Q ${num(addr, "addr")} ${num(oldLen, "oldLen")} ${num(newLen, "newLen")} ${mayMove ? MREMAP_MAYMOVE : 0}`);
   }
 
   /** Move the program break by `delta` bytes (0: query); resolves to the new break. */
@@ -717,9 +698,7 @@ export class HostSession {
    * HostError code "SIGSEGV" or "SIGBUS" (accesses before it have happened). */
   touch(slot: number, addr: number, len: number, stride = 4096, write = true): Promise<void> {
     if (stride <= 0) throw new RangeError("ptlab host: stride must be positive");
-    return this.ok(
-      `${slotArg(slot)} T ${num(addr, "addr")} ${num(len, "len")} ${num(stride, "stride")} ${write ? 1 : 0}`,
-    );
+    return this.ok(`${slotArg(slot)} T ${num(addr, "addr")} ${num(len, "len")} ${num(stride, "stride")} ${write ? 1 : 0}`);
   }
 
   /** Process `slot` forks; the child serves `newSlot`. Resolves to the child's pid. */

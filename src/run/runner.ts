@@ -135,8 +135,7 @@ export class Runner {
     if (r === undefined) throw this.err(step, `unknown region "${step.region}" in process ${p.name} (known: ${[...p.regions.keys()].join(", ") || "none"})`);
     const off = step.offset + base;
     const len = step.length ?? r.len - off;
-    if (off < 0 || len <= 0 || off + len > r.len)
-      throw this.err(step, `range offset ${off} length ${len} is outside region "${step.region}" (${r.len} bytes)`);
+    if (off < 0 || len <= 0 || off + len > r.len) throw this.err(step, `range offset ${off} length ${len} is outside region "${step.region}" (${r.len} bytes)`);
     return [r.start + off, len];
   }
 

@@ -11,25 +11,8 @@
 
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, type Pair, parseDocument } from "yaml";
 import type * as z from "zod";
-import {
-  describeValue,
-  machineSchema,
-  OPS,
-  type Op,
-  processSchema,
-  scenarioSchema,
-  stepArgs,
-  threadSchema,
-} from "./schema.js";
-import {
-  type MachineSpec,
-  type MmapFlag,
-  type ProcessSpec,
-  type Scenario,
-  ScenarioError,
-  type SourcePos,
-  type Step,
-} from "./types.js";
+import { describeValue, machineSchema, OPS, type Op, processSchema, scenarioSchema, stepArgs, threadSchema } from "./schema.js";
+import { type MachineSpec, type MmapFlag, type ProcessSpec, type Scenario, ScenarioError, type SourcePos, type Step } from "./types.js";
 
 /** Parses and validates a scenario; throws exactly one ScenarioError on any bad input. */
 export function parseScenario(text: string, file: string): Scenario {
@@ -132,8 +115,7 @@ class Loader {
     const steps = sem.steps(v.steps ?? []);
 
     const first = this.errors.reduce<(typeof this.errors)[number] | undefined>(
-      (best, e) =>
-        !best || e.pos.line < best.pos.line || (e.pos.line === best.pos.line && e.pos.col < best.pos.col) ? e : best,
+      (best, e) => (!best || e.pos.line < best.pos.line || (e.pos.line === best.pos.line && e.pos.col < best.pos.col) ? e : best),
       undefined,
     );
     if (first) throw this.error(first.pos, first.message);
@@ -192,8 +174,7 @@ class Loader {
       const label = this.leaf(stepArgs.report.shape.label, value, argsPath, pos);
       return label === BAD ? BAD : { op, pos, path: argsPath, args: { label }, argPos: { label: this.pos(value) } };
     }
-    const custom: Custom =
-      op === "repeat" ? { steps: (n, p) => this.list(n, p, "step", 1, (item, ip) => this.step(item, ip), true) } : {};
+    const custom: Custom = op === "repeat" ? { steps: (n, p) => this.list(n, p, "step", 1, (item, ip) => this.step(item, ip), true) } : {};
     const f = this.map(value, shape, `in ${op} step`, argsPath, pos, custom);
     return f.ok ? { op, pos, path: argsPath, args: f.values, argPos: f.pos } : BAD;
   }
@@ -252,14 +233,7 @@ class Loader {
   }
 
   /** A list whose items are checked by `item`; with `partial`, invalid items are dropped instead of failing the list. */
-  private list<T>(
-    node: unknown,
-    path: string,
-    noun: string,
-    min: number,
-    item: (node: unknown, path: string) => T | Bad,
-    partial = false,
-  ): T[] | Bad {
+  private list<T>(node: unknown, path: string, noun: string, min: number, item: (node: unknown, path: string) => T | Bad, partial = false): T[] | Bad {
     const seq = this.deref(node);
     if (seq === BAD) return BAD;
     if (!isSeq(seq)) return this.fail(seq, `${path}: expected a list, got ${this.kind(seq)}`);

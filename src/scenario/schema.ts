@@ -15,39 +15,11 @@ export const MAX_REPEAT = 10_000_000;
 /** Addresses must lie below 2^57, the top of a 5-level x86-64 address space. */
 export const ADDR_LIMIT = 2 ** 57;
 
-export const OPS = [
-  "mmap",
-  "touch",
-  "read",
-  "madvise",
-  "mprotect",
-  "munmap",
-  "mremap",
-  "brk",
-  "fork",
-  "exit",
-  "report",
-  "repeat",
-] as const;
+export const OPS = ["mmap", "touch", "read", "madvise", "mprotect", "munmap", "mremap", "brk", "fork", "exit", "report", "repeat"] as const;
 export type Op = (typeof OPS)[number];
 
-export const MMAP_FLAGS = [
-  "private",
-  "shared",
-  "anonymous",
-  "fixed",
-  "populate",
-  "noreserve",
-] as const satisfies readonly MmapFlag[];
-export const ADVICES = [
-  "dontneed",
-  "free",
-  "hugepage",
-  "nohugepage",
-  "willneed",
-  "cold",
-  "pageout",
-] as const satisfies readonly Advice[];
+export const MMAP_FLAGS = ["private", "shared", "anonymous", "fixed", "populate", "noreserve"] as const satisfies readonly MmapFlag[];
+export const ADVICES = ["dontneed", "free", "hugepage", "nohugepage", "willneed", "cold", "pageout"] as const satisfies readonly Advice[];
 export const THP_POLICIES = ["never", "madvise", "always"] as const satisfies readonly ThpPolicy[];
 
 // ---------------------------------------------------------------------------
@@ -138,23 +110,17 @@ function size(r: SizeRules) {
   const int = z.int({ error });
   const intBranch = r.signed ? int : int.min(r.positive ? 1 : 0, { error }).multipleOf(r.page ? PAGE_SIZE : 1, { error });
   const pattern = `^${r.signed ? "-?" : ""}(?:0[xX][0-9a-fA-F]+|[0-9]+(?:\\.[0-9]+)?(?:[kKmMgGtT](?:[iI]?[bB])?)?)$`;
-  return z
-    .union([intBranch, z.string({ error }).regex(new RegExp(pattern), { error })], { error })
-    .transform((v, ctx) => {
-      const res = checkSize(v, r);
-      if (typeof res === "number") return res;
-      ctx.issues.push({ code: "custom", input: v, message: res });
-      return z.NEVER;
-    });
+  return z.union([intBranch, z.string({ error }).regex(new RegExp(pattern), { error })], { error }).transform((v, ctx) => {
+    const res = checkSize(v, r);
+    if (typeof res === "number") return res;
+    ctx.issues.push({ code: "custom", input: v, message: res });
+    return z.NEVER;
+  });
 }
 
-export const pageSizeSchema = size({ positive: true, page: true }).describe(
-  `Byte count > 0, a multiple of 4096: 4096, "4K", "2M", "1G", "0x1000"`,
-);
+export const pageSizeSchema = size({ positive: true, page: true }).describe(`Byte count > 0, a multiple of 4096: 4096, "4K", "2M", "1G", "0x1000"`);
 export const pageOffsetSchema = size({ page: true }).describe(`Byte offset, a multiple of 4096: 0, "4K", "2M"`);
-export const addressSchema = size({ address: true, page: true }).describe(
-  "Virtual address, page aligned and below 2^57, e.g. 0x7f0000000000",
-);
+export const addressSchema = size({ address: true, page: true }).describe("Virtual address, page aligned and below 2^57, e.g. 0x7f0000000000");
 export const deltaSchema = size({ signed: true }).describe(`Byte count, may be negative: 4096, "1M", "-1M"`);
 
 // ---------------------------------------------------------------------------
@@ -217,7 +183,9 @@ export const mmapFlagsSchema = z
   .refine((l) => l.includes("private") !== l.includes("shared"), {
     error: () => "expected exactly one of private or shared",
   })
-  .describe(`Exactly one of private/shared, plus any of anonymous, fixed, populate, noreserve. Default [private, anonymous]; "anonymous" is implied without "file" and not allowed with it`);
+  .describe(
+    `Exactly one of private/shared, plus any of anonymous, fixed, populate, noreserve. Default [private, anonymous]; "anonymous" is implied without "file" and not allowed with it`,
+  );
 
 export const adviceSchema = z.enum(ADVICES, expected(`one of ${ADVICES.join(", ")}`));
 
@@ -269,7 +237,9 @@ export const stepArgs = {
   fork: z.strictObject({
     child: nameSchema.describe("Name of the new process"),
     thread: threadRef,
-    cpu: intIn(0, MAX_CPUS - 1).optional().describe("CPU of the child's thread; default: the forking thread's CPU"),
+    cpu: intIn(0, MAX_CPUS - 1)
+      .optional()
+      .describe("CPU of the child's thread; default: the forking thread's CPU"),
     child_thread: nameSchema.optional().describe(`Name of the child's thread; default "<child>.t0"`),
   }),
   exit: z.strictObject({ process: nameSchema, thread: threadRef }),
@@ -279,9 +249,7 @@ export const stepArgs = {
   }),
   repeat: z.strictObject({
     count: intIn(1, MAX_REPEAT),
-    advance: pageOffsetSchema
-      .prefault(0)
-      .describe("Added to the offset of every range step inside, times the iteration index (0-based)"),
+    advance: pageOffsetSchema.prefault(0).describe("Added to the offset of every range step inside, times the iteration index (0-based)"),
     get steps(): z.ZodArray<z.ZodType> {
       return z.array(stepSchema).min(1);
     },
@@ -304,20 +272,18 @@ export const stepSchema: z.ZodType = z
 // Top level
 
 export const machineSchema = z.strictObject({
-    arch: z
-      .literal("x86_64", { error: (iss) => `expected "x86_64" (arm64 is not supported yet), got ${describeValue(iss.input)}` })
-      .default("x86_64"),
-    cpus: intIn(1, MAX_CPUS).default(2),
-    levels: z.literal([4, 5], expected("4 or 5")).default(4).describe("Paging levels"),
-    thp: z.enum(THP_POLICIES, expected(`one of ${THP_POLICIES.join(", ")}`)).default("madvise"),
-    thp_use_zero_page: bool.default(true),
-    pt_reclaim: bool.default(true).describe("CONFIG_PT_RECLAIM"),
-    variants: z
-      .record(z.string(), z.string(expected("a string")), expected("a mapping of variant names to values"))
-      .default({})
-      .describe("Historical kernel behaviour variants: name -> selected value"),
-    seed: z.int(expected("an integer >= 0")).min(0, expected("an integer >= 0")).default(1),
-  });
+  arch: z.literal("x86_64", { error: (iss) => `expected "x86_64" (arm64 is not supported yet), got ${describeValue(iss.input)}` }).default("x86_64"),
+  cpus: intIn(1, MAX_CPUS).default(2),
+  levels: z.literal([4, 5], expected("4 or 5")).default(4).describe("Paging levels"),
+  thp: z.enum(THP_POLICIES, expected(`one of ${THP_POLICIES.join(", ")}`)).default("madvise"),
+  thp_use_zero_page: bool.default(true),
+  pt_reclaim: bool.default(true).describe("CONFIG_PT_RECLAIM"),
+  variants: z
+    .record(z.string(), z.string(expected("a string")), expected("a mapping of variant names to values"))
+    .default({})
+    .describe("Historical kernel behaviour variants: name -> selected value"),
+  seed: z.int(expected("an integer >= 0")).min(0, expected("an integer >= 0")).default(1),
+});
 
 export const threadSchema = z.strictObject({
   name: nameSchema,

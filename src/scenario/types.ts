@@ -113,18 +113,7 @@ export interface RepeatStep extends StepBase {
   steps: Step[];
 }
 
-export type Step =
-  | MmapStep
-  | MunmapStep
-  | MprotectStep
-  | MadviseStep
-  | TouchStep
-  | MremapStep
-  | BrkStep
-  | ForkStep
-  | ExitStep
-  | ReportStep
-  | RepeatStep;
+export type Step = MmapStep | MunmapStep | MprotectStep | MadviseStep | TouchStep | MremapStep | BrkStep | ForkStep | ExitStep | ReportStep | RepeatStep;
 
 export interface Scenario {
   file: string; // path as given, for error messages

@@ -8,15 +8,7 @@
 // shared page-table accesses; otherwise the `if (il)` tests are all they cost.
 
 import type { Machine } from "../machine.js";
-import {
-  freeTableTlb,
-  type MmuGather,
-  tlbFlushMmu,
-  tlbFlushMmuTlbonly,
-  tlbFlushRmaps,
-  tlbRemoveFolioPages,
-  tlbRemoveTlbEntries,
-} from "./mmu_gather.js";
+import { freeTableTlb, type MmuGather, tlbFlushMmu, tlbFlushMmuTlbonly, tlbFlushRmaps, tlbRemoveFolioPages, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD, LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM } from "./physmem.js";
 import { copyHugePmd, splitHugePmd, zapHugePmd } from "./huge_memory.js";
@@ -198,14 +190,7 @@ function* zapPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, e
 
 // Visits, for each PMD table overlapping [addr, end), the sub-range it covers:
 // the upper levels of unmap_page_range()/change_protection_range().
-export function* walkPmdTables(
-  m: Machine,
-  slot: number,
-  level: number,
-  addr: number,
-  end: number,
-  fn: (pmdSlot: number, a: number, e: number) => KGen,
-): KGen {
+export function* walkPmdTables(m: Machine, slot: number, level: number, addr: number, end: number, fn: (pmdSlot: number, a: number, e: number) => KGen): KGen {
   const span = (SPAN[level] as number) * 4096;
   while (addr < end) {
     const next = Math.min(addr - (addr % span) + span, end);

@@ -175,7 +175,7 @@ function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number,
     const da = dest + off;
     const extent = Math.min(PMD_SIZE - (oa % PMD_SIZE), PMD_SIZE - (da % PMD_SIZE), len - off);
     const spi = pmdOffset(m, mm, oa, false);
-    const sv = spi >= 0 ? (T.get(spi)) : 0;
+    const sv = spi >= 0 ? T.get(spi) : 0;
     if (sv === 0) {
       off += extent;
       continue;

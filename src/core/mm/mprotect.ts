@@ -102,9 +102,7 @@ function* changeProtection(tlb: MmuGather, vma: Vma): KGen {
   const newprot = vmaPageProt(m, vma);
   // vma_wants_manual_pte_write_upgrade()
   const tryWritable = (vma.flags & VM_WRITE) !== 0;
-  yield* walkPmdTables(m, tlb.mm.pgd, m.arch.levels - 1, vma.start, vma.end, (pmdSlot, a, b) =>
-    changePmdRange(tlb, vma, pmdSlot, a, b, newprot, tryWritable),
-  );
+  yield* walkPmdTables(m, tlb.mm.pgd, m.arch.levels - 1, vma.start, vma.end, (pmdSlot, a, b) => changePmdRange(tlb, vma, pmdSlot, a, b, newprot, tryWritable));
   tlbFlushMmuTlbonly(tlb);
 }
 
