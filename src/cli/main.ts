@@ -10,6 +10,8 @@ import { Runner, ViolationError } from "../run/runner.js";
 import { snapshotCounters } from "../core/counters.js";
 import { countersJson, formatRows, formatTotals, rowsJson } from "./format.js";
 import { diffKernel } from "./diff-kernel.js";
+import { cmdReplay, parseTouch } from "./replay.js";
+import { TraceError } from "../trace/errors.js";
 
 export function loadScenario(file: string): Scenario {
   let text: string;
@@ -84,6 +86,39 @@ async function main(argv: string[]): Promise<number> {
     .action((file: string, o) => {
       result = diffKernel(loadScenario(file), { json: o.json === true });
     });
+  program
+    .command("replay")
+    .description("replay a strace -f or perf trace recording (optionally .gz) on the model")
+    .argument("<file>", "trace file")
+    .option("--json", "machine-readable output")
+    .option("--lenient", "skip and count malformed lines instead of stopping at the first")
+    .option("--no-check", "do not check invariants after each syscall")
+    .option(
+      "--cpus <n>",
+      "CPUs to spread tasks over",
+      (v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError("expected an integer 1..64");
+        return n;
+      },
+      4,
+    )
+    .option(
+      "--touch <policy>",
+      "for traces without faults: none, writable or first:N",
+      (v) => {
+        try {
+          return parseTouch(v);
+        } catch (e) {
+          throw new InvalidArgumentError((e as Error).message);
+        }
+      },
+      { kind: "none" } as const,
+    )
+    .option("--arch <arch>", "architecture to model", "x86_64")
+    .action((file: string, o) => {
+      result = cmdReplay(file, o);
+    });
   try {
     await program.parseAsync(argv);
   } catch (e) {
@@ -98,7 +133,10 @@ main(process.argv).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    if (e instanceof ScenarioError) {
+    if (e instanceof TraceError) {
+      process.stderr.write(`${e.format()}\n`);
+      process.exitCode = 2;
+    } else if (e instanceof ScenarioError) {
       process.stderr.write(`${e.format()}\n`);
       process.exitCode = 2;
     } else {

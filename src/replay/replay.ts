@@ -1,0 +1,368 @@
+// Replays a real program's trace (the event stream of src/trace) on the
+// model: one mm per process, threads share it, fork copies it (dup_mmap),
+// vfork borrows it until exec or exit, execve replaces it, the last task's
+// exit tears it down (exit_mmap). Fault events become user accesses.
+//
+// What a trace does not show, and what the replayer does about it:
+// - Mappings execve creates (program, interpreter, stack, vdso) are not in
+//   the trace. A successful syscall or a fault at an address the model has no
+//   VMA for creates an implicit VMA there: a private mapping of a placeholder
+//   file `<exec:PID>` (read-write, so reads count as file pages and writes as
+//   anon COW pages), merged with its neighbours. Counted as implicit_vmas.
+// - perf prints faults on file mappings as `map@offset`; they are resolved
+//   through the model's VMAs of that file. Faults on a file the model has no
+//   mapping for (the program and interpreter, mapped by execve) are counted as
+//   unresolved_faults and skipped.
+// - strace has no fault lines: a touch policy stands in for them.
+// No Node APIs.
+
+import { x86_64 } from "../core/arch/x86/index.js";
+import { checkAccounting, checkTlbs } from "../core/check.js";
+import { Counters, snapshotCounters } from "../core/counters.js";
+import { userAccess } from "../core/hw/walker.js";
+import { defaultConfig, Machine, type Violation } from "../core/machine.js";
+import { doMadvise, type Advice } from "../core/mm/madvise.js";
+import { run } from "../core/mm/memory.js";
+import { doBrk, doMmap, doMremap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
+import { doMprotect } from "../core/mm/mprotect.js";
+import { dupMmap } from "../core/mm/fork.js";
+import { type Mm, VM_MAYWRITE, VM_READ, VM_WRITE, Vma } from "../core/mm/types.js";
+import { insertVma, mergeAround } from "../core/mm/vma.js";
+import type { TraceEvent } from "../trace/events.js";
+
+export type TouchPolicy = { kind: "none" } | { kind: "writable" } | { kind: "first"; pages: number };
+
+export interface ReplayOptions {
+  cpus: number;
+  thp: "never" | "madvise" | "always";
+  ptReclaim: boolean;
+  checkInvariants: boolean;
+  // Faults replace the touch policy when the trace has them.
+  touch: TouchPolicy;
+}
+
+export function defaultReplayOptions(): ReplayOptions {
+  return { cpus: 4, thp: "madvise", ptReclaim: true, checkInvariants: true, touch: { kind: "none" } };
+}
+
+export interface ProcSummary {
+  pid: number;
+  comm: string;
+  mmaps: number;
+  faults: number;
+  peakVmpteKb: number;
+  peakRssAnonKb: number;
+  peakRssFileKb: number;
+  exited: boolean;
+}
+
+interface Proc {
+  pid: number;
+  mm: Mm;
+  tids: Set<number>;
+  summary: ProcSummary;
+  // A vfork child runs on its parent's mm until it execs or exits.
+  borrowed: boolean;
+}
+
+const ADVICE: Record<string, Advice> = {
+  MADV_DONTNEED: "dontneed",
+  MADV_DONTNEED_LOCKED: "dontneed",
+  MADV_FREE: "free",
+  MADV_HUGEPAGE: "hugepage",
+  MADV_NOHUGEPAGE: "nohugepage",
+  MADV_WILLNEED: "willneed",
+  MADV_COLD: "cold",
+  MADV_PAGEOUT: "pageout",
+};
+
+const MMAP_BASE = 0x7f0000000000;
+
+export class Replayer {
+  readonly m: Machine;
+  private procs = new Map<number, Proc>(); // by pid
+  private tidProc = new Map<number, Proc>();
+  private tidCpu = new Map<number, number>();
+  private mmUsers = new Map<Mm, number>();
+  readonly summaries: ProcSummary[] = [];
+  readonly stats = {
+    events: 0,
+    syscalls: 0,
+    faults: 0,
+    touches: 0,
+    skippedFailed: 0,
+    implicitVmas: 0,
+    unresolvedFaults: 0,
+    segv: 0,
+    unsupported: 0,
+  };
+  violations: Violation[] = [];
+
+  constructor(readonly opts: ReplayOptions) {
+    const cfg = defaultConfig();
+    cfg.cpus = opts.cpus;
+    cfg.thp = opts.thp;
+    cfg.ptReclaim = opts.ptReclaim;
+    cfg.checkInvariants = opts.checkInvariants;
+    this.m = new Machine(x86_64(4), cfg);
+  }
+
+  private cpuOf(tid: number): number {
+    let c = this.tidCpu.get(tid);
+    if (c === undefined) {
+      c = this.tidCpu.size % this.opts.cpus;
+      this.tidCpu.set(tid, c);
+    }
+    return c;
+  }
+
+  private newProc(pid: number, mm: Mm, comm: string): Proc {
+    const p: Proc = {
+      pid,
+      mm,
+      tids: new Set([pid]),
+      borrowed: false,
+      summary: { pid, comm, mmaps: 0, faults: 0, peakVmpteKb: 0, peakRssAnonKb: 0, peakRssFileKb: 0, exited: false },
+    };
+    this.procs.set(pid, p);
+    this.tidProc.set(pid, p);
+    this.mmUsers.set(mm, (this.mmUsers.get(mm) ?? 0) + 1);
+    this.summaries.push(p.summary);
+    return p;
+  }
+
+  private proc(e: TraceEvent): Proc {
+    const tid = e.tid ?? e.pid;
+    let p = this.tidProc.get(tid) ?? this.procs.get(e.pid);
+    if (p === undefined) {
+      const mm = this.m.newMm(MMAP_BASE);
+      p = this.newProc(e.pid, mm, e.comm ?? "");
+    }
+    if (!p.tids.has(tid)) {
+      p.tids.add(tid);
+      this.tidProc.set(tid, p);
+    }
+    if (e.comm !== undefined && p.summary.comm === "") p.summary.comm = e.comm;
+    return p;
+  }
+
+  // Enter the kernel on the task's CPU with its mm.
+  private enter(e: TraceEvent, p: Proc): number {
+    const c = this.cpuOf(e.tid ?? e.pid);
+    this.m.curCpu = c;
+    this.m.arch.switchMm(this.m, c, p.mm);
+    return c;
+  }
+
+  // An implicit VMA for a range execve created (see the header).
+  private ensureMapped(p: Proc, start: number, len: number): void {
+    const mm = p.mm;
+    const s = start - (start % 4096);
+    const end = Math.ceil((start + len) / 4096) * 4096;
+    let a = s;
+    while (a < end) {
+      const v = mm.findVma(a);
+      if (v !== null) {
+        a = v.end;
+        continue;
+      }
+      const i = mm.findVmaIndex(a);
+      const next = mm.vmas[i];
+      const gapEnd = Math.min(end, next === undefined ? end : next.start);
+      const f = this.m.file(`<exec:${p.pid}>`, 0, false);
+      insertVma(mm, new Vma(a, gapEnd, VM_READ | VM_WRITE | VM_MAYWRITE, f, a / 4096, 0));
+      f.size = Math.max(f.size, gapEnd);
+      mergeAround(mm, a, gapEnd);
+      this.stats.implicitVmas++;
+      a = gapEnd;
+    }
+  }
+
+  private account(p: Proc): void {
+    const mm = p.mm;
+    const s = p.summary;
+    s.peakVmpteKb = Math.max(s.peakVmpteKb, mm.pgtablesBytes / 1024);
+    s.peakRssAnonKb = Math.max(s.peakRssAnonKb, mm.rssAnon * 4);
+    s.peakRssFileKb = Math.max(s.peakRssFileKb, mm.rssFile * 4);
+  }
+
+  private access(p: Proc, c: number, addr: number, write: boolean): void {
+    const vma = p.mm.findVma(addr);
+    if (vma === null) this.ensureMapped(p, addr, 1);
+    const v = p.mm.findVma(addr) as Vma;
+    // A write the VMA does not allow cannot have happened as a write.
+    const w = write && (v.flags & VM_WRITE) !== 0;
+    if (userAccess(this.m, c, p.mm, addr, w) === "segv") this.stats.segv++;
+  }
+
+  // Releases a task; the mm goes when its last user does.
+  private dropMm(p: Proc, c: number): void {
+    const mm = p.mm;
+    const users = (this.mmUsers.get(mm) ?? 1) - 1;
+    this.mmUsers.set(mm, users);
+    if (users > 0) return;
+    this.account(p);
+    this.m.curCpu = c;
+    for (const cpu of this.m.cpus) if (cpu.loadedMm === mm) cpu.running = null;
+    run(exitMmap(this.m, mm));
+    for (const cpu of this.m.cpus) if (cpu.loadedMm === mm) this.m.arch.switchMm(this.m, cpu.id, null);
+    this.m.tables.free(mm.pgd);
+    this.m.counters.ptFree++;
+    mm.alive = false;
+  }
+
+  apply(e: TraceEvent): void {
+    this.stats.events++;
+    if (e.kind !== "fault" && e.kind !== "exit" && e.error !== undefined) {
+      this.stats.skippedFailed++;
+      return;
+    }
+    const p = this.proc(e);
+    const c = this.enter(e, p);
+    const m = this.m;
+    try {
+      switch (e.kind) {
+        case "fault": {
+          this.stats.faults++;
+          p.summary.faults++;
+          let addr = e.addr;
+          if (addr === undefined && e.map !== undefined && e.mapOffset !== undefined) {
+            const f = m.files.get(e.map);
+            const off = e.mapOffset;
+            const v = f === undefined ? undefined : p.mm.vmas.find((x) => x.file === f && off >= x.pgoff * 4096 && off < x.pgoff * 4096 + (x.end - x.start));
+            if (v !== undefined) addr = v.start + off - v.pgoff * 4096;
+          }
+          if (addr === undefined) {
+            this.stats.unresolvedFaults++;
+            break;
+          }
+          const vma = p.mm.findVma(addr);
+          // Read/write rule: the trace's own access type when it has one;
+          // otherwise a write if the mapping is writable and anonymous (heap,
+          // stack and anon mmaps are first touched by stores), a read if not.
+          const write = e.write ?? (vma !== null && vma.file === null && (vma.flags & VM_WRITE) !== 0);
+          this.access(p, c, addr, write);
+          break;
+        }
+        case "mmap": {
+          this.stats.syscalls++;
+          p.summary.mmaps++;
+          const anon = e.flags.includes("MAP_ANONYMOUS");
+          const shared = e.flags.includes("MAP_SHARED") || e.flags.includes("MAP_SHARED_VALIDATE");
+          const file = anon ? null : m.file(e.file ?? `<fd${e.fd}:${p.pid}>`, e.offset + e.len, false);
+          const addr = e.addr as number;
+          const len = Math.ceil(e.len / 4096) * 4096;
+          doMmap(m, p.mm, { len, prot: e.prot, shared, fixed: true, addr, file, pgoff: Math.floor(e.offset / 4096) });
+          if (e.flags.includes("MAP_POPULATE")) for (let a = addr; a < addr + len; a += 4096) this.access(p, c, a, e.prot.write && !shared);
+          else this.touchPolicy(p, c, addr, len, anon && !shared && e.prot.write);
+          break;
+        }
+        case "munmap":
+          this.stats.syscalls++;
+          run(doMunmap(m, p.mm, e.addr, e.len));
+          break;
+        case "mprotect":
+          this.stats.syscalls++;
+          this.ensureMapped(p, e.addr, e.len);
+          doMprotect(m, p.mm, e.addr, e.len, e.prot);
+          break;
+        case "madvise": {
+          this.stats.syscalls++;
+          const adv = ADVICE[e.advice];
+          if (adv === undefined) {
+            this.stats.unsupported++;
+            break;
+          }
+          doMadvise(m, p.mm, e.addr, e.len, adv);
+          break;
+        }
+        case "brk": {
+          this.stats.syscalls++;
+          const r = e.result as number;
+          if (p.mm.startBrk === 0) {
+            p.mm.startBrk = p.mm.brk = r; // the first brk(NULL) tells where the heap starts
+          } else if (r !== p.mm.brk) doBrk(m, p.mm, r);
+          break;
+        }
+        case "mremap": {
+          this.stats.syscalls++;
+          const na = e.newAddr as number;
+          doMremap(m, p.mm, e.oldAddr, Math.ceil(e.oldLen / 4096) * 4096, Math.ceil(e.newLen / 4096) * 4096, true, na === e.oldAddr ? 0 : na);
+          break;
+        }
+        case "clone": {
+          this.stats.syscalls++;
+          const child = e.child as number;
+          if (e.thread) {
+            p.tids.add(child);
+            this.tidProc.set(child, p);
+          } else if (e.vfork || e.sharesMm) {
+            const q = this.newProc(child, p.mm, p.summary.comm);
+            q.borrowed = true;
+          } else {
+            this.newProc(child, dupMmap(m, p.mm), p.summary.comm);
+          }
+          break;
+        }
+        case "execve": {
+          this.stats.syscalls++;
+          this.account(p);
+          this.dropMm(p, c);
+          p.borrowed = false;
+          p.mm = m.newMm(MMAP_BASE);
+          this.mmUsers.set(p.mm, 1);
+          p.summary = {
+            pid: p.pid,
+            comm: e.path?.split("/").pop() ?? p.summary.comm,
+            mmaps: 0,
+            faults: 0,
+            peakVmpteKb: 0,
+            peakRssAnonKb: 0,
+            peakRssFileKb: 0,
+            exited: false,
+          };
+          this.summaries.push(p.summary);
+          break;
+        }
+        case "exit": {
+          const tid = e.tid ?? e.pid;
+          if (!e.final && !e.group) break; // the status line follows
+          const gone = e.group ? [...p.tids] : [tid];
+          for (const t of gone) {
+            p.tids.delete(t);
+            this.tidProc.delete(t);
+          }
+          if (p.tids.size === 0 && !p.summary.exited) {
+            p.summary.exited = true;
+            this.account(p);
+            this.dropMm(p, c);
+            this.procs.delete(p.pid);
+          }
+          break;
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof MmError)) throw err;
+      this.stats.unsupported++;
+    }
+    if (p.mm.alive) this.account(p);
+    m.rcuGracePeriod();
+    if (this.opts.checkInvariants && e.kind !== "fault") {
+      const v = [...m.violations, ...checkTlbs(m), ...checkAccounting(m)];
+      m.violations = [];
+      if (v.length > 0) this.violations.push(...v.map((x) => ({ ...x, message: `line ${e.line}: ${x.message}` })));
+    }
+  }
+
+  private touchPolicy(p: Proc, c: number, addr: number, len: number, writableAnon: boolean): void {
+    const t = this.opts.touch;
+    if (t.kind === "none" || !writableAnon) return;
+    const pages = t.kind === "writable" ? len / 4096 : Math.min(t.pages, len / 4096);
+    for (let k = 0; k < pages; k++) this.access(p, c, addr + k * 4096, true);
+    this.stats.touches += pages;
+  }
+
+  counters(): Counters {
+    return snapshotCounters(this.m.counters);
+  }
+}
