@@ -24,6 +24,21 @@ export class Counters {
   pagesAlloc = 0; // data frames allocated (folio pages)
   pagesFree = 0; // data frames freed
   gatherFlushes = 0; // tlb_flush_mmu() batch flushes
+  // arm64 TLB maintenance (instructions issued; each is broadcast to all CPUs).
+  tlbiVale1is = 0; // TLBI VALE1IS: one page, last level
+  tlbiVae1is = 0; // TLBI VAE1IS: one page, all levels (walk caches too)
+  tlbiRvale1is = 0; // TLBI RVALE1IS: a range, last level (FEAT_TLBIRANGE)
+  tlbiRvae1is = 0; // TLBI RVAE1IS: a range, all levels
+  tlbiAside1is = 0; // TLBI ASIDE1IS: a whole ASID
+  tlbiVmalle1is = 0; // TLBI VMALLE1IS / local flush at ASID rollover
+  dsb = 0; // DSB ISH that waited for TLBI completion
+  asidRollovers = 0;
+  // contpte (arch/arm64/mm/contpte.c)
+  contFolds = 0; // contpte_convert() to CONT
+  contUnfolds = 0; // contpte_convert() to non-CONT
+  contBlockTlbis = 0; // block flushes issued by contpte_convert()/clear_flush_young
+  contLocklessRetries = 0; // ptep_get_lockless() retries over an inconsistent block
+  tlbConflicts = 0; // overlapping TLB entries with different output or size
 }
 
 export type CounterName = keyof Counters;

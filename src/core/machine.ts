@@ -19,6 +19,19 @@ export const VARIANTS = {
   // zap_pte_range() PT-reclaim tail: "fixed" (v6.14 fix: direct path only when
   // the loop never broke out), "direct-always" (before the fix).
   pt_reclaim: ["fixed", "direct-always"],
+  // arm64 contpte: "off" (CONFIG_ARM64_CONTPTE=n), "unfold-each" (v6.9 helpers
+  // without batched clearing: every single-entry clear unfolds its block),
+  // "intermediate" (v2 14/14: a fullmm clear leaves the block's other entries
+  // valid and CONT), "batched" (clear_full_ptes()/get_and_clear_full_ptes(),
+  // the default).
+  contpte: ["batched", "off", "unfold-each", "intermediate"],
+  // ptep_get_lockless() on a contpte block: "retry" until consistent (v6.9
+  // on), "no-retry" (a plain gather, as the consistency loop's critics proposed).
+  contpte_lockless: ["retry", "no-retry"],
+  // change_pte_range() batching: "off" (one PTE at a time, before the 2025
+  // series), "folio-first-page" (as merged in v6.17-rc1: anon-exclusive
+  // sub-batches consult the folio's first pages), "fixed" (cf1b80dc31a1).
+  mprotect_batching: ["fixed", "off", "folio-first-page"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -33,7 +46,21 @@ export interface MachineConfig {
   ptReclaim: boolean;
   variants: { [K in VariantName]: (typeof VARIANTS)[K][number] };
   tlbSinglePageFlushCeiling: number; // x86 debugfs knob, 33
+  // mTHP: anon orders (2..8) whose hugepages-<size>kB/enabled is not "never";
+  // value "always", "madvise" or "inherit" (follows `thp`).
+  mthp: Record<number, "always" | "madvise" | "inherit">;
+  arm64: Arm64Features;
   checkInvariants: boolean;
+}
+
+// arm64 CPU features and configuration (ID registers, Kconfig).
+export interface Arm64Features {
+  granule: 4 | 16 | 64;
+  vaBits: number;
+  hafdbs: boolean; // FEAT_HAFDBS: hardware access flag and dirty state
+  tlbiRange: boolean; // FEAT_TLBIRANGE
+  bbml2NoAbort: boolean; // BBML2 with the kernel's no-abort allow-list
+  asidBits: 8 | 16;
 }
 
 export function defaultConfig(): MachineConfig {
@@ -44,8 +71,10 @@ export function defaultConfig(): MachineConfig {
     thpUseZeroPage: true,
     zeroPage: true,
     ptReclaim: true,
-    variants: { gather_nested: "fixed", pt_reclaim: "fixed" },
+    variants: { gather_nested: "fixed", pt_reclaim: "fixed", contpte: "batched", contpte_lockless: "retry", mprotect_batching: "fixed" },
     tlbSinglePageFlushCeiling: 33,
+    mthp: {},
+    arm64: { granule: 4, vaBits: 48, hafdbs: true, tlbiRange: true, bbml2NoAbort: false, asidBits: 16 },
     checkInvariants: true,
   };
 }
@@ -58,6 +87,13 @@ export class Cpu {
   asidMm: (Mm | null)[];
   asidGen: number[];
   nextAsid = 0;
+  // arm64: TLBI operations issued by this CPU that complete at its next DSB
+  // (flat records, see arch/arm64/tlbflush.ts), and the per-CPU state of the
+  // ASID allocator (arch/arm64/mm/context.c).
+  tlbiQueue: number[] = [];
+  activeAsid = 0; // active_asids: context.id loaded here, 0 = none
+  reservedAsid = 0;
+  tlbFlushPending = false; // local flush owed after a rollover
   constructor(
     readonly id: number,
     nrAsids: number,

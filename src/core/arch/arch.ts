@@ -58,4 +58,51 @@ export interface Arch {
   // flush that a switch back would perform)?
   asidReachable(m: Machine, cpu: number, asid: number): Mm | null;
   describeEntry(v: number): string;
+
+  // PTE-level operations the generic code uses for every access to a PTE
+  // table's entries, as include/linux/pgtable.h declares them and an
+  // architecture may override (arm64 does, for contpte). The entries are
+  // e[i], e[i+1], ... (a TableStore chunk and index; all nr entries lie in one
+  // PTE table) and map addr, addr + 4096, ... in mm. These hooks count their
+  // own loads, stores and atomics in m.counters.
+  //
+  // set_ptes(): map nr consecutive pages starting with pte. With nr > 1 the
+  // entries must be none (the kernel's contract).
+  setPtes(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, pte: number, nr: number): void;
+  // ptep_get(): the entry as software sees it (arm64: with access/dirty
+  // gathered over a contiguous block).
+  ptepGet(m: Machine, e: Float64Array, i: number): number;
+  // ptep_get_lockless(): the same without the PTL (arm64 retries until it
+  // sees a consistent block).
+  ptepGetLockless(m: Machine, e: Float64Array, i: number): number;
+  // ptep_get_and_clear_full(): clear one entry and return its old value.
+  ptepGetAndClearFull(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, full: boolean): number;
+  // get_and_clear_full_ptes(): clear nr entries of one folio; returns the
+  // first with access/dirty ORed over all nr.
+  getAndClearFullPtes(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, nr: number, full: boolean): number;
+  // clear_full_ptes(): the same when the caller needs no access/dirty.
+  clearFullPtes(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, nr: number, full: boolean): void;
+  // wrprotect_ptes(): write-protect nr entries of one folio (fork).
+  wrprotectPtes(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, nr: number): void;
+  // ptep_set_wrprotect()
+  ptepSetWrprotect(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number): void;
+  // modify_prot_start_ptes(): clear nr entries for a protection change,
+  // returning the first with access/dirty ORed over all.
+  modifyProtStartPtes(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, nr: number): number;
+  // modify_prot_commit_ptes(): write the new values (pte for the first page,
+  // advancing the PFN).
+  modifyProtCommitPtes(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, old: number, pte: number, nr: number): void;
+  // ptep_set_access_flags(): install the access/dirty/write upgrades of
+  // `entry` (a fault on a present entry); true if anything changed.
+  ptepSetAccessFlags(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, entry: number, dirty: boolean): boolean;
+  // ptep_test_and_clear_young()
+  ptepTestAndClearYoung(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number): boolean;
+  // clear_young_dirty_ptes() (MADV_FREE/MADV_COLD): CYD_* flags.
+  clearYoungDirtyPtes(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, nr: number, flags: number): void;
+  // pte_batch_hint(): how many entries from i on are known to map consecutive
+  // pages with the same attributes (arm64: to the end of a contpte block).
+  pteBatchHint(e: Float64Array, i: number, pte: number): number;
 }
+
+export const CYD_YOUNG = 1;
+export const CYD_DIRTY = 2;

@@ -65,6 +65,7 @@ export class Mm {
   anonHugePmds = 0; // PMD-mapped anon THPs (smaps AnonHugePages / 2048 kB)
   deposited: number[] = []; // PTE tables deposited for PMD mappings (pgtable_trans_huge_deposit)
   tlbGen = 1; // x86 mm->context.tlb_gen
+  asidId = 0; // arm64 mm->context.id: generation << asidBits | ASID (0: none yet)
   tlbFlushPending = 0; // mm->tlb_flush_pending
   cpumask: Uint8Array; // mm_cpumask(): CPUs with this mm loaded
   mmapBase: number;

@@ -2,11 +2,24 @@
 
 import type { Arch } from "../arch.js";
 import { TLB_D, TLB_U, TLB_W, TLB_X } from "../../hw/tlb.js";
+import { genericPteHooks } from "../../mm/pgtable_generic.js";
 import * as P from "./pgtable.js";
 import { asidReachable, flushTlbMmRange, switchMm, TLB_FLUSH_ALL, tlbFlush } from "./tlb.js";
 
 export function x86_64(levels: 4 | 5): Arch {
+  const hooks = genericPteHooks({
+    pteDirty: P.pteDirty,
+    pteYoung: P.pteYoung,
+    pteMkdirty: P.pteMkdirty,
+    pteMkyoung: P.pteMkyoung,
+    pteMkold: P.pteMkold,
+    pteMkclean: P.pteMkclean,
+    pteWrprotect: P.pteWrprotect,
+    pteWrite: P.pteWrite,
+    pteAdvancePfn: (v: number, n: number) => v + n * 4096,
+  });
   return {
+    ...hooks,
     name: "x86_64",
     ptrsPerTable: 512,
     levels,
