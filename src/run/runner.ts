@@ -7,7 +7,7 @@ import { x86_64 } from "../core/arch/x86/index.js";
 import { checkAccounting, checkLeaks, checkTlbs } from "../core/check.js";
 import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
-import { defaultConfig, Machine, type MachineConfig, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
+import { type Arm64Features, defaultConfig, Machine, type MachineConfig, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
 import { doMadvise } from "../core/mm/madvise.js";
 import { doBrk, doMmap, doMremap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
 import { doMprotect } from "../core/mm/mprotect.js";
@@ -58,6 +58,10 @@ export interface RunOptions {
   variants?: Record<string, string>; // command-line overrides
   ptReclaim?: boolean;
   zeroPage?: boolean;
+  arch?: "x86_64" | "arm64"; // overrides the scenario's machine.arch
+  arm64?: Partial<Arm64Features>; // overrides of the arm64 CPU features
+  mthp?: Record<number, "always" | "madvise" | "inherit">; // replaces the scenario's mTHP orders
+  thp?: "never" | "madvise" | "always";
 }
 
 export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions = {}): MachineConfig {
