@@ -20,6 +20,7 @@ export class Counters {
   ptFree = 0; // page-table pages freed
   ptReclaimed = 0; // PTE tables freed by PT reclaim
   thpFaults = 0; // PMD-mapped THPs installed by faults
+  mthpFaults = 0; // anon folios of an mTHP order installed by faults
   thpSplits = 0; // PMD mappings split to PTEs
   pagesAlloc = 0; // data frames allocated (folio pages)
   pagesFree = 0; // data frames freed

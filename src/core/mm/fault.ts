@@ -8,7 +8,7 @@ import type { Machine } from "../machine.js";
 import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_memory.js";
 import { type KGen, YIELD_PTE } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
-import { type FileObj, type Mm, PMD_SIZE, VM_ACCESS_FLAGS, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
+import { type FileObj, type Mm, PMD_SIZE, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { pmdOffset, pteAlloc } from "./walk.js";
 
 const FAULT_AROUND_PAGES = 16; // fault_around_bytes = 64K
@@ -80,100 +80,136 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
   const slot = pteAlloc(m, mm, pmdIdx);
   if (slot < 0) return "retry";
   if (m.interleave) yield YIELD_PTE;
-  const pi = slot * 512 + ((addr / 4096) & 511);
-  const v = m.tables.get(pi);
-  m.counters.pteReads++;
+  const e = m.tables.chunkOf(slot);
+  const pi = m.tables.base(slot) + ((addr / 4096) & 511);
+  const v = A.ptepGet(m, e, pi);
   if (v === 0) {
-    if (vma.file === null) doAnonymousPage(m, mm, vma, pi, write);
-    else doFault(m, mm, vma, slot, addr, write);
+    if (vma.file === null) doAnonymousPage(m, mm, vma, e, m.tables.base(slot), addr, write);
+    else doFault(m, mm, vma, e, m.tables.base(slot), addr, write);
     return "ok";
   }
   if (!A.ptePresent(v)) return "segv";
   if (write && !A.pteWrite(v)) {
-    doWpPage(m, mm, vma, pi, addr);
+    doWpPage(m, mm, vma, e, pi, addr, v);
     return "ok";
   }
-  // ptep_set_access_flags(): nothing to flush when only upgrading.
-  const n = A.pteMkyoung(write ? A.pteMkdirty(v) : v);
-  if (n !== v) {
-    m.tables.set(pi, n);
-    m.counters.pteAtomics++;
-  }
+  // The rest of handle_pte_fault(): an access-flag or dirty-state fault
+  // (hardware without FEAT_HAFDBS), or a spurious one.
+  const entry = A.pteMkyoung(write ? A.pteMkdirty(v) : v);
+  A.ptepSetAccessFlags(m, mm, addr, e, pi, entry, write);
   return "ok";
 }
 
-// do_anonymous_page()
-function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, pi: number, write: boolean): void {
+// thp_vma_allowable_orders() + thp_vma_suitable_orders() + the none check
+// of alloc_anon_folio() (mm/memory.c): the largest enabled mTHP order whose
+// naturally aligned range lies in the VMA and has only none entries, else 0.
+function anonFolioOrder(m: Machine, vma: Vma, e: Float64Array, base: number, addr: number): number {
+  const orders = m.config.mthp;
+  if ((vma.flags & VM_NOHUGEPAGE) !== 0) return 0;
+  for (let order = 8; order >= 2; order--) {
+    const policy = orders[order];
+    if (policy === undefined) continue;
+    const eff = policy === "inherit" ? m.config.thp : policy;
+    if (eff === "never" || (eff === "madvise" && (vma.flags & VM_HUGEPAGE) === 0)) continue;
+    const size = 4096 << order;
+    const a = addr - (addr % size);
+    if (a < vma.start || a + size > vma.end) continue;
+    const j = base + ((a / 4096) & 511);
+    let none = true;
+    for (let k = 0; k < 1 << order; k++)
+      if (e[j + k] !== 0) {
+        none = false;
+        break;
+      }
+    m.counters.pteReads += 1 << order;
+    if (none) return order;
+  }
+  return 0;
+}
+
+// do_anonymous_page(): the zero page for reads, else a folio of the order
+// alloc_anon_folio() picks, mapped with one set_ptes().
+function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: number, addr: number, write: boolean): void {
   const A = m.arch;
   const prot = vmaPageProt(m, vma);
   if (!write && m.config.zeroPage) {
-    m.tables.set(pi, A.pteMkspecial(A.pfnPte(m.phys.zeroPfn, prot)));
-    m.counters.pteWrites++;
+    A.setPtes(m, mm, addr, e, base + ((addr / 4096) & 511), A.pteMkspecial(A.pfnPte(m.phys.zeroPfn, prot)), 1);
     return;
   }
-  const pfn = newAnonPage(m, vma);
+  const order = vma.isShared ? 0 : anonFolioOrder(m, vma, e, base, addr);
+  const nr = 1 << order;
+  const a = addr - (addr % (4096 * nr));
+  let pfn: number;
+  if (order === 0) pfn = newAnonPage(m, vma);
+  else {
+    if (vma.anonVma === 0) vma.anonVma = m.newAnonVma();
+    const phys = m.phys;
+    pfn = phys.alloc(order);
+    phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
+    for (let k = 0; k < nr; k++) {
+      phys.flags[pfn + k] |= PG_ANON_EXCLUSIVE;
+      phys.mapcount[pfn + k] = 1;
+    }
+    phys.ref[pfn] = nr;
+    m.counters.pagesAlloc += nr;
+    m.counters.mthpFaults++;
+  }
   let v = A.pfnPte(pfn, prot);
   if ((vma.flags & VM_WRITE) !== 0) v = A.pteMkwrite(A.pteMkdirty(v));
-  m.tables.set(pi, v);
-  m.counters.pteWrites++;
-  mm.rssAnon++;
+  A.setPtes(m, mm, a, e, base + ((a / 4096) & 511), v, nr);
+  mm.rssAnon += nr;
 }
 
 // do_fault(): read faults map the page cache page (plus cached neighbours:
 // do_fault_around()); private writes copy (do_cow_fault()); shared writes map
 // the page writable and dirty (do_shared_fault()).
-function doFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): void {
+function doFault(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: number, addr: number, write: boolean): void {
   const A = m.arch;
   const f = vma.file as FileObj;
   const prot = vmaPageProt(m, vma);
-  const pi = slot * 512 + ((addr / 4096) & 511);
+  const pi = base + ((addr / 4096) & 511);
   if (!write) {
-    // do_fault_around(): the 64K-aligned window, inside the VMA and the PMD.
+    // do_fault_around() -> filemap_map_pages(): the 64K-aligned window,
+    // inside the VMA and the PMD; cached pages only, mapped old.
     const win = FAULT_AROUND_PAGES * 4096;
     const lo = Math.max(addr - (addr % win), vma.start, addr - (addr % PMD_SIZE));
     const hi = Math.min(addr - (addr % win) + win, vma.end, addr - (addr % PMD_SIZE) + PMD_SIZE);
     for (let a = lo; a < hi; a += 4096) {
       if (a === addr) continue;
-      const j = slot * 512 + ((a / 4096) & 511);
+      const j = base + ((a / 4096) & 511);
       const pfn = f.pages.get(vma.pgoffOf(a));
-      if (pfn === undefined || m.tables.get(j) !== 0) continue;
-      m.tables.set(j, A.pteMkold(A.pfnPte(pfn, prot)));
-      m.counters.pteWrites++;
+      if (pfn === undefined || e[j] !== 0) continue;
+      A.setPtes(m, mm, a, e, j, A.pteMkold(A.pfnPte(pfn, prot)), 1);
       mapFilePage(m, mm, pfn);
     }
     const pfn = filemapGetPage(m, f, vma.pgoffOf(addr));
-    m.tables.set(pi, A.pfnPte(pfn, prot));
-    m.counters.pteWrites++;
+    A.setPtes(m, mm, addr, e, pi, A.pfnPte(pfn, prot), 1);
     mapFilePage(m, mm, pfn);
     return;
   }
   if ((vma.flags & VM_SHARED) === 0) {
     filemapGetPage(m, f, vma.pgoffOf(addr));
     const pfn = newAnonPage(m, vma);
-    m.tables.set(pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))));
-    m.counters.pteWrites++;
+    A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))), 1);
     m.counters.cowCopies++;
     mm.rssAnon++;
     return;
   }
   const pfn = filemapGetPage(m, f, vma.pgoffOf(addr));
   m.phys.flags[pfn] |= PG_DIRTY;
-  m.tables.set(pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))));
-  m.counters.pteWrites++;
+  A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))), 1);
   mapFilePage(m, mm, pfn);
 }
 
-// do_wp_page(): write fault on a present read-only PTE.
-function doWpPage(m: Machine, mm: Mm, vma: Vma, pi: number, addr: number): void {
+// do_wp_page(): write fault on a present read-only PTE (v as ptep_get() saw it).
+function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, v: number): void {
   const A = m.arch;
   const phys = m.phys;
-  const v = m.tables.get(pi);
   if ((vma.flags & VM_SHARED) !== 0) {
-    // wp_page_shared(): page_mkwrite, then reuse.
+    // wp_page_shared(): page_mkwrite, then wp_page_reuse().
     const pfn = A.ptePfn(v);
     phys.flags[phys.folioHead(pfn)] |= PG_DIRTY;
-    m.tables.set(pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))));
-    m.counters.pteAtomics++;
+    A.ptepSetAccessFlags(m, mm, addr, e, pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))), true);
     return;
   }
   const special = A.pteSpecial(v);
@@ -187,21 +223,19 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, pi: number, addr: number): void 
       const small = phys.order[head] === 0;
       if (exclusive || (small && phys.ref[head] === 1)) {
         phys.flags[pfn] |= PG_ANON_EXCLUSIVE;
-        m.tables.set(pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v)))); // wp_page_reuse()
-        m.counters.pteAtomics++;
+        A.ptepSetAccessFlags(m, mm, addr, e, pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))), true); // wp_page_reuse()
         return;
       }
     }
   }
   // wp_page_copy(): a new exclusive anon page replaces the old mapping; the
-  // old entry must be flushed before the new one is visible.
+  // old entry must be flushed before the new one is visible
+  // (ptep_clear_flush(), then set_pte_at()).
   const npfn = newAnonPage(m, vma);
   m.counters.cowCopies++;
-  m.tables.set(pi, 0);
-  m.counters.pteAtomics++;
-  A.flushTlbPage(m, mm, addr); // ptep_clear_flush()
-  m.tables.set(pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(npfn, vmaPageProt(m, vma)))));
-  m.counters.pteWrites++;
+  A.ptepGetAndClearFull(m, mm, addr, e, pi, false);
+  A.flushTlbPage(m, mm, addr);
+  A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(npfn, vmaPageProt(m, vma)))), 1);
   if (special) {
     mm.rssAnon++;
   } else {

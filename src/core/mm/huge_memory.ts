@@ -140,21 +140,20 @@ export function splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr
   const base = T.base(slot);
   const head = A.ptePfn(old);
   if (isHugeZeroPmd(m, old)) {
+    // __split_huge_zero_page_pmd(): one set_pte_at() per page.
     const z = A.pteMkspecial(A.pfnPte(phys.zeroPfn, A.vmGetPageProt(vma.flags)));
-    for (let i = 0; i < 512; i++) e[base + i] = z;
+    for (let i = 0; i < 512; i++) A.setPtes(m, mm, haddr + i * 4096, e, base + i, z, 1);
   } else {
-    // Every PTE keeps the PMD's write/dirty/young bits.
-    for (let i = 0; i < 512; i++) {
-      e[base + i] = A.pmdLeafToPte(old, i);
-      phys.mapcount[head + i] = (phys.mapcount[head + i] as number) + 1;
-    }
+    // One set_ptes() for the 512 pages; every PTE keeps the PMD's
+    // write/dirty/young bits.
+    A.setPtes(m, mm, haddr, e, base, A.pmdLeafToPte(old, 0), 512);
+    for (let i = 0; i < 512; i++) phys.mapcount[head + i] = (phys.mapcount[head + i] as number) + 1;
     // Each PTE mapping holds a folio reference; the PMD held one.
     phys.ref[head] = (phys.ref[head] as number) + HPAGE_PMD_NR - 1;
     phys.addEntireMapcount(head, -1);
     if ((phys.flags[head] as number) & PG_ANON) mm.anonHugePmds--;
     if (A.pteDirty(old)) phys.flags[head] |= PG_DIRTY;
   }
-  m.counters.pteWrites += 512;
   T.set(pmdIdx, A.mkTableEntry(T.pfn[slot] as number));
   m.counters.pteWrites++;
   m.counters.thpSplits++;

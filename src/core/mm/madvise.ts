@@ -3,6 +3,7 @@
 // PTEs, folio loses swap backing), MADV_COLD's young clearing, and
 // MADV_HUGEPAGE/NOHUGEPAGE flag changes (mm/madvise.c, mm/khugepaged.c).
 
+import { CYD_DIRTY, CYD_YOUNG } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
 import { splitHugePmd } from "./huge_memory.js";
 import { type KGen, run, unmapSingleVma, walkPmdTables, YIELD_PTE } from "./memory.js";
@@ -59,8 +60,7 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
       let i = T.base(slot) + ((addr / 4096) & 511);
       for (let a = addr; a < next; a += 4096, i++) {
         if (m.interleave) yield YIELD_PTE;
-        const x = e[i] as number;
-        m.counters.pteReads++;
+        const x = A.ptepGet(m, e, i);
         if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
         const pfn = A.ptePfn(x);
         const head = phys.folioHead(pfn);
@@ -70,8 +70,7 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
           phys.flags[head] = (phys.flags[head] as number) & ~(PG_SWAPBACKED | PG_DIRTY);
         }
         if (A.pteYoung(x) || (free && A.pteDirty(x))) {
-          e[i] = A.pteMkold(free ? A.pteMkclean(x) : x);
-          m.counters.pteAtomics++;
+          A.clearYoungDirtyPtes(m, tlb.mm, a, e, i, 1, free ? CYD_YOUNG | CYD_DIRTY : CYD_YOUNG);
           tlbRemoveTlbEntries(tlb, a, 1);
         }
       }

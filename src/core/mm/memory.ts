@@ -30,9 +30,13 @@ export function run<T>(g: KGen<T>): T {
   }
 }
 
-// folio_pte_batch(): how many PTEs from index i map consecutive pages of the
-// folio the entry `v` maps, with equal bits apart from those ignored. At most
-// max_nr, and never past the folio's last page.
+// folio_pte_batch_flags(): how many PTEs from index i map consecutive pages
+// of the folio the entry `v` maps, with equal bits apart from those ignored.
+// At most max_nr, and never past the folio's last page. pte_batch_hint() lets
+// an architecture vouch for a run (arm64: the rest of a contpte block) so it
+// is not compared entry by entry. With FPB_MERGE_WRITE the caller reads
+// batchAnyWritable afterwards.
+export let batchAnyWritable = false;
 export function folioPteBatch(
   m: Machine,
   e: Float64Array, // chunk holding the table
@@ -48,16 +52,19 @@ export function folioPteBatch(
   const A = m.arch;
   const left = head + (1 << order) - pfn;
   const max = maxNr < left ? maxNr : left;
+  batchAnyWritable = A.pteWrite(v);
   if (max <= 1) return 1;
-  const expect0 = A.pteBatchNorm(v, respectDirty, respectWrite);
-  let nr = 1;
+  let nr = A.pteBatchHint(e, i, v);
+  let expect = A.pteBatchNorm(A.pteAdvancePfn(v, nr), respectDirty, respectWrite);
   while (nr < max) {
-    const x = e[i + nr] as number;
-    m.counters.pteReads++;
-    if (A.pteBatchNorm(x, respectDirty, respectWrite) !== A.pteAdvancePfn(expect0, nr)) break;
-    nr++;
+    const x = A.ptepGet(m, e, i + nr);
+    if (A.pteBatchNorm(x, respectDirty, respectWrite) !== expect) break;
+    if (!batchAnyWritable && A.pteWrite(x)) batchAnyWritable = true;
+    const h = A.pteBatchHint(e, i + nr, x);
+    nr += h;
+    expect = A.pteAdvancePfn(expect, h);
   }
-  return nr;
+  return nr < max ? nr : max;
 }
 
 function folioCounterDelta(mm: Mm, flagsHead: number, n: number): void {
@@ -94,8 +101,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
     let i = T.base(slot) + ((addr / 4096) & 511);
     while (addr !== end) {
       if (il) yield YIELD_PTE;
-      const v = e[i] as number;
-      C.pteReads++;
+      const v = A.ptepGet(m, e, i);
       if (v === 0) {
         i++;
         addr += 4096;
@@ -104,9 +110,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
       let nr = 1;
       if (A.pteSpecial(v)) {
         // vm_normal_page() == NULL: zero page or a special mapping.
-        e[i] = 0;
-        if (fullmm) C.pteWrites++;
-        else C.pteAtomics++;
+        A.ptepGetAndClearFull(m, mm, addr, e, i, fullmm);
         tlbRemoveTlbEntries(tlb, addr, 1);
       } else {
         const pfn = A.ptePfn(v);
@@ -114,24 +118,18 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         const order = phys.order[head] as number;
         const hflags = phys.flags[head] as number;
         if (order > 0) nr = folioPteBatch(m, e, i, v, pfn, head, order, (end - addr) / 4096, false, false);
-        // zap_present_folio_ptes(): get_and_clear_full_ptes() gathers a/d.
-        let dirty = false;
-        for (let k = 0; k < nr; k++) {
-          if (A.pteDirty(e[i + k] as number)) dirty = true;
-          e[i + k] = 0;
-        }
-        if (fullmm) {
-          C.pteReads += nr;
-          C.pteWrites += nr;
-        } else C.pteAtomics += nr;
+        // zap_present_folio_ptes(): anon folios need no access/dirty.
         let delayRmap = false;
-        if ((hflags & PG_ANON) === 0 && dirty) {
-          phys.flags[head] = hflags | PG_DIRTY;
-          // tlb_delay_rmap(): the rmap must outlive the TLB entry, or
-          // writeback could miss a write through it.
-          delayRmap = true;
-          forceFlush = true;
-        }
+        if ((hflags & PG_ANON) === 0) {
+          const pte = A.getAndClearFullPtes(m, mm, addr, e, i, nr, fullmm);
+          if (A.pteDirty(pte)) {
+            phys.flags[head] = hflags | PG_DIRTY;
+            // tlb_delay_rmap(): the rmap must outlive the TLB entry, or
+            // writeback could miss a write through it.
+            delayRmap = true;
+            forceFlush = true;
+          }
+        } else A.clearFullPtes(m, mm, addr, e, i, nr, fullmm);
         tlbRemoveTlbEntries(tlb, addr, nr);
         if (!delayRmap) for (let k = 0; k < nr; k++) phys.mapcount[pfn + k] = (phys.mapcount[pfn + k] as number) - 1;
         folioCounterDelta(mm, hflags, -nr);
@@ -319,8 +317,7 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
   const shared = vma.isShared;
   while (addr < end) {
     if (il) yield YIELD_PTE;
-    const v = es[si] as number;
-    C.pteReads++;
+    const v = A.ptepGet(m, es, si);
     if (v === 0) {
       si++;
       di++;
@@ -328,18 +325,19 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
       continue;
     }
     let nr = 1;
+    let pte = v;
     if (A.pteSpecial(v)) {
-      ed[di] = v;
-      C.pteWrites++;
+      A.setPtes(m, dst, addr, ed, di, v, 1);
     } else {
       const pfn = A.ptePfn(v);
       const head = phys.folioHead(pfn);
       const order = phys.order[head] as number;
       const hflags = phys.flags[head] as number;
       // FPB_MERGE_WRITE, plus FPB_RESPECT_DIRTY for private mappings.
-      if (order > 0) nr = folioPteBatch(m, es, si, v, pfn, head, order, (end - addr) / 4096, !shared, false);
-      let anyWritable = false;
-      for (let k = 0; k < nr; k++) if (A.pteWrite(es[si + k] as number)) anyWritable = true;
+      if (order > 0) {
+        nr = folioPteBatch(m, es, si, v, pfn, head, order, (end - addr) / 4096, !shared, false);
+        if (batchAnyWritable) pte = A.pteMkwrite(pte);
+      }
       // folio_try_dup_anon_rmap_ptes() / folio_dup_file_rmap_ptes()
       for (let k = 0; k < nr; k++) {
         phys.mapcount[pfn + k] = (phys.mapcount[pfn + k] as number) + 1;
@@ -347,21 +345,13 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
       }
       phys.ref[head] = (phys.ref[head] as number) + nr;
       folioCounterDelta(dst, hflags, nr);
-      for (let k = 0; k < nr; k++) {
-        let pte = es[si + k] as number;
-        if (cow && anyWritable) {
-          // wrprotect_ptes() on the parent: one atomic per entry on x86.
-          if (A.pteWrite(pte)) {
-            pte = A.pteWrprotect(pte);
-            es[si + k] = pte;
-            C.pteAtomics++;
-          }
-        }
-        let child = A.pteMkold(pte);
-        if (shared) child = A.pteMkclean(child);
-        ed[di + k] = child;
+      // __copy_present_ptes()
+      if (cow && A.pteWrite(pte)) {
+        A.wrprotectPtes(m, src, addr, es, si, nr);
+        pte = A.pteWrprotect(pte);
       }
-      C.pteWrites += nr;
+      if (shared) pte = A.pteMkclean(pte);
+      A.setPtes(m, dst, addr, ed, di, A.pteMkold(pte), nr);
     }
     si += nr;
     di += nr;

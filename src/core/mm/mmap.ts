@@ -4,7 +4,7 @@
 // (mm/mremap.c).
 
 import type { Machine } from "../machine.js";
-import { run, freePgtables, unmapVmas, type KGen } from "./memory.js";
+import { folioPteBatch, freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
 import { splitHugePmd } from "./huge_memory.js";
 import { type FileObj, type Mm, PMD_SIZE, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
@@ -195,17 +195,27 @@ function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number,
     const sslot = pteTableOf(m, T.get(spi));
     const es = T.chunkOf(sslot);
     const ed = T.chunkOf(dslot);
-    for (let k = 0; k < extent / 4096; k++) {
-      const si = T.base(sslot) + (((oa / 4096) & 511) + k);
-      const di = T.base(dslot) + (((da / 4096) & 511) + k);
-      const v = es[si] as number;
-      m.counters.pteReads++;
-      if (v === 0) continue;
-      es[si] = 0;
-      m.counters.pteAtomics++;
-      ed[di] = v;
-      m.counters.pteWrites++;
+    // move_ptes(), batched over large folios (mremap_folio_pte_batch()).
+    const n = extent / 4096;
+    const si0 = T.base(sslot) + ((oa / 4096) & 511);
+    const di0 = T.base(dslot) + ((da / 4096) & 511);
+    for (let k = 0; k < n; ) {
+      const v = A.ptepGet(m, es, si0 + k);
+      if (v === 0) {
+        k++;
+        continue;
+      }
+      let nr = 1;
+      if (!A.pteSpecial(v)) {
+        const pfn = A.ptePfn(v);
+        const head = m.phys.folioHead(pfn);
+        const order = m.phys.order[head] as number;
+        if (order > 0) nr = folioPteBatch(m, es, si0 + k, v, pfn, head, order, n - k, false, false);
+      }
+      const pte = A.getAndClearFullPtes(m, mm, oa + k * 4096, es, si0 + k, nr, false);
+      A.setPtes(m, mm, da + k * 4096, ed, di0 + k, pte, nr);
       moved = true;
+      k += nr;
     }
     off += extent;
   }

@@ -15,14 +15,19 @@ import { type Mm, PMD_SIZE, VM_ACCESS_FLAGS, VM_SHARED, VM_WRITE, type Vma } fro
 import { isolateRange, mergeAround } from "./vma.js";
 import { idxAt } from "./walk.js";
 
-// change_pte_range()
+// change_pte_range(). The "off" variant is the code before the 2025 series
+// (one PTE at a time through ptep_modify_prot_start/commit); "fixed" and
+// "folio-first-page" batch large folios with modify_prot_start_ptes()/
+// modify_prot_commit_ptes() and split a write upgrade into anon-exclusive
+// sub-batches (set_write_prot_commit_flush_ptes(), commit_anon_folio_batch()).
 function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number, end: number, newprot: number, tryWritable: boolean): KGen {
   const m = tlb.m;
   const A = m.arch;
   const T = m.tables;
   const phys = m.phys;
-  const C = m.counters;
   const il = m.interleave;
+  const mm = tlb.mm;
+  const mode = m.config.variants.mprotect_batching;
   const pmdv = T.get(pmdIdx);
   if (!A.entryIsTable(pmdv)) return;
   const slot = T.slotOfPfn(A.ptePfn(pmdv));
@@ -31,47 +36,65 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
   const shared = (vma.flags & VM_SHARED) !== 0;
   while (addr < end) {
     if (il) yield YIELD_PTE;
-    const old = e[i] as number;
-    C.pteReads++;
+    const old = A.ptepGet(m, e, i);
     if (old === 0 || !A.ptePresent(old)) {
       i++;
       addr += 4096;
       continue;
     }
     let nr = 1;
-    let pfn = -1;
-    let anonFolio = false;
+    // vm_normal_page()/vm_normal_folio()
+    let page = -1;
+    let head = -1;
     if (!A.pteSpecial(old)) {
-      pfn = A.ptePfn(old);
-      const head = phys.folioHead(pfn);
+      page = A.ptePfn(old);
+      head = phys.folioHead(page);
+      // mprotect_folio_pte_batch(): FPB_RESPECT_SOFT_DIRTY | FPB_RESPECT_WRITE
       const order = phys.order[head] as number;
-      anonFolio = ((phys.flags[head] as number) & PG_ANON) !== 0;
-      // FPB_RESPECT_SOFT_DIRTY | FPB_RESPECT_WRITE
-      if (order > 0) nr = folioPteBatch(m, e, i, old, pfn, head, order, (end - addr) / 4096, false, true);
+      if (mode !== "off" && order > 0) nr = folioPteBatch(m, e, i, old, page, head, order, (end - addr) / 4096, false, true);
     }
-    // modify_prot_start_ptes(): one xchg per entry on x86.
-    for (let k = 0; k < nr; k++) {
-      const x = e[i + k] as number;
-      e[i + k] = 0;
-      const n = A.pteModify(x, newprot);
-      // Upgrade to writable where no write fault is needed: anon-exclusive
-      // pages in private mappings, dirty pages in shared ones.
-      let w = n;
-      if (tryWritable && !A.pteWrite(n) && A.ptePresent(n) && pfn >= 0) {
-        if (shared) {
-          if (A.pteDirty(n)) w = A.pteMkwrite(n);
-        } else if (anonFolio && ((phys.flags[pfn + k] as number) & PG_ANON_EXCLUSIVE) !== 0) {
-          w = A.pteMkwrite(n);
-        }
+    const anonFolio = head >= 0 && ((phys.flags[head] as number) & PG_ANON) !== 0;
+    const oldpte = nr === 1 && mode === "off" ? A.ptepGetAndClearFull(m, mm, addr, e, i, false) : A.modifyProtStartPtes(m, mm, addr, e, i, nr);
+    const ptent = A.pteModify(oldpte, newprot);
+    if (!tryWritable || A.pteWrite(ptent)) protCommitFlushPtes(tlb, addr, e, i, oldpte, ptent, nr, 0, false);
+    else if (mode === "off") {
+      // can_change_pte_writable() on the one PTE.
+      const w = shared ? A.pteDirty(ptent) : anonFolio && ((phys.flags[page] as number) & PG_ANON_EXCLUSIVE) !== 0;
+      protCommitFlushPtes(tlb, addr, e, i, oldpte, ptent, 1, 0, w);
+    } else if (shared) {
+      // can_change_shared_pte_writable(): dirty means the FS was notified.
+      protCommitFlushPtes(tlb, addr, e, i, oldpte, ptent, nr, 0, A.pteDirty(ptent));
+    } else if (!anonFolio) {
+      protCommitFlushPtes(tlb, addr, e, i, oldpte, ptent, nr, 0, false);
+    } else {
+      // commit_anon_folio_batch(): sub-batches of equal PageAnonExclusive,
+      // read from the page the first PTE maps (fixed) or from the folio's
+      // first page (as merged, before cf1b80dc31a1).
+      const first = mode === "folio-first-page" ? head : page;
+      let idx = 0;
+      while (idx < nr) {
+        const excl = ((phys.flags[first + idx] as number) & PG_ANON_EXCLUSIVE) !== 0;
+        let k = idx + 1;
+        while (k < nr && (((phys.flags[first + k] as number) & PG_ANON_EXCLUSIVE) !== 0) === excl) k++;
+        protCommitFlushPtes(tlb, addr, e, i, oldpte, ptent, k - idx, idx, excl);
+        idx = k;
       }
-      e[i + k] = w; // modify_prot_commit_ptes()
-      if (A.pteNeedsFlush(x, w)) tlbRemoveTlbEntries(tlb, addr + k * 4096, 1);
     }
-    C.pteAtomics += nr;
-    C.pteWrites += nr;
     i += nr;
     addr += nr * 4096;
   }
+}
+
+// prot_commit_flush_ptes(): commit n entries starting idx into the batch.
+function protCommitFlushPtes(tlb: MmuGather, addr: number, e: Float64Array, i: number, oldpte: number, ptent: number, n: number, idx: number, setWrite: boolean): void {
+  const m = tlb.m;
+  const A = m.arch;
+  const a = addr + idx * 4096;
+  const o = A.pteAdvancePfn(oldpte, idx);
+  let p = A.pteAdvancePfn(ptent, idx);
+  if (setWrite) p = A.pteMkwrite(p);
+  A.modifyProtCommitPtes(m, tlb.mm, a, e, i + idx, o, p, n);
+  if (A.pteNeedsFlush(o, p)) tlbRemoveTlbEntries(tlb, a, n);
 }
 
 function* changePmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, end: number, newprot: number, tryWritable: boolean): KGen {
