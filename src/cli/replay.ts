@@ -24,9 +24,9 @@ export function parseTouch(v: string): TouchPolicy {
 }
 
 export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<number> {
-  if (o.arch !== "x86_64") throw new TraceError(file, 1, 1, `--arch ${o.arch}: only x86_64 is modelled so far`, "usage");
+  if (o.arch !== "x86_64" && o.arch !== "arm64") throw new TraceError(file, 1, 1, `--arch ${o.arch}: expected x86_64 or arm64`, "usage");
   const { format, events } = await parseTraceFile(file, { lenient: o.lenient === true, reorder: file.includes("perf") ? 0.05 : 0 });
-  const r = new Replayer({ ...defaultReplayOptions(), cpus: o.cpus, checkInvariants: o.check, touch: o.touch });
+  const r = new Replayer({ ...defaultReplayOptions(), cpus: o.cpus, checkInvariants: o.check, touch: o.touch, arch: o.arch });
   for await (const e of events) r.apply(e);
   const totals = r.counters();
   const procs = [...r.summaries].sort((a, b) => b.peakVmpteKb - a.peakVmpteKb || a.pid - b.pid);
@@ -36,7 +36,7 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
       `${JSON.stringify({ file, format, stats: r.stats, parse: events.stats, totals: countersJson(totals), processes: procs, violations }, null, 2)}\n`,
     );
   } else {
-    const out = [`ptlab replay ${file} (${format}, ${o.cpus} CPUs, touch policy ${o.touch.kind})`, ""];
+    const out = [`ptlab replay ${file} (${format}, ${o.arch}, ${o.cpus} CPUs, touch policy ${o.touch.kind})`, ""];
     out.push(
       Object.entries(r.stats)
         .map(([k, v]) => `${k}=${v}`)

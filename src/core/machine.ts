@@ -5,7 +5,7 @@
 import type { Arch } from "./arch/arch.js";
 import { checkFreedFrames } from "./check.js";
 import { Counters } from "./counters.js";
-import { Tlb } from "./hw/tlb.js";
+import { CONFLICT_OA, CONFLICT_OA_OR_SIZE, Tlb } from "./hw/tlb.js";
 import { PhysMem } from "./mm/physmem.js";
 import { TableStore } from "./mm/pgtable.js";
 import { FileObj, Mm } from "./mm/types.js";
@@ -32,6 +32,9 @@ export const VARIANTS = {
   // series), "folio-first-page" (as merged in v6.17-rc1: anon-exclusive
   // sub-batches consult the folio's first pages), "fixed" (cf1b80dc31a1).
   mprotect_batching: ["fixed", "off", "folio-first-page"],
+  // zap_pte_range(): "batched" (folio_pte_batch() + clear_full_ptes(), v6.10
+  // on) or "off" (one ptep_get_and_clear_full() and one gather slot per page).
+  zap_batching: ["batched", "off"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -71,7 +74,7 @@ export function defaultConfig(): MachineConfig {
     thpUseZeroPage: true,
     zeroPage: true,
     ptReclaim: true,
-    variants: { gather_nested: "fixed", pt_reclaim: "fixed", contpte: "batched", contpte_lockless: "retry", mprotect_batching: "fixed" },
+    variants: { gather_nested: "fixed", pt_reclaim: "fixed", contpte: "batched", contpte_lockless: "retry", mprotect_batching: "fixed", zap_batching: "batched" },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},
     arm64: { granule: 4, vaBits: 48, hafdbs: true, tlbiRange: true, bbml2NoAbort: false, asidBits: 16 },
@@ -136,7 +139,15 @@ export class Machine {
   ) {
     this.tables = new TableStore(this.phys, arch.ptrsPerTable);
     this.cpus = [];
-    for (let i = 0; i < config.cpus; i++) this.cpus.push(new Cpu(i, 6));
+    for (let i = 0; i < config.cpus; i++) {
+      const cpu = new Cpu(i, 6);
+      // arm64: tags are hardware ASIDs, and fills check for TLB conflicts.
+      if (arch.name === "arm64") {
+        const a = config.arm64;
+        cpu.tlb = new Tlb(128, 12, 32, 32, 2 ** a.asidBits, a.bbml2NoAbort ? CONFLICT_OA : CONFLICT_OA_OR_SIZE, a.vaBits);
+      }
+      this.cpus.push(cpu);
+    }
   }
 
   newMm(mmapBase: number): Mm {

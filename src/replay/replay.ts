@@ -16,7 +16,7 @@
 // - strace has no fault lines: a touch policy stands in for them.
 // No Node APIs.
 
-import { x86_64 } from "../core/arch/x86/index.js";
+import { type ArchName, makeArch } from "../core/arch/select.js";
 import { checkAccounting, checkTlbs } from "../core/check.js";
 import { Counters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
@@ -37,12 +37,13 @@ export interface ReplayOptions {
   thp: "never" | "madvise" | "always";
   ptReclaim: boolean;
   checkInvariants: boolean;
+  arch: ArchName;
   // Faults replace the touch policy when the trace has them.
   touch: TouchPolicy;
 }
 
 export function defaultReplayOptions(): ReplayOptions {
-  return { cpus: 4, thp: "madvise", ptReclaim: true, checkInvariants: true, touch: { kind: "none" } };
+  return { cpus: 4, thp: "madvise", ptReclaim: true, checkInvariants: true, arch: "x86_64", touch: { kind: "none" } };
 }
 
 export interface ProcSummary {
@@ -104,7 +105,7 @@ export class Replayer {
     cfg.thp = opts.thp;
     cfg.ptReclaim = opts.ptReclaim;
     cfg.checkInvariants = opts.checkInvariants;
-    this.m = new Machine(x86_64(4), cfg);
+    this.m = new Machine(makeArch(opts.arch, 4, cfg.arm64), cfg);
   }
 
   private cpuOf(tid: number): number {

@@ -3,7 +3,7 @@
 // ScenarioError (with the step's position) for runtime input errors such as an
 // unknown region or an access that would SIGSEGV. No Node APIs.
 
-import { x86_64 } from "../core/arch/x86/index.js";
+import { makeArch } from "../core/arch/select.js";
 import { checkAccounting, checkLeaks, checkTlbs } from "../core/check.js";
 import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
@@ -62,6 +62,16 @@ export interface RunOptions {
   arm64?: Partial<Arm64Features>; // overrides of the arm64 CPU features
   mthp?: Record<number, "always" | "madvise" | "inherit">; // replaces the scenario's mTHP orders
   thp?: "never" | "madvise" | "always";
+  // Progress hook: called after every executed step (repeats unrolled) with the
+  // number done and the total (see countSteps()).
+  onStep?: (done: number, total: number) => void;
+}
+
+// Steps runAll() executes: every step once, a repeat's body `count` times.
+export function countSteps(steps: Step[]): number {
+  let n = 0;
+  for (const s of steps) n += s.op === "repeat" ? s.count * countSteps(s.steps) : 1;
+  return n;
 }
 
 export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions = {}): MachineConfig {
@@ -73,6 +83,13 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   cfg.zeroPage = opts.zeroPage ?? true;
   cfg.ptReclaim = opts.ptReclaim ?? spec.ptReclaim;
   cfg.checkInvariants = opts.checkInvariants ?? true;
+  if (opts.thp !== undefined) cfg.thp = opts.thp;
+  cfg.mthp = { ...(opts.mthp ?? spec.mthp ?? {}) };
+  if (spec.arm64 !== undefined) {
+    const a = spec.arm64;
+    cfg.arm64 = { granule: a.granule, vaBits: a.vaBits, hafdbs: a.hafdbs, tlbiRange: a.tlbiRange, bbml2NoAbort: a.bbml2NoAbort, asidBits: a.asidBits };
+  }
+  if (opts.arm64 !== undefined) cfg.arm64 = { ...cfg.arm64, ...opts.arm64 };
   const all = { ...spec.variants, ...(opts.variants ?? {}) };
   for (const [k, v] of Object.entries(all)) {
     if (!(k in VARIANTS)) throw new ScenarioError(file, 1, 1, `unknown variant "${k}" (known: ${Object.keys(VARIANTS).join(", ")})`);
@@ -101,7 +118,7 @@ export class Runner {
     readonly oracle: AddressOracle = {},
   ) {
     const cfg = machineConfig(sc.machine, sc.file, opts);
-    this.m = new Machine(x86_64(sc.machine.levels), cfg);
+    this.m = new Machine(makeArch(opts.arch ?? sc.machine.arch, sc.machine.levels, cfg.arm64), cfg);
     for (const p of sc.processes) {
       const mm = this.m.newMm(DEFAULT_MMAP_BASE);
       mm.startBrk = mm.brk = DEFAULT_START_BRK;
@@ -145,15 +162,21 @@ export class Runner {
 
   // Runs all steps; returns the report rows.
   runAll(): ReportRow[] {
+    if (this.opts.onStep) this.progress = { done: 0, total: countSteps(this.sc.steps), cb: this.opts.onStep };
     this.execSteps(this.sc.steps, 0);
     return this.rows;
   }
+
+  private progress: { done: number; total: number; cb: (done: number, total: number) => void } | null = null;
 
   execSteps(steps: Step[], base: number): void {
     for (const s of steps) {
       if (s.op === "repeat") {
         for (let i = 0; i < s.count; i++) this.execSteps(s.steps, base + i * s.advance);
-      } else this.exec(s, base);
+      } else {
+        this.exec(s, base);
+        if (this.progress) this.progress.cb(++this.progress.done, this.progress.total);
+      }
     }
   }
 

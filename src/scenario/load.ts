@@ -12,7 +12,7 @@
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, type Pair, parseDocument } from "yaml";
 import type * as z from "zod";
 import { describeValue, machineSchema, OPS, type Op, processSchema, scenarioSchema, stepArgs, threadSchema } from "./schema.js";
-import { type MachineSpec, type MmapFlag, type ProcessSpec, type Scenario, ScenarioError, type SourcePos, type Step } from "./types.js";
+import { type MachineSpec, type MthpPolicy, type MmapFlag, type ProcessSpec, type Scenario, ScenarioError, type SourcePos, type Step } from "./types.js";
 
 /** Parses and validates a scenario; throws exactly one ScenarioError on any bad input. */
 export function parseScenario(text: string, file: string): Scenario {
@@ -121,8 +121,13 @@ class Loader {
     if (first) throw this.error(first.pos, first.message);
 
     const m = v.machine!;
+    const mthp: Record<number, MthpPolicy> = {};
+    for (const [size, pol] of Object.entries(m.mthp)) if (pol !== "never") mthp[Math.log2(Number.parseInt(size, 10) / 4)] = pol;
+    const a = m.arm64;
     const machine: MachineSpec = {
       arch: m.arch,
+      arm64: { granule: 4, vaBits: a.va_bits, hafdbs: a.hafdbs, tlbiRange: a.tlbi_range, bbml2NoAbort: a.bbml2_noabort, asidBits: a.asid_bits },
+      mthp,
       cpus: m.cpus,
       levels: m.levels,
       thp: m.thp,

@@ -271,13 +271,35 @@ export const stepSchema: z.ZodType = z
 // ---------------------------------------------------------------------------
 // Top level
 
+// mTHP sizes (anon orders 2..8 with 4K pages).
+export const MTHP_SIZES = ["16K", "32K", "64K", "128K", "256K", "512K", "1024K"] as const;
+
 export const machineSchema = z.strictObject({
-  arch: z.literal("x86_64", { error: (iss) => `expected "x86_64" (arm64 is not supported yet), got ${describeValue(iss.input)}` }).default("x86_64"),
+  arch: z.enum(["x86_64", "arm64"], { error: (iss) => `expected "x86_64" or "arm64", got ${describeValue(iss.input)}` }).default("x86_64"),
   cpus: intIn(1, MAX_CPUS).default(2),
   levels: z.literal([4, 5], expected("4 or 5")).default(4).describe("Paging levels"),
   thp: z.enum(THP_POLICIES, expected(`one of ${THP_POLICIES.join(", ")}`)).default("madvise"),
   thp_use_zero_page: bool.default(true),
   pt_reclaim: bool.default(true).describe("CONFIG_PT_RECLAIM"),
+  mthp: z
+    .partialRecord(
+      z.enum(MTHP_SIZES, expected(`an mTHP size, one of ${MTHP_SIZES.join(", ")}`)),
+      z.enum(["always", "madvise", "inherit", "never"], expected("always, madvise, inherit or never")),
+      expected("a mapping of mTHP sizes to always/madvise/inherit/never"),
+    )
+    .default({})
+    .describe("Anon mTHP sizes: /sys/kernel/mm/transparent_hugepage/hugepages-<size>/enabled"),
+  arm64: z
+    .strictObject({
+      granule: z.literal(4, { error: (iss) => `expected 4 (16K and 64K granules are not modelled in the mm layer), got ${describeValue(iss.input)}` }).default(4),
+      va_bits: z.literal([39, 48], expected("39 or 48")).default(48),
+      hafdbs: bool.default(true).describe("FEAT_HAFDBS: hardware access flag and dirty state"),
+      tlbi_range: bool.default(true).describe("FEAT_TLBIRANGE"),
+      bbml2_noabort: bool.default(false).describe("BBML2 on a CPU in the kernel's no-abort list"),
+      asid_bits: z.literal([8, 16], expected("8 or 16")).default(16),
+    })
+    .prefault({})
+    .describe("arm64 CPU features (ignored on x86_64)"),
   variants: z
     .record(z.string(), z.string(expected("a string")), expected("a mapping of variant names to values"))
     .default({})

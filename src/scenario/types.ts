@@ -13,8 +13,22 @@ export type Prot = { read: boolean; write: boolean; exec: boolean };
 
 export type ThpPolicy = "never" | "madvise" | "always";
 
+export interface Arm64Spec {
+  granule: 4;
+  vaBits: 39 | 48;
+  hafdbs: boolean;
+  tlbiRange: boolean;
+  bbml2NoAbort: boolean;
+  asidBits: 8 | 16;
+}
+
+export type MthpPolicy = "always" | "madvise" | "inherit";
+
 export interface MachineSpec {
-  arch: "x86_64";
+  arch: "x86_64" | "arm64";
+  arm64?: Arm64Spec; // default: every feature of a recent core (see schema)
+  // Enabled anon mTHP orders (2..8) and their policy; default none.
+  mthp?: Record<number, MthpPolicy>;
   cpus: number; // 1..64
   levels: 4 | 5; // x86-64 paging levels
   thp: ThpPolicy;

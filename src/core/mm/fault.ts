@@ -201,6 +201,35 @@ function doFault(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: number, ad
   mapFilePage(m, mm, pfn);
 }
 
+// __wp_can_reuse_large_anon_folio() (mm/memory.c, v6.15+ with CONFIG_MM_ID):
+// every reference is a mapping and all mappings are this mm's. The kernel
+// tracks the mapping mm in the folio (mm_id); the model counts this mm's PTEs
+// mapping the folio in the folio-sized window around the fault, which finds
+// them all unless part of the folio was moved elsewhere (then it declines,
+// as the kernel may too).
+function canReuseLargeAnonFolio(m: Machine, e: Float64Array, pi: number, addr: number, vma: Vma, head: number): boolean {
+  const phys = m.phys;
+  const A = m.arch;
+  const n = 1 << (phys.order[head] as number);
+  let total = phys.entireMapcount(head);
+  for (let k = 0; k < n; k++) total += phys.mapcount[head + k] as number;
+  if (total !== phys.ref[head]) return false;
+  if (n > 512) return false;
+  const win = n * 4096;
+  const lo = Math.max(addr - (addr % win), vma.start);
+  const hi = Math.min(addr - (addr % win) + win, vma.end);
+  const base = pi - ((addr / 4096) & 511);
+  let mine = 0;
+  for (let a = lo; a < hi; a += 4096) {
+    const v = e[base + ((a / 4096) & 511)] as number;
+    m.counters.pteReads++;
+    if (v === 0 || !A.ptePresent(v) || A.pteSpecial(v)) continue;
+    const p = A.ptePfn(v);
+    if (p >= head && p < head + n) mine++;
+  }
+  return mine === total;
+}
+
 // do_wp_page(): write fault on a present read-only PTE (v as ptep_get() saw it).
 function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, v: number): void {
   const A = m.arch;
@@ -218,10 +247,11 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, add
     const head = phys.folioHead(pfn);
     const anon = ((phys.flags[head] as number) & PG_ANON) !== 0;
     if (anon) {
-      // wp_can_reuse_anon_folio(): exclusive, or a small folio nobody else holds.
+      // PageAnonExclusive(), else wp_can_reuse_anon_folio(): a small folio
+      // nobody else holds, or a large one only this mm maps.
       const exclusive = ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0;
       const small = phys.order[head] === 0;
-      if (exclusive || (small && phys.ref[head] === 1)) {
+      if (exclusive || (small && phys.ref[head] === 1) || (!small && canReuseLargeAnonFolio(m, e, pi, addr, vma, head))) {
         phys.flags[pfn] |= PG_ANON_EXCLUSIVE;
         A.ptepSetAccessFlags(m, mm, addr, e, pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))), true); // wp_page_reuse()
         return;

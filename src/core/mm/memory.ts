@@ -86,6 +86,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
   const start = addr;
   const canReclaim = reclaimPtIsEnabled(m, addr, end, details);
   const oldReclaim = m.config.variants.pt_reclaim === "direct-always";
+  const batched = m.config.variants.zap_batching === "batched";
   let directReclaim = true;
   let pmdval = 0;
   for (;;) {
@@ -117,10 +118,17 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         const head = phys.folioHead(pfn);
         const order = phys.order[head] as number;
         const hflags = phys.flags[head] as number;
-        if (order > 0) nr = folioPteBatch(m, e, i, v, pfn, head, order, (end - addr) / 4096, false, false);
+        if (order > 0 && batched) nr = folioPteBatch(m, e, i, v, pfn, head, order, (end - addr) / 4096, false, false);
         // zap_present_folio_ptes(): anon folios need no access/dirty.
         let delayRmap = false;
-        if ((hflags & PG_ANON) === 0) {
+        if (!batched) {
+          const pte = A.ptepGetAndClearFull(m, mm, addr, e, i, fullmm);
+          if ((hflags & PG_ANON) === 0 && A.pteDirty(pte)) {
+            phys.flags[head] = hflags | PG_DIRTY;
+            delayRmap = true;
+            forceFlush = true;
+          }
+        } else if ((hflags & PG_ANON) === 0) {
           const pte = A.getAndClearFullPtes(m, mm, addr, e, i, nr, fullmm);
           if (A.pteDirty(pte)) {
             phys.flags[head] = hflags | PG_DIRTY;
