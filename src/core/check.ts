@@ -2,7 +2,8 @@
 // spirit: mm/page_table_check.c, check_mm() in kernel/fork.c, and the TLB
 // rules of the architecture). Each returns violations; nothing throws.
 
-import { NR_ASIDS, TLB_D, TLB_W, Tlb } from "./hw/tlb.js";
+import { TLB_D, TLB_W } from "./hw/tlb.js";
+import { sizeName } from "./hw/walker.js";
 import type { Machine, Violation } from "./machine.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_ZERO } from "./mm/physmem.js";
 import { LVL_PUD, TBL_LIVE } from "./mm/pgtable.js";
@@ -31,7 +32,10 @@ function softWalk(m: Machine, mm: Mm, vpn: number): [number, number] | null {
 // After a syscall returns: no reachable TLB entry maps a freed page, maps
 // what the page tables no longer map, grants write the tables no longer
 // grant, or claims dirty where the PTE is clean; no walk cache points to a
-// freed table.
+// freed table. A block entry (2M/1G) must match a leaf of its size; an arm64
+// contiguous entry (64K) must match the PTE of every page it covers (write
+// granted by all of them; dirty if any is: hardware may have updated any one
+// entry of the block).
 export function checkTlbs(m: Machine): Violation[] {
   const out: Violation[] = [];
   const A = m.arch;
@@ -39,41 +43,53 @@ export function checkTlbs(m: Machine): Violation[] {
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
     const entry = (key: number, pfn: number, perm: number, pages: number, what: string) => {
-      const asid = Tlb.asidOfKey(key);
+      const asid = t.asidOfKey(key);
       const mm = A.asidReachable(m, cpu.id, asid);
       if (mm === null) return;
-      const vpn = Tlb.vpnOfKey(key) * pages;
+      const vpn = t.vpnOfKey(key) * pages;
       const addr = vpn * 4096;
       if (phys.isFree(pfn)) {
         out.push({ invariant: "tlb-freed-page", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry for ${hex(addr)} maps freed pfn ${pfn}` });
         return;
       }
-      const leaf = softWalk(m, mm, vpn);
-      let ok = leaf !== null && A.leafPerm(leaf[0]) >= 0;
-      if (ok && leaf !== null) {
-        const lpfn = A.ptePfn(leaf[0]);
-        if (pages > 1) ok = leaf[1] === 1 && lpfn === pfn;
-        else ok = (leaf[1] === 0 ? lpfn : lpfn + (vpn % 512)) === pfn;
+      const block = pages === 1 || pages === 512 || pages === 512 * 512;
+      // Pages to compare: the entry's first page (a base page or a block
+      // matched as a whole), else every page of the contiguous range.
+      const n = block ? 1 : pages;
+      let lp = TLB_W;
+      let dirtyAny = false;
+      for (let k = 0; k < n; k++) {
+        const leaf = softWalk(m, mm, vpn + k);
+        let ok = leaf !== null && A.leafPerm(leaf[0]) >= 0;
+        if (ok && leaf !== null) {
+          const lpfn = A.ptePfn(leaf[0]);
+          if (!block) ok = (leaf[1] === 0 ? lpfn : lpfn + ((vpn + k) % 512 ** leaf[1])) === pfn + k;
+          else if (pages > 1) ok = leaf[1] === 1 && lpfn === pfn;
+          else ok = (leaf[1] === 0 ? lpfn : lpfn + (vpn % 512)) === pfn;
+        }
+        if (!ok || leaf === null) {
+          const now = leaf === null ? "none" : A.describeEntry(leaf[0]);
+          const at = hex((vpn + k) * 4096);
+          out.push({
+            invariant: "tlb-stale-mapping",
+            cpu: cpu.id,
+            addr,
+            message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} -> pfn ${pfn} but the page tables say ${now}${n > 1 ? ` at ${at}` : ""}`,
+          });
+          return;
+        }
+        const p = A.leafPerm(leaf[0]);
+        if ((p & TLB_W) === 0) lp = 0;
+        if ((p & TLB_D) !== 0) dirtyAny = true;
       }
-      if (!ok || leaf === null) {
-        const now = leaf === null ? "none" : A.describeEntry(leaf[0]);
-        out.push({
-          invariant: "tlb-stale-mapping",
-          cpu: cpu.id,
-          addr,
-          message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} -> pfn ${pfn} but the page tables say ${now}`,
-        });
-        return;
-      }
-      const lp = A.leafPerm(leaf[0]);
-      if ((perm & TLB_W) !== 0 && (lp & TLB_W) === 0)
+      if ((perm & TLB_W) !== 0 && lp === 0)
         out.push({
           invariant: "tlb-stale-write",
           cpu: cpu.id,
           addr,
-          message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} grants write; the PTE is read-only (${A.describeEntry(leaf[0])})`,
+          message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} grants write; the PTE is read-only (${A.describeEntry((softWalk(m, mm, vpn) as [number, number])[0])})`,
         });
-      else if ((perm & TLB_D) !== 0 && (lp & TLB_D) === 0)
+      else if ((perm & TLB_D) !== 0 && !dirtyAny)
         out.push({
           invariant: "tlb-stale-dirty",
           cpu: cpu.id,
@@ -88,13 +104,13 @@ export function checkTlbs(m: Machine): Violation[] {
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
       if (key === 0) continue;
-      const pages = 2 ** ((t.hshift[i] as number) - 12);
-      entry(key, t.hpfn[i] as number, t.hperm[i] as number, pages, "2M");
+      const shift = t.hshift[i] as number;
+      entry(key, t.hpfn[i] as number, t.hperm[i] as number, 2 ** (shift - 12), sizeName(shift));
     }
     for (let i = 0; i < t.ptag.length; i++) {
       const key = t.ptag[i] as number;
       if (key === 0) continue;
-      const asid = (key - 1) % NR_ASIDS;
+      const asid = t.asidOfKey(key);
       if (A.asidReachable(m, cpu.id, asid) === null) continue;
       const pfn = t.ptbl[i] as number;
       const f = phys.flags[pfn] as number;
@@ -230,6 +246,15 @@ export function checkLeaks(m: Machine): Violation[] {
   return out;
 }
 
+// Does a large entry to pfn of size 2^shift map a freed frame? A block is
+// checked by its first frame (blocks map whole folios); a contiguous range,
+// which may span several folios, by each.
+function hugeHitsFreed(pfn: number, shift: number, freed: Set<number>): boolean {
+  if (shift !== 16) return freed.has(pfn);
+  for (let k = 0; k < 16; k++) if (freed.has(pfn + k)) return true;
+  return false;
+}
+
 // At the moment frames go back to the allocator (pages after a gather's
 // flush, tables after their RCU grace period): no reachable TLB entry maps
 // them and no paging-structure cache points to them. The mmu_gather
@@ -245,20 +270,20 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
   }
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
-    const live = (key: number) => m.arch.asidReachable(m, cpu.id, Tlb.asidOfKey(key)) !== null;
+    const live = (key: number) => m.arch.asidReachable(m, cpu.id, t.asidOfKey(key)) !== null;
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
       if (key !== 0 && freed.has(t.pfn[i] as number) && live(key))
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,
-          addr: Tlb.vpnOfKey(key) * 4096,
-          message: `${what}: pfn ${t.pfn[i]} freed while CPU${cpu.id}'s TLB still maps it at ${hex(Tlb.vpnOfKey(key) * 4096)}`,
+          addr: t.vpnOfKey(key) * 4096,
+          message: `${what}: pfn ${t.pfn[i]} freed while CPU${cpu.id}'s TLB still maps it at ${hex(t.vpnOfKey(key) * 4096)}`,
         });
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
-      if (key !== 0 && freed.has(t.hpfn[i] as number) && live(key))
+      if (key !== 0 && hugeHitsFreed(t.hpfn[i] as number, t.hshift[i] as number, freed) && live(key))
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,

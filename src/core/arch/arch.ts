@@ -45,8 +45,14 @@ export interface Arch {
 
   // Hardware walk permissions of a leaf: TLB_* bits, or -1 if not accessible.
   leafPerm(v: number): number;
-  // Hardware A/D update of a leaf for an access (returns the new value).
+  // Hardware A/D update of a leaf for an access (returns the new value), or
+  // -1 when the hardware does not manage the flags (no FEAT_HAFDBS) and the
+  // access raises an access-flag or permission fault for software to handle.
   hwMkyoungDirty(v: number, write: boolean): number;
+  // log2 of the bytes one TLB entry filled from leaf v at walk level `level`
+  // (0 = PTE) covers: 12 + 9 * level, or 16 for an arm64 PTE with PTE_CONT
+  // (4K granule: 16 pages cached as one entry).
+  tlbEntryShift(v: number, level: number): number;
 
   // TLB maintenance.
   tlbFlush(m: Machine, tlb: MmuGather): void; // tlb_flush()

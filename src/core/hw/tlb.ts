@@ -9,10 +9,22 @@ export const TLB_D = 2; // dirty already set in the PTE
 export const TLB_X = 4; // executable
 export const TLB_U = 8; // user
 
-export const NR_ASIDS = 8; // per-CPU ASID slots held in tags (x86 uses 6)
+export const NR_ASIDS = 8; // x86: per-CPU ASID slots held in tags (6 used)
+
+// TLB conflict detection on fill (arm64, Arm ARM "TLB conflict abort").
+export const CONFLICT_NONE = 0;
+// Only overlapping entries with different output addresses conflict (FEAT_BBM
+// level 2 on a CPU that never raises the abort for a size change).
+export const CONFLICT_OA = 1;
+// Overlapping entries with a different output address or a different size.
+export const CONFLICT_OA_OR_SIZE = 2;
 const PSC_SPAN = [1, 512, 512 ** 2, 512 ** 3, 512 ** 4]; // pages per entry at each level
 
 export class Tlb {
+  // ASID tag space (keys are vpn * nrAsids + asid + 1).
+  readonly nrAsids: number;
+  // CONFLICT_*: what a fill checks against existing entries (0: nothing).
+  readonly conflictMode: number;
   // Base-page TLB (STLB-like): sets x ways.
   readonly sets: number;
   readonly ways: number;
@@ -20,7 +32,7 @@ export class Tlb {
   pfn: Float64Array;
   perm: Uint8Array;
   rr: Uint8Array;
-  // Large-page TLB: key = (va >> 21) * 8 + asid + 1, and the huge page's size shift.
+  // Large-page TLB: key = (va >> shift) * nrAsids + asid + 1, and the entry's size shift.
   htag: Float64Array;
   hpfn: Float64Array;
   hperm: Uint8Array;
@@ -33,7 +45,10 @@ export class Tlb {
   plevel: Uint8Array;
   prr = 0;
 
-  constructor(sets = 128, ways = 12, hugeEntries = 32, pscEntries = 32) {
+  constructor(sets = 128, ways = 12, hugeEntries = 32, pscEntries = 32, nrAsids = NR_ASIDS, conflictMode = CONFLICT_NONE, vaBits = 57) {
+    if (2 ** (vaBits - 12) * nrAsids > 2 ** 53) throw new RangeError(`TLB keys for ${vaBits}-bit VAs and ${nrAsids} ASIDs would exceed 2^53 (not modelled)`);
+    this.nrAsids = nrAsids;
+    this.conflictMode = conflictMode;
     this.sets = sets;
     this.ways = ways;
     this.tag = new Float64Array(sets * ways);
@@ -51,7 +66,7 @@ export class Tlb {
 
   // Index of the base-page entry for vpn, or -1.
   lookup(vpn: number, asid: number): number {
-    const key = vpn * NR_ASIDS + asid + 1;
+    const key = vpn * this.nrAsids + asid + 1;
     const ways = this.ways;
     const base = (vpn & (this.sets - 1)) * ways;
     const tag = this.tag;
@@ -60,7 +75,7 @@ export class Tlb {
   }
 
   insert(vpn: number, asid: number, pfn: number, perm: number): void {
-    const key = vpn * NR_ASIDS + asid + 1;
+    const key = vpn * this.nrAsids + asid + 1;
     const set = vpn & (this.sets - 1);
     const ways = this.ways;
     const base = set * ways;
@@ -89,14 +104,14 @@ export class Tlb {
       const t = htag[i] as number;
       if (t === 0) continue;
       const s = (this.hshift[i] as number) - 12;
-      const key = Math.floor(vpn / 2 ** s) * NR_ASIDS + asid + 1;
+      const key = Math.floor(vpn / 2 ** s) * this.nrAsids + asid + 1;
       if (t === key) return i;
     }
     return -1;
   }
 
   insertHuge(vpn: number, asid: number, shift: number, pfn: number, perm: number): void {
-    const key = Math.floor(vpn / 2 ** (shift - 12)) * NR_ASIDS + asid + 1;
+    const key = Math.floor(vpn / 2 ** (shift - 12)) * this.nrAsids + asid + 1;
     let slot = -1;
     for (let i = 0; i < this.htag.length; i++)
       if (this.htag[i] === key && this.hshift[i] === shift) {
@@ -118,9 +133,10 @@ export class Tlb {
   lookupPsc(vpn: number, asid: number): number {
     // One key per level, then a single pass over the entries.
     const a = asid + 1;
-    const k1 = Math.floor(vpn / 512) * NR_ASIDS + a;
-    const k2 = Math.floor(vpn / 262144) * NR_ASIDS + a;
-    const k3 = Math.floor(vpn / 134217728) * NR_ASIDS + a;
+    const n = this.nrAsids;
+    const k1 = Math.floor(vpn / 512) * n + a;
+    const k2 = Math.floor(vpn / 262144) * n + a;
+    const k3 = Math.floor(vpn / 134217728) * n + a;
     let best = -1;
     let bestLevel = 99;
     const ptag = this.ptag;
@@ -140,7 +156,7 @@ export class Tlb {
   }
 
   insertPsc(vpn: number, asid: number, level: number, tablePfn: number): void {
-    const key = Math.floor(vpn / (PSC_SPAN[level] as number)) * NR_ASIDS + asid + 1;
+    const key = Math.floor(vpn / (PSC_SPAN[level] as number)) * this.nrAsids + asid + 1;
     let slot = -1;
     for (let i = 0; i < this.ptag.length; i++)
       if (this.ptag[i] === key && this.plevel[i] === level) {
@@ -169,31 +185,152 @@ export class Tlb {
 
   flushPsc(asid: number): void {
     const ptag = this.ptag;
+    const n = this.nrAsids;
     for (let i = 0; i < ptag.length; i++) {
       const t = ptag[i] as number;
-      if (t !== 0 && (t - 1) % NR_ASIDS === asid) ptag[i] = 0;
+      if (t !== 0 && (t - 1) % n === asid) ptag[i] = 0;
     }
   }
 
   // Full flush of one ASID (CR3 write without NOFLUSH, or INVPCID single-context).
   flushAsid(asid: number): void {
+    const n = this.nrAsids;
     const tag = this.tag;
     for (let i = 0; i < tag.length; i++) {
       const t = tag[i] as number;
-      if (t !== 0 && (t - 1) % NR_ASIDS === asid) tag[i] = 0;
+      if (t !== 0 && (t - 1) % n === asid) tag[i] = 0;
     }
     const htag = this.htag;
     for (let i = 0; i < htag.length; i++) {
       const t = htag[i] as number;
-      if (t !== 0 && (t - 1) % NR_ASIDS === asid) htag[i] = 0;
+      if (t !== 0 && (t - 1) % n === asid) htag[i] = 0;
     }
     this.flushPsc(asid);
   }
 
-  static vpnOfKey(key: number): number {
-    return Math.floor((key - 1) / NR_ASIDS);
+  // Page number (in units of the entry's size) and ASID of a key.
+  vpnOfKey(key: number): number {
+    return Math.floor((key - 1) / this.nrAsids);
   }
-  static asidOfKey(key: number): number {
-    return (key - 1) % NR_ASIDS;
+  asidOfKey(key: number): number {
+    return (key - 1) % this.nrAsids;
+  }
+  // First page and page count of large entry h.
+  hugeFirst(h: number): number {
+    return this.vpnOfKey(this.htag[h] as number) * 2 ** ((this.hshift[h] as number) - 12);
+  }
+  hugePages(h: number): number {
+    return 2 ** ((this.hshift[h] as number) - 12);
+  }
+
+  // ---- arm64 TLB maintenance (the effect of one TLBI on this CPU's TLB) ----
+
+  // TLBI VAE1IS / VALE1IS: every leaf entry of the ASID that translates vpn
+  // (base page, contiguous range or block); without leafOnly also every walk
+  // cache entry of the ASID used to translate vpn.
+  invalidateVa(vpn: number, asid: number, leafOnly: boolean): void {
+    const i = this.lookup(vpn, asid);
+    if (i >= 0) this.tag[i] = 0;
+    this.invalidateHugeRange(vpn, 1, asid);
+    if (!leafOnly) this.invalidatePscRange(vpn, 1, asid);
+  }
+
+  // TLBI RVAE1IS / RVALE1IS: every entry of the ASID that translates any page
+  // of [vpn, vpn + pages) (an entry partly inside the range is invalidated).
+  invalidateRange(vpn: number, pages: number, asid: number, leafOnly: boolean): void {
+    if (pages <= 32) {
+      for (let p = vpn; p < vpn + pages; p++) {
+        const i = this.lookup(p, asid);
+        if (i >= 0) this.tag[i] = 0;
+      }
+    } else {
+      const tag = this.tag;
+      const n = this.nrAsids;
+      const lo = vpn * n;
+      const hi = (vpn + pages) * n;
+      for (let i = 0; i < tag.length; i++) {
+        const t = tag[i] as number;
+        if (t !== 0 && t > lo && t <= hi && (t - 1) % n === asid) tag[i] = 0;
+      }
+    }
+    this.invalidateHugeRange(vpn, pages, asid);
+    if (!leafOnly) this.invalidatePscRange(vpn, pages, asid);
+  }
+
+  private invalidateHugeRange(vpn: number, pages: number, asid: number): void {
+    const htag = this.htag;
+    const n = this.nrAsids;
+    for (let h = 0; h < htag.length; h++) {
+      const t = htag[h] as number;
+      if (t === 0 || (t - 1) % n !== asid) continue;
+      const first = this.hugeFirst(h);
+      if (first < vpn + pages && vpn < first + this.hugePages(h)) htag[h] = 0;
+    }
+  }
+
+  private invalidatePscRange(vpn: number, pages: number, asid: number): void {
+    const ptag = this.ptag;
+    const n = this.nrAsids;
+    for (let i = 0; i < ptag.length; i++) {
+      const t = ptag[i] as number;
+      if (t === 0 || (t - 1) % n !== asid) continue;
+      const span = PSC_SPAN[this.plevel[i] as number] as number;
+      const first = Math.floor((t - 1) / n) * span;
+      if (first < vpn + pages && vpn < first + span) ptag[i] = 0;
+    }
+  }
+
+  // TLBI ASIDE1IS: every entry of the ASID, walk caches included.
+  invalidateAsid(asid: number): void {
+    this.flushAsid(asid);
+  }
+
+  // TLBI VMALLE1(IS): everything.
+  invalidateAll(): void {
+    this.tag.fill(0);
+    this.htag.fill(0);
+    this.ptag.fill(0);
+  }
+
+  // TLB conflict check for a fill of an entry covering 2^(shift-12) pages
+  // from vpnFirst to pfnFirst in asid: the index of an overlapping leaf
+  // entry of the same ASID that maps some page to another frame, or (in
+  // CONFLICT_OA_OR_SIZE mode) has another size; base entries as i >= 0,
+  // large entries as -2 - h; -1 if none. Base-page fills are checked
+  // against large entries only (a base entry for the same page would have
+  // hit in the TLB).
+  findConflict(vpnFirst: number, shift: number, pfnFirst: number, asid: number): number {
+    const mode = this.conflictMode;
+    if (mode === CONFLICT_NONE) return -1;
+    const pages = 2 ** (shift - 12);
+    const delta = pfnFirst - vpnFirst;
+    const htag = this.htag;
+    const n = this.nrAsids;
+    for (let h = 0; h < htag.length; h++) {
+      const t = htag[h] as number;
+      if (t === 0 || (t - 1) % n !== asid) continue;
+      const first = this.hugeFirst(h);
+      const hp = this.hugePages(h);
+      if (first >= vpnFirst + pages || vpnFirst >= first + hp) continue;
+      if ((this.hpfn[h] as number) - first !== delta) return -2 - h;
+      if (mode === CONFLICT_OA_OR_SIZE && hp !== pages) return -2 - h;
+    }
+    if (pages === 1) return -1;
+    if (pages <= 32) {
+      for (let p = vpnFirst; p < vpnFirst + pages; p++) {
+        const i = this.lookup(p, asid);
+        if (i >= 0 && (mode === CONFLICT_OA_OR_SIZE || (this.pfn[i] as number) - p !== delta)) return i;
+      }
+      return -1;
+    }
+    const tag = this.tag;
+    const lo = vpnFirst * n;
+    const hi = (vpnFirst + pages) * n;
+    for (let i = 0; i < tag.length; i++) {
+      const t = tag[i] as number;
+      if (t === 0 || t <= lo || t > hi || (t - 1) % n !== asid) continue;
+      if (mode === CONFLICT_OA_OR_SIZE || (this.pfn[i] as number) - this.vpnOfKey(t) !== delta) return i;
+    }
+    return -1;
   }
 }

@@ -87,14 +87,54 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
     if (perm < 0) return false;
     if (write && (perm & TLB_W) === 0) return false;
     const n = A.hwMkyoungDirty(v, write);
+    // Access flag or dirty state not managed by hardware: fault.
+    if (n < 0) return false;
     if (n !== v) {
       T.set(ei, n);
       m.counters.hwAdUpdates++;
       m.counters.pteAtomics++;
     }
     const nperm = A.leafPerm(n);
-    if (level === 0) tlb.insert(vpn, asid, A.ptePfn(n), nperm);
-    else tlb.insertHuge(vpn, asid, 12 + 9 * level, A.ptePfn(n), nperm);
+    const shift = A.tlbEntryShift(n, level);
+    if (shift === 12) {
+      const pfn = A.ptePfn(n);
+      if (tlb.conflictMode !== 0) checkConflict(m, c, vpn, 12, pfn, asid);
+      tlb.insert(vpn, asid, pfn, nperm);
+    } else {
+      // The entry covers the naturally aligned 2^(shift-12) pages around
+      // vpn (a block, or a contiguous range filled from one of its PTEs).
+      const pages = 2 ** (shift - 12);
+      const off = vpn % pages;
+      const pfnHere = level === 0 ? A.ptePfn(n) : A.ptePfn(n) + (vpn % 512 ** level);
+      if (tlb.conflictMode !== 0) checkConflict(m, c, vpn - off, shift, pfnHere - off, asid);
+      tlb.insertHuge(vpn, asid, shift, pfnHere - off, nperm);
+    }
     return true;
   }
+}
+
+// A fill that overlaps an entry of the same ASID with another output address
+// or size: the Arm ARM allows a TLB conflict abort (or, without BBML2, an
+// amalgamated translation). Reported as a violation; the fill proceeds.
+function checkConflict(m: Machine, c: number, vpnFirst: number, shift: number, pfnFirst: number, asid: number): void {
+  const tlb = m.cpus[c]!.tlb;
+  const k = tlb.findConflict(vpnFirst, shift, pfnFirst, asid);
+  if (k === -1) return;
+  m.counters.tlbConflicts++;
+  let what: string;
+  if (k >= 0) what = `a 4K entry for 0x${(tlb.vpnOfKey(tlb.tag[k] as number) * 4096).toString(16)} -> pfn ${tlb.pfn[k]}`;
+  else {
+    const h = -2 - k;
+    what = `a ${sizeName(tlb.hshift[h] as number)} entry for 0x${(tlb.hugeFirst(h) * 4096).toString(16)} -> pfn ${tlb.hpfn[h]}`;
+  }
+  m.violations.push({
+    invariant: "tlb-conflict",
+    cpu: c,
+    addr: vpnFirst * 4096,
+    message: `CPU${c} TLB conflict (ASID ${asid}): filling a ${sizeName(shift)} entry for 0x${(vpnFirst * 4096).toString(16)} -> pfn ${pfnFirst} overlaps ${what}`,
+  });
+}
+
+export function sizeName(shift: number): string {
+  return shift >= 30 ? `${2 ** (shift - 30)}G` : shift >= 20 ? `${2 ** (shift - 20)}M` : `${2 ** (shift - 10)}K`;
 }

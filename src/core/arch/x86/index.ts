@@ -46,6 +46,7 @@ export function x86_64(levels: 4 | 5): Arch {
     pmdMkhuge: P.pteMkhuge,
     pmdLeafToPte: (v: number, i: number) => v - (v & P._PAGE_PSE) + i * 4096,
     pteAdvancePfn: (v: number, n: number) => v + n * 4096,
+    tlbEntryShift: (_v: number, level: number) => 12 + 9 * level,
     pteBatchNorm(v: number, respectDirty: boolean, respectWrite: boolean): number {
       let r = v;
       if ((r & P._PAGE_ACCESSED) !== 0) r -= P._PAGE_ACCESSED;

@@ -1,0 +1,282 @@
+// arm64 TLB maintenance: a model of arch/arm64/include/asm/tlbflush.h
+// (flush_tlb_mm(), flush_tlb_page(), __flush_tlb_range() and its helpers)
+// and the tlb_flush() of arch/arm64/include/asm/tlb.h, over the broadcast
+// TLBI / DSB hardware of src/core/hw/tlb.ts.
+//
+// Hardware model. A TLBI ...IS instruction issued by a CPU is queued on that
+// CPU (Cpu.tlbiQueue) and takes effect on every CPU's TLB (inner-shareable
+// broadcast) only when the issuing CPU executes DSB ISH: dsb() below. Until
+// then the old translations remain usable everywhere, which is the latest
+// completion point the architecture allows. DSB ISHST (ordering the page-table
+// stores before the TLBI) has nothing to do in the model: page-table stores are
+// immediately visible to walkers. Counters: one per TLBI instruction issued
+// (not per CPU it reaches), one per DSB ISH.
+//
+// Not modelled: KPTI (arm64_kernel_unmapped_at_el0() false, so __tlbi_user()
+// issues nothing and ASIDs are not paired), FEAT_LPA2 (the range start needs
+// no 64K alignment), the REPEAT_TLBI erratum, the ARMv8.4-TTL hint's effect
+// (the level is recorded in the operation but every level is invalidated),
+// mmu_notifier secondary TLBs, and granules other than 4K (MAX_DVM_OPS =
+// PTRS_PER_PTE = 512, PAGE_SHIFT = 12).
+
+import type { Machine } from "../../machine.js";
+import type { MmuGather } from "../../mm/mmu_gather.js";
+import type { Mm } from "../../mm/types.js";
+
+// TLBI operations: the opcode of a queued record.
+export const TLBI_VALE1IS = 0; // by VA, last level, ASID-tagged
+export const TLBI_VAE1IS = 1; // by VA, all levels (walk caches too)
+export const TLBI_RVALE1IS = 2; // range, last level (FEAT_TLBIRANGE)
+export const TLBI_RVAE1IS = 3; // range, all levels
+export const TLBI_ASIDE1IS = 4; // all entries of an ASID
+export const TLBI_VMALLE1IS = 5; // all entries
+export const TLBI_OP_NAMES = ["VALE1IS", "VAE1IS", "RVALE1IS", "RVAE1IS", "ASIDE1IS", "VMALLE1IS"] as const;
+
+// A queued record is TLBI_RECORD consecutive numbers in Cpu.tlbiQueue:
+// [op, asid, first page, pages, ttl]. pages is 1 for a by-VA operation, the
+// covered page count for a range; ttl is the level hint (0..3, asm/tlbflush.h
+// levels: 3 = PTE) or TLBI_TTL_UNKNOWN.
+export const TLBI_RECORD = 5;
+export const TLBI_TTL_UNKNOWN = 0x7fffffff; // TLBI_TTL_UNKNOWN (INT_MAX)
+
+const PAGE_SHIFT = 12;
+const PAGE_SIZE = 4096;
+const PMD_SIZE = 2 ** 21;
+const PUD_SIZE = 2 ** 30;
+const MAX_DVM_OPS = 512; // PTRS_PER_PTE (4K granule)
+
+// __TLBI_RANGE_PAGES(num, scale)
+export function tlbiRangePages(num: number, scale: number): number {
+  return (num + 1) * 2 ** (5 * scale + 1);
+}
+// MAX_TLBI_RANGE_PAGES = __TLBI_RANGE_PAGES(31, 3) = 2^21
+export const MAX_TLBI_RANGE_PAGES = tlbiRangePages(31, 3);
+
+// __TLBI_RANGE_NUM(pages, scale): NUM for the largest multiple of
+// 2^(5*scale+1) pages not above min(pages, 32 * 2^(5*scale+1)), or -1.
+export function tlbiRangeNum(pages: number, scale: number): number {
+  const p = Math.min(pages, tlbiRangePages(31, scale));
+  return Math.floor(p / 2 ** (5 * scale + 1)) - 1;
+}
+
+export interface TlbiOp {
+  op: "page" | "range";
+  page: number; // first page (VA >> 12) the operation names
+  num?: number; // range: NUM field (0..31)
+  scale?: number; // range: SCALE field (0..3)
+  pages: number; // pages accounted: the stride for a by-VA operation, (NUM+1)*2^(5*SCALE+1) for a range
+}
+
+// The operations __flush_tlb_range_op() (asm/tlbflush.h) issues for `pages`
+// pages from startPage with stride 2^strideShift bytes, without LPA2: by-VA
+// operations one stride apart when range operations are unsupported or one
+// page is left; otherwise range operations with SCALE from 3 down, each
+// covering as many pages as NUM (5 bits) allows. Requires pages to be a
+// multiple of the stride in pages and, with range operations, at most
+// MAX_TLBI_RANGE_PAGES (the caller's __flush_tlb_range_limit_excess()).
+export function tlbiRangeOps(startPage: number, pages: number, strideShift: number, rangeSupported: boolean): TlbiOp[] {
+  if (rangeSupported && pages > MAX_TLBI_RANGE_PAGES) throw new RangeError(`${pages} pages exceed MAX_TLBI_RANGE_PAGES`);
+  const out: TlbiOp[] = [];
+  const stridePages = 2 ** (strideShift - PAGE_SHIFT);
+  let page = startPage;
+  let left = pages;
+  let scale = 3;
+  while (left > 0) {
+    if (!rangeSupported || left === 1) {
+      out.push({ op: "page", page, pages: stridePages });
+      page += stridePages;
+      left -= stridePages;
+      continue;
+    }
+    const num = tlbiRangeNum(left, scale);
+    if (num >= 0) {
+      const covered = tlbiRangePages(num, scale);
+      out.push({ op: "range", page, num, scale, pages: covered });
+      page += covered;
+      left -= covered;
+    }
+    scale--;
+    if (scale < 0 && left > 1) throw new Error(`model bug: range TLBI loop left ${left} pages`);
+  }
+  return out;
+}
+
+// ASID(mm): the hardware ASID of the mm's context id (0 before its first
+// switch-in, as the kernel's would be).
+function asidOf(m: Machine, mm: Mm): number {
+  return mm.asidId % 2 ** m.config.arm64.asidBits;
+}
+
+// __tlbi(op, arg) on CPU c: queue the operation until the CPU's next DSB.
+function tlbi(m: Machine, c: number, op: number, asid: number, page: number, pages: number, ttl: number): void {
+  m.cpus[c]!.tlbiQueue.push(op, asid, page, pages, ttl);
+  const k = m.counters;
+  switch (op) {
+    case TLBI_VALE1IS:
+      k.tlbiVale1is++;
+      break;
+    case TLBI_VAE1IS:
+      k.tlbiVae1is++;
+      break;
+    case TLBI_RVALE1IS:
+      k.tlbiRvale1is++;
+      break;
+    case TLBI_RVAE1IS:
+      k.tlbiRvae1is++;
+      break;
+    case TLBI_ASIDE1IS:
+      k.tlbiAside1is++;
+      break;
+    default:
+      k.tlbiVmalle1is++;
+  }
+}
+
+// dsb(ish) on CPU c: every TLBI this CPU issued since its last DSB completes,
+// on all CPUs (broadcast), and the queue empties.
+export function dsb(m: Machine, c: number): void {
+  m.counters.dsb++;
+  const q = m.cpus[c]!.tlbiQueue;
+  if (q.length === 0) return;
+  const cpus = m.cpus;
+  for (let r = 0; r < q.length; r += TLBI_RECORD) {
+    const op = q[r] as number;
+    const asid = q[r + 1] as number;
+    const page = q[r + 2] as number;
+    const pages = q[r + 3] as number;
+    for (let i = 0; i < cpus.length; i++) {
+      const t = cpus[i]!.tlb;
+      switch (op) {
+        case TLBI_VALE1IS:
+          t.invalidateVa(page, asid, true);
+          break;
+        case TLBI_VAE1IS:
+          t.invalidateVa(page, asid, false);
+          break;
+        case TLBI_RVALE1IS:
+          t.invalidateRange(page, pages, asid, true);
+          break;
+        case TLBI_RVAE1IS:
+          t.invalidateRange(page, pages, asid, false);
+          break;
+        case TLBI_ASIDE1IS:
+          t.invalidateAsid(asid);
+          break;
+        default:
+          t.invalidateAll();
+      }
+    }
+  }
+  q.length = 0;
+}
+
+// The body of flush_tlb_mm() on the current CPU: DSB ISHST (nothing to do),
+// TLBI ASIDE1IS, DSB ISH. No KPTI, so no second TLBI for the user ASID.
+function flushTlbMmOps(m: Machine, mm: Mm): void {
+  const c = m.curCpu;
+  tlbi(m, c, TLBI_ASIDE1IS, asidOf(m, mm), 0, 0, TLBI_TTL_UNKNOWN);
+  dsb(m, c);
+}
+
+// flush_tlb_mm() (asm/tlbflush.h)
+export function flushTlbMm(m: Machine, mm: Mm): void {
+  m.counters.tlbFlushRequests++;
+  flushTlbMmOps(m, mm);
+}
+
+// __flush_tlb_page_nosync() / flush_tlb_page_nosync() (asm/tlbflush.h): TLBI
+// VALE1IS for the page, completion left to a later DSB.
+export function flushTlbPageNosync(m: Machine, mm: Mm, addr: number): void {
+  m.counters.tlbFlushRequests++;
+  tlbi(m, m.curCpu, TLBI_VALE1IS, asidOf(m, mm), Math.floor(addr / PAGE_SIZE), 1, TLBI_TTL_UNKNOWN);
+}
+
+// flush_tlb_page() (asm/tlbflush.h): in v6.17 a last-level VALE1IS (the
+// page's walk-cache entries stay), then DSB ISH.
+export function flushTlbPage(m: Machine, mm: Mm, addr: number): void {
+  flushTlbPageNosync(m, mm, addr);
+  dsb(m, m.curCpu);
+}
+
+// __flush_tlb_range_limit_excess() (asm/tlbflush.h)
+export function flushTlbRangeLimitExcess(start: number, end: number, pages: number, stride: number, rangeSupported: boolean): boolean {
+  return (!rangeSupported && end - start >= MAX_DVM_OPS * stride) || pages > MAX_TLBI_RANGE_PAGES;
+}
+
+// __flush_tlb_range() (sync) and __flush_tlb_range_nosync() (asm/tlbflush.h):
+// invalidate [start, end) of mm at the granularity of `stride` bytes, leaf
+// entries only when lastLevel, with TTL hint tlbLevel. Too large a range
+// becomes flush_tlb_mm() (which completes with its own DSB, even for the
+// nosync form; the sync form then adds its trailing DSB, as the kernel does).
+export function flushTlbRangeArm64(m: Machine, mm: Mm, start: number, end: number, stride: number, lastLevel: boolean, tlbLevel: number, sync: boolean): void {
+  m.counters.tlbFlushRequests++;
+  const c = m.curCpu;
+  start = Math.floor(start / stride) * stride; // round_down()
+  end = Math.ceil(end / stride) * stride; // round_up()
+  const pages = (end - start) / PAGE_SIZE;
+  const range = m.config.arm64.tlbiRange;
+  if (flushTlbRangeLimitExcess(start, end, pages, stride, range)) flushTlbMmOps(m, mm);
+  else {
+    // __flush_tlb_range_op(vale1is or vae1is, ...)
+    const asid = asidOf(m, mm);
+    const ops = tlbiRangeOps(start / PAGE_SIZE, pages, Math.log2(stride), range);
+    const pageOp = lastLevel ? TLBI_VALE1IS : TLBI_VAE1IS;
+    const rangeOp = lastLevel ? TLBI_RVALE1IS : TLBI_RVAE1IS;
+    for (const o of ops) {
+      if (o.op === "page") tlbi(m, c, pageOp, asid, o.page, 1, tlbLevel);
+      else tlbi(m, c, rangeOp, asid, o.page, o.pages, tlbLevel);
+    }
+  }
+  if (sync) dsb(m, c);
+}
+
+// Arch.flushTlbRange for generic code, by the stride its caller passes:
+// 21 is flush_pmd_tlb_range() and 30 flush_pud_tlb_range() (arm64
+// asm/pgtable.h: __flush_tlb_range(vma, start, end, PMD_SIZE / PUD_SIZE,
+// false, 2 / 1)); anything else flush_tlb_range() (asm/tlbflush.h:
+// __flush_tlb_range(vma, start, end, PAGE_SIZE, false, TLBI_TTL_UNKNOWN)).
+// None of them is leaf-only whatever freedTables says: the kernel's
+// flush_tlb_range() may follow moved or collapsed page tables.
+export function flushTlbRange(m: Machine, mm: Mm, start: number, end: number, strideShift: number, _freedTables: boolean): void {
+  if (strideShift === 21) flushTlbRangeArm64(m, mm, start, end, PMD_SIZE, false, 2, true);
+  else if (strideShift === 30) flushTlbRangeArm64(m, mm, start, end, PUD_SIZE, false, 1, true);
+  else flushTlbRangeArm64(m, mm, start, end, PAGE_SIZE, false, TLBI_TTL_UNKNOWN, true);
+}
+
+// tlb_get_unmap_size() (asm-generic/tlb.h): the smallest level cleared.
+function unmapSize(tlb: MmuGather): number {
+  if (tlb.clearedPtes) return PAGE_SIZE;
+  if (tlb.clearedPmds) return PMD_SIZE;
+  if (tlb.clearedPuds) return PUD_SIZE;
+  if (tlb.clearedP4ds) return 2 ** 39;
+  return PAGE_SIZE;
+}
+
+// tlb_get_level() (asm/tlb.h): the TTL hint when exactly one level was
+// cleared and no table was freed.
+export function tlbGetLevel(tlb: MmuGather): number {
+  if (tlb.freedTables) return TLBI_TTL_UNKNOWN;
+  const p = tlb.clearedPtes;
+  const d = tlb.clearedPmds;
+  const u = tlb.clearedPuds;
+  const f = tlb.clearedP4ds;
+  if (p && !(d || u || f)) return 3;
+  if (d && !(p || u || f)) return 2;
+  if (u && !(p || d || f)) return 1;
+  if (f && !(p || d || u)) return 0;
+  return TLBI_TTL_UNKNOWN;
+}
+
+// tlb_flush() (asm/tlb.h). A full-mm teardown only needs the walk caches
+// invalidated when tables were freed: the ASID allocator never hands the ASID
+// out again before a full invalidation (context.ts).
+export function tlbFlush(m: Machine, tlb: MmuGather): void {
+  const lastLevel = !tlb.freedTables;
+  const stride = unmapSize(tlb);
+  const level = tlbGetLevel(tlb);
+  if (tlb.fullmm) {
+    if (!lastLevel) flushTlbMm(m, tlb.mm);
+    return;
+  }
+  flushTlbRangeArm64(m, tlb.mm, tlb.start, tlb.end, stride, lastLevel, level, true);
+}
