@@ -12,6 +12,8 @@ import { countersJson, formatRows, formatTotals, rowsJson } from "./format.js";
 import { diffKernel } from "./diff-kernel.js";
 import { cmdReplay, parseTouch } from "./replay.js";
 import { TraceError } from "../trace/errors.js";
+import { cmdCompare } from "./compare.js";
+import { cmdWorkload, collect } from "./workload.js";
 
 export function loadScenario(file: string): Scenario {
   let text: string;
@@ -118,6 +120,32 @@ async function main(argv: string[]): Promise<number> {
     .option("--arch <arch>", "architecture to model", "x86_64")
     .action((file: string, o) => {
       result = cmdReplay(file, o);
+    });
+  program
+    .command("workload")
+    .description("run a built-in workload (same output as run); --list lists them with their parameters")
+    .argument("[name]", "workload name")
+    .option("--list", "list the workloads and their parameters")
+    .option("--param <key=value>", "set a workload parameter (repeatable)", collect, [])
+    .option("--json", "machine-readable output")
+    .option("--no-check", "do not check invariants after every step")
+    .option("--no-progress", "no progress bar or progress lines on stderr")
+    .action((name: string | undefined, o) => {
+      result = cmdWorkload(name, o);
+    });
+  program
+    .command("compare")
+    .description("run one scenario or workload under two or more configurations and compare them side by side")
+    .argument("[file]", "scenario YAML file (or use --workload)")
+    .option("--workload <name>", "a built-in workload instead of a file")
+    .option("--param <key=value>", "workload parameter (repeatable)", collect, [])
+    .option("--config <label:key=value,...>", "a configuration to run (repeat: at least two)", collect, [])
+    .option("--json", "machine-readable output")
+    .option("--report <file.html>", "write a self-contained HTML report with charts")
+    .option("--no-check", "do not check invariants after every step")
+    .option("--no-progress", "no progress bar or progress lines on stderr")
+    .action((file: string | undefined, o) => {
+      result = cmdCompare(file, o);
     });
   try {
     await program.parseAsync(argv);

@@ -1,0 +1,232 @@
+// ptlab compare (FILE.yaml | --workload NAME [--param k=v]) --config "label:k=v,k=v" ...
+// Runs one scenario under two or more configurations and prints the totals
+// side by side with ratios against the first; --json for machines; --report
+// FILE.html for a self-contained report with charts.
+
+import { readFileSync, writeFileSync } from "node:fs";
+import { VARIANTS } from "../core/machine.js";
+import { compare, comparisonJson, type ConfigSpec, formatComparison } from "../report/compare.js";
+import type { RunOptions } from "../run/runner.js";
+import { parseScenario } from "../scenario/load.js";
+import { type Scenario, ScenarioError } from "../scenario/types.js";
+import { formatParams, instantiate, UsageError } from "../workloads/index.js";
+import { parseSize } from "../workloads/params.js";
+import { createProgress } from "./progress.js";
+import { parseParamList, usageGuard } from "./workload.js";
+
+export interface CompareCliOptions {
+  workload?: string;
+  param: string[];
+  config: string[];
+  json?: boolean;
+  report?: string;
+  check: boolean;
+  progress: boolean;
+}
+
+const ON_OFF = (v: string, what: string): boolean => {
+  if (v === "on" || v === "true") return true;
+  if (v === "off" || v === "false") return false;
+  throw new UsageError(`${what}: expected on or off, got "${v}"`);
+};
+
+export const CONFIG_KEYS = [
+  "arch",
+  "thp",
+  "mthp",
+  "pt_reclaim",
+  "pt_reclaim_enabled",
+  "ptReclaim",
+  "granule",
+  "tlbi_range",
+  "bbml2",
+  "bbml2_noabort",
+  "hafdbs",
+  "cost",
+  ...Object.keys(VARIANTS).filter((k) => k !== "pt_reclaim"),
+];
+
+/** "64K" / "16K+64K:madvise" / "none" -> mTHP orders relative to the base page size. */
+export function parseMthp(v: string, pageBytes: number, what: string): Record<number, "always" | "madvise" | "inherit"> {
+  const out: Record<number, "always" | "madvise" | "inherit"> = {};
+  if (v === "none" || v === "off") return out;
+  for (const item of v.split("+")) {
+    const [size, policy = "always"] = item.split(":") as [string, string | undefined];
+    const bytes = parseSize(size);
+    const order = bytes === undefined ? Number.NaN : Math.log2(bytes / pageBytes);
+    if (!Number.isInteger(order) || order < 2 || order > 8)
+      throw new UsageError(
+        `${what}: expected mTHP sizes ${(pageBytes * 4) / 1024}K..${(pageBytes * 256) / 1024}K (powers of two, joined with "+", each optionally :always|:madvise|:inherit) or none, got "${v}"`,
+      );
+    if (policy !== "always" && policy !== "madvise" && policy !== "inherit")
+      throw new UsageError(`${what}: mTHP policy must be always, madvise or inherit, got "${policy}"`);
+    out[order] = policy;
+  }
+  return out;
+}
+
+/** Parses one --config "label:key=value,key=value". */
+export function parseConfig(text: string, readFile: (path: string) => string = (p) => readFileSync(p, "utf8")): ConfigSpec {
+  const colon = text.indexOf(":");
+  const eq = text.indexOf("=");
+  const hasLabel = colon > 0 && (eq < 0 || colon < eq);
+  const label = hasLabel ? text.slice(0, colon).trim() : text.trim();
+  const body = hasLabel ? text.slice(colon + 1).trim() : text.trim();
+  const where = `--config "${text}"`;
+  if (label === "") throw new UsageError(`${where}: expected "label:key=value,key=value"`);
+  const settings: [string, string][] = [];
+  if (body !== "" && (hasLabel || body.includes("=")))
+    for (const part of body.split(",")) {
+      const i = part.indexOf("=");
+      if (i <= 0) throw new UsageError(`${where}: expected key=value, got "${part}"`);
+      settings.push([part.slice(0, i).trim(), part.slice(i + 1).trim()]);
+    }
+  const options: RunOptions = {};
+  const variants: Record<string, string> = {};
+  const arm64: NonNullable<RunOptions["arm64"]> = {};
+  let costFile: ConfigSpec["costFile"];
+  let mthpText: string | undefined;
+  const seen = new Set<string>();
+  for (const [k, v] of settings) {
+    const what = `${where}: ${k}`;
+    if (seen.has(k)) throw new UsageError(`${what}: given twice`);
+    seen.add(k);
+    if (k in VARIANTS && !(k === "pt_reclaim" && (v === "on" || v === "off"))) {
+      const allowed = VARIANTS[k as keyof typeof VARIANTS] as readonly string[];
+      if (!allowed.includes(v)) throw new UsageError(`${what}: expected one of ${allowed.join(", ")}${k === "pt_reclaim" ? ", on, off" : ""}, got "${v}"`);
+      variants[k] = v;
+      continue;
+    }
+    switch (k) {
+      case "arch":
+        if (v !== "x86_64" && v !== "arm64") throw new UsageError(`${what}: expected x86_64 or arm64, got "${v}"`);
+        options.arch = v;
+        break;
+      case "thp":
+        if (v !== "never" && v !== "madvise" && v !== "always") throw new UsageError(`${what}: expected never, madvise or always, got "${v}"`);
+        options.thp = v;
+        break;
+      case "mthp":
+        mthpText = v;
+        break;
+      case "pt_reclaim":
+      case "pt_reclaim_enabled":
+      case "ptReclaim":
+        options.ptReclaim = ON_OFF(v, what);
+        break;
+      case "granule": {
+        const g = v.replace(/k$/i, "").replace(/K$/, "");
+        if (g !== "4" && g !== "16" && g !== "64") throw new UsageError(`${what}: expected 4K, 16K or 64K, got "${v}"`);
+        arm64.granule = Number(g) as 4 | 16 | 64;
+        break;
+      }
+      case "tlbi_range":
+        arm64.tlbiRange = ON_OFF(v, what);
+        break;
+      case "bbml2":
+      case "bbml2_noabort":
+        arm64.bbml2NoAbort = ON_OFF(v, what);
+        break;
+      case "hafdbs":
+        arm64.hafdbs = ON_OFF(v, what);
+        break;
+      case "cost": {
+        let text: string;
+        try {
+          text = readFile(v);
+        } catch (e) {
+          throw new UsageError(`${what}: cannot read cost table "${v}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+        }
+        try {
+          costFile = { path: v, table: JSON.parse(text) as unknown };
+        } catch (e) {
+          throw new UsageError(`${what}: cost table "${v}" is not valid JSON: ${(e as Error).message}`);
+        }
+        break;
+      }
+      default:
+        throw new UsageError(`${what}: unknown key (expected one of: ${CONFIG_KEYS.join(", ")})`);
+    }
+  }
+  if (mthpText !== undefined) options.mthp = parseMthp(mthpText, (arm64.granule ?? 4) * 1024, `${where}: mthp`);
+  if (Object.keys(variants).length > 0) options.variants = variants;
+  if (Object.keys(arm64).length > 0) options.arm64 = arm64;
+  return { label, settings, options, ...(costFile !== undefined ? { costFile } : {}) };
+}
+
+export function ptlabVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: string };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+function loadFile(file: string): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ScenarioError(file, 1, 1, `cannot read file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  return parseScenario(text, file);
+}
+
+export function cmdCompare(file: string | undefined, o: CompareCliOptions): Promise<number> {
+  return usageGuard("compare", async () => {
+    if ((file === undefined) === (o.workload === undefined)) throw new UsageError("expected a scenario FILE or --workload NAME (exactly one)");
+    if (file !== undefined && o.param.length > 0) throw new UsageError("--param applies to --workload only");
+    if (o.config.length < 2) throw new UsageError(`expected at least two --config "label:key=value,..." (got ${o.config.length})`);
+    const configs = o.config.map((c) => parseConfig(c));
+    const labels = new Set<string>();
+    for (const c of configs) {
+      if (labels.has(c.label)) throw new UsageError(`--config label "${c.label}" is used twice`);
+      labels.add(c.label);
+    }
+    if (o.report !== undefined && !o.report.endsWith(".html")) throw new UsageError(`--report: expected a file name ending in .html, got "${o.report}"`);
+    let sc: Scenario;
+    let base: RunOptions = {};
+    let title: string;
+    let params: string | undefined;
+    if (o.workload !== undefined) {
+      const w = instantiate(o.workload, parseParamList(o.param));
+      sc = w.scenario;
+      base = w.options;
+      params = formatParams(w.def, w.params);
+      title = `workload ${o.workload}`;
+    } else {
+      sc = loadFile(file as string);
+      title = file as string;
+    }
+    const progress = createProgress({ enabled: o.progress });
+    let result: ReturnType<typeof compare>;
+    try {
+      result = compare(sc, configs, { ...base, checkInvariants: o.check }, (label) => progress.run(`compare ${label}`));
+    } finally {
+      progress.stop();
+    }
+    const version = ptlabVersion();
+    const command = `ptlab compare ${file ?? `--workload ${o.workload}${o.param.map((p) => ` --param ${p}`).join("")}`}${o.config.map((c) => ` --config "${c}"`).join("")}`;
+    if (o.report !== undefined) {
+      // Loaded on demand: vega is large and only reports need it.
+      const { renderReport } = await import("../report/html.js");
+      const html = await renderReport(result, { version, title, ...(params !== undefined ? { params } : {}), command });
+      try {
+        writeFileSync(o.report, html);
+      } catch (e) {
+        throw new UsageError(`--report: cannot write "${o.report}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      }
+    }
+    if (o.json) {
+      const meta = { ptlab_version: version, ...(o.workload !== undefined ? { workload: o.workload, params } : { file }) };
+      process.stdout.write(`${JSON.stringify(comparisonJson(result, meta), null, 2)}\n`);
+    } else {
+      process.stdout.write(
+        formatComparison(result, `ptlab compare ${title}${params !== undefined ? ` (${params})` : ""}: ${sc.name}, seed ${sc.machine.seed}`),
+      );
+      if (o.report !== undefined) process.stdout.write(`report written to ${o.report}\n`);
+    }
+    return result.runs.some((r) => r.violations.length > 0) ? 1 : 0;
+  });
+}
