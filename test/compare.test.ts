@@ -44,6 +44,9 @@ describe("compare configurations", () => {
     bad("a:thp", /expected key=value/);
     assert.throws(() => parseConfig("a:cost=/nonexistent/table.json"), /cannot read cost table/);
     assert.throws(() => parseConfig("a:cost=t.json", () => "{"), /is not valid JSON/);
+    assert.throws(() => parseConfig("a:cost=t.json", () => '{"name":"x","cycles":{"bogus":1}}'), /cost table "t.json": cycles: unknown counter "bogus"/);
+    const c = parseConfig("a:cost=t.json", () => '{"name":"x","cycles":{"ipis":1000}}');
+    assert.deepEqual(c.costFile, { path: "t.json", table: { name: "x", cycles: { ipis: 1000 } } });
   });
 
   it("builds one row per non-zero counter with ratios against the first config, and new counters become rows", () => {
@@ -77,6 +80,7 @@ describe("compare configurations", () => {
     assert.equal(o.seed, 1);
     assert.equal(typeof o.ptlab_version, "string");
     assert.ok(o.configs[0].reports.length >= 1);
+    assert.ok(o.configs[0].figures.modelled_cycles > 0, "modelled cycles from the default cost table");
   });
 
   it("runs a scenario file too", () => {

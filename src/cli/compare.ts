@@ -4,8 +4,10 @@
 // FILE.html for a self-contained report with charts.
 
 import { readFileSync, writeFileSync } from "node:fs";
+import { type CostTable, DEFAULT_COST_TABLE, modelledCycles, parseCostTable } from "../core/cost.js";
+import { Counters } from "../core/counters.js";
 import { VARIANTS } from "../core/machine.js";
-import { compare, comparisonJson, type ConfigSpec, formatComparison } from "../report/compare.js";
+import { compare, comparisonJson, type ConfigSpec, formatComparison, setCostHook } from "../report/compare.js";
 import type { RunOptions } from "../run/runner.js";
 import { parseScenario } from "../scenario/load.js";
 import { type Scenario, ScenarioError } from "../scenario/types.js";
@@ -137,11 +139,15 @@ export function parseConfig(text: string, readFile: (path: string) => string = (
         } catch (e) {
           throw new UsageError(`${what}: cannot read cost table "${v}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
         }
+        let json: unknown;
         try {
-          costFile = { path: v, table: JSON.parse(text) as unknown };
+          json = JSON.parse(text) as unknown;
         } catch (e) {
           throw new UsageError(`${what}: cost table "${v}" is not valid JSON: ${(e as Error).message}`);
         }
+        const table = parseCostTable(json, Object.keys(new Counters()));
+        if (typeof table === "string") throw new UsageError(`${what}: cost table "${v}": ${table}`);
+        costFile = { path: v, table };
         break;
       }
       default:
@@ -172,6 +178,10 @@ function loadFile(file: string): Scenario {
   }
   return parseScenario(text, file);
 }
+
+// Whole-run modelled cycles: the configuration's cost table (cost=FILE) or
+// the model's default estimates (src/core/cost.ts).
+setCostHook((totals, cost) => ({ modelled_cycles: modelledCycles(totals, (cost?.table as CostTable | undefined) ?? DEFAULT_COST_TABLE) }));
 
 export function cmdCompare(file: string | undefined, o: CompareCliOptions): Promise<number> {
   return usageGuard("compare", async () => {
