@@ -47,6 +47,8 @@ describe("parseScenario: valid input", () => {
       description: "",
       machine: {
         arch: "x86_64",
+        arm64: { granule: 4, vaBits: 48, hafdbs: true, tlbiRange: true, bbml2NoAbort: false, asidBits: 16 },
+        mthp: {},
         cpus: 2,
         levels: 4,
         thp: "madvise",
@@ -65,6 +67,8 @@ describe("parseScenario: valid input", () => {
     assert.equal(s.name, "reclaim-demo");
     assert.deepEqual(s.machine, {
       arch: "x86_64",
+      arm64: { granule: 4, vaBits: 48, hafdbs: true, tlbiRange: true, bbml2NoAbort: false, asidBits: 16 },
+      mthp: {},
       cpus: 4,
       levels: 4,
       thp: "madvise",
@@ -347,7 +351,9 @@ describe("parseScenario: errors", () => {
   });
 
   it("explains bad scalar values, at the value", () => {
-    fails("name: t\nmachine: { arch: arm64 }\nsteps: []\n", 2, 18, 'machine.arch: expected "x86_64" (arm64 is not supported yet), got "arm64"');
+    fails("name: t\nmachine: { arch: riscv }\nsteps: []\n", 2, 18, 'machine.arch: expected "x86_64" or "arm64", got "riscv"');
+    fails("name: t\nmachine: { mthp: { 48K: always } }\nsteps: []\n", 2, 18, "machine.mthp: expected mTHP sizes as keys, from 16K, 32K, 64K, 128K, 256K, 512K, 1024K");
+    fails("name: t\nmachine: { arm64: { granule: 64 } }\nsteps: []\n", 2, 30, "machine.arm64.granule: expected 4 (16K and 64K granules are not modelled in the mm layer), got 64");
     fails("name: t\nmachine: { cpus: 65 }\nsteps: []\n", 2, 18, "machine.cpus: expected an integer from 1 to 64, got 65");
     fails("name: t\nmachine: { levels: 3 }\nsteps: []\n", 2, 20, "machine.levels: expected 4 or 5, got 3");
     fails("name: t\nmachine: { thp: sometimes }\nsteps: []\n", 2, 17, "machine.thp: expected one of never, madvise, always");

@@ -37,9 +37,51 @@ function parseOnOff(v: string): boolean {
   throw new InvalidArgumentError(`expected on or off, got "${v}"`);
 }
 
-export function cmdRun(file: string, o: { json?: boolean; check: boolean; variant?: Record<string, string>; ptReclaim?: boolean }): number {
+function parseArch(v: string): "x86_64" | "arm64" {
+  if (v === "x86_64" || v === "arm64") return v;
+  throw new InvalidArgumentError(`expected x86_64 or arm64, got "${v}"`);
+}
+
+// --mthp 64K,16K | none: anon mTHP sizes enabled ("always").
+export function parseMthp(v: string): Record<number, "always"> {
+  const out: Record<number, "always"> = {};
+  if (v === "none") return out;
+  for (const part of v.split(",")) {
+    const m = /^(16|32|64|128|256|512|1024)K$/.exec(part.trim());
+    if (!m) throw new InvalidArgumentError(`expected mTHP sizes from 16K..1024K separated by commas, or none; got "${part}"`);
+    out[Math.log2(Number(m[1]) / 4)] = "always";
+  }
+  return out;
+}
+
+function parseArm64Feature(v: string, prev: Record<string, boolean>): Record<string, boolean> {
+  const m = /^(hafdbs|tlbi_range|bbml2_noabort)=(on|off)$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`expected hafdbs|tlbi_range|bbml2_noabort=on|off, got "${v}"`);
+  const key = { hafdbs: "hafdbs", tlbi_range: "tlbiRange", bbml2_noabort: "bbml2NoAbort" }[m[1] as string] as string;
+  return { ...prev, [key]: m[2] === "on" };
+}
+
+export function cmdRun(
+  file: string,
+  o: {
+    json?: boolean;
+    check: boolean;
+    variant?: Record<string, string>;
+    ptReclaim?: boolean;
+    arch?: "x86_64" | "arm64";
+    mthp?: Record<number, "always">;
+    arm64?: Record<string, boolean>;
+  },
+): number {
   const sc = loadScenario(file);
-  const r = new Runner(sc, { checkInvariants: o.check, variants: o.variant ?? {}, ...(o.ptReclaim !== undefined ? { ptReclaim: o.ptReclaim } : {}) });
+  const r = new Runner(sc, {
+    checkInvariants: o.check,
+    variants: o.variant ?? {},
+    ...(o.ptReclaim !== undefined ? { ptReclaim: o.ptReclaim } : {}),
+    ...(o.arch !== undefined ? { arch: o.arch } : {}),
+    ...(o.mthp !== undefined ? { mthp: o.mthp } : {}),
+    ...(o.arm64 !== undefined ? { arm64: o.arm64 } : {}),
+  });
   let violations: string[] = [];
   let totals = snapshotCounters(r.m.counters);
   try {
@@ -56,7 +98,7 @@ export function cmdRun(file: string, o: { json?: boolean; check: boolean; varian
     );
   } else {
     process.stdout.write(
-      `${formatRows(`ptlab run ${file}: ${sc.name} (x86_64, ${sc.machine.cpus} CPUs, THP ${sc.machine.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`,
+      `${formatRows(`ptlab run ${file}: ${sc.name} (${r.m.arch.name}, ${sc.machine.cpus} CPUs, THP ${sc.machine.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`,
     );
     process.stdout.write(`${formatTotals(totals)}\n`);
     if (violations.length > 0) process.stdout.write(`INVARIANT VIOLATIONS:\n${violations.map((v) => `  ${v}`).join("\n")}\n`);
@@ -77,6 +119,9 @@ async function main(argv: string[]): Promise<number> {
     .option("--no-check", "do not check invariants after every step")
     .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
     .option("--pt-reclaim <on|off>", "override CONFIG_PT_RECLAIM", parseOnOff)
+    .option("--arch <x86_64|arm64>", "override the scenario's architecture", parseArch)
+    .option("--mthp <sizes>", "anon mTHP sizes to enable, e.g. 64K or 16K,64K, or none", parseMthp)
+    .option("--arm64 <feature=on|off>", "arm64 CPU feature: hafdbs, tlbi_range, bbml2_noabort (repeatable)", parseArm64Feature)
     .action((file: string, o) => {
       result = cmdRun(file, o);
     });

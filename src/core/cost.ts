@@ -19,6 +19,7 @@ export const DEFAULT_COST_TABLE: CostTable = {
     pteReads: 4,
     pteWrites: 2,
     pteAtomics: 20,
+    folioAtomics: 20,
     walkSteps: 30,
     hwAdUpdates: 30,
     faults: 1000,

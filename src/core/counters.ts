@@ -5,6 +5,7 @@ export class Counters {
   pteReads = 0; // loads of page-table entries by software
   pteWrites = 0; // plain stores of page-table entries
   pteAtomics = 0; // atomic read-modify-writes (xchg/cmpxchg) of entries
+  folioAtomics = 0; // atomic updates of page/folio counters (_mapcount, _large_mapcount, _nr_pages_mapped, _refcount) by rmap and freeing
   tlbHits = 0;
   tlbMisses = 0;
   walkSteps = 0; // entries read by hardware page walks

@@ -17,6 +17,7 @@
 // No Node APIs.
 
 import { type ArchName, makeArch } from "../core/arch/select.js";
+import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { checkAccounting, checkTlbs } from "../core/check.js";
 import { Counters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
@@ -349,7 +350,7 @@ export class Replayer {
     if (p.mm.alive) this.account(p);
     m.rcuGracePeriod();
     if (this.opts.checkInvariants && e.kind !== "fault") {
-      const v = [...m.violations, ...checkTlbs(m), ...checkAccounting(m)];
+      const v = [...m.violations, ...checkTlbs(m), ...checkAccounting(m), ...(m.arch.name === "arm64" ? checkContpte(m) : [])];
       m.violations = [];
       if (v.length > 0) this.violations.push(...v.map((x) => ({ ...x, message: `line ${e.line}: ${x.message}` })));
     }

@@ -3,6 +3,7 @@
 // ScenarioError (with the step's position) for runtime input errors such as an
 // unknown region or an access that would SIGSEGV. No Node APIs.
 
+import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { makeArch } from "../core/arch/select.js";
 import { checkAccounting, checkLeaks, checkTlbs } from "../core/check.js";
 import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
@@ -191,7 +192,7 @@ export class Runner {
     // Every CPU passes a quiescent state between steps.
     m.rcuGracePeriod();
     if (m.config.checkInvariants && step.op !== "report") {
-      const v = [...m.violations, ...checkTlbs(m), ...checkAccounting(m)];
+      const v = [...m.violations, ...checkTlbs(m), ...checkAccounting(m), ...(m.arch.name === "arm64" ? checkContpte(m) : [])];
       m.violations = [];
       if (v.length > 0) throw new ViolationError(v, `${step.op} at ${this.sc.file}:${step.pos.line}:${step.pos.col}`);
     }

@@ -282,11 +282,14 @@ export const machineSchema = z.strictObject({
   thp_use_zero_page: bool.default(true),
   pt_reclaim: bool.default(true).describe("CONFIG_PT_RECLAIM"),
   mthp: z
-    .partialRecord(
-      z.enum(MTHP_SIZES, expected(`an mTHP size, one of ${MTHP_SIZES.join(", ")}`)),
+    .record(
+      z.string(),
       z.enum(["always", "madvise", "inherit", "never"], expected("always, madvise, inherit or never")),
       expected("a mapping of mTHP sizes to always/madvise/inherit/never"),
     )
+    .refine((r) => Object.keys(r).every((k) => (MTHP_SIZES as readonly string[]).includes(k)), {
+      error: `expected mTHP sizes as keys, from ${MTHP_SIZES.join(", ")}`,
+    })
     .default({})
     .describe("Anon mTHP sizes: /sys/kernel/mm/transparent_hugepage/hugepages-<size>/enabled"),
   arm64: z

@@ -139,7 +139,12 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
           }
         } else A.clearFullPtes(m, mm, addr, e, i, nr, fullmm);
         tlbRemoveTlbEntries(tlb, addr, nr);
-        if (!delayRmap) for (let k = 0; k < nr; k++) phys.mapcount[pfn + k] = (phys.mapcount[pfn + k] as number) - 1;
+        if (!delayRmap) {
+          // folio_remove_rmap_ptes(): one atomic per page's _mapcount, plus
+          // the large folio's _large_mapcount and _nr_pages_mapped once.
+          for (let k = 0; k < nr; k++) phys.mapcount[pfn + k] = (phys.mapcount[pfn + k] as number) - 1;
+          C.folioAtomics += order > 0 ? nr + 2 : nr;
+        }
         folioCounterDelta(mm, hflags, -nr);
         if (tlbRemoveFolioPages(tlb, pfn, nr, delayRmap)) {
           forceFlush = true;
@@ -352,6 +357,7 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
         if (hflags & PG_ANON) phys.flags[pfn + k] = (phys.flags[pfn + k] as number) & ~PG_ANON_EXCLUSIVE;
       }
       phys.ref[head] = (phys.ref[head] as number) + nr;
+      C.folioAtomics += order > 0 ? nr + 3 : nr + 1;
       folioCounterDelta(dst, hflags, nr);
       // __copy_present_ptes()
       if (cow && A.pteWrite(pte)) {

@@ -156,6 +156,7 @@ export function tlbFlushRmaps(tlb: MmuGather): void {
     const first = tlb.pagePfn[i] as number;
     const nr = tlb.pageNr[i] as number;
     for (let p = first; p < first + nr; p++) phys.mapcount[p] = (phys.mapcount[p] as number) - 1;
+    tlb.m.counters.folioAtomics += phys.order[phys.folioHead(first)] === 0 ? nr : nr + 2;
     tlb.pageDelay[i] = 0;
   }
   tlb.delayedRmap = false;
@@ -183,6 +184,8 @@ export function tlbFlushMmu(tlb: MmuGather): void {
       const nr = tlb.pageNr[i] as number;
       const order = phys.order[head] as number;
       if (check && phys.ref[head] === nr) freed.push(head);
+      // folios_put_refs(): one atomic _refcount update per batch entry.
+      m.counters.folioAtomics++;
       if (phys.folioPut(head, nr)) m.counters.pagesFree += 1 << order;
     }
     if (check) m.violations.push(...checkFreedFrames(m, freed, "tlb_batch_pages_flush"));
