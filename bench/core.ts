@@ -14,7 +14,9 @@ import { parseArgs } from "node:util";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { BENCH_OPS, type BenchOp, ensureHelperBuilt, isHelperSkip, runHostBench } from "../src/host/helper.js";
-import { Runner } from "../src/run/runner.js";
+import { Runner, type RunOptions } from "../src/run/runner.js";
+import { parseTraceFile } from "../src/trace/open.js";
+import { defaultReplayOptions, Replayer } from "../src/replay/replay.js";
 import type { Prot, Scenario, Step } from "../src/scenario/types.js";
 
 const MiB = 1024 * 1024;
@@ -70,9 +72,9 @@ function timed(r: Runner, ...steps: Step[]): number {
 }
 
 // One repetition: ns per page of each op.
-function modelRep(bytes: number, checkInvariants: boolean): Record<BenchOp, number> {
+function modelRep(bytes: number, checkInvariants: boolean, opts: RunOptions = {}): Record<BenchOp, number> {
   const pages = bytes / PAGE;
-  const r = new Runner(scenario, { checkInvariants });
+  const r = new Runner(scenario, { checkInvariants, ...opts });
   const p0 = r.procs.get("p0")?.mm;
   r.exec(mmapA(bytes), 0);
   const fault = timed(r, touchA);
@@ -95,8 +97,8 @@ const median = (xs: number[]) => {
   return s.length % 2 ? (s[h] as number) : ((s[h - 1] as number) + (s[h] as number)) / 2;
 };
 
-function modelBench(bytes: number, n: number, checks: boolean): Record<BenchOp, number> {
-  const runs = Array.from({ length: n }, () => modelRep(bytes, checks));
+function modelBench(bytes: number, n: number, checks: boolean, opts: RunOptions = {}): Record<BenchOp, number> {
+  const runs = Array.from({ length: n }, () => modelRep(bytes, checks, opts));
   return Object.fromEntries(BENCH_OPS.map((op) => [op, median(runs.map((x) => x[op]))])) as Record<BenchOp, number>;
 }
 
@@ -135,6 +137,13 @@ const off = modelBench(size, reps, false);
 const tOff = Date.now();
 const on = modelBench(checksSize, 1, true);
 const tOn = Date.now();
+// arm64: 4K folios, and 64K mTHP folios mapped as contpte blocks.
+const ARM4K: RunOptions = { arch: "arm64" };
+const ARM64K: RunOptions = { arch: "arm64", mthp: { 4: "always" } };
+modelRep(Math.min(size, 64 * MiB), false, ARM4K);
+modelRep(Math.min(size, 64 * MiB), false, ARM64K);
+const a4 = modelBench(size, reps, false, ARM4K);
+const a64 = modelBench(size, reps, false, ARM64K);
 
 let host: Record<BenchOp, number> | undefined;
 if (args["no-host"]) console.log("host: skipped (--no-host)");
@@ -146,11 +155,12 @@ else {
 const tHost = Date.now();
 
 const checksHdr = checksSize === size ? "checks on" : `checks on @${checksSize / MiB}M`;
-const head = ["op", "model ns/pg", "host ns/pg", "model/host", `${checksHdr} ns/pg`, "checks/host"];
+const head = ["op", "model ns/pg", "host ns/pg", "model/host", `${checksHdr} ns/pg`, "checks/host", "arm64 4K", "/host", "arm64 64K", "/host"];
 const f = (x: number | undefined, d = 1) => (x === undefined || !Number.isFinite(x) ? "-" : x.toFixed(d));
 const rows = BENCH_OPS.map((op) => {
   const h = host?.[op];
-  return [op, f(off[op]), f(h), f(h === undefined ? h : off[op] / h, 2), f(on[op]), f(h === undefined ? h : on[op] / h, 2)];
+  const r = (x: number) => f(h === undefined ? h : x / h, 2);
+  return [op, f(off[op]), f(h), r(off[op]), f(on[op]), r(on[op]), f(a4[op]), r(a4[op]), f(a64[op]), r(a64[op])];
 });
 const w = head.map((c, i) => Math.max(c.length, ...rows.map((r) => (r[i] as string).length)));
 const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i] as number) : c.padStart(w[i] as number))).join("  ");
@@ -161,3 +171,25 @@ console.log();
 console.log(`model memory per populated PTE: ${perPte.toFixed(1)} bytes (heapUsed + arrayBuffers delta after gc, / ${size / PAGE} PTEs)`);
 const s = (a: number, b: number) => `${((b - a) / 1000).toFixed(1)} s`;
 console.log(`time: model checks off ${s(t0, tOff)}, checks on ${s(tOff, tOn)}, host ${host ? s(tOn, tHost) : "-"}`);
+
+// Replay row: the perf-trace recording of a gcc compile and a python run,
+// invariant checks on after every event.
+const TRACE = "../shared/traces/gcc-python.perftrace.gz";
+try {
+  let peak = process.memoryUsage().rss;
+  const t1 = Date.now();
+  const { events } = await parseTraceFile(TRACE, { lenient: false, reorder: 0.05 });
+  const rp = new Replayer({ ...defaultReplayOptions(), checkInvariants: true });
+  let n = 0;
+  for await (const e of events) {
+    rp.apply(e);
+    if (++n % 4096 === 0) peak = Math.max(peak, process.memoryUsage().rss);
+  }
+  const dt = (Date.now() - t1) / 1000;
+  peak = Math.max(peak, process.memoryUsage().rss);
+  console.log(
+    `replay ${TRACE}: ${n} events in ${dt.toFixed(2)} s (${Math.round(n / dt)} events/s, checks on; target < 1 s), peak RSS ${(peak / MiB).toFixed(0)} MiB`,
+  );
+} catch (e) {
+  console.log(`replay: skipped (${(e as Error).message})`);
+}
