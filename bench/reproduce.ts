@@ -227,7 +227,12 @@ if (args.json) {
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((r) => (r[i] as string).length)));
   const row = (r: string[]) => r.map((c, i) => c.padEnd(w[i] as number)).join("  ");
-  const out = [`ptlab reproduce (cost table ${table.name}${args.quick ? ", --quick: 64 MiB instead of 1 GiB" : ""})`, "", row(head), row(w.map((n) => "-".repeat(n)))];
+  const out = [
+    `ptlab reproduce (cost table ${table.name}${args.quick ? ", --quick: 64 MiB instead of 1 GiB" : ""})`,
+    "",
+    row(head),
+    row(w.map((n) => "-".repeat(n))),
+  ];
   for (const r of body) out.push(row(r));
   out.push("", "Sources:");
   for (const s of [...new Set(lines.map((l) => `  ${l.experiment}: ${l.source}`))]) out.push(s);

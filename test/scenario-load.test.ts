@@ -352,8 +352,18 @@ describe("parseScenario: errors", () => {
 
   it("explains bad scalar values, at the value", () => {
     fails("name: t\nmachine: { arch: riscv }\nsteps: []\n", 2, 18, 'machine.arch: expected "x86_64" or "arm64", got "riscv"');
-    fails("name: t\nmachine: { mthp: { 48K: always } }\nsteps: []\n", 2, 18, "machine.mthp: expected mTHP sizes as keys, from 16K, 32K, 64K, 128K, 256K, 512K, 1024K");
-    fails("name: t\nmachine: { arm64: { granule: 64 } }\nsteps: []\n", 2, 30, "machine.arm64.granule: expected 4 (16K and 64K granules are not modelled in the mm layer), got 64");
+    fails(
+      "name: t\nmachine: { mthp: { 48K: always } }\nsteps: []\n",
+      2,
+      18,
+      "machine.mthp: expected mTHP sizes as keys, from 16K, 32K, 64K, 128K, 256K, 512K, 1024K",
+    );
+    fails(
+      "name: t\nmachine: { arm64: { granule: 64 } }\nsteps: []\n",
+      2,
+      30,
+      "machine.arm64.granule: expected 4 (16K and 64K granules are not modelled in the mm layer), got 64",
+    );
     fails("name: t\nmachine: { cpus: 65 }\nsteps: []\n", 2, 18, "machine.cpus: expected an integer from 1 to 64, got 65");
     fails("name: t\nmachine: { levels: 3 }\nsteps: []\n", 2, 20, "machine.levels: expected 4 or 5, got 3");
     fails("name: t\nmachine: { thp: sometimes }\nsteps: []\n", 2, 17, "machine.thp: expected one of never, madvise, always");

@@ -56,10 +56,10 @@ export function modelledCycles(c: Counters, t: CostTable = DEFAULT_COST_TABLE): 
 // Validates a user-supplied table (parsed JSON): returns an error message or
 // the table.
 export function parseCostTable(v: unknown, known: readonly string[]): CostTable | string {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return "expected a JSON object with \"name\" and \"cycles\"";
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return 'expected a JSON object with "name" and "cycles"';
   const o = v as Record<string, unknown>;
-  if (typeof o.name !== "string") return "expected \"name\": a string";
-  if (typeof o.cycles !== "object" || o.cycles === null || Array.isArray(o.cycles)) return "expected \"cycles\": an object of counter name -> cycles";
+  if (typeof o.name !== "string") return 'expected "name": a string';
+  if (typeof o.cycles !== "object" || o.cycles === null || Array.isArray(o.cycles)) return 'expected "cycles": an object of counter name -> cycles';
   const cycles: Partial<Record<CounterName, number>> = {};
   for (const [k, w] of Object.entries(o.cycles as Record<string, unknown>)) {
     if (!known.includes(k)) return `cycles: unknown counter "${k}" (known: ${known.join(", ")})`;

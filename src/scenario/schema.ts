@@ -294,7 +294,9 @@ export const machineSchema = z.strictObject({
     .describe("Anon mTHP sizes: /sys/kernel/mm/transparent_hugepage/hugepages-<size>/enabled"),
   arm64: z
     .strictObject({
-      granule: z.literal(4, { error: (iss) => `expected 4 (16K and 64K granules are not modelled in the mm layer), got ${describeValue(iss.input)}` }).default(4),
+      granule: z
+        .literal(4, { error: (iss) => `expected 4 (16K and 64K granules are not modelled in the mm layer), got ${describeValue(iss.input)}` })
+        .default(4),
       va_bits: z.literal([39, 48], expected("39 or 48")).default(48),
       hafdbs: bool.default(true).describe("FEAT_HAFDBS: hardware access flag and dirty state"),
       tlbi_range: bool.default(true).describe("FEAT_TLBIRANGE"),

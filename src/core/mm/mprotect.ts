@@ -86,7 +86,17 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
 }
 
 // prot_commit_flush_ptes(): commit n entries starting idx into the batch.
-function protCommitFlushPtes(tlb: MmuGather, addr: number, e: Float64Array, i: number, oldpte: number, ptent: number, n: number, idx: number, setWrite: boolean): void {
+function protCommitFlushPtes(
+  tlb: MmuGather,
+  addr: number,
+  e: Float64Array,
+  i: number,
+  oldpte: number,
+  ptent: number,
+  n: number,
+  idx: number,
+  setWrite: boolean,
+): void {
   const m = tlb.m;
   const A = m.arch;
   const a = addr + idx * 4096;
