@@ -6,8 +6,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { parseScenario } from "../scenario/load.js";
 import { type Scenario, ScenarioError } from "../scenario/types.js";
-import { Runner, ViolationError } from "../run/runner.js";
-import { snapshotCounters } from "../core/counters.js";
+import { Runner } from "../run/runner.js";
 import { countersJson, formatRows, formatTotals, rowsJson } from "./format.js";
 import { diffKernel } from "./diff-kernel.js";
 import { cmdReplay, parseTouch } from "./replay.js";
@@ -82,16 +81,7 @@ export function cmdRun(
     ...(o.mthp !== undefined ? { mthp: o.mthp } : {}),
     ...(o.arm64 !== undefined ? { arm64: o.arm64 } : {}),
   });
-  let violations: string[] = [];
-  let totals = snapshotCounters(r.m.counters);
-  try {
-    r.runAll();
-    totals = snapshotCounters(r.m.counters);
-    violations = r.finish().map((v) => `[${v.invariant}] ${v.message}`);
-  } catch (e) {
-    if (!(e instanceof ViolationError)) throw e;
-    violations = e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`);
-  }
+  const { totals, violations } = r.runToEnd();
   if (o.json) {
     process.stdout.write(
       `${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, reports: rowsJson(r.rows), totals: countersJson(totals), violations }, null, 2)}\n`,

@@ -1,8 +1,8 @@
 // ptlab workload NAME [--param k=v ...] [--json]: runs a built-in workload
 // with the same output as `ptlab run`; --list lists them with parameters.
 
-import { snapshotCounters } from "../core/counters.js";
-import { Runner, ViolationError } from "../run/runner.js";
+import type { Counters } from "../core/counters.js";
+import { Runner } from "../run/runner.js";
 import { formatParams, instantiate, listWorkloads, UsageError } from "../workloads/index.js";
 import { splitParam } from "../workloads/params.js";
 import { countersJson, formatRows, formatTotals, rowsJson } from "./format.js";
@@ -51,18 +51,13 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
     const w = instantiate(name, parseParamList(o.param));
     const progress = createProgress({ enabled: o.progress });
     const r = new Runner(w.scenario, { checkInvariants: o.check, ...w.options, onStep: progress.run(`workload ${name}`) });
-    let violations: string[] = [];
-    let totals = snapshotCounters(r.m.counters);
+    let res: { totals: Counters; violations: string[] };
     try {
-      r.runAll();
-      totals = snapshotCounters(r.m.counters);
-      violations = r.finish().map((v) => `[${v.invariant}] ${v.message}`);
-    } catch (e) {
-      if (!(e instanceof ViolationError)) throw e;
-      violations = e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`);
+      res = r.runToEnd();
     } finally {
       progress.stop();
     }
+    const { totals, violations } = res;
     const params = formatParams(w.def, w.params);
     const sc = w.scenario;
     if (o.json) {

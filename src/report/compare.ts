@@ -6,8 +6,8 @@
 // counter added to the model (or a cost figure from a cost hook) shows up as a
 // new row without changes here.
 
-import { Counters, type CounterName, snakeCase, snapshotCounters } from "../core/counters.js";
-import { type ReportRow, type RunOptions, Runner, ViolationError } from "../run/runner.js";
+import { Counters, type CounterName, snakeCase } from "../core/counters.js";
+import { type ReportRow, type RunOptions, Runner } from "../run/runner.js";
 import type { Scenario } from "../scenario/types.js";
 
 export interface ConfigSpec {
@@ -77,17 +77,7 @@ export function runConfig(sc: Scenario, config: ConfigSpec, base: RunOptions, on
   if (base.mthp && config.options.mthp === undefined) opts.mthp = base.mthp;
   const r = new Runner(sc, opts);
   const notes = unapplied(r, opts);
-  let violations: string[] = [];
-  let totals = snapshotCounters(r.m.counters);
-  try {
-    r.runAll();
-    totals = snapshotCounters(r.m.counters);
-    violations = r.finish().map((v) => `[${v.invariant}] ${v.message}`);
-  } catch (e) {
-    if (!(e instanceof ViolationError)) throw e;
-    totals = snapshotCounters(r.m.counters);
-    violations = e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`);
-  }
+  const { totals, violations } = r.runToEnd();
   const figures = { ...runFigures(r.rows), ...costHook(totals, config.costFile) };
   return { config, rows: r.rows, totals, figures, violations, notes };
 }

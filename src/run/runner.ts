@@ -347,6 +347,20 @@ export class Runner {
   }
 
   // Tear down what is left and check for leaks.
+  // Runs every step and the implicit teardown. Returns the counters as they
+  // stood before the teardown (or when a violation stopped the run) and the
+  // violations as printable lines.
+  runToEnd(): { totals: Counters; violations: string[] } {
+    try {
+      this.runAll();
+      const totals = snapshotCounters(this.m.counters);
+      return { totals, violations: this.finish().map((v) => `[${v.invariant}] ${v.message}`) };
+    } catch (e) {
+      if (!(e instanceof ViolationError)) throw e;
+      return { totals: snapshotCounters(this.m.counters), violations: e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`) };
+    }
+  }
+
   finish(): Violation[] {
     for (const p of this.procs.values()) if (p.mm.alive) this.exitProcess(p);
     return this.m.config.checkInvariants ? checkLeaks(this.m) : [];

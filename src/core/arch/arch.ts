@@ -110,5 +110,24 @@ export interface Arch {
   pteBatchHint(e: Float64Array, i: number, pte: number): number;
 }
 
+// The PTE-level hooks above, as one set an architecture provides.
+export type PteHooks = Pick<
+  Arch,
+  | "setPtes"
+  | "ptepGet"
+  | "ptepGetLockless"
+  | "ptepGetAndClearFull"
+  | "getAndClearFullPtes"
+  | "clearFullPtes"
+  | "wrprotectPtes"
+  | "ptepSetWrprotect"
+  | "modifyProtStartPtes"
+  | "modifyProtCommitPtes"
+  | "ptepSetAccessFlags"
+  | "ptepTestAndClearYoung"
+  | "clearYoungDirtyPtes"
+  | "pteBatchHint"
+>;
+
 export const CYD_YOUNG = 1;
 export const CYD_DIRTY = 2;

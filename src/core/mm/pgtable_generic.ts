@@ -6,27 +6,9 @@
 // ptep_get_and_clear(), a plain load and store for the fullmm case, a locked
 // clear_bit for ptep_set_wrprotect().
 
-import type { Arch } from "../arch/arch.js";
+import type { Arch, PteHooks } from "../arch/arch.js";
 import { CYD_DIRTY, CYD_YOUNG } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
-
-type PteHooks = Pick<
-  Arch,
-  | "setPtes"
-  | "ptepGet"
-  | "ptepGetLockless"
-  | "ptepGetAndClearFull"
-  | "getAndClearFullPtes"
-  | "clearFullPtes"
-  | "wrprotectPtes"
-  | "ptepSetWrprotect"
-  | "modifyProtStartPtes"
-  | "modifyProtCommitPtes"
-  | "ptepSetAccessFlags"
-  | "ptepTestAndClearYoung"
-  | "clearYoungDirtyPtes"
-  | "pteBatchHint"
->;
 
 type Enc = Pick<Arch, "pteDirty" | "pteYoung" | "pteMkdirty" | "pteMkyoung" | "pteMkold" | "pteMkclean" | "pteWrprotect" | "pteAdvancePfn" | "pteWrite">;
 

@@ -32,28 +32,12 @@
 
 import type { Machine, Violation } from "../../machine.js";
 import type { Mm } from "../../mm/types.js";
-import { CYD_DIRTY, CYD_YOUNG, type Arch } from "../arch.js";
+import { CYD_DIRTY, CYD_YOUNG, type Arch, type PteHooks } from "../arch.js";
 import * as P from "./pgtable.js";
 import type { Arm64Encoding } from "./pgtable.js";
 import { flushTlbPage, flushTlbRangeArm64 } from "./tlbflush.js";
 
-export type PteHooks = Pick<
-  Arch,
-  | "setPtes"
-  | "ptepGet"
-  | "ptepGetLockless"
-  | "ptepGetAndClearFull"
-  | "getAndClearFullPtes"
-  | "clearFullPtes"
-  | "wrprotectPtes"
-  | "ptepSetWrprotect"
-  | "modifyProtStartPtes"
-  | "modifyProtCommitPtes"
-  | "ptepSetAccessFlags"
-  | "ptepTestAndClearYoung"
-  | "clearYoungDirtyPtes"
-  | "pteBatchHint"
->;
+export type { PteHooks };
 
 // TLBI level hint for a last-level (PTE) flush: asm/tlbflush.h level 3.
 const TLBI_LEVEL_PTE = 3;
