@@ -56,6 +56,7 @@ describe("parseScenario: valid input", () => {
         ptReclaim: true,
         variants: {},
         seed: 1,
+        nowaitAllocFails: false,
       },
       processes: [{ name: "p0", threads: [{ name: "t0", cpu: 0 }] }],
       steps: [],
@@ -76,6 +77,7 @@ describe("parseScenario: valid input", () => {
       ptReclaim: true,
       variants: { gather_nested: "fixed" },
       seed: 1,
+      nowaitAllocFails: false,
     });
     assert.deepEqual(s.processes, [
       {
@@ -317,7 +319,7 @@ describe("parseScenario: errors", () => {
   it("names unknown keys with the expected ones", () => {
     const e = fails(withSteps("- mmap: { region: A, sise: 4K }"), 3, 24, "");
     assert.equal(e.message, 'unknown key "sise" in mmap step (expected one of: region, size, prot, flags, addr, file, offset, thread)');
-    fails("name: t\nstpes: []\n", 2, 1, 'unknown key "stpes" at top level (expected one of: name, description, machine, processes, steps)');
+    fails("name: t\nstpes: []\n", 2, 1, 'unknown key "stpes" at top level (expected one of: name, description, machine, processes, steps, concurrent, explore)');
     fails("name: t\nmachine:\n  cpu: 2\nsteps: []\n", 3, 3, 'unknown key "cpu" in machine');
     fails("name: t\nprocesses: [{ name: p, thread: [] }]\nsteps: []\n", 2, 24, 'unknown key "thread" in process');
     fails("name: t\nprocesses: [{ name: p, threads: [{ name: x, cpus: 1 }] }]\nsteps: []\n", 2, 45, 'unknown key "cpus" in thread');

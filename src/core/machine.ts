@@ -3,6 +3,7 @@
 // Kconfig options, named historical variants) the kernel code consults.
 
 import type { Arch } from "./arch/arch.js";
+import type { Interleaver } from "./sync.js";
 import { checkFreedFrames } from "./check.js";
 import { Counters } from "./counters.js";
 import { CONFLICT_OA, CONFLICT_OA_OR_SIZE, Tlb } from "./hw/tlb.js";
@@ -35,6 +36,12 @@ export const VARIANTS = {
   // zap_pte_range(): "batched" (folio_pte_batch() + clear_full_ptes(), v6.10
   // on) or "off" (one ptep_get_and_clear_full() and one gather slot per page).
   zap_batching: ["batched", "off"],
+  // How unlinked page tables are freed: "rcu" (call_rcu(), what PT reclaim
+  // needs; x86 since 718b13861d22) or "semi-rcu" (freed right after the TLB
+  // flush and a synchronous IPI, as x86 did before: safe against GUP-fast,
+  // which runs with IRQs off, but not against pte_offset_map() readers under
+  // rcu_read_lock()).
+  table_free: ["rcu", "semi-rcu"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -54,6 +61,10 @@ export interface MachineConfig {
   mthp: Record<number, "always" | "madvise" | "inherit">;
   arm64: Arm64Features;
   checkInvariants: boolean;
+  // GFP_NOWAIT allocations fail (memory pressure): mmu_gather gets no batch
+  // pages beyond its embedded bundle, so zap_pte_range() flushes and breaks
+  // out every MMU_GATHER_BUNDLE pages.
+  nowaitAllocFails: boolean;
 }
 
 // arm64 CPU features and configuration (ID registers, Kconfig).
@@ -81,11 +92,13 @@ export function defaultConfig(): MachineConfig {
       contpte_lockless: "retry",
       mprotect_batching: "fixed",
       zap_batching: "batched",
+      table_free: "rcu",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},
     arm64: { granule: 4, vaBits: 48, hafdbs: true, tlbiRange: true, bbml2NoAbort: false, asidBits: 16 },
     checkInvariants: true,
+    nowaitAllocFails: false,
   };
 }
 
@@ -132,6 +145,7 @@ export class Machine {
   // Set by the concurrency explorer; kernel paths yield at interleaving points
   // only when it is true, so sequential runs pay one branch per point.
   interleave = false;
+  il: Interleaver | null = null; // installed together with interleave
   // Violations found while a kernel path ran (checks that must look at the
   // moment something happens, not at the end of a step).
   violations: Violation[] = [];

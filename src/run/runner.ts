@@ -13,9 +13,9 @@ import { doMadvise } from "../core/mm/madvise.js";
 import { doBrk, doMmap, doMremap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
 import { doMprotect } from "../core/mm/mprotect.js";
 import { dupMmap } from "../core/mm/fork.js";
-import { run } from "../core/mm/memory.js";
+import { type KGen, run } from "../core/mm/memory.js";
 import type { Mm } from "../core/mm/types.js";
-import { type MachineSpec, type Scenario, ScenarioError, type Step } from "../scenario/types.js";
+import { type ForkStep, type MachineSpec, type Scenario, ScenarioError, type Step } from "../scenario/types.js";
 
 export interface Figures {
   vmpte_kb: number;
@@ -40,7 +40,7 @@ export class ViolationError extends Error {
   }
 }
 
-interface Proc {
+export interface Proc {
   name: string;
   mm: Mm;
   regions: Map<string, { start: number; len: number }>;
@@ -84,6 +84,7 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   cfg.zeroPage = opts.zeroPage ?? true;
   cfg.ptReclaim = opts.ptReclaim ?? spec.ptReclaim;
   cfg.checkInvariants = opts.checkInvariants ?? true;
+  cfg.nowaitAllocFails = spec.nowaitAllocFails ?? false;
   if (opts.thp !== undefined) cfg.thp = opts.thp;
   cfg.mthp = { ...(opts.mthp ?? spec.mthp ?? {}) };
   if (spec.arm64 !== undefined) {
@@ -133,7 +134,7 @@ export class Runner {
     this.last = snapshotCounters(this.m.counters);
   }
 
-  private err(step: Step, msg: string): ScenarioError {
+  err(step: Step, msg: string): ScenarioError {
     return new ScenarioError(this.sc.file, step.pos.line, step.pos.col, msg);
   }
 
@@ -145,14 +146,14 @@ export class Runner {
   }
 
   // Enter the kernel on the thread's CPU with its mm loaded.
-  private enter(step: Step, p: Proc): number {
+  enter(step: Step, p: Proc): number {
     const c = this.threadCpu.get(step.thread) as number;
     this.m.curCpu = c;
     this.m.arch.switchMm(this.m, c, p.mm);
     return c;
   }
 
-  private range(step: Step & { region: string; offset: number; length?: number }, p: Proc, base: number): [number, number] {
+  range(step: Step & { region: string; offset: number; length?: number }, p: Proc, base: number): [number, number] {
     const r = p.regions.get(step.region);
     if (r === undefined) throw this.err(step, `unknown region "${step.region}" in process ${p.name} (known: ${[...p.regions.keys()].join(", ") || "none"})`);
     const off = step.offset + base;
@@ -285,12 +286,7 @@ export class Runner {
         const p = this.procOf(step);
         this.enter(step, p);
         if (this.procs.has(step.child)) throw this.err(step, `process "${step.child}" already exists`);
-        const mm = dupMmap(m, p.mm);
-        mm.threads = 1;
-        const regions = new Map(p.regions);
-        this.procs.set(step.child, { name: step.child, mm, regions, threads: [step.childThread] });
-        this.threadCpu.set(step.childThread, step.cpu);
-        this.threadProc.set(step.childThread, step.child);
+        this.addChild(step, p, dupMmap(m, p.mm));
         return;
       }
       case "exit": {
@@ -304,23 +300,37 @@ export class Runner {
         return;
       case "repeat":
         return;
+      case "lockless":
+        throw this.err(step, "lockless readers run only under `ptlab explore` (put the step in `concurrent`)");
     }
+  }
+
+  // The child of a fork step, with the parent's regions.
+  addChild(step: ForkStep, p: Proc, mm: Mm): void {
+    mm.threads = 1;
+    const regions = new Map(p.regions);
+    this.procs.set(step.child, { name: step.child, mm, regions, threads: [step.childThread] });
+    this.threadCpu.set(step.childThread, step.cpu);
+    this.threadProc.set(step.childThread, step.child);
   }
 
   // do_exit() -> exit_mm() -> mmput() -> exit_mmap(), on the CPU of the
   // process's first thread, which is lazy by then.
   exitProcess(p: Proc): void {
+    run(this.exitProcessGen(p));
+    this.m.rcuGracePeriod();
+  }
+  *exitProcessGen(p: Proc): KGen {
     const m = this.m;
     const c = this.threadCpu.get(p.threads[0] as string) ?? 0;
     m.curCpu = c;
     m.arch.switchMm(m, c, p.mm);
     for (const cpu of m.cpus) if (cpu.loadedMm === p.mm) cpu.running = null;
-    run(exitMmap(m, p.mm));
+    yield* exitMmap(m, p.mm);
     for (const cpu of m.cpus) if (cpu.loadedMm === p.mm) m.arch.switchMm(m, cpu.id, null);
     m.tables.free(p.mm.pgd);
     m.counters.ptFree++;
     p.mm.alive = false;
-    m.rcuGracePeriod();
   }
 
   figures(mm: Mm): Figures {

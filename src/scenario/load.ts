@@ -11,7 +11,7 @@
 
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, type Pair, parseDocument } from "yaml";
 import type * as z from "zod";
-import { describeValue, machineSchema, OPS, type Op, processSchema, scenarioSchema, stepArgs, threadSchema } from "./schema.js";
+import { describeValue, exploreSchema, machineSchema, OPS, type Op, processSchema, scenarioSchema, stepArgs, threadSchema } from "./schema.js";
 import { type MachineSpec, type MthpPolicy, type MmapFlag, type ProcessSpec, type Scenario, ScenarioError, type SourcePos, type Step } from "./types.js";
 
 /** Parses and validates a scenario; throws exactly one ScenarioError on any bad input. */
@@ -99,6 +99,11 @@ class Loader {
       },
       processes: (n, p) => this.list(n, p, "process", 1, (item, ip) => this.process(item, ip)),
       steps: (n, p) => this.list(n, p, "step", 0, (item, ip) => this.step(item, ip), true),
+      concurrent: (n, p) => this.list(n, p, "step", 1, (item, ip) => this.step(item, ip), true),
+      explore: (n, p) => {
+        const f = this.map(n, exploreSchema.shape, "in explore", p);
+        return f.ok ? f.values : BAD;
+      },
     });
     const v = top.values as {
       name?: string;
@@ -106,6 +111,8 @@ class Loader {
       machine?: z.output<typeof machineSchema>;
       processes?: RawProcess[];
       steps?: RawStep[];
+      concurrent?: RawStep[];
+      explore?: z.output<typeof exploreSchema>;
     };
 
     // Pass 2, on whatever parts are valid, so that an error early in the
@@ -113,6 +120,7 @@ class Loader {
     const sem = new Semantics((pos, msg) => this.errors.push({ pos, message: msg }), v.machine?.cpus, this.pos(root));
     const processes = sem.declare(v.processes);
     const steps = sem.steps(v.steps ?? []);
+    const concurrent = v.concurrent === undefined ? undefined : sem.steps(v.concurrent);
 
     const first = this.errors.reduce<(typeof this.errors)[number] | undefined>(
       (best, e) => (!best || e.pos.line < best.pos.line || (e.pos.line === best.pos.line && e.pos.col < best.pos.col) ? e : best),
@@ -135,8 +143,14 @@ class Loader {
       ptReclaim: m.pt_reclaim,
       variants: { ...m.variants },
       seed: m.seed,
+      nowaitAllocFails: m.nowait_alloc_fails,
     };
-    return { file: this.file, name: v.name!, description: v.description!, machine, processes: processes!, steps };
+    const sc: Scenario = { file: this.file, name: v.name!, description: v.description!, machine, processes: processes!, steps };
+    if (concurrent !== undefined) sc.concurrent = concurrent;
+    const x = v.explore;
+    if (x !== undefined)
+      sc.explore = { preemptions: x.preemptions, maxSteps: x.max_steps, variant: { ...x.variant }, ...(x.expect !== undefined ? { expect: x.expect } : {}) };
+    return sc;
   }
 
   private process(node: unknown, path: string): RawProcess | Bad {
@@ -372,6 +386,7 @@ const builders: { [K in Op]: Builder<K> } = {
   brk: (a, base) => ({ op: "brk", ...base, delta: a.delta, ...(a.region !== undefined ? { region: a.region } : {}) }),
   fork: (a, base, cx) => cx.sem.fork(a, base, cx),
   exit: (a, base, cx) => cx.sem.exit(a, base, cx),
+  lockless: (a, base) => ({ op: "lockless", ...base, region: a.region, offset: a.offset, via: a.via }),
   report: (a, base, cx) => {
     const n = cx.sem.countReport();
     return { op: "report", ...base, label: a.label ?? `report ${n}` };

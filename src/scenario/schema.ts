@@ -15,7 +15,7 @@ export const MAX_REPEAT = 10_000_000;
 /** Addresses must lie below 2^57, the top of a 5-level x86-64 address space. */
 export const ADDR_LIMIT = 2 ** 57;
 
-export const OPS = ["mmap", "touch", "read", "madvise", "mprotect", "munmap", "mremap", "brk", "fork", "exit", "report", "repeat"] as const;
+export const OPS = ["mmap", "touch", "read", "madvise", "mprotect", "munmap", "mremap", "brk", "fork", "exit", "report", "repeat", "lockless"] as const;
 export type Op = (typeof OPS)[number];
 
 export const MMAP_FLAGS = ["private", "shared", "anonymous", "fixed", "populate", "noreserve"] as const satisfies readonly MmapFlag[];
@@ -243,6 +243,17 @@ export const stepArgs = {
     child_thread: nameSchema.optional().describe(`Name of the child's thread; default "<child>.t0"`),
   }),
   exit: z.strictObject({ process: nameSchema, thread: threadRef }),
+  lockless: z
+    .strictObject({
+      region: nameSchema.describe("Region name bound by an earlier mmap"),
+      offset: pageOffsetSchema.prefault(0),
+      via: z
+        .enum(["rcu", "gup_fast"], expected(`"rcu" or "gup_fast"`))
+        .default("rcu")
+        .describe("rcu: pte_offset_map() under rcu_read_lock(); gup_fast: IRQs disabled"),
+      thread: threadRef,
+    })
+    .describe("A lockless page-table reader (explore only): walks to the PTE and reads it with ptep_get_lockless()"),
   report: z.strictObject({
     label: text.optional().describe(`Default "report N", N counting report steps in document order`),
     thread: threadRef,
@@ -310,6 +321,7 @@ export const machineSchema = z.strictObject({
     .default({})
     .describe("Historical kernel behaviour variants: name -> selected value"),
   seed: z.int(expected("an integer >= 0")).min(0, expected("an integer >= 0")).default(1),
+  nowait_alloc_fails: bool.default(false).describe("GFP_NOWAIT allocations fail (memory pressure): mmu_gather keeps only its 8-entry embedded batch"),
 });
 
 export const threadSchema = z.strictObject({
@@ -322,6 +334,18 @@ export const processSchema = z.strictObject({
   threads: z.array(threadSchema).min(1).optional().describe(`Default: one thread "<process>.t0" on CPU 0`),
 });
 
+export const exploreSchema = z
+  .strictObject({
+    preemptions: intIn(0, 20).default(2).describe("Exhaustive mode: at most this many preemptions per execution"),
+    max_steps: intIn(1, 1_000_000).default(5000).describe("Steps per execution before it is cut off"),
+    variant: z
+      .record(z.string(), z.string(expected("a string")), expected("a mapping of variant names to values"))
+      .default({})
+      .describe("The historical code path this scenario is about (the catalogue expects a counterexample with it)"),
+    expect: nameSchema.optional().describe("Invariant the variant is expected to break"),
+  })
+  .describe("Settings for ptlab explore");
+
 export const DEFAULT_PROCESSES = [{ name: "p0", threads: [{ name: "t0", cpu: 0 }] }];
 
 export const scenarioSchema = z
@@ -331,6 +355,8 @@ export const scenarioSchema = z
     machine: machineSchema.prefault({}),
     processes: z.array(processSchema).min(1).default(DEFAULT_PROCESSES),
     steps: z.array(stepSchema),
+    concurrent: z.array(stepSchema).optional().describe("Steps run concurrently by `ptlab explore` after `steps`: each thread runs its own steps in order"),
+    explore: exploreSchema.optional(),
   })
   .meta({ title: "ptlab scenario", description: "A ptlab scenario file (see docs/scenario-format.md)" });
 

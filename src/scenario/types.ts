@@ -37,6 +37,7 @@ export interface MachineSpec {
   // Named historical variants: variant name -> selected value.
   variants: Record<string, string>;
   seed: number;
+  nowaitAllocFails?: boolean;
 }
 
 export interface ThreadSpec {
@@ -115,6 +116,12 @@ export interface ExitStep extends StepBase {
   op: "exit";
   process: string;
 }
+export interface LocklessStep extends StepBase {
+  op: "lockless";
+  region: string;
+  offset: number;
+  via: "rcu" | "gup_fast";
+}
 export interface ReportStep extends StepBase {
   op: "report";
   label: string;
@@ -127,7 +134,26 @@ export interface RepeatStep extends StepBase {
   steps: Step[];
 }
 
-export type Step = MmapStep | MunmapStep | MprotectStep | MadviseStep | TouchStep | MremapStep | BrkStep | ForkStep | ExitStep | ReportStep | RepeatStep;
+export type Step =
+  | MmapStep
+  | MunmapStep
+  | MprotectStep
+  | MadviseStep
+  | TouchStep
+  | MremapStep
+  | BrkStep
+  | ForkStep
+  | ExitStep
+  | ReportStep
+  | RepeatStep
+  | LocklessStep;
+
+export interface ExploreSpec {
+  preemptions: number;
+  maxSteps: number;
+  variant: Record<string, string>;
+  expect?: string;
+}
 
 export interface Scenario {
   file: string; // path as given, for error messages
@@ -136,6 +162,8 @@ export interface Scenario {
   machine: MachineSpec;
   processes: ProcessSpec[];
   steps: Step[];
+  concurrent?: Step[]; // run by the explorer, one sequence per thread
+  explore?: ExploreSpec;
 }
 
 // An input error with a position; the CLI prints `file:line:col: message` and exits 2.

@@ -79,8 +79,9 @@ export interface Arch {
   // gathered over a contiguous block).
   ptepGet(m: Machine, e: Float64Array, i: number): number;
   // ptep_get_lockless(): the same without the PTL (arm64 retries until it
-  // sees a consistent block).
-  ptepGetLockless(m: Machine, e: Float64Array, i: number): number;
+  // sees a consistent block). A generator: its loads are interleaving points
+  // under the explorer; sequential callers drive it with run().
+  ptepGetLockless(m: Machine, e: Float64Array, i: number): Generator<number, number, void>;
   // ptep_get_and_clear_full(): clear one entry and return its old value.
   ptepGetAndClearFull(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, full: boolean): number;
   // get_and_clear_full_ptes(): clear nr entries of one folio; returns the

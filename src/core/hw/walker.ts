@@ -11,41 +11,18 @@ import { run } from "../mm/memory.js";
 import type { Mm } from "../mm/types.js";
 import { idxAt } from "../mm/walk.js";
 import { TLB_D, TLB_W } from "./tlb.js";
+import { type Interleaver, LK_MMAP, site } from "../sync.js";
+
+const S_FAULT_MMAP = site("lock_mm_and_find_vma", "take mmap_lock for reading");
+const S_FAULT_RETURN = site("exc_page_fault", "return to user space and retry the access");
 
 export type AccessResult = "ok" | "segv";
 
 const MAX_FAULT_RETRIES = 4;
 
 export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: boolean): AccessResult {
-  const cpu = m.cpus[c]!;
-  if (cpu.running !== mm || cpu.loadedMm !== mm) m.arch.switchMm(m, c, mm);
-  const vpn = Math.floor(addr / 4096);
-  const tlb = cpu.tlb;
-  const asid = cpu.asid;
   for (let attempt = 0; attempt < MAX_FAULT_RETRIES; attempt++) {
-    let i = tlb.lookup(vpn, asid);
-    let perm = -1;
-    if (i >= 0) perm = tlb.perm[i] as number;
-    else {
-      const h = tlb.lookupHuge(vpn, asid);
-      if (h >= 0) {
-        i = -2 - h;
-        perm = tlb.hperm[h] as number;
-      }
-    }
-    if (perm >= 0) {
-      if (!write || (perm & (TLB_W | TLB_D)) === (TLB_W | TLB_D)) {
-        m.counters.tlbHits++;
-        return "ok";
-      }
-      // A write through a clean writable entry re-walks to set D; a write
-      // through a read-only entry faults. Either way the entry is replaced.
-      if (i >= 0) tlb.tag[i] = 0;
-      else tlb.htag[-2 - i] = 0;
-    }
-    m.counters.tlbMisses++;
-    const r = walk(m, c, mm, vpn, write);
-    if (r) return "ok";
+    if (translate(m, c, mm, addr, write)) return "ok";
     // Page fault.
     const vma = mm.findVma(addr);
     if (vma === null || !accessAllowed(vma, write)) return "segv";
@@ -54,6 +31,60 @@ export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: b
     if (fr === "segv") return "segv";
   }
   throw new Error(`model bug: access at 0x${addr.toString(16)} still faults after ${MAX_FAULT_RETRIES} tries`);
+}
+
+// The same access as the explorer runs it: the translation is one atomic
+// hardware step; a fault takes mmap_lock for reading (lock_mm_and_find_vma(),
+// standing in for the per-VMA lock) and runs the fault path, whose points
+// interleave; then the access is retried.
+export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, write: boolean): Generator<number, AccessResult, void> {
+  const il = m.il as Interleaver;
+  for (;;) {
+    if (translate(m, c, mm, addr, write)) return "ok";
+    yield il.lock(LK_MMAP, mm.id, false, S_FAULT_MMAP);
+    const vma = mm.findVma(addr);
+    if (vma === null || !accessAllowed(vma, write)) {
+      il.unlock(LK_MMAP, mm.id);
+      return "segv";
+    }
+    m.curCpu = c;
+    const fr = yield* handleMmFault(m, mm, vma, addr, write);
+    il.unlock(LK_MMAP, mm.id);
+    if (fr === "segv") return "segv";
+    yield S_FAULT_RETURN;
+  }
+}
+
+// TLB lookup, else a hardware walk and fill: true if the access completes,
+// false if it raises a page fault.
+export function translate(m: Machine, c: number, mm: Mm, addr: number, write: boolean): boolean {
+  const cpu = m.cpus[c]!;
+  if (cpu.running !== mm || cpu.loadedMm !== mm) m.arch.switchMm(m, c, mm);
+  const vpn = Math.floor(addr / 4096);
+  const tlb = cpu.tlb;
+  const asid = cpu.asid;
+  let i = tlb.lookup(vpn, asid);
+  let perm = -1;
+  if (i >= 0) perm = tlb.perm[i] as number;
+  else {
+    const h = tlb.lookupHuge(vpn, asid);
+    if (h >= 0) {
+      i = -2 - h;
+      perm = tlb.hperm[h] as number;
+    }
+  }
+  if (perm >= 0) {
+    if (!write || (perm & (TLB_W | TLB_D)) === (TLB_W | TLB_D)) {
+      m.counters.tlbHits++;
+      return true;
+    }
+    // A write through a clean writable entry re-walks to set D; a write
+    // through a read-only entry faults. Either way the entry is replaced.
+    if (i >= 0) tlb.tag[i] = 0;
+    else tlb.htag[-2 - i] = 0;
+  }
+  m.counters.tlbMisses++;
+  return walk(m, c, mm, vpn, write);
 }
 
 // Hardware walk and TLB fill; false means a page fault is raised.

@@ -6,7 +6,10 @@
 
 import type { Machine } from "../machine.js";
 import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_memory.js";
-import { type KGen, YIELD_PTE } from "./memory.js";
+import type { KGen } from "./memory.js";
+import { LK_PTL, site } from "../sync.js";
+
+const S_FAULT_LOCK = site("handle_pte_fault", "take the PTE lock");
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
 import { type FileObj, type Mm, PMD_SIZE, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { pmdOffset, pteAlloc } from "./walk.js";
@@ -75,11 +78,28 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
       return "ok";
     }
   }
-  pmdv = m.tables.get(pmdIdx);
   // handle_pte_fault()
   const slot = pteAlloc(m, mm, pmdIdx);
   if (slot < 0) return "retry";
-  if (m.interleave) yield YIELD_PTE;
+  const il = m.il;
+  if (il) {
+    // pte_offset_map_lock(): the table may have been reclaimed meanwhile.
+    pmdv = m.tables.get(pmdIdx);
+    yield il.lock(LK_PTL, slot, true, S_FAULT_LOCK);
+    if (m.tables.get(pmdIdx) !== pmdv) {
+      il.unlock(LK_PTL, slot);
+      return "retry";
+    }
+    const r = handlePteFault(m, mm, vma, slot, addr, write);
+    il.unlock(LK_PTL, slot);
+    return r;
+  }
+  return handlePteFault(m, mm, vma, slot, addr, write);
+}
+
+// The part of handle_pte_fault() that runs under the PTE lock.
+function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): FaultResult {
+  const A = m.arch;
   const e = m.tables.chunkOf(slot);
   const pi = m.tables.base(slot) + ((addr / 4096) & 511);
   const v = A.ptepGet(m, e, pi);

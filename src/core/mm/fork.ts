@@ -4,10 +4,15 @@
 // because its PTEs were write-protected.
 
 import type { Machine } from "../machine.js";
-import { copyPageRange, run } from "./memory.js";
+import { copyPageRange, type KGen, run } from "./memory.js";
 import type { Mm } from "./types.js";
 
 export function dupMmap(m: Machine, oldmm: Mm): Mm {
+  return run(dupMmapGen(m, oldmm));
+}
+
+// The caller holds the parent's mmap_lock for writing.
+export function* dupMmapGen(m: Machine, oldmm: Mm): KGen<Mm> {
   const mm = m.newMm(oldmm.mmapBase);
   mm.startBrk = oldmm.startBrk;
   mm.brk = oldmm.brk;
@@ -15,7 +20,7 @@ export function dupMmap(m: Machine, oldmm: Mm): Mm {
     const nv = vma.clone();
     if (vma.anonVma !== 0) nv.anonVma = m.newAnonVma(); // anon_vma_fork()
     mm.vmas.push(nv);
-    if (vma.anonVma !== 0) run(copyPageRange(m, mm, oldmm, vma));
+    if (vma.anonVma !== 0) yield* copyPageRange(m, mm, oldmm, vma);
   }
   m.arch.flushTlbMm(m, oldmm);
   return mm;

@@ -6,7 +6,11 @@
 import { CYD_DIRTY, CYD_YOUNG } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
 import { splitHugePmd } from "./huge_memory.js";
-import { type KGen, run, unmapSingleVma, walkPmdTables, YIELD_PTE } from "./memory.js";
+import { type KGen, run, unmapSingleVma, walkPmdTables } from "./memory.js";
+import { LK_PTL, site } from "../sync.js";
+
+const S_CLEAN_LOCK = site("madvise_free_pte_range", "take the PTE lock");
+const S_CLEAN_PTE = site("madvise_free_pte_range", "load a PTE");
 import { type MmuGather, tlbFinishMmu, tlbFlushMmuTlbonly, tlbGatherMmu, tlbRemovePmdTlbEntry, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD } from "./pgtable.js";
 import { PG_ANON, PG_DIRTY, PG_SWAPBACKED } from "./physmem.js";
@@ -56,12 +60,24 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
     }
     if (v !== 0 && A.entryIsTable(v)) {
       const slot = T.slotOfPfn(A.ptePfn(v));
+      const il = m.il;
+      if (il) {
+        yield il.lock(LK_PTL, slot, true, S_CLEAN_LOCK);
+        if (T.get(pmdIdx) !== v) {
+          il.unlock(LK_PTL, slot);
+          addr = next;
+          continue;
+        }
+      }
       const e = T.chunkOf(slot);
       let i = T.base(slot) + ((addr / 4096) & 511);
       for (let a = addr; a < next; a += 4096, i++) {
-        if (m.interleave) yield YIELD_PTE;
-        const x = A.ptepGet(m, e, i);
+        let x = A.ptepGet(m, e, i);
         if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
+        if (il) {
+          yield S_CLEAN_PTE;
+          x = A.ptepGet(m, e, i);
+        }
         const pfn = A.ptePfn(x);
         const head = phys.folioHead(pfn);
         if (free) {
@@ -74,18 +90,25 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
           tlbRemoveTlbEntries(tlb, a, 1);
         }
       }
+      if (il) il.unlock(LK_PTL, slot);
     }
     addr = next;
   }
 }
 
 export function doMadvise(m: Machine, mm: Mm, start: number, len: number, advice: Advice): void {
+  run(madvise(m, mm, start, len, advice));
+}
+
+// madvise_do_behavior() for one call (the caller holds mmap_lock as
+// madvise_need_mmap_write() says).
+export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice: Advice): KGen {
   const end = start + Math.ceil(len / 4096) * 4096;
   switch (advice) {
     case "dontneed": {
       // One gather for the whole call; each VMA zapped with reclaim_pt.
       const tlb = tlbGatherMmu(m, mm);
-      for (const vma of vmasIn(mm, start, end)) run(unmapSingleVma(tlb, vma, start, end, { reclaimPt: true, evenCows: true }));
+      for (const vma of vmasIn(mm, start, end)) yield* unmapSingleVma(tlb, vma, start, end, { reclaimPt: true, evenCows: true });
       tlbFinishMmu(tlb);
       break;
     }
@@ -98,7 +121,7 @@ export function doMadvise(m: Machine, mm: Mm, start: number, len: number, advice
         if (advice === "free" && vma.file !== null) continue;
         const s = Math.max(start, vma.start);
         const e = Math.min(end, vma.end);
-        run(walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => cleanPmdRange(tlb, vma, slot, a, b, advice === "free")));
+        yield* walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => cleanPmdRange(tlb, vma, slot, a, b, advice === "free"));
         tlbFlushMmuTlbonly(tlb);
       }
       tlbFinishMmu(tlb);

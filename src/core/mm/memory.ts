@@ -8,6 +8,7 @@
 // shared page-table accesses; otherwise the `if (il)` tests are all they cost.
 
 import type { Machine } from "../machine.js";
+import { type Interleaver, LK_PTL, site } from "../sync.js";
 import { freeTableTlb, type MmuGather, tlbFlushMmu, tlbFlushMmuTlbonly, tlbFlushRmaps, tlbRemoveFolioPages, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD, LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM } from "./physmem.js";
@@ -18,9 +19,11 @@ import { accountTable, idxAt, pmdOffset, pteAlloc, SPAN } from "./walk.js";
 
 export type KGen<T = void> = Generator<number, T, void>;
 
-// Interleaving point kinds yielded by kernel paths.
-export const YIELD_PTE = 1;
-export const YIELD_PMD = 2;
+const S_ZAP_MAP = site("zap_pte_range", "pte_offset_map_lock()");
+const S_ZAP_LOCK = site("zap_pte_range", "take the PTE lock");
+const S_ZAP_PTE = site("zap_pte_range", "load a PTE");
+const S_COPY_LOCK = site("copy_pte_range", "take the PTE locks");
+const S_COPY_PTE = site("copy_pte_range", "load a source PTE");
 
 // Runs a kernel path to completion (sequential mode).
 export function run<T>(g: KGen<T>): T {
@@ -92,21 +95,33 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
   for (;;) {
     let forceFlush = false;
     let forceBreak = false;
-    // pte_offset_map_lock()
-    if (il) yield YIELD_PMD;
+    // pte_offset_map_lock(): map the table, take its PTL, re-check the PMD.
+    if (il) yield S_ZAP_MAP;
     const pmdv = T.get(pmdIdx);
     C.pteReads++;
     if (!A.entryIsTable(pmdv)) return end;
     const slot = T.slotOfPfn(A.ptePfn(pmdv));
+    if (il) {
+      yield (m.il as Interleaver).lock(LK_PTL, slot, true, S_ZAP_LOCK);
+      if (T.get(pmdIdx) !== pmdv) {
+        (m.il as Interleaver).unlock(LK_PTL, slot);
+        return end; // the table went away (PT reclaim): nothing left to zap
+      }
+    }
     const e = T.chunkOf(slot);
     let i = T.base(slot) + ((addr / 4096) & 511);
     while (addr !== end) {
-      if (il) yield YIELD_PTE;
-      const v = A.ptepGet(m, e, i);
+      let v = A.ptepGet(m, e, i);
       if (v === 0) {
         i++;
         addr += 4096;
         continue;
+      }
+      // Under the PTL a none entry stays none, so only present ones are
+      // worth a point (hardware and lockless readers act on those).
+      if (il) {
+        yield S_ZAP_PTE;
+        v = A.ptepGet(m, e, i);
       }
       let nr = 1;
       if (A.pteSpecial(v)) {
@@ -158,18 +173,22 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         break;
       }
     }
-    if (canReclaim && directReclaim && addr === end) pmdval = tryGetAndClearPmd(m, pmdIdx);
+    if (canReclaim && directReclaim && addr === end) {
+      pmdval = tryGetAndClearPmd(m, pmdIdx);
+      if (pmdval === 0) directReclaim = false; // the PMD trylock failed
+    }
     if (forceFlush) {
       tlbFlushMmuTlbonly(tlb);
       tlbFlushRmaps(tlb);
     }
     // pte_unmap_unlock()
+    if (il) (m.il as Interleaver).unlock(LK_PTL, slot);
     if (forceFlush) tlbFlushMmu(tlb);
     if (addr === end) break;
   }
   if (canReclaim) {
     if (directReclaim) freePte(tlb, start, pmdval);
-    else tryToFreePte(tlb, pmdIdx, start);
+    else yield* tryToFreePte(tlb, pmdIdx, start);
   }
   return addr;
 }
@@ -322,6 +341,11 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
   const sv = T.get(srcPmdIdx);
   if (!A.entryIsTable(sv)) return;
   const sslot = T.slotOfPfn(A.ptePfn(sv));
+  if (il) {
+    // The child's PTL, then the parent's nested (spin_lock_nested()).
+    yield (m.il as Interleaver).lock(LK_PTL, dslot, true, S_COPY_LOCK);
+    yield (m.il as Interleaver).lock(LK_PTL, sslot, true, S_COPY_LOCK);
+  }
   const es = T.chunkOf(sslot);
   const ed = T.chunkOf(dslot);
   let si = T.base(sslot) + ((addr / 4096) & 511);
@@ -329,13 +353,16 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
   const cow = vma.isCow;
   const shared = vma.isShared;
   while (addr < end) {
-    if (il) yield YIELD_PTE;
-    const v = A.ptepGet(m, es, si);
+    let v = A.ptepGet(m, es, si);
     if (v === 0) {
       si++;
       di++;
       addr += 4096;
       continue;
+    }
+    if (il) {
+      yield S_COPY_PTE;
+      v = A.ptepGet(m, es, si);
     }
     let nr = 1;
     let pte = v;
@@ -370,6 +397,10 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
     si += nr;
     di += nr;
     addr += nr * 4096;
+  }
+  if (il) {
+    (m.il as Interleaver).unlock(LK_PTL, sslot);
+    (m.il as Interleaver).unlock(LK_PTL, dslot);
   }
 }
 

@@ -4,6 +4,7 @@
 // (mm/mremap.c).
 
 import type { Machine } from "../machine.js";
+import { LK_MMAP } from "../sync.js";
 import { folioPteBatch, freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
 import { splitHugePmd } from "./huge_memory.js";
@@ -90,6 +91,9 @@ export function* doMunmap(m: Machine, mm: Mm, start: number, len: number): KGen 
   mm.vmas.splice(first, vmas.length);
   const prev = mm.vmas[first - 1];
   const next = mm.vmas[first];
+  // vms_complete_munmap_vmas(): with the VMAs detached, zap and free page
+  // tables under the read lock (mmap_write_downgrade(), since v4.20).
+  if (m.il) m.il.downgrade(LK_MMAP, mm.id);
   yield* unmapRegion(m, mm, vmas, prev ? prev.end : 0, next ? next.start : 0);
 }
 

@@ -9,6 +9,9 @@ import { growTo } from "../growable.js";
 import type { Machine } from "../machine.js";
 import { TBL_RCU, TBL_UNLINKED } from "./pgtable.js";
 import type { Mm } from "./types.js";
+import { site } from "../sync.js";
+
+const S_TABLE_IPI = site("tlb_remove_table_sync_one", "wait for every CPU to take the IPI");
 
 const MMU_GATHER_BUNDLE = 8; // slots in the embedded first batch
 const MAX_GATHER_BATCH = 510; // slots in a batch page on 4K (PAGE_SIZE - header) / 8
@@ -112,7 +115,7 @@ export function tlbRemoveFolioPages(tlb: MmuGather, headPfn: number, nr: number,
     // tlb_next_batch(): reuse a batch page kept from before, or allocate
     // one, up to MAX_GATHER_BATCH_COUNT.
     if (tlb.batchIndex === tlb.batchCount) {
-      if (tlb.batchCount >= MAX_GATHER_BATCH_COUNT) return true;
+      if (tlb.batchCount >= MAX_GATHER_BATCH_COUNT || tlb.m.config.nowaitAllocFails) return true;
       tlb.batchCount++;
     }
     tlb.batchIndex++;
@@ -167,9 +170,20 @@ export function tlbFlushMmu(tlb: MmuGather): void {
   tlbFlushMmuTlbonly(tlb);
   const m = tlb.m;
   if (tlb.tables.length > 0) {
-    // tlb_table_flush(): call_rcu on the batch.
-    for (const slot of tlb.tables) m.tables.state[slot] = TBL_RCU;
-    for (const slot of tlb.tables) m.rcuPending.push(slot);
+    if (m.config.variants.table_free === "semi-rcu") {
+      // Before 718b13861d22 (x86 native): tables are freed like pages once
+      // the flush IPIs have been acknowledged, which an IRQs-off walker
+      // (GUP-fast) holds off but an rcu_read_lock() reader does not.
+      if (m.il) m.il.ipiSync(S_TABLE_IPI);
+      const pfns = tlb.tables.map((slot) => m.tables.pfn[slot] as number);
+      if (m.config.checkInvariants) m.violations.push(...checkFreedFrames(m, pfns, "page-table free after the flush IPI"));
+      for (const slot of tlb.tables) m.tables.free(slot);
+      m.counters.ptFree += tlb.tables.length;
+    } else {
+      // tlb_table_flush(): call_rcu on the batch.
+      for (const slot of tlb.tables) m.tables.state[slot] = TBL_RCU;
+      for (const slot of tlb.tables) m.rcuPending.push(slot);
+    }
     tlb.tables = [];
   }
   if (tlb.nrPages > 0) {

@@ -5,7 +5,11 @@
 
 import type { Machine } from "../machine.js";
 import { changeHugePmd, splitHugePmd } from "./huge_memory.js";
-import { folioPteBatch, type KGen, run, walkPmdTables, YIELD_PTE } from "./memory.js";
+import { folioPteBatch, type KGen, run, walkPmdTables } from "./memory.js";
+import { type Interleaver, LK_PTL, site } from "../sync.js";
+
+const S_PROT_LOCK = site("change_pte_range", "take the PTE lock");
+const S_PROT_PTE = site("change_pte_range", "load a PTE");
 import { type MmuGather, tlbFinishMmu, tlbFlushMmuTlbonly, tlbGatherMmu, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE } from "./physmem.js";
@@ -31,16 +35,20 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
   const pmdv = T.get(pmdIdx);
   if (!A.entryIsTable(pmdv)) return;
   const slot = T.slotOfPfn(A.ptePfn(pmdv));
+  if (il) yield (m.il as Interleaver).lock(LK_PTL, slot, true, S_PROT_LOCK);
   const e = T.chunkOf(slot);
   let i = T.base(slot) + ((addr / 4096) & 511);
   const shared = (vma.flags & VM_SHARED) !== 0;
   while (addr < end) {
-    if (il) yield YIELD_PTE;
-    const old = A.ptepGet(m, e, i);
+    let old = A.ptepGet(m, e, i);
     if (old === 0 || !A.ptePresent(old)) {
       i++;
       addr += 4096;
       continue;
+    }
+    if (il) {
+      yield S_PROT_PTE;
+      old = A.ptepGet(m, e, i);
     }
     let nr = 1;
     // vm_normal_page()/vm_normal_folio()
@@ -83,6 +91,7 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
     i += nr;
     addr += nr * 4096;
   }
+  if (il) (m.il as Interleaver).unlock(LK_PTL, slot);
 }
 
 // prot_commit_flush_ptes(): commit n entries starting idx into the batch.
@@ -141,6 +150,9 @@ function* changeProtection(tlb: MmuGather, vma: Vma): KGen {
 
 // do_mprotect_pkey()
 export function doMprotect(m: Machine, mm: Mm, start: number, len: number, prot: { read: boolean; write: boolean; exec: boolean }): void {
+  run(mprotect(m, mm, start, len, prot));
+}
+export function* mprotect(m: Machine, mm: Mm, start: number, len: number, prot: { read: boolean; write: boolean; exec: boolean }): KGen {
   const end = start + Math.ceil(len / 4096) * 4096;
   // The range must be fully mapped.
   let cur = start;
@@ -157,7 +169,7 @@ export function doMprotect(m: Machine, mm: Mm, start: number, len: number, prot:
     const nflags = (vma.flags & ~VM_ACCESS_FLAGS) | newBits;
     if (nflags === vma.flags) continue;
     vma.flags = nflags;
-    run(changeProtection(tlb, vma));
+    yield* changeProtection(tlb, vma);
   }
   tlbFinishMmu(tlb);
   mergeAround(mm, start, end);

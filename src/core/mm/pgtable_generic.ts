@@ -33,7 +33,8 @@ export function genericPteHooks(A: Enc): PteHooks {
       m.counters.pteReads++;
       return e[i] as number;
     },
-    ptepGetLockless(m, e, i) {
+    // biome-ignore lint/correctness/useYield: one load is one atomic step, with no point inside
+    *ptepGetLockless(m, e, i) {
       m.counters.pteReads++;
       return e[i] as number;
     },

@@ -36,6 +36,13 @@ import { CYD_DIRTY, CYD_YOUNG, type Arch, type PteHooks } from "../arch.js";
 import * as P from "./pgtable.js";
 import type { Arm64Encoding } from "./pgtable.js";
 import { flushTlbPage, flushTlbRangeArm64 } from "./tlbflush.js";
+import { site } from "../../sync.js";
+
+const S_LOCKLESS_LOAD = site("contpte_ptep_get_lockless", "load a block entry");
+const S_LOCKLESS_RETRY = site("contpte_ptep_get_lockless", "retry", true);
+const S_CONVERT_CLEAR = site("contpte_convert", "clear a block entry");
+const S_CONVERT_FLUSH = site("contpte_convert", "flush the block (break-before-make)");
+const S_CONVERT_SET = site("contpte_convert", "write a block entry");
 
 export type { PteHooks };
 
@@ -195,12 +202,22 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
     const a0 = alignAddr(addr);
     const pfn = enc.ptePfn(pte);
     pte = enc.pfnPte(pfn - (pfn % CONT), enc.ptePgprot(pte));
-    for (let k = 0; k < CONT; k++) pte = orAd(pte, rawGetAndClear(m, e, s + k));
+    const il = m.il;
+    for (let k = 0; k < CONT; k++) {
+      if (il) il.point(S_CONVERT_CLEAR);
+      pte = orAd(pte, rawGetAndClear(m, e, s + k));
+    }
     if (!m.config.arm64.bbml2NoAbort) {
+      if (il) il.point(S_CONVERT_FLUSH);
       flushTlbRangeArm64(m, mm, a0, a0 + CONT_SIZE, PS, true, TLBI_LEVEL_PTE, true);
       m.counters.contBlockTlbis++;
     }
-    rawSetPtes(m, e, s, pte, CONT);
+    if (il) {
+      for (let k = 0; k < CONT; k++) {
+        il.point(S_CONVERT_SET);
+        rawSetPtes(m, e, s + k, advance(pte, k), 1);
+      }
+    } else rawSetPtes(m, e, s, pte, CONT);
     if (P.pteCont(pte)) m.counters.contFolds++;
     else m.counters.contUnfolds++;
   }
@@ -290,59 +307,50 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
   const consistent = (pte: number, pfn: number, origProt: number): boolean => P.pteValidCont(pte) && enc.ptePfn(pte) === pfn && protNoAd(pte) === origProt;
 
   // One pass of contpte_ptep_get_lockless(): the gathered entry, or -1 if an
-  // entry read was inconsistent (the kernel's "goto retry").
-  function locklessPass(m: Machine, e: Float64Array, j: number): number {
+  // entry read was inconsistent (the kernel's "goto retry"). With check
+  // false it is the plain gather of the "no-retry" variant. Each load after
+  // the first is an interleaving point when the explorer runs the model.
+  function* locklessPass(m: Machine, e: Float64Array, j: number, check: boolean): Generator<number, number, void> {
+    const il = m.interleave;
     let orig = rawGet(m, e, j);
     if (!P.pteValidCont(orig)) return orig;
     const origProt = protNoAd(orig);
     const s = alignIdx(j);
     let pfn = enc.ptePfn(orig) - (j - s);
+    let young = false;
+    let dirty = false;
     for (let k = 0; k < CONT; k++, pfn++) {
-      let pte = rawGet(m, e, s + k);
-      if (!consistent(pte, pfn, origProt)) return -1;
-      if (P.pteDirty(pte)) {
-        orig = P.pteMkdirty(orig);
-        for (; k < CONT; k++, pfn++) {
-          pte = rawGet(m, e, s + k);
-          if (!consistent(pte, pfn, origProt)) return -1;
-          if (P.pteYoung(pte)) {
-            orig = P.pteMkyoung(orig);
-            break;
-          }
-        }
-        break;
-      }
-      if (P.pteYoung(pte)) {
-        orig = P.pteMkyoung(orig);
-        for (k++, pfn++; k < CONT; k++, pfn++) {
-          pte = rawGet(m, e, s + k);
-          if (!consistent(pte, pfn, origProt)) return -1;
-          if (P.pteDirty(pte)) {
-            orig = P.pteMkdirty(orig);
-            break;
-          }
-        }
-        break;
-      }
+      if (il) yield S_LOCKLESS_LOAD;
+      const pte = rawGet(m, e, s + k);
+      if (check && !consistent(pte, pfn, origProt)) return -1;
+      if (P.pteDirty(pte)) dirty = true;
+      if (P.pteYoung(pte)) young = true;
+      // v6.17 stops reading once both bits are found.
+      if (young && dirty) break;
     }
+    if (young) orig = P.pteMkyoung(orig);
+    if (dirty) orig = P.pteMkdirty(orig);
     return orig;
   }
 
   // contpte_ptep_get_lockless() ("retry"): repeat until one pass sees a
-  // consistent block. Nothing can change the table while a model hook runs,
-  // so if a retry finds the block exactly as the failed pass left it, the
-  // kernel would spin forever: the model records a "contpte-lockless-livelock"
-  // violation and returns the raw entry instead of hanging.
+  // consistent block. In a sequential run nothing can change the table while
+  // a hook runs, so if a retry finds the block exactly as the failed pass
+  // left it, the kernel would spin forever: the model records a
+  // "contpte-lockless-livelock" violation and returns the raw entry instead
+  // of hanging. Under the explorer each retry yields to the writer.
   const snap = new Float64Array(CONT);
-  function contptePtepGetLockless(m: Machine, e: Float64Array, j: number): number {
-    let r = locklessPass(m, e, j);
+  function* contptePtepGetLockless(m: Machine, e: Float64Array, j: number): Generator<number, number, void> {
+    let r = yield* locklessPass(m, e, j, true);
     if (r >= 0) return r;
     const s = alignIdx(j);
     for (;;) {
       snap.set(e.subarray(s, s + CONT));
       m.counters.contLocklessRetries++;
-      r = locklessPass(m, e, j);
+      if (m.interleave) yield S_LOCKLESS_RETRY;
+      r = yield* locklessPass(m, e, j, true);
       if (r >= 0) return r;
+      if (m.interleave) continue;
       let same = true;
       for (let k = 0; k < CONT; k++) if (snap[k] !== e[s + k]) same = false;
       if (same) {
@@ -357,10 +365,8 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
   }
 
   // ptep_get_lockless() "no-retry": one gather pass with no consistency check.
-  function contptePtepGetLocklessNoRetry(m: Machine, e: Float64Array, j: number): number {
-    const orig = rawGet(m, e, j);
-    if (!P.pteValidCont(orig)) return orig;
-    return contptePtepGet(m, e, j, orig);
+  function contptePtepGetLocklessNoRetry(m: Machine, e: Float64Array, j: number): Generator<number, number, void> {
+    return locklessPass(m, e, j, false);
   }
 
   // contpte_set_ptes(): entries are none (the set_ptes() contract for nr > 1);
@@ -516,11 +522,17 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
   }
   // ptep_get_lockless(): the inline read, then the out-of-line helper (which
   // reads the entry again).
-  function lockless(m: Machine, e: Float64Array, j: number): number {
+  function* lockless(m: Machine, e: Float64Array, j: number): Generator<number, number, void> {
     const pte = rawGet(m, e, j);
     if (!P.pteValidCont(pte)) return pte;
-    if (m.config.variants.contpte_lockless === "no-retry") return contptePtepGetLocklessNoRetry(m, e, j);
-    return contptePtepGetLockless(m, e, j);
+    if (m.interleave) yield S_LOCKLESS_LOAD;
+    if (m.config.variants.contpte_lockless === "no-retry") return yield* contptePtepGetLocklessNoRetry(m, e, j);
+    return yield* contptePtepGetLockless(m, e, j);
+  }
+  // CONFIG_ARM64_CONTPTE=n: READ_ONCE.
+  // biome-ignore lint/correctness/useYield: one load is one atomic step, with no point inside
+  function* rawGetLockless(m: Machine, e: Float64Array, j: number): Generator<number, number, void> {
+    return rawGet(m, e, j);
   }
 
   // --------------------------------------------------------------------
@@ -551,7 +563,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
   const off: PteHooks = {
     setPtes: (m, _mm, _addr, e, j, pte, nr) => rawSetPtes(m, e, j, pte, nr),
     ptepGet: rawGet,
-    ptepGetLockless: rawGet,
+    ptepGetLockless: rawGetLockless,
     ptepGetAndClearFull: (m, _mm, _addr, e, j, _full) => rawGetAndClear(m, e, j),
     getAndClearFullPtes: (m, _mm, _addr, e, j, nr, _full) => rawGetAndClearFullPtes(m, e, j, nr),
     clearFullPtes: (m, _mm, _addr, e, j, nr, _full) => rawClearFullPtes(m, e, j, nr),

@@ -1,0 +1,65 @@
+// Interleaving points, locks, RCU and IRQ state as kernel paths see them when
+// the concurrency explorer runs the model. Sequential runs never install an
+// Interleaver (m.il === null, m.interleave === false): every call here sits
+// behind an `if (il)` test, so the fast path pays one branch per point.
+//
+// Two kinds of points:
+// - A generator yield (`yield site`): the kernel path stops and the explorer
+//   may run any other thread before resuming it. Lock acquisition is a yield
+//   whose site was returned by il.lock(): the thread is enabled again only
+//   when the lock is free.
+// - A nested point (il.point(site)) inside a plain function (arch helpers
+//   such as contpte_convert()): the explorer may run other threads' next
+//   steps right there, then the function carries on. Threads already on the
+//   call stack cannot be resumed from it.
+
+// Lock classes (the id is the mm id, or the table slot the lock lives in).
+export const LK_MMAP = 0; // mm->mmap_lock, a reader/writer semaphore
+export const LK_PTL = 1; // split PTE lock of a PTE table (ptlock_ptr())
+export const LK_PMD = 2; // PMD lock of a PMD table (pmd_lockptr())
+
+export const LOCK_NAMES = ["mmap_lock", "ptl", "pmd_lock"];
+
+export interface Interleaver {
+  // Records that the running thread wants a lock; the kernel path then
+  // yields the returned site and continues once it holds the lock.
+  lock(kind: number, id: number, write: boolean, site: number): number;
+  unlock(kind: number, id: number): void;
+  // mmap_write_downgrade()
+  downgrade(kind: number, id: number): void;
+  // A nested interleaving point inside a plain function.
+  point(site: number): void;
+  rcuReadLock(): void;
+  rcuReadUnlock(): void;
+  irqDisable(): void;
+  irqEnable(): void;
+  // Try-lock (spin_trylock()): true if the lock was free and is now held.
+  trylock(kind: number, id: number): boolean;
+  // A synchronous IPI to every CPU (smp_call_function(..., wait=1)), as a
+  // nested point: the caller continues once no other CPU runs with
+  // interrupts disabled.
+  ipiSync(site: number): void;
+  // The page-table entry a lockless reader is about to read from, so the
+  // explorer can record the block's state at every moment of the read.
+  // The reader's result is checked when it finishes (invariant 9).
+  watch(e: Float64Array, i: number, slot: number): void;
+}
+
+// Interleaving sites: a number per place a kernel path can be interrupted,
+// named after the kernel function it models, for counterexample traces.
+// A spin site is a retry loop's yield: the thread waits for someone else to
+// change something, so the explorer runs it again only after another thread
+// made progress (CHESS-style fairness; otherwise a retry loop is infinite).
+const siteNames: string[] = ["(begin)"];
+const spinSites = new Set<number>();
+export function site(fn: string, what: string, spin = false): number {
+  siteNames.push(`${fn}: ${what}`);
+  if (spin) spinSites.add(siteNames.length - 1);
+  return siteNames.length - 1;
+}
+export function isSpinSite(id: number): boolean {
+  return spinSites.has(id);
+}
+export function siteName(id: number): string {
+  return siteNames[id] ?? `site ${id}`;
+}

@@ -1,0 +1,448 @@
+// One execution of a concurrency scenario under a schedule: the model's
+// kernel paths run as generators (one per modelled thread); every yield and
+// every nested point is a decision point where the chooser picks which
+// thread runs next. Implements the Interleaver the kernel paths call for
+// locks, RCU, IRQs and IPIs. Invariants are checked after every step.
+// No Node APIs.
+
+import { checkContpte } from "../core/arch/arm64/contpte_check.js";
+import { checkAccounting, checkTlbs } from "../core/check.js";
+import type { Machine, Violation } from "../core/machine.js";
+import type { KGen } from "../core/mm/memory.js";
+import { TBL_FREE } from "../core/mm/pgtable.js";
+import type { Mm } from "../core/mm/types.js";
+import { type Interleaver, isSpinSite, LK_PTL, LOCK_NAMES, siteName } from "../core/sync.js";
+
+export interface XThread {
+  id: number;
+  name: string;
+  cpu: number;
+  gen: KGen<unknown> | null; // null for the RCU agent
+  done: boolean;
+  site: number; // where it stopped: what its next step starts with
+  want: number; // lock key it waits for, -1 none
+  wantWrite: boolean;
+  rcu: number; // rcu_read_lock() depth
+  irqOff: boolean;
+  onStack: boolean;
+  syscalls: number; // > 0 while inside a syscall or fault
+  watch: Watch | null;
+  killed: string | null; // SIGSEGV and the like: the thread stopped early
+  spinning: boolean; // stopped at a spin site and nobody moved since
+}
+
+interface Watch {
+  e: Float64Array;
+  i: number;
+  slot: number;
+  pfn: number;
+  seen: Set<number>; // ptep_get() of the entry at every moment of the read, access flag ignored
+  dangling: boolean;
+}
+
+export interface Decision {
+  cands: number[]; // enabled thread ids, ascending
+  cur: number; // thread that was running (or -1)
+  chosen: number;
+}
+
+// What the chooser sees at a decision point.
+export type Chooser = (d: number, cands: number[], cur: number) => number;
+
+export interface StepRecord {
+  thread: number;
+  cpu: number;
+  site: number;
+  depth: number; // nesting: > 0 when run inside another thread's plain function
+  before: Snapshot | null;
+  after: Snapshot | null;
+}
+
+export interface Snapshot {
+  ptes: Map<string, string>;
+  tlbs: Map<string, string>;
+  locks: Map<string, string>;
+}
+
+export class Deviation extends Error {}
+
+export class Execution implements Interleaver {
+  readonly threads: XThread[] = [];
+  readonly rcuAgent: XThread;
+  readonly decisions: Decision[] = [];
+  readonly steps: StepRecord[] = [];
+  violation: (Violation & { step: number }) | null = null;
+  infeasible = false; // the forced schedule named a thread that could not run
+  truncated = false; // hit maxSteps
+  private lockW = new Map<number, number>(); // key -> writer thread id
+  private lockR = new Map<number, number>(); // key -> reader count
+  private stack: XThread[] = [];
+  private last = -1; // thread that ran last
+  stepCount = 0;
+
+  constructor(
+    readonly m: Machine,
+    private readonly chooser: Chooser,
+    private readonly maxSteps: number,
+    private readonly record: boolean,
+    private readonly snap: ((m: Machine, x: Execution) => Snapshot) | null,
+  ) {
+    this.rcuAgent = this.mkThread("rcu", -1, null);
+  }
+
+  private mkThread(name: string, cpu: number, gen: KGen<unknown> | null): XThread {
+    return {
+      id: -1,
+      name,
+      cpu,
+      gen,
+      done: false,
+      site: 0,
+      want: -1,
+      wantWrite: false,
+      rcu: 0,
+      irqOff: false,
+      onStack: false,
+      syscalls: 0,
+      watch: null,
+      killed: null,
+      spinning: false,
+    };
+  }
+
+  addThread(name: string, cpu: number, gen: KGen<unknown>): XThread {
+    const t = this.mkThread(name, cpu, gen);
+    t.id = this.threads.length;
+    this.threads.push(t);
+    this.rcuAgent.id = this.threads.length;
+    return t;
+  }
+
+  get current(): XThread {
+    return this.stack[this.stack.length - 1] as XThread;
+  }
+
+  // ---- Interleaver -------------------------------------------------------
+
+  lock(kind: number, id: number, write: boolean, site: number): number {
+    const t = this.current;
+    t.want = kind * 2 ** 32 + id;
+    t.wantWrite = write;
+    return site;
+  }
+  unlock(kind: number, id: number): void {
+    const key = kind * 2 ** 32 + id;
+    if (this.lockW.get(key) === this.current.id) this.lockW.delete(key);
+    else {
+      const r = (this.lockR.get(key) ?? 0) - 1;
+      if (r < 0) throw new Error(`model bug: ${this.current.name} releases ${LOCK_NAMES[kind]} ${id} it does not hold`);
+      if (r === 0) this.lockR.delete(key);
+      else this.lockR.set(key, r);
+    }
+  }
+  downgrade(kind: number, id: number): void {
+    const key = kind * 2 ** 32 + id;
+    if (this.lockW.get(key) !== this.current.id) throw new Error("model bug: downgrade of a lock not held for writing");
+    this.lockW.delete(key);
+    this.lockR.set(key, (this.lockR.get(key) ?? 0) + 1);
+  }
+  trylock(kind: number, id: number): boolean {
+    const key = kind * 2 ** 32 + id;
+    if (this.lockW.has(key) || this.lockR.has(key)) return false;
+    this.lockW.set(key, this.current.id);
+    return true;
+  }
+  point(site: number): void {
+    const t = this.current;
+    const saved = t.site;
+    t.site = site;
+    for (;;) {
+      if (this.violation !== null || this.infeasible) break;
+      const cands = this.enabled();
+      cands.push(t.id);
+      cands.sort((a, b) => a - b);
+      const c = this.decide(cands, cands.includes(this.last) ? this.last : t.id);
+      if (c < 0) break;
+      if (c === t.id) {
+        this.last = t.id;
+        this.progress(t);
+        break;
+      }
+      this.step(this.byId(c));
+    }
+    t.site = saved;
+  }
+
+  // t moved on: threads spinning on a retry may try again.
+  private progress(t: XThread): void {
+    if (t.spinning) return;
+    this.movedAt++;
+    for (const u of this.threads) if (u !== t) u.spinning = false;
+  }
+  private movedAt = 0; // counts steps that were not a retry
+  private unspunAt = -1;
+  rcuReadLock(): void {
+    this.current.rcu++;
+  }
+  rcuReadUnlock(): void {
+    this.current.rcu--;
+  }
+  irqDisable(): void {
+    this.current.irqOff = true;
+  }
+  irqEnable(): void {
+    this.current.irqOff = false;
+  }
+  ipiSync(site: number): void {
+    const t = this.current;
+    const saved = t.site;
+    t.site = site;
+    for (;;) {
+      if (this.violation !== null || this.infeasible) break;
+      const holders = this.threads.filter((u) => u.irqOff && u !== t);
+      if (holders.length === 0) break;
+      // The IPI cannot be taken until those CPUs enable interrupts.
+      const cands = holders.filter((u) => !u.onStack && this.canRun(u)).map((u) => u.id);
+      if (cands.length === 0) {
+        this.fail({ invariant: "deadlock", message: `${t.name} waits for an IPI that a CPU with interrupts disabled can never take` });
+        break;
+      }
+      const c = this.decide(cands, t.id);
+      if (c < 0) break;
+      this.step(this.byId(c));
+    }
+    t.site = saved;
+  }
+  watch(e: Float64Array, i: number, slot: number): void {
+    const t = this.current;
+    t.watch = { e, i, slot, pfn: this.m.tables.pfn[slot] as number, seen: new Set(), dangling: false };
+    if (this.m.tables.state[slot] === TBL_FREE)
+      this.fail({ invariant: "walk-freed-table", cpu: t.cpu, message: `${t.name} on CPU${t.cpu} maps PTE table pfn ${t.watch.pfn}, which is already free` });
+    this.observe();
+  }
+
+  // ---- scheduling ----------------------------------------------------------
+
+  private byId(id: number): XThread {
+    return id === this.rcuAgent.id ? this.rcuAgent : (this.threads[id] as XThread);
+  }
+
+  private canRun(t: XThread): boolean {
+    if (t.done || t.onStack || t.spinning) return false;
+    if (t.want < 0) return true;
+    if (this.lockW.has(t.want)) return false;
+    return !t.wantWrite || !this.lockR.has(t.want);
+  }
+
+  // Enabled threads not on the stack (ascending ids), the RCU agent last.
+  private enabled(): number[] {
+    const out: number[] = [];
+    for (const t of this.threads) if (this.canRun(t)) out.push(t.id);
+    // A grace period can end when no CPU is inside a read-side section (an
+    // IRQs-off region is one too, since the RCU flavours were consolidated).
+    if (this.m.rcuPending.length > 0 && !this.threads.some((t) => t.rcu > 0 || t.irqOff)) out.push(this.rcuAgent.id);
+    return out;
+  }
+
+  private decide(cands: number[], cur: number): number {
+    const d = this.decisions.length;
+    this.observe();
+    const c = this.chooser(d, cands, cur);
+    if (c < 0 || !cands.includes(c)) {
+      this.infeasible = true;
+      return -1;
+    }
+    this.decisions.push({ cands, cur, chosen: c });
+    return c;
+  }
+
+  // Lockless readers: remember what ptep_get() would return now.
+  private observe(): void {
+    const A = this.m.arch;
+    const T = this.m.tables;
+    for (const t of this.threads) {
+      const w = t.watch;
+      if (w === null) continue;
+      if (T.state[w.slot] === TBL_FREE || T.pfn[w.slot] !== w.pfn) w.dangling = true;
+      else w.seen.add(A.pteMkold(A.ptepGet(this.m, w.e, w.i)));
+    }
+  }
+
+  fail(v: Violation): void {
+    if (this.violation === null) this.violation = { ...v, step: this.stepCount };
+  }
+
+  // Runs the execution to the end, a violation, or the step bound.
+  run(): void {
+    for (;;) {
+      if (this.violation !== null || this.infeasible) return;
+      let cands = this.enabled();
+      if (cands.length === 0 && this.threads.some((t) => t.spinning)) {
+        // Only retry loops are left: let them look again. If they already
+        // did since anything else moved, nothing can ever change: livelock.
+        if (this.unspunAt === this.movedAt) {
+          const who = this.threads.filter((t) => t.spinning);
+          this.fail({ invariant: "livelock", message: `${who.map((t) => `${t.name} retries at ${siteName(t.site)}`).join("; ")}, and nothing else can run` });
+          return;
+        }
+        this.unspunAt = this.movedAt;
+        for (const t of this.threads) t.spinning = false;
+        cands = this.enabled();
+      }
+      if (cands.length === 0) {
+        const stuck = this.threads.filter((t) => !t.done);
+        if (stuck.length > 0)
+          this.fail({ invariant: "deadlock", message: `no thread can run: ${stuck.map((t) => `${t.name} waits at ${siteName(t.site)}`).join("; ")}` });
+        return;
+      }
+      const cur = this.last >= 0 && cands.includes(this.last) ? this.last : -1;
+      const c = this.decide(cands, cur);
+      if (c < 0) return;
+      this.step(this.byId(c));
+      if (this.stepCount >= this.maxSteps) {
+        this.truncated = true;
+        return;
+      }
+    }
+  }
+
+  private step(t: XThread): void {
+    const m = this.m;
+    this.stepCount++;
+    if (t.watch?.dangling) {
+      this.fail({
+        invariant: "walk-freed-table",
+        cpu: t.cpu,
+        message: `${t.name} on CPU${t.cpu} loads from PTE table pfn ${t.watch.pfn}, which was freed while it walked it (${siteName(t.site)})`,
+      });
+      return;
+    }
+    const rec: StepRecord | null = this.record
+      ? { thread: t.id, cpu: t.cpu, site: t.site, depth: this.stack.length, before: this.snap ? this.snap(m, this) : null, after: null }
+      : null;
+    if (t.want >= 0) {
+      if (t.wantWrite) this.lockW.set(t.want, t.id);
+      else this.lockR.set(t.want, (this.lockR.get(t.want) ?? 0) + 1);
+      t.want = -1;
+    }
+    if (t === this.rcuAgent) {
+      m.rcuGracePeriod();
+    } else {
+      const savedCpu = m.curCpu;
+      m.curCpu = t.cpu;
+      t.onStack = true;
+      this.stack.push(t);
+      let r: IteratorResult<number, unknown>;
+      try {
+        r = (t.gen as KGen<unknown>).next();
+      } catch (e) {
+        if (!(e instanceof Deviation)) throw e;
+        r = { done: true, value: undefined };
+        t.killed = e.message;
+      } finally {
+        this.stack.pop();
+        t.onStack = false;
+        m.curCpu = savedCpu;
+      }
+      if (r.done) t.done = true;
+      else {
+        t.site = r.value;
+        t.spinning = isSpinSite(r.value);
+      }
+    }
+    this.progress(t);
+    this.last = t.id;
+    if (rec !== null) {
+      rec.after = this.snap ? this.snap(m, this) : null;
+      this.steps.push(rec);
+    }
+    this.check(t);
+  }
+
+  // ---- invariants ------------------------------------------------------------
+
+  private check(t: XThread): void {
+    const m = this.m;
+    if (m.violations.length > 0) {
+      const v = m.violations[0] as Violation;
+      m.violations = [];
+      this.fail(v);
+      return;
+    }
+    if (m.arch.name === "arm64") {
+      const v = checkContpte(m, (slot) => this.lockW.has(LK_PTL * 2 ** 32 + slot));
+      if (v.length > 0) {
+        this.fail(v[0] as Violation);
+        return;
+      }
+    }
+    if (this.threads.every((u) => u.syscalls === 0)) {
+      const v = checkAccounting(m);
+      if (v.length > 0) this.fail(v[0] as Violation);
+    }
+    void t;
+  }
+
+  // Invariant 2, when a syscall that removed or downgraded mappings returns:
+  // no TLB entry for its range grants what the page tables no longer do.
+  sysReturn(t: XThread, name: string, mm: Mm, start: number, end: number): void {
+    t.syscalls--;
+    const v = checkTlbs(this.m).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end));
+    void mm;
+    if (v.length > 0) {
+      const first = v[0] as Violation;
+      this.fail({ ...first, invariant: "stale-tlb-after-return", message: `when ${name} on ${t.name} returned: ${first.message}` });
+    }
+  }
+
+  sysEnter(t: XThread): void {
+    t.syscalls++;
+  }
+  sysLeave(t: XThread): void {
+    t.syscalls--;
+  }
+
+  // Invariant 9: the reader's result matches ptep_get() at one moment of its
+  // read (the access flag is a hint and may be gathered from any moment).
+  locklessResult(t: XThread, addr: number, v: number): void {
+    const w = t.watch;
+    t.watch = null;
+    if (w === null) return;
+    const A = this.m.arch;
+    this.observe();
+    if (w.seen.has(A.pteMkold(v))) return;
+    const seen = [...w.seen].map((x) => A.describeEntry(x)).join(" | ");
+    this.fail({
+      invariant: "lockless-snapshot",
+      cpu: t.cpu,
+      addr,
+      message: `${t.name}: ptep_get_lockless() for 0x${addr.toString(16)} returned ${A.describeEntry(v)}, which the entry never was during the read (it was: ${seen})`,
+    });
+  }
+
+  // After the last thread finished: pending grace periods end, then every
+  // TLB entry must agree with the page tables.
+  finish(): void {
+    if (this.violation !== null || this.infeasible || this.truncated) return;
+    this.m.rcuGracePeriod();
+    if (this.m.violations.length > 0) {
+      this.fail(this.m.violations[0] as Violation);
+      return;
+    }
+    const v = checkTlbs(this.m);
+    if (v.length > 0) this.fail({ ...(v[0] as Violation), invariant: `stale-tlb-after-return` });
+  }
+
+  lockHolders(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const [k, w] of this.lockW) out.set(lockName(k), `held by ${this.byId(w).name}`);
+    for (const [k, r] of this.lockR) out.set(lockName(k), `read-held ×${r}`);
+    return out;
+  }
+}
+
+function lockName(key: number): string {
+  const kind = Math.floor(key / 2 ** 32);
+  const id = key % 2 ** 32;
+  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : `table ${id}`})`;
+}

@@ -1,0 +1,434 @@
+// ptlab explore: exhaustive (preemption-bounded DFS over schedules),
+// random and PCT exploration of a scenario's concurrent steps, shrinking of
+// counterexamples, and replay tokens. Stateless model checking: every
+// execution rebuilds the machine from the scenario and replays a schedule
+// (the thread chosen at each decision point). No Node APIs.
+
+import { siteName } from "../core/sync.js";
+import { Runner, type RunOptions } from "../run/runner.js";
+import { type Scenario, ScenarioError, type Step } from "../scenario/types.js";
+import { Execution, type Snapshot, type XThread } from "./execution.js";
+import { threadBody } from "./ops.js";
+import { snapshot } from "./snapshot.js";
+
+export type Mode = "exhaustive" | "random" | "pct";
+
+export interface ExploreConfig {
+  sc: Scenario;
+  run: RunOptions; // arch, variants and the like, as for ptlab run
+  mode: Mode;
+  preemptions: number;
+  maxSteps: number;
+  executions: number; // random/pct: how many; exhaustive: a cap (0 = none)
+  seed: number;
+  pctDepth: number;
+  // This run's part of the space: shard index/count, split further into
+  // sub-shards by worker (results do not depend on the worker count).
+  shard: { index: number; count: number; sub?: number; subs?: number };
+  shrink: boolean;
+  onProgress?: (p: Progress) => void;
+  shouldStop?: () => boolean;
+}
+
+export interface Progress {
+  executions: number;
+  steps: number;
+}
+
+export interface ExploreResult {
+  mode: Mode;
+  executions: number; // owned by this shard and run to completion or violation
+  steps: number;
+  truncated: number; // executions cut off at maxSteps
+  complete: boolean; // exhaustive: the whole bounded space (of this shard) was explored
+  stopped: boolean; // shouldStop() said so
+  counterexample: Counterexample | null;
+  // The first failing execution's rank in DFS or sampling order (for merging shards).
+  rank: number[] | null;
+}
+
+export interface TraceStep {
+  n: number;
+  thread: string;
+  cpu: number;
+  site: string;
+  depth: number;
+  changes: string[];
+}
+
+export interface Counterexample {
+  invariant: string;
+  message: string;
+  schedule: number[]; // thread id chosen at each decision point
+  threads: string[]; // names by id (the RCU agent last)
+  token: string;
+  shrunk: boolean; // false if the shrink budget ran out
+  original: number; // decisions before shrinking
+  trace: TraceStep[];
+}
+
+// ---- running one execution ---------------------------------------------------
+
+export function threadsOf(sc: Scenario): { name: string; steps: Step[] }[] {
+  const out: { name: string; steps: Step[] }[] = [];
+  for (const s of sc.concurrent ?? []) {
+    let t = out.find((x) => x.name === s.thread);
+    if (t === undefined) {
+      t = { name: s.thread, steps: [] };
+      out.push(t);
+    }
+    t.steps.push(s);
+  }
+  return out;
+}
+
+export function runOnce(cfg: ExploreConfig, chooser: (d: number, cands: number[], cur: number) => number, record: boolean): Execution {
+  const sc = cfg.sc;
+  const r = new Runner(sc, cfg.run);
+  r.execSteps(sc.steps, 0);
+  const m = r.m;
+  m.rcuGracePeriod();
+  const x = new Execution(m, chooser, cfg.maxSteps, record, record ? snapshot : null);
+  m.interleave = true;
+  m.il = x;
+  for (const t of threadsOf(sc)) {
+    const cpu = r.threadCpu.get(t.name);
+    if (cpu === undefined) {
+      const s = t.steps[0] as Step;
+      throw new ScenarioError(sc.file, s.pos.line, s.pos.col, `thread "${t.name}" does not exist`);
+    }
+    let self: XThread | null = null;
+    self = x.addThread(
+      t.name,
+      cpu,
+      threadBody(x, r, t.steps, () => self as XThread),
+    );
+  }
+  try {
+    x.run();
+    x.finish();
+  } finally {
+    m.interleave = false;
+    m.il = null;
+  }
+  return x;
+}
+
+// Order in which DFS tries a decision's alternatives: the running thread
+// first (no preemption), then the others by id.
+function order(cands: number[], cur: number): number[] {
+  if (cur >= 0 && cands.includes(cur)) return [cur, ...cands.filter((c) => c !== cur)];
+  return cands;
+}
+
+const defaultChoice = (cands: number[], cur: number): number => (cur >= 0 && cands.includes(cur) ? cur : (cands[0] as number));
+
+// ---- exploration ----------------------------------------------------------------
+
+const FRONTIER = 3; // branching decisions that decide a shard
+
+function shardKey(x: Execution): string {
+  const out: number[] = [];
+  let b = 0;
+  for (const d of x.decisions) {
+    out.push(d.chosen);
+    if (d.cands.length > 1 && ++b === FRONTIER) break;
+  }
+  return out.join(",");
+}
+// Index of the decision that completes the shard key (backtracking above it
+// stays inside the subtree the key names).
+function frontierIndex(x: Execution): number {
+  let b = 0;
+  for (let i = 0; i < x.decisions.length; i++) if ((x.decisions[i] as { cands: number[] }).cands.length > 1 && ++b === FRONTIER) return i;
+  return x.decisions.length;
+}
+
+export function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function explore(cfg: ExploreConfig): ExploreResult {
+  if (!cfg.sc.concurrent || cfg.sc.concurrent.length === 0) throw new ScenarioError(cfg.sc.file, 1, 1, "the scenario has no `concurrent` steps to explore");
+  const res: ExploreResult = { mode: cfg.mode, executions: 0, steps: 0, truncated: 0, complete: false, stopped: false, counterexample: null, rank: null };
+  let failing: Execution | null = null;
+  const tick = (x: Execution) => {
+    res.executions++;
+    res.steps += x.stepCount;
+    if (x.truncated) res.truncated++;
+    if (cfg.onProgress && res.executions % 64 === 0) cfg.onProgress({ executions: res.executions, steps: res.steps });
+  };
+  if (cfg.mode === "exhaustive") {
+    let prefix: number[] = [];
+    for (;;) {
+      if (cfg.shouldStop?.()) {
+        res.stopped = true;
+        break;
+      }
+      if (cfg.executions > 0 && res.executions >= cfg.executions) break;
+      const p = prefix;
+      const x = runOnce(cfg, (d, cands, cur) => (d < p.length ? (p[d] as number) : defaultChoice(cands, cur)), false);
+      const owned = owns(cfg, fnv1a(shardKey(x)));
+      // Backtracking below the frontier only makes sense inside an owned subtree.
+      let limit = x.decisions.length;
+      if (owned) {
+        tick(x);
+        if (x.violation !== null) {
+          failing = x;
+          res.rank = x.decisions.map((d) => order(d.cands, d.cur).indexOf(d.chosen));
+          break;
+        }
+      } else limit = Math.min(limit, frontierIndex(x));
+      const next = backtrack(x, limit, cfg.preemptions);
+      if (next === null) {
+        res.complete = true;
+        break;
+      }
+      prefix = next;
+    }
+  } else {
+    for (let k = 0; cfg.executions === 0 || k < cfg.executions; k++) {
+      if (cfg.shouldStop?.()) {
+        res.stopped = true;
+        break;
+      }
+      if (!owns(cfg, k)) continue;
+      const rnd = mulberry32(fnv1a(`${cfg.seed}:${k}`));
+      const chooser = cfg.mode === "random" ? randomChooser(rnd) : pctChooser(rnd, cfg.pctDepth, cfg.maxSteps);
+      const x = runOnce(cfg, chooser, false);
+      tick(x);
+      if (x.violation !== null) {
+        failing = x;
+        res.rank = [k];
+        break;
+      }
+    }
+    if (!res.stopped && failing === null) res.complete = true;
+  }
+  if (failing !== null) res.counterexample = counterexample(cfg, failing);
+  return res;
+}
+
+function owns(cfg: ExploreConfig, h: number): boolean {
+  const { index, count, sub = 0, subs = 1 } = cfg.shard;
+  return h % count === index && Math.floor(h / count) % subs === sub;
+}
+
+// Lexicographic order of ranks: the first failing execution in DFS or
+// sampling order wins when shards are merged.
+export function rankLess(a: number[], b: number[]): boolean {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return (a[i] as number) < (b[i] as number);
+  return a.length < b.length;
+}
+
+// Next DFS prefix: the deepest decision (below limit) with an untried
+// alternative that keeps the preemption count within the bound.
+function backtrack(x: Execution, limit: number, bound: number): number[] | null {
+  const ds = x.decisions;
+  const pre: number[] = [0];
+  for (let i = 0; i < ds.length; i++) {
+    const d = ds[i] as { cands: number[]; cur: number; chosen: number };
+    const isPre = d.cur >= 0 && d.cands.includes(d.cur) && d.chosen !== d.cur ? 1 : 0;
+    pre.push((pre[i] as number) + isPre);
+  }
+  for (let i = Math.min(limit, ds.length) - 1; i >= 0; i--) {
+    const d = ds[i] as { cands: number[]; cur: number; chosen: number };
+    const ord = order(d.cands, d.cur);
+    for (let j = ord.indexOf(d.chosen) + 1; j < ord.length; j++) {
+      const a = ord[j] as number;
+      const isPre = d.cur >= 0 && d.cands.includes(d.cur) && a !== d.cur ? 1 : 0;
+      if ((pre[i] as number) + isPre <= bound) return [...ds.slice(0, i).map((e) => e.chosen), a];
+    }
+  }
+  return null;
+}
+
+function randomChooser(rnd: () => number) {
+  return (_d: number, cands: number[]) => cands[Math.floor(rnd() * cands.length)] as number;
+}
+
+// PCT (Burckhardt et al., ASPLOS 2010): random thread priorities, the highest
+// enabled runs; at depth-1 random decision indices the running thread drops
+// below every other.
+function pctChooser(rnd: () => number, depth: number, horizon: number) {
+  const prio = new Map<number, number>();
+  const change = new Set<number>();
+  for (let i = 0; i < depth - 1; i++) change.add(Math.floor(rnd() * Math.min(horizon, 400)));
+  let low = 0;
+  return (d: number, cands: number[]) => {
+    for (const c of cands) if (!prio.has(c)) prio.set(c, 1 + rnd());
+    let best = cands[0] as number;
+    for (const c of cands) if ((prio.get(c) as number) > (prio.get(best) as number)) best = c;
+    if (change.has(d)) {
+      prio.set(best, --low);
+      best = cands[0] as number;
+      for (const c of cands) if ((prio.get(c) as number) > (prio.get(best) as number)) best = c;
+    }
+    return best;
+  };
+}
+
+// ---- counterexamples -------------------------------------------------------------
+
+// Strict replay: exactly these choices; a run that needs more decisions, or
+// names a thread that cannot run, has no counterexample.
+export function replay(cfg: ExploreConfig, schedule: number[], record: boolean): Execution {
+  return runOnce(cfg, (d, cands) => (d < schedule.length && cands.includes(schedule[d] as number) ? (schedule[d] as number) : -1), record);
+}
+
+function failsWith(cfg: ExploreConfig, schedule: number[], invariant: string): number[] | null {
+  const x = replay(cfg, schedule, false);
+  if (x.violation === null || x.violation.invariant !== invariant) return null;
+  return x.decisions.map((d) => d.chosen);
+}
+
+const SHRINK_BUDGET = 20000;
+
+// Delta debugging over the schedule: drop chunks, then single decisions,
+// while the same invariant still breaks. The result is 1-minimal: removing
+// any one decision leaves a schedule that cannot run or breaks nothing.
+export function shrink(cfg: ExploreConfig, schedule: number[], invariant: string): { schedule: number[]; complete: boolean } {
+  let cur = failsWith(cfg, schedule, invariant) ?? schedule;
+  let budget = SHRINK_BUDGET;
+  for (let size = Math.max(1, cur.length >> 1); size >= 1; size = size === 1 ? 0 : size >> 1) {
+    let i = 0;
+    while (i + size <= cur.length) {
+      if (--budget < 0) return { schedule: cur, complete: false };
+      const cand = [...cur.slice(0, i), ...cur.slice(i + size)];
+      const r = failsWith(cfg, cand, invariant);
+      if (r !== null && r.length < cur.length) {
+        cur = r;
+        if (size > 1) size = Math.min(size, Math.max(1, cur.length >> 1));
+      } else i++;
+    }
+  }
+  // A last pass of single deletions after the chunked ones changed things.
+  for (let again = true; again; ) {
+    again = false;
+    for (let i = 0; i < cur.length; i++) {
+      if (--budget < 0) return { schedule: cur, complete: false };
+      const r = failsWith(cfg, [...cur.slice(0, i), ...cur.slice(i + 1)], invariant);
+      if (r !== null && r.length < cur.length) {
+        cur = r;
+        again = true;
+        break;
+      }
+    }
+  }
+  return { schedule: cur, complete: true };
+}
+
+export function counterexample(cfg: ExploreConfig, x: Execution): Counterexample {
+  const v = x.violation as NonNullable<Execution["violation"]>;
+  const original = x.decisions.map((d) => d.chosen);
+  const s = cfg.shrink ? shrink(cfg, original, v.invariant) : { schedule: original, complete: false };
+  return describe(cfg, s.schedule, s.complete, original.length);
+}
+
+// Replays a schedule with state recording and renders the steps.
+export function describe(cfg: ExploreConfig, schedule: number[], shrunk: boolean, original: number): Counterexample {
+  const x = replay(cfg, schedule, true);
+  const names = [...x.threads.map((t) => t.name), "rcu"];
+  const v = x.violation;
+  const trace: TraceStep[] = x.steps.map((st, n) => ({
+    n: n + 1,
+    thread: names[st.thread] as string,
+    cpu: st.cpu,
+    site: siteName(st.site),
+    depth: st.depth,
+    changes: diff(st.before, st.after),
+  }));
+  return {
+    invariant: v?.invariant ?? "(none)",
+    message: v?.message ?? "the schedule no longer breaks an invariant",
+    schedule,
+    threads: names,
+    token: makeToken(cfg, schedule),
+    shrunk,
+    original,
+    trace,
+  };
+}
+
+function diff(a: Snapshot | null, b: Snapshot | null): string[] {
+  if (a === null || b === null) return [];
+  const out: string[] = [];
+  const part = (label: string, x: Map<string, string>, y: Map<string, string>) => {
+    for (const [k, v] of y) {
+      const o = x.get(k);
+      if (o === undefined) out.push(`${label} ${k}: + ${v}`);
+      else if (o !== v) out.push(`${label} ${k}: ${o} -> ${v}`);
+    }
+    for (const [k, o] of x) if (!y.has(k)) out.push(`${label} ${k}: - ${o}`);
+  };
+  part("pte", a.ptes, b.ptes);
+  part("tlb", a.tlbs, b.tlbs);
+  part("lock", a.locks, b.locks);
+  return out;
+}
+
+// ---- replay tokens ------------------------------------------------------------------
+
+// v1.<hash of scenario and options>.<variant overrides>.<schedule, run-length coded>
+export function configKey(cfg: ExploreConfig): string {
+  const sc = { ...cfg.sc, file: "" };
+  const opts = { ...cfg.run, onStep: undefined };
+  return fnv1a(JSON.stringify([sc, opts, cfg.maxSteps]))
+    .toString(16)
+    .padStart(8, "0");
+}
+
+export function makeToken(cfg: ExploreConfig, schedule: number[]): string {
+  const vars = Object.entries(cfg.run.variants ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+  const runs: string[] = [];
+  for (let i = 0; i < schedule.length; ) {
+    let j = i;
+    while (j < schedule.length && schedule[j] === schedule[i]) j++;
+    runs.push(j - i > 1 ? `${schedule[i]}*${j - i}` : `${schedule[i]}`);
+    i = j;
+  }
+  return `v1.${configKey(cfg)}.${vars}.${runs.join("-")}`;
+}
+
+export class TokenError extends Error {}
+
+export function parseToken(token: string): { key: string; variants: Record<string, string>; schedule: number[] } {
+  const parts = token.split(".");
+  const sched = parts[parts.length - 1] ?? "";
+  const vars = parts.slice(2, -1).join(".");
+  if (parts.length < 4 || parts[0] !== "v1" || !/^[0-9a-f]{8}$/.test(parts[1] ?? "") || !/^\d+(\*\d+)?(-\d+(\*\d+)?)*$/.test(sched))
+    throw new TokenError(`malformed replay token "${token}" (expected v1.<hash>.<variants>.<schedule>)`);
+  const m = [token, parts[1], vars, sched];
+  const variants: Record<string, string> = {};
+  if (m[2]) {
+    for (const kv of (m[2] as string).split(",")) {
+      const [k, v] = kv.split("=");
+      if (!k || v === undefined) throw new TokenError(`malformed variant "${kv}" in replay token`);
+      variants[k] = v;
+    }
+  }
+  const schedule: number[] = [];
+  for (const run of (m[3] as string).split("-")) {
+    const [id, n] = run.split("*");
+    for (let i = 0; i < (n === undefined ? 1 : Number(n)); i++) schedule.push(Number(id));
+  }
+  return { key: m[1] as string, variants, schedule };
+}

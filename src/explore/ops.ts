@@ -1,0 +1,140 @@
+// The concurrent steps of a scenario as thread bodies: each syscall takes
+// mmap_lock as its kernel entry does and runs the model's kernel paths (the
+// same generators `ptlab run` drives to completion); user accesses are one
+// hardware step each, with the fault path interleaving like any kernel path.
+// No Node APIs.
+
+import { userAccessGen } from "../core/hw/walker.js";
+import { locklessPteRead } from "../core/mm/gup.js";
+import { dupMmapGen } from "../core/mm/fork.js";
+import { madvise } from "../core/mm/madvise.js";
+import type { KGen } from "../core/mm/memory.js";
+import { doMmap, doMunmap, MmError } from "../core/mm/mmap.js";
+import { mprotect } from "../core/mm/mprotect.js";
+import { type Interleaver, LK_MMAP, site } from "../core/sync.js";
+import type { Runner } from "../run/runner.js";
+import type { Step } from "../scenario/types.js";
+import { Deviation, type Execution, type XThread } from "./execution.js";
+
+const S_MMAP_W = site("mmap_write_lock", "take mmap_lock for writing");
+const S_MMAP_R = site("mmap_read_lock", "take mmap_lock for reading");
+const S_ACCESS = site("user", "load or store");
+
+export function* threadBody(x: Execution, r: Runner, steps: Step[], self: () => XThread): KGen {
+  for (const s of steps) {
+    try {
+      yield* op(x, r, s, self());
+    } catch (e) {
+      if (e instanceof MmError) throw new Deviation(`${s.op} failed: ${e.errno}: ${e.message}`);
+      throw e;
+    }
+  }
+}
+
+function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
+  const m = r.m;
+  const il = m.il as Interleaver;
+  switch (step.op) {
+    case "munmap": {
+      const p = r.procOf(step);
+      const [a, len] = r.range(step, p, 0);
+      x.sysEnter(t);
+      r.enter(step, p);
+      // __vm_munmap(): write lock; do_vmi_munmap() downgrades it.
+      yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
+      yield* doMunmap(m, p.mm, a, len);
+      il.unlock(LK_MMAP, p.mm.id);
+      x.sysReturn(t, "munmap", p.mm, a, a + len);
+      return;
+    }
+    case "madvise": {
+      const p = r.procOf(step);
+      const [a, len] = r.range(step, p, 0);
+      const write = step.advice === "hugepage" || step.advice === "nohugepage";
+      x.sysEnter(t);
+      r.enter(step, p);
+      yield il.lock(LK_MMAP, p.mm.id, write, write ? S_MMAP_W : S_MMAP_R);
+      yield* madvise(m, p.mm, a, len, step.advice);
+      il.unlock(LK_MMAP, p.mm.id);
+      x.sysReturn(t, `madvise(${step.advice})`, p.mm, a, a + len);
+      return;
+    }
+    case "mprotect": {
+      const p = r.procOf(step);
+      const [a, len] = r.range(step, p, 0);
+      x.sysEnter(t);
+      r.enter(step, p);
+      yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
+      yield* mprotect(m, p.mm, a, len, step.prot);
+      il.unlock(LK_MMAP, p.mm.id);
+      x.sysReturn(t, "mprotect", p.mm, a, a + len);
+      return;
+    }
+    case "fork": {
+      const p = r.procOf(step);
+      if (r.procs.has(step.child)) throw r.err(step, `process "${step.child}" already exists`);
+      x.sysEnter(t);
+      r.enter(step, p);
+      yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
+      const mm = yield* dupMmapGen(m, p.mm);
+      il.unlock(LK_MMAP, p.mm.id);
+      r.addChild(step, p, mm);
+      x.sysReturn(t, "fork", p.mm, 0, 2 ** 57);
+      return;
+    }
+    case "mmap": {
+      const p = r.procOf(step);
+      x.sysEnter(t);
+      r.enter(step, p);
+      yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
+      const file = step.file !== undefined ? m.file(step.file, step.offset + step.size, false) : null;
+      const addr = doMmap(m, p.mm, {
+        len: step.size,
+        prot: step.prot,
+        shared: step.flags.includes("shared"),
+        fixed: step.flags.includes("fixed"),
+        addr: step.addr ?? 0,
+        file,
+        pgoff: step.offset / 4096,
+      });
+      il.unlock(LK_MMAP, p.mm.id);
+      p.regions.set(step.region, { start: addr, len: step.size });
+      x.sysLeave(t);
+      return;
+    }
+    case "touch": {
+      const p = r.procOf(step);
+      const [a, len] = r.range(step, p, 0);
+      for (let v = a; v < a + len; v += step.stride) {
+        yield S_ACCESS;
+        const c = r.enter(step, p);
+        x.sysEnter(t);
+        const res = yield* userAccessGen(m, c, p.mm, v, step.write);
+        x.sysLeave(t);
+        if (res === "segv") throw new Deviation(`SIGSEGV: ${step.write ? "write" : "read"} at 0x${v.toString(16)}`);
+      }
+      return;
+    }
+    case "exit": {
+      const p = r.procs.get(step.process);
+      if (p === undefined || !p.mm.alive) throw r.err(step, `process "${step.process}" does not exist or has exited`);
+      x.sysEnter(t);
+      yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
+      yield* r.exitProcessGen(p);
+      il.unlock(LK_MMAP, p.mm.id);
+      x.sysLeave(t);
+      return;
+    }
+    case "lockless": {
+      const p = r.procOf(step);
+      const reg = p.regions.get(step.region);
+      if (reg === undefined) throw r.err(step, `unknown region "${step.region}"`);
+      const addr = reg.start + step.offset;
+      const v = yield* locklessPteRead(m, p.mm, addr, step.via === "gup_fast");
+      x.locklessResult(t, addr, v);
+      return;
+    }
+    default:
+      throw r.err(step, `${step.op} cannot run concurrently under ptlab explore (put it in steps)`);
+  }
+}
