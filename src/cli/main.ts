@@ -13,6 +13,7 @@ import { cmdReplay, parseTouch } from "./replay.js";
 import { TraceError } from "../trace/errors.js";
 import { cmdCompare } from "./compare.js";
 import { cmdWorkload, collect } from "./workload.js";
+import { cmdExplore, parseMode, parseShard, UsageError } from "./explore.js";
 
 export function loadScenario(file: string): Scenario {
   let text: string;
@@ -182,6 +183,34 @@ async function main(argv: string[]): Promise<number> {
     .action((file: string | undefined, o) => {
       result = cmdCompare(file, o);
     });
+  const int = (lo: number, hi: number) => (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < lo || n > hi) throw new InvalidArgumentError(`expected an integer ${lo}..${hi}`);
+    return n;
+  };
+  program
+    .command("explore")
+    .description("explore the interleavings of a scenario's concurrent steps and print a minimal counterexample if an invariant breaks")
+    .argument("<file>", "scenario YAML file with a `concurrent` section")
+    .option("--mode <mode>", "exhaustive (preemption-bounded DFS), random or pct", parseMode, "exhaustive")
+    .option("--preemptions <n>", "exhaustive: preemption bound (default: the scenario's explore.preemptions)", int(0, 20))
+    .option("--max-steps <n>", "steps per execution before it is cut off", int(1, 1_000_000))
+    .option("--executions <n>", "random/pct: executions to run (default 1000); exhaustive: a cap", int(1, 1_000_000_000))
+    .option("--seed <n>", "random/pct seed (default: the scenario's machine.seed)", int(0, 2 ** 31))
+    .option("--pct-depth <n>", "pct: bug depth (priority change points + 1)", int(1, 20), 3)
+    .option("--shard <I/N>", "explore only part I of N of the space (deterministic split)", parseShard, { index: 0, count: 1 })
+    .option("--workers <n>", "worker threads (results do not depend on it)", int(1, 64), 1)
+    .option("--historical", "apply the scenario's explore.variant (the historical code path)")
+    .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
+    .option("--arch <x86_64|arm64>", "override the scenario's architecture", parseArch)
+    .option("--json <file>", "also write the result and counterexample as JSON")
+    .option("--replay <token>", "rerun exactly the schedule of a counterexample's replay token")
+    .option("--no-shrink", "print the counterexample as found")
+    .option("--ignore <invariant>", "do not check this invariant, to look past it (repeatable)", collect, [])
+    .option("--no-progress", "no progress lines on stderr")
+    .action((file: string, o) => {
+      result = cmdExplore(file, o);
+    });
   try {
     await program.parseAsync(argv);
   } catch (e) {
@@ -198,6 +227,9 @@ main(process.argv).then(
   (e: unknown) => {
     if (e instanceof TraceError) {
       process.stderr.write(`${e.format()}\n`);
+      process.exitCode = 2;
+    } else if (e instanceof UsageError) {
+      process.stderr.write(`ptlab: ${e.message}\n`);
       process.exitCode = 2;
     } else if (e instanceof ScenarioError) {
       process.stderr.write(`${e.format()}\n`);

@@ -302,3 +302,26 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
   }
   return out;
 }
+
+// Invariant 1 as seen from the page tables, cheap enough to run after every
+// explorer step: no present PTE in a live table maps a freed frame (pages are
+// freed only after their entries are cleared and flushed). skip: tables whose
+// PTE lock is held.
+export function checkPtesMapLivePages(m: Machine, skip: (slot: number) => boolean): Violation[] {
+  const out: Violation[] = [];
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  for (let slot = 0; slot < T.state.length; slot++) {
+    if (T.state[slot] !== TBL_LIVE || T.level[slot] !== 0 || skip(slot)) continue;
+    const e = T.chunkOf(slot);
+    const b = T.base(slot);
+    for (let i = 0; i < 512; i++) {
+      const v = e[b + i] as number;
+      if (v === 0 || !A.ptePresent(v)) continue;
+      const pfn = A.ptePfn(v);
+      if (phys.isFree(pfn)) out.push({ invariant: "pte-maps-freed-page", message: `PTE table slot ${slot} entry ${i} maps freed pfn ${pfn} (${A.describeEntry(v)})` });
+    }
+  }
+  return out;
+}

@@ -26,6 +26,7 @@ export interface ExploreConfig {
   // sub-shards by worker (results do not depend on the worker count).
   shard: { index: number; count: number; sub?: number; subs?: number };
   shrink: boolean;
+  ignore?: string[]; // invariants not checked
   onProgress?: (p: Progress) => void;
   shouldStop?: () => boolean;
 }
@@ -89,6 +90,7 @@ export function runOnce(cfg: ExploreConfig, chooser: (d: number, cands: number[]
   const m = r.m;
   m.rcuGracePeriod();
   const x = new Execution(m, chooser, cfg.maxSteps, record, record ? snapshot : null);
+  if (cfg.ignore && cfg.ignore.length > 0) x.ignore = new Set(cfg.ignore);
   m.interleave = true;
   m.il = x;
   for (const t of threadsOf(sc)) {

@@ -9,7 +9,7 @@ import { locklessPteRead } from "../core/mm/gup.js";
 import { dupMmapGen } from "../core/mm/fork.js";
 import { madvise } from "../core/mm/madvise.js";
 import type { KGen } from "../core/mm/memory.js";
-import { doMmap, doMunmap, MmError } from "../core/mm/mmap.js";
+import { doMmap, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
 import { mprotect } from "../core/mm/mprotect.js";
 import { type Interleaver, LK_MMAP, site } from "../core/sync.js";
 import type { Runner } from "../run/runner.js";
@@ -119,9 +119,17 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const p = r.procs.get(step.process);
       if (p === undefined || !p.mm.alive) throw r.err(step, `process "${step.process}" does not exist or has exited`);
       x.sysEnter(t);
-      yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
       yield* r.exitProcessGen(p);
-      il.unlock(LK_MMAP, p.mm.id);
+      x.sysLeave(t);
+      return;
+    }
+    case "oom_reap": {
+      const p = r.procs.get(step.process);
+      if (p === undefined) throw r.err(step, `process "${step.process}" does not exist`);
+      if (!p.mm.alive) return; // nothing left to reap
+      x.sysEnter(t);
+      m.curCpu = t.cpu;
+      yield* oomReap(m, p.mm);
       x.sysLeave(t);
       return;
     }

@@ -301,7 +301,8 @@ export class Runner {
       case "repeat":
         return;
       case "lockless":
-        throw this.err(step, "lockless readers run only under `ptlab explore` (put the step in `concurrent`)");
+      case "oom_reap":
+        throw this.err(step, `${step.op} runs only under \`ptlab explore\` (put the step in \`concurrent\`)`);
     }
   }
 

@@ -149,7 +149,13 @@ class Loader {
     if (concurrent !== undefined) sc.concurrent = concurrent;
     const x = v.explore;
     if (x !== undefined)
-      sc.explore = { preemptions: x.preemptions, maxSteps: x.max_steps, variant: { ...x.variant }, ...(x.expect !== undefined ? { expect: x.expect } : {}) };
+      sc.explore = {
+        preemptions: x.preemptions,
+        maxSteps: x.max_steps,
+        variant: { ...x.variant },
+        ignore: [...x.ignore],
+        ...(x.expect !== undefined ? { expect: x.expect } : {}),
+      };
     return sc;
   }
 
@@ -387,6 +393,7 @@ const builders: { [K in Op]: Builder<K> } = {
   fork: (a, base, cx) => cx.sem.fork(a, base, cx),
   exit: (a, base, cx) => cx.sem.exit(a, base, cx),
   lockless: (a, base) => ({ op: "lockless", ...base, region: a.region, offset: a.offset, via: a.via }),
+  oom_reap: (a, base) => ({ op: "oom_reap", ...base, process: a.process }),
   report: (a, base, cx) => {
     const n = cx.sem.countReport();
     return { op: "report", ...base, label: a.label ?? `report ${n}` };

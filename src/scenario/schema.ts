@@ -15,7 +15,22 @@ export const MAX_REPEAT = 10_000_000;
 /** Addresses must lie below 2^57, the top of a 5-level x86-64 address space. */
 export const ADDR_LIMIT = 2 ** 57;
 
-export const OPS = ["mmap", "touch", "read", "madvise", "mprotect", "munmap", "mremap", "brk", "fork", "exit", "report", "repeat", "lockless"] as const;
+export const OPS = [
+  "mmap",
+  "touch",
+  "read",
+  "madvise",
+  "mprotect",
+  "munmap",
+  "mremap",
+  "brk",
+  "fork",
+  "exit",
+  "report",
+  "repeat",
+  "lockless",
+  "oom_reap",
+] as const;
 export type Op = (typeof OPS)[number];
 
 export const MMAP_FLAGS = ["private", "shared", "anonymous", "fixed", "populate", "noreserve"] as const satisfies readonly MmapFlag[];
@@ -243,6 +258,9 @@ export const stepArgs = {
     child_thread: nameSchema.optional().describe(`Name of the child's thread; default "<child>.t0"`),
   }),
   exit: z.strictObject({ process: nameSchema, thread: threadRef }),
+  oom_reap: z
+    .strictObject({ process: nameSchema, thread: threadRef })
+    .describe("The OOM reaper zapping a dying process's private anon memory (explore only; thread: where it runs)"),
   lockless: z
     .strictObject({
       region: nameSchema.describe("Region name bound by an earlier mmap"),
@@ -343,6 +361,7 @@ export const exploreSchema = z
       .default({})
       .describe("The historical code path this scenario is about (the catalogue expects a counterexample with it)"),
     expect: nameSchema.optional().describe("Invariant the variant is expected to break"),
+    ignore: z.array(nameSchema).default([]).describe("Invariants not checked (to look past a first violation)"),
   })
   .describe("Settings for ptlab explore");
 

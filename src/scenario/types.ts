@@ -122,6 +122,10 @@ export interface LocklessStep extends StepBase {
   offset: number;
   via: "rcu" | "gup_fast";
 }
+export interface OomReapStep extends StepBase {
+  op: "oom_reap";
+  process: string;
+}
 export interface ReportStep extends StepBase {
   op: "report";
   label: string;
@@ -146,13 +150,15 @@ export type Step =
   | ExitStep
   | ReportStep
   | RepeatStep
-  | LocklessStep;
+  | LocklessStep
+  | OomReapStep;
 
 export interface ExploreSpec {
   preemptions: number;
   maxSteps: number;
   variant: Record<string, string>;
   expect?: string;
+  ignore: string[];
 }
 
 export interface Scenario {

@@ -4,7 +4,10 @@
 // (mm/mremap.c).
 
 import type { Machine } from "../machine.js";
-import { LK_MMAP } from "../sync.js";
+import { LK_MMAP, site } from "../sync.js";
+
+const S_EXIT_READ = site("exit_mmap", "mmap_read_lock() for unmap_vmas()");
+const S_EXIT_WRITE = site("exit_mmap", "mmap_write_lock() for free_pgtables()");
 import { folioPteBatch, freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
 import { splitHugePmd } from "./huge_memory.js";
@@ -123,17 +126,36 @@ export function doBrk(m: Machine, mm: Mm, newBrk: number): number {
   return newBrk;
 }
 
-// exit_mmap(): fullmm gather, zap everything, free all tables, flush.
+// exit_mmap(): fullmm gather, zap everything, free all tables, flush. The
+// zap runs under mmap_lock for reading (so the OOM reaper may run beside
+// it), the table freeing under the write lock.
 export function* exitMmap(m: Machine, mm: Mm): KGen {
   const tlb = tlbGatherMmu(m, mm, true);
   const vmas = mm.vmas;
-  if (vmas.length > 0) {
-    yield* unmapVmas(tlb, vmas, 0, 2 ** 57, null);
-    freePgtables(tlb, vmas, 0, 0);
+  const il = m.il;
+  if (il) yield il.lock(LK_MMAP, mm.id, false, S_EXIT_READ);
+  if (vmas.length > 0) yield* unmapVmas(tlb, vmas, 0, 2 ** 57, null);
+  if (il) {
+    il.unlock(LK_MMAP, mm.id);
+    yield il.lock(LK_MMAP, mm.id, true, S_EXIT_WRITE);
   }
+  if (vmas.length > 0) freePgtables(tlb, vmas, 0, 0);
   tlbFinishMmu(tlb);
   mm.vmas = [];
+  if (il) il.unlock(LK_MMAP, mm.id);
 }
+
+// __oom_reap_task_mm() (mm/oom_kill.c): under mmap_lock for reading, zap
+// the private anon VMAs of a dying mm with a non-fullmm gather.
+export function* oomReap(m: Machine, mm: Mm): KGen {
+  const il = m.il;
+  if (il) yield il.lock(LK_MMAP, mm.id, false, S_REAP_READ);
+  const tlb = tlbGatherMmu(m, mm);
+  for (const vma of mm.vmas) if (vma.file === null && !vma.isShared) yield* unmapVmas(tlb, [vma], vma.start, vma.end, null);
+  tlbFinishMmu(tlb);
+  if (il) il.unlock(LK_MMAP, mm.id);
+}
+const S_REAP_READ = site("__oom_reap_task_mm", "mmap_read_lock()");
 
 // mremap(): shrink in place, grow in place when the gap allows, else move.
 export function doMremap(m: Machine, mm: Mm, addr: number, oldLen: number, newLen: number, mayMove: boolean, newAddrHint = 0): number {

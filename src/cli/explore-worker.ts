@@ -1,0 +1,45 @@
+// Worker thread of `ptlab explore`: explores one sub-shard and posts
+// progress and its result. The main thread owns Ctrl-C (a shared flag).
+
+import { parentPort, workerData } from "node:worker_threads";
+import { explore } from "../explore/explore.js";
+import { ScenarioError } from "../scenario/types.js";
+import { type ExploreJob, exploreConfig } from "./explore.js";
+
+const job = workerData as ExploreJob;
+const stop = new Int32Array(job.stop);
+let last = 0;
+let res: ReturnType<typeof explore>;
+try {
+  res = run();
+} catch (e) {
+  if (!(e instanceof ScenarioError)) throw e;
+  parentPort?.postMessage({ kind: "error", file: e.file, line: e.line, col: e.col, message: e.message });
+  process.exit(0);
+}
+function run() {
+  const cfg = exploreConfig(job);
+  return explore({
+    ...cfg,
+    shrink: false,
+    shouldStop: () => Atomics.load(stop, 0) !== 0,
+    onProgress: (p) => {
+      const now = Date.now();
+      if (now - last < 250) return;
+      last = now;
+      parentPort?.postMessage({ kind: "progress", sub: job.sub, ...p });
+    },
+  });
+}
+parentPort?.postMessage({
+  kind: "result",
+  sub: job.sub,
+  executions: res.executions,
+  steps: res.steps,
+  truncated: res.truncated,
+  complete: res.complete,
+  stopped: res.stopped,
+  rank: res.rank,
+  schedule: res.counterexample?.schedule ?? null,
+  invariant: res.counterexample?.invariant ?? null,
+});

@@ -1,0 +1,256 @@
+// `ptlab explore FILE`: runs the scenario's concurrent steps under every
+// schedule within a preemption bound (or random / PCT samples), in worker
+// threads, and prints a shrunk counterexample with a replay token.
+
+import { readFileSync, writeFileSync } from "node:fs";
+import { Worker } from "node:worker_threads";
+import { InvalidArgumentError } from "commander";
+import { type Counterexample, configKey, describe, type ExploreConfig, type Mode, parseToken, rankLess, shrink, TokenError } from "../explore/explore.js";
+import { parseScenario } from "../scenario/load.js";
+import { type Scenario, ScenarioError } from "../scenario/types.js";
+
+// A bad option value found after parsing: one line on stderr, exit code 2.
+export class UsageError extends Error {}
+
+export interface ExploreOpts {
+  mode: Mode;
+  preemptions?: number;
+  maxSteps?: number;
+  executions?: number;
+  seed?: number;
+  pctDepth: number;
+  shard: { index: number; count: number };
+  workers: number;
+  historical?: boolean;
+  variant?: Record<string, string>;
+  arch?: "x86_64" | "arm64";
+  json?: string;
+  replay?: string;
+  shrink: boolean;
+  progress: boolean;
+  ignore?: string[];
+}
+
+// What a worker needs to rebuild the configuration.
+export interface ExploreJob {
+  file: string;
+  opts: ExploreOpts;
+  sub: number;
+  subs: number;
+  stop: SharedArrayBuffer;
+}
+
+function load(file: string): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ScenarioError(file, 1, 1, `cannot read file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  return parseScenario(text, file);
+}
+
+export function exploreConfig(job: { file: string; opts: ExploreOpts; sub: number; subs: number }, sc = load(job.file)): ExploreConfig {
+  const o = job.opts;
+  if (!sc.concurrent || sc.concurrent.length === 0)
+    throw new ScenarioError(sc.file, 1, 1, "the scenario has no `concurrent` steps to explore (see docs/explore.md)");
+  const variants = { ...(o.historical ? (sc.explore?.variant ?? {}) : {}), ...(o.variant ?? {}) };
+  return {
+    sc,
+    run: { variants, ...(o.arch !== undefined ? { arch: o.arch } : {}) },
+    mode: o.mode,
+    preemptions: o.preemptions ?? sc.explore?.preemptions ?? 2,
+    maxSteps: o.maxSteps ?? sc.explore?.maxSteps ?? 5000,
+    executions: o.executions ?? (o.mode === "exhaustive" ? 0 : 1000),
+    seed: o.seed ?? sc.machine.seed,
+    pctDepth: o.pctDepth,
+    shard: { ...o.shard, sub: job.sub, subs: job.subs },
+    shrink: o.shrink,
+    ignore: [...(sc.explore?.ignore ?? []), ...(o.ignore ?? [])],
+  };
+}
+
+export function parseShard(v: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new InvalidArgumentError(`expected I/N with 0 <= I < N, e.g. 0/4, got "${v}"`);
+  return { index: Number(m[1]), count: Number(m[2]) };
+}
+
+export function parseMode(v: string): Mode {
+  if (v === "exhaustive" || v === "random" || v === "pct") return v;
+  throw new InvalidArgumentError(`expected exhaustive, random or pct, got "${v}"`);
+}
+
+interface WorkerResult {
+  sub: number;
+  executions: number;
+  steps: number;
+  truncated: number;
+  complete: boolean;
+  stopped: boolean;
+  rank: number[] | null;
+  schedule: number[] | null;
+  invariant: string | null;
+}
+
+export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> {
+  const sc = load(file);
+  const cfg = exploreConfig({ file, opts: o, sub: 0, subs: 1 }, sc);
+  const header = `ptlab explore ${file}: ${sc.name} (${cfg.run.arch ?? sc.machine.arch}, ${sc.machine.cpus} CPUs)`;
+  const vars = Object.entries(cfg.run.variants ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(", ");
+  if (o.replay !== undefined) {
+    let tok: ReturnType<typeof parseToken>;
+    try {
+      tok = parseToken(o.replay);
+    } catch (e) {
+      if (e instanceof TokenError) throw new UsageError(`--replay: ${e.message}`);
+      throw e;
+    }
+    const rcfg: ExploreConfig = { ...cfg, run: { ...cfg.run, variants: tok.variants } };
+    if (configKey(rcfg) !== tok.key)
+      throw new UsageError(
+        `--replay: the token was made for another version of this scenario or other options (token ${tok.key}, this run ${configKey(rcfg)})`,
+      );
+    const cx = describe(rcfg, tok.schedule, false, tok.schedule.length);
+    return output(
+      o,
+      header,
+      Object.entries(tok.variants)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(", "),
+      file,
+      cx,
+      null,
+    );
+  }
+
+  const subs = Math.max(1, o.workers);
+  const stop = new SharedArrayBuffer(4);
+  const flag = new Int32Array(stop);
+  const onSigint = () => {
+    Atomics.store(flag, 0, 1);
+    process.stderr.write("\nptlab explore: stopping (Ctrl-C)...\n");
+  };
+  process.on("SIGINT", onSigint);
+  const t0 = Date.now();
+  const prog = new Map<number, { executions: number; steps: number }>();
+  let lastPrint = 0;
+  const showProgress = () => {
+    if (!o.progress) return;
+    const now = Date.now();
+    if (now - lastPrint < 1000) return;
+    lastPrint = now;
+    let e = 0;
+    let s = 0;
+    for (const p of prog.values()) {
+      e += p.executions;
+      s += p.steps;
+    }
+    const secs = (now - t0) / 1000;
+    process.stderr.write(`explore: ${e} executions, ${s} steps, ${(e / secs).toFixed(0)} executions/s, ${secs.toFixed(1)} s\n`);
+  };
+  const results = await Promise.all(
+    Array.from({ length: subs }, (_, sub) => {
+      const job: ExploreJob = { file, opts: o, sub, subs, stop };
+      return new Promise<WorkerResult>((resolve, reject) => {
+        const w = new Worker(new URL("./explore-worker.js", import.meta.url), { workerData: job });
+        w.on("message", (msg: { kind: string } & WorkerResult & { executions: number; steps: number }) => {
+          if (msg.kind === "error") {
+            const e = msg as unknown as { file: string; line: number; col: number; message: string };
+            reject(new ScenarioError(e.file, e.line, e.col, e.message));
+          } else if (msg.kind === "progress") {
+            prog.set(msg.sub, { executions: msg.executions, steps: msg.steps });
+            showProgress();
+          } else resolve(msg);
+        });
+        w.on("error", reject);
+        w.on("exit", (code) => {
+          if (code !== 0) reject(new Error(`explore worker ${sub} exited with code ${code}`));
+        });
+      });
+    }),
+  );
+  process.off("SIGINT", onSigint);
+  const total = { executions: 0, steps: 0, truncated: 0 };
+  let best: WorkerResult | null = null;
+  for (const r of results) {
+    total.executions += r.executions;
+    total.steps += r.steps;
+    total.truncated += r.truncated;
+    if (r.rank !== null && (best === null || rankLess(r.rank, best.rank as number[]))) best = r;
+  }
+  const stopped = results.some((r) => r.stopped);
+  const complete = results.every((r) => r.complete);
+  const secs = (Date.now() - t0) / 1000;
+  if (o.progress)
+    process.stderr.write(
+      `explore: ${total.executions} executions, ${total.steps} steps in ${secs.toFixed(2)} s (${(total.executions / Math.max(secs, 1e-3)).toFixed(0)} executions/s)\n`,
+    );
+  let cx: Counterexample | null = null;
+  if (best !== null) {
+    const sched = best.schedule as number[];
+    const s = o.shrink ? shrink(cfg, sched, best.invariant as string) : { schedule: sched, complete: false };
+    cx = describe(cfg, s.schedule, s.complete, sched.length);
+  }
+  return output(o, header, vars, file, cx, { ...total, complete, stopped, cfg });
+}
+
+function output(
+  o: ExploreOpts,
+  header: string,
+  vars: string,
+  file: string,
+  cx: Counterexample | null,
+  run: { executions: number; steps: number; truncated: number; complete: boolean; stopped: boolean; cfg: ExploreConfig } | null,
+): number {
+  const lines: string[] = [header, `variants: ${vars || "none (v6.17)"}`];
+  if (run !== null) {
+    const c = run.cfg;
+    const bound =
+      c.mode === "exhaustive"
+        ? `exhaustive, at most ${c.preemptions} preemption${c.preemptions === 1 ? "" : "s"}`
+        : `${c.mode}, ${c.executions} executions, seed ${c.seed}`;
+    lines.push(`mode: ${bound}, ${c.maxSteps} steps per execution${c.shard.count > 1 ? `, shard ${c.shard.index}/${c.shard.count}` : ""}`);
+    if (cx === null) {
+      const what = run.stopped
+        ? "stopped by Ctrl-C before the space was covered"
+        : run.complete
+          ? c.mode === "exhaustive"
+            ? "the whole bounded space"
+            : "all samples"
+          : "the execution cap was reached";
+      lines.push(`explored ${run.executions} executions (${run.steps} steps): ${what}; no invariant broken`);
+      if (run.truncated > 0) lines.push(`note: ${run.truncated} executions were cut off at the step bound (raise explore.max_steps)`);
+    }
+  }
+  if (cx !== null) {
+    lines.push(`COUNTEREXAMPLE [${cx.invariant}] ${cx.message}`);
+    if (run !== null)
+      lines.push(
+        cx.shrunk
+          ? `shrunk from ${cx.original} to ${cx.schedule.length} decisions; removing any one of them breaks nothing`
+          : `${cx.schedule.length} decisions (not shrunk)`,
+      );
+    lines.push(`threads: ${cx.threads.slice(0, -1).join(", ")}`);
+    for (const s of cx.trace) {
+      lines.push(`${String(s.n).padStart(4)}  ${s.thread.padEnd(6)} CPU${s.cpu}  ${"  ".repeat(s.depth)}${s.site}`);
+      for (const ch of s.changes) lines.push(`${" ".repeat(14)}${"  ".repeat(s.depth)}${ch}`);
+    }
+    lines.push(`replay: ptlab explore ${file} --replay ${cx.token}`);
+  }
+  process.stdout.write(`${lines.join("\n")}\n`);
+  if (o.json !== undefined) {
+    const doc = {
+      scenario: file,
+      variants: vars,
+      mode: run?.cfg.mode ?? "replay",
+      executions: run?.executions ?? 1,
+      complete: run?.complete ?? true,
+      counterexample: cx,
+    };
+    writeFileSync(o.json, `${JSON.stringify(doc, null, 2)}\n`);
+  }
+  return cx !== null ? 1 : 0;
+}
