@@ -5,7 +5,8 @@
 import { TLB_D, TLB_W } from "./hw/tlb.js";
 import { sizeName } from "./hw/walker.js";
 import type { Machine, Violation } from "./machine.js";
-import { PG_ANON, PG_ANON_EXCLUSIVE, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_ZERO } from "./mm/physmem.js";
+import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./mm/physmem.js";
+import { VM_WRITE } from "./mm/types.js";
 import { LVL_PUD, TBL_LIVE } from "./mm/pgtable.js";
 import type { Mm } from "./mm/types.js";
 import { idxAt } from "./mm/walk.js";
@@ -133,7 +134,7 @@ export function checkAccounting(m: Machine): Violation[] {
   const A = m.arch;
   const T = m.tables;
   const phys = m.phys;
-  const cap = phys.cap;
+  const cap = phys.highWater;
   const mapcount = new Int32Array(cap);
   const entire = new Int32Array(cap);
   for (const mm of m.mms) {
@@ -322,6 +323,68 @@ export function checkPtesMapLivePages(m: Machine, skip: (slot: number) => boolea
       const pfn = A.ptePfn(v);
       if (phys.isFree(pfn)) out.push({ invariant: "pte-maps-freed-page", message: `PTE table slot ${slot} entry ${i} maps freed pfn ${pfn} (${A.describeEntry(v)})` });
     }
+  }
+  return out;
+}
+
+// Frames mapped by a dirty PTE (or PMD) whose folio must not lose that
+// information: file and shmem pages, and anon pages made lazily freeable by
+// MADV_FREE (a write after it must keep the page). The explorer compares the
+// set before and after each step: a frame that leaves it must have its folio
+// marked dirty (invariant 4, "lost-dirty").
+export function dirtyMappedFrames(m: Machine, skip: (slot: number) => boolean = () => false): Map<number, number> {
+  const out = new Map<number, number>(); // pfn -> table slot
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  for (let slot = 0; slot < T.state.length; slot++) {
+    if (T.state[slot] !== TBL_LIVE || T.level[slot] !== 0 || skip(slot)) continue;
+    const e = T.chunkOf(slot);
+    const b = T.base(slot);
+    for (let i = 0; i < 512; i++) {
+      const v = e[b + i] as number;
+      if (v === 0 || !A.ptePresent(v) || !A.pteDirty(v)) continue;
+      const pfn = A.ptePfn(v);
+      const f = phys.flags[phys.folioHead(pfn)] as number;
+      if (f & (PG_FREE | PG_ZERO)) continue;
+      if ((f & PG_ANON) === 0 || (f & PG_SWAPBACKED) === 0) out.set(pfn, slot);
+    }
+  }
+  return out;
+}
+
+// Invariant 6: dirty never implies writable. No present PTE grants write in
+// a VMA without VM_WRITE (a dirty read-only entry must stay read-only).
+// skipMm: address spaces whose VMAs are being changed (mmap_lock held for
+// writing), where VMA and PTEs disagree until the syscall is done.
+export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, skipMm: (mm: Mm) => boolean): Violation[] {
+  const out: Violation[] = [];
+  const A = m.arch;
+  const T = m.tables;
+  for (const mm of m.mms) {
+    if (!mm.alive || skipMm(mm)) continue;
+    const visit = (slot: number, level: number, base: number) => {
+      if (level === 0 && skip(slot)) return;
+      for (let i = 0; i < 512; i++) {
+        const v = T.get(slot * 512 + i);
+        if (v === 0) continue;
+        const vpn = base + i * 512 ** level;
+        if (level > 0 && A.entryIsTable(v)) {
+          visit(T.slotOfPfn(A.ptePfn(v)), level - 1, vpn);
+          continue;
+        }
+        if (!A.ptePresent(v) || !A.pteWrite(v)) continue;
+        // No VMA: munmap detached it and is zapping under the read lock.
+        const vma = mm.findVma(vpn * 4096);
+        if (vma !== null && (vma.flags & VM_WRITE) === 0)
+          out.push({
+            invariant: "writable-without-vm-write",
+            addr: vpn * 4096,
+            message: `mm${mm.id}: ${hex(vpn * 4096)} is writable (${A.describeEntry(v)}) but its VMA has no VM_WRITE`,
+          });
+      }
+    };
+    visit(mm.pgd, A.levels - 1, 0);
   }
   return out;
 }

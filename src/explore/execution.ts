@@ -6,7 +6,8 @@
 // No Node APIs.
 
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
-import { checkAccounting, checkPtesMapLivePages, checkTlbs } from "../core/check.js";
+import { checkAccounting, checkPtesMapLivePages, checkTlbs, checkWritableInVma, dirtyMappedFrames } from "../core/check.js";
+import { PG_DIRTY } from "../core/mm/physmem.js";
 import type { Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE } from "../core/mm/pgtable.js";
@@ -79,6 +80,7 @@ export class Execution implements Interleaver {
   private stack: XThread[] = [];
   private last = -1; // thread that ran last
   stepCount = 0;
+  dirtyBefore: Map<number, number> = new Map();
 
   constructor(
     readonly m: Machine,
@@ -375,7 +377,25 @@ export class Execution implements Interleaver {
       for (const v of checkContpte(m, (slot) => this.lockW.has(LK_PTL * 2 ** 32 + slot))) this.fail(v);
       if (this.violation !== null) return;
     }
-    for (const v of checkPtesMapLivePages(m, (slot) => this.lockW.has(LK_PTL * 2 ** 32 + slot))) this.fail(v);
+    const locked = (slot: number) => this.lockW.has(LK_PTL * 2 ** 32 + slot);
+    for (const v of checkPtesMapLivePages(m, locked)) this.fail(v);
+    for (const v of checkWritableInVma(m, locked, (mm) => this.lockW.has(mm.id))) this.fail(v);
+    if (this.violation !== null) return;
+    // Invariant 4: a frame that stopped being mapped dirty has a dirty folio.
+    // Inside a PTE-lock section the information may sit in the holder's
+    // local variables (contpte_convert()), so locked tables carry over.
+    const dirty = dirtyMappedFrames(m, locked);
+    for (const [pfn, slot] of this.dirtyBefore) {
+      if (locked(slot)) {
+        dirty.set(pfn, slot);
+        continue;
+      }
+      if (dirty.has(pfn) || m.phys.isFree(pfn)) continue;
+      const head = m.phys.folioHead(pfn);
+      if (((m.phys.flags[head] as number) & PG_DIRTY) === 0)
+        this.fail({ invariant: "lost-dirty", cpu: t.cpu, message: `${t.name}: pfn ${pfn} was mapped dirty and no longer is, but its folio is not dirty (${siteName(t.site)})` });
+    }
+    this.dirtyBefore = dirty;
     if (this.violation !== null) return;
     if (this.threads.every((u) => u.syscalls === 0)) for (const v of checkAccounting(m)) this.fail(v);
     void t;

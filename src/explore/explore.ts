@@ -4,6 +4,7 @@
 // execution rebuilds the machine from the scenario and replays a schedule
 // (the thread chosen at each decision point). No Node APIs.
 
+import { dirtyMappedFrames } from "../core/check.js";
 import { siteName } from "../core/sync.js";
 import { Runner, type RunOptions } from "../run/runner.js";
 import { type Scenario, ScenarioError, type Step } from "../scenario/types.js";
@@ -91,6 +92,7 @@ export function runOnce(cfg: ExploreConfig, chooser: (d: number, cands: number[]
   m.rcuGracePeriod();
   const x = new Execution(m, chooser, cfg.maxSteps, record, record ? snapshot : null);
   if (cfg.ignore && cfg.ignore.length > 0) x.ignore = new Set(cfg.ignore);
+  x.dirtyBefore = dirtyMappedFrames(m);
   m.interleave = true;
   m.il = x;
   for (const t of threadsOf(sc)) {

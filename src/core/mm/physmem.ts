@@ -51,6 +51,10 @@ export class PhysMem {
   private entire = new Map<number, number>();
   private free: FrameStack[] = [];
   private top = 1; // PFN 0 is never handed out
+  // One past the highest PFN ever handed out.
+  get highWater(): number {
+    return this.top;
+  }
   allocated = 0; // frames currently allocated (any use)
   zeroPfn: number;
   hugeZeroPfn = -1;

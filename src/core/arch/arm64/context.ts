@@ -33,12 +33,11 @@ class AsidAllocator {
   curIdx = 1; // new_context()'s static cur_idx
   // The mm each hardware ASID was last handed to (valid while that mm's
   // context id is in the current generation with this ASID).
-  readonly owner: (Mm | null)[];
+  readonly owner: (Mm | null)[] = []; // sparse: grown as ASIDs are handed out
   constructor(bits: number) {
     this.bits = bits;
     this.nr = 2 ** bits;
     this.map = new Uint8Array(this.nr);
-    this.owner = new Array(this.nr).fill(null);
   }
   genOf(id: number): number {
     return Math.floor(id / this.nr);
