@@ -198,7 +198,7 @@ export function explore(cfg: ExploreConfig): ExploreResult {
           res.rank = x.decisions.map((d) => order(d.cands, d.cur).indexOf(d.chosen));
           break;
         }
-      } else limit = Math.min(limit, frontierIndex(x));
+      } else limit = Math.min(limit, frontierIndex(x) + 1);
       const next = backtrack(x, limit, cfg.preemptions);
       if (next === null) {
         res.complete = true;
