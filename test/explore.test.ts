@@ -41,7 +41,11 @@ const files = readdirSync(DIR)
 
 describe("explore: the catalogue (scenarios/concurrency)", () => {
   it("has the seeded entries a-f and at least two clean ones", () => {
-    for (const p of ["a-", "b-", "c-", "d-", "e-", "f-"]) assert.ok(files.some((f) => f.startsWith(p)), `catalogue entry ${p}`);
+    for (const p of ["a-", "b-", "c-", "d-", "e-", "f-", "g-"])
+      assert.ok(
+        files.some((f) => f.startsWith(p)),
+        `catalogue entry ${p}`,
+      );
     assert.ok(files.filter((f) => f.startsWith("clean-")).length >= 2);
   });
   for (const f of files) {
@@ -53,9 +57,10 @@ describe("explore: the catalogue (scenarios/concurrency)", () => {
       assert.equal(r.truncated, 0);
       assert.ok(r.executions > 1);
     });
-    if (Object.keys(sc.explore?.variant ?? {}).length === 0) continue;
+    if (Object.keys(sc.explore?.variant ?? {}).length === 0 && sc.explore?.arch === undefined) continue;
     it(`${f}: the historical variant breaks ${sc.explore?.expect}`, () => {
       const c = cfg(sc, sc.explore?.variant ?? {});
+      if (sc.explore?.arch !== undefined) c.run.arch = sc.explore.arch;
       const r = explore(c);
       assert.ok(r.counterexample !== null, "a counterexample");
       const cx = r.counterexample;

@@ -319,7 +319,12 @@ describe("parseScenario: errors", () => {
   it("names unknown keys with the expected ones", () => {
     const e = fails(withSteps("- mmap: { region: A, sise: 4K }"), 3, 24, "");
     assert.equal(e.message, 'unknown key "sise" in mmap step (expected one of: region, size, prot, flags, addr, file, offset, thread)');
-    fails("name: t\nstpes: []\n", 2, 1, 'unknown key "stpes" at top level (expected one of: name, description, machine, processes, steps, concurrent, explore)');
+    fails(
+      "name: t\nstpes: []\n",
+      2,
+      1,
+      'unknown key "stpes" at top level (expected one of: name, description, machine, processes, steps, concurrent, explore)',
+    );
     fails("name: t\nmachine:\n  cpu: 2\nsteps: []\n", 3, 3, 'unknown key "cpu" in machine');
     fails("name: t\nprocesses: [{ name: p, thread: [] }]\nsteps: []\n", 2, 24, 'unknown key "thread" in process');
     fails("name: t\nprocesses: [{ name: p, threads: [{ name: x, cpus: 1 }] }]\nsteps: []\n", 2, 45, 'unknown key "cpus" in thread');

@@ -57,7 +57,7 @@ export function exploreConfig(job: { file: string; opts: ExploreOpts; sub: numbe
   const variants = { ...(o.historical ? (sc.explore?.variant ?? {}) : {}), ...(o.variant ?? {}) };
   return {
     sc,
-    run: { variants, ...(o.arch !== undefined ? { arch: o.arch } : {}) },
+    run: { variants, ...(o.arch !== undefined ? { arch: o.arch } : o.historical && sc.explore?.arch !== undefined ? { arch: sc.explore.arch } : {}) },
     mode: o.mode,
     preemptions: o.preemptions ?? sc.explore?.preemptions ?? 2,
     maxSteps: o.maxSteps ?? sc.explore?.maxSteps ?? 5000,

@@ -321,7 +321,8 @@ export function checkPtesMapLivePages(m: Machine, skip: (slot: number) => boolea
       const v = e[b + i] as number;
       if (v === 0 || !A.ptePresent(v)) continue;
       const pfn = A.ptePfn(v);
-      if (phys.isFree(pfn)) out.push({ invariant: "pte-maps-freed-page", message: `PTE table slot ${slot} entry ${i} maps freed pfn ${pfn} (${A.describeEntry(v)})` });
+      if (phys.isFree(pfn))
+        out.push({ invariant: "pte-maps-freed-page", message: `PTE table slot ${slot} entry ${i} maps freed pfn ${pfn} (${A.describeEntry(v)})` });
     }
   }
   return out;

@@ -393,7 +393,11 @@ export class Execution implements Interleaver {
       if (dirty.has(pfn) || m.phys.isFree(pfn)) continue;
       const head = m.phys.folioHead(pfn);
       if (((m.phys.flags[head] as number) & PG_DIRTY) === 0)
-        this.fail({ invariant: "lost-dirty", cpu: t.cpu, message: `${t.name}: pfn ${pfn} was mapped dirty and no longer is, but its folio is not dirty (${siteName(t.site)})` });
+        this.fail({
+          invariant: "lost-dirty",
+          cpu: t.cpu,
+          message: `${t.name}: pfn ${pfn} was mapped dirty and no longer is, but its folio is not dirty (${siteName(t.site)})`,
+        });
     }
     this.dirtyBefore = dirty;
     if (this.violation !== null) return;

@@ -154,6 +154,7 @@ class Loader {
         maxSteps: x.max_steps,
         variant: { ...x.variant },
         ignore: [...x.ignore],
+        ...(x.arch !== undefined ? { arch: x.arch } : {}),
         ...(x.expect !== undefined ? { expect: x.expect } : {}),
       };
     return sc;

@@ -360,6 +360,10 @@ export const exploreSchema = z
       .record(z.string(), z.string(expected("a string")), expected("a mapping of variant names to values"))
       .default({})
       .describe("The historical code path this scenario is about (the catalogue expects a counterexample with it)"),
+    arch: z
+      .enum(["x86_64", "arm64"], expected(`"x86_64" or "arm64"`))
+      .optional()
+      .describe("Architecture of the counterexample run, when it is the architecture that matters"),
     expect: nameSchema.optional().describe("Invariant the variant is expected to break"),
     ignore: z.array(nameSchema).default([]).describe("Invariants not checked (to look past a first violation)"),
   })

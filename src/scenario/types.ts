@@ -158,6 +158,7 @@ export interface ExploreSpec {
   maxSteps: number;
   variant: Record<string, string>;
   expect?: string;
+  arch?: "x86_64" | "arm64"; // architecture of the counterexample run (with the variant)
   ignore: string[];
 }
 

@@ -15,6 +15,7 @@ import { type Interleaver, LK_MMAP, site } from "../sync.js";
 
 const S_FAULT_MMAP = site("lock_mm_and_find_vma", "take mmap_lock for reading");
 const S_FAULT_RETURN = site("exc_page_fault", "return to user space and retry the access");
+const S_FAULT_AGAIN = site("exc_page_fault", "fault again: retry once something changed", true);
 
 export type AccessResult = "ok" | "segv";
 
@@ -39,6 +40,7 @@ export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: b
 // interleave; then the access is retried.
 export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, write: boolean): Generator<number, AccessResult, void> {
   const il = m.il as Interleaver;
+  let retries = 0;
   for (;;) {
     if (translate(m, c, mm, addr, write)) return "ok";
     yield il.lock(LK_MMAP, mm.id, false, S_FAULT_MMAP);
@@ -51,7 +53,9 @@ export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, writ
     const fr = yield* handleMmFault(m, mm, vma, addr, write);
     il.unlock(LK_MMAP, mm.id);
     if (fr === "segv") return "segv";
-    yield S_FAULT_RETURN;
+    // A second fault in a row waits for someone else to change something
+    // (a TLBI, a lock holder finishing) before the access is retried.
+    yield retries++ === 0 ? S_FAULT_RETURN : S_FAULT_AGAIN;
   }
 }
 
@@ -84,7 +88,13 @@ export function translate(m: Machine, c: number, mm: Mm, addr: number, write: bo
     else tlb.htag[-2 - i] = 0;
   }
   m.counters.tlbMisses++;
-  return walk(m, c, mm, vpn, write);
+  if (walk(m, c, mm, vpn, write)) return true;
+  // x86 delivers a page fault only after dropping the TLB and paging-structure
+  // cache entries it would use for the address (SDM 4.10.4.1), so a stale
+  // walk-cache pointer cannot make the retry fault forever. arm64 keeps
+  // walk-cache entries until a TLBI removes them.
+  if (m.arch.name === "x86_64") tlb.invalidateVa(vpn, asid, false);
+  return false;
 }
 
 // Hardware walk and TLB fill; false means a page fault is raised.

@@ -22,6 +22,7 @@ export type KGen<T = void> = Generator<number, T, void>;
 const S_ZAP_MAP = site("zap_pte_range", "pte_offset_map_lock()");
 const S_ZAP_LOCK = site("zap_pte_range", "take the PTE lock");
 const S_ZAP_PTE = site("zap_pte_range", "load a PTE");
+const S_ZAP_UNLOCKED = site("zap_pte_range", "after pte_unmap_unlock()");
 const S_COPY_LOCK = site("copy_pte_range", "take the PTE locks");
 const S_COPY_PTE = site("copy_pte_range", "load a source PTE");
 
@@ -181,8 +182,12 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
       tlbFlushMmuTlbonly(tlb);
       tlbFlushRmaps(tlb);
     }
-    // pte_unmap_unlock()
-    if (il) (m.il as Interleaver).unlock(LK_PTL, slot);
+    // pte_unmap_unlock(): other CPUs may take the locks (and fault into a
+    // reclaimed range) before this CPU flushes.
+    if (il) {
+      (m.il as Interleaver).unlock(LK_PTL, slot);
+      yield S_ZAP_UNLOCKED;
+    }
     if (forceFlush) tlbFlushMmu(tlb);
     if (addr === end) break;
   }
