@@ -1,0 +1,66 @@
+// npm run bench:explore: for every catalogue scenario (scenarios/concurrency),
+// the time to the first counterexample under its historical variant (the
+// exhaustive search, then shrinking), executions per second, and the time to
+// explore the v6.17 code's whole bounded space. Timings are this machine's;
+// the targets (first counterexample under 1 s, at most 5 s; exhaustion under
+// 60 s) are printed beside them, never asserted.
+//
+//   node dist/bench/explore.js [--only PREFIX]
+
+import { readdirSync, readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { type ExploreConfig, explore } from "../src/explore/explore.js";
+import { parseScenario } from "../src/scenario/load.js";
+import type { Scenario } from "../src/scenario/types.js";
+
+const { values: args } = parseArgs({ options: { only: { type: "string" } } });
+const DIR = "scenarios/concurrency";
+
+function cfg(sc: Scenario, historical: boolean, shrink: boolean): ExploreConfig {
+  const x = sc.explore;
+  return {
+    sc,
+    run: { variants: historical ? { ...(x?.variant ?? {}) } : {}, ...(historical && x?.arch !== undefined ? { arch: x.arch } : {}) },
+    mode: "exhaustive",
+    preemptions: x?.preemptions ?? 2,
+    maxSteps: x?.maxSteps ?? 5000,
+    executions: 0,
+    seed: sc.machine.seed,
+    pctDepth: 3,
+    shard: { index: 0, count: 1 },
+    shrink,
+    ignore: x?.ignore ?? [],
+  };
+}
+
+function timed<T>(f: () => T): [T, number] {
+  const t0 = performance.now();
+  const r = f();
+  return [r, (performance.now() - t0) / 1000];
+}
+
+const rows: string[][] = [["scenario", "variant", "first cex (s)", "with shrink (s)", "execs", "execs/s", "fixed: exhaust (s)", "execs", "execs/s"]];
+for (const f of readdirSync(DIR)
+  .filter((n) => n.endsWith(".yaml"))
+  .sort()) {
+  if (args.only !== undefined && !f.startsWith(args.only)) continue;
+  const sc = parseScenario(readFileSync(`${DIR}/${f}`, "utf8"), `${DIR}/${f}`);
+  const seeded = Object.keys(sc.explore?.variant ?? {}).length > 0 || sc.explore?.arch !== undefined;
+  let cex = ["-", "-", "-", "-"];
+  let vname = "-";
+  if (seeded) {
+    vname =
+      Object.entries(sc.explore?.variant ?? {})
+        .map(([k, v]) => `${k}=${v}`)
+        .join(",") || `arch=${sc.explore?.arch}`;
+    const [r, t] = timed(() => explore(cfg(sc, true, false)));
+    const [, ts] = timed(() => explore(cfg(sc, true, true)));
+    cex = [r.counterexample !== null ? t.toFixed(2) : "none found", ts.toFixed(2), String(r.executions), (r.executions / t).toFixed(0)];
+  }
+  const [clean, tc] = timed(() => explore(cfg(sc, false, false)));
+  const fixed = [clean.counterexample === null ? tc.toFixed(2) : `VIOLATION ${clean.counterexample.invariant}`, String(clean.executions), (clean.executions / tc).toFixed(0)];
+  rows.push([f.replace(/\.yaml$/, ""), vname, ...cex, ...fixed]);
+}
+const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
+for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i] as number)).join("  "));
+console.log("\ntargets: first counterexample < 1 s (at most 5 s); exhausting a fixed scenario's bound < 60 s. Machine: see `env`.");
