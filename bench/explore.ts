@@ -58,7 +58,11 @@ for (const f of readdirSync(DIR)
     cex = [r.counterexample !== null ? t.toFixed(2) : "none found", ts.toFixed(2), String(r.executions), (r.executions / t).toFixed(0)];
   }
   const [clean, tc] = timed(() => explore(cfg(sc, false, false)));
-  const fixed = [clean.counterexample === null ? tc.toFixed(2) : `VIOLATION ${clean.counterexample.invariant}`, String(clean.executions), (clean.executions / tc).toFixed(0)];
+  const fixed = [
+    clean.counterexample === null ? tc.toFixed(2) : `VIOLATION ${clean.counterexample.invariant}`,
+    String(clean.executions),
+    (clean.executions / tc).toFixed(0),
+  ];
   rows.push([f.replace(/\.yaml$/, ""), vname, ...cex, ...fixed]);
 }
 const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));

@@ -88,13 +88,10 @@ export function translate(m: Machine, c: number, mm: Mm, addr: number, write: bo
     else tlb.htag[-2 - i] = 0;
   }
   m.counters.tlbMisses++;
-  if (walk(m, c, mm, vpn, write)) return true;
-  // x86 delivers a page fault only after dropping the TLB and paging-structure
-  // cache entries it would use for the address (SDM 4.10.4.1), so a stale
-  // walk-cache pointer cannot make the retry fault forever. arm64 keeps
-  // walk-cache entries until a TLBI removes them.
-  if (m.arch.name === "x86_64") tlb.invalidateVa(vpn, asid, false);
-  return false;
+  // x86 drops the paging-structure cache entries for a faulting address
+  // (SDM 4.10.4.1); the model keeps them (README: known departures): a retry
+  // through a stale walk-cache pointer faults again until a flush.
+  return walk(m, c, mm, vpn, write);
 }
 
 // Hardware walk and TLB fill; false means a page fault is raised.
