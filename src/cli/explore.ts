@@ -252,5 +252,7 @@ function output(
     };
     writeFileSync(o.json, `${JSON.stringify(doc, null, 2)}\n`);
   }
-  return cx !== null ? 1 : 0;
+  // 130: interrupted (the usual code after SIGINT), so scripts do not take
+  // a partial run for a clean one.
+  return cx !== null ? 1 : run?.stopped ? 130 : 0;
 }
