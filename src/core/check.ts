@@ -145,10 +145,13 @@ export function checkAccounting(m: Machine): Violation[] {
     let shmem = 0;
     let thp = 0;
     const visit = (slot: number, level: number, base: number) => {
+      const ch = T.chunkOf(slot);
+      const cb = T.base(slot);
+      const span = 512 ** level;
       for (let i = 0; i < 512; i++) {
-        const v = T.get(slot * 512 + i);
+        const v = ch[cb + i] as number;
         if (v === 0) continue;
-        const vpn = base + i * 512 ** level;
+        const vpn = base + i * span;
         if (level > 0 && A.entryIsTable(v)) {
           const child = T.slotOfPfn(A.ptePfn(v));
           if (T.state[child] !== TBL_LIVE) {
