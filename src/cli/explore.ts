@@ -235,7 +235,7 @@ function output(
       );
     lines.push(`threads: ${cx.threads.slice(0, -1).join(", ")}`);
     for (const s of cx.trace) {
-      lines.push(`${String(s.n).padStart(4)}  ${s.thread.padEnd(6)} CPU${s.cpu}  ${"  ".repeat(s.depth)}${s.site}`);
+      lines.push(`${String(s.n).padStart(4)}  ${s.thread.padEnd(6)} CPU${s.cpu}  ${"  ".repeat(s.depth)}[${s.op}] ${s.site}`);
       for (const ch of s.changes) lines.push(`${" ".repeat(14)}${"  ".repeat(s.depth)}${ch}`);
     }
     lines.push(`replay: ptlab explore ${file} --replay ${cx.token}`);

@@ -30,6 +30,7 @@ export interface XThread {
   watch: Watch | null;
   killed: string | null; // SIGSEGV and the like: the thread stopped early
   spinning: boolean; // stopped at a spin site and nobody moved since
+  op: string; // the step of the scenario it is running, for traces
 }
 
 interface Watch {
@@ -52,6 +53,7 @@ export type Chooser = (d: number, cands: number[], cur: number) => number;
 
 export interface StepRecord {
   thread: number;
+  op: string;
   cpu: number;
   site: number;
   depth: number; // nesting: > 0 when run inside another thread's plain function
@@ -109,6 +111,7 @@ export class Execution implements Interleaver {
       watch: null,
       killed: null,
       spinning: false,
+      op: "",
     };
   }
 
@@ -322,7 +325,7 @@ export class Execution implements Interleaver {
       return;
     }
     const rec: StepRecord | null = this.record
-      ? { thread: t.id, cpu: t.cpu, site: t.site, depth: this.stack.length, before: this.snap ? this.snap(m, this) : null, after: null }
+      ? { thread: t.id, op: t.op, cpu: t.cpu, site: t.site, depth: this.stack.length, before: this.snap ? this.snap(m, this) : null, after: null }
       : null;
     if (t.want >= 0) {
       if (t.wantWrite) this.lockW.set(t.want, t.id);

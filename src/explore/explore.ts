@@ -9,7 +9,7 @@ import { siteName } from "../core/sync.js";
 import { Runner, type RunOptions } from "../run/runner.js";
 import { type Scenario, ScenarioError, type Step } from "../scenario/types.js";
 import { Execution, type Snapshot, type XThread } from "./execution.js";
-import { threadBody } from "./ops.js";
+import { describeStep, threadBody } from "./ops.js";
 import { snapshot } from "./snapshot.js";
 
 export type Mode = "exhaustive" | "random" | "pct";
@@ -52,6 +52,7 @@ export interface ExploreResult {
 export interface TraceStep {
   n: number;
   thread: string;
+  op: string; // the scenario step the thread is in
   cpu: number;
   site: string;
   depth: number;
@@ -107,6 +108,7 @@ export function runOnce(cfg: ExploreConfig, chooser: (d: number, cands: number[]
       cpu,
       threadBody(x, r, t.steps, () => self as XThread),
     );
+    self.op = describeStep(t.steps[0] as Step);
   }
   try {
     x.run();
@@ -353,6 +355,7 @@ export function describe(cfg: ExploreConfig, schedule: number[], shrunk: boolean
   const trace: TraceStep[] = x.steps.map((st, n) => ({
     n: n + 1,
     thread: names[st.thread] as string,
+    op: st.op,
     cpu: st.cpu,
     site: siteName(st.site),
     depth: st.depth,

@@ -22,6 +22,7 @@ const S_ACCESS = site("user", "load or store");
 
 export function* threadBody(x: Execution, r: Runner, steps: Step[], self: () => XThread): KGen {
   for (const s of steps) {
+    self().op = describeStep(s);
     try {
       yield* op(x, r, s, self());
     } catch (e) {
@@ -144,5 +145,39 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
     }
     default:
       throw r.err(step, `${step.op} cannot run concurrently under ptlab explore (put it in steps)`);
+  }
+}
+
+const KB = (n: number) => (n === 0 ? "0" : n % 1048576 === 0 ? `${n / 1048576}M` : `${n / 1024}K`);
+
+// "munmap r+0 2M": what a trace line says the thread is doing.
+export function describeStep(s: Step): string {
+  switch (s.op) {
+    case "munmap":
+    case "mprotect":
+    case "madvise":
+    case "touch": {
+      const what =
+        s.op === "madvise"
+          ? `madvise(${s.advice})`
+          : s.op === "mprotect"
+            ? `mprotect(${s.prot.read ? "r" : ""}${s.prot.write ? "w" : ""}${s.prot.exec ? "x" : ""}${s.prot.read || s.prot.write || s.prot.exec ? "" : "none"})`
+            : s.op === "touch"
+              ? s.write
+                ? "write"
+                : "read"
+              : s.op;
+      return `${what} ${s.region}+${KB(s.offset)}${s.length !== undefined ? ` ${KB(s.length)}` : ""}`;
+    }
+    case "lockless":
+      return `lockless ${s.via} ${s.region}+${KB(s.offset)}`;
+    case "fork":
+      return `fork -> ${s.child}`;
+    case "exit":
+      return `exit ${s.process}`;
+    case "oom_reap":
+      return `oom_reap ${s.process}`;
+    default:
+      return s.op;
   }
 }
