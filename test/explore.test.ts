@@ -163,3 +163,28 @@ describe("explore: command line", () => {
     assert.ok(doc.counterexample.trace.length > 0);
   });
 });
+
+describe("explore: user data", () => {
+  it("a load that sees another process's store is reported (read-not-last-write)", async () => {
+    const { Runner } = await import("../src/run/runner.js");
+    const { Execution } = await import("../src/explore/execution.js");
+    const sc = load(`${DIR}/d-mprotect-fork.yaml`);
+    const r = new Runner(sc, {});
+    r.execSteps(sc.steps, 0);
+    const x = new Execution(r.m, () => -1, 100, false, null);
+    const t = x.addThread("T", 0, (function* () {})());
+    const parent = r.m.mms[0]!;
+    x.userStore(t, parent, 100, 7, true);
+    x.userLoad(t, parent, 100, 7);
+    assert.equal(x.violation, null, "a process sees its own store");
+    const child = r.m.newMm(0);
+    x.inherit(parent, child);
+    x.copyPage(7, 8); // COW: the child's copy
+    x.userLoad(t, child, 100, 8);
+    assert.equal(x.violation, null, "the child sees what it inherited");
+    x.userStore(t, parent, 100, 8, true); // the parent writes through to the child's frame
+    x.userLoad(t, child, 100, 8);
+    const v = x.violation as { invariant: string } | null;
+    assert.equal(v?.invariant, "read-not-last-write");
+  });
+});

@@ -41,6 +41,9 @@ export interface Interleaver {
   ipiSync(site: number): void;
   // The page-table entry a lockless reader is about to read from, so the
   // explorer can record the block's state at every moment of the read.
+  // wp_page_copy() and friends copied a page's contents (the explorer tracks
+  // what user stores wrote, to check what loads see).
+  copyPage(src: number, dst: number): void;
   // The reader's result is checked when it finishes (invariant 9).
   watch(e: Float64Array, i: number, slot: number): void;
 }

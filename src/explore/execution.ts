@@ -366,6 +366,66 @@ export class Execution implements Interleaver {
     this.check(t);
   }
 
+  // ---- user data -------------------------------------------------------------
+  // What user stores wrote: a stamp per frame (0: never written during the
+  // exploration), who wrote each stamp, and per address space the stamp each
+  // private page should show (its own last store, or what it inherited at
+  // fork). Shared mappings and ranges being zapped are not constrained.
+
+  private content = new Map<number, number>();
+  private writers: string[] = ["(set-up)"];
+  private expected = new Map<number, Map<number, number>>(); // mm id -> vpn -> stamp
+
+  copyPage(src: number, dst: number): void {
+    const v = this.content.get(src);
+    if (v === undefined) this.content.delete(dst);
+    else this.content.set(dst, v);
+  }
+
+  private expect(mm: Mm): Map<number, number> {
+    let e = this.expected.get(mm.id);
+    if (e === undefined) {
+      e = new Map();
+      this.expected.set(mm.id, e);
+    }
+    return e;
+  }
+
+  userStore(t: XThread, mm: Mm, vpn: number, pfn: number, isPrivate: boolean): void {
+    this.writers.push(`${t.name} (mm${mm.id})`);
+    const stamp = this.writers.length - 1;
+    this.content.set(pfn, stamp);
+    if (isPrivate) this.expect(mm).set(vpn, stamp);
+  }
+
+  // "A read must see the last write to the page it should map."
+  userLoad(t: XThread, mm: Mm, vpn: number, pfn: number): void {
+    const want = this.expected.get(mm.id)?.get(vpn);
+    if (want === undefined) return;
+    const got = this.content.get(pfn) ?? 0;
+    if (got === want) return;
+    this.fail({
+      invariant: "read-not-last-write",
+      cpu: t.cpu,
+      addr: vpn * 4096,
+      message: `${t.name} (mm${mm.id}) reads 0x${(vpn * 4096).toString(16)} through pfn ${pfn} and sees the store of ${this.writers[got] ?? "nobody"}, not its own last store (${this.writers[want]})`,
+    });
+  }
+
+  // munmap/MADV_DONTNEED/MADV_FREE/mprotect start: what the range shows
+  // during and after them is not constrained.
+  forget(mm: Mm, start: number, end: number): void {
+    const e = this.expected.get(mm.id);
+    if (e === undefined) return;
+    for (const vpn of [...e.keys()]) if (vpn * 4096 >= start && vpn * 4096 < end) e.delete(vpn);
+  }
+
+  // fork: the child expects what the parent expects.
+  inherit(parent: Mm, child: Mm): void {
+    const e = this.expected.get(parent.id);
+    if (e !== undefined) this.expected.set(child.id, new Map(e));
+  }
+
   // ---- invariants ------------------------------------------------------------
 
   private check(t: XThread): void {

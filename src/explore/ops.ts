@@ -4,7 +4,7 @@
 // hardware step each, with the fault path interleaving like any kernel path.
 // No Node APIs.
 
-import { userAccessGen } from "../core/hw/walker.js";
+import { accessPfn, userAccessGen } from "../core/hw/walker.js";
 import { locklessPteRead } from "../core/mm/gup.js";
 import { dupMmapGen } from "../core/mm/fork.js";
 import { madvise } from "../core/mm/madvise.js";
@@ -40,6 +40,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const p = r.procOf(step);
       const [a, len] = r.range(step, p, 0);
       x.sysEnter(t);
+      x.forget(p.mm, a, a + len);
       r.enter(step, p);
       // __vm_munmap(): write lock; do_vmi_munmap() downgrades it.
       yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
@@ -53,6 +54,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const [a, len] = r.range(step, p, 0);
       const write = step.advice === "hugepage" || step.advice === "nohugepage";
       x.sysEnter(t);
+      if (step.advice === "dontneed" || step.advice === "free") x.forget(p.mm, a, a + len);
       r.enter(step, p);
       yield il.lock(LK_MMAP, p.mm.id, write, write ? S_MMAP_W : S_MMAP_R);
       yield* madvise(m, p.mm, a, len, step.advice);
@@ -80,6 +82,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const mm = yield* dupMmapGen(m, p.mm);
       il.unlock(LK_MMAP, p.mm.id);
       r.addChild(step, p, mm);
+      x.inherit(p.mm, mm);
       x.sysReturn(t, "fork", p.mm, 0, 2 ** 57);
       return;
     }
@@ -113,6 +116,10 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         const res = yield* userAccessGen(m, c, p.mm, v, step.write);
         x.sysLeave(t);
         if (res === "segv") throw new Deviation(`SIGSEGV: ${step.write ? "write" : "read"} at 0x${v.toString(16)}`);
+        // The load or store itself happens with the translation just made.
+        const vpn = Math.floor(v / 4096);
+        if (step.write) x.userStore(t, p.mm, vpn, accessPfn, !(p.mm.findVma(v)?.isShared ?? true));
+        else x.userLoad(t, p.mm, vpn, accessPfn);
       }
       return;
     }

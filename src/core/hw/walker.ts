@@ -80,6 +80,7 @@ export function translate(m: Machine, c: number, mm: Mm, addr: number, write: bo
   if (perm >= 0) {
     if (!write || (perm & (TLB_W | TLB_D)) === (TLB_W | TLB_D)) {
       m.counters.tlbHits++;
+      if (m.interleave) accessPfn = i >= 0 ? (tlb.pfn[i] as number) : (tlb.hpfn[-2 - i] as number) + (vpn - tlb.hugeFirst(-2 - i));
       return true;
     }
     // A write through a clean writable entry re-walks to set D; a write
@@ -93,6 +94,10 @@ export function translate(m: Machine, c: number, mm: Mm, addr: number, write: bo
   // through a stale walk-cache pointer faults again until a flush.
   return walk(m, c, mm, vpn, write);
 }
+
+// The frame the last successful access went to (set on every walk, and on
+// TLB hits while the explorer runs): what a load reads and a store writes.
+export let accessPfn = 0;
 
 // Hardware walk and TLB fill; false means a page fault is raised.
 function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boolean {
@@ -136,6 +141,7 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
     const shift = A.tlbEntryShift(n, level);
     if (shift === 12) {
       const pfn = A.ptePfn(n);
+      accessPfn = pfn;
       if (tlb.conflictMode !== 0) checkConflict(m, c, vpn, 12, pfn, asid);
       tlb.insert(vpn, asid, pfn, nperm);
     } else {
@@ -144,6 +150,7 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
       const pages = 2 ** (shift - 12);
       const off = vpn % pages;
       const pfnHere = level === 0 ? A.ptePfn(n) : A.ptePfn(n) + (vpn % 512 ** level);
+      accessPfn = pfnHere;
       if (tlb.conflictMode !== 0) checkConflict(m, c, vpn - off, shift, pfnHere - off, asid);
       tlb.insertHuge(vpn, asid, shift, pfnHere - off, nperm);
     }

@@ -208,8 +208,9 @@ function doFault(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: number, ad
     return;
   }
   if ((vma.flags & VM_SHARED) === 0) {
-    filemapGetPage(m, f, vma.pgoffOf(addr));
+    const src = filemapGetPage(m, f, vma.pgoffOf(addr));
     const pfn = newAnonPage(m, vma);
+    if (m.il) m.il.copyPage(src, pfn);
     A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))), 1);
     m.counters.cowCopies++;
     mm.rssAnon++;
@@ -283,6 +284,7 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, add
   // (ptep_clear_flush(), then set_pte_at()).
   const npfn = newAnonPage(m, vma);
   m.counters.cowCopies++;
+  if (m.il && !special) m.il.copyPage(A.ptePfn(v), npfn);
   A.ptepGetAndClearFull(m, mm, addr, e, pi, false);
   A.flushTlbPage(m, mm, addr);
   A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(npfn, vmaPageProt(m, vma)))), 1);
