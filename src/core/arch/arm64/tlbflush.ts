@@ -19,6 +19,7 @@
 // mmu_notifier secondary TLBs, and granules other than 4K (MAX_DVM_OPS =
 // PTRS_PER_PTE = 512, PAGE_SHIFT = 12).
 
+import { site } from "../../sync.js";
 import type { Machine } from "../../machine.js";
 import type { MmuGather } from "../../mm/mmu_gather.js";
 import type { Mm } from "../../mm/types.js";
@@ -134,10 +135,15 @@ function tlbi(m: Machine, c: number, op: number, asid: number, page: number, pag
 
 // dsb(ish) on CPU c: every TLBI this CPU issued since its last DSB completes,
 // on all CPUs (broadcast), and the queue empties.
+const S_DSB = site("dsb(ish)", "TLBIs issued, not yet complete");
+
 export function dsb(m: Machine, c: number): void {
   m.counters.dsb++;
   const q = m.cpus[c]!.tlbiQueue;
   if (q.length === 0) return;
+  // The TLBIs are issued; until the DSB completes, other CPUs may still
+  // translate with the entries they target.
+  if (m.il) m.il.point(S_DSB);
   const cpus = m.cpus;
   for (let r = 0; r < q.length; r += TLBI_RECORD) {
     const op = q[r] as number;

@@ -6,6 +6,7 @@
 // kernel trims lazily since 2024; a CPU that switched away needs no IPI either
 // way because its stale ASID is flushed on the way back by the tlb_gen check).
 
+import { site } from "../../sync.js";
 import type { Machine } from "../../machine.js";
 import type { MmuGather } from "../../mm/mmu_gather.js";
 import type { Mm } from "../../mm/types.js";
@@ -73,6 +74,8 @@ function flushTlbFunc(m: Machine, c: number, mm: Mm, start: number, end: number,
   cpu.asidGen[asid] = newGen;
 }
 
+const S_IPI = site("flush_tlb_mm_range", "IPI sent, not yet taken by the next CPU");
+
 export function flushTlbMmRange(m: Machine, mm: Mm, start: number, end: number, strideShift: number, freedTables: boolean): void {
   m.counters.tlbFlushRequests++;
   if (end !== TLB_FLUSH_ALL && (end - start) / 2 ** strideShift > m.config.tlbSinglePageFlushCeiling) {
@@ -88,6 +91,8 @@ export function flushTlbMmRange(m: Machine, mm: Mm, start: number, end: number, 
       // walk the old tables speculatively.
       if (m.cpus[c]!.running !== mm && !freedTables) continue;
       m.counters.ipis++;
+      // Until that CPU takes the IPI it keeps translating with its old entries.
+      if (m.il) m.il.point(S_IPI);
     }
     flushTlbFunc(m, c, mm, start, end, strideShift, newGen);
   }
