@@ -9,10 +9,10 @@ import { Counters } from "../core/counters.js";
 import { VARIANTS } from "../core/machine.js";
 import { compare, comparisonJson, type ConfigSpec, formatComparison, setCostHook } from "../report/compare.js";
 import type { RunOptions } from "../run/runner.js";
-import { parseScenario } from "../scenario/load.js";
-import { type Scenario, ScenarioError } from "../scenario/types.js";
+import type { Scenario } from "../scenario/types.js";
 import { formatParams, instantiate, UsageError } from "../workloads/index.js";
 import { parseSize } from "../workloads/params.js";
+import { loadScenario } from "./load.js";
 import { createProgress } from "./progress.js";
 import { parseParamList, usageGuard } from "./workload.js";
 
@@ -169,16 +169,6 @@ export function ptlabVersion(): string {
   }
 }
 
-function loadFile(file: string): Scenario {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ScenarioError(file, 1, 1, `cannot read file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  return parseScenario(text, file);
-}
-
 // Whole-run modelled cycles: the configuration's cost table (cost=FILE) or
 // the model's default estimates (src/core/cost.ts).
 setCostHook((totals, cost) => ({ modelled_cycles: modelledCycles(totals, (cost?.table as CostTable | undefined) ?? DEFAULT_COST_TABLE) }));
@@ -206,7 +196,7 @@ export function cmdCompare(file: string | undefined, o: CompareCliOptions): Prom
       params = formatParams(w.def, w.params);
       title = `workload ${o.workload}`;
     } else {
-      sc = loadFile(file as string);
+      sc = loadScenario(file as string);
       title = file as string;
     }
     const progress = createProgress({ enabled: o.progress });

@@ -2,12 +2,12 @@
 // schedule within a preemption bound (or random / PCT samples), in worker
 // threads, and prints a shrunk counterexample with a replay token.
 
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { InvalidArgumentError } from "commander";
 import { type Counterexample, configKey, describe, type ExploreConfig, type Mode, parseToken, rankLess, shrink, TokenError } from "../explore/explore.js";
-import { parseScenario } from "../scenario/load.js";
-import { type Scenario, ScenarioError } from "../scenario/types.js";
+import { ScenarioError } from "../scenario/types.js";
+import { loadScenario } from "./load.js";
 
 // A bad option value found after parsing: one line on stderr, exit code 2.
 export class UsageError extends Error {}
@@ -40,17 +40,7 @@ export interface ExploreJob {
   stop: SharedArrayBuffer;
 }
 
-function load(file: string): Scenario {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ScenarioError(file, 1, 1, `cannot read file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  return parseScenario(text, file);
-}
-
-export function exploreConfig(job: { file: string; opts: ExploreOpts; sub: number; subs: number }, sc = load(job.file)): ExploreConfig {
+export function exploreConfig(job: { file: string; opts: ExploreOpts; sub: number; subs: number }, sc = loadScenario(job.file)): ExploreConfig {
   const o = job.opts;
   if (!sc.concurrent || sc.concurrent.length === 0)
     throw new ScenarioError(sc.file, 1, 1, "the scenario has no `concurrent` steps to explore (see docs/explore.md)");
@@ -94,7 +84,7 @@ interface WorkerResult {
 }
 
 export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> {
-  const sc = load(file);
+  const sc = loadScenario(file);
   const cfg = exploreConfig({ file, opts: o, sub: 0, subs: 1 }, sc);
   const header = `ptlab explore ${file}: ${sc.name} (${cfg.run.arch ?? sc.machine.arch}, ${sc.machine.cpus} CPUs)`;
   const vars = Object.entries(cfg.run.variants ?? {})

@@ -2,10 +2,11 @@
 // ptlab command line. Bad input (files, options) ends with one
 // `file:line:col: message` line and exit code 2.
 
-import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError } from "commander";
-import { parseScenario } from "../scenario/load.js";
-import { type Scenario, ScenarioError } from "../scenario/types.js";
+import { ScenarioError } from "../scenario/types.js";
+import { loadScenario } from "./load.js";
+
+export { loadScenario };
 import { Runner } from "../run/runner.js";
 import { countersJson, formatRows, formatTotals, rowsJson } from "./format.js";
 import { diffKernel } from "./diff-kernel.js";
@@ -14,16 +15,6 @@ import { TraceError } from "../trace/errors.js";
 import { cmdCompare } from "./compare.js";
 import { cmdWorkload, collect } from "./workload.js";
 import { cmdExplore, parseMode, parseShard, UsageError } from "./explore.js";
-
-export function loadScenario(file: string): Scenario {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ScenarioError(file, 1, 1, `cannot read file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  return parseScenario(text, file);
-}
 
 function parseVariant(v: string, prev: Record<string, string>): Record<string, string> {
   const m = /^([a-z_]+)=([a-z0-9-]+)$/.exec(v);

@@ -314,21 +314,28 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
 export function checkPtesMapLivePages(m: Machine, skip: (slot: number) => boolean): Violation[] {
   const out: Violation[] = [];
   const A = m.arch;
-  const T = m.tables;
   const phys = m.phys;
+  forEachPresentPte(m, skip, (v, slot, i) => {
+    const pfn = A.ptePfn(v);
+    if (phys.isFree(pfn))
+      out.push({ invariant: "pte-maps-freed-page", message: `PTE table slot ${slot} entry ${i} maps freed pfn ${pfn} (${A.describeEntry(v)})` });
+  });
+  return out;
+}
+
+// Every present entry of every live PTE table not skipped.
+function forEachPresentPte(m: Machine, skip: (slot: number) => boolean, fn: (v: number, slot: number, i: number) => void): void {
+  const A = m.arch;
+  const T = m.tables;
   for (let slot = 0; slot < T.state.length; slot++) {
     if (T.state[slot] !== TBL_LIVE || T.level[slot] !== 0 || skip(slot)) continue;
     const e = T.chunkOf(slot);
     const b = T.base(slot);
     for (let i = 0; i < 512; i++) {
       const v = e[b + i] as number;
-      if (v === 0 || !A.ptePresent(v)) continue;
-      const pfn = A.ptePfn(v);
-      if (phys.isFree(pfn))
-        out.push({ invariant: "pte-maps-freed-page", message: `PTE table slot ${slot} entry ${i} maps freed pfn ${pfn} (${A.describeEntry(v)})` });
+      if (v !== 0 && A.ptePresent(v)) fn(v, slot, i);
     }
   }
-  return out;
 }
 
 // Frames mapped by a dirty PTE (or PMD) whose folio must not lose that
@@ -339,21 +346,14 @@ export function checkPtesMapLivePages(m: Machine, skip: (slot: number) => boolea
 export function dirtyMappedFrames(m: Machine, skip: (slot: number) => boolean = () => false): Map<number, number> {
   const out = new Map<number, number>(); // pfn -> table slot
   const A = m.arch;
-  const T = m.tables;
   const phys = m.phys;
-  for (let slot = 0; slot < T.state.length; slot++) {
-    if (T.state[slot] !== TBL_LIVE || T.level[slot] !== 0 || skip(slot)) continue;
-    const e = T.chunkOf(slot);
-    const b = T.base(slot);
-    for (let i = 0; i < 512; i++) {
-      const v = e[b + i] as number;
-      if (v === 0 || !A.ptePresent(v) || !A.pteDirty(v)) continue;
-      const pfn = A.ptePfn(v);
-      const f = phys.flags[phys.folioHead(pfn)] as number;
-      if (f & (PG_FREE | PG_ZERO)) continue;
-      if ((f & PG_ANON) === 0 || (f & PG_SWAPBACKED) === 0) out.set(pfn, slot);
-    }
-  }
+  forEachPresentPte(m, skip, (v, slot) => {
+    if (!A.pteDirty(v)) return;
+    const pfn = A.ptePfn(v);
+    const f = phys.flags[phys.folioHead(pfn)] as number;
+    if (f & (PG_FREE | PG_ZERO)) return;
+    if ((f & PG_ANON) === 0 || (f & PG_SWAPBACKED) === 0) out.set(pfn, slot);
+  });
   return out;
 }
 

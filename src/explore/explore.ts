@@ -5,6 +5,7 @@
 // (the thread chosen at each decision point). No Node APIs.
 
 import { dirtyMappedFrames } from "../core/check.js";
+import { rng } from "../workloads/builder.js";
 import { siteName } from "../core/sync.js";
 import { Runner, type RunOptions } from "../run/runner.js";
 import { type Scenario, ScenarioError, type Step } from "../scenario/types.js";
@@ -159,17 +160,6 @@ export function fnv1a(s: string): number {
   return h >>> 0;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function explore(cfg: ExploreConfig): ExploreResult {
   if (!cfg.sc.concurrent || cfg.sc.concurrent.length === 0) throw new ScenarioError(cfg.sc.file, 1, 1, "the scenario has no `concurrent` steps to explore");
   const res: ExploreResult = { mode: cfg.mode, executions: 0, steps: 0, truncated: 0, complete: false, stopped: false, counterexample: null, rank: null };
@@ -215,7 +205,7 @@ export function explore(cfg: ExploreConfig): ExploreResult {
         break;
       }
       if (!owns(cfg, k)) continue;
-      const rnd = mulberry32(fnv1a(`${cfg.seed}:${k}`));
+      const rnd = rng(fnv1a(`${cfg.seed}:${k}`));
       const chooser = cfg.mode === "random" ? randomChooser(rnd) : pctChooser(rnd, cfg.pctDepth, cfg.maxSteps);
       const x = runOnce(cfg, chooser, false);
       tick(x);
