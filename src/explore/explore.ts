@@ -86,7 +86,13 @@ export function threadsOf(sc: Scenario): { name: string; steps: Step[] }[] {
   return out;
 }
 
-export function runOnce(cfg: ExploreConfig, chooser: (d: number, cands: number[], cur: number) => number, record: boolean): Execution {
+// onReady: called once the set-up steps ran, before the concurrent part.
+export function runOnce(
+  cfg: ExploreConfig,
+  chooser: (d: number, cands: number[], cur: number) => number,
+  record: boolean,
+  onReady?: (x: Execution) => void,
+): Execution {
   const sc = cfg.sc;
   const r = new Runner(sc, cfg.run);
   r.execSteps(sc.steps, 0);
@@ -111,6 +117,7 @@ export function runOnce(cfg: ExploreConfig, chooser: (d: number, cands: number[]
     );
     self.op = describeStep(t.steps[0] as Step);
   }
+  onReady?.(x);
   try {
     x.run();
     x.finish();
