@@ -128,6 +128,21 @@ export function checkTlbs(m: Machine): Violation[] {
   return out;
 }
 
+// Per-frame scratch counts, reused across calls (the replay checks after
+// every syscall) and zeroed up to the frames in use.
+let scratchBufs = { mapcount: new Int32Array(0), entire: new Int32Array(0), pageCache: new Uint8Array(0) };
+function scratch(cap: number): typeof scratchBufs {
+  if (scratchBufs.mapcount.length < cap) {
+    const n = Math.ceil(cap * 1.5);
+    scratchBufs = { mapcount: new Int32Array(n), entire: new Int32Array(n), pageCache: new Uint8Array(n) };
+  } else {
+    scratchBufs.mapcount.fill(0, 0, cap);
+    scratchBufs.entire.fill(0, 0, cap);
+    scratchBufs.pageCache.fill(0, 0, cap);
+  }
+  return scratchBufs;
+}
+
 // Page tables agree with the counters and the struct page state.
 export function checkAccounting(m: Machine): Violation[] {
   const out: Violation[] = [];
@@ -135,8 +150,7 @@ export function checkAccounting(m: Machine): Violation[] {
   const T = m.tables;
   const phys = m.phys;
   const cap = phys.highWater;
-  const mapcount = new Int32Array(cap);
-  const entire = new Int32Array(cap);
+  const { mapcount, entire, pageCache } = scratch(cap);
   for (const mm of m.mms) {
     if (!mm.alive) continue;
     let tables = mm.deposited.length;
@@ -211,7 +225,6 @@ export function checkAccounting(m: Machine): Violation[] {
       out.push({ invariant: "anon-huge", message: `${name}: AnonHugePages counter ${mm.anonHugePmds} PMDs, page tables map ${thp}` });
   }
   // struct page state against the mappings found.
-  const pageCache = new Uint8Array(cap);
   for (const f of m.files.values()) for (const pfn of f.pages.values()) pageCache[pfn] = 1;
   for (let pfn = 1; pfn < cap; pfn++) {
     const f = phys.flags[pfn] as number;
