@@ -19,7 +19,7 @@ function softWalk(m: Machine, mm: Mm, vpn: number): [number, number] | null {
   const T = m.tables;
   let slot = mm.pgd;
   for (let level = A.levels - 1; level >= 0; level--) {
-    const v = T.get(slot * 512 + idxAt(vpn, level));
+    const v = T.chunkOf(slot)[T.base(slot) + idxAt(vpn, level)] as number;
     if (v === 0) return null;
     if (level > 0 && A.entryIsTable(v)) {
       slot = T.slotOfPfn(A.ptePfn(v));
