@@ -295,6 +295,20 @@ export class Runner {
         this.exitProcess(p);
         return;
       }
+      case "exec": {
+        // do_execve(): de_thread() leaves the caller alone, exec_mmap()
+        // installs a new mm and drops the old one (mmput() -> exit_mmap()).
+        const p = this.procOf(step);
+        this.exitProcess(p);
+        const mm = m.newMm(DEFAULT_MMAP_BASE);
+        mm.startBrk = mm.brk = DEFAULT_START_BRK;
+        mm.threads = 1;
+        for (const t of p.threads) if (t !== step.thread) this.threadProc.delete(t);
+        p.threads = [step.thread];
+        p.mm = mm;
+        p.regions = new Map();
+        return;
+      }
       case "report":
         this.report(step.label);
         return;

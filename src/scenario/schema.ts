@@ -30,6 +30,7 @@ export const OPS = [
   "repeat",
   "lockless",
   "oom_reap",
+  "exec",
 ] as const;
 export type Op = (typeof OPS)[number];
 
@@ -258,6 +259,9 @@ export const stepArgs = {
     child_thread: nameSchema.optional().describe(`Name of the child's thread; default "<child>.t0"`),
   }),
   exit: z.strictObject({ process: nameSchema, thread: threadRef }),
+  exec: z
+    .strictObject({ thread: threadRef })
+    .describe("execve() by the thread: its process gets a fresh, empty address space (the old one is torn down) and forgets its regions"),
   oom_reap: z
     .strictObject({ process: nameSchema, thread: threadRef })
     .describe("The OOM reaper zapping a dying process's private anon memory (explore only; thread: where it runs)"),

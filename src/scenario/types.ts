@@ -122,6 +122,9 @@ export interface LocklessStep extends StepBase {
   offset: number;
   via: "rcu" | "gup_fast";
 }
+export interface ExecStep extends StepBase {
+  op: "exec";
+}
 export interface OomReapStep extends StepBase {
   op: "oom_reap";
   process: string;
@@ -151,7 +154,8 @@ export type Step =
   | ReportStep
   | RepeatStep
   | LocklessStep
-  | OomReapStep;
+  | OomReapStep
+  | ExecStep;
 
 export interface ExploreSpec {
   preemptions: number;

@@ -108,6 +108,10 @@ export class ScenarioBuilder {
     this.push({ op: "fork", pos: this.pos(), thread: a.thread, child: a.child, childThread: `${a.child}.t0`, cpu: a.cpu });
     return this;
   }
+  exec(a: { thread: string }): this {
+    this.push({ op: "exec", pos: this.pos(), thread: a.thread });
+    return this;
+  }
   exit(a: { thread: string; process: string }): this {
     this.push({ op: "exit", pos: this.pos(), thread: a.thread, process: a.process });
     return this;

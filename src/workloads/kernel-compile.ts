@@ -1,7 +1,7 @@
 // Kernel-compile-like process churn: a `make` process forks short-lived
 // compiler processes, `jobs` at a time. Each child does what exec gives a
-// compiler: its inherited mappings go (the old mm's teardown; the scenario
-// format has no execve, so the child unmaps them), then it maps its text and
+// compiler: exec replaces the address space copied from make (the old mm is
+// torn down), then it maps its text and
 // libc from files and read-faults part of them, writes an anonymous heap
 // (optionally MADV_HUGEPAGE, or with mTHP folios) and a stack, and exits.
 // Sizes vary per process, deterministically from `seed`.
@@ -55,11 +55,8 @@ export const KERNEL_COMPILE: WorkloadDef = {
         });
         b.fork({ thread: mk, child: name, cpu: j });
       }
-      // exec: the inherited mappings go.
-      for (const c of kids) {
-        b.munmap({ thread: c.thread, region: "make_text" });
-        b.munmap({ thread: c.thread, region: "make_heap" });
-      }
+      // exec: a fresh address space; the copy of make's goes.
+      for (const c of kids) b.exec({ thread: c.thread });
       for (const c of kids) {
         b.mmap({ thread: c.thread, region: "text", size: p.text as number, prot: RX, file: "cc1" });
         b.mmap({ thread: c.thread, region: "libc", size: 2 * MiB, prot: RX, file: "libc.so.6" });
