@@ -43,6 +43,7 @@ const S_LOCKLESS_RETRY = site("contpte_ptep_get_lockless", "retry", true);
 const S_CONVERT_CLEAR = site("contpte_convert", "clear a block entry");
 const S_CONVERT_FLUSH = site("contpte_convert", "flush the block (break-before-make)");
 const S_CONVERT_SET = site("contpte_convert", "write a block entry");
+const S_SET_PTES = site("contpte_set_ptes", "write an entry");
 
 export type { PteHooks };
 
@@ -381,7 +382,15 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
       const n = (next - addr) / PS;
       let p = enc.pfnPte(pfn, prot);
       p = addr % CONT_SIZE === 0 && next % CONT_SIZE === 0 && pfn % CONT === 0 ? P.pteMkcont(p) : P.pteMknoncont(p);
-      rawSetPtes(m, e, j, p, n);
+      const il = m.il;
+      if (il) {
+        // __set_ptes() stores one entry at a time: a lockless reader may see
+        // the block half written.
+        for (let k = 0; k < n; k++) {
+          il.point(S_SET_PTES);
+          rawSetPtes(m, e, j + k, advance(p, k), 1);
+        }
+      } else rawSetPtes(m, e, j, p, n);
       addr = next;
       j += n;
       pfn += n;
