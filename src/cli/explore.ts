@@ -19,7 +19,7 @@ export interface ExploreOpts {
   executions?: number;
   seed?: number;
   pctDepth: number;
-  shard: { index: number; count: number };
+  shard?: { index: number; count: number };
   workers: number;
   historical?: boolean;
   variant?: Record<string, string>;
@@ -54,7 +54,7 @@ export function exploreConfig(job: { file: string; opts: ExploreOpts; sub: numbe
     executions: o.executions ?? (o.mode === "exhaustive" ? 0 : 1000),
     seed: o.seed ?? sc.machine.seed,
     pctDepth: o.pctDepth,
-    shard: { ...o.shard, sub: job.sub, subs: job.subs },
+    shard: { ...(o.shard ?? { index: 0, count: 1 }), sub: job.sub, subs: job.subs },
     shrink: o.shrink,
     ignore: [...(sc.explore?.ignore ?? []), ...(o.ignore ?? [])],
   };

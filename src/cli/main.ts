@@ -189,7 +189,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--executions <n>", "random/pct: executions to run (default 1000); exhaustive: a cap", int(1, 1_000_000_000))
     .option("--seed <n>", "random/pct seed (default: the scenario's machine.seed)", int(0, 2 ** 31))
     .option("--pct-depth <n>", "pct: bug depth (priority change points + 1)", int(1, 20), 3)
-    .option("--shard <I/N>", "explore only part I of N of the space (deterministic split)", parseShard, { index: 0, count: 1 })
+    .option("--shard <I/N>", "explore only part I of N of the space (deterministic split; default 0/1)", parseShard)
     .option("--workers <n>", "worker threads (results do not depend on it)", int(1, 64), 1)
     .option("--historical", "apply the scenario's explore.variant (the historical code path)")
     .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
