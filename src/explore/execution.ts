@@ -249,7 +249,12 @@ export class Execution implements Interleaver {
     return out;
   }
 
+  // Set by a chooser that has seen enough (a shard's key decided against
+  // it): no further decisions; the execution unwinds and is discarded.
+  halted = false;
+
   private decide(cands: number[], cur: number): number {
+    if (this.halted) return -1;
     const d = this.decisions.length;
     this.observe();
     const c = this.chooser(d, cands, cur);
@@ -506,7 +511,7 @@ export class Execution implements Interleaver {
   // After the last thread finished: pending grace periods end, then every
   // TLB entry must agree with the page tables.
   finish(): void {
-    if (this.violation !== null || this.infeasible || this.truncated) return;
+    if (this.violation !== null || this.infeasible || this.truncated || this.halted) return;
     this.m.rcuGracePeriod();
     for (const v of this.m.violations) this.fail(v);
     this.m.violations = [];

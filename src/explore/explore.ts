@@ -139,17 +139,8 @@ const defaultChoice = (cands: number[], cur: number): number => (cur >= 0 && can
 
 // ---- exploration ----------------------------------------------------------------
 
-const FRONTIER = 3; // branching decisions that decide a shard
+const FRONTIER = 12; // branching decisions that decide a shard
 
-function shardKey(x: Execution): string {
-  const out: number[] = [];
-  let b = 0;
-  for (const d of x.decisions) {
-    out.push(d.chosen);
-    if (d.cands.length > 1 && ++b === FRONTIER) break;
-  }
-  return out.join(",");
-}
 // Index of the decision that completes the shard key (backtracking above it
 // stays inside the subtree the key names).
 function frontierIndex(x: Execution): number {
@@ -186,8 +177,34 @@ export function explore(cfg: ExploreConfig): ExploreResult {
       }
       if (cfg.executions > 0 && res.executions >= cfg.executions) break;
       const p = prefix;
-      const x = runOnce(cfg, (d, cands, cur) => (d < p.length ? (p[d] as number) : defaultChoice(cands, cur)), false);
-      const owned = owns(cfg, fnv1a(shardKey(x)));
+      // The shard key is known at the FRONTIER-th branching decision; an
+      // execution in a subtree another shard owns stops right there.
+      let ex: Execution | null = null;
+      let owned = true;
+      let keyed = cfg.shard.count === 1 && (cfg.shard.subs ?? 1) === 1;
+      let branching = 0;
+      const key: number[] = [];
+      const x = runOnce(
+        cfg,
+        (d, cands, cur) => {
+          const c = d < p.length ? (p[d] as number) : defaultChoice(cands, cur);
+          if (!keyed) {
+            key.push(c);
+            if (cands.length > 1 && ++branching === FRONTIER) {
+              keyed = true;
+              owned = owns(cfg, fnv1a(key.join(",")));
+              if (!owned && ex !== null) ex.halted = true;
+            }
+          }
+          return c;
+        },
+        false,
+        (e) => {
+          ex = e;
+        },
+      );
+      // An execution shorter than the frontier is keyed by all its decisions.
+      if (!keyed) owned = owns(cfg, fnv1a(key.join(",")));
       // Backtracking below the frontier only makes sense inside an owned subtree.
       let limit = x.decisions.length;
       if (owned) {
