@@ -65,6 +65,8 @@ export function cmdRun(
   },
 ): number {
   const sc = loadScenario(file);
+  if (sc.concurrent !== undefined && sc.concurrent.length > 0)
+    process.stderr.write(`note: ${file}: the ${sc.concurrent.length} \`concurrent\` steps are run only by \`ptlab explore\`; \`run\` executes \`steps\`\n`);
   const r = new Runner(sc, {
     checkInvariants: o.check,
     variants: o.variant ?? {},
