@@ -16,7 +16,9 @@ export type ThpPolicy = "never" | "madvise" | "always";
 // Named historical variants: each value selects a real code path.
 export const VARIANTS = {
   // tlb_finish_mmu() when another gather on the mm is in flight.
-  gather_nested: ["fixed", "reset-range"],
+  // "none" (before 99baac21e458, 2017): a gather flushes only what it
+  // cleared itself, whatever else is in flight on the mm.
+  gather_nested: ["fixed", "reset-range", "none"],
   // zap_pte_range() PT-reclaim tail: "fixed" (v6.14 fix: direct path only when
   // the loop never broke out), "direct-always" (before the fix).
   pt_reclaim: ["fixed", "direct-always"],

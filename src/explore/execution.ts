@@ -400,7 +400,29 @@ export class Execution implements Interleaver {
     this.writers.push(`${t.name} (mm${mm.id})`);
     const stamp = this.writers.length - 1;
     this.content.set(pfn, stamp);
-    if (isPrivate) this.expect(mm).set(vpn, stamp);
+    // A store racing a zap of its page may be discarded with the page.
+    const zapping = (this.zaps.get(mm.id) ?? []).some((z) => vpn * 4096 >= z[0] && vpn * 4096 < z[1]);
+    if (zapping) this.expected.get(mm.id)?.delete(vpn);
+    else if (isPrivate) this.expect(mm).set(vpn, stamp);
+  }
+
+  private zaps = new Map<number, [number, number][]>(); // mm id -> ranges being zapped
+
+  // munmap/MADV_DONTNEED/MADV_FREE: from their start to their return, what
+  // the range shows is not constrained, nor are stores into it.
+  zapBegin(mm: Mm, start: number, end: number): void {
+    this.forget(mm, start, end);
+    let z = this.zaps.get(mm.id);
+    if (z === undefined) {
+      z = [];
+      this.zaps.set(mm.id, z);
+    }
+    z.push([start, end]);
+  }
+  zapEnd(mm: Mm, start: number, end: number): void {
+    const z = this.zaps.get(mm.id);
+    const i = z?.findIndex((r) => r[0] === start && r[1] === end) ?? -1;
+    if (z !== undefined && i >= 0) z.splice(i, 1);
   }
 
   // "A read must see the last write to the page it should map."

@@ -40,12 +40,13 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const p = r.procOf(step);
       const [a, len] = r.range(step, p, 0);
       x.sysEnter(t);
-      x.forget(p.mm, a, a + len);
+      x.zapBegin(p.mm, a, a + len);
       r.enter(step, p);
       // __vm_munmap(): write lock; do_vmi_munmap() downgrades it.
       yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
       yield* doMunmap(m, p.mm, a, len);
       il.unlock(LK_MMAP, p.mm.id);
+      x.zapEnd(p.mm, a, a + len);
       x.sysReturn(t, "munmap", p.mm, a, a + len);
       return;
     }
@@ -54,11 +55,13 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const [a, len] = r.range(step, p, 0);
       const write = step.advice === "hugepage" || step.advice === "nohugepage";
       x.sysEnter(t);
-      if (step.advice === "dontneed" || step.advice === "free") x.forget(p.mm, a, a + len);
+      const zap = step.advice === "dontneed" || step.advice === "free";
+      if (zap) x.zapBegin(p.mm, a, a + len);
       r.enter(step, p);
       yield il.lock(LK_MMAP, p.mm.id, write, write ? S_MMAP_W : S_MMAP_R);
       yield* madvise(m, p.mm, a, len, step.advice);
       il.unlock(LK_MMAP, p.mm.id);
+      if (zap) x.zapEnd(p.mm, a, a + len);
       x.sysReturn(t, `madvise(${step.advice})`, p.mm, a, a + len);
       return;
     }

@@ -213,7 +213,7 @@ export function tlbFlushMmu(tlb: MmuGather): void {
 // tlb_finish_mmu()
 export function tlbFinishMmu(tlb: MmuGather): void {
   const mm = tlb.mm;
-  if (mm.tlbFlushPending > 1) {
+  if (mm.tlbFlushPending > 1 && tlb.m.config.variants.gather_nested !== "none") {
     // mm_tlb_flush_nested(): another gather on this mm is in flight and may
     // have skipped entries we cleared (or the other way round).
     if (tlb.m.config.variants.gather_nested === "fixed") {
