@@ -37,7 +37,8 @@ function softWalk(m: Machine, mm: Mm, vpn: number): [number, number] | null {
 // contiguous entry (64K) must match the PTE of every page it covers (write
 // granted by all of them; dirty if any is: hardware may have updated any one
 // entry of the block).
-export function checkTlbs(m: Machine): Violation[] {
+// only: check just the entries that translate for this mm.
+export function checkTlbs(m: Machine, only?: Mm): Violation[] {
   const out: Violation[] = [];
   const A = m.arch;
   const phys = m.phys;
@@ -46,7 +47,7 @@ export function checkTlbs(m: Machine): Violation[] {
     const entry = (key: number, pfn: number, perm: number, pages: number, what: string) => {
       const asid = t.asidOfKey(key);
       const mm = A.asidReachable(m, cpu.id, asid);
-      if (mm === null) return;
+      if (mm === null || (only !== undefined && mm !== only)) return;
       const vpn = t.vpnOfKey(key) * pages;
       const addr = vpn * 4096;
       if (phys.isFree(pfn)) {
@@ -111,8 +112,8 @@ export function checkTlbs(m: Machine): Violation[] {
     for (let i = 0; i < t.ptag.length; i++) {
       const key = t.ptag[i] as number;
       if (key === 0) continue;
-      const asid = t.asidOfKey(key);
-      if (A.asidReachable(m, cpu.id, asid) === null) continue;
+      const reach = A.asidReachable(m, cpu.id, t.asidOfKey(key));
+      if (reach === null || (only !== undefined && reach !== only)) continue;
       const pfn = t.ptbl[i] as number;
       const f = phys.flags[pfn] as number;
       const slot = phys.aux[pfn] as number;
@@ -382,10 +383,13 @@ export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, 
     if (!mm.alive || skipMm(mm)) continue;
     const visit = (slot: number, level: number, base: number) => {
       if (level === 0 && skip(slot)) return;
+      const ch = T.chunkOf(slot);
+      const cb = T.base(slot);
+      const span = 512 ** level;
       for (let i = 0; i < 512; i++) {
-        const v = T.get(slot * 512 + i);
+        const v = ch[cb + i] as number;
         if (v === 0) continue;
-        const vpn = base + i * 512 ** level;
+        const vpn = base + i * span;
         if (level > 0 && A.entryIsTable(v)) {
           visit(T.slotOfPfn(A.ptePfn(v)), level - 1, vpn);
           continue;

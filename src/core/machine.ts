@@ -144,10 +144,10 @@ export class Machine {
   readonly mms: Mm[] = [];
   // Tables handed to call_rcu(), freed at the next grace period.
   rcuPending: number[] = [];
-  // Set by the concurrency explorer; kernel paths yield at interleaving points
-  // only when it is true, so sequential runs pay one branch per point.
-  interleave = false;
-  il: Interleaver | null = null; // installed together with interleave
+  // Installed by the concurrency explorer; kernel paths yield at
+  // interleaving points only when it is set, so sequential runs pay one
+  // branch per point.
+  il: Interleaver | null = null;
   // Violations found while a kernel path ran (checks that must look at the
   // moment something happens, not at the end of a step).
   violations: Violation[] = [];

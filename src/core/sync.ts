@@ -1,6 +1,6 @@
 // Interleaving points, locks, RCU and IRQ state as kernel paths see them when
 // the concurrency explorer runs the model. Sequential runs never install an
-// Interleaver (m.il === null, m.interleave === false): every call here sits
+// Interleaver (m.il === null): every call here sits
 // behind an `if (il)` test, so the fast path pays one branch per point.
 //
 // Two kinds of points:
@@ -19,6 +19,9 @@ export const LK_PTL = 1; // split PTE lock of a PTE table (ptlock_ptr())
 export const LK_PMD = 2; // PMD lock of a PMD table (pmd_lockptr())
 
 export const LOCK_NAMES = ["mmap_lock", "ptl", "pmd_lock"];
+
+// One number per lock: class and id.
+export const lockKey = (kind: number, id: number): number => kind * 2 ** 32 + id;
 
 export interface Interleaver {
   // Records that the running thread wants a lock; the kernel path then

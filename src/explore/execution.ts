@@ -12,7 +12,7 @@ import type { Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE } from "../core/mm/pgtable.js";
 import type { Mm } from "../core/mm/types.js";
-import { type Interleaver, isSpinSite, LK_PTL, LOCK_NAMES, siteName } from "../core/sync.js";
+import { type Interleaver, isSpinSite, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
 
 export interface XThread {
   id: number;
@@ -131,12 +131,12 @@ export class Execution implements Interleaver {
 
   lock(kind: number, id: number, write: boolean, site: number): number {
     const t = this.current;
-    t.want = kind * 2 ** 32 + id;
+    t.want = lockKey(kind, id);
     t.wantWrite = write;
     return site;
   }
   unlock(kind: number, id: number): void {
-    const key = kind * 2 ** 32 + id;
+    const key = lockKey(kind, id);
     if (this.lockW.get(key) === this.current.id) this.lockW.delete(key);
     else {
       const r = (this.lockR.get(key) ?? 0) - 1;
@@ -146,13 +146,13 @@ export class Execution implements Interleaver {
     }
   }
   downgrade(kind: number, id: number): void {
-    const key = kind * 2 ** 32 + id;
+    const key = lockKey(kind, id);
     if (this.lockW.get(key) !== this.current.id) throw new Error("model bug: downgrade of a lock not held for writing");
     this.lockW.delete(key);
     this.lockR.set(key, (this.lockR.get(key) ?? 0) + 1);
   }
   trylock(kind: number, id: number): boolean {
-    const key = kind * 2 ** 32 + id;
+    const key = lockKey(kind, id);
     if (this.lockW.has(key) || this.lockR.has(key)) return false;
     this.lockW.set(key, this.current.id);
     return true;
@@ -464,12 +464,12 @@ export class Execution implements Interleaver {
       if (this.violation !== null) return;
     }
     if (m.arch.name === "arm64" && !this.ignore.has("contpte-block")) {
-      for (const v of checkContpte(m, (slot) => this.lockW.has(LK_PTL * 2 ** 32 + slot))) this.fail(v);
+      for (const v of checkContpte(m, (slot) => this.lockW.has(lockKey(LK_PTL, slot)))) this.fail(v);
       if (this.violation !== null) return;
     }
-    const locked = (slot: number) => this.lockW.has(LK_PTL * 2 ** 32 + slot);
+    const locked = (slot: number) => this.lockW.has(lockKey(LK_PTL, slot));
     for (const v of checkPtesMapLivePages(m, locked)) this.fail(v);
-    for (const v of checkWritableInVma(m, locked, (mm) => this.lockW.has(mm.id))) this.fail(v);
+    for (const v of checkWritableInVma(m, locked, (mm) => this.lockW.has(lockKey(LK_MMAP, mm.id)))) this.fail(v);
     if (this.violation !== null) return;
     // Invariant 4: a frame that stopped being mapped dirty has a dirty folio.
     // Inside a PTE-lock section the information may sit in the holder's
@@ -492,7 +492,6 @@ export class Execution implements Interleaver {
     this.dirtyBefore = dirty;
     if (this.violation !== null) return;
     if (this.threads.every((u) => u.syscalls === 0)) for (const v of checkAccounting(m)) this.fail(v);
-    void t;
   }
 
   // Invariant 2, when a syscall that removed or downgraded mappings returns:
@@ -500,8 +499,7 @@ export class Execution implements Interleaver {
   sysReturn(t: XThread, name: string, mm: Mm, start: number, end: number): void {
     t.syscalls--;
     if (this.ignore.has("stale-tlb-after-return")) return;
-    const v = checkTlbs(this.m).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end));
-    void mm;
+    const v = checkTlbs(this.m, mm).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end));
     for (const first of v) this.fail({ ...first, invariant: "stale-tlb-after-return", message: `when ${name} on ${t.name} returned: ${first.message}` });
   }
 
@@ -550,7 +548,7 @@ export class Execution implements Interleaver {
 }
 
 function lockName(key: number): string {
-  const kind = Math.floor(key / 2 ** 32);
-  const id = key % 2 ** 32;
+  const kind = Math.floor(key / lockKey(1, 0));
+  const id = key % lockKey(1, 0);
   return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : `table ${id}`})`;
 }

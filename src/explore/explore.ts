@@ -101,7 +101,6 @@ export function runOnce(
   const x = new Execution(m, chooser, cfg.maxSteps, record, record ? snapshot : null);
   if (cfg.ignore && cfg.ignore.length > 0) x.ignore = new Set(cfg.ignore);
   x.dirtyBefore = dirtyMappedFrames(m);
-  m.interleave = true;
   m.il = x;
   for (const t of threadsOf(sc)) {
     const cpu = r.threadCpu.get(t.name);
@@ -122,7 +121,6 @@ export function runOnce(
     x.run();
     x.finish();
   } finally {
-    m.interleave = false;
     m.il = null;
   }
   return x;

@@ -36,44 +36,26 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
   const m = r.m;
   const il = m.il as Interleaver;
   switch (step.op) {
-    case "munmap": {
-      const p = r.procOf(step);
-      const [a, len] = r.range(step, p, 0);
-      x.sysEnter(t);
-      x.zapBegin(p.mm, a, a + len);
-      r.enter(step, p);
-      // __vm_munmap(): write lock; do_vmi_munmap() downgrades it.
-      yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
-      yield* doMunmap(m, p.mm, a, len);
-      il.unlock(LK_MMAP, p.mm.id);
-      x.zapEnd(p.mm, a, a + len);
-      x.sysReturn(t, "munmap", p.mm, a, a + len);
-      return;
-    }
-    case "madvise": {
-      const p = r.procOf(step);
-      const [a, len] = r.range(step, p, 0);
-      const write = step.advice === "hugepage" || step.advice === "nohugepage";
-      x.sysEnter(t);
-      const zap = step.advice === "dontneed" || step.advice === "free";
-      if (zap) x.zapBegin(p.mm, a, a + len);
-      r.enter(step, p);
-      yield il.lock(LK_MMAP, p.mm.id, write, write ? S_MMAP_W : S_MMAP_R);
-      yield* madvise(m, p.mm, a, len, step.advice);
-      il.unlock(LK_MMAP, p.mm.id);
-      if (zap) x.zapEnd(p.mm, a, a + len);
-      x.sysReturn(t, `madvise(${step.advice})`, p.mm, a, a + len);
-      return;
-    }
+    case "munmap":
+    case "madvise":
     case "mprotect": {
       const p = r.procOf(step);
       const [a, len] = r.range(step, p, 0);
+      // mmap_lock as each syscall takes it: munmap and mprotect for writing
+      // (do_vmi_munmap() downgrades it), madvise for reading unless it
+      // changes VMA flags.
+      const write = step.op !== "madvise" || step.advice === "hugepage" || step.advice === "nohugepage";
+      const zap = step.op === "munmap" || (step.op === "madvise" && (step.advice === "dontneed" || step.advice === "free"));
       x.sysEnter(t);
+      if (zap) x.zapBegin(p.mm, a, a + len);
       r.enter(step, p);
-      yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
-      yield* mprotect(m, p.mm, a, len, step.prot);
+      yield il.lock(LK_MMAP, p.mm.id, write, write ? S_MMAP_W : S_MMAP_R);
+      if (step.op === "munmap") yield* doMunmap(m, p.mm, a, len);
+      else if (step.op === "madvise") yield* madvise(m, p.mm, a, len, step.advice);
+      else yield* mprotect(m, p.mm, a, len, step.prot);
       il.unlock(LK_MMAP, p.mm.id);
-      x.sysReturn(t, "mprotect", p.mm, a, a + len);
+      if (zap) x.zapEnd(p.mm, a, a + len);
+      x.sysReturn(t, step.op === "madvise" ? `madvise(${step.advice})` : step.op, p.mm, a, a + len);
       return;
     }
     case "fork": {

@@ -403,6 +403,6 @@ function stateSignature(m: Machine): number {
     c.tlbiAside1is +
     c.tlbiVmalle1is +
     c.asidRollovers +
-    m.mms.length * 1e9
+    m.mms.length
   );
 }

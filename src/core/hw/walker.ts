@@ -80,7 +80,7 @@ export function translate(m: Machine, c: number, mm: Mm, addr: number, write: bo
   if (perm >= 0) {
     if (!write || (perm & (TLB_W | TLB_D)) === (TLB_W | TLB_D)) {
       m.counters.tlbHits++;
-      if (m.interleave) accessPfn = i >= 0 ? (tlb.pfn[i] as number) : (tlb.hpfn[-2 - i] as number) + (vpn - tlb.hugeFirst(-2 - i));
+      if (m.il) accessPfn = i >= 0 ? (tlb.pfn[i] as number) : (tlb.hpfn[-2 - i] as number) + (vpn - tlb.hugeFirst(-2 - i));
       return true;
     }
     // A write through a clean writable entry re-walks to set D; a write

@@ -8,7 +8,7 @@
 // shared page-table accesses; otherwise the `if (il)` tests are all they cost.
 
 import type { Machine } from "../machine.js";
-import { type Interleaver, LK_PTL, site } from "../sync.js";
+import { LK_PTL, site } from "../sync.js";
 import { freeTableTlb, type MmuGather, tlbFlushMmu, tlbFlushMmuTlbonly, tlbFlushRmaps, tlbRemoveFolioPages, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD, LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM } from "./physmem.js";
@@ -86,7 +86,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
   const C = m.counters;
   const mm = tlb.mm;
   const fullmm = tlb.fullmm;
-  const il = m.interleave;
+  const il = m.il;
   const start = addr;
   const canReclaim = reclaimPtIsEnabled(m, addr, end, details);
   const oldReclaim = m.config.variants.pt_reclaim === "direct-always";
@@ -103,9 +103,9 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
     if (!A.entryIsTable(pmdv)) return end;
     const slot = T.slotOfPfn(A.ptePfn(pmdv));
     if (il) {
-      yield (m.il as Interleaver).lock(LK_PTL, slot, true, S_ZAP_LOCK);
+      yield il.lock(LK_PTL, slot, true, S_ZAP_LOCK);
       if (T.get(pmdIdx) !== pmdv) {
-        (m.il as Interleaver).unlock(LK_PTL, slot);
+        il.unlock(LK_PTL, slot);
         return end; // the table went away (PT reclaim): nothing left to zap
       }
     }
@@ -185,7 +185,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
     // pte_unmap_unlock(): other CPUs may take the locks (and fault into a
     // reclaimed range) before this CPU flushes.
     if (il) {
-      (m.il as Interleaver).unlock(LK_PTL, slot);
+      il.unlock(LK_PTL, slot);
       yield S_ZAP_UNLOCKED;
     }
     if (forceFlush) tlbFlushMmu(tlb);
@@ -340,7 +340,7 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
   const A = m.arch;
   const phys = m.phys;
   const C = m.counters;
-  const il = m.interleave;
+  const il = m.il;
   const dslot = pteAlloc(m, dst, dstPmdIdx);
   const T = m.tables;
   const sv = T.get(srcPmdIdx);
@@ -348,8 +348,8 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
   const sslot = T.slotOfPfn(A.ptePfn(sv));
   if (il) {
     // The child's PTL, then the parent's nested (spin_lock_nested()).
-    yield (m.il as Interleaver).lock(LK_PTL, dslot, true, S_COPY_LOCK);
-    yield (m.il as Interleaver).lock(LK_PTL, sslot, true, S_COPY_LOCK);
+    yield il.lock(LK_PTL, dslot, true, S_COPY_LOCK);
+    yield il.lock(LK_PTL, sslot, true, S_COPY_LOCK);
   }
   const es = T.chunkOf(sslot);
   const ed = T.chunkOf(dslot);
@@ -404,8 +404,8 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
     addr += nr * 4096;
   }
   if (il) {
-    (m.il as Interleaver).unlock(LK_PTL, sslot);
-    (m.il as Interleaver).unlock(LK_PTL, dslot);
+    il.unlock(LK_PTL, sslot);
+    il.unlock(LK_PTL, dslot);
   }
 }
 

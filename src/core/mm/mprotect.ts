@@ -6,7 +6,7 @@
 import type { Machine } from "../machine.js";
 import { changeHugePmd, splitHugePmd } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run, walkPmdTables } from "./memory.js";
-import { type Interleaver, LK_PTL, site } from "../sync.js";
+import { LK_PTL, site } from "../sync.js";
 
 const S_PROT_LOCK = site("change_pte_range", "take the PTE lock");
 const S_PROT_PTE = site("change_pte_range", "load a PTE");
@@ -29,13 +29,13 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
   const A = m.arch;
   const T = m.tables;
   const phys = m.phys;
-  const il = m.interleave;
+  const il = m.il;
   const mm = tlb.mm;
   const mode = m.config.variants.mprotect_batching;
   const pmdv = T.get(pmdIdx);
   if (!A.entryIsTable(pmdv)) return;
   const slot = T.slotOfPfn(A.ptePfn(pmdv));
-  if (il) yield (m.il as Interleaver).lock(LK_PTL, slot, true, S_PROT_LOCK);
+  if (il) yield il.lock(LK_PTL, slot, true, S_PROT_LOCK);
   const e = T.chunkOf(slot);
   let i = T.base(slot) + ((addr / 4096) & 511);
   const shared = (vma.flags & VM_SHARED) !== 0;
@@ -91,7 +91,7 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
     i += nr;
     addr += nr * 4096;
   }
-  if (il) (m.il as Interleaver).unlock(LK_PTL, slot);
+  if (il) il.unlock(LK_PTL, slot);
 }
 
 // prot_commit_flush_ptes(): commit n entries starting idx into the batch.

@@ -32,7 +32,7 @@
 
 import type { Machine, Violation } from "../../machine.js";
 import type { Mm } from "../../mm/types.js";
-import { CYD_DIRTY, CYD_YOUNG, type Arch, type PteHooks } from "../arch.js";
+import { CYD_DIRTY, CYD_YOUNG, type PteHooks } from "../arch.js";
 import * as P from "./pgtable.js";
 import type { Arm64Encoding } from "./pgtable.js";
 import { flushTlbPage, flushTlbRangeArm64 } from "./tlbflush.js";
@@ -312,7 +312,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
   // false it is the plain gather of the "no-retry" variant. Each load after
   // the first is an interleaving point when the explorer runs the model.
   function* locklessPass(m: Machine, e: Float64Array, j: number, check: boolean): Generator<number, number, void> {
-    const il = m.interleave;
+    const il = m.il !== null;
     let orig = rawGet(m, e, j);
     if (!P.pteValidCont(orig)) return orig;
     const origProt = protNoAd(orig);
@@ -348,10 +348,10 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
     for (;;) {
       snap.set(e.subarray(s, s + CONT));
       m.counters.contLocklessRetries++;
-      if (m.interleave) yield S_LOCKLESS_RETRY;
+      if (m.il) yield S_LOCKLESS_RETRY;
       r = yield* locklessPass(m, e, j, true);
       if (r >= 0) return r;
-      if (m.interleave) continue;
+      if (m.il) continue;
       let same = true;
       for (let k = 0; k < CONT; k++) if (snap[k] !== e[s + k]) same = false;
       if (same) {
@@ -534,7 +534,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
   function* lockless(m: Machine, e: Float64Array, j: number): Generator<number, number, void> {
     const pte = rawGet(m, e, j);
     if (!P.pteValidCont(pte)) return pte;
-    if (m.interleave) yield S_LOCKLESS_LOAD;
+    if (m.il) yield S_LOCKLESS_LOAD;
     if (m.config.variants.contpte_lockless === "no-retry") return yield* contptePtepGetLocklessNoRetry(m, e, j);
     return yield* contptePtepGetLockless(m, e, j);
   }
