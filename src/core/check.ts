@@ -144,6 +144,35 @@ function scratch(cap: number): typeof scratchBufs {
   return scratchBufs;
 }
 
+// Walks mm's page tables: onTable(child, vpn, level) says whether to
+// descend into the table an entry at `level` points to; onLeaf gets every
+// other non-zero entry. (checkAccounting() keeps its own loop: the replay
+// runs it after every event, and the callbacks cost it about 25%.)
+function walkTables(
+  m: Machine,
+  mm: Mm,
+  onTable: (child: number, vpn: number, level: number) => boolean,
+  onLeaf: (v: number, vpn: number, level: number) => void,
+): void {
+  const A = m.arch;
+  const T = m.tables;
+  const visit = (slot: number, level: number, base: number) => {
+    const ch = T.chunkOf(slot);
+    const cb = T.base(slot);
+    const span = 512 ** level;
+    for (let i = 0; i < 512; i++) {
+      const v = ch[cb + i] as number;
+      if (v === 0) continue;
+      const vpn = base + i * span;
+      if (level > 0 && A.entryIsTable(v)) {
+        const child = T.slotOfPfn(A.ptePfn(v));
+        if (onTable(child, vpn, level)) visit(child, level - 1, vpn);
+      } else onLeaf(v, vpn, level);
+    }
+  };
+  visit(mm.pgd, A.levels - 1, 0);
+}
+
 // Page tables agree with the counters and the struct page state.
 export function checkAccounting(m: Machine): Violation[] {
   const out: Violation[] = [];
@@ -378,23 +407,14 @@ export function dirtyMappedFrames(m: Machine, skip: (slot: number) => boolean = 
 export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, skipMm: (mm: Mm) => boolean): Violation[] {
   const out: Violation[] = [];
   const A = m.arch;
-  const T = m.tables;
   for (const mm of m.mms) {
     if (!mm.alive || skipMm(mm)) continue;
-    const visit = (slot: number, level: number, base: number) => {
-      if (level === 0 && skip(slot)) return;
-      const ch = T.chunkOf(slot);
-      const cb = T.base(slot);
-      const span = 512 ** level;
-      for (let i = 0; i < 512; i++) {
-        const v = ch[cb + i] as number;
-        if (v === 0) continue;
-        const vpn = base + i * span;
-        if (level > 0 && A.entryIsTable(v)) {
-          visit(T.slotOfPfn(A.ptePfn(v)), level - 1, vpn);
-          continue;
-        }
-        if (!A.ptePresent(v) || !A.pteWrite(v)) continue;
+    walkTables(
+      m,
+      mm,
+      (child, _vpn, level) => level > 1 || !skip(child),
+      (v, vpn) => {
+        if (!A.ptePresent(v) || !A.pteWrite(v)) return;
         // No VMA: munmap detached it and is zapping under the read lock.
         const vma = mm.findVma(vpn * 4096);
         if (vma !== null && (vma.flags & VM_WRITE) === 0)
@@ -403,9 +423,8 @@ export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, 
             addr: vpn * 4096,
             message: `mm${mm.id}: ${hex(vpn * 4096)} is writable (${A.describeEntry(v)}) but its VMA has no VM_WRITE`,
           });
-      }
-    };
-    visit(mm.pgd, A.levels - 1, 0);
+      },
+    );
   }
   return out;
 }
