@@ -447,6 +447,12 @@ describe("contpte invariant check", () => {
     assert.equal(noHw.hwMkyoungDirty(clean, true), -1, "dirty-bit (permission) fault");
     assert.equal(noHw.hwMkyoungDirty(clean, false), clean);
     assert.ok(P.pteHwDirty(a.hwMkyoungDirty(clean, true)));
-    assert.throws(() => arm64({ ...cfg.arm64, granule: 16, vaBits: 48 }), /not modelled in the mm layer/);
+    // 16K: CONT_PTES 128 (2M), 32M PMD blocks, 4 levels at 48 bits;
+    // 64K: CONT_PTES 32 (2M), 512M PMD blocks, 3 levels.
+    const a16 = arm64({ ...cfg.arm64, granule: 16, vaBits: 48 });
+    const a64 = arm64({ ...cfg.arm64, granule: 64, vaBits: 48 });
+    assert.deepEqual([a16.pageShift, a16.ptrsPerTable, a16.levels, a16.tlbEntryShift(a16.pfnPte(0x100, 0) + 0, 1)], [14, 2048, 4, 25]);
+    assert.deepEqual([a64.pageShift, a64.ptrsPerTable, a64.levels, a64.tlbEntryShift(a64.pfnPte(0x100, 0) + 0, 1)], [16, 8192, 3, 29]);
+    assert.equal(arm64({ ...cfg.arm64, granule: 64, vaBits: 42 }).levels, 2);
   });
 });

@@ -9,7 +9,7 @@ import { PG_ANON, PG_ANON_EXCLUSIVE, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBAC
 import { VM_WRITE } from "./mm/types.js";
 import { LVL_PUD, TBL_LIVE } from "./mm/pgtable.js";
 import type { Mm } from "./mm/types.js";
-import { idxAt } from "./mm/walk.js";
+import { idxAt } from "./geometry.js";
 
 const hex = (a: number) => `0x${a.toString(16)}`;
 
@@ -19,7 +19,7 @@ function softWalk(m: Machine, mm: Mm, vpn: number): [number, number] | null {
   const T = m.tables;
   let slot = mm.pgd;
   for (let level = A.levels - 1; level >= 0; level--) {
-    const v = T.chunkOf(slot)[T.base(slot) + idxAt(vpn, level)] as number;
+    const v = T.chunkOf(slot)[T.base(slot) + idxAt(m.geo, vpn, level)] as number;
     if (v === 0) return null;
     if (level > 0 && A.entryIsTable(v)) {
       slot = T.slotOfPfn(A.ptePfn(v));

@@ -6,6 +6,7 @@ import type { Arch } from "./arch/arch.js";
 import type { Interleaver } from "./sync.js";
 import { checkFreedFrames } from "./check.js";
 import { Counters } from "./counters.js";
+import { type Geometry, geometry } from "./geometry.js";
 import { CONFLICT_OA, CONFLICT_OA_OR_SIZE, Tlb } from "./hw/tlb.js";
 import { PhysMem } from "./mm/physmem.js";
 import { TableStore } from "./mm/pgtable.js";
@@ -138,6 +139,7 @@ export interface Violation {
 export class Machine {
   readonly phys = new PhysMem();
   readonly tables: TableStore;
+  readonly geo: Geometry;
   readonly cpus: Cpu[];
   readonly counters = new Counters();
   readonly files = new Map<string, FileObj>();
@@ -160,6 +162,8 @@ export class Machine {
     readonly arch: Arch,
     readonly config: MachineConfig,
   ) {
+    this.geo = geometry(arch.pageShift, arch.levels);
+    if (this.geo.ptrs !== arch.ptrsPerTable) throw new Error(`model bug: ${arch.name} has ${arch.ptrsPerTable} entries per table, not PAGE_SIZE / 8`);
     this.tables = new TableStore(this.phys, arch.ptrsPerTable);
     this.cpus = [];
     for (let i = 0; i < config.cpus; i++) {
@@ -167,7 +171,7 @@ export class Machine {
       // arm64: tags are hardware ASIDs, and fills check for TLB conflicts.
       if (arch.name === "arm64") {
         const a = config.arm64;
-        cpu.tlb = new Tlb(128, 12, 32, 32, 2 ** a.asidBits, a.bbml2NoAbort ? CONFLICT_OA : CONFLICT_OA_OR_SIZE, a.vaBits);
+        cpu.tlb = new Tlb(128, 12, 32, 32, 2 ** a.asidBits, a.bbml2NoAbort ? CONFLICT_OA : CONFLICT_OA_OR_SIZE, a.vaBits, arch.pageShift);
       }
       this.cpus.push(cpu);
     }

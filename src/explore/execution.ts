@@ -401,7 +401,7 @@ export class Execution implements Interleaver {
     const stamp = this.writers.length - 1;
     this.content.set(pfn, stamp);
     // A store racing a zap of its page may be discarded with the page.
-    const zapping = (this.zaps.get(mm.id) ?? []).some((z) => vpn * 4096 >= z[0] && vpn * 4096 < z[1]);
+    const zapping = (this.zaps.get(mm.id) ?? []).some((z) => vpn * this.m.geo.pageSize >= z[0] && vpn * this.m.geo.pageSize < z[1]);
     if (zapping) this.expected.get(mm.id)?.delete(vpn);
     else if (isPrivate) this.expect(mm).set(vpn, stamp);
   }
@@ -434,8 +434,8 @@ export class Execution implements Interleaver {
     this.fail({
       invariant: "read-not-last-write",
       cpu: t.cpu,
-      addr: vpn * 4096,
-      message: `${t.name} (mm${mm.id}) reads 0x${(vpn * 4096).toString(16)} through pfn ${pfn} and sees the store of ${this.writers[got] ?? "nobody"}, not its own last store (${this.writers[want]})`,
+      addr: vpn * this.m.geo.pageSize,
+      message: `${t.name} (mm${mm.id}) reads 0x${(vpn * this.m.geo.pageSize).toString(16)} through pfn ${pfn} and sees the store of ${this.writers[got] ?? "nobody"}, not its own last store (${this.writers[want]})`,
     });
   }
 
@@ -444,7 +444,8 @@ export class Execution implements Interleaver {
   forget(mm: Mm, start: number, end: number): void {
     const e = this.expected.get(mm.id);
     if (e === undefined) return;
-    for (const vpn of [...e.keys()]) if (vpn * 4096 >= start && vpn * 4096 < end) e.delete(vpn);
+    const ps = this.m.geo.pageSize;
+    for (const vpn of [...e.keys()]) if (vpn * ps >= start && vpn * ps < end) e.delete(vpn);
   }
 
   // fork: the child expects what the parent expects.

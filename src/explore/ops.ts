@@ -84,7 +84,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         fixed: step.flags.includes("fixed"),
         addr: step.addr ?? 0,
         file,
-        pgoff: step.offset / 4096,
+        pgoff: Math.floor(step.offset / m.geo.pageSize),
       });
       il.unlock(LK_MMAP, p.mm.id);
       p.regions.set(step.region, { start: addr, len: step.size });
@@ -102,7 +102,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         x.sysLeave(t);
         if (res === "segv") throw new Deviation(`SIGSEGV: ${step.write ? "write" : "read"} at 0x${v.toString(16)}`);
         // The load or store itself happens with the translation just made.
-        const vpn = Math.floor(v / 4096);
+        const vpn = Math.floor(v / m.geo.pageSize);
         if (step.write) x.userStore(t, p.mm, vpn, accessPfn, !(p.mm.findVma(v)?.isShared ?? true));
         else x.userLoad(t, p.mm, vpn, accessPfn);
       }

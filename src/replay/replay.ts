@@ -176,7 +176,7 @@ export class Replayer {
       const f = this.m.file(`<exec:${p.pid}>`, 0, false);
       insertVma(mm, new Vma(a, gapEnd, VM_READ | VM_WRITE | VM_MAYWRITE, f, a / 4096, 0));
       f.size = Math.max(f.size, gapEnd);
-      mergeAround(mm, a, gapEnd);
+      mergeAround(this.m, mm, a, gapEnd);
       this.stats.implicitVmas++;
       a = gapEnd;
     }

@@ -8,8 +8,9 @@ import type { Mm } from "../mm/types.js";
 
 export interface Arch {
   readonly name: string;
+  readonly pageShift: number; // PAGE_SHIFT
   readonly ptrsPerTable: number;
-  readonly levels: number; // 4 or 5
+  readonly levels: number; // 2 to 5
 
   pteNone(v: number): boolean;
   ptePresent(v: number): boolean; // includes PROT_NONE entries

@@ -18,13 +18,16 @@ export const CONFLICT_NONE = 0;
 export const CONFLICT_OA = 1;
 // Overlapping entries with a different output address or a different size.
 export const CONFLICT_OA_OR_SIZE = 2;
-const PSC_SPAN = [1, 512, 512 ** 2, 512 ** 3, 512 ** 4]; // pages per entry at each level
 
 export class Tlb {
   // ASID tag space (keys are vpn * nrAsids + asid + 1).
   readonly nrAsids: number;
   // CONFLICT_*: what a fill checks against existing entries (0: nothing).
   readonly conflictMode: number;
+  // Base page size (PAGE_SHIFT) and the pages a walk-cache entry at each
+  // level covers; vpn arguments count base pages.
+  readonly pageShift: number;
+  readonly pscSpan: readonly number[];
   // Base-page TLB (STLB-like): sets x ways.
   readonly sets: number;
   readonly ways: number;
@@ -45,8 +48,11 @@ export class Tlb {
   plevel: Uint8Array;
   prr = 0;
 
-  constructor(sets = 128, ways = 12, hugeEntries = 32, pscEntries = 32, nrAsids = NR_ASIDS, conflictMode = CONFLICT_NONE, vaBits = 57) {
-    if (2 ** (vaBits - 12) * nrAsids > 2 ** 53) throw new RangeError(`TLB keys for ${vaBits}-bit VAs and ${nrAsids} ASIDs would exceed 2^53 (not modelled)`);
+  constructor(sets = 128, ways = 12, hugeEntries = 32, pscEntries = 32, nrAsids = NR_ASIDS, conflictMode = CONFLICT_NONE, vaBits = 57, pageShift = 12) {
+    if (2 ** (vaBits - pageShift) * nrAsids > 2 ** 53) throw new RangeError(`TLB keys for ${vaBits}-bit VAs and ${nrAsids} ASIDs would exceed 2^53 (not modelled)`);
+    this.pageShift = pageShift;
+    const ptrs = 2 ** (pageShift - 3);
+    this.pscSpan = [1, ptrs, ptrs ** 2, ptrs ** 3, ptrs ** 4];
     this.nrAsids = nrAsids;
     this.conflictMode = conflictMode;
     this.sets = sets;
@@ -103,7 +109,7 @@ export class Tlb {
     for (let i = 0; i < htag.length; i++) {
       const t = htag[i] as number;
       if (t === 0) continue;
-      const s = (this.hshift[i] as number) - 12;
+      const s = (this.hshift[i] as number) - this.pageShift;
       const key = Math.floor(vpn / 2 ** s) * this.nrAsids + asid + 1;
       if (t === key) return i;
     }
@@ -111,7 +117,7 @@ export class Tlb {
   }
 
   insertHuge(vpn: number, asid: number, shift: number, pfn: number, perm: number): void {
-    const key = Math.floor(vpn / 2 ** (shift - 12)) * this.nrAsids + asid + 1;
+    const key = Math.floor(vpn / 2 ** (shift - this.pageShift)) * this.nrAsids + asid + 1;
     let slot = -1;
     for (let i = 0; i < this.htag.length; i++)
       if (this.htag[i] === key && this.hshift[i] === shift) {
@@ -129,14 +135,15 @@ export class Tlb {
   }
 
   // Deepest cached table for vpn: returns the index into the PSC or -1.
-  // level 1 caches cover 512 pages, level 2 512^2, level 3 512^3.
+  // A level-L entry covers pscSpan[L] pages (512^L with 4K pages).
   lookupPsc(vpn: number, asid: number): number {
     // One key per level, then a single pass over the entries.
     const a = asid + 1;
     const n = this.nrAsids;
-    const k1 = Math.floor(vpn / 512) * n + a;
-    const k2 = Math.floor(vpn / 262144) * n + a;
-    const k3 = Math.floor(vpn / 134217728) * n + a;
+    const span = this.pscSpan;
+    const k1 = Math.floor(vpn / (span[1] as number)) * n + a;
+    const k2 = Math.floor(vpn / (span[2] as number)) * n + a;
+    const k3 = Math.floor(vpn / (span[3] as number)) * n + a;
     let best = -1;
     let bestLevel = 99;
     const ptag = this.ptag;
@@ -156,7 +163,7 @@ export class Tlb {
   }
 
   insertPsc(vpn: number, asid: number, level: number, tablePfn: number): void {
-    const key = Math.floor(vpn / (PSC_SPAN[level] as number)) * this.nrAsids + asid + 1;
+    const key = Math.floor(vpn / (this.pscSpan[level] as number)) * this.nrAsids + asid + 1;
     let slot = -1;
     for (let i = 0; i < this.ptag.length; i++)
       if (this.ptag[i] === key && this.plevel[i] === level) {
@@ -217,10 +224,10 @@ export class Tlb {
   }
   // First page and page count of large entry h.
   hugeFirst(h: number): number {
-    return this.vpnOfKey(this.htag[h] as number) * 2 ** ((this.hshift[h] as number) - 12);
+    return this.vpnOfKey(this.htag[h] as number) * 2 ** ((this.hshift[h] as number) - this.pageShift);
   }
   hugePages(h: number): number {
-    return 2 ** ((this.hshift[h] as number) - 12);
+    return 2 ** ((this.hshift[h] as number) - this.pageShift);
   }
 
   // ---- arm64 TLB maintenance (the effect of one TLBI on this CPU's TLB) ----
@@ -274,7 +281,7 @@ export class Tlb {
     for (let i = 0; i < ptag.length; i++) {
       const t = ptag[i] as number;
       if (t === 0 || (t - 1) % n !== asid) continue;
-      const span = PSC_SPAN[this.plevel[i] as number] as number;
+      const span = this.pscSpan[this.plevel[i] as number] as number;
       const first = Math.floor((t - 1) / n) * span;
       if (first < vpn + pages && vpn < first + span) ptag[i] = 0;
     }
@@ -292,7 +299,7 @@ export class Tlb {
     this.ptag.fill(0);
   }
 
-  // TLB conflict check for a fill of an entry covering 2^(shift-12) pages
+  // TLB conflict check for a fill of an entry covering 2^(shift-pageShift) pages
   // from vpnFirst to pfnFirst in asid: the index of an overlapping leaf
   // entry of the same ASID that maps some page to another frame, or (in
   // CONFLICT_OA_OR_SIZE mode) has another size; base entries as i >= 0,
@@ -302,7 +309,7 @@ export class Tlb {
   findConflict(vpnFirst: number, shift: number, pfnFirst: number, asid: number): number {
     const mode = this.conflictMode;
     if (mode === CONFLICT_NONE) return -1;
-    const pages = 2 ** (shift - 12);
+    const pages = 2 ** (shift - this.pageShift);
     const delta = pfnFirst - vpnFirst;
     const htag = this.htag;
     const n = this.nrAsids;

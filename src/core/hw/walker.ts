@@ -9,7 +9,7 @@ import type { Machine } from "../machine.js";
 import { accessAllowed, handleMmFault } from "../mm/fault.js";
 import { run } from "../mm/memory.js";
 import type { Mm } from "../mm/types.js";
-import { idxAt } from "../mm/walk.js";
+import { idxAt } from "../geometry.js";
 import { TLB_D, TLB_W } from "./tlb.js";
 import { type Interleaver, LK_MMAP, site } from "../sync.js";
 
@@ -64,7 +64,7 @@ export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, writ
 export function translate(m: Machine, c: number, mm: Mm, addr: number, write: boolean): boolean {
   const cpu = m.cpus[c]!;
   if (cpu.running !== mm || cpu.loadedMm !== mm) m.arch.switchMm(m, c, mm);
-  const vpn = Math.floor(addr / 4096);
+  const vpn = Math.floor(addr / m.geo.pageSize);
   const tlb = cpu.tlb;
   const asid = cpu.asid;
   let i = tlb.lookup(vpn, asid);
@@ -106,6 +106,7 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
   const cpu = m.cpus[c]!;
   const tlb = cpu.tlb;
   const asid = cpu.asid;
+  const G = m.geo;
   let level = A.levels - 1;
   let slot = mm.pgd;
   const p = tlb.lookupPsc(vpn, asid);
@@ -115,7 +116,7 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
     m.counters.walkCacheHits++;
   }
   for (;;) {
-    const ei = slot * 512 + idxAt(vpn, level);
+    const ei = slot * G.ptrs + idxAt(G, vpn, level);
     const v = T.get(ei);
     m.counters.walkSteps++;
     if (level > 0 && A.entryIsTable(v)) {
@@ -139,17 +140,17 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
     }
     const nperm = A.leafPerm(n);
     const shift = A.tlbEntryShift(n, level);
-    if (shift === 12) {
+    if (shift === G.pageShift) {
       const pfn = A.ptePfn(n);
       accessPfn = pfn;
-      if (tlb.conflictMode !== 0) checkConflict(m, c, vpn, 12, pfn, asid);
+      if (tlb.conflictMode !== 0) checkConflict(m, c, vpn, shift, pfn, asid);
       tlb.insert(vpn, asid, pfn, nperm);
     } else {
-      // The entry covers the naturally aligned 2^(shift-12) pages around
-      // vpn (a block, or a contiguous range filled from one of its PTEs).
-      const pages = 2 ** (shift - 12);
+      // The entry covers the naturally aligned 2^(shift-PAGE_SHIFT) pages
+      // around vpn (a block, or a contiguous range filled from one of its PTEs).
+      const pages = 2 ** (shift - G.pageShift);
       const off = vpn % pages;
-      const pfnHere = level === 0 ? A.ptePfn(n) : A.ptePfn(n) + (vpn % 512 ** level);
+      const pfnHere = level === 0 ? A.ptePfn(n) : A.ptePfn(n) + (vpn % (G.span[level] as number));
       accessPfn = pfnHere;
       if (tlb.conflictMode !== 0) checkConflict(m, c, vpn - off, shift, pfnHere - off, asid);
       tlb.insertHuge(vpn, asid, shift, pfnHere - off, nperm);
@@ -163,20 +164,21 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
 // amalgamated translation). Reported as a violation; the fill proceeds.
 function checkConflict(m: Machine, c: number, vpnFirst: number, shift: number, pfnFirst: number, asid: number): void {
   const tlb = m.cpus[c]!.tlb;
+  const PS = m.geo.pageSize;
   const k = tlb.findConflict(vpnFirst, shift, pfnFirst, asid);
   if (k === -1) return;
   m.counters.tlbConflicts++;
   let what: string;
-  if (k >= 0) what = `a 4K entry for 0x${(tlb.vpnOfKey(tlb.tag[k] as number) * 4096).toString(16)} -> pfn ${tlb.pfn[k]}`;
+  if (k >= 0) what = `a ${sizeName(m.geo.pageShift)} entry for 0x${(tlb.vpnOfKey(tlb.tag[k] as number) * PS).toString(16)} -> pfn ${tlb.pfn[k]}`;
   else {
     const h = -2 - k;
-    what = `a ${sizeName(tlb.hshift[h] as number)} entry for 0x${(tlb.hugeFirst(h) * 4096).toString(16)} -> pfn ${tlb.hpfn[h]}`;
+    what = `a ${sizeName(tlb.hshift[h] as number)} entry for 0x${(tlb.hugeFirst(h) * PS).toString(16)} -> pfn ${tlb.hpfn[h]}`;
   }
   m.violations.push({
     invariant: "tlb-conflict",
     cpu: c,
-    addr: vpnFirst * 4096,
-    message: `CPU${c} TLB conflict (ASID ${asid}): filling a ${sizeName(shift)} entry for 0x${(vpnFirst * 4096).toString(16)} -> pfn ${pfnFirst} overlaps ${what}`,
+    addr: vpnFirst * PS,
+    message: `CPU${c} TLB conflict (ASID ${asid}): filling a ${sizeName(shift)} entry for 0x${(vpnFirst * PS).toString(16)} -> pfn ${pfnFirst} overlaps ${what}`,
   });
 }
 

@@ -11,10 +11,12 @@ import { LK_PTL, site } from "../sync.js";
 
 const S_FAULT_LOCK = site("handle_pte_fault", "take the PTE lock");
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
-import { type FileObj, type Mm, PMD_SIZE, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
+import { type FileObj, type Mm, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { pmdOffset, pteAlloc } from "./walk.js";
 
-const FAULT_AROUND_PAGES = 16; // fault_around_bytes = 64K
+// fault_around_bytes: 16 pages with 4K pages; one page (no fault-around)
+// with the 64K granule.
+const FAULT_AROUND_BYTES = 65536;
 
 export type FaultResult = "ok" | "segv" | "retry";
 
@@ -71,7 +73,7 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
     if (doHugePmdAnonymousPage(m, mm, vma, pmdIdx, write)) return "ok";
   } else if (pmdv !== 0 && A.entryIsLeaf(pmdv)) {
     if (write && !A.pteWrite(pmdv)) {
-      if (doHugePmdWpPage(m, mm, vma, pmdIdx, addr - (addr % PMD_SIZE))) return "ok";
+      if (doHugePmdWpPage(m, mm, vma, pmdIdx, addr - (addr % m.geo.pmdSize))) return "ok";
     } else {
       m.tables.set(pmdIdx, A.pteMkyoung(write ? A.pteMkdirty(pmdv) : pmdv)); // huge_pmd_set_accessed()
       m.counters.pteAtomics++;
@@ -101,7 +103,7 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
 function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): FaultResult {
   const A = m.arch;
   const e = m.tables.chunkOf(slot);
-  const pi = m.tables.base(slot) + ((addr / 4096) & 511);
+  const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
   const v = A.ptepGet(m, e, pi);
   if (v === 0) {
     if (vma.file === null) doAnonymousPage(m, mm, vma, e, m.tables.base(slot), addr, write);
@@ -126,15 +128,17 @@ function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number
 function anonFolioOrder(m: Machine, vma: Vma, e: Float64Array, base: number, addr: number): number {
   const orders = m.config.mthp;
   if ((vma.flags & VM_NOHUGEPAGE) !== 0) return 0;
-  for (let order = 8; order >= 2; order--) {
+  const PS = m.geo.pageSize;
+  // mTHP orders run from 2 to below HPAGE_PMD_ORDER (the PMD order is a THP).
+  for (let order = m.geo.pmdOrder - 1; order >= 2; order--) {
     const policy = orders[order];
     if (policy === undefined) continue;
     const eff = policy === "inherit" ? m.config.thp : policy;
     if (eff === "never" || (eff === "madvise" && (vma.flags & VM_HUGEPAGE) === 0)) continue;
-    const size = 4096 << order;
+    const size = PS * 2 ** order;
     const a = addr - (addr % size);
     if (a < vma.start || a + size > vma.end) continue;
-    const j = base + ((a / 4096) & 511);
+    const j = base + ((a / PS) & m.geo.ptrsMask);
     let none = true;
     for (let k = 0; k < 1 << order; k++)
       if (e[j + k] !== 0) {
@@ -153,12 +157,12 @@ function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: nu
   const A = m.arch;
   const prot = vmaPageProt(m, vma);
   if (!write && m.config.zeroPage) {
-    A.setPtes(m, mm, addr, e, base + ((addr / 4096) & 511), A.pteMkspecial(A.pfnPte(m.phys.zeroPfn, prot)), 1);
+    A.setPtes(m, mm, addr, e, base + ((addr / m.geo.pageSize) & m.geo.ptrsMask), A.pteMkspecial(A.pfnPte(m.phys.zeroPfn, prot)), 1);
     return;
   }
   const order = vma.isShared ? 0 : anonFolioOrder(m, vma, e, base, addr);
   const nr = 1 << order;
-  const a = addr - (addr % (4096 * nr));
+  const a = addr - (addr % (m.geo.pageSize * nr));
   let pfn: number;
   if (order === 0) pfn = newAnonPage(m, vma);
   else {
@@ -176,7 +180,7 @@ function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: nu
   }
   let v = A.pfnPte(pfn, prot);
   if ((vma.flags & VM_WRITE) !== 0) v = A.pteMkwrite(A.pteMkdirty(v));
-  A.setPtes(m, mm, a, e, base + ((a / 4096) & 511), v, nr);
+  A.setPtes(m, mm, a, e, base + ((a / m.geo.pageSize) & m.geo.ptrsMask), v, nr);
   mm.rssAnon += nr;
 }
 
@@ -187,28 +191,31 @@ function doFault(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: number, ad
   const A = m.arch;
   const f = vma.file as FileObj;
   const prot = vmaPageProt(m, vma);
-  const pi = base + ((addr / 4096) & 511);
+  const PS = m.geo.pageSize;
+  const PM = m.geo.ptrsMask;
+  const pi = base + ((addr / PS) & PM);
   if (!write) {
     // do_fault_around() -> filemap_map_pages(): the 64K-aligned window,
     // inside the VMA and the PMD; cached pages only, mapped old.
-    const win = FAULT_AROUND_PAGES * 4096;
-    const lo = Math.max(addr - (addr % win), vma.start, addr - (addr % PMD_SIZE));
-    const hi = Math.min(addr - (addr % win) + win, vma.end, addr - (addr % PMD_SIZE) + PMD_SIZE);
-    for (let a = lo; a < hi; a += 4096) {
+    const win = Math.max(FAULT_AROUND_BYTES, PS);
+    const pmds = m.geo.pmdSize;
+    const lo = Math.max(addr - (addr % win), vma.start, addr - (addr % pmds));
+    const hi = Math.min(addr - (addr % win) + win, vma.end, addr - (addr % pmds) + pmds);
+    for (let a = lo; a < hi; a += PS) {
       if (a === addr) continue;
-      const j = base + ((a / 4096) & 511);
-      const pfn = f.pages.get(vma.pgoffOf(a));
+      const j = base + ((a / PS) & PM);
+      const pfn = f.pages.get(vma.pgoffOf(a, PS));
       if (pfn === undefined || e[j] !== 0) continue;
       A.setPtes(m, mm, a, e, j, A.pteMkold(A.pfnPte(pfn, prot)), 1);
       mapFilePage(m, mm, pfn);
     }
-    const pfn = filemapGetPage(m, f, vma.pgoffOf(addr));
+    const pfn = filemapGetPage(m, f, vma.pgoffOf(addr, m.geo.pageSize));
     A.setPtes(m, mm, addr, e, pi, A.pfnPte(pfn, prot), 1);
     mapFilePage(m, mm, pfn);
     return;
   }
   if ((vma.flags & VM_SHARED) === 0) {
-    const src = filemapGetPage(m, f, vma.pgoffOf(addr));
+    const src = filemapGetPage(m, f, vma.pgoffOf(addr, m.geo.pageSize));
     const pfn = newAnonPage(m, vma);
     if (m.il) m.il.copyPage(src, pfn);
     A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))), 1);
@@ -216,7 +223,7 @@ function doFault(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: number, ad
     mm.rssAnon++;
     return;
   }
-  const pfn = filemapGetPage(m, f, vma.pgoffOf(addr));
+  const pfn = filemapGetPage(m, f, vma.pgoffOf(addr, m.geo.pageSize));
   m.phys.flags[pfn] |= PG_DIRTY;
   A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))), 1);
   mapFilePage(m, mm, pfn);
@@ -235,14 +242,16 @@ function canReuseLargeAnonFolio(m: Machine, e: Float64Array, pi: number, addr: n
   let total = phys.entireMapcount(head);
   for (let k = 0; k < n; k++) total += phys.mapcount[head + k] as number;
   if (total !== phys.ref[head]) return false;
-  if (n > 512) return false;
-  const win = n * 4096;
+  const PS = m.geo.pageSize;
+  const PM = m.geo.ptrsMask;
+  if (n > m.geo.ptrs) return false;
+  const win = n * PS;
   const lo = Math.max(addr - (addr % win), vma.start);
   const hi = Math.min(addr - (addr % win) + win, vma.end);
-  const base = pi - ((addr / 4096) & 511);
+  const base = pi - ((addr / PS) & PM);
   let mine = 0;
-  for (let a = lo; a < hi; a += 4096) {
-    const v = e[base + ((a / 4096) & 511)] as number;
+  for (let a = lo; a < hi; a += PS) {
+    const v = e[base + ((a / PS) & PM)] as number;
     m.counters.pteReads++;
     if (v === 0 || !A.ptePresent(v) || A.pteSpecial(v)) continue;
     const p = A.ptePfn(v);

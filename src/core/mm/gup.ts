@@ -9,7 +9,7 @@ import type { Machine } from "../machine.js";
 import { site } from "../sync.js";
 import type { KGen } from "./memory.js";
 import type { Mm } from "./types.js";
-import { idxAt } from "./walk.js";
+import { idxAt } from "../geometry.js";
 
 const S_LL_LEVEL = site("gup_fast/pte_offset_map", "load an upper-level entry");
 const S_LL_PTE = site("gup_fast/pte_offset_map", "map the PTE table");
@@ -22,12 +22,13 @@ export function* locklessPteRead(m: Machine, mm: Mm, addr: number, irqsOff: bool
   const T = m.tables;
   if (irqsOff) il.irqDisable();
   else il.rcuReadLock();
-  const vpn = Math.floor(addr / 4096);
+  const G = m.geo;
+  const vpn = Math.floor(addr / G.pageSize);
   let slot = mm.pgd;
   let v = 0;
   for (let level = A.levels - 1; level >= 1; level--) {
     yield S_LL_LEVEL;
-    const ent = T.get(slot * 512 + idxAt(vpn, level));
+    const ent = T.get(slot * G.ptrs + idxAt(G, vpn, level));
     m.counters.pteReads++;
     if (ent === 0 || !A.entryIsTable(ent)) {
       slot = -1;
@@ -38,7 +39,7 @@ export function* locklessPteRead(m: Machine, mm: Mm, addr: number, irqsOff: bool
   if (slot >= 0) {
     // From here on the reader holds a pointer to the PTE table.
     const e = T.chunkOf(slot);
-    const i = T.base(slot) + (vpn & 511);
+    const i = T.base(slot) + (vpn & G.ptrsMask);
     il.watch(e, i, slot);
     yield S_LL_PTE;
     v = yield* A.ptepGetLockless(m, e, i);

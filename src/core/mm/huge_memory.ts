@@ -7,14 +7,14 @@ import type { Machine } from "../machine.js";
 import { type MmuGather, tlbFlushMmu, tlbRemoveFolioPages, tlbRemovePmdTlbEntry } from "./mmu_gather.js";
 import { LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
-import { HPAGE_PMD_NR, HPAGE_PMD_ORDER, type Mm, PMD_SIZE, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
+import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { accountTable } from "./walk.js";
 
 export function hugeZeroPfn(m: Machine): number {
   const phys = m.phys;
   if (phys.hugeZeroPfn < 0) {
-    const pfn = phys.alloc(HPAGE_PMD_ORDER);
-    for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[pfn + i] |= PG_ZERO;
+    const pfn = phys.alloc(m.geo.pmdOrder);
+    for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[pfn + i] |= PG_ZERO;
     phys.hugeZeroPfn = pfn;
   }
   return phys.hugeZeroPfn;
@@ -31,15 +31,15 @@ export function thpEligible(m: Machine, vma: Vma, addr: number): boolean {
   const policy = m.config.thp;
   if (policy === "never") return false;
   if (policy === "madvise" && (vma.flags & VM_HUGEPAGE) === 0) return false;
-  const haddr = addr - (addr % PMD_SIZE);
-  return haddr >= vma.start && haddr + PMD_SIZE <= vma.end;
+  const haddr = addr - (addr % m.geo.pmdSize);
+  return haddr >= vma.start && haddr + m.geo.pmdSize <= vma.end;
 }
 
 // pte_alloc_one() + pgtable_trans_huge_deposit()
 function depositTable(m: Machine, mm: Mm): void {
   const slot = m.tables.alloc(LVL_PTE);
   m.counters.ptAlloc++;
-  accountTable(mm, LVL_PTE, 1);
+  accountTable(m, mm, LVL_PTE, 1);
   mm.deposited.push(slot);
 }
 
@@ -55,7 +55,7 @@ function zapDepositedTable(m: Machine, mm: Mm): void {
   const slot = withdrawTable(mm);
   m.tables.free(slot);
   m.counters.ptFree++;
-  accountTable(mm, LVL_PTE, -1);
+  accountTable(m, mm, LVL_PTE, -1);
 }
 
 // do_huge_pmd_anonymous_page(): returns false to fall back to PTEs.
@@ -70,17 +70,17 @@ export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: num
   }
   if (vma.anonVma === 0) vma.anonVma = m.newAnonVma();
   const phys = m.phys;
-  const pfn = phys.alloc(HPAGE_PMD_ORDER);
-  m.counters.pagesAlloc += HPAGE_PMD_NR;
+  const pfn = phys.alloc(m.geo.pmdOrder);
+  m.counters.pagesAlloc += m.geo.pmdNr;
   phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
-  for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
+  for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
   phys.addEntireMapcount(pfn, 1);
   depositTable(m, mm);
   let v = A.pmdMkhuge(A.pfnPte(pfn, prot));
   if ((vma.flags & VM_WRITE) !== 0) v = A.pteMkwrite(A.pteMkdirty(v));
   m.tables.set(pmdIdx, v);
   m.counters.pteWrites++;
-  mm.rssAnon += HPAGE_PMD_NR;
+  mm.rssAnon += m.geo.pmdNr;
   mm.anonHugePmds++;
   m.counters.thpFaults++;
   return true;
@@ -96,25 +96,25 @@ export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, ha
   const old = m.tables.get(pmdIdx);
   if (isHugeZeroPmd(m, old)) {
     if (vma.anonVma === 0) vma.anonVma = m.newAnonVma();
-    const pfn = phys.alloc(HPAGE_PMD_ORDER);
-    m.counters.pagesAlloc += HPAGE_PMD_NR;
+    const pfn = phys.alloc(m.geo.pmdOrder);
+    m.counters.pagesAlloc += m.geo.pmdNr;
     phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
-    for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
+    for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
     phys.addEntireMapcount(pfn, 1);
     // pmdp_huge_clear_flush() then set: the deposited table stays.
     m.tables.set(pmdIdx, 0);
     m.counters.pteAtomics++;
-    A.flushTlbRange(m, mm, haddr, haddr + PMD_SIZE, 21, false);
+    A.flushTlbRange(m, mm, haddr, haddr + m.geo.pmdSize, m.geo.pmdShift, false);
     m.tables.set(pmdIdx, A.pteMkwrite(A.pteMkdirty(A.pmdMkhuge(A.pfnPte(pfn, A.vmGetPageProt(vma.flags))))));
     m.counters.pteWrites++;
-    mm.rssAnon += HPAGE_PMD_NR;
+    mm.rssAnon += m.geo.pmdNr;
     mm.anonHugePmds++;
     m.counters.thpFaults++;
     return true;
   }
   const head = A.ptePfn(old);
   if (((phys.flags[head] as number) & PG_ANON_EXCLUSIVE) !== 0 || (phys.ref[head] === 1 && phys.entireMapcount(head) === 1)) {
-    for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[head + i] |= PG_ANON_EXCLUSIVE;
+    for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[head + i] |= PG_ANON_EXCLUSIVE;
     m.tables.set(pmdIdx, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(old))));
     m.counters.pteWrites++;
     return true;
@@ -123,7 +123,7 @@ export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, ha
   return false;
 }
 
-// __split_huge_pmd_locked(): the PMD mapping becomes 512 PTEs in the table
+// __split_huge_pmd_locked(): the PMD mapping becomes HPAGE_PMD_NR PTEs in the table
 // that was deposited for it. nr_ptes does not change.
 export function splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr: number): void {
   const A = m.arch;
@@ -134,7 +134,7 @@ export function splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr
   // pmdp_invalidate(): make it non-present and flush before the PTEs appear.
   T.set(pmdIdx, 0);
   m.counters.pteAtomics++;
-  A.flushTlbRange(m, mm, haddr, haddr + PMD_SIZE, 21, false);
+  A.flushTlbRange(m, mm, haddr, haddr + m.geo.pmdSize, m.geo.pmdShift, false);
   const slot = withdrawTable(mm);
   const e = T.chunkOf(slot);
   const base = T.base(slot);
@@ -142,14 +142,14 @@ export function splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr
   if (isHugeZeroPmd(m, old)) {
     // __split_huge_zero_page_pmd(): one set_pte_at() per page.
     const z = A.pteMkspecial(A.pfnPte(phys.zeroPfn, A.vmGetPageProt(vma.flags)));
-    for (let i = 0; i < 512; i++) A.setPtes(m, mm, haddr + i * 4096, e, base + i, z, 1);
+    for (let i = 0; i < m.geo.pmdNr; i++) A.setPtes(m, mm, haddr + i * m.geo.pageSize, e, base + i, z, 1);
   } else {
-    // One set_ptes() for the 512 pages; every PTE keeps the PMD's
+    // One set_ptes() for all the pages; every PTE keeps the PMD's
     // write/dirty/young bits.
-    A.setPtes(m, mm, haddr, e, base, A.pmdLeafToPte(old, 0), 512);
-    for (let i = 0; i < 512; i++) phys.mapcount[head + i] = (phys.mapcount[head + i] as number) + 1;
+    A.setPtes(m, mm, haddr, e, base, A.pmdLeafToPte(old, 0), m.geo.pmdNr);
+    for (let i = 0; i < m.geo.pmdNr; i++) phys.mapcount[head + i] = (phys.mapcount[head + i] as number) + 1;
     // Each PTE mapping holds a folio reference; the PMD held one.
-    phys.ref[head] = (phys.ref[head] as number) + HPAGE_PMD_NR - 1;
+    phys.ref[head] = (phys.ref[head] as number) + m.geo.pmdNr - 1;
     phys.addEntireMapcount(head, -1);
     if ((phys.flags[head] as number) & PG_ANON) mm.anonHugePmds--;
     if (A.pteDirty(old)) phys.flags[head] |= PG_DIRTY;
@@ -177,7 +177,7 @@ export function zapHugePmd(tlb: MmuGather, pmdIdx: number, addr: number): void {
   const head = A.ptePfn(old);
   phys.addEntireMapcount(head, -1);
   if ((phys.flags[head] as number) & PG_ANON) {
-    mm.rssAnon -= HPAGE_PMD_NR;
+    mm.rssAnon -= m.geo.pmdNr;
     mm.anonHugePmds--;
   }
   // tlb_remove_page_size(): a full batch is flushed at once.
@@ -198,10 +198,10 @@ export function copyHugePmd(m: Machine, dst: Mm, src: Mm, dstPmdIdx: number, src
   }
   const head = A.ptePfn(v);
   // folio_try_dup_anon_rmap_pmd(): the folio is no longer exclusive.
-  for (let i = 0; i < HPAGE_PMD_NR; i++) phys.flags[head + i] &= ~PG_ANON_EXCLUSIVE;
+  for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[head + i] &= ~PG_ANON_EXCLUSIVE;
   phys.addEntireMapcount(head, 1);
   phys.ref[head] = (phys.ref[head] as number) + 1;
-  dst.rssAnon += HPAGE_PMD_NR;
+  dst.rssAnon += m.geo.pmdNr;
   dst.anonHugePmds++;
   let n = v;
   if (vma.isCow && A.pteWrite(v)) {

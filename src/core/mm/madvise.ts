@@ -15,9 +15,9 @@ import { type MmuGather, tlbFinishMmu, tlbFlushMmuTlbonly, tlbGatherMmu, tlbRemo
 import { LVL_PMD } from "./pgtable.js";
 import { PG_ANON, PG_DIRTY, PG_SWAPBACKED } from "./physmem.js";
 import { MmError } from "./mmap.js";
-import { type Mm, PMD_SIZE, VM_HUGEPAGE, VM_NOHUGEPAGE, type Vma } from "./types.js";
+import { idxAt } from "../geometry.js";
+import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, type Vma } from "./types.js";
 import { isolateRange, mergeAround } from "./vma.js";
-import { idxAt } from "./walk.js";
 
 export type Advice = "dontneed" | "free" | "hugepage" | "nohugepage" | "willneed" | "cold" | "pageout";
 
@@ -38,13 +38,14 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
   const A = m.arch;
   const T = m.tables;
   const phys = m.phys;
+  const G = m.geo;
   while (addr < end) {
-    const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
-    const pmdIdx = pmdSlot * 512 + idxAt(addr / 4096, LVL_PMD);
+    const next = Math.min(addr - (addr % G.pmdSize) + G.pmdSize, end);
+    const pmdIdx = pmdSlot * G.ptrs + idxAt(G, addr / G.pageSize, LVL_PMD);
     let v = T.get(pmdIdx);
     m.counters.pteReads++;
     if (v !== 0 && A.entryIsLeaf(v)) {
-      if (next - addr === PMD_SIZE) {
+      if (next - addr === G.pmdSize) {
         const head = A.ptePfn(v);
         if (!free || ((phys.flags[head] as number) & PG_ANON) !== 0) {
           if (free) phys.flags[head] = (phys.flags[head] as number) & ~(PG_SWAPBACKED | PG_DIRTY);
@@ -55,7 +56,7 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
         addr = next;
         continue;
       }
-      splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % PMD_SIZE));
+      splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
       v = T.get(pmdIdx);
     }
     if (v !== 0 && A.entryIsTable(v)) {
@@ -70,8 +71,8 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
         }
       }
       const e = T.chunkOf(slot);
-      let i = T.base(slot) + ((addr / 4096) & 511);
-      for (let a = addr; a < next; a += 4096, i++) {
+      let i = T.base(slot) + ((addr / G.pageSize) & G.ptrsMask);
+      for (let a = addr; a < next; a += G.pageSize, i++) {
         let x = A.ptepGet(m, e, i);
         if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
         if (il) {
@@ -103,7 +104,9 @@ export function doMadvise(m: Machine, mm: Mm, start: number, len: number, advice
 // madvise_do_behavior() for one call (the caller holds mmap_lock as
 // madvise_need_mmap_write() says).
 export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice: Advice): KGen {
-  const end = start + Math.ceil(len / 4096) * 4096;
+  const PS = m.geo.pageSize;
+  if (start % PS !== 0) throw new MmError("EINVAL", "madvise: address must be page aligned");
+  const end = start + Math.ceil(len / PS) * PS;
   switch (advice) {
     case "dontneed": {
       // One gather for the whole call; each VMA zapped with reclaim_pt.
@@ -135,7 +138,7 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
         if (advice === "hugepage") vma.flags = (vma.flags & ~VM_NOHUGEPAGE) | VM_HUGEPAGE;
         else vma.flags = (vma.flags & ~VM_HUGEPAGE) | VM_NOHUGEPAGE;
       }
-      mergeAround(mm, start, end);
+      mergeAround(m, mm, start, end);
       break;
     }
     case "willneed":

@@ -14,8 +14,9 @@ import { LVL_PMD, LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM } from "./physmem.js";
 import { copyHugePmd, splitHugePmd, zapHugePmd } from "./huge_memory.js";
 import { freePte, reclaimPtIsEnabled, tryGetAndClearPmd, tryToFreePte, type ZapDetails } from "./pt_reclaim.js";
-import { type Mm, PMD_SIZE, type Vma } from "./types.js";
-import { accountTable, idxAt, pmdOffset, pteAlloc, SPAN } from "./walk.js";
+import { idxAt } from "../geometry.js";
+import type { Mm, Vma } from "./types.js";
+import { accountTable, pmdOffset, pteAlloc } from "./walk.js";
 
 export type KGen<T = void> = Generator<number, T, void>;
 
@@ -91,6 +92,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
   const canReclaim = reclaimPtIsEnabled(m, addr, end, details);
   const oldReclaim = m.config.variants.pt_reclaim === "direct-always";
   const batched = m.config.variants.zap_batching === "batched";
+  const PS = m.geo.pageSize;
   let directReclaim = true;
   let pmdval = 0;
   for (;;) {
@@ -110,12 +112,12 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
       }
     }
     const e = T.chunkOf(slot);
-    let i = T.base(slot) + ((addr / 4096) & 511);
+    let i = T.base(slot) + ((addr / PS) & m.geo.ptrsMask);
     while (addr !== end) {
       let v = A.ptepGet(m, e, i);
       if (v === 0) {
         i++;
-        addr += 4096;
+        addr += PS;
         continue;
       }
       // Under the PTL a none entry stays none, so only present ones are
@@ -134,7 +136,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         const head = phys.folioHead(pfn);
         const order = phys.order[head] as number;
         const hflags = phys.flags[head] as number;
-        if (order > 0 && batched) nr = folioPteBatch(m, e, i, v, pfn, head, order, (end - addr) / 4096, false, false);
+        if (order > 0 && batched) nr = folioPteBatch(m, e, i, v, pfn, head, order, (end - addr) / PS, false, false);
         // zap_present_folio_ptes(): anon folios need no access/dirty.
         let delayRmap = false;
         if (!batched) {
@@ -168,7 +170,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         }
       }
       i += nr;
-      addr += nr * 4096;
+      addr += nr * PS;
       if (forceBreak) {
         if (!oldReclaim) directReclaim = false;
         break;
@@ -202,18 +204,19 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
 function* zapPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, end: number, details: ZapDetails | null): KGen {
   const m = tlb.m;
   const A = m.arch;
+  const G = m.geo;
   while (addr < end) {
-    const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
-    const pmdIdx = pmdSlot * 512 + idxAt(addr / 4096, LVL_PMD);
+    const next = Math.min(addr - (addr % G.pmdSize) + G.pmdSize, end);
+    const pmdIdx = pmdSlot * G.ptrs + idxAt(G, addr / G.pageSize, LVL_PMD);
     const v = m.tables.get(pmdIdx);
     m.counters.pteReads++;
     if (v !== 0 && A.entryIsLeaf(v)) {
-      if (next - addr === PMD_SIZE) {
+      if (next - addr === G.pmdSize) {
         zapHugePmd(tlb, pmdIdx, addr);
         addr = next;
         continue;
       }
-      splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % PMD_SIZE));
+      splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
     }
     if (m.tables.get(pmdIdx) !== 0) {
       let a = addr;
@@ -226,10 +229,11 @@ function* zapPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, e
 // Visits, for each PMD table overlapping [addr, end), the sub-range it covers:
 // the upper levels of unmap_page_range()/change_protection_range().
 export function* walkPmdTables(m: Machine, slot: number, level: number, addr: number, end: number, fn: (pmdSlot: number, a: number, e: number) => KGen): KGen {
-  const span = (SPAN[level] as number) * 4096;
+  const G = m.geo;
+  const span = (G.span[level] as number) * G.pageSize;
   while (addr < end) {
     const next = Math.min(addr - (addr % span) + span, end);
-    const v = m.tables.get(slot * 512 + idxAt(addr / 4096, level));
+    const v = m.tables.get(slot * G.ptrs + idxAt(G, addr / G.pageSize, level));
     m.counters.pteReads++;
     if (v !== 0 && m.arch.entryIsTable(v)) {
       const child = m.tables.slotOfPfn(m.arch.ptePfn(v));
@@ -262,14 +266,15 @@ export function* unmapVmas(tlb: MmuGather, vmas: Vma[], start: number, end: numb
 // ceiling 0 means the top of the address space (USER_PGTABLES_CEILING).
 export function freePgdRange(tlb: MmuGather, addr: number, end: number, floor: number, ceiling: number): void {
   const m = tlb.m;
-  addr -= addr % PMD_SIZE;
-  if (addr < floor) addr += PMD_SIZE;
+  const PMDS = m.geo.pmdSize;
+  addr -= addr % PMDS;
+  if (addr < floor) addr += PMDS;
   let ceil = ceiling;
   if (ceil !== 0) {
-    ceil -= ceil % PMD_SIZE;
+    ceil -= ceil % PMDS;
     if (ceil === 0) return;
   }
-  if (ceil !== 0 && end - 1 > ceil - 1) end -= PMD_SIZE;
+  if (ceil !== 0 && end - 1 > ceil - 1) end -= PMDS;
   if (addr > end - 1) return;
   freeLevelRange(tlb, tlb.mm.pgd, m.arch.levels - 1, addr, end, floor, ceiling);
 }
@@ -281,11 +286,12 @@ function freeLevelRange(tlb: MmuGather, slot: number, level: number, addr: numbe
   const m = tlb.m;
   const A = m.arch;
   const T = m.tables;
-  const span = (SPAN[level] as number) * 4096;
+  const G = m.geo;
+  const span = (G.span[level] as number) * G.pageSize;
   let a = addr;
   while (a < end) {
     const next = Math.min(a - (a % span) + span, end);
-    const ei = slot * 512 + idxAt(a / 4096, level);
+    const ei = slot * G.ptrs + idxAt(G, a / G.pageSize, level);
     const v = T.get(ei);
     m.counters.pteReads++;
     if (v !== 0 && A.entryIsTable(v)) {
@@ -295,7 +301,7 @@ function freeLevelRange(tlb: MmuGather, slot: number, level: number, addr: numbe
         T.set(ei, 0);
         m.counters.pteWrites++;
         freeTableTlb(tlb, child, a, LVL_PTE);
-        accountTable(tlb.mm, LVL_PTE, -1);
+        accountTable(m, tlb.mm, LVL_PTE, -1);
       } else {
         freeLevelRange(tlb, child, childLevel, a, next, floor, ceiling);
         // The child table goes too unless a neighbour inside its span, below
@@ -310,7 +316,7 @@ function freeLevelRange(tlb: MmuGather, slot: number, level: number, addr: numbe
           T.set(ei, 0);
           m.counters.pteWrites++;
           freeTableTlb(tlb, child, cstart, childLevel);
-          accountTable(tlb.mm, childLevel, -1);
+          accountTable(m, tlb.mm, childLevel, -1);
         }
       }
     }
@@ -322,12 +328,13 @@ function freeLevelRange(tlb: MmuGather, slot: number, level: number, addr: numbe
 // tables bounded by floor (end of the previous remaining VMA) and ceiling
 // (start of the next remaining one, 0 for none).
 export function freePgtables(tlb: MmuGather, vmas: Vma[], floor: number, ceiling: number): void {
+  const PMDS = tlb.m.geo.pmdSize;
   let j = 0;
   while (j < vmas.length) {
     const first = vmas[j] as Vma;
     let k = j + 1;
     // Neighbouring VMAs closer than a PMD are freed in one go.
-    while (k < vmas.length && (vmas[k] as Vma).start <= (vmas[k - 1] as Vma).end + PMD_SIZE) k++;
+    while (k < vmas.length && (vmas[k] as Vma).start <= (vmas[k - 1] as Vma).end + PMDS) k++;
     const last = vmas[k - 1] as Vma;
     const nextStart = k < vmas.length ? (vmas[k] as Vma).start : ceiling;
     freePgdRange(tlb, first.start, last.end, floor, nextStart);
@@ -353,8 +360,9 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
   }
   const es = T.chunkOf(sslot);
   const ed = T.chunkOf(dslot);
-  let si = T.base(sslot) + ((addr / 4096) & 511);
-  let di = T.base(dslot) + ((addr / 4096) & 511);
+  const PS = m.geo.pageSize;
+  let si = T.base(sslot) + ((addr / PS) & m.geo.ptrsMask);
+  let di = T.base(dslot) + ((addr / PS) & m.geo.ptrsMask);
   const cow = vma.isCow;
   const shared = vma.isShared;
   while (addr < end) {
@@ -362,7 +370,7 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
     if (v === 0) {
       si++;
       di++;
-      addr += 4096;
+      addr += PS;
       continue;
     }
     if (il) {
@@ -380,7 +388,7 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
       const hflags = phys.flags[head] as number;
       // FPB_MERGE_WRITE, plus FPB_RESPECT_DIRTY for private mappings.
       if (order > 0) {
-        nr = folioPteBatch(m, es, si, v, pfn, head, order, (end - addr) / 4096, !shared, false);
+        nr = folioPteBatch(m, es, si, v, pfn, head, order, (end - addr) / PS, !shared, false);
         if (batchAnyWritable) pte = A.pteMkwrite(pte);
       }
       // folio_try_dup_anon_rmap_ptes() / folio_dup_file_rmap_ptes()
@@ -401,7 +409,7 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
     }
     si += nr;
     di += nr;
-    addr += nr * 4096;
+    addr += nr * PS;
   }
   if (il) {
     il.unlock(LK_PTL, sslot);
@@ -414,17 +422,18 @@ export function* copyPageRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
   const A = m.arch;
   let addr = vma.start;
   const end = vma.end;
+  const PMDS = m.geo.pmdSize;
   while (addr < end) {
-    const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
+    const next = Math.min(addr - (addr % PMDS) + PMDS, end);
     const spi = pmdOffset(m, src, addr, false);
     if (spi >= 0) {
       const v = m.tables.get(spi);
       if (v !== 0) {
         const dpi = pmdOffset(m, dst, addr, true);
         if (A.entryIsLeaf(v)) {
-          if (next - addr === PMD_SIZE) copyHugePmd(m, dst, src, dpi, spi, vma);
+          if (next - addr === PMDS) copyHugePmd(m, dst, src, dpi, spi, vma);
           else {
-            splitHugePmd(m, src, vma, spi, addr - (addr % PMD_SIZE));
+            splitHugePmd(m, src, vma, spi, addr - (addr % PMDS));
             yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);
           }
         } else yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);

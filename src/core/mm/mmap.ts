@@ -11,7 +11,7 @@ const S_EXIT_WRITE = site("exit_mmap", "mmap_write_lock() for free_pgtables()");
 import { folioPteBatch, freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
 import { splitHugePmd } from "./huge_memory.js";
-import { type FileObj, type Mm, PMD_SIZE, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
+import { type FileObj, type Mm, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
 import { insertVma, isolateRange, mergeAround, rangeFree } from "./vma.js";
 import { pmdOffset, pteAlloc, pteTableOf } from "./walk.js";
 
@@ -58,19 +58,23 @@ export function getUnmappedArea(mm: Mm, len: number, align: number): number {
 }
 
 // do_mmap()
-export function doMmap(m: Machine, mm: Mm, a: MmapArgs): number {
-  if (a.len <= 0 || a.len % 4096 !== 0) throw new MmError("EINVAL", "length must be a positive multiple of 4096");
+export function doMmap(m: Machine, mm: Mm, args: MmapArgs): number {
+  const PS = m.geo.pageSize;
+  if (args.len <= 0) throw new MmError("EINVAL", "length must be positive");
+  // PAGE_ALIGN(len); a fixed address must be page aligned.
+  const a = args.len % PS === 0 ? args : { ...args, len: Math.ceil(args.len / PS) * PS };
+  if (a.fixed && a.addr % PS !== 0) throw new MmError("EINVAL", `MAP_FIXED address is not aligned to the ${PS / 1024}K page size`);
   let addr: number;
   if (a.fixed) {
     addr = a.addr;
     if (!rangeFree(mm, addr, addr + a.len)) run(doMunmap(m, mm, addr, a.len));
-  } else if (a.addr !== 0 && rangeFree(mm, a.addr, a.addr + a.len) && a.addr >= MMAP_MIN_ADDR) {
+  } else if (a.addr !== 0 && a.addr % PS === 0 && rangeFree(mm, a.addr, a.addr + a.len) && a.addr >= MMAP_MIN_ADDR) {
     addr = a.addr;
   } else {
     // __get_unmapped_area(): anonymous PMD-multiple lengths are PMD aligned
     // (thp_get_unmapped_area_vmflags()).
     const anon = a.file === null && !a.shared;
-    const align = anon && m.config.thp !== "never" && a.len % PMD_SIZE === 0 ? PMD_SIZE : 4096;
+    const align = anon && m.config.thp !== "never" && a.len % m.geo.pmdSize === 0 ? m.geo.pmdSize : PS;
     addr = getUnmappedArea(mm, a.len, align);
   }
   let flags = protToVmFlags(a.prot) | VM_MAYWRITE;
@@ -80,14 +84,15 @@ export function doMmap(m: Machine, mm: Mm, a: MmapArgs): number {
     if (file === null) file = m.file(`shmem:${mm.id}:${addr.toString(16)}`, a.len, true);
   }
   insertVma(mm, new Vma(addr, addr + a.len, flags, file, a.pgoff, 0));
-  mergeAround(mm, addr, addr + a.len);
+  mergeAround(m, mm, addr, addr + a.len);
   return addr;
 }
 
 // do_vmi_munmap(): split at the edges, detach, unmap_region().
 export function* doMunmap(m: Machine, mm: Mm, start: number, len: number): KGen {
-  if (start % 4096 !== 0) throw new MmError("EINVAL", "address must be page aligned");
-  const end = start + Math.ceil(len / 4096) * 4096;
+  const PS = m.geo.pageSize;
+  if (start % PS !== 0) throw new MmError("EINVAL", "address must be page aligned");
+  const end = start + Math.ceil(len / PS) * PS;
   const vmas = isolateRange(m, mm, start, end);
   if (vmas.length === 0) return;
   const first = mm.vmas.indexOf(vmas[0] as Vma);
@@ -112,15 +117,16 @@ export function* unmapRegion(m: Machine, mm: Mm, vmas: Vma[], floor: number, cei
 
 // brk(): returns the new break.
 export function doBrk(m: Machine, mm: Mm, newBrk: number): number {
-  const oldEnd = Math.ceil(mm.brk / 4096) * 4096;
-  const newEnd = Math.ceil(newBrk / 4096) * 4096;
+  const PS = m.geo.pageSize;
+  const oldEnd = Math.ceil(mm.brk / PS) * PS;
+  const newEnd = Math.ceil(newBrk / PS) * PS;
   if (newBrk < mm.startBrk) return mm.brk;
   if (newEnd < oldEnd) {
     run(doMunmap(m, mm, newEnd, oldEnd - newEnd));
   } else if (newEnd > oldEnd) {
     if (!rangeFree(mm, oldEnd, newEnd)) return mm.brk;
     insertVma(mm, new Vma(oldEnd, newEnd, VM_READ | VM_WRITE | VM_MAYWRITE, null, 0, 0));
-    mergeAround(mm, oldEnd, newEnd);
+    mergeAround(m, mm, oldEnd, newEnd);
   }
   mm.brk = newBrk;
   return newBrk;
@@ -167,11 +173,11 @@ export function doMremap(m: Machine, mm: Mm, addr: number, oldLen: number, newLe
   }
   if (newAddrHint === 0 && addr + oldLen === vma.end && rangeFree(mm, vma.end, addr + newLen)) {
     vma.end = addr + newLen; // vma_expand()
-    mergeAround(mm, vma.start, vma.end);
+    mergeAround(m, mm, vma.start, vma.end);
     return addr;
   }
   if (!mayMove && newAddrHint === 0) throw new MmError("ENOMEM", "mremap: cannot grow in place and may_move is not set");
-  const dest = newAddrHint !== 0 ? newAddrHint : getUnmappedArea(mm, newLen, 4096);
+  const dest = newAddrHint !== 0 ? newAddrHint : getUnmappedArea(mm, newLen, m.geo.pageSize);
   moveVma(m, mm, vma, addr, oldLen, dest, newLen);
   return dest;
 }
@@ -181,11 +187,11 @@ function moveVma(m: Machine, mm: Mm, vma: Vma, old: number, oldLen: number, dest
   const nv = vma.clone();
   nv.start = dest;
   nv.end = dest + newLen;
-  nv.pgoff = vma.pgoffOf(old);
+  nv.pgoff = vma.pgoffOf(old, m.geo.pageSize);
   insertVma(mm, nv);
   movePageTables(m, mm, vma, old, dest, oldLen);
   run(doMunmap(m, mm, old, oldLen));
-  mergeAround(mm, dest, dest + newLen);
+  mergeAround(m, mm, dest, dest + newLen);
 }
 
 // move_page_tables(): whole PTE tables move when both sides are PMD aligned
@@ -194,12 +200,14 @@ function moveVma(m: Machine, mm: Mm, vma: Vma, old: number, oldLen: number, dest
 function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number, len: number): void {
   const A = m.arch;
   const T = m.tables;
+  const PS = m.geo.pageSize;
+  const PMDS = m.geo.pmdSize;
   let off = 0;
   let moved = false;
   while (off < len) {
     const oa = old + off;
     const da = dest + off;
-    const extent = Math.min(PMD_SIZE - (oa % PMD_SIZE), PMD_SIZE - (da % PMD_SIZE), len - off);
+    const extent = Math.min(PMDS - (oa % PMDS), PMDS - (da % PMDS), len - off);
     const spi = pmdOffset(m, mm, oa, false);
     const sv = spi >= 0 ? T.get(spi) : 0;
     if (sv === 0) {
@@ -207,7 +215,7 @@ function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number,
       continue;
     }
     const dpi = pmdOffset(m, mm, da, true);
-    if (extent === PMD_SIZE && T.get(dpi) === 0 && (A.entryIsLeaf(sv) || A.entryIsTable(sv))) {
+    if (extent === PMDS && T.get(dpi) === 0 && (A.entryIsLeaf(sv) || A.entryIsTable(sv))) {
       T.set(dpi, sv);
       T.set(spi, 0);
       m.counters.pteWrites += 2;
@@ -216,15 +224,15 @@ function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number,
       continue;
     }
     // A PMD mapping that does not move whole is split first.
-    if (A.entryIsLeaf(sv)) splitHugePmd(m, mm, vma, spi, oa - (oa % PMD_SIZE));
+    if (A.entryIsLeaf(sv)) splitHugePmd(m, mm, vma, spi, oa - (oa % PMDS));
     const dslot = pteAlloc(m, mm, dpi);
     const sslot = pteTableOf(m, T.get(spi));
     const es = T.chunkOf(sslot);
     const ed = T.chunkOf(dslot);
     // move_ptes(), batched over large folios (mremap_folio_pte_batch()).
-    const n = extent / 4096;
-    const si0 = T.base(sslot) + ((oa / 4096) & 511);
-    const di0 = T.base(dslot) + ((da / 4096) & 511);
+    const n = extent / PS;
+    const si0 = T.base(sslot) + ((oa / PS) & m.geo.ptrsMask);
+    const di0 = T.base(dslot) + ((da / PS) & m.geo.ptrsMask);
     for (let k = 0; k < n; ) {
       const v = A.ptepGet(m, es, si0 + k);
       if (v === 0) {
@@ -238,12 +246,12 @@ function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number,
         const order = m.phys.order[head] as number;
         if (order > 0) nr = folioPteBatch(m, es, si0 + k, v, pfn, head, order, n - k, false, false);
       }
-      const pte = A.getAndClearFullPtes(m, mm, oa + k * 4096, es, si0 + k, nr, false);
-      A.setPtes(m, mm, da + k * 4096, ed, di0 + k, pte, nr);
+      const pte = A.getAndClearFullPtes(m, mm, oa + k * PS, es, si0 + k, nr, false);
+      A.setPtes(m, mm, da + k * PS, ed, di0 + k, pte, nr);
       moved = true;
       k += nr;
     }
     off += extent;
   }
-  if (moved) A.flushTlbRange(m, mm, old, old + len, 12, false);
+  if (moved) A.flushTlbRange(m, mm, old, old + len, m.geo.pageShift, false);
 }

@@ -14,10 +14,15 @@ import { site } from "../sync.js";
 const S_TABLE_IPI = site("tlb_remove_table_sync_one", "wait for every CPU to take the IPI");
 
 const MMU_GATHER_BUNDLE = 8; // slots in the embedded first batch
-const MAX_GATHER_BATCH = 510; // slots in a batch page on 4K (PAGE_SIZE - header) / 8
-const MAX_GATHER_BATCH_COUNT = 19; // 10000 / MAX_GATHER_BATCH
+// MAX_GATHER_BATCH: slots in a batch page, (PAGE_SIZE - header) / 8 (510
+// on 4K); MAX_GATHER_BATCH_COUNT = 10000 / MAX_GATHER_BATCH.
+function maxGatherBatch(pageSize: number): number {
+  return (pageSize - 16) / 8;
+}
+function maxGatherBatchCount(pageSize: number): number {
+  return Math.floor(10000 / maxGatherBatch(pageSize));
+}
 const TASK_SIZE = 2 ** 47;
-const BATCH_ENTRIES = MMU_GATHER_BUNDLE + MAX_GATHER_BATCH * MAX_GATHER_BATCH_COUNT;
 
 export class MmuGather {
   fullmm: boolean;
@@ -86,13 +91,13 @@ export function tlbGatherMmu(m: Machine, mm: Mm, fullmm = false): MmuGather {
 // tlb_remove_tlb_entries(): nr PTEs from addr were cleared.
 export function tlbRemoveTlbEntries(tlb: MmuGather, addr: number, nr: number): void {
   tlb.clearedPtes = true;
-  tlb.adjustRange(addr, nr * 4096);
+  tlb.adjustRange(addr, nr * tlb.m.geo.pageSize);
 }
 
 // tlb_remove_pmd_tlb_entry()
 export function tlbRemovePmdTlbEntry(tlb: MmuGather, addr: number): void {
   tlb.clearedPmds = true;
-  tlb.adjustRange(addr, 2 * 1024 * 1024);
+  tlb.adjustRange(addr, tlb.m.geo.pmdSize);
 }
 
 // __tlb_remove_folio_pages(): queue nr pages of a folio (one reference each)
@@ -101,7 +106,8 @@ export function tlbRemovePmdTlbEntry(tlb: MmuGather, addr: number): void {
 export function tlbRemoveFolioPages(tlb: MmuGather, headPfn: number, nr: number, delayRmap: boolean): boolean {
   const k = tlb.nrPages++;
   if (k === tlb.pagePfn.length) {
-    const n = Math.min(k * 4, BATCH_ENTRIES);
+    const ps = tlb.m.geo.pageSize;
+    const n = Math.min(k * 4, MMU_GATHER_BUNDLE + maxGatherBatch(ps) * maxGatherBatchCount(ps));
     tlb.pagePfn = growTo(tlb.pagePfn, n);
     tlb.pageNr = growTo(tlb.pageNr, n);
     tlb.pageDelay = growTo(tlb.pageDelay, n);
@@ -115,12 +121,12 @@ export function tlbRemoveFolioPages(tlb: MmuGather, headPfn: number, nr: number,
     // tlb_next_batch(): reuse a batch page kept from before, or allocate
     // one, up to MAX_GATHER_BATCH_COUNT.
     if (tlb.batchIndex === tlb.batchCount) {
-      if (tlb.batchCount >= MAX_GATHER_BATCH_COUNT || tlb.m.config.nowaitAllocFails) return true;
+      if (tlb.batchCount >= maxGatherBatchCount(tlb.m.geo.pageSize) || tlb.m.config.nowaitAllocFails) return true;
       tlb.batchCount++;
     }
     tlb.batchIndex++;
     tlb.batchSlots = 0;
-    tlb.batchMax = MAX_GATHER_BATCH;
+    tlb.batchMax = maxGatherBatch(tlb.m.geo.pageSize);
   }
   return false;
 }
@@ -137,7 +143,7 @@ export function freeTableTlb(tlb: MmuGather, slot: number, addr: number, level: 
   } else {
     tlb.clearedP4ds = true;
   }
-  tlb.adjustRange(addr, 4096);
+  tlb.adjustRange(addr, tlb.m.geo.pageSize);
   tlb.m.tables.state[slot] = TBL_UNLINKED;
   tlb.tables.push(slot);
 }

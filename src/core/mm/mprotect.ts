@@ -15,9 +15,9 @@ import { LVL_PMD } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE } from "./physmem.js";
 import { vmaPageProt } from "./fault.js";
 import { MmError, protToVmFlags } from "./mmap.js";
-import { type Mm, PMD_SIZE, VM_ACCESS_FLAGS, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
+import { idxAt } from "../geometry.js";
+import { type Mm, VM_ACCESS_FLAGS, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { isolateRange, mergeAround } from "./vma.js";
-import { idxAt } from "./walk.js";
 
 // change_pte_range(). The "off" variant is the code before the 2025 series
 // (one PTE at a time through ptep_modify_prot_start/commit); "fixed" and
@@ -37,13 +37,14 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
   const slot = T.slotOfPfn(A.ptePfn(pmdv));
   if (il) yield il.lock(LK_PTL, slot, true, S_PROT_LOCK);
   const e = T.chunkOf(slot);
-  let i = T.base(slot) + ((addr / 4096) & 511);
+  const PS = m.geo.pageSize;
+  let i = T.base(slot) + ((addr / PS) & m.geo.ptrsMask);
   const shared = (vma.flags & VM_SHARED) !== 0;
   while (addr < end) {
     let old = A.ptepGet(m, e, i);
     if (old === 0 || !A.ptePresent(old)) {
       i++;
-      addr += 4096;
+      addr += PS;
       continue;
     }
     if (il) {
@@ -59,7 +60,7 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
       head = phys.folioHead(page);
       // mprotect_folio_pte_batch(): FPB_RESPECT_SOFT_DIRTY | FPB_RESPECT_WRITE
       const order = phys.order[head] as number;
-      if (mode !== "off" && order > 0) nr = folioPteBatch(m, e, i, old, page, head, order, (end - addr) / 4096, false, true);
+      if (mode !== "off" && order > 0) nr = folioPteBatch(m, e, i, old, page, head, order, (end - addr) / PS, false, true);
     }
     const anonFolio = head >= 0 && ((phys.flags[head] as number) & PG_ANON) !== 0;
     const oldpte = nr === 1 && mode === "off" ? A.ptepGetAndClearFull(m, mm, addr, e, i, false) : A.modifyProtStartPtes(m, mm, addr, e, i, nr);
@@ -89,7 +90,7 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
       }
     }
     i += nr;
-    addr += nr * 4096;
+    addr += nr * PS;
   }
   if (il) il.unlock(LK_PTL, slot);
 }
@@ -108,7 +109,7 @@ function protCommitFlushPtes(
 ): void {
   const m = tlb.m;
   const A = m.arch;
-  const a = addr + idx * 4096;
+  const a = addr + idx * m.geo.pageSize;
   const o = A.pteAdvancePfn(oldpte, idx);
   let p = A.pteAdvancePfn(ptent, idx);
   if (setWrite) p = A.pteMkwrite(p);
@@ -118,19 +119,20 @@ function protCommitFlushPtes(
 
 function* changePmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, end: number, newprot: number, tryWritable: boolean): KGen {
   const m = tlb.m;
+  const G = m.geo;
   while (addr < end) {
-    const next = Math.min(addr - (addr % PMD_SIZE) + PMD_SIZE, end);
-    const pmdIdx = pmdSlot * 512 + idxAt(addr / 4096, LVL_PMD);
+    const next = Math.min(addr - (addr % G.pmdSize) + G.pmdSize, end);
+    const pmdIdx = pmdSlot * G.ptrs + idxAt(G, addr / G.pageSize, LVL_PMD);
     const v = m.tables.get(pmdIdx);
     m.counters.pteReads++;
     if (v !== 0) {
       if (m.arch.entryIsLeaf(v)) {
-        if (next - addr === PMD_SIZE) {
+        if (next - addr === G.pmdSize) {
           changeHugePmd(tlb, pmdIdx, addr, newprot, vma);
           addr = next;
           continue;
         }
-        splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % PMD_SIZE));
+        splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
       }
       yield* changePteRange(tlb, vma, pmdIdx, addr, next, newprot, tryWritable);
     }
@@ -153,7 +155,9 @@ export function doMprotect(m: Machine, mm: Mm, start: number, len: number, prot:
   run(mprotect(m, mm, start, len, prot));
 }
 export function* mprotect(m: Machine, mm: Mm, start: number, len: number, prot: { read: boolean; write: boolean; exec: boolean }): KGen {
-  const end = start + Math.ceil(len / 4096) * 4096;
+  const PS = m.geo.pageSize;
+  if (start % PS !== 0) throw new MmError("EINVAL", "mprotect: address must be page aligned");
+  const end = start + Math.ceil(len / PS) * PS;
   // The range must be fully mapped.
   let cur = start;
   for (let i = mm.findVmaIndex(start); i < mm.vmas.length && cur < end; i++) {
@@ -172,5 +176,5 @@ export function* mprotect(m: Machine, mm: Mm, start: number, len: number, prot: 
     yield* changeProtection(tlb, vma);
   }
   tlbFinishMmu(tlb);
-  mergeAround(mm, start, end);
+  mergeAround(m, mm, start, end);
 }

@@ -17,7 +17,7 @@ export interface ZapDetails {
 }
 
 export function reclaimPtIsEnabled(m: Machine, start: number, end: number, details: ZapDetails | null): boolean {
-  return m.config.ptReclaim && details !== null && details.reclaimPt && end - start >= 2097152;
+  return m.config.ptReclaim && details !== null && details.reclaimPt && end - start >= m.geo.pmdSize;
 }
 
 // With the PTE lock held: spin_trylock() the PMD lock and clear the PMD.
@@ -25,7 +25,7 @@ export function reclaimPtIsEnabled(m: Machine, start: number, end: number, detai
 // always gets the lock).
 export function tryGetAndClearPmd(m: Machine, pmdIdx: number): number {
   const il = m.il;
-  const pmdSlot = Math.floor(pmdIdx / 512);
+  const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
   if (il && !il.trylock(LK_PMD, pmdSlot)) return 0;
   const v = m.tables.get(pmdIdx);
   m.tables.set(pmdIdx, 0);
@@ -40,7 +40,7 @@ export function freePte(tlb: MmuGather, addr: number, pmdval: number): void {
   const slot = pteTableOf(tlb.m, pmdval);
   if (tlb.m.config.checkInvariants) checkTableEmpty(tlb.m, slot, addr);
   freeTableTlb(tlb, slot, addr, LVL_PTE);
-  accountTable(tlb.mm, LVL_PTE, -1);
+  accountTable(tlb.m, tlb.mm, LVL_PTE, -1);
   tlb.m.counters.ptReclaimed++;
 }
 
@@ -49,7 +49,7 @@ export function freePte(tlb: MmuGather, addr: number, pmdval: number): void {
 export function* tryToFreePte(tlb: MmuGather, pmdIdx: number, addr: number): Generator<number, void, void> {
   const m = tlb.m;
   const il = m.il;
-  const pmdSlot = Math.floor(pmdIdx / 512);
+  const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
   if (il) yield il.lock(LK_PMD, pmdSlot, true, S_FREE_PMD_LOCK);
   const pmdval = m.tables.get(pmdIdx);
   m.counters.pteReads++;
@@ -62,7 +62,7 @@ export function* tryToFreePte(tlb: MmuGather, pmdIdx: number, addr: number): Gen
   const e = m.tables.chunkOf(slot);
   const base = m.tables.base(slot);
   let empty = true;
-  for (let i = 0; i < 512; i++) {
+  for (let i = 0; i < m.geo.ptrs; i++) {
     m.counters.pteReads++;
     if (e[base + i] !== 0) {
       empty = false;
@@ -87,11 +87,11 @@ function checkTableEmpty(m: Machine, slot: number, addr: number): void {
   const e = m.tables.chunkOf(slot);
   const base = m.tables.base(slot);
   let n = 0;
-  for (let i = 0; i < 512; i++) if (e[base + i] !== 0) n++;
+  for (let i = 0; i < m.geo.ptrs; i++) if (e[base + i] !== 0) n++;
   if (n > 0)
     m.violations.push({
       invariant: "pt-reclaim-nonempty",
       addr,
-      message: `PT reclaim frees the PTE table for 0x${(addr - (addr % 2097152)).toString(16)} with ${n} entr${n === 1 ? "y" : "ies"} still present`,
+      message: `PT reclaim frees the PTE table for 0x${(addr - (addr % m.geo.pmdSize)).toString(16)} with ${n} entr${n === 1 ? "y" : "ies"} still present`,
     });
 }

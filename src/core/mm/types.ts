@@ -10,13 +10,6 @@ export const VM_HUGEPAGE = 0x20000000;
 export const VM_NOHUGEPAGE = 0x40000000;
 export const VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC;
 
-export const PAGE_SIZE = 4096;
-export const PAGE_SHIFT = 12;
-export const PMD_SIZE = 2 * 1024 * 1024;
-export const PUD_SIZE = 1024 * 1024 * 1024;
-export const HPAGE_PMD_NR = 512;
-export const HPAGE_PMD_ORDER = 9;
-
 // A file (page cache) or a shmem object backing MAP_SHARED|MAP_ANONYMOUS.
 export class FileObj {
   pages = new Map<number, number>(); // page index -> PFN
@@ -50,8 +43,8 @@ export class Vma {
   get isCow(): boolean {
     return (this.flags & (VM_SHARED | VM_MAYWRITE)) === VM_MAYWRITE;
   }
-  pgoffOf(addr: number): number {
-    return this.pgoff + (addr - this.start) / PAGE_SIZE;
+  pgoffOf(addr: number, pageSize: number): number {
+    return this.pgoff + (addr - this.start) / pageSize;
   }
 }
 

@@ -3,15 +3,16 @@
 
 import type { Machine } from "../machine.js";
 import { splitHugePmd } from "./huge_memory.js";
-import { type Mm, PMD_SIZE, type Vma } from "./types.js";
+import type { Mm, Vma } from "./types.js";
 import { pmdOffset } from "./walk.js";
 
 // split_huge_pmd_if_needed(): a VMA boundary at addr inside a PMD mapping
 // splits it.
 function splitHugePmdIfNeeded(m: Machine, mm: Mm, vma: Vma, addr: number): void {
-  if (addr % PMD_SIZE === 0) return;
-  const haddr = addr - (addr % PMD_SIZE);
-  if (haddr < vma.start || haddr + PMD_SIZE > vma.end) return;
+  const pmds = m.geo.pmdSize;
+  if (addr % pmds === 0) return;
+  const haddr = addr - (addr % pmds);
+  if (haddr < vma.start || haddr + pmds > vma.end) return;
   const pi = pmdOffset(m, mm, addr, false);
   if (pi < 0) return;
   const v = m.tables.get(pi);
@@ -26,7 +27,7 @@ export function splitAt(m: Machine, mm: Mm, addr: number): void {
   splitHugePmdIfNeeded(m, mm, vma, addr);
   const tail = vma.clone();
   tail.start = addr;
-  tail.pgoff = vma.pgoffOf(addr);
+  tail.pgoff = vma.pgoffOf(addr, m.geo.pageSize);
   vma.end = addr;
   mm.vmas.splice(i + 1, 0, tail);
 }
@@ -44,20 +45,20 @@ export function isolateRange(m: Machine, mm: Mm, start: number, end: number): Vm
   return out;
 }
 
-function canMerge(a: Vma, b: Vma): boolean {
+function canMerge(a: Vma, b: Vma, pageSize: number): boolean {
   if (a.end !== b.start || a.flags !== b.flags || a.file !== b.file) return false;
-  if (a.file !== null && a.pgoffOf(a.end) !== b.pgoff) return false;
+  if (a.file !== null && a.pgoffOf(a.end, pageSize) !== b.pgoff) return false;
   return a.anonVma === 0 || b.anonVma === 0 || a.anonVma === b.anonVma;
 }
 
 // Merge compatible neighbours around [start, end) (vma_merge_existing_range()).
-export function mergeAround(mm: Mm, start: number, end: number): void {
+export function mergeAround(m: Machine, mm: Mm, start: number, end: number): void {
   let i = Math.max(0, mm.findVmaIndex(start) - 1);
   while (i < mm.vmas.length - 1) {
     const a = mm.vmas[i] as Vma;
     if (a.start > end) break;
     const b = mm.vmas[i + 1] as Vma;
-    if (canMerge(a, b)) {
+    if (canMerge(a, b, m.geo.pageSize)) {
       a.end = b.end;
       if (a.anonVma === 0) a.anonVma = b.anonVma;
       mm.vmas.splice(i + 1, 1);

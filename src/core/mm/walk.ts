@@ -2,27 +2,22 @@
 // pud_alloc()/pmd_alloc()/__pte_alloc() (mm/memory.c, include/linux/pgtable.h).
 // Entries are addressed by their global index in TableStore.e.
 
+import { idxAt } from "../geometry.js";
 import type { Machine } from "../machine.js";
 import { LVL_PMD, LVL_PTE, LVL_PUD } from "./pgtable.js";
 import type { Mm } from "./types.js";
 
-// Pages covered by one entry at each level.
-export const SPAN = [1, 512, 512 ** 2, 512 ** 3, 512 ** 4, 512 ** 5];
-
-export function idxAt(vpn: number, level: number): number {
-  return Math.floor(vpn / (SPAN[level] as number)) % 512;
-}
-
-// mm_inc_nr_ptes()/mm_inc_nr_pmds()/mm_inc_nr_puds(): P4D and PGD pages are not counted.
-export function accountTable(mm: Mm, level: number, sign: 1 | -1): void {
-  if (level <= LVL_PUD) mm.pgtablesBytes += sign * 4096;
+// mm_inc_nr_ptes()/mm_inc_nr_pmds()/mm_inc_nr_puds(): P4D and PGD pages are
+// not counted. A table is one page of the granule.
+export function accountTable(m: Machine, mm: Mm, level: number, sign: 1 | -1): void {
+  if (level <= LVL_PUD) mm.pgtablesBytes += sign * m.geo.pageSize;
 }
 
 // A new table page at `level`, linked into the entry at index `ei`.
 function populate(m: Machine, mm: Mm, ei: number, level: number): number {
   const slot = m.tables.alloc(level);
   m.counters.ptAlloc++;
-  accountTable(mm, level, 1);
+  accountTable(m, mm, level, 1);
   m.tables.set(ei, m.arch.mkTableEntry(m.tables.pfn[slot] as number));
   m.counters.pteWrites++;
   return slot;
@@ -33,10 +28,11 @@ function populate(m: Machine, mm: Mm, ei: number, level: number): number {
 export function pmdOffset(m: Machine, mm: Mm, addr: number, alloc: boolean): number {
   const A = m.arch;
   const T = m.tables;
-  const vpn = addr / 4096;
+  const G = m.geo;
+  const vpn = Math.floor(addr / G.pageSize);
   let slot = mm.pgd;
   for (let level = A.levels - 1; level > LVL_PMD; level--) {
-    const ei = slot * 512 + idxAt(vpn, level);
+    const ei = slot * G.ptrs + idxAt(G, vpn, level);
     const v = T.get(ei);
     m.counters.pteReads++;
     if (v === 0) {
@@ -48,7 +44,7 @@ export function pmdOffset(m: Machine, mm: Mm, addr: number, alloc: boolean): num
       slot = T.slotOfPfn(A.ptePfn(v));
     }
   }
-  return slot * 512 + idxAt(vpn, LVL_PMD);
+  return slot * G.ptrs + idxAt(G, vpn, LVL_PMD);
 }
 
 // __pte_alloc(): make sure the PMD entry points to a PTE table; returns the
@@ -73,9 +69,6 @@ export function pteOffset(m: Machine, mm: Mm, addr: number): number {
   if (pi < 0) return -1;
   const slot = pteTableOf(m, m.tables.get(pi));
   if (slot < 0) return -1;
-  return slot * 512 + ((addr / 4096) & 511);
-}
-
-export function pmdAlignDown(addr: number): number {
-  return addr - (addr % 2097152);
+  const G = m.geo;
+  return slot * G.ptrs + ((addr / G.pageSize) & G.ptrsMask);
 }

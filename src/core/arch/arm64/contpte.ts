@@ -6,7 +6,7 @@
 // (sections A and B) and a reading of those files, not a transcription.
 //
 // Entries are e[j] of a TableStore chunk. A PTE table's entries are contiguous
-// and 512-aligned in its chunk, and CONT_PTES divides 512, so the block holding
+// and PTRS_PER_PTE-aligned in its chunk, and CONT_PTES divides PTRS_PER_PTE, so the block holding
 // entry j starts at j - j % CONT_PTES (the kernel's contpte_align_down() on the
 // pointer). Addresses are aligned the same way on CONT_PTE_SIZE.
 //

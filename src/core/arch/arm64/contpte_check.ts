@@ -30,7 +30,7 @@ function pteTablePlaces(m: Machine): Map<number, [Mm, number]> {
         if (v === 0 || !A.entryIsTable(v)) continue;
         const child = T.slotOfPfn(A.ptePfn(v));
         const vpn = vpnBase + i * ptrs ** level;
-        if (level === 1) out.set(child, [mm, vpn * 4096]);
+        if (level === 1) out.set(child, [mm, vpn * m.geo.pageSize]);
         else visit(child, level - 1, vpn);
       }
     };

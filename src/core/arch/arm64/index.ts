@@ -11,10 +11,6 @@ import * as P from "./pgtable.js";
 import { flushTlbMm, flushTlbPage, flushTlbRange, tlbFlush } from "./tlbflush.js";
 
 export function arm64(f: Arm64Features): Arch {
-  if (f.granule !== 4)
-    throw new Error(
-      `arm64 with the ${f.granule}K granule is not modelled in the mm layer yet (it assumes 4K pages and 512-entry tables); the encoding itself supports it`,
-    );
   const enc = P.arm64Encoding(f.granule, { hwAf: true, hwDbm: true });
   const levels = P.pgtableLevels(f.granule, f.vaBits);
   const { hooks } = arm64ContpteLayer(enc);
@@ -26,6 +22,7 @@ export function arm64(f: Arm64Features): Arch {
   const arch: Arch & { tlbEntryShift(v: number, level: number): number } = {
     ...hooks,
     name: "arm64",
+    pageShift: enc.pageShift,
     ptrsPerTable: enc.ptrsPerTable,
     levels,
     pteNone: P.pteNone,
@@ -73,7 +70,7 @@ export function arm64(f: Arm64Features): Arch {
     // (level 0 = PTE in the walker's numbering).
     tlbEntryShift(v: number, level: number): number {
       if (level === 0 && P.pteValidCont(v)) return contShift;
-      return 12 + 9 * level;
+      return enc.pageShift + (enc.pageShift - 3) * level;
     },
     tlbFlush,
     flushTlbPage,

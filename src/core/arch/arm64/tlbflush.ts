@@ -16,8 +16,9 @@
 // issues nothing and ASIDs are not paired), FEAT_LPA2 (the range start needs
 // no 64K alignment), the REPEAT_TLBI erratum, the ARMv8.4-TTL hint's effect
 // (the level is recorded in the operation but every level is invalidated),
-// mmu_notifier secondary TLBs, and granules other than 4K (MAX_DVM_OPS =
-// PTRS_PER_PTE = 512, PAGE_SHIFT = 12).
+// and mmu_notifier secondary TLBs. Page numbers in the queued records count
+// pages of the granule (the range operand's BaseADDR does too; a by-VA
+// operand is VA >> 12 in hardware, which names the same page).
 
 import { site } from "../../sync.js";
 import type { Machine } from "../../machine.js";
@@ -40,11 +41,6 @@ export const TLBI_OP_NAMES = ["VALE1IS", "VAE1IS", "RVALE1IS", "RVAE1IS", "ASIDE
 export const TLBI_RECORD = 5;
 export const TLBI_TTL_UNKNOWN = 0x7fffffff; // TLBI_TTL_UNKNOWN (INT_MAX)
 
-const PAGE_SHIFT = 12;
-const PAGE_SIZE = 4096;
-const PMD_SIZE = 2 ** 21;
-const PUD_SIZE = 2 ** 30;
-const MAX_DVM_OPS = 512; // PTRS_PER_PTE (4K granule)
 
 // __TLBI_RANGE_PAGES(num, scale)
 export function tlbiRangePages(num: number, scale: number): number {
@@ -75,10 +71,10 @@ export interface TlbiOp {
 // covering as many pages as NUM (5 bits) allows. Requires pages to be a
 // multiple of the stride in pages and, with range operations, at most
 // MAX_TLBI_RANGE_PAGES (the caller's __flush_tlb_range_limit_excess()).
-export function tlbiRangeOps(startPage: number, pages: number, strideShift: number, rangeSupported: boolean): TlbiOp[] {
+export function tlbiRangeOps(startPage: number, pages: number, strideShift: number, rangeSupported: boolean, pageShift = 12): TlbiOp[] {
   if (rangeSupported && pages > MAX_TLBI_RANGE_PAGES) throw new RangeError(`${pages} pages exceed MAX_TLBI_RANGE_PAGES`);
   const out: TlbiOp[] = [];
-  const stridePages = 2 ** (strideShift - PAGE_SHIFT);
+  const stridePages = 2 ** (strideShift - pageShift);
   let page = startPage;
   let left = pages;
   let scale = 3;
@@ -194,7 +190,7 @@ export function flushTlbMm(m: Machine, mm: Mm): void {
 // VALE1IS for the page, completion left to a later DSB.
 export function flushTlbPageNosync(m: Machine, mm: Mm, addr: number): void {
   m.counters.tlbFlushRequests++;
-  tlbi(m, m.curCpu, TLBI_VALE1IS, asidOf(m, mm), Math.floor(addr / PAGE_SIZE), 1, TLBI_TTL_UNKNOWN);
+  tlbi(m, m.curCpu, TLBI_VALE1IS, asidOf(m, mm), Math.floor(addr / m.geo.pageSize), 1, TLBI_TTL_UNKNOWN);
 }
 
 // flush_tlb_page() (asm/tlbflush.h): in v6.17 a last-level VALE1IS (the
@@ -204,9 +200,10 @@ export function flushTlbPage(m: Machine, mm: Mm, addr: number): void {
   dsb(m, m.curCpu);
 }
 
-// __flush_tlb_range_limit_excess() (asm/tlbflush.h)
-export function flushTlbRangeLimitExcess(start: number, end: number, pages: number, stride: number, rangeSupported: boolean): boolean {
-  return (!rangeSupported && end - start >= MAX_DVM_OPS * stride) || pages > MAX_TLBI_RANGE_PAGES;
+// __flush_tlb_range_limit_excess() (asm/tlbflush.h); MAX_DVM_OPS is
+// PTRS_PER_PTE.
+export function flushTlbRangeLimitExcess(start: number, end: number, pages: number, stride: number, rangeSupported: boolean, maxDvmOps = 512): boolean {
+  return (!rangeSupported && end - start >= maxDvmOps * stride) || pages > MAX_TLBI_RANGE_PAGES;
 }
 
 // __flush_tlb_range() (sync) and __flush_tlb_range_nosync() (asm/tlbflush.h):
@@ -219,13 +216,14 @@ export function flushTlbRangeArm64(m: Machine, mm: Mm, start: number, end: numbe
   const c = m.curCpu;
   start = Math.floor(start / stride) * stride; // round_down()
   end = Math.ceil(end / stride) * stride; // round_up()
-  const pages = (end - start) / PAGE_SIZE;
+  const G = m.geo;
+  const pages = (end - start) / G.pageSize;
   const range = m.config.arm64.tlbiRange;
-  if (flushTlbRangeLimitExcess(start, end, pages, stride, range)) flushTlbMmOps(m, mm);
+  if (flushTlbRangeLimitExcess(start, end, pages, stride, range, G.ptrs)) flushTlbMmOps(m, mm);
   else {
     // __flush_tlb_range_op(vale1is or vae1is, ...)
     const asid = asidOf(m, mm);
-    const ops = tlbiRangeOps(start / PAGE_SIZE, pages, Math.log2(stride), range);
+    const ops = tlbiRangeOps(start / G.pageSize, pages, Math.log2(stride), range, G.pageShift);
     const pageOp = lastLevel ? TLBI_VALE1IS : TLBI_VAE1IS;
     const rangeOp = lastLevel ? TLBI_RVALE1IS : TLBI_RVAE1IS;
     for (const o of ops) {
@@ -237,25 +235,27 @@ export function flushTlbRangeArm64(m: Machine, mm: Mm, start: number, end: numbe
 }
 
 // Arch.flushTlbRange for generic code, by the stride its caller passes:
-// 21 is flush_pmd_tlb_range() and 30 flush_pud_tlb_range() (arm64
+// PMD_SHIFT is flush_pmd_tlb_range() and PUD_SHIFT flush_pud_tlb_range() (arm64
 // asm/pgtable.h: __flush_tlb_range(vma, start, end, PMD_SIZE / PUD_SIZE,
 // false, 2 / 1)); anything else flush_tlb_range() (asm/tlbflush.h:
 // __flush_tlb_range(vma, start, end, PAGE_SIZE, false, TLBI_TTL_UNKNOWN)).
 // None of them is leaf-only whatever freedTables says: the kernel's
 // flush_tlb_range() may follow moved or collapsed page tables.
 export function flushTlbRange(m: Machine, mm: Mm, start: number, end: number, strideShift: number, _freedTables: boolean): void {
-  if (strideShift === 21) flushTlbRangeArm64(m, mm, start, end, PMD_SIZE, false, 2, true);
-  else if (strideShift === 30) flushTlbRangeArm64(m, mm, start, end, PUD_SIZE, false, 1, true);
-  else flushTlbRangeArm64(m, mm, start, end, PAGE_SIZE, false, TLBI_TTL_UNKNOWN, true);
+  const G = m.geo;
+  if (strideShift === G.pmdShift) flushTlbRangeArm64(m, mm, start, end, G.pmdSize, false, 2, true);
+  else if (strideShift === G.pudShift) flushTlbRangeArm64(m, mm, start, end, G.pudSize, false, 1, true);
+  else flushTlbRangeArm64(m, mm, start, end, G.pageSize, false, TLBI_TTL_UNKNOWN, true);
 }
 
 // tlb_get_unmap_size() (asm-generic/tlb.h): the smallest level cleared.
 function unmapSize(tlb: MmuGather): number {
-  if (tlb.clearedPtes) return PAGE_SIZE;
-  if (tlb.clearedPmds) return PMD_SIZE;
-  if (tlb.clearedPuds) return PUD_SIZE;
-  if (tlb.clearedP4ds) return 2 ** 39;
-  return PAGE_SIZE;
+  const G = tlb.m.geo;
+  if (tlb.clearedPtes) return G.pageSize;
+  if (tlb.clearedPmds) return G.pmdSize;
+  if (tlb.clearedPuds) return G.pudSize;
+  if (tlb.clearedP4ds) return G.pudSize * G.ptrs;
+  return G.pageSize;
 }
 
 // tlb_get_level() (asm/tlb.h): the TTL hint when exactly one level was

@@ -21,6 +21,7 @@ export function x86_64(levels: 4 | 5): Arch {
   return {
     ...hooks,
     name: "x86_64",
+    pageShift: 12,
     ptrsPerTable: 512,
     levels,
     pteNone: P.pteNone,

@@ -1,0 +1,48 @@
+// The page-size geometry generic mm code works in: PAGE_SHIFT, PTRS_PER_PTE
+// (one size for every table level, as on x86-64 and arm64), PMD_SHIFT,
+// PUD_SHIFT and HPAGE_PMD_ORDER (include/asm-generic/pgtable-nop*.h,
+// arch/arm64/include/asm/pgtable-hwdef.h, arch/x86/include/asm/pgtable_64_types.h).
+// x86-64 always has 4K pages; arm64 has 4K, 16K or 64K granules.
+
+export interface Geometry {
+  readonly pageShift: number;
+  readonly pageSize: number;
+  readonly ptrs: number; // PTRS_PER_PTE = PTRS_PER_PMD = PTRS_PER_PUD
+  readonly ptrsMask: number;
+  readonly levels: number;
+  readonly pmdShift: number;
+  readonly pmdSize: number; // what one PTE table maps
+  readonly pudShift: number;
+  readonly pudSize: number;
+  readonly pmdOrder: number; // HPAGE_PMD_ORDER
+  readonly pmdNr: number; // HPAGE_PMD_NR
+  // Pages one entry maps at each level (0 = PTE).
+  readonly span: readonly number[];
+}
+
+export function geometry(pageShift: number, levels: number): Geometry {
+  const bits = pageShift - 3; // 8-byte entries fill one page
+  const ptrs = 2 ** bits;
+  const span: number[] = [];
+  for (let l = 0; l <= 5; l++) span.push(ptrs ** l);
+  return {
+    pageShift,
+    pageSize: 2 ** pageShift,
+    ptrs,
+    ptrsMask: ptrs - 1,
+    levels,
+    pmdShift: pageShift + bits,
+    pmdSize: 2 ** (pageShift + bits),
+    pudShift: pageShift + 2 * bits,
+    pudSize: 2 ** (pageShift + 2 * bits),
+    pmdOrder: bits,
+    pmdNr: ptrs,
+    span,
+  };
+}
+
+// Index into the table at `level` for virtual page number vpn.
+export function idxAt(g: Geometry, vpn: number, level: number): number {
+  return Math.floor(vpn / (g.span[level] as number)) % g.ptrs;
+}
+
