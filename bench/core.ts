@@ -152,7 +152,7 @@ if (args["replay-row"]) {
 if (args["arm64-rows"]) {
   // arm64: 4K folios, and 64K mTHP folios mapped as contpte blocks.
   const ARM4K: RunOptions = { arch: "arm64" };
-  const ARM64K: RunOptions = { arch: "arm64", mthp: { 4: "always" } };
+  const ARM64K: RunOptions = { arch: "arm64", mthp: { 64: "always" } };
   modelRep(size, false, ARM4K);
   modelRep(size, false, ARM64K);
   const a4 = modelBench(size, reps, false, ARM4K);

@@ -42,14 +42,14 @@ describe("arm64: every diff scenario under every contpte variant", () => {
     it(`contpte=${contpte}, 64K mTHP: no invariant violation`, () => {
       for (const f of files) {
         const sc = load(`${dir}/${f}`);
-        const res = runSc(sc, { arch: "arm64", mthp: { 4: "always" }, variants: { contpte } });
+        const res = runSc(sc, { arch: "arm64", mthp: { 64: "always" }, variants: { contpte } });
         assert.deepEqual(res.violations, [], `${f}`);
       }
     });
   it("without FEAT_HAFDBS (access-flag and dirty faults) and without FEAT_TLBIRANGE", () => {
     for (const f of files) {
       const sc = load(`${dir}/${f}`);
-      const res = runSc(sc, { arch: "arm64", mthp: { 4: "always" }, arm64: { hafdbs: false, tlbiRange: false } });
+      const res = runSc(sc, { arch: "arm64", mthp: { 64: "always" }, arm64: { hafdbs: false, tlbiRange: false } });
       assert.deepEqual(res.violations, [], `${f}`);
     }
   });

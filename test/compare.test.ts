@@ -16,14 +16,15 @@ describe("compare configurations", () => {
     assert.deepEqual(c.options, {
       arch: "arm64",
       ptReclaim: false,
-      mthp: { 2: "always", 3: "madvise" },
+      mthp: { 64: "always", 128: "madvise" },
       variants: { contpte: "off" },
       arm64: { tlbiRange: false, bbml2NoAbort: true, hafdbs: false, granule: 16 },
     });
     assert.deepEqual(parseConfig("base").options, {});
     assert.deepEqual(parseConfig("pt_reclaim=direct-always").options, { variants: { pt_reclaim: "direct-always" } });
     assert.deepEqual(parseMthp("none", 4096, "x"), {});
-    assert.deepEqual(parseMthp("128K+256K:inherit", 16384, "x"), { 3: "always", 4: "inherit" }, "orders of the 16K granule");
+    assert.deepEqual(parseMthp("128K+256K:inherit", 16384, "x"), { 128: "always", 256: "inherit" }, "sizes in KiB, valid for the 16K granule");
+    assert.throws(() => parseMthp("32K", 16384, "x"), /expected mTHP sizes 64K\.\.16M/, "32K is order 1 with 16K pages");
   });
 
   it("rejects bad configurations with what was expected", () => {
@@ -35,7 +36,8 @@ describe("compare configurations", () => {
       );
     bad("a:foo=1", /foo: unknown key \(expected one of: arch, thp, mthp, /);
     bad("a:arch=riscv", /arch: expected x86_64 or arm64, got "riscv"/);
-    bad("a:mthp=48K", /mthp: expected mTHP sizes 16K\.\.1024K/);
+    bad("a:mthp=48K", /mthp: expected mTHP sizes 16K\.\.1M/);
+    bad("a:granule=64K,mthp=128K", /mthp: expected mTHP sizes 256K\.\.256M/);
     bad("a:tlbi_range=maybe", /expected on or off/);
     bad("a:contpte=sometimes", /contpte: expected one of batched, off, unfold-each, intermediate/);
     bad("a:thp=often", /expected never, madvise or always/);

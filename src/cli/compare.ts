@@ -6,6 +6,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { type CostTable, DEFAULT_COST_TABLE, modelledCycles, parseCostTable } from "../core/cost.js";
 import { Counters } from "../core/counters.js";
+import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
 import { VARIANTS } from "../core/machine.js";
 import { compare, comparisonJson, type ConfigSpec, formatComparison, setCostHook } from "../report/compare.js";
 import type { RunOptions } from "../run/runner.js";
@@ -52,17 +53,17 @@ export const CONFIG_KEYS = [
 export function parseMthp(v: string, pageBytes: number, what: string): Record<number, "always" | "madvise" | "inherit"> {
   const out: Record<number, "always" | "madvise" | "inherit"> = {};
   if (v === "none" || v === "off") return out;
+  const shift = Math.log2(pageBytes);
   for (const item of v.split("+")) {
     const [size, policy = "always"] = item.split(":") as [string, string | undefined];
     const bytes = parseSize(size);
-    const order = bytes === undefined ? Number.NaN : Math.log2(bytes / pageBytes);
-    if (!Number.isInteger(order) || order < 2 || order > 8)
+    if (bytes === undefined || anonMthpOrder(bytes / 1024, shift) < 0)
       throw new UsageError(
-        `${what}: expected mTHP sizes ${(pageBytes * 4) / 1024}K..${(pageBytes * 256) / 1024}K (powers of two, joined with "+", each optionally :always|:madvise|:inherit) or none, got "${v}"`,
+        `${what}: expected mTHP sizes ${anonMthpRange(shift)} (powers of two, joined with "+", each optionally :always|:madvise|:inherit) or none, got "${v}"`,
       );
     if (policy !== "always" && policy !== "madvise" && policy !== "inherit")
       throw new UsageError(`${what}: mTHP policy must be always, madvise or inherit, got "${policy}"`);
-    out[order] = policy;
+    out[bytes / 1024] = policy;
   }
   return out;
 }

@@ -163,7 +163,7 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
           if (step.op === "munmap") await host.munmap(slot, a, len);
           else if (step.op === "mprotect") await host.mprotect(slot, a, len, step.prot);
           else if (step.op === "madvise") await host.madvise(slot, a, len, step.advice);
-          else await host.touch(slot, a, len, step.stride, step.write);
+          else await host.touch(slot, a, len, step.stride || 4096, step.write);
           break;
         }
         case "mremap": {

@@ -38,9 +38,9 @@ export function parseMthp(v: string): Record<number, "always"> {
   const out: Record<number, "always"> = {};
   if (v === "none") return out;
   for (const part of v.split(",")) {
-    const m = /^(16|32|64|128|256|512|1024)K$/.exec(part.trim());
-    if (!m) throw new InvalidArgumentError(`expected mTHP sizes from 16K..1024K separated by commas, or none; got "${part}"`);
-    out[Math.log2(Number(m[1]) / 4)] = "always";
+    const m = /^(16|32|64|128|256|512|1024)K$|^(2|4|8|16|32|64|128|256)M$/.exec(part.trim());
+    if (!m) throw new InvalidArgumentError(`expected mTHP sizes from 16K..256M (those of the page size: 16K..1M with 4K pages) separated by commas, or none; got "${part}"`);
+    out[m[1] !== undefined ? Number(m[1]) : Number(m[2]) * 1024] = "always";
   }
   return out;
 }

@@ -81,7 +81,7 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
       const mthp =
         Object.keys(cfg.mthp).length > 0
           ? `, mTHP ${Object.entries(cfg.mthp)
-              .map(([k, v]) => `${4 << Number(k)}K=${v}`)
+              .map(([k, v]) => `${(r.m.geo.pageSize / 1024) << Number(k)}K=${v}`)
               .join(" ")}`
           : "";
       process.stdout.write(

@@ -46,3 +46,16 @@ export function idxAt(g: Geometry, vpn: number, level: number): number {
   return Math.floor(vpn / (g.span[level] as number)) % g.ptrs;
 }
 
+
+// The folio order of an anon mTHP size (hugepages-<size>kB) with pages of
+// 2^pageShift bytes, or -1 if there is none: anon mTHP orders run from 2 to
+// HPAGE_PMD_ORDER - 1 (THP_ORDERS_ALL_ANON without the PMD order, the THP).
+export function anonMthpOrder(sizeKb: number, pageShift: number): number {
+  const order = Math.log2((sizeKb * 1024) / 2 ** pageShift);
+  return Number.isInteger(order) && order >= 2 && order <= pageShift - 4 ? order : -1;
+}
+// "16K..1M" for 4K pages.
+export function anonMthpRange(pageShift: number): string {
+  const name = (b: number) => (b >= 2 ** 20 ? `${b / 2 ** 20}M` : `${b / 1024}K`);
+  return `${name(2 ** (pageShift + 2))}..${name(2 ** (2 * pageShift - 4))}`;
+}

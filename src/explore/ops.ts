@@ -94,7 +94,8 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
     case "touch": {
       const p = r.procOf(step);
       const [a, len] = r.range(step, p, 0);
-      for (let v = a; v < a + len; v += step.stride) {
+      const stride = step.stride || m.geo.pageSize;
+      for (let v = a; v < a + len; v += stride) {
         yield S_ACCESS;
         const c = r.enter(step, p);
         x.sysEnter(t);

@@ -7,6 +7,7 @@
 // new row without changes here.
 
 import { Counters, type CounterName, snakeCase } from "../core/counters.js";
+import { anonMthpOrder } from "../core/geometry.js";
 import { type ReportRow, type RunOptions, Runner } from "../run/runner.js";
 import type { Scenario } from "../scenario/types.js";
 
@@ -65,7 +66,11 @@ function unapplied(r: Runner, o: RunOptions): string[] {
   const cfg = r.m.config;
   if (o.arch !== undefined && r.m.arch.name !== o.arch) notes.push(`arch=${o.arch} is not wired into the machine yet (ran ${r.m.arch.name})`);
   if (o.thp !== undefined && cfg.thp !== o.thp) notes.push(`thp=${o.thp} was not applied (machine has ${cfg.thp})`);
-  if (o.mthp !== undefined && JSON.stringify(cfg.mthp) !== JSON.stringify(o.mthp)) notes.push("mthp was not applied by the machine");
+  if (o.mthp !== undefined) {
+    const want = Object.entries(o.mthp).map(([kb, pol]) => `${anonMthpOrder(Number(kb), r.m.geo.pageShift)}=${pol}`);
+    const got = Object.entries(cfg.mthp).map(([order, pol]) => `${order}=${pol}`);
+    if (want.sort().join() !== got.sort().join()) notes.push("mthp was not applied by the machine");
+  }
   if (o.arm64 !== undefined)
     for (const [k, v] of Object.entries(o.arm64))
       if ((cfg.arm64 as unknown as Record<string, unknown>)[k] !== v) notes.push(`arm64 ${k}=${String(v)} was not applied`);

@@ -4,7 +4,9 @@
 // unknown region or an access that would SIGSEGV. No Node APIs.
 
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
+import { VA_BITS_CHOICES } from "../core/arch/arm64/pgtable.js";
 import { makeArch } from "../core/arch/select.js";
+import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
 import { checkAccounting, checkLeaks, checkTlbs } from "../core/check.js";
 import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
@@ -61,7 +63,7 @@ export interface RunOptions {
   zeroPage?: boolean;
   arch?: "x86_64" | "arm64"; // overrides the scenario's machine.arch
   arm64?: Partial<Arm64Features>; // overrides of the arm64 CPU features
-  mthp?: Record<number, "always" | "madvise" | "inherit">; // replaces the scenario's mTHP orders
+  mthp?: Record<number, "always" | "madvise" | "inherit">; // replaces the scenario's mTHP sizes (KiB -> policy)
   thp?: "never" | "madvise" | "always";
   // Progress hook: called after every executed step (repeats unrolled) with the
   // number done and the total (see countSteps()).
@@ -86,12 +88,17 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   cfg.checkInvariants = opts.checkInvariants ?? true;
   cfg.nowaitAllocFails = spec.nowaitAllocFails ?? false;
   if (opts.thp !== undefined) cfg.thp = opts.thp;
-  cfg.mthp = { ...(opts.mthp ?? spec.mthp ?? {}) };
   if (spec.arm64 !== undefined) {
     const a = spec.arm64;
     cfg.arm64 = { granule: a.granule, vaBits: a.vaBits, hafdbs: a.hafdbs, tlbiRange: a.tlbiRange, bbml2NoAbort: a.bbml2NoAbort, asidBits: a.asidBits };
   }
   if (opts.arm64 !== undefined) cfg.arm64 = { ...cfg.arm64, ...opts.arm64 };
+  const arch = opts.arch ?? spec.arch;
+  const g = cfg.arm64.granule;
+  if (arch === "x86_64" && g !== 4) throw new ScenarioError(file, 1, 1, `the ${g}K granule needs arch arm64 (x86-64 has 4K pages)`);
+  if (arch === "arm64" && !VA_BITS_CHOICES[g].includes(cfg.arm64.vaBits))
+    throw new ScenarioError(file, 1, 1, `arm64 with the ${g}K granule offers ${VA_BITS_CHOICES[g].filter((b) => b !== 52).join(", ")}-bit VAs, not ${cfg.arm64.vaBits}`);
+  cfg.mthp = mthpOrders(opts.mthp ?? spec.mthp ?? {}, arch === "arm64" ? g : 4, file);
   const all = { ...spec.variants, ...(opts.variants ?? {}) };
   for (const [k, v] of Object.entries(all)) {
     if (!(k in VARIANTS)) throw new ScenarioError(file, 1, 1, `unknown variant "${k}" (known: ${Object.keys(VARIANTS).join(", ")})`);
@@ -100,6 +107,18 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
     (cfg.variants as Record<string, string>)[k] = v;
   }
   return cfg;
+}
+
+// hugepages-<size>kB settings (KiB -> policy) to folio orders of the page size.
+export function mthpOrders(sizes: Record<number, "always" | "madvise" | "inherit">, pageKb: number, file: string): MachineConfig["mthp"] {
+  const out: MachineConfig["mthp"] = {};
+  const shift = Math.log2(pageKb * 1024);
+  for (const [k, pol] of Object.entries(sizes)) {
+    const order = anonMthpOrder(Number(k), shift);
+    if (order < 0) throw new ScenarioError(file, 1, 1, `mTHP size ${Number(k) >= 1024 ? `${Number(k) / 1024}M` : `${k}K`} does not exist with ${pageKb}K pages (sizes ${anonMthpRange(shift)})`);
+    out[order] = pol;
+  }
+  return out;
 }
 
 export const DEFAULT_MMAP_BASE = 0x7f0000000000;
@@ -205,6 +224,7 @@ export class Runner {
       case "mmap": {
         const p = this.procOf(step);
         this.enter(step, p);
+        if (step.offset % m.geo.pageSize !== 0) throw this.err(step, `mmap failed: EINVAL: offset ${step.offset} is not a multiple of the ${m.geo.pageSize / 1024}K page size`);
         const file = step.file !== undefined ? m.file(step.file, step.offset + step.size, false) : null;
         const shared = step.flags.includes("shared");
         const args = {
@@ -214,7 +234,7 @@ export class Runner {
           fixed: step.flags.includes("fixed"),
           addr: step.addr ?? 0,
           file,
-          pgoff: step.offset / 4096,
+          pgoff: step.offset / m.geo.pageSize,
         };
         let addr: number;
         if (this.oracle.mmap) {
@@ -224,7 +244,7 @@ export class Runner {
         if (step.flags.includes("populate")) {
           const c = this.threadCpu.get(step.thread) as number;
           const write = step.prot.write && !shared;
-          for (let a = addr; a < addr + step.size; a += 4096) userAccess(m, c, p.mm, a, write);
+          for (let a = addr; a < addr + step.size; a += m.geo.pageSize) userAccess(m, c, p.mm, a, write);
         }
         return;
       }
@@ -253,7 +273,8 @@ export class Runner {
         const p = this.procOf(step);
         const c = this.enter(step, p);
         const [a, len] = this.range(step, p, base);
-        for (let x = a; x < a + len; x += step.stride) {
+        const stride = step.stride || m.geo.pageSize;
+        for (let x = a; x < a + len; x += stride) {
           if (userAccess(m, c, p.mm, x, step.write) === "segv")
             throw this.err(step, `SIGSEGV: ${step.write ? "write" : "read"} at 0x${x.toString(16)} in process ${p.name}`);
         }
@@ -275,8 +296,9 @@ export class Runner {
         this.enter(step, p);
         doBrk(m, p.mm, p.mm.brk + step.delta);
         if (step.region !== undefined) {
-          const start = Math.ceil(p.mm.startBrk / 4096) * 4096;
-          const len = Math.ceil(p.mm.brk / 4096) * 4096 - start;
+          const ps = m.geo.pageSize;
+          const start = Math.ceil(p.mm.startBrk / ps) * ps;
+          const len = Math.ceil(p.mm.brk / ps) * ps - start;
           if (len > 0) p.regions.set(step.region, { start, len });
           else p.regions.delete(step.region);
         }

@@ -11,7 +11,9 @@
 
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, type Pair, parseDocument } from "yaml";
 import type * as z from "zod";
-import { describeValue, exploreSchema, machineSchema, OPS, type Op, processSchema, scenarioSchema, stepArgs, threadSchema } from "./schema.js";
+import { VA_BITS_CHOICES } from "../core/arch/arm64/pgtable.js";
+import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
+import { describeValue, exploreSchema, machineSchema, mthpKib, OPS, type Op, processSchema, scenarioSchema, stepArgs, threadSchema } from "./schema.js";
 import { type MachineSpec, type MthpPolicy, type MmapFlag, type ProcessSpec, type Scenario, ScenarioError, type SourcePos, type Step } from "./types.js";
 
 /** Parses and validates a scenario; throws exactly one ScenarioError on any bad input. */
@@ -117,6 +119,7 @@ class Loader {
 
     // Pass 2, on whatever parts are valid, so that an error early in the
     // document is reported even if a later part is malformed.
+    if (v.machine !== undefined) this.checkGranule(root, v.machine);
     const sem = new Semantics((pos, msg) => this.errors.push({ pos, message: msg }), v.machine?.cpus, this.pos(root));
     const processes = sem.declare(v.processes);
     const steps = sem.steps(v.steps ?? []);
@@ -130,11 +133,11 @@ class Loader {
 
     const m = v.machine!;
     const mthp: Record<number, MthpPolicy> = {};
-    for (const [size, pol] of Object.entries(m.mthp)) if (pol !== "never") mthp[Math.log2(Number.parseInt(size, 10) / 4)] = pol;
+    for (const [size, pol] of Object.entries(m.mthp)) if (pol !== "never") mthp[mthpKib(size)] = pol;
     const a = m.arm64;
     const machine: MachineSpec = {
       arch: m.arch,
-      arm64: { granule: 4, vaBits: a.va_bits, hafdbs: a.hafdbs, tlbiRange: a.tlbi_range, bbml2NoAbort: a.bbml2_noabort, asidBits: a.asid_bits },
+      arm64: { granule: a.granule, vaBits: a.va_bits, hafdbs: a.hafdbs, tlbiRange: a.tlbi_range, bbml2NoAbort: a.bbml2_noabort, asidBits: a.asid_bits },
       mthp,
       cpus: m.cpus,
       levels: m.levels,
@@ -336,6 +339,19 @@ class Loader {
     return BAD;
   }
 
+  // The VA size and mTHP sizes the machine's page size allows.
+  private checkGranule(root: unknown, mc: z.output<typeof machineSchema>): void {
+    const g = mc.arm64.granule;
+    const at = (...path: string[]) => this.pos(this.nodeAt(root, ["machine", ...path]));
+    if (mc.arch === "arm64" && !VA_BITS_CHOICES[g].includes(mc.arm64.va_bits))
+      this.errors.push({ pos: at("arm64", "va_bits"), message: `machine.arm64.va_bits: the ${g}K granule offers ${VA_BITS_CHOICES[g].filter((b) => b !== 52).join(" or ")}-bit VAs, got ${mc.arm64.va_bits}` });
+    if (mc.arch !== "arm64" && g !== 4) this.errors.push({ pos: at("arm64", "granule"), message: `machine.arm64.granule: the ${g}K granule needs arch arm64 (x86-64 has 4K pages)` });
+    const shift = Math.log2((mc.arch === "arm64" ? g : 4) * 1024);
+    for (const size of Object.keys(mc.mthp))
+      if (anonMthpOrder(mthpKib(size), shift) < 0)
+        this.errors.push({ pos: at("mthp", size), message: `machine.mthp: ${size} is not an mTHP size with ${2 ** shift / 1024}K pages (${anonMthpRange(shift)})` });
+  }
+
   private pos(node: unknown, fallback: SourcePos = { line: 1, col: 1 }): SourcePos {
     const range = isNode(node) ? node.range : undefined;
     return range ? this.at(range[0]) : fallback;
@@ -377,8 +393,8 @@ const builders: { [K in Op]: Builder<K> } = {
     const { region, size, prot, addr, file, offset } = a;
     return { op: "mmap", ...base, region, size, prot, flags, addr, file, offset };
   },
-  touch: (a, base) => ({ op: "touch", ...base, ...range(a), write: true, stride: a.stride }),
-  read: (a, base) => ({ op: "touch", ...base, ...range(a), write: false, stride: a.stride }),
+  touch: (a, base) => ({ op: "touch", ...base, ...range(a), write: true, stride: a.stride ?? 0 }),
+  read: (a, base) => ({ op: "touch", ...base, ...range(a), write: false, stride: a.stride ?? 0 }),
   madvise: (a, base) => ({ op: "madvise", ...base, ...range(a), advice: a.advice }),
   mprotect: (a, base) => ({ op: "mprotect", ...base, ...range(a), prot: a.prot }),
   munmap: (a, base) => ({ op: "munmap", ...base, ...range(a) }),

@@ -217,7 +217,7 @@ const range = {
 };
 const touchArgs = z.strictObject({
   ...range,
-  stride: pageSizeSchema.prefault(PAGE_SIZE),
+  stride: pageSizeSchema.optional().describe("Default: the page size"),
   thread: threadRef,
 });
 
@@ -305,7 +305,12 @@ export const stepSchema: z.ZodType = z
 // Top level
 
 // mTHP sizes (anon orders 2..8 with 4K pages).
-export const MTHP_SIZES = ["16K", "32K", "64K", "128K", "256K", "512K", "1024K"] as const;
+// hugepages-<size>kB names across the granules: 16K..1M with 4K pages,
+// 64K..16M with 16K, 256K..256M with 64K (the machine checks the granule's).
+export const MTHP_SIZES = ["16K", "32K", "64K", "128K", "256K", "512K", "1024K", "2M", "4M", "8M", "16M", "32M", "64M", "128M", "256M"] as const;
+export function mthpKib(size: string): number {
+  return size.endsWith("M") ? Number.parseInt(size, 10) * 1024 : Number.parseInt(size, 10);
+}
 
 export const machineSchema = z.strictObject({
   arch: z.enum(["x86_64", "arm64"], { error: (iss) => `expected "x86_64" or "arm64", got ${describeValue(iss.input)}` }).default("x86_64"),
@@ -327,10 +332,11 @@ export const machineSchema = z.strictObject({
     .describe("Anon mTHP sizes: /sys/kernel/mm/transparent_hugepage/hugepages-<size>/enabled"),
   arm64: z
     .strictObject({
-      granule: z
-        .literal(4, { error: (iss) => `expected 4 (16K and 64K granules are not modelled in the mm layer), got ${describeValue(iss.input)}` })
-        .default(4),
-      va_bits: z.literal([39, 48], expected("39 or 48")).default(48),
+      granule: z.literal([4, 16, 64], expected("4, 16 or 64 (KiB)")).default(4).describe("Translation granule in KiB: the page size"),
+      va_bits: z
+        .literal([36, 39, 42, 47, 48], expected("36, 39, 42, 47 or 48"))
+        .default(48)
+        .describe("VA size; the granule allows 39/48 (4K), 36/47/48 (16K), 42/48 (64K)"),
       hafdbs: bool.default(true).describe("FEAT_HAFDBS: hardware access flag and dirty state"),
       tlbi_range: bool.default(true).describe("FEAT_TLBIRANGE"),
       bbml2_noabort: bool.default(false).describe("BBML2 on a CPU in the kernel's no-abort list"),

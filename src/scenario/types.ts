@@ -14,8 +14,8 @@ export type Prot = { read: boolean; write: boolean; exec: boolean };
 export type ThpPolicy = "never" | "madvise" | "always";
 
 export interface Arm64Spec {
-  granule: 4;
-  vaBits: 39 | 48;
+  granule: 4 | 16 | 64;
+  vaBits: number; // one arch/arm64/Kconfig offers for the granule
   hafdbs: boolean;
   tlbiRange: boolean;
   bbml2NoAbort: boolean;
@@ -27,7 +27,9 @@ export type MthpPolicy = "always" | "madvise" | "inherit";
 export interface MachineSpec {
   arch: "x86_64" | "arm64";
   arm64?: Arm64Spec; // default: every feature of a recent core (see schema)
-  // Enabled anon mTHP orders (2..8) and their policy; default none.
+  // Enabled anon mTHP sizes (in KiB, e.g. 64 for hugepages-64kB) and their
+  // policy; default none. The machine turns them into folio orders for its
+  // page size.
   mthp?: Record<number, MthpPolicy>;
   cpus: number; // 1..64
   levels: 4 | 5; // x86-64 paging levels
@@ -92,7 +94,7 @@ export interface MadviseStep extends RangeStepBase {
 export interface TouchStep extends RangeStepBase {
   op: "touch";
   write: boolean; // "touch" writes by default, "read" is touch with write: false
-  stride: number; // default 4096
+  stride: number; // 0: the page size
 }
 export interface MremapStep extends StepBase {
   op: "mremap";

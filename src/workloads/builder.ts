@@ -85,11 +85,11 @@ export class ScenarioBuilder {
   }
 
   touch(a: RangeArgs & { stride?: number }): this {
-    this.push({ op: "touch", ...this.range(a), write: true, stride: a.stride ?? PAGE });
+    this.push({ op: "touch", ...this.range(a), write: true, stride: a.stride ?? 0 });
     return this;
   }
   read(a: RangeArgs & { stride?: number }): this {
-    this.push({ op: "touch", ...this.range(a), write: false, stride: a.stride ?? PAGE });
+    this.push({ op: "touch", ...this.range(a), write: false, stride: a.stride ?? 0 });
     return this;
   }
   madvise(a: RangeArgs & { advice: Advice }): this {

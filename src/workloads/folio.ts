@@ -19,7 +19,7 @@ export function folioOrder(folio: string): number {
 
 export function folioRunOptions(folio: string): WorkloadRunOptions {
   const order = folioOrder(folio);
-  return order >= 2 && order <= 8 ? { mthp: { [order]: "always" } } : {};
+  return order >= 2 && order <= 8 ? { mthp: { [(PAGE << order) / 1024]: "always" } } : {};
 }
 
 /**
