@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { arm64 } from "../src/core/arch/arm64/index.js";
+import { x86_64 } from "../src/core/arch/x86/index.js";
 import { checkContpte } from "../src/core/arch/arm64/contpte_check.js";
 import * as P from "../src/core/arch/arm64/pgtable.js";
 import { Machine, defaultConfig, type MachineConfig } from "../src/core/machine.js";
@@ -391,6 +392,41 @@ describe("contpte modifiers", () => {
     assert.equal(r.m.arch.ptepTestAndClearYoung(r.m, r.mm, addrOf(2), r.e, r.b + 2), false);
     assert.equal(contCount(r), 16);
     assert.equal(r.m.counters.contUnfolds, 0);
+  });
+
+  it("ptep_clear_flush_young: one block TLBI (leaf, level 3) for a young block, left for a later DSB; a plain entry gets VALE1IS", () => {
+    const r = rig();
+    const head = r.m.phys.alloc(4);
+    mapBatch(r, 0, 16, head, P.pteMkold(RW));
+    r.e[r.b + 12] = P.pteMkyoung(at(r, 12));
+    const c = r.m.counters;
+    const before = { range: c.tlbiRvale1is, page: c.tlbiVale1is, dsb: c.dsb };
+    assert.equal(r.m.arch.ptepClearFlushYoung(r.m, r.mm, addrOf(2), r.e, r.b + 2), true);
+    assert.equal(c.tlbiRvale1is - before.range, 1, "one range TLBI over the 64K block");
+    assert.equal(c.dsb, before.dsb, "no DSB: the kernel elides it");
+    const q = r.m.cpus[r.m.curCpu]!.tlbiQueue;
+    assert.deepEqual(q.slice(2, 5), [BASE / PS, 16, 3], "queued: first page, 16 pages, TTL level 3");
+    for (let k = 0; k < CONT; k++) assert.ok(!P.pteYoung(at(r, k)));
+    assert.equal(contCount(r), 16, "no unfold");
+    // Old: nothing to flush.
+    assert.equal(r.m.arch.ptepClearFlushYoung(r.m, r.mm, addrOf(2), r.e, r.b + 2), false);
+    assert.equal(c.tlbiRvale1is - before.range, 1);
+    // A non-contiguous young entry: __ptep_clear_flush_young(), one VALE1IS.
+    mapOneByOne(r, 20, 1, r.m.phys.alloc(0));
+    assert.equal(r.m.arch.ptepClearFlushYoung(r.m, r.mm, addrOf(20), r.e, r.b + 20), true);
+    assert.equal(c.tlbiVale1is - before.page, 1);
+  });
+
+  it("ptep_clear_flush_young on x86 clears the accessed bit without any flush", () => {
+    const m = new Machine(x86_64(4), defaultConfig());
+    const mm = m.newMm(BASE);
+    const slot = m.tables.alloc(LVL_PTE);
+    const e = m.tables.chunkOf(slot);
+    const b = m.tables.base(slot);
+    m.arch.setPtes(m, mm, BASE, e, b, m.arch.pteMkyoung(m.arch.pfnPte(m.phys.alloc(0), m.arch.vmGetPageProt(P.VM_READ))), 1);
+    assert.equal(m.arch.ptepClearFlushYoung(m, mm, BASE, e, b), true);
+    assert.equal(m.arch.pteYoung(e[b] as number), false);
+    assert.equal(m.counters.tlbFlushesPage + m.counters.tlbFlushesFull + m.counters.tlbFlushRequests, 0);
   });
 
   it("clear_young_dirty_ptes widens to whole CONT blocks without unfolding", () => {

@@ -105,6 +105,9 @@ export interface Arch {
   ptepSetAccessFlags(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, entry: number, dirty: boolean): boolean;
   // ptep_test_and_clear_young()
   ptepTestAndClearYoung(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number): boolean;
+  // ptep_clear_flush_young(): test and clear the access flag, flushing the
+  // TLB as the architecture requires (reclaim's folio_referenced_one()).
+  ptepClearFlushYoung(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number): boolean;
   // clear_young_dirty_ptes() (MADV_FREE/MADV_COLD): CYD_* flags.
   clearYoungDirtyPtes(m: Machine, mm: Mm, addr: number, e: Float64Array, i: number, nr: number, flags: number): void;
   // pte_batch_hint(): how many entries from i on are known to map consecutive
@@ -127,6 +130,7 @@ export type PteHooks = Pick<
   | "modifyProtCommitPtes"
   | "ptepSetAccessFlags"
   | "ptepTestAndClearYoung"
+  | "ptepClearFlushYoung"
   | "clearYoungDirtyPtes"
   | "pteBatchHint"
 >;

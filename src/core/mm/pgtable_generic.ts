@@ -13,6 +13,15 @@ import type { Machine } from "../machine.js";
 type Enc = Pick<Arch, "pteDirty" | "pteYoung" | "pteMkdirty" | "pteMkyoung" | "pteMkold" | "pteMkclean" | "pteWrprotect" | "pteAdvancePfn" | "pteWrite">;
 
 export function genericPteHooks(A: Enc): PteHooks {
+  // ptep_test_and_clear_young()
+  function testAndClearYoung(m: Machine, e: Float64Array, i: number): boolean {
+    const v = e[i] as number;
+    m.counters.pteReads++;
+    if (!A.pteYoung(v)) return false;
+    e[i] = A.pteMkold(v);
+    m.counters.pteAtomics++;
+    return true;
+  }
   // ptep_get_and_clear_full(): x86 skips the atomic when the whole mm is
   // going away (nobody else can touch the entries).
   function getAndClear(m: Machine, e: Float64Array, i: number, full: boolean): number {
@@ -87,13 +96,13 @@ export function genericPteHooks(A: Enc): PteHooks {
       }
       return changed;
     },
-    ptepTestAndClearYoung(m, _mm, _addr, e, i) {
-      const v = e[i] as number;
-      m.counters.pteReads++;
-      if (!A.pteYoung(v)) return false;
-      e[i] = A.pteMkold(v);
-      m.counters.pteAtomics++;
-      return true;
+    ptepTestAndClearYoung: (m, _mm, _addr, e, i) => testAndClearYoung(m, e, i),
+    // ptep_clear_flush_young() (mm/pgtable-generic.c): flush_tlb_page() when
+    // the entry was young. (x86 overrides it to skip the flush.)
+    ptepClearFlushYoung(m, mm, addr, e, i) {
+      const young = testAndClearYoung(m, e, i);
+      if (young) m.arch.flushTlbPage(m, mm, addr);
+      return young;
     },
     clearYoungDirtyPtes(m, _mm, _addr, e, i, nr, flags) {
       for (let k = 0; k < nr; k++) {

@@ -35,7 +35,7 @@ import type { Mm } from "../../mm/types.js";
 import { CYD_DIRTY, CYD_YOUNG, type PteHooks } from "../arch.js";
 import * as P from "./pgtable.js";
 import type { Arm64Encoding } from "./pgtable.js";
-import { flushTlbPage, flushTlbRangeArm64 } from "./tlbflush.js";
+import { flushTlbPage, flushTlbPageNosync, flushTlbRangeArm64 } from "./tlbflush.js";
 import { site } from "../../sync.js";
 
 const S_LOCKLESS_LOAD = site("contpte_ptep_get_lockless", "load a block entry");
@@ -146,6 +146,13 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
       if (cur === pte) return P.pteYoung(pte);
       pte = cur;
     }
+  }
+  // __ptep_clear_flush_young(): a TLBI for a young entry, without the DSB
+  // (a CPU still using the young entry only makes reclaim think the page idle).
+  function rawClearFlushYoung(m: Machine, mm: Mm, addr: number, e: Float64Array, j: number): boolean {
+    const young = rawTestAndClearYoung(m, e, j);
+    if (young) flushTlbPageNosync(m, mm, addr);
+    return young;
   }
   // __clear_young_dirty_ptes(): both flags → a plain __set_pte() of the
   // old+clean value; one flag → the __clear_young_dirty_pte() cmpxchg loop.
@@ -405,6 +412,17 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
     return young;
   }
 
+  // contpte_ptep_clear_flush_young(): the block's AF cleared as above, then
+  // one range TLBI over the block (leaf only, level 3), also without the DSB.
+  function contpteClearFlushYoung(m: Machine, mm: Mm, addr: number, e: Float64Array, j: number): boolean {
+    const young = contpteTestAndClearYoung(m, e, j);
+    if (young) {
+      const a0 = alignAddr(addr);
+      flushTlbRangeArm64(m, mm, a0, a0 + CONT_SIZE, PS, true, TLBI_LEVEL_PTE, false);
+    }
+    return young;
+  }
+
   // contpte_clear_young_dirty_ptes(): widen to whole blocks at either end
   // that are CONT, no unfold.
   function contpteClearYoungDirtyPtes(m: Machine, addr: number, e: Float64Array, j: number, nr: number, flags: number): void {
@@ -519,6 +537,12 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
     if (!P.pteValidCont(orig)) return rawTestAndClearYoung(m, e, j);
     return contpteTestAndClearYoung(m, e, j);
   }
+  // ptep_clear_flush_young()
+  function publicClearFlushYoung(m: Machine, mm: Mm, addr: number, e: Float64Array, j: number): boolean {
+    const orig = rawGet(m, e, j);
+    if (!P.pteValidCont(orig)) return rawClearFlushYoung(m, mm, addr, e, j);
+    return contpteClearFlushYoung(m, mm, addr, e, j);
+  }
   // clear_young_dirty_ptes()
   function publicClearYoungDirtyPtes(m: Machine, addr: number, e: Float64Array, j: number, nr: number, flags: number): void {
     if (nr === 1 && !P.pteCont(rawGet(m, e, j))) rawClearYoungDirtyPtes(m, e, j, 1, flags);
@@ -564,6 +588,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
     modifyProtCommitPtes: (m, mm, addr, e, j, _old, pte, nr) => publicSetPtes(m, mm, addr, e, j, pte, nr),
     ptepSetAccessFlags: publicSetAccessFlags,
     ptepTestAndClearYoung: (m, _mm, _addr, e, j) => publicTestAndClearYoung(m, e, j),
+    ptepClearFlushYoung: publicClearFlushYoung,
     clearYoungDirtyPtes: (m, _mm, addr, e, j, nr, flags) => publicClearYoungDirtyPtes(m, addr, e, j, nr, flags),
     pteBatchHint: contBatchHint,
   };
@@ -582,6 +607,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
     modifyProtCommitPtes: (m, _mm, _addr, e, j, _old, pte, nr) => rawSetPtes(m, e, j, pte, nr),
     ptepSetAccessFlags: rawSetAccessFlags,
     ptepTestAndClearYoung: (m, _mm, _addr, e, j) => rawTestAndClearYoung(m, e, j),
+    ptepClearFlushYoung: rawClearFlushYoung,
     clearYoungDirtyPtes: (m, _mm, _addr, e, j, nr, flags) => rawClearYoungDirtyPtes(m, e, j, nr, flags),
     pteBatchHint: () => 1,
   };
@@ -635,6 +661,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
     modifyProtCommitPtes: (m, mm, addr, e, j, old, pte, nr) => pick(m).modifyProtCommitPtes(m, mm, addr, e, j, old, pte, nr),
     ptepSetAccessFlags: (m, mm, addr, e, j, entry, dirty) => pick(m).ptepSetAccessFlags(m, mm, addr, e, j, entry, dirty),
     ptepTestAndClearYoung: (m, mm, addr, e, j) => pick(m).ptepTestAndClearYoung(m, mm, addr, e, j),
+    ptepClearFlushYoung: (m, mm, addr, e, j) => pick(m).ptepClearFlushYoung(m, mm, addr, e, j),
     clearYoungDirtyPtes: (m, mm, addr, e, j, nr, flags) => pick(m).clearYoungDirtyPtes(m, mm, addr, e, j, nr, flags),
     // pte_batch_hint() has no Machine: CONT never appears with contpte off,
     // so the CONT-based hint is right for every variant.

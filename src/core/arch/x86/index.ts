@@ -21,6 +21,9 @@ export function x86_64(levels: 4 | 5): Arch {
   return {
     ...hooks,
     name: "x86_64",
+    // ptep_clear_flush_young() (arch/x86/mm/pgtable.c): no flush; a stale
+    // young TLB entry only delays reclaim, it cannot corrupt data.
+    ptepClearFlushYoung: (m, mm, addr, e, i) => hooks.ptepTestAndClearYoung(m, mm, addr, e, i),
     pageShift: 12,
     ptrsPerTable: 512,
     levels,
