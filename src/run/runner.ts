@@ -371,12 +371,13 @@ export class Runner {
   }
 
   figures(mm: Mm): Figures {
+    const pageKb = this.m.geo.pageSize / 1024;
     return {
       vmpte_kb: mm.pgtablesBytes / 1024,
-      rss_anon_kb: mm.rssAnon * 4,
-      rss_file_kb: mm.rssFile * 4,
-      rss_shmem_kb: mm.rssShmem * 4,
-      anon_huge_kb: mm.anonHugePmds * 2048,
+      rss_anon_kb: mm.rssAnon * pageKb,
+      rss_file_kb: mm.rssFile * pageKb,
+      rss_shmem_kb: mm.rssShmem * pageKb,
+      anon_huge_kb: (mm.anonHugePmds * this.m.geo.pmdSize) / 1024,
     };
   }
 

@@ -229,6 +229,11 @@ function* zapPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, e
 // Visits, for each PMD table overlapping [addr, end), the sub-range it covers:
 // the upper levels of unmap_page_range()/change_protection_range().
 export function* walkPmdTables(m: Machine, slot: number, level: number, addr: number, end: number, fn: (pmdSlot: number, a: number, e: number) => KGen): KGen {
+  // Two-level tables (arm64 16K/36-bit, 64K/42-bit): the top table is the PMD table.
+  if (level === LVL_PMD) {
+    yield* fn(slot, addr, end);
+    return;
+  }
   const G = m.geo;
   const span = (G.span[level] as number) * G.pageSize;
   while (addr < end) {
