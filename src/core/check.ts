@@ -42,6 +42,8 @@ export function checkTlbs(m: Machine, only?: Mm): Violation[] {
   const out: Violation[] = [];
   const A = m.arch;
   const phys = m.phys;
+  const G = m.geo;
+  const PS = G.pageSize;
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
     const entry = (key: number, pfn: number, perm: number, pages: number, what: string) => {
@@ -49,12 +51,12 @@ export function checkTlbs(m: Machine, only?: Mm): Violation[] {
       const mm = A.asidReachable(m, cpu.id, asid);
       if (mm === null || (only !== undefined && mm !== only)) return;
       const vpn = t.vpnOfKey(key) * pages;
-      const addr = vpn * 4096;
+      const addr = vpn * PS;
       if (phys.isFree(pfn)) {
         out.push({ invariant: "tlb-freed-page", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry for ${hex(addr)} maps freed pfn ${pfn}` });
         return;
       }
-      const block = pages === 1 || pages === 512 || pages === 512 * 512;
+      const block = isBlock(m, pages);
       // Pages to compare: the entry's first page (a base page or a block
       // matched as a whole), else every page of the contiguous range.
       const n = block ? 1 : pages;
@@ -65,13 +67,13 @@ export function checkTlbs(m: Machine, only?: Mm): Violation[] {
         let ok = leaf !== null && A.leafPerm(leaf[0]) >= 0;
         if (ok && leaf !== null) {
           const lpfn = A.ptePfn(leaf[0]);
-          if (!block) ok = (leaf[1] === 0 ? lpfn : lpfn + ((vpn + k) % 512 ** leaf[1])) === pfn + k;
+          if (!block) ok = (leaf[1] === 0 ? lpfn : lpfn + ((vpn + k) % (G.span[leaf[1]] as number))) === pfn + k;
           else if (pages > 1) ok = leaf[1] === 1 && lpfn === pfn;
-          else ok = (leaf[1] === 0 ? lpfn : lpfn + (vpn % 512)) === pfn;
+          else ok = (leaf[1] === 0 ? lpfn : lpfn + (vpn % G.ptrs)) === pfn;
         }
         if (!ok || leaf === null) {
           const now = leaf === null ? "none" : A.describeEntry(leaf[0]);
-          const at = hex((vpn + k) * 4096);
+          const at = hex((vpn + k) * PS);
           out.push({
             invariant: "tlb-stale-mapping",
             cpu: cpu.id,
@@ -101,13 +103,13 @@ export function checkTlbs(m: Machine, only?: Mm): Violation[] {
     };
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
-      if (key !== 0) entry(key, t.pfn[i] as number, t.perm[i] as number, 1, "4K");
+      if (key !== 0) entry(key, t.pfn[i] as number, t.perm[i] as number, 1, sizeName(G.pageShift));
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
       if (key === 0) continue;
       const shift = t.hshift[i] as number;
-      entry(key, t.hpfn[i] as number, t.hperm[i] as number, 2 ** (shift - 12), sizeName(shift));
+      entry(key, t.hpfn[i] as number, t.hperm[i] as number, 2 ** (shift - G.pageShift), sizeName(shift));
     }
     for (let i = 0; i < t.ptag.length; i++) {
       const key = t.ptag[i] as number;
@@ -159,8 +161,8 @@ function walkTables(
   const visit = (slot: number, level: number, base: number) => {
     const ch = T.chunkOf(slot);
     const cb = T.base(slot);
-    const span = 512 ** level;
-    for (let i = 0; i < 512; i++) {
+    const span = m.geo.span[level] as number;
+    for (let i = 0; i < m.geo.ptrs; i++) {
       const v = ch[cb + i] as number;
       if (v === 0) continue;
       const vpn = base + i * span;
@@ -181,6 +183,9 @@ export function checkAccounting(m: Machine): Violation[] {
   const phys = m.phys;
   const cap = phys.highWater;
   const { mapcount, entire, pageCache } = scratch(cap);
+  const PS = m.geo.pageSize;
+  const ptrs = m.geo.ptrs;
+  const span = m.geo.span;
   for (const mm of m.mms) {
     if (!mm.alive) continue;
     let tables = mm.deposited.length;
@@ -191,18 +196,18 @@ export function checkAccounting(m: Machine): Violation[] {
     const visit = (slot: number, level: number, base: number) => {
       const ch = T.chunkOf(slot);
       const cb = T.base(slot);
-      const span = 512 ** level;
-      for (let i = 0; i < 512; i++) {
+      const sp = span[level] as number;
+      for (let i = 0; i < ptrs; i++) {
         const v = ch[cb + i] as number;
         if (v === 0) continue;
-        const vpn = base + i * span;
+        const vpn = base + i * sp;
         if (level > 0 && A.entryIsTable(v)) {
           const child = T.slotOfPfn(A.ptePfn(v));
           if (T.state[child] !== TBL_LIVE) {
             out.push({
               invariant: "table-not-live",
-              addr: vpn * 4096,
-              message: `mm${mm.id}: entry at ${hex(vpn * 4096)} level ${level} points to a table that is not live`,
+              addr: vpn * PS,
+              message: `mm${mm.id}: entry at ${hex(vpn * PS)} level ${level} points to a table that is not live`,
             });
             continue;
           }
@@ -214,25 +219,25 @@ export function checkAccounting(m: Machine): Violation[] {
         const pfn = A.ptePfn(v);
         const f = phys.flags[pfn] as number;
         if (f & PG_FREE) {
-          out.push({ invariant: "pte-maps-freed-page", addr: vpn * 4096, message: `mm${mm.id}: ${hex(vpn * 4096)} maps freed pfn ${pfn}` });
+          out.push({ invariant: "pte-maps-freed-page", addr: vpn * PS, message: `mm${mm.id}: ${hex(vpn * PS)} maps freed pfn ${pfn}` });
           continue;
         }
         if (f & PG_ZERO) continue;
         const head = phys.folioHead(pfn);
         const hf = phys.flags[head] as number;
-        const n = level === 0 ? 1 : 512;
+        const n = level === 0 ? 1 : (sp as number);
         if (hf & PG_ANON) anon += n;
         else if (hf & PG_SHMEM) shmem += n;
         else file += n;
         if (level === 0) {
           mapcount[pfn] = (mapcount[pfn] as number) + 1;
           if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
-            const vma = mm.findVma(vpn * 4096);
+            const vma = mm.findVma(vpn * PS);
             if (vma !== null && !vma.isShared)
               out.push({
                 invariant: "writable-anon-not-exclusive",
-                addr: vpn * 4096,
-                message: `mm${mm.id}: writable PTE at ${hex(vpn * 4096)} maps anon page pfn ${pfn} that is not AnonExclusive`,
+                addr: vpn * PS,
+                message: `mm${mm.id}: writable PTE at ${hex(vpn * PS)} maps anon page pfn ${pfn} that is not AnonExclusive`,
               });
           }
         } else {
@@ -243,10 +248,10 @@ export function checkAccounting(m: Machine): Violation[] {
     };
     visit(mm.pgd, A.levels - 1, 0);
     const name = `mm${mm.id}`;
-    if (tables * 4096 !== mm.pgtablesBytes)
+    if (tables * PS !== mm.pgtablesBytes)
       out.push({
         invariant: "pgtables-bytes",
-        message: `${name}: pgtables_bytes ${mm.pgtablesBytes} but ${tables} PTE/PMD/PUD tables are live (${tables * 4096})`,
+        message: `${name}: pgtables_bytes ${mm.pgtablesBytes} but ${tables} PTE/PMD/PUD tables are live (${tables * PS})`,
       });
     if (anon !== mm.rssAnon) out.push({ invariant: "rss-anon", message: `${name}: RssAnon counter ${mm.rssAnon} pages, page tables map ${anon}` });
     if (file !== mm.rssFile) out.push({ invariant: "rss-file", message: `${name}: RssFile counter ${mm.rssFile} pages, page tables map ${file}` });
@@ -282,7 +287,7 @@ export function checkAccounting(m: Machine): Violation[] {
 export function checkLeaks(m: Machine): Violation[] {
   const out: Violation[] = [];
   let expected = 1; // the zero page
-  if (m.phys.hugeZeroPfn >= 0) expected += 512;
+  if (m.phys.hugeZeroPfn >= 0) expected += m.geo.pmdNr;
   for (const f of m.files.values()) expected += f.pages.size;
   if (m.tables.live !== 0) out.push({ invariant: "leak", message: `${m.tables.live} page-table pages still allocated after all processes exited` });
   else if (m.phys.allocated !== expected)
@@ -293,12 +298,19 @@ export function checkLeaks(m: Machine): Violation[] {
   return out;
 }
 
-// Does a large entry to pfn of size 2^shift map a freed frame? A block is
+// A TLB entry of this many pages is a block (a base page, a PMD or PUD
+// leaf), not an arm64 contiguous range.
+function isBlock(m: Machine, pages: number): boolean {
+  const s = m.geo.span;
+  return pages === s[0] || pages === s[1] || pages === s[2];
+}
+
+// Does a large entry to pfn of `pages` pages map a freed frame? A block is
 // checked by its first frame (blocks map whole folios); a contiguous range,
 // which may span several folios, by each.
-function hugeHitsFreed(pfn: number, shift: number, freed: Set<number>): boolean {
-  if (shift !== 16) return freed.has(pfn);
-  for (let k = 0; k < 16; k++) if (freed.has(pfn + k)) return true;
+function hugeHitsFreed(m: Machine, pfn: number, pages: number, freed: Set<number>): boolean {
+  if (isBlock(m, pages)) return freed.has(pfn);
+  for (let k = 0; k < pages; k++) if (freed.has(pfn + k)) return true;
   return false;
 }
 
@@ -324,13 +336,13 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,
-          addr: t.vpnOfKey(key) * 4096,
-          message: `${what}: pfn ${t.pfn[i]} freed while CPU${cpu.id}'s TLB still maps it at ${hex(t.vpnOfKey(key) * 4096)}`,
+          addr: t.vpnOfKey(key) * m.geo.pageSize,
+          message: `${what}: pfn ${t.pfn[i]} freed while CPU${cpu.id}'s TLB still maps it at ${hex(t.vpnOfKey(key) * m.geo.pageSize)}`,
         });
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
-      if (key !== 0 && hugeHitsFreed(t.hpfn[i] as number, t.hshift[i] as number, freed) && live(key))
+      if (key !== 0 && hugeHitsFreed(m, t.hpfn[i] as number, t.hugePages(i), freed) && live(key))
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,
@@ -374,7 +386,7 @@ function forEachPresentPte(m: Machine, skip: (slot: number) => boolean, fn: (v: 
     if (T.state[slot] !== TBL_LIVE || T.level[slot] !== 0 || skip(slot)) continue;
     const e = T.chunkOf(slot);
     const b = T.base(slot);
-    for (let i = 0; i < 512; i++) {
+    for (let i = 0; i < T.ptrs; i++) {
       const v = e[b + i] as number;
       if (v !== 0 && A.ptePresent(v)) fn(v, slot, i);
     }
@@ -416,12 +428,12 @@ export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, 
       (v, vpn) => {
         if (!A.ptePresent(v) || !A.pteWrite(v)) return;
         // No VMA: munmap detached it and is zapping under the read lock.
-        const vma = mm.findVma(vpn * 4096);
+        const vma = mm.findVma(vpn * m.geo.pageSize);
         if (vma !== null && (vma.flags & VM_WRITE) === 0)
           out.push({
             invariant: "writable-without-vm-write",
-            addr: vpn * 4096,
-            message: `mm${mm.id}: ${hex(vpn * 4096)} is writable (${A.describeEntry(v)}) but its VMA has no VM_WRITE`,
+            addr: vpn * m.geo.pageSize,
+            message: `mm${mm.id}: ${hex(vpn * m.geo.pageSize)} is writable (${A.describeEntry(v)}) but its VMA has no VM_WRITE`,
           });
       },
     );

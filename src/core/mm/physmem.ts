@@ -16,7 +16,9 @@ export const PG_SHMEM = 128; // page cache of a shmem file (shared anonymous)
 
 import { growTo } from "../growable.js";
 
-export const MAX_ORDER = 10;
+// Orders 0..13: the 64K granule's PMD THP is order 13 (512M), as its
+// MAX_PAGE_ORDER is (ARCH_FORCE_MAX_ORDER); 4K needs 0..10.
+export const MAX_ORDER = 14;
 const GROWTH = 1.5; // spare capacity vs. copying on growth
 const INITIAL_FRAMES = 1 << 14;
 
