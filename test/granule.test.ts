@@ -3,6 +3,7 @@
 // every step.
 
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import type { Counters } from "../src/core/counters.js";
 import { type ReportRow, Runner, ViolationError } from "../src/run/runner.js";
@@ -178,5 +179,22 @@ steps:
       () => new Runner(sc, {}).runAll(),
       (e: unknown) => e instanceof ScenarioError && /^g\.yaml:5:5: munmap failed: EINVAL: address must be page aligned$/.test(e.format()),
     );
+  });
+
+  it("every diff scenario runs clean on 16K and 64K pages, leaks included", () => {
+    const dir = "scenarios/diff";
+    for (const g of [16, 64] as const)
+      for (const f of readdirSync(dir).filter((x) => x.endsWith(".yaml") && !x.includes("50g"))) {
+        const sc = parseScenario(readFileSync(`${dir}/${f}`, "utf8"), f);
+        sc.machine.arch = "arm64";
+        sc.machine.arm64 = { granule: g, vaBits: 48, hafdbs: true, tlbiRange: true, bbml2NoAbort: false, asidBits: 16 };
+        const r = new Runner(sc, { checkInvariants: true });
+        r.runAll();
+        assert.deepEqual(
+          r.finish().map((v) => `[${v.invariant}] ${v.message}`),
+          [],
+          `${g}K ${f}`,
+        );
+      }
   });
 });
