@@ -9,7 +9,7 @@ import { PG_ANON, PG_ANON_EXCLUSIVE, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBAC
 import { VM_WRITE } from "./mm/types.js";
 import { LVL_PUD, TBL_LIVE } from "./mm/pgtable.js";
 import type { Mm } from "./mm/types.js";
-import { idxAt } from "./mm/walk.js";
+import { idxAt, SPAN } from "./mm/walk.js";
 
 const hex = (a: number) => `0x${a.toString(16)}`;
 
@@ -159,7 +159,7 @@ function walkTables(
   const visit = (slot: number, level: number, base: number) => {
     const ch = T.chunkOf(slot);
     const cb = T.base(slot);
-    const span = 512 ** level;
+    const span = SPAN[level] as number;
     for (let i = 0; i < 512; i++) {
       const v = ch[cb + i] as number;
       if (v === 0) continue;
@@ -173,75 +173,99 @@ function walkTables(
   visit(mm.pgd, A.levels - 1, 0);
 }
 
-// Page tables agree with the counters and the struct page state.
-export function checkAccounting(m: Machine): Violation[] {
-  const out: Violation[] = [];
+// State of checkAccounting()'s walk of one mm (a plain function over this
+// rather than a closure per mm: V8 kept reoptimising the closures).
+class AcctWalk {
+  mm: Mm | null = null;
+  tables = 0;
+  anon = 0;
+  file = 0;
+  shmem = 0;
+  thp = 0;
+  constructor(
+    readonly m: Machine,
+    readonly out: Violation[],
+    readonly mapcount: Int32Array,
+    readonly entire: Int32Array,
+  ) {}
+}
+
+function acctVisit(w: AcctWalk, slot: number, level: number, base: number): void {
+  const m = w.m;
   const A = m.arch;
   const T = m.tables;
   const phys = m.phys;
+  const mm = w.mm as Mm;
+  const out = w.out;
+  const ch = T.chunkOf(slot);
+  const cb = T.base(slot);
+  const span = SPAN[level] as number;
+  for (let i = 0; i < 512; i++) {
+    // Most entries are none: skip them in a loop of their own (V8 keeps it tight).
+    while (i < 512 && ch[cb + i] === 0) i++;
+    if (i === 512) break;
+    const v = ch[cb + i] as number;
+    const vpn = base + i * span;
+    if (level > 0 && A.entryIsTable(v)) {
+      const child = T.slotOfPfn(A.ptePfn(v));
+      if (T.state[child] !== TBL_LIVE) {
+        out.push({
+          invariant: "table-not-live",
+          addr: vpn * 4096,
+          message: `mm${mm.id}: entry at ${hex(vpn * 4096)} level ${level} points to a table that is not live`,
+        });
+        continue;
+      }
+      if (level - 1 <= LVL_PUD) w.tables++;
+      acctVisit(w, child, level - 1, vpn);
+      continue;
+    }
+    if (!A.ptePresent(v)) continue;
+    const pfn = A.ptePfn(v);
+    const f = phys.flags[pfn] as number;
+    if (f & PG_FREE) {
+      out.push({ invariant: "pte-maps-freed-page", addr: vpn * 4096, message: `mm${mm.id}: ${hex(vpn * 4096)} maps freed pfn ${pfn}` });
+      continue;
+    }
+    if (f & PG_ZERO) continue;
+    const head = phys.folioHead(pfn);
+    const hf = phys.flags[head] as number;
+    const n = level === 0 ? 1 : 512;
+    if (hf & PG_ANON) w.anon += n;
+    else if (hf & PG_SHMEM) w.shmem += n;
+    else w.file += n;
+    if (level === 0) {
+      w.mapcount[pfn] = (w.mapcount[pfn] as number) + 1;
+      if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
+        const vma = mm.findVma(vpn * 4096);
+        if (vma !== null && !vma.isShared)
+          out.push({
+            invariant: "writable-anon-not-exclusive",
+            addr: vpn * 4096,
+            message: `mm${mm.id}: writable PTE at ${hex(vpn * 4096)} maps anon page pfn ${pfn} that is not AnonExclusive`,
+          });
+      }
+    } else {
+      w.entire[head] = (w.entire[head] as number) + 1;
+      if (hf & PG_ANON) w.thp++;
+    }
+  }
+}
+
+// Page tables agree with the counters and the struct page state.
+export function checkAccounting(m: Machine): Violation[] {
+  const out: Violation[] = [];
+  const phys = m.phys;
   const cap = phys.highWater;
   const { mapcount, entire, pageCache } = scratch(cap);
+  const w = new AcctWalk(m, out, mapcount, entire);
   for (const mm of m.mms) {
     if (!mm.alive) continue;
-    let tables = mm.deposited.length;
-    let anon = 0;
-    let file = 0;
-    let shmem = 0;
-    let thp = 0;
-    const visit = (slot: number, level: number, base: number) => {
-      const ch = T.chunkOf(slot);
-      const cb = T.base(slot);
-      const span = 512 ** level;
-      for (let i = 0; i < 512; i++) {
-        const v = ch[cb + i] as number;
-        if (v === 0) continue;
-        const vpn = base + i * span;
-        if (level > 0 && A.entryIsTable(v)) {
-          const child = T.slotOfPfn(A.ptePfn(v));
-          if (T.state[child] !== TBL_LIVE) {
-            out.push({
-              invariant: "table-not-live",
-              addr: vpn * 4096,
-              message: `mm${mm.id}: entry at ${hex(vpn * 4096)} level ${level} points to a table that is not live`,
-            });
-            continue;
-          }
-          if (level - 1 <= LVL_PUD) tables++;
-          visit(child, level - 1, vpn);
-          continue;
-        }
-        if (!A.ptePresent(v)) continue;
-        const pfn = A.ptePfn(v);
-        const f = phys.flags[pfn] as number;
-        if (f & PG_FREE) {
-          out.push({ invariant: "pte-maps-freed-page", addr: vpn * 4096, message: `mm${mm.id}: ${hex(vpn * 4096)} maps freed pfn ${pfn}` });
-          continue;
-        }
-        if (f & PG_ZERO) continue;
-        const head = phys.folioHead(pfn);
-        const hf = phys.flags[head] as number;
-        const n = level === 0 ? 1 : 512;
-        if (hf & PG_ANON) anon += n;
-        else if (hf & PG_SHMEM) shmem += n;
-        else file += n;
-        if (level === 0) {
-          mapcount[pfn] = (mapcount[pfn] as number) + 1;
-          if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
-            const vma = mm.findVma(vpn * 4096);
-            if (vma !== null && !vma.isShared)
-              out.push({
-                invariant: "writable-anon-not-exclusive",
-                addr: vpn * 4096,
-                message: `mm${mm.id}: writable PTE at ${hex(vpn * 4096)} maps anon page pfn ${pfn} that is not AnonExclusive`,
-              });
-          }
-        } else {
-          entire[head] = (entire[head] as number) + 1;
-          if (hf & PG_ANON) thp++;
-        }
-      }
-    };
-    visit(mm.pgd, A.levels - 1, 0);
+    w.mm = mm;
+    w.tables = mm.deposited.length;
+    w.anon = w.file = w.shmem = w.thp = 0;
+    acctVisit(w, mm.pgd, m.arch.levels - 1, 0);
+    const { tables, anon, file, shmem, thp } = w;
     const name = `mm${mm.id}`;
     if (tables * 4096 !== mm.pgtablesBytes)
       out.push({
