@@ -173,6 +173,136 @@ function walkTables(
   visit(mm.pgd, A.levels - 1, 0);
 }
 
+// One PTE table as checkAccounting() last scanned it, with every input the
+// scan read: the 512 entries, and per present entry the pfn, its folio head
+// and flags[pfn] | order[pfn] << 8 | flags[head] << 16. Equal inputs give an
+// equal result, so a table whose inputs all compare equal is not rescanned.
+interface PteScan {
+  slot: number;
+  entries: Float64Array;
+  leaves: Float64Array; // pfn, head, packed struct page state; per present entry
+  anon: number;
+  file: number;
+  shmem: number;
+  // No violation and no VMA read (writable-anon-not-exclusive candidates):
+  // the result depends on the inputs above alone.
+  reusable: boolean;
+  mult: number; // visits counted in AccountingCache.mapcount
+  seen: number; // visits in the check under way
+}
+
+// Memo of checkAccounting() for a caller that checks the same machine after
+// every step (the replay). Upper-level tables are scanned in full every time;
+// PTE tables are rescanned only when an input changed. mapcount holds the sum
+// of the PTE mapcount contributions of the tables the last check visited.
+export class AccountingCache {
+  pte: (PteScan | undefined)[] = [];
+  mapcount = new Int32Array(0);
+  included: PteScan[] = [];
+  visited: PteScan[] = [];
+}
+
+const leafBuf = new Float64Array(512 * 3);
+
+// The level-0 part of checkAccounting()'s walk, for one PTE table; the same
+// tests in the same order (test/check-cache.test.ts compares the two).
+function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[]): PteScan {
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  const flags = phys.flags;
+  const order = phys.order;
+  const cb = T.base(slot);
+  const entries = T.chunkOf(slot).slice(cb, cb + 512);
+  let n = 0;
+  let anon = 0;
+  let file = 0;
+  let shmem = 0;
+  let reusable = true;
+  for (let i = 0; i < 512; i++) {
+    const v = entries[i] as number;
+    if (v === 0 || !A.ptePresent(v)) continue;
+    const vpn = base + i;
+    const pfn = A.ptePfn(v);
+    const f = flags[pfn] as number;
+    if (f & PG_FREE) {
+      out.push({ invariant: "pte-maps-freed-page", addr: vpn * 4096, message: `mm${mm.id}: ${hex(vpn * 4096)} maps freed pfn ${pfn}` });
+      reusable = false;
+      continue;
+    }
+    const head = phys.folioHead(pfn);
+    const hf = flags[head] as number;
+    leafBuf[n] = pfn;
+    leafBuf[n + 1] = head;
+    leafBuf[n + 2] = f | ((order[pfn] as number) << 8) | (hf << 16);
+    n += 3;
+    if (f & PG_ZERO) continue;
+    if (hf & PG_ANON) anon++;
+    else if (hf & PG_SHMEM) shmem++;
+    else file++;
+    if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
+      reusable = false;
+      const vma = mm.findVma(vpn * 4096);
+      if (vma !== null && !vma.isShared)
+        out.push({
+          invariant: "writable-anon-not-exclusive",
+          addr: vpn * 4096,
+          message: `mm${mm.id}: writable PTE at ${hex(vpn * 4096)} maps anon page pfn ${pfn} that is not AnonExclusive`,
+        });
+    }
+  }
+  return { slot, entries, leaves: leafBuf.slice(0, n), anon, file, shmem, reusable, mult: 0, seen: 0 };
+}
+
+// Does the PTE table at slot still hold what s was computed from?
+function pteUnchanged(m: Machine, s: PteScan, slot: number): boolean {
+  if (!s.reusable) return false;
+  const ch = m.tables.chunkOf(slot);
+  const cb = m.tables.base(slot);
+  const e = s.entries;
+  for (let i = 0; i < 512; i++) if (ch[cb + i] !== e[i]) return false;
+  const flags = m.phys.flags;
+  const order = m.phys.order;
+  const l = s.leaves;
+  for (let k = 0; k < l.length; k += 3) {
+    const pfn = l[k] as number;
+    if (((flags[pfn] as number) | ((order[pfn] as number) << 8) | ((flags[l[k + 1] as number] as number) << 16)) !== l[k + 2]) return false;
+  }
+  return true;
+}
+
+function addMapcounts(mapcount: Int32Array, s: PteScan, d: number): void {
+  const l = s.leaves;
+  const n = mapcount.length;
+  for (let k = 0; k < l.length; k += 3) {
+    const pfn = l[k] as number;
+    if (((l[k + 2] as number) & PG_ZERO) === 0 && pfn < n) mapcount[pfn] = (mapcount[pfn] as number) + d;
+  }
+}
+
+// After a cached walk: mapcount becomes the sum over this walk's PTE table
+// visits; scans not visited are dropped.
+function settleCache(c: AccountingCache, cap: number): void {
+  for (const s of c.included) {
+    if (s.seen !== 0) continue;
+    addMapcounts(c.mapcount, s, -s.mult);
+    s.mult = 0;
+    if (c.pte[s.slot] === s) c.pte[s.slot] = undefined;
+  }
+  for (const s of c.visited) {
+    if (s.seen !== s.mult) addMapcounts(c.mapcount, s, s.seen - s.mult);
+    s.mult = s.seen;
+    s.seen = 0;
+  }
+  c.included = c.visited;
+  c.visited = [];
+  // Frames beyond mapcount's length were never counted: rebuild it larger.
+  if (c.mapcount.length < cap) {
+    c.mapcount = new Int32Array(Math.ceil(cap * 1.5));
+    for (const s of c.included) addMapcounts(c.mapcount, s, s.mult);
+  }
+}
+
 // State of checkAccounting()'s walk of one mm (a plain function over this
 // rather than a closure per mm: V8 kept reoptimising the closures).
 class AcctWalk {
@@ -185,6 +315,7 @@ class AcctWalk {
   constructor(
     readonly m: Machine,
     readonly out: Violation[],
+    readonly cache: AccountingCache | undefined,
     readonly mapcount: Int32Array,
     readonly entire: Int32Array,
   ) {}
@@ -197,6 +328,7 @@ function acctVisit(w: AcctWalk, slot: number, level: number, base: number): void
   const phys = m.phys;
   const mm = w.mm as Mm;
   const out = w.out;
+  const cache = w.cache;
   const ch = T.chunkOf(slot);
   const cb = T.base(slot);
   const span = SPAN[level] as number;
@@ -217,7 +349,17 @@ function acctVisit(w: AcctWalk, slot: number, level: number, base: number): void
         continue;
       }
       if (level - 1 <= LVL_PUD) w.tables++;
-      acctVisit(w, child, level - 1, vpn);
+      if (level === 1 && cache !== undefined) {
+        let s = cache.pte[child];
+        if (s === undefined || !pteUnchanged(m, s, child)) {
+          s = scanPte(m, mm, child, vpn, out);
+          cache.pte[child] = s;
+        }
+        if (s.seen++ === 0) cache.visited.push(s);
+        w.anon += s.anon;
+        w.file += s.file;
+        w.shmem += s.shmem;
+      } else acctVisit(w, child, level - 1, vpn);
       continue;
     }
     if (!A.ptePresent(v)) continue;
@@ -252,13 +394,15 @@ function acctVisit(w: AcctWalk, slot: number, level: number, base: number): void
   }
 }
 
-// Page tables agree with the counters and the struct page state.
-export function checkAccounting(m: Machine): Violation[] {
+// Page tables agree with the counters and the struct page state. cache:
+// reuse the scans of PTE tables whose inputs did not change (same result,
+// test/check-cache.test.ts).
+export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[] {
   const out: Violation[] = [];
   const phys = m.phys;
   const cap = phys.highWater;
-  const { mapcount, entire, pageCache } = scratch(cap);
-  const w = new AcctWalk(m, out, mapcount, entire);
+  const { mapcount: scratchMap, entire, pageCache } = scratch(cap);
+  const w = new AcctWalk(m, out, cache, scratchMap, entire);
   for (const mm of m.mms) {
     if (!mm.alive) continue;
     w.mm = mm;
@@ -277,6 +421,11 @@ export function checkAccounting(m: Machine): Violation[] {
     if (shmem !== mm.rssShmem) out.push({ invariant: "rss-shmem", message: `${name}: RssShmem counter ${mm.rssShmem} pages, page tables map ${shmem}` });
     if (thp !== mm.anonHugePmds)
       out.push({ invariant: "anon-huge", message: `${name}: AnonHugePages counter ${mm.anonHugePmds} PMDs, page tables map ${thp}` });
+  }
+  let mapcount = scratchMap;
+  if (cache !== undefined) {
+    settleCache(cache, cap);
+    mapcount = cache.mapcount;
   }
   // struct page state against the mappings found.
   for (const f of m.files.values()) for (const pfn of f.pages.values()) pageCache[pfn] = 1;
