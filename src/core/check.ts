@@ -30,6 +30,89 @@ function softWalk(m: Machine, mm: Mm, vpn: number): [number, number] | null {
   return null;
 }
 
+// softWalk() for checkTlbs(), without the allocation: the leaf entry or 0
+// (none); walkLevel is the leaf's level.
+let walkLevel = 0;
+function tlbWalk(m: Machine, mm: Mm, vpn: number): number {
+  const A = m.arch;
+  const T = m.tables;
+  let slot = mm.pgd;
+  for (let level = A.levels - 1; level >= 0; level--) {
+    const v = T.chunkOf(slot)[T.base(slot) + idxAt(vpn, level)] as number;
+    if (v === 0) return 0;
+    if (level > 0 && A.entryIsTable(v)) {
+      slot = T.slotOfPfn(A.ptePfn(v));
+      continue;
+    }
+    walkLevel = level;
+    return v;
+  }
+  return 0;
+}
+
+// One TLB entry of cpu: page number (in units of its size), output pfn,
+// permissions, pages covered (1, a contiguous range, or a block). Returns
+// whether it passed.
+function checkTlbEntry(m: Machine, cpu: number, mm: Mm, vpn0: number, pfn: number, perm: number, pages: number, what: string, out: Violation[]): boolean {
+  const A = m.arch;
+  const vpn = vpn0 * pages;
+  const addr = vpn * 4096;
+  if (m.phys.isFree(pfn)) {
+    out.push({ invariant: "tlb-freed-page", cpu, addr, message: `CPU${cpu} ${what} TLB entry for ${hex(addr)} maps freed pfn ${pfn}` });
+    return false;
+  }
+  const block = pages === 1 || pages === 512 || pages === 512 * 512;
+  // Pages to compare: the entry's first page (a base page or a block
+  // matched as a whole), else every page of the contiguous range.
+  const n = block ? 1 : pages;
+  let lp = TLB_W;
+  let dirtyAny = false;
+  for (let k = 0; k < n; k++) {
+    const leaf = tlbWalk(m, mm, vpn + k);
+    let ok = leaf !== 0 && A.leafPerm(leaf) >= 0;
+    if (ok) {
+      const lpfn = A.ptePfn(leaf);
+      const level = walkLevel;
+      if (!block) ok = (level === 0 ? lpfn : lpfn + ((vpn + k) % (SPAN[level] as number))) === pfn + k;
+      else if (pages > 1) ok = level === 1 && lpfn === pfn;
+      else ok = (level === 0 ? lpfn : lpfn + (vpn % 512)) === pfn;
+    }
+    if (!ok) {
+      const now = leaf === 0 ? "none" : A.describeEntry(leaf);
+      const at = hex((vpn + k) * 4096);
+      out.push({
+        invariant: "tlb-stale-mapping",
+        cpu,
+        addr,
+        message: `CPU${cpu} ${what} TLB entry ${hex(addr)} -> pfn ${pfn} but the page tables say ${now}${n > 1 ? ` at ${at}` : ""}`,
+      });
+      return false;
+    }
+    const p = A.leafPerm(leaf);
+    if ((p & TLB_W) === 0) lp = 0;
+    if ((p & TLB_D) !== 0) dirtyAny = true;
+  }
+  if ((perm & TLB_W) !== 0 && lp === 0) {
+    out.push({
+      invariant: "tlb-stale-write",
+      cpu,
+      addr,
+      message: `CPU${cpu} ${what} TLB entry ${hex(addr)} grants write; the PTE is read-only (${A.describeEntry((softWalk(m, mm, vpn) as [number, number])[0])})`,
+    });
+    return false;
+  }
+  if ((perm & TLB_D) !== 0 && !dirtyAny) {
+    out.push({
+      invariant: "tlb-stale-dirty",
+      cpu,
+      addr,
+      message: `CPU${cpu} ${what} TLB entry ${hex(addr)} is dirty but the PTE is clean: a write through it would be lost`,
+    });
+    return false;
+  }
+  return true;
+}
+
 // After a syscall returns: no reachable TLB entry maps a freed page, maps
 // what the page tables no longer map, grants write the tables no longer
 // grant, or claims dirty where the PTE is clean; no walk cache points to a
@@ -44,75 +127,26 @@ export function checkTlbs(m: Machine, only?: Mm): Violation[] {
   const phys = m.phys;
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
-    const entry = (key: number, pfn: number, perm: number, pages: number, what: string) => {
-      const asid = t.asidOfKey(key);
-      const mm = A.asidReachable(m, cpu.id, asid);
-      if (mm === null || (only !== undefined && mm !== only)) return;
-      const vpn = t.vpnOfKey(key) * pages;
-      const addr = vpn * 4096;
-      if (phys.isFree(pfn)) {
-        out.push({ invariant: "tlb-freed-page", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry for ${hex(addr)} maps freed pfn ${pfn}` });
-        return;
-      }
-      const block = pages === 1 || pages === 512 || pages === 512 * 512;
-      // Pages to compare: the entry's first page (a base page or a block
-      // matched as a whole), else every page of the contiguous range.
-      const n = block ? 1 : pages;
-      let lp = TLB_W;
-      let dirtyAny = false;
-      for (let k = 0; k < n; k++) {
-        const leaf = softWalk(m, mm, vpn + k);
-        let ok = leaf !== null && A.leafPerm(leaf[0]) >= 0;
-        if (ok && leaf !== null) {
-          const lpfn = A.ptePfn(leaf[0]);
-          if (!block) ok = (leaf[1] === 0 ? lpfn : lpfn + ((vpn + k) % 512 ** leaf[1])) === pfn + k;
-          else if (pages > 1) ok = leaf[1] === 1 && lpfn === pfn;
-          else ok = (leaf[1] === 0 ? lpfn : lpfn + (vpn % 512)) === pfn;
-        }
-        if (!ok || leaf === null) {
-          const now = leaf === null ? "none" : A.describeEntry(leaf[0]);
-          const at = hex((vpn + k) * 4096);
-          out.push({
-            invariant: "tlb-stale-mapping",
-            cpu: cpu.id,
-            addr,
-            message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} -> pfn ${pfn} but the page tables say ${now}${n > 1 ? ` at ${at}` : ""}`,
-          });
-          return;
-        }
-        const p = A.leafPerm(leaf[0]);
-        if ((p & TLB_W) === 0) lp = 0;
-        if ((p & TLB_D) !== 0) dirtyAny = true;
-      }
-      if ((perm & TLB_W) !== 0 && lp === 0)
-        out.push({
-          invariant: "tlb-stale-write",
-          cpu: cpu.id,
-          addr,
-          message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} grants write; the PTE is read-only (${A.describeEntry((softWalk(m, mm, vpn) as [number, number])[0])})`,
-        });
-      else if ((perm & TLB_D) !== 0 && !dirtyAny)
-        out.push({
-          invariant: "tlb-stale-dirty",
-          cpu: cpu.id,
-          addr,
-          message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} is dirty but the PTE is clean: a write through it would be lost`,
-        });
-    };
+    const c = cpu.id;
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
-      if (key !== 0) entry(key, t.pfn[i] as number, t.perm[i] as number, 1, "4K");
+      if (key === 0) continue;
+      const mm = A.asidReachable(m, c, t.asidOfKey(key));
+      if (mm === null || (only !== undefined && mm !== only)) continue;
+      checkTlbEntry(m, c, mm, t.vpnOfKey(key), t.pfn[i] as number, t.perm[i] as number, 1, "4K", out);
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
       if (key === 0) continue;
+      const mm = A.asidReachable(m, c, t.asidOfKey(key));
+      if (mm === null || (only !== undefined && mm !== only)) continue;
       const shift = t.hshift[i] as number;
-      entry(key, t.hpfn[i] as number, t.hperm[i] as number, 2 ** (shift - 12), sizeName(shift));
+      checkTlbEntry(m, c, mm, t.vpnOfKey(key), t.hpfn[i] as number, t.hperm[i] as number, 2 ** (shift - 12), sizeName(shift), out);
     }
     for (let i = 0; i < t.ptag.length; i++) {
       const key = t.ptag[i] as number;
       if (key === 0) continue;
-      const reach = A.asidReachable(m, cpu.id, t.asidOfKey(key));
+      const reach = A.asidReachable(m, c, t.asidOfKey(key));
       if (reach === null || (only !== undefined && reach !== only)) continue;
       const pfn = t.ptbl[i] as number;
       const f = phys.flags[pfn] as number;
@@ -120,8 +154,8 @@ export function checkTlbs(m: Machine, only?: Mm): Violation[] {
       if ((f & PG_FREE) !== 0 || (f & PG_PAGETABLE) === 0 || slot < 0 || m.tables.state[slot] !== TBL_LIVE) {
         out.push({
           invariant: "walk-cache-freed-table",
-          cpu: cpu.id,
-          message: `CPU${cpu.id} paging-structure cache (level ${t.plevel[i]}) points to freed table pfn ${pfn}`,
+          cpu: c,
+          message: `CPU${c} paging-structure cache (level ${t.plevel[i]}) points to freed table pfn ${pfn}`,
         });
       }
     }
