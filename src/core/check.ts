@@ -2,7 +2,7 @@
 // spirit: mm/page_table_check.c, check_mm() in kernel/fork.c, and the TLB
 // rules of the architecture). Each returns violations; nothing throws.
 
-import { TLB_D, TLB_W } from "./hw/tlb.js";
+import { TLB_D, TLB_W, type Tlb } from "./hw/tlb.js";
 import { sizeName } from "./hw/walker.js";
 import type { Machine, Violation } from "./machine.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./mm/physmem.js";
@@ -30,24 +30,111 @@ function softWalk(m: Machine, mm: Mm, vpn: number): [number, number] | null {
   return null;
 }
 
-// softWalk() for checkTlbs(), without the allocation: the leaf entry or 0
-// (none); walkLevel is the leaf's level.
+// softWalk() for checkTlbs(), without the allocation, recording the path:
+// per level visited, the table slot, the index in it, the entry and (for a
+// table entry) the pfn it points to. Returns the leaf entry or 0 (none);
+// walkLevel is the leaf's level.
+const MAX_LEVELS = 5;
+const pathSlot = new Int32Array(MAX_LEVELS);
+const pathIdx = new Int32Array(MAX_LEVELS);
+const pathV = new Float64Array(MAX_LEVELS);
+const pathChild = new Float64Array(MAX_LEVELS);
+let pathLen = 0;
 let walkLevel = 0;
 function tlbWalk(m: Machine, mm: Mm, vpn: number): number {
   const A = m.arch;
   const T = m.tables;
   let slot = mm.pgd;
+  let d = 0;
   for (let level = A.levels - 1; level >= 0; level--) {
-    const v = T.chunkOf(slot)[T.base(slot) + idxAt(vpn, level)] as number;
+    const idx = idxAt(vpn, level);
+    const v = T.chunkOf(slot)[T.base(slot) + idx] as number;
+    pathSlot[d] = slot;
+    pathIdx[d] = idx;
+    pathV[d] = v;
+    pathLen = ++d;
     if (v === 0) return 0;
     if (level > 0 && A.entryIsTable(v)) {
-      slot = T.slotOfPfn(A.ptePfn(v));
+      const child = A.ptePfn(v);
+      pathChild[d - 1] = child;
+      slot = T.slotOfPfn(child);
       continue;
     }
     walkLevel = level;
     return v;
   }
   return 0;
+}
+
+// Memo of checkTlbs() for a caller that checks the same machine after every
+// step (the replay): per base-page TLB entry that passed, every input the
+// check read (the entry, the mm its ASID reaches, the walk's path: tables,
+// entries and the table each entry points to). An entry whose inputs all
+// compare equal passes again and is not rewalked; any difference (a refill,
+// a PTE store or hardware A/D update on the path, a table freed or reused,
+// the page freed) rechecks it in full.
+export class TlbCache {
+  cpus: TlbMemo[] = [];
+}
+class TlbMemo {
+  key: Float64Array; // of the entry seen last at each index
+  asid: Int32Array; // of key, whether or not the entry passed
+  ok: Uint8Array;
+  pfn: Float64Array;
+  perm: Uint8Array;
+  mm: (Mm | null)[];
+  depth: Uint8Array;
+  slot: Int32Array;
+  idx: Int32Array;
+  v: Float64Array;
+  child: Float64Array;
+  constructor(
+    readonly tlb: Tlb,
+    n: number,
+  ) {
+    this.key = new Float64Array(n);
+    this.asid = new Int32Array(n);
+    this.ok = new Uint8Array(n);
+    this.pfn = new Float64Array(n);
+    this.perm = new Uint8Array(n);
+    this.mm = new Array(n).fill(null);
+    this.depth = new Uint8Array(n);
+    this.slot = new Int32Array(n * MAX_LEVELS);
+    this.idx = new Int32Array(n * MAX_LEVELS);
+    this.v = new Float64Array(n * MAX_LEVELS);
+    this.child = new Float64Array(n * MAX_LEVELS);
+  }
+}
+
+function memoHolds(m: Machine, c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number): boolean {
+  if (c.ok[i] === 0 || c.mm[i] !== mm || c.pfn[i] !== pfn || c.perm[i] !== perm) return false;
+  if (m.phys.isFree(pfn)) return false;
+  const T = m.tables;
+  const aux = m.phys.aux;
+  const b = i * MAX_LEVELS;
+  const d = c.depth[i] as number;
+  if (c.slot[b] !== mm.pgd) return false;
+  for (let k = 0; k < d; k++) {
+    const s = c.slot[b + k] as number;
+    if (T.chunkOf(s)[T.base(s) + (c.idx[b + k] as number)] !== c.v[b + k]) return false;
+    if (k + 1 < d && aux[c.child[b + k] as number] !== c.slot[b + k + 1]) return false;
+  }
+  return true;
+}
+
+function memoRecord(c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number): void {
+  c.ok[i] = 1;
+  c.mm[i] = mm;
+  c.pfn[i] = pfn;
+  c.perm[i] = perm;
+  c.depth[i] = pathLen;
+  const b = i * MAX_LEVELS;
+  for (let k = 0; k < pathLen; k++) {
+    c.slot[b + k] = pathSlot[k] as number;
+    c.idx[b + k] = pathIdx[k] as number;
+    c.v[b + k] = pathV[k] as number;
+    c.child[b + k] = pathChild[k] as number;
+  }
 }
 
 // One TLB entry of cpu: page number (in units of its size), output pfn,
@@ -120,20 +207,42 @@ function checkTlbEntry(m: Machine, cpu: number, mm: Mm, vpn0: number, pfn: numbe
 // contiguous entry (64K) must match the PTE of every page it covers (write
 // granted by all of them; dirty if any is: hardware may have updated any one
 // entry of the block).
-// only: check just the entries that translate for this mm.
-export function checkTlbs(m: Machine, only?: Mm): Violation[] {
+// only: check just the entries that translate for this mm. cache: skip the
+// base-page entries whose inputs did not change since they last passed.
+export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] {
   const out: Violation[] = [];
   const A = m.arch;
   const phys = m.phys;
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
     const c = cpu.id;
+    let memo: TlbMemo | undefined;
+    if (cache !== undefined) {
+      memo = cache.cpus[c];
+      if (memo === undefined || memo.tlb !== t) memo = cache.cpus[c] = new TlbMemo(t, t.tag.length);
+    }
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
       if (key === 0) continue;
-      const mm = A.asidReachable(m, c, t.asidOfKey(key));
+      let asid: number;
+      if (memo === undefined) asid = t.asidOfKey(key);
+      else if (memo.key[i] === key) asid = memo.asid[i] as number;
+      else {
+        asid = t.asidOfKey(key);
+        memo.key[i] = key;
+        memo.asid[i] = asid;
+        memo.ok[i] = 0;
+      }
+      const mm = A.asidReachable(m, c, asid);
       if (mm === null || (only !== undefined && mm !== only)) continue;
-      checkTlbEntry(m, c, mm, t.vpnOfKey(key), t.pfn[i] as number, t.perm[i] as number, 1, "4K", out);
+      const pfn = t.pfn[i] as number;
+      const perm = t.perm[i] as number;
+      if (memo !== undefined && memoHolds(m, memo, i, mm, pfn, perm)) continue;
+      const passed = checkTlbEntry(m, c, mm, t.vpnOfKey(key), pfn, perm, 1, "4K", out);
+      if (memo !== undefined) {
+        if (passed) memoRecord(memo, i, mm, pfn, perm);
+        else memo.ok[i] = 0;
+      }
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
