@@ -2,7 +2,7 @@
 // spirit: mm/page_table_check.c, check_mm() in kernel/fork.c, and the TLB
 // rules of the architecture). Each returns violations; nothing throws.
 
-import { TLB_D, TLB_W } from "./hw/tlb.js";
+import { TLB_D, TLB_W, type Tlb } from "./hw/tlb.js";
 import { sizeName } from "./hw/walker.js";
 import type { Machine, Violation } from "./machine.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./mm/physmem.js";
@@ -30,6 +30,177 @@ function softWalk(m: Machine, mm: Mm, vpn: number): [number, number] | null {
   return null;
 }
 
+// softWalk() for checkTlbs(), without the allocation, recording the path:
+// per level visited, the table slot, the index in it, the entry and (for a
+// table entry) the pfn it points to. Returns the leaf entry or 0 (none);
+// walkLevel is the leaf's level.
+const MAX_LEVELS = 5;
+const pathSlot = new Int32Array(MAX_LEVELS);
+const pathIdx = new Int32Array(MAX_LEVELS);
+const pathV = new Float64Array(MAX_LEVELS);
+const pathChild = new Float64Array(MAX_LEVELS);
+let pathLen = 0;
+let walkLevel = 0;
+function tlbWalk(m: Machine, mm: Mm, vpn: number): number {
+  const A = m.arch;
+  const T = m.tables;
+  let slot = mm.pgd;
+  let d = 0;
+  for (let level = A.levels - 1; level >= 0; level--) {
+    const idx = idxAt(m.geo, vpn, level);
+    const v = T.chunkOf(slot)[T.base(slot) + idx] as number;
+    pathSlot[d] = slot;
+    pathIdx[d] = idx;
+    pathV[d] = v;
+    pathLen = ++d;
+    if (v === 0) return 0;
+    if (level > 0 && A.entryIsTable(v)) {
+      const child = A.ptePfn(v);
+      pathChild[d - 1] = child;
+      slot = T.slotOfPfn(child);
+      continue;
+    }
+    walkLevel = level;
+    return v;
+  }
+  return 0;
+}
+
+// Memo of checkTlbs() for a caller that checks the same machine after every
+// step (the replay): per base-page TLB entry that passed, every input the
+// check read (the entry, the mm its ASID reaches, the walk's path: tables,
+// entries and the table each entry points to). An entry whose inputs all
+// compare equal passes again and is not rewalked; any difference (a refill,
+// a PTE store or hardware A/D update on the path, a table freed or reused,
+// the page freed) rechecks it in full.
+export class TlbCache {
+  cpus: TlbMemo[] = [];
+}
+class TlbMemo {
+  key: Float64Array; // of the entry seen last at each index
+  asid: Int32Array; // of key, whether or not the entry passed
+  ok: Uint8Array;
+  pfn: Float64Array;
+  perm: Uint8Array;
+  mm: (Mm | null)[];
+  depth: Uint8Array;
+  slot: Int32Array;
+  idx: Int32Array;
+  v: Float64Array;
+  child: Float64Array;
+  constructor(
+    readonly tlb: Tlb,
+    n: number,
+  ) {
+    this.key = new Float64Array(n);
+    this.asid = new Int32Array(n);
+    this.ok = new Uint8Array(n);
+    this.pfn = new Float64Array(n);
+    this.perm = new Uint8Array(n);
+    this.mm = new Array(n).fill(null);
+    this.depth = new Uint8Array(n);
+    this.slot = new Int32Array(n * MAX_LEVELS);
+    this.idx = new Int32Array(n * MAX_LEVELS);
+    this.v = new Float64Array(n * MAX_LEVELS);
+    this.child = new Float64Array(n * MAX_LEVELS);
+  }
+}
+
+function memoHolds(m: Machine, c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number): boolean {
+  if (c.ok[i] === 0 || c.mm[i] !== mm || c.pfn[i] !== pfn || c.perm[i] !== perm) return false;
+  if (m.phys.isFree(pfn)) return false;
+  const T = m.tables;
+  const aux = m.phys.aux;
+  const b = i * MAX_LEVELS;
+  const d = c.depth[i] as number;
+  if (c.slot[b] !== mm.pgd) return false;
+  for (let k = 0; k < d; k++) {
+    const s = c.slot[b + k] as number;
+    if (T.chunkOf(s)[T.base(s) + (c.idx[b + k] as number)] !== c.v[b + k]) return false;
+    if (k + 1 < d && aux[c.child[b + k] as number] !== c.slot[b + k + 1]) return false;
+  }
+  return true;
+}
+
+function memoRecord(c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number): void {
+  c.ok[i] = 1;
+  c.mm[i] = mm;
+  c.pfn[i] = pfn;
+  c.perm[i] = perm;
+  c.depth[i] = pathLen;
+  const b = i * MAX_LEVELS;
+  for (let k = 0; k < pathLen; k++) {
+    c.slot[b + k] = pathSlot[k] as number;
+    c.idx[b + k] = pathIdx[k] as number;
+    c.v[b + k] = pathV[k] as number;
+    c.child[b + k] = pathChild[k] as number;
+  }
+}
+
+// One TLB entry of cpu: page number (in units of its size), output pfn,
+// permissions, pages covered (1, a contiguous range, or a block). Returns
+// whether it passed.
+function checkTlbEntry(m: Machine, cpu: number, mm: Mm, vpn0: number, pfn: number, perm: number, pages: number, what: string, out: Violation[]): boolean {
+  const A = m.arch;
+  const G = m.geo;
+  const vpn = vpn0 * pages;
+  const addr = vpn * G.pageSize;
+  if (m.phys.isFree(pfn)) {
+    out.push({ invariant: "tlb-freed-page", cpu, addr, message: `CPU${cpu} ${what} TLB entry for ${hex(addr)} maps freed pfn ${pfn}` });
+    return false;
+  }
+  const block = isBlock(m, pages);
+  // Pages to compare: the entry's first page (a base page or a block
+  // matched as a whole), else every page of the contiguous range.
+  const n = block ? 1 : pages;
+  let lp = TLB_W;
+  let dirtyAny = false;
+  for (let k = 0; k < n; k++) {
+    const leaf = tlbWalk(m, mm, vpn + k);
+    let ok = leaf !== 0 && A.leafPerm(leaf) >= 0;
+    if (ok) {
+      const lpfn = A.ptePfn(leaf);
+      const level = walkLevel;
+      if (!block) ok = (level === 0 ? lpfn : lpfn + ((vpn + k) % (G.span[level] as number))) === pfn + k;
+      else if (pages > 1) ok = level === 1 && lpfn === pfn;
+      else ok = (level === 0 ? lpfn : lpfn + (vpn % G.ptrs)) === pfn;
+    }
+    if (!ok) {
+      const now = leaf === 0 ? "none" : A.describeEntry(leaf);
+      const at = hex((vpn + k) * G.pageSize);
+      out.push({
+        invariant: "tlb-stale-mapping",
+        cpu,
+        addr,
+        message: `CPU${cpu} ${what} TLB entry ${hex(addr)} -> pfn ${pfn} but the page tables say ${now}${n > 1 ? ` at ${at}` : ""}`,
+      });
+      return false;
+    }
+    const p = A.leafPerm(leaf);
+    if ((p & TLB_W) === 0) lp = 0;
+    if ((p & TLB_D) !== 0) dirtyAny = true;
+  }
+  if ((perm & TLB_W) !== 0 && lp === 0) {
+    out.push({
+      invariant: "tlb-stale-write",
+      cpu,
+      addr,
+      message: `CPU${cpu} ${what} TLB entry ${hex(addr)} grants write; the PTE is read-only (${A.describeEntry((softWalk(m, mm, vpn) as [number, number])[0])})`,
+    });
+    return false;
+  }
+  if ((perm & TLB_D) !== 0 && !dirtyAny) {
+    out.push({
+      invariant: "tlb-stale-dirty",
+      cpu,
+      addr,
+      message: `CPU${cpu} ${what} TLB entry ${hex(addr)} is dirty but the PTE is clean: a write through it would be lost`,
+    });
+    return false;
+  }
+  return true;
+}
+
 // After a syscall returns: no reachable TLB entry maps a freed page, maps
 // what the page tables no longer map, grants write the tables no longer
 // grant, or claims dirty where the PTE is clean; no walk cache points to a
@@ -37,84 +208,55 @@ function softWalk(m: Machine, mm: Mm, vpn: number): [number, number] | null {
 // contiguous entry (64K) must match the PTE of every page it covers (write
 // granted by all of them; dirty if any is: hardware may have updated any one
 // entry of the block).
-// only: check just the entries that translate for this mm.
-export function checkTlbs(m: Machine, only?: Mm): Violation[] {
+// only: check just the entries that translate for this mm. cache: skip the
+// base-page entries whose inputs did not change since they last passed.
+export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] {
   const out: Violation[] = [];
   const A = m.arch;
   const phys = m.phys;
-  const G = m.geo;
-  const PS = G.pageSize;
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
-    const entry = (key: number, pfn: number, perm: number, pages: number, what: string) => {
-      const asid = t.asidOfKey(key);
-      const mm = A.asidReachable(m, cpu.id, asid);
-      if (mm === null || (only !== undefined && mm !== only)) return;
-      const vpn = t.vpnOfKey(key) * pages;
-      const addr = vpn * PS;
-      if (phys.isFree(pfn)) {
-        out.push({ invariant: "tlb-freed-page", cpu: cpu.id, addr, message: `CPU${cpu.id} ${what} TLB entry for ${hex(addr)} maps freed pfn ${pfn}` });
-        return;
-      }
-      const block = isBlock(m, pages);
-      // Pages to compare: the entry's first page (a base page or a block
-      // matched as a whole), else every page of the contiguous range.
-      const n = block ? 1 : pages;
-      let lp = TLB_W;
-      let dirtyAny = false;
-      for (let k = 0; k < n; k++) {
-        const leaf = softWalk(m, mm, vpn + k);
-        let ok = leaf !== null && A.leafPerm(leaf[0]) >= 0;
-        if (ok && leaf !== null) {
-          const lpfn = A.ptePfn(leaf[0]);
-          if (!block) ok = (leaf[1] === 0 ? lpfn : lpfn + ((vpn + k) % (G.span[leaf[1]] as number))) === pfn + k;
-          else if (pages > 1) ok = leaf[1] === 1 && lpfn === pfn;
-          else ok = (leaf[1] === 0 ? lpfn : lpfn + (vpn % G.ptrs)) === pfn;
-        }
-        if (!ok || leaf === null) {
-          const now = leaf === null ? "none" : A.describeEntry(leaf[0]);
-          const at = hex((vpn + k) * PS);
-          out.push({
-            invariant: "tlb-stale-mapping",
-            cpu: cpu.id,
-            addr,
-            message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} -> pfn ${pfn} but the page tables say ${now}${n > 1 ? ` at ${at}` : ""}`,
-          });
-          return;
-        }
-        const p = A.leafPerm(leaf[0]);
-        if ((p & TLB_W) === 0) lp = 0;
-        if ((p & TLB_D) !== 0) dirtyAny = true;
-      }
-      if ((perm & TLB_W) !== 0 && lp === 0)
-        out.push({
-          invariant: "tlb-stale-write",
-          cpu: cpu.id,
-          addr,
-          message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} grants write; the PTE is read-only (${A.describeEntry((softWalk(m, mm, vpn) as [number, number])[0])})`,
-        });
-      else if ((perm & TLB_D) !== 0 && !dirtyAny)
-        out.push({
-          invariant: "tlb-stale-dirty",
-          cpu: cpu.id,
-          addr,
-          message: `CPU${cpu.id} ${what} TLB entry ${hex(addr)} is dirty but the PTE is clean: a write through it would be lost`,
-        });
-    };
+    const c = cpu.id;
+    let memo: TlbMemo | undefined;
+    if (cache !== undefined) {
+      memo = cache.cpus[c];
+      if (memo === undefined || memo.tlb !== t) memo = cache.cpus[c] = new TlbMemo(t, t.tag.length);
+    }
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
-      if (key !== 0) entry(key, t.pfn[i] as number, t.perm[i] as number, 1, sizeName(G.pageShift));
+      if (key === 0) continue;
+      let asid: number;
+      if (memo === undefined) asid = t.asidOfKey(key);
+      else if (memo.key[i] === key) asid = memo.asid[i] as number;
+      else {
+        asid = t.asidOfKey(key);
+        memo.key[i] = key;
+        memo.asid[i] = asid;
+        memo.ok[i] = 0;
+      }
+      const mm = A.asidReachable(m, c, asid);
+      if (mm === null || (only !== undefined && mm !== only)) continue;
+      const pfn = t.pfn[i] as number;
+      const perm = t.perm[i] as number;
+      if (memo !== undefined && memoHolds(m, memo, i, mm, pfn, perm)) continue;
+      const passed = checkTlbEntry(m, c, mm, t.vpnOfKey(key), pfn, perm, 1, sizeName(m.geo.pageShift), out);
+      if (memo !== undefined) {
+        if (passed) memoRecord(memo, i, mm, pfn, perm);
+        else memo.ok[i] = 0;
+      }
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
       if (key === 0) continue;
+      const mm = A.asidReachable(m, c, t.asidOfKey(key));
+      if (mm === null || (only !== undefined && mm !== only)) continue;
       const shift = t.hshift[i] as number;
-      entry(key, t.hpfn[i] as number, t.hperm[i] as number, 2 ** (shift - G.pageShift), sizeName(shift));
+      checkTlbEntry(m, c, mm, t.vpnOfKey(key), t.hpfn[i] as number, t.hperm[i] as number, 2 ** (shift - m.geo.pageShift), sizeName(shift), out);
     }
     for (let i = 0; i < t.ptag.length; i++) {
       const key = t.ptag[i] as number;
       if (key === 0) continue;
-      const reach = A.asidReachable(m, cpu.id, t.asidOfKey(key));
+      const reach = A.asidReachable(m, c, t.asidOfKey(key));
       if (reach === null || (only !== undefined && reach !== only)) continue;
       const pfn = t.ptbl[i] as number;
       const f = phys.flags[pfn] as number;
@@ -122,8 +264,8 @@ export function checkTlbs(m: Machine, only?: Mm): Violation[] {
       if ((f & PG_FREE) !== 0 || (f & PG_PAGETABLE) === 0 || slot < 0 || m.tables.state[slot] !== TBL_LIVE) {
         out.push({
           invariant: "walk-cache-freed-table",
-          cpu: cpu.id,
-          message: `CPU${cpu.id} paging-structure cache (level ${t.plevel[i]}) points to freed table pfn ${pfn}`,
+          cpu: c,
+          message: `CPU${c} paging-structure cache (level ${t.plevel[i]}) points to freed table pfn ${pfn}`,
         });
       }
     }
@@ -175,89 +317,265 @@ function walkTables(
   visit(mm.pgd, A.levels - 1, 0);
 }
 
-// Page tables agree with the counters and the struct page state.
-export function checkAccounting(m: Machine): Violation[] {
-  const out: Violation[] = [];
+// One PTE table as checkAccounting() last scanned it, with every input the
+// scan read: the PTRS_PER_PTE entries, and per present entry the pfn, its folio head
+// and flags[pfn] | order[pfn] << 8 | flags[head] << 16. Equal inputs give an
+// equal result, so a table whose inputs all compare equal is not rescanned.
+interface PteScan {
+  slot: number;
+  entries: Float64Array;
+  leaves: Float64Array; // pfn, head, packed struct page state; per present entry
+  anon: number;
+  file: number;
+  shmem: number;
+  // No violation and no VMA read (writable-anon-not-exclusive candidates):
+  // the result depends on the inputs above alone.
+  reusable: boolean;
+  mult: number; // visits counted in AccountingCache.mapcount
+  seen: number; // visits in the check under way
+}
+
+// Memo of checkAccounting() for a caller that checks the same machine after
+// every step (the replay). Upper-level tables are scanned in full every time;
+// PTE tables are rescanned only when an input changed. mapcount holds the sum
+// of the PTE mapcount contributions of the tables the last check visited.
+export class AccountingCache {
+  pte: (PteScan | undefined)[] = [];
+  mapcount = new Int32Array(0);
+  included: PteScan[] = [];
+  visited: PteScan[] = [];
+}
+
+let leafBuf = new Float64Array(512 * 3);
+
+// The level-0 part of checkAccounting()'s walk, for one PTE table; the same
+// tests in the same order (test/check-cache.test.ts compares the two).
+function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[]): PteScan {
   const A = m.arch;
   const T = m.tables;
   const phys = m.phys;
-  const cap = phys.highWater;
-  const { mapcount, entire, pageCache } = scratch(cap);
+  const flags = phys.flags;
+  const order = phys.order;
+  const cb = T.base(slot);
+  const ptrs = T.ptrs;
   const PS = m.geo.pageSize;
-  const ptrs = m.geo.ptrs;
-  const span = m.geo.span;
+  if (leafBuf.length < ptrs * 3) leafBuf = new Float64Array(ptrs * 3);
+  const entries = T.chunkOf(slot).slice(cb, cb + ptrs);
+  let n = 0;
+  let anon = 0;
+  let file = 0;
+  let shmem = 0;
+  let reusable = true;
+  for (let i = 0; i < ptrs; i++) {
+    const v = entries[i] as number;
+    if (v === 0 || !A.ptePresent(v)) continue;
+    const vpn = base + i;
+    const pfn = A.ptePfn(v);
+    const f = flags[pfn] as number;
+    if (f & PG_FREE) {
+      out.push({ invariant: "pte-maps-freed-page", addr: vpn * PS, message: `mm${mm.id}: ${hex(vpn * PS)} maps freed pfn ${pfn}` });
+      reusable = false;
+      continue;
+    }
+    const head = phys.folioHead(pfn);
+    const hf = flags[head] as number;
+    leafBuf[n] = pfn;
+    leafBuf[n + 1] = head;
+    leafBuf[n + 2] = f | ((order[pfn] as number) << 8) | (hf << 16);
+    n += 3;
+    if (f & PG_ZERO) continue;
+    if (hf & PG_ANON) anon++;
+    else if (hf & PG_SHMEM) shmem++;
+    else file++;
+    if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
+      reusable = false;
+      const vma = mm.findVma(vpn * PS);
+      if (vma !== null && !vma.isShared)
+        out.push({
+          invariant: "writable-anon-not-exclusive",
+          addr: vpn * PS,
+          message: `mm${mm.id}: writable PTE at ${hex(vpn * PS)} maps anon page pfn ${pfn} that is not AnonExclusive`,
+        });
+    }
+  }
+  return { slot, entries, leaves: leafBuf.slice(0, n), anon, file, shmem, reusable, mult: 0, seen: 0 };
+}
+
+// Does the PTE table at slot still hold what s was computed from?
+function pteUnchanged(m: Machine, s: PteScan, slot: number): boolean {
+  if (!s.reusable) return false;
+  const ch = m.tables.chunkOf(slot);
+  const cb = m.tables.base(slot);
+  const e = s.entries;
+  for (let i = 0; i < e.length; i++) if (ch[cb + i] !== e[i]) return false;
+  const flags = m.phys.flags;
+  const order = m.phys.order;
+  const l = s.leaves;
+  for (let k = 0; k < l.length; k += 3) {
+    const pfn = l[k] as number;
+    if (((flags[pfn] as number) | ((order[pfn] as number) << 8) | ((flags[l[k + 1] as number] as number) << 16)) !== l[k + 2]) return false;
+  }
+  return true;
+}
+
+function addMapcounts(mapcount: Int32Array, s: PteScan, d: number): void {
+  const l = s.leaves;
+  const n = mapcount.length;
+  for (let k = 0; k < l.length; k += 3) {
+    const pfn = l[k] as number;
+    if (((l[k + 2] as number) & PG_ZERO) === 0 && pfn < n) mapcount[pfn] = (mapcount[pfn] as number) + d;
+  }
+}
+
+// After a cached walk: mapcount becomes the sum over this walk's PTE table
+// visits; scans not visited are dropped.
+function settleCache(c: AccountingCache, cap: number): void {
+  for (const s of c.included) {
+    if (s.seen !== 0) continue;
+    addMapcounts(c.mapcount, s, -s.mult);
+    s.mult = 0;
+    if (c.pte[s.slot] === s) c.pte[s.slot] = undefined;
+  }
+  for (const s of c.visited) {
+    if (s.seen !== s.mult) addMapcounts(c.mapcount, s, s.seen - s.mult);
+    s.mult = s.seen;
+    s.seen = 0;
+  }
+  c.included = c.visited;
+  c.visited = [];
+  // Frames beyond mapcount's length were never counted: rebuild it larger.
+  if (c.mapcount.length < cap) {
+    c.mapcount = new Int32Array(Math.ceil(cap * 1.5));
+    for (const s of c.included) addMapcounts(c.mapcount, s, s.mult);
+  }
+}
+
+// State of checkAccounting()'s walk of one mm (a plain function over this
+// rather than a closure per mm: V8 kept reoptimising the closures).
+class AcctWalk {
+  mm: Mm | null = null;
+  tables = 0;
+  anon = 0;
+  file = 0;
+  shmem = 0;
+  thp = 0;
+  constructor(
+    readonly m: Machine,
+    readonly out: Violation[],
+    readonly cache: AccountingCache | undefined,
+    readonly mapcount: Int32Array,
+    readonly entire: Int32Array,
+  ) {}
+}
+
+function acctVisit(w: AcctWalk, slot: number, level: number, base: number): void {
+  const m = w.m;
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  const mm = w.mm as Mm;
+  const out = w.out;
+  const cache = w.cache;
+  const ch = T.chunkOf(slot);
+  const cb = T.base(slot);
+  const G = m.geo;
+  const PS = G.pageSize;
+  const ptrs = G.ptrs;
+  const span = G.span[level] as number;
+  for (let i = 0; i < ptrs; i++) {
+    // Most entries are none: skip them in a loop of their own (V8 keeps it tight).
+    while (i < ptrs && ch[cb + i] === 0) i++;
+    if (i === ptrs) break;
+    const v = ch[cb + i] as number;
+    const vpn = base + i * span;
+    if (level > 0 && A.entryIsTable(v)) {
+      const child = T.slotOfPfn(A.ptePfn(v));
+      if (T.state[child] !== TBL_LIVE) {
+        out.push({
+          invariant: "table-not-live",
+          addr: vpn * PS,
+          message: `mm${mm.id}: entry at ${hex(vpn * PS)} level ${level} points to a table that is not live`,
+        });
+        continue;
+      }
+      if (level - 1 <= LVL_PUD) w.tables++;
+      if (level === 1 && cache !== undefined) {
+        let s = cache.pte[child];
+        if (s === undefined || !pteUnchanged(m, s, child)) {
+          s = scanPte(m, mm, child, vpn, out);
+          cache.pte[child] = s;
+        }
+        if (s.seen++ === 0) cache.visited.push(s);
+        w.anon += s.anon;
+        w.file += s.file;
+        w.shmem += s.shmem;
+      } else acctVisit(w, child, level - 1, vpn);
+      continue;
+    }
+    if (!A.ptePresent(v)) continue;
+    const pfn = A.ptePfn(v);
+    const f = phys.flags[pfn] as number;
+    if (f & PG_FREE) {
+      out.push({ invariant: "pte-maps-freed-page", addr: vpn * PS, message: `mm${mm.id}: ${hex(vpn * PS)} maps freed pfn ${pfn}` });
+      continue;
+    }
+    if (f & PG_ZERO) continue;
+    const head = phys.folioHead(pfn);
+    const hf = phys.flags[head] as number;
+    const n = level === 0 ? 1 : span;
+    if (hf & PG_ANON) w.anon += n;
+    else if (hf & PG_SHMEM) w.shmem += n;
+    else w.file += n;
+    if (level === 0) {
+      w.mapcount[pfn] = (w.mapcount[pfn] as number) + 1;
+      if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
+        const vma = mm.findVma(vpn * PS);
+        if (vma !== null && !vma.isShared)
+          out.push({
+            invariant: "writable-anon-not-exclusive",
+            addr: vpn * PS,
+            message: `mm${mm.id}: writable PTE at ${hex(vpn * PS)} maps anon page pfn ${pfn} that is not AnonExclusive`,
+          });
+      }
+    } else {
+      w.entire[head] = (w.entire[head] as number) + 1;
+      if (hf & PG_ANON) w.thp++;
+    }
+  }
+}
+
+// Page tables agree with the counters and the struct page state. cache:
+// reuse the scans of PTE tables whose inputs did not change (same result,
+// test/check-cache.test.ts).
+export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[] {
+  const out: Violation[] = [];
+  const phys = m.phys;
+  const cap = phys.highWater;
+  const { mapcount: scratchMap, entire, pageCache } = scratch(cap);
+  const w = new AcctWalk(m, out, cache, scratchMap, entire);
   for (const mm of m.mms) {
     if (!mm.alive) continue;
-    let tables = mm.deposited.length;
-    let anon = 0;
-    let file = 0;
-    let shmem = 0;
-    let thp = 0;
-    const visit = (slot: number, level: number, base: number) => {
-      const ch = T.chunkOf(slot);
-      const cb = T.base(slot);
-      const sp = span[level] as number;
-      for (let i = 0; i < ptrs; i++) {
-        const v = ch[cb + i] as number;
-        if (v === 0) continue;
-        const vpn = base + i * sp;
-        if (level > 0 && A.entryIsTable(v)) {
-          const child = T.slotOfPfn(A.ptePfn(v));
-          if (T.state[child] !== TBL_LIVE) {
-            out.push({
-              invariant: "table-not-live",
-              addr: vpn * PS,
-              message: `mm${mm.id}: entry at ${hex(vpn * PS)} level ${level} points to a table that is not live`,
-            });
-            continue;
-          }
-          if (level - 1 <= LVL_PUD) tables++;
-          visit(child, level - 1, vpn);
-          continue;
-        }
-        if (!A.ptePresent(v)) continue;
-        const pfn = A.ptePfn(v);
-        const f = phys.flags[pfn] as number;
-        if (f & PG_FREE) {
-          out.push({ invariant: "pte-maps-freed-page", addr: vpn * PS, message: `mm${mm.id}: ${hex(vpn * PS)} maps freed pfn ${pfn}` });
-          continue;
-        }
-        if (f & PG_ZERO) continue;
-        const head = phys.folioHead(pfn);
-        const hf = phys.flags[head] as number;
-        const n = level === 0 ? 1 : (sp as number);
-        if (hf & PG_ANON) anon += n;
-        else if (hf & PG_SHMEM) shmem += n;
-        else file += n;
-        if (level === 0) {
-          mapcount[pfn] = (mapcount[pfn] as number) + 1;
-          if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
-            const vma = mm.findVma(vpn * PS);
-            if (vma !== null && !vma.isShared)
-              out.push({
-                invariant: "writable-anon-not-exclusive",
-                addr: vpn * PS,
-                message: `mm${mm.id}: writable PTE at ${hex(vpn * PS)} maps anon page pfn ${pfn} that is not AnonExclusive`,
-              });
-          }
-        } else {
-          entire[head] = (entire[head] as number) + 1;
-          if (hf & PG_ANON) thp++;
-        }
-      }
-    };
-    visit(mm.pgd, A.levels - 1, 0);
+    w.mm = mm;
+    w.tables = mm.deposited.length;
+    w.anon = w.file = w.shmem = w.thp = 0;
+    acctVisit(w, mm.pgd, m.arch.levels - 1, 0);
+    const { tables, anon, file, shmem, thp } = w;
     const name = `mm${mm.id}`;
-    if (tables * PS !== mm.pgtablesBytes)
+    if (tables * m.geo.pageSize !== mm.pgtablesBytes)
       out.push({
         invariant: "pgtables-bytes",
-        message: `${name}: pgtables_bytes ${mm.pgtablesBytes} but ${tables} PTE/PMD/PUD tables are live (${tables * PS})`,
+        message: `${name}: pgtables_bytes ${mm.pgtablesBytes} but ${tables} PTE/PMD/PUD tables are live (${tables * m.geo.pageSize})`,
       });
     if (anon !== mm.rssAnon) out.push({ invariant: "rss-anon", message: `${name}: RssAnon counter ${mm.rssAnon} pages, page tables map ${anon}` });
     if (file !== mm.rssFile) out.push({ invariant: "rss-file", message: `${name}: RssFile counter ${mm.rssFile} pages, page tables map ${file}` });
     if (shmem !== mm.rssShmem) out.push({ invariant: "rss-shmem", message: `${name}: RssShmem counter ${mm.rssShmem} pages, page tables map ${shmem}` });
     if (thp !== mm.anonHugePmds)
       out.push({ invariant: "anon-huge", message: `${name}: AnonHugePages counter ${mm.anonHugePmds} PMDs, page tables map ${thp}` });
+  }
+  let mapcount = scratchMap;
+  if (cache !== undefined) {
+    settleCache(cache, cap);
+    mapcount = cache.mapcount;
   }
   // struct page state against the mappings found.
   for (const f of m.files.values()) for (const pfn of f.pages.values()) pageCache[pfn] = 1;

@@ -18,7 +18,7 @@
 
 import { type ArchName, makeArch } from "../core/arch/select.js";
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
-import { checkAccounting, checkTlbs } from "../core/check.js";
+import { AccountingCache, checkAccounting, checkTlbs, TlbCache } from "../core/check.js";
 import { Counters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
 import { defaultConfig, Machine, type Violation } from "../core/machine.js";
@@ -41,6 +41,9 @@ export interface ReplayOptions {
   arch: ArchName;
   // Faults replace the touch policy when the trace has them.
   touch: TouchPolicy;
+  // false: the invariant checks recheck everything each time, without the
+  // caches (the reference the cached checks are compared with in tests).
+  cachedChecks?: boolean;
 }
 
 export function defaultReplayOptions(): ReplayOptions {
@@ -101,6 +104,8 @@ export class Replayer {
   };
   violations: Violation[] = [];
   private checkedSig = -1;
+  private acct: AccountingCache | undefined;
+  private tlbs: TlbCache | undefined;
 
   constructor(readonly opts: ReplayOptions) {
     const cfg = defaultConfig();
@@ -109,6 +114,10 @@ export class Replayer {
     cfg.ptReclaim = opts.ptReclaim;
     cfg.checkInvariants = opts.checkInvariants;
     this.m = new Machine(makeArch(opts.arch, 4, cfg.arm64), cfg);
+    if (opts.cachedChecks !== false) {
+      this.acct = new AccountingCache();
+      this.tlbs = new TlbCache();
+    }
   }
 
   private cpuOf(tid: number): number {
@@ -358,7 +367,12 @@ export class Replayer {
       const sig = stateSignature(m);
       if (sig !== this.checkedSig || m.violations.length > 0) {
         this.checkedSig = sig;
-        const v = [...m.violations, ...checkTlbs(m), ...checkAccounting(m), ...(m.arch.name === "arm64" ? checkContpte(m) : [])];
+        const v = [
+          ...m.violations,
+          ...checkTlbs(m, undefined, this.tlbs),
+          ...checkAccounting(m, this.acct),
+          ...(m.arch.name === "arm64" ? checkContpte(m) : []),
+        ];
         m.violations = [];
         if (v.length > 0) this.violations.push(...v.map((x) => ({ ...x, message: `line ${e.line}: ${x.message}` })));
       } else this.stats.checksSkipped++;
