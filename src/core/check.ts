@@ -609,12 +609,17 @@ export function checkLeaks(m: Machine): Violation[] {
   return out;
 }
 
+// Frames being freed, marked for checkFreedFrames() (a Set lookup per TLB
+// entry cost the replay more than the rest of the check).
+let freedMark = new Uint8Array(0);
+const isFreed = (pfn: number) => freedMark[pfn] === 1;
+
 // Does a large entry to pfn of size 2^shift map a freed frame? A block is
 // checked by its first frame (blocks map whole folios); a contiguous range,
 // which may span several folios, by each.
-function hugeHitsFreed(pfn: number, shift: number, freed: Set<number>): boolean {
-  if (shift !== 16) return freed.has(pfn);
-  for (let k = 0; k < 16; k++) if (freed.has(pfn + k)) return true;
+function hugeHitsFreed(pfn: number, shift: number): boolean {
+  if (shift !== 16) return isFreed(pfn);
+  for (let k = 0; k < 16; k++) if (isFreed(pfn + k)) return true;
   return false;
 }
 
@@ -626,17 +631,25 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
   const out: Violation[] = [];
   if (heads.length === 0) return out;
   const phys = m.phys;
-  const freed = new Set<number>();
-  for (const h of heads) {
-    const n = 1 << (phys.order[h] as number);
-    for (let k = 0; k < n; k++) freed.add(h + k);
+  let top = 0;
+  for (const h of heads) top = Math.max(top, h + (1 << (phys.order[h] as number)));
+  if (freedMark.length < top) freedMark = new Uint8Array(Math.ceil(top * 1.5));
+  for (const h of heads) freedMark.fill(1, h, h + (1 << (phys.order[h] as number)));
+  try {
+    scanFreed(m, what, out);
+  } finally {
+    for (const h of heads) freedMark.fill(0, h, h + (1 << (phys.order[h] as number)));
   }
+  return out;
+}
+
+function scanFreed(m: Machine, what: string, out: Violation[]): void {
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
     const live = (key: number) => m.arch.asidReachable(m, cpu.id, t.asidOfKey(key)) !== null;
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
-      if (key !== 0 && freed.has(t.pfn[i] as number) && live(key))
+      if (key !== 0 && isFreed(t.pfn[i] as number) && live(key))
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,
@@ -646,7 +659,7 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
-      if (key !== 0 && hugeHitsFreed(t.hpfn[i] as number, t.hshift[i] as number, freed) && live(key))
+      if (key !== 0 && hugeHitsFreed(t.hpfn[i] as number, t.hshift[i] as number) && live(key))
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,
@@ -655,7 +668,7 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
     }
     for (let i = 0; i < t.ptag.length; i++) {
       const key = t.ptag[i] as number;
-      if (key !== 0 && freed.has(t.ptbl[i] as number) && live(key))
+      if (key !== 0 && isFreed(t.ptbl[i] as number) && live(key))
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,
@@ -663,7 +676,6 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
         });
     }
   }
-  return out;
 }
 
 // Invariant 1 as seen from the page tables, cheap enough to run after every
