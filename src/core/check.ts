@@ -318,12 +318,15 @@ function walkTables(
 
 // One PTE table as checkAccounting() last scanned it, with every input the
 // scan read: the 512 entries, and per present entry the pfn, its folio head
-// and flags[pfn] | order[pfn] << 8 | flags[head] << 16. Equal inputs give an
-// equal result, so a table whose inputs all compare equal is not rescanned.
+// and the struct page bits read (PAGE_BITS of the page, its order,
+// HEAD_BITS of the head). Equal inputs give an equal result, so a table
+// whose inputs all compare equal is not rescanned.
+const PAGE_BITS = PG_FREE | PG_ZERO | PG_ANON_EXCLUSIVE;
+const HEAD_BITS = PG_ANON | PG_SHMEM;
 interface PteScan {
   slot: number;
   entries: Float64Array;
-  leaves: Float64Array; // pfn, head, packed struct page state; per present entry
+  leaves: Int32Array; // pfn, head, packed struct page bits; per present entry
   anon: number;
   file: number;
   shmem: number;
@@ -345,7 +348,7 @@ export class AccountingCache {
   visited: PteScan[] = [];
 }
 
-const leafBuf = new Float64Array(512 * 3);
+const leafBuf = new Int32Array(512 * 3);
 
 // The level-0 part of checkAccounting()'s walk, for one PTE table; the same
 // tests in the same order (test/check-cache.test.ts compares the two).
@@ -375,10 +378,12 @@ function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[
     }
     const head = phys.folioHead(pfn);
     const hf = flags[head] as number;
-    leafBuf[n] = pfn;
-    leafBuf[n + 1] = head;
-    leafBuf[n + 2] = f | ((order[pfn] as number) << 8) | (hf << 16);
-    n += 3;
+    if (pfn <= 0x7fffffff) {
+      leafBuf[n] = pfn;
+      leafBuf[n + 1] = head;
+      leafBuf[n + 2] = (f & PAGE_BITS) | ((order[pfn] as number) << 8) | ((hf & HEAD_BITS) << 16);
+      n += 3;
+    } else reusable = false; // beyond any frame array: no mapcount to count
     if (f & PG_ZERO) continue;
     if (hf & PG_ANON) anon++;
     else if (hf & PG_SHMEM) shmem++;
@@ -409,7 +414,8 @@ function pteUnchanged(m: Machine, s: PteScan, slot: number): boolean {
   const l = s.leaves;
   for (let k = 0; k < l.length; k += 3) {
     const pfn = l[k] as number;
-    if (((flags[pfn] as number) | ((order[pfn] as number) << 8) | ((flags[l[k + 1] as number] as number) << 16)) !== l[k + 2]) return false;
+    const packed = ((flags[pfn] as number) & PAGE_BITS) | ((order[pfn] as number) << 8) | (((flags[l[k + 1] as number] as number) & HEAD_BITS) << 16);
+    if (packed !== l[k + 2]) return false;
   }
   return true;
 }
