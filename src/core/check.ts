@@ -68,14 +68,54 @@ function tlbWalk(m: Machine, mm: Mm, vpn: number): number {
 
 // Memo of checkTlbs() for a caller that checks the same machine after every
 // step (the replay): per base-page TLB entry that passed, every input the
-// check read (the entry, the mm its ASID reaches, the walk's path: tables,
-// entries and the table each entry points to). An entry whose inputs all
-// compare equal passes again and is not rewalked; any difference (a refill,
-// a PTE store or hardware A/D update on the path, a table freed or reused,
-// the page freed) rechecks it in full.
+// check read (the entry, the mm its ASID reaches, whether the page is free,
+// the walk's path: tables, entries and the table each entry points to). An
+// entry whose inputs all compare equal passes again and is not rewalked; any
+// difference (a refill, a PTE store or hardware A/D update on the path, a
+// table freed or reused, the page freed) rechecks it in full. Entries whose
+// walks reach the same leaf table share the path above it (a TlbRegion),
+// compared once per call.
 export class TlbCache {
   cpus: TlbMemo[] = [];
+  stamp = 0; // checkTlbs() calls
+  // By top-level table slot, then leaf table level and the VA it covers.
+  regions = new Map<number, Map<number, TlbRegion>>();
 }
+
+// The part of a walk above its leaf table: per level, the table slot, the
+// index, the entry and the pfn it points to; then the leaf table's slot.
+class TlbRegion {
+  at = 0; // stamp of the last comparison
+  ok = false; // its result
+  constructor(
+    readonly slot: Int32Array,
+    readonly idx: Int32Array,
+    readonly v: Float64Array,
+    readonly child: Float64Array,
+    readonly leafSlot: number,
+  ) {}
+  holds(m: Machine, stamp: number): boolean {
+    if (this.at === stamp) return this.ok;
+    const T = m.tables;
+    const aux = m.phys.aux;
+    let ok = true;
+    for (let k = 0; k < this.slot.length && ok; k++) {
+      const s = this.slot[k] as number;
+      ok = T.chunkOf(s)[T.base(s) + (this.idx[k] as number)] === this.v[k];
+      ok &&= aux[this.child[k] as number] === (k + 1 < this.slot.length ? this.slot[k + 1] : this.leafSlot);
+    }
+    this.at = stamp;
+    this.ok = ok;
+    return ok;
+  }
+  samePath(d: number): boolean {
+    if (this.slot.length !== d - 1 || this.leafSlot !== pathSlot[d - 1]) return false;
+    for (let k = 0; k < d - 1; k++)
+      if (this.slot[k] !== pathSlot[k] || this.idx[k] !== pathIdx[k] || this.v[k] !== pathV[k] || this.child[k] !== pathChild[k]) return false;
+    return true;
+  }
+}
+
 class TlbMemo {
   key: Float64Array; // of the entry seen last at each index
   asid: Int32Array; // of key, whether or not the entry passed
@@ -83,58 +123,61 @@ class TlbMemo {
   pfn: Float64Array;
   perm: Uint8Array;
   mm: (Mm | null)[];
-  depth: Uint8Array;
-  slot: Int32Array;
-  idx: Int32Array;
-  v: Float64Array;
-  child: Float64Array;
+  region: (TlbRegion | null)[];
+  leafIdx: Int32Array;
+  leafV: Float64Array;
+  // asidReachable() per ASID, computed once per call (reachAt: its stamp).
+  reach: (Mm | null)[];
+  reachAt: Int32Array;
   constructor(
     readonly tlb: Tlb,
     n: number,
   ) {
+    this.reach = new Array(tlb.nrAsids).fill(null);
+    this.reachAt = new Int32Array(tlb.nrAsids);
     this.key = new Float64Array(n);
     this.asid = new Int32Array(n);
     this.ok = new Uint8Array(n);
     this.pfn = new Float64Array(n);
     this.perm = new Uint8Array(n);
     this.mm = new Array(n).fill(null);
-    this.depth = new Uint8Array(n);
-    this.slot = new Int32Array(n * MAX_LEVELS);
-    this.idx = new Int32Array(n * MAX_LEVELS);
-    this.v = new Float64Array(n * MAX_LEVELS);
-    this.child = new Float64Array(n * MAX_LEVELS);
+    this.region = new Array(n).fill(null);
+    this.leafIdx = new Int32Array(n);
+    this.leafV = new Float64Array(n);
   }
 }
 
-function memoHolds(m: Machine, c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number): boolean {
+function memoHolds(m: Machine, c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number, stamp: number): boolean {
   if (c.ok[i] === 0 || c.mm[i] !== mm || c.pfn[i] !== pfn || c.perm[i] !== perm) return false;
   if (m.phys.isFree(pfn)) return false;
+  const r = c.region[i] as TlbRegion;
+  if ((r.slot.length > 0 ? r.slot[0] : r.leafSlot) !== mm.pgd || !r.holds(m, stamp)) return false;
   const T = m.tables;
-  const aux = m.phys.aux;
-  const b = i * MAX_LEVELS;
-  const d = c.depth[i] as number;
-  if (c.slot[b] !== mm.pgd) return false;
-  for (let k = 0; k < d; k++) {
-    const s = c.slot[b + k] as number;
-    if (T.chunkOf(s)[T.base(s) + (c.idx[b + k] as number)] !== c.v[b + k]) return false;
-    if (k + 1 < d && aux[c.child[b + k] as number] !== c.slot[b + k + 1]) return false;
-  }
-  return true;
+  return T.chunkOf(r.leafSlot)[T.base(r.leafSlot) + (c.leafIdx[i] as number)] === c.leafV[i];
 }
 
-function memoRecord(c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number): void {
+// Remembers that entry i passed with the walk tlbWalk() just made.
+function memoRecord(m: Machine, cache: TlbCache, c: TlbMemo, i: number, mm: Mm, vpn: number, pfn: number, perm: number): void {
+  const d = pathLen;
+  let byPgd = cache.regions.get(mm.pgd);
+  if (byPgd === undefined) {
+    byPgd = new Map();
+    cache.regions.set(mm.pgd, byPgd);
+  }
+  const leafLevel = m.arch.levels - d;
+  const key = Math.floor(vpn / (SPAN[leafLevel + 1] as number)) * 8 + leafLevel;
+  let r = byPgd.get(key);
+  if (r === undefined || !r.samePath(d)) {
+    r = new TlbRegion(pathSlot.slice(0, d - 1), pathIdx.slice(0, d - 1), pathV.slice(0, d - 1), pathChild.slice(0, d - 1), pathSlot[d - 1] as number);
+    byPgd.set(key, r);
+  }
   c.ok[i] = 1;
   c.mm[i] = mm;
   c.pfn[i] = pfn;
   c.perm[i] = perm;
-  c.depth[i] = pathLen;
-  const b = i * MAX_LEVELS;
-  for (let k = 0; k < pathLen; k++) {
-    c.slot[b + k] = pathSlot[k] as number;
-    c.idx[b + k] = pathIdx[k] as number;
-    c.v[b + k] = pathV[k] as number;
-    c.child[b + k] = pathChild[k] as number;
-  }
+  c.region[i] = r;
+  c.leafIdx[i] = pathIdx[d - 1] as number;
+  c.leafV[i] = pathV[d - 1] as number;
 }
 
 // One TLB entry of cpu: page number (in units of its size), output pfn,
@@ -213,6 +256,7 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
   const out: Violation[] = [];
   const A = m.arch;
   const phys = m.phys;
+  const stamp = cache === undefined ? 0 : ++cache.stamp;
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
     const c = cpu.id;
@@ -224,23 +268,30 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
       if (key === 0) continue;
-      let asid: number;
-      if (memo === undefined) asid = t.asidOfKey(key);
-      else if (memo.key[i] === key) asid = memo.asid[i] as number;
+      let mm: Mm | null;
+      if (memo === undefined) mm = A.asidReachable(m, c, t.asidOfKey(key));
       else {
-        asid = t.asidOfKey(key);
-        memo.key[i] = key;
-        memo.asid[i] = asid;
-        memo.ok[i] = 0;
+        if (memo.key[i] !== key) {
+          memo.key[i] = key;
+          memo.asid[i] = t.asidOfKey(key);
+          memo.ok[i] = 0;
+        }
+        const asid = memo.asid[i] as number;
+        if (memo.reachAt[asid] === stamp) mm = memo.reach[asid] as Mm | null;
+        else {
+          mm = A.asidReachable(m, c, asid);
+          memo.reach[asid] = mm;
+          memo.reachAt[asid] = stamp;
+        }
       }
-      const mm = A.asidReachable(m, c, asid);
       if (mm === null || (only !== undefined && mm !== only)) continue;
       const pfn = t.pfn[i] as number;
       const perm = t.perm[i] as number;
-      if (memo !== undefined && memoHolds(m, memo, i, mm, pfn, perm)) continue;
-      const passed = checkTlbEntry(m, c, mm, t.vpnOfKey(key), pfn, perm, 1, "4K", out);
+      if (memo !== undefined && memoHolds(m, memo, i, mm, pfn, perm, stamp)) continue;
+      const vpn = t.vpnOfKey(key);
+      const passed = checkTlbEntry(m, c, mm, vpn, pfn, perm, 1, "4K", out);
       if (memo !== undefined) {
-        if (passed) memoRecord(memo, i, mm, pfn, perm);
+        if (passed) memoRecord(m, cache as TlbCache, memo, i, mm, vpn, pfn, perm);
         else memo.ok[i] = 0;
       }
     }
