@@ -68,14 +68,54 @@ function tlbWalk(m: Machine, mm: Mm, vpn: number): number {
 
 // Memo of checkTlbs() for a caller that checks the same machine after every
 // step (the replay): per base-page TLB entry that passed, every input the
-// check read (the entry, the mm its ASID reaches, the walk's path: tables,
-// entries and the table each entry points to). An entry whose inputs all
-// compare equal passes again and is not rewalked; any difference (a refill,
-// a PTE store or hardware A/D update on the path, a table freed or reused,
-// the page freed) rechecks it in full.
+// check read (the entry, the mm its ASID reaches, whether the page is free,
+// the walk's path: tables, entries and the table each entry points to). An
+// entry whose inputs all compare equal passes again and is not rewalked; any
+// difference (a refill, a PTE store or hardware A/D update on the path, a
+// table freed or reused, the page freed) rechecks it in full. Entries whose
+// walks reach the same leaf table share the path above it (a TlbRegion),
+// compared once per call.
 export class TlbCache {
   cpus: TlbMemo[] = [];
+  stamp = 0; // checkTlbs() calls
+  // By top-level table slot, then leaf table level and the VA it covers.
+  regions = new Map<number, Map<number, TlbRegion>>();
 }
+
+// The part of a walk above its leaf table: per level, the table slot, the
+// index, the entry and the pfn it points to; then the leaf table's slot.
+class TlbRegion {
+  at = 0; // stamp of the last comparison
+  ok = false; // its result
+  constructor(
+    readonly slot: Int32Array,
+    readonly idx: Int32Array,
+    readonly v: Float64Array,
+    readonly child: Float64Array,
+    readonly leafSlot: number,
+  ) {}
+  holds(m: Machine, stamp: number): boolean {
+    if (this.at === stamp) return this.ok;
+    const T = m.tables;
+    const aux = m.phys.aux;
+    let ok = true;
+    for (let k = 0; k < this.slot.length && ok; k++) {
+      const s = this.slot[k] as number;
+      ok = T.chunkOf(s)[T.base(s) + (this.idx[k] as number)] === this.v[k];
+      ok &&= aux[this.child[k] as number] === (k + 1 < this.slot.length ? this.slot[k + 1] : this.leafSlot);
+    }
+    this.at = stamp;
+    this.ok = ok;
+    return ok;
+  }
+  samePath(d: number): boolean {
+    if (this.slot.length !== d - 1 || this.leafSlot !== pathSlot[d - 1]) return false;
+    for (let k = 0; k < d - 1; k++)
+      if (this.slot[k] !== pathSlot[k] || this.idx[k] !== pathIdx[k] || this.v[k] !== pathV[k] || this.child[k] !== pathChild[k]) return false;
+    return true;
+  }
+}
+
 class TlbMemo {
   key: Float64Array; // of the entry seen last at each index
   asid: Int32Array; // of key, whether or not the entry passed
@@ -83,58 +123,61 @@ class TlbMemo {
   pfn: Float64Array;
   perm: Uint8Array;
   mm: (Mm | null)[];
-  depth: Uint8Array;
-  slot: Int32Array;
-  idx: Int32Array;
-  v: Float64Array;
-  child: Float64Array;
+  region: (TlbRegion | null)[];
+  leafIdx: Int32Array;
+  leafV: Float64Array;
+  // asidReachable() per ASID, computed once per call (reachAt: its stamp).
+  reach: (Mm | null)[];
+  reachAt: Int32Array;
   constructor(
     readonly tlb: Tlb,
     n: number,
   ) {
+    this.reach = new Array(tlb.nrAsids).fill(null);
+    this.reachAt = new Int32Array(tlb.nrAsids);
     this.key = new Float64Array(n);
     this.asid = new Int32Array(n);
     this.ok = new Uint8Array(n);
     this.pfn = new Float64Array(n);
     this.perm = new Uint8Array(n);
     this.mm = new Array(n).fill(null);
-    this.depth = new Uint8Array(n);
-    this.slot = new Int32Array(n * MAX_LEVELS);
-    this.idx = new Int32Array(n * MAX_LEVELS);
-    this.v = new Float64Array(n * MAX_LEVELS);
-    this.child = new Float64Array(n * MAX_LEVELS);
+    this.region = new Array(n).fill(null);
+    this.leafIdx = new Int32Array(n);
+    this.leafV = new Float64Array(n);
   }
 }
 
-function memoHolds(m: Machine, c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number): boolean {
+function memoHolds(m: Machine, c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number, stamp: number): boolean {
   if (c.ok[i] === 0 || c.mm[i] !== mm || c.pfn[i] !== pfn || c.perm[i] !== perm) return false;
   if (m.phys.isFree(pfn)) return false;
+  const r = c.region[i] as TlbRegion;
+  if ((r.slot.length > 0 ? r.slot[0] : r.leafSlot) !== mm.pgd || !r.holds(m, stamp)) return false;
   const T = m.tables;
-  const aux = m.phys.aux;
-  const b = i * MAX_LEVELS;
-  const d = c.depth[i] as number;
-  if (c.slot[b] !== mm.pgd) return false;
-  for (let k = 0; k < d; k++) {
-    const s = c.slot[b + k] as number;
-    if (T.chunkOf(s)[T.base(s) + (c.idx[b + k] as number)] !== c.v[b + k]) return false;
-    if (k + 1 < d && aux[c.child[b + k] as number] !== c.slot[b + k + 1]) return false;
-  }
-  return true;
+  return T.chunkOf(r.leafSlot)[T.base(r.leafSlot) + (c.leafIdx[i] as number)] === c.leafV[i];
 }
 
-function memoRecord(c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number): void {
+// Remembers that entry i passed with the walk tlbWalk() just made.
+function memoRecord(m: Machine, cache: TlbCache, c: TlbMemo, i: number, mm: Mm, vpn: number, pfn: number, perm: number): void {
+  const d = pathLen;
+  let byPgd = cache.regions.get(mm.pgd);
+  if (byPgd === undefined) {
+    byPgd = new Map();
+    cache.regions.set(mm.pgd, byPgd);
+  }
+  const leafLevel = m.arch.levels - d;
+  const key = Math.floor(vpn / (m.geo.span[leafLevel + 1] as number)) * 8 + leafLevel;
+  let r = byPgd.get(key);
+  if (r === undefined || !r.samePath(d)) {
+    r = new TlbRegion(pathSlot.slice(0, d - 1), pathIdx.slice(0, d - 1), pathV.slice(0, d - 1), pathChild.slice(0, d - 1), pathSlot[d - 1] as number);
+    byPgd.set(key, r);
+  }
   c.ok[i] = 1;
   c.mm[i] = mm;
   c.pfn[i] = pfn;
   c.perm[i] = perm;
-  c.depth[i] = pathLen;
-  const b = i * MAX_LEVELS;
-  for (let k = 0; k < pathLen; k++) {
-    c.slot[b + k] = pathSlot[k] as number;
-    c.idx[b + k] = pathIdx[k] as number;
-    c.v[b + k] = pathV[k] as number;
-    c.child[b + k] = pathChild[k] as number;
-  }
+  c.region[i] = r;
+  c.leafIdx[i] = pathIdx[d - 1] as number;
+  c.leafV[i] = pathV[d - 1] as number;
 }
 
 // One TLB entry of cpu: page number (in units of its size), output pfn,
@@ -214,6 +257,7 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
   const out: Violation[] = [];
   const A = m.arch;
   const phys = m.phys;
+  const stamp = cache === undefined ? 0 : ++cache.stamp;
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
     const c = cpu.id;
@@ -225,23 +269,30 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
       if (key === 0) continue;
-      let asid: number;
-      if (memo === undefined) asid = t.asidOfKey(key);
-      else if (memo.key[i] === key) asid = memo.asid[i] as number;
+      let mm: Mm | null;
+      if (memo === undefined) mm = A.asidReachable(m, c, t.asidOfKey(key));
       else {
-        asid = t.asidOfKey(key);
-        memo.key[i] = key;
-        memo.asid[i] = asid;
-        memo.ok[i] = 0;
+        if (memo.key[i] !== key) {
+          memo.key[i] = key;
+          memo.asid[i] = t.asidOfKey(key);
+          memo.ok[i] = 0;
+        }
+        const asid = memo.asid[i] as number;
+        if (memo.reachAt[asid] === stamp) mm = memo.reach[asid] as Mm | null;
+        else {
+          mm = A.asidReachable(m, c, asid);
+          memo.reach[asid] = mm;
+          memo.reachAt[asid] = stamp;
+        }
       }
-      const mm = A.asidReachable(m, c, asid);
       if (mm === null || (only !== undefined && mm !== only)) continue;
       const pfn = t.pfn[i] as number;
       const perm = t.perm[i] as number;
-      if (memo !== undefined && memoHolds(m, memo, i, mm, pfn, perm)) continue;
-      const passed = checkTlbEntry(m, c, mm, t.vpnOfKey(key), pfn, perm, 1, sizeName(m.geo.pageShift), out);
+      if (memo !== undefined && memoHolds(m, memo, i, mm, pfn, perm, stamp)) continue;
+      const vpn = t.vpnOfKey(key);
+      const passed = checkTlbEntry(m, c, mm, vpn, pfn, perm, 1, sizeName(m.geo.pageShift), out);
       if (memo !== undefined) {
-        if (passed) memoRecord(memo, i, mm, pfn, perm);
+        if (passed) memoRecord(m, cache as TlbCache, memo, i, mm, vpn, pfn, perm);
         else memo.ok[i] = 0;
       }
     }
@@ -318,13 +369,16 @@ function walkTables(
 }
 
 // One PTE table as checkAccounting() last scanned it, with every input the
-// scan read: the PTRS_PER_PTE entries, and per present entry the pfn, its folio head
-// and flags[pfn] | order[pfn] << 8 | flags[head] << 16. Equal inputs give an
-// equal result, so a table whose inputs all compare equal is not rescanned.
+// scan read: the PTRS_PER_PTE entries, and per present entry the pfn, its
+// folio head and the struct page bits read (PAGE_BITS of the page, its
+// order, HEAD_BITS of the head). Equal inputs give an equal result, so a
+// table whose inputs all compare equal is not rescanned.
+const PAGE_BITS = PG_FREE | PG_ZERO | PG_ANON_EXCLUSIVE;
+const HEAD_BITS = PG_ANON | PG_SHMEM;
 interface PteScan {
   slot: number;
   entries: Float64Array;
-  leaves: Float64Array; // pfn, head, packed struct page state; per present entry
+  leaves: Int32Array; // pfn, head, packed struct page bits; per present entry
   anon: number;
   file: number;
   shmem: number;
@@ -346,7 +400,7 @@ export class AccountingCache {
   visited: PteScan[] = [];
 }
 
-let leafBuf = new Float64Array(512 * 3);
+let leafBuf = new Int32Array(512 * 3);
 
 // The level-0 part of checkAccounting()'s walk, for one PTE table; the same
 // tests in the same order (test/check-cache.test.ts compares the two).
@@ -359,7 +413,7 @@ function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[
   const cb = T.base(slot);
   const ptrs = T.ptrs;
   const PS = m.geo.pageSize;
-  if (leafBuf.length < ptrs * 3) leafBuf = new Float64Array(ptrs * 3);
+  if (leafBuf.length < ptrs * 3) leafBuf = new Int32Array(ptrs * 3);
   const entries = T.chunkOf(slot).slice(cb, cb + ptrs);
   let n = 0;
   let anon = 0;
@@ -379,10 +433,12 @@ function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[
     }
     const head = phys.folioHead(pfn);
     const hf = flags[head] as number;
-    leafBuf[n] = pfn;
-    leafBuf[n + 1] = head;
-    leafBuf[n + 2] = f | ((order[pfn] as number) << 8) | (hf << 16);
-    n += 3;
+    if (pfn <= 0x7fffffff) {
+      leafBuf[n] = pfn;
+      leafBuf[n + 1] = head;
+      leafBuf[n + 2] = (f & PAGE_BITS) | ((order[pfn] as number) << 8) | ((hf & HEAD_BITS) << 16);
+      n += 3;
+    } else reusable = false; // beyond any frame array: no mapcount to count
     if (f & PG_ZERO) continue;
     if (hf & PG_ANON) anon++;
     else if (hf & PG_SHMEM) shmem++;
@@ -413,7 +469,8 @@ function pteUnchanged(m: Machine, s: PteScan, slot: number): boolean {
   const l = s.leaves;
   for (let k = 0; k < l.length; k += 3) {
     const pfn = l[k] as number;
-    if (((flags[pfn] as number) | ((order[pfn] as number) << 8) | ((flags[l[k + 1] as number] as number) << 16)) !== l[k + 2]) return false;
+    const packed = ((flags[pfn] as number) & PAGE_BITS) | ((order[pfn] as number) << 8) | (((flags[l[k + 1] as number] as number) & HEAD_BITS) << 16);
+    if (packed !== l[k + 2]) return false;
   }
   return true;
 }
@@ -616,6 +673,11 @@ export function checkLeaks(m: Machine): Violation[] {
   return out;
 }
 
+// Frames being freed, marked for checkFreedFrames() (a Set lookup per TLB
+// entry cost the replay more than the rest of the check).
+let freedMark = new Uint8Array(0);
+const isFreed = (pfn: number) => freedMark[pfn] === 1;
+
 // A TLB entry of this many pages is a block (a base page, a PMD or PUD
 // leaf), not an arm64 contiguous range.
 function isBlock(m: Machine, pages: number): boolean {
@@ -626,9 +688,9 @@ function isBlock(m: Machine, pages: number): boolean {
 // Does a large entry to pfn of `pages` pages map a freed frame? A block is
 // checked by its first frame (blocks map whole folios); a contiguous range,
 // which may span several folios, by each.
-function hugeHitsFreed(m: Machine, pfn: number, pages: number, freed: Set<number>): boolean {
-  if (isBlock(m, pages)) return freed.has(pfn);
-  for (let k = 0; k < pages; k++) if (freed.has(pfn + k)) return true;
+function hugeHitsFreed(m: Machine, pfn: number, pages: number): boolean {
+  if (isBlock(m, pages)) return isFreed(pfn);
+  for (let k = 0; k < pages; k++) if (isFreed(pfn + k)) return true;
   return false;
 }
 
@@ -640,17 +702,25 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
   const out: Violation[] = [];
   if (heads.length === 0) return out;
   const phys = m.phys;
-  const freed = new Set<number>();
-  for (const h of heads) {
-    const n = 1 << (phys.order[h] as number);
-    for (let k = 0; k < n; k++) freed.add(h + k);
+  let top = 0;
+  for (const h of heads) top = Math.max(top, h + (1 << (phys.order[h] as number)));
+  if (freedMark.length < top) freedMark = new Uint8Array(Math.ceil(top * 1.5));
+  for (const h of heads) freedMark.fill(1, h, h + (1 << (phys.order[h] as number)));
+  try {
+    scanFreed(m, what, out);
+  } finally {
+    for (const h of heads) freedMark.fill(0, h, h + (1 << (phys.order[h] as number)));
   }
+  return out;
+}
+
+function scanFreed(m: Machine, what: string, out: Violation[]): void {
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
     const live = (key: number) => m.arch.asidReachable(m, cpu.id, t.asidOfKey(key)) !== null;
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
-      if (key !== 0 && freed.has(t.pfn[i] as number) && live(key))
+      if (key !== 0 && isFreed(t.pfn[i] as number) && live(key))
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,
@@ -660,7 +730,7 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
-      if (key !== 0 && hugeHitsFreed(m, t.hpfn[i] as number, t.hugePages(i), freed) && live(key))
+      if (key !== 0 && hugeHitsFreed(m, t.hpfn[i] as number, t.hugePages(i)) && live(key))
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,
@@ -669,7 +739,7 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
     }
     for (let i = 0; i < t.ptag.length; i++) {
       const key = t.ptag[i] as number;
-      if (key !== 0 && freed.has(t.ptbl[i] as number) && live(key))
+      if (key !== 0 && isFreed(t.ptbl[i] as number) && live(key))
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,
@@ -677,7 +747,6 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
         });
     }
   }
-  return out;
 }
 
 // Invariant 1 as seen from the page tables, cheap enough to run after every
