@@ -87,6 +87,9 @@ export class TlbCache {
 class TlbRegion {
   at = 0; // stamp of the last comparison
   ok = false; // its result
+  // Where the leaf table's entries are, as of that stamp.
+  leaves: Float64Array = new Float64Array(0);
+  leafBase = 0;
   constructor(
     readonly slot: Int32Array,
     readonly idx: Int32Array,
@@ -106,6 +109,8 @@ class TlbRegion {
     }
     this.at = stamp;
     this.ok = ok;
+    this.leaves = T.chunkOf(this.leafSlot);
+    this.leafBase = T.base(this.leafSlot);
     return ok;
   }
   samePath(d: number): boolean {
@@ -145,15 +150,6 @@ class TlbMemo {
     this.leafIdx = new Int32Array(n);
     this.leafV = new Float64Array(n);
   }
-}
-
-function memoHolds(m: Machine, c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number, stamp: number): boolean {
-  if (c.ok[i] === 0 || c.mm[i] !== mm || c.pfn[i] !== pfn || c.perm[i] !== perm) return false;
-  if (m.phys.isFree(pfn)) return false;
-  const r = c.region[i] as TlbRegion;
-  if ((r.slot.length > 0 ? r.slot[0] : r.leafSlot) !== mm.pgd || !r.holds(m, stamp)) return false;
-  const T = m.tables;
-  return T.chunkOf(r.leafSlot)[T.base(r.leafSlot) + (c.leafIdx[i] as number)] === c.leafV[i];
 }
 
 // Remembers that entry i passed with the walk tlbWalk() just made.
@@ -243,6 +239,46 @@ function checkTlbEntry(m: Machine, cpu: number, mm: Mm, vpn0: number, pfn: numbe
   return true;
 }
 
+// checkTlbs() for cpu's base-page entries, skipping those whose inputs are
+// as when they last passed.
+function checkBaseTlbCached(m: Machine, c: number, memo: TlbMemo, cache: TlbCache, stamp: number, only: Mm | undefined, out: Violation[]): void {
+  const A = m.arch;
+  const t = memo.tlb;
+  const tag = t.tag;
+  const tpfn = t.pfn;
+  const tperm = t.perm;
+  const flags = m.phys.flags;
+  for (let i = 0; i < tag.length; i++) {
+    while (i < tag.length && tag[i] === 0) i++;
+    if (i === tag.length) break;
+    const key = tag[i] as number;
+    if (memo.key[i] !== key) {
+      memo.key[i] = key;
+      memo.asid[i] = t.asidOfKey(key);
+      memo.ok[i] = 0;
+    }
+    const asid = memo.asid[i] as number;
+    let mm: Mm | null;
+    if (memo.reachAt[asid] === stamp) mm = memo.reach[asid] as Mm | null;
+    else {
+      mm = A.asidReachable(m, c, asid);
+      memo.reach[asid] = mm;
+      memo.reachAt[asid] = stamp;
+    }
+    if (mm === null || (only !== undefined && mm !== only)) continue;
+    const pfn = tpfn[i] as number;
+    const perm = tperm[i] as number;
+    if (memo.ok[i] === 1 && memo.mm[i] === mm && memo.pfn[i] === pfn && memo.perm[i] === perm && ((flags[pfn] as number) & PG_FREE) === 0) {
+      const r = memo.region[i] as TlbRegion;
+      if ((r.slot.length > 0 ? r.slot[0] : r.leafSlot) === mm.pgd && r.holds(m, stamp) && r.leaves[r.leafBase + (memo.leafIdx[i] as number)] === memo.leafV[i])
+        continue;
+    }
+    const vpn = t.vpnOfKey(key);
+    if (checkTlbEntry(m, c, mm, vpn, pfn, perm, 1, "4K", out)) memoRecord(m, cache, memo, i, mm, vpn, pfn, perm);
+    else memo.ok[i] = 0;
+  }
+}
+
 // After a syscall returns: no reachable TLB entry maps a freed page, maps
 // what the page tables no longer map, grants write the tables no longer
 // grant, or claims dirty where the PTE is clean; no walk cache points to a
@@ -260,40 +296,18 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
     const c = cpu.id;
-    let memo: TlbMemo | undefined;
-    if (cache !== undefined) {
-      memo = cache.cpus[c];
+    if (cache === undefined) {
+      for (let i = 0; i < t.tag.length; i++) {
+        const key = t.tag[i] as number;
+        if (key === 0) continue;
+        const mm = A.asidReachable(m, c, t.asidOfKey(key));
+        if (mm === null || (only !== undefined && mm !== only)) continue;
+        checkTlbEntry(m, c, mm, t.vpnOfKey(key), t.pfn[i] as number, t.perm[i] as number, 1, "4K", out);
+      }
+    } else {
+      let memo = cache.cpus[c];
       if (memo === undefined || memo.tlb !== t) memo = cache.cpus[c] = new TlbMemo(t, t.tag.length);
-    }
-    for (let i = 0; i < t.tag.length; i++) {
-      const key = t.tag[i] as number;
-      if (key === 0) continue;
-      let mm: Mm | null;
-      if (memo === undefined) mm = A.asidReachable(m, c, t.asidOfKey(key));
-      else {
-        if (memo.key[i] !== key) {
-          memo.key[i] = key;
-          memo.asid[i] = t.asidOfKey(key);
-          memo.ok[i] = 0;
-        }
-        const asid = memo.asid[i] as number;
-        if (memo.reachAt[asid] === stamp) mm = memo.reach[asid] as Mm | null;
-        else {
-          mm = A.asidReachable(m, c, asid);
-          memo.reach[asid] = mm;
-          memo.reachAt[asid] = stamp;
-        }
-      }
-      if (mm === null || (only !== undefined && mm !== only)) continue;
-      const pfn = t.pfn[i] as number;
-      const perm = t.perm[i] as number;
-      if (memo !== undefined && memoHolds(m, memo, i, mm, pfn, perm, stamp)) continue;
-      const vpn = t.vpnOfKey(key);
-      const passed = checkTlbEntry(m, c, mm, vpn, pfn, perm, 1, "4K", out);
-      if (memo !== undefined) {
-        if (passed) memoRecord(m, cache as TlbCache, memo, i, mm, vpn, pfn, perm);
-        else memo.ok[i] = 0;
-      }
+      checkBaseTlbCached(m, c, memo, cache, stamp, only, out);
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
