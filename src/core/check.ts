@@ -87,6 +87,9 @@ export class TlbCache {
 class TlbRegion {
   at = 0; // stamp of the last comparison
   ok = false; // its result
+  // Where the leaf table's entries are, as of that stamp.
+  leaves: Float64Array = new Float64Array(0);
+  leafBase = 0;
   constructor(
     readonly slot: Int32Array,
     readonly idx: Int32Array,
@@ -106,6 +109,8 @@ class TlbRegion {
     }
     this.at = stamp;
     this.ok = ok;
+    this.leaves = T.chunkOf(this.leafSlot);
+    this.leafBase = T.base(this.leafSlot);
     return ok;
   }
   samePath(d: number): boolean {
@@ -145,15 +150,6 @@ class TlbMemo {
     this.leafIdx = new Int32Array(n);
     this.leafV = new Float64Array(n);
   }
-}
-
-function memoHolds(m: Machine, c: TlbMemo, i: number, mm: Mm, pfn: number, perm: number, stamp: number): boolean {
-  if (c.ok[i] === 0 || c.mm[i] !== mm || c.pfn[i] !== pfn || c.perm[i] !== perm) return false;
-  if (m.phys.isFree(pfn)) return false;
-  const r = c.region[i] as TlbRegion;
-  if ((r.slot.length > 0 ? r.slot[0] : r.leafSlot) !== mm.pgd || !r.holds(m, stamp)) return false;
-  const T = m.tables;
-  return T.chunkOf(r.leafSlot)[T.base(r.leafSlot) + (c.leafIdx[i] as number)] === c.leafV[i];
 }
 
 // Remembers that entry i passed with the walk tlbWalk() just made.
@@ -244,6 +240,46 @@ function checkTlbEntry(m: Machine, cpu: number, mm: Mm, vpn0: number, pfn: numbe
   return true;
 }
 
+// checkTlbs() for cpu's base-page entries, skipping those whose inputs are
+// as when they last passed.
+function checkBaseTlbCached(m: Machine, c: number, memo: TlbMemo, cache: TlbCache, stamp: number, only: Mm | undefined, out: Violation[]): void {
+  const A = m.arch;
+  const t = memo.tlb;
+  const tag = t.tag;
+  const tpfn = t.pfn;
+  const tperm = t.perm;
+  const flags = m.phys.flags;
+  for (let i = 0; i < tag.length; i++) {
+    while (i < tag.length && tag[i] === 0) i++;
+    if (i === tag.length) break;
+    const key = tag[i] as number;
+    if (memo.key[i] !== key) {
+      memo.key[i] = key;
+      memo.asid[i] = t.asidOfKey(key);
+      memo.ok[i] = 0;
+    }
+    const asid = memo.asid[i] as number;
+    let mm: Mm | null;
+    if (memo.reachAt[asid] === stamp) mm = memo.reach[asid] as Mm | null;
+    else {
+      mm = A.asidReachable(m, c, asid);
+      memo.reach[asid] = mm;
+      memo.reachAt[asid] = stamp;
+    }
+    if (mm === null || (only !== undefined && mm !== only)) continue;
+    const pfn = tpfn[i] as number;
+    const perm = tperm[i] as number;
+    if (memo.ok[i] === 1 && memo.mm[i] === mm && memo.pfn[i] === pfn && memo.perm[i] === perm && ((flags[pfn] as number) & PG_FREE) === 0) {
+      const r = memo.region[i] as TlbRegion;
+      if ((r.slot.length > 0 ? r.slot[0] : r.leafSlot) === mm.pgd && r.holds(m, stamp) && r.leaves[r.leafBase + (memo.leafIdx[i] as number)] === memo.leafV[i])
+        continue;
+    }
+    const vpn = t.vpnOfKey(key);
+    if (checkTlbEntry(m, c, mm, vpn, pfn, perm, 1, sizeName(m.geo.pageShift), out)) memoRecord(m, cache, memo, i, mm, vpn, pfn, perm);
+    else memo.ok[i] = 0;
+  }
+}
+
 // After a syscall returns: no reachable TLB entry maps a freed page, maps
 // what the page tables no longer map, grants write the tables no longer
 // grant, or claims dirty where the PTE is clean; no walk cache points to a
@@ -261,40 +297,18 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
     const c = cpu.id;
-    let memo: TlbMemo | undefined;
-    if (cache !== undefined) {
-      memo = cache.cpus[c];
+    if (cache === undefined) {
+      for (let i = 0; i < t.tag.length; i++) {
+        const key = t.tag[i] as number;
+        if (key === 0) continue;
+        const mm = A.asidReachable(m, c, t.asidOfKey(key));
+        if (mm === null || (only !== undefined && mm !== only)) continue;
+        checkTlbEntry(m, c, mm, t.vpnOfKey(key), t.pfn[i] as number, t.perm[i] as number, 1, sizeName(m.geo.pageShift), out);
+      }
+    } else {
+      let memo = cache.cpus[c];
       if (memo === undefined || memo.tlb !== t) memo = cache.cpus[c] = new TlbMemo(t, t.tag.length);
-    }
-    for (let i = 0; i < t.tag.length; i++) {
-      const key = t.tag[i] as number;
-      if (key === 0) continue;
-      let mm: Mm | null;
-      if (memo === undefined) mm = A.asidReachable(m, c, t.asidOfKey(key));
-      else {
-        if (memo.key[i] !== key) {
-          memo.key[i] = key;
-          memo.asid[i] = t.asidOfKey(key);
-          memo.ok[i] = 0;
-        }
-        const asid = memo.asid[i] as number;
-        if (memo.reachAt[asid] === stamp) mm = memo.reach[asid] as Mm | null;
-        else {
-          mm = A.asidReachable(m, c, asid);
-          memo.reach[asid] = mm;
-          memo.reachAt[asid] = stamp;
-        }
-      }
-      if (mm === null || (only !== undefined && mm !== only)) continue;
-      const pfn = t.pfn[i] as number;
-      const perm = t.perm[i] as number;
-      if (memo !== undefined && memoHolds(m, memo, i, mm, pfn, perm, stamp)) continue;
-      const vpn = t.vpnOfKey(key);
-      const passed = checkTlbEntry(m, c, mm, vpn, pfn, perm, 1, sizeName(m.geo.pageShift), out);
-      if (memo !== undefined) {
-        if (passed) memoRecord(m, cache as TlbCache, memo, i, mm, vpn, pfn, perm);
-        else memo.ok[i] = 0;
-      }
+      checkBaseTlbCached(m, c, memo, cache, stamp, only, out);
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
@@ -601,6 +615,9 @@ function acctVisit(w: AcctWalk, slot: number, level: number, base: number): void
   }
 }
 
+// PG_FREE in each byte of a word of flags.
+const FREE4 = PG_FREE * 0x01010101;
+
 // Page tables agree with the counters and the struct page state. cache:
 // reuse the scans of PTE tables whose inputs did not change (same result,
 // test/check-cache.test.ts).
@@ -636,7 +653,18 @@ export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[
   }
   // struct page state against the mappings found.
   for (const f of m.files.values()) for (const pfn of f.pages.values()) pageCache[pfn] = 1;
+  // Free frames four at a time (most of the range, early in a replay).
+  const fl = phys.flags;
+  const words = fl.byteOffset % 4 === 0 ? new Uint32Array(fl.buffer, fl.byteOffset, fl.length >> 2) : new Uint32Array(0);
   for (let pfn = 1; pfn < cap; pfn++) {
+    if ((pfn & 3) === 0) {
+      let w = pfn >> 2;
+      while (w < words.length && ((words[w] as number) & FREE4) === FREE4) w++;
+      if (w << 2 > pfn) {
+        pfn = w << 2;
+        if (pfn >= cap) break;
+      }
+    }
     const f = phys.flags[pfn] as number;
     if (f & (PG_FREE | PG_PAGETABLE | PG_ZERO)) continue;
     if (phys.mapcount[pfn] !== mapcount[pfn]) {
@@ -673,8 +701,8 @@ export function checkLeaks(m: Machine): Violation[] {
   return out;
 }
 
-// Frames being freed, marked for checkFreedFrames() (a Set lookup per TLB
-// entry cost the replay more than the rest of the check).
+// Frames being freed, marked for checkFreedFrames() (cheaper than a Set per
+// call; the scan of the TLBs is most of its cost either way).
 let freedMark = new Uint8Array(0);
 const isFreed = (pfn: number) => freedMark[pfn] === 1;
 
@@ -705,11 +733,15 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
   let top = 0;
   for (const h of heads) top = Math.max(top, h + (1 << (phys.order[h] as number)));
   if (freedMark.length < top) freedMark = new Uint8Array(Math.ceil(top * 1.5));
-  for (const h of heads) freedMark.fill(1, h, h + (1 << (phys.order[h] as number)));
+  // (A loop: TypedArray.fill on a sub-range is slow in V8 11.)
+  const mark = (v: number) => {
+    for (const h of heads) for (let k = h, e = h + (1 << (phys.order[h] as number)); k < e; k++) freedMark[k] = v;
+  };
+  mark(1);
   try {
     scanFreed(m, what, out);
   } finally {
-    for (const h of heads) freedMark.fill(0, h, h + (1 << (phys.order[h] as number)));
+    mark(0);
   }
   return out;
 }
