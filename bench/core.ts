@@ -38,6 +38,7 @@ const { values: args } = parseArgs({
     // generic code's call sites see one architecture, as in a real run).
     "arm64-rows": { type: "boolean", default: false },
     "replay-row": { type: "boolean", default: false },
+    "replay-no-check": { type: "boolean", default: false },
   },
 });
 const size = Number(args.size) * MiB;
@@ -134,7 +135,7 @@ if (args["replay-row"]) {
     let peak = process.memoryUsage().rss;
     const t1 = performance.now();
     const { events } = await parseTraceFile("../shared/traces/gcc-python.perftrace.gz", { lenient: false, reorder: 0.05 });
-    const rp = new Replayer({ ...defaultReplayOptions(), checkInvariants: true });
+    const rp = new Replayer({ ...defaultReplayOptions(), checkInvariants: !args["replay-no-check"] });
     let n = 0;
     for await (const e of events) {
       rp.apply(e);
@@ -208,18 +209,24 @@ console.log(`time: model checks off ${s(t0, tOff)}, checks on ${s(tOff, tOn)}, h
 
 // Replay row: the perf-trace recording of a gcc compile and a python run,
 // invariant checks on after every event, measured in a fresh process (as
-// `ptlab replay` runs it: cold JIT, its own heap), startup excluded.
+// `ptlab replay` runs it: cold JIT, its own heap), startup excluded; then
+// with checks off, for what the checks cost.
 const TRACE = "../shared/traces/gcc-python.perftrace.gz";
 try {
-  const r = JSON.parse(execFileSync(process.execPath, [fileURLToPath(import.meta.url), "--replay-row"], { encoding: "utf8" })) as {
-    n: number;
-    dt: number;
-    peak: number;
-    error?: string;
+  const replayRow = (extra: string[]) => {
+    const r = JSON.parse(execFileSync(process.execPath, [fileURLToPath(import.meta.url), "--replay-row", ...extra], { encoding: "utf8" })) as {
+      n: number;
+      dt: number;
+      peak: number;
+      error?: string;
+    };
+    if (r.error !== undefined) throw new Error(r.error);
+    return r;
   };
-  if (r.error !== undefined) throw new Error(r.error);
+  const r = replayRow([]);
+  const off = replayRow(["--replay-no-check"]);
   console.log(
-    `replay ${TRACE}: ${r.n} events in ${r.dt.toFixed(2)} s (${Math.round(r.n / r.dt)} events/s, checks on, fresh process; target < 1 s), peak RSS ${(r.peak / MiB).toFixed(0)} MiB`,
+    `replay ${TRACE}: ${r.n} events in ${r.dt.toFixed(2)} s (${Math.round(r.n / r.dt)} events/s, checks on, fresh process; target < 1 s; ${off.dt.toFixed(2)} s with checks off), peak RSS ${(r.peak / MiB).toFixed(0)} MiB`,
   );
 } catch (e) {
   console.log(`replay: skipped (${(e as Error).message})`);

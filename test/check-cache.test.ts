@@ -259,6 +259,18 @@ describe("cached invariant checks", () => {
     }
   }
 
+  it("caches handed another machine start over", () => {
+    const a = new Replayer({ ...defaultReplayOptions(), checkInvariants: false });
+    const b = new Replayer({ ...defaultReplayOptions(), checkInvariants: false });
+    for (const e of setup()) a.apply(e);
+    for (const e of setup()) b.apply(e);
+    CORRUPTIONS[2]?.apply(b.m); // write-protected without a flush, in b only
+    const ac = new AccountingCache();
+    const tc = new TlbCache();
+    for (const m of [a.m, b.m, a.m, b.m]) assert.deepEqual(both(m, ac, tc).cached, both(m, new AccountingCache(), new TlbCache()).full);
+    assert.ok(both(b.m, ac, tc).cached.some((v) => v.invariant === "tlb-stale-write"));
+  });
+
   it("a change that is undone between checks leaves nothing to report", () => {
     const r = new Replayer({ ...defaultReplayOptions(), checkInvariants: false });
     const m = r.m;

@@ -76,10 +76,16 @@ function tlbWalk(m: Machine, mm: Mm, vpn: number): number {
 // walks reach the same leaf table share the path above it (a TlbRegion),
 // compared once per call.
 export class TlbCache {
+  machine: Machine | null = null; // the one it was filled from
   cpus: TlbMemo[] = [];
   stamp = 0; // checkTlbs() calls
   // By top-level table slot, then leaf table level and the VA it covers.
   regions = new Map<number, Map<number, TlbRegion>>();
+  reset(m: Machine): void {
+    this.machine = m;
+    this.cpus = [];
+    this.regions = new Map();
+  }
 }
 
 // The part of a walk above its leaf table: per level, the table slot, the
@@ -293,6 +299,7 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
   const out: Violation[] = [];
   const A = m.arch;
   const phys = m.phys;
+  if (cache !== undefined && cache.machine !== m) cache.reset(m);
   const stamp = cache === undefined ? 0 : ++cache.stamp;
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
@@ -408,10 +415,18 @@ interface PteScan {
 // PTE tables are rescanned only when an input changed. mapcount holds the sum
 // of the PTE mapcount contributions of the tables the last check visited.
 export class AccountingCache {
+  machine: Machine | null = null; // the one it was filled from
   pte: (PteScan | undefined)[] = [];
   mapcount = new Int32Array(0);
   included: PteScan[] = [];
   visited: PteScan[] = [];
+  reset(m: Machine): void {
+    this.machine = m;
+    this.pte = [];
+    this.mapcount = new Int32Array(0);
+    this.included = [];
+    this.visited = [];
+  }
 }
 
 let leafBuf = new Int32Array(512 * 3);
@@ -626,6 +641,7 @@ export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[
   const phys = m.phys;
   const cap = phys.highWater;
   const { mapcount: scratchMap, entire, pageCache } = scratch(cap);
+  if (cache !== undefined && cache.machine !== m) cache.reset(m);
   const w = new AcctWalk(m, out, cache, scratchMap, entire);
   for (const mm of m.mms) {
     if (!mm.alive) continue;
