@@ -429,6 +429,18 @@ export class AccountingCache {
   }
 }
 
+// A writable PTE at addr maps anon page pfn that is not AnonExclusive: a
+// violation in a private VMA (a shared anon mapping is shmem, never anon).
+function notExclusive(mm: Mm, addr: number, pfn: number, out: Violation[]): void {
+  const vma = mm.findVma(addr);
+  if (vma !== null && !vma.isShared)
+    out.push({
+      invariant: "writable-anon-not-exclusive",
+      addr,
+      message: `mm${mm.id}: writable PTE at ${hex(addr)} maps anon page pfn ${pfn} that is not AnonExclusive`,
+    });
+}
+
 let leafBuf = new Int32Array(512 * 3);
 
 // The level-0 part of checkAccounting()'s walk, for one PTE table; the same
@@ -474,13 +486,7 @@ function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[
     else file++;
     if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
       reusable = false;
-      const vma = mm.findVma(vpn * PS);
-      if (vma !== null && !vma.isShared)
-        out.push({
-          invariant: "writable-anon-not-exclusive",
-          addr: vpn * PS,
-          message: `mm${mm.id}: writable PTE at ${hex(vpn * PS)} maps anon page pfn ${pfn} that is not AnonExclusive`,
-        });
+      notExclusive(mm, vpn * PS, pfn, out);
     }
   }
   return { slot, entries, leaves: leafBuf.slice(0, n), anon, file, shmem, reusable, mult: 0, seen: 0 };
@@ -615,13 +621,7 @@ function acctVisit(w: AcctWalk, slot: number, level: number, base: number): void
     if (level === 0) {
       w.mapcount[pfn] = (w.mapcount[pfn] as number) + 1;
       if (A.pteWrite(v) && hf & PG_ANON && (f & PG_ANON_EXCLUSIVE) === 0) {
-        const vma = mm.findVma(vpn * PS);
-        if (vma !== null && !vma.isShared)
-          out.push({
-            invariant: "writable-anon-not-exclusive",
-            addr: vpn * PS,
-            message: `mm${mm.id}: writable PTE at ${hex(vpn * PS)} maps anon page pfn ${pfn} that is not AnonExclusive`,
-          });
+        notExclusive(mm, vpn * PS, pfn, out);
       }
     } else {
       w.entire[head] = (w.entire[head] as number) + 1;
