@@ -114,13 +114,15 @@ function setEntry(m: Machine, gi: number, v: number): () => void {
   return () => m.tables.set(gi, old);
 }
 
-function setFlags(m: Machine, pfn: number, f: number): () => void {
-  const old = m.phys.flags[pfn] as number;
-  m.phys.flags[pfn] = f;
+// Element i of a typed array (struct page flags, a TLB field) set to v; returns the undo.
+function setAt(a: { [i: number]: number }, i: number, v: number): () => void {
+  const old = a[i] as number;
+  a[i] = v;
   return () => {
-    m.phys.flags[pfn] = old;
+    a[i] = old;
   };
 }
+const setFlags = (m: Machine, pfn: number, f: number) => setAt(m.phys.flags, pfn, f);
 
 const CORRUPTIONS: Corruption[] = [
   {
@@ -153,11 +155,7 @@ const CORRUPTIONS: Corruption[] = [
     expect: "tlb-stale-write",
     apply(m) {
       const [t, i] = parentTlbEntry(m, P + 31 * 4096);
-      const p = t.perm[i] as number;
-      t.perm[i] = p | TLB_W;
-      return () => {
-        t.perm[i] = p;
-      };
+      return setAt(t.perm, i, (t.perm[i] as number) | TLB_W);
     },
   },
   {
@@ -165,11 +163,7 @@ const CORRUPTIONS: Corruption[] = [
     expect: "tlb-stale-mapping",
     apply(m) {
       const [t, i] = parentTlbEntry(m, P + 31 * 4096);
-      const pfn = t.pfn[i] as number;
-      t.pfn[i] = pfn + 1;
-      return () => {
-        t.pfn[i] = pfn;
-      };
+      return setAt(t.pfn, i, (t.pfn[i] as number) + 1);
     },
   },
   {

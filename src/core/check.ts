@@ -248,7 +248,7 @@ function checkTlbEntry(m: Machine, cpu: number, mm: Mm, vpn0: number, pfn: numbe
 
 // checkTlbs() for cpu's base-page entries, skipping those whose inputs are
 // as when they last passed.
-function checkBaseTlbCached(m: Machine, c: number, memo: TlbMemo, cache: TlbCache, stamp: number, only: Mm | undefined, out: Violation[]): void {
+function checkBaseTlbCached(m: Machine, c: number, memo: TlbMemo, cache: TlbCache, stamp: number, only: Mm | undefined, baseName: string, out: Violation[]): void {
   const A = m.arch;
   const t = memo.tlb;
   const tag = t.tag;
@@ -281,7 +281,7 @@ function checkBaseTlbCached(m: Machine, c: number, memo: TlbMemo, cache: TlbCach
         continue;
     }
     const vpn = t.vpnOfKey(key);
-    if (checkTlbEntry(m, c, mm, vpn, pfn, perm, 1, sizeName(m.geo.pageShift), out)) memoRecord(m, cache, memo, i, mm, vpn, pfn, perm);
+    if (checkTlbEntry(m, c, mm, vpn, pfn, perm, 1, baseName, out)) memoRecord(m, cache, memo, i, mm, vpn, pfn, perm);
     else memo.ok[i] = 0;
   }
 }
@@ -300,6 +300,7 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
   const A = m.arch;
   const phys = m.phys;
   if (cache !== undefined && cache.machine !== m) cache.reset(m);
+  const baseName = sizeName(m.geo.pageShift); // label of base-page entries
   const stamp = cache === undefined ? 0 : ++cache.stamp;
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
@@ -310,12 +311,12 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
         if (key === 0) continue;
         const mm = A.asidReachable(m, c, t.asidOfKey(key));
         if (mm === null || (only !== undefined && mm !== only)) continue;
-        checkTlbEntry(m, c, mm, t.vpnOfKey(key), t.pfn[i] as number, t.perm[i] as number, 1, sizeName(m.geo.pageShift), out);
+        checkTlbEntry(m, c, mm, t.vpnOfKey(key), t.pfn[i] as number, t.perm[i] as number, 1, baseName, out);
       }
     } else {
       let memo = cache.cpus[c];
       if (memo === undefined || memo.tlb !== t) memo = cache.cpus[c] = new TlbMemo(t, t.tag.length);
-      checkBaseTlbCached(m, c, memo, cache, stamp, only, out);
+      checkBaseTlbCached(m, c, memo, cache, stamp, only, baseName, out);
     }
     for (let i = 0; i < t.htag.length; i++) {
       const key = t.htag[i] as number;
