@@ -76,6 +76,24 @@ describe("range TLBI encoding (__flush_tlb_range_op)", () => {
     assert.throws(() => tlbiRangeOps(0, MAX_TLBI_RANGE_PAGES + 2, 12, true), RangeError);
   });
 
+  it("with LPA2, issues by-VA operations until the start is 64K aligned", () => {
+    // 4K pages: 16 pages per 64K. Start at page 13: pages 13..15 one by one, then ranges.
+    assert.deepEqual(tlbiRangeOps(13, 35, 12, true, 12, true), [
+      { op: "page", page: 13, pages: 1 },
+      { op: "page", page: 14, pages: 1 },
+      { op: "page", page: 15, pages: 1 },
+      { op: "range", page: 16, num: 15, scale: 0, pages: 32 },
+    ]);
+    // Without LPA2 the same flush starts with a range at page 13.
+    assert.equal(tlbiRangeOps(13, 35, 12, true, 12, false)[0]?.op, "range");
+    // 16K pages: 4 per 64K; pages 5..7 to align, a range of 4, the odd page last. 64K pages: always aligned.
+    assert.deepEqual(
+      tlbiRangeOps(5, 8, 14, true, 14, true).map((o) => `${o.op}@${o.page}`),
+      ["page@5", "page@6", "page@7", "range@8", "page@12"],
+    );
+    assert.equal(tlbiRangeOps(5, 8, 16, true, 16, true)[0]?.op, "range");
+  });
+
   it("issues one by-VA operation per stride without FEAT_TLBIRANGE", () => {
     assert.equal(tlbiRangeOps(0, 5, 12, false).length, 5);
     assert.deepEqual(tlbiRangeOps(512, 1024, 21, false), [

@@ -66,6 +66,8 @@ describe("16K and 64K granules", () => {
     [16, 47, "2M", "64M", "32M", 32, 16],
     [64, 48, "2M", "1G", "512M", 512, 64],
     [64, 42, "2M", "1G", "512M", 512, 64],
+    [16, 52, "2M", "64M", "32M", 32, 16],
+    [64, 52, "2M", "1G", "512M", 512, 64],
   ] as const) {
     it(`${g}K granule, ${va}-bit VA: a process's life keeps every invariant and frees everything`, () => {
       const { rows, violations } = run(life(g, va, mthp, size, pmd));
@@ -87,6 +89,52 @@ describe("16K and 64K granules", () => {
       assert.equal(d.ptReclaimed, 1, "one whole PTE table reclaimed");
     });
   }
+
+  it("52-bit VAs: 5 levels with 4K pages (LPA2), 4 with 16K, 3 with 64K", () => {
+    // One 2M region: a table at every level, each the granule's size.
+    for (const [g, levels] of [
+      [4, 5],
+      [16, 4],
+      [64, 3],
+    ] as const) {
+      const { r, rows, violations } = run(`name: t
+machine: { arch: arm64, arm64: { granule: ${g}, va_bits: 52 }, thp: never }
+steps:
+  - mmap: { region: A, size: 2M, prot: rw }
+  - touch: { region: A }
+  - report: r
+`);
+      assert.deepEqual(violations, []);
+      // VmPTE counts PTE, PMD and PUD tables (mm_pgtables_bytes()); a P4D table is not accounted.
+      assert.equal(fig(rows, "r").vmpte_kb, Math.min(levels - 1, 3) * g, `${g}K/52: tables below the PGD`);
+      assert.equal(r.m.arch.levels, levels);
+    }
+  });
+
+  it("user addresses stay below TASK_SIZE: mmap_base scales with a small VA, MAP_FIXED above fails", () => {
+    for (const [g, va] of [
+      [4, 39],
+      [16, 36],
+      [64, 42],
+    ] as const) {
+      const sc = `name: t
+machine: { arch: arm64, arm64: { granule: ${g}, va_bits: ${va} }, thp: never }
+steps:
+  - mmap: { region: A, size: 1M, prot: rw }
+  - touch: { region: A }
+  - brk: { delta: 1M }
+`;
+      const r = new Runner(parseScenario(sc, "t.yaml"));
+      r.execSteps(r.sc.steps, 0);
+      const mm = (r.procs.get("main") ?? [...r.procs.values()][0])?.mm;
+      assert.ok(mm);
+      for (const v of mm.vmas) assert.ok(v.end <= 2 ** va, `${g}K/${va}: VMA ${v.start.toString(16)}-${v.end.toString(16)} above 2^${va}`);
+      assert.ok(mm.vmas.length >= 2);
+      const fixed = `${sc}  - mmap: { region: B, size: 1M, addr: 0x7f0000000000, flags: [private, fixed] }
+`;
+      assert.throws(() => run(fixed), /ENOMEM/);
+    }
+  });
 
   it("page-table memory counts tables of the granule's size at each level", () => {
     // 16K/48: PUD + PMD + two 32M PTE tables = 4 x 16K; 64K/48: PMD + one PTE table;

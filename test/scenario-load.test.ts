@@ -375,7 +375,7 @@ describe("parseScenario: errors", () => {
       "name: t\nmachine: { arch: arm64, arm64: { granule: 64, va_bits: 39 } }\nsteps: []\n",
       2,
       56,
-      "machine.arm64.va_bits: the 64K granule offers 42 or 48-bit VAs, got 39",
+      "machine.arm64.va_bits: the 64K granule offers 42, 48 or 52-bit VAs, got 39",
     );
     fails(
       "name: t\nmachine: { arch: arm64, arm64: { granule: 16 }, mthp: { 32K: always } }\nsteps: []\n",

@@ -105,6 +105,11 @@ export function defaultConfig(): MachineConfig {
   };
 }
 
+// With 52-bit VAs the model keeps user mappings below 2^48 (the default
+// mmap window): TLB tags of 40-bit page numbers and 16-bit ASIDs would not fit
+// in a double. The runner rejects a fixed address or hint above it.
+export const MODEL_VA_BITS = 48;
+
 export class Cpu {
   tlb = new Tlb();
   loadedMm: Mm | null = null; // mm whose page tables are loaded (CR3)
@@ -171,7 +176,7 @@ export class Machine {
       // arm64: tags are hardware ASIDs, and fills check for TLB conflicts.
       if (arch.name === "arm64") {
         const a = config.arm64;
-        cpu.tlb = new Tlb(128, 12, 32, 32, 2 ** a.asidBits, a.bbml2NoAbort ? CONFLICT_OA : CONFLICT_OA_OR_SIZE, a.vaBits, arch.pageShift);
+        cpu.tlb = new Tlb(128, 12, 32, 32, 2 ** a.asidBits, a.bbml2NoAbort ? CONFLICT_OA : CONFLICT_OA_OR_SIZE, Math.min(a.vaBits, MODEL_VA_BITS), arch.pageShift);
       }
       this.cpus.push(cpu);
     }

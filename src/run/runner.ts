@@ -10,7 +10,7 @@ import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
 import { checkAccounting, checkLeaks, checkTlbs } from "../core/check.js";
 import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
-import { type Arm64Features, defaultConfig, Machine, type MachineConfig, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
+import { type Arm64Features, defaultConfig, Machine, type MachineConfig, MODEL_VA_BITS, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
 import { doMadvise } from "../core/mm/madvise.js";
 import { doBrk, doMmap, doMremap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
 import { doMprotect } from "../core/mm/mprotect.js";
@@ -97,7 +97,7 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   const g = cfg.arm64.granule;
   if (arch === "x86_64" && g !== 4) throw new ScenarioError(file, 1, 1, `the ${g}K granule needs arch arm64 (x86-64 has 4K pages)`);
   if (arch === "arm64" && !VA_BITS_CHOICES[g].includes(cfg.arm64.vaBits))
-    throw new ScenarioError(file, 1, 1, `arm64 with the ${g}K granule offers ${VA_BITS_CHOICES[g].filter((b) => b !== 52).join(", ")}-bit VAs, not ${cfg.arm64.vaBits}`);
+    throw new ScenarioError(file, 1, 1, `arm64 with the ${g}K granule offers ${VA_BITS_CHOICES[g].join(", ")}-bit VAs, not ${cfg.arm64.vaBits}`);
   cfg.mthp = mthpOrders(opts.mthp ?? spec.mthp ?? {}, arch === "arm64" ? g : 4, file);
   const all = { ...spec.variants, ...(opts.variants ?? {}) };
   for (const [k, v] of Object.entries(all)) {
@@ -124,6 +124,17 @@ export function mthpOrders(sizes: Record<number, "always" | "madvise" | "inherit
 export const DEFAULT_MMAP_BASE = 0x7f0000000000;
 export const DEFAULT_START_BRK = 0x555555560000;
 
+// mmap_base and the start of the heap for a machine whose map window is
+// smaller than x86-64's 47 bits (arm64 with 36-, 39- or 42-bit VAs): the
+// same shape scaled down, mmap_base 1/128 of the window below its top and
+// the heap at 2/3 of it (ELF_ET_DYN_BASE). Larger windows keep the x86-64
+// addresses.
+export function userLayout(m: Machine): { mmapBase: number; startBrk: number } {
+  const w = m.arch.mapWindow;
+  if (w >= DEFAULT_MMAP_BASE) return { mmapBase: DEFAULT_MMAP_BASE, startBrk: DEFAULT_START_BRK };
+  return { mmapBase: w - w / 128, startBrk: Math.ceil((2 * w) / 3 / 65536) * 65536 };
+}
+
 export class Runner {
   readonly m: Machine;
   readonly procs = new Map<string, Proc>();
@@ -141,8 +152,9 @@ export class Runner {
     const cfg = machineConfig(sc.machine, sc.file, opts);
     this.m = new Machine(makeArch(opts.arch ?? sc.machine.arch, sc.machine.levels, cfg.arm64), cfg);
     for (const p of sc.processes) {
-      const mm = this.m.newMm(DEFAULT_MMAP_BASE);
-      mm.startBrk = mm.brk = DEFAULT_START_BRK;
+      const lay = userLayout(this.m);
+      const mm = this.m.newMm(lay.mmapBase);
+      mm.startBrk = mm.brk = lay.startBrk;
       mm.threads = p.threads.length;
       this.procs.set(p.name, { name: p.name, mm, regions: new Map(), threads: p.threads.map((t) => t.name) });
       for (const t of p.threads) {
@@ -236,6 +248,8 @@ export class Runner {
           file,
           pgoff: step.offset / m.geo.pageSize,
         };
+        if (args.addr !== 0 && args.addr + args.len > 2 ** MODEL_VA_BITS && m.arch.name === "arm64" && m.arch.taskSize > 2 ** MODEL_VA_BITS)
+          throw this.err(step, `mmap at 0x${args.addr.toString(16)}: addresses above 2^${MODEL_VA_BITS} with 52-bit VAs are not modelled`);
         let addr: number;
         if (this.oracle.mmap) {
           addr = doMmap(m, p.mm, { ...args, fixed: true, addr: this.oracle.mmap(step) });
@@ -322,8 +336,9 @@ export class Runner {
         // installs a new mm and drops the old one (mmput() -> exit_mmap()).
         const p = this.procOf(step);
         this.exitProcess(p);
-        const mm = m.newMm(DEFAULT_MMAP_BASE);
-        mm.startBrk = mm.brk = DEFAULT_START_BRK;
+        const lay = userLayout(m);
+        const mm = m.newMm(lay.mmapBase);
+        mm.startBrk = mm.brk = lay.startBrk;
         mm.threads = 1;
         for (const t of p.threads) if (t !== step.thread) this.threadProc.delete(t);
         p.threads = [step.thread];

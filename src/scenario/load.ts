@@ -344,7 +344,7 @@ class Loader {
     const g = mc.arm64.granule;
     const at = (...path: string[]) => this.pos(this.nodeAt(root, ["machine", ...path]));
     if (mc.arch === "arm64" && !VA_BITS_CHOICES[g].includes(mc.arm64.va_bits))
-      this.errors.push({ pos: at("arm64", "va_bits"), message: `machine.arm64.va_bits: the ${g}K granule offers ${VA_BITS_CHOICES[g].filter((b) => b !== 52).join(" or ")}-bit VAs, got ${mc.arm64.va_bits}` });
+      this.errors.push({ pos: at("arm64", "va_bits"), message: `machine.arm64.va_bits: the ${g}K granule offers ${VA_BITS_CHOICES[g].slice(0, -1).join(", ")} or ${VA_BITS_CHOICES[g].at(-1)}-bit VAs, got ${mc.arm64.va_bits}` });
     if (mc.arch !== "arm64" && g !== 4) this.errors.push({ pos: at("arm64", "granule"), message: `machine.arm64.granule: the ${g}K granule needs arch arm64 (x86-64 has 4K pages)` });
     const shift = Math.log2((mc.arch === "arm64" ? g : 4) * 1024);
     for (const size of Object.keys(mc.mthp))

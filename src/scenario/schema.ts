@@ -334,9 +334,9 @@ export const machineSchema = z.strictObject({
     .strictObject({
       granule: z.literal([4, 16, 64], expected("4, 16 or 64 (KiB)")).default(4).describe("Translation granule in KiB: the page size"),
       va_bits: z
-        .literal([36, 39, 42, 47, 48], expected("36, 39, 42, 47 or 48"))
+        .literal([36, 39, 42, 47, 48, 52], expected("36, 39, 42, 47, 48 or 52"))
         .default(48)
-        .describe("VA size; the granule allows 39/48 (4K), 36/47/48 (16K), 42/48 (64K)"),
+        .describe("VA size; the granule allows 39/48/52 (4K), 36/47/48/52 (16K), 42/48/52 (64K). 52 is FEAT_LPA2 with 4K and 16K pages (5 and 4 levels), FEAT_LVA with 64K"),
       hafdbs: bool.default(true).describe("FEAT_HAFDBS: hardware access flag and dirty state"),
       tlbi_range: bool.default(true).describe("FEAT_TLBIRANGE"),
       bbml2_noabort: bool.default(false).describe("BBML2 on a CPU in the kernel's no-abort list"),

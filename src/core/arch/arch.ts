@@ -11,6 +11,11 @@ export interface Arch {
   readonly pageShift: number; // PAGE_SHIFT
   readonly ptrsPerTable: number;
   readonly levels: number; // 2 to 5
+  // TASK_SIZE: user addresses end here. DEFAULT_MAP_WINDOW: where mmap
+  // looks without a hint above it (below TASK_SIZE with 5-level x86 paging
+  // and 52-bit arm64 VAs, whose upper part is opt-in).
+  readonly taskSize: number;
+  readonly mapWindow: number;
 
   pteNone(v: number): boolean;
   ptePresent(v: number): boolean; // includes PROT_NONE entries

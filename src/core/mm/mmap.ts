@@ -64,11 +64,21 @@ export function doMmap(m: Machine, mm: Mm, args: MmapArgs): number {
   // PAGE_ALIGN(len); a fixed address must be page aligned.
   const a = args.len % PS === 0 ? args : { ...args, len: Math.ceil(args.len / PS) * PS };
   if (a.fixed && a.addr % PS !== 0) throw new MmError("EINVAL", `MAP_FIXED address is not aligned to the ${PS / 1024}K page size`);
+  const A = m.arch;
+  if (a.len > A.taskSize) throw new MmError("ENOMEM", "length exceeds TASK_SIZE");
   let addr: number;
   if (a.fixed) {
+    if (a.addr > A.taskSize - a.len) throw new MmError("ENOMEM", `MAP_FIXED range ends above TASK_SIZE (0x${A.taskSize.toString(16)})`);
     addr = a.addr;
     if (!rangeFree(mm, addr, addr + a.len)) run(doMunmap(m, mm, addr, a.len));
-  } else if (a.addr !== 0 && a.addr % PS === 0 && rangeFree(mm, a.addr, a.addr + a.len) && a.addr >= MMAP_MIN_ADDR) {
+  } else if (
+    a.addr !== 0 &&
+    a.addr % PS === 0 &&
+    // arch_get_mmap_end(): a hint above DEFAULT_MAP_WINDOW opens the rest of the space.
+    a.addr <= (a.addr > A.mapWindow ? A.taskSize : A.mapWindow) - a.len &&
+    rangeFree(mm, a.addr, a.addr + a.len) &&
+    a.addr >= MMAP_MIN_ADDR
+  ) {
     addr = a.addr;
   } else {
     // __get_unmapped_area(): anonymous PMD-multiple lengths are PMD aligned

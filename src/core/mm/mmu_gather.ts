@@ -22,7 +22,6 @@ function maxGatherBatch(pageSize: number): number {
 function maxGatherBatchCount(pageSize: number): number {
   return Math.floor(10000 / maxGatherBatch(pageSize));
 }
-const TASK_SIZE = 2 ** 47;
 
 export class MmuGather {
   fullmm: boolean;
@@ -63,7 +62,7 @@ export class MmuGather {
     if (this.fullmm) {
       this.start = this.end = -1;
     } else {
-      this.start = TASK_SIZE;
+      this.start = this.m.arch.taskSize;
       this.end = 0;
     }
     this.freedTables = false;

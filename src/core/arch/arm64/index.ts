@@ -25,6 +25,10 @@ export function arm64(f: Arm64Features): Arch {
     pageShift: enc.pageShift,
     ptrsPerTable: enc.ptrsPerTable,
     levels,
+    // TASK_SIZE_64 and DEFAULT_MAP_WINDOW_64 (arch/arm64/include/asm/processor.h):
+    // with 52-bit VAs, mmap stays below 2^48 unless given a hint above it.
+    taskSize: 2 ** f.vaBits,
+    mapWindow: 2 ** Math.min(f.vaBits, 48),
     pteNone: P.pteNone,
     ptePresent: P.ptePresent,
     pteWrite: P.pteWrite,

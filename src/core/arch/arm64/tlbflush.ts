@@ -13,8 +13,8 @@
 // (not per CPU it reaches), one per DSB ISH.
 //
 // Not modelled: KPTI (arm64_kernel_unmapped_at_el0() false, so __tlbi_user()
-// issues nothing and ASIDs are not paired), FEAT_LPA2 (the range start needs
-// no 64K alignment), the REPEAT_TLBI erratum, the ARMv8.4-TTL hint's effect
+// issues nothing and ASIDs are not paired), LPA2's operand encoding (only
+// its 64K alignment rule for range starts is), the REPEAT_TLBI erratum, the ARMv8.4-TTL hint's effect
 // (the level is recorded in the operation but every level is invalidated),
 // and mmu_notifier secondary TLBs. Page numbers in the queued records count
 // pages of the granule (the range operand's BaseADDR does too; a by-VA
@@ -65,21 +65,23 @@ export interface TlbiOp {
 }
 
 // The operations __flush_tlb_range_op() (asm/tlbflush.h) issues for `pages`
-// pages from startPage with stride 2^strideShift bytes, without LPA2: by-VA
-// operations one stride apart when range operations are unsupported or one
-// page is left; otherwise range operations with SCALE from 3 down, each
-// covering as many pages as NUM (5 bits) allows. Requires pages to be a
-// multiple of the stride in pages and, with range operations, at most
+// pages from startPage with stride 2^strideShift bytes: by-VA operations one
+// stride apart when range operations are unsupported, one page is left, or
+// (lpa2) the start is not 64K aligned, since an LPA2 range operand holds the
+// base address in 64K units; otherwise range operations with SCALE from 3
+// down, each covering as many pages as NUM (5 bits) allows. Requires pages to
+// be a multiple of the stride in pages and, with range operations, at most
 // MAX_TLBI_RANGE_PAGES (the caller's __flush_tlb_range_limit_excess()).
-export function tlbiRangeOps(startPage: number, pages: number, strideShift: number, rangeSupported: boolean, pageShift = 12): TlbiOp[] {
+export function tlbiRangeOps(startPage: number, pages: number, strideShift: number, rangeSupported: boolean, pageShift = 12, lpa2 = false): TlbiOp[] {
   if (rangeSupported && pages > MAX_TLBI_RANGE_PAGES) throw new RangeError(`${pages} pages exceed MAX_TLBI_RANGE_PAGES`);
   const out: TlbiOp[] = [];
   const stridePages = 2 ** (strideShift - pageShift);
   let page = startPage;
   let left = pages;
   let scale = 3;
+  const align = lpa2 ? 2 ** Math.max(0, 16 - pageShift) : 1; // SZ_64K in pages
   while (left > 0) {
-    if (!rangeSupported || left === 1) {
+    if (!rangeSupported || left === 1 || page % align !== 0) {
       out.push({ op: "page", page, pages: stridePages });
       page += stridePages;
       left -= stridePages;
@@ -96,6 +98,12 @@ export function tlbiRangeOps(startPage: number, pages: number, strideShift: numb
     if (scale < 0 && left > 1) throw new Error(`model bug: range TLBI loop left ${left} pages`);
   }
   return out;
+}
+
+// lpa2_is_enabled(): 52-bit VAs with 4K or 16K pages need FEAT_LPA2 (with
+// 64K pages they use FEAT_LVA and the old descriptor format).
+function lpa2IsEnabled(m: Machine): boolean {
+  return m.arch.name === "arm64" && m.config.arm64.vaBits === 52 && m.config.arm64.granule !== 64;
 }
 
 // ASID(mm): the hardware ASID of the mm's context id (0 before its first
@@ -223,7 +231,7 @@ export function flushTlbRangeArm64(m: Machine, mm: Mm, start: number, end: numbe
   else {
     // __flush_tlb_range_op(vale1is or vae1is, ...)
     const asid = asidOf(m, mm);
-    const ops = tlbiRangeOps(start / G.pageSize, pages, Math.log2(stride), range, G.pageShift);
+    const ops = tlbiRangeOps(start / G.pageSize, pages, Math.log2(stride), range, G.pageShift, lpa2IsEnabled(m));
     const pageOp = lastLevel ? TLBI_VALE1IS : TLBI_VAE1IS;
     const rangeOp = lastLevel ? TLBI_RVALE1IS : TLBI_RVAE1IS;
     for (const o of ops) {

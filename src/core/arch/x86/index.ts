@@ -27,6 +27,9 @@ export function x86_64(levels: 4 | 5): Arch {
     pageShift: 12,
     ptrsPerTable: 512,
     levels,
+    // TASK_SIZE_MAX and DEFAULT_MAP_WINDOW (arch/x86/include/asm/page_64_types.h).
+    taskSize: (levels === 5 ? 2 ** 56 : 2 ** 47) - 4096,
+    mapWindow: 2 ** 47 - 4096,
     pteNone: P.pteNone,
     ptePresent: P.ptePresent,
     pteWrite: P.pteWrite,
