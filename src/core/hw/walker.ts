@@ -10,12 +10,14 @@ import { accessAllowed, handleMmFault } from "../mm/fault.js";
 import { run } from "../mm/memory.js";
 import type { Mm } from "../mm/types.js";
 import { idxAt } from "../geometry.js";
+import { TBL_FREE } from "../mm/pgtable.js";
 import { TLB_D, TLB_W } from "./tlb.js";
 import { type Interleaver, LK_MMAP, site } from "../sync.js";
 
 const S_FAULT_MMAP = site("lock_mm_and_find_vma", "take mmap_lock for reading");
 const S_FAULT_RETURN = site("exc_page_fault", "return to user space and retry the access");
 const S_FAULT_AGAIN = site("exc_page_fault", "fault again: retry once something changed", true);
+const S_WALK = site("page walker", "table pointer loaded, next level not yet");
 
 export type AccessResult = "ok" | "segv";
 
@@ -34,8 +36,8 @@ export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: b
   throw new Error(`model bug: access at 0x${addr.toString(16)} still faults after ${MAX_FAULT_RETRIES} tries`);
 }
 
-// The same access as the explorer runs it: the translation is one atomic
-// hardware step; a fault takes mmap_lock for reading (lock_mm_and_find_vma(),
+// The same access as the explorer runs it: the translation stops between
+// walk levels (walk() below); a fault takes mmap_lock for reading (lock_mm_and_find_vma(),
 // standing in for the per-VMA lock) and runs the fault path, whose points
 // interleave; then the access is retried.
 export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, write: boolean): Generator<number, AccessResult, void> {
@@ -122,9 +124,34 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
     if (level > 0 && A.entryIsTable(v)) {
       const child = A.ptePfn(v);
       // Cache the table this entry points to (PML4E/PDPTE/PDE caches).
-      if (level <= 3) tlb.insertPsc(vpn, asid, level, child);
+      const cached = level <= 3;
+      if (cached) tlb.insertPsc(vpn, asid, level, child);
       slot = T.slotOfPfn(child);
       level--;
+      // Explorer: other CPUs run between two loads of one walk. The walker
+      // holds the pointer as its walk cache does, so what drops that entry
+      // (a completed TLBI of walk caches, INVLPG, a full flush) restarts the
+      // walk, as the architectures guarantee for walks in flight.
+      if (m.il !== null && cached) {
+        m.il.point(S_WALK);
+        const p = tlb.lookupPsc(vpn, asid);
+        if (p >= 0) {
+          level = (tlb.plevel[p] as number) - 1;
+          slot = T.slotOfPfn(tlb.ptbl[p] as number);
+        } else {
+          level = A.levels - 1;
+          slot = mm.pgd;
+        }
+        if (slot < 0 || T.state[slot] === TBL_FREE) {
+          m.violations.push({
+            invariant: "walk-freed-table",
+            cpu: c,
+            addr: vpn * G.pageSize,
+            message: `CPU${c}'s page walk for 0x${(vpn * G.pageSize).toString(16)} goes on into a page table that was freed while it walked (a cached table pointer survived its table)`,
+          });
+          return false;
+        }
+      }
       continue;
     }
     const perm = A.leafPerm(v);
