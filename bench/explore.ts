@@ -5,7 +5,10 @@
 // the targets (first counterexample under 1 s, at most 5 s; exhaustion under
 // 60 s) are printed beside them, never asserted.
 //
-//   node dist/bench/explore.js [--only PREFIX]
+//   node dist/bench/explore.js [--only PREFIX] [--no-cache]
+//
+// Then, for every scenario, the plain exhaustive search against the one with
+// the state cache, at the scenario's bound and one preemption more.
 
 import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -13,7 +16,7 @@ import { type ExploreConfig, explore } from "../src/explore/explore.js";
 import { parseScenario } from "../src/scenario/load.js";
 import type { Scenario } from "../src/scenario/types.js";
 
-const { values: args } = parseArgs({ options: { only: { type: "string" } } });
+const { values: args } = parseArgs({ options: { only: { type: "string" }, "no-cache": { type: "boolean", default: false } } });
 const DIR = "scenarios/concurrency";
 
 function cfg(sc: Scenario, historical: boolean, shrink: boolean): ExploreConfig {
@@ -68,3 +71,34 @@ for (const f of readdirSync(DIR)
 const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] as string).length)));
 for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i] as number)).join("  "));
 console.log("\ntargets: first counterexample < 1 s (at most 5 s); exhausting a fixed scenario's bound < 60 s. Machine: see `env`.");
+
+// The state cache (--state-cache), side by side with the plain search on the
+// scenarios explored clean, at their bound and one more preemption.
+if (!args["no-cache"]) {
+  const t: string[][] = [["scenario", "bound", "execs plain", "execs cached", "cut", "plain (s)", "cached (s)", "cached/plain time"]];
+  for (const f of readdirSync(DIR)
+    .filter((n) => n.endsWith(".yaml"))
+    .sort()) {
+    if (args.only !== undefined && !f.startsWith(args.only)) continue;
+    const sc = parseScenario(readFileSync(`${DIR}/${f}`, "utf8"), `${DIR}/${f}`);
+    const base = cfg(sc, false, false);
+    for (const bound of [base.preemptions, base.preemptions + 1]) {
+      const [plain, tp] = timed(() => explore({ ...base, preemptions: bound }));
+      const [cached, tc] = timed(() => explore({ ...base, preemptions: bound, stateCache: true }));
+      if ((plain.counterexample === null) !== (cached.counterexample === null)) throw new Error(`${f}: the state cache changed the verdict`);
+      t.push([
+        f.replace(/\.yaml$/, ""),
+        String(bound),
+        String(plain.executions),
+        String(cached.executions),
+        String(cached.pruned),
+        tp.toFixed(2),
+        tc.toFixed(2),
+        (tc / tp).toFixed(2),
+      ]);
+    }
+  }
+  const tw = t[0]!.map((_, i) => Math.max(...t.map((r) => (r[i] as string).length)));
+  console.log("\nstate cache (fixed code, whole bounded space):");
+  for (const r of t) console.log(r.map((c, i) => c.padEnd(tw[i] as number)).join("  "));
+}

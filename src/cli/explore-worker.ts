@@ -37,6 +37,8 @@ parentPort?.postMessage({
   executions: res.executions,
   steps: res.steps,
   truncated: res.truncated,
+  pruned: res.pruned,
+  states: res.states,
   complete: res.complete,
   stopped: res.stopped,
   rank: res.rank,

@@ -29,6 +29,7 @@ export interface ExploreOpts {
   shrink: boolean;
   progress: boolean;
   ignore?: string[];
+  stateCache?: boolean;
 }
 
 // What a worker needs to rebuild the configuration.
@@ -57,6 +58,7 @@ export function exploreConfig(job: { file: string; opts: ExploreOpts; sub: numbe
     shard: { ...(o.shard ?? { index: 0, count: 1 }), sub: job.sub, subs: job.subs },
     shrink: o.shrink,
     ignore: [...(sc.explore?.ignore ?? []), ...(o.ignore ?? [])],
+    stateCache: o.stateCache === true,
   };
 }
 
@@ -76,6 +78,8 @@ interface WorkerResult {
   executions: number;
   steps: number;
   truncated: number;
+  pruned: number;
+  states: number;
   complete: boolean;
   stopped: boolean;
   rank: number[] | null;
@@ -163,12 +167,14 @@ export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> 
     }),
   );
   process.off("SIGINT", onSigint);
-  const total = { executions: 0, steps: 0, truncated: 0 };
+  const total = { executions: 0, steps: 0, truncated: 0, pruned: 0, states: 0 };
   let best: WorkerResult | null = null;
   for (const r of results) {
     total.executions += r.executions;
     total.steps += r.steps;
     total.truncated += r.truncated;
+    total.pruned += r.pruned;
+    total.states += r.states;
     if (r.rank !== null && (best === null || rankLess(r.rank, best.rank as number[]))) best = r;
   }
   const stopped = results.some((r) => r.stopped);
@@ -193,7 +199,7 @@ function output(
   vars: string,
   file: string,
   cx: Counterexample | null,
-  run: { executions: number; steps: number; truncated: number; complete: boolean; stopped: boolean; cfg: ExploreConfig } | null,
+  run: { executions: number; steps: number; truncated: number; pruned: number; states: number; complete: boolean; stopped: boolean; cfg: ExploreConfig } | null,
 ): number {
   const lines: string[] = [header, `variants: ${vars || "none (v6.17)"}`];
   if (run !== null) {
@@ -212,6 +218,10 @@ function output(
             : "all samples"
           : "the execution cap was reached";
       lines.push(`explored ${run.executions} executions (${run.steps} steps): ${what}; no invariant broken`);
+      if (c.stateCache === true)
+        lines.push(
+          `state cache: ${run.pruned} executions stopped at a state already explored (${run.states} states cached; the counts depend on --workers and --shard)`,
+        );
       if (run.truncated > 0) lines.push(`note: ${run.truncated} executions were cut off at the step bound (raise explore.max_steps)`);
     }
   }

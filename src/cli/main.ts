@@ -201,6 +201,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--no-shrink", "print the counterexample as found")
     .option("--ignore <invariant>", "do not check this invariant, to look past it (repeatable)", collect, [])
     .option("--no-progress", "no progress lines on stderr")
+    .option("--state-cache", "exhaustive: stop an execution at a state whose bounded future was already explored (docs/explore.md)")
     .action((file: string, o) => {
       result = cmdExplore(file, o);
     });

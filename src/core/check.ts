@@ -755,10 +755,13 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
     for (const h of heads) for (let k = h, e = h + (1 << (phys.order[h] as number)); k < e; k++) freedMark[k] = v;
   };
   mark(1);
+  // A check, not kernel code: the explorer need not track what it reads.
+  m.il?.checking(true);
   try {
     scanFreed(m, what, out);
   } finally {
     mark(0);
+    m.il?.checking(false);
   }
   return out;
 }

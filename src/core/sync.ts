@@ -42,6 +42,9 @@ export interface Interleaver {
   // nested point: the caller continues once no other CPU runs with
   // interrupts disabled.
   ipiSync(site: number): void;
+  // An invariant check inside a kernel path starts (true) or ends: it only
+  // reads the model.
+  checking(on: boolean): void;
   // The page-table entry a lockless reader is about to read from, so the
   // explorer can record the block's state at every moment of the read.
   // wp_page_copy() and friends copied a page's contents (the explorer tracks

@@ -13,6 +13,7 @@ import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE } from "../core/mm/pgtable.js";
 import type { Mm } from "../core/mm/types.js";
 import { type Interleaver, isSpinSite, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
+import { mix53, Tracker } from "./track.js";
 
 export interface XThread {
   id: number;
@@ -153,14 +154,16 @@ export class Execution implements Interleaver {
   }
   trylock(kind: number, id: number): boolean {
     const key = lockKey(kind, id);
-    if (this.lockW.has(key) || this.lockR.has(key)) return false;
-    this.lockW.set(key, this.current.id);
-    return true;
+    const free = !this.lockW.has(key) && !this.lockR.has(key);
+    this.tracker?.note(free ? 1 : 2);
+    if (free) this.lockW.set(key, this.current.id);
+    return free;
   }
   point(site: number): void {
     const t = this.current;
     const saved = t.site;
     t.site = site;
+    this.tracker?.suspend();
     for (;;) {
       if (this.violation !== null || this.infeasible) break;
       const cands = this.enabled();
@@ -175,6 +178,7 @@ export class Execution implements Interleaver {
       }
       this.step(this.byId(c));
     }
+    this.tracker?.leave();
     t.site = saved;
   }
 
@@ -186,6 +190,10 @@ export class Execution implements Interleaver {
   }
   private movedAt = 0; // counts steps that were not a retry
   private unspunAt = -1;
+  checking(on: boolean): void {
+    if (on) this.tracker?.suspend();
+    else this.tracker?.leave();
+  }
   rcuReadLock(): void {
     this.current.rcu++;
   }
@@ -202,6 +210,7 @@ export class Execution implements Interleaver {
     const t = this.current;
     const saved = t.site;
     t.site = site;
+    this.tracker?.suspend();
     for (;;) {
       if (this.violation !== null || this.infeasible) break;
       const holders = this.threads.filter((u) => u.irqOff && u !== t);
@@ -216,14 +225,17 @@ export class Execution implements Interleaver {
       if (c < 0) break;
       this.step(this.byId(c));
     }
+    this.tracker?.leave();
     t.site = saved;
   }
   watch(e: Float64Array, i: number, slot: number): void {
     const t = this.current;
+    this.tracker?.suspend();
     t.watch = { e, i, slot, pfn: this.m.tables.pfn[slot] as number, seen: new Set(), dangling: false };
     if (this.m.tables.state[slot] === TBL_FREE)
       this.fail({ invariant: "walk-freed-table", cpu: t.cpu, message: `${t.name} on CPU${t.cpu} maps PTE table pfn ${t.watch.pfn}, which is already free` });
     this.observe();
+    this.tracker?.leave();
   }
 
   // ---- scheduling ----------------------------------------------------------
@@ -257,13 +269,72 @@ export class Execution implements Interleaver {
     if (this.halted) return -1;
     const d = this.decisions.length;
     this.observe();
+    // A nested point comes in the middle of a step: hash what it stored so far.
+    this.tracker?.rescan();
+    if (this.stateHook !== null && this.tracker !== null && this.stateHook(this.stateKey(this.tracker), cur, d, this.preempted)) {
+      this.halted = true;
+      this.pruned = true;
+      return -1;
+    }
     const c = this.chooser(d, cands, cur);
     if (c < 0 || !cands.includes(c)) {
       this.infeasible = true;
       return -1;
     }
     this.decisions.push({ cands, cur, chosen: c });
+    if (cur >= 0 && c !== cur && cands.includes(cur)) this.preempted++;
     return c;
+  }
+
+  // ---- state cache -----------------------------------------------------------
+  // With the cache on, a Tracker hashes the model's shared state and what
+  // each thread read (track.ts). With the explorer's own state (locks, user
+  // data, each thread's scheduling fields) that names the whole state: two
+  // schedules reaching the same key have the same future.
+
+  private tracker: Tracker | null = null;
+  preempted = 0; // preemptions so far
+  pruned = false; // stopped at a state the hook had seen
+  // Asked at every decision; true: stop here, the subtree is covered.
+  stateHook: ((key: number, cur: number, d: number, preempted: number) => boolean) | null = null;
+
+  enableStateCache(roots: object[], skip: object[]): void {
+    this.tracker = new Tracker(roots, new Set<object>([...skip, this]), this.threads.length);
+  }
+
+  private stateKey(tr: Tracker): number {
+    let h = mix53(tr.h1, tr.h2);
+    h = mix53(h, this.stepCount);
+    h = mix53(h, this.unspunAt === this.movedAt ? 1 : 2);
+    for (const t of this.stack) h = mix53(h, 1000 + t.id);
+    for (const t of this.threads) {
+      h = mix53(h, tr.hist[2 * t.id] as number);
+      h = mix53(h, tr.hist[2 * t.id + 1] as number);
+      h = mix53(h, (t.done ? 1 : 0) | (t.wantWrite ? 2 : 0) | (t.irqOff ? 4 : 0) | (t.onStack ? 8 : 0) | (t.spinning ? 16 : 0) | (t.killed !== null ? 32 : 0));
+      h = mix53(h, t.site);
+      h = mix53(h, t.want);
+      h = mix53(h, t.rcu * 65536 + t.syscalls);
+      const w = t.watch;
+      if (w !== null) {
+        h = mix53(h, w.slot * 65536 + w.i);
+        h = mix53(h, w.pfn * 2 + (w.dangling ? 1 : 0));
+        for (const v of w.seen) h = mix53(h, v);
+      }
+    }
+    for (const [k, v] of this.lockW) h = mix53(mix53(h, k), v + 7);
+    for (const [k, v] of this.lockR) h = mix53(mix53(h, k), -v);
+    h = mix53(h, this.writers.length);
+    for (const [k, v] of this.content) h = mix53(mix53(h, k), v);
+    for (const [mm, e] of this.expected) {
+      h = mix53(h, 5e6 + mm);
+      for (const [k, v] of e) h = mix53(mix53(h, k), v);
+    }
+    for (const [mm, z] of this.zaps) {
+      h = mix53(h, 6e6 + mm);
+      for (const [a, b] of z) h = mix53(mix53(h, a), b);
+    }
+    for (const [pfn, slot] of this.dirtyBefore) h = mix53(h, pfn * 65536 + slot);
+    return h;
   }
 
   // Lockless readers: remember what ptep_get() would return now.
@@ -280,7 +351,7 @@ export class Execution implements Interleaver {
 
   ignore: ReadonlySet<string> = new Set();
   fail(v: Violation): void {
-    if (this.ignore.has(v.invariant)) return;
+    if (this.ignore.has(v.invariant) || this.pruned) return;
     if (this.violation === null) this.violation = { ...v, step: this.stepCount };
   }
 
@@ -338,13 +409,16 @@ export class Execution implements Interleaver {
       t.want = -1;
     }
     if (t === this.rcuAgent) {
+      this.tracker?.agent();
       m.rcuGracePeriod();
+      this.tracker?.leave();
     } else {
       const savedCpu = m.curCpu;
       m.curCpu = t.cpu;
       t.onStack = true;
       this.stack.push(t);
       let r: IteratorResult<number, unknown>;
+      this.tracker?.enter(t.id);
       try {
         r = (t.gen as KGen<unknown>).next();
       } catch (e) {
@@ -352,6 +426,7 @@ export class Execution implements Interleaver {
         r = { done: true, value: undefined };
         t.killed = e.message;
       } finally {
+        this.tracker?.leave();
         this.stack.pop();
         t.onStack = false;
         m.curCpu = savedCpu;
@@ -364,6 +439,7 @@ export class Execution implements Interleaver {
     }
     this.progress(t);
     this.last = t.id;
+    this.tracker?.rescan();
     if (rec !== null) {
       rec.after = this.snap ? this.snap(m, this) : null;
       this.steps.push(rec);
@@ -500,7 +576,9 @@ export class Execution implements Interleaver {
   sysReturn(t: XThread, name: string, mm: Mm, start: number, end: number): void {
     t.syscalls--;
     if (this.ignore.has("stale-tlb-after-return")) return;
+    this.tracker?.suspend();
     const v = checkTlbs(this.m, mm).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end));
+    this.tracker?.leave();
     for (const first of v) this.fail({ ...first, invariant: "stale-tlb-after-return", message: `when ${name} on ${t.name} returned: ${first.message}` });
   }
 
@@ -518,7 +596,9 @@ export class Execution implements Interleaver {
     t.watch = null;
     if (w === null) return;
     const A = this.m.arch;
+    this.tracker?.suspend();
     this.observe();
+    this.tracker?.leave();
     if (w.seen.has(A.pteMkold(v))) return;
     const seen = [...w.seen].map((x) => A.describeEntry(x)).join(" | ");
     this.fail({

@@ -4,12 +4,14 @@
 // execution rebuilds the machine from the scenario and replays a schedule
 // (the thread chosen at each decision point). No Node APIs.
 
+import { asidAllocatorOf } from "../core/arch/arm64/context.js";
 import { dirtyMappedFrames } from "../core/check.js";
 import { rng } from "../workloads/builder.js";
 import { siteName } from "../core/sync.js";
 import { Runner, type RunOptions } from "../run/runner.js";
 import { type Scenario, ScenarioError, type Step } from "../scenario/types.js";
 import { Execution, type Snapshot, type XThread } from "./execution.js";
+import { mix53 } from "./track.js";
 import { describeStep, threadBody } from "./ops.js";
 import { snapshot } from "./snapshot.js";
 
@@ -28,6 +30,11 @@ export interface ExploreConfig {
   // sub-shards by worker (results do not depend on the worker count).
   shard: { index: number; count: number; sub?: number; subs?: number };
   shrink: boolean;
+  // Exhaustive mode: cut an execution where it reaches a state whose bounded
+  // subtree was already explored (track.ts; default off).
+  stateCache?: boolean;
+  // Tests: each cut, with the decisions that led here and to the state met before.
+  onPrune?: (now: number[], before: number[]) => void;
   ignore?: string[]; // invariants not checked
   onProgress?: (p: Progress) => void;
   shouldStop?: () => boolean;
@@ -43,6 +50,8 @@ export interface ExploreResult {
   executions: number; // owned by this shard and run to completion or violation
   steps: number;
   truncated: number; // executions cut off at maxSteps
+  pruned: number; // executions cut short at a state already explored
+  states: number; // distinct states the cache holds
   complete: boolean; // exhaustive: the whole bounded space (of this shard) was explored
   stopped: boolean; // shouldStop() said so
   counterexample: Counterexample | null;
@@ -92,6 +101,7 @@ export function runOnce(
   chooser: (d: number, cands: number[], cur: number) => number,
   record: boolean,
   onReady?: (x: Execution) => void,
+  stateCache = false,
 ): Execution {
   const sc = cfg.sc;
   const r = new Runner(sc, cfg.run);
@@ -116,6 +126,8 @@ export function runOnce(
     );
     self.op = describeStep(t.steps[0] as Step);
   }
+  // The ASID allocator lives beside the machine (a WeakMap in context.ts).
+  if (stateCache) x.enableStateCache(m.arch.name === "arm64" ? [r, asidAllocatorOf(m)] : [r], [sc, r.opts, r.oracle, r.rows, m.config, m.geo, m.arch]);
   onReady?.(x);
   try {
     x.run();
@@ -158,7 +170,18 @@ export function fnv1a(s: string): number {
 
 export function explore(cfg: ExploreConfig): ExploreResult {
   if (!cfg.sc.concurrent || cfg.sc.concurrent.length === 0) throw new ScenarioError(cfg.sc.file, 1, 1, "the scenario has no `concurrent` steps to explore");
-  const res: ExploreResult = { mode: cfg.mode, executions: 0, steps: 0, truncated: 0, complete: false, stopped: false, counterexample: null, rank: null };
+  const res: ExploreResult = {
+    mode: cfg.mode,
+    executions: 0,
+    steps: 0,
+    truncated: 0,
+    pruned: 0,
+    states: 0,
+    complete: false,
+    stopped: false,
+    counterexample: null,
+    rank: null,
+  };
   let failing: Execution | null = null;
   const tick = (x: Execution) => {
     res.executions++;
@@ -167,6 +190,7 @@ export function explore(cfg: ExploreConfig): ExploreResult {
     if (cfg.onProgress && res.executions % 64 === 0) cfg.onProgress({ executions: res.executions, steps: res.steps });
   };
   if (cfg.mode === "exhaustive") {
+    const cache = cfg.stateCache === true ? new StateCache(cfg.preemptions, cfg.onPrune) : null;
     let prefix: number[] = [];
     for (;;) {
       if (cfg.shouldStop?.()) {
@@ -199,8 +223,13 @@ export function explore(cfg: ExploreConfig): ExploreResult {
         false,
         (e) => {
           ex = e;
+          // Only states past the forced prefix are new; only owned subtrees
+          // are explored to the end by this shard.
+          if (cache !== null) e.stateHook = (k, cur, d, used) => keyed && owned && d >= p.length && cache.seen(k, cur, used, e);
         },
+        cache !== null,
       );
+      if (x.pruned) res.pruned++;
       // An execution shorter than the frontier is keyed by all its decisions.
       if (!keyed) owned = owns(cfg, fnv1a(key.join(",")));
       // Backtracking below the frontier only makes sense inside an owned subtree.
@@ -213,6 +242,7 @@ export function explore(cfg: ExploreConfig): ExploreResult {
           break;
         }
       } else limit = Math.min(limit, frontierIndex(x) + 1);
+      if (cache !== null) res.states = cache.size;
       const next = backtrack(x, limit, cfg.preemptions);
       if (next === null) {
         res.complete = true;
@@ -241,6 +271,53 @@ export function explore(cfg: ExploreConfig): ExploreResult {
   }
   if (failing !== null) res.counterexample = counterexample(cfg, failing);
   return res;
+}
+
+// States whose subtree the DFS explored, with the preemption budget left
+// when it got there. DFS finishes a state's subtree before it backtracks
+// above it, so a state met again on another path with no more budget needs
+// nothing explored. The budget is per `cur` (the thread whose continuing is
+// free): from the same state with another `cur`, only the first decision
+// costs differently, by at most one preemption.
+class StateCache {
+  private map = new Map<number, number>();
+  private prefixes = new Map<number, number[]>();
+  constructor(
+    private readonly bound: number,
+    private readonly onPrune?: (now: number[], before: number[]) => void,
+  ) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  seen(key: number, cur: number, used: number, x: Execution): boolean {
+    const left = this.bound - used;
+    for (const c of this.curs) {
+      const kc = mix53(key, c + 2);
+      const r = this.map.get(kc);
+      if (r !== undefined && r >= (c === cur ? left : left + 1)) {
+        this.onPrune?.(
+          x.decisions.map((d) => d.chosen),
+          this.prefixes.get(kc) as number[],
+        );
+        return true;
+      }
+    }
+    if (!this.curs.includes(cur)) this.curs.push(cur);
+    const k = mix53(key, cur + 2);
+    const r = this.map.get(k);
+    if (r === undefined || r < left) {
+      this.map.set(k, left);
+      if (this.onPrune)
+        this.prefixes.set(
+          k,
+          x.decisions.map((d) => d.chosen),
+        );
+    }
+    return false;
+  }
+  private curs: number[] = []; // every `cur` a key was stored under
 }
 
 function owns(cfg: ExploreConfig, h: number): boolean {

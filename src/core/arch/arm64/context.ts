@@ -62,6 +62,12 @@ function allocator(m: Machine): AsidAllocator {
   return a;
 }
 
+// The allocator object: state of the machine kept outside it (the explorer
+// tracks it with the rest).
+export function asidAllocatorOf(m: Machine): object {
+  return allocator(m);
+}
+
 // The allocator state, for tests and reports.
 export function asidGeneration(m: Machine): number {
   return allocator(m).generation;
