@@ -91,27 +91,43 @@ export function fromRaw64(b: bigint): number {
   return Number(b & LOW_MASK_BIG) + Number(b >> 50n) * HI_UNIT;
 }
 
+// x % p for a power of two p, as the same value: V8 compiles `%` on numbers
+// beyond int32 to a call to fmod(); floor-and-subtract is exact for x >= 0.
+export function modPow2(x: number, p: number): number {
+  return x >= 0 ? x - Math.floor(x / p) * p : x % p;
+}
+
+// The halves are taken by floor-and-subtract (not `%`: see modPow2), exact
+// for packed values, which are non-negative integers.
 const SPLIT = 2 ** 26;
 /** a & b on packed values. */
 export function bitAnd(a: number, b: number): number {
-  return (Math.floor(a / SPLIT) & Math.floor(b / SPLIT)) * SPLIT + ((a % SPLIT) & (b % SPLIT));
+  const ah = Math.floor(a / SPLIT);
+  const bh = Math.floor(b / SPLIT);
+  return (ah & bh) * SPLIT + ((a - ah * SPLIT) & (b - bh * SPLIT));
 }
 /** a | b on packed values. */
 export function bitOr(a: number, b: number): number {
-  return (Math.floor(a / SPLIT) | Math.floor(b / SPLIT)) * SPLIT + ((a % SPLIT) | (b % SPLIT));
+  const ah = Math.floor(a / SPLIT);
+  const bh = Math.floor(b / SPLIT);
+  return (ah | bh) * SPLIT + ((a - ah * SPLIT) | (b - bh * SPLIT));
 }
 /** a & ~b on packed values. */
 export function bitAndNot(a: number, b: number): number {
-  return (Math.floor(a / SPLIT) & ~Math.floor(b / SPLIT)) * SPLIT + ((a % SPLIT) & ~(b % SPLIT));
+  const ah = Math.floor(a / SPLIT);
+  const bh = Math.floor(b / SPLIT);
+  return (ah & ~bh) * SPLIT + ((a - ah * SPLIT) & ~(b - bh * SPLIT));
 }
 /** a ^ b on packed values. */
 export function bitXor(a: number, b: number): number {
-  return (Math.floor(a / SPLIT) ^ Math.floor(b / SPLIT)) * SPLIT + ((a % SPLIT) ^ (b % SPLIT));
+  const ah = Math.floor(a / SPLIT);
+  const bh = Math.floor(b / SPLIT);
+  return (ah ^ bh) * SPLIT + ((a - ah * SPLIT) ^ (b - bh * SPLIT));
 }
 
 // Single-bit test/set/clear for any packed single-bit constant.
 function has(v: number, bit: number): boolean {
-  return bit < 0x40000000 ? (v & bit) !== 0 : Math.floor(v / bit) % 2 === 1;
+  return bit < 0x40000000 ? (v & bit) !== 0 : (Math.floor(v / bit) & 1) === 1;
 }
 function setF(v: number, bit: number): number {
   return has(v, bit) ? v : v + bit;
@@ -445,7 +461,7 @@ export function swpType(v: number): number {
 // The kernel's 50-bit offset field: real bits 12..38 (packed in place), 39..49
 // (never set in the model) and 50..61 (packed 39..50).
 export function swpOffset(v: number): number {
-  const low = Math.floor((v % HI_UNIT) / 2 ** SWP_OFFSET_SHIFT);
+  const low = Math.floor(modPow2(v, HI_UNIT) / 2 ** SWP_OFFSET_SHIFT);
   return low + (hi(v) % 2 ** 12) * 2 ** (HI_REAL - SWP_OFFSET_SHIFT);
 }
 /** is_swap_pte(): neither none nor present. */
@@ -677,11 +693,14 @@ export function arm64Encoding(granule: Granule, opts: Arm64Options = {}): Arm64E
   const prot: ProtOptions = { epan: opts.epan, bti: opts.bti, mte: opts.mte };
 
   function ptePfn(v: number): number {
-    return Math.floor((v % HI_UNIT) / pageSize);
+    return Math.floor(modPow2(v, HI_UNIT) / pageSize);
+  }
+  function checkPfn(pfn: number): void {
+    if (!(pfn >= 0 && pfn < maxPfn) || !Number.isInteger(pfn)) throw new RangeError(`pfn ${pfn} outside the modelled ${OA_BITS}-bit physical space`);
   }
   function pfnPte(pfn: number, pgprot: number): number {
-    if (!(pfn >= 0 && pfn < maxPfn) || !Number.isInteger(pfn)) throw new RangeError(`pfn ${pfn} outside the modelled ${OA_BITS}-bit physical space`);
-    if (pgprot % HI_UNIT >= pageSize) throw new RangeError("pgprot carries output-address bits");
+    checkPfn(pfn);
+    if (modPow2(pgprot, HI_UNIT) >= pageSize) throw new RangeError("pgprot carries output-address bits");
     return pfn * pageSize + pgprot;
   }
   function ptePgprot(v: number): number {
@@ -697,8 +716,11 @@ export function arm64Encoding(granule: Granule, opts: Arm64Options = {}): Arm64E
     ptePfn,
     pfnPte,
     ptePgprot,
+    // pfnPte(ptePfn(v) + n, ptePgprot(v)): the pgprot check cannot fail and
+    // the sum is v + n * pageSize.
     pteAdvancePfn(v: number, n: number): number {
-      return pfnPte(ptePfn(v) + n, ptePgprot(v));
+      checkPfn(ptePfn(v) + n);
+      return v + n * pageSize;
     },
     pmdPfn,
     pfnPmd: pfnPte,
