@@ -47,6 +47,7 @@
 // masks go through bitAnd/bitOr/bitAndNot/bitXor, which split a value in two
 // halves of at most 27 bits.
 
+import { modPow2 } from "../../geometry.js";
 import { TLB_D, TLB_U, TLB_W, TLB_X } from "../../hw/tlb.js";
 
 export type Granule = 4 | 16 | 64;
@@ -91,13 +92,7 @@ export function fromRaw64(b: bigint): number {
   return Number(b & LOW_MASK_BIG) + Number(b >> 50n) * HI_UNIT;
 }
 
-// x % p for a power of two p, as the same value: V8 compiles `%` on numbers
-// beyond int32 to a call to fmod(); floor-and-subtract is exact for x >= 0.
-export function modPow2(x: number, p: number): number {
-  return x >= 0 ? x - Math.floor(x / p) * p : x % p;
-}
-
-// The halves are taken by floor-and-subtract (not `%`: see modPow2), exact
+// The halves are taken by floor-and-subtract (not `%`: see modPow2()), exact
 // for packed values, which are non-negative integers.
 const SPLIT = 2 ** 26;
 /** a & b on packed values. */
