@@ -343,8 +343,13 @@ export function pteMkwriteKeepClean(v: number): number {
 }
 /** Move hardware dirtiness to PTE_DIRTY, then clear WRITE and set RDONLY: dirtiness is never lost. */
 export function pteWrprotect(v: number): number {
-  if (pteHwDirty(v)) v = setF(v, PTE_DIRTY);
-  return setF(clearF(v, PTE_WRITE), PTE_RDONLY);
+  // The high half is read once (fork and mprotect do this per entry).
+  const h = hi(v);
+  if ((h & H_DBM) !== 0) {
+    if ((v & PTE_RDONLY) === 0 && (h & H_DIRTY) === 0) v += PTE_DIRTY;
+    v -= PTE_WRITE;
+  }
+  return (v & PTE_RDONLY) !== 0 ? v : v + PTE_RDONLY;
 }
 /** Set PTE_DIRTY; clear RDONLY only if WRITE is set (dirtying never grants write). */
 export function pteMkdirty(v: number): number {
@@ -387,11 +392,26 @@ export function pteClearUffdWp(v: number): number {
 // everything else (OA, AF, SH, NS, CONT, DIRTY, SPECIAL, UFFD_WP) stays.
 export const PTE_MODIFY_MASK =
   PTE_USER + PTE_PXN + PTE_UXN + PTE_RDONLY + PTE_PRESENT_INVALID + PTE_VALID + PTE_WRITE + PTE_GP + PTE_ATTRINDX_MASK + PTE_PO_IDX_MASK;
+// The mask's bits lie in real bits 0..11 and in the high half only, so
+// v & mask is (v & MODIFY_LO) + (hi(v) & MODIFY_HI) * HI_UNIT: one high-half
+// read per operand instead of bitOr(bitAndNot(), bitAnd()) (the same value).
+const MODIFY_LO = PTE_MODIFY_MASK % HI_UNIT;
+const MODIFY_HI = Math.floor(PTE_MODIFY_MASK / HI_UNIT);
+if (MODIFY_LO >= 0x1000) throw new Error("model bug: PTE_MODIFY_MASK has bits in 12..38");
 export function pteModify(v: number, newprot: number): number {
-  if (pteHwDirty(v)) v = setF(v, PTE_DIRTY);
-  v = bitOr(bitAndNot(v, PTE_MODIFY_MASK), bitAnd(newprot, PTE_MODIFY_MASK));
-  // Restore hardware dirtiness if newprot left a sw-dirty entry RDONLY but writable.
-  return pteSwDirty(v) ? pteMkdirty(v) : v;
+  let h = hi(v);
+  // pte_hw_dirty(): move it to PTE_DIRTY.
+  if ((h & H_DBM) !== 0 && (v & PTE_RDONLY) === 0 && (h & H_DIRTY) === 0) {
+    v += PTE_DIRTY;
+    h |= H_DIRTY;
+  }
+  const nh = hi(newprot);
+  v += (newprot & MODIFY_LO) - (v & MODIFY_LO) + ((nh & MODIFY_HI) - (h & MODIFY_HI)) * HI_UNIT;
+  h = (h & ~MODIFY_HI) | (nh & MODIFY_HI);
+  // Restore hardware dirtiness if newprot left a sw-dirty entry RDONLY but
+  // writable (pte_mkdirty(): DIRTY is already set).
+  if ((h & H_DIRTY) !== 0 && (h & H_DBM) !== 0 && (v & PTE_RDONLY) !== 0) v -= PTE_RDONLY;
+  return v;
 }
 
 // __pte_batch_clear_ignored() for folio_pte_batch() (mm/internal.h): arm64
