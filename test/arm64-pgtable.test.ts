@@ -79,6 +79,31 @@ describe("arm64 packing", () => {
       { numRuns: 500 },
     );
   });
+
+  it("pteModify and pteWrprotect agree with their definitions through the bit helpers", () => {
+    // The definitions: pte_modify() and pte_wrprotect() as mask operations.
+    const hwDirty = (v: number) => A.pteWrite(v) && !A.pteRdonly(v);
+    const modify = (v: number, prot: number) => {
+      if (hwDirty(v)) v = A.bitOr(v, A.PTE_DIRTY);
+      v = A.bitOr(A.bitAndNot(v, A.PTE_MODIFY_MASK), A.bitAnd(prot, A.PTE_MODIFY_MASK));
+      return A.pteSwDirty(v) && A.pteWrite(v) ? A.bitAndNot(v, A.PTE_RDONLY) : v;
+    };
+    const wrprotect = (v: number) => A.bitOr(A.bitAndNot(hwDirty(v) ? A.bitOr(v, A.PTE_DIRTY) : v, A.PTE_WRITE), A.PTE_RDONLY);
+    // Random descriptors plus ones built from the protections and the bits pte_modify() cares about.
+    const prots = [A.PAGE_NONE, A.PAGE_READONLY, A.PAGE_READONLY_EXEC, A.PAGE_EXECONLY, A.PAGE_SHARED, A.PAGE_SHARED_EXEC];
+    const flags = [A.PTE_DIRTY, A.PTE_WRITE, A.PTE_RDONLY, A.PTE_AF, A.PTE_CONT, A.PTE_SPECIAL, A.PTE_GP, A.PTE_UFFD_WP];
+    const built = fc
+      .tuple(fc.constantFrom(...prots), fc.subarray(flags), fc.integer({ min: 0, max: 2 ** 27 - 1 }))
+      .map(([p, fs, pfn]) => fs.reduce((v, f) => A.bitOr(v, f), p) + pfn * 4096);
+    const desc = fc.oneof(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), built);
+    fc.assert(
+      fc.property(desc, fc.oneof(fc.constantFrom(...prots), desc), (v, prot) => {
+        assert.equal(A.pteModify(v, prot), modify(v, prot));
+        assert.equal(A.pteWrprotect(v), wrprotect(v));
+      }),
+      { numRuns: 2000 },
+    );
+  });
 });
 
 describe("arm64 geometry per granule", () => {

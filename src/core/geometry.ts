@@ -41,9 +41,16 @@ export function geometry(pageShift: number, levels: number): Geometry {
   };
 }
 
+// x % p for a power of two p, as the same value: V8 compiles `%` on numbers
+// beyond int32 (addresses, packed PTEs) to a call to fmod(); floor and
+// subtract is exact for x >= 0.
+export function modPow2(x: number, p: number): number {
+  return x >= 0 ? x - Math.floor(x / p) * p : x % p;
+}
+
 // Index into the table at `level` for virtual page number vpn.
 export function idxAt(g: Geometry, vpn: number, level: number): number {
-  return Math.floor(vpn / (g.span[level] as number)) % g.ptrs;
+  return modPow2(Math.floor(vpn / (g.span[level] as number)), g.ptrs);
 }
 
 

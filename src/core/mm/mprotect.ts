@@ -110,8 +110,9 @@ function protCommitFlushPtes(
   const m = tlb.m;
   const A = m.arch;
   const a = addr + idx * m.geo.pageSize;
-  const o = A.pteAdvancePfn(oldpte, idx);
-  let p = A.pteAdvancePfn(ptent, idx);
+  // pte_advance_pfn() by 0 is the entry itself: skip the call then.
+  const o = idx === 0 ? oldpte : A.pteAdvancePfn(oldpte, idx);
+  let p = idx === 0 ? ptent : A.pteAdvancePfn(ptent, idx);
   if (setWrite) p = A.pteMkwrite(p);
   A.modifyProtCommitPtes(m, tlb.mm, a, e, i + idx, o, p, n);
   if (A.pteNeedsFlush(o, p)) tlbRemoveTlbEntries(tlb, a, n);

@@ -37,6 +37,7 @@ import * as P from "./pgtable.js";
 import type { Arm64Encoding } from "./pgtable.js";
 import { flushTlbPage, flushTlbPageNosync, flushTlbRangeArm64 } from "./tlbflush.js";
 import { site } from "../../sync.js";
+import { modPow2 } from "../../geometry.js";
 
 const S_LOCKLESS_LOAD = site("contpte_ptep_get_lockless", "load a block entry");
 const S_LOCKLESS_RETRY = site("contpte_ptep_get_lockless", "retry", true);
@@ -74,7 +75,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
   const advance = (v: number, n: number): number => v + n * PS;
   // contpte_align_down() on an entry index / ALIGN_DOWN(addr, CONT_PTE_SIZE).
   const alignIdx = (j: number): number => j - (j % CONT);
-  const alignAddr = (a: number): number => a - (a % CONT_SIZE);
+  const alignAddr = (a: number): number => a - modPow2(a, CONT_SIZE);
   // pte_pgprot(pte_mkold(pte_mkclean(pte))) as a value with PFN 0.
   const protNoAd = (v: number): number => enc.ptePgprot(P.pteMkold(P.pteMkclean(v)));
   const orAd = (dst: number, src: number): number => {
@@ -254,7 +255,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
   // contpte_try_fold() (asm/pgtable.h inline): only when this entry is the
   // last of its block in both VA and PA, valid, not CONT and not special.
   function contpteTryFold(m: Machine, mm: Mm, addr: number, e: Float64Array, j: number, pte: number): void {
-    if ((addr / PS) % CONT !== CONT - 1) return;
+    if (modPow2(addr / PS, CONT) !== CONT - 1) return;
     if (enc.ptePfn(pte) % CONT !== CONT - 1) return;
     if (P.pteValid(pte) && !P.pteCont(pte) && !P.pteSpecial(pte)) contpteTryFoldSlow(m, mm, addr, e, j, pte);
   }
@@ -388,7 +389,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
       const next = Math.min(boundary, end);
       const n = (next - addr) / PS;
       let p = enc.pfnPte(pfn, prot);
-      p = addr % CONT_SIZE === 0 && next % CONT_SIZE === 0 && pfn % CONT === 0 ? P.pteMkcont(p) : P.pteMknoncont(p);
+      p = modPow2(addr, CONT_SIZE) === 0 && modPow2(next, CONT_SIZE) === 0 && pfn % CONT === 0 ? P.pteMkcont(p) : P.pteMknoncont(p);
       const il = m.il;
       if (il) {
         // __set_ptes() stores one entry at a time: a lockless reader may see

@@ -47,6 +47,7 @@
 // masks go through bitAnd/bitOr/bitAndNot/bitXor, which split a value in two
 // halves of at most 27 bits.
 
+import { modPow2 } from "../../geometry.js";
 import { TLB_D, TLB_U, TLB_W, TLB_X } from "../../hw/tlb.js";
 
 export type Granule = 4 | 16 | 64;
@@ -91,27 +92,37 @@ export function fromRaw64(b: bigint): number {
   return Number(b & LOW_MASK_BIG) + Number(b >> 50n) * HI_UNIT;
 }
 
+// The halves are taken by floor-and-subtract (not `%`: see modPow2()), exact
+// for packed values, which are non-negative integers.
 const SPLIT = 2 ** 26;
 /** a & b on packed values. */
 export function bitAnd(a: number, b: number): number {
-  return (Math.floor(a / SPLIT) & Math.floor(b / SPLIT)) * SPLIT + ((a % SPLIT) & (b % SPLIT));
+  const ah = Math.floor(a / SPLIT);
+  const bh = Math.floor(b / SPLIT);
+  return (ah & bh) * SPLIT + ((a - ah * SPLIT) & (b - bh * SPLIT));
 }
 /** a | b on packed values. */
 export function bitOr(a: number, b: number): number {
-  return (Math.floor(a / SPLIT) | Math.floor(b / SPLIT)) * SPLIT + ((a % SPLIT) | (b % SPLIT));
+  const ah = Math.floor(a / SPLIT);
+  const bh = Math.floor(b / SPLIT);
+  return (ah | bh) * SPLIT + ((a - ah * SPLIT) | (b - bh * SPLIT));
 }
 /** a & ~b on packed values. */
 export function bitAndNot(a: number, b: number): number {
-  return (Math.floor(a / SPLIT) & ~Math.floor(b / SPLIT)) * SPLIT + ((a % SPLIT) & ~(b % SPLIT));
+  const ah = Math.floor(a / SPLIT);
+  const bh = Math.floor(b / SPLIT);
+  return (ah & ~bh) * SPLIT + ((a - ah * SPLIT) & ~(b - bh * SPLIT));
 }
 /** a ^ b on packed values. */
 export function bitXor(a: number, b: number): number {
-  return (Math.floor(a / SPLIT) ^ Math.floor(b / SPLIT)) * SPLIT + ((a % SPLIT) ^ (b % SPLIT));
+  const ah = Math.floor(a / SPLIT);
+  const bh = Math.floor(b / SPLIT);
+  return (ah ^ bh) * SPLIT + ((a - ah * SPLIT) ^ (b - bh * SPLIT));
 }
 
 // Single-bit test/set/clear for any packed single-bit constant.
 function has(v: number, bit: number): boolean {
-  return bit < 0x40000000 ? (v & bit) !== 0 : Math.floor(v / bit) % 2 === 1;
+  return bit < 0x40000000 ? (v & bit) !== 0 : (Math.floor(v / bit) & 1) === 1;
 }
 function setF(v: number, bit: number): number {
   return has(v, bit) ? v : v + bit;
@@ -332,8 +343,13 @@ export function pteMkwriteKeepClean(v: number): number {
 }
 /** Move hardware dirtiness to PTE_DIRTY, then clear WRITE and set RDONLY: dirtiness is never lost. */
 export function pteWrprotect(v: number): number {
-  if (pteHwDirty(v)) v = setF(v, PTE_DIRTY);
-  return setF(clearF(v, PTE_WRITE), PTE_RDONLY);
+  // The high half is read once (fork and mprotect do this per entry).
+  const h = hi(v);
+  if ((h & H_DBM) !== 0) {
+    if ((v & PTE_RDONLY) === 0 && (h & H_DIRTY) === 0) v += PTE_DIRTY;
+    v -= PTE_WRITE;
+  }
+  return (v & PTE_RDONLY) !== 0 ? v : v + PTE_RDONLY;
 }
 /** Set PTE_DIRTY; clear RDONLY only if WRITE is set (dirtying never grants write). */
 export function pteMkdirty(v: number): number {
@@ -376,11 +392,26 @@ export function pteClearUffdWp(v: number): number {
 // everything else (OA, AF, SH, NS, CONT, DIRTY, SPECIAL, UFFD_WP) stays.
 export const PTE_MODIFY_MASK =
   PTE_USER + PTE_PXN + PTE_UXN + PTE_RDONLY + PTE_PRESENT_INVALID + PTE_VALID + PTE_WRITE + PTE_GP + PTE_ATTRINDX_MASK + PTE_PO_IDX_MASK;
+// The mask's bits lie in real bits 0..11 and in the high half only, so
+// v & mask is (v & MODIFY_LO) + (hi(v) & MODIFY_HI) * HI_UNIT: one high-half
+// read per operand instead of bitOr(bitAndNot(), bitAnd()) (the same value).
+const MODIFY_LO = PTE_MODIFY_MASK % HI_UNIT;
+const MODIFY_HI = Math.floor(PTE_MODIFY_MASK / HI_UNIT);
+if (MODIFY_LO >= 0x1000) throw new Error("model bug: PTE_MODIFY_MASK has bits in 12..38");
 export function pteModify(v: number, newprot: number): number {
-  if (pteHwDirty(v)) v = setF(v, PTE_DIRTY);
-  v = bitOr(bitAndNot(v, PTE_MODIFY_MASK), bitAnd(newprot, PTE_MODIFY_MASK));
-  // Restore hardware dirtiness if newprot left a sw-dirty entry RDONLY but writable.
-  return pteSwDirty(v) ? pteMkdirty(v) : v;
+  let h = hi(v);
+  // pte_hw_dirty(): move it to PTE_DIRTY.
+  if ((h & H_DBM) !== 0 && (v & PTE_RDONLY) === 0 && (h & H_DIRTY) === 0) {
+    v += PTE_DIRTY;
+    h |= H_DIRTY;
+  }
+  const nh = hi(newprot);
+  v += (newprot & MODIFY_LO) - (v & MODIFY_LO) + ((nh & MODIFY_HI) - (h & MODIFY_HI)) * HI_UNIT;
+  h = (h & ~MODIFY_HI) | (nh & MODIFY_HI);
+  // Restore hardware dirtiness if newprot left a sw-dirty entry RDONLY but
+  // writable (pte_mkdirty(): DIRTY is already set).
+  if ((h & H_DIRTY) !== 0 && (h & H_DBM) !== 0 && (v & PTE_RDONLY) !== 0) v -= PTE_RDONLY;
+  return v;
 }
 
 // __pte_batch_clear_ignored() for folio_pte_batch() (mm/internal.h): arm64
@@ -445,7 +476,7 @@ export function swpType(v: number): number {
 // The kernel's 50-bit offset field: real bits 12..38 (packed in place), 39..49
 // (never set in the model) and 50..61 (packed 39..50).
 export function swpOffset(v: number): number {
-  const low = Math.floor((v % HI_UNIT) / 2 ** SWP_OFFSET_SHIFT);
+  const low = Math.floor(modPow2(v, HI_UNIT) / 2 ** SWP_OFFSET_SHIFT);
   return low + (hi(v) % 2 ** 12) * 2 ** (HI_REAL - SWP_OFFSET_SHIFT);
 }
 /** is_swap_pte(): neither none nor present. */
@@ -677,11 +708,14 @@ export function arm64Encoding(granule: Granule, opts: Arm64Options = {}): Arm64E
   const prot: ProtOptions = { epan: opts.epan, bti: opts.bti, mte: opts.mte };
 
   function ptePfn(v: number): number {
-    return Math.floor((v % HI_UNIT) / pageSize);
+    return Math.floor(modPow2(v, HI_UNIT) / pageSize);
+  }
+  function checkPfn(pfn: number): void {
+    if (!(pfn >= 0 && pfn < maxPfn) || !Number.isInteger(pfn)) throw new RangeError(`pfn ${pfn} outside the modelled ${OA_BITS}-bit physical space`);
   }
   function pfnPte(pfn: number, pgprot: number): number {
-    if (!(pfn >= 0 && pfn < maxPfn) || !Number.isInteger(pfn)) throw new RangeError(`pfn ${pfn} outside the modelled ${OA_BITS}-bit physical space`);
-    if (pgprot % HI_UNIT >= pageSize) throw new RangeError("pgprot carries output-address bits");
+    checkPfn(pfn);
+    if (modPow2(pgprot, HI_UNIT) >= pageSize) throw new RangeError("pgprot carries output-address bits");
     return pfn * pageSize + pgprot;
   }
   function ptePgprot(v: number): number {
@@ -697,8 +731,11 @@ export function arm64Encoding(granule: Granule, opts: Arm64Options = {}): Arm64E
     ptePfn,
     pfnPte,
     ptePgprot,
+    // pfnPte(ptePfn(v) + n, ptePgprot(v)): the pgprot check cannot fail and
+    // the sum is v + n * pageSize.
     pteAdvancePfn(v: number, n: number): number {
-      return pfnPte(ptePfn(v) + n, ptePgprot(v));
+      checkPfn(ptePfn(v) + n);
+      return v + n * pageSize;
     },
     pmdPfn,
     pfnPmd: pfnPte,

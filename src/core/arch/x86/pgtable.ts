@@ -7,6 +7,8 @@
 // Flag tests use `v & BIT`: ToInt32 keeps the low 32 bits of an exact integer,
 // so single-bit tests below bit 31 are exact. Setting/clearing uses + and -.
 
+import { modPow2 } from "../../geometry.js";
+
 export const _PAGE_PRESENT = 0x001;
 export const _PAGE_RW = 0x002;
 export const _PAGE_USER = 0x004;
@@ -61,15 +63,20 @@ export function pteUser(v: number): boolean {
 export function pteHuge(v: number): boolean {
   return (v & _PAGE_PSE) !== 0;
 }
+// v % NX for every entry (entries are below 2 * NX), without the fmod()
+// call V8 makes for `%` beyond int32; likewise modPow2() for the flags.
+function belowNx(v: number): number {
+  return v >= NX ? v - NX : v;
+}
 export function ptePfn(v: number): number {
-  return Math.floor((v % NX) / PFN_UNIT);
+  return Math.floor(belowNx(v) / PFN_UNIT);
 }
 export function pteFlags(v: number): number {
-  return v % FLAG_SPAN;
+  return modPow2(v, FLAG_SPAN);
 }
 // Everything but the PFN: the "protection" of an entry (pte_pgprot()).
 export function ptePgprot(v: number): number {
-  return (v >= NX ? NX : 0) + (v % FLAG_SPAN);
+  return (v >= NX ? NX : 0) + modPow2(v, FLAG_SPAN);
 }
 export function pfnPte(pfn: number, pgprot: number): number {
   return pfn * PFN_UNIT + pgprot;
@@ -109,9 +116,9 @@ export function pteMkhuge(v: number): number {
 // take the rest from newprot.
 const CHG_MASK = _PAGE_PCD | _PAGE_PWT | _PAGE_SPECIAL | _PAGE_ACCESSED | _PAGE_DIRTY | _PAGE_SOFT_DIRTY | _PAGE_UFFD_WP | _PAGE_PSE;
 export function pteModify(v: number, newprot: number): number {
-  const pfnPart = (v % NX) - (v % FLAG_SPAN);
+  const pfnPart = belowNx(v) - modPow2(v, FLAG_SPAN);
   const keep = v & CHG_MASK;
-  const nflags = newprot % FLAG_SPAN;
+  const nflags = modPow2(newprot, FLAG_SPAN);
   const nx = newprot >= NX ? NX : 0;
   return pfnPart + nx + (keep | (nflags & ~CHG_MASK));
 }
