@@ -109,46 +109,56 @@ function difference(a: unknown, b: unknown, path: string, seen = new Set<unknown
   return "";
 }
 
+// Explores with and without the cache and checks the cache's cuts.
+function compareWithCache(f: string, sc: Scenario, historical: boolean, over: Partial<ExploreConfig>): void {
+  const plain = explore(cfg(sc, historical, over));
+  const cuts: [number[], number[]][] = [];
+  const cached = explore(
+    cfg(sc, historical, {
+      ...over,
+      stateCache: true,
+      onPrune: (now, before) => {
+        cuts.push([now, before]);
+      },
+    }),
+  );
+  const what = `${f} ${historical ? "variant" : "fixed"}`;
+  assert.equal(cached.counterexample?.invariant, plain.counterexample?.invariant, what);
+  assert.equal(cached.complete, plain.complete);
+  assert.ok(cached.executions <= plain.executions, "the cache never adds executions");
+  if (!historical) assert.ok(cached.pruned > 0, `${what}: some execution was cut`);
+  const c = cfg(sc, historical, over);
+  // Up to 200 cuts spread over the run: the same model state...
+  const every = Math.max(1, Math.floor(cuts.length / 200));
+  for (let i = 0; i < cuts.length; i += every) {
+    const [now, before] = cuts[i] as [number[], number[]];
+    const x = stateAt(c, now);
+    const y = stateAt(c, before);
+    assert.equal(difference(x.m, y.m, "m"), "", `${what}: cut at ${now.join(",")} (state met at ${before.join(",")})`);
+    assert.deepEqual([...x.lockHolders()], [...y.lockHolders()]);
+  }
+  // ...and 16 of them continued two ways: the same future.
+  const step = Math.max(1, Math.floor(cuts.length / 16));
+  for (let i = 0; i < cuts.length; i += step) {
+    const [now, before] = cuts[i] as [number[], number[]];
+    for (const high of [false, true])
+      assert.equal(outcome(c, now, high), outcome(c, before, high), `${what}: cut at ${now.join(",")} (state met at ${before.join(",")})`);
+  }
+}
+
 describe("explore: state cache", () => {
   for (const f of files) {
     const sc = load(f);
     const seeded = Object.keys(sc.explore?.variant ?? {}).length > 0 || sc.explore?.arch !== undefined;
     it(`${f}: same verdict with the cache; the schedules it merged behave alike`, () => {
-      for (const historical of seeded ? [false, true] : [false]) {
-        const plain = explore(cfg(sc, historical));
-        const cuts: [number[], number[]][] = [];
-        const cached = explore(
-          cfg(sc, historical, {
-            stateCache: true,
-            onPrune: (now, before) => {
-              cuts.push([now, before]);
-            },
-          }),
-        );
-        assert.equal(cached.counterexample?.invariant, plain.counterexample?.invariant, `${f} ${historical ? "variant" : "fixed"}`);
-        assert.equal(cached.complete, plain.complete);
-        assert.ok(cached.executions <= plain.executions, "the cache never adds executions");
-        if (!historical) assert.ok(cached.pruned > 0, `${f}: some execution was cut`);
-        const c = cfg(sc, historical);
-        // Up to 200 cuts spread over the run: the same model state...
-        const every = Math.max(1, Math.floor(cuts.length / 200));
-        for (let i = 0; i < cuts.length; i += every) {
-          const [now, before] = cuts[i] as [number[], number[]];
-          const x = stateAt(c, now);
-          const y = stateAt(c, before);
-          assert.equal(difference(x.m, y.m, "m"), "", `${f}: cut at ${now.join(",")} (state met at ${before.join(",")})`);
-          assert.deepEqual([...x.lockHolders()], [...y.lockHolders()]);
-        }
-        // ...and 16 of them continued two ways: the same future.
-        const step = Math.max(1, Math.floor(cuts.length / 16));
-        for (let i = 0; i < cuts.length; i += step) {
-          const [now, before] = cuts[i] as [number[], number[]];
-          for (const high of [false, true])
-            assert.equal(outcome(c, now, high), outcome(c, before, high), `${f}: cut at ${now.join(",")} (state met at ${before.join(",")})`);
-        }
-      }
+      for (const historical of seeded ? [false, true] : [false]) compareWithCache(f, sc, historical, {});
     });
   }
+
+  it("with no preemption bound too (the small catalogue entries)", () => {
+    for (const f of ["c-contpte-intermediate.yaml", "d-mprotect-fork.yaml", "f-semi-rcu.yaml"])
+      for (const historical of [false, true]) compareWithCache(f, load(f), historical, { preemptions: Number.POSITIVE_INFINITY });
+  });
 
   it("every object reachable from the machine is tracked after each step", () => {
     for (const f of ["clean-x86-mixed.yaml", "clean-arm64-contpte.yaml", "e-pt-reclaim-direct.yaml"]) {

@@ -206,7 +206,9 @@ function output(
     const c = run.cfg;
     const bound =
       c.mode === "exhaustive"
-        ? `exhaustive, at most ${c.preemptions} preemption${c.preemptions === 1 ? "" : "s"}`
+        ? c.preemptions === Number.POSITIVE_INFINITY
+          ? "exhaustive, no preemption bound"
+          : `exhaustive, at most ${c.preemptions} preemption${c.preemptions === 1 ? "" : "s"}`
         : `${c.mode}, ${c.executions} executions, seed ${c.seed}`;
     lines.push(`mode: ${bound}, ${c.maxSteps} steps per execution${c.shard.count > 1 ? `, shard ${c.shard.index}/${c.shard.count}` : ""}`);
     if (cx === null) {
@@ -214,7 +216,9 @@ function output(
         ? "stopped by Ctrl-C before the space was covered"
         : run.complete
           ? c.mode === "exhaustive"
-            ? "the whole bounded space"
+            ? c.preemptions === Number.POSITIVE_INFINITY
+              ? "every schedule within the step bound"
+              : "the whole bounded space"
             : "all samples"
           : "the execution cap was reached";
       lines.push(`explored ${run.executions} executions (${run.steps} steps): ${what}; no invariant broken`);

@@ -39,7 +39,10 @@ export function parseMthp(v: string): Record<number, "always"> {
   if (v === "none") return out;
   for (const part of v.split(",")) {
     const m = /^(16|32|64|128|256|512|1024)K$|^(2|4|8|16|32|64|128|256)M$/.exec(part.trim());
-    if (!m) throw new InvalidArgumentError(`expected mTHP sizes from 16K..256M (those of the page size: 16K..1M with 4K pages) separated by commas, or none; got "${part}"`);
+    if (!m)
+      throw new InvalidArgumentError(
+        `expected mTHP sizes from 16K..256M (those of the page size: 16K..1M with 4K pages) separated by commas, or none; got "${part}"`,
+      );
     out[m[1] !== undefined ? Number(m[1]) : Number(m[2]) * 1024] = "always";
   }
   return out;
@@ -186,7 +189,16 @@ async function main(argv: string[]): Promise<number> {
     .description("explore the interleavings of a scenario's concurrent steps and print a minimal counterexample if an invariant breaks")
     .argument("<file>", "scenario YAML file with a `concurrent` section")
     .option("--mode <mode>", "exhaustive (preemption-bounded DFS), random or pct", parseMode, "exhaustive")
-    .option("--preemptions <n>", "exhaustive: preemption bound (default: the scenario's explore.preemptions)", int(0, 20))
+    .option(
+      "--preemptions <n>",
+      "exhaustive: preemption bound, or `unbounded` (best with --state-cache) (default: the scenario's explore.preemptions)",
+      (v: string) => {
+        if (v === "unbounded") return Number.POSITIVE_INFINITY;
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 0 || n > 20) throw new InvalidArgumentError(`expected an integer 0..20 or "unbounded", got "${v}"`);
+        return n;
+      },
+    )
     .option("--max-steps <n>", "steps per execution before it is cut off", int(1, 1_000_000))
     .option("--executions <n>", "random/pct: executions to run (default 1000); exhaustive: a cap", int(1, 1_000_000_000))
     .option("--seed <n>", "random/pct seed (default: the scenario's machine.seed)", int(0, 2 ** 31))
