@@ -12,7 +12,7 @@
 
 import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { type ExploreConfig, explore } from "../src/explore/explore.js";
+import { type ExploreConfig, explore, scenarioConfig } from "../src/explore/explore.js";
 import { parseScenario } from "../src/scenario/load.js";
 import type { Scenario } from "../src/scenario/types.js";
 
@@ -20,20 +20,7 @@ const { values: args } = parseArgs({ options: { only: { type: "string" }, "no-ca
 const DIR = "scenarios/concurrency";
 
 function cfg(sc: Scenario, historical: boolean, shrink: boolean): ExploreConfig {
-  const x = sc.explore;
-  return {
-    sc,
-    run: { variants: historical ? { ...(x?.variant ?? {}) } : {}, ...(historical && x?.arch !== undefined ? { arch: x.arch } : {}) },
-    mode: "exhaustive",
-    preemptions: x?.preemptions ?? 2,
-    maxSteps: x?.maxSteps ?? 5000,
-    executions: 0,
-    seed: sc.machine.seed,
-    pctDepth: 3,
-    shard: { index: 0, count: 1 },
-    shrink,
-    ignore: x?.ignore ?? [],
-  };
+  return scenarioConfig(sc, historical, { shrink });
 }
 
 function timed<T>(f: () => T): [T, number] {

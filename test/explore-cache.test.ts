@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import type { Execution } from "../src/explore/execution.js";
-import { type ExploreConfig, explore, runOnce } from "../src/explore/explore.js";
+import { type ExploreConfig, explore, runOnce, scenarioConfig } from "../src/explore/explore.js";
 import { Counters } from "../src/core/counters.js";
 import { snapshot } from "../src/explore/snapshot.js";
 import { parseScenario } from "../src/scenario/load.js";
@@ -25,23 +25,7 @@ function load(f: string): Scenario {
   return parseScenario(readFileSync(`${DIR}/${f}`, "utf8"), `${DIR}/${f}`);
 }
 
-function cfg(sc: Scenario, historical: boolean, over: Partial<ExploreConfig> = {}): ExploreConfig {
-  const x = sc.explore;
-  return {
-    sc,
-    run: { variants: historical ? { ...(x?.variant ?? {}) } : {}, ...(historical && x?.arch !== undefined ? { arch: x.arch } : {}) },
-    mode: "exhaustive",
-    preemptions: x?.preemptions ?? 2,
-    maxSteps: x?.maxSteps ?? 5000,
-    executions: 0,
-    seed: 1,
-    pctDepth: 3,
-    shard: { index: 0, count: 1 },
-    shrink: false,
-    ignore: x?.ignore ?? [],
-    ...over,
-  };
-}
+const cfg = scenarioConfig;
 
 // Runs `prefix`, then always the lowest (or highest) thread id that can run
 // (a choice that does not depend on who ran last), to the end; returns what

@@ -80,6 +80,26 @@ export interface Counterexample {
   trace: TraceStep[];
 }
 
+// The exhaustive search a catalogue scenario asks for (its explore: keys),
+// under its historical variant or the v6.17 code.
+export function scenarioConfig(sc: Scenario, historical: boolean, over: Partial<ExploreConfig> = {}): ExploreConfig {
+  const x = sc.explore;
+  return {
+    sc,
+    run: { variants: historical ? { ...(x?.variant ?? {}) } : {}, ...(historical && x?.arch !== undefined ? { arch: x.arch } : {}) },
+    mode: "exhaustive",
+    preemptions: x?.preemptions ?? 2,
+    maxSteps: x?.maxSteps ?? 5000,
+    executions: 0,
+    seed: sc.machine.seed,
+    pctDepth: 3,
+    shard: { index: 0, count: 1 },
+    shrink: false,
+    ignore: x?.ignore ?? [],
+    ...over,
+  };
+}
+
 // ---- running one execution ---------------------------------------------------
 
 export function threadsOf(sc: Scenario): { name: string; steps: Step[] }[] {
