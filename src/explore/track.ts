@@ -10,13 +10,16 @@
 //   inspected, but they are a function of what it read, so (state hash, each
 //   thread's read hash) names the whole state.
 //
-// How. Objects reachable from the roots (the runner and its machine) are
-// instrumented in place: each own data field becomes a getter/setter pair, so
-// object identity is unchanged. Containers (typed arrays, arrays, Maps, Sets)
-// are read and written through proxies, handed out by the getters of the
-// fields that hold them; the fields keep the raw container. After every step
-// rescan() walks the roots again, instruments what the step created and adds
-// it to the hash. Statistics (Counters) and the objects named in `skip`
+// How. Every execution starts from the same state, so the hash starts at 0
+// and only changes are hashed. Objects reachable from the roots (the runner
+// and its machine) get ids in a fixed walk order and are instrumented in
+// place when kernel code first reaches them: each own data field becomes a
+// getter/setter pair, so object identity is unchanged. Containers (typed
+// arrays, arrays, Maps, Sets) are read and written through proxies, handed
+// out by the getters of the fields that hold them; the fields keep the raw
+// container. An object or container stored during a step is new: rescan()
+// (at the end of the step, and before any decision) adds it, and what hangs
+// off it, to the hash. Statistics (Counters) and the objects named in `skip`
 // (immutable configuration, the architecture's function table) are not
 // tracked: nothing in the model reads counters to decide anything.
 //
