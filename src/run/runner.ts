@@ -4,7 +4,7 @@
 // unknown region or an access that would SIGSEGV. No Node APIs.
 
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
-import { VA_BITS_CHOICES } from "../core/arch/arm64/pgtable.js";
+import { VA_BITS_CHOICES, vaBitsChoicesText } from "../core/arch/arm64/pgtable.js";
 import { makeArch } from "../core/arch/select.js";
 import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
 import { checkAccounting, checkLeaks, checkTlbs } from "../core/check.js";
@@ -97,7 +97,7 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   const g = cfg.arm64.granule;
   if (arch === "x86_64" && g !== 4) throw new ScenarioError(file, 1, 1, `the ${g}K granule needs arch arm64 (x86-64 has 4K pages)`);
   if (arch === "arm64" && !VA_BITS_CHOICES[g].includes(cfg.arm64.vaBits))
-    throw new ScenarioError(file, 1, 1, `arm64 with the ${g}K granule offers ${VA_BITS_CHOICES[g].join(", ")}-bit VAs, not ${cfg.arm64.vaBits}`);
+    throw new ScenarioError(file, 1, 1, `arm64 with the ${g}K granule offers ${vaBitsChoicesText(g)}-bit VAs, not ${cfg.arm64.vaBits}`);
   cfg.mthp = mthpOrders(opts.mthp ?? spec.mthp ?? {}, arch === "arm64" ? g : 4, file);
   const all = { ...spec.variants, ...(opts.variants ?? {}) };
   for (const [k, v] of Object.entries(all)) {

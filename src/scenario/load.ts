@@ -11,7 +11,7 @@
 
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, type Pair, parseDocument } from "yaml";
 import type * as z from "zod";
-import { VA_BITS_CHOICES } from "../core/arch/arm64/pgtable.js";
+import { VA_BITS_CHOICES, vaBitsChoicesText } from "../core/arch/arm64/pgtable.js";
 import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
 import { describeValue, exploreSchema, machineSchema, mthpKib, OPS, type Op, processSchema, scenarioSchema, stepArgs, threadSchema } from "./schema.js";
 import { type MachineSpec, type MthpPolicy, type MmapFlag, type ProcessSpec, type Scenario, ScenarioError, type SourcePos, type Step } from "./types.js";
@@ -344,7 +344,7 @@ class Loader {
     const g = mc.arm64.granule;
     const at = (...path: string[]) => this.pos(this.nodeAt(root, ["machine", ...path]));
     if (mc.arch === "arm64" && !VA_BITS_CHOICES[g].includes(mc.arm64.va_bits))
-      this.errors.push({ pos: at("arm64", "va_bits"), message: `machine.arm64.va_bits: the ${g}K granule offers ${VA_BITS_CHOICES[g].slice(0, -1).join(", ")} or ${VA_BITS_CHOICES[g].at(-1)}-bit VAs, got ${mc.arm64.va_bits}` });
+      this.errors.push({ pos: at("arm64", "va_bits"), message: `machine.arm64.va_bits: the ${g}K granule offers ${vaBitsChoicesText(g)}-bit VAs, got ${mc.arm64.va_bits}` });
     if (mc.arch !== "arm64" && g !== 4) this.errors.push({ pos: at("arm64", "granule"), message: `machine.arm64.granule: the ${g}K granule needs arch arm64 (x86-64 has 4K pages)` });
     const shift = Math.log2((mc.arch === "arm64" ? g : 4) * 1024);
     for (const size of Object.keys(mc.mthp))

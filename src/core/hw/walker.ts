@@ -37,9 +37,9 @@ export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: b
 }
 
 // The same access as the explorer runs it: the translation stops between
-// walk levels (walk() below); a fault takes mmap_lock for reading (lock_mm_and_find_vma(),
-// standing in for the per-VMA lock) and runs the fault path, whose points
-// interleave; then the access is retried.
+// walk levels (walk() below); a fault takes mmap_lock for reading
+// (lock_mm_and_find_vma(), standing in for the per-VMA lock) and runs the
+// fault path, whose points interleave; then the access is retried.
 export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, write: boolean): Generator<number, AccessResult, void> {
   const il = m.il as Interleaver;
   let retries = 0;

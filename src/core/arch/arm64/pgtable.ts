@@ -615,6 +615,11 @@ const CONT_PTE_SHIFT_CFG: Record<Granule, number> = { 4: 4, 16: 7, 64: 5 }; // C
 const CONT_PMD_SHIFT_CFG: Record<Granule, number> = { 4: 4, 16: 5, 64: 5 }; // CONFIG_ARM64_CONT_PMD_SHIFT
 // VA sizes arch/arm64/Kconfig offers per granule.
 export const VA_BITS_CHOICES: Record<Granule, readonly number[]> = { 4: [39, 48, 52], 16: [36, 47, 48, 52], 64: [42, 48, 52] };
+// "39, 48 or 52": the choices as error messages name them.
+export function vaBitsChoicesText(granule: Granule): string {
+  const c = VA_BITS_CHOICES[granule];
+  return `${c.slice(0, -1).join(", ")} or ${c.at(-1)}`;
+}
 
 export function pageShiftOf(granule: Granule): number {
   const s = PAGE_SHIFT[granule];

@@ -14,8 +14,9 @@
 //
 // Not modelled: KPTI (arm64_kernel_unmapped_at_el0() false, so __tlbi_user()
 // issues nothing and ASIDs are not paired), LPA2's operand encoding (only
-// its 64K alignment rule for range starts is), the REPEAT_TLBI erratum, the ARMv8.4-TTL hint's effect
-// (the level is recorded in the operation but every level is invalidated),
+// its 64K alignment rule for range starts is), the REPEAT_TLBI erratum, the
+// ARMv8.4-TTL hint's effect (the level is recorded in the operation but every
+// level is invalidated),
 // and mmu_notifier secondary TLBs. Page numbers in the queued records count
 // pages of the granule (the range operand's BaseADDR does too; a by-VA
 // operand is VA >> 12 in hardware, which names the same page).
@@ -103,7 +104,7 @@ export function tlbiRangeOps(startPage: number, pages: number, strideShift: numb
 // lpa2_is_enabled(): 52-bit VAs with 4K or 16K pages need FEAT_LPA2 (with
 // 64K pages they use FEAT_LVA and the old descriptor format).
 function lpa2IsEnabled(m: Machine): boolean {
-  return m.arch.name === "arm64" && m.config.arm64.vaBits === 52 && m.config.arm64.granule !== 64;
+  return m.config.arm64.vaBits === 52 && m.config.arm64.granule !== 64;
 }
 
 // ASID(mm): the hardware ASID of the mm's context id (0 before its first
