@@ -38,6 +38,7 @@ parentPort?.postMessage({
   steps: res.steps,
   truncated: res.truncated,
   pruned: res.pruned,
+  sleepBlocked: res.sleepBlocked,
   states: res.states,
   complete: res.complete,
   stopped: res.stopped,

@@ -214,6 +214,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--ignore <invariant>", "do not check this invariant, to look past it (repeatable)", collect, [])
     .option("--no-progress", "no progress lines on stderr")
     .option("--state-cache", "exhaustive: stop an execution at a state whose bounded future was already explored (docs/explore.md)")
+    .option("--sleep-sets", "exhaustive: partial-order reduction with sleep sets; needs (and defaults to) --preemptions unbounded (docs/explore.md)")
     .action((file: string, o) => {
       result = cmdExplore(file, o);
     });

@@ -13,7 +13,7 @@ import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE } from "../core/mm/pgtable.js";
 import type { Mm } from "../core/mm/types.js";
 import { type Interleaver, isSpinSite, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
-import { mix53, Tracker } from "./track.js";
+import { type Footprint, loc, mix53, newFootprint, Tracker } from "./track.js";
 
 export interface XThread {
   id: number;
@@ -32,6 +32,7 @@ export interface XThread {
   killed: string | null; // SIGSEGV and the like: the thread stopped early
   spinning: boolean; // stopped at a spin site and nobody moved since
   op: string; // the step of the scenario it is running, for traces
+  stores: number; // user stores so far (their stamps)
 }
 
 interface Watch {
@@ -41,12 +42,14 @@ interface Watch {
   pfn: number;
   seen: Set<number>; // ptep_get() of the entry at every moment of the read, access flag ignored
   dangling: boolean;
+  locs: Footprint; // sleep sets: what reading the entry at each moment reads
 }
 
 export interface Decision {
   cands: number[]; // enabled thread ids, ascending
   cur: number; // thread that was running (or -1)
   chosen: number;
+  fp?: Footprint; // sleep sets: what the chosen thread's transition read and wrote
 }
 
 // What the chooser sees at a decision point.
@@ -113,6 +116,7 @@ export class Execution implements Interleaver {
       killed: null,
       spinning: false,
       op: "",
+      stores: 0,
     };
   }
 
@@ -138,8 +142,11 @@ export class Execution implements Interleaver {
   }
   unlock(kind: number, id: number): void {
     const key = lockKey(kind, id);
-    if (this.lockW.get(key) === this.current.id) this.lockW.delete(key);
-    else {
+    if (this.lockW.get(key) === this.current.id) {
+      this.lockW.delete(key);
+      this.fpAdd(FP_W, X_LOCK_W, key);
+    } else {
+      this.fpAdd(FP_I, X_LOCK_R, key);
       const r = (this.lockR.get(key) ?? 0) - 1;
       if (r < 0) throw new Error(`model bug: ${this.current.name} releases ${LOCK_NAMES[kind]} ${id} it does not hold`);
       if (r === 0) this.lockR.delete(key);
@@ -151,11 +158,15 @@ export class Execution implements Interleaver {
     if (this.lockW.get(key) !== this.current.id) throw new Error("model bug: downgrade of a lock not held for writing");
     this.lockW.delete(key);
     this.lockR.set(key, (this.lockR.get(key) ?? 0) + 1);
+    this.fpAdd(FP_W, X_LOCK_W, key);
+    this.fpAdd(FP_I, X_LOCK_R, key);
   }
   trylock(kind: number, id: number): boolean {
     const key = lockKey(kind, id);
     const free = !this.lockW.has(key) && !this.lockR.has(key);
     this.tracker?.note(free ? 1 : 2);
+    this.fpAdd(FP_W, X_LOCK_W, key);
+    this.fpAdd(FP_R, X_LOCK_R, key);
     if (free) this.lockW.set(key, this.current.id);
     return free;
   }
@@ -194,22 +205,32 @@ export class Execution implements Interleaver {
     if (on) this.tracker?.suspend();
     else this.tracker?.leave();
   }
+  // Read-side sections and IRQs-off regions hold off grace periods (and
+  // IRQs-off ones IPIs): counted, so that two threads' entries commute.
   rcuReadLock(): void {
     this.current.rcu++;
+    this.fpAdd(FP_I, X_READERS, 0);
   }
   rcuReadUnlock(): void {
     this.current.rcu--;
+    this.fpAdd(FP_I, X_READERS, 0);
   }
   irqDisable(): void {
     this.current.irqOff = true;
+    this.fpAdd(FP_I, X_READERS, 0);
+    this.fpAdd(FP_I, X_IRQS, 0);
   }
   irqEnable(): void {
     this.current.irqOff = false;
+    this.fpAdd(FP_I, X_READERS, 0);
+    this.fpAdd(FP_I, X_IRQS, 0);
   }
   ipiSync(site: number): void {
     const t = this.current;
     const saved = t.site;
     t.site = site;
+    this.fpAdd(FP_R, X_IRQS, 0);
+    const before = this.decisions.length;
     this.tracker?.suspend();
     for (;;) {
       if (this.violation !== null || this.infeasible) break;
@@ -227,11 +248,15 @@ export class Execution implements Interleaver {
     }
     this.tracker?.leave();
     t.site = saved;
+    // The caller goes on inside the last holder's transition: no footprint
+    // names that, so it depends on everything.
+    if (this.decisions.length > before && this.fp !== null) this.fp.global = true;
   }
   watch(e: Float64Array, i: number, slot: number): void {
     const t = this.current;
     this.tracker?.suspend();
-    t.watch = { e, i, slot, pfn: this.m.tables.pfn[slot] as number, seen: new Set(), dangling: false };
+    t.watch = { e, i, slot, pfn: this.m.tables.pfn[slot] as number, seen: new Set(), dangling: false, locs: newFootprint() };
+    if (this.fp !== null && this.tracker !== null) t.watch.locs.r.add(this.tracker.locOfElement(e, i));
     if (this.m.tables.state[slot] === TBL_FREE)
       this.fail({ invariant: "walk-freed-table", cpu: t.cpu, message: `${t.name} on CPU${t.cpu} maps PTE table pfn ${t.watch.pfn}, which is already free` });
     this.observe();
@@ -267,6 +292,7 @@ export class Execution implements Interleaver {
 
   private decide(cands: number[], cur: number): number {
     if (this.halted) return -1;
+    this.closeFootprint();
     const d = this.decisions.length;
     this.observe();
     // A nested point comes in the middle of a step: hash what it stored so far.
@@ -277,13 +303,56 @@ export class Execution implements Interleaver {
       return -1;
     }
     const c = this.chooser(d, cands, cur);
+    if (c < 0 && this.halted) {
+      this.sleepBlocked = true;
+      return -1;
+    }
     if (c < 0 || !cands.includes(c)) {
       this.infeasible = true;
       return -1;
     }
     this.decisions.push({ cands, cur, chosen: c });
     if (cur >= 0 && c !== cur && cands.includes(cur)) this.preempted++;
+    this.openFootprint(c);
     return c;
+  }
+
+  // ---- footprints (sleep sets, explore.ts) ------------------------------------------
+  // With `por` on, each decision's transition (the chosen thread running
+  // until the next decision) records what it read and wrote: the model's
+  // state through the tracker, the explorer's own (locks, RCU readers, user
+  // data) here.
+
+  por = false;
+  private fp: Footprint | null = null;
+  sleepBlocked = false; // every enabled thread was asleep: the execution ends
+
+  private openFootprint(c: number): void {
+    if (!this.por) return;
+    this.fp = newFootprint();
+    if (this.tracker !== null) this.tracker.fp = this.fp;
+    // A lockless reader's state changes with the entry it watches at every
+    // moment, so its transitions read that entry.
+    const w = this.byId(c).watch;
+    if (w !== null) for (const l of w.locs.r) this.fp.r.add(l);
+  }
+
+  // The running transition ends (a decision point, or the execution's end).
+  closeFootprint(): void {
+    if (this.fp === null) return;
+    const last = this.decisions[this.decisions.length - 1] as Decision;
+    const w = this.byId(last.chosen).watch;
+    if (w !== null) for (const l of w.locs.r) this.fp.r.add(l);
+    last.fp = this.fp;
+    this.fp = null;
+    if (this.tracker !== null) this.tracker.fp = null;
+  }
+
+  private fpAdd(kind: number, what: number, a: number, b = 0): void {
+    const f = this.fp;
+    if (f === null) return;
+    const l = loc(X_ID, mix53(mix53(what, a), b) % 4294967296);
+    (kind === FP_R ? f.r : kind === FP_W ? f.w : f.i).add(l);
   }
 
   // ---- state cache -----------------------------------------------------------
@@ -298,12 +367,28 @@ export class Execution implements Interleaver {
   // Asked at every decision; true: stop here, the subtree is covered.
   stateHook: ((key: number, cur: number, d: number, preempted: number) => boolean) | null = null;
 
-  enableStateCache(roots: object[], skip: object[]): void {
+  enableTracking(roots: object[], skip: object[]): void {
     this.tracker = new Tracker(roots, new Set<object>([...skip, this]), this.threads.length);
+    this.tracked = { roots, skip: new Set<object>([...skip, this]) };
+  }
+  // What the tracker covers (tests walk it).
+  tracked: { roots: object[]; skip: Set<object> } | null = null;
+
+  // Tests: the execution ran to its end (no halt, cut-off or violation).
+  ranToEnd(): boolean {
+    return !this.halted && !this.truncated && !this.infeasible && this.violation === null;
+  }
+  // The explorer's part of the state key (what the threads read, locks,
+  // user data), for tests that compare the model's part structurally.
+  explorerKey(): number {
+    return this.ownKey(this.tracker as Tracker, 0);
   }
 
   private stateKey(tr: Tracker): number {
-    let h = mix53(tr.h1, tr.h2);
+    return this.ownKey(tr, mix53(tr.h1, tr.h2));
+  }
+
+  private ownKey(tr: Tracker, h: number): number {
     h = mix53(h, this.stepCount);
     h = mix53(h, this.unspunAt === this.movedAt ? 1 : 2);
     for (const t of this.stack) h = mix53(h, 1000 + t.id);
@@ -314,44 +399,75 @@ export class Execution implements Interleaver {
       h = mix53(h, t.site);
       h = mix53(h, t.want);
       h = mix53(h, t.rcu * 65536 + t.syscalls);
+      h = mix53(h, t.stores);
       const w = t.watch;
       if (w !== null) {
         h = mix53(h, w.slot * 65536 + w.i);
         h = mix53(h, w.pfn * 2 + (w.dangling ? 1 : 0));
-        for (const v of w.seen) h = mix53(h, v);
+        h = mix53(
+          h,
+          unordered(w.seen, (v) => mix53(1, v)),
+        );
       }
     }
-    for (const [k, v] of this.lockW) h = mix53(mix53(h, k), v + 7);
-    for (const [k, v] of this.lockR) h = mix53(mix53(h, k), -v);
-    h = mix53(h, this.writers.length);
-    for (const [k, v] of this.content) h = mix53(mix53(h, k), v);
-    for (const [mm, e] of this.expected) {
-      h = mix53(h, 5e6 + mm);
-      for (const [k, v] of e) h = mix53(mix53(h, k), v);
-    }
-    for (const [mm, z] of this.zaps) {
-      h = mix53(h, 6e6 + mm);
-      for (const [a, b] of z) h = mix53(mix53(h, a), b);
-    }
-    for (const [pfn, slot] of this.dirtyBefore) h = mix53(h, pfn * 65536 + slot);
+    // The explorer's own maps, whatever order their entries came in (two
+    // orders of independent transitions reach one state).
+    h = mix53(
+      h,
+      unordered(this.lockW, ([k, v]) => mix53(mix53(2, k), v + 7)),
+    );
+    h = mix53(
+      h,
+      unordered(this.lockR, ([k, v]) => mix53(mix53(3, k), -v)),
+    );
+    h = mix53(
+      h,
+      unordered(this.content, ([k, v]) => mix53(mix53(4, k), v)),
+    );
+    h = mix53(
+      h,
+      unordered(this.expected, ([mm, e]) =>
+        mix53(
+          5e6 + mm,
+          unordered(e, ([k, v]) => mix53(mix53(5, k), v)),
+        ),
+      ),
+    );
+    h = mix53(
+      h,
+      unordered(this.zaps, ([mm, z]) =>
+        mix53(
+          6e6 + mm,
+          unordered(z, ([a, b]) => mix53(mix53(6, a), b)),
+        ),
+      ),
+    );
+    h = mix53(
+      h,
+      unordered(this.dirtyBefore, ([pfn, slot]) => mix53(7, pfn * 65536 + slot)),
+    );
     return h;
   }
 
   // Lockless readers: remember what ptep_get() would return now.
   private observe(): void {
     const A = this.m.arch;
-    const T = this.m.tables;
     for (const t of this.threads) {
       const w = t.watch;
       if (w === null) continue;
+      const rec = this.por && this.tracker !== null;
+      if (rec) this.tracker?.recordInto(w.locs);
+      const T = this.m.tables;
       if (T.state[w.slot] === TBL_FREE || T.pfn[w.slot] !== w.pfn) w.dangling = true;
       else w.seen.add(A.pteMkold(A.ptepGet(this.m, w.e, w.i)));
+      if (rec) this.tracker?.endRecord();
     }
   }
 
   ignore: ReadonlySet<string> = new Set();
   fail(v: Violation): void {
-    if (this.ignore.has(v.invariant) || this.pruned) return;
+    // After a halt the execution only unwinds: its schedule ends before this.
+    if (this.ignore.has(v.invariant) || this.halted) return;
     if (this.violation === null) this.violation = { ...v, step: this.stepCount };
   }
 
@@ -404,11 +520,19 @@ export class Execution implements Interleaver {
       ? { thread: t.id, op: t.op, cpu: t.cpu, site: t.site, depth: this.stack.length, before: this.snap ? this.snap(m, this) : null, after: null }
       : null;
     if (t.want >= 0) {
-      if (t.wantWrite) this.lockW.set(t.want, t.id);
-      else this.lockR.set(t.want, (this.lockR.get(t.want) ?? 0) + 1);
+      if (t.wantWrite) {
+        this.lockW.set(t.want, t.id);
+        this.fpAdd(FP_W, X_LOCK_W, t.want);
+        this.fpAdd(FP_R, X_LOCK_R, t.want);
+      } else {
+        this.lockR.set(t.want, (this.lockR.get(t.want) ?? 0) + 1);
+        this.fpAdd(FP_R, X_LOCK_W, t.want);
+        this.fpAdd(FP_I, X_LOCK_R, t.want);
+      }
       t.want = -1;
     }
     if (t === this.rcuAgent) {
+      this.fpAdd(FP_R, X_READERS, 0);
       this.tracker?.agent();
       m.rcuGracePeriod();
       this.tracker?.leave();
@@ -454,10 +578,14 @@ export class Execution implements Interleaver {
   // fork). Shared mappings and ranges being zapped are not constrained.
 
   private content = new Map<number, number>();
-  private writers: string[] = ["(set-up)"];
+  // Stamps name their thread and its store count, so that two threads'
+  // stores to different pages commute.
+  private writers = new Map<number, string>([[0, "(set-up)"]]);
   private expected = new Map<number, Map<number, number>>(); // mm id -> vpn -> stamp
 
   copyPage(src: number, dst: number): void {
+    this.fpAdd(FP_R, X_CONTENT, src);
+    this.fpAdd(FP_W, X_CONTENT, dst);
     const v = this.content.get(src);
     if (v === undefined) this.content.delete(dst);
     else this.content.set(dst, v);
@@ -473,13 +601,23 @@ export class Execution implements Interleaver {
   }
 
   userStore(t: XThread, mm: Mm, vpn: number, pfn: number, isPrivate: boolean): void {
-    this.writers.push(`${t.name} (mm${mm.id})`);
-    const stamp = this.writers.length - 1;
+    const stamp = (t.id + 1) * 1048576 + ++t.stores;
+    this.writers.set(stamp, `${t.name} (mm${mm.id})`);
     this.content.set(pfn, stamp);
+    this.fpAdd(FP_W, X_CONTENT, pfn);
+    this.fpAdd(FP_R, X_ZAPS, mm.id);
     // A store racing a zap of its page may be discarded with the page.
     const zapping = (this.zaps.get(mm.id) ?? []).some((z) => vpn * this.m.geo.pageSize >= z[0] && vpn * this.m.geo.pageSize < z[1]);
+    if (zapping || isPrivate) this.expectWrite(mm.id, vpn);
     if (zapping) this.expected.get(mm.id)?.delete(vpn);
     else if (isPrivate) this.expect(mm).set(vpn, stamp);
+  }
+
+  // One page's expected stamp changes; the map's key set counts as changed
+  // (commutatively) for whoever copies it at fork.
+  private expectWrite(mm: number, vpn: number): void {
+    this.fpAdd(FP_W, X_EXPECT, mm, vpn);
+    this.fpAdd(FP_I, X_EXPECT_ALL, mm);
   }
 
   private zaps = new Map<number, [number, number][]>(); // mm id -> ranges being zapped
@@ -487,6 +625,7 @@ export class Execution implements Interleaver {
   // munmap/MADV_DONTNEED/MADV_FREE: from their start to their return, what
   // the range shows is not constrained, nor are stores into it.
   zapBegin(mm: Mm, start: number, end: number): void {
+    this.fpAdd(FP_W, X_ZAPS, mm.id);
     this.forget(mm, start, end);
     let z = this.zaps.get(mm.id);
     if (z === undefined) {
@@ -496,6 +635,7 @@ export class Execution implements Interleaver {
     z.push([start, end]);
   }
   zapEnd(mm: Mm, start: number, end: number): void {
+    this.fpAdd(FP_W, X_ZAPS, mm.id);
     const z = this.zaps.get(mm.id);
     const i = z?.findIndex((r) => r[0] === start && r[1] === end) ?? -1;
     if (z !== undefined && i >= 0) z.splice(i, 1);
@@ -503,6 +643,8 @@ export class Execution implements Interleaver {
 
   // "A read must see the last write to the page it should map."
   userLoad(t: XThread, mm: Mm, vpn: number, pfn: number): void {
+    this.fpAdd(FP_R, X_EXPECT, mm.id, vpn);
+    this.fpAdd(FP_R, X_CONTENT, pfn);
     const want = this.expected.get(mm.id)?.get(vpn);
     if (want === undefined) return;
     const got = this.content.get(pfn) ?? 0;
@@ -511,7 +653,7 @@ export class Execution implements Interleaver {
       invariant: "read-not-last-write",
       cpu: t.cpu,
       addr: vpn * this.m.geo.pageSize,
-      message: `${t.name} (mm${mm.id}) reads 0x${(vpn * this.m.geo.pageSize).toString(16)} through pfn ${pfn} and sees the store of ${this.writers[got] ?? "nobody"}, not its own last store (${this.writers[want]})`,
+      message: `${t.name} (mm${mm.id}) reads 0x${(vpn * this.m.geo.pageSize).toString(16)} through pfn ${pfn} and sees the store of ${this.writers.get(got) ?? "nobody"}, not its own last store (${this.writers.get(want)})`,
     });
   }
 
@@ -521,13 +663,20 @@ export class Execution implements Interleaver {
     const e = this.expected.get(mm.id);
     if (e === undefined) return;
     const ps = this.m.geo.pageSize;
-    for (const vpn of [...e.keys()]) if (vpn * ps >= start && vpn * ps < end) e.delete(vpn);
+    for (const vpn of [...e.keys()])
+      if (vpn * ps >= start && vpn * ps < end) {
+        this.expectWrite(mm.id, vpn);
+        e.delete(vpn);
+      }
   }
 
   // fork: the child expects what the parent expects.
   inherit(parent: Mm, child: Mm): void {
+    this.fpAdd(FP_R, X_EXPECT_ALL, parent.id);
     const e = this.expected.get(parent.id);
-    if (e !== undefined) this.expected.set(child.id, new Map(e));
+    if (e === undefined) return;
+    for (const vpn of e.keys()) this.expectWrite(child.id, vpn);
+    this.expected.set(child.id, new Map(e));
   }
 
   // ---- invariants ------------------------------------------------------------
@@ -557,9 +706,15 @@ export class Execution implements Interleaver {
         dirty.set(pfn, slot);
         continue;
       }
-      if (dirty.has(pfn) || m.phys.isFree(pfn)) continue;
-      const head = m.phys.folioHead(pfn);
-      if (((m.phys.flags[head] as number) & PG_DIRTY) === 0)
+      if (dirty.has(pfn)) continue;
+      // Whether the dirty bit was lost depends on the folio's flags now: this
+      // transition reads them.
+      const rec = this.fp !== null && this.tracker !== null;
+      if (rec) this.tracker?.recordInto(this.fp as Footprint);
+      const phys = m.phys;
+      const lost = !phys.isFree(pfn) && ((phys.flags[phys.folioHead(pfn)] as number) & PG_DIRTY) === 0;
+      if (rec) this.tracker?.endRecord();
+      if (lost)
         this.fail({
           invariant: "lost-dirty",
           cpu: t.cpu,
@@ -576,9 +731,12 @@ export class Execution implements Interleaver {
   sysReturn(t: XThread, name: string, mm: Mm, start: number, end: number): void {
     t.syscalls--;
     if (this.ignore.has("stale-tlb-after-return")) return;
-    this.tracker?.suspend();
+    // The check's outcome depends on every TLB: part of this transition.
+    if (this.fp !== null) this.tracker?.recordInto(this.fp);
+    else this.tracker?.suspend();
     const v = checkTlbs(this.m, mm).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end));
-    this.tracker?.leave();
+    if (this.fp !== null) this.tracker?.endRecord();
+    else this.tracker?.leave();
     for (const first of v) this.fail({ ...first, invariant: "stale-tlb-after-return", message: `when ${name} on ${t.name} returned: ${first.message}` });
   }
 
@@ -627,6 +785,27 @@ export class Execution implements Interleaver {
     return out;
   }
 }
+
+// An order-independent hash of a collection: the sum of its items' hashes.
+function unordered<T>(xs: Iterable<T>, f: (x: T) => number): number {
+  let acc = 0;
+  for (const x of xs) acc = (acc + f(x)) % 2 ** 53;
+  return acc;
+}
+
+// Footprint locations of the explorer's own state (one pseudo-object).
+const X_ID = 2 ** 21 - 1;
+const X_LOCK_W = 1; // a lock's writer
+const X_LOCK_R = 2; // its reader count
+const X_READERS = 3; // CPUs in RCU read-side or IRQs-off sections (grace periods wait)
+const X_IRQS = 4; // CPUs with IRQs off (IPIs wait)
+const X_CONTENT = 5; // a frame's stamp
+const X_EXPECT = 6; // a page's expected stamp
+const X_EXPECT_ALL = 7; // an mm's expected stamps as a whole
+const X_ZAPS = 8; // an mm's ranges being zapped
+const FP_R = 0;
+const FP_W = 1;
+const FP_I = 2;
 
 function lockName(key: number): string {
   const kind = Math.floor(key / lockKey(1, 0));

@@ -11,7 +11,7 @@ import { siteName } from "../core/sync.js";
 import { Runner, type RunOptions } from "../run/runner.js";
 import { type Scenario, ScenarioError, type Step } from "../scenario/types.js";
 import { Execution, type Snapshot, type XThread } from "./execution.js";
-import { mix53 } from "./track.js";
+import { conflicts, type Footprint, mix53 } from "./track.js";
 import { describeStep, threadBody } from "./ops.js";
 import { snapshot } from "./snapshot.js";
 
@@ -33,6 +33,13 @@ export interface ExploreConfig {
   // Exhaustive mode: cut an execution where it reaches a state whose bounded
   // subtree was already explored (track.ts; default off).
   stateCache?: boolean;
+  // Exhaustive mode without a preemption bound: sleep sets (partial-order
+  // reduction; default off).
+  sleepSets?: boolean;
+  // Tests: the state key at every decision point of the owned subtrees, and
+  // each execution that ran to its end (key 0: the test reads the state
+  // from x). Turns tracking on.
+  onState?: (key: number, final: boolean, x: Execution) => void;
   // Tests: each cut, with the decisions that led here and to the state met before.
   onPrune?: (now: number[], before: number[]) => void;
   ignore?: string[]; // invariants not checked
@@ -51,6 +58,7 @@ export interface ExploreResult {
   steps: number;
   truncated: number; // executions cut off at maxSteps
   pruned: number; // executions cut short at a state already explored
+  sleepBlocked: number; // executions ended because every enabled thread was asleep
   states: number; // distinct states the cache holds
   complete: boolean; // exhaustive: the whole bounded space (of this shard) was explored
   stopped: boolean; // shouldStop() said so
@@ -121,7 +129,7 @@ export function runOnce(
   chooser: (d: number, cands: number[], cur: number) => number,
   record: boolean,
   onReady?: (x: Execution) => void,
-  stateCache = false,
+  tracking = false,
 ): Execution {
   const sc = cfg.sc;
   const r = new Runner(sc, cfg.run);
@@ -147,7 +155,7 @@ export function runOnce(
     self.op = describeStep(t.steps[0] as Step);
   }
   // The ASID allocator lives beside the machine (a WeakMap in context.ts).
-  if (stateCache) x.enableStateCache(m.arch.name === "arm64" ? [r, asidAllocatorOf(m)] : [r], [sc, r.opts, r.oracle, r.rows, m.config, m.geo, m.arch]);
+  if (tracking) x.enableTracking(m.arch.name === "arm64" ? [r, asidAllocatorOf(m)] : [r], [sc, r.opts, r.oracle, r.rows, m.config, m.geo, m.arch]);
   onReady?.(x);
   try {
     x.run();
@@ -155,6 +163,7 @@ export function runOnce(
   } finally {
     m.il = null;
   }
+  x.closeFootprint();
   return x;
 }
 
@@ -196,6 +205,7 @@ export function explore(cfg: ExploreConfig): ExploreResult {
     steps: 0,
     truncated: 0,
     pruned: 0,
+    sleepBlocked: 0,
     states: 0,
     complete: false,
     stopped: false,
@@ -211,6 +221,10 @@ export function explore(cfg: ExploreConfig): ExploreResult {
   };
   if (cfg.mode === "exhaustive") {
     const cache = cfg.stateCache === true ? new StateCache(cfg.preemptions, cfg.onPrune) : null;
+    const sleep = cfg.sleepSets === true ? new SleepSets() : null;
+    if (sleep !== null && cfg.preemptions !== Number.POSITIVE_INFINITY)
+      throw new ScenarioError(cfg.sc.file, 1, 1, "sleep sets need --preemptions unbounded (with a preemption bound they can miss schedules)");
+    const onState = cfg.onState;
     let prefix: number[] = [];
     for (;;) {
       if (cfg.shouldStop?.()) {
@@ -229,7 +243,18 @@ export function explore(cfg: ExploreConfig): ExploreResult {
       const x = runOnce(
         cfg,
         (d, cands, cur) => {
-          const c = d < p.length ? (p[d] as number) : defaultChoice(cands, cur);
+          let c: number;
+          if (d < p.length) c = p[d] as number;
+          else if (sleep !== null && ex !== null) {
+            // Only threads not asleep here; none: this execution only
+            // repeats others (sleep-set blocked).
+            const awake = sleep.awake(d, cands, ex);
+            if (awake.length === 0) {
+              ex.halted = true;
+              return -1;
+            }
+            c = defaultChoice(awake, cur);
+          } else c = defaultChoice(cands, cur);
           if (!keyed) {
             key.push(c);
             if (cands.length > 1 && ++branching === FRONTIER) {
@@ -243,13 +268,22 @@ export function explore(cfg: ExploreConfig): ExploreResult {
         false,
         (e) => {
           ex = e;
+          e.por = sleep !== null;
           // Only states past the forced prefix are new; only owned subtrees
           // are explored to the end by this shard.
-          if (cache !== null) e.stateHook = (k, cur, d, used) => keyed && owned && d >= p.length && cache.seen(k, cur, used, e);
+          if (cache !== null)
+            e.stateHook = (k, cur, d, used) => keyed && owned && d >= p.length && cache.seen(k, cur, used, e, sleep === null ? 0 : sleep.mask(d, e));
+          else if (onState !== undefined)
+            e.stateHook = (k, _cur, d) => {
+              if (keyed && owned && d >= p.length) onState(k, false, e);
+              return false;
+            };
         },
-        cache !== null,
+        cache !== null || sleep !== null || onState !== undefined,
       );
+      if (onState !== undefined && owned && x.ranToEnd()) onState(0, true, x);
       if (x.pruned) res.pruned++;
+      if (x.sleepBlocked) res.sleepBlocked++;
       // An execution shorter than the frontier is keyed by all its decisions.
       if (!keyed) owned = owns(cfg, fnv1a(key.join(",")));
       // Backtracking below the frontier only makes sense inside an owned subtree.
@@ -263,11 +297,12 @@ export function explore(cfg: ExploreConfig): ExploreResult {
         }
       } else limit = Math.min(limit, frontierIndex(x) + 1);
       if (cache !== null) res.states = cache.size;
-      const next = backtrack(x, limit, cfg.preemptions);
+      const next = backtrack(x, limit, cfg.preemptions, sleep);
       if (next === null) {
         res.complete = true;
         break;
       }
+      sleep?.branch(x, next.length - 1);
       prefix = next;
     }
   } else {
@@ -301,6 +336,7 @@ export function explore(cfg: ExploreConfig): ExploreResult {
 // costs differently, by at most one preemption.
 class StateCache {
   private map = new Map<number, number>();
+  private masks = new Map<number, number>(); // sleep set the state was explored with
   private prefixes = new Map<number, number[]>();
   constructor(
     private readonly bound: number,
@@ -311,12 +347,15 @@ class StateCache {
     return this.map.size;
   }
 
-  seen(key: number, cur: number, used: number, x: Execution): boolean {
+  // asleep: a bit per thread asleep here. With sleep sets a state explored
+  // with sleep set Z covers the current visit only if Z is a subset of the
+  // current one (Godefroid 1996, ch. 6).
+  seen(key: number, cur: number, used: number, x: Execution, asleep: number): boolean {
     const left = this.bound - used;
     for (const c of this.curs) {
       const kc = mix53(key, c + 2);
       const r = this.map.get(kc);
-      if (r !== undefined && r >= (c === cur ? left : left + 1)) {
+      if (r !== undefined && r >= (c === cur ? left : left + 1) && ((this.masks.get(kc) as number) & ~asleep) === 0) {
         this.onPrune?.(
           x.decisions.map((d) => d.chosen),
           this.prefixes.get(kc) as number[],
@@ -327,8 +366,9 @@ class StateCache {
     if (!this.curs.includes(cur)) this.curs.push(cur);
     const k = mix53(key, cur + 2);
     const r = this.map.get(k);
-    if (r === undefined || r < left) {
+    if (r === undefined || r < left || ((this.masks.get(k) as number) & ~asleep) !== 0) {
       this.map.set(k, left);
+      this.masks.set(k, asleep);
       if (this.onPrune)
         this.prefixes.set(
           k,
@@ -338,6 +378,67 @@ class StateCache {
     return false;
   }
   private curs: number[] = []; // every `cur` a key was stored under
+}
+
+// Sleep sets (Godefroid 1996): at each decision of the current DFS path, the
+// threads whose next transition need not be started there, with the
+// footprint it had when it was explored (track.ts). A thread explored at a
+// decision, or asleep there, stays asleep in the next decision while the
+// transition taken in between is independent of its own: both orders lead
+// to the same state, and the other order was or will be explored. Sound
+// without a preemption bound; with one, the order that was explored may
+// need more preemptions than the bound allows (Coons et al., OOPSLA 2013).
+interface Sleeper {
+  t: number;
+  fp: Footprint;
+}
+
+class SleepSets {
+  private sleep: Sleeper[][] = []; // per decision on the current path
+  private done: Sleeper[][] = []; // alternatives explored there before the current one
+
+  // The sleep set at decision d of the running execution (computed once per
+  // path: replays of a prefix take the same transitions).
+  private at(d: number, x: Execution): Sleeper[] {
+    for (let k = this.sleep.length; k <= d; k++) {
+      if (k === 0) {
+        this.sleep.push([]);
+        this.done.push([]);
+        continue;
+      }
+      const prev = x.decisions[k - 1] as { chosen: number; fp?: Footprint };
+      const fp = prev.fp as Footprint;
+      const z: Sleeper[] = [];
+      for (const s of [...(this.sleep[k - 1] as Sleeper[]), ...(this.done[k - 1] as Sleeper[])]) if (s.t !== prev.chosen && !conflicts(s.fp, fp)) z.push(s);
+      this.sleep.push(z);
+      this.done.push([]);
+    }
+    return this.sleep[d] as Sleeper[];
+  }
+
+  awake(d: number, cands: number[], x: Execution): number[] {
+    const z = this.at(d, x);
+    return cands.filter((c) => !z.some((s) => s.t === c));
+  }
+
+  mask(d: number, x: Execution): number {
+    let m = 0;
+    for (const s of this.at(d, x)) m |= 1 << s.t;
+    return m;
+  }
+
+  isAsleep(d: number, t: number): boolean {
+    return (this.sleep[d] ?? []).some((s) => s.t === t);
+  }
+
+  // The DFS leaves decision i's current alternative for another: it is done
+  // there, and everything below is forgotten.
+  branch(x: Execution, i: number): void {
+    const d = x.decisions[i] as { chosen: number; fp?: Footprint };
+    (this.done[i] as Sleeper[]).push({ t: d.chosen, fp: d.fp as Footprint });
+    this.sleep.length = i + 1;
+    this.done.length = i + 1;
+  }
 }
 
 function owns(cfg: ExploreConfig, h: number): boolean {
@@ -354,7 +455,7 @@ export function rankLess(a: number[], b: number[]): boolean {
 
 // Next DFS prefix: the deepest decision (below limit) with an untried
 // alternative that keeps the preemption count within the bound.
-function backtrack(x: Execution, limit: number, bound: number): number[] | null {
+function backtrack(x: Execution, limit: number, bound: number, sleep: SleepSets | null): number[] | null {
   const ds = x.decisions;
   const pre: number[] = [0];
   for (let i = 0; i < ds.length; i++) {
@@ -367,6 +468,7 @@ function backtrack(x: Execution, limit: number, bound: number): number[] | null 
     const ord = order(d.cands, d.cur);
     for (let j = ord.indexOf(d.chosen) + 1; j < ord.length; j++) {
       const a = ord[j] as number;
+      if (sleep?.isAsleep(i, a)) continue;
       const isPre = d.cur >= 0 && d.cands.includes(d.cur) && a !== d.cur ? 1 : 0;
       if ((pre[i] as number) + isPre <= bound) return [...ds.slice(0, i).map((e) => e.chosen), a];
     }

@@ -32,6 +32,39 @@ import { Counters } from "../core/counters.js";
 const K_LENGTH = -1;
 const K_SIZE = -2;
 
+// ---- footprints (sleep sets, explore.ts) ---------------------------------------
+// What one transition (a thread's run from one decision point to the next)
+// read and wrote: locations as id * 2^32 + key. Keys of Map entries are
+// hashes, so two locations can share a number: that only makes more
+// transitions dependent, never fewer. `i` holds commutative updates (a
+// reader count going up or down): two of them commute, but not with a read
+// or write of the same location.
+export interface Footprint {
+  r: Set<number>;
+  w: Set<number>;
+  i: Set<number>;
+  global: boolean; // dependent on everything
+}
+
+export function newFootprint(): Footprint {
+  return { r: new Set(), w: new Set(), i: new Set(), global: false };
+}
+
+export const loc = (id: number, key: number): number => id * 4294967296 + (key >>> 0);
+
+function meets(a: Set<number>, b: Set<number>): boolean {
+  if (a.size > b.size) [a, b] = [b, a];
+  for (const x of a) if (b.has(x)) return true;
+  return false;
+}
+
+// Two transitions are dependent when one writes what the other reads,
+// writes or counts, or one counts what the other reads.
+export function conflicts(a: Footprint, b: Footprint): boolean {
+  if (a.global || b.global) return true;
+  return meets(a.w, b.r) || meets(a.w, b.w) || meets(a.w, b.i) || meets(b.w, a.r) || meets(b.w, a.i) || meets(a.i, b.r) || meets(b.i, a.r);
+}
+
 function fmix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
@@ -51,6 +84,8 @@ type Raw = object;
 export class Tracker {
   h1 = 0; // state hash, two 32-bit lanes
   h2 = 0;
+  // Where the running transition's reads and writes go (null: nowhere).
+  fp: Footprint | null = null;
   // on: record reads for `reader`. prox: hand out container proxies, so that
   // writes are hashed (off only for explorer code that does not write the
   // model's state: decisions, checks, rescans).
@@ -110,10 +145,31 @@ export class Tracker {
   enter(reader: number): void {
     this.push(true, true, reader);
   }
-  // Code without local state that writes the model (the RCU agent).
+  // Code without local state that writes the model (the RCU agent): its
+  // reads go to the footprint only.
   agent(): void {
-    this.push(false, true, -1);
+    this.push(true, true, -1);
   }
+  // Explorer code whose reads decide something (an invariant checked at a
+  // syscall's return, what a lockless reader saw): its reads go to `into`.
+  recordInto(into: Footprint): void {
+    this.push(true, true, -1);
+    this.fpStack.push(this.fp);
+    this.fp = into;
+  }
+  endRecord(): void {
+    this.fp = this.fpStack.pop() as Footprint | null;
+    this.leave();
+  }
+  private fpStack: (Footprint | null)[] = [];
+  // The footprint location of element `i` of a typed array the kernel code
+  // was handed (a proxy of a sub-array keeps its parent's numbering).
+  locOfElement(a: object, i: number): number {
+    const sub = this.subLoc.get(a);
+    if (sub !== undefined) return loc(sub[0], sub[1] + i);
+    return loc(this.idOf(this.rawOf.get(a) ?? a), i);
+  }
+  private subLoc = new WeakMap<object, [number, number]>();
   // Explorer code that only reads the model (decisions, checks).
   suspend(): void {
     this.push(false, false, -1);
@@ -150,6 +206,8 @@ export class Tracker {
   private idOf(o: object): number {
     let id = this.ids.get(o);
     if (id === undefined) {
+      // Footprint locations need id < 2^21 (the explorer's own take the last).
+      if (this.nextId >= 2 ** 21 - 1) throw new Error("explore: more than 2^21 - 2 tracked objects");
       id = this.nextId++;
       this.ids.set(o, id);
     }
@@ -202,13 +260,22 @@ export class Tracker {
   }
 
   write(id: number, key: number, old: unknown, now: unknown): void {
+    // A store of the value already there is still a write: in another order
+    // it would not be.
+    if (this.on && this.fp !== null) this.fp.w.add(id * 4294967296 + (key >>> 0));
     if (old === now) return;
     this.term(id, key, old);
     this.term(id, key, now);
     if (typeof now === "object" && now !== null && this.hashed[this.ids.get(now) ?? 0] !== 1) this.pending.push(now);
   }
 
+  // A Map/Set entry stored again unchanged (see write()).
+  sameWrite(id: number, key: number): void {
+    if (this.on && this.fp !== null) this.fp.w.add(id * 4294967296 + (key >>> 0));
+  }
+
   read(id: number, key: number, x: unknown): void {
+    if (this.fp !== null) this.fp.r.add(id * 4294967296 + (key >>> 0));
     const r = this.reader;
     if (r < 0) return;
     this.val(x);
@@ -459,7 +526,10 @@ export class Tracker {
       },
     };
     const prox: object = new Proxy(t, handler);
-    if (parentId >= 0) this.rawOf.set(prox, t);
+    if (parentId >= 0) {
+      this.rawOf.set(prox, t);
+      this.subLoc.set(prox, [id, base]);
+    }
     return prox;
   }
 
@@ -544,6 +614,7 @@ export class Tracker {
   private entryWrite(id: number, m: Map<unknown, unknown> | Set<unknown>, k: unknown, had: boolean, old: unknown, has: boolean, now: unknown): void {
     const seqs = this.seqOf(m);
     const kk = this.keyOfEntry(k);
+    this.sameWrite(id, kk);
     if (had) {
       this.term(id, kk, old === undefined ? true : old);
       this.term(id, kk ^ 0x55555555, seqs.get(k));
@@ -592,6 +663,7 @@ export class Tracker {
               const old = m.get(rk);
               m.set(rk, rv);
               if (!had || old !== rv) T.entryWrite(id, m, rk, had, old, true, rv);
+              else T.sameWrite(id, T.keyOfEntry(rk));
               if (!had) T.write(id, K_SIZE, m.size - 1, m.size);
               return prox;
             };
@@ -652,7 +724,7 @@ export class Tracker {
                 s.add(rk);
                 T.entryWrite(id, s, rk, false, undefined, true, rk);
                 T.write(id, K_SIZE, s.size - 1, s.size);
-              }
+              } else T.sameWrite(id, T.keyOfEntry(rk));
               return prox;
             };
           case "delete":
