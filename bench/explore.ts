@@ -60,9 +60,9 @@ for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i] as number)).join
 console.log("\ntargets: first counterexample < 1 s (at most 5 s); exhausting a fixed scenario's bound < 60 s. Machine: see `env`.");
 
 // The state cache (--state-cache), side by side with the plain search on the
-// fixed code: at the scenario's bound and one preemption more, then with no
-// preemption bound (cached only, at most CAP executions: the plain search
-// takes minutes there, and so does the cached one on the biggest scenarios).
+// fixed code: at the scenario's bound and one preemption more. Then, with no
+// preemption bound, the plain search, sleep sets (--sleep-sets), the cache and
+// both, each stopped after CAP executions (the biggest scenarios do not finish).
 const CAP = 15000;
 if (!args["no-cache"]) {
   // All plain runs first: instrumented objects leave the engine's inline
@@ -77,26 +77,41 @@ if (!args["no-cache"]) {
     const b = cfg(sc, false, false).preemptions;
     for (const bound of [b, b + 1, Number.POSITIVE_INFINITY]) jobs.push({ f, sc, bound });
   }
-  const plain = jobs.map((j) => (j.bound === Number.POSITIVE_INFINITY ? null : timed(() => explore({ ...cfg(j.sc, false, false), preemptions: j.bound }))));
+  const plain = jobs.map((j) =>
+    timed(() => explore({ ...cfg(j.sc, false, false), preemptions: j.bound, executions: j.bound === Number.POSITIVE_INFINITY ? CAP : 0 })),
+  );
   const t: string[][] = [["scenario", "bound", "execs plain", "execs cached", "cut", "plain (s)", "cached (s)", "cached/plain time"]];
+  const u: string[][] = [["scenario", "plain", "sleep sets", "(blocked)", "cache", "cache + sleep sets"]];
+  const cell = (r: ReturnType<typeof explore>, secs: number) => `${r.executions}${r.complete ? "" : " (cap)"} in ${secs.toFixed(1)} s`;
   jobs.forEach((j, i) => {
     const unbounded = j.bound === Number.POSITIVE_INFINITY;
     // Without a bound, at most CAP executions (the biggest scenarios do not finish).
     const [cached, tc] = timed(() => explore({ ...cfg(j.sc, false, false), preemptions: j.bound, stateCache: true, executions: unbounded ? CAP : 0 }));
-    const p = plain[i];
-    if (p != null && (p[0].counterexample === null) !== (cached.counterexample === null)) throw new Error(`${j.f}: the state cache changed the verdict`);
+    const p = plain[i] as [ReturnType<typeof explore>, number];
+    if ((p[0].counterexample === null) !== (cached.counterexample === null)) throw new Error(`${j.f}: the state cache changed the verdict`);
+    if (unbounded) {
+      const over = { ...cfg(j.sc, false, false), preemptions: j.bound, executions: CAP, sleepSets: true };
+      const [sl, ts] = timed(() => explore(over));
+      const [both, tb] = timed(() => explore({ ...over, stateCache: true }));
+      for (const r of [sl, both]) if (r.counterexample !== null) throw new Error(`${j.f}: sleep sets found ${r.counterexample.invariant} in the fixed code`);
+      u.push([j.f.replace(/\.yaml$/, ""), cell(p[0], p[1]), cell(sl, ts), String(sl.sleepBlocked), cell(cached, tc), cell(both, tb)]);
+      return;
+    }
     t.push([
       j.f.replace(/\.yaml$/, ""),
-      unbounded ? "none" : String(j.bound),
-      p == null ? "-" : String(p[0].executions),
+      String(j.bound),
+      String(p[0].executions),
       `${cached.executions}${cached.complete ? "" : " (cap)"}`,
       String(cached.pruned),
-      p == null ? "-" : p[1].toFixed(2),
+      p[1].toFixed(2),
       tc.toFixed(2),
-      p == null ? "-" : (tc / p[1]).toFixed(2),
+      (tc / p[1]).toFixed(2),
     ]);
   });
   const tw = t[0]!.map((_, i) => Math.max(...t.map((r) => (r[i] as string).length)));
   console.log("\nstate cache (fixed code, whole space within the bound):");
   for (const r of t) console.log(r.map((c, i) => c.padEnd(tw[i] as number)).join("  "));
+  const uw = u[0]!.map((_, i) => Math.max(...u.map((r) => (r[i] as string).length)));
+  console.log(`\nno preemption bound (fixed code, every schedule within the step bound; at most ${CAP} executions):`);
+  for (const r of u) console.log(r.map((c, i) => c.padEnd(uw[i] as number)).join("  "));
 }
