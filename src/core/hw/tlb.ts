@@ -40,6 +40,9 @@ export class Tlb {
   hpfn: Float64Array;
   hperm: Uint8Array;
   hshift: Uint8Array;
+  // Base pages an entry covers, 2^(hshift - pageShift), kept beside hshift so
+  // lookups divide by it instead of computing the power for every entry.
+  hpages: Float64Array;
   hrr = 0;
   // Paging-structure caches: level L (1 = PDE: maps va>>21 to a PTE table,
   // 2 = PDPTE: va>>30 to a PMD table, 3 = PML4E: va>>39 to a PUD table).
@@ -65,6 +68,7 @@ export class Tlb {
     this.hpfn = new Float64Array(hugeEntries);
     this.hperm = new Uint8Array(hugeEntries);
     this.hshift = new Uint8Array(hugeEntries);
+    this.hpages = new Float64Array(hugeEntries);
     this.ptag = new Float64Array(pscEntries);
     this.ptbl = new Float64Array(pscEntries);
     this.plevel = new Uint8Array(pscEntries);
@@ -106,12 +110,13 @@ export class Tlb {
   // vpnBase: first base page of the huge page; shift: 21 or 30.
   lookupHuge(vpn: number, asid: number): number {
     const htag = this.htag;
+    const hpages = this.hpages;
+    const a = asid + 1;
+    const n = this.nrAsids;
     for (let i = 0; i < htag.length; i++) {
       const t = htag[i] as number;
       if (t === 0) continue;
-      const s = (this.hshift[i] as number) - this.pageShift;
-      const key = Math.floor(vpn / 2 ** s) * this.nrAsids + asid + 1;
-      if (t === key) return i;
+      if (t === Math.floor(vpn / (hpages[i] as number)) * n + a) return i;
     }
     return -1;
   }
@@ -130,6 +135,7 @@ export class Tlb {
     }
     this.htag[slot] = key;
     this.hshift[slot] = shift;
+    this.hpages[slot] = 2 ** (shift - this.pageShift);
     this.hpfn[slot] = pfn;
     this.hperm[slot] = perm;
   }
@@ -224,10 +230,10 @@ export class Tlb {
   }
   // First page and page count of large entry h.
   hugeFirst(h: number): number {
-    return this.vpnOfKey(this.htag[h] as number) * 2 ** ((this.hshift[h] as number) - this.pageShift);
+    return this.vpnOfKey(this.htag[h] as number) * (this.hpages[h] as number);
   }
   hugePages(h: number): number {
-    return 2 ** ((this.hshift[h] as number) - this.pageShift);
+    return this.hpages[h] as number;
   }
 
   // ---- arm64 TLB maintenance (the effect of one TLBI on this CPU's TLB) ----
