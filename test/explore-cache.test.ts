@@ -7,23 +7,13 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import type { Execution } from "../src/explore/execution.js";
 import { type ExploreConfig, explore, runOnce, scenarioConfig } from "../src/explore/explore.js";
 import { Counters } from "../src/core/counters.js";
 import { snapshot } from "../src/explore/snapshot.js";
-import { parseScenario } from "../src/scenario/load.js";
+import { DIR, files, isSeeded, load } from "./catalogue.js";
 import type { Scenario } from "../src/scenario/types.js";
-
-const DIR = "scenarios/concurrency";
-const files = readdirSync(DIR)
-  .filter((f) => f.endsWith(".yaml"))
-  .sort();
-
-function load(f: string): Scenario {
-  return parseScenario(readFileSync(`${DIR}/${f}`, "utf8"), `${DIR}/${f}`);
-}
 
 const cfg = scenarioConfig;
 
@@ -134,7 +124,7 @@ function compareWithCache(f: string, sc: Scenario, historical: boolean, over: Pa
 describe("explore: state cache", () => {
   for (const f of files) {
     const sc = load(f);
-    const seeded = Object.keys(sc.explore?.variant ?? {}).length > 0 || sc.explore?.arch !== undefined;
+    const seeded = isSeeded(sc);
     it(`${f}: same verdict with the cache; the schedules it merged behave alike`, () => {
       for (const historical of seeded ? [false, true] : [false]) compareWithCache(f, sc, historical, {});
     });

@@ -8,22 +8,12 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { Counters } from "../src/core/counters.js";
 import type { Execution } from "../src/explore/execution.js";
 import { type ExploreConfig, explore, fnv1a, scenarioConfig } from "../src/explore/explore.js";
-import { parseScenario } from "../src/scenario/load.js";
+import { DIR, files, isSeeded, load } from "./catalogue.js";
 import type { Scenario } from "../src/scenario/types.js";
-
-const DIR = "scenarios/concurrency";
-const files = readdirSync(DIR)
-  .filter((f) => f.endsWith(".yaml"))
-  .sort();
-
-function load(f: string): Scenario {
-  return parseScenario(readFileSync(`${DIR}/${f}`, "utf8"), `${DIR}/${f}`);
-}
 
 const UNBOUNDED = Number.POSITIVE_INFINITY;
 
@@ -98,7 +88,7 @@ describe("explore: sleep sets", () => {
 
   for (const f of files) {
     const sc = load(f);
-    const seeded = Object.keys(sc.explore?.variant ?? {}).length > 0 || sc.explore?.arch !== undefined;
+    const seeded = isSeeded(sc);
     if (!seeded) continue;
     it(`${f}: the historical variant's bug is still found, and the fixed code explores clean`, () => {
       const bug = explore(scenarioConfig(sc, true, { preemptions: UNBOUNDED, sleepSets: true }));

@@ -76,8 +76,8 @@ export function parseMode(v: string): Mode {
   throw new InvalidArgumentError(`expected exhaustive, random or pct, got "${v}"`);
 }
 
-interface WorkerResult {
-  sub: number;
+// What a search covered (one worker's, or all of them together).
+interface Coverage {
   executions: number;
   steps: number;
   truncated: number;
@@ -86,6 +86,10 @@ interface WorkerResult {
   states: number;
   complete: boolean;
   stopped: boolean;
+}
+
+interface WorkerResult extends Coverage {
+  sub: number;
   rank: number[] | null;
   schedule: number[] | null;
   invariant: string | null;
@@ -207,17 +211,7 @@ function output(
   vars: string,
   file: string,
   cx: Counterexample | null,
-  run: {
-    executions: number;
-    steps: number;
-    truncated: number;
-    pruned: number;
-    sleepBlocked: number;
-    states: number;
-    complete: boolean;
-    stopped: boolean;
-    cfg: ExploreConfig;
-  } | null,
+  run: (Coverage & { cfg: ExploreConfig }) | null,
 ): number {
   const lines: string[] = [header, `variants: ${vars || "none (v6.17)"}`];
   if (run !== null) {
