@@ -367,8 +367,9 @@ export class Execution implements Interleaver {
   // Asked at every decision; true: stop here, the subtree is covered.
   stateHook: ((key: number, cur: number, d: number, preempted: number) => boolean) | null = null;
 
-  enableTracking(roots: object[], skip: object[]): void {
+  enableTracking(roots: object[], skip: object[], hashing: boolean): void {
     this.tracker = new Tracker(roots, new Set<object>([...skip, this]), this.threads.length);
+    this.tracker.hashing = hashing;
     this.tracked = { roots, skip: new Set<object>([...skip, this]) };
   }
   // What the tracker covers (tests walk it).

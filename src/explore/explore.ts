@@ -130,6 +130,7 @@ export function runOnce(
   record: boolean,
   onReady?: (x: Execution) => void,
   tracking = false,
+  hashing = true, // with tracking: state keys too, not only footprints
 ): Execution {
   const sc = cfg.sc;
   const r = new Runner(sc, cfg.run);
@@ -155,7 +156,7 @@ export function runOnce(
     self.op = describeStep(t.steps[0] as Step);
   }
   // The ASID allocator lives beside the machine (a WeakMap in context.ts).
-  if (tracking) x.enableTracking(m.arch.name === "arm64" ? [r, asidAllocatorOf(m)] : [r], [sc, r.opts, r.oracle, r.rows, m.config, m.geo, m.arch]);
+  if (tracking) x.enableTracking(m.arch.name === "arm64" ? [r, asidAllocatorOf(m)] : [r], [sc, r.opts, r.oracle, r.rows, m.config, m.geo, m.arch], hashing);
   onReady?.(x);
   try {
     x.run();
@@ -280,6 +281,7 @@ export function explore(cfg: ExploreConfig): ExploreResult {
             };
         },
         cache !== null || sleep !== null || onState !== undefined,
+        cache !== null || onState !== undefined,
       );
       if (onState !== undefined && owned && x.ranToEnd()) onState(0, true, x);
       if (x.pruned) res.pruned++;

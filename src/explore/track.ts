@@ -86,6 +86,9 @@ export class Tracker {
   h2 = 0;
   // Where the running transition's reads and writes go (null: nowhere).
   fp: Footprint | null = null;
+  // Off: footprints only, no state hash or read hashes (sleep sets without
+  // the state cache need no state keys).
+  hashing = true;
   // on: record reads for `reader`. prox: hand out container proxies, so that
   // writes are hashed (off only for explorer code that does not write the
   // model's state: decisions, checks, rescans).
@@ -253,7 +256,7 @@ export class Tracker {
 
   // XOR one location's term into the state hash.
   private term(id: number, key: number, x: unknown): void {
-    if (this.hashed[id] !== 1 || !this.val(x)) return;
+    if (!this.hashing || this.hashed[id] !== 1 || !this.val(x)) return;
     const a = fmix(Math.imul(id, 0x9e3779b1) ^ fmix(key ^ 0x7f4a7c15) ^ Math.imul(this.v1, 0x85ebca6b));
     this.h1 ^= fmix(a ^ this.v2);
     this.h2 ^= fmix(Math.imul(a ^ 0x1b873593, 0xcc9e2d51) ^ this.v1 ^ Math.imul(this.v2, 0x27d4eb2f));
@@ -277,7 +280,7 @@ export class Tracker {
   read(id: number, key: number, x: unknown): void {
     if (this.fp !== null) this.fp.r.add(id * 4294967296 + (key >>> 0));
     const r = this.reader;
-    if (r < 0) return;
+    if (r < 0 || !this.hashing) return;
     this.val(x);
     const hs = this.hist;
     hs[2 * r] = fmix(((hs[2 * r] as number) ^ Math.imul(id, 0x9e3779b1) ^ key) + this.v1);
