@@ -34,9 +34,10 @@ const K_SIZE = -2;
 
 // ---- footprints (sleep sets, explore.ts) ---------------------------------------
 // What one transition (a thread's run from one decision point to the next)
-// read and wrote: locations as id * 2^32 + key. Keys of Map entries are
-// hashes, so two locations can share a number: that only makes more
-// transitions dependent, never fewer. `i` holds commutative updates (a
+// read and wrote: locations (object id, key) hashed to 30 bits, so that sets
+// hold small integers, not boxed doubles. Two locations can share a number:
+// that only makes more transitions dependent, never fewer (two footprints of
+// 4000 locations each meet by chance with probability about 1.5%). `i` holds commutative updates (a
 // reader count going up or down): two of them commute, but not with a read
 // or write of the same location.
 export interface Footprint {
@@ -50,7 +51,7 @@ export function newFootprint(): Footprint {
   return { r: new Set(), w: new Set(), i: new Set(), global: false };
 }
 
-export const loc = (id: number, key: number): number => id * 4294967296 + (key >>> 0);
+export const loc = (id: number, key: number): number => fmix(Math.imul(id, 0x9e3779b1) ^ fmix(key ^ 0x7f4a7c15)) & 0x3fffffff;
 
 function meets(a: Set<number>, b: Set<number>): boolean {
   if (a.size > b.size) [a, b] = [b, a];
@@ -209,7 +210,7 @@ export class Tracker {
   private idOf(o: object): number {
     let id = this.ids.get(o);
     if (id === undefined) {
-      // Footprint locations need id < 2^21 (the explorer's own take the last).
+      // Id 2^21 - 1 names the explorer's own state in footprints.
       if (this.nextId >= 2 ** 21 - 1) throw new Error("explore: more than 2^21 - 2 tracked objects");
       id = this.nextId++;
       this.ids.set(o, id);
@@ -265,7 +266,7 @@ export class Tracker {
   write(id: number, key: number, old: unknown, now: unknown): void {
     // A store of the value already there is still a write: in another order
     // it would not be.
-    if (this.on && this.fp !== null) this.fp.w.add(id * 4294967296 + (key >>> 0));
+    if (this.on && this.fp !== null) this.fp.w.add(loc(id, key));
     if (old === now) return;
     this.term(id, key, old);
     this.term(id, key, now);
@@ -274,11 +275,11 @@ export class Tracker {
 
   // A Map/Set entry stored again unchanged (see write()).
   sameWrite(id: number, key: number): void {
-    if (this.on && this.fp !== null) this.fp.w.add(id * 4294967296 + (key >>> 0));
+    if (this.on && this.fp !== null) this.fp.w.add(loc(id, key));
   }
 
   read(id: number, key: number, x: unknown): void {
-    if (this.fp !== null) this.fp.r.add(id * 4294967296 + (key >>> 0));
+    if (this.fp !== null) this.fp.r.add(loc(id, key));
     const r = this.reader;
     if (r < 0 || !this.hashing) return;
     this.val(x);
