@@ -60,11 +60,9 @@ function finals(c: ExploreConfig): { states: Map<string, string>; executions: nu
   const states = new Map<string, string>();
   const r = explore({
     ...c,
-    onState: (_k, final, x) => {
-      if (final) {
-        const fp = fingerprint(x);
-        if (!states.has(fp)) states.set(fp, x.decisions.map((d) => d.chosen).join(""));
-      }
+    onFinal: (x) => {
+      const fp = fingerprint(x);
+      if (!states.has(fp)) states.set(fp, x.decisions.map((d) => d.chosen).join(""));
     },
   });
   return { states, executions: r.executions, complete: r.complete, invariant: r.counterexample?.invariant };

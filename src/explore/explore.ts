@@ -36,10 +36,9 @@ export interface ExploreConfig {
   // Exhaustive mode without a preemption bound: sleep sets (partial-order
   // reduction; default off).
   sleepSets?: boolean;
-  // Tests: the state key at every decision point of the owned subtrees, and
-  // each execution that ran to its end (key 0: the test reads the state
-  // from x). Turns tracking on.
-  onState?: (key: number, final: boolean, x: Execution) => void;
+  // Tests: each owned execution that ran to its end, to read its final
+  // state (turns tracking on, so that tests can walk what it covers).
+  onFinal?: (x: Execution) => void;
   // Tests: each cut, with the decisions that led here and to the state met before.
   onPrune?: (now: number[], before: number[]) => void;
   ignore?: string[]; // invariants not checked
@@ -225,7 +224,7 @@ export function explore(cfg: ExploreConfig): ExploreResult {
     const sleep = cfg.sleepSets === true ? new SleepSets() : null;
     if (sleep !== null && cfg.preemptions !== Number.POSITIVE_INFINITY)
       throw new ScenarioError(cfg.sc.file, 1, 1, "sleep sets need --preemptions unbounded (with a preemption bound they can miss schedules)");
-    const onState = cfg.onState;
+    const onFinal = cfg.onFinal;
     let prefix: number[] = [];
     for (;;) {
       if (cfg.shouldStop?.()) {
@@ -274,16 +273,11 @@ export function explore(cfg: ExploreConfig): ExploreResult {
           // are explored to the end by this shard.
           if (cache !== null)
             e.stateHook = (k, cur, d, used) => keyed && owned && d >= p.length && cache.seen(k, cur, used, e, sleep === null ? 0 : sleep.mask(d, e));
-          else if (onState !== undefined)
-            e.stateHook = (k, _cur, d) => {
-              if (keyed && owned && d >= p.length) onState(k, false, e);
-              return false;
-            };
         },
-        cache !== null || sleep !== null || onState !== undefined,
-        cache !== null || onState !== undefined,
+        cache !== null || sleep !== null || onFinal !== undefined,
+        cache !== null,
       );
-      if (onState !== undefined && owned && x.ranToEnd()) onState(0, true, x);
+      if (onFinal !== undefined && owned && x.ranToEnd()) onFinal(x);
       if (x.pruned) res.pruned++;
       if (x.sleepBlocked) res.sleepBlocked++;
       // An execution shorter than the frontier is keyed by all its decisions.
