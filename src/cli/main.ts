@@ -15,6 +15,20 @@ import { TraceError } from "../trace/errors.js";
 import { cmdCompare } from "./compare.js";
 import { cmdWorkload, collect } from "./workload.js";
 import { cmdExplore, parseMode, parseShard, UsageError } from "./explore.js";
+import { cmdHunt, cmdMerge } from "./hunt.js";
+import { availableParallelism } from "node:os";
+
+// 90, 90s, 5m, 1h -> seconds
+export function parseDuration(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)(s|m|h)?$/.exec(v.trim());
+  const n = m ? Number(m[1]) * ({ s: 1, m: 60, h: 3600 }[(m[2] ?? "s") as "s" | "m" | "h"] as number) : Number.NaN;
+  if (!m || !(n > 0) || n > 30 * 86400) throw new InvalidArgumentError(`expected a duration such as 90, 90s, 5m or 1h (at most 30 days), got "${v}"`);
+  return n;
+}
+
+function defaultWorkers(): number {
+  return Math.max(1, Math.min(64, availableParallelism()));
+}
 
 function parseVariant(v: string, prev: Record<string, string>): Record<string, string> {
   const m = /^([a-z_]+)=([a-z0-9-]+)$/.exec(v);
@@ -217,6 +231,40 @@ async function main(argv: string[]): Promise<number> {
     .option("--sleep-sets", "exhaustive: partial-order reduction with sleep sets; needs (and defaults to) --preemptions unbounded (docs/explore.md)")
     .action((file: string, o) => {
       result = cmdExplore(file, o);
+    });
+  program
+    .command("hunt")
+    .description("generate concurrent scenarios, explore them, and write minimal scenarios for what breaks an invariant (docs/hunt.md)")
+    .option("--time <duration>", "how long to hunt: 90, 90s, 5m, 1h", parseDuration, 60)
+    .option("--cases <n>", "stop after this many cases (a reproducible budget)", int(1, 1_000_000_000))
+    .option("--seed <n>", "campaign seed", int(0, 2 ** 31), 1)
+    .option("--workers <n>", "worker threads (cases and findings do not depend on it)", int(1, 64), defaultWorkers())
+    .option("--shard <I/N>", "this machine's share of the campaign (merge the folders with --merge)", parseShard, { index: 0, count: 1 })
+    .option("--variant <name=value>", "hunt in a historical code path (repeatable)", parseVariant, {})
+    .option("--arch <x86_64|arm64>", "generate cases for one architecture only", parseArch)
+    .option("--out <dir>", "findings folder (findings/, corpus/, summary.json)", "hunt-out")
+    .option("--first", "stop at the first finding")
+    .option("--minimize-time <seconds>", "time limit for minimising one finding", int(1, 3600), 60)
+    .option("--executions <n>", "executions per case (default 210: exhaustive at one preemption, PCT, random)", int(3, 1_000_000))
+    .option("--no-progress", "no progress lines on stderr")
+    .option("--merge <dirs...>", "merge the findings and coverage of these hunt folders instead of hunting")
+    .action((o) => {
+      if (o.merge !== undefined) result = Promise.resolve(cmdMerge(o.merge as string[], o.out === "hunt-out" ? undefined : (o.out as string)));
+      else
+        result = cmdHunt({
+          time: o.time,
+          ...(o.cases !== undefined ? { cases: o.cases } : {}),
+          seed: o.seed,
+          workers: o.workers,
+          shard: o.shard,
+          variant: o.variant,
+          ...(o.arch !== undefined ? { arch: o.arch } : {}),
+          out: o.out,
+          first: o.first === true,
+          progress: o.progress !== false,
+          minimizeSeconds: o.minimizeTime,
+          ...(o.executions !== undefined ? { executions: o.executions } : {}),
+        });
     });
   try {
     await program.parseAsync(argv);

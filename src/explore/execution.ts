@@ -286,6 +286,10 @@ export class Execution implements Interleaver {
     return out;
   }
 
+  // ptlab hunt: each decision's chosen thread and the thread that was
+  // running (coverage of interleaving sites and preemption pairs).
+  onDecide: ((chosen: number, cur: number) => void) | null = null;
+
   // Set by a chooser that has seen enough (a shard's key decided against
   // it): no further decisions; the execution unwinds and is discarded.
   halted = false;
@@ -313,6 +317,7 @@ export class Execution implements Interleaver {
     }
     this.decisions.push({ cands, cur, chosen: c });
     if (cur >= 0 && c !== cur && cands.includes(cur)) this.preempted++;
+    if (this.onDecide !== null) this.onDecide(c, cur);
     this.openFootprint(c);
     return c;
   }

@@ -44,6 +44,10 @@ export interface ExploreConfig {
   ignore?: string[]; // invariants not checked
   onProgress?: (p: Progress) => void;
   shouldStop?: () => boolean;
+  // ptlab hunt: every execution before it runs (to hook coverage) and
+  // after it ended.
+  onStart?: (x: Execution) => void;
+  onEnd?: (x: Execution) => void;
 }
 
 export interface Progress {
@@ -157,6 +161,7 @@ export function runOnce(
   // The ASID allocator lives beside the machine (a WeakMap in context.ts).
   if (tracking) x.enableTracking(m.arch.name === "arm64" ? [r, asidAllocatorOf(m)] : [r], [sc, r.opts, r.oracle, r.rows, m.config, m.geo, m.arch], hashing);
   onReady?.(x);
+  cfg.onStart?.(x);
   try {
     x.run();
     x.finish();
@@ -164,6 +169,7 @@ export function runOnce(
     m.il = null;
   }
   x.closeFootprint();
+  cfg.onEnd?.(x);
   return x;
 }
 

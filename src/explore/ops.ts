@@ -19,6 +19,7 @@ import { Deviation, type Execution, type XThread } from "./execution.js";
 const S_MMAP_W = site("mmap_write_lock", "take mmap_lock for writing");
 const S_MMAP_R = site("mmap_read_lock", "take mmap_lock for reading");
 const S_ACCESS = site("user", "load or store");
+const REVOKES = new Set(["dontneed", "free", "pageout"]);
 
 export function* threadBody(x: Execution, r: Runner, steps: Step[], self: () => XThread): KGen {
   for (const s of steps) {
@@ -50,12 +51,23 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       if (zap) x.zapBegin(p.mm, a, a + len);
       r.enter(step, p);
       yield il.lock(LK_MMAP, p.mm.id, write, write ? S_MMAP_W : S_MMAP_R);
-      if (step.op === "munmap") yield* doMunmap(m, p.mm, a, len);
-      else if (step.op === "madvise") yield* madvise(m, p.mm, a, len, step.advice);
-      else yield* mprotect(m, p.mm, a, len, step.prot);
-      il.unlock(LK_MMAP, p.mm.id);
-      if (zap) x.zapEnd(p.mm, a, a + len);
-      x.sysReturn(t, step.op === "madvise" ? `madvise(${step.advice})` : step.op, p.mm, a, a + len);
+      // An error return (EINVAL, ENOMEM) leaves the syscall the way it
+      // came: mmap_lock released, whatever it changed already flushed.
+      try {
+        if (step.op === "munmap") yield* doMunmap(m, p.mm, a, len);
+        else if (step.op === "madvise") yield* madvise(m, p.mm, a, len, step.advice);
+        else yield* mprotect(m, p.mm, a, len, step.prot);
+      } finally {
+        il.unlock(LK_MMAP, p.mm.id);
+        if (zap) x.zapEnd(p.mm, a, a + len);
+        // Invariant 2 holds for the calls that take translations away
+        // (unmap, downgrade, zap, reclaim). MADV_WILLNEED, MADV_COLD and
+        // MADV_[NO]HUGEPAGE revoke nothing (madvise_willneed(),
+        // madvise_cold_or_pageout_pte_range() only ages, hugepage_madvise()
+        // in mm/): they promise nothing about another thread's unmap in flight.
+        if (step.op !== "madvise" || REVOKES.has(step.advice)) x.sysReturn(t, step.op === "madvise" ? `madvise(${step.advice})` : step.op, p.mm, a, a + len);
+        else x.sysLeave(t);
+      }
       return;
     }
     case "fork": {

@@ -1,0 +1,116 @@
+// A hunt campaign: rounds of generated cases, a corpus of the cases that
+// reached something new, and generation biased toward them (half of each
+// round mutates a corpus entry's choice sequence, as syzkaller and AFL
+// mutate their corpus). A round's cases are generated from the corpus as it
+// stood when the round began and absorbed in case order, so the cases run,
+// the corpus and the findings depend on the seed and the number of cases,
+// not on how many workers ran them or how fast. No Node APIs.
+
+import { fnv1a } from "../explore/explore.js";
+import { rng } from "../workloads/builder.js";
+import { type Case, caseYaml } from "./case.js";
+import { Choices, type GenOptions, generate, mutate } from "./generate.js";
+import { outcomeKey } from "./minimize.js";
+import type { CaseResult } from "./search.js";
+
+export const ROUND = 16; // cases per round
+
+export interface CaseSpec {
+  id: number;
+  name: string;
+  words: number[];
+  parent: number | null; // corpus entry it mutates
+  case: Case;
+  yaml: string;
+}
+
+interface Entry {
+  id: number;
+  words: number[];
+  gain: number; // features it added
+}
+
+export interface Absorbed {
+  gain: number;
+  minimize: boolean; // a finding worth minimising (not one of many alike)
+}
+
+export class Campaign {
+  readonly coverage = new Set<number>();
+  readonly corpus: Entry[] = [];
+  nextId = 0;
+  cases = 0;
+  invalid = 0;
+  executions = 0;
+  violations = 0; // cases that broke something
+  private alike = new Map<string, number>();
+
+  constructor(
+    readonly seed: number,
+    readonly shard: { index: number; count: number },
+    readonly gen: GenOptions,
+  ) {}
+
+  // The next round's cases.
+  round(): CaseSpec[] {
+    const out: CaseSpec[] = [];
+    for (let k = 0; k < ROUND; k++) {
+      const id = this.nextId++;
+      const rnd = rng(fnv1a(`${this.seed}:${this.shard.index}/${this.shard.count}:${id}`));
+      let words: number[] = [];
+      let parent: number | null = null;
+      if (this.corpus.length > 0 && rnd() < 0.5) {
+        const e = this.pick(rnd);
+        const other = this.corpus[Math.floor(rnd() * this.corpus.length)] as Entry;
+        words = mutate(e.words, other.words, rnd);
+        parent = e.id;
+      }
+      const ch = new Choices(words, rng(Math.floor(rnd() * 4294967296)));
+      const name = `hunt-${this.seed}-${this.shard.index}-${id}`;
+      const c = generate(ch, name, this.gen);
+      out.push({ id, name, words: ch.used(), parent, case: c, yaml: caseYaml(c) });
+    }
+    return out;
+  }
+
+  // Corpus entries that added more are mutated more often; recent ones too.
+  private pick(rnd: () => number): Entry {
+    let total = 0;
+    for (let i = 0; i < this.corpus.length; i++) total += weight(this.corpus[i] as Entry, i, this.corpus.length);
+    let r = rnd() * total;
+    for (let i = 0; i < this.corpus.length; i++) {
+      r -= weight(this.corpus[i] as Entry, i, this.corpus.length);
+      if (r < 0) return this.corpus[i] as Entry;
+    }
+    return this.corpus[this.corpus.length - 1] as Entry;
+  }
+
+  // A case's result, in case order.
+  absorb(spec: CaseSpec, res: CaseResult): Absorbed {
+    this.cases++;
+    this.executions += res.executions;
+    if (res.outcome.kind === "invalid") {
+      this.invalid++;
+      return { gain: 0, minimize: false };
+    }
+    let gain = 0;
+    for (const f of res.features)
+      if (!this.coverage.has(f)) {
+        this.coverage.add(f);
+        gain++;
+      }
+    if (gain > 0) this.corpus.push({ id: spec.id, words: spec.words, gain });
+    const key = outcomeKey(res.outcome);
+    if (key === null) return { gain, minimize: false };
+    this.violations++;
+    // Minimise the first few of each kind of outcome on each architecture.
+    const k = `${key}:${spec.case.machine.arch}`;
+    const n = this.alike.get(k) ?? 0;
+    this.alike.set(k, n + 1);
+    return { gain, minimize: n < 3 };
+  }
+}
+
+function weight(e: Entry, i: number, n: number): number {
+  return Math.log2(2 + e.gain) * (1 + i / n);
+}

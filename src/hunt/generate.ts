@@ -1,0 +1,426 @@
+// Random concurrent scenarios for `ptlab hunt`, swarm style (Groce et al.,
+// "Swarm testing", ISSTA 2012): each case first picks which kinds of
+// operation and actor it may use at all, then draws machine features, one or
+// two mappings with sizes and placements around the boundaries the kernel
+// code cares about (base page, folio, contpte block, the 33-page flush
+// ceiling, PTE table, PMD), a few set-up steps that leave varied folio, TLB
+// and walk-cache state on several CPUs, and 2 to 4 threads with 1 or 2
+// concurrent steps each, whose ranges often meet at one focus page.
+//
+// Every random choice is read from a choice sequence (a list of 32-bit
+// words): the same sequence gives the same case, and a mutated sequence (a
+// few words changed) gives a neighbouring case. Coverage-guided generation
+// mutates the sequences of cases that reached something new, as Zest and
+// Hypothesis do. No Node APIs.
+
+import { rng } from "../workloads/builder.js";
+import { type Case, type MachineDoc, type ProcDoc, type StepDoc, KiB, MiB } from "./case.js";
+
+export class Choices {
+  pos = 0;
+  constructor(
+    readonly words: number[],
+    private readonly rnd: () => number,
+  ) {}
+  static fresh(seed: number): Choices {
+    return new Choices([], rng(seed));
+  }
+  private next(): number {
+    if (this.pos >= this.words.length) this.words.push(Math.floor(this.rnd() * 4294967296));
+    return (this.words[this.pos++] as number) / 4294967296;
+  }
+  int(n: number): number {
+    return Math.min(n - 1, Math.floor(this.next() * n));
+  }
+  bool(p = 0.5): boolean {
+    return this.next() < p;
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.int(xs.length)] as T;
+  }
+  weighted<T>(xs: readonly (readonly [T, number])[]): T {
+    let total = 0;
+    for (const [, w] of xs) total += w;
+    let r = this.next() * total;
+    for (const [x, w] of xs) {
+      r -= w;
+      if (r < 0) return x;
+    }
+    return (xs[xs.length - 1] as readonly [T, number])[0];
+  }
+  // The words this case consumed (a mutation of an unused tail changes nothing).
+  used(): number[] {
+    return this.words.slice(0, this.pos);
+  }
+}
+
+// A neighbour of a choice sequence: a few words redrawn, sometimes the tail
+// dropped (regenerated fresh), sometimes a splice with another sequence.
+export function mutate(words: number[], other: number[] | null, rnd: () => number): number[] {
+  const w = [...words];
+  const k = rnd();
+  if (k < 0.15 && w.length > 4) w.length = 4 + Math.floor(rnd() * (w.length - 4));
+  else if (k < 0.25 && other !== null && other.length > 0) {
+    const cut = Math.floor(rnd() * Math.min(w.length, other.length));
+    return [...w.slice(0, cut), ...other.slice(cut)];
+  } else {
+    const n = 1 + Math.floor(rnd() * 4);
+    for (let i = 0; i < n && w.length > 0; i++) w[Math.floor(rnd() * w.length)] = Math.floor(rnd() * 4294967296);
+  }
+  return w;
+}
+
+export interface GenOptions {
+  variants: Record<string, string>;
+  arch?: "x86_64" | "arm64"; // only this architecture (the variant's code exists only there)
+}
+
+// The kinds of concurrent step a case may use (its swarm configuration).
+const KINDS = ["touch", "read", "dontneed", "free", "cold", "pageout", "thp-advice", "mprotect", "munmap", "fork", "lockless", "exit"] as const;
+type Kind = (typeof KINDS)[number];
+
+// Page state bits the generator keeps so that set-up steps stay valid.
+const MAPPED = 1;
+const PR = 2;
+const PW = 4;
+
+interface Region {
+  name: string;
+  pages: Uint8Array;
+  anonPrivate: boolean;
+}
+
+interface Proc {
+  name: string;
+  threads: string[];
+  regions: Region[];
+  alive: boolean;
+}
+
+export function generate(ch: Choices, name: string, opts: GenOptions): Case {
+  // ---- machine ------------------------------------------------------------------
+  const arch = opts.arch ?? (ch.bool() ? "arm64" : "x86_64");
+  const gran: 4 | 16 | 64 =
+    arch === "arm64"
+      ? ch.weighted<4 | 16 | 64>([
+          [4, 6],
+          [16, 1],
+          [64, 1],
+        ])
+      : 4;
+  const page = gran * KiB;
+  const ptes = page / 8; // PTRS_PER_PTE
+  const block = arch === "arm64" ? (gran === 4 ? 16 : gran === 16 ? 128 : 32) : 16; // CONT_PTES (x86: a 64K folio)
+  const pmdBytes = page * ptes;
+  // mTHP sizes the granule offers (orders 2 .. PMD order - 1), the block size first.
+  const mthpChoices: number[] = [];
+  for (let o = 2; page << o < pmdBytes && page << o <= 2 * MiB; o++) mthpChoices.push(page << o);
+  const blockBytes = block * page;
+  const mthp: number[] = [];
+  const mthpMode = ch.weighted([
+    ["none", 3],
+    ["block", 4],
+    ["one", 2],
+    ["two", 1],
+  ] as const);
+  if (mthpMode === "block" && mthpChoices.includes(blockBytes)) mthp.push(blockBytes);
+  else if (mthpMode === "one" || mthpMode === "block") mthp.push(ch.pick(mthpChoices));
+  else if (mthpMode === "two") {
+    const a = ch.pick(mthpChoices);
+    const b = ch.pick(mthpChoices);
+    mthp.push(...new Set([a, b]));
+  }
+  mthp.sort((a, b) => a - b);
+  const machine: MachineDoc = {
+    arch,
+    cpus: 0,
+    thp: ch.weighted([
+      ["never", 2],
+      ["madvise", 2],
+      ["always", 1],
+    ] as const),
+    thpUseZeroPage: ch.bool(0.7),
+    ptReclaim: ch.bool(0.8),
+    nowaitAllocFails: ch.bool(0.2),
+    mthp: mthp.map((b) => (b % MiB === 0 && b > MiB ? `${b / MiB}M` : `${b / KiB}K`)),
+    variants: { ...opts.variants },
+  };
+  if (arch === "arm64") machine.arm64 = { granule: gran, hafdbs: ch.bool(0.8), tlbiRange: ch.bool(0.6), bbml2NoAbort: ch.bool(0.2) };
+
+  // ---- swarm: which kinds this case may use ----------------------------------------
+  const kinds = KINDS.filter(() => ch.bool(0.55));
+  if (kinds.length === 0) kinds.push(ch.pick(KINDS));
+  const has = (k: Kind) => kinds.includes(k);
+  const reaper = has("exit") && ch.bool(0.5);
+
+  // ---- processes and threads ---------------------------------------------------------
+  const nThreads = 2 + ch.int(3);
+  const p: Proc = { name: "p", threads: [], regions: [], alive: true };
+  const procDocs: ProcDoc[] = [{ name: "p", threads: [] }];
+  let cpu = 0;
+  for (let i = 0; i < nThreads; i++) {
+    p.threads.push(`T${i}`);
+    (procDocs[0] as ProcDoc).threads.push({ name: `T${i}`, cpu: cpu++ });
+  }
+  const procs: Proc[] = [p];
+  let q: Proc | null = null;
+  if (reaper) {
+    q = { name: "q", threads: ["Q"], regions: [], alive: true };
+    procDocs.push({ name: "q", threads: [{ name: "Q", cpu: cpu++ }] });
+    procs.push(q);
+  }
+  machine.cpus = cpu;
+  const cpuOf = new Map<string, number>();
+  for (const d of procDocs) for (const t of d.threads) cpuOf.set(t.name, t.cpu);
+
+  // ---- ranges ----------------------------------------------------------------------------
+  const capPages = Math.max(4, Math.min(1024, Math.floor((4 * MiB) / page)));
+  const sizeChoices = [1, 2, 4, block >> 1, block, block + 1, 2 * block, 33, 34, 64, ptes >> 1, ptes, ptes + block, 2 * ptes].filter(
+    (n) => n >= 1 && n <= capPages,
+  );
+  let focus = -1;
+  // A range of a region of n pages: [off, off + len) in pages.
+  const range = (n: number, near: boolean, maxLen = n): [number, number] => {
+    let off: number;
+    if (near && focus >= 0 && ch.bool(0.6)) off = Math.max(0, Math.min(n - 1, focus + ch.pick([0, 0, -1, 1, -(block >> 1), block >> 1, -block])));
+    else
+      off = Math.max(
+        0,
+        Math.min(
+          n - 1,
+          ch.pick([0, 0, 0, 1, block - 1, block, block >> 1, n >> 1, ptes - 1, ptes, ptes - block, n - 1, ch.int(n)].filter((x) => x >= 0 && x < n)),
+        ),
+      );
+    const rest = n - off;
+    let len = ch.pick([1, 1, 2, block >> 1, block, rest, rest, 33, mthp.length > 0 ? ((mthp[0] as number) / page) | 0 : 4, ch.int(rest) + 1]);
+    len = Math.max(1, Math.min(len, rest, maxLen));
+    if (focus < 0) focus = off;
+    return [off, len];
+  };
+  const args = (region: Region, off: number, len: number, n: number): Record<string, number | string> => {
+    const a: Record<string, number | string> = { region: region.name };
+    if (off > 0) a.offset = off * page;
+    if (off + len < n || off > 0) a.length = len * page;
+    return a;
+  };
+
+  const steps: StepDoc[] = [];
+  const conc: StepDoc[] = [];
+
+  // ---- mappings ------------------------------------------------------------------------------
+  const nRegions = ch.bool(0.75) ? 1 : 2;
+  for (let i = 0; i < nRegions; i++) {
+    const n = ch.pick(sizeChoices);
+    const kind = ch.weighted([
+      ["anon", 11],
+      ["shared-anon", 2],
+      ["file", 4],
+      ["shared-file", 3],
+    ] as const);
+    const prot = ch.weighted([
+      ["rw", 9],
+      ["r", 1],
+    ] as const);
+    const name = i === 0 ? "r" : "s";
+    const a: Record<string, number | string | string[]> = { region: name, size: n * page };
+    if (prot !== "rw") a.prot = prot;
+    if (kind === "shared-anon") a.flags = ["shared", "anonymous"];
+    if (kind === "file" || kind === "shared-file") {
+      a.file = `f${i}`;
+      if (kind === "shared-file") a.flags = ["shared"];
+    }
+    // Placement: where the kernel puts it, PMD aligned, or straddling a PMD
+    // boundary (two PTE tables).
+    const base = 0x7e0000000000 + i * 2 ** 36;
+    const place = ch.weighted([
+      ["kernel", 3],
+      ["aligned", 4],
+      ["straddle", 3],
+    ] as const);
+    if (place === "aligned") a.addr = base;
+    else if (place === "straddle") a.addr = base + pmdBytes - ch.pick([1, 2, block >> 1, block, Math.min(n, 33)]) * page;
+    a.thread = "T0";
+    steps.push({ op: "mmap", args: a });
+    const pages = new Uint8Array(n).fill(MAPPED | PR | (prot === "rw" ? PW : 0));
+    p.regions.push({ name, pages, anonPrivate: kind === "anon" });
+    if (machine.thp === "madvise" && ch.bool(0.4)) steps.push({ op: "madvise", args: { region: name, advice: "hugepage", thread: "T0" } });
+    else if (machine.thp === "always" && ch.bool(0.2)) steps.push({ op: "madvise", args: { region: name, advice: "nohugepage", thread: "T0" } });
+  }
+
+  // ---- set-up: populate, then a few steps that vary the state ---------------------------
+  const mappedRun = (r: Region, off: number, len: number, need: number): number => {
+    let k = 0;
+    while (k < len && ((r.pages[off + k] as number) & need) === need) k++;
+    return k;
+  };
+  const childNames: string[] = [];
+  const setupStep = (populate: boolean): void => {
+    const alive = procs.filter((x) => x.alive && x.regions.length > 0);
+    if (alive.length === 0) return;
+    const pr = populate ? p : ch.pick(alive);
+    if (pr.regions.length === 0) return;
+    const t = ch.pick(pr.threads);
+    const r = ch.pick(pr.regions);
+    const n = r.pages.length;
+    const what = populate
+      ? ch.weighted([
+          ["touch", 4],
+          ["read", 1],
+        ] as const)
+      : ch.weighted([
+          ["touch", 4],
+          ["read", 2],
+          ["madvise", 3],
+          ["mprotect", 2],
+          ["fork", has("fork") || has("exit") ? 3 : 1],
+          ["munmap", 1],
+        ] as const);
+    if (what === "touch" || what === "read") {
+      const [off, len0] = range(n, false);
+      const len = mappedRun(r, off, len0, what === "touch" ? MAPPED | PW : MAPPED | PR);
+      if (len === 0) return;
+      steps.push({ op: what, args: { ...args(r, off, len, n), thread: t } });
+      return;
+    }
+    if (what === "madvise") {
+      const [off, len0] = range(n, false);
+      const len = mappedRun(r, off, len0, MAPPED);
+      if (len === 0) return;
+      const advice = ch.pick(["dontneed", "free", "cold", "pageout", "willneed", "hugepage", "nohugepage"]);
+      steps.push({ op: "madvise", args: { ...args(r, off, len, n), advice, thread: t } });
+      return;
+    }
+    if (what === "mprotect") {
+      const [off, len0] = range(n, false);
+      const len = mappedRun(r, off, len0, MAPPED);
+      if (len === 0) return;
+      const prot = ch.pick(["r", "rw", "none"]);
+      steps.push({ op: "mprotect", args: { ...args(r, off, len, n), prot, thread: t } });
+      for (let i = off; i < off + len; i++) r.pages[i] = MAPPED | (prot.includes("r") ? PR : 0) | (prot.includes("w") ? PW : 0);
+      return;
+    }
+    if (what === "munmap") {
+      const [off, len] = range(n, false);
+      if (len >= n) return; // keep the region
+      steps.push({ op: "munmap", args: { ...args(r, off, len, n), thread: t } });
+      for (let i = off; i < off + len; i++) r.pages[i] = 0;
+      return;
+    }
+    // fork: the child inherits the regions; it may exit again at once (the
+    // folios go back to one mapper, with AnonExclusive as the kernel leaves it).
+    const child = `c${childNames.length + 1}`;
+    const ccpu = ch.int(nThreads);
+    steps.push({ op: "fork", args: { child, cpu: ccpu, thread: t } });
+    const cp: Proc = { name: child, threads: [`${child}.t0`], regions: pr.regions.map((x) => ({ ...x, pages: x.pages.slice() })), alive: true };
+    cpuOf.set(`${child}.t0`, ccpu);
+    childNames.push(child);
+    procs.push(cp);
+    if (ch.bool(0.4)) {
+      steps.push({ op: "exit", args: { process: child, thread: `${child}.t0` } });
+      cp.alive = false;
+    }
+  };
+  if (ch.bool(0.9)) setupStep(true);
+  const extra = ch.int(5);
+  for (let i = 0; i < extra; i++) setupStep(false);
+  // Other CPUs hold TLB and walk-cache entries: a read or write from a second thread.
+  if (ch.bool(0.6)) {
+    const r = ch.pick(p.regions);
+    const [off, len0] = range(r.pages.length, true, 4);
+    const len = mappedRun(r, off, len0, MAPPED | PR);
+    if (len > 0) steps.push({ op: "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
+  }
+
+  // ---- concurrent actors ----------------------------------------------------------------------
+  const pool: { t: string; proc: Proc }[] = [];
+  for (const x of procs) if (x.alive && x !== q) for (const t of x.threads) pool.push({ t, proc: x });
+  const nActors = Math.min(pool.length, 2 + ch.int(3));
+  const actors: { t: string; proc: Proc }[] = [];
+  while (actors.length < nActors) {
+    const a = pool.splice(ch.int(pool.length), 1)[0] as { t: string; proc: Proc };
+    actors.push(a);
+  }
+  // Exit only where no other thread of that process has concurrent steps
+  // (the other threads of a dying process are killed first).
+  const perProc = new Map<string, number>();
+  for (const a of actors) perProc.set(a.proc.name, (perProc.get(a.proc.name) ?? 0) + 1);
+  let exited: Proc | null = null;
+  const concStep = (a: { t: string; proc: Proc }, canExit: boolean): boolean => {
+    const regs = a.proc.regions;
+    const usable = kinds.filter((k) => k !== "exit" || canExit);
+    if (usable.length === 0) return false;
+    const k = ch.pick(usable);
+    if (k === "exit") {
+      conc.push({ op: "exit", args: { process: a.proc.name, thread: a.t } });
+      exited = a.proc;
+      return false; // nothing after exit
+    }
+    if (k === "fork") {
+      const child = `c${childNames.length + 1}`;
+      childNames.push(child);
+      conc.push({ op: "fork", args: { child, cpu: ch.int(nThreads), thread: a.t } });
+      return true;
+    }
+    if (regs.length === 0) return false;
+    const r = ch.pick(regs);
+    const n = r.pages.length;
+    if (k === "lockless") {
+      const [off] = range(n, true, 1);
+      const a2: Record<string, number | string> = { region: r.name };
+      if (off > 0) a2.offset = off * page;
+      a2.via = ch.pick(["rcu", "gup_fast"]);
+      a2.thread = a.t;
+      conc.push({ op: "lockless", args: a2 });
+      return true;
+    }
+    if (k === "touch" || k === "read") {
+      const [off, len] = range(n, true, 1 + ch.int(3));
+      conc.push({ op: k, args: { ...args(r, off, len, n), thread: a.t } });
+      return true;
+    }
+    const [off, len] = range(n, true);
+    if (k === "mprotect") {
+      conc.push({ op: "mprotect", args: { ...args(r, off, len, n), prot: ch.pick(["r", "rw", "rw", "none"]), thread: a.t } });
+      return true;
+    }
+    if (k === "munmap") {
+      conc.push({ op: "munmap", args: { ...args(r, off, len, n), thread: a.t } });
+      return true;
+    }
+    const advice = k === "thp-advice" ? ch.pick(["hugepage", "nohugepage", "willneed"]) : k;
+    conc.push({ op: "madvise", args: { ...args(r, off, len, n), advice, thread: a.t } });
+    return true;
+  };
+  for (const a of actors) {
+    const canExit = perProc.get(a.proc.name) === 1 && exited === null;
+    const nOps = ch.bool(0.6) ? 1 : 2;
+    for (let i = 0; i < nOps; i++) if (!concStep(a, canExit && i === nOps - 1)) break;
+  }
+  if (q !== null && exited !== null) conc.push({ op: "oom_reap", args: { process: (exited as Proc).name, thread: "Q" } });
+  if (q !== null && exited === null) {
+    // The reaper process has nothing to do: drop it and its CPU.
+    procDocs.pop();
+    machine.cpus--;
+  }
+  const threadsUsed = new Set(conc.map((s) => s.args.thread as string));
+  if (threadsUsed.size < 2 && conc.length > 0) {
+    // One thread alone races nothing: add a lockless reader or an access on another CPU.
+    const other = p.threads.find((t) => !threadsUsed.has(t));
+    const r = p.regions[0];
+    if (other !== undefined && r !== undefined) {
+      const [off] = range(r.pages.length, true, 1);
+      conc.push({ op: ch.bool() ? "read" : "touch", args: { ...args(r, off, 1, r.pages.length), thread: other } });
+    }
+  }
+
+  return {
+    name,
+    description: `generated by ptlab hunt: swarm {${kinds.join(", ")}}`,
+    machine,
+    processes: procDocs,
+    steps,
+    concurrent: conc,
+    preemptions: 2,
+    maxSteps: 5000,
+  };
+}

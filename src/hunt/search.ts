@@ -1,0 +1,167 @@
+// One hunt case: load the generated scenario text as `ptlab explore` would,
+// explore its concurrent steps with a fixed budget (a short exhaustive
+// search at one preemption, then PCT and uniform random samples), and
+// record what the executions covered. The budget is a number of executions,
+// not a time, so a case's result does not depend on the machine.
+// No Node APIs.
+
+import { Counters } from "../core/counters.js";
+import { siteName } from "../core/sync.js";
+import type { Execution } from "../explore/execution.js";
+import { type ExploreConfig, explore, type Mode } from "../explore/explore.js";
+import { ViolationError } from "../run/runner.js";
+import { parseScenario } from "../scenario/load.js";
+import { type Scenario, ScenarioError } from "../scenario/types.js";
+
+export interface Budget {
+  exhaustive: number; // executions of the preemption-bounded DFS (bound 1)
+  pct: number;
+  random: number;
+}
+
+export const DEFAULT_BUDGET: Budget = { exhaustive: 120, pct: 60, random: 30 };
+
+export type Outcome =
+  | { kind: "clean" }
+  | { kind: "invalid"; message: string } // the generated case does not load or its set-up fails
+  | { kind: "violation"; invariant: string; message: string; schedule: number[]; mode: Mode; seed: number; preemptions: number }
+  | { kind: "setup-violation"; invariant: string; message: string } // a sequential step broke an invariant
+  | { kind: "model-bug"; message: string };
+
+export interface CaseResult {
+  outcome: Outcome;
+  features: number[]; // sorted
+  executions: number;
+}
+
+// ---- coverage features ------------------------------------------------------------
+// Numbers in disjoint ranges: an interleaving site a thread resumed at, a
+// pair of sites where one thread preempted another, a counter of kernel work
+// reaching a power-of-two bucket, an outcome (a thread's step failing with an
+// errno or SIGSEGV, a violation).
+
+const F_SITE = 0x1000000;
+const F_PAIR = 0x2000000;
+const F_COUNTER = 0x3000000;
+const F_OUTCOME = 0x4000000;
+const COUNTER_NAMES = Object.keys(new Counters()) as (keyof Counters)[];
+const outcomeNames: string[] = [];
+function outcomeId(s: string): number {
+  let i = outcomeNames.indexOf(s);
+  if (i < 0) i = outcomeNames.push(s) - 1;
+  return i;
+}
+
+export function featureName(f: number): string {
+  const kind = f & 0xff000000;
+  const v = f & 0xffffff;
+  if (kind === F_SITE) return `site ${siteName(v)}`;
+  if (kind === F_PAIR) return `preempt ${siteName(v >>> 12)} -> ${siteName(v & 0xfff)}`;
+  if (kind === F_COUNTER) return `counter ${COUNTER_NAMES[v >>> 5] ?? "?"} >= ${v & 31 ? 2 ** ((v & 31) - 1) : 0}`;
+  if (kind === F_OUTCOME) return `outcome ${outcomeNames[v] ?? "?"}`;
+  return `feature ${f}`;
+}
+
+function instrument(cfg: ExploreConfig, feats: Set<number>): ExploreConfig {
+  return {
+    ...cfg,
+    onStart: (x: Execution) => {
+      x.onDecide = (c, cur) => {
+        const n = x.threads.length;
+        const sc = c < n ? (x.threads[c] as { site: number }).site : 0;
+        feats.add(F_SITE + sc);
+        if (cur >= 0 && cur !== c) {
+          const su = cur < n ? (x.threads[cur] as { site: number }).site : 0;
+          feats.add(F_PAIR + (((su & 0xfff) << 12) | (sc & 0xfff)));
+        }
+      };
+    },
+    onEnd: (x: Execution) => {
+      const cs = x.m.counters as unknown as Record<string, number>;
+      for (let i = 0; i < COUNTER_NAMES.length; i++) {
+        const v = cs[COUNTER_NAMES[i] as string] as number;
+        if (v > 0) feats.add(F_COUNTER + (i << 5) + Math.min(31, 1 + Math.floor(Math.log2(v))));
+      }
+      for (const t of x.threads) if (t.killed !== null) feats.add(F_OUTCOME + outcomeId(t.killed.replace(/ at 0x.*| \(.*/s, "").split(":")[0] as string));
+      if (x.violation !== null) feats.add(F_OUTCOME + outcomeId(`violation ${x.violation.invariant}`));
+    },
+  };
+}
+
+export function loadCase(text: string, file: string): Scenario {
+  return parseScenario(text, file);
+}
+
+// The configuration `ptlab explore FILE` would use for a scenario file with
+// no options: the replay tokens hunt prints must be accepted there.
+export function defaultConfig(sc: Scenario): ExploreConfig {
+  return {
+    sc,
+    run: { variants: {} },
+    mode: "exhaustive",
+    preemptions: sc.explore?.preemptions ?? 2,
+    maxSteps: sc.explore?.maxSteps ?? 5000,
+    executions: 0,
+    seed: sc.machine.seed,
+    pctDepth: 3,
+    shard: { index: 0, count: 1, sub: 0, subs: 1 },
+    shrink: false,
+    ignore: [...(sc.explore?.ignore ?? [])],
+    stateCache: false,
+    sleepSets: false,
+  };
+}
+
+// Explores one case. shouldStop: the campaign's deadline or an interrupt.
+export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?: () => boolean): CaseResult {
+  const feats = new Set<number>();
+  let executions = 0;
+  const base = defaultConfig(sc);
+  const plan: { mode: Mode; n: number; preemptions: number; pctDepth: number; seed: number }[] = [
+    { mode: "exhaustive", n: budget.exhaustive, preemptions: 1, pctDepth: 3, seed },
+    { mode: "pct", n: budget.pct >> 1, preemptions: 0, pctDepth: 2, seed: seed + 1 },
+    { mode: "pct", n: budget.pct - (budget.pct >> 1), preemptions: 0, pctDepth: 3, seed: seed + 2 },
+    { mode: "random", n: budget.random, preemptions: 0, pctDepth: 3, seed: seed + 3 },
+  ];
+  const done = (outcome: Outcome): CaseResult => ({ outcome, features: [...feats].sort((a, b) => a - b), executions });
+  for (const st of plan) {
+    if (st.n <= 0) continue;
+    const cfg = instrument({ ...base, mode: st.mode, executions: st.n, preemptions: st.preemptions, pctDepth: st.pctDepth, seed: st.seed }, feats);
+    if (shouldStop !== undefined) cfg.shouldStop = shouldStop;
+    let res: ReturnType<typeof explore>;
+    try {
+      res = explore(cfg);
+    } catch (e) {
+      if (e instanceof ScenarioError) return done({ kind: "invalid", message: e.format() });
+      if (e instanceof ViolationError) {
+        const v = e.violations[0] as { invariant: string; message: string };
+        return done({ kind: "setup-violation", invariant: v.invariant, message: `${e.where}: ${v.message}` });
+      }
+      return done({ kind: "model-bug", message: modelBugText(e) });
+    }
+    executions += res.executions;
+    const cx = res.counterexample;
+    if (cx !== null)
+      return done({
+        kind: "violation",
+        invariant: cx.invariant,
+        message: cx.message,
+        schedule: cx.schedule,
+        mode: st.mode,
+        seed: st.seed,
+        preemptions: st.preemptions,
+      });
+    if (res.stopped) break;
+    // A small case's whole space at one preemption is explored: samples add little.
+    if (st.mode === "exhaustive" && res.complete && res.executions < budget.exhaustive / 4) break;
+  }
+  return done({ kind: "clean" });
+}
+
+export function modelBugText(e: unknown): string {
+  if (e instanceof Error) {
+    const frame = (e.stack ?? "").split("\n").find((l) => l.trim().startsWith("at ")) ?? "";
+    return `${e.name}: ${e.message}${frame ? ` (${frame.trim()})` : ""}`;
+  }
+  return String(e);
+}
