@@ -141,7 +141,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     ] as const),
     thpUseZeroPage: ch.bool(0.7),
     ptReclaim: ch.bool(0.8),
-    nowaitAllocFails: ch.bool(0.2),
+    nowaitAllocFails: ch.bool(0.3),
     mthp: mthp.map((b) => (b % MiB === 0 && b > MiB ? `${b / MiB}M` : `${b / KiB}K`)),
     variants: { ...opts.variants },
   };
@@ -192,7 +192,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
         ),
       );
     const rest = n - off;
-    let len = ch.pick([1, 1, 2, block >> 1, block, rest, rest, 33, mthp.length > 0 ? ((mthp[0] as number) / page) | 0 : 4, ch.int(rest) + 1]);
+    let len = ch.pick([1, 1, 2, block >> 1, block, rest, rest, 33, ptes, mthp.length > 0 ? ((mthp[0] as number) / page) | 0 : 4, ch.int(rest) + 1]);
     len = Math.max(1, Math.min(len, rest, maxLen));
     if (focus < 0) focus = off;
     return [off, len];

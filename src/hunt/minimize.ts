@@ -20,6 +20,7 @@ export interface Finding {
   invariant: string; // "model-bug" for a ptlab exception
   message: string;
   signature: string; // findings with one signature are one bug
+  fixedToo: boolean | null; // with variants: the same scenario breaks the same way on v6.17 (null: no variants)
   yaml: string; // the minimised scenario
   schedule: number[] | null;
   token: string | null;
@@ -191,10 +192,19 @@ export function minimize(c0: Case, found: Outcome, budget: Budget, seed: number,
     schedule = s;
     token = makeToken(defaultConfig(fin), s);
   }
+  // With a historical variant selected: does the v6.17 code break too? If
+  // not, the finding belongs to the variant's code path.
+  let fixedToo: boolean | null = null;
+  if (Object.keys(cur.machine.variants).length > 0) {
+    const d = cloneCase(cur);
+    d.machine.variants = {};
+    fixedToo = outcomeKey(tryCase(d, budget, seed)) === key;
+  }
   return {
     kind,
     invariant,
     message,
+    fixedToo,
     signature: signatureOf(kind, invariant, cur),
     yaml: caseYaml(cur),
     schedule,

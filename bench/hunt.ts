@@ -1,0 +1,103 @@
+// npm run bench:hunt: how fast `ptlab hunt` finds each historical variant
+// from a cold start, with no catalogue scenario: for every non-default value
+// of every variant in VARIANTS (src/core/machine.ts), alone, a hunt with
+// --first (the first finding that v6.17 does not share), then the v6.17
+// code for the same time, which should find nothing. Variants that the
+// catalogue (scenarios/concurrency) seeds as bugs are expected to be found;
+// the others are old code that was slower, not wrong, and are expected to
+// stay clean. Prints the CPU model; timings are this machine's, the 60 s
+// goal is printed beside them, never asserted.
+//
+//   node dist/bench/hunt.js [--time 60] [--workers 2] [--only NAME] [--seed 1]
+
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { availableParallelism, cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { VARIANTS } from "../src/core/machine.js";
+import { parseScenario } from "../src/scenario/load.js";
+
+const { values: args } = parseArgs({
+  options: {
+    time: { type: "string", default: "60" },
+    workers: { type: "string", default: String(Math.min(2, availableParallelism())) },
+    only: { type: "string" },
+    seed: { type: "string", default: "1" },
+    "no-fixed": { type: "boolean", default: false },
+  },
+});
+
+// Variants the catalogue seeds as bugs (with their companions there).
+const DIR = "scenarios/concurrency";
+const seeded = new Map<string, Record<string, string>>();
+for (const f of readdirSync(DIR).filter((n) => n.endsWith(".yaml"))) {
+  const sc = parseScenario(readFileSync(join(DIR, f), "utf8"), f);
+  const v = sc.explore?.variant ?? {};
+  for (const [k, val] of Object.entries(v)) seeded.set(`${k}=${val}`, v);
+}
+
+interface Row {
+  label: string;
+  expect: "found" | "clean";
+  result: string;
+  invariant: string;
+  cases: string;
+  other: string;
+}
+
+function hunt(variants: Record<string, string>): { first: { foundAfterSeconds: number; invariant: string } | null; cases: number; others: number; seconds: number } {
+  const out = mkdtempSync(join(tmpdir(), "ptlab-bench-hunt-"));
+  const vargs = Object.entries(variants).flatMap(([k, v]) => ["--variant", `${k}=${v}`]);
+  const r = spawnSync(
+    process.execPath,
+    ["dist/src/cli/main.js", "hunt", ...vargs, "--time", args.time as string, "--workers", args.workers as string, "--seed", args.seed as string, "--first", "--no-progress", "--out", out],
+    { encoding: "utf8" },
+  );
+  if (r.status !== 0 && r.status !== 1) throw new Error(`hunt exited ${r.status}: ${r.stderr}`);
+  const s = JSON.parse(readFileSync(join(out, "summary.json"), "utf8")) as {
+    cases: number;
+    seconds: number;
+    findings: { fixedToo: boolean | null; foundAfterSeconds: number; invariant: string }[];
+  };
+  const own = s.findings.find((f) => f.fixedToo !== true) ?? null;
+  return { first: own, cases: s.cases, others: s.findings.filter((f) => f.fixedToo === true).length, seconds: s.seconds };
+}
+
+console.log(`cpu: ${cpus()[0]?.model ?? "unknown"}, ${availableParallelism()} cores; hunt --time ${args.time} --workers ${args.workers} --seed ${args.seed}`);
+const configs: { label: string; variants: Record<string, string>; expect: "found" | "clean" }[] = [];
+for (const [name, values] of Object.entries(VARIANTS))
+  for (const v of values.slice(1)) configs.push({ label: `${name}=${v}`, variants: { [name]: v }, expect: seeded.has(`${name}=${v}`) ? "found" : "clean" });
+// A variant the catalogue seeds together with another: also the historical combination.
+for (const combo of seeded.values()) if (Object.keys(combo).length > 1) configs.push({ label: Object.entries(combo).map(([a, b]) => `${a}=${b}`).join("+"), variants: combo, expect: "found" });
+const rows: Row[] = [];
+for (const c of configs) {
+  if (args.only !== undefined && !c.label.includes(args.only)) continue;
+  const h = hunt(c.variants);
+  rows.push({
+    label: c.label,
+    expect: c.expect,
+    result: h.first !== null ? `found in ${h.first.foundAfterSeconds.toFixed(1)} s` : `not found in ${h.seconds} s`,
+    invariant: h.first?.invariant ?? "-",
+    cases: String(h.cases),
+    other: String(h.others),
+  });
+  const r = rows[rows.length - 1] as Row;
+  console.log(`${r.label}: ${r.result} (${r.invariant}), ${r.cases} cases, ${r.other} findings v6.17 shares`);
+}
+if (!args["no-fixed"] && args.only === undefined) {
+  const h = hunt({});
+  rows.push({
+    label: "v6.17 (no variant)",
+    expect: "clean",
+    result: h.first !== null ? `FOUND in ${h.first.foundAfterSeconds.toFixed(1)} s` : `clean for ${h.seconds} s`,
+    invariant: h.first?.invariant ?? "-",
+    cases: String(h.cases),
+    other: "-",
+  });
+}
+const table = [["configuration", "expected", "result", "invariant", "cases", "v6.17 findings too"], ...rows.map((r) => [r.label, r.expect, r.result, r.invariant, r.cases, r.other])];
+const w = (table[0] as string[]).map((_, i) => Math.max(...table.map((r) => (r[i] as string).length)));
+console.log("");
+for (const r of table) console.log(r.map((c, i) => c.padEnd(w[i] as number)).join("  "));
+console.log(`\ngoal: every seeded variant found within 60 s on a 2-core machine, v6.17 clean.`);

@@ -1,0 +1,180 @@
+// ptlab hunt: the generator gives valid, reproducible scenarios on every
+// architecture and granule; a campaign's cases and findings depend on the
+// seed and the case count only; a historical variant is found from a cold
+// start with no scenario written for it, minimised to a scenario that
+// `ptlab explore` reproduces from its replay token, and attributed to the
+// variant (v6.17 explores the same scenario clean); shards merge; bad input
+// and interrupts behave as documented.
+
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { Campaign } from "../src/hunt/campaign.js";
+import { caseYaml } from "../src/hunt/case.js";
+import { Choices, generate } from "../src/hunt/generate.js";
+import { loadCase, runCase } from "../src/hunt/search.js";
+import { serveJob } from "../src/cli/hunt.js";
+
+const CLI = "dist/src/cli/main.js";
+const tmp = () => mkdtempSync(join(tmpdir(), "ptlab-hunt-"));
+const ptlab = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
+
+describe("hunt: generator", () => {
+  it("gives scenarios the loader accepts, on both architectures and every granule, the same for the same choices", () => {
+    const arches = new Set<string>();
+    const grans = new Set<number>();
+    const ops = new Set<string>();
+    for (let i = 0; i < 300; i++) {
+      const a = generate(Choices.fresh(i), `g${i}`, { variants: {} });
+      const b = generate(Choices.fresh(i), `g${i}`, { variants: {} });
+      const y = caseYaml(a);
+      assert.equal(y, caseYaml(b));
+      const sc = loadCase(y, `g${i}.yaml`); // throws on anything the loader rejects
+      assert.ok((sc.concurrent ?? []).length >= 1, y);
+      assert.ok(sc.machine.cpus >= 2, y);
+      arches.add(sc.machine.arch);
+      if (sc.machine.arch === "arm64") grans.add(sc.machine.arm64?.granule ?? 4);
+      for (const s of sc.concurrent ?? []) ops.add(s.op === "madvise" ? `madvise(${s.advice})` : s.op);
+    }
+    assert.deepEqual([...arches].sort(), ["arm64", "x86_64"]);
+    assert.deepEqual([...grans].sort((x, y) => x - y), [4, 16, 64]);
+    for (const op of ["touch", "read", "munmap", "mprotect", "fork", "lockless", "exit", "oom_reap", "madvise(dontneed)", "madvise(free)", "madvise(pageout)"])
+      assert.ok(ops.has(op), `no generated case uses ${op}`);
+  });
+
+  it("an arm64-only variant gives arm64 cases with the variant in machine.variants", () => {
+    for (let i = 0; i < 20; i++) {
+      const sc = loadCase(caseYaml(generate(Choices.fresh(i), "v", { variants: { contpte_lockless: "no-retry" }, arch: "arm64" })), "v.yaml");
+      assert.equal(sc.machine.arch, "arm64");
+      assert.deepEqual(sc.machine.variants, { contpte_lockless: "no-retry" });
+    }
+  });
+});
+
+describe("hunt: campaign", () => {
+  it("cases, coverage and corpus depend on the seed and the case count, not on who ran the cases", () => {
+    const run = (order: "forward" | "reverse") => {
+      const camp = new Campaign(7, { index: 0, count: 1 }, { variants: {} });
+      const stop = new Int32Array(2);
+      const log: string[] = [];
+      for (let r = 0; r < 2; r++) {
+        const specs = camp.round();
+        // Workers finish in any order; results are absorbed in case order.
+        const idx = specs.map((_, i) => i);
+        if (order === "reverse") idx.reverse();
+        const res = new Map<number, ReturnType<typeof serveJob>>();
+        for (const i of idx) {
+          const s = specs[i] as (typeof specs)[number];
+          res.set(i, serveJob({ kind: "case", id: s.id, name: s.name, yaml: s.yaml, budget: { exhaustive: 6, pct: 4, random: 2 }, seed: 7 }, stop));
+        }
+        for (let i = 0; i < specs.length; i++) {
+          const s = specs[i] as (typeof specs)[number];
+          const rep = res.get(i) as Extract<ReturnType<typeof serveJob>, { kind: "case" }>;
+          camp.absorb(s, rep.result);
+          log.push(`${s.name} ${s.parent ?? "-"} ${rep.result.outcome.kind} ${rep.result.executions} ${rep.result.features.length}`);
+        }
+      }
+      return { log, coverage: [...camp.coverage].sort((a, b) => a - b), corpus: camp.corpus.map((e) => e.id) };
+    };
+    const a = run("forward");
+    const b = run("reverse");
+    assert.deepEqual(a, b);
+    assert.ok(a.coverage.length > 50, `coverage ${a.coverage.length}`);
+    assert.ok(a.corpus.length > 0);
+    // The second round mutates corpus entries of the first.
+    assert.ok(a.log.slice(16).some((l) => l.split(" ")[1] !== "-"), a.log.join("\n"));
+  });
+
+  it("a case's search is deterministic and records coverage", () => {
+    const y = caseYaml(generate(Choices.fresh(11), "d", { variants: {} }));
+    const r1 = runCase(loadCase(y, "d.yaml"), { exhaustive: 20, pct: 10, random: 5 }, 3);
+    const r2 = runCase(loadCase(y, "d.yaml"), { exhaustive: 20, pct: 10, random: 5 }, 3);
+    assert.deepEqual(r1, r2);
+    assert.ok(r1.features.length > 0);
+  });
+});
+
+describe("hunt: finding a historical variant from a cold start", { timeout: 600_000 }, () => {
+  it("gather_nested=none: found, attributed to the variant, minimised, and reproduced by ptlab explore --replay", () => {
+    const out = tmp();
+    const r = ptlab(["hunt", "--variant", "gather_nested=none", "--cases", "96", "--time", "600", "--workers", "1", "--first", "--no-progress", "--out", out]);
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+    const own = summary.findings.find((f: { fixedToo: boolean }) => f.fixedToo === false);
+    assert.ok(own, r.stdout);
+    assert.equal(own.kind, "violation");
+    assert.match(r.stdout, /explores clean: the variant's bug/);
+    const file = join(out, own.file);
+    const text = readFileSync(file, "utf8");
+    assert.match(text, /variants: \{ gather_nested: none \}/);
+    // The replay token reproduces exactly that violation.
+    const rep = ptlab(["explore", file, "--replay", own.token]);
+    assert.equal(rep.status, 1, rep.stdout + rep.stderr);
+    assert.match(rep.stdout, new RegExp(`COUNTEREXAMPLE \\[${own.invariant}\\]`));
+    // The minimised scenario is small: at most 3 concurrent steps.
+    const conc = text.split("concurrent:")[1]?.split("explore:")[0] ?? "";
+    assert.ok(conc.split("\n").filter((l) => l.trim().startsWith("- ")).length <= 3, text);
+    // Without the variant, the same file explores clean at its own bound.
+    const fixed = text.replace(/, variants: \{ gather_nested: none \}/, "");
+    assert.notEqual(fixed, text);
+    const sc = loadCase(fixed, "fixed.yaml");
+    const res = runCase(sc, { exhaustive: 200, pct: 60, random: 30 }, 1);
+    assert.equal(res.outcome.kind, "clean");
+  });
+});
+
+describe("hunt: command line", () => {
+  it("bad options and folders: one line, exit code 2", () => {
+    const cases: [string[], RegExp][] = [
+      [["hunt", "--time", "soon"], /expected a duration/],
+      [["hunt", "--variant", "constructor=x"], /unknown variant "constructor"/],
+      [["hunt", "--variant", "gather_nested=maybe"], /gather_nested takes fixed, reset-range, none/],
+      [["hunt", "--variant", "contpte=intermediate", "--arch", "x86_64"], /exists only on arm64/],
+      [["hunt", "--shard", "3/2"], /expected I\/N/],
+      [["hunt", "--out", "/proc/version/x", "--cases", "1"], /cannot write the findings folder/],
+      [["hunt", "--merge", "/nonexistent-ptlab-dir"], /cannot read/],
+    ];
+    for (const [args, re] of cases) {
+      const r = ptlab(args);
+      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, re);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    }
+  });
+
+  it("shards run as separate processes merge: cases add up, coverage is the union", () => {
+    const dirs = [tmp(), tmp()];
+    for (let i = 0; i < 2; i++) {
+      const r = ptlab(["hunt", "--shard", `${i}/2`, "--cases", "8", "--executions", "12", "--workers", "1", "--no-progress", "--out", dirs[i] as string]);
+      assert.ok(r.status === 0 || r.status === 1, r.stdout + r.stderr);
+    }
+    const s = dirs.map((d) => JSON.parse(readFileSync(join(d, "summary.json"), "utf8")));
+    assert.notDeepEqual(s[0].features, s[1].features); // different cases
+    const out = tmp();
+    const m = ptlab(["hunt", "--merge", ...dirs, "--out", out]);
+    assert.ok(m.status === 0 || m.status === 1, m.stdout + m.stderr);
+    const merged = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+    assert.equal(merged.cases, 16);
+    assert.deepEqual(merged.features, [...new Set([...s[0].features, ...s[1].features])].sort());
+    assert.equal(readdirSync(join(out, "findings")).length, merged.findings.length);
+  });
+
+  it("SIGINT: prints what was covered, writes the summary, exit code 130", async () => {
+    const out = tmp();
+    const child = spawn(process.execPath, [CLI, "hunt", "--time", "300", "--workers", "1", "--no-progress", "--out", out], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    child.stdout.on("data", (d) => {
+      stdout += d;
+    });
+    await new Promise((r) => setTimeout(r, 4000));
+    child.kill("SIGINT");
+    const code = await new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+    assert.equal(code, 130, stdout);
+    assert.match(stdout, /\(interrupted\)/);
+    const s = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+    assert.equal(s.interrupted, true);
+  });
+});
