@@ -320,9 +320,25 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       cp.alive = false;
     }
   };
+  // A page or two written or read again after a step that aged, cleaned,
+  // shared or protected memory: folios end up with mixed young, dirty and
+  // AnonExclusive state across their pages, as in programs that free with
+  // MADV_FREE, fork children, or flip protections.
+  const retouch = (): void => {
+    const r = ch.pick(p.regions);
+    const [off, len0] = range(r.pages.length, true, 2);
+    const write = ch.bool(0.7);
+    const len = mappedRun(r, off, len0, write ? MAPPED | PW : MAPPED | PR);
+    if (len > 0) steps.push({ op: write ? "touch" : "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
+  };
   if (ch.bool(0.9)) setupStep(true);
   const extra = ch.int(5);
-  for (let i = 0; i < extra; i++) setupStep(false);
+  for (let i = 0; i < extra; i++) {
+    const before = steps.length;
+    setupStep(false);
+    const last = steps[steps.length - 1];
+    if (steps.length > before && last !== undefined && last.op !== "touch" && last.op !== "read" && ch.bool(0.5)) retouch();
+  }
   // Other CPUs hold TLB and walk-cache entries: a read or write from a second thread.
   if (ch.bool(0.6)) {
     const r = ch.pick(p.regions);
