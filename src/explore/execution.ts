@@ -7,7 +7,7 @@
 
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { checkAccounting, checkPtesMapLivePages, checkTlbs, checkWritableInVma, dirtyMappedFrames } from "../core/check.js";
-import { PG_DIRTY } from "../core/mm/physmem.js";
+import { PG_ANON, PG_DIRTY } from "../core/mm/physmem.js";
 import type { Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE } from "../core/mm/pgtable.js";
@@ -723,7 +723,14 @@ export class Execution implements Interleaver {
       const rec = this.fp !== null && this.tracker !== null;
       if (rec) this.tracker?.recordInto(this.fp as Footprint);
       const phys = m.phys;
-      const lost = !phys.isFree(pfn) && ((phys.flags[phys.folioHead(pfn)] as number) & PG_DIRTY) === 0;
+      const head = phys.folioHead(pfn);
+      const hf = phys.flags[head] as number;
+      // An anon page that nobody maps any more has no reader: zap of a
+      // lazily freed page drops its dirty bit with the mapping
+      // (zap_present_folio_ptes(), mm/memory.c, marks only non-anon folios
+      // dirty), and the page waits in the gather to be freed.
+      const unmappedAnon = (hf & PG_ANON) !== 0 && (phys.mapcount[pfn] as number) <= 0 && phys.entireMapcount(head) <= 0;
+      const lost = !phys.isFree(pfn) && !unmappedAnon && (hf & PG_DIRTY) === 0;
       if (rec) this.tracker?.endRecord();
       if (lost)
         this.fail({
