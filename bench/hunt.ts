@@ -46,12 +46,31 @@ interface Row {
   other: string;
 }
 
-function hunt(variants: Record<string, string>): { first: { foundAfterSeconds: number; invariant: string } | null; cases: number; others: number; seconds: number } {
+function hunt(variants: Record<string, string>): {
+  first: { foundAfterSeconds: number; invariant: string } | null;
+  cases: number;
+  others: number;
+  seconds: number;
+} {
   const out = mkdtempSync(join(tmpdir(), "ptlab-bench-hunt-"));
   const vargs = Object.entries(variants).flatMap(([k, v]) => ["--variant", `${k}=${v}`]);
   const r = spawnSync(
     process.execPath,
-    ["dist/src/cli/main.js", "hunt", ...vargs, "--time", args.time as string, "--workers", args.workers as string, "--seed", args.seed as string, "--first", "--no-progress", "--out", out],
+    [
+      "dist/src/cli/main.js",
+      "hunt",
+      ...vargs,
+      "--time",
+      args.time as string,
+      "--workers",
+      args.workers as string,
+      "--seed",
+      args.seed as string,
+      "--first",
+      "--no-progress",
+      "--out",
+      out,
+    ],
     { encoding: "utf8" },
   );
   if (r.status !== 0 && r.status !== 1) throw new Error(`hunt exited ${r.status}: ${r.stderr}`);
@@ -69,7 +88,15 @@ const configs: { label: string; variants: Record<string, string>; expect: "found
 for (const [name, values] of Object.entries(VARIANTS))
   for (const v of values.slice(1)) configs.push({ label: `${name}=${v}`, variants: { [name]: v }, expect: seeded.has(`${name}=${v}`) ? "found" : "clean" });
 // A variant the catalogue seeds together with another: also the historical combination.
-for (const combo of seeded.values()) if (Object.keys(combo).length > 1) configs.push({ label: Object.entries(combo).map(([a, b]) => `${a}=${b}`).join("+"), variants: combo, expect: "found" });
+for (const combo of seeded.values())
+  if (Object.keys(combo).length > 1)
+    configs.push({
+      label: Object.entries(combo)
+        .map(([a, b]) => `${a}=${b}`)
+        .join("+"),
+      variants: combo,
+      expect: "found",
+    });
 const rows: Row[] = [];
 for (const c of configs) {
   if (args.only !== undefined && !c.label.includes(args.only)) continue;
@@ -96,7 +123,10 @@ if (!args["no-fixed"] && args.only === undefined) {
     other: "-",
   });
 }
-const table = [["configuration", "expected", "result", "invariant", "cases", "v6.17 findings too"], ...rows.map((r) => [r.label, r.expect, r.result, r.invariant, r.cases, r.other])];
+const table = [
+  ["configuration", "expected", "result", "invariant", "cases", "v6.17 findings too"],
+  ...rows.map((r) => [r.label, r.expect, r.result, r.invariant, r.cases, r.other]),
+];
 const w = (table[0] as string[]).map((_, i) => Math.max(...table.map((r) => (r[i] as string).length)));
 console.log("");
 for (const r of table) console.log(r.map((c, i) => c.padEnd(w[i] as number)).join("  "));

@@ -40,7 +40,10 @@ describe("hunt: generator", () => {
       for (const s of sc.concurrent ?? []) ops.add(s.op === "madvise" ? `madvise(${s.advice})` : s.op === "touch" && !s.write ? "read" : s.op);
     }
     assert.deepEqual([...arches].sort(), ["arm64", "x86_64"]);
-    assert.deepEqual([...grans].sort((x, y) => x - y), [4, 16, 64]);
+    assert.deepEqual(
+      [...grans].sort((x, y) => x - y),
+      [4, 16, 64],
+    );
     for (const op of ["touch", "read", "munmap", "mprotect", "fork", "lockless", "exit", "oom_reap", "madvise(dontneed)", "madvise(free)", "madvise(pageout)"])
       assert.ok(ops.has(op), `no generated case uses ${op}`);
   });
@@ -85,7 +88,10 @@ describe("hunt: campaign", () => {
     assert.ok(a.coverage.length > 50, `coverage ${a.coverage.length}`);
     assert.ok(a.corpus.length > 0);
     // The second round mutates corpus entries of the first.
-    assert.ok(a.log.slice(16).some((l) => l.split(" ")[1] !== "-"), a.log.join("\n"));
+    assert.ok(
+      a.log.slice(16).some((l) => l.split(" ")[1] !== "-"),
+      a.log.join("\n"),
+    );
   });
 
   it("a case's search is deterministic and records coverage", () => {
@@ -164,7 +170,9 @@ describe("hunt: command line", () => {
 
   it("SIGINT: prints what was covered, writes the summary, exit code 130", async () => {
     const out = tmp();
-    const child = spawn(process.execPath, [CLI, "hunt", "--time", "300", "--workers", "1", "--no-progress", "--out", out], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [CLI, "hunt", "--time", "300", "--workers", "1", "--no-progress", "--out", out], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     child.stdout.on("data", (d) => {
       stdout += d;

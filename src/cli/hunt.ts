@@ -149,6 +149,7 @@ interface Summary {
     token: string | null;
     case: string;
     foundAfterSeconds: number;
+    fixedToo: boolean | null;
   }[];
 }
 
@@ -176,7 +177,7 @@ function findingFile(f: Finding, caseName: string, after: number, variants: Reco
     lines.push(
       `# variants: ${Object.entries(variants)
         .map(([k, v]) => `${k}=${v}`)
-        .join(", ")} (in machine.variants)`,
+        .join(", ")} (in machine.variants); ${f.fixedToo ? "v6.17 breaks the same way" : "v6.17 explores clean: the variant's bug"}`,
     );
   if (f.kind === "violation") lines.push("# reproduce: ptlab explore THIS_FILE --replay TOKEN", `# token: ${f.token}`);
   else if (f.kind === "setup-violation") lines.push("# reproduce: ptlab run THIS_FILE (a set-up step breaks the invariant)");
@@ -252,7 +253,8 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
     for (;;) {
       if (stopNow()) break;
       if (o.cases !== undefined && camp.cases >= o.cases) break;
-      if (o.first && summary.findings.length > 0) break;
+      // --first with a variant: the first finding that is the variant's own.
+      if (o.first && summary.findings.some((f) => f.fixedToo !== true)) break;
       let specs = camp.round();
       if (o.cases !== undefined) specs = specs.slice(0, Math.max(0, o.cases - camp.cases));
       const replies = await ex.run(specs.map((s) => ({ kind: "case", id: s.id, name: s.name, yaml: s.yaml, budget, seed: o.seed })));
@@ -296,9 +298,10 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
             token: f.token,
             case: m.spec.name,
             foundAfterSeconds: m.at,
+            fixedToo: f.fixedToo,
           });
           printFinding(n, f, file, m.spec.name, m.at);
-          if (o.first) break;
+          if (o.first && f.fixedToo !== true) break;
         }
       }
     }
@@ -324,6 +327,8 @@ function printFinding(n: number, f: Finding, file: string, caseName: string, at:
   const out = process.stdout;
   out.write(`\nFINDING ${n}: ${f.invariant} (${f.kind}) in case ${caseName}, ${at.toFixed(1)} s into the hunt\n`);
   out.write(`  ${f.message}\n`);
+  if (f.fixedToo !== null)
+    out.write(`  on v6.17 (no variants): ${f.fixedToo ? "breaks the same way (not the variant's bug)" : "explores clean: the variant's bug"}\n`);
   out.write(
     `  minimised: ${f.before.steps} -> ${f.after.steps} set-up steps, ${f.before.concurrent} -> ${f.after.concurrent} concurrent (${f.checks} checks${f.complete ? "" : ", stopped at the limit"})\n`,
   );

@@ -12,6 +12,7 @@ import type { Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE } from "../core/mm/pgtable.js";
 import type { Mm } from "../core/mm/types.js";
+import { idxAt } from "../core/geometry.js";
 import { type Interleaver, isSpinSite, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
 import { type Footprint, loc, mix53, newFootprint, Tracker } from "./track.js";
 
@@ -712,6 +713,8 @@ export class Execution implements Interleaver {
     // Inside a PTE-lock section the information may sit in the holder's
     // local variables (contpte_convert()), so locked tables carry over.
     const dirty = dirtyMappedFrames(m, locked);
+    const freeing = this.lazyFreeing > 0 || this.lazyFreeEnded;
+    this.lazyFreeEnded = false;
     for (const [pfn, slot] of this.dirtyBefore) {
       if (locked(slot)) {
         dirty.set(pfn, slot);
@@ -730,7 +733,7 @@ export class Execution implements Interleaver {
       // (zap_present_folio_ptes(), mm/memory.c, marks only non-anon folios
       // dirty), and the page waits in the gather to be freed.
       const unmappedAnon = (hf & PG_ANON) !== 0 && (phys.mapcount[pfn] as number) <= 0 && phys.entireMapcount(head) <= 0;
-      const lost = !phys.isFree(pfn) && !unmappedAnon && (hf & PG_DIRTY) === 0;
+      const lost = !phys.isFree(pfn) && !unmappedAnon && !((hf & PG_ANON) !== 0 && freeing) && (hf & PG_DIRTY) === 0;
       if (rec) this.tracker?.endRecord();
       if (lost)
         this.fail({
@@ -752,11 +755,35 @@ export class Execution implements Interleaver {
     // The check's outcome depends on every TLB: part of this transition.
     if (this.fp !== null) this.tracker?.recordInto(this.fp);
     else this.tracker?.suspend();
-    const v = checkTlbs(this.m, mm).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end));
+    // An entry whose PTE another thread is changing under its PTE lock
+    // (wp_page_copy()'s ptep_clear_flush(), a split) is that thread's to
+    // flush before it unlocks, not this call's.
+    const v = checkTlbs(this.m, mm).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t)));
     if (this.fp !== null) this.tracker?.endRecord();
     else this.tracker?.leave();
     for (const first of v) this.fail({ ...first, invariant: "stale-tlb-after-return", message: `when ${name} on ${t.name} returned: ${first.message}` });
   }
+
+  private pteLockedByOther(mm: Mm, addr: number, t: XThread): boolean {
+    const m = this.m;
+    const A = m.arch;
+    const T = m.tables;
+    const vpn = Math.floor(addr / m.geo.pageSize);
+    let slot = mm.pgd;
+    for (let level = A.levels - 1; level >= 1; level--) {
+      const v = T.get(T.base(slot) + idxAt(m.geo, vpn, level));
+      if (v === 0 || !A.entryIsTable(v)) return false;
+      slot = T.slotOfPfn(A.ptePfn(v));
+    }
+    const w = this.lockW.get(lockKey(LK_PTL, slot));
+    return w !== undefined && w !== t.id;
+  }
+
+  // MADV_FREE calls in flight: a lazily freed anon page that one of them
+  // cleans again (a second MADV_FREE after a write) loses its dirty bit by
+  // design (madvise_free_pte_range(), mm/madvise.c).
+  lazyFreeing = 0;
+  lazyFreeEnded = false; // one returned during the step being checked
 
   sysEnter(t: XThread): void {
     t.syscalls++;

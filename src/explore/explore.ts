@@ -48,6 +48,9 @@ export interface ExploreConfig {
   // after it ended.
   onStart?: (x: Execution) => void;
   onEnd?: (x: Execution) => void;
+  // The set-up steps were checked once already (they are sequential and
+  // the same in every execution): run them without invariant checks.
+  uncheckedSetup?: boolean;
 }
 
 export interface Progress {
@@ -137,8 +140,13 @@ export function runOnce(
 ): Execution {
   const sc = cfg.sc;
   const r = new Runner(sc, cfg.run);
-  r.execSteps(sc.steps, 0);
   const m = r.m;
+  if (cfg.uncheckedSetup === true) {
+    const checked = m.config.checkInvariants;
+    m.config.checkInvariants = false;
+    r.execSteps(sc.steps, 0);
+    m.config.checkInvariants = checked;
+  } else r.execSteps(sc.steps, 0);
   m.rcuGracePeriod();
   const x = new Execution(m, chooser, cfg.maxSteps, record, record ? snapshot : null);
   if (cfg.ignore && cfg.ignore.length > 0) x.ignore = new Set(cfg.ignore);

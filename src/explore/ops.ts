@@ -49,6 +49,8 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const zap = step.op === "munmap" || (step.op === "madvise" && (step.advice === "dontneed" || step.advice === "free"));
       x.sysEnter(t);
       if (zap) x.zapBegin(p.mm, a, a + len);
+      const lazyFree = step.op === "madvise" && step.advice === "free";
+      if (lazyFree) x.lazyFreeing++;
       r.enter(step, p);
       yield il.lock(LK_MMAP, p.mm.id, write, write ? S_MMAP_W : S_MMAP_R);
       // An error return (EINVAL, ENOMEM) leaves the syscall the way it
@@ -60,6 +62,10 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       } finally {
         il.unlock(LK_MMAP, p.mm.id);
         if (zap) x.zapEnd(p.mm, a, a + len);
+        if (lazyFree) {
+          x.lazyFreeing--;
+          x.lazyFreeEnded = true;
+        }
         // Invariant 2 holds for the calls that take translations away
         // (unmap, downgrade, zap, reclaim). MADV_WILLNEED, MADV_COLD and
         // MADV_[NO]HUGEPAGE revoke nothing (madvise_willneed(),

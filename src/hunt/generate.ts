@@ -286,7 +286,16 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       const [off, len0] = range(n, false);
       const len = mappedRun(r, off, len0, MAPPED);
       if (len === 0) return;
-      const advice = ch.pick(["dontneed", "free", "cold", "pageout", "willneed", "hugepage", "nohugepage"]);
+      // Mostly the advice that ages or cleans (young and dirty bits are what this layer keeps).
+      const advice = ch.weighted([
+        ["free", 3],
+        ["cold", 2],
+        ["dontneed", 2],
+        ["pageout", 1],
+        ["willneed", 1],
+        ["hugepage", 1],
+        ["nohugepage", 1],
+      ] as const);
       steps.push({ op: "madvise", args: { ...args(r, off, len, n), advice, thread: t } });
       return;
     }
@@ -332,12 +341,12 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     if (len > 0) steps.push({ op: write ? "touch" : "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
   };
   if (ch.bool(0.9)) setupStep(true);
-  const extra = ch.int(5);
+  const extra = 1 + ch.int(4);
   for (let i = 0; i < extra; i++) {
     const before = steps.length;
     setupStep(false);
     const last = steps[steps.length - 1];
-    if (steps.length > before && last !== undefined && last.op !== "touch" && last.op !== "read" && ch.bool(0.5)) retouch();
+    if (steps.length > before && last !== undefined && last.op !== "touch" && last.op !== "read" && ch.bool(0.7)) retouch();
   }
   // Other CPUs hold TLB and walk-cache entries: a read or write from a second thread.
   if (ch.bool(0.6)) {
@@ -394,7 +403,10 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       conc.push({ op: k, args: { ...args(r, off, len, n), thread: a.t } });
       return true;
     }
-    const [off, len] = range(n, true);
+    // Each present PTE a concurrent call visits is an interleaving point:
+    // mostly short ranges, sometimes a whole table (PT reclaim needs a
+    // PMD-sized zap).
+    const [off, len] = range(n, true, ch.bool(0.2) ? n : 2 * block);
     if (k === "mprotect") {
       conc.push({ op: "mprotect", args: { ...args(r, off, len, n), prot: ch.pick(["r", "rw", "rw", "none"]), thread: a.t } });
       return true;

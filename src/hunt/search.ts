@@ -9,7 +9,7 @@ import { Counters } from "../core/counters.js";
 import { siteName } from "../core/sync.js";
 import type { Execution } from "../explore/execution.js";
 import { type ExploreConfig, explore, type Mode } from "../explore/explore.js";
-import { ViolationError } from "../run/runner.js";
+import { Runner, ViolationError } from "../run/runner.js";
 import { parseScenario } from "../scenario/load.js";
 import { type Scenario, ScenarioError } from "../scenario/types.js";
 
@@ -124,20 +124,25 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
     { mode: "random", n: budget.random, preemptions: 0, pctDepth: 3, seed: seed + 3 },
   ];
   const done = (outcome: Outcome): CaseResult => ({ outcome, features: [...feats].sort((a, b) => a - b), executions });
+  // The set-up is sequential and the same in every execution: check it once
+  // here, then run it unchecked under the explorer.
+  try {
+    new Runner(sc, base.run).execSteps(sc.steps, 0);
+  } catch (e) {
+    return done(setupFailure(e));
+  }
   for (const st of plan) {
     if (st.n <= 0) continue;
-    const cfg = instrument({ ...base, mode: st.mode, executions: st.n, preemptions: st.preemptions, pctDepth: st.pctDepth, seed: st.seed }, feats);
+    const cfg = instrument(
+      { ...base, uncheckedSetup: true, mode: st.mode, executions: st.n, preemptions: st.preemptions, pctDepth: st.pctDepth, seed: st.seed },
+      feats,
+    );
     if (shouldStop !== undefined) cfg.shouldStop = shouldStop;
     let res: ReturnType<typeof explore>;
     try {
       res = explore(cfg);
     } catch (e) {
-      if (e instanceof ScenarioError) return done({ kind: "invalid", message: e.format() });
-      if (e instanceof ViolationError) {
-        const v = e.violations[0] as { invariant: string; message: string };
-        return done({ kind: "setup-violation", invariant: v.invariant, message: `${e.where}: ${v.message}` });
-      }
-      return done({ kind: "model-bug", message: modelBugText(e) });
+      return done(setupFailure(e));
     }
     executions += res.executions;
     const cx = res.counterexample;
@@ -156,6 +161,15 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
     if (st.mode === "exhaustive" && res.complete && res.executions < budget.exhaustive / 4) break;
   }
   return done({ kind: "clean" });
+}
+
+function setupFailure(e: unknown): Outcome {
+  if (e instanceof ScenarioError) return { kind: "invalid", message: e.format() };
+  if (e instanceof ViolationError) {
+    const v = e.violations[0] as { invariant: string; message: string };
+    return { kind: "setup-violation", invariant: v.invariant, message: `${e.where}: ${v.message}` };
+  }
+  return { kind: "model-bug", message: modelBugText(e) };
 }
 
 export function modelBugText(e: unknown): string {
