@@ -779,6 +779,33 @@ export class Execution implements Interleaver {
     return w !== undefined && w !== t.id;
   }
 
+  // ptlab hunt's coverage: which of the situations invariants are about hold
+  // at a decision (a table locked, mmap_lock write-held, an RCU reader or an
+  // IRQs-off section, tables waiting for a grace period, a lockless read in
+  // progress, a zap in flight, a MADV_FREE in flight, a thread in a fault or call).
+  stateMask(): number {
+    let k = 0;
+    for (const key of this.lockW.keys()) k |= key >= lockKey(LK_PTL, 0) ? 1 : 2;
+    let rcu = false;
+    let irq = false;
+    let watch = false;
+    let inCall = 0;
+    for (const t of this.threads) {
+      rcu ||= t.rcu > 0;
+      irq ||= t.irqOff;
+      watch ||= t.watch !== null;
+      if (t.syscalls > 0) inCall++;
+    }
+    if (rcu) k |= 4;
+    if (irq) k |= 8;
+    if (this.m.rcuPending.length > 0) k |= 16;
+    if (watch) k |= 32;
+    for (const z of this.zaps.values()) if (z.length > 0) k |= 64;
+    if (this.lazyFreeing > 0) k |= 128;
+    if (inCall > 1) k |= 256;
+    return k;
+  }
+
   // MADV_FREE calls in flight: a lazily freed anon page that one of them
   // cleans again (a second MADV_FREE after a write) loses its dirty bit by
   // design (madvise_free_pte_range(), mm/madvise.c).

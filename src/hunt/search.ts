@@ -44,6 +44,8 @@ const F_SITE = 0x1000000;
 const F_PAIR = 0x2000000;
 const F_COUNTER = 0x3000000;
 const F_OUTCOME = 0x4000000;
+const F_STATE = 0x5000000;
+const STATE_NAMES = ["pte-lock", "mmap-write", "rcu-reader", "irqs-off", "rcu-pending", "lockless-read", "zap", "lazy-free", "calls>1"];
 const COUNTER_NAMES = Object.keys(new Counters()) as (keyof Counters)[];
 const outcomeNames: string[] = [];
 function outcomeId(s: string): number {
@@ -59,6 +61,11 @@ export function featureName(f: number): string {
   if (kind === F_PAIR) return `preempt ${siteName(v >>> 12)} -> ${siteName(v & 0xfff)}`;
   if (kind === F_COUNTER) return `counter ${COUNTER_NAMES[v >>> 5] ?? "?"} >= ${v & 31 ? 2 ** ((v & 31) - 1) : 0}`;
   if (kind === F_OUTCOME) return `outcome ${outcomeNames[v] ?? "?"}`;
+  if (kind === F_STATE) {
+    const mask = v >>> 12;
+    const on = STATE_NAMES.filter((_, i) => mask & (1 << i));
+    return `state ${siteName(v & 0xfff)} with {${on.join(", ")}}`;
+  }
   return `feature ${f}`;
 }
 
@@ -70,6 +77,7 @@ function instrument(cfg: ExploreConfig, feats: Set<number>): ExploreConfig {
         const n = x.threads.length;
         const sc = c < n ? (x.threads[c] as { site: number }).site : 0;
         feats.add(F_SITE + sc);
+        feats.add(F_STATE + ((x.stateMask() << 12) | (sc & 0xfff)));
         if (cur >= 0 && cur !== c) {
           const su = cur < n ? (x.threads[cur] as { site: number }).site : 0;
           feats.add(F_PAIR + (((su & 0xfff) << 12) | (sc & 0xfff)));
