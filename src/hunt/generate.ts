@@ -254,6 +254,8 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     return k;
   };
   const childNames: string[] = [];
+  // A protection the set-up took away, which a concurrent mprotect may give back (W^X flips).
+  let lastProtect: { r: Region; off: number; len: number } | null = null;
   const setupStep = (populate: boolean): void => {
     const alive = procs.filter((x) => x.alive && x.regions.length > 0);
     if (alive.length === 0) return;
@@ -305,6 +307,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       if (len === 0) return;
       const prot = ch.pick(["r", "rw", "none"]);
       steps.push({ op: "mprotect", args: { ...args(r, off, len, n), prot, thread: t } });
+      if (prot !== "rw" && pr === p) lastProtect = { r, off, len };
       for (let i = off; i < off + len; i++) r.pages[i] = MAPPED | (prot.includes("r") ? PR : 0) | (prot.includes("w") ? PW : 0);
       return;
     }
@@ -407,6 +410,11 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     // mostly short ranges, sometimes a whole table (PT reclaim needs a
     // PMD-sized zap).
     const [off, len] = range(n, true, ch.bool(0.2) ? n : 2 * block);
+    if (k === "mprotect" && lastProtect !== null && a.proc === p && ch.bool(0.5)) {
+      const lp = lastProtect as { r: Region; off: number; len: number };
+      conc.push({ op: "mprotect", args: { ...args(lp.r, lp.off, lp.len, lp.r.pages.length), prot: "rw", thread: a.t } });
+      return true;
+    }
     if (k === "mprotect") {
       conc.push({ op: "mprotect", args: { ...args(r, off, len, n), prot: ch.pick(["r", "rw", "rw", "none"]), thread: a.t } });
       return true;
