@@ -329,7 +329,7 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
     for (let i = 0; i < t.ptag.length; i++) {
       const key = t.ptag[i] as number;
       if (key === 0) continue;
-      const reach = A.asidReachable(m, c, t.asidOfKey(key));
+      const reach = A.asidReachable(m, c, t.asidOfKey(key), true);
       if (reach === null || (only !== undefined && reach !== only)) continue;
       const pfn = t.ptbl[i] as number;
       const f = phys.flags[pfn] as number;
@@ -769,7 +769,7 @@ export function checkFreedFrames(m: Machine, heads: number[], what: string): Vio
 function scanFreed(m: Machine, what: string, out: Violation[]): void {
   for (const cpu of m.cpus) {
     const t = cpu.tlb;
-    const live = (key: number) => m.arch.asidReachable(m, cpu.id, t.asidOfKey(key)) !== null;
+    const live = (key: number, walkCache = false) => m.arch.asidReachable(m, cpu.id, t.asidOfKey(key), walkCache) !== null;
     for (let i = 0; i < t.tag.length; i++) {
       const key = t.tag[i] as number;
       if (key !== 0 && isFreed(t.pfn[i] as number) && live(key))
@@ -791,7 +791,7 @@ function scanFreed(m: Machine, what: string, out: Violation[]): void {
     }
     for (let i = 0; i < t.ptag.length; i++) {
       const key = t.ptag[i] as number;
-      if (key !== 0 && isFreed(t.ptbl[i] as number) && live(key))
+      if (key !== 0 && isFreed(t.ptbl[i] as number) && live(key, true))
         out.push({
           invariant: "freed-before-flush",
           cpu: cpu.id,

@@ -52,6 +52,9 @@ export interface Interleaver {
   copyPage(src: number, dst: number): void;
   // The reader's result is checked when it finishes (invariant 9).
   watch(e: Float64Array, i: number, slot: number): void;
+  // Steps every thread but the running one (and the RCU agent) has taken so
+  // far: a retry loop that sees it unchanged ran with nothing else moving.
+  othersSteps(): number;
 }
 
 // Interleaving sites: a number per place a kernel path can be interrupted,

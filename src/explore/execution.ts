@@ -34,6 +34,7 @@ export interface XThread {
   spinning: boolean; // stopped at a spin site and nobody moved since
   op: string; // the step of the scenario it is running, for traces
   stores: number; // user stores so far (their stamps)
+  ownSteps: number; // steps it has taken
 }
 
 interface Watch {
@@ -118,6 +119,7 @@ export class Execution implements Interleaver {
       spinning: false,
       op: "",
       stores: 0,
+      ownSteps: 0,
     };
   }
 
@@ -134,6 +136,10 @@ export class Execution implements Interleaver {
   }
 
   // ---- Interleaver -------------------------------------------------------
+
+  othersSteps(): number {
+    return this.stepCount - this.current.ownSteps;
+  }
 
   lock(kind: number, id: number, write: boolean, site: number): number {
     const t = this.current;
@@ -520,6 +526,7 @@ export class Execution implements Interleaver {
   private step(t: XThread): void {
     const m = this.m;
     this.stepCount++;
+    t.ownSteps++;
     if (t.watch?.dangling) {
       this.fail({
         invariant: "walk-freed-table",

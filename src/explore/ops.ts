@@ -120,6 +120,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         const res = yield* userAccessGen(m, c, p.mm, v, step.write);
         x.sysLeave(t);
         if (res === "segv") throw new Deviation(`SIGSEGV: ${step.write ? "write" : "read"} at 0x${v.toString(16)}`);
+        if (res === "livelock") return; // reported from m.violations; the thread gets no further
         // The load or store itself happens with the translation just made.
         const vpn = Math.floor(v / m.geo.pageSize);
         if (step.write) x.userStore(t, p.mm, vpn, accessPfn, !(p.mm.findVma(v)?.isShared ?? true));

@@ -360,7 +360,8 @@ export class Replayer {
     }
     if (p.mm.alive) this.account(p);
     m.rcuGracePeriod();
-    if (this.opts.checkInvariants && e.kind !== "fault") {
+    // After a fault event only when the fault path recorded a violation (a livelock).
+    if (this.opts.checkInvariants && (e.kind !== "fault" || m.violations.length > 0)) {
       // The checks read page tables, TLBs and struct page state; if nothing
       // that changes them happened since the last check, they would find
       // what they found then.

@@ -63,6 +63,9 @@ export interface RunOptions {
   zeroPage?: boolean;
   arch?: "x86_64" | "arm64"; // overrides the scenario's machine.arch
   arm64?: Partial<Arm64Features>; // overrides of the arm64 CPU features
+  // Tests: called with the machine once it is built (to stand in for
+  // hardware or kernel behaviour no scenario can produce).
+  onMachine?: (m: Machine) => void;
   mthp?: Record<number, "always" | "madvise" | "inherit">; // replaces the scenario's mTHP sizes (KiB -> policy)
   thp?: "never" | "madvise" | "always";
   // Progress hook: called after every executed step (repeats unrolled) with the
@@ -151,6 +154,7 @@ export class Runner {
   ) {
     const cfg = machineConfig(sc.machine, sc.file, opts);
     this.m = new Machine(makeArch(opts.arch ?? sc.machine.arch, sc.machine.levels, cfg.arm64), cfg);
+    opts.onMachine?.(this.m);
     for (const p of sc.processes) {
       const lay = userLayout(this.m);
       const mm = this.m.newMm(lay.mmapBase);
@@ -258,7 +262,7 @@ export class Runner {
         if (step.flags.includes("populate")) {
           const c = this.threadCpu.get(step.thread) as number;
           const write = step.prot.write && !shared;
-          for (let a = addr; a < addr + step.size; a += m.geo.pageSize) userAccess(m, c, p.mm, a, write);
+          for (let a = addr; a < addr + step.size; a += m.geo.pageSize) if (userAccess(m, c, p.mm, a, write) === "livelock") break;
         }
         return;
       }
@@ -289,8 +293,10 @@ export class Runner {
         const [a, len] = this.range(step, p, base);
         const stride = step.stride || m.geo.pageSize;
         for (let x = a; x < a + len; x += stride) {
-          if (userAccess(m, c, p.mm, x, step.write) === "segv")
-            throw this.err(step, `SIGSEGV: ${step.write ? "write" : "read"} at 0x${x.toString(16)} in process ${p.name}`);
+          const res = userAccess(m, c, p.mm, x, step.write);
+          if (res === "segv") throw this.err(step, `SIGSEGV: ${step.write ? "write" : "read"} at 0x${x.toString(16)} in process ${p.name}`);
+          // The thread never gets past this access (the violation is in m.violations).
+          if (res === "livelock") break;
         }
         return;
       }

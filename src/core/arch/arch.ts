@@ -67,8 +67,10 @@ export interface Arch {
   flushTlbMm(m: Machine, mm: Mm): void; // flush_tlb_mm()
   switchMm(m: Machine, cpu: number, mm: Mm | null): void; // switch_mm_irqs_off()
   // Is a TLB entry tagged `asid` on `cpu` still usable by mm (not pending a
-  // flush that a switch back would perform)?
-  asidReachable(m: Machine, cpu: number, asid: number): Mm | null;
+  // flush that a switch back would perform)? walkCache: the entry is a
+  // paging-structure (walk) cache entry, which a speculative walk through
+  // the still-loaded tables may use even when no access can.
+  asidReachable(m: Machine, cpu: number, asid: number, walkCache?: boolean): Mm | null;
   describeEntry(v: number): string;
 
   // PTE-level operations the generic code uses for every access to a PTE

@@ -19,10 +19,17 @@ const S_FAULT_RETURN = site("exc_page_fault", "return to user space and retry th
 const S_FAULT_AGAIN = site("exc_page_fault", "fault again: retry once something changed", true);
 const S_WALK = site("page walker", "table pointer loaded, next level not yet");
 
-export type AccessResult = "ok" | "segv";
+// "livelock": the fault path kept returning success but the access still
+// faults (recorded as a violation in m.violations).
+export type AccessResult = "ok" | "segv" | "livelock";
 
 const MAX_FAULT_RETRIES = 4;
 
+// The access as a sequential run makes it. Nothing else runs between the
+// retries, so a fault that handle_mm_fault() reports handled and that comes
+// back MAX_FAULT_RETRIES times in a row will never resolve: the kernel path
+// livelocks (the user thread would fault forever), a finding about the
+// modelled kernel, reported as the `livelock` violation.
 export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: boolean): AccessResult {
   for (let attempt = 0; attempt < MAX_FAULT_RETRIES; attempt++) {
     if (translate(m, c, mm, addr, write)) return "ok";
@@ -33,18 +40,40 @@ export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: b
     const fr = run(handleMmFault(m, mm, vma, addr, write));
     if (fr === "segv") return "segv";
   }
-  throw new Error(`model bug: access at 0x${addr.toString(16)} still faults after ${MAX_FAULT_RETRIES} tries`);
+  faultLivelock(m, c, addr, write);
+  return "livelock";
+}
+
+function faultLivelock(m: Machine, c: number, addr: number, write: boolean): void {
+  m.violations.push({
+    invariant: "livelock",
+    cpu: c,
+    addr,
+    message: `handle_mm_fault() livelock: CPU${c}'s ${write ? "write" : "read"} at 0x${addr.toString(16)} still faults after ${MAX_FAULT_RETRIES} faults the handler returned as resolved, and nothing else runs that could change that`,
+  });
 }
 
 // The same access as the explorer runs it: the translation stops between
 // walk levels (walk() below); a fault takes mmap_lock for reading
 // (lock_mm_and_find_vma(), standing in for the per-VMA lock) and runs the
 // fault path, whose points interleave; then the access is retried.
+// MAX_FAULT_RETRIES faults in a row with no other thread taking a step in
+// between (the explorer runs a retrying thread alone only when nothing else
+// can run) never resolve: the `livelock` violation, as in userAccess().
 export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, write: boolean): Generator<number, AccessResult, void> {
   const il = m.il as Interleaver;
   let retries = 0;
+  let alone = 0;
+  let others = -1;
   for (;;) {
     if (translate(m, c, mm, addr, write)) return "ok";
+    const o = il.othersSteps();
+    alone = o === others ? alone + 1 : 1;
+    others = o;
+    if (alone > MAX_FAULT_RETRIES) {
+      faultLivelock(m, c, addr, write);
+      return "livelock";
+    }
     yield il.lock(LK_MMAP, mm.id, false, S_FAULT_MMAP);
     const vma = mm.findVma(addr);
     if (vma === null || !accessAllowed(vma, write)) {

@@ -55,11 +55,14 @@ function mapFilePage(m: Machine, mm: Mm, pfn: number): void {
   else mm.rssFile++;
 }
 
-// vma->vm_page_prot: shared file mappings that need dirty tracking start
-// read-only (vma_wants_writenotify()); shmem does not.
+// vma->vm_page_prot (vma_set_page_prot(), mm/mmap.c): shared writable file
+// mappings that need dirty tracking (vma_wants_writenotify(); shmem does not)
+// take the protection of the private mapping, VM_SHARED cleared: read-only
+// PTEs, so the first write faults. Clearing VM_WRITE instead would give a
+// write-only mapping PAGE_NONE, on which a write never completes.
 export function vmaPageProt(m: Machine, vma: Vma): number {
   let fl = vma.flags;
-  if ((fl & VM_SHARED) !== 0 && vma.file !== null && !vma.file.shmem) fl &= ~VM_WRITE;
+  if ((fl & (VM_SHARED | VM_WRITE)) === (VM_SHARED | VM_WRITE) && vma.file !== null && !vma.file.shmem) fl &= ~VM_SHARED;
   return m.arch.vmGetPageProt(fl);
 }
 

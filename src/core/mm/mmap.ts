@@ -146,6 +146,7 @@ export function doBrk(m: Machine, mm: Mm, newBrk: number): number {
 // zap runs under mmap_lock for reading (so the OOM reaper may run beside
 // it), the table freeing under the write lock.
 export function* exitMmap(m: Machine, mm: Mm): KGen {
+  mm.exiting = true;
   const tlb = tlbGatherMmu(m, mm, true);
   const vmas = mm.vmas;
   const il = m.il;

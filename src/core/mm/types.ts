@@ -65,6 +65,10 @@ export class Mm {
   startBrk = 0;
   brk = 0;
   alive = true;
+  // mm_users has dropped to zero and __mmput() runs exit_mmap(): no user
+  // thread runs in the mm again and get_user_pages() cannot pin it
+  // (mmget_not_zero() fails), so nothing translates its user addresses.
+  exiting = false;
   threads = 0;
   constructor(
     readonly id: number,

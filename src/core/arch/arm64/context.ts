@@ -188,13 +188,25 @@ export function switchMm(m: Machine, c: number, next: Mm | null): void {
 // invalidation, the mm holding that ASID in the current generation (it would
 // get it back on a switch without any invalidation). null: nobody, or the
 // entry will be invalidated before anyone can use it.
-export function asidReachable(m: Machine, c: number, asid: number): Mm | null {
+//
+// An mm in exit_mmap() (mm.exiting: mm_users is zero) is nobody for leaf
+// entries. tlb_flush() (arch/arm64/include/asm/tlb.h) issues no TLBI for a
+// fullmm gather that freed no tables, so unmap_vmas() frees pages (each full
+// batch, tlb_flush_mmu()) while TLBs still map them under the dying ASID:
+// no thread runs in the mm again, and new_context() (arch/arm64/mm/context.c)
+// hands the ASID to another mm only in a later generation, after
+// flush_context() has made every CPU invalidate its whole TLB before it next
+// loads an ASID. Walk-cache entries (walkCache) stay reachable while the mm's
+// tables and ASID are loaded in TTBR0 on c (lazy after exit_mm()): the
+// walker may use them speculatively, which is why that tlb_flush() still
+// invalidates the ASID once tables are freed.
+export function asidReachable(m: Machine, c: number, asid: number, walkCache = false): Mm | null {
   const cpu = m.cpus[c]!;
   const lm = cpu.loadedMm;
-  if (lm !== null && cpu.asid === asid) return lm.alive ? lm : null;
+  if (lm !== null && cpu.asid === asid) return lm.alive && (walkCache || !lm.exiting) ? lm : null;
   if (cpu.tlbFlushPending) return null;
   const a = allocator(m);
   const o = a.owner[asid] ?? null;
-  if (o === null || !o.alive || o.asidId !== a.generation * a.nr + asid) return null;
+  if (o === null || !o.alive || o.exiting || o.asidId !== a.generation * a.nr + asid) return null;
   return o;
 }
