@@ -12,7 +12,7 @@ import type { Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE } from "../core/mm/pgtable.js";
 import type { Mm } from "../core/mm/types.js";
-import { type Interleaver, isSpinSite, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
+import { type Interleaver, isSpinSite, LK_IMMAP, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
 import { type Footprint, loc, mix53, newFootprint, Tracker } from "./track.js";
 
 export interface XThread {
@@ -816,5 +816,5 @@ const FP_I = 2;
 function lockName(key: number): string {
   const kind = Math.floor(key / lockKey(1, 0));
   const id = key % lockKey(1, 0);
-  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : `table ${id}`})`;
+  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : kind === LK_IMMAP ? `file ${id}` : `table ${id}`})`;
 }
