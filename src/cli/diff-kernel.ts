@@ -201,6 +201,7 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
         case "exec":
         case "lockless":
         case "oom_reap":
+        case "truncate":
           throw new ScenarioError(sc.file, step.pos.line, step.pos.col, `diff-kernel cannot run ${step.op} steps on the host helper`);
         case "report":
           for (const [pn, s] of slotOf) await syncHelperState(r, host, s, pn, r.threadCpu.get(r.procs.get(pn)!.threads[0]!) ?? 0);

@@ -45,6 +45,16 @@ export const VARIANTS = {
   // which runs with IRQs off, but not against pte_offset_map() readers under
   // rcu_read_lock()).
   table_free: ["rcu", "semi-rcu"],
+  // mremap's TLB flush of the old range: "fixed" (eb66ae030829, v4.19: every
+  // move_ptes()/move_huge_pmd() that moved a present entry flushes before
+  // dropping either page-table lock), "after-unlock" (before it,
+  // CVE-2018-18281: only a dirty entry forced a flush, after the new table's
+  // lock was dropped; otherwise move_page_tables() flushed the whole old
+  // range once at its end, with every lock dropped, so a concurrent
+  // truncation could zap the new PTE and free the page while a TLB still
+  // mapped it at the old address). That code had no move_normal_pmd() (v5.0)
+  // and moved one PTE at a time (no large-folio batching, v6.16).
+  mremap_flush: ["fixed", "after-unlock"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -96,6 +106,7 @@ export function defaultConfig(): MachineConfig {
       mprotect_batching: "fixed",
       zap_batching: "batched",
       table_free: "rcu",
+      mremap_flush: "fixed",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

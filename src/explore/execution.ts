@@ -13,7 +13,7 @@ import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE } from "../core/mm/pgtable.js";
 import type { Mm } from "../core/mm/types.js";
 import { idxAt } from "../core/geometry.js";
-import { type Interleaver, isSpinSite, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
+import { type Interleaver, isSpinSite, LK_IMMAP, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
 import { type Footprint, loc, mix53, newFootprint, Tracker } from "./track.js";
 
 export interface XThread {
@@ -792,7 +792,7 @@ export class Execution implements Interleaver {
   // progress, a zap in flight, a MADV_FREE in flight, a thread in a fault or call).
   stateMask(): number {
     let k = 0;
-    for (const key of this.lockW.keys()) k |= key >= lockKey(LK_PTL, 0) ? 1 : 2;
+    for (const key of this.lockW.keys()) k |= key < lockKey(LK_MMAP + 1, 0) ? 2 : 1;
     let rcu = false;
     let irq = false;
     let watch = false;
@@ -889,5 +889,5 @@ const FP_I = 2;
 function lockName(key: number): string {
   const kind = Math.floor(key / lockKey(1, 0));
   const id = key % lockKey(1, 0);
-  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : `table ${id}`})`;
+  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : kind === LK_IMMAP ? `file ${id}` : `table ${id}`})`;
 }

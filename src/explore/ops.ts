@@ -9,8 +9,10 @@ import { locklessPteRead } from "../core/mm/gup.js";
 import { dupMmapGen } from "../core/mm/fork.js";
 import { madvise } from "../core/mm/madvise.js";
 import type { KGen } from "../core/mm/memory.js";
-import { doMmap, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
+import { brk, doMmap, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
 import { mprotect } from "../core/mm/mprotect.js";
+import { mremap } from "../core/mm/mremap.js";
+import { truncatePagecache } from "../core/mm/truncate.js";
 import { type Interleaver, LK_MMAP, site } from "../core/sync.js";
 import type { Runner } from "../run/runner.js";
 import type { Step } from "../scenario/types.js";
@@ -109,6 +111,57 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.sysLeave(t);
       return;
     }
+    case "mremap": {
+      const p = r.procOf(step);
+      const reg = p.regions.get(step.region);
+      if (reg === undefined) throw r.err(step, `unknown region "${step.region}"`);
+      const end = reg.start + reg.len;
+      // do_mremap() takes mmap_lock for writing (a shrink drops it in
+      // do_vmi_munmap()). What the old range shows is not constrained from
+      // here on: its pages move or go.
+      x.sysEnter(t);
+      x.zapBegin(p.mm, reg.start, end);
+      r.enter(step, p);
+      yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
+      const na = yield* mremap(m, p.mm, reg.start, reg.len, step.newSize, step.mayMove);
+      il.unlock(LK_MMAP, p.mm.id);
+      x.zapEnd(p.mm, reg.start, end);
+      p.regions.delete(step.region);
+      p.regions.set(step.newRegion ?? step.region, { start: na, len: step.newSize });
+      // The old range: what moved away (or was cut off) must not stay in a TLB.
+      x.sysReturn(t, "mremap", p.mm, na === reg.start ? reg.start + Math.min(reg.len, step.newSize) : reg.start, end);
+      return;
+    }
+    case "brk": {
+      const p = r.procOf(step);
+      x.sysEnter(t);
+      r.enter(step, p);
+      yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
+      const ps = m.geo.pageSize;
+      const oldEnd = Math.ceil(p.mm.brk / ps) * ps;
+      const newEnd = Math.ceil((p.mm.brk + step.delta) / ps) * ps;
+      // Shrinking unmaps like munmap (and downgrades the lock).
+      const shrink = newEnd < oldEnd && p.mm.brk + step.delta >= p.mm.startBrk;
+      if (shrink) x.zapBegin(p.mm, newEnd, oldEnd);
+      yield* brk(m, p.mm, p.mm.brk + step.delta);
+      il.unlock(LK_MMAP, p.mm.id);
+      r.bindHeap(step, p);
+      if (shrink) {
+        x.zapEnd(p.mm, newEnd, oldEnd);
+        x.sysReturn(t, "brk", p.mm, newEnd, oldEnd);
+      } else x.sysLeave(t);
+      return;
+    }
+    case "truncate": {
+      const f = m.files.get(step.file);
+      if (f === undefined) throw r.err(step, `unknown file "${step.file}" (map it first)`);
+      // ftruncate(): no mmap_lock; i_mmap_rwsem inside.
+      x.sysEnter(t);
+      m.curCpu = t.cpu;
+      yield* truncatePagecache(m, f, step.size);
+      x.sysLeave(t);
+      return;
+    }
     case "touch": {
       const p = r.procOf(step);
       const [a, len] = r.range(step, p, 0);
@@ -189,6 +242,12 @@ export function describeStep(s: Step): string {
       return `exit ${s.process}`;
     case "oom_reap":
       return `oom_reap ${s.process}`;
+    case "mremap":
+      return `mremap ${s.region} -> ${KB(s.newSize)}${s.newRegion !== undefined ? ` as ${s.newRegion}` : ""}`;
+    case "brk":
+      return `brk ${s.delta < 0 ? "-" : "+"}${KB(Math.abs(s.delta))}`;
+    case "truncate":
+      return `truncate ${s.file} to ${KB(s.size)}`;
     default:
       return s.op;
   }

@@ -12,12 +12,13 @@ import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
 import { type Arm64Features, defaultConfig, Machine, type MachineConfig, MODEL_VA_BITS, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
 import { doMadvise } from "../core/mm/madvise.js";
-import { doBrk, doMmap, doMremap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
+import { doBrk, doMmap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
+import { doMremap } from "../core/mm/mremap.js";
 import { doMprotect } from "../core/mm/mprotect.js";
 import { dupMmap } from "../core/mm/fork.js";
 import { type KGen, run } from "../core/mm/memory.js";
 import type { Mm } from "../core/mm/types.js";
-import { type ForkStep, type MachineSpec, type Scenario, ScenarioError, type Step } from "../scenario/types.js";
+import { type BrkStep, type ForkStep, type MachineSpec, type Scenario, ScenarioError, type Step } from "../scenario/types.js";
 
 export interface Figures {
   vmpte_kb: number;
@@ -315,13 +316,7 @@ export class Runner {
         const p = this.procOf(step);
         this.enter(step, p);
         doBrk(m, p.mm, p.mm.brk + step.delta);
-        if (step.region !== undefined) {
-          const ps = m.geo.pageSize;
-          const start = Math.ceil(p.mm.startBrk / ps) * ps;
-          const len = Math.ceil(p.mm.brk / ps) * ps - start;
-          if (len > 0) p.regions.set(step.region, { start, len });
-          else p.regions.delete(step.region);
-        }
+        this.bindHeap(step, p);
         return;
       }
       case "fork": {
@@ -359,8 +354,19 @@ export class Runner {
         return;
       case "lockless":
       case "oom_reap":
+      case "truncate":
         throw this.err(step, `${step.op} runs only under \`ptlab explore\` (put the step in \`concurrent\`)`);
     }
+  }
+
+  // A brk step's `region`: the heap from start_brk to the break, page aligned.
+  bindHeap(step: BrkStep, p: Proc): void {
+    if (step.region === undefined) return;
+    const ps = this.m.geo.pageSize;
+    const start = Math.ceil(p.mm.startBrk / ps) * ps;
+    const len = Math.ceil(p.mm.brk / ps) * ps - start;
+    if (len > 0) p.regions.set(step.region, { start, len });
+    else p.regions.delete(step.region);
   }
 
   // The child of a fork step, with the parent's regions.

@@ -411,6 +411,7 @@ const builders: { [K in Op]: Builder<K> } = {
   exit: (a, base, cx) => cx.sem.exit(a, base, cx),
   lockless: (a, base) => ({ op: "lockless", ...base, region: a.region, offset: a.offset, via: a.via }),
   oom_reap: (a, base) => ({ op: "oom_reap", ...base, process: a.process }),
+  truncate: (a, base) => ({ op: "truncate", ...base, file: a.file, size: a.size }),
   exec: (_a, base) => ({ op: "exec", ...base }),
   report: (a, base, cx) => {
     const n = cx.sem.countReport();

@@ -30,6 +30,7 @@ export const OPS = [
   "repeat",
   "lockless",
   "oom_reap",
+  "truncate",
   "exec",
 ] as const;
 export type Op = (typeof OPS)[number];
@@ -265,6 +266,13 @@ export const stepArgs = {
   oom_reap: z
     .strictObject({ process: nameSchema, thread: threadRef })
     .describe("The OOM reaper zapping a dying process's private anon memory (explore only; thread: where it runs)"),
+  truncate: z
+    .strictObject({
+      file: nameSchema.describe("File name given to an earlier mmap"),
+      size: pageOffsetSchema.prefault(0).describe("New size: the page cache from here on is unmapped and dropped"),
+      thread: threadRef,
+    })
+    .describe("ftruncate() to a smaller size (explore only): truncate_pagecache() unmaps the pages from every mapping and drops them"),
   lockless: z
     .strictObject({
       region: nameSchema.describe("Region name bound by an earlier mmap"),

@@ -131,6 +131,11 @@ export interface OomReapStep extends StepBase {
   op: "oom_reap";
   process: string;
 }
+export interface TruncateStep extends StepBase {
+  op: "truncate";
+  file: string;
+  size: number;
+}
 export interface ReportStep extends StepBase {
   op: "report";
   label: string;
@@ -157,6 +162,7 @@ export type Step =
   | RepeatStep
   | LocklessStep
   | OomReapStep
+  | TruncateStep
   | ExecStep;
 
 export interface ExploreSpec {

@@ -1,19 +1,17 @@
 // Mapping and unmapping: models do_mmap() with the top-down
 // get_unmapped_area() (mm/mmap.c), do_vmi_munmap()/unmap_region() (mm/vma.c),
-// brk, exit_mmap() (mm/mmap.c) and mremap's move_vma()/move_page_tables()
-// (mm/mremap.c).
+// brk and exit_mmap() (mm/mmap.c). mremap is in mremap.ts.
 
 import type { Machine } from "../machine.js";
-import { LK_MMAP, site } from "../sync.js";
+import { type Interleaver, LK_IMMAP, LK_MMAP, site } from "../sync.js";
 
 const S_EXIT_READ = site("exit_mmap", "mmap_read_lock() for unmap_vmas()");
 const S_EXIT_WRITE = site("exit_mmap", "mmap_write_lock() for free_pgtables()");
-import { folioPteBatch, freePgtables, type KGen, run, unmapVmas } from "./memory.js";
+const S_UNLINK_FILE = site("free_pgtables", "unlink_file_vma_batch(): take i_mmap_rwsem for writing");
+import { freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
-import { splitHugePmd } from "./huge_memory.js";
 import { type FileObj, type Mm, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
 import { insertVma, isolateRange, mergeAround, rangeFree } from "./vma.js";
-import { pmdOffset, pteAlloc, pteTableOf } from "./walk.js";
 
 export class MmError extends Error {
   constructor(
@@ -70,7 +68,7 @@ export function doMmap(m: Machine, mm: Mm, args: MmapArgs): number {
   if (a.fixed) {
     if (a.addr > A.taskSize - a.len) throw new MmError("ENOMEM", `MAP_FIXED range ends above TASK_SIZE (0x${A.taskSize.toString(16)})`);
     addr = a.addr;
-    if (!rangeFree(mm, addr, addr + a.len)) run(doMunmap(m, mm, addr, a.len));
+    if (!rangeFree(mm, addr, addr + a.len)) run(doMunmap(m, mm, addr, a.len, false));
   } else if (
     a.addr !== 0 &&
     a.addr % PS === 0 &&
@@ -98,8 +96,11 @@ export function doMmap(m: Machine, mm: Mm, args: MmapArgs): number {
   return addr;
 }
 
-// do_vmi_munmap(): split at the edges, detach, unmap_region().
-export function* doMunmap(m: Machine, mm: Mm, start: number, len: number): KGen {
+// do_vmi_munmap(): split at the edges, detach, unmap_region(). With
+// `unlock` (munmap(), brk and an mremap shrink) mmap_lock is downgraded to
+// reading once the VMAs are detached; mmap(MAP_FIXED) and mremap's
+// unmap_source_vma() keep it for writing.
+export function* doMunmap(m: Machine, mm: Mm, start: number, len: number, unlock = true): KGen {
   const PS = m.geo.pageSize;
   if (start % PS !== 0) throw new MmError("EINVAL", "address must be page aligned");
   const end = start + Math.ceil(len / PS) * PS;
@@ -111,7 +112,7 @@ export function* doMunmap(m: Machine, mm: Mm, start: number, len: number): KGen 
   const next = mm.vmas[first];
   // vms_complete_munmap_vmas(): with the VMAs detached, zap and free page
   // tables under the read lock (mmap_write_downgrade(), since v4.20).
-  if (m.il) m.il.downgrade(LK_MMAP, mm.id);
+  if (m.il && unlock) m.il.downgrade(LK_MMAP, mm.id);
   yield* unmapRegion(m, mm, vmas, prev ? prev.end : 0, next ? next.start : 0);
 }
 
@@ -121,18 +122,42 @@ export function* unmapRegion(m: Machine, mm: Mm, vmas: Vma[], floor: number, cei
   const start = (vmas[0] as Vma).start;
   const end = (vmas[vmas.length - 1] as Vma).end;
   yield* unmapVmas(tlb, vmas, start, end, null);
+  if (m.il) yield* unlinkFileVmas(m, vmas);
   freePgtables(tlb, vmas, floor, ceiling);
   tlbFinishMmu(tlb);
 }
 
-// brk(): returns the new break.
+// unlink_file_vma_batch_add()/_final() in free_pgtables(): file VMAs leave
+// the i_mmap tree under i_mmap_rwsem for writing before their tables go, so
+// a truncation walking them (for reading) is done with their tables first.
+// Explorer only: a sequential run has nobody to exclude.
+function* unlinkFileVmas(m: Machine, vmas: Vma[]): KGen {
+  const il = m.il as Interleaver;
+  for (const vma of vmas) {
+    const f = vma.file;
+    if (f === null) continue;
+    yield il.lock(LK_IMMAP, f.id, true, S_UNLINK_FILE);
+    il.unlock(LK_IMMAP, f.id);
+  }
+}
+
+// Sequential brk (ptlab run, replay): returns the new break.
 export function doBrk(m: Machine, mm: Mm, newBrk: number): number {
+  return run(brk(m, mm, newBrk));
+}
+
+// brk() (mm/mmap.c) after mmap_write_lock(): returns the new break.
+// Shrinking unmaps like munmap (do_vmi_align_munmap() with unlock: the lock
+// is read-held afterwards), growing adds or extends the heap VMA.
+export function* brk(m: Machine, mm: Mm, newBrk: number): KGen<number> {
   const PS = m.geo.pageSize;
   const oldEnd = Math.ceil(mm.brk / PS) * PS;
   const newEnd = Math.ceil(newBrk / PS) * PS;
   if (newBrk < mm.startBrk) return mm.brk;
   if (newEnd < oldEnd) {
-    run(doMunmap(m, mm, newEnd, oldEnd - newEnd));
+    // mm->brk changes before the unmap drops the write lock.
+    mm.brk = newBrk;
+    yield* doMunmap(m, mm, newEnd, oldEnd - newEnd);
   } else if (newEnd > oldEnd) {
     if (!rangeFree(mm, oldEnd, newEnd)) return mm.brk;
     insertVma(mm, new Vma(oldEnd, newEnd, VM_READ | VM_WRITE | VM_MAYWRITE, null, 0, 0));
@@ -156,7 +181,10 @@ export function* exitMmap(m: Machine, mm: Mm): KGen {
     il.unlock(LK_MMAP, mm.id);
     yield il.lock(LK_MMAP, mm.id, true, S_EXIT_WRITE);
   }
-  if (vmas.length > 0) freePgtables(tlb, vmas, 0, 0);
+  if (vmas.length > 0) {
+    if (il) yield* unlinkFileVmas(m, vmas);
+    freePgtables(tlb, vmas, 0, 0);
+  }
   tlbFinishMmu(tlb);
   mm.vmas = [];
   if (il) il.unlock(LK_MMAP, mm.id);
@@ -173,96 +201,3 @@ export function* oomReap(m: Machine, mm: Mm): KGen {
   if (il) il.unlock(LK_MMAP, mm.id);
 }
 const S_REAP_READ = site("__oom_reap_task_mm", "mmap_read_lock()");
-
-// mremap(): shrink in place, grow in place when the gap allows, else move.
-export function doMremap(m: Machine, mm: Mm, addr: number, oldLen: number, newLen: number, mayMove: boolean, newAddrHint = 0): number {
-  const vma = mm.findVma(addr);
-  if (vma === null || vma.start > addr || addr + oldLen > vma.end) throw new MmError("EFAULT", "mremap: old range is not one mapping");
-  if (newLen <= oldLen) {
-    if (newLen < oldLen) run(doMunmap(m, mm, addr + newLen, oldLen - newLen));
-    return addr;
-  }
-  if (newAddrHint === 0 && addr + oldLen === vma.end && rangeFree(mm, vma.end, addr + newLen)) {
-    vma.end = addr + newLen; // vma_expand()
-    mergeAround(m, mm, vma.start, vma.end);
-    return addr;
-  }
-  if (!mayMove && newAddrHint === 0) throw new MmError("ENOMEM", "mremap: cannot grow in place and may_move is not set");
-  const dest = newAddrHint !== 0 ? newAddrHint : getUnmappedArea(mm, newLen, m.geo.pageSize);
-  moveVma(m, mm, vma, addr, oldLen, dest, newLen);
-  return dest;
-}
-
-// move_vma(): new VMA, move_page_tables(), then unmap the old range.
-function moveVma(m: Machine, mm: Mm, vma: Vma, old: number, oldLen: number, dest: number, newLen: number): void {
-  const nv = vma.clone();
-  nv.start = dest;
-  nv.end = dest + newLen;
-  nv.pgoff = vma.pgoffOf(old, m.geo.pageSize);
-  insertVma(mm, nv);
-  movePageTables(m, mm, vma, old, dest, oldLen);
-  run(doMunmap(m, mm, old, oldLen));
-  mergeAround(m, mm, dest, dest + newLen);
-}
-
-// move_page_tables(): whole PTE tables move when both sides are PMD aligned
-// (move_normal_pmd()), PMD leaves move whole (move_huge_pmd()), otherwise PTEs
-// move one by one (move_ptes()). The old range is flushed.
-function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number, len: number): void {
-  const A = m.arch;
-  const T = m.tables;
-  const PS = m.geo.pageSize;
-  const PMDS = m.geo.pmdSize;
-  let off = 0;
-  let moved = false;
-  while (off < len) {
-    const oa = old + off;
-    const da = dest + off;
-    const extent = Math.min(PMDS - (oa % PMDS), PMDS - (da % PMDS), len - off);
-    const spi = pmdOffset(m, mm, oa, false);
-    const sv = spi >= 0 ? T.get(spi) : 0;
-    if (sv === 0) {
-      off += extent;
-      continue;
-    }
-    const dpi = pmdOffset(m, mm, da, true);
-    if (extent === PMDS && T.get(dpi) === 0 && (A.entryIsLeaf(sv) || A.entryIsTable(sv))) {
-      T.set(dpi, sv);
-      T.set(spi, 0);
-      m.counters.pteWrites += 2;
-      moved = true;
-      off += extent;
-      continue;
-    }
-    // A PMD mapping that does not move whole is split first.
-    if (A.entryIsLeaf(sv)) splitHugePmd(m, mm, vma, spi, oa - (oa % PMDS));
-    const dslot = pteAlloc(m, mm, dpi);
-    const sslot = pteTableOf(m, T.get(spi));
-    const es = T.chunkOf(sslot);
-    const ed = T.chunkOf(dslot);
-    // move_ptes(), batched over large folios (mremap_folio_pte_batch()).
-    const n = extent / PS;
-    const si0 = T.base(sslot) + ((oa / PS) & m.geo.ptrsMask);
-    const di0 = T.base(dslot) + ((da / PS) & m.geo.ptrsMask);
-    for (let k = 0; k < n; ) {
-      const v = A.ptepGet(m, es, si0 + k);
-      if (v === 0) {
-        k++;
-        continue;
-      }
-      let nr = 1;
-      if (!A.pteSpecial(v)) {
-        const pfn = A.ptePfn(v);
-        const head = m.phys.folioHead(pfn);
-        const order = m.phys.order[head] as number;
-        if (order > 0) nr = folioPteBatch(m, es, si0 + k, v, pfn, head, order, n - k, false, false);
-      }
-      const pte = A.getAndClearFullPtes(m, mm, oa + k * PS, es, si0 + k, nr, false);
-      A.setPtes(m, mm, da + k * PS, ed, di0 + k, pte, nr);
-      moved = true;
-      k += nr;
-    }
-    off += extent;
-  }
-  if (moved) A.flushTlbRange(m, mm, old, old + len, m.geo.pageShift, false);
-}
