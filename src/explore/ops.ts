@@ -123,7 +123,17 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.zapBegin(p.mm, reg.start, end);
       r.enter(step, p);
       yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
-      const na = yield* mremap(m, p.mm, reg.start, reg.len, step.newSize, step.mayMove);
+      let na: number;
+      try {
+        na = yield* mremap(m, p.mm, reg.start, reg.len, step.newSize, step.mayMove);
+      } catch (e) {
+        // An error return (EFAULT, ENOMEM, EINVAL) releases mmap_lock and
+        // leaves what moved so far flushed.
+        il.unlock(LK_MMAP, p.mm.id);
+        x.zapEnd(p.mm, reg.start, end);
+        x.sysReturn(t, "mremap", p.mm, reg.start, end);
+        throw e;
+      }
       il.unlock(LK_MMAP, p.mm.id);
       x.zapEnd(p.mm, reg.start, end);
       p.regions.delete(step.region);
@@ -143,8 +153,11 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       // Shrinking unmaps like munmap (and downgrades the lock).
       const shrink = newEnd < oldEnd && p.mm.brk + step.delta >= p.mm.startBrk;
       if (shrink) x.zapBegin(p.mm, newEnd, oldEnd);
-      yield* brk(m, p.mm, p.mm.brk + step.delta);
-      il.unlock(LK_MMAP, p.mm.id);
+      try {
+        yield* brk(m, p.mm, p.mm.brk + step.delta);
+      } finally {
+        il.unlock(LK_MMAP, p.mm.id);
+      }
       r.bindHeap(step, p);
       if (shrink) {
         x.zapEnd(p.mm, newEnd, oldEnd);

@@ -76,7 +76,22 @@ export interface GenOptions {
 }
 
 // The kinds of concurrent step a case may use (its swarm configuration).
-const KINDS = ["touch", "read", "dontneed", "free", "cold", "pageout", "thp-advice", "mprotect", "munmap", "fork", "lockless", "exit"] as const;
+const KINDS = [
+  "touch",
+  "read",
+  "dontneed",
+  "free",
+  "cold",
+  "pageout",
+  "thp-advice",
+  "mprotect",
+  "munmap",
+  "fork",
+  "lockless",
+  "exit",
+  "mremap",
+  "brk",
+] as const;
 type Kind = (typeof KINDS)[number];
 
 // Page state bits the generator keeps so that set-up steps stay valid.
@@ -247,6 +262,13 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     else if (machine.thp === "always" && ch.bool(0.2)) steps.push({ op: "madvise", args: { region: name, advice: "nohugepage", thread: "T0" } });
   }
 
+  // The heap, for a concurrent brk to shrink or grow.
+  if (has("brk") && ch.bool(0.8)) {
+    const hp = ch.pick([1, 2, block, 33]);
+    steps.push({ op: "brk", args: { delta: hp * page, region: "h", thread: "T0" } });
+    p.regions.push({ name: "h", pages: new Uint8Array(hp).fill(MAPPED | PR | PW), anonPrivate: true });
+  }
+
   // ---- set-up: populate, then a few steps that vary the state ---------------------------
   const mappedRun = (r: Region, off: number, len: number, need: number): number => {
     let k = 0;
@@ -390,7 +412,21 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       return true;
     }
     if (regs.length === 0) return false;
+    if (k === "brk") {
+      const h = regs.find((x) => x.name === "h");
+      if (h === undefined) return false;
+      const d = ch.bool(0.7) ? -Math.max(1, ch.pick([1, h.pages.length, h.pages.length >> 1])) : ch.pick([1, block]);
+      conc.push({ op: "brk", args: { delta: d * page, thread: a.t } });
+      return true;
+    }
     const r = ch.pick(regs);
+    if (k === "mremap") {
+      if (r.name === "h") return false;
+      const n = r.pages.length;
+      const nn = Math.max(1, ch.pick([n >> 1, n + 1, n + block, 2 * n, ptes]));
+      conc.push({ op: "mremap", args: { region: r.name, new_size: nn * page, may_move: ch.bool(0.7), thread: a.t } });
+      return true;
+    }
     const n = r.pages.length;
     if (k === "lockless") {
       const [off] = range(n, true, 1);
