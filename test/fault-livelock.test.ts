@@ -9,8 +9,10 @@ import { describe, it } from "node:test";
 import { type ExploreConfig, explore } from "../src/explore/explore.js";
 import type { Machine } from "../src/core/machine.js";
 import { PG_DIRTY } from "../src/core/mm/physmem.js";
+import { defaultReplayOptions, Replayer } from "../src/replay/replay.js";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
+import { parseStrace } from "../src/trace/strace.js";
 
 const ARCHES = ["x86_64", "arm64"] as const;
 
@@ -87,6 +89,34 @@ steps:
       assert.equal(violations.length, 1, violations.join("\n"));
       const a = r.procs.get("p0")!.regions.get("A")!.start;
       assert.match(violations[0]!, new RegExp(`^\\[livelock\\] handle_mm_fault\\(\\) livelock: CPU0's write at 0x${a.toString(16)} still faults .*\\(after touch at t\\.yaml:5:5\\)$`));
+    });
+
+  // Unchecked (--no-check) the run still stops there: the thread never got
+  // past the access.
+  for (const arch of ARCHES)
+    it(`${arch}: an unchecked run reports it too`, () => {
+      const r = new Runner(parseScenario(yaml, "t.yaml"), { checkInvariants: false, arch, onMachine: neverAccessed });
+      const { violations } = r.runToEnd();
+      assert.equal(violations.length, 1, violations.join("\n"));
+      assert.match(violations[0]!, /^\[livelock\] handle_mm_fault\(\) livelock: CPU0's write at 0x[0-9a-f]+ still faults/);
+    });
+
+  // A replayed access (here the writable touch policy after an mmap) that
+  // never resolves: reported with the trace line, checked or not.
+  for (const checkInvariants of [true, false])
+    it(`replay${checkInvariants ? "" : " --no-check"}: reported with the trace line`, async () => {
+      const lines = [
+        "100 mmap(NULL, 16384, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000",
+        "100 exit_group(0) = ?",
+        "100 +++ exited with 0 +++",
+      ];
+      const r = new Replayer({ ...defaultReplayOptions(), checkInvariants, touch: { kind: "writable" } });
+      neverAccessed(r.m);
+      for await (const e of parseStrace(lines, { file: "t.strace", lenient: false })) r.apply(e);
+      assert.equal(r.violations.length, 1, r.violations.map((v) => v.message).join("\n"));
+      assert.equal(r.violations[0]!.invariant, "livelock");
+      assert.match(r.violations[0]!.message, /^line 1: handle_mm_fault\(\) livelock: CPU0's write at 0x7f0000000000 still faults/);
+      assert.equal(r.stats.touches, 1);
     });
 
   // Under the explorer the retrying thread runs alone only when nothing else

@@ -20,7 +20,7 @@ import { type ArchName, makeArch } from "../core/arch/select.js";
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { AccountingCache, checkAccounting, checkTlbs, TlbCache } from "../core/check.js";
 import { Counters, snapshotCounters } from "../core/counters.js";
-import { userAccess } from "../core/hw/walker.js";
+import { type AccessResult, userAccess } from "../core/hw/walker.js";
 import { defaultConfig, Machine, type Violation } from "../core/machine.js";
 import { doMadvise, type Advice } from "../core/mm/madvise.js";
 import { run } from "../core/mm/memory.js";
@@ -200,13 +200,15 @@ export class Replayer {
     s.peakRssFileKb = Math.max(s.peakRssFileKb, mm.rssFile * 4);
   }
 
-  private access(p: Proc, c: number, addr: number, write: boolean): void {
+  private access(p: Proc, c: number, addr: number, write: boolean): AccessResult {
     const vma = p.mm.findVma(addr);
     if (vma === null) this.ensureMapped(p, addr, 1);
     const v = p.mm.findVma(addr) as Vma;
     // A write the VMA does not allow cannot have happened as a write.
     const w = write && (v.flags & VM_WRITE) !== 0;
-    if (userAccess(this.m, c, p.mm, addr, w) === "segv") this.stats.segv++;
+    const res = userAccess(this.m, c, p.mm, addr, w);
+    if (res === "segv") this.stats.segv++;
+    return res;
   }
 
   // Releases a task; the mm goes when its last user does.
@@ -378,6 +380,10 @@ export class Replayer {
         m.violations = [];
         if (v.length > 0) this.violations.push(...v.map((x) => ({ ...x, message: `line ${e.line}: ${x.message}` })));
       } else this.stats.checksSkipped++;
+    } else if (m.violations.length > 0) {
+      // Unchecked, a fault that never resolved is still reported.
+      for (const x of m.violations) if (x.invariant === "livelock") this.violations.push({ ...x, message: `line ${e.line}: ${x.message}` });
+      m.violations = [];
     }
   }
 
@@ -385,8 +391,12 @@ export class Replayer {
     const t = this.opts.touch;
     if (t.kind === "none" || !writableAnon) return;
     const pages = t.kind === "writable" ? len / 4096 : Math.min(t.pages, len / 4096);
-    for (let k = 0; k < pages; k++) this.access(p, c, addr + k * 4096, true);
-    this.stats.touches += pages;
+    let k = 0;
+    while (k < pages) {
+      const res = this.access(p, c, addr + k++ * 4096, true);
+      if (res === "livelock") break; // the thread never gets past it (reported once)
+    }
+    this.stats.touches += k;
   }
 
   counters(): Counters {

@@ -232,6 +232,12 @@ export class Runner {
       const v = [...m.violations, ...checkTlbs(m), ...checkAccounting(m), ...(m.arch.name === "arm64" ? checkContpte(m) : [])];
       m.violations = [];
       if (v.length > 0) throw new ViolationError(v, `${step.op} at ${this.sc.file}:${step.pos.line}:${step.pos.col}`);
+    } else if (!m.config.checkInvariants && m.violations.length > 0) {
+      // Unchecked runs still stop at a fault that never resolved: the thread
+      // never got past it, so what follows would not be what the kernel does.
+      const v = m.violations.filter((x) => x.invariant === "livelock");
+      m.violations = [];
+      if (v.length > 0) throw new ViolationError(v, `${step.op} at ${this.sc.file}:${step.pos.line}:${step.pos.col}`);
     }
   }
 
