@@ -140,6 +140,7 @@ export function runOnce(
   if (cfg.ignore && cfg.ignore.length > 0) x.ignore = new Set(cfg.ignore);
   x.dirtyBefore = dirtyMappedFrames(m);
   m.il = x;
+  if (m.config.checkInvariants) x.checkTables();
   for (const t of threadsOf(sc)) {
     const cpu = r.threadCpu.get(t.name);
     if (cpu === undefined) {
