@@ -209,9 +209,9 @@ export class TableStore {
       const g = holds(held, slot);
       const base = this.base(slot);
       const end = base + ptrs;
-      // Index keys reach a proxy as strings. Only the kernel path that
-      // mapped the table uses the view (the explorer unwraps it).
+      // Index keys reach a proxy as strings.
       const ok = (i: number, k: string, verb: string): boolean => {
+        if (c.held() === null) return true;
         if (!(i >= base && i < end && Number.isInteger(i)))
           return !c.bad("pt-out-of-bounds", `${verb} index ${Number.isInteger(i) ? i - base : k} of the ${table(slot)}, outside [0, ${ptrs})`);
         if (this.state[slot] === TBL_FREE || this.gen[slot] !== g) return alive(slot, g, i - base, verb);
