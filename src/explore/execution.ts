@@ -295,7 +295,7 @@ export class Execution implements Interleaver, TableAccessCheck {
     const t = this.current;
     const at = siteName(t.site);
     const fn = t.site === 0 ? t.op : at.split(": ")[0];
-    this.fail({ invariant, cpu: t.cpu, message: `${fn}: ${t.name} on CPU${t.cpu} ${message} (${t.op}; last point: ${at})` });
+    this.fail({ invariant, cpu: t.cpu, message: `${fn}: ${t.name} on CPU${t.cpu} ${message} (${t.op === "" ? "" : `${t.op}; `}last point: ${at})` });
     throw new Deviation(`${invariant} in ${fn}`);
   }
 
