@@ -258,5 +258,11 @@ describe("checked page-table access: under the explorer", () => {
       assert.ok(Object.hasOwn(x.m.tables, "chunkOf"), f);
       assert.equal(x.violation, null, `${f}: ${x.violation?.message}`);
     }
+    const off = runOnce(
+      scenarioConfig(load(files[0] as string), false, { ignore: ["pt-out-of-bounds", "pt-use-after-free"] }),
+      (_d, cands) => cands[0] as number,
+      false,
+    );
+    assert.equal(Object.hasOwn(off.m.tables, "chunkOf"), false, "ignoring both leaves the plain accessors");
   });
 });
