@@ -10,7 +10,7 @@ import { checkAccounting, checkPtesMapLivePages, checkTlbs, checkWritableInVma, 
 import { PG_ANON, PG_DIRTY } from "../core/mm/physmem.js";
 import type { Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
-import { TBL_FREE } from "../core/mm/pgtable.js";
+import { TBL_FREE, type TableAccessCheck } from "../core/mm/pgtable.js";
 import type { Mm } from "../core/mm/types.js";
 import { idxAt } from "../core/geometry.js";
 import { type Interleaver, isSpinSite, LK_IMMAP, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
@@ -35,6 +35,9 @@ export interface XThread {
   op: string; // the step of the scenario it is running, for traces
   stores: number; // user stores so far (their stamps)
   ownSteps: number; // steps it has taken
+  // Checked mode: the page tables it obtained in its current step of the
+  // scenario (slot -> generation), see TableStore.checkAccess().
+  tables: Map<number, number>;
 }
 
 interface Watch {
@@ -75,7 +78,7 @@ export interface Snapshot {
 
 export class Deviation extends Error {}
 
-export class Execution implements Interleaver {
+export class Execution implements Interleaver, TableAccessCheck {
   readonly threads: XThread[] = [];
   readonly rcuAgent: XThread;
   readonly decisions: Decision[] = [];
@@ -120,6 +123,7 @@ export class Execution implements Interleaver {
       op: "",
       stores: 0,
       ownSteps: 0,
+      tables: new Map(),
     };
   }
 
@@ -182,6 +186,7 @@ export class Execution implements Interleaver {
     const saved = t.site;
     t.site = site;
     this.tracker?.suspend();
+    this.quiet++;
     for (;;) {
       if (this.violation !== null || this.infeasible) break;
       const cands = this.enabled();
@@ -196,6 +201,7 @@ export class Execution implements Interleaver {
       }
       this.step(this.byId(c));
     }
+    this.quiet--;
     this.tracker?.leave();
     t.site = saved;
   }
@@ -209,9 +215,11 @@ export class Execution implements Interleaver {
   private movedAt = 0; // counts steps that were not a retry
   private unspunAt = -1;
   checking(on: boolean): void {
+    this.quiet += on ? 1 : -1;
     if (on) this.tracker?.suspend();
     else this.tracker?.leave();
   }
+  private quiet = 0; // > 0 while explorer code (a check, a nested decision) runs inside a thread's step
   // Read-side sections and IRQs-off regions hold off grace periods (and
   // IRQs-off ones IPIs): counted, so that two threads' entries commute.
   rcuReadLock(): void {
@@ -239,6 +247,7 @@ export class Execution implements Interleaver {
     this.fpAdd(FP_R, X_IRQS, 0);
     const before = this.decisions.length;
     this.tracker?.suspend();
+    this.quiet++;
     for (;;) {
       if (this.violation !== null || this.infeasible) break;
       const holders = this.threads.filter((u) => u.irqOff && u !== t);
@@ -253,21 +262,48 @@ export class Execution implements Interleaver {
       if (c < 0) break;
       this.step(this.byId(c));
     }
+    this.quiet--;
     this.tracker?.leave();
     t.site = saved;
     // The caller goes on inside the last holder's transition: no footprint
     // names that, so it depends on everything.
     if (this.decisions.length > before && this.fp !== null) this.fp.global = true;
   }
-  watch(e: Float64Array, i: number, slot: number): void {
+  watch(ev: Float64Array, i: number, slot: number): void {
     const t = this.current;
     this.tracker?.suspend();
+    // The explorer reads the entry itself (observe()), not as the reader.
+    const e = this.m.tables.unchecked(ev);
     t.watch = { e, i, slot, pfn: this.m.tables.pfn[slot] as number, seen: new Set(), dangling: false, locs: newFootprint() };
     if (this.fp !== null && this.tracker !== null) t.watch.locs.r.add(this.tracker.locOfElement(e, i));
     if (this.m.tables.state[slot] === TBL_FREE)
       this.fail({ invariant: "walk-freed-table", cpu: t.cpu, message: `${t.name} on CPU${t.cpu} maps PTE table pfn ${t.watch.pfn}, which is already free` });
     this.observe();
     this.tracker?.leave();
+  }
+
+  // ---- TableAccessCheck (checked page-table access) --------------------------
+
+  // Installs the checked accessors on the machine's tables (the invariant
+  // checks are on): pt-out-of-bounds and pt-use-after-free.
+  checkTables(): void {
+    this.m.tables.checkAccess(this);
+  }
+  held(): Map<number, number> | null {
+    if (this.quiet > 0 || this.inKernel === null) return null;
+    return this.inKernel.tables;
+  }
+  private inKernel: XThread | null = null; // whose generator code runs (not the explorer's)
+  // Names the kernel function by the site the thread last stopped at (the
+  // access is in that function or one it calls before its next point), then
+  // stops the thread: the bad access is not made.
+  bad(invariant: "pt-out-of-bounds" | "pt-use-after-free", message: string): boolean {
+    if (this.ignore.has(invariant) || this.halted) return false;
+    const t = this.current;
+    const at = siteName(t.site);
+    const fn = t.site === 0 ? t.op : at.split(": ")[0];
+    this.fail({ invariant, cpu: t.cpu, message: `${fn}: ${t.name} on CPU${t.cpu} ${message} (${t.op === "" ? "" : `${t.op}; `}last point: ${at})` });
+    throw new Deviation(`${invariant} in ${fn}`);
   }
 
   // ---- scheduling ----------------------------------------------------------
@@ -527,7 +563,7 @@ export class Execution implements Interleaver {
     const m = this.m;
     this.stepCount++;
     t.ownSteps++;
-    if (t.watch?.dangling) {
+    if (t.watch?.dangling && !this.ignore.has("walk-freed-table")) {
       this.fail({
         invariant: "walk-freed-table",
         cpu: t.cpu,
@@ -562,6 +598,10 @@ export class Execution implements Interleaver {
       this.stack.push(t);
       let r: IteratorResult<number, unknown>;
       this.tracker?.enter(t.id);
+      const quiet = this.quiet;
+      const inKernel = this.inKernel;
+      this.quiet = 0;
+      this.inKernel = t;
       try {
         r = (t.gen as KGen<unknown>).next();
       } catch (e) {
@@ -569,6 +609,8 @@ export class Execution implements Interleaver {
         r = { done: true, value: undefined };
         t.killed = e.message;
       } finally {
+        this.quiet = quiet;
+        this.inKernel = inKernel;
         this.tracker?.leave();
         this.stack.pop();
         t.onStack = false;
@@ -765,7 +807,9 @@ export class Execution implements Interleaver {
     // An entry whose PTE another thread is changing under its PTE lock
     // (wp_page_copy()'s ptep_clear_flush(), a split) is that thread's to
     // flush before it unlocks, not this call's.
+    this.quiet++;
     const v = checkTlbs(this.m, mm).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t)));
+    this.quiet--;
     if (this.fp !== null) this.tracker?.endRecord();
     else this.tracker?.leave();
     for (const first of v) this.fail({ ...first, invariant: "stale-tlb-after-return", message: `when ${name} on ${t.name} returned: ${first.message}` });

@@ -26,6 +26,8 @@ const REVOKES = new Set(["dontneed", "free", "pageout"]);
 export function* threadBody(x: Execution, r: Runner, steps: Step[], self: () => XThread): KGen {
   for (const s of steps) {
     self().op = describeStep(s);
+    // Table pointers do not outlive a system call.
+    self().tables.clear();
     try {
       yield* op(x, r, s, self());
     } catch (e) {

@@ -5,6 +5,12 @@
 // Entries live in chunks of TABLES_PER_CHUNK tables, so growing allocates a
 // new chunk and never copies tables; hot loops take the chunk of a table once
 // (chunkOf/base) and index it directly.
+//
+// Checked mode (checkAccess(), installed by the explorer when invariants are
+// checked): kernel paths' accesses are checked against the table they meant
+// (pt-out-of-bounds) and against the table's lifetime (pt-use-after-free).
+// It swaps in instance methods, so the prototype's plain ones, which
+// `ptlab run` uses, carry no test for it.
 
 import { growTo } from "../growable.js";
 import { PG_PAGETABLE, type PhysMem } from "./physmem.js";
@@ -23,6 +29,18 @@ export const TBL_RCU = 3; // handed to call_rcu(), waiting for a grace period
 
 export const TABLES_PER_CHUNK = 64;
 
+// Who accesses tables, for checked mode (the explorer implements it).
+export interface TableAccessCheck {
+  // The table pointers the running kernel path obtained (slot -> the slot's
+  // generation then); null when no kernel path runs (explorer checks, the
+  // RCU agent): such accesses are not checked.
+  held(): Map<number, number> | null;
+  // A bad access by the running kernel path. True: it is reported and is not
+  // performed (a load gives 0); it may also throw to stop the path. False:
+  // the invariant is ignored, the access goes ahead.
+  bad(invariant: "pt-out-of-bounds" | "pt-use-after-free", message: string): boolean;
+}
+
 export class TableStore {
   readonly ptrs: number;
   private readonly zero: Float64Array;
@@ -31,6 +49,9 @@ export class TableStore {
   pfn: Int32Array; // slot -> PFN of the table page
   level: Uint8Array;
   state: Uint8Array;
+  // Bumped at each alloc(): a slot whose generation moved since a path
+  // obtained it holds another table now.
+  gen: Uint32Array;
   private freeSlots: number[] = [];
   private next = 0;
   live = 0;
@@ -46,6 +67,7 @@ export class TableStore {
     this.pfn = new Int32Array(cap);
     this.level = new Uint8Array(cap);
     this.state = new Uint8Array(cap);
+    this.gen = new Uint32Array(cap);
   }
 
   private grow(): void {
@@ -53,6 +75,7 @@ export class TableStore {
     this.pfn = growTo(this.pfn, cap);
     this.level = growTo(this.level, cap);
     this.state = growTo(this.state, cap);
+    this.gen = growTo(this.gen, cap);
   }
 
   // A zeroed table page at `level`; returns its slot.
@@ -70,8 +93,9 @@ export class TableStore {
     this.pfn[slot] = pfn;
     this.level[slot] = level;
     this.state[slot] = TBL_LIVE;
+    this.gen[slot] = (this.gen[slot] as number) + 1;
     // TypedArray.fill on a sub-range is ~10x slower than set() in V8 11.
-    this.chunkOf(slot).set(this.zero, this.base(slot));
+    (this.chunks[(slot / TABLES_PER_CHUNK) | 0] as Float64Array).set(this.zero, this.base(slot));
     this.live++;
     return slot;
   }
@@ -115,5 +139,111 @@ export class TableStore {
     return true;
   }
 
+  // The raw chunk behind a checked view (identity outside checked mode).
+  unchecked(e: Float64Array): Float64Array {
+    return e;
+  }
+
+  // Checked mode. A kernel path obtains a table pointer by reading it from
+  // the parent entry (slotOfPfn()), by allocating the table, or by mapping a
+  // table it reached otherwise (chunkOf() of mm->pgd); `c.held()` keeps the
+  // slot's generation at that moment. Every later load or store of an entry
+  // must then fall inside that table, [0, PTRS_PER_TABLE) (a chunk view
+  // knows its table; an entry named by global index must lie in some
+  // allocated table), and the slot must still hold it: not free, and not
+  // reallocated since. A table unlinked or waiting for its RCU grace period
+  // is still allocated, so reading it is no use-after-free (the grace
+  // period, not this check, is what the explorer races against).
+  checkAccess(c: TableAccessCheck): void {
+    const P = TableStore.prototype;
+    const ptrs = this.ptrs;
+    const raws = new WeakMap<object, Float64Array>();
+    const holds = (held: Map<number, number>, slot: number): number => {
+      let g = held.get(slot);
+      if (g === undefined) {
+        g = this.gen[slot] as number;
+        held.set(slot, g);
+      }
+      return g;
+    };
+    const table = (slot: number) => `${LEVEL_NAMES[this.level[slot] as number] ?? "?"} table in slot ${slot} (pfn ${this.pfn[slot]})`;
+    // True when entry `idx` of `slot`, held at generation g, may be accessed.
+    const alive = (slot: number, g: number, idx: number, verb: string): boolean => {
+      if (this.state[slot] === TBL_FREE) return !c.bad("pt-use-after-free", `${verb} entry ${idx} of the ${table(slot)}, which is free`);
+      if (this.gen[slot] !== g)
+        return !c.bad("pt-use-after-free", `${verb} entry ${idx} of the ${table(slot)}, which was freed and reallocated since the path obtained its pointer`);
+      return true;
+    };
+    // An entry by global index: some allocated table's.
+    const global = (gi: number, verb: string): boolean => {
+      const held = c.held();
+      if (held === null) return true;
+      if (!(Number.isInteger(gi) && gi >= 0 && gi < this.next * ptrs))
+        return !c.bad("pt-out-of-bounds", `${verb} entry ${gi} by global index, which lies in no table (${this.next} slots of ${ptrs} entries)`);
+      const slot = Math.floor(gi / ptrs);
+      return alive(slot, holds(held, slot), gi - slot * ptrs, verb);
+    };
+    this.get = (gi) => (global(gi, "loads") ? P.get.call(this, gi) : 0);
+    this.set = (gi, v) => {
+      if (global(gi, "stores")) P.set.call(this, gi, v);
+    };
+    this.slotOfPfn = (pfn) => {
+      const slot = P.slotOfPfn.call(this, pfn);
+      const held = c.held();
+      if (held !== null && slot >= 0) held.set(slot, this.gen[slot] as number);
+      return slot;
+    };
+    this.alloc = (level) => {
+      const slot = P.alloc.call(this, level);
+      c.held()?.set(slot, this.gen[slot] as number);
+      return slot;
+    };
+    this.chunkOf = (slot) => {
+      const held = c.held();
+      if (held === null) return P.chunkOf.call(this, slot);
+      if (!(Number.isInteger(slot) && slot >= 0 && slot < this.next)) {
+        if (!c.bad("pt-out-of-bounds", `maps table slot ${slot}, which is no table`)) return P.chunkOf.call(this, slot);
+        return new Float64Array(this.chunkEntries);
+      }
+      const raw = P.chunkOf.call(this, slot);
+      const g = holds(held, slot);
+      const base = this.base(slot);
+      const end = base + ptrs;
+      // Index keys reach a proxy as strings.
+      const ok = (i: number, k: string, verb: string): boolean => {
+        if (c.held() === null) return true;
+        if (!(i >= base && i < end && Number.isInteger(i)))
+          return !c.bad("pt-out-of-bounds", `${verb} index ${Number.isInteger(i) ? i - base : k} of the ${table(slot)}, outside [0, ${ptrs})`);
+        if (this.state[slot] === TBL_FREE || this.gen[slot] !== g) return alive(slot, g, i - base, verb);
+        return true;
+      };
+      const view = new Proxy(raw, {
+        get(t, k) {
+          if (typeof k === "string") {
+            const i = +k;
+            if (!Number.isNaN(i)) return ok(i, k, "loads") ? t[i] : 0;
+          }
+          const v = Reflect.get(t, k);
+          return typeof v === "function" ? v.bind(t) : v;
+        },
+        set(t, k, v) {
+          if (typeof k === "string") {
+            const i = +k;
+            if (!Number.isNaN(i)) {
+              if (ok(i, k, "stores")) t[i] = v;
+              return true;
+            }
+          }
+          return Reflect.set(t, k, v);
+        },
+      });
+      raws.set(view, raw);
+      return view;
+    };
+    this.unchecked = (e) => raws.get(e) ?? e;
+  }
+
   static bytesPerEntry = 8;
 }
+
+const LEVEL_NAMES = ["PTE", "PMD", "PUD", "P4D", "PGD"];

@@ -84,7 +84,8 @@ export function* tryToFreePte(tlb: MmuGather, pmdIdx: number, addr: number): Gen
 // was none when its PMD was cleared (nothing can add one after: the PMD is
 // gone and the faulting path re-checks it under the PTL).
 function checkTableEmpty(m: Machine, slot: number, addr: number): void {
-  const e = m.tables.chunkOf(slot);
+  // A check, not kernel code: no checked access (TableStore.checkAccess()).
+  const e = m.tables.unchecked(m.tables.chunkOf(slot));
   const base = m.tables.base(slot);
   let n = 0;
   for (let i = 0; i < m.geo.ptrs; i++) if (e[base + i] !== 0) n++;
