@@ -10,7 +10,7 @@ const S_EXIT_READ = site("exit_mmap", "mmap_read_lock() for unmap_vmas()");
 const S_EXIT_WRITE = site("exit_mmap", "mmap_write_lock() for free_pgtables()");
 import { folioPteBatch, freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
-import { splitHugePmd } from "./huge_memory.js";
+import { splitHugePmdMmapWriteLocked } from "./huge_memory.js";
 import { type FileObj, type Mm, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
 import { insertVma, isolateRange, mergeAround, rangeFree } from "./vma.js";
 import { pmdOffset, pteAlloc, pteTableOf } from "./walk.js";
@@ -234,7 +234,7 @@ function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number,
       continue;
     }
     // A PMD mapping that does not move whole is split first.
-    if (A.entryIsLeaf(sv)) splitHugePmd(m, mm, vma, spi, oa - (oa % PMDS));
+    if (A.entryIsLeaf(sv)) splitHugePmdMmapWriteLocked(m, mm, vma, spi, oa - (oa % PMDS));
     const dslot = pteAlloc(m, mm, dpi);
     const sslot = pteTableOf(m, T.get(spi));
     const es = T.chunkOf(sslot);
