@@ -5,8 +5,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pmdOffset } from "../src/core/mm/walk.js";
-import { parseScenario } from "../src/scenario/load.js";
 import { Runner } from "../src/run/runner.js";
+import { parseScenario } from "../src/scenario/load.js";
 
 function thpPmd(arch: string): { r: Runner; v: number } {
   const yaml = `name: t
