@@ -166,6 +166,10 @@ export class Machine {
   // interleaving points only when it is set, so sequential runs pay one
   // branch per point.
   il: Interleaver | null = null;
+  // PTE tables being filled before anything links them (THP split: the
+  // withdrawn table is reachable only through a local PMD value). Only the
+  // explorer's checks, which run at nested points, can see one.
+  unreachableTables: number[] = [];
   // Violations found while a kernel path ran (checks that must look at the
   // moment something happens, not at the end of a step).
   violations: Violation[] = [];

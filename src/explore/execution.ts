@@ -751,10 +751,10 @@ export class Execution implements Interleaver, TableAccessCheck {
       if (this.violation !== null) return;
     }
     if (m.arch.name === "arm64" && !this.ignore.has("contpte-block")) {
-      for (const v of checkContpte(m, (slot) => this.lockW.has(lockKey(LK_PTL, slot)))) this.fail(v);
+      for (const v of checkContpte(m, (slot) => this.lockW.has(lockKey(LK_PTL, slot)) || m.unreachableTables.includes(slot))) this.fail(v);
       if (this.violation !== null) return;
     }
-    const locked = (slot: number) => this.lockW.has(lockKey(LK_PTL, slot));
+    const locked = (slot: number) => this.lockW.has(lockKey(LK_PTL, slot)) || m.unreachableTables.includes(slot);
     for (const v of checkPtesMapLivePages(m, locked)) this.fail(v);
     for (const v of checkWritableInVma(m, locked, (mm) => this.lockW.has(lockKey(LK_MMAP, mm.id)))) this.fail(v);
     if (this.violation !== null) return;

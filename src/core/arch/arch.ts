@@ -39,6 +39,13 @@ export interface Arch {
   entryIsTable(v: number): boolean;
   entryIsLeaf(v: number): boolean; // PMD/PUD block mapping
   pmdMkhuge(v: number): number;
+  // pmd_mkinvalid(): what pmdp_invalidate() stores while a THP's PMD is
+  // split. Software still sees pmd_present() and pmd_trans_huge() (x86 keeps
+  // _PAGE_PSE, arm64 sets PTE_PRESENT_INVALID); the hardware walker faults.
+  pmdMkinvalid(v: number): number;
+  // A PMD leaf the hardware walker faults on although software sees
+  // pmd_trans_huge(): pmd_mkinvalid()'s result (or a PROT_NONE leaf).
+  pmdLeafInvalid(v: number): boolean;
   // The PTE for page i of a PMD leaf, with the same attributes (THP split).
   pmdLeafToPte(pmdv: number, i: number): number;
   // pte_next_pfn(): the same entry mapping the next page.

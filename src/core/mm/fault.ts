@@ -7,9 +7,10 @@
 import type { Machine } from "../machine.js";
 import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
-import { LK_PTL, site } from "../sync.js";
+import { LK_PMD, LK_PTL, site } from "../sync.js";
 
 const S_FAULT_LOCK = site("handle_pte_fault", "take the PTE lock");
+const S_FAULT_PMD_LOCK = site("__handle_mm_fault", "take the PMD lock of a huge PMD");
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
 import { type FileObj, type Mm, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { pmdOffset, pteAlloc } from "./walk.js";
@@ -72,21 +73,27 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
   m.counters.faults++;
   const pmdIdx = pmdOffset(m, mm, addr, true);
   let pmdv = m.tables.get(pmdIdx);
-  if (pmdv === 0 && thpEligible(m, vma, addr)) {
-    if (doHugePmdAnonymousPage(m, mm, vma, pmdIdx, write)) return "ok";
-  } else if (pmdv !== 0 && A.entryIsLeaf(pmdv)) {
-    if (write && !A.pteWrite(pmdv)) {
-      if (doHugePmdWpPage(m, mm, vma, pmdIdx, addr - (addr % m.geo.pmdSize))) return "ok";
-    } else {
-      m.tables.set(pmdIdx, A.pteMkyoung(write ? A.pteMkdirty(pmdv) : pmdv)); // huge_pmd_set_accessed()
-      m.counters.pteAtomics++;
-      return "ok";
+  const il = m.il;
+  if ((pmdv === 0 && thpEligible(m, vma, addr)) || (pmdv !== 0 && A.entryIsLeaf(pmdv))) {
+    // The huge-PMD paths work under the PMD lock (__do_huge_pmd_anonymous_page(),
+    // huge_pmd_set_accessed(), do_huge_pmd_wp_page()) and give up when the
+    // entry changed meanwhile (!pmd_none, !pmd_same: return 0, the access is
+    // retried). A splitter holds the lock while the PMD is pmdp_invalidate()d.
+    const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
+    if (il) {
+      if (!il.trylock(LK_PMD, pmdSlot)) yield il.lock(LK_PMD, pmdSlot, true, S_FAULT_PMD_LOCK);
+      if (m.tables.get(pmdIdx) !== pmdv) {
+        il.unlock(LK_PMD, pmdSlot);
+        return "retry";
+      }
     }
+    const done = hugePmdFault(m, mm, vma, pmdIdx, pmdv, addr, write);
+    if (il) il.unlock(LK_PMD, pmdSlot);
+    if (done) return "ok";
   }
   // handle_pte_fault()
   const slot = pteAlloc(m, mm, pmdIdx);
   if (slot < 0) return "retry";
-  const il = m.il;
   if (il) {
     // pte_offset_map_lock(): the table may have been reclaimed meanwhile.
     pmdv = m.tables.get(pmdIdx);
@@ -100,6 +107,17 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
     return r;
   }
   return handlePteFault(m, mm, vma, slot, addr, write);
+}
+
+// The huge-PMD part of __handle_mm_fault() under the PMD lock: true when the
+// fault is handled, false to go on at PTE level.
+function hugePmdFault(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, pmdv: number, addr: number, write: boolean): boolean {
+  const A = m.arch;
+  if (pmdv === 0) return doHugePmdAnonymousPage(m, mm, vma, pmdIdx, write);
+  if (write && !A.pteWrite(pmdv)) return doHugePmdWpPage(m, mm, vma, pmdIdx, addr - (addr % m.geo.pmdSize));
+  m.tables.set(pmdIdx, A.pteMkyoung(write ? A.pteMkdirty(pmdv) : pmdv)); // huge_pmd_set_accessed()
+  m.counters.pteAtomics++;
+  return true;
 }
 
 // The part of handle_pte_fault() that runs under the PTE lock.

@@ -9,6 +9,10 @@ import { LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { accountTable } from "./walk.js";
+import type { KGen } from "./memory.js";
+import { type Interleaver, LK_PMD, site } from "../sync.js";
+
+const S_SPLIT_PMD_LOCK = site("__split_huge_pmd", "take the PMD lock");
 
 export function hugeZeroPfn(m: Machine): number {
   const phys = m.phys;
@@ -119,23 +123,67 @@ export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, ha
     m.counters.pteWrites++;
     return true;
   }
-  splitHugePmd(m, mm, vma, pmdIdx, haddr);
+  // The kernel drops the PMD lock and takes it again in __split_huge_pmd().
+  splitHugePmdLocked(m, mm, vma, pmdIdx, haddr);
   return false;
 }
 
-// __split_huge_pmd_locked(): the PMD mapping becomes HPAGE_PMD_NR PTEs in the table
-// that was deposited for it. nr_ptes does not change.
-export function splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr: number): void {
+// __split_huge_pmd(): take the PMD lock, then split (a caller that raced
+// with another splitter finds a PTE table and does nothing). A generator for
+// callers under mmap_lock for reading, whose PMD lock may be held by another
+// thread (a splitter, try_to_free_pte()); a free lock is taken without an
+// interleaving point.
+export function* splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr: number): KGen {
+  const il = m.il;
+  const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
+  if (il && !il.trylock(LK_PMD, pmdSlot)) yield il.lock(LK_PMD, pmdSlot, true, S_SPLIT_PMD_LOCK);
+  splitHugePmdLocked(m, mm, vma, pmdIdx, haddr);
+  if (il) il.unlock(LK_PMD, pmdSlot);
+}
+
+// The same for callers holding mmap_lock for writing (VMA splits, mremap,
+// fork's source): nobody else can hold the PMD lock of this mm then.
+export function splitHugePmdMmapWriteLocked(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr: number): void {
+  const il = m.il;
+  const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
+  if (il && !il.trylock(LK_PMD, pmdSlot)) throw new Error("model bug: PMD lock held while mmap_lock is held for writing");
+  splitHugePmdLocked(m, mm, vma, pmdIdx, haddr);
+  if (il) il.unlock(LK_PMD, pmdSlot);
+}
+
+// What a path that found a PMD leaf the hardware cannot use (pmdLeafInvalid())
+// reads once it holds the PMD lock, as pmd_trans_huge_lock(),
+// huge_pmd_set_accessed() and do_huge_pmd_wp_page() take it before they trust
+// the entry: a splitter holds the lock from pmdp_invalidate() until the PTE
+// table is in, so the waiter then finds the table. Explorer only.
+export function* pmdReadLocked(m: Machine, pmdIdx: number, site: number): KGen<number> {
+  const il = m.il as Interleaver;
+  const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
+  if (!il.trylock(LK_PMD, pmdSlot)) yield il.lock(LK_PMD, pmdSlot, true, site);
+  const v = m.tables.get(pmdIdx);
+  il.unlock(LK_PMD, pmdSlot);
+  return v;
+}
+
+// __split_huge_pmd_locked(): the PMD mapping becomes HPAGE_PMD_NR PTEs in the
+// table that was deposited for it. nr_ptes does not change. The caller holds
+// the PMD lock.
+function splitHugePmdLocked(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr: number): void {
   const A = m.arch;
   const T = m.tables;
   const phys = m.phys;
   const old = T.get(pmdIdx);
   if (!A.entryIsLeaf(old)) return;
-  // pmdp_invalidate(): make it non-present and flush before the PTEs appear.
-  T.set(pmdIdx, 0);
+  // pmdp_invalidate(): the entry stays pmd_trans_huge() for software (which
+  // then waits for the PMD lock) and faults for the hardware walker; the TLB
+  // flush comes before the PTEs appear.
+  T.set(pmdIdx, A.pmdMkinvalid(old));
   m.counters.pteAtomics++;
   A.flushTlbRange(m, mm, haddr, haddr + m.geo.pmdSize, m.geo.pmdShift, false);
   const slot = withdrawTable(mm);
+  // Filled through a local PMD value (pmd_populate(mm, &_pmd, pgtable)):
+  // no walker reaches the table until it is installed below.
+  m.unreachableTables.push(slot);
   const e = T.chunkOf(slot);
   const base = T.base(slot);
   const head = A.ptePfn(old);
@@ -154,6 +202,7 @@ export function splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr
     if ((phys.flags[head] as number) & PG_ANON) mm.anonHugePmds--;
     if (A.pteDirty(old)) phys.flags[head] |= PG_DIRTY;
   }
+  m.unreachableTables.pop();
   T.set(pmdIdx, A.mkTableEntry(T.pfn[slot] as number));
   m.counters.pteWrites++;
   m.counters.thpSplits++;

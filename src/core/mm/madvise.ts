@@ -5,12 +5,13 @@
 
 import { CYD_DIRTY, CYD_YOUNG } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
-import { splitHugePmd } from "./huge_memory.js";
+import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
 import { type KGen, run, unmapSingleVma, walkPmdTables } from "./memory.js";
 import { LK_PTL, site } from "../sync.js";
 
 const S_CLEAN_LOCK = site("madvise_free_pte_range", "take the PTE lock");
 const S_CLEAN_PTE = site("madvise_free_pte_range", "load a PTE");
+const S_CLEAN_PMD_LOCK = site("madvise_free_huge_pmd", "take the PMD lock");
 import { type MmuGather, tlbFinishMmu, tlbFlushMmuTlbonly, tlbGatherMmu, tlbRemovePmdTlbEntry, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD } from "./pgtable.js";
 import { PG_ANON, PG_DIRTY, PG_SWAPBACKED } from "./physmem.js";
@@ -44,6 +45,8 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
     const pmdIdx = pmdSlot * G.ptrs + idxAt(G, addr / G.pageSize, LVL_PMD);
     let v = T.get(pmdIdx);
     m.counters.pteReads++;
+    // pmd_trans_huge_lock() / __split_huge_pmd() wait for a splitter.
+    if (m.il !== null && v !== 0 && A.pmdLeafInvalid(v)) v = yield* pmdReadLocked(m, pmdIdx, S_CLEAN_PMD_LOCK);
     if (v !== 0 && A.entryIsLeaf(v)) {
       if (next - addr === G.pmdSize) {
         const head = A.ptePfn(v);
@@ -56,7 +59,7 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
         addr = next;
         continue;
       }
-      splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
+      yield* splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
       v = T.get(pmdIdx);
     }
     if (v !== 0 && A.entryIsTable(v)) {

@@ -12,7 +12,7 @@ import { LK_PTL, site } from "../sync.js";
 import { freeTableTlb, type MmuGather, tlbFlushMmu, tlbFlushMmuTlbonly, tlbFlushRmaps, tlbRemoveFolioPages, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD, LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM } from "./physmem.js";
-import { copyHugePmd, splitHugePmd, zapHugePmd } from "./huge_memory.js";
+import { copyHugePmd, pmdReadLocked, splitHugePmd, zapHugePmd } from "./huge_memory.js";
 import { freePte, reclaimPtIsEnabled, tryGetAndClearPmd, tryToFreePte, type ZapDetails } from "./pt_reclaim.js";
 import { idxAt } from "../geometry.js";
 import type { Mm, Vma } from "./types.js";
@@ -24,6 +24,7 @@ const S_ZAP_MAP = site("zap_pte_range", "pte_offset_map_lock()");
 const S_ZAP_LOCK = site("zap_pte_range", "take the PTE lock");
 const S_ZAP_PTE = site("zap_pte_range", "load a PTE");
 const S_ZAP_UNLOCKED = site("zap_pte_range", "after pte_unmap_unlock()");
+const S_ZAP_PMD_LOCK = site("zap_pmd_range", "take the PMD lock of a huge PMD");
 const S_COPY_LOCK = site("copy_pte_range", "take the PTE locks");
 const S_COPY_PTE = site("copy_pte_range", "load a source PTE");
 
@@ -208,15 +209,17 @@ function* zapPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, e
   while (addr < end) {
     const next = Math.min(addr - (addr % G.pmdSize) + G.pmdSize, end);
     const pmdIdx = pmdSlot * G.ptrs + idxAt(G, addr / G.pageSize, LVL_PMD);
-    const v = m.tables.get(pmdIdx);
+    let v = m.tables.get(pmdIdx);
     m.counters.pteReads++;
+    // pmd_trans_huge_lock() / __split_huge_pmd() wait for a splitter.
+    if (m.il !== null && v !== 0 && A.pmdLeafInvalid(v)) v = yield* pmdReadLocked(m, pmdIdx, S_ZAP_PMD_LOCK);
     if (v !== 0 && A.entryIsLeaf(v)) {
       if (next - addr === G.pmdSize) {
         zapHugePmd(tlb, pmdIdx, addr);
         addr = next;
         continue;
       }
-      splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
+      yield* splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
     }
     if (m.tables.get(pmdIdx) !== 0) {
       let a = addr;
@@ -438,7 +441,7 @@ export function* copyPageRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
         if (A.entryIsLeaf(v)) {
           if (next - addr === PMDS) copyHugePmd(m, dst, src, dpi, spi, vma);
           else {
-            splitHugePmd(m, src, vma, spi, addr - (addr % PMDS));
+            yield* splitHugePmd(m, src, vma, spi, addr - (addr % PMDS));
             yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);
           }
         } else yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);

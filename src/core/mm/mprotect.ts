@@ -133,7 +133,7 @@ function* changePmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number
           addr = next;
           continue;
         }
-        splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
+        yield* splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
       }
       yield* changePteRange(tlb, vma, pmdIdx, addr, next, newprot, tryWritable);
     }

@@ -22,7 +22,7 @@
 
 import type { Machine } from "../machine.js";
 import { LK_IMMAP, LK_PMD, LK_PTL, site } from "../sync.js";
-import { splitHugePmd } from "./huge_memory.js";
+import { splitHugePmdMmapWriteLocked } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run } from "./memory.js";
 import { doMunmap, getUnmappedArea, MmError } from "./mmap.js";
 import type { Mm, Vma } from "./types.js";
@@ -123,7 +123,7 @@ export function* movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest:
             break;
           }
         }
-        splitHugePmd(m, mm, vma, spi, oa - (oa % PMDS));
+        splitHugePmdMmapWriteLocked(m, mm, vma, spi, oa - (oa % PMDS));
       } else if (!afterUnlock && extent === PMDS && A.entryIsTable(sv) && (yield* moveNormalPmd(m, mm, vma, oa, spi, dpi))) break;
       if (T.get(spi) === 0) break;
       const r = yield* movePtes(m, mm, vma, oa, da, extent, spi, dpi, afterUnlock);

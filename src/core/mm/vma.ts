@@ -2,7 +2,7 @@
 // vma_merge/vma_modify (mm/vma.c) on a sorted array.
 
 import type { Machine } from "../machine.js";
-import { splitHugePmd } from "./huge_memory.js";
+import { splitHugePmdMmapWriteLocked } from "./huge_memory.js";
 import type { Mm, Vma } from "./types.js";
 import { pmdOffset } from "./walk.js";
 
@@ -16,7 +16,7 @@ function splitHugePmdIfNeeded(m: Machine, mm: Mm, vma: Vma, addr: number): void 
   const pi = pmdOffset(m, mm, addr, false);
   if (pi < 0) return;
   const v = m.tables.get(pi);
-  if (v !== 0 && m.arch.entryIsLeaf(v)) splitHugePmd(m, mm, vma, pi, haddr);
+  if (v !== 0 && m.arch.entryIsLeaf(v)) splitHugePmdMmapWriteLocked(m, mm, vma, pi, haddr);
 }
 
 // Split the VMA containing addr so that a VMA starts at addr.

@@ -50,6 +50,8 @@ export function arm64(f: Arm64Features): Arch {
     entryIsTable: P.entryIsTable,
     entryIsLeaf: P.entryIsLeaf,
     pmdMkhuge: P.pmdMkhuge,
+    pmdMkinvalid: P.pmdMkinvalid,
+    pmdLeafInvalid: P.pmdLeafInvalid,
     pmdLeafToPte: enc.pmdLeafToPte,
     pteAdvancePfn: enc.pteAdvancePfn,
     pteBatchNorm: P.pteBatchNorm,

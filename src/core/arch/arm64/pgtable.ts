@@ -452,6 +452,10 @@ export function pmdMkhuge(v: number): number {
   return clearF(v, PTE_TABLE_BIT);
 }
 export const pmdMkinvalid = pteMkinvalid;
+/** A PMD leaf that is present for software but not valid for the walker (pmd_mkinvalid(), PROT_NONE). */
+export function pmdLeafInvalid(v: number): boolean {
+  return (v & PTE_VALID) === 0 && entryIsLeaf(v);
+}
 
 // ---------------------------------------------------------------------------
 // Swap entries (granule independent): bits 0-1 zero, bit 2 exclusive, bit 3

@@ -51,6 +51,8 @@ export function x86_64(levels: 4 | 5): Arch {
     entryIsTable: P.entryIsTable,
     entryIsLeaf: P.entryIsLeaf,
     pmdMkhuge: P.pteMkhuge,
+    pmdMkinvalid: P.pmdMkinvalid,
+    pmdLeafInvalid: P.pmdLeafInvalid,
     pmdLeafToPte: (v: number, i: number) => v - (v & P._PAGE_PSE) + i * 4096,
     pteAdvancePfn: (v: number, n: number) => v + n * 4096,
     tlbEntryShift: (_v: number, level: number) => 12 + 9 * level,

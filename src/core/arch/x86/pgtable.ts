@@ -129,8 +129,17 @@ export function entryIsTable(v: number): boolean {
   return (v & _PAGE_PRESENT) !== 0 && (v & _PAGE_PSE) === 0;
 }
 export function entryIsLeaf(v: number): boolean {
-  // A PMD/PUD leaf: PSE set, present or PROT_NONE.
-  return (v & _PAGE_PSE) !== 0 && (v & (_PAGE_PRESENT | _PAGE_PROTNONE)) !== 0;
+  // A PMD/PUD leaf (pmd_trans_huge()): PSE set. pmd_present() counts PSE as
+  // present, so a pmd_mkinvalid()ed leaf (PRESENT and PROTNONE clear) is one.
+  return (v & _PAGE_PSE) !== 0;
+}
+// pmd_mkinvalid(): clear _PAGE_PRESENT and _PAGE_PROTNONE, keep _PAGE_PSE.
+export function pmdMkinvalid(v: number): number {
+  return v - (v & (_PAGE_PRESENT | _PAGE_PROTNONE));
+}
+// A PMD leaf the hardware does not use: PSE without PRESENT.
+export function pmdLeafInvalid(v: number): boolean {
+  return (v & (_PAGE_PSE | _PAGE_PRESENT)) === _PAGE_PSE;
 }
 
 // Real 64-bit image of an entry, as a BigInt (dumps and tests only).
