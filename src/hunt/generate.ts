@@ -399,7 +399,8 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     const regs = a.proc.regions;
     const usable = kinds.filter((k) => k !== "exit" || canExit);
     if (usable.length === 0) return false;
-    const k = ch.pick(usable);
+    // With a reaper waiting, the process it reaps exits more often than not.
+    const k = canExit && reaper && ch.bool(0.5) ? "exit" : ch.pick(usable);
     if (k === "exit") {
       conc.push({ op: "exit", args: { process: a.proc.name, thread: a.t } });
       exited = a.proc;
@@ -473,6 +474,11 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     // The reaper process has nothing to do: drop it and its CPU.
     procDocs.pop();
     machine.cpus--;
+  }
+  if (conc.length === 0) {
+    // Every drawn step was impossible here (no heap for brk, say): two accesses still race.
+    const r = p.regions[0] as Region;
+    conc.push({ op: "touch", args: { ...args(r, 0, 1, r.pages.length), thread: "T0" } });
   }
   const threadsUsed = new Set(conc.map((s) => s.args.thread as string));
   if (threadsUsed.size < 2 && conc.length > 0) {
