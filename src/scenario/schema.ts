@@ -31,6 +31,7 @@ export const OPS = [
   "lockless",
   "oom_reap",
   "exec",
+  "reclaim",
 ] as const;
 export type Op = (typeof OPS)[number];
 
@@ -265,6 +266,15 @@ export const stepArgs = {
   oom_reap: z
     .strictObject({ process: nameSchema, thread: threadRef })
     .describe("The OOM reaper zapping a dying process's private anon memory (explore only; thread: where it runs)"),
+  reclaim: z
+    .strictObject({
+      ...range,
+      process: nameSchema.optional().describe("Process whose region is reclaimed; default: the thread's"),
+      thread: threadRef,
+    })
+    .describe(
+      "Reclaim the folios mapped in the range as kswapd would (shrink_folio_list() with folio_referenced(): referenced folios are kept, their access flags cleared); anon folios go to swap, so machine.swap is required",
+    ),
   lockless: z
     .strictObject({
       region: nameSchema.describe("Region name bound by an earlier mmap"),
@@ -350,6 +360,7 @@ export const machineSchema = z.strictObject({
     .describe("Historical kernel behaviour variants: name -> selected value"),
   seed: z.int(expected("an integer >= 0")).min(0, expected("an integer >= 0")).default(1),
   nowait_alloc_fails: bool.default(false).describe("GFP_NOWAIT allocations fail (memory pressure): mmu_gather keeps only its 8-entry embedded batch"),
+  swap: pageSizeSchema.optional().describe("Size of the swap device (swapon); default: no swap"),
 });
 
 export const threadSchema = z.strictObject({

@@ -40,6 +40,7 @@ export interface MachineSpec {
   variants: Record<string, string>;
   seed: number;
   nowaitAllocFails?: boolean;
+  swapBytes?: number; // size of the swap device, 0 or absent: none
 }
 
 export interface ThreadSpec {
@@ -131,6 +132,10 @@ export interface OomReapStep extends StepBase {
   op: "oom_reap";
   process: string;
 }
+export interface ReclaimStep extends RangeStepBase {
+  op: "reclaim";
+  process?: string; // whose region (default: the thread's process)
+}
 export interface ReportStep extends StepBase {
   op: "report";
   label: string;
@@ -157,6 +162,7 @@ export type Step =
   | RepeatStep
   | LocklessStep
   | OomReapStep
+  | ReclaimStep
   | ExecStep;
 
 export interface ExploreSpec {

@@ -10,6 +10,7 @@ const S_EXIT_READ = site("exit_mmap", "mmap_read_lock() for unmap_vmas()");
 const S_EXIT_WRITE = site("exit_mmap", "mmap_write_lock() for free_pgtables()");
 import { folioPteBatch, freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
+import { flushTlbBatchedPending } from "./rmap.js";
 import { splitHugePmd } from "./huge_memory.js";
 import { type FileObj, type Mm, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
 import { insertVma, isolateRange, mergeAround, rangeFree } from "./vma.js";
@@ -93,7 +94,9 @@ export function doMmap(m: Machine, mm: Mm, args: MmapArgs): number {
     flags |= VM_SHARED;
     if (file === null) file = m.file(`shmem:${mm.id}:${addr.toString(16)}`, a.len, true);
   }
-  insertVma(mm, new Vma(addr, addr + a.len, flags, file, a.pgoff, 0));
+  // do_mmap(): a private anonymous mapping's vm_pgoff is its address in
+  // pages (linear_page_index() of its folios, which rmap follows).
+  insertVma(mm, new Vma(addr, addr + a.len, flags, file, file === null ? addr / PS : a.pgoff, 0));
   mergeAround(m, mm, addr, addr + a.len);
   return addr;
 }
@@ -135,7 +138,7 @@ export function doBrk(m: Machine, mm: Mm, newBrk: number): number {
     run(doMunmap(m, mm, newEnd, oldEnd - newEnd));
   } else if (newEnd > oldEnd) {
     if (!rangeFree(mm, oldEnd, newEnd)) return mm.brk;
-    insertVma(mm, new Vma(oldEnd, newEnd, VM_READ | VM_WRITE | VM_MAYWRITE, null, 0, 0));
+    insertVma(mm, new Vma(oldEnd, newEnd, VM_READ | VM_WRITE | VM_MAYWRITE, null, oldEnd / PS, 0));
     mergeAround(m, mm, oldEnd, newEnd);
   }
   mm.brk = newBrk;
@@ -239,6 +242,7 @@ function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number,
     const sslot = pteTableOf(m, T.get(spi));
     const es = T.chunkOf(sslot);
     const ed = T.chunkOf(dslot);
+    if (m.config.variants.tlb_batch_pending === "fixed") flushTlbBatchedPending(m, mm);
     // move_ptes(), batched over large folios (mremap_folio_pte_batch()).
     const n = extent / PS;
     const si0 = T.base(sslot) + ((oa / PS) & m.geo.ptrsMask);
@@ -250,7 +254,7 @@ function movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number,
         continue;
       }
       let nr = 1;
-      if (!A.pteSpecial(v)) {
+      if (A.ptePresent(v) && !A.pteSpecial(v)) {
         const pfn = A.ptePfn(v);
         const head = m.phys.folioHead(pfn);
         const order = m.phys.order[head] as number;
