@@ -11,6 +11,7 @@ import { madvise } from "../core/mm/madvise.js";
 import type { KGen } from "../core/mm/memory.js";
 import { doMmap, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
 import { mprotect } from "../core/mm/mprotect.js";
+import { reclaimRange } from "../core/mm/vmscan.js";
 import { type Interleaver, LK_MMAP, site } from "../core/sync.js";
 import type { Runner } from "../run/runner.js";
 import type { Step } from "../scenario/types.js";
@@ -117,6 +118,17 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.sysLeave(t);
       return;
     }
+    case "reclaim": {
+      // kswapd (or direct reclaim): no mmap_lock, no mm switch; the folios
+      // mapped in the range are shrunk as shrink_folio_list() would.
+      const p = r.reclaimTarget(step);
+      const [a, len] = r.range(step, p, 0);
+      x.sysEnter(t);
+      m.curCpu = t.cpu;
+      yield* reclaimRange(m, p.mm, a, a + len);
+      x.sysLeave(t);
+      return;
+    }
     case "oom_reap": {
       const p = r.procs.get(step.process);
       if (p === undefined) throw r.err(step, `process "${step.process}" does not exist`);
@@ -170,6 +182,8 @@ export function describeStep(s: Step): string {
       return `exit ${s.process}`;
     case "oom_reap":
       return `oom_reap ${s.process}`;
+    case "reclaim":
+      return `reclaim ${s.process !== undefined ? `${s.process}:` : ""}${s.region}+${KB(s.offset)}${s.length !== undefined ? ` ${KB(s.length)}` : ""}`;
     default:
       return s.op;
   }
