@@ -191,6 +191,37 @@ steps:
       assert.equal(b.vmswap_kb, N * 4);
     });
 
+    it("MADV_PAGEOUT drops file folios (dirty shared ones written back first) and keeps shmem", () => {
+      const r = runText(
+        `${HEAD}
+steps:
+  - mmap: { region: f, size: 64K, flags: [shared], file: data.bin, thread: A }
+  - mmap: { region: g, size: 64K, flags: [private], prot: r, file: text.bin, thread: A }
+  - mmap: { region: s, size: 16K, flags: [shared], thread: A }
+  - touch: { region: f, thread: A }
+  - read: { region: g, thread: A }
+  - touch: { region: s, thread: A }
+  - report: before
+  - madvise: { region: f, advice: pageout, thread: A }
+  - madvise: { region: g, advice: pageout, thread: A }
+  - madvise: { region: s, advice: pageout, thread: A }
+  - report: after
+`,
+        { arch },
+      );
+      assert.equal(fig(r, "before").rss_file_kb, 128);
+      const a = fig(r, "after");
+      assert.equal(a.rss_file_kb, 0);
+      assert.equal(a.rss_shmem_kb, 16, "shmem writeout is not modelled: kept");
+      assert.equal(a.c.pgsteal, 32);
+      assert.equal(a.c.pswpout, 0);
+      // Only A's CPU has the mm: x86 does not defer (arch_tlbbatch_should_defer()),
+      // arm64 always does, flushing before each of the 16 dirty write-backs
+      // and once at the end for the clean ones.
+      assert.equal(a.c.tlbBatchFlushes, arch === "x86_64" ? 0 : 17);
+      for (const f of r.m.files.values()) if (!f.shmem) assert.equal(f.pages.size, 0, `${f.name} left the page cache`);
+    });
+
     it("a large folio is split before swap-out (no THP_SWAP) and every page is swapped", () => {
       const r = runText(
         `${HEAD.replace("swap: 1M", "swap: 1M, mthp: { 64K: always }")}
