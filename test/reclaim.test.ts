@@ -13,7 +13,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { type RunOptions, Runner } from "../src/run/runner.js";
+import { checkAccounting } from "../src/core/check.js";
+import { Runner, type RunOptions } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
 import { ScenarioError } from "../src/scenario/types.js";
 
@@ -243,6 +244,43 @@ steps:
     });
   });
 }
+
+describe("reclaim: the swap invariants see broken state", () => {
+  it("VmSwap, slot counts and freed slots are checked against the tables", () => {
+    const r = new Runner(
+      parseScenario(
+        `${HEAD}
+steps:
+  - mmap: { region: r, size: 16K, thread: A }
+  - touch: { region: r, thread: A }
+  - madvise: { region: r, advice: pageout, thread: A }
+`,
+        "t.yaml",
+      ),
+      { checkInvariants: true },
+    );
+    r.runAll();
+    const m = r.m;
+    const mm = [...r.procs.values()][0]?.mm;
+    assert.ok(mm && m.swap);
+    assert.deepEqual(checkAccounting(m), []);
+    mm.swapEnts++;
+    assert.deepEqual(
+      checkAccounting(m).map((v) => v.invariant),
+      ["vmswap"],
+    );
+    mm.swapEnts--;
+    m.swap.count[1] = (m.swap.count[1] as number) + 1;
+    assert.ok(checkAccounting(m).some((v) => v.invariant === "swap-count"));
+    // The slot released while a swap entry still names it.
+    m.swap.count[1] = 0;
+    m.swap.used--;
+    assert.ok(checkAccounting(m).some((v) => v.invariant === "swap-entry-freed-slot"));
+    m.swap.count[1] = 1;
+    m.swap.used++;
+    assert.deepEqual(checkAccounting(m), []);
+  });
+});
 
 describe("reclaim: bad input", () => {
   it("a reclaim step without a swap device is an input error at the step", () => {
