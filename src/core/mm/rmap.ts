@@ -15,13 +15,14 @@
 
 import type { Machine } from "../machine.js";
 import { LK_PTL, site } from "../sync.js";
-import { splitHugePmd } from "./huge_memory.js";
+import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
 import type { FileObj, Mm, Vma } from "./types.js";
 import { pmdOffset } from "./walk.js";
 
 const S_RMAP_LOCK = site("page_vma_mapped_walk", "take the PTE lock");
+const S_RMAP_PMD_LOCK = site("page_vma_mapped_walk", "take the PMD lock of a huge PMD");
 const S_TTU_PTE = site("try_to_unmap_one", "PTE cleared, flush deferred");
 const S_REF_PTE = site("folio_referenced_one", "young cleared");
 
@@ -114,7 +115,10 @@ export function* pageVmaMappedWalk(
       k = next;
       continue;
     }
-    const pmdv = T.get(pmdIdx);
+    let pmdv = T.get(pmdIdx);
+    // A huge PMD is read again under the PMD lock: a splitter holds it from
+    // pmdp_invalidate() until the PTE table is in.
+    if (il !== null && pmdv !== 0 && A.pmdLeafInvalid(pmdv)) pmdv = yield* pmdReadLocked(m, pmdIdx, S_RMAP_PMD_LOCK);
     if (pmdv !== 0 && A.entryIsLeaf(pmdv)) {
       if (A.ptePfn(pmdv) === head && onPmd !== null) {
         onPmd(pmdIdx, a - (a % G.pmdSize));
