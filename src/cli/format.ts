@@ -3,7 +3,7 @@
 import { type Counters, snakeCase } from "../core/counters.js";
 import type { ReportRow } from "../run/runner.js";
 
-const FIG_COLS = ["vmpte_kb", "rss_anon_kb", "rss_file_kb", "rss_shmem_kb", "anon_huge_kb"] as const;
+const FIG_COLS = ["vmpte_kb", "rss_anon_kb", "rss_file_kb", "rss_shmem_kb", "anon_huge_kb", "vmswap_kb"] as const;
 
 function table(header: string[], rows: string[][]): string {
   const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));

@@ -404,6 +404,7 @@ interface PteScan {
   anon: number;
   file: number;
   shmem: number;
+  swap: number;
   // No violation and no VMA read (writable-anon-not-exclusive candidates):
   // the result depends on the inputs above alone.
   reusable: boolean;
@@ -446,7 +447,7 @@ let leafBuf = new Int32Array(512 * 3);
 
 // The level-0 part of checkAccounting()'s walk, for one PTE table; the same
 // tests in the same order (test/check-cache.test.ts compares the two).
-function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[]): PteScan {
+function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[], swapSlots: Int32Array | null): PteScan {
   const A = m.arch;
   const T = m.tables;
   const phys = m.phys;
@@ -462,9 +463,18 @@ function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[
   let file = 0;
   let shmem = 0;
   let reusable = true;
+  let swap = 0;
   for (let i = 0; i < ptrs; i++) {
     const v = entries[i] as number;
-    if (v === 0 || !A.ptePresent(v)) continue;
+    if (v === 0) continue;
+    if (!A.ptePresent(v)) {
+      if (A.isSwapPte(v)) {
+        swap++;
+        countSwapEntry(m, mm, v, (base + i) * PS, swapSlots, out);
+        reusable = false; // the slot counts are rebuilt every time
+      }
+      continue;
+    }
     const vpn = base + i;
     const pfn = A.ptePfn(v);
     const f = flags[pfn] as number;
@@ -490,7 +500,19 @@ function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[
       notExclusive(mm, vpn * PS, pfn, out);
     }
   }
-  return { slot, entries, leaves: leafBuf.slice(0, n), anon, file, shmem, reusable, mult: 0, seen: 0 };
+  return { slot, entries, leaves: leafBuf.slice(0, n), anon, file, shmem, swap, reusable, mult: 0, seen: 0 };
+}
+
+// A swap entry in mm at addr: its slot must be allocated; it is counted for
+// the per-slot comparison with the device's counts.
+function countSwapEntry(m: Machine, mm: Mm, v: number, addr: number, swapSlots: Int32Array | null, out: Violation[]): void {
+  const slot = m.arch.swpOffset(v);
+  const swap = m.swap;
+  if (swap === null || swapSlots === null || slot < 1 || slot > swap.pages || !swap.allocated(slot)) {
+    out.push({ invariant: "swap-entry-freed-slot", addr, message: `mm${mm.id}: ${hex(addr)} holds a swap entry for slot ${slot}, which is not allocated` });
+    return;
+  }
+  swapSlots[slot] = (swapSlots[slot] as number) + 1;
 }
 
 // Does the PTE table at slot still hold what s was computed from?
@@ -552,12 +574,14 @@ class AcctWalk {
   file = 0;
   shmem = 0;
   thp = 0;
+  swap = 0;
   constructor(
     readonly m: Machine,
     readonly out: Violation[],
     readonly cache: AccountingCache | undefined,
     readonly mapcount: Int32Array,
     readonly entire: Int32Array,
+    readonly swapSlots: Int32Array | null,
   ) {}
 }
 
@@ -595,17 +619,24 @@ function acctVisit(w: AcctWalk, slot: number, level: number, base: number): void
       if (level === 1 && cache !== undefined) {
         let s = cache.pte[child];
         if (s === undefined || !pteUnchanged(m, s, child)) {
-          s = scanPte(m, mm, child, vpn, out);
+          s = scanPte(m, mm, child, vpn, out, w.swapSlots);
           cache.pte[child] = s;
         }
         if (s.seen++ === 0) cache.visited.push(s);
         w.anon += s.anon;
         w.file += s.file;
         w.shmem += s.shmem;
+        w.swap += s.swap;
       } else acctVisit(w, child, level - 1, vpn);
       continue;
     }
-    if (!A.ptePresent(v)) continue;
+    if (!A.ptePresent(v)) {
+      if (level === 0 && A.isSwapPte(v)) {
+        w.swap++;
+        countSwapEntry(m, mm, v, vpn * PS, w.swapSlots, out);
+      }
+      continue;
+    }
     const pfn = A.ptePfn(v);
     const f = phys.flags[pfn] as number;
     if (f & PG_FREE) {
@@ -643,14 +674,16 @@ export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[
   const cap = phys.highWater;
   const { mapcount: scratchMap, entire, pageCache } = scratch(cap);
   if (cache !== undefined && cache.machine !== m) cache.reset(m);
-  const w = new AcctWalk(m, out, cache, scratchMap, entire);
+  const swapDev = m.swap;
+  const swapSlots = swapDev === null ? null : new Int32Array(swapDev.pages + 1);
+  const w = new AcctWalk(m, out, cache, scratchMap, entire, swapSlots);
   for (const mm of m.mms) {
     if (!mm.alive) continue;
     w.mm = mm;
     w.tables = mm.deposited.length;
-    w.anon = w.file = w.shmem = w.thp = 0;
+    w.anon = w.file = w.shmem = w.thp = w.swap = 0;
     acctVisit(w, mm.pgd, m.arch.levels - 1, 0);
-    const { tables, anon, file, shmem, thp } = w;
+    const { tables, anon, file, shmem, thp, swap } = w;
     const name = `mm${mm.id}`;
     if (tables * m.geo.pageSize !== mm.pgtablesBytes)
       out.push({
@@ -662,6 +695,19 @@ export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[
     if (shmem !== mm.rssShmem) out.push({ invariant: "rss-shmem", message: `${name}: RssShmem counter ${mm.rssShmem} pages, page tables map ${shmem}` });
     if (thp !== mm.anonHugePmds)
       out.push({ invariant: "anon-huge", message: `${name}: AnonHugePages counter ${mm.anonHugePmds} PMDs, page tables map ${thp}` });
+    if (swap !== mm.swapEnts) out.push({ invariant: "vmswap", message: `${name}: VmSwap counter ${mm.swapEnts} pages, page tables hold ${swap} swap entries` });
+  }
+  // Swap slots: each slot's count is the number of swap entries naming it.
+  if (swapDev !== null && swapSlots !== null) {
+    let used = 0;
+    for (let s = 1; s <= swapDev.pages; s++) {
+      if (swapDev.allocated(s)) used++;
+      if (swapSlots[s] !== swapDev.count[s]) {
+        out.push({ invariant: "swap-count", message: `swap slot ${s}: count ${swapDev.count[s]} but ${swapSlots[s]} swap entries name it` });
+        if (out.length > 50) break;
+      }
+    }
+    if (used !== swapDev.used) out.push({ invariant: "swap-count", message: `swap device: ${swapDev.used} slots counted in use, ${used} allocated` });
   }
   let mapcount = scratchMap;
   if (cache !== undefined) {
@@ -691,7 +737,9 @@ export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[
     if (phys.folioHead(pfn) !== pfn) continue;
     if (phys.entireMapcount(pfn) !== entire[pfn])
       out.push({ invariant: "mapcount", message: `folio ${pfn}: entire mapcount ${phys.entireMapcount(pfn)} but ${entire[pfn]} PMDs map it` });
-    let refs = (entire[pfn] as number) + (pageCache[pfn] as number);
+    // Mappings, the page cache or swap cache, and reclaim's isolation reference.
+    let refs = (entire[pfn] as number) + (pageCache[pfn] as number) + (m.isolated.has(pfn) ? 1 : 0);
+    if (swapDev?.slotOf.has(pfn)) refs++;
     const n = 1 << (phys.order[pfn] as number);
     for (let k = 0; k < n; k++) refs += mapcount[pfn + k] as number;
     if (phys.ref[pfn] !== refs) {
@@ -709,6 +757,7 @@ export function checkLeaks(m: Machine): Violation[] {
   let expected = 1; // the zero page
   if (m.phys.hugeZeroPfn >= 0) expected += m.geo.pmdNr;
   for (const f of m.files.values()) expected += f.pages.size;
+  if (m.swap !== null) expected += m.swap.cache.size;
   if (m.tables.live !== 0) out.push({ invariant: "leak", message: `${m.tables.live} page-table pages still allocated after all processes exited` });
   else if (m.phys.allocated !== expected)
     out.push({

@@ -26,6 +26,12 @@ export class Counters {
   pagesAlloc = 0; // data frames allocated (folio pages)
   pagesFree = 0; // data frames freed
   gatherFlushes = 0; // tlb_flush_mmu() batch flushes
+  // Reclaim and swap (mm/vmscan.c, mm/rmap.c, mm/memory.c)
+  pgsteal = 0; // folios reclaimed (freed) by shrink_folio_list()
+  pswpout = 0; // pages written to swap
+  pswpin = 0; // pages read from swap
+  tlbBatchFlushes = 0; // try_to_unmap_flush() calls that flushed a deferred batch
+  tlbBatchedPendingFlushes = 0; // flush_tlb_batched_pending() calls that flushed the mm
   // arm64 TLB maintenance (instructions issued; each is broadcast to all CPUs).
   tlbiVale1is = 0; // TLBI VALE1IS: one page, last level
   tlbiVae1is = 0; // TLBI VAE1IS: one page, all levels (walk caches too)

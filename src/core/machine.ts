@@ -10,6 +10,8 @@ import { type Geometry, geometry } from "./geometry.js";
 import { CONFLICT_OA, CONFLICT_OA_OR_SIZE, Tlb } from "./hw/tlb.js";
 import { PhysMem } from "./mm/physmem.js";
 import { TableStore } from "./mm/pgtable.js";
+import type { TlbUbc } from "./mm/rmap.js";
+import { SwapDevice } from "./mm/swap.js";
 import { FileObj, Mm } from "./mm/types.js";
 
 export type ThpPolicy = "never" | "madvise" | "always";
@@ -55,6 +57,13 @@ export const VARIANTS = {
   // mapped it at the old address). That code had no move_normal_pmd() (v5.0)
   // and moved one PTE at a time (no large-folio batching, v6.16).
   mremap_flush: ["fixed", "after-unlock"],
+  // Reclaim's deferred TLB flush (try_to_unmap() with TTU_BATCH_FLUSH) seen
+  // by the rest of mm: "fixed" (3ea277194daa, v4.13, 2017: zap_pte_range(),
+  // change_pte_range(), madvise_free_pte_range()/cold_or_pageout and
+  // move_ptes() call flush_tlb_batched_pending() under the PTE lock), "none"
+  // (before it: they do not, so mprotect()/munmap() can return while another
+  // CPU still holds a writable TLB entry for a PTE reclaim already cleared).
+  tlb_batch_pending: ["fixed", "none"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -78,6 +87,8 @@ export interface MachineConfig {
   // pages beyond its embedded bundle, so zap_pte_range() flushes and breaks
   // out every MMU_GATHER_BUNDLE pages.
   nowaitAllocFails: boolean;
+  // Pages of the swap device (swapon), 0: no swap.
+  swapPages: number;
 }
 
 // arm64 CPU features and configuration (ID registers, Kconfig).
@@ -107,12 +118,14 @@ export function defaultConfig(): MachineConfig {
       zap_batching: "batched",
       table_free: "rcu",
       mremap_flush: "fixed",
+      tlb_batch_pending: "fixed",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},
     arm64: { granule: 4, vaBits: 48, hafdbs: true, tlbiRange: true, bbml2NoAbort: false, asidBits: 16 },
     checkInvariants: true,
     nowaitAllocFails: false,
+    swapPages: 0,
   };
 }
 
@@ -174,6 +187,19 @@ export class Machine {
   // moment something happens, not at the end of a step).
   violations: Violation[] = [];
   curCpu = 0; // CPU executing the current kernel path
+  // The swap device (swapon), null without one.
+  readonly swap: SwapDevice | null;
+  // anon_vma tree: the parent of each anon_vma (0 for a root). A VMA forked
+  // from one whose anon_vma is P gets a new anon_vma whose parent is P
+  // (anon_vma_fork()), so the anon_vma_chain of a VMA is its anon_vma and
+  // every ancestor.
+  readonly anonVmaParent: number[] = [0];
+  // Reclaim: folios isolated from the LRU (folio_isolate_lru() succeeded),
+  // the deferred flush batches pending (struct tlbflush_unmap_batch, for the
+  // explorer's checks) and a sequence number for their entries.
+  readonly isolated = new Set<number>();
+  readonly ubcs = new Set<TlbUbc>();
+  batchSeq = 0;
   private nextMmId = 1;
   private nextAnonVma = 1;
   private nextFileId = 1;
@@ -185,6 +211,7 @@ export class Machine {
     this.geo = geometry(arch.pageShift, arch.levels);
     if (this.geo.ptrs !== arch.ptrsPerTable) throw new Error(`model bug: ${arch.name} has ${arch.ptrsPerTable} entries per table, not PAGE_SIZE / 8`);
     this.tables = new TableStore(this.phys, arch.ptrsPerTable);
+    this.swap = config.swapPages > 0 ? new SwapDevice(config.swapPages) : null;
     this.cpus = [];
     for (let i = 0; i < config.cpus; i++) {
       const cpu = new Cpu(i, 6);
@@ -204,7 +231,8 @@ export class Machine {
     return mm;
   }
 
-  newAnonVma(): number {
+  newAnonVma(parent = 0): number {
+    this.anonVmaParent.push(parent);
     return this.nextAnonVma++;
   }
 

@@ -38,6 +38,7 @@ export interface XThread {
   // Checked mode: the page tables it obtained in its current step of the
   // scenario (slot -> generation), see TableStore.checkAccess().
   tables: Map<number, number>;
+  enterSeq: number; // Machine.batchSeq when its current syscall began
 }
 
 interface Watch {
@@ -124,6 +125,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       stores: 0,
       ownSteps: 0,
       tables: new Map(),
+      enterSeq: 0,
     };
   }
 
@@ -806,9 +808,17 @@ export class Execution implements Interleaver, TableAccessCheck {
     else this.tracker?.suspend();
     // An entry whose PTE another thread is changing under its PTE lock
     // (wp_page_copy()'s ptep_clear_flush(), a split) is that thread's to
-    // flush before it unlocks, not this call's.
+    // flush before it unlocks, not this call's. Entries reclaim unmapped
+    // after the syscall began, with their flush still deferred, are not the
+    // syscall's to have flushed either.
+    const later = (a: number) => {
+      for (const u of this.m.ubcs)
+        for (let k = 0; k < u.pending.length; k += 4)
+          if (u.pending[k] === mm.id && a >= (u.pending[k + 1] as number) && a < (u.pending[k + 2] as number) && (u.pending[k + 3] as number) > t.enterSeq) return true;
+      return false;
+    };
     this.quiet++;
-    const v = checkTlbs(this.m, mm).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t)));
+    const v = checkTlbs(this.m, mm).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t) && !later(x.addr)));
     this.quiet--;
     if (this.fp !== null) this.tracker?.endRecord();
     else this.tracker?.leave();
@@ -865,6 +875,7 @@ export class Execution implements Interleaver, TableAccessCheck {
 
   sysEnter(t: XThread): void {
     t.syscalls++;
+    t.enterSeq = this.m.batchSeq;
   }
   sysLeave(t: XThread): void {
     t.syscalls--;

@@ -13,6 +13,7 @@ import { brk, doMmap, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
 import { mprotect } from "../core/mm/mprotect.js";
 import { mremap } from "../core/mm/mremap.js";
 import { truncatePagecache } from "../core/mm/truncate.js";
+import { reclaimRange } from "../core/mm/vmscan.js";
 import { type Interleaver, LK_MMAP, site } from "../core/sync.js";
 import type { Runner } from "../run/runner.js";
 import type { Step } from "../scenario/types.js";
@@ -73,7 +74,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         // Invariant 2 holds for the calls that take translations away
         // (unmap, downgrade, zap, reclaim). MADV_WILLNEED, MADV_COLD and
         // MADV_[NO]HUGEPAGE revoke nothing (madvise_willneed(),
-        // madvise_cold_or_pageout_pte_range() only ages, hugepage_madvise()
+        // madvise_cold_or_pageout_pte_range() only ages for COLD, hugepage_madvise()
         // in mm/): they promise nothing about another thread's unmap in flight.
         if (step.op !== "madvise" || REVOKES.has(step.advice)) x.sysReturn(t, step.op === "madvise" ? `madvise(${step.advice})` : step.op, p.mm, a, a + len);
         else x.sysLeave(t);
@@ -204,6 +205,17 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.sysLeave(t);
       return;
     }
+    case "reclaim": {
+      // kswapd (or direct reclaim): no mmap_lock, no mm switch; the folios
+      // mapped in the range are shrunk as shrink_folio_list() would.
+      const p = r.reclaimTarget(step);
+      const [a, len] = r.range(step, p, 0);
+      x.sysEnter(t);
+      m.curCpu = t.cpu;
+      yield* reclaimRange(m, p.mm, a, a + len);
+      x.sysLeave(t);
+      return;
+    }
     case "oom_reap": {
       const p = r.procs.get(step.process);
       if (p === undefined) throw r.err(step, `process "${step.process}" does not exist`);
@@ -263,6 +275,8 @@ export function describeStep(s: Step): string {
       return `brk ${s.delta < 0 ? "-" : "+"}${KB(Math.abs(s.delta))}`;
     case "truncate":
       return `truncate ${s.file} to ${KB(s.size)}`;
+    case "reclaim":
+      return `reclaim ${s.process !== undefined ? `${s.process}:` : ""}${s.region}+${KB(s.offset)}${s.length !== undefined ? ` ${KB(s.length)}` : ""}`;
     default:
       return s.op;
   }

@@ -18,7 +18,8 @@ import { doMprotect } from "../core/mm/mprotect.js";
 import { dupMmap } from "../core/mm/fork.js";
 import { type KGen, run } from "../core/mm/memory.js";
 import type { Mm } from "../core/mm/types.js";
-import { type BrkStep, type ForkStep, type MachineSpec, type Scenario, ScenarioError, type Step } from "../scenario/types.js";
+import { reclaimRange } from "../core/mm/vmscan.js";
+import { type BrkStep, type ForkStep, type MachineSpec, type ReclaimStep, type Scenario, ScenarioError, type Step } from "../scenario/types.js";
 
 export interface Figures {
   vmpte_kb: number;
@@ -26,6 +27,7 @@ export interface Figures {
   rss_file_kb: number;
   rss_shmem_kb: number;
   anon_huge_kb: number;
+  vmswap_kb: number;
 }
 
 export interface ReportRow {
@@ -103,6 +105,8 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   if (arch === "arm64" && !VA_BITS_CHOICES[g].includes(cfg.arm64.vaBits))
     throw new ScenarioError(file, 1, 1, `arm64 with the ${g}K granule offers ${vaBitsChoicesText(g)}-bit VAs, not ${cfg.arm64.vaBits}`);
   cfg.mthp = mthpOrders(opts.mthp ?? spec.mthp ?? {}, arch === "arm64" ? g : 4, file);
+  // The swap device holds whole pages of the granule.
+  cfg.swapPages = Math.floor((spec.swapBytes ?? 0) / ((arch === "arm64" ? g : 4) * 1024));
   const all = { ...spec.variants, ...(opts.variants ?? {}) };
   for (const [k, v] of Object.entries(all)) {
     if (!(k in VARIANTS)) throw new ScenarioError(file, 1, 1, `unknown variant "${k}" (known: ${Object.keys(VARIANTS).join(", ")})`);
@@ -178,6 +182,14 @@ export class Runner {
     const pn = this.threadProc.get(step.thread);
     const p = pn === undefined ? undefined : this.procs.get(pn);
     if (p === undefined || !p.mm.alive) throw this.err(step, `thread "${step.thread}" does not exist or its process has exited`);
+    return p;
+  }
+
+  // The process a `reclaim` step works on; reclaim needs a swap device.
+  reclaimTarget(step: ReclaimStep): Proc {
+    if (this.m.swap === null) throw this.err(step, "reclaim needs a swap device (set machine.swap, e.g. swap: 64M)");
+    const p = step.process !== undefined ? this.procs.get(step.process) : this.procOf(step);
+    if (p === undefined || !p.mm.alive) throw this.err(step, `process "${step.process}" does not exist or has exited`);
     return p;
   }
 
@@ -358,6 +370,14 @@ export class Runner {
         return;
       case "repeat":
         return;
+      case "reclaim": {
+        const p = this.reclaimTarget(step);
+        const [a, len] = this.range(step, p, base);
+        // kswapd runs on the thread's CPU, lazily on whatever mm is loaded.
+        m.curCpu = this.threadCpu.get(step.thread) as number;
+        run(reclaimRange(m, p.mm, a, a + len));
+        return;
+      }
       case "lockless":
       case "oom_reap":
       case "truncate":
@@ -411,6 +431,7 @@ export class Runner {
       rss_file_kb: mm.rssFile * pageKb,
       rss_shmem_kb: mm.rssShmem * pageKb,
       anon_huge_kb: (mm.anonHugePmds * this.m.geo.pmdSize) / 1024,
+      vmswap_kb: mm.swapEnts * pageKb,
     };
   }
 

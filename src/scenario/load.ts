@@ -147,6 +147,7 @@ class Loader {
       variants: { ...m.variants },
       seed: m.seed,
       nowaitAllocFails: m.nowait_alloc_fails,
+      ...(m.swap !== undefined ? { swapBytes: m.swap } : {}),
     };
     const sc: Scenario = { file: this.file, name: v.name!, description: v.description!, machine, processes: processes!, steps };
     if (concurrent !== undefined) sc.concurrent = concurrent;
@@ -412,6 +413,7 @@ const builders: { [K in Op]: Builder<K> } = {
   lockless: (a, base) => ({ op: "lockless", ...base, region: a.region, offset: a.offset, via: a.via }),
   oom_reap: (a, base) => ({ op: "oom_reap", ...base, process: a.process }),
   truncate: (a, base) => ({ op: "truncate", ...base, file: a.file, size: a.size }),
+  reclaim: (a, base) => ({ op: "reclaim", ...base, ...range(a), ...(a.process !== undefined ? { process: a.process } : {}) }),
   exec: (_a, base) => ({ op: "exec", ...base }),
   report: (a, base, cx) => {
     const n = cx.sem.countReport();

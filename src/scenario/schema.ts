@@ -32,6 +32,7 @@ export const OPS = [
   "oom_reap",
   "truncate",
   "exec",
+  "reclaim",
 ] as const;
 export type Op = (typeof OPS)[number];
 
@@ -273,6 +274,15 @@ export const stepArgs = {
       thread: threadRef,
     })
     .describe("ftruncate() to a smaller size (explore only): truncate_pagecache() unmaps the pages from every mapping and drops them"),
+  reclaim: z
+    .strictObject({
+      ...range,
+      process: nameSchema.optional().describe("Process whose region is reclaimed; default: the thread's"),
+      thread: threadRef,
+    })
+    .describe(
+      "Reclaim the folios mapped in the range as kswapd would (shrink_folio_list() with folio_referenced(): referenced folios are kept, their access flags cleared); anon folios go to swap, so machine.swap is required",
+    ),
   lockless: z
     .strictObject({
       region: nameSchema.describe("Region name bound by an earlier mmap"),
@@ -358,6 +368,7 @@ export const machineSchema = z.strictObject({
     .describe("Historical kernel behaviour variants: name -> selected value"),
   seed: z.int(expected("an integer >= 0")).min(0, expected("an integer >= 0")).default(1),
   nowait_alloc_fails: bool.default(false).describe("GFP_NOWAIT allocations fail (memory pressure): mmu_gather keeps only its 8-entry embedded batch"),
+  swap: pageSizeSchema.optional().describe("Size of the swap device (swapon); default: no swap"),
 });
 
 export const threadSchema = z.strictObject({

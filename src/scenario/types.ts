@@ -40,6 +40,7 @@ export interface MachineSpec {
   variants: Record<string, string>;
   seed: number;
   nowaitAllocFails?: boolean;
+  swapBytes?: number; // size of the swap device, 0 or absent: none
 }
 
 export interface ThreadSpec {
@@ -136,6 +137,10 @@ export interface TruncateStep extends StepBase {
   file: string;
   size: number;
 }
+export interface ReclaimStep extends RangeStepBase {
+  op: "reclaim";
+  process?: string; // whose region (default: the thread's process)
+}
 export interface ReportStep extends StepBase {
   op: "report";
   label: string;
@@ -163,6 +168,7 @@ export type Step =
   | LocklessStep
   | OomReapStep
   | TruncateStep
+  | ReclaimStep
   | ExecStep;
 
 export interface ExploreSpec {

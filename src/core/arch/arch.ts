@@ -53,6 +53,14 @@ export interface Arch {
   // __pte_batch_clear_ignored() for folio_pte_batch(): clear the bits the
   // batch may ignore (always AF and soft-dirty; dirty and write unless respected).
   pteBatchNorm(v: number, respectDirty: boolean, respectWrite: boolean): number;
+  // Swap entries (swp_entry_to_pte() for swap type 0 and pte_to_swp_entry()):
+  // a non-present entry naming slot `offset`, with the exclusive marker
+  // (pte_swp_mkexclusive()) when the swapped-out page was AnonExclusive.
+  mkSwapPte(offset: number, exclusive: boolean): number;
+  isSwapPte(v: number): boolean; // is_swap_pte(): not none, not present
+  swpOffset(v: number): number;
+  pteSwpExclusive(v: number): boolean;
+  pteSwpClearExclusive(v: number): number;
   // pte_needs_flush(): does changing a present entry from old to new need a TLB flush?
   pteNeedsFlush(oldv: number, newv: number): boolean;
 
@@ -72,6 +80,13 @@ export interface Arch {
   flushTlbPage(m: Machine, mm: Mm, addr: number): void; // flush_tlb_page()
   flushTlbRange(m: Machine, mm: Mm, start: number, end: number, strideShift: number, freedTables: boolean): void;
   flushTlbMm(m: Machine, mm: Mm): void; // flush_tlb_mm()
+  // Reclaim's batched unmap flush (CONFIG_ARCH_WANT_BATCHED_UNMAP_TLB_FLUSH,
+  // asm/tlbbatch.h): arch_tlbbatch_should_defer(), arch_tlbbatch_add_pending()
+  // for [start, end) of mm, arch_tlbbatch_flush(). `batch` is struct
+  // arch_tlbflush_unmap_batch: a CPU mask (x86); arm64 keeps nothing in it.
+  tlbbatchShouldDefer(m: Machine, mm: Mm): boolean;
+  tlbbatchAddPending(m: Machine, batch: Uint8Array, mm: Mm, start: number, end: number): void;
+  tlbbatchFlush(m: Machine, batch: Uint8Array): void;
   switchMm(m: Machine, cpu: number, mm: Mm | null): void; // switch_mm_irqs_off()
   // Is a TLB entry tagged `asid` on `cpu` still usable by mm (not pending a
   // flush that a switch back would perform)? walkCache: the entry is a

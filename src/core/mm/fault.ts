@@ -13,6 +13,8 @@ const S_FAULT_LOCK = site("handle_pte_fault", "take the PTE lock");
 const S_FAULT_PMD_LOCK = site("__handle_mm_fault", "take the PMD lock of a huge PMD");
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
 import { type FileObj, type Mm, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
+import { folioSetAnonRmap, folioSetFileRmap } from "./rmap.js";
+import { type SwapDevice, swapKey } from "./swap.js";
 import { pmdOffset, pteAlloc } from "./walk.js";
 
 // fault_around_bytes: 16 pages with 4K pages; one page (no fault-around)
@@ -27,11 +29,12 @@ export function accessAllowed(vma: Vma, write: boolean): boolean {
   return (vma.flags & VM_ACCESS_FLAGS) !== 0; // vma_is_accessible(): x86 cannot deny reads of W or X pages
 }
 
-function newAnonPage(m: Machine, vma: Vma): number {
+function newAnonPage(m: Machine, vma: Vma, addr: number): number {
   if (vma.anonVma === 0) vma.anonVma = m.newAnonVma(); // anon_vma_prepare()
   const pfn = m.phys.alloc(0);
   m.phys.flags[pfn] = PG_ANON | PG_SWAPBACKED | PG_ANON_EXCLUSIVE;
   m.phys.mapcount[pfn] = 1;
+  folioSetAnonRmap(m, pfn, vma, addr);
   m.counters.pagesAlloc++;
   return pfn;
 }
@@ -43,6 +46,7 @@ function filemapGetPage(m: Machine, f: FileObj, pgoff: number): number {
   if (pfn === undefined) {
     pfn = m.phys.alloc(0);
     m.phys.flags[pfn] = f.shmem ? PG_SHMEM | PG_SWAPBACKED : 0;
+    folioSetFileRmap(m, pfn, f, pgoff);
     f.pages.set(pgoff, pfn);
     m.counters.pagesAlloc++;
   }
@@ -113,7 +117,7 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
 // fault is handled, false to go on at PTE level.
 function hugePmdFault(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, pmdv: number, addr: number, write: boolean): boolean {
   const A = m.arch;
-  if (pmdv === 0) return doHugePmdAnonymousPage(m, mm, vma, pmdIdx, write);
+  if (pmdv === 0) return doHugePmdAnonymousPage(m, mm, vma, pmdIdx, write, addr - (addr % m.geo.pmdSize));
   if (write && !A.pteWrite(pmdv)) return doHugePmdWpPage(m, mm, vma, pmdIdx, addr - (addr % m.geo.pmdSize));
   m.tables.set(pmdIdx, A.pteMkyoung(write ? A.pteMkdirty(pmdv) : pmdv)); // huge_pmd_set_accessed()
   m.counters.pteAtomics++;
@@ -131,7 +135,11 @@ function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number
     else doFault(m, mm, vma, e, m.tables.base(slot), addr, write);
     return "ok";
   }
-  if (!A.ptePresent(v)) return "segv";
+  if (!A.ptePresent(v)) {
+    if (!A.isSwapPte(v) || m.swap === null) return "segv";
+    doSwapPage(m, mm, vma, e, pi, addr, write, v);
+    return "ok";
+  }
   if (write && !A.pteWrite(v)) {
     doWpPage(m, mm, vma, e, pi, addr, v);
     return "ok";
@@ -185,7 +193,7 @@ function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: nu
   const nr = 1 << order;
   const a = addr - (addr % (m.geo.pageSize * nr));
   let pfn: number;
-  if (order === 0) pfn = newAnonPage(m, vma);
+  if (order === 0) pfn = newAnonPage(m, vma, a);
   else {
     if (vma.anonVma === 0) vma.anonVma = m.newAnonVma();
     const phys = m.phys;
@@ -196,6 +204,7 @@ function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: nu
       phys.mapcount[pfn + k] = 1;
     }
     phys.ref[pfn] = nr;
+    folioSetAnonRmap(m, pfn, vma, a);
     m.counters.pagesAlloc += nr;
     m.counters.mthpFaults++;
   }
@@ -237,7 +246,7 @@ function doFault(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: number, ad
   }
   if ((vma.flags & VM_SHARED) === 0) {
     const src = filemapGetPage(m, f, vma.pgoffOf(addr, m.geo.pageSize));
-    const pfn = newAnonPage(m, vma);
+    const pfn = newAnonPage(m, vma, addr);
     if (m.il) m.il.copyPage(src, pfn);
     A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))), 1);
     m.counters.cowCopies++;
@@ -312,7 +321,7 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, add
   // wp_page_copy(): a new exclusive anon page replaces the old mapping; the
   // old entry must be flushed before the new one is visible
   // (ptep_clear_flush(), then set_pte_at()).
-  const npfn = newAnonPage(m, vma);
+  const npfn = newAnonPage(m, vma, addr);
   m.counters.cowCopies++;
   if (m.il && !special) m.il.copyPage(A.ptePfn(v), npfn);
   A.ptepGetAndClearFull(m, mm, addr, e, pi, false);
@@ -334,4 +343,63 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, add
     }
     if (phys.folioPut(head)) m.counters.pagesFree += 1 << (phys.order[head] as number);
   }
+}
+
+// do_swap_page() for an order-0 folio (mm/memory.c, v6.17), under the PTE
+// lock with the entry as read (the model reads the slot synchronously, so the
+// pte_same() recheck cannot fail). The folio comes from the swap cache, or is
+// read into a new one: outside the swap cache when no other swap entry
+// references the slot (SWP_SYNCHRONOUS_IO, as zram), else through it. The
+// exclusive-reuse rule: a page known exclusive (the entry's exclusive marker,
+// or a fresh folio nobody else can see) or whose only reference is ours is
+// mapped writable in a writable VMA, dirty on a write fault; otherwise a
+// write fault goes on to do_wp_page().
+function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, write: boolean, v: number): void {
+  const A = m.arch;
+  const phys = m.phys;
+  const swap = m.swap as SwapDevice;
+  const slot = A.swpOffset(v);
+  let pfn = swap.cache.get(slot);
+  let fresh = false;
+  if (pfn === undefined) {
+    pfn = phys.alloc(0);
+    phys.flags[pfn] = PG_ANON | PG_SWAPBACKED;
+    m.counters.pagesAlloc++;
+    m.counters.pswpin++;
+    if (m.il) m.il.copyPage(swapKey(slot), pfn);
+    if (swap.count[slot] === 1) {
+      fresh = true; // skip the swap cache
+      phys.ref[pfn] = 0;
+    } else {
+      swap.addToCache(slot, pfn); // swapin_readahead(): the cache's reference
+    }
+    folioSetAnonRmap(m, pfn, vma, addr, fresh || A.pteSwpExclusive(v));
+  }
+  const exclusive = fresh || A.pteSwpExclusive(v);
+  swap.free(slot); // swap_free_nr()
+  // should_try_to_free_swap() + folio_free_swap(): a write fault whose folio
+  // only the cache holds drops it from the cache once the slot is unused.
+  if (write && swap.slotOf.get(pfn) === slot && phys.ref[pfn] === 1 && swap.count[slot] === 0) {
+    swap.deleteFromCache(pfn);
+    phys.ref[pfn] = 0;
+  }
+  mm.rssAnon++;
+  mm.swapEnts--;
+  let pte = A.pfnPte(pfn, vmaPageProt(m, vma));
+  let handled = !write;
+  if (exclusive || phys.ref[pfn] === 0) {
+    if ((vma.flags & VM_WRITE) !== 0) {
+      pte = A.pteMkwrite(pte);
+      if (write) {
+        pte = A.pteMkdirty(pte);
+        handled = true;
+      }
+    }
+    phys.flags[pfn] |= PG_ANON_EXCLUSIVE; // RMAP_EXCLUSIVE
+  }
+  phys.mapcount[pfn] = (phys.mapcount[pfn] as number) + 1;
+  phys.ref[pfn] = (phys.ref[pfn] as number) + 1;
+  m.counters.folioAtomics += 2;
+  A.setPtes(m, mm, addr, e, pi, pte, 1);
+  if (!handled) doWpPage(m, mm, vma, e, pi, addr, A.ptepGet(m, e, pi));
 }

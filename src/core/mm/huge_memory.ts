@@ -8,6 +8,7 @@ import { type MmuGather, tlbFlushMmu, tlbRemoveFolioPages, tlbRemovePmdTlbEntry 
 import { LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
+import { folioSetAnonRmap } from "./rmap.js";
 import { accountTable } from "./walk.js";
 import type { KGen } from "./memory.js";
 import { type Interleaver, LK_PMD, site } from "../sync.js";
@@ -63,7 +64,7 @@ function zapDepositedTable(m: Machine, mm: Mm): void {
 }
 
 // do_huge_pmd_anonymous_page(): returns false to fall back to PTEs.
-export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, write: boolean): boolean {
+export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, write: boolean, haddr: number): boolean {
   const A = m.arch;
   const prot = A.vmGetPageProt(vma.flags);
   if (!write && m.config.thpUseZeroPage && m.config.zeroPage) {
@@ -79,6 +80,7 @@ export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: num
   phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
   for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
   phys.addEntireMapcount(pfn, 1);
+  folioSetAnonRmap(m, pfn, vma, haddr);
   depositTable(m, mm);
   let v = A.pmdMkhuge(A.pfnPte(pfn, prot));
   if ((vma.flags & VM_WRITE) !== 0) v = A.pteMkwrite(A.pteMkdirty(v));
@@ -105,6 +107,7 @@ export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, ha
     phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
     for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
     phys.addEntireMapcount(pfn, 1);
+    folioSetAnonRmap(m, pfn, vma, haddr);
     // pmdp_huge_clear_flush() then set: the deposited table stays.
     m.tables.set(pmdIdx, 0);
     m.counters.pteAtomics++;

@@ -1,20 +1,26 @@
 // madvise(): models madvise_dontneed_free() (zap with PT reclaim details),
 // madvise_free_pte_range()/madvise_free_huge_pmd() (lazy free: clean and old
-// PTEs, folio loses swap backing), MADV_COLD's young clearing, and
+// PTEs, folio loses swap backing), madvise_cold_or_pageout_pte_range()
+// (MADV_COLD clears young; MADV_PAGEOUT reclaims through reclaim_pages()), and
 // MADV_HUGEPAGE/NOHUGEPAGE flag changes (mm/madvise.c, mm/khugepaged.c).
 
 import { CYD_DIRTY, CYD_YOUNG } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
 import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
-import { type KGen, run, unmapSingleVma, walkPmdTables } from "./memory.js";
+import { folioPteBatch, type KGen, run, unmapSingleVma, walkPmdTables } from "./memory.js";
+import { flushTlbBatchedPending, folioMapcount, splitFolio } from "./rmap.js";
+import { folioIsolateLru, reclaimPages } from "./vmscan.js";
 import { LK_PTL, site } from "../sync.js";
 
 const S_CLEAN_LOCK = site("madvise_free_pte_range", "take the PTE lock");
 const S_CLEAN_PTE = site("madvise_free_pte_range", "load a PTE");
 const S_CLEAN_PMD_LOCK = site("madvise_free_huge_pmd", "take the PMD lock");
+const S_COLD_LOCK = site("madvise_cold_or_pageout_pte_range", "take the PTE lock");
+const S_COLD_PTE = site("madvise_cold_or_pageout_pte_range", "load a PTE");
+const S_COLD_PMD_LOCK = site("madvise_cold_or_pageout_pte_range", "pmd_trans_huge_lock()");
 import { type MmuGather, tlbFinishMmu, tlbFlushMmuTlbonly, tlbGatherMmu, tlbRemovePmdTlbEntry, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD } from "./pgtable.js";
-import { PG_ANON, PG_DIRTY, PG_SWAPBACKED } from "./physmem.js";
+import { PG_ANON, PG_DIRTY, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { MmError } from "./mmap.js";
 import { idxAt } from "../geometry.js";
 import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, type Vma } from "./types.js";
@@ -73,6 +79,7 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
           continue;
         }
       }
+      if (m.config.variants.tlb_batch_pending === "fixed") flushTlbBatchedPending(m, tlb.mm);
       const e = T.chunkOf(slot);
       let i = T.base(slot) + ((addr / G.pageSize) & G.ptrsMask);
       for (let a = addr; a < next; a += G.pageSize, i++) {
@@ -100,6 +107,133 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
   }
 }
 
+// madvise_cold_or_pageout_pte_range() for one PMD table's part of the range
+// (mm/madvise.c, v6.17): a PMD-mapped THP is handled whole when the range
+// covers it (else split); PTE-mapped large folios not wholly in the range are
+// split; folios mapped elsewhere too are left alone. COLD clears the access
+// flags (the folio is deactivated: not modelled beyond that); PAGEOUT
+// isolates the folios and reclaims them (reclaim_pages()) once the PTE lock
+// is dropped.
+function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr: number, end: number, pageout: boolean): KGen {
+  const m = tlb.m;
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  const G = m.geo;
+  const il = m.il;
+  const mm = tlb.mm;
+  const fixed = m.config.variants.tlb_batch_pending === "fixed";
+  while (addr < end) {
+    const next = Math.min(addr - (addr % G.pmdSize) + G.pmdSize, end);
+    const pmdIdx = pmdSlot * G.ptrs + idxAt(G, addr / G.pageSize, LVL_PMD);
+    let v = T.get(pmdIdx);
+    m.counters.pteReads++;
+    const list: number[] = [];
+    // pmd_trans_huge_lock() waits for a splitter.
+    if (il !== null && v !== 0 && A.pmdLeafInvalid(v)) v = yield* pmdReadLocked(m, pmdIdx, S_COLD_PMD_LOCK);
+    if (v !== 0 && A.entryIsLeaf(v)) {
+      const head = A.ptePfn(v);
+      // Huge zero page, or a folio mapped by others too: left alone.
+      if (((phys.flags[head] as number) & PG_ZERO) !== 0 || folioMapcount(m, head) !== 1 << (phys.order[head] as number)) {
+        addr = next;
+        continue;
+      }
+      if (next - addr !== G.pmdSize) {
+        // split_folio() with a reference of our own, then the PTE path.
+        phys.ref[head] = (phys.ref[head] as number) + 1;
+        const ok = yield* splitFolio(m, head);
+        if (phys.folioPut(head)) m.counters.pagesFree++;
+        if (!ok) {
+          addr = next;
+          continue;
+        }
+        v = T.get(pmdIdx);
+      } else {
+        if (!pageout && A.pteYoung(v)) {
+          T.set(pmdIdx, A.pteMkold(v));
+          m.counters.pteAtomics++;
+          tlbRemovePmdTlbEntry(tlb, addr);
+        }
+        if (pageout && folioIsolateLru(m, head)) list.push(head);
+        if (pageout) yield* reclaimPages(m, list);
+        addr = next;
+        continue;
+      }
+    }
+    if (v === 0 || !A.entryIsTable(v)) {
+      addr = next;
+      continue;
+    }
+    const slot = T.slotOfPfn(A.ptePfn(v));
+    if (il) {
+      yield il.lock(LK_PTL, slot, true, S_COLD_LOCK);
+      if (T.get(pmdIdx) !== v) {
+        il.unlock(LK_PTL, slot);
+        addr = next;
+        continue;
+      }
+    }
+    if (fixed) flushTlbBatchedPending(m, mm);
+    const e = T.chunkOf(slot);
+    let a = addr;
+    while (a < next) {
+      const i = T.base(slot) + ((a / G.pageSize) & G.ptrsMask);
+      let x = A.ptepGet(m, e, i);
+      if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) {
+        a += G.pageSize;
+        continue;
+      }
+      if (il) {
+        yield S_COLD_PTE;
+        x = A.ptepGet(m, e, i);
+        if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
+      }
+      const pfn = A.ptePfn(x);
+      const head = phys.folioHead(pfn);
+      const order = phys.order[head] as number;
+      let nr = 1;
+      if (order > 0) {
+        nr = folioPteBatch(m, e, i, x, pfn, head, order, (next - a) / G.pageSize, false, false);
+        if (nr < 1 << order) {
+          // Not wholly mapped here: split it (unless shared), then look again.
+          if (folioMapcount(m, head) !== 1 << order) {
+            a += nr * G.pageSize;
+            continue;
+          }
+          phys.ref[head] = (phys.ref[head] as number) + 1;
+          if (il) il.unlock(LK_PTL, slot);
+          const ok = yield* splitFolio(m, head);
+          if (phys.folioPut(head)) m.counters.pagesFree++;
+          if (il) {
+            yield il.lock(LK_PTL, slot, true, S_COLD_LOCK);
+            if (T.get(pmdIdx) !== v) {
+              il.unlock(LK_PTL, slot);
+              break;
+            }
+          }
+          if (fixed) flushTlbBatchedPending(m, mm);
+          if (!ok) a += nr * G.pageSize;
+          continue;
+        }
+      }
+      // Only folios this mapping maps alone (folio_mapcount() == nr pages).
+      if (folioMapcount(m, head) !== 1 << order) {
+        a += nr * G.pageSize;
+        continue;
+      }
+      if (!pageout && A.pteYoung(x)) {
+        A.clearYoungDirtyPtes(m, mm, a, e, i, nr, CYD_YOUNG);
+        tlbRemoveTlbEntries(tlb, a, nr);
+      }
+      if (pageout && folioIsolateLru(m, head)) list.push(head);
+      a += nr * G.pageSize;
+    }
+    if (il) il.unlock(LK_PTL, slot);
+    if (pageout) yield* reclaimPages(m, list);
+    addr = next;
+  }
+}
+
 export function doMadvise(m: Machine, mm: Mm, start: number, len: number, advice: Advice): void {
   run(madvise(m, mm, start, len, advice));
 }
@@ -118,16 +252,27 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
       tlbFinishMmu(tlb);
       break;
     }
-    case "free":
-    case "cold":
-    case "pageout": {
-      // No swap is modelled: PAGEOUT only ages the pages like COLD.
+    case "free": {
       const tlb = tlbGatherMmu(m, mm);
       for (const vma of vmasIn(mm, start, end)) {
-        if (advice === "free" && vma.file !== null) continue;
+        if (vma.file !== null) continue;
         const s = Math.max(start, vma.start);
         const e = Math.min(end, vma.end);
-        yield* walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => cleanPmdRange(tlb, vma, slot, a, b, advice === "free"));
+        yield* walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => cleanPmdRange(tlb, vma, slot, a, b, true));
+        tlbFlushMmuTlbonly(tlb);
+      }
+      tlbFinishMmu(tlb);
+      break;
+    }
+    case "cold":
+    case "pageout": {
+      // madvise_cold()/madvise_pageout(): one gather per VMA (tlb_start_vma/
+      // tlb_end_vma), madvise_cold_or_pageout_pte_range() per PMD.
+      const tlb = tlbGatherMmu(m, mm);
+      for (const vma of vmasIn(mm, start, end)) {
+        const s = Math.max(start, vma.start);
+        const e = Math.min(end, vma.end);
+        yield* walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => coldOrPageoutPmdRange(tlb, vma, slot, a, b, advice === "pageout"));
         tlbFlushMmuTlbonly(tlb);
       }
       tlbFinishMmu(tlb);

@@ -14,6 +14,7 @@ import { LVL_PMD, LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM } from "./physmem.js";
 import { copyHugePmd, pmdReadLocked, splitHugePmd, zapHugePmd } from "./huge_memory.js";
 import { freePte, reclaimPtIsEnabled, tryGetAndClearPmd, tryToFreePte, type ZapDetails } from "./pt_reclaim.js";
+import { flushTlbBatchedPending } from "./rmap.js";
 import { idxAt } from "../geometry.js";
 import type { Mm, Vma } from "./types.js";
 import { accountTable, pmdOffset, pteAlloc } from "./walk.js";
@@ -73,6 +74,25 @@ export function folioPteBatch(
   return nr < max ? nr : max;
 }
 
+// zap_nonpresent_ptes() for a swap entry: pte_clear_not_present_full(),
+// MM_SWAPENTS, free_swap_and_cache() (a swap-cache folio nobody maps any more
+// leaves the cache once the slot has no other user).
+function zapSwapPte(m: Machine, mm: Mm, e: Float64Array, i: number): void {
+  const v = e[i] as number;
+  e[i] = 0;
+  m.counters.pteWrites++;
+  mm.swapEnts--;
+  const swap = m.swap;
+  if (swap === null) throw new Error("model bug: a swap entry without a swap device");
+  const slot = m.arch.swpOffset(v);
+  swap.free(slot);
+  const pfn = swap.cache.get(slot);
+  if (pfn !== undefined && swap.count[slot] === 0 && m.phys.mapcount[pfn] === 0 && !m.isolated.has(pfn)) {
+    swap.deleteFromCache(pfn);
+    if (m.phys.folioPut(pfn)) m.counters.pagesFree++;
+  }
+}
+
 function folioCounterDelta(mm: Mm, flagsHead: number, n: number): void {
   if (flagsHead & PG_ANON) mm.rssAnon += n;
   else if (flagsHead & PG_SHMEM) mm.rssShmem += n;
@@ -94,6 +114,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
   const oldReclaim = m.config.variants.pt_reclaim === "direct-always";
   const batched = m.config.variants.zap_batching === "batched";
   const PS = m.geo.pageSize;
+  const batchPending = m.config.variants.tlb_batch_pending === "fixed";
   let directReclaim = true;
   let pmdval = 0;
   for (;;) {
@@ -112,6 +133,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         return end; // the table went away (PT reclaim): nothing left to zap
       }
     }
+    if (batchPending) flushTlbBatchedPending(m, mm);
     const e = T.chunkOf(slot);
     let i = T.base(slot) + ((addr / PS) & m.geo.ptrsMask);
     while (addr !== end) {
@@ -128,7 +150,10 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         v = A.ptepGet(m, e, i);
       }
       let nr = 1;
-      if (A.pteSpecial(v)) {
+      if (!A.ptePresent(v)) {
+        // zap_nonpresent_ptes(): a swap entry gives its slot back.
+        zapSwapPte(m, mm, e, i);
+      } else if (A.pteSpecial(v)) {
         // vm_normal_page() == NULL: zero page or a special mapping.
         A.ptepGetAndClearFull(m, mm, addr, e, i, fullmm);
         tlbRemoveTlbEntries(tlb, addr, 1);
@@ -387,7 +412,19 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
     }
     let nr = 1;
     let pte = v;
-    if (A.pteSpecial(v)) {
+    if (!A.ptePresent(v)) {
+      // copy_nonpresent_pte(): the slot gains a user; neither copy is
+      // exclusive any more.
+      (m.swap as NonNullable<typeof m.swap>).duplicate(A.swpOffset(v));
+      if (A.pteSwpExclusive(v)) {
+        pte = A.pteSwpClearExclusive(v);
+        es[si] = pte;
+        C.pteWrites++;
+      }
+      ed[di] = pte;
+      C.pteWrites++;
+      dst.swapEnts++;
+    } else if (A.pteSpecial(v)) {
       A.setPtes(m, dst, addr, ed, di, v, 1);
     } else {
       const pfn = A.ptePfn(v);

@@ -91,7 +91,9 @@ export function doMmap(m: Machine, mm: Mm, args: MmapArgs): number {
     flags |= VM_SHARED;
     if (file === null) file = m.file(`shmem:${mm.id}:${addr.toString(16)}`, a.len, true);
   }
-  insertVma(mm, new Vma(addr, addr + a.len, flags, file, a.pgoff, 0));
+  // do_mmap(): a private anonymous mapping's vm_pgoff is its address in
+  // pages (linear_page_index() of its folios, which rmap follows).
+  insertVma(mm, new Vma(addr, addr + a.len, flags, file, file === null ? addr / PS : a.pgoff, 0));
   mergeAround(m, mm, addr, addr + a.len);
   return addr;
 }
@@ -160,7 +162,7 @@ export function* brk(m: Machine, mm: Mm, newBrk: number): KGen<number> {
     yield* doMunmap(m, mm, newEnd, oldEnd - newEnd);
   } else if (newEnd > oldEnd) {
     if (!rangeFree(mm, oldEnd, newEnd)) return mm.brk;
-    insertVma(mm, new Vma(oldEnd, newEnd, VM_READ | VM_WRITE | VM_MAYWRITE, null, 0, 0));
+    insertVma(mm, new Vma(oldEnd, newEnd, VM_READ | VM_WRITE | VM_MAYWRITE, null, oldEnd / PS, 0));
     mergeAround(m, mm, oldEnd, newEnd);
   }
   mm.brk = newBrk;

@@ -170,6 +170,19 @@ export function tlbFlushRmaps(tlb: MmuGather): void {
   tlb.delayedRmap = false;
 }
 
+// free_swap_cache() + folio_free_swap() for a folio about to lose `nr`
+// mapping references (the gather's): the cache's reference goes too.
+function freeSwapCache(m: Machine, head: number, nr: number): void {
+  const swap = m.swap;
+  const phys = m.phys;
+  if (swap === null || m.isolated.has(head)) return;
+  const slot = swap.slotOf.get(head);
+  if (slot === undefined || swap.count[slot] !== 0 || phys.mapcount[head] !== 0) return;
+  if (phys.ref[head] !== nr + 1) return;
+  swap.deleteFromCache(head);
+  phys.ref[head] = nr;
+}
+
 // tlb_flush_mmu(): flush, then free the batched tables and pages.
 export function tlbFlushMmu(tlb: MmuGather): void {
   tlbFlushMmuTlbonly(tlb);
@@ -197,11 +210,15 @@ export function tlbFlushMmu(tlb: MmuGather): void {
     const phys = m.phys;
     const check = m.config.checkInvariants;
     const freed: number[] = [];
+    const swap = m.swap;
     for (let i = 0; i < tlb.nrPages; i++) {
       const first = tlb.pagePfn[i] as number;
       const head = phys.folioHead(first);
       const nr = tlb.pageNr[i] as number;
       const order = phys.order[head] as number;
+      // free_pages_and_swap_cache() -> free_swap_cache(): a swap-cache folio
+      // that nothing maps and no swap entry names any more leaves the cache.
+      if (swap !== null && swap.cache.size > 0) freeSwapCache(m, head, nr);
       if (check && phys.ref[head] === nr) freed.push(head);
       // folios_put_refs(): one atomic _refcount update per batch entry.
       m.counters.folioAtomics++;

@@ -7,6 +7,7 @@ import type { Machine } from "../machine.js";
 import { changeHugePmd, splitHugePmd } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run, walkPmdTables } from "./memory.js";
 import { LK_PTL, site } from "../sync.js";
+import { flushTlbBatchedPending } from "./rmap.js";
 
 const S_PROT_LOCK = site("change_pte_range", "take the PTE lock");
 const S_PROT_PTE = site("change_pte_range", "load a PTE");
@@ -36,6 +37,7 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
   if (!A.entryIsTable(pmdv)) return;
   const slot = T.slotOfPfn(A.ptePfn(pmdv));
   if (il) yield il.lock(LK_PTL, slot, true, S_PROT_LOCK);
+  if (m.config.variants.tlb_batch_pending === "fixed") flushTlbBatchedPending(m, mm);
   const e = T.chunkOf(slot);
   const PS = m.geo.pageSize;
   let i = T.base(slot) + ((addr / PS) & m.geo.ptrsMask);

@@ -25,6 +25,7 @@ import { LK_IMMAP, LK_PMD, LK_PTL, site } from "../sync.js";
 import { splitHugePmdMmapWriteLocked } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run } from "./memory.js";
 import { doMunmap, getUnmappedArea, MmError } from "./mmap.js";
+import { flushTlbBatchedPending } from "./rmap.js";
 import type { Mm, Vma } from "./types.js";
 import { insertVma, mergeAround, rangeFree } from "./vma.js";
 import { pmdOffset, pteAlloc, pteTableOf } from "./walk.js";
@@ -250,6 +251,9 @@ function* movePtes(m: Machine, mm: Mm, vma: Vma, oa: number, da: number, extent:
     }
     if (dslot !== sslot) yield il.lock(LK_PTL, dslot, true, S_MOVE_LOCK_NEW);
   }
+  // flush_tlb_batched_pending() (since 3ea277194daa, v4.13): a flush
+  // reclaim deferred for this mm happens before any PTE moves.
+  if (m.config.variants.tlb_batch_pending === "fixed") flushTlbBatchedPending(m, mm);
   const es = T.chunkOf(sslot);
   const ed = T.chunkOf(dslot);
   const n = extent / PS;
@@ -274,7 +278,7 @@ function* movePtes(m: Machine, mm: Mm, vma: Vma, oa: number, da: number, extent:
       if (A.ptePresent(pte) && A.pteDirty(pte)) forceFlush = true;
       A.setPtes(m, mm, da + k * PS, ed, di0 + k, pte, 1);
     } else {
-      if (!A.pteSpecial(v)) {
+      if (A.ptePresent(v) && !A.pteSpecial(v)) {
         const pfn = A.ptePfn(v);
         const head = phys.folioHead(pfn);
         const order = phys.order[head] as number;

@@ -1,7 +1,7 @@
 // Physical memory: page frames, folios and the zero page. Models the parts of
 // struct page / struct folio the page-table layer touches (include/linux/mm.h,
 // include/linux/page-flags.h) and a buddy-like allocator (mm/page_alloc.c).
-// Per-frame state lives in typed arrays indexed by PFN (14 bytes a frame); a
+// Per-frame state lives in typed arrays indexed by PFN (22 bytes a frame); a
 // folio of order o is 2^o naturally aligned frames and its folio-wide state
 // sits at the head frame. Free lists are typed-array stacks, one per order.
 
@@ -47,7 +47,8 @@ export class PhysMem {
   order = new Uint8Array(0); // order of the folio this frame belongs to
   ref = new Int32Array(0); // folio refcount (head)
   mapcount = new Int32Array(0); // per-page PTE mapcount
-  aux = new Int32Array(0); // page-table pages: table slot
+  aux = new Int32Array(0); // page-table pages: table slot; folios (head): folio->mapping (anon_vma id or file id)
+  index = new Float64Array(0); // folio->index (head): linear page index of an anon folio, file page offset
   // PMD mappings of a folio (folio->_entire_mapcount), by head; only PMD-sized
   // folios have any, so a map costs less than a per-frame array.
   private entire = new Map<number, number>();
@@ -79,6 +80,7 @@ export class PhysMem {
     this.ref = growTo(this.ref, cap);
     this.mapcount = growTo(this.mapcount, cap);
     this.aux = growTo(this.aux, cap);
+    this.index = growTo(this.index, cap);
     this.cap = cap;
   }
 

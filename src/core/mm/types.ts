@@ -60,6 +60,12 @@ export class Mm {
   tlbGen = 1; // x86 mm->context.tlb_gen
   asidId = 0; // arm64 mm->context.id: generation << asidBits | ASID (0: none yet)
   tlbFlushPending = 0; // mm->tlb_flush_pending
+  // mm->tlb_flush_batched: reclaim's deferred flushes pending on this mm and
+  // how many of them flush_tlb_batched_pending() has already flushed (the
+  // kernel packs both counters in one atomic).
+  tlbBatchPending = 0;
+  tlbBatchFlushed = 0;
+  swapEnts = 0; // MM_SWAPENTS: swap entries in the page tables (VmSwap), pages
   cpumask: Uint8Array; // mm_cpumask(): CPUs with this mm loaded
   mmapBase: number;
   startBrk = 0;

@@ -47,7 +47,8 @@ export function isolateRange(m: Machine, mm: Mm, start: number, end: number): Vm
 
 function canMerge(a: Vma, b: Vma, pageSize: number): boolean {
   if (a.end !== b.start || a.flags !== b.flags || a.file !== b.file) return false;
-  if (a.file !== null && a.pgoffOf(a.end, pageSize) !== b.pgoff) return false;
+  // Anonymous VMAs too: their folios' index follows vm_pgoff (rmap).
+  if (a.pgoffOf(a.end, pageSize) !== b.pgoff) return false;
   return a.anonVma === 0 || b.anonVma === 0 || a.anonVma === b.anonVma;
 }
 

@@ -8,7 +8,7 @@ import type { Arm64Features } from "../../machine.js";
 import { asidReachable, switchMm } from "./context.js";
 import { arm64ContpteLayer } from "./contpte.js";
 import * as P from "./pgtable.js";
-import { flushTlbMm, flushTlbPage, flushTlbRange, tlbFlush } from "./tlbflush.js";
+import { flushTlbMm, flushTlbPage, flushTlbRange, tlbbatchAddPending, tlbbatchFlush, tlbbatchShouldDefer, tlbFlush } from "./tlbflush.js";
 
 export function arm64(f: Arm64Features): Arch {
   const enc = P.arm64Encoding(f.granule, { hwAf: true, hwDbm: true });
@@ -45,6 +45,14 @@ export function arm64(f: Arm64Features): Arch {
     pteMkold: P.pteMkold,
     pteMkspecial: P.pteMkspecial,
     pteModify: P.pteModify,
+    mkSwapPte: (offset: number, exclusive: boolean) => {
+      const v = P.mkSwapEntry(0, offset);
+      return exclusive ? P.pteSwpMkexclusive(v) : v;
+    },
+    isSwapPte: P.isSwapPte,
+    swpOffset: P.swpOffset,
+    pteSwpExclusive: P.pteSwpExclusive,
+    pteSwpClearExclusive: P.pteSwpClearExclusive,
     vmGetPageProt: enc.vmGetPageProt,
     mkTableEntry: (pfn: number) => enc.mkTableEntry(pfn),
     entryIsTable: P.entryIsTable,
@@ -82,6 +90,9 @@ export function arm64(f: Arm64Features): Arch {
     flushTlbPage,
     flushTlbRange,
     flushTlbMm,
+    tlbbatchShouldDefer,
+    tlbbatchAddPending,
+    tlbbatchFlush,
     switchMm,
     asidReachable,
     describeEntry: enc.describeEntry,

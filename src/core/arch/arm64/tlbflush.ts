@@ -295,3 +295,21 @@ export function tlbFlush(m: Machine, tlb: MmuGather): void {
   }
   flushTlbRangeArm64(m, tlb.mm, tlb.start, tlb.end, stride, lastLevel, level, true);
 }
+
+// arch_tlbbatch_should_defer() (arch/arm64/include/asm/tlbflush.h): always,
+// unless the CPU has the REPEAT_TLBI erratum (not modelled).
+export function tlbbatchShouldDefer(_m: Machine, _mm: Mm): boolean {
+  return true;
+}
+
+// arch_tlbbatch_add_pending(): the leaf TLBIs for the range are issued now
+// (__flush_tlb_range_nosync(), stride PAGE_SIZE, level 3) without a DSB, so
+// they have not completed; the batch itself holds nothing.
+export function tlbbatchAddPending(m: Machine, _batch: Uint8Array, mm: Mm, start: number, end: number): void {
+  flushTlbRangeArm64(m, mm, start, end, m.geo.pageSize, true, 3, false);
+}
+
+// arch_tlbbatch_flush(): dsb(ish) on this CPU completes every TLBI it issued.
+export function tlbbatchFlush(m: Machine, _batch: Uint8Array): void {
+  dsb(m, m.curCpu);
+}

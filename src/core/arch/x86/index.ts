@@ -4,7 +4,7 @@ import type { Arch } from "../arch.js";
 import { TLB_D, TLB_U, TLB_W, TLB_X } from "../../hw/tlb.js";
 import { genericPteHooks } from "../../mm/pgtable_generic.js";
 import * as P from "./pgtable.js";
-import { asidReachable, flushTlbMmRange, switchMm, TLB_FLUSH_ALL, tlbFlush } from "./tlb.js";
+import { asidReachable, flushTlbMmRange, switchMm, TLB_FLUSH_ALL, tlbbatchAddPending, tlbbatchFlush, tlbbatchShouldDefer, tlbFlush } from "./tlb.js";
 
 export function x86_64(levels: 4 | 5): Arch {
   const hooks = genericPteHooks({
@@ -46,6 +46,11 @@ export function x86_64(levels: 4 | 5): Arch {
     pteMkold: P.pteMkold,
     pteMkspecial: P.pteMkspecial,
     pteModify: P.pteModify,
+    mkSwapPte: P.mkSwapPte,
+    isSwapPte: P.isSwapPte,
+    swpOffset: P.swpOffset,
+    pteSwpExclusive: P.pteSwpExclusive,
+    pteSwpClearExclusive: P.pteSwpClearExclusive,
     vmGetPageProt: P.vmGetPageProt,
     mkTableEntry: P.mkTableEntry,
     entryIsTable: P.entryIsTable,
@@ -97,10 +102,14 @@ export function x86_64(levels: 4 | 5): Arch {
     flushTlbMm(m, mm) {
       flushTlbMmRange(m, mm, 0, TLB_FLUSH_ALL, 12, true);
     },
+    tlbbatchShouldDefer,
+    tlbbatchAddPending,
+    tlbbatchFlush,
     switchMm,
     asidReachable,
     describeEntry(v: number): string {
       if (v === 0) return "none";
+      if (P.isSwapPte(v)) return `swap offset=${P.swpOffset(v)}${P.pteSwpExclusive(v) ? " excl" : ""}`;
       const f: string[] = [];
       if (v & P._PAGE_PRESENT) f.push("P");
       else if (v & P._PAGE_PROTNONE) f.push("PROTNONE");

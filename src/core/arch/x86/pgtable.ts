@@ -167,3 +167,30 @@ export function vmGetPageProt(vmFlags: number): number {
   const base = w && shared ? PAGE_RW : PAGE_RO;
   return x ? base : base + NX;
 }
+
+// Swap entries (arch/x86/include/asm/pgtable_64.h, v6.17): present and
+// PROT_NONE clear, bit 1 soft-dirty, bit 2 uffd-wp, bit 3 exclusive
+// (_PAGE_SWP_EXCLUSIVE = _PAGE_PWT), the offset stored inverted from bit 9
+// (the L1TF mitigation: a non-present entry never names low memory), the
+// type in bits 59-63. The model holds type 0 and the offset's 43 low bits
+// (9..51); in the real layout bits 52-58 of a modelled entry are ones.
+export const _PAGE_SWP_EXCLUSIVE = _PAGE_PWT;
+const SWP_OFFSET_UNIT = 512;
+const SWP_OFFSET_MODEL = 2 ** 43;
+export function mkSwapPte(offset: number, exclusive: boolean): number {
+  if (!Number.isInteger(offset) || offset < 0 || offset >= SWP_OFFSET_MODEL) throw new RangeError(`swap offset ${offset} out of modelled range`);
+  return (SWP_OFFSET_MODEL - 1 - offset) * SWP_OFFSET_UNIT + (exclusive ? _PAGE_SWP_EXCLUSIVE : 0);
+}
+// is_swap_pte(): neither none nor present.
+export function isSwapPte(v: number): boolean {
+  return v !== 0 && (v & (_PAGE_PRESENT | _PAGE_PROTNONE)) === 0;
+}
+export function swpOffset(v: number): number {
+  return SWP_OFFSET_MODEL - 1 - Math.floor(v / SWP_OFFSET_UNIT);
+}
+export function pteSwpExclusive(v: number): boolean {
+  return (v & _PAGE_SWP_EXCLUSIVE) !== 0;
+}
+export function pteSwpClearExclusive(v: number): number {
+  return clearBit(v, _PAGE_SWP_EXCLUSIVE);
+}

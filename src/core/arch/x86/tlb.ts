@@ -123,3 +123,49 @@ export function asidReachable(m: Machine, c: number, asid: number): Mm | null {
   }
   return (cpu.asidGen[asid] as number) < mm.tlbGen ? null : mm;
 }
+
+// arch_tlbbatch_should_defer() (arch/x86/include/asm/tlbflush.h): defer only
+// when CPUs other than this one have the mm loaded (they need an IPI).
+export function tlbbatchShouldDefer(m: Machine, mm: Mm): boolean {
+  for (let c = 0; c < m.cpus.length; c++) if (c !== m.curCpu && mm.cpumask[c] !== 0) return true;
+  return false;
+}
+
+// arch_tlbbatch_add_pending(): the mm's TLB generation moves on (a CPU that
+// switches back to it flushes) and its CPUs join the batch's mask. No flush yet.
+export function tlbbatchAddPending(m: Machine, batch: Uint8Array, mm: Mm, _start: number, _end: number): void {
+  ++mm.tlbGen;
+  for (let c = 0; c < m.cpus.length; c++) if (mm.cpumask[c] !== 0) batch[c] = 1;
+}
+
+const S_BATCH_IPI = site("arch_tlbbatch_flush", "IPI sent, not yet taken by the next CPU");
+
+// arch_tlbbatch_flush() (arch/x86/mm/tlb.c): flush_tlb_multi() over the mask
+// with a flush_tlb_info of no mm and TLB_FLUSH_ALL: every CPU in it that is
+// not lazy (should_flush_tlb()) flushes its loaded mm in full unless its
+// generation is already current (flush_tlb_func()); lazy CPUs catch up when
+// they switch back.
+export function tlbbatchFlush(m: Machine, batch: Uint8Array): void {
+  m.counters.tlbFlushRequests++;
+  const cur = m.curCpu;
+  for (let c = 0; c < m.cpus.length; c++) {
+    if (batch[c] === 0) continue;
+    batch[c] = 0;
+    const cpu = m.cpus[c]!;
+    const mm = cpu.loadedMm;
+    if (mm === null) continue;
+    if (c !== cur) {
+      if (cpu.running !== mm) continue;
+      m.counters.ipis++;
+      if (m.il) m.il.point(S_BATCH_IPI);
+    } else if (cpu.running !== mm) {
+      switchMm(m, c, null);
+      continue;
+    }
+    const asid = cpu.asid;
+    if ((cpu.asidGen[asid] as number) === mm.tlbGen) continue;
+    cpu.tlb.flushAsid(asid);
+    m.counters.tlbFlushesFull++;
+    cpu.asidGen[asid] = mm.tlbGen;
+  }
+}

@@ -1,0 +1,376 @@
+// Reverse mapping: models mm/rmap.c (folio_add_new_anon_rmap()'s
+// folio->mapping/index, rmap_walk_anon() over the anon_vma chain,
+// rmap_walk_file() over the file's mappings, page_vma_mapped_walk(),
+// folio_referenced_one(), try_to_unmap_one() with the deferred TLB flush:
+// should_defer_flush(), set_tlb_ubc_flush_pending(), try_to_unmap_flush(),
+// try_to_unmap_flush_dirty(), flush_tlb_batched_pending()) and the folio split
+// reclaim needs (split_folio_to_list(), mm/huge_memory.c).
+//
+// Simplified: anon_vma is a tree of ids (Machine.anonVmaParent) and the walk
+// visits every live mm's VMAs whose anon_vma descends from the folio's (the
+// kernel keeps that set as the anon_vma's interval tree); a file's mappings
+// are found by scanning the mms for VMAs of the file. The split does not go
+// through migration entries: it runs under every PTE lock that maps the folio
+// at once, so nobody sees the folio half split. No Node APIs.
+
+import type { Machine } from "../machine.js";
+import { LK_PTL, site } from "../sync.js";
+import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
+import type { KGen } from "./memory.js";
+import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
+import type { FileObj, Mm, Vma } from "./types.js";
+import { pmdOffset } from "./walk.js";
+
+const S_RMAP_LOCK = site("page_vma_mapped_walk", "take the PTE lock");
+const S_RMAP_PMD_LOCK = site("page_vma_mapped_walk", "take the PMD lock of a huge PMD");
+const S_TTU_PTE = site("try_to_unmap_one", "PTE cleared, flush deferred");
+const S_REF_PTE = site("folio_referenced_one", "young cleared");
+
+// folio_add_new_anon_rmap() / __folio_set_anon(): folio->mapping is the
+// VMA's anon_vma (its root's when the folio may be shared: a swap-cache folio
+// mapped after fork), folio->index the linear page index of its first page.
+export function folioSetAnonRmap(m: Machine, head: number, vma: Vma, addr: number, exclusive = true): void {
+  let av = vma.anonVma;
+  if (!exclusive) while ((m.anonVmaParent[av] as number) !== 0) av = m.anonVmaParent[av] as number;
+  m.phys.aux[head] = av;
+  m.phys.index[head] = vma.pgoffOf(addr, m.geo.pageSize);
+}
+
+// A page-cache folio: the file and the page offset.
+export function folioSetFileRmap(m: Machine, head: number, f: FileObj, pgoff: number): void {
+  m.phys.aux[head] = f.id;
+  m.phys.index[head] = pgoff;
+}
+
+// Is anon_vma `av` (a VMA's) on a chain that includes `root` (the folio's)?
+function chainHas(m: Machine, av: number, root: number): boolean {
+  while (av !== 0) {
+    if (av === root) return true;
+    av = m.anonVmaParent[av] as number;
+  }
+  return false;
+}
+
+export interface RmapHit {
+  mm: Mm;
+  vma: Vma;
+  addr: number; // vma_address() of the folio's first page (may lie below vma.start)
+}
+
+// rmap_walk(): the VMAs that may map the folio, with the address its first
+// page has in each (vma_address()).
+export function rmapWalk(m: Machine, head: number): RmapHit[] {
+  const phys = m.phys;
+  const PS = m.geo.pageSize;
+  const nr = 1 << (phys.order[head] as number);
+  const anon = ((phys.flags[head] as number) & PG_ANON) !== 0;
+  const mapping = phys.aux[head] as number;
+  const index = phys.index[head] as number;
+  let file: FileObj | null = null;
+  if (!anon) for (const f of m.files.values()) if (f.id === mapping) file = f;
+  const out: RmapHit[] = [];
+  for (const mm of m.mms) {
+    if (!mm.alive) continue;
+    for (const vma of mm.vmas) {
+      if (anon ? vma.anonVma === 0 || !chainHas(m, vma.anonVma, mapping) : vma.file !== file || file === null) continue;
+      const addr = vma.start + (index - vma.pgoff) * PS;
+      if (addr + nr * PS <= vma.start || addr >= vma.end) continue;
+      out.push({ mm, vma, addr });
+    }
+  }
+  return out;
+}
+
+// One PTE of page_vma_mapped_walk(): table chunk e, index i, address a, page k of the folio.
+type PteVisit = (e: Float64Array, i: number, a: number, k: number) => void;
+
+// page_vma_mapped_walk() over one VMA: visits, under each PTE table's lock,
+// the present PTEs that map pages of the folio; a PMD mapping of it is
+// passed to onPmd (pmd entry index) instead. Returns whether any was found.
+export function* pageVmaMappedWalk(
+  m: Machine,
+  h: RmapHit,
+  head: number,
+  onPte: PteVisit,
+  onPmd: ((pmdIdx: number, a: number) => void) | null,
+  nr = 1 << (m.phys.order[head] as number),
+): KGen<boolean> {
+  const A = m.arch;
+  const T = m.tables;
+  const G = m.geo;
+  const PS = G.pageSize;
+  const il = m.il;
+  let found = false;
+  let k = 0;
+  while (k < nr) {
+    const a = h.addr + k * PS;
+    if (a < h.vma.start || a >= h.vma.end) {
+      k++;
+      continue;
+    }
+    const pmdIdx = pmdOffset(m, h.mm, a, false);
+    // The pages of the folio under this PMD entry.
+    const next = Math.min(nr, k + (G.pmdSize - (a % G.pmdSize)) / PS);
+    if (pmdIdx < 0) {
+      k = next;
+      continue;
+    }
+    let pmdv = T.get(pmdIdx);
+    // A huge PMD is read again under the PMD lock: a splitter holds it from
+    // pmdp_invalidate() until the PTE table is in.
+    if (il !== null && pmdv !== 0 && A.pmdLeafInvalid(pmdv)) pmdv = yield* pmdReadLocked(m, pmdIdx, S_RMAP_PMD_LOCK);
+    if (pmdv !== 0 && A.entryIsLeaf(pmdv)) {
+      if (A.ptePfn(pmdv) === head && onPmd !== null) {
+        onPmd(pmdIdx, a - (a % G.pmdSize));
+        found = true;
+      }
+      k = next;
+      continue;
+    }
+    if (pmdv === 0 || !A.entryIsTable(pmdv)) {
+      k = next;
+      continue;
+    }
+    const slot = T.slotOfPfn(A.ptePfn(pmdv));
+    if (il) {
+      yield il.lock(LK_PTL, slot, true, S_RMAP_LOCK);
+      if (T.get(pmdIdx) !== pmdv) {
+        il.unlock(LK_PTL, slot);
+        k = next;
+        continue;
+      }
+    }
+    const e = T.chunkOf(slot);
+    for (; k < next; k++) {
+      const b = h.addr + k * PS;
+      if (b < h.vma.start || b >= h.vma.end) continue;
+      const i = T.base(slot) + ((b / PS) & G.ptrsMask);
+      const v = e[i] as number;
+      if (v === 0 || !A.ptePresent(v) || A.pteSpecial(v) || A.ptePfn(v) !== head + k) continue;
+      found = true;
+      onPte(e, i, b, k);
+    }
+    if (il) il.unlock(LK_PTL, slot);
+  }
+  return found;
+}
+
+// folio_referenced(): how many mappings had the access flag set; each is
+// cleared with ptep_clear_flush_young() (pmdp_clear_flush_young() for a PMD
+// mapping), which on arm64 clears a whole contpte block and issues its TLBI
+// without a DSB, and on x86 does not flush at all.
+export function* folioReferenced(m: Machine, head: number): KGen<number> {
+  const A = m.arch;
+  const G = m.geo;
+  let referenced = 0;
+  for (const h of rmapWalk(m, head)) {
+    yield* pageVmaMappedWalk(
+      m,
+      h,
+      head,
+      (e, i, a) => {
+        if (A.ptepClearFlushYoung(m, h.mm, a, e, i)) referenced++;
+      },
+      (pmdIdx, a) => {
+        const v = m.tables.get(pmdIdx);
+        m.counters.pteAtomics++;
+        if (!A.pteYoung(v)) return;
+        m.tables.set(pmdIdx, A.pteMkold(v));
+        A.flushTlbRange(m, h.mm, a, a + G.pmdSize, G.pmdShift, false);
+        referenced++;
+      },
+    );
+    if (m.il) yield S_REF_PTE;
+  }
+  return referenced;
+}
+
+// struct tlbflush_unmap_batch (current->tlb_ubc): the reclaiming task's
+// deferred flush.
+export class TlbUbc {
+  arch: Uint8Array; // struct arch_tlbflush_unmap_batch
+  flushRequired = false;
+  writable = false; // a dirty PTE was cleared: flush before writing the folio out
+  // What is pending, for the explorer's checks: mm id, start, end, and the
+  // machine's sequence number when it was batched.
+  pending: number[] = [];
+  constructor(m: Machine) {
+    this.arch = new Uint8Array(m.cpus.length);
+  }
+}
+
+// should_defer_flush(): TTU_BATCH_FLUSH and the architecture agrees.
+function shouldDeferFlush(m: Machine, mm: Mm, ubc: TlbUbc | null): boolean {
+  return ubc !== null && m.arch.tlbbatchShouldDefer(m, mm);
+}
+
+// set_tlb_ubc_flush_pending(): the cleared entry's flush joins the batch and
+// the mm records a pending batched flush (mm->tlb_flush_batched).
+function setTlbUbcFlushPending(m: Machine, ubc: TlbUbc, mm: Mm, pteval: number, start: number, end: number): void {
+  const A = m.arch;
+  if (!A.ptePresent(pteval)) return; // pte_accessible()
+  A.tlbbatchAddPending(m, ubc.arch, mm, start, end);
+  ubc.flushRequired = true;
+  mm.tlbBatchPending++;
+  if (A.pteDirty(pteval)) ubc.writable = true;
+  ubc.pending.push(mm.id, start, end, ++m.batchSeq);
+  m.ubcs.add(ubc);
+}
+
+// try_to_unmap_flush()
+export function tryToUnmapFlush(m: Machine, ubc: TlbUbc): void {
+  if (!ubc.flushRequired) return;
+  m.counters.tlbBatchFlushes++;
+  m.arch.tlbbatchFlush(m, ubc.arch);
+  ubc.flushRequired = false;
+  ubc.writable = false;
+  ubc.pending = [];
+  m.ubcs.delete(ubc);
+}
+
+// try_to_unmap_flush_dirty(): flush only if a dirty entry was cleared, as a
+// writable TLB entry could still dirty the folio being written out.
+export function tryToUnmapFlushDirty(m: Machine, ubc: TlbUbc): void {
+  if (ubc.writable) tryToUnmapFlush(m, ubc);
+}
+
+// flush_tlb_batched_pending(): called with a PTE lock held by code that is
+// about to change or rely on PTEs reclaim may have cleared with its flush
+// still deferred; flushes the whole mm if any batched flush is pending. The
+// "none" variant (before 3ea277194daa) has no such call.
+export function flushTlbBatchedPending(m: Machine, mm: Mm): void {
+  const pending = mm.tlbBatchPending;
+  if (pending === mm.tlbBatchFlushed) return;
+  m.counters.tlbBatchedPendingFlushes++;
+  m.arch.flushTlbMm(m, mm);
+  mm.tlbBatchFlushed = pending;
+}
+
+// The folio's mappings: PTE mapcounts plus PMD mappings (folio_mapcount()).
+export function folioMapcount(m: Machine, head: number): number {
+  const phys = m.phys;
+  const nr = 1 << (phys.order[head] as number);
+  let n = phys.entireMapcount(head) * nr;
+  for (let k = 0; k < nr; k++) n += phys.mapcount[head + k] as number;
+  return n;
+}
+
+// try_to_unmap() with TTU_BATCH_FLUSH (ubc non-null) or without: every PTE
+// mapping the (order-0) folio is cleared; anon folios in the swap cache get
+// a swap entry (exclusive if the page was AnonExclusive), file folios none.
+// Returns whether the folio is no longer mapped.
+export function* tryToUnmap(m: Machine, head: number, ubc: TlbUbc | null): KGen<boolean> {
+  const A = m.arch;
+  const phys = m.phys;
+  const hflags = phys.flags[head] as number;
+  const anon = (hflags & PG_ANON) !== 0;
+  const swap = m.swap;
+  const slot = anon && swap !== null ? (swap.slotOf.get(head) ?? -1) : -1;
+  if (anon && slot < 0) return false; // not in the swap cache: nowhere to point the PTE
+  for (const h of rmapWalk(m, head)) {
+    const mm = h.mm;
+    yield* pageVmaMappedWalk(
+      m,
+      h,
+      head,
+      (e, i, a, k) => {
+        const pfn = head + k;
+        const anonExclusive = anon && ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0;
+        // Nuke the entry; the flush may be deferred (a CPU may still write
+        // through a cached entry until then: a clean one must fault to set
+        // the dirty bit, and that walk finds the entry gone).
+        const pteval = A.getAndClearFullPtes(m, mm, a, e, i, 1, false);
+        if (shouldDeferFlush(m, mm, ubc)) setTlbUbcFlushPending(m, ubc as TlbUbc, mm, pteval, a, a + m.geo.pageSize);
+        else A.flushTlbRange(m, mm, a, a + m.geo.pageSize, m.geo.pageShift, false);
+        if (A.pteDirty(pteval)) phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
+        if (anon) {
+          (swap as NonNullable<typeof swap>).duplicate(slot); // swap_duplicate()
+          // folio_try_share_anon_rmap_pte(): never pinned in the model.
+          if (anonExclusive) phys.flags[pfn] = (phys.flags[pfn] as number) & ~PG_ANON_EXCLUSIVE;
+          mm.rssAnon--;
+          mm.swapEnts++;
+          e[i] = A.mkSwapPte(slot, anonExclusive); // set_pte_at() of a non-present entry
+          m.counters.pteWrites++;
+        } else if (hflags & PG_SHMEM) mm.rssShmem--;
+        else mm.rssFile--;
+        // folio_remove_rmap_pte() and folio_put()
+        phys.mapcount[pfn] = (phys.mapcount[pfn] as number) - 1;
+        phys.ref[head] = (phys.ref[head] as number) - 1;
+        m.counters.folioAtomics += 2;
+      },
+      null,
+    );
+    if (m.il) yield S_TTU_PTE;
+  }
+  return folioMapcount(m, head) === 0;
+}
+
+// split_folio_to_list() for a large anon folio: PMD mappings are split to
+// PTEs, contpte blocks unfolded (each entry cleared, flushed and set again,
+// as unmap_folio()/remap_page() do through migration entries), and the
+// folio becomes order-0 folios that keep their mapping, index, flags and
+// mapcounts. Unmapped pages are freed. The caller holds one reference
+// (isolation); fails (false) when someone else holds an extra one
+// (can_split_folio()).
+export function* splitFolio(m: Machine, head: number): KGen<boolean> {
+  const A = m.arch;
+  const phys = m.phys;
+  const G = m.geo;
+  const order = phys.order[head] as number;
+  if (order === 0) return true;
+  const nr = 1 << order;
+  if ((phys.ref[head] as number) !== folioMapcount(m, head) + 1) return false;
+  const hits = rmapWalk(m, head);
+  // PMD mappings first (split_huge_pmd_address() via TTU_SPLIT_HUGE_PMD).
+  for (const h of hits) {
+    for (let a = h.addr; a < h.addr + nr * G.pageSize; a += G.pmdSize) {
+      if (a < h.vma.start || a >= h.vma.end) continue;
+      const pi = pmdOffset(m, h.mm, a, false);
+      if (pi < 0) continue;
+      const v = m.tables.get(pi);
+      if (v !== 0 && A.entryIsLeaf(v) && A.ptePfn(v) === head) yield* splitHugePmd(m, h.mm, h.vma, pi, a - (a % G.pmdSize));
+    }
+  }
+  // __split_folio_to_order(): the tails become folios of their own.
+  const hf = phys.flags[head] as number;
+  const extra = (phys.ref[head] as number) - folioMapcount(m, head); // references beyond the mappings
+  const mapping = phys.aux[head] as number;
+  const index = phys.index[head] as number;
+  const keep = hf & (PG_ANON | PG_SWAPBACKED | PG_DIRTY | PG_SHMEM);
+  for (let k = 0; k < nr; k++) {
+    const p = head + k;
+    phys.order[p] = 0;
+    phys.flags[p] = keep | ((phys.flags[p] as number) & PG_ANON_EXCLUSIVE);
+    phys.aux[p] = mapping;
+    phys.index[p] = index + k;
+    phys.ref[p] = (phys.mapcount[p] as number) + (k === 0 ? extra : 0);
+  }
+  let freed = 0;
+  for (let k = 1; k < nr; k++) {
+    if (phys.ref[head + k] === 0) {
+      phys.freeFolio(head + k);
+      freed++;
+    }
+  }
+  m.counters.pagesFree += freed;
+  m.counters.thpSplits++;
+  // unmap_folio() + remap_page(): every entry is cleared and flushed (as the
+  // migration entries replace it), then set again, one set_ptes() each; on
+  // arm64 the first clear unfolds a contpte block and nothing refolds it,
+  // the folios being small now.
+  for (const h of hits) {
+    yield* pageVmaMappedWalk(
+      m,
+      h,
+      head,
+      (e, i, a) => {
+        const v = A.ptepGetAndClearFull(m, h.mm, a, e, i, false);
+        A.flushTlbPage(m, h.mm, a);
+        A.setPtes(m, h.mm, a, e, i, v, 1);
+      },
+      null,
+      nr,
+    );
+  }
+  return true;
+}

@@ -1,0 +1,182 @@
+// Reclaim reduced to its page-table work: models shrink_folio_list() and
+// reclaim_pages() (mm/vmscan.c), folio_isolate_lru() (mm/vmscan.c) and the
+// swap-out path they drive: add_to_swap() (mm/swap_state.c), try_to_unmap()
+// with TTU_BATCH_FLUSH, try_to_unmap_flush_dirty() before pageout(),
+// __remove_mapping() and the final try_to_unmap_flush() before the folios
+// are freed.
+//
+// Simplified: no LRU lists or ageing beyond folio_referenced() (a referenced
+// folio is kept); writeback completes at once (pageout() writes an anon folio
+// to its swap slot, or marks a dirty file folio clean, and reclaim goes on to
+// free it); shmem folios and lazily freed anon folios (MADV_FREE) are kept.
+// Large anon folios are split before add_to_swap(), as the kernel does
+// without CONFIG_THP_SWAP (or when no contiguous swap cluster is free):
+// split_folio_to_list(), the tails joining the list. No Node APIs.
+
+import { checkFreedFrames } from "../check.js";
+import type { Machine } from "../machine.js";
+import { site } from "../sync.js";
+import type { KGen } from "./memory.js";
+import { PG_ANON, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
+import { folioMapcount, folioReferenced, splitFolio, TlbUbc, tryToUnmap, tryToUnmapFlush, tryToUnmapFlushDirty } from "./rmap.js";
+import { swapKey } from "./swap.js";
+import type { Mm } from "./types.js";
+import { pmdOffset } from "./walk.js";
+
+const S_PAGEOUT = site("shrink_folio_list", "pageout(): the folio is written out");
+
+// folio_isolate_lru(): takes the folio off the LRU with a reference; false if
+// someone else isolated it already.
+export function folioIsolateLru(m: Machine, head: number): boolean {
+  if (m.isolated.has(head)) return false;
+  m.isolated.add(head);
+  m.phys.ref[head] = (m.phys.ref[head] as number) + 1;
+  return true;
+}
+
+// folio_putback_lru(): back on the LRU, dropping the isolation reference.
+function folioPutbackLru(m: Machine, head: number): void {
+  m.isolated.delete(head);
+  if (m.phys.folioPut(head)) m.counters.pagesFree++;
+}
+
+export interface ReclaimStat {
+  reclaimed: number; // folios freed
+  kept: number; // folios put back
+}
+
+// shrink_folio_list(): each isolated folio is unmapped and, if nothing else
+// holds it, freed; ignoreReferences skips folio_referenced() (MADV_PAGEOUT).
+export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: boolean): KGen<ReclaimStat> {
+  const phys = m.phys;
+  const swap = m.swap;
+  const ubc = new TlbUbc(m);
+  const free: number[] = [];
+  const stat: ReclaimStat = { reclaimed: 0, kept: 0 };
+  const keep = (head: number) => {
+    stat.kept++;
+    folioPutbackLru(m, head);
+  };
+  for (let n = 0; n < list.length; n++) {
+    const head = list[n] as number;
+    if (!ignoreReferences && (yield* folioReferenced(m, head)) > 0) {
+      keep(head); // folio_check_references(): FOLIOREF_ACTIVATE / KEEP
+      continue;
+    }
+    let flags = phys.flags[head] as number;
+    const anon = (flags & PG_ANON) !== 0;
+    if ((flags & PG_SHMEM) !== 0 || (anon && (flags & PG_SWAPBACKED) === 0)) {
+      keep(head);
+      continue;
+    }
+    if (anon && swap !== null && !swap.slotOf.has(head)) {
+      if ((phys.order[head] as number) > 0) {
+        // No THP_SWAP: split, the tails joining the list isolated.
+        const nr = 1 << (phys.order[head] as number);
+        if (!(yield* splitFolio(m, head))) {
+          keep(head);
+          continue;
+        }
+        for (let k = 1; k < nr; k++) {
+          const t = head + k;
+          if (!phys.isFree(t) && folioIsolateLru(m, t)) list.push(t);
+        }
+      }
+      // add_to_swap(): a slot, the folio in the swap cache (one reference), dirty.
+      if (swap.allocSlot(head) < 0) {
+        keep(head);
+        continue;
+      }
+      phys.ref[head] = (phys.ref[head] as number) + 1;
+      phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
+    }
+    if (anon && (swap === null || !swap.slotOf.has(head))) {
+      keep(head); // no swap space: anon memory stays
+      continue;
+    }
+    if (folioMapcount(m, head) > 0 && !(yield* tryToUnmap(m, head, ubc))) {
+      keep(head);
+      continue;
+    }
+    flags = phys.flags[head] as number;
+    if (flags & PG_DIRTY) {
+      // A CPU may still write through a TLB entry of a PTE just cleared
+      // dirty: flush before the contents go out.
+      tryToUnmapFlushDirty(m, ubc);
+      if (m.il) {
+        yield S_PAGEOUT;
+        // swap_writepage() / writepage: the contents as they are now.
+        if (anon) m.il.copyPage(head, swapKey(swap?.slotOf.get(head) as number));
+      }
+      if (anon) m.counters.pswpout++;
+      phys.flags[head] = (phys.flags[head] as number) & ~PG_DIRTY; // writeback done
+    }
+    // __remove_mapping(): only our reference and the cache's may remain.
+    if (phys.ref[head] !== 2 || folioMapcount(m, head) !== 0) {
+      keep(head);
+      continue;
+    }
+    if (anon) (swap as NonNullable<typeof swap>).deleteFromCache(head);
+    else {
+      const f = [...m.files.values()].find((x) => x.id === phys.aux[head]);
+      if (f !== undefined) f.pages.delete(phys.index[head] as number);
+    }
+    phys.ref[head] = 1;
+    m.isolated.delete(head);
+    free.push(head);
+  }
+  // The deferred flush completes before any folio goes back to the allocator.
+  tryToUnmapFlush(m, ubc);
+  if (m.config.checkInvariants && free.length > 0) m.violations.push(...checkFreedFrames(m, free, "shrink_folio_list"));
+  for (const head of free) {
+    phys.folioPut(head);
+    m.counters.pagesFree++;
+    m.counters.pgsteal++;
+    stat.reclaimed++;
+  }
+  return stat;
+}
+
+// reclaim_pages(): shrink the isolated folios, ignoring references.
+export function* reclaimPages(m: Machine, list: number[]): KGen<ReclaimStat> {
+  if (list.length === 0) return { reclaimed: 0, kept: 0 };
+  return yield* shrinkFolioList(m, list, true);
+}
+
+// kswapd's shrink_lruvec() -> shrink_folio_list(), reduced to the folios
+// mapped in [start, end) of mm (a `reclaim` step): each is isolated once and
+// shrunk with folio_referenced() honoured, so a folio whose access flag is
+// set is kept (and its flag cleared) and goes on a later pass.
+export function* reclaimRange(m: Machine, mm: Mm, start: number, end: number): KGen<ReclaimStat> {
+  const A = m.arch;
+  const T = m.tables;
+  const G = m.geo;
+  const phys = m.phys;
+  const list: number[] = [];
+  for (let a = start; a < end; ) {
+    const pi = pmdOffset(m, mm, a, false);
+    const nextPmd = a - (a % G.pmdSize) + G.pmdSize;
+    const v = pi < 0 ? 0 : T.get(pi);
+    if (v === 0 || (!A.entryIsLeaf(v) && !A.entryIsTable(v))) {
+      a = nextPmd;
+      continue;
+    }
+    if (A.entryIsLeaf(v)) {
+      const head = A.ptePfn(v);
+      if (((phys.flags[head] as number) & PG_ZERO) === 0 && folioIsolateLru(m, head)) list.push(head);
+      a = nextPmd;
+      continue;
+    }
+    const slot = T.slotOfPfn(A.ptePfn(v));
+    const e = T.chunkOf(slot);
+    const stop = Math.min(end, nextPmd);
+    for (; a < stop; a += G.pageSize) {
+      const x = A.ptepGet(m, e, T.base(slot) + ((a / G.pageSize) & G.ptrsMask));
+      if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
+      const head = phys.folioHead(A.ptePfn(x));
+      if (((phys.flags[head] as number) & PG_ZERO) === 0 && folioIsolateLru(m, head)) list.push(head);
+    }
+  }
+  if (list.length === 0) return { reclaimed: 0, kept: 0 };
+  return yield* shrinkFolioList(m, list, false);
+}
