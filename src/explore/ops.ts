@@ -130,11 +130,13 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       try {
         na = yield* mremap(m, p.mm, reg.start, reg.len, step.newSize, step.mayMove);
       } catch (e) {
-        // An error return (EFAULT, ENOMEM, EINVAL) releases mmap_lock and
-        // leaves what moved so far flushed.
+        // An error return (EFAULT, ENOMEM: the checks of mremap_to() and
+        // vma_to_resize(), before any PTE moves) releases mmap_lock having
+        // revoked nothing: an entry reclaim left pending is still reclaim's
+        // to flush.
         il.unlock(LK_MMAP, p.mm.id);
         x.zapEnd(p.mm, reg.start, end);
-        x.sysReturn(t, "mremap", p.mm, reg.start, end);
+        x.sysReturn(t, "mremap", p.mm, reg.start, reg.start);
         throw e;
       }
       il.unlock(LK_MMAP, p.mm.id);
@@ -207,7 +209,10 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
     }
     case "reclaim": {
       // kswapd (or direct reclaim): no mmap_lock, no mm switch; the folios
-      // mapped in the range are shrunk as shrink_folio_list() would.
+      // mapped in the range are shrunk as shrink_folio_list() would. A
+      // process that has exited left nothing on the LRU to find.
+      const gone = step.process !== undefined ? r.procs.get(step.process) : undefined;
+      if (gone !== undefined && !gone.mm.alive) return;
       const p = r.reclaimTarget(step);
       const [a, len] = r.range(step, p, 0);
       x.sysEnter(t);

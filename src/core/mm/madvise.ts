@@ -79,7 +79,7 @@ function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number,
           continue;
         }
       }
-      if (m.config.variants.tlb_batch_pending === "fixed") flushTlbBatchedPending(m, tlb.mm);
+      flushTlbBatchedPending(m, tlb.mm);
       const e = T.chunkOf(slot);
       let i = T.base(slot) + ((addr / G.pageSize) & G.ptrsMask);
       for (let a = addr; a < next; a += G.pageSize, i++) {
@@ -122,7 +122,6 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
   const G = m.geo;
   const il = m.il;
   const mm = tlb.mm;
-  const fixed = m.config.variants.tlb_batch_pending === "fixed";
   while (addr < end) {
     const next = Math.min(addr - (addr % G.pmdSize) + G.pmdSize, end);
     const pmdIdx = pmdSlot * G.ptrs + idxAt(G, addr / G.pageSize, LVL_PMD);
@@ -173,7 +172,7 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
         continue;
       }
     }
-    if (fixed) flushTlbBatchedPending(m, mm);
+    flushTlbBatchedPending(m, mm);
     const e = T.chunkOf(slot);
     let a = addr;
     while (a < next) {
@@ -211,7 +210,7 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
               break;
             }
           }
-          if (fixed) flushTlbBatchedPending(m, mm);
+          flushTlbBatchedPending(m, mm);
           if (!ok) a += nr * G.pageSize;
           continue;
         }

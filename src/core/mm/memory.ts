@@ -111,10 +111,8 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
   const il = m.il;
   const start = addr;
   const canReclaim = reclaimPtIsEnabled(m, addr, end, details);
-  const oldReclaim = m.config.variants.pt_reclaim === "direct-always";
   const batched = m.config.variants.zap_batching === "batched";
   const PS = m.geo.pageSize;
-  const batchPending = m.config.variants.tlb_batch_pending === "fixed";
   let directReclaim = true;
   let pmdval = 0;
   for (;;) {
@@ -133,7 +131,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         return end; // the table went away (PT reclaim): nothing left to zap
       }
     }
-    if (batchPending) flushTlbBatchedPending(m, mm);
+    flushTlbBatchedPending(m, mm);
     const e = T.chunkOf(slot);
     let i = T.base(slot) + ((addr / PS) & m.geo.ptrsMask);
     while (addr !== end) {
@@ -198,7 +196,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
       i += nr;
       addr += nr * PS;
       if (forceBreak) {
-        if (!oldReclaim) directReclaim = false;
+        if (m.config.variants.pt_reclaim !== "direct-always") directReclaim = false;
         break;
       }
     }

@@ -3,11 +3,12 @@
 // brk and exit_mmap() (mm/mmap.c). mremap is in mremap.ts.
 
 import type { Machine } from "../machine.js";
-import { type Interleaver, LK_IMMAP, LK_MMAP, site } from "../sync.js";
+import { type Interleaver, LK_ANON_VMA, LK_IMMAP, LK_MMAP, site } from "../sync.js";
 
 const S_EXIT_READ = site("exit_mmap", "mmap_read_lock() for unmap_vmas()");
 const S_EXIT_WRITE = site("exit_mmap", "mmap_write_lock() for free_pgtables()");
 const S_UNLINK_FILE = site("free_pgtables", "unlink_file_vma_batch(): take i_mmap_rwsem for writing");
+const S_UNLINK_ANON = site("free_pgtables", "unlink_anon_vmas(): take the anon_vma lock for writing");
 import { freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
 import { type FileObj, type Mm, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
@@ -124,18 +125,26 @@ export function* unmapRegion(m: Machine, mm: Mm, vmas: Vma[], floor: number, cei
   const start = (vmas[0] as Vma).start;
   const end = (vmas[vmas.length - 1] as Vma).end;
   yield* unmapVmas(tlb, vmas, start, end, null);
-  if (m.il) yield* unlinkFileVmas(m, vmas);
+  if (m.il) yield* unlinkVmas(m, vmas);
   freePgtables(tlb, vmas, floor, ceiling);
   tlbFinishMmu(tlb);
 }
 
-// unlink_file_vma_batch_add()/_final() in free_pgtables(): file VMAs leave
-// the i_mmap tree under i_mmap_rwsem for writing before their tables go, so
-// a truncation walking them (for reading) is done with their tables first.
+// unlink_anon_vmas() and unlink_file_vma_batch_add()/_final() in
+// free_pgtables(): VMAs leave their anon_vma's tree and the file's i_mmap
+// tree under the anon_vma root lock and i_mmap_rwsem for writing before
+// their tables go, so a truncation or an rmap walk (reclaim) holding either
+// for reading is done with their tables first.
 // Explorer only: a sequential run has nobody to exclude.
-function* unlinkFileVmas(m: Machine, vmas: Vma[]): KGen {
+function* unlinkVmas(m: Machine, vmas: Vma[]): KGen {
   const il = m.il as Interleaver;
   for (const vma of vmas) {
+    if (vma.anonVma !== 0) {
+      let av = vma.anonVma;
+      while ((m.anonVmaParent[av] as number) !== 0) av = m.anonVmaParent[av] as number;
+      yield il.lock(LK_ANON_VMA, av, true, S_UNLINK_ANON);
+      il.unlock(LK_ANON_VMA, av);
+    }
     const f = vma.file;
     if (f === null) continue;
     yield il.lock(LK_IMMAP, f.id, true, S_UNLINK_FILE);
@@ -184,7 +193,7 @@ export function* exitMmap(m: Machine, mm: Mm): KGen {
     yield il.lock(LK_MMAP, mm.id, true, S_EXIT_WRITE);
   }
   if (vmas.length > 0) {
-    if (il) yield* unlinkFileVmas(m, vmas);
+    if (il) yield* unlinkVmas(m, vmas);
     freePgtables(tlb, vmas, 0, 0);
   }
   tlbFinishMmu(tlb);

@@ -37,7 +37,7 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
   if (!A.entryIsTable(pmdv)) return;
   const slot = T.slotOfPfn(A.ptePfn(pmdv));
   if (il) yield il.lock(LK_PTL, slot, true, S_PROT_LOCK);
-  if (m.config.variants.tlb_batch_pending === "fixed") flushTlbBatchedPending(m, mm);
+  flushTlbBatchedPending(m, mm);
   const e = T.chunkOf(slot);
   const PS = m.geo.pageSize;
   let i = T.base(slot) + ((addr / PS) & m.geo.ptrsMask);

@@ -253,7 +253,7 @@ function* movePtes(m: Machine, mm: Mm, vma: Vma, oa: number, da: number, extent:
   }
   // flush_tlb_batched_pending() (since 3ea277194daa, v4.13): a flush
   // reclaim deferred for this mm happens before any PTE moves.
-  if (m.config.variants.tlb_batch_pending === "fixed") flushTlbBatchedPending(m, mm);
+  flushTlbBatchedPending(m, mm);
   const es = T.chunkOf(sslot);
   const ed = T.chunkOf(dslot);
   const n = extent / PS;

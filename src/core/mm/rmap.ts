@@ -14,7 +14,7 @@
 // at once, so nobody sees the folio half split. No Node APIs.
 
 import type { Machine } from "../machine.js";
-import { LK_PTL, site } from "../sync.js";
+import { LK_ANON_VMA, LK_IMMAP, LK_PTL, site } from "../sync.js";
 import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
@@ -79,6 +79,32 @@ export function rmapWalk(m: Machine, head: number): RmapHit[] {
     }
   }
   return out;
+}
+
+const S_RMAP_WALK = site("rmap_walk", "anon_vma_lock_read() / i_mmap_lock_read()");
+
+// rmap_walk_anon() and rmap_walk_file() hold the folio's anon_vma root lock
+// or its file's i_mmap_rwsem (for reading) across the walk: free_pgtables()
+// unlinks a VMA under the same lock for writing before it frees the VMA's
+// page tables (unlink_anon_vmas(), unlink_file_vma_batch_final()), so the
+// tables the walk finds stay allocated until it is done. Returns the lock
+// taken ([kind, id]) for rmapUnlock(); nothing when not interleaving.
+export function* rmapLock(m: Machine, head: number, write: boolean): KGen<[number, number] | null> {
+  const il = m.il;
+  if (il === null) return null;
+  const phys = m.phys;
+  let lk: [number, number];
+  if (((phys.flags[head] as number) & PG_ANON) !== 0) {
+    let av = phys.aux[head] as number;
+    while ((m.anonVmaParent[av] as number) !== 0) av = m.anonVmaParent[av] as number;
+    lk = [LK_ANON_VMA, av];
+  } else lk = [LK_IMMAP, phys.aux[head] as number];
+  yield il.lock(lk[0], lk[1], write, S_RMAP_WALK);
+  return lk;
+}
+
+export function rmapUnlock(m: Machine, lk: [number, number] | null): void {
+  if (lk !== null) m.il?.unlock(lk[0], lk[1]);
 }
 
 // One PTE of page_vma_mapped_walk(): table chunk e, index i, address a, page k of the folio.
@@ -160,6 +186,19 @@ export function* pageVmaMappedWalk(
 // mapping), which on arm64 clears a whole contpte block and issues its TLBI
 // without a DSB, and on x86 does not flush at all.
 export function* folioReferenced(m: Machine, head: number): KGen<number> {
+  let referenced = 0;
+  const lk = yield* rmapLock(m, head, false);
+  try {
+    yield* folioReferencedLocked(m, head, (n) => {
+      referenced += n;
+    });
+  } finally {
+    rmapUnlock(m, lk);
+  }
+  return referenced;
+}
+
+function* folioReferencedLocked(m: Machine, head: number, count: (n: number) => void): KGen {
   const A = m.arch;
   const G = m.geo;
   let referenced = 0;
@@ -182,7 +221,7 @@ export function* folioReferenced(m: Machine, head: number): KGen<number> {
     );
     if (m.il) yield S_REF_PTE;
   }
-  return referenced;
+  count(referenced);
 }
 
 // struct tlbflush_unmap_batch (current->tlb_ubc): the reclaiming task's
@@ -241,6 +280,8 @@ export function tryToUnmapFlushDirty(m: Machine, ubc: TlbUbc): void {
 export function flushTlbBatchedPending(m: Machine, mm: Mm): void {
   const pending = mm.tlbBatchPending;
   if (pending === mm.tlbBatchFlushed) return;
+  // Before 3ea277194daa (tlb_batch_pending=none) the callers did not look.
+  if (m.config.variants.tlb_batch_pending !== "fixed") return;
   m.counters.tlbBatchedPendingFlushes++;
   m.arch.flushTlbMm(m, mm);
   mm.tlbBatchFlushed = pending;
@@ -260,13 +301,26 @@ export function folioMapcount(m: Machine, head: number): number {
 // a swap entry (exclusive if the page was AnonExclusive), file folios none.
 // Returns whether the folio is no longer mapped.
 export function* tryToUnmap(m: Machine, head: number, ubc: TlbUbc | null): KGen<boolean> {
+  const phys = m.phys;
+  const anon = ((phys.flags[head] as number) & PG_ANON) !== 0;
+  const swap = m.swap;
+  const slot = anon && swap !== null ? (swap.slotOf.get(head) ?? -1) : -1;
+  if (anon && slot < 0) return false; // not in the swap cache: nowhere to point the PTE
+  const lk = yield* rmapLock(m, head, false);
+  try {
+    yield* tryToUnmapLocked(m, head, ubc, slot);
+  } finally {
+    rmapUnlock(m, lk);
+  }
+  return folioMapcount(m, head) === 0;
+}
+
+function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: number): KGen {
   const A = m.arch;
   const phys = m.phys;
   const hflags = phys.flags[head] as number;
   const anon = (hflags & PG_ANON) !== 0;
   const swap = m.swap;
-  const slot = anon && swap !== null ? (swap.slotOf.get(head) ?? -1) : -1;
-  if (anon && slot < 0) return false; // not in the swap cache: nowhere to point the PTE
   for (const h of rmapWalk(m, head)) {
     const mm = h.mm;
     yield* pageVmaMappedWalk(
@@ -302,7 +356,6 @@ export function* tryToUnmap(m: Machine, head: number, ubc: TlbUbc | null): KGen<
     );
     if (m.il) yield S_TTU_PTE;
   }
-  return folioMapcount(m, head) === 0;
 }
 
 // split_folio_to_list() for a large anon folio: PMD mappings are split to
