@@ -15,7 +15,7 @@ import { describe, it } from "node:test";
 import { Campaign } from "../src/hunt/campaign.js";
 import { caseYaml } from "../src/hunt/case.js";
 import { Choices, generate } from "../src/hunt/generate.js";
-import { loadCase, runCase } from "../src/hunt/search.js";
+import { DEFAULT_BUDGET, loadCase, runCase } from "../src/hunt/search.js";
 import { serveJob } from "../src/cli/hunt.js";
 
 const CLI = "dist/src/cli/main.js";
@@ -71,7 +71,7 @@ describe("hunt: campaign", () => {
         const res = new Map<number, ReturnType<typeof serveJob>>();
         for (const i of idx) {
           const s = specs[i] as (typeof specs)[number];
-          res.set(i, serveJob({ kind: "case", id: s.id, name: s.name, yaml: s.yaml, budget: { exhaustive: 6, pct: 4, random: 2 }, seed: 7 }, stop));
+          res.set(i, serveJob({ kind: "case", id: s.id, name: s.name, yaml: s.yaml, budget: { exhaustive: 6, pct: 4, random: 2, work: DEFAULT_BUDGET.work }, seed: 7 }, stop));
         }
         for (let i = 0; i < specs.length; i++) {
           const s = specs[i] as (typeof specs)[number];
@@ -96,8 +96,8 @@ describe("hunt: campaign", () => {
 
   it("a case's search is deterministic and records coverage", () => {
     const y = caseYaml(generate(Choices.fresh(11), "d", { variants: {} }));
-    const r1 = runCase(loadCase(y, "d.yaml"), { exhaustive: 20, pct: 10, random: 5 }, 3);
-    const r2 = runCase(loadCase(y, "d.yaml"), { exhaustive: 20, pct: 10, random: 5 }, 3);
+    const r1 = runCase(loadCase(y, "d.yaml"), { exhaustive: 20, pct: 10, random: 5, work: DEFAULT_BUDGET.work }, 3);
+    const r2 = runCase(loadCase(y, "d.yaml"), { exhaustive: 20, pct: 10, random: 5, work: DEFAULT_BUDGET.work }, 3);
     assert.deepEqual(r1, r2);
     assert.ok(r1.features.length > 0);
   });
@@ -127,7 +127,7 @@ describe("hunt: finding a historical variant from a cold start", { timeout: 600_
     const fixed = text.replace(/, variants: \{ gather_nested: none \}/, "");
     assert.notEqual(fixed, text);
     const sc = loadCase(fixed, "fixed.yaml");
-    const res = runCase(sc, { exhaustive: 200, pct: 60, random: 30 }, 1);
+    const res = runCase(sc, { exhaustive: 200, pct: 60, random: 30, work: 1e9 }, 1);
     assert.equal(res.outcome.kind, "clean");
   });
 });

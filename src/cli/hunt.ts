@@ -49,7 +49,7 @@ export function serveJob(job: HuntJob, stop: Int32Array): HuntReply {
       result = runCase(loadCase(job.yaml, `${job.name}.yaml`), job.budget, job.seed, shouldStop);
     } catch (e) {
       // A generated case the loader rejects is a generator bug; count it, do not stop.
-      result = { outcome: { kind: "invalid", message: e instanceof Error ? e.message : String(e) }, features: [], executions: 0 };
+      result = { outcome: { kind: "invalid", message: e instanceof Error ? e.message : String(e) }, features: [], executions: 0, consulted: 0, raced: 0 };
     }
     return { kind: "case", id: job.id, result };
   }
@@ -136,6 +136,9 @@ interface Summary {
   variants: Record<string, string>;
   cases: number;
   invalid: number;
+  // Cases in which a selected variant's code ran while another thread had
+  // steps left (0 without --variant).
+  raced: number;
   executions: number;
   seconds: number;
   interrupted: boolean;
@@ -199,6 +202,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
           exhaustive: Math.ceil(o.executions * 0.6),
           pct: Math.floor(o.executions * 0.3),
           random: o.executions - Math.ceil(o.executions * 0.6) - Math.floor(o.executions * 0.3),
+          work: Math.ceil((DEFAULT_BUDGET.work * o.executions) / (DEFAULT_BUDGET.exhaustive + DEFAULT_BUDGET.pct + DEFAULT_BUDGET.random)),
         };
   const camp = new Campaign(o.seed, o.shard, { variants: o.variant, ...((o.arch ?? arch) ? { arch: (o.arch ?? arch) as "x86_64" | "arm64" } : {}) });
   const stopBuf = new SharedArrayBuffer(8);
@@ -233,6 +237,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
     variants: o.variant,
     cases: 0,
     invalid: 0,
+    raced: 0,
     executions: 0,
     seconds: 0,
     interrupted: false,
@@ -246,7 +251,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
     if (!o.progress || (!force && now - lastProgress < 2000)) return;
     lastProgress = now;
     process.stderr.write(
-      `hunt: ${((now - t0) / 1000).toFixed(0)} s, ${camp.cases} cases (${camp.invalid} invalid), ${camp.executions} executions, ${camp.coverage.size} features, corpus ${camp.corpus.length}, findings ${summary.findings.length}\n`,
+      `hunt: ${((now - t0) / 1000).toFixed(0)} s, ${camp.cases} cases (${camp.invalid} invalid${Object.keys(o.variant).length > 0 ? `, ${camp.raced} reached the variant's code` : ""}), ${camp.executions} executions, ${camp.coverage.size} features, corpus ${camp.corpus.length}, findings ${summary.findings.length}\n`,
     );
   };
   try {
@@ -313,6 +318,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
   progress(true);
   summary.cases = camp.cases;
   summary.invalid = camp.invalid;
+  summary.raced = camp.raced;
   summary.executions = camp.executions;
   summary.seconds = Math.round((Date.now() - t0) / 100) / 10;
   summary.interrupted = interrupted;
@@ -341,7 +347,7 @@ function printFinding(n: number, f: Finding, file: string, caseName: string, at:
 
 function printSummary(s: Summary, corpus: number, dir: string): void {
   process.stdout.write(
-    `\nhunt: ${s.cases} cases (${s.invalid} invalid), ${s.executions} executions in ${s.seconds} s; coverage ${s.features.length} features, corpus ${corpus}; ${s.findings.length} finding${s.findings.length === 1 ? "" : "s"}${s.interrupted ? " (interrupted)" : ""}\n`,
+    `\nhunt: ${s.cases} cases (${s.invalid} invalid${Object.keys(s.variants).length > 0 ? `, ${s.raced} reached the variant's code` : ""}), ${s.executions} executions in ${s.seconds} s; coverage ${s.features.length} features, corpus ${corpus}; ${s.findings.length} finding${s.findings.length === 1 ? "" : "s"}${s.interrupted ? " (interrupted)" : ""}\n`,
   );
   for (const f of s.findings) process.stdout.write(`  ${f.invariant} (${f.kind}): ${join(dir, f.file)}\n`);
   process.stdout.write(`folder: ${dir} (summary.json, findings/, corpus/)\n`);
@@ -371,8 +377,10 @@ export function cmdMerge(dirs: string[], outDir: string | undefined): number {
   let cases = 0;
   let executions = 0;
   let invalid = 0;
+  let raced = 0;
   for (const [i, s] of all.entries()) {
     cases += s.cases;
+    raced += s.raced ?? 0;
     executions += s.executions;
     invalid += s.invalid;
     for (const f of s.features) features.add(f);
@@ -389,6 +397,7 @@ export function cmdMerge(dirs: string[], outDir: string | undefined): number {
     variants: all[0]?.variants ?? {},
     cases,
     invalid,
+    raced,
     executions,
     seconds: Math.max(0, ...all.map((s) => s.seconds)),
     interrupted: all.some((s) => s.interrupted),

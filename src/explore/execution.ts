@@ -13,7 +13,7 @@ import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE, type TableAccessCheck } from "../core/mm/pgtable.js";
 import type { Mm } from "../core/mm/types.js";
 import { idxAt } from "../core/geometry.js";
-import { type Interleaver, isSpinSite, LK_IMMAP, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
+import { type Interleaver, isSpinSite, LK_ANON_VMA, LK_IMMAP, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
 import { type Footprint, loc, mix53, newFootprint, Tracker } from "./track.js";
 
 export interface XThread {
@@ -844,6 +844,13 @@ export class Execution implements Interleaver, TableAccessCheck {
   // at a decision (a table locked, mmap_lock write-held, an RCU reader or an
   // IRQs-off section, tables waiting for a grace period, a lockless read in
   // progress, a zap in flight, a MADV_FREE in flight, a thread in a fault or call).
+  // Whether a thread other than the one running kernel code has steps left:
+  // whether a schedule can put them beside what the running code does now.
+  othersPending(): boolean {
+    for (const t of this.threads) if (t !== this.inKernel && t.gen !== null && !t.done) return true;
+    return false;
+  }
+
   stateMask(): number {
     let k = 0;
     for (const key of this.lockW.keys()) k |= key < lockKey(LK_MMAP + 1, 0) ? 2 : 1;
@@ -944,5 +951,5 @@ const FP_I = 2;
 function lockName(key: number): string {
   const kind = Math.floor(key / lockKey(1, 0));
   const id = key % lockKey(1, 0);
-  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : kind === LK_IMMAP ? `file ${id}` : `table ${id}`})`;
+  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : kind === LK_IMMAP ? `file ${id}` : kind === LK_ANON_VMA ? `anon_vma ${id}` : `table ${id}`})`;
 }

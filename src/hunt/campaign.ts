@@ -28,6 +28,7 @@ interface Entry {
   id: number;
   words: number[];
   gain: number; // features it added
+  raced: boolean; // a selected variant's code ran while another thread had steps left
 }
 
 export interface Absorbed {
@@ -43,6 +44,7 @@ export class Campaign {
   invalid = 0;
   executions = 0;
   violations = 0; // cases that broke something
+  raced = 0; // cases that ran a selected variant's code while another thread had steps left
   private alike = new Map<string, number>();
 
   constructor(
@@ -99,7 +101,11 @@ export class Campaign {
         this.coverage.add(f);
         gain++;
       }
-    if (gain > 0) this.corpus.push({ id: spec.id, words: spec.words, gain });
+    // Hunting a change, a case that raced its code is kept even when it
+    // added nothing new: its neighbours are where the change can break.
+    const raced = res.raced > 0;
+    if (gain > 0 || raced) this.corpus.push({ id: spec.id, words: spec.words, gain, raced });
+    if (raced) this.raced++;
     const key = outcomeKey(res.outcome);
     if (key === null) return { gain, minimize: false };
     this.violations++;
@@ -112,5 +118,5 @@ export class Campaign {
 }
 
 function weight(e: Entry, i: number, n: number): number {
-  return Math.log2(2 + e.gain) * (1 + i / n);
+  return Math.log2(2 + e.gain) * (1 + i / n) * (e.raced ? 8 : 1);
 }

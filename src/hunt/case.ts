@@ -19,6 +19,7 @@ export interface MachineDoc {
   ptReclaim: boolean;
   nowaitAllocFails: boolean;
   mthp: string[]; // sizes enabled "always", e.g. ["64K"]
+  swap?: number; // bytes of the swap device
   arm64?: { granule: 4 | 16 | 64; hafdbs: boolean; tlbiRange: boolean; bbml2NoAbort: boolean };
   variants: Record<string, string>;
 }
@@ -76,6 +77,7 @@ export function machineText(m: MachineDoc): string {
   if (!m.thpUseZeroPage) kv.push("thp_use_zero_page: false");
   if (!m.ptReclaim) kv.push("pt_reclaim: false");
   if (m.nowaitAllocFails) kv.push("nowait_alloc_fails: true");
+  if (m.swap !== undefined) kv.push(`swap: ${sizeText(m.swap)}`);
   if (m.mthp.length > 0) kv.push(`mthp: { ${m.mthp.map((s) => `${s}: always`).join(", ")} }`);
   if (m.arch === "arm64" && m.arm64 !== undefined) {
     const a = m.arm64;

@@ -91,6 +91,8 @@ const KINDS = [
   "exit",
   "mremap",
   "brk",
+  "truncate",
+  "reclaim",
 ] as const;
 type Kind = (typeof KINDS)[number];
 
@@ -103,6 +105,8 @@ interface Region {
   name: string;
   pages: Uint8Array;
   anonPrivate: boolean;
+  file: string | null; // the file it maps
+  table: number; // offset in pages of its first PTE table boundary, -1: placement unknown
 }
 
 interface Proc {
@@ -167,6 +171,8 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   if (kinds.length === 0) kinds.push(ch.pick(KINDS));
   const has = (k: Kind) => kinds.includes(k);
   const reaper = has("exit") && ch.bool(0.5);
+  // Reclaim needs somewhere to put anon pages; MADV_PAGEOUT swaps with one.
+  if (has("reclaim") || (has("pageout") && ch.bool(0.5))) machine.swap = 16 * MiB;
 
   // ---- processes and threads ---------------------------------------------------------
   const nThreads = 2 + ch.int(3);
@@ -194,8 +200,18 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     (n) => n >= 1 && n <= capPages,
   );
   let focus = -1;
-  // A range of a region of n pages: [off, off + len) in pages.
-  const range = (n: number, near: boolean, maxLen = n): [number, number] => {
+  // A range of a region: [off, off + len) in pages. Sometimes exactly the
+  // PTE tables the region covers whole (what PT reclaim and free_pgtables()
+  // need), where the placement says where they begin.
+  const range = (r: Region, near: boolean, maxLen = r.pages.length, tables = false): [number, number] => {
+    const n = r.pages.length;
+    if (tables && r.table >= 0 && r.table + ptes <= n && ch.bool(0.35)) {
+      const k = Math.floor((n - r.table) / ptes);
+      const off = r.table + ch.int(k) * ptes;
+      const len = ch.bool(0.7) ? ptes : (k - Math.floor((off - r.table) / ptes)) * ptes;
+      if (focus < 0) focus = off + ch.int(ptes);
+      return [off, len];
+    }
     let off: number;
     if (near && focus >= 0 && ch.bool(0.6)) off = Math.max(0, Math.min(n - 1, focus + ch.pick([0, 0, -1, 1, -(block >> 1), block >> 1, -block])));
     else
@@ -256,8 +272,13 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     else if (place === "straddle") a.addr = base + pmdBytes - ch.pick([1, 2, block >> 1, block, Math.min(n, 33)]) * page;
     a.thread = "T0";
     steps.push({ op: "mmap", args: a });
+    // A neighbour right above it: mremap cannot grow the region in place
+    // and must move it (move_vma()).
+    if (has("mremap") && a.addr !== undefined && ch.bool(0.5))
+      steps.push({ op: "mmap", args: { region: `${name}above`, size: page, prot: "r", addr: (a.addr as number) + n * page, thread: "T0" } });
     const pages = new Uint8Array(n).fill(MAPPED | PR | (prot === "rw" ? PW : 0));
-    p.regions.push({ name, pages, anonPrivate: kind === "anon" });
+    const table = place === "aligned" ? 0 : place === "straddle" ? (pmdBytes - ((a.addr as number) % pmdBytes)) / page : -1;
+    p.regions.push({ name, pages, anonPrivate: kind === "anon", file: (a.file as string | undefined) ?? null, table });
     if (machine.thp === "madvise" && ch.bool(0.4)) steps.push({ op: "madvise", args: { region: name, advice: "hugepage", thread: "T0" } });
     else if (machine.thp === "always" && ch.bool(0.2)) steps.push({ op: "madvise", args: { region: name, advice: "nohugepage", thread: "T0" } });
   }
@@ -266,7 +287,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   if (has("brk") && ch.bool(0.8)) {
     const hp = ch.pick([1, 2, block, 33]);
     steps.push({ op: "brk", args: { delta: hp * page, region: "h", thread: "T0" } });
-    p.regions.push({ name: "h", pages: new Uint8Array(hp).fill(MAPPED | PR | PW), anonPrivate: true });
+    p.regions.push({ name: "h", pages: new Uint8Array(hp).fill(MAPPED | PR | PW), anonPrivate: true, file: null, table: -1 });
   }
 
   // ---- set-up: populate, then a few steps that vary the state ---------------------------
@@ -298,16 +319,19 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
           ["mprotect", 2],
           ["fork", has("fork") || has("exit") ? 3 : 1],
           ["munmap", 1],
+          ["reclaim", has("reclaim") ? 2 : 0],
         ] as const);
     if (what === "touch" || what === "read") {
-      const [off, len0] = range(n, false);
+      // Every page populated here is faulted again in every execution and
+      // scanned by every check: mostly a few blocks, sometimes all of it.
+      const [off, len0] = range(r, false, ch.bool(0.2) ? n : 2 * block);
       const len = mappedRun(r, off, len0, what === "touch" ? MAPPED | PW : MAPPED | PR);
       if (len === 0) return;
       steps.push({ op: what, args: { ...args(r, off, len, n), thread: t } });
       return;
     }
     if (what === "madvise") {
-      const [off, len0] = range(n, false);
+      const [off, len0] = range(r, false, n, true);
       const len = mappedRun(r, off, len0, MAPPED);
       if (len === 0) return;
       // Mostly the advice that ages or cleans (young and dirty bits are what this layer keeps).
@@ -324,7 +348,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       return;
     }
     if (what === "mprotect") {
-      const [off, len0] = range(n, false);
+      const [off, len0] = range(r, false);
       const len = mappedRun(r, off, len0, MAPPED);
       if (len === 0) return;
       const prot = ch.pick(["r", "rw", "none"]);
@@ -333,8 +357,16 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       for (let i = off; i < off + len; i++) r.pages[i] = MAPPED | (prot.includes("r") ? PR : 0) | (prot.includes("w") ? PW : 0);
       return;
     }
+    if (what === "reclaim") {
+      // A first pass ages what it finds referenced; the next one reclaims.
+      const [off, len0] = range(r, false);
+      const len = mappedRun(r, off, len0, MAPPED);
+      if (len === 0) return;
+      steps.push({ op: "reclaim", args: { ...args(r, off, len, n), process: pr.name, thread: t } });
+      return;
+    }
     if (what === "munmap") {
-      const [off, len] = range(n, false);
+      const [off, len] = range(r, false, n, true);
       if (len >= n) return; // keep the region
       steps.push({ op: "munmap", args: { ...args(r, off, len, n), thread: t } });
       for (let i = off; i < off + len; i++) r.pages[i] = 0;
@@ -360,7 +392,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   // MADV_FREE, fork children, or flip protections.
   const retouch = (): void => {
     const r = ch.pick(p.regions);
-    const [off, len0] = range(r.pages.length, true, 2);
+    const [off, len0] = range(r, true, 2);
     const write = ch.bool(0.7);
     const len = mappedRun(r, off, len0, write ? MAPPED | PW : MAPPED | PR);
     if (len > 0) steps.push({ op: write ? "touch" : "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
@@ -376,7 +408,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   // Other CPUs hold TLB and walk-cache entries: a read or write from a second thread.
   if (ch.bool(0.6)) {
     const r = ch.pick(p.regions);
-    const [off, len0] = range(r.pages.length, true, 4);
+    const [off, len0] = range(r, true, 4);
     const len = mappedRun(r, off, len0, MAPPED | PR);
     if (len > 0) steps.push({ op: "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
   }
@@ -395,6 +427,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   const perProc = new Map<string, number>();
   for (const a of actors) perProc.set(a.proc.name, (perProc.get(a.proc.name) ?? 0) + 1);
   let exited: Proc | null = null;
+  let truncating = false;
   const concStep = (a: { t: string; proc: Proc }, canExit: boolean): boolean => {
     const regs = a.proc.regions;
     const usable = kinds.filter((k) => k !== "exit" || canExit);
@@ -421,6 +454,23 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       return true;
     }
     const r = ch.pick(regs);
+    if (k === "truncate") {
+      // ftruncate() of a file the region maps: no mmap_lock, any process.
+      if (r.file === null) return false;
+      const [off] = range(r, true, 1);
+      conc.push({ op: "truncate", args: { file: r.file, size: ch.bool(0.5) ? 0 : off * page, thread: a.t } });
+      truncating = true;
+      return true;
+    }
+    if (k === "reclaim") {
+      const n = r.pages.length;
+      const [off, len] = range(r, true, ch.bool(0.3) ? n : 2 * block);
+      // kswapd finds any process mapping the folios: sometimes a child's.
+      const others = procs.filter((x) => x.alive && x !== a.proc && x !== q && x.regions.some((y) => y.name === r.name));
+      const target = others.length > 0 && ch.bool(0.3) ? ch.pick(others) : a.proc;
+      conc.push({ op: "reclaim", args: { ...args(r, off, len, n), process: target.name, thread: a.t } });
+      return true;
+    }
     if (k === "mremap") {
       if (r.name === "h") return false;
       const n = r.pages.length;
@@ -430,7 +480,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     }
     const n = r.pages.length;
     if (k === "lockless") {
-      const [off] = range(n, true, 1);
+      const [off] = range(r, true, 1);
       const a2: Record<string, number | string> = { region: r.name };
       if (off > 0) a2.offset = off * page;
       a2.via = ch.pick(["rcu", "gup_fast"]);
@@ -439,14 +489,14 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       return true;
     }
     if (k === "touch" || k === "read") {
-      const [off, len] = range(n, true, 1 + ch.int(3));
+      const [off, len] = range(r, true, 1 + ch.int(3));
       conc.push({ op: k, args: { ...args(r, off, len, n), thread: a.t } });
       return true;
     }
     // Each present PTE a concurrent call visits is an interleaving point:
     // mostly short ranges, sometimes a whole table (PT reclaim needs a
     // PMD-sized zap).
-    const [off, len] = range(n, true, ch.bool(0.2) ? n : 2 * block);
+    const [off, len] = range(r, true, ch.bool(0.2) ? n : 2 * block, true);
     if (k === "mprotect" && lastProtect !== null && a.proc === p && ch.bool(0.5)) {
       const lp = lastProtect as { r: Region; off: number; len: number };
       conc.push({ op: "mprotect", args: { ...args(lp.r, lp.off, lp.len, lp.r.pages.length), prot: "rw", thread: a.t } });
@@ -469,6 +519,15 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     const nOps = ch.bool(0.6) ? 1 : 2;
     for (let i = 0; i < nOps; i++) if (!concStep(a, canExit && i === nOps - 1)) break;
   }
+  if (truncating) {
+    // The model's truncation does not take the folio lock: a fault on a
+    // file it truncates is not excluded, so none races it.
+    const fileRegions = new Set(procs.flatMap((x) => x.regions.filter((y) => y.file !== null).map((y) => y.name)));
+    for (let i = conc.length - 1; i >= 0; i--) {
+      const s = conc[i] as StepDoc;
+      if ((s.op === "touch" || s.op === "read") && fileRegions.has(s.args.region as string)) conc.splice(i, 1);
+    }
+  }
   if (q !== null && exited !== null) conc.push({ op: "oom_reap", args: { process: (exited as Proc).name, thread: "Q" } });
   if (q !== null && exited === null) {
     // The reaper process has nothing to do: drop it and its CPU.
@@ -486,7 +545,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     const other = p.threads.find((t) => !threadsUsed.has(t));
     const r = p.regions[0];
     if (other !== undefined && r !== undefined) {
-      const [off] = range(r.pages.length, true, 1);
+      const [off] = range(r, true, 1);
       conc.push({ op: ch.bool() ? "read" : "touch", args: { ...args(r, off, 1, r.pages.length), thread: other } });
     }
   }

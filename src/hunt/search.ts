@@ -6,6 +6,7 @@
 // No Node APIs.
 
 import { Counters } from "../core/counters.js";
+import { VARIANTS, type VariantName } from "../core/machine.js";
 import { siteName } from "../core/sync.js";
 import type { Execution } from "../explore/execution.js";
 import { type ExploreConfig, explore, type Mode } from "../explore/explore.js";
@@ -17,9 +18,14 @@ export interface Budget {
   exhaustive: number; // executions of the preemption-bounded DFS (bound 1)
   pct: number;
   random: number;
+  // Scheduling decisions over all the case's executions, each weighted by
+  // the PTE table size over 512 (the invariant checks after every decision
+  // scan the live tables): a case with big tables or long steps stops
+  // early instead of costing a hundred times the median case.
+  work: number;
 }
 
-export const DEFAULT_BUDGET: Budget = { exhaustive: 120, pct: 60, random: 30 };
+export const DEFAULT_BUDGET: Budget = { exhaustive: 120, pct: 60, random: 30, work: 40000 };
 
 export type Outcome =
   | { kind: "clean" }
@@ -32,6 +38,12 @@ export interface CaseResult {
   outcome: Outcome;
   features: number[]; // sorted
   executions: number;
+  // Executions in which the code of a selected historical variant ran
+  // during the concurrent part, and those in which it ran while another
+  // thread still had steps to take (where a race with the changed code can
+  // be).
+  consulted: number;
+  raced: number;
 }
 
 // ---- coverage features ------------------------------------------------------------
@@ -45,8 +57,10 @@ const F_PAIR = 0x2000000;
 const F_COUNTER = 0x3000000;
 const F_OUTCOME = 0x4000000;
 const F_STATE = 0x5000000;
+const F_VARIANT = 0x6000000;
 const STATE_NAMES = ["pte-lock", "mmap-write", "rcu-reader", "irqs-off", "rcu-pending", "lockless-read", "zap", "lazy-free", "calls>1"];
 const COUNTER_NAMES = Object.keys(new Counters()) as (keyof Counters)[];
+const VARIANT_NAMES = Object.keys(VARIANTS) as VariantName[];
 const outcomeNames: string[] = [];
 function outcomeId(s: string): number {
   let i = outcomeNames.indexOf(s);
@@ -61,6 +75,11 @@ export function featureName(f: number): string {
   if (kind === F_PAIR) return `preempt ${siteName(v >>> 12)} -> ${siteName(v & 0xfff)}`;
   if (kind === F_COUNTER) return `counter ${COUNTER_NAMES[v >>> 5] ?? "?"} >= ${v & 31 ? 2 ** ((v & 31) - 1) : 0}`;
   if (kind === F_OUTCOME) return `outcome ${outcomeNames[v] ?? "?"}`;
+  if (kind === F_VARIANT) {
+    const mask = v & 0xfff;
+    const on = STATE_NAMES.filter((_, i) => mask & (1 << i));
+    return `variant ${VARIANT_NAMES[v >>> 12] ?? "?"} consulted with {${on.join(", ")}}`;
+  }
   if (kind === F_STATE) {
     const mask = v >>> 12;
     const on = STATE_NAMES.filter((_, i) => mask & (1 << i));
@@ -69,11 +88,51 @@ export function featureName(f: number): string {
   return `feature ${f}`;
 }
 
-function instrument(cfg: ExploreConfig, feats: Set<number>): ExploreConfig {
+// Directed search (as AFLGo and patch-directed fuzzers aim at changed
+// code): a selected historical variant's code reads its name from
+// config.variants where its logic differs, so each read during the
+// concurrent part is a visit to the changed code. A getter records it, with
+// what else was going on.
+interface Directed {
+  keys: VariantName[]; // selected, non-default
+  consulted: number;
+  raced: number;
+}
+
+function watchVariants(x: Execution, d: Directed, feats: Set<number>): void {
+  const vs = x.m.config.variants as Record<string, string>;
+  let seen = false;
+  let raced = false;
+  for (const k of d.keys) {
+    const val = vs[k] as string;
+    const idx = VARIANT_NAMES.indexOf(k);
+    Object.defineProperty(vs, k, {
+      enumerable: true,
+      configurable: true,
+      get: () => {
+        const mask = x.stateMask();
+        feats.add(F_VARIANT + ((idx << 12) | (mask & 0xfff)));
+        if (!seen) {
+          seen = true;
+          d.consulted++;
+        }
+        if (!raced && x.othersPending()) {
+          raced = true;
+          d.raced++;
+        }
+        return val;
+      },
+    });
+  }
+}
+
+function instrument(cfg: ExploreConfig, feats: Set<number>, work: { n: number; per: number }, d: Directed): ExploreConfig {
   return {
     ...cfg,
     onStart: (x: Execution) => {
+      if (d.keys.length > 0) watchVariants(x, d, feats);
       x.onDecide = (c, cur) => {
+        work.n += work.per;
         const n = x.threads.length;
         const sc = c < n ? (x.threads[c] as { site: number }).site : 0;
         feats.add(F_SITE + sc);
@@ -125,13 +184,25 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   const feats = new Set<number>();
   let executions = 0;
   const base = defaultConfig(sc);
+  const gran = sc.machine.arch === "arm64" ? (sc.machine.arm64?.granule ?? 4) : 4;
+  const work = { n: 0, per: (gran * 1024) / 8 / 512 };
+  const overBudget = () => work.n > budget.work;
+  const d: Directed = { keys: [], consulted: 0, raced: 0 };
+  for (const [k, v] of Object.entries(sc.machine.variants ?? {}))
+    if (k in VARIANTS && VARIANTS[k as VariantName][0] !== v) d.keys.push(k as VariantName);
   const plan: { mode: Mode; n: number; preemptions: number; pctDepth: number; seed: number }[] = [
     { mode: "exhaustive", n: budget.exhaustive, preemptions: 1, pctDepth: 3, seed },
     { mode: "pct", n: budget.pct >> 1, preemptions: 0, pctDepth: 2, seed: seed + 1 },
     { mode: "pct", n: budget.pct - (budget.pct >> 1), preemptions: 0, pctDepth: 3, seed: seed + 2 },
     { mode: "random", n: budget.random, preemptions: 0, pctDepth: 3, seed: seed + 3 },
   ];
-  const done = (outcome: Outcome): CaseResult => ({ outcome, features: [...feats].sort((a, b) => a - b), executions });
+  const done = (outcome: Outcome): CaseResult => ({
+    outcome,
+    features: [...feats].sort((a, b) => a - b),
+    executions,
+    consulted: d.consulted,
+    raced: d.raced,
+  });
   // The set-up is sequential and the same in every execution: check it once
   // here, then run it unchecked under the explorer.
   try {
@@ -144,8 +215,10 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
     const cfg = instrument(
       { ...base, uncheckedSetup: true, mode: st.mode, executions: st.n, preemptions: st.preemptions, pctDepth: st.pctDepth, seed: st.seed },
       feats,
+      work,
+      d,
     );
-    if (shouldStop !== undefined) cfg.shouldStop = shouldStop;
+    cfg.shouldStop = shouldStop !== undefined ? () => shouldStop() || overBudget() : overBudget;
     let res: ReturnType<typeof explore>;
     try {
       res = explore(cfg);
@@ -164,9 +237,12 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
         seed: st.seed,
         preemptions: st.preemptions,
       });
-    if (res.stopped) break;
+    if (res.stopped || overBudget()) break;
     // A small case's whole space at one preemption is explored: samples add little.
     if (st.mode === "exhaustive" && res.complete && res.executions < budget.exhaustive / 4) break;
+    // Hunting a change: where its code never ran concurrently with another
+    // call, no schedule of this case races it.
+    if (st.mode === "exhaustive" && d.keys.length > 0 && d.raced === 0) break;
   }
   return done({ kind: "clean" });
 }
