@@ -9,7 +9,7 @@
 import { fnv1a } from "../explore/explore.js";
 import { rng } from "../workloads/builder.js";
 import { type Case, caseYaml } from "./case.js";
-import { Choices, type GenOptions, generate, mutate } from "./generate.js";
+import { Choices, type GenOptions, generate, KINDS, mutate } from "./generate.js";
 import { outcomeKey } from "./minimize.js";
 import type { CaseResult } from "./search.js";
 
@@ -46,6 +46,7 @@ export class Campaign {
   violations = 0; // cases that broke something
   raced = 0; // cases that ran a selected variant's code while another thread had steps left
   private alike = new Map<string, number>();
+  private racedKinds = new Map<string, number>(); // kind -> raced cases using it
 
   constructor(
     readonly seed: number,
@@ -56,6 +57,14 @@ export class Campaign {
   // The next round's cases.
   round(): CaseSpec[] {
     const out: CaseSpec[] = [];
+    // Adaptive swarm: kinds of step that the cases reaching the variant's
+    // code used are drawn more often, the others less (never never).
+    const gen: GenOptions = { ...this.gen };
+    if (this.raced > 0) {
+      const odds: Record<string, number> = {};
+      for (const k of KINDS) odds[k] = 0.25 + (0.6 * ((this.racedKinds.get(k) ?? 0) + 1)) / (this.raced + 2);
+      gen.kindOdds = odds;
+    }
     for (let k = 0; k < ROUND; k++) {
       const id = this.nextId++;
       const rnd = rng(fnv1a(`${this.seed}:${this.shard.index}/${this.shard.count}:${id}`));
@@ -69,7 +78,7 @@ export class Campaign {
       }
       const ch = new Choices(words, rng(Math.floor(rnd() * 4294967296)));
       const name = `hunt-${this.seed}-${this.shard.index}-${id}`;
-      const c = generate(ch, name, this.gen);
+      const c = generate(ch, name, gen);
       out.push({ id, name, words: ch.used(), parent, case: c, yaml: caseYaml(c) });
     }
     return out;
@@ -105,7 +114,10 @@ export class Campaign {
     // added nothing new: its neighbours are where the change can break.
     const raced = res.raced > 0;
     if (gain > 0 || raced) this.corpus.push({ id: spec.id, words: spec.words, gain, raced });
-    if (raced) this.raced++;
+    if (raced) {
+      this.raced++;
+      for (const k of spec.case.kinds ?? []) this.racedKinds.set(k, (this.racedKinds.get(k) ?? 0) + 1);
+    }
     const key = outcomeKey(res.outcome);
     if (key === null) return { gain, minimize: false };
     this.violations++;

@@ -36,6 +36,7 @@ export interface Case {
   processes: ProcDoc[];
   steps: StepDoc[];
   concurrent: StepDoc[];
+  kinds?: string[]; // the swarm kinds its concurrent steps use (not rendered)
   preemptions: number;
   maxSteps: number;
 }
