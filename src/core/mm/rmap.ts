@@ -343,7 +343,11 @@ export function* splitFolio(m: Machine, head: number): KGen<boolean> {
   const order = phys.order[head] as number;
   if (order === 0) return true;
   const nr = 1 << order;
-  if ((phys.ref[head] as number) !== folioMapcount(m, head) + 1) return false;
+  // can_split_folio(): the references are the mappings' (a PMD mapping
+  // holds one, as it counts once in folio_mapcount()) and the caller's.
+  let maps = phys.entireMapcount(head);
+  for (let k = 0; k < nr; k++) maps += phys.mapcount[head + k] as number;
+  if ((phys.ref[head] as number) !== maps + 1) return false;
   const hits = rmapWalk(m, head);
   // PMD mappings first (split_huge_pmd_address() via TTU_SPLIT_HUGE_PMD).
   for (const h of hits) {
