@@ -121,6 +121,7 @@ function* freePmdRange(tlb: MmuGather, pmdSlot: number, addr: number, end: numbe
     if (fixed) flushTlbBatchedPending(m, mm);
     const e = T.chunkOf(slot);
     let a = addr;
+    let lost = false;
     while (a < next) {
       const i = T.base(slot) + ((a / PS) & G.ptrsMask);
       let x = A.ptepGet(m, e, i);
@@ -155,6 +156,7 @@ function* freePmdRange(tlb: MmuGather, pmdSlot: number, addr: number, end: numbe
             yield il.lock(LK_PTL, slot, true, S_CLEAN_LOCK);
             if (T.get(pmdIdx) !== v) {
               il.unlock(LK_PTL, slot);
+              lost = true; // the table went: so did the rest of this PMD's range
               break;
             }
           }
@@ -182,7 +184,7 @@ function* freePmdRange(tlb: MmuGather, pmdSlot: number, addr: number, end: numbe
       }
       a += nr * PS;
     }
-    if (il) il.unlock(LK_PTL, slot);
+    if (il && !lost) il.unlock(LK_PTL, slot);
     addr = next;
   }
 }
@@ -256,6 +258,7 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
     if (fixed) flushTlbBatchedPending(m, mm);
     const e = T.chunkOf(slot);
     let a = addr;
+    let lost = false;
     while (a < next) {
       const i = T.base(slot) + ((a / G.pageSize) & G.ptrsMask);
       let x = A.ptepGet(m, e, i);
@@ -288,6 +291,7 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
             yield il.lock(LK_PTL, slot, true, S_COLD_LOCK);
             if (T.get(pmdIdx) !== v) {
               il.unlock(LK_PTL, slot);
+              lost = true; // the table went: so did the rest of this PMD's range
               break;
             }
           }
@@ -308,7 +312,7 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
       if (pageout && folioIsolateLru(m, head)) list.push(head);
       a += nr * G.pageSize;
     }
-    if (il) il.unlock(LK_PTL, slot);
+    if (il && !lost) il.unlock(LK_PTL, slot);
     if (pageout) yield* reclaimPages(m, list);
     addr = next;
   }
