@@ -1,12 +1,12 @@
 // madvise(): models madvise_dontneed_free() (zap with PT reclaim details),
 // madvise_free_pte_range()/madvise_free_huge_pmd() (lazy free: clean and old
-// PTEs, folio loses swap backing), madvise_cold_or_pageout_pte_range()
-// (MADV_COLD clears young; MADV_PAGEOUT reclaims through reclaim_pages()), and
+// PTEs, folio loses swap backing; a large folio the range covers in part is
+// split first), madvise_cold_or_pageout_pte_range() (MADV_COLD clears young; MADV_PAGEOUT reclaims through reclaim_pages()), and
 // MADV_HUGEPAGE/NOHUGEPAGE flag changes (mm/madvise.c, mm/khugepaged.c).
 
 import { CYD_DIRTY, CYD_YOUNG } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
-import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
+import { pmdReadLocked } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run, unmapSingleVma, walkPmdTables } from "./memory.js";
 import { flushTlbBatchedPending, folioMapcount, splitFolio } from "./rmap.js";
 import { folioIsolateLru, reclaimPages } from "./vmscan.js";
@@ -38,71 +38,152 @@ function vmasIn(mm: Mm, start: number, end: number): Vma[] {
   return out;
 }
 
-// Clears young (and for lazy free, dirty) on present entries; `free` marks
-// anon folios lazily freeable.
-function* cleanPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, end: number, free: boolean): KGen {
+// Is the folio perhaps mapped by more than one mm (folio_maybe_mapped_shared())?
+// Approximated per page: some page mapped twice, or a PMD mapping besides PTE ones.
+function folioMaybeMappedShared(m: Machine, head: number): boolean {
+  const phys = m.phys;
+  const nr = 1 << (phys.order[head] as number);
+  const entire = phys.entireMapcount(head);
+  if (entire > 1) return true;
+  for (let k = 0; k < nr; k++) if ((phys.mapcount[head + k] as number) + entire > 1) return true;
+  return false;
+}
+
+// madvise_free_pte_range() with madvise_free_huge_pmd() for one PMD table's
+// part of the range (mm/madvise.c, v6.17): an exclusively mapped anon folio
+// the range covers whole is marked lazily freeable (folio_clear_dirty(),
+// folio_mark_lazyfree(): PG_dirty and PG_swapbacked cleared) and its entries
+// in the range are made old and clean (clear_young_dirty_ptes()); a large
+// folio the range covers only in part (PMD- or PTE-mapped) is split first
+// (split_folio()), and left alone if it may be mapped by another mm or the
+// split fails. Small folios mapped more than once are left alone.
+// Simplified: no folio lock (folio_trylock() always succeeds; can_split_folio()
+// fails instead when another splitter holds a reference), no swap cache
+// check (a folio in the swap cache is freed from it by folio_free_swap()
+// in the kernel; the model's MADV_FREE leaves swap entries and swap-cache
+// folios as they are).
+function* freePmdRange(tlb: MmuGather, pmdSlot: number, addr: number, end: number): KGen {
   const m = tlb.m;
   const A = m.arch;
   const T = m.tables;
   const phys = m.phys;
   const G = m.geo;
+  const PS = G.pageSize;
+  const mm = tlb.mm;
   while (addr < end) {
     const next = Math.min(addr - (addr % G.pmdSize) + G.pmdSize, end);
-    const pmdIdx = pmdSlot * G.ptrs + idxAt(G, addr / G.pageSize, LVL_PMD);
+    const pmdIdx = pmdSlot * G.ptrs + idxAt(G, addr / PS, LVL_PMD);
     let v = T.get(pmdIdx);
     m.counters.pteReads++;
     // pmd_trans_huge_lock() / __split_huge_pmd() wait for a splitter.
     if (m.il !== null && v !== 0 && A.pmdLeafInvalid(v)) v = yield* pmdReadLocked(m, pmdIdx, S_CLEAN_PMD_LOCK);
     if (v !== 0 && A.entryIsLeaf(v)) {
+      // madvise_free_huge_pmd()
+      const head = A.ptePfn(v);
+      if (((phys.flags[head] as number) & PG_ANON) === 0 || folioMaybeMappedShared(m, head)) {
+        addr = next; // the huge zero page, or others map the folio
+        continue;
+      }
       if (next - addr === G.pmdSize) {
-        const head = A.ptePfn(v);
-        if (!free || ((phys.flags[head] as number) & PG_ANON) !== 0) {
-          if (free) phys.flags[head] = (phys.flags[head] as number) & ~(PG_SWAPBACKED | PG_DIRTY);
-          T.set(pmdIdx, A.pteMkold(free ? A.pteMkclean(v) : v));
-          m.counters.pteAtomics++;
-          tlbRemovePmdTlbEntry(tlb, addr);
-        }
+        phys.flags[head] = (phys.flags[head] as number) & ~(PG_SWAPBACKED | PG_DIRTY);
+        T.set(pmdIdx, A.pteMkold(A.pteMkclean(v)));
+        m.counters.pteAtomics++;
+        tlbRemovePmdTlbEntry(tlb, addr);
         addr = next;
         continue;
       }
-      yield* splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
+      // Part of the THP: split_folio() with a reference of our own (the PMD
+      // mapping is split on the way), then the PTE path over the range.
+      phys.ref[head] = (phys.ref[head] as number) + 1;
+      const ok = yield* splitFolio(m, head);
+      if (phys.folioPut(head)) m.counters.pagesFree++;
       v = T.get(pmdIdx);
+      if (!ok || v === 0 || A.entryIsLeaf(v)) {
+        addr = next;
+        continue;
+      }
     }
-    if (v !== 0 && A.entryIsTable(v)) {
-      const slot = T.slotOfPfn(A.ptePfn(v));
-      const il = m.il;
+    if (v === 0 || !A.entryIsTable(v)) {
+      addr = next;
+      continue;
+    }
+    const slot = T.slotOfPfn(A.ptePfn(v));
+    const il = m.il;
+    if (il) {
+      yield il.lock(LK_PTL, slot, true, S_CLEAN_LOCK);
+      if (T.get(pmdIdx) !== v) {
+        il.unlock(LK_PTL, slot);
+        addr = next;
+        continue;
+      }
+    }
+    flushTlbBatchedPending(m, mm);
+    const e = T.chunkOf(slot);
+    let a = addr;
+    let lost = false;
+    while (a < next) {
+      const i = T.base(slot) + ((a / PS) & G.ptrsMask);
+      let x = A.ptepGet(m, e, i);
+      if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) {
+        a += PS;
+        continue;
+      }
       if (il) {
-        yield il.lock(LK_PTL, slot, true, S_CLEAN_LOCK);
-        if (T.get(pmdIdx) !== v) {
-          il.unlock(LK_PTL, slot);
-          addr = next;
+        yield S_CLEAN_PTE;
+        x = A.ptepGet(m, e, i);
+        if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
+      }
+      const pfn = A.ptePfn(x);
+      const head = phys.folioHead(pfn);
+      const order = phys.order[head] as number;
+      let nr = 1;
+      if (order > 0) {
+        nr = folioPteBatch(m, e, i, x, pfn, head, order, (next - a) / PS, false, false);
+        if (nr < 1 << order) {
+          // Not wholly in the range (or not wholly mapped here): split it,
+          // then look at this address again; left alone if shared or the
+          // split fails.
+          if (folioMaybeMappedShared(m, head)) {
+            a += nr * PS;
+            continue;
+          }
+          phys.ref[head] = (phys.ref[head] as number) + 1;
+          if (il) il.unlock(LK_PTL, slot);
+          const ok = yield* splitFolio(m, head);
+          if (phys.folioPut(head)) m.counters.pagesFree++;
+          if (il) {
+            yield il.lock(LK_PTL, slot, true, S_CLEAN_LOCK);
+            if (T.get(pmdIdx) !== v) {
+              il.unlock(LK_PTL, slot);
+              lost = true; // the table went: so did the rest of this PMD's range
+              break;
+            }
+          }
+          flushTlbBatchedPending(m, mm);
+          if (!ok) a += nr * PS;
           continue;
         }
-      }
-      flushTlbBatchedPending(m, tlb.mm);
-      const e = T.chunkOf(slot);
-      let i = T.base(slot) + ((addr / G.pageSize) & G.ptrsMask);
-      for (let a = addr; a < next; a += G.pageSize, i++) {
-        let x = A.ptepGet(m, e, i);
-        if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
-        if (il) {
-          yield S_CLEAN_PTE;
-          x = A.ptepGet(m, e, i);
-        }
-        const pfn = A.ptePfn(x);
-        const head = phys.folioHead(pfn);
-        if (free) {
-          // Only exclusively mapped anon folios become lazy-free.
-          if (((phys.flags[head] as number) & PG_ANON) === 0 || phys.mapcount[pfn] !== 1) continue;
-          phys.flags[head] = (phys.flags[head] as number) & ~(PG_SWAPBACKED | PG_DIRTY);
-        }
-        if (A.pteYoung(x) || (free && A.pteDirty(x))) {
-          A.clearYoungDirtyPtes(m, tlb.mm, a, e, i, 1, free ? CYD_YOUNG | CYD_DIRTY : CYD_YOUNG);
-          tlbRemoveTlbEntries(tlb, a, 1);
+        // The batch's access/dirty (FPB_MERGE_YOUNG_DIRTY).
+        for (let k = 1; k < nr; k++) {
+          const y = A.ptepGet(m, e, i + k);
+          if (A.pteYoung(y)) x = A.pteMkyoung(x);
+          if (A.pteDirty(y)) x = A.pteMkdirty(x);
         }
       }
-      if (il) il.unlock(LK_PTL, slot);
+      // Only anon folios this mm maps alone become lazy-free (a large one is
+      // wholly mapped here, so that is folio_mapcount() == nr pages).
+      if (((phys.flags[head] as number) & PG_ANON) === 0 || folioMapcount(m, head) !== 1 << order) {
+        a += nr * PS;
+        continue;
+      }
+      phys.flags[head] = (phys.flags[head] as number) & ~(PG_SWAPBACKED | PG_DIRTY);
+      if (A.pteYoung(x) || A.pteDirty(x)) {
+        A.clearYoungDirtyPtes(m, mm, a, e, i, nr, CYD_YOUNG | CYD_DIRTY);
+        tlbRemoveTlbEntries(tlb, a, nr);
+      }
+      a += nr * PS;
     }
+    if (il && !lost) il.unlock(LK_PTL, slot);
     addr = next;
   }
 }
@@ -175,6 +256,7 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
     flushTlbBatchedPending(m, mm);
     const e = T.chunkOf(slot);
     let a = addr;
+    let lost = false;
     while (a < next) {
       const i = T.base(slot) + ((a / G.pageSize) & G.ptrsMask);
       let x = A.ptepGet(m, e, i);
@@ -207,6 +289,7 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
             yield il.lock(LK_PTL, slot, true, S_COLD_LOCK);
             if (T.get(pmdIdx) !== v) {
               il.unlock(LK_PTL, slot);
+              lost = true; // the table went: so did the rest of this PMD's range
               break;
             }
           }
@@ -227,7 +310,7 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
       if (pageout && folioIsolateLru(m, head)) list.push(head);
       a += nr * G.pageSize;
     }
-    if (il) il.unlock(LK_PTL, slot);
+    if (il && !lost) il.unlock(LK_PTL, slot);
     if (pageout) yield* reclaimPages(m, list);
     addr = next;
   }
@@ -257,7 +340,7 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
         if (vma.file !== null) continue;
         const s = Math.max(start, vma.start);
         const e = Math.min(end, vma.end);
-        yield* walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => cleanPmdRange(tlb, vma, slot, a, b, true));
+        yield* walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => freePmdRange(tlb, slot, a, b));
         tlbFlushMmuTlbonly(tlb);
       }
       tlbFinishMmu(tlb);

@@ -10,8 +10,8 @@
 // visits every live mm's VMAs whose anon_vma descends from the folio's (the
 // kernel keeps that set as the anon_vma's interval tree); a file's mappings
 // are found by scanning the mms for VMAs of the file. The split does not go
-// through migration entries: it runs under every PTE lock that maps the folio
-// at once, so nobody sees the folio half split. No Node APIs.
+// through migration entries: it holds every PTE lock that maps the folio
+// from unmap to remap, so nobody sees the folio half split. No Node APIs.
 
 import type { Machine } from "../machine.js";
 import { LK_ANON_VMA, LK_IMMAP, LK_PTL, site } from "../sync.js";
@@ -25,6 +25,8 @@ const S_RMAP_LOCK = site("page_vma_mapped_walk", "take the PTE lock");
 const S_RMAP_PMD_LOCK = site("page_vma_mapped_walk", "take the PMD lock of a huge PMD");
 const S_TTU_PTE = site("try_to_unmap_one", "PTE cleared, flush deferred");
 const S_REF_PTE = site("folio_referenced_one", "young cleared");
+const S_SPLIT_LOCK = site("unmap_folio", "take the PTE lock of a table mapping the folio");
+const S_SPLIT_PMD_LOCK = site("unmap_folio", "take the PMD lock of a huge PMD");
 
 // folio_add_new_anon_rmap() / __folio_set_anon(): folio->mapping is the
 // VMA's anon_vma (its root's when the folio may be shared: a swap-cache folio
@@ -358,32 +360,131 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
   }
 }
 
-// split_folio_to_list() for a large anon folio: PMD mappings are split to
-// PTEs, contpte blocks unfolded (each entry cleared, flushed and set again,
-// as unmap_folio()/remap_page() do through migration entries), and the
-// folio becomes order-0 folios that keep their mapping, index, flags and
-// mapcounts. Unmapped pages are freed. The caller holds one reference
-// (isolation); fails (false) when someone else holds an extra one
-// (can_split_folio()).
+// split_folio_to_list() for a large anon folio (__folio_split(),
+// mm/huge_memory.c, v6.17). The caller holds one reference (isolation);
+// fails (false) when someone else holds an extra one (can_split_folio()).
+// In the kernel's order:
+//  1. unmap_folio(): PMD mappings are split to PTEs (TTU_SPLIT_HUGE_PMD),
+//     then try_to_migrate() clears every PTE mapping the folio
+//     (try_to_migrate_one(): a dirty entry dirties the folio, the flush is
+//     batched with TTU_BATCH_FLUSH and done once by try_to_unmap_flush());
+//     on arm64 the first clear in a contpte block unfolds it (break before
+//     make, with its own TLBI);
+//  2. __split_folio_to_order(): the folio becomes order-0 folios that keep
+//     their mapping, index, flags and mapcounts; unmapped pages are freed;
+//  3. remap_page() -> remove_migration_ptes(): each entry is set again with
+//     set_pte_at() (set_ptes(), nr = 1) from what was cleared: write, young
+//     and dirty kept, no CONT (the folios are small now, so nothing refolds).
+// Simplified: no migration entries. The kernel leaves a migration entry in
+// each PTE between 1 and 3, which makes every other party wait for the split
+// (migration_entry_wait(), or a non-present entry for lockless readers);
+// the model instead holds the PTE lock of every table that maps the folio
+// from 1 to 3, so others wait on the PTL and a lockless reader or the
+// hardware walker sees pte_none meanwhile. The rmap is not taken off and put
+// back (folio_remove_rmap_pte() / folio_add_anon_rmap_pte() cancel out), and
+// AnonExclusive stays on the page. The locks are taken in rmap walk order,
+// one table after another: a folio mapped through several tables (after
+// fork or an unaligned mremap) can make the explorer see a lock order the
+// kernel does not have.
 export function* splitFolio(m: Machine, head: number): KGen<boolean> {
+  if ((m.phys.order[head] as number) === 0) return true;
+  // __folio_split(): anon_vma_lock_write() of an anon folio's root,
+  // i_mmap_lock_read() of a file folio's mapping, across the whole split.
+  const lk = yield* rmapLock(m, head, ((m.phys.flags[head] as number) & PG_ANON) !== 0);
+  try {
+    return yield* splitFolioLocked(m, head);
+  } finally {
+    rmapUnlock(m, lk);
+  }
+}
+
+function* splitFolioLocked(m: Machine, head: number): KGen<boolean> {
   const A = m.arch;
   const phys = m.phys;
   const G = m.geo;
+  const T = m.tables;
+  const PS = G.pageSize;
+  const il = m.il;
   const order = phys.order[head] as number;
   if (order === 0) return true;
   const nr = 1 << order;
-  if ((phys.ref[head] as number) !== folioMapcount(m, head) + 1) return false;
+  // can_split_folio(): the references are the mappings' (a PMD mapping
+  // holds one, as it counts once in folio_mapcount()) and the caller's.
+  let maps = phys.entireMapcount(head);
+  for (let k = 0; k < nr; k++) maps += phys.mapcount[head + k] as number;
+  if ((phys.ref[head] as number) !== maps + 1) return false;
   const hits = rmapWalk(m, head);
   // PMD mappings first (split_huge_pmd_address() via TTU_SPLIT_HUGE_PMD).
   for (const h of hits) {
-    for (let a = h.addr; a < h.addr + nr * G.pageSize; a += G.pmdSize) {
+    for (let a = h.addr; a < h.addr + nr * PS; a += G.pmdSize) {
       if (a < h.vma.start || a >= h.vma.end) continue;
       const pi = pmdOffset(m, h.mm, a, false);
       if (pi < 0) continue;
-      const v = m.tables.get(pi);
+      const v = T.get(pi);
       if (v !== 0 && A.entryIsLeaf(v) && A.ptePfn(v) === head) yield* splitHugePmd(m, h.mm, h.vma, pi, a - (a % G.pmdSize));
     }
   }
+  // The PTE tables that map the folio, each locked (page_vma_mapped_walk()
+  // takes them in turn; here they stay held until remap_page() is done).
+  const held: number[] = []; // slots
+  const heldPmd: number[] = []; // the PMD entry index of each
+  for (const h of hits) {
+    for (let k = 0; k < nr; ) {
+      const a = h.addr + k * PS;
+      const next = Math.min(nr, k + (G.pmdSize - (a % G.pmdSize)) / PS);
+      if (a + (next - k) * PS <= h.vma.start || a >= h.vma.end) {
+        k = next;
+        continue;
+      }
+      const pi = pmdOffset(m, h.mm, Math.max(a, h.vma.start), false);
+      k = next;
+      if (pi < 0) continue;
+      let pmdv = T.get(pi);
+      if (il !== null && pmdv !== 0 && A.pmdLeafInvalid(pmdv)) pmdv = yield* pmdReadLocked(m, pi, S_SPLIT_PMD_LOCK);
+      if (pmdv === 0 || !A.entryIsTable(pmdv)) continue;
+      const slot = T.slotOfPfn(A.ptePfn(pmdv));
+      if (held.includes(slot)) continue;
+      if (il) {
+        yield il.lock(LK_PTL, slot, true, S_SPLIT_LOCK);
+        if (T.get(pi) !== pmdv) {
+          il.unlock(LK_PTL, slot);
+          continue;
+        }
+      }
+      held.push(slot);
+      heldPmd.push(pi);
+    }
+  }
+  // The entries mapping the folio in the held tables: table chunk, index,
+  // mm and address of each, and what was cleared (the migration entry's
+  // information).
+  const where: { e: Float64Array; i: number; mm: Mm; a: number; v: number }[] = [];
+  for (const h of hits) {
+    for (let k = 0; k < nr; k++) {
+      const a = h.addr + k * PS;
+      if (a < h.vma.start || a >= h.vma.end) continue;
+      const pi = pmdOffset(m, h.mm, a, false);
+      if (pi < 0 || !heldPmd.includes(pi)) continue;
+      const pmdv = T.get(pi);
+      if (pmdv === 0 || !A.entryIsTable(pmdv)) continue;
+      const slot = T.slotOfPfn(A.ptePfn(pmdv));
+      const e = T.chunkOf(slot);
+      const i = T.base(slot) + ((a / PS) & G.ptrsMask);
+      const v = e[i] as number;
+      if (v === 0 || !A.ptePresent(v) || A.pteSpecial(v) || A.ptePfn(v) !== head + k) continue;
+      where.push({ e, i, mm: h.mm, a, v: 0 });
+    }
+  }
+  // unmap_folio(): try_to_migrate_one() for each, then try_to_unmap_flush().
+  const ubc = new TlbUbc(m);
+  for (const w of where) {
+    const v = A.ptepGetAndClearFull(m, w.mm, w.a, w.e, w.i, false);
+    if (shouldDeferFlush(m, w.mm, ubc)) setTlbUbcFlushPending(m, ubc, w.mm, v, w.a, w.a + PS);
+    else A.flushTlbPage(m, w.mm, w.a);
+    if (A.pteDirty(v)) phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
+    w.v = v;
+  }
+  tryToUnmapFlush(m, ubc);
   // __split_folio_to_order(): the tails become folios of their own.
   const hf = phys.flags[head] as number;
   const extra = (phys.ref[head] as number) - folioMapcount(m, head); // references beyond the mappings
@@ -407,23 +508,9 @@ export function* splitFolio(m: Machine, head: number): KGen<boolean> {
   }
   m.counters.pagesFree += freed;
   m.counters.thpSplits++;
-  // unmap_folio() + remap_page(): every entry is cleared and flushed (as the
-  // migration entries replace it), then set again, one set_ptes() each; on
-  // arm64 the first clear unfolds a contpte block and nothing refolds it,
-  // the folios being small now.
-  for (const h of hits) {
-    yield* pageVmaMappedWalk(
-      m,
-      h,
-      head,
-      (e, i, a) => {
-        const v = A.ptepGetAndClearFull(m, h.mm, a, e, i, false);
-        A.flushTlbPage(m, h.mm, a);
-        A.setPtes(m, h.mm, a, e, i, v, 1);
-      },
-      null,
-      nr,
-    );
-  }
+  // remap_page(): remove_migration_pte() for each; the folio is dirty if
+  // any entry was, so an entry keeps its own dirty bit.
+  for (const w of where) A.setPtes(m, w.mm, w.a, w.e, w.i, w.v, 1);
+  if (il) for (const slot of held) il.unlock(LK_PTL, slot);
   return true;
 }
