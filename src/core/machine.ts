@@ -179,6 +179,9 @@ export class Machine {
   // interleaving points only when it is set, so sequential runs pay one
   // branch per point.
   il: Interleaver | null = null;
+  // Told which historical variant a path asks about, where it asks (see
+  // variantIs()): `ptlab hunt` uses it to aim at a change's code.
+  variantHook: ((key: VariantName, value: string) => void) | null = null;
   // PTE tables being filled before anything links them (THP split: the
   // withdrawn table is reachable only through a local PMD value). Only the
   // explorer's checks, which run at nested points, can see one.
@@ -263,3 +266,4 @@ export class Machine {
     this.rcuPending = [];
   }
 }
+

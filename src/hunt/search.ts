@@ -89,48 +89,40 @@ export function featureName(f: number): string {
 }
 
 // Directed search (as AFLGo and patch-directed fuzzers aim at changed
-// code): a selected historical variant's code reads its name from
-// config.variants where its logic differs, so each read during the
-// concurrent part is a visit to the changed code. A getter records it, with
-// what else was going on.
+// code): variant code asks variantIs() (src/core/variant.ts) where its logic
+// departs, and Machine.variantHook hears each question during the
+// concurrent part. A question about the selected value or the v6.17 one is
+// a visit to the changed code (a question about a third value is another
+// change's); it is recorded with what else was going on.
 interface Directed {
-  keys: VariantName[]; // selected, non-default
+  keys: Map<VariantName, [string, string]>; // selected, non-default: [selected, default]
   consulted: number;
   raced: number;
 }
 
 function watchVariants(x: Execution, d: Directed, feats: Set<number>): void {
-  const vs = x.m.config.variants as Record<string, string>;
   let seen = false;
   let raced = false;
-  for (const k of d.keys) {
-    const val = vs[k] as string;
-    const idx = VARIANT_NAMES.indexOf(k);
-    Object.defineProperty(vs, k, {
-      enumerable: true,
-      configurable: true,
-      get: () => {
-        const mask = x.stateMask();
-        feats.add(F_VARIANT + ((idx << 12) | (mask & 0xfff)));
-        if (!seen) {
-          seen = true;
-          d.consulted++;
-        }
-        if (!raced && x.othersPending()) {
-          raced = true;
-          d.raced++;
-        }
-        return val;
-      },
-    });
-  }
+  x.m.variantHook = (key, value) => {
+    const w = d.keys.get(key);
+    if (w === undefined || (value !== w[0] && value !== w[1])) return;
+    feats.add(F_VARIANT + ((VARIANT_NAMES.indexOf(key) << 12) | (x.stateMask() & 0xfff)));
+    if (!seen) {
+      seen = true;
+      d.consulted++;
+    }
+    if (!raced && x.othersPending()) {
+      raced = true;
+      d.raced++;
+    }
+  };
 }
 
 function instrument(cfg: ExploreConfig, feats: Set<number>, work: { n: number; per: number }, d: Directed): ExploreConfig {
   return {
     ...cfg,
     onStart: (x: Execution) => {
-      if (d.keys.length > 0) watchVariants(x, d, feats);
+      if (d.keys.size > 0) watchVariants(x, d, feats);
       x.onDecide = (c, cur) => {
         work.n += work.per;
         const n = x.threads.length;
@@ -187,9 +179,9 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   const gran = sc.machine.arch === "arm64" ? (sc.machine.arm64?.granule ?? 4) : 4;
   const work = { n: 0, per: (gran * 1024) / 8 / 512 };
   const overBudget = () => work.n > budget.work;
-  const d: Directed = { keys: [], consulted: 0, raced: 0 };
+  const d: Directed = { keys: new Map(), consulted: 0, raced: 0 };
   for (const [k, v] of Object.entries(sc.machine.variants ?? {}))
-    if (k in VARIANTS && VARIANTS[k as VariantName][0] !== v) d.keys.push(k as VariantName);
+    if (k in VARIANTS && VARIANTS[k as VariantName][0] !== v) d.keys.set(k as VariantName, [v, VARIANTS[k as VariantName][0]]);
   const plan: { mode: Mode; n: number; preemptions: number; pctDepth: number; seed: number }[] = [
     { mode: "exhaustive", n: budget.exhaustive, preemptions: 1, pctDepth: 3, seed },
     { mode: "pct", n: budget.pct >> 1, preemptions: 0, pctDepth: 2, seed: seed + 1 },
@@ -242,7 +234,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
     if (st.mode === "exhaustive" && res.complete && res.executions < budget.exhaustive / 4) break;
     // Hunting a change: where its code never ran concurrently with another
     // call, no schedule of this case races it.
-    if (st.mode === "exhaustive" && d.keys.length > 0 && d.raced === 0) break;
+    if (st.mode === "exhaustive" && d.keys.size > 0 && d.raced === 0) break;
   }
   return done({ kind: "clean" });
 }

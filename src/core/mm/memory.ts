@@ -8,6 +8,7 @@
 // shared page-table accesses; otherwise the `if (il)` tests are all they cost.
 
 import type { Machine } from "../machine.js";
+import { variantIs } from "../variant.js";
 import { LK_PTL, site } from "../sync.js";
 import { freeTableTlb, type MmuGather, tlbFlushMmu, tlbFlushMmuTlbonly, tlbFlushRmaps, tlbRemoveFolioPages, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD, LVL_PTE } from "./pgtable.js";
@@ -111,7 +112,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
   const il = m.il;
   const start = addr;
   const canReclaim = reclaimPtIsEnabled(m, addr, end, details);
-  const batched = m.config.variants.zap_batching === "batched";
+  const batched = variantIs(m, "zap_batching", "batched");
   const PS = m.geo.pageSize;
   let directReclaim = true;
   let pmdval = 0;
@@ -196,7 +197,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
       i += nr;
       addr += nr * PS;
       if (forceBreak) {
-        if (m.config.variants.pt_reclaim !== "direct-always") directReclaim = false;
+        if (canReclaim && !variantIs(m, "pt_reclaim", "direct-always")) directReclaim = false;
         break;
       }
     }

@@ -7,6 +7,7 @@
 import { checkFreedFrames } from "../check.js";
 import { growTo } from "../growable.js";
 import type { Machine } from "../machine.js";
+import { variantIs } from "../variant.js";
 import { TBL_RCU, TBL_UNLINKED } from "./pgtable.js";
 import type { Mm } from "./types.js";
 import { site } from "../sync.js";
@@ -188,7 +189,7 @@ export function tlbFlushMmu(tlb: MmuGather): void {
   tlbFlushMmuTlbonly(tlb);
   const m = tlb.m;
   if (tlb.tables.length > 0) {
-    if (m.config.variants.table_free === "semi-rcu") {
+    if (variantIs(m, "table_free", "semi-rcu")) {
       // Before 718b13861d22 (x86 native): tables are freed like pages once
       // the flush IPIs have been acknowledged, which an IRQs-off walker
       // (GUP-fast) holds off but an rcu_read_lock() reader does not.
@@ -235,10 +236,10 @@ export function tlbFlushMmu(tlb: MmuGather): void {
 // tlb_finish_mmu()
 export function tlbFinishMmu(tlb: MmuGather): void {
   const mm = tlb.mm;
-  if (mm.tlbFlushPending > 1 && tlb.m.config.variants.gather_nested !== "none") {
+  if (mm.tlbFlushPending > 1 && !variantIs(tlb.m, "gather_nested", "none")) {
     // mm_tlb_flush_nested(): another gather on this mm is in flight and may
     // have skipped entries we cleared (or the other way round).
-    if (tlb.m.config.variants.gather_nested === "fixed") {
+    if (variantIs(tlb.m, "gather_nested", "fixed")) {
       // Since 7a30df49f63a: flush everything, walk caches included.
       tlb.fullmm = true;
       tlb.resetRange();

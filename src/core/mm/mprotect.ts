@@ -4,6 +4,7 @@
 // for anon-exclusive pages in sub-batches of equal exclusivity.
 
 import type { Machine } from "../machine.js";
+import { variantIs } from "../variant.js";
 import { changeHugePmd, splitHugePmd } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run, walkPmdTables } from "./memory.js";
 import { LK_PTL, site } from "../sync.js";
@@ -32,7 +33,6 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
   const phys = m.phys;
   const il = m.il;
   const mm = tlb.mm;
-  const mode = m.config.variants.mprotect_batching;
   const pmdv = T.get(pmdIdx);
   if (!A.entryIsTable(pmdv)) return;
   const slot = T.slotOfPfn(A.ptePfn(pmdv));
@@ -62,13 +62,14 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
       head = phys.folioHead(page);
       // mprotect_folio_pte_batch(): FPB_RESPECT_SOFT_DIRTY | FPB_RESPECT_WRITE
       const order = phys.order[head] as number;
-      if (mode !== "off" && order > 0) nr = folioPteBatch(m, e, i, old, page, head, order, (end - addr) / PS, false, true);
+      if (order > 0 && !variantIs(m, "mprotect_batching", "off")) nr = folioPteBatch(m, e, i, old, page, head, order, (end - addr) / PS, false, true);
     }
     const anonFolio = head >= 0 && ((phys.flags[head] as number) & PG_ANON) !== 0;
-    const oldpte = nr === 1 && mode === "off" ? A.ptepGetAndClearFull(m, mm, addr, e, i, false) : A.modifyProtStartPtes(m, mm, addr, e, i, nr);
+    const off = nr === 1 && variantIs(m, "mprotect_batching", "off");
+    const oldpte = off ? A.ptepGetAndClearFull(m, mm, addr, e, i, false) : A.modifyProtStartPtes(m, mm, addr, e, i, nr);
     const ptent = A.pteModify(oldpte, newprot);
     if (!tryWritable || A.pteWrite(ptent)) protCommitFlushPtes(tlb, addr, e, i, oldpte, ptent, nr, 0, false);
-    else if (mode === "off") {
+    else if (off) {
       // can_change_pte_writable() on the one PTE.
       const w = shared ? A.pteDirty(ptent) : anonFolio && ((phys.flags[page] as number) & PG_ANON_EXCLUSIVE) !== 0;
       protCommitFlushPtes(tlb, addr, e, i, oldpte, ptent, 1, 0, w);
@@ -81,7 +82,7 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
       // commit_anon_folio_batch(): sub-batches of equal PageAnonExclusive,
       // read from the page the first PTE maps (fixed) or from the folio's
       // first page (as merged, before cf1b80dc31a1).
-      const first = mode === "folio-first-page" ? head : page;
+      const first = variantIs(m, "mprotect_batching", "folio-first-page") ? head : page;
       let idx = 0;
       while (idx < nr) {
         const excl = ((phys.flags[first + idx] as number) & PG_ANON_EXCLUSIVE) !== 0;

@@ -21,6 +21,7 @@
 // No Node APIs.
 
 import type { Machine } from "../machine.js";
+import { variantIs } from "../variant.js";
 import { LK_IMMAP, LK_PMD, LK_PTL, site } from "../sync.js";
 import { splitHugePmdMmapWriteLocked } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run } from "./memory.js";
@@ -103,7 +104,7 @@ export function* movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest:
   const T = m.tables;
   const PMDS = m.geo.pmdSize;
   // Before eb66ae030829: need_flush, and no move_normal_pmd() (v5.0).
-  const afterUnlock = m.config.variants.mremap_flush === "after-unlock";
+  const afterUnlock = variantIs(m, "mremap_flush", "after-unlock");
   let needFlush = false;
   let off = 0;
   while (off < len) {

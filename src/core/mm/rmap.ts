@@ -14,6 +14,7 @@
 // from unmap to remap, so nobody sees the folio half split. No Node APIs.
 
 import type { Machine } from "../machine.js";
+import { variantIs } from "../variant.js";
 import { LK_ANON_VMA, LK_IMMAP, LK_PTL, site } from "../sync.js";
 import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
@@ -283,7 +284,7 @@ export function flushTlbBatchedPending(m: Machine, mm: Mm): void {
   const pending = mm.tlbBatchPending;
   if (pending === mm.tlbBatchFlushed) return;
   // Before 3ea277194daa (tlb_batch_pending=none) the callers did not look.
-  if (m.config.variants.tlb_batch_pending !== "fixed") return;
+  if (!variantIs(m, "tlb_batch_pending", "fixed")) return;
   m.counters.tlbBatchedPendingFlushes++;
   m.arch.flushTlbMm(m, mm);
   mm.tlbBatchFlushed = pending;

@@ -31,6 +31,7 @@
 // v6.17 consistency loop) or "no-retry" (a single gather pass).
 
 import type { Machine, Violation } from "../../machine.js";
+import { variantIs, variantOf } from "../../variant.js";
 import type { Mm } from "../../mm/types.js";
 import { CYD_DIRTY, CYD_YOUNG, type PteHooks } from "../arch.js";
 import * as P from "./pgtable.js";
@@ -560,7 +561,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
     const pte = rawGet(m, e, j);
     if (!P.pteValidCont(pte)) return pte;
     if (m.il) yield S_LOCKLESS_LOAD;
-    if (m.config.variants.contpte_lockless === "no-retry") return yield* contptePtepGetLocklessNoRetry(m, e, j);
+    if (variantIs(m, "contpte_lockless", "no-retry")) return yield* contptePtepGetLocklessNoRetry(m, e, j);
     return yield* contptePtepGetLockless(m, e, j);
   }
   // CONFIG_ARM64_CONTPTE=n: READ_ONCE.
@@ -647,7 +648,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
   const intermediate = genericLoops(intermediateGetAndClearFull);
 
   const variants = { batched, off, "unfold-each": unfoldEach, intermediate } as const;
-  const pick = (m: Machine): PteHooks => variants[m.config.variants.contpte];
+  const pick = (m: Machine): PteHooks => variants[variantOf(m, "contpte")];
 
   const hooks: PteHooks = {
     setPtes: (m, mm, addr, e, j, pte, nr) => pick(m).setPtes(m, mm, addr, e, j, pte, nr),
