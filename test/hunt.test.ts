@@ -15,7 +15,7 @@ import { describe, it } from "node:test";
 import { Campaign } from "../src/hunt/campaign.js";
 import { caseYaml } from "../src/hunt/case.js";
 import { Choices, generate } from "../src/hunt/generate.js";
-import { DEFAULT_BUDGET, loadCase, runCase } from "../src/hunt/search.js";
+import { DEFAULT_BUDGET, featureName, loadCase, runCase } from "../src/hunt/search.js";
 import { serveJob } from "../src/cli/hunt.js";
 
 const CLI = "dist/src/cli/main.js";
@@ -44,7 +44,7 @@ describe("hunt: generator", () => {
       [...grans].sort((x, y) => x - y),
       [4, 16, 64],
     );
-    for (const op of ["touch", "read", "munmap", "mprotect", "fork", "lockless", "exit", "oom_reap", "madvise(dontneed)", "madvise(free)", "madvise(pageout)"])
+    for (const op of ["touch", "read", "munmap", "mprotect", "fork", "lockless", "exit", "oom_reap", "madvise(dontneed)", "madvise(free)", "madvise(pageout)", "truncate", "reclaim", "mremap", "brk"])
       assert.ok(ops.has(op), `no generated case uses ${op}`);
   });
 
@@ -100,6 +100,29 @@ describe("hunt: campaign", () => {
     const r2 = runCase(loadCase(y, "d.yaml"), { exhaustive: 20, pct: 10, random: 5, work: DEFAULT_BUDGET.work }, 3);
     assert.deepEqual(r1, r2);
     assert.ok(r1.features.length > 0);
+  });
+});
+
+describe("hunt: directed search", () => {
+  const entry = readFileSync("scenarios/concurrency/e-pt-reclaim-direct.yaml", "utf8");
+  it("a case that reaches the selected variant's code beside another thread counts it, and finds the bug", () => {
+    const sc = loadCase(entry, "e.yaml");
+    sc.machine.variants = { pt_reclaim: "direct-always" };
+    const r = runCase(sc, DEFAULT_BUDGET, 1);
+    assert.ok(r.consulted > 0 && r.raced > 0, JSON.stringify({ consulted: r.consulted, raced: r.raced }));
+    assert.equal(r.outcome.kind, "violation");
+    assert.ok(r.features.some((f) => featureName(f).startsWith("variant pt_reclaim consulted")));
+  });
+  it("a case that never reaches it stops after the exhaustive phase; without --variant nothing is counted", () => {
+    const sc = loadCase(entry, "e.yaml");
+    sc.machine.variants = { contpte_lockless: "no-retry" }; // arm64 code, an x86 case
+    const r = runCase(sc, DEFAULT_BUDGET, 1);
+    assert.equal(r.consulted, 0);
+    assert.equal(r.outcome.kind, "clean");
+    assert.ok(r.executions <= DEFAULT_BUDGET.exhaustive, `${r.executions} executions`);
+    const plain = runCase(loadCase(entry, "e.yaml"), DEFAULT_BUDGET, 1);
+    assert.equal(plain.raced, 0);
+    assert.ok(plain.executions > r.executions);
   });
 });
 

@@ -178,7 +178,10 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   const base = defaultConfig(sc);
   const gran = sc.machine.arch === "arm64" ? (sc.machine.arm64?.granule ?? 4) : 4;
   const work = { n: 0, per: (gran * 1024) / 8 / 512 };
-  const overBudget = () => work.n > budget.work;
+  // Hunting a change, a case whose schedules reach its code beside another
+  // thread gets three times the sampling after the exhaustive phase.
+  let boost = 1;
+  const overBudget = () => work.n > budget.work * boost;
   const d: Directed = { keys: new Map(), consulted: 0, raced: 0 };
   for (const [k, v] of Object.entries(sc.machine.variants ?? {}))
     if (k in VARIANTS && VARIANTS[k as VariantName][0] !== v) d.keys.set(k as VariantName, [v, VARIANTS[k as VariantName][0]]);
@@ -205,7 +208,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   for (const st of plan) {
     if (st.n <= 0) continue;
     const cfg = instrument(
-      { ...base, uncheckedSetup: true, mode: st.mode, executions: st.n, preemptions: st.preemptions, pctDepth: st.pctDepth, seed: st.seed },
+      { ...base, uncheckedSetup: true, mode: st.mode, executions: st.n * (st.mode === "exhaustive" ? 1 : boost), preemptions: st.preemptions, pctDepth: st.pctDepth, seed: st.seed },
       feats,
       work,
       d,
@@ -235,6 +238,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
     // Hunting a change: where its code never ran concurrently with another
     // call, no schedule of this case races it.
     if (st.mode === "exhaustive" && d.keys.size > 0 && d.raced === 0) break;
+    if (st.mode === "exhaustive" && d.raced > 0) boost = 3;
   }
   return done({ kind: "clean" });
 }
