@@ -171,10 +171,12 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
     case "truncate": {
       const f = m.files.get(step.file);
       if (f === undefined) throw r.err(step, `unknown file "${step.file}" (map it first)`);
-      // ftruncate(): no mmap_lock; i_mmap_rwsem inside.
+      // ftruncate(): no mmap_lock; i_mmap_rwsem and folio locks inside.
       x.sysEnter(t);
+      x.truncBegin(f);
       m.curCpu = t.cpu;
       yield* truncatePagecache(m, f, step.size);
+      x.truncEnd(f);
       x.sysLeave(t);
       return;
     }
@@ -188,7 +190,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         x.sysEnter(t);
         const res = yield* userAccessGen(m, c, p.mm, v, step.write);
         x.sysLeave(t);
-        if (res === "segv") throw new Deviation(`SIGSEGV: ${step.write ? "write" : "read"} at 0x${v.toString(16)}`);
+        if (res === "segv" || res === "sigbus") throw new Deviation(`${res === "segv" ? "SIGSEGV" : "SIGBUS"}: ${step.write ? "write" : "read"} at 0x${v.toString(16)}`);
         if (res === "livelock") return; // reported from m.violations; the thread gets no further
         // The load or store itself happens with the translation just made.
         const vpn = Math.floor(v / m.geo.pageSize);
