@@ -23,8 +23,9 @@ export const LK_IMMAP = 3; // mapping->i_mmap_rwsem of a file (the id is the fil
 // holds it also holds a folio reference, so the frame cannot be freed and
 // reused under the same id meanwhile.
 export const LK_FOLIO = 4;
+export const LK_INODE = 5; // inode->i_rwsem of a file (inode_lock(); the id is the file id)
 
-export const LOCK_NAMES = ["mmap_lock", "ptl", "pmd_lock", "i_mmap_rwsem", "folio_lock"];
+export const LOCK_NAMES = ["mmap_lock", "ptl", "pmd_lock", "i_mmap_rwsem", "folio_lock", "i_rwsem"];
 
 // One number per lock: class and id.
 export const lockKey = (kind: number, id: number): number => kind * 2 ** 32 + id;

@@ -13,7 +13,7 @@ import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE, type TableAccessCheck } from "../core/mm/pgtable.js";
 import type { FileObj, Mm } from "../core/mm/types.js";
 import { idxAt } from "../core/geometry.js";
-import { type Interleaver, isSpinSite, LK_FOLIO, LK_IMMAP, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
+import { type Interleaver, isSpinSite, LK_FOLIO, LK_IMMAP, LK_INODE, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
 import { type Footprint, loc, mix53, newFootprint, Tracker } from "./track.js";
 
 export interface XThread {
@@ -960,5 +960,5 @@ const FP_I = 2;
 function lockName(key: number): string {
   const kind = Math.floor(key / lockKey(1, 0));
   const id = key % lockKey(1, 0);
-  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : kind === LK_IMMAP ? `file ${id}` : kind === LK_FOLIO ? `pfn ${id}` : `table ${id}`})`;
+  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : kind === LK_IMMAP || kind === LK_INODE ? `file ${id}` : kind === LK_FOLIO ? `pfn ${id}` : `table ${id}`})`;
 }

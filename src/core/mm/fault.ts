@@ -32,6 +32,7 @@ import { pmdOffset, pteAlloc } from "./walk.js";
 const S_FAULT_LOCK = site("handle_pte_fault", "take the PTE lock");
 const S_FAULT_PMD_LOCK = site("__handle_mm_fault", "take the PMD lock of a huge PMD");
 const S_FAULT_AROUND = site("filemap_map_pages", "take the PTE lock");
+const S_FAULT_ISIZE = site("filemap_fault", "i_size checked, folio not yet looked up");
 const S_FOLIO_LOCK = site("filemap_fault", "folio_lock()");
 const S_FINISH_FAULT = site("finish_fault", "take the PTE lock");
 
@@ -85,6 +86,9 @@ function* filemapFault(m: Machine, f: FileObj, pgoff: number): KGen<number> {
   const il = m.il;
   for (;;) {
     if (pgoff >= filePages(m, f)) return -1;
+    // The lookup (and on a miss, readahead and allocation) come after the
+    // i_size read: a truncation can run in between.
+    if (il) yield S_FAULT_ISIZE;
     let pfn = f.pages.get(pgoff);
     if (pfn === undefined) {
       pfn = pageCacheAdd(m, f, pgoff);

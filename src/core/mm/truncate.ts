@@ -18,9 +18,9 @@
 // (which waits for the lock) finds the page mapped and unmaps it, and the
 // second pass finds its COW copy; a fault that checks after it gets SIGBUS.
 //
-// Left out: partial pages (the tail of the last page is not zeroed) and the
-// inode lock that serialises truncations of one file (do not run two at
-// once). The VMAs are visited in address order per mm, not in i_mmap order
+// The caller holds the inode lock (i_rwsem, explore/ops.ts), which
+// serialises truncations of one file. Left out: partial pages (the tail of
+// the last page is not zeroed). The VMAs are visited in address order per mm, not in i_mmap order
 // (see mremap.ts). truncate_inode_pages_range()'s batches of
 // find_lock_entries() are taken one folio at a time. No Node APIs.
 
@@ -40,7 +40,7 @@ const EVEN_COWS: ZapDetails = { reclaimPt: false, evenCows: true };
 const KEEP_COWS: ZapDetails = { reclaimPt: false, evenCows: false };
 
 // truncate_setsize(inode, newsize) + truncate_pagecache(inode, newsize)
-// Locks: none on entry or exit (the inode lock is not modelled).
+// Locks: the inode lock held for writing on entry and exit.
 export function* truncatePagecache(m: Machine, f: FileObj, newSize: number): KGen {
   const first = Math.ceil(newSize / m.geo.pageSize); // holebegin, in pages
   f.size = newSize; // i_size_write()
