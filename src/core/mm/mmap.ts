@@ -124,21 +124,24 @@ export function* unmapRegion(m: Machine, mm: Mm, vmas: Vma[], floor: number, cei
   const start = (vmas[0] as Vma).start;
   const end = (vmas[vmas.length - 1] as Vma).end;
   yield* unmapVmas(tlb, vmas, start, end, null);
-  if (m.il) yield* unlinkFileVmas(m, vmas);
+  if (m.il) yield* unlinkFileVmas(m, mm, vmas);
   freePgtables(tlb, vmas, floor, ceiling);
   tlbFinishMmu(tlb);
 }
 
 // unlink_file_vma_batch_add()/_final() in free_pgtables(): file VMAs leave
 // the i_mmap tree under i_mmap_rwsem for writing before their tables go, so
-// a truncation walking them (for reading) is done with their tables first.
-// Explorer only: a sequential run has nobody to exclude.
-function* unlinkFileVmas(m: Machine, vmas: Vma[]): KGen {
+// a truncation walking them (for reading) is done with their tables first,
+// and one that starts later does not find them. The model's i_mmap tree is
+// the file VMAs of the live mms: munmap detached its VMAs already; exit's
+// leave mm.vmas here. Explorer only: a sequential run has nobody to exclude.
+function* unlinkFileVmas(m: Machine, mm: Mm, vmas: Vma[]): KGen {
   const il = m.il as Interleaver;
   for (const vma of vmas) {
     const f = vma.file;
     if (f === null) continue;
     yield il.lock(LK_IMMAP, f.id, true, S_UNLINK_FILE);
+    if (mm.vmas.includes(vma)) mm.vmas = mm.vmas.filter((v) => v !== vma);
     il.unlock(LK_IMMAP, f.id);
   }
 }
@@ -184,7 +187,7 @@ export function* exitMmap(m: Machine, mm: Mm): KGen {
     yield il.lock(LK_MMAP, mm.id, true, S_EXIT_WRITE);
   }
   if (vmas.length > 0) {
-    if (il) yield* unlinkFileVmas(m, vmas);
+    if (il) yield* unlinkFileVmas(m, mm, vmas);
     freePgtables(tlb, vmas, 0, 0);
   }
   tlbFinishMmu(tlb);
