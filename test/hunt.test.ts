@@ -44,7 +44,7 @@ describe("hunt: generator", () => {
       [...grans].sort((x, y) => x - y),
       [4, 16, 64],
     );
-    for (const op of ["touch", "read", "munmap", "mprotect", "fork", "lockless", "exit", "oom_reap", "madvise(dontneed)", "madvise(free)", "madvise(pageout)"])
+    for (const op of ["touch", "read", "munmap", "mprotect", "fork", "lockless", "exit", "oom_reap", "truncate", "madvise(dontneed)", "madvise(free)", "madvise(pageout)"])
       assert.ok(ops.has(op), `no generated case uses ${op}`);
   });
 

@@ -103,6 +103,7 @@ interface Region {
   name: string;
   pages: Uint8Array;
   anonPrivate: boolean;
+  file?: string; // the file it maps (at offset 0)
 }
 
 interface Proc {
@@ -257,7 +258,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     a.thread = "T0";
     steps.push({ op: "mmap", args: a });
     const pages = new Uint8Array(n).fill(MAPPED | PR | (prot === "rw" ? PW : 0));
-    p.regions.push({ name, pages, anonPrivate: kind === "anon" });
+    p.regions.push({ name, pages, anonPrivate: kind === "anon", ...(typeof a.file === "string" ? { file: a.file } : {}) });
     if (machine.thp === "madvise" && ch.bool(0.4)) steps.push({ op: "madvise", args: { region: name, advice: "hugepage", thread: "T0" } });
     else if (machine.thp === "always" && ch.bool(0.2)) steps.push({ op: "madvise", args: { region: name, advice: "nohugepage", thread: "T0" } });
   }
@@ -489,6 +490,14 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       const [off] = range(r.pages.length, true, 1);
       conc.push({ op: ch.bool() ? "read" : "touch", args: { ...args(r, off, 1, r.pages.length), thread: other } });
     }
+  }
+  // A truncation of a file the first process maps, racing whatever touches
+  // it. Drawn last, so the choices above stay what they were without it.
+  const mapped = p.regions.filter((x) => x.file !== undefined);
+  if (mapped.length > 0 && ch.bool(0.3)) {
+    const r = ch.pick(mapped);
+    const n = r.pages.length;
+    conc.push({ op: "truncate", args: { file: r.file as string, size: ch.pick([0, n >> 1, n - 1]) * page, thread: ch.pick(p.threads) } });
   }
 
   return {
