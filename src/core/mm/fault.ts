@@ -84,11 +84,11 @@ export function filePages(m: Machine, f: FileObj): number {
 // Locks: mmap_lock held for reading, no PTE lock; returns holding the folio lock.
 function* filemapFault(m: Machine, f: FileObj, pgoff: number): KGen<number> {
   const il = m.il;
+  if (pgoff >= filePages(m, f)) return -1;
+  // The lookup (and on a miss, readahead and allocation) come after the
+  // i_size read: a truncation can run in between.
+  if (il) yield S_FAULT_ISIZE;
   for (;;) {
-    if (pgoff >= filePages(m, f)) return -1;
-    // The lookup (and on a miss, readahead and allocation) come after the
-    // i_size read: a truncation can run in between.
-    if (il) yield S_FAULT_ISIZE;
     let pfn = f.pages.get(pgoff);
     if (pfn === undefined) {
       pfn = pageCacheAdd(m, f, pgoff);
@@ -102,7 +102,8 @@ function* filemapFault(m: Machine, f: FileObj, pgoff: number): KGen<number> {
       m.phys.ref[pfn] = (m.phys.ref[pfn] as number) + 1;
       yield il.lock(LK_FOLIO, pfn, true, S_FOLIO_LOCK);
       if (f.pages.get(pgoff) !== pfn) {
-        // Truncated meanwhile (folio->mapping != mapping).
+        // Truncated meanwhile (folio->mapping != mapping): retry_find, which
+        // creates the folio anew if need be; the check below sees i_size.
         folioUnlockPut(m, il, pfn, "filemap_fault()");
         continue;
       }
