@@ -6,7 +6,7 @@ import { TLB_D, TLB_W, type Tlb } from "./hw/tlb.js";
 import { sizeName } from "./hw/walker.js";
 import type { Machine, Violation } from "./machine.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./mm/physmem.js";
-import { VM_WRITE } from "./mm/types.js";
+import { type FileObj, VM_WRITE } from "./mm/types.js";
 import { LVL_PUD, TBL_LIVE } from "./mm/pgtable.js";
 import type { Mm } from "./mm/types.js";
 import { idxAt } from "./geometry.js";
@@ -925,6 +925,39 @@ export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, 
           });
       },
     );
+  }
+  return out;
+}
+
+// No present entry of a file VMA maps a page at or beyond the file's end
+// (i_size in pages), the file's own pages or private copies of them, unless
+// a truncation of that file is in flight (inFlight): filemap_fault() and
+// filemap_map_pages() map nothing beyond i_size, and truncate_pagecache()
+// writes i_size first and leaves no mapping of the truncated pages behind
+// (invariant 11, "mapped-beyond-eof").
+export function checkMappedBeyondEof(m: Machine, inFlight: (f: FileObj) => boolean): Violation[] {
+  const out: Violation[] = [];
+  const A = m.arch;
+  const PS = m.geo.pageSize;
+  for (const mm of m.mms) {
+    if (!mm.alive) continue;
+    for (const vma of mm.vmas) {
+      const f = vma.file;
+      if (f === null) continue;
+      const eof = Math.ceil(f.size / PS);
+      const pages = (vma.end - vma.start) / PS;
+      if (vma.pgoff + pages <= eof || inFlight(f)) continue;
+      for (let a = vma.start + Math.max(0, eof - vma.pgoff) * PS; a < vma.end; a += PS) {
+        const w = softWalk(m, mm, a / PS);
+        if (w === null || !A.ptePresent(w[0])) continue;
+        out.push({
+          invariant: "mapped-beyond-eof",
+          addr: a,
+          message: `mm${mm.id}: ${hex(a)} maps page ${vma.pgoffOf(a, PS)} of file ${f.name} (${A.describeEntry(w[0])}), at or beyond its end (${eof} pages)`,
+        });
+        return out;
+      }
+    }
   }
   return out;
 }

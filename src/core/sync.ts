@@ -18,9 +18,15 @@ export const LK_MMAP = 0; // mm->mmap_lock, a reader/writer semaphore
 export const LK_PTL = 1; // split PTE lock of a PTE table (ptlock_ptr())
 export const LK_PMD = 2; // PMD lock of a PMD table (pmd_lockptr())
 export const LK_IMMAP = 3; // mapping->i_mmap_rwsem of a file (the id is the file id)
-export const LK_ANON_VMA = 4; // anon_vma->root->rwsem (the id is the root anon_vma)
+// PG_locked of a page-cache folio (folio_lock(), a sleeping bit lock taken
+// exclusively); the id is the head frame number. Whoever waits for it or
+// holds it also holds a folio reference, so the frame cannot be freed and
+// reused under the same id meanwhile.
+export const LK_FOLIO = 4;
+export const LK_INODE = 5; // inode->i_rwsem of a file (inode_lock(); the id is the file id)
+export const LK_ANON_VMA = 6; // anon_vma->root->rwsem (the id is the root anon_vma)
 
-export const LOCK_NAMES = ["mmap_lock", "ptl", "pmd_lock", "i_mmap_rwsem", "anon_vma_lock"];
+export const LOCK_NAMES = ["mmap_lock", "ptl", "pmd_lock", "i_mmap_rwsem", "folio_lock", "i_rwsem", "anon_vma_lock"];
 
 // One number per lock: class and id.
 export const lockKey = (kind: number, id: number): number => kind * 2 ** 32 + id;

@@ -6,14 +6,14 @@
 // No Node APIs.
 
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
-import { checkAccounting, checkPtesMapLivePages, checkTlbs, checkWritableInVma, dirtyMappedFrames } from "../core/check.js";
+import { checkAccounting, checkMappedBeyondEof, checkPtesMapLivePages, checkTlbs, checkWritableInVma, dirtyMappedFrames } from "../core/check.js";
 import { PG_ANON, PG_DIRTY } from "../core/mm/physmem.js";
 import type { Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE, type TableAccessCheck } from "../core/mm/pgtable.js";
-import type { Mm } from "../core/mm/types.js";
+import type { FileObj, Mm } from "../core/mm/types.js";
 import { idxAt } from "../core/geometry.js";
-import { type Interleaver, isSpinSite, LK_ANON_VMA, LK_IMMAP, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
+import { type Interleaver, isSpinSite, LK_ANON_VMA, LK_FOLIO, LK_IMMAP, LK_INODE, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
 import { type Footprint, loc, mix53, newFootprint, Tracker } from "./track.js";
 
 export interface XThread {
@@ -684,6 +684,20 @@ export class Execution implements Interleaver, TableAccessCheck {
   }
 
   private zaps = new Map<number, [number, number][]>(); // mm id -> ranges being zapped
+  private truncating = new Map<number, number>(); // file id -> truncations in flight
+
+  // ftruncate() from its i_size write to its return: the file's pages beyond
+  // the new end may still be mapped (invariant 11 waits for the return).
+  truncBegin(f: FileObj): void {
+    this.fpAdd(FP_I, X_TRUNC, f.id);
+    this.truncating.set(f.id, (this.truncating.get(f.id) ?? 0) + 1);
+  }
+  truncEnd(f: FileObj): void {
+    this.fpAdd(FP_I, X_TRUNC, f.id);
+    const n = (this.truncating.get(f.id) ?? 0) - 1;
+    if (n > 0) this.truncating.set(f.id, n);
+    else this.truncating.delete(f.id);
+  }
 
   // munmap/MADV_DONTNEED/MADV_FREE: from their start to their return, what
   // the range shows is not constrained, nor are stores into it.
@@ -759,6 +773,7 @@ export class Execution implements Interleaver, TableAccessCheck {
     const locked = (slot: number) => this.lockW.has(lockKey(LK_PTL, slot)) || m.unreachableTables.includes(slot);
     for (const v of checkPtesMapLivePages(m, locked)) this.fail(v);
     for (const v of checkWritableInVma(m, locked, (mm) => this.lockW.has(lockKey(LK_MMAP, mm.id)))) this.fail(v);
+    if (!this.ignore.has("mapped-beyond-eof")) for (const v of checkMappedBeyondEof(m, (f) => this.truncating.has(f.id))) this.fail(v);
     if (this.violation !== null) return;
     // Invariant 4: a frame that stopped being mapped dirty has a dirty folio.
     // Inside a PTE-lock section the information may sit in the holder's
@@ -944,6 +959,7 @@ const X_CONTENT = 5; // a frame's stamp
 const X_EXPECT = 6; // a page's expected stamp
 const X_EXPECT_ALL = 7; // an mm's expected stamps as a whole
 const X_ZAPS = 8; // an mm's ranges being zapped
+const X_TRUNC = 9; // a file's truncations in flight
 const FP_R = 0;
 const FP_W = 1;
 const FP_I = 2;
@@ -951,5 +967,5 @@ const FP_I = 2;
 function lockName(key: number): string {
   const kind = Math.floor(key / lockKey(1, 0));
   const id = key % lockKey(1, 0);
-  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : kind === LK_IMMAP ? `file ${id}` : kind === LK_ANON_VMA ? `anon_vma ${id}` : `table ${id}`})`;
+  return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : kind === LK_IMMAP || kind === LK_INODE ? `file ${id}` : kind === LK_FOLIO ? `pfn ${id}` : kind === LK_ANON_VMA ? `anon_vma ${id}` : `table ${id}`})`;
 }

@@ -14,7 +14,7 @@ import { mprotect } from "../core/mm/mprotect.js";
 import { mremap } from "../core/mm/mremap.js";
 import { truncatePagecache } from "../core/mm/truncate.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
-import { type Interleaver, LK_MMAP, site } from "../core/sync.js";
+import { type Interleaver, LK_INODE, LK_MMAP, site } from "../core/sync.js";
 import type { Runner } from "../run/runner.js";
 import type { Step } from "../scenario/types.js";
 import { Deviation, type Execution, type XThread } from "./execution.js";
@@ -22,6 +22,7 @@ import { Deviation, type Execution, type XThread } from "./execution.js";
 const S_MMAP_W = site("mmap_write_lock", "take mmap_lock for writing");
 const S_MMAP_R = site("mmap_read_lock", "take mmap_lock for reading");
 const S_ACCESS = site("user", "load or store");
+const S_INODE_LOCK = site("do_truncate", "inode_lock()");
 const REVOKES = new Set(["dontneed", "free", "pageout"]);
 
 export function* threadBody(x: Execution, r: Runner, steps: Step[], self: () => XThread): KGen {
@@ -173,10 +174,15 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
     case "truncate": {
       const f = m.files.get(step.file);
       if (f === undefined) throw r.err(step, `unknown file "${step.file}" (map it first)`);
-      // ftruncate(): no mmap_lock; i_mmap_rwsem inside.
+      // do_truncate(): the inode lock (truncations of one file are
+      // serialised), no mmap_lock; i_mmap_rwsem and folio locks inside.
       x.sysEnter(t);
+      yield il.lock(LK_INODE, f.id, true, S_INODE_LOCK);
+      x.truncBegin(f);
       m.curCpu = t.cpu;
       yield* truncatePagecache(m, f, step.size);
+      x.truncEnd(f);
+      il.unlock(LK_INODE, f.id);
       x.sysLeave(t);
       return;
     }
@@ -190,7 +196,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         x.sysEnter(t);
         const res = yield* userAccessGen(m, c, p.mm, v, step.write);
         x.sysLeave(t);
-        if (res === "segv") throw new Deviation(`SIGSEGV: ${step.write ? "write" : "read"} at 0x${v.toString(16)}`);
+        if (res === "segv" || res === "sigbus") throw new Deviation(`${res === "segv" ? "SIGSEGV" : "SIGBUS"}: ${step.write ? "write" : "read"} at 0x${v.toString(16)}`);
         if (res === "livelock") return; // reported from m.violations; the thread gets no further
         // The load or store itself happens with the translation just made.
         const vpn = Math.floor(v / m.geo.pageSize);

@@ -431,7 +431,6 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   const perProc = new Map<string, number>();
   for (const a of actors) perProc.set(a.proc.name, (perProc.get(a.proc.name) ?? 0) + 1);
   let exited: Proc | null = null;
-  let truncating = false;
   const concStep = (a: { t: string; proc: Proc }, canExit: boolean): boolean => {
     const regs = a.proc.regions;
     const usable = kinds.filter((k) => k !== "exit" || canExit);
@@ -462,8 +461,8 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
       // ftruncate() of a file the region maps: no mmap_lock, any process.
       if (r.file === null) return false;
       const [off] = range(r, true, 1);
-      conc.push({ op: "truncate", args: { file: r.file, size: ch.bool(0.5) ? 0 : off * page, thread: a.t } });
-      truncating = true;
+      const n = r.pages.length;
+      conc.push({ op: "truncate", args: { file: r.file, size: ch.pick([0, 0, off, n >> 1, n - 1]) * page, thread: a.t } });
       return true;
     }
     if (k === "reclaim") {
@@ -522,15 +521,6 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     const canExit = perProc.get(a.proc.name) === 1 && exited === null;
     const nOps = ch.bool(0.6) ? 1 : 2;
     for (let i = 0; i < nOps; i++) if (!concStep(a, canExit && i === nOps - 1)) break;
-  }
-  if (truncating) {
-    // The model's truncation does not take the folio lock: a fault on a
-    // file it truncates is not excluded, so none races it.
-    const fileRegions = new Set(procs.flatMap((x) => x.regions.filter((y) => y.file !== null).map((y) => y.name)));
-    for (let i = conc.length - 1; i >= 0; i--) {
-      const s = conc[i] as StepDoc;
-      if ((s.op === "touch" || s.op === "read") && fileRegions.has(s.args.region as string)) conc.splice(i, 1);
-    }
   }
   if (q !== null && exited !== null) conc.push({ op: "oom_reap", args: { process: (exited as Proc).name, thread: "Q" } });
   if (q !== null && exited === null) {

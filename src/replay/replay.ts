@@ -99,7 +99,7 @@ export class Replayer {
     skippedFailed: 0,
     implicitVmas: 0,
     unresolvedFaults: 0,
-    segv: 0,
+    segv: 0, // accesses the model answered with a signal (SIGSEGV, or SIGBUS beyond a file's end)
     unsupported: 0,
     checksSkipped: 0, // checks after events that changed nothing they read
   };
@@ -207,7 +207,7 @@ export class Replayer {
     // A write the VMA does not allow cannot have happened as a write.
     const w = write && (v.flags & VM_WRITE) !== 0;
     const res = userAccess(this.m, c, p.mm, addr, w);
-    if (res === "segv") this.stats.segv++;
+    if (res === "segv" || res === "sigbus") this.stats.segv++;
     return res;
   }
 

@@ -313,7 +313,8 @@ export class Runner {
         const stride = step.stride || m.geo.pageSize;
         for (let x = a; x < a + len; x += stride) {
           const res = userAccess(m, c, p.mm, x, step.write);
-          if (res === "segv") throw this.err(step, `SIGSEGV: ${step.write ? "write" : "read"} at 0x${x.toString(16)} in process ${p.name}`);
+          if (res === "segv" || res === "sigbus")
+            throw this.err(step, `${res === "segv" ? "SIGSEGV" : "SIGBUS"}: ${step.write ? "write" : "read"} at 0x${x.toString(16)} in process ${p.name}`);
           // The thread never gets past this access (the violation is in m.violations).
           if (res === "livelock") break;
         }

@@ -19,9 +19,10 @@ const S_FAULT_RETURN = site("exc_page_fault", "return to user space and retry th
 const S_FAULT_AGAIN = site("exc_page_fault", "fault again: retry once something changed", true);
 const S_WALK = site("page walker", "table pointer loaded, next level not yet");
 
-// "livelock": the fault path kept returning success but the access still
-// faults (recorded as a violation in m.violations).
-export type AccessResult = "ok" | "segv" | "livelock";
+// "sigbus": the fault path returned VM_FAULT_SIGBUS (a file page beyond
+// i_size). "livelock": the fault path kept returning success but the access
+// still faults (recorded as a violation in m.violations).
+export type AccessResult = "ok" | "segv" | "sigbus" | "livelock";
 
 const MAX_FAULT_RETRIES = 4;
 
@@ -38,7 +39,7 @@ export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: b
     if (vma === null || !accessAllowed(vma, write)) return "segv";
     m.curCpu = c;
     const fr = run(handleMmFault(m, mm, vma, addr, write));
-    if (fr === "segv") return "segv";
+    if (fr === "segv" || fr === "sigbus") return fr;
   }
   faultLivelock(m, c, addr, write);
   return "livelock";
@@ -83,7 +84,7 @@ export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, writ
     m.curCpu = c;
     const fr = yield* handleMmFault(m, mm, vma, addr, write);
     il.unlock(LK_MMAP, mm.id);
-    if (fr === "segv") return "segv";
+    if (fr === "segv" || fr === "sigbus") return fr;
     // A second fault in a row waits for someone else to change something
     // (a TLBI, a lock holder finishing) before the access is retried.
     yield retries++ === 0 ? S_FAULT_RETURN : S_FAULT_AGAIN;

@@ -1,27 +1,47 @@
 // Page faults: models __handle_mm_fault(), handle_pte_fault(),
-// do_anonymous_page(), do_fault() (do_read_fault/do_cow_fault/
-// do_shared_fault with fault-around), do_wp_page(), wp_page_copy() and
-// wp_page_reuse() (mm/memory.c), filemap_fault()/filemap_map_pages()
-// (mm/filemap.c) and the THP entry points (mm/huge_memory.c).
+// do_anonymous_page(), do_fault() (do_read_fault() with do_fault_around(),
+// do_cow_fault(), do_shared_fault(), finish_fault()), do_wp_page(),
+// wp_page_copy() and wp_page_reuse() (mm/memory.c), filemap_fault() and
+// filemap_map_pages() (mm/filemap.c) and the THP entry points
+// (mm/huge_memory.c).
+//
+// File faults as v6.17 runs them against a concurrent truncation: the PTE
+// lock is dropped for do_fault(); filemap_fault() checks i_size, finds or
+// creates the folio, takes a reference and the folio lock, re-checks that
+// the folio is still in the mapping and within i_size (beyond it:
+// VM_FAULT_SIGBUS); finish_fault() maps it under the PTE lock if the entry
+// is still none; then the folio is unlocked. Fault-around
+// (filemap_map_pages()) only maps folios it can folio_trylock() below i_size.
+// The folio lock and the extra reference exist under the explorer only: a
+// sequential run has nobody to exclude. Simplified: a fault that finds the
+// folio locked waits for it holding mmap_lock (the kernel drops mmap_lock and
+// retries, __folio_lock_or_retry()); nothing in the model takes mmap_lock for
+// writing while holding a folio lock, so the wait cannot deadlock. No Node APIs.
 
+import { checkFreedFrames } from "../check.js";
 import type { Machine } from "../machine.js";
 import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
-import { LK_PMD, LK_PTL, site } from "../sync.js";
-
-const S_FAULT_LOCK = site("handle_pte_fault", "take the PTE lock");
-const S_FAULT_PMD_LOCK = site("__handle_mm_fault", "take the PMD lock of a huge PMD");
+import { type Interleaver, LK_FOLIO, LK_PMD, LK_PTL, site } from "../sync.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
 import { type FileObj, type Mm, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { folioSetAnonRmap, folioSetFileRmap } from "./rmap.js";
 import { type SwapDevice, swapKey } from "./swap.js";
 import { pmdOffset, pteAlloc } from "./walk.js";
 
+const S_FAULT_LOCK = site("handle_pte_fault", "take the PTE lock");
+const S_FAULT_PMD_LOCK = site("__handle_mm_fault", "take the PMD lock of a huge PMD");
+const S_FAULT_AROUND = site("filemap_map_pages", "take the PTE lock");
+const S_FAULT_ISIZE = site("filemap_fault", "i_size checked, folio not yet looked up");
+const S_FOLIO_LOCK = site("filemap_fault", "folio_lock()");
+const S_FINISH_FAULT = site("finish_fault", "take the PTE lock");
+
 // fault_around_bytes: 16 pages with 4K pages; one page (no fault-around)
 // with the 64K granule.
 const FAULT_AROUND_BYTES = 65536;
 
-export type FaultResult = "ok" | "segv" | "retry";
+// "sigbus": VM_FAULT_SIGBUS (a file page at or beyond i_size).
+export type FaultResult = "ok" | "segv" | "sigbus" | "retry";
 
 // access_error() for a user access.
 export function accessAllowed(vma: Vma, write: boolean): boolean {
@@ -39,18 +59,75 @@ function newAnonPage(m: Machine, vma: Vma, addr: number): number {
   return pfn;
 }
 
-// filemap_get_folio() or, on a miss, allocation and insertion (the page cache
-// holds one reference).
-function filemapGetPage(m: Machine, f: FileObj, pgoff: number): number {
-  let pfn = f.pages.get(pgoff);
-  if (pfn === undefined) {
-    pfn = m.phys.alloc(0);
-    m.phys.flags[pfn] = f.shmem ? PG_SHMEM | PG_SWAPBACKED : 0;
-    folioSetFileRmap(m, pfn, f, pgoff);
-    f.pages.set(pgoff, pfn);
-    m.counters.pagesAlloc++;
-  }
+// The page-cache miss of filemap_fault(): a new folio inserted at pgoff
+// (__filemap_get_folio(FGP_CREAT), filemap_add_folio()); the page cache
+// holds one reference.
+function pageCacheAdd(m: Machine, f: FileObj, pgoff: number): number {
+  const pfn = m.phys.alloc(0);
+  m.phys.flags[pfn] = f.shmem ? PG_SHMEM | PG_SWAPBACKED : 0;
+  folioSetFileRmap(m, pfn, f, pgoff);
+  f.pages.set(pgoff, pfn);
+  m.counters.pagesAlloc++;
   return pfn;
+}
+
+// i_size in pages: DIV_ROUND_UP(i_size_read(), PAGE_SIZE).
+export function filePages(m: Machine, f: FileObj): number {
+  return Math.ceil(f.size / m.geo.pageSize);
+}
+
+// filemap_fault(): the folio at pgoff, found or created; -1 for
+// VM_FAULT_SIGBUS. Under the explorer it comes back locked and with a
+// reference of the fault's own (folio_try_get()), after the re-checks under
+// the lock: still in the mapping (else the lookup is retried:
+// retry_find) and still below i_size.
+// Locks: mmap_lock held for reading, no PTE lock; returns holding the folio lock.
+function* filemapFault(m: Machine, f: FileObj, pgoff: number): KGen<number> {
+  const il = m.il;
+  if (pgoff >= filePages(m, f)) return -1;
+  // The lookup (and on a miss, readahead and allocation) come after the
+  // i_size read: a truncation can run in between.
+  if (il) yield S_FAULT_ISIZE;
+  for (;;) {
+    let pfn = f.pages.get(pgoff);
+    if (pfn === undefined) {
+      pfn = pageCacheAdd(m, f, pgoff);
+      if (il) {
+        // Inserted locked (__folio_set_locked() before filemap_add_folio()):
+        // nobody else can hold it yet.
+        m.phys.ref[pfn] = (m.phys.ref[pfn] as number) + 1;
+        if (!il.trylock(LK_FOLIO, pfn)) throw new Error(`model bug: new folio ${pfn} is locked`);
+      }
+    } else if (il) {
+      m.phys.ref[pfn] = (m.phys.ref[pfn] as number) + 1;
+      yield il.lock(LK_FOLIO, pfn, true, S_FOLIO_LOCK);
+      if (f.pages.get(pgoff) !== pfn) {
+        // Truncated meanwhile (folio->mapping != mapping): retry_find, which
+        // creates the folio anew if need be; the check below sees i_size.
+        folioUnlockPut(m, il, pfn, "filemap_fault()");
+        continue;
+      }
+    }
+    if (il && pgoff >= filePages(m, f)) {
+      folioUnlockPut(m, il, pfn, "filemap_fault()");
+      return -1;
+    }
+    return pfn;
+  }
+}
+
+// folio_unlock() + folio_put() of a reference taken for a lookup: the last
+// one frees the folio (truncation removed it from the page cache meanwhile).
+function folioUnlockPut(m: Machine, il: Interleaver, pfn: number, what: string): void {
+  il.unlock(LK_FOLIO, pfn);
+  filemapFolioPut(m, pfn, what);
+}
+
+// folio_put() of a page-cache folio's reference (the cache's or a lookup's).
+export function filemapFolioPut(m: Machine, pfn: number, what: string): void {
+  if (!m.phys.folioPut(pfn)) return;
+  m.counters.pagesFree++;
+  if (m.config.checkInvariants) m.violations.push(...checkFreedFrames(m, [pfn], what));
 }
 
 function mapFilePage(m: Machine, mm: Mm, pfn: number): void {
@@ -108,9 +185,10 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
     }
     const r = handlePteFault(m, mm, vma, slot, addr, write);
     il.unlock(LK_PTL, slot);
-    return r;
+    return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
   }
-  return handlePteFault(m, mm, vma, slot, addr, write);
+  const r = handlePteFault(m, mm, vma, slot, addr, write);
+  return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
 }
 
 // The huge-PMD part of __handle_mm_fault() under the PMD lock: true when the
@@ -124,15 +202,16 @@ function hugePmdFault(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, pmdv: number
   return true;
 }
 
-// The part of handle_pte_fault() that runs under the PTE lock.
-function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): FaultResult {
+// The part of handle_pte_fault() that runs under the PTE lock; "do_fault":
+// a none entry of a file VMA, handled by do_fault() once the lock is dropped.
+function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): FaultResult | "do_fault" {
   const A = m.arch;
   const e = m.tables.chunkOf(slot);
   const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
   const v = A.ptepGet(m, e, pi);
   if (v === 0) {
-    if (vma.file === null) doAnonymousPage(m, mm, vma, e, m.tables.base(slot), addr, write);
-    else doFault(m, mm, vma, e, m.tables.base(slot), addr, write);
+    if (vma.file !== null) return "do_fault";
+    doAnonymousPage(m, mm, vma, e, m.tables.base(slot), addr, write);
     return "ok";
   }
   if (!A.ptePresent(v)) {
@@ -214,46 +293,104 @@ function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: nu
   mm.rssAnon += nr;
 }
 
-// do_fault(): read faults map the page cache page (plus cached neighbours:
-// do_fault_around()); private writes copy (do_cow_fault()); shared writes map
-// the page writable and dirty (do_shared_fault()).
-function doFault(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: number, addr: number, write: boolean): void {
-  const A = m.arch;
+// pte_offset_map_lock() again, after the lock was dropped: false (the
+// fault is retried) when the PTE table went away meanwhile.
+function* relockPte(m: Machine, il: Interleaver, pmdIdx: number, pmdv: number, slot: number, at: number): KGen<boolean> {
+  yield il.lock(LK_PTL, slot, true, at);
+  if (m.tables.get(pmdIdx) === pmdv) return true;
+  il.unlock(LK_PTL, slot);
+  return false;
+}
+
+// do_fault() for a none PTE of a file VMA, the PTE lock dropped: read faults
+// map the page-cache page after fault-around has mapped its cached
+// neighbours (do_read_fault()); private writes map a copy (do_cow_fault());
+// shared writes map the page writable and dirty (do_shared_fault()). The
+// folio stays locked from filemap_fault() until finish_fault() has mapped it
+// (for a COW fault: the copy), so a truncation waiting for the lock finds it
+// mapped and unmaps it.
+// Locks: mmap_lock held for reading on entry and exit; the PTE lock taken
+// and dropped inside.
+function* doFault(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, slot: number, addr: number, write: boolean): KGen<FaultResult> {
+  const il = m.il;
   const f = vma.file as FileObj;
-  const prot = vmaPageProt(m, vma);
+  const pmdv = m.tables.get(pmdIdx);
+  if (!write) {
+    if (il && !(yield* relockPte(m, il, pmdIdx, pmdv, slot, S_FAULT_AROUND))) return "retry";
+    filemapMapPages(m, mm, vma, f, slot, addr);
+    if (il) il.unlock(LK_PTL, slot);
+  }
+  const pfn = yield* filemapFault(m, f, vma.pgoffOf(addr, m.geo.pageSize));
+  if (pfn < 0) return "sigbus";
+  if (il) {
+    if (!(yield* relockPte(m, il, pmdIdx, pmdv, slot, S_FINISH_FAULT))) {
+      folioUnlockPut(m, il, pfn, "finish_fault()");
+      return "retry";
+    }
+    finishFault(m, mm, vma, slot, addr, write, pfn);
+    il.unlock(LK_PTL, slot);
+    folioUnlockPut(m, il, pfn, "finish_fault()");
+    return "ok";
+  }
+  finishFault(m, mm, vma, slot, addr, write, pfn);
+  return "ok";
+}
+
+// do_fault_around() -> filemap_map_pages(), under the PTE lock: the
+// 64K-aligned window, inside the VMA and the PMD and below i_size; cached
+// pages only (next_uptodate_folio(): a folio someone holds locked is
+// skipped, folio_trylock()), mapped old. The faulting address is left to
+// filemap_fault().
+function filemapMapPages(m: Machine, mm: Mm, vma: Vma, f: FileObj, slot: number, addr: number): void {
+  const A = m.arch;
+  const il = m.il;
   const PS = m.geo.pageSize;
   const PM = m.geo.ptrsMask;
-  const pi = base + ((addr / PS) & PM);
+  const e = m.tables.chunkOf(slot);
+  const base = m.tables.base(slot);
+  const prot = vmaPageProt(m, vma);
+  const eof = filePages(m, f);
+  const win = Math.max(FAULT_AROUND_BYTES, PS);
+  const pmds = m.geo.pmdSize;
+  const lo = Math.max(addr - (addr % win), vma.start, addr - (addr % pmds));
+  const hi = Math.min(addr - (addr % win) + win, vma.end, addr - (addr % pmds) + pmds);
+  for (let a = lo; a < hi; a += PS) {
+    if (a === addr) continue;
+    const j = base + ((a / PS) & PM);
+    const pgoff = vma.pgoffOf(a, PS);
+    const pfn = f.pages.get(pgoff);
+    if (pfn === undefined || e[j] !== 0 || pgoff >= eof) continue;
+    if (il && !il.trylock(LK_FOLIO, pfn)) continue;
+    A.setPtes(m, mm, a, e, j, A.pteMkold(A.pfnPte(pfn, prot)), 1);
+    mapFilePage(m, mm, pfn);
+    if (il) il.unlock(LK_FOLIO, pfn);
+  }
+}
+
+// finish_fault() -> set_pte_range() under the PTE lock, the folio pfn locked:
+// nothing happens if the entry is no longer none (another thread mapped it:
+// VM_FAULT_NOPAGE, the access is retried). A private write maps a new anon
+// copy of it (do_cow_fault(): the copy is made here, under the lock, rather
+// than before it); a shared write dirties the folio (fault_dirty_shared_page()).
+function finishFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean, pfn: number): void {
+  const A = m.arch;
+  const e = m.tables.chunkOf(slot);
+  const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
+  if (m.il && A.ptepGet(m, e, pi) !== 0) return;
+  const prot = vmaPageProt(m, vma);
   if (!write) {
-    // do_fault_around() -> filemap_map_pages(): the 64K-aligned window,
-    // inside the VMA and the PMD; cached pages only, mapped old.
-    const win = Math.max(FAULT_AROUND_BYTES, PS);
-    const pmds = m.geo.pmdSize;
-    const lo = Math.max(addr - (addr % win), vma.start, addr - (addr % pmds));
-    const hi = Math.min(addr - (addr % win) + win, vma.end, addr - (addr % pmds) + pmds);
-    for (let a = lo; a < hi; a += PS) {
-      if (a === addr) continue;
-      const j = base + ((a / PS) & PM);
-      const pfn = f.pages.get(vma.pgoffOf(a, PS));
-      if (pfn === undefined || e[j] !== 0) continue;
-      A.setPtes(m, mm, a, e, j, A.pteMkold(A.pfnPte(pfn, prot)), 1);
-      mapFilePage(m, mm, pfn);
-    }
-    const pfn = filemapGetPage(m, f, vma.pgoffOf(addr, m.geo.pageSize));
     A.setPtes(m, mm, addr, e, pi, A.pfnPte(pfn, prot), 1);
     mapFilePage(m, mm, pfn);
     return;
   }
   if ((vma.flags & VM_SHARED) === 0) {
-    const src = filemapGetPage(m, f, vma.pgoffOf(addr, m.geo.pageSize));
-    const pfn = newAnonPage(m, vma, addr);
-    if (m.il) m.il.copyPage(src, pfn);
-    A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))), 1);
+    const npfn = newAnonPage(m, vma, addr);
+    if (m.il) m.il.copyPage(pfn, npfn);
+    A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(npfn, prot))), 1);
     m.counters.cowCopies++;
     mm.rssAnon++;
     return;
   }
-  const pfn = filemapGetPage(m, f, vma.pgoffOf(addr, m.geo.pageSize));
   m.phys.flags[pfn] |= PG_DIRTY;
   A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(pfn, prot))), 1);
   mapFilePage(m, mm, pfn);

@@ -114,6 +114,9 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
   const canReclaim = reclaimPtIsEnabled(m, addr, end, details);
   const batched = variantIs(m, "zap_batching", "batched");
   const PS = m.geo.pageSize;
+  // !should_zap_cows(): unmap_mapping_folio() leaves private anon copies
+  // (and swap entries) alone.
+  const keepCows = details !== null && !details.evenCows && !details.reclaimPt;
   let directReclaim = true;
   let pmdval = 0;
   for (;;) {
@@ -149,7 +152,9 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         v = A.ptepGet(m, e, i);
       }
       let nr = 1;
-      if (!A.ptePresent(v)) {
+      if (keepCows && (!A.ptePresent(v) || (!A.pteSpecial(v) && ((phys.flags[phys.folioHead(A.ptePfn(v))] as number) & PG_ANON) !== 0))) {
+        // should_zap_folio() false: kept.
+      } else if (!A.ptePresent(v)) {
         // zap_nonpresent_ptes(): a swap entry gives its slot back.
         zapSwapPte(m, mm, e, i);
       } else if (A.pteSpecial(v)) {

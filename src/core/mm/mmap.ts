@@ -125,7 +125,7 @@ export function* unmapRegion(m: Machine, mm: Mm, vmas: Vma[], floor: number, cei
   const start = (vmas[0] as Vma).start;
   const end = (vmas[vmas.length - 1] as Vma).end;
   yield* unmapVmas(tlb, vmas, start, end, null);
-  if (m.il) yield* unlinkVmas(m, vmas);
+  if (m.il) yield* unlinkVmas(m, mm, vmas);
   freePgtables(tlb, vmas, floor, ceiling);
   tlbFinishMmu(tlb);
 }
@@ -133,21 +133,26 @@ export function* unmapRegion(m: Machine, mm: Mm, vmas: Vma[], floor: number, cei
 // unlink_anon_vmas() and unlink_file_vma_batch_add()/_final() in
 // free_pgtables(): VMAs leave their anon_vma's tree and the file's i_mmap
 // tree under the anon_vma root lock and i_mmap_rwsem for writing before
-// their tables go, so a truncation or an rmap walk (reclaim) holding either
-// for reading is done with their tables first.
-// Explorer only: a sequential run has nobody to exclude.
-function* unlinkVmas(m: Machine, vmas: Vma[]): KGen {
+// their tables go, so an rmap walk (reclaim) or a truncation holding either
+// for reading is done with their tables first, and one that starts later
+// does not find them. The model's rmap view is the VMAs of the live mms:
+// munmap detached its VMAs already; exit's leave mm.vmas here, under the
+// first of the two locks. Explorer only: a sequential run has nobody to
+// exclude.
+function* unlinkVmas(m: Machine, mm: Mm, vmas: Vma[]): KGen {
   const il = m.il as Interleaver;
   for (const vma of vmas) {
     if (vma.anonVma !== 0) {
       let av = vma.anonVma;
       while ((m.anonVmaParent[av] as number) !== 0) av = m.anonVmaParent[av] as number;
       yield il.lock(LK_ANON_VMA, av, true, S_UNLINK_ANON);
+      if (mm.vmas.includes(vma)) mm.vmas = mm.vmas.filter((v) => v !== vma);
       il.unlock(LK_ANON_VMA, av);
     }
     const f = vma.file;
     if (f === null) continue;
     yield il.lock(LK_IMMAP, f.id, true, S_UNLINK_FILE);
+    if (mm.vmas.includes(vma)) mm.vmas = mm.vmas.filter((v) => v !== vma);
     il.unlock(LK_IMMAP, f.id);
   }
 }
@@ -193,7 +198,7 @@ export function* exitMmap(m: Machine, mm: Mm): KGen {
     yield il.lock(LK_MMAP, mm.id, true, S_EXIT_WRITE);
   }
   if (vmas.length > 0) {
-    if (il) yield* unlinkVmas(m, vmas);
+    if (il) yield* unlinkVmas(m, mm, vmas);
     freePgtables(tlb, vmas, 0, 0);
   }
   tlbFinishMmu(tlb);
