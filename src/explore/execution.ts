@@ -39,6 +39,7 @@ export interface XThread {
   // scenario (slot -> generation), see TableStore.checkAccess().
   tables: Map<number, number>;
   enterSeq: number; // Machine.batchSeq when its current syscall began
+  ptlTaken: Set<number>; // PTE tables whose lock it took in its current syscall
 }
 
 interface Watch {
@@ -126,6 +127,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       ownSteps: 0,
       tables: new Map(),
       enterSeq: 0,
+      ptlTaken: new Set(),
     };
   }
 
@@ -155,6 +157,7 @@ export class Execution implements Interleaver, TableAccessCheck {
   }
   unlock(kind: number, id: number): void {
     const key = lockKey(kind, id);
+    if (kind === LK_PTL) this.current.ptlTaken.add(id);
     if (this.lockW.get(key) === this.current.id) {
       this.lockW.delete(key);
       this.fpAdd(FP_W, X_LOCK_W, key);
@@ -826,11 +829,23 @@ export class Execution implements Interleaver, TableAccessCheck {
     // flush before it unlocks, not this call's. Entries reclaim unmapped
     // after the syscall began, with their flush still deferred, are not the
     // syscall's to have flushed either.
+    // Entries pending since before the call are the call's only if it took
+    // the lock of the PTE table mapping them: that is where v6.17 calls
+    // flush_tlb_batched_pending() (zap, change_pte_range(), MADV_FREE/COLD,
+    // move_ptes()). A call that failed first (madvise(MADV_FREE) of a file
+    // mapping) or had nothing to change (mprotect to the same protection)
+    // never got there and revoked nothing.
     const later = (a: number) => {
+      let before = false;
       for (const u of this.m.ubcs)
         for (let k = 0; k < u.pending.length; k += 4)
-          if (u.pending[k] === mm.id && a >= (u.pending[k + 1] as number) && a < (u.pending[k + 2] as number) && (u.pending[k + 3] as number) > t.enterSeq) return true;
-      return false;
+          if (u.pending[k] === mm.id && a >= (u.pending[k + 1] as number) && a < (u.pending[k + 2] as number)) {
+            if ((u.pending[k + 3] as number) > t.enterSeq) return true;
+            before = true;
+          }
+      if (!before) return false;
+      const slot = this.pteSlotOf(mm, a);
+      return slot >= 0 && !t.ptlTaken.has(slot);
     };
     this.quiet++;
     const v = checkTlbs(this.m, mm).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t) && !later(x.addr)));
@@ -841,6 +856,14 @@ export class Execution implements Interleaver, TableAccessCheck {
   }
 
   private pteLockedByOther(mm: Mm, addr: number, t: XThread): boolean {
+    const slot = this.pteSlotOf(mm, addr);
+    if (slot < 0) return false;
+    const w = this.lockW.get(lockKey(LK_PTL, slot));
+    return w !== undefined && w !== t.id;
+  }
+
+  // The PTE table mapping addr in mm, -1 if none.
+  private pteSlotOf(mm: Mm, addr: number): number {
     const m = this.m;
     const A = m.arch;
     const T = m.tables;
@@ -848,11 +871,10 @@ export class Execution implements Interleaver, TableAccessCheck {
     let slot = mm.pgd;
     for (let level = A.levels - 1; level >= 1; level--) {
       const v = T.get(T.base(slot) + idxAt(m.geo, vpn, level));
-      if (v === 0 || !A.entryIsTable(v)) return false;
+      if (v === 0 || !A.entryIsTable(v)) return -1;
       slot = T.slotOfPfn(A.ptePfn(v));
     }
-    const w = this.lockW.get(lockKey(LK_PTL, slot));
-    return w !== undefined && w !== t.id;
+    return slot;
   }
 
   // ptlab hunt's coverage: which of the situations invariants are about hold
@@ -898,6 +920,7 @@ export class Execution implements Interleaver, TableAccessCheck {
   sysEnter(t: XThread): void {
     t.syscalls++;
     t.enterSeq = this.m.batchSeq;
+    t.ptlTaken.clear();
   }
   sysLeave(t: XThread): void {
     t.syscalls--;

@@ -111,6 +111,7 @@ export function* doMunmap(m: Machine, mm: Mm, start: number, len: number, unlock
   if (vmas.length === 0) return;
   const first = mm.vmas.indexOf(vmas[0] as Vma);
   mm.vmas.splice(first, vmas.length);
+  if (m.il) mm.detached.push(...vmas);
   const prev = mm.vmas[first - 1];
   const next = mm.vmas[first];
   // vms_complete_munmap_vmas(): with the VMAs detached, zap and free page
@@ -135,10 +136,10 @@ export function* unmapRegion(m: Machine, mm: Mm, vmas: Vma[], floor: number, cei
 // tree under the anon_vma root lock and i_mmap_rwsem for writing before
 // their tables go, so an rmap walk (reclaim) or a truncation holding either
 // for reading is done with their tables first, and one that starts later
-// does not find them. The model's rmap view is the VMAs of the live mms:
-// munmap detached its VMAs already; exit's leave mm.vmas here, under the
-// first of the two locks. Explorer only: a sequential run has nobody to
-// exclude.
+// does not find them. The model's rmap view is the VMAs of the live mms,
+// in mm.vmas or (munmap's, detached from the tree) mm.detached; they leave
+// it here, under the first of the two locks. Explorer only: a sequential
+// run has nobody to exclude.
 function* unlinkVmas(m: Machine, mm: Mm, vmas: Vma[]): KGen {
   const il = m.il as Interleaver;
   for (const vma of vmas) {
@@ -146,15 +147,20 @@ function* unlinkVmas(m: Machine, mm: Mm, vmas: Vma[]): KGen {
       let av = vma.anonVma;
       while ((m.anonVmaParent[av] as number) !== 0) av = m.anonVmaParent[av] as number;
       yield il.lock(LK_ANON_VMA, av, true, S_UNLINK_ANON);
-      if (mm.vmas.includes(vma)) mm.vmas = mm.vmas.filter((v) => v !== vma);
+      dropVma(mm, vma);
       il.unlock(LK_ANON_VMA, av);
     }
     const f = vma.file;
     if (f === null) continue;
     yield il.lock(LK_IMMAP, f.id, true, S_UNLINK_FILE);
-    if (mm.vmas.includes(vma)) mm.vmas = mm.vmas.filter((v) => v !== vma);
+    dropVma(mm, vma);
     il.unlock(LK_IMMAP, f.id);
   }
+}
+
+function dropVma(mm: Mm, vma: Vma): void {
+  if (mm.vmas.includes(vma)) mm.vmas = mm.vmas.filter((v) => v !== vma);
+  if (mm.detached.includes(vma)) mm.detached = mm.detached.filter((v) => v !== vma);
 }
 
 // Sequential brk (ptlab run, replay): returns the new break.

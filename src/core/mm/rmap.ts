@@ -74,7 +74,7 @@ export function rmapWalk(m: Machine, head: number): RmapHit[] {
   const out: RmapHit[] = [];
   for (const mm of m.mms) {
     if (!mm.alive) continue;
-    for (const vma of mm.vmas) {
+    for (const vma of mm.detached.length === 0 ? mm.vmas : [...mm.vmas, ...mm.detached]) {
       if (anon ? vma.anonVma === 0 || !chainHas(m, vma.anonVma, mapping) : vma.file !== file || file === null) continue;
       const addr = vma.start + (index - vma.pgoff) * PS;
       if (addr + nr * PS <= vma.start || addr >= vma.end) continue;

@@ -50,6 +50,10 @@ export class Vma {
 
 export class Mm {
   vmas: Vma[] = []; // sorted by start, non-overlapping
+  // VMAs munmap took out of the tree but has not yet unlinked from their
+  // anon_vma and i_mmap trees (free_pgtables()): rmap walks and truncation
+  // still find them and their tables. Explorer only.
+  detached: Vma[] = [];
   pgd: number; // slot of the top-level table (not counted in VmPTE, like the kernel)
   pgtablesBytes = 0; // mm_pgtables_bytes()
   rssAnon = 0; // MM_ANONPAGES, pages
