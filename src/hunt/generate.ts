@@ -189,8 +189,10 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   }
   const procs: Proc[] = [p];
   let q: Proc | null = null;
+  let reaperCpu = -1;
   if (reaper) {
     q = { name: "q", threads: ["Q"], regions: [], alive: true };
+    reaperCpu = cpu;
     procDocs.push({ name: "q", threads: [{ name: "Q", cpu: cpu++ }] });
     procs.push(q);
   }
@@ -379,7 +381,11 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     // fork: the child inherits the regions; it may exit again at once (the
     // folios go back to one mapper, with AnonExclusive as the kernel leaves it).
     const child = `c${childNames.length + 1}`;
-    const ccpu = ch.int(nThreads);
+    // A CPU of its own: two threads sharing one would be switched between
+    // in the middle of a hardware walk or a spinlocked section, which no
+    // kernel does, and the explorer would find what cannot happen.
+    const ccpu = cpu++;
+    machine.cpus = cpu;
     steps.push({ op: "fork", args: { child, cpu: ccpu, thread: t } });
     const cp: Proc = { name: child, threads: [`${child}.t0`], regions: pr.regions.map((x) => ({ ...x, pages: x.pages.slice() })), alive: true };
     cpuOf.set(`${child}.t0`, ccpu);
@@ -526,7 +532,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   if (q !== null && exited === null) {
     // The reaper process has nothing to do: drop it and its CPU.
     procDocs.pop();
-    machine.cpus--;
+    if (machine.cpus === reaperCpu + 1) machine.cpus--; // else a child's CPU follows it: leave it idle
   }
   if (conc.length === 0) {
     // Every drawn step was impossible here (no heap for brk, say): two accesses still race.
