@@ -88,15 +88,13 @@ const configs: { label: string; variants: Record<string, string>; expect: "found
 for (const [name, values] of Object.entries(VARIANTS))
   for (const v of values.slice(1)) configs.push({ label: `${name}=${v}`, variants: { [name]: v }, expect: seeded.has(`${name}=${v}`) ? "found" : "clean" });
 // A variant the catalogue seeds together with another: also the historical combination.
-for (const combo of seeded.values())
-  if (Object.keys(combo).length > 1)
-    configs.push({
-      label: Object.entries(combo)
-        .map(([a, b]) => `${a}=${b}`)
-        .join("+"),
-      variants: combo,
-      expect: "found",
-    });
+for (const combo of seeded.values()) {
+  const label = Object.entries(combo)
+    .map(([a, b]) => `${a}=${b}`)
+    .join("+");
+  // Seeded once per variant it holds: list it once.
+  if (Object.keys(combo).length > 1 && !configs.some((c) => c.label === label)) configs.push({ label, variants: combo, expect: "found" });
+}
 const rows: Row[] = [];
 for (const c of configs) {
   if (args.only !== undefined && !c.label.includes(args.only)) continue;
