@@ -147,19 +147,11 @@ function* freePmdRange(tlb: MmuGather, pmdSlot: number, addr: number, end: numbe
             a += nr * PS;
             continue;
           }
-          phys.ref[head] = (phys.ref[head] as number) + 1;
-          if (il) il.unlock(LK_PTL, slot);
-          const ok = yield* splitFolio(m, head);
-          if (phys.folioPut(head)) m.counters.pagesFree++;
-          if (il) {
-            yield il.lock(LK_PTL, slot, true, S_CLEAN_LOCK);
-            if (T.get(pmdIdx) !== v) {
-              il.unlock(LK_PTL, slot);
-              lost = true; // the table went: so did the rest of this PMD's range
-              break;
-            }
+          const ok = yield* splitUnlocked(m, mm, head, slot, pmdIdx, v, S_CLEAN_LOCK);
+          if (ok === null) {
+            lost = true; // the table went: so did the rest of this PMD's range
+            break;
           }
-          flushTlbBatchedPending(m, mm);
           if (!ok) a += nr * PS;
           continue;
         }
@@ -281,19 +273,11 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
             a += nr * G.pageSize;
             continue;
           }
-          phys.ref[head] = (phys.ref[head] as number) + 1;
-          if (il) il.unlock(LK_PTL, slot);
-          const ok = yield* splitFolio(m, head);
-          if (phys.folioPut(head)) m.counters.pagesFree++;
-          if (il) {
-            yield il.lock(LK_PTL, slot, true, S_COLD_LOCK);
-            if (T.get(pmdIdx) !== v) {
-              il.unlock(LK_PTL, slot);
-              lost = true; // the table went: so did the rest of this PMD's range
-              break;
-            }
+          const ok = yield* splitUnlocked(m, mm, head, slot, pmdIdx, v, S_COLD_LOCK);
+          if (ok === null) {
+            lost = true; // the table went: so did the rest of this PMD's range
+            break;
           }
-          flushTlbBatchedPending(m, mm);
           if (!ok) a += nr * G.pageSize;
           continue;
         }
@@ -374,4 +358,27 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
     case "willneed":
       break;
   }
+}
+
+// A large folio met under the PTE lock of `slot` that must be split first:
+// with a reference of our own, the lock dropped (split_folio() sleeps), then
+// retaken and the PMD re-checked, and a reclaim flush that became pending
+// meanwhile done. Returns whether the split worked, null if the table went
+// away while the lock was dropped.
+function* splitUnlocked(m: Machine, mm: Mm, head: number, slot: number, pmdIdx: number, v: number, relock: number): KGen<boolean | null> {
+  const phys = m.phys;
+  const il = m.il;
+  phys.ref[head] = (phys.ref[head] as number) + 1;
+  if (il) il.unlock(LK_PTL, slot);
+  const ok = yield* splitFolio(m, head);
+  if (phys.folioPut(head)) m.counters.pagesFree++;
+  if (il) {
+    yield il.lock(LK_PTL, slot, true, relock);
+    if (m.tables.get(pmdIdx) !== v) {
+      il.unlock(LK_PTL, slot);
+      return null;
+    }
+  }
+  flushTlbBatchedPending(m, mm);
+  return ok;
 }

@@ -12,6 +12,7 @@ const S_UNLINK_ANON = site("free_pgtables", "unlink_anon_vmas(): take the anon_v
 import { freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
 import { type FileObj, type Mm, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
+import { anonVmaRoot } from "./rmap.js";
 import { insertVma, isolateRange, mergeAround, rangeFree } from "./vma.js";
 
 export class MmError extends Error {
@@ -144,8 +145,7 @@ function* unlinkVmas(m: Machine, mm: Mm, vmas: Vma[]): KGen {
   const il = m.il as Interleaver;
   for (const vma of vmas) {
     if (vma.anonVma !== 0) {
-      let av = vma.anonVma;
-      while ((m.anonVmaParent[av] as number) !== 0) av = m.anonVmaParent[av] as number;
+      const av = anonVmaRoot(m, vma.anonVma);
       yield il.lock(LK_ANON_VMA, av, true, S_UNLINK_ANON);
       dropVma(mm, vma);
       il.unlock(LK_ANON_VMA, av);

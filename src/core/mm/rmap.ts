@@ -33,10 +33,14 @@ const S_SPLIT_PMD_LOCK = site("unmap_folio", "take the PMD lock of a huge PMD");
 // VMA's anon_vma (its root's when the folio may be shared: a swap-cache folio
 // mapped after fork), folio->index the linear page index of its first page.
 export function folioSetAnonRmap(m: Machine, head: number, vma: Vma, addr: number, exclusive = true): void {
-  let av = vma.anonVma;
-  if (!exclusive) while ((m.anonVmaParent[av] as number) !== 0) av = m.anonVmaParent[av] as number;
-  m.phys.aux[head] = av;
+  m.phys.aux[head] = exclusive ? vma.anonVma : anonVmaRoot(m, vma.anonVma);
   m.phys.index[head] = vma.pgoffOf(addr, m.geo.pageSize);
+}
+
+// anon_vma->root: the locks of an anon_vma tree are its root's.
+export function anonVmaRoot(m: Machine, av: number): number {
+  while ((m.anonVmaParent[av] as number) !== 0) av = m.anonVmaParent[av] as number;
+  return av;
 }
 
 // A page-cache folio: the file and the page offset.
@@ -74,7 +78,7 @@ export function rmapWalk(m: Machine, head: number): RmapHit[] {
   const out: RmapHit[] = [];
   for (const mm of m.mms) {
     if (!mm.alive) continue;
-    for (const vma of mm.detached.length === 0 ? mm.vmas : [...mm.vmas, ...mm.detached]) {
+    for (const vma of mm.rmapVmas()) {
       if (anon ? vma.anonVma === 0 || !chainHas(m, vma.anonVma, mapping) : vma.file !== file || file === null) continue;
       const addr = vma.start + (index - vma.pgoff) * PS;
       if (addr + nr * PS <= vma.start || addr >= vma.end) continue;
@@ -98,9 +102,7 @@ export function* rmapLock(m: Machine, head: number, write: boolean): KGen<[numbe
   const phys = m.phys;
   let lk: [number, number];
   if (((phys.flags[head] as number) & PG_ANON) !== 0) {
-    let av = phys.aux[head] as number;
-    while ((m.anonVmaParent[av] as number) !== 0) av = m.anonVmaParent[av] as number;
-    lk = [LK_ANON_VMA, av];
+    lk = [LK_ANON_VMA, anonVmaRoot(m, phys.aux[head] as number)];
   } else lk = [LK_IMMAP, phys.aux[head] as number];
   yield il.lock(lk[0], lk[1], write, S_RMAP_WALK);
   return lk;

@@ -61,7 +61,7 @@ function* unmapMappingPages(m: Machine, f: FileObj, start: number, nr: number, d
   const hits: [Mm, Vma, number, number][] = [];
   for (const mm of m.mms) {
     if (!mm.alive) continue;
-    for (const vma of mm.detached.length === 0 ? mm.vmas : [...mm.vmas, ...mm.detached]) {
+    for (const vma of mm.rmapVmas()) {
       if (vma.file !== f) continue;
       const pages = (vma.end - vma.start) / PS;
       if (vma.pgoff + pages <= start || vma.pgoff >= start + nr) continue;

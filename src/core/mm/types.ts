@@ -54,6 +54,10 @@ export class Mm {
   // anon_vma and i_mmap trees (free_pgtables()): rmap walks and truncation
   // still find them and their tables. Explorer only.
   detached: Vma[] = [];
+  // What rmap walks and truncation find of this mm: its VMAs and the detached ones.
+  rmapVmas(): Vma[] {
+    return this.detached.length === 0 ? this.vmas : [...this.vmas, ...this.detached];
+  }
   pgd: number; // slot of the top-level table (not counted in VmPTE, like the kernel)
   pgtablesBytes = 0; // mm_pgtables_bytes()
   rssAnon = 0; // MM_ANONPAGES, pages
