@@ -8,7 +8,7 @@
 // stay clean. Prints the CPU model; timings are this machine's, the 60 s
 // goal is printed beside them, never asserted.
 //
-//   node dist/bench/hunt.js [--time 60] [--workers 2] [--only NAME] [--seed 1]
+//   node dist/bench/hunt.js [--time 60] [--workers 2] [--only NAME] [--seed 1] [--executions N]
 
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
@@ -25,6 +25,7 @@ const { values: args } = parseArgs({
     only: { type: "string" },
     seed: { type: "string", default: "1" },
     "no-fixed": { type: "boolean", default: false },
+    executions: { type: "string" }, // per case (hunt's --executions)
   },
 });
 
@@ -68,6 +69,7 @@ function hunt(variants: Record<string, string>): {
       args.seed as string,
       "--first",
       "--no-progress",
+      ...(args.executions !== undefined ? ["--executions", args.executions] : []),
       "--out",
       out,
     ],
@@ -83,7 +85,9 @@ function hunt(variants: Record<string, string>): {
   return { first: own, cases: s.cases, others: s.findings.filter((f) => f.fixedToo === true).length, seconds: s.seconds };
 }
 
-console.log(`cpu: ${cpus()[0]?.model ?? "unknown"}, ${availableParallelism()} cores; hunt --time ${args.time} --workers ${args.workers} --seed ${args.seed}`);
+console.log(
+  `cpu: ${cpus()[0]?.model ?? "unknown"}, ${availableParallelism()} cores; hunt --time ${args.time} --workers ${args.workers} --seed ${args.seed}${args.executions !== undefined ? ` --executions ${args.executions}` : ""}`,
+);
 const configs: { label: string; variants: Record<string, string>; expect: "found" | "clean" }[] = [];
 for (const [name, values] of Object.entries(VARIANTS))
   for (const v of values.slice(1)) configs.push({ label: `${name}=${v}`, variants: { [name]: v }, expect: seeded.has(`${name}=${v}`) ? "found" : "clean" });

@@ -268,7 +268,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
         const spec = specs[i] as CaseSpec;
         const r = replies[i] as Extract<HuntReply, { kind: "case" }>;
         const a = camp.absorb(spec, r.result);
-        if (a.gain > 0) writeFileSync(join(o.out, "corpus", `${spec.name}.yaml`), spec.yaml);
+        if (a.gain > 0 || r.result.raced > 0) writeFileSync(join(o.out, "corpus", `${spec.name}.yaml`), spec.yaml);
         if (a.minimize) toMin.push({ spec, outcome: r.result.outcome, at: (Date.now() - t0) / 1000 });
       }
       progress();

@@ -245,7 +245,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--out <dir>", "findings folder (findings/, corpus/, summary.json)", "hunt-out")
     .option("--first", "stop at the first finding")
     .option("--minimize-time <seconds>", "time limit for minimising one finding", int(1, 3600), 60)
-    .option("--executions <n>", "executions per case (default 210: exhaustive at one preemption, PCT, random)", int(3, 1_000_000))
+    .option("--executions <n>", "executions per case (default 40: exhaustive at one preemption, PCT, random)", int(3, 1_000_000))
     .option("--no-progress", "no progress lines on stderr")
     .option("--merge <dirs...>", "merge the findings and coverage of these hunt folders instead of hunting")
     .action((o) => {

@@ -61,10 +61,15 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       yield il.lock(LK_MMAP, p.mm.id, write, write ? S_MMAP_W : S_MMAP_R);
       // An error return (EINVAL, ENOMEM) leaves the syscall the way it
       // came: mmap_lock released, whatever it changed already flushed.
+      // A call that fails checks only what it changed before it failed.
+      let upTo = a + len;
       try {
         if (step.op === "munmap") yield* doMunmap(m, p.mm, a, len);
         else if (step.op === "madvise") yield* madvise(m, p.mm, a, len, step.advice);
         else yield* mprotect(m, p.mm, a, len, step.prot);
+      } catch (e) {
+        upTo = e instanceof MmError ? (e.doneTo ?? a) : upTo;
+        throw e;
       } finally {
         il.unlock(LK_MMAP, p.mm.id);
         if (zap) x.zapEnd(p.mm, a, a + len);
@@ -77,7 +82,8 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         // MADV_[NO]HUGEPAGE revoke nothing (madvise_willneed(),
         // madvise_cold_or_pageout_pte_range() only ages for COLD, hugepage_madvise()
         // in mm/): they promise nothing about another thread's unmap in flight.
-        if (step.op !== "madvise" || REVOKES.has(step.advice)) x.sysReturn(t, step.op === "madvise" ? `madvise(${step.advice})` : step.op, p.mm, a, a + len);
+        if ((step.op !== "madvise" || REVOKES.has(step.advice)) && upTo > a)
+          x.sysReturn(t, step.op === "madvise" ? `madvise(${step.advice})` : step.op, p.mm, a, upTo);
         else x.sysLeave(t);
       }
       return;
@@ -196,7 +202,8 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         x.sysEnter(t);
         const res = yield* userAccessGen(m, c, p.mm, v, step.write);
         x.sysLeave(t);
-        if (res === "segv" || res === "sigbus") throw new Deviation(`${res === "segv" ? "SIGSEGV" : "SIGBUS"}: ${step.write ? "write" : "read"} at 0x${v.toString(16)}`);
+        if (res === "segv" || res === "sigbus")
+          throw new Deviation(`${res === "segv" ? "SIGSEGV" : "SIGBUS"}: ${step.write ? "write" : "read"} at 0x${v.toString(16)}`);
         if (res === "livelock") return; // reported from m.violations; the thread gets no further
         // The load or store itself happens with the translation just made.
         const vpn = Math.floor(v / m.geo.pageSize);

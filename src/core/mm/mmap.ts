@@ -19,6 +19,9 @@ export class MmError extends Error {
   constructor(
     readonly errno: string,
     message: string,
+    // Where the call had got to: it changed mappings below this address
+    // before it failed (mprotect() over a hole); undefined: nothing.
+    readonly doneTo?: number,
   ) {
     super(message);
   }

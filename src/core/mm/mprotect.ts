@@ -162,17 +162,20 @@ export function* mprotect(m: Machine, mm: Mm, start: number, len: number, prot: 
   const PS = m.geo.pageSize;
   if (start % PS !== 0) throw new MmError("EINVAL", "mprotect: address must be page aligned");
   const end = start + Math.ceil(len / PS) * PS;
-  // The range must be fully mapped.
+  // do_mprotect_pkey(): ENOMEM at once when no VMA covers the start; a
+  // hole further on ends the walk there, the VMAs before it changed, and
+  // the call still fails with ENOMEM.
   let cur = start;
   for (let i = mm.findVmaIndex(start); i < mm.vmas.length && cur < end; i++) {
     const v = mm.vmas[i] as Vma;
     if (v.start > cur) break;
     cur = v.end;
   }
-  if (cur < end) throw new MmError("ENOMEM", "mprotect: range is not fully mapped");
+  if (cur === start) throw new MmError("ENOMEM", "mprotect: range is not mapped");
+  const covered = Math.min(cur, end);
   const newBits = protToVmFlags(prot);
   const tlb = tlbGatherMmu(m, mm);
-  const vmas = isolateRange(m, mm, start, end);
+  const vmas = isolateRange(m, mm, start, covered);
   for (const vma of vmas) {
     const nflags = (vma.flags & ~VM_ACCESS_FLAGS) | newBits;
     if (nflags === vma.flags) continue;
@@ -180,5 +183,6 @@ export function* mprotect(m: Machine, mm: Mm, start: number, len: number, prot: 
     yield* changeProtection(tlb, vma);
   }
   tlbFinishMmu(tlb);
-  mergeAround(m, mm, start, end);
+  mergeAround(m, mm, start, covered);
+  if (covered < end) throw new MmError("ENOMEM", "mprotect: range is not fully mapped", covered);
 }
