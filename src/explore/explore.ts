@@ -15,7 +15,9 @@ import { conflicts, type Footprint, mix53 } from "./track.js";
 import { describeStep, threadBody } from "./ops.js";
 import { snapshot } from "./snapshot.js";
 
-export type Mode = "exhaustive" | "random" | "pct";
+// "sweep" (ptlab hunt): one preemption, its points spread over the
+// execution (not a CLI mode: exhaustive at bound 1 covers the same space).
+export type Mode = "exhaustive" | "random" | "pct" | "sweep";
 
 export interface ExploreConfig {
   sc: Scenario;
@@ -318,7 +320,52 @@ export function explore(cfg: ExploreConfig): ExploreResult {
       sleep?.branch(x, next.length - 1);
       prefix = next;
     }
+  } else if (cfg.mode === "sweep") {
+    // The schedule without preemption, then one preemption at each of its
+    // branching decisions, in an order that spreads them over the
+    // execution (bit-reversed), each to every other thread that could run
+    // there. A capped DFS backtracks from the end and, on a budget, only
+    // ever moves the last few decisions; this samples the whole length.
+    const x0 = runOnce(cfg, (_d, cands, cur) => defaultChoice(cands, cur), false);
+    tick(x0);
+    if (x0.violation !== null) {
+      failing = x0;
+      res.rank = [0];
+    } else {
+      const at: number[] = [];
+      x0.decisions.forEach((d, i) => {
+        if (d.cands.length > 1) at.push(i);
+      });
+      const alts: [number, number][] = [];
+      for (const j of bitReversed(at.length)) {
+        const i = at[j] as number;
+        const d = x0.decisions[i] as { cands: number[]; chosen: number };
+        for (const a of d.cands) if (a !== d.chosen) alts.push([i, a]);
+      }
+      const base = x0.decisions.map((d) => d.chosen);
+      let k = 0;
+      for (; k < alts.length && (cfg.executions === 0 || res.executions < cfg.executions); k++) {
+        if (cfg.shouldStop?.()) {
+          res.stopped = true;
+          break;
+        }
+        if (!owns(cfg, k)) continue;
+        const [i, a] = alts[k] as [number, number];
+        const x = runOnce(cfg, (d, cands, cur) => (d < i ? (base[d] as number) : d === i ? a : defaultChoice(cands, cur)), false);
+        tick(x);
+        if (x.violation !== null) {
+          failing = x;
+          res.rank = [k + 1];
+          break;
+        }
+      }
+      if (!res.stopped && failing === null && k >= alts.length) res.complete = true;
+    }
   } else {
+    // PCT's change points fall within the length of an execution (its k,
+    // Burckhardt et al.): measured once on the schedule without
+    // preemption, the same for every shard.
+    const horizon = cfg.mode === "pct" ? Math.max(1, runOnce(cfg, (_d, cands, cur) => defaultChoice(cands, cur), false).decisions.length) : cfg.maxSteps;
     for (let k = 0; cfg.executions === 0 || k < cfg.executions; k++) {
       if (cfg.shouldStop?.()) {
         res.stopped = true;
@@ -326,7 +373,7 @@ export function explore(cfg: ExploreConfig): ExploreResult {
       }
       if (!owns(cfg, k)) continue;
       const rnd = rng(fnv1a(`${cfg.seed}:${k}`));
-      const chooser = cfg.mode === "random" ? randomChooser(rnd) : pctChooser(rnd, cfg.pctDepth, cfg.maxSteps);
+      const chooser = cfg.mode === "random" ? randomChooser(rnd) : pctChooser(rnd, cfg.pctDepth, horizon);
       const x = runOnce(cfg, chooser, false);
       tick(x);
       if (x.violation !== null) {
@@ -487,6 +534,20 @@ function backtrack(x: Execution, limit: number, bound: number, sleep: SleepSets 
     }
   }
   return null;
+}
+
+// 0 .. n-1 in bit-reversed order of their binary digits (0, n/2, n/4,
+// 3n/4, ...): each prefix of it is spread over the whole range.
+function bitReversed(n: number): number[] {
+  let bits = 0;
+  while (1 << bits < n) bits++;
+  const out: number[] = [];
+  for (let i = 0; i < 1 << bits; i++) {
+    let r = 0;
+    for (let b = 0; b < bits; b++) if (i & (1 << b)) r |= 1 << (bits - 1 - b);
+    if (r < n) out.push(r);
+  }
+  return out;
 }
 
 function randomChooser(rnd: () => number) {

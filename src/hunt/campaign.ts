@@ -29,6 +29,7 @@ interface Entry {
   words: number[];
   gain: number; // features it added
   raced: boolean; // a selected variant's code ran while another thread had steps left
+  concurrentWords: number[]; // Case.concurrentWords
 }
 
 export interface Absorbed {
@@ -73,7 +74,7 @@ export class Campaign {
       if (this.corpus.length > 0 && rnd() < 0.5) {
         const e = this.pick(rnd);
         const other = this.corpus[Math.floor(rnd() * this.corpus.length)] as Entry;
-        words = mutate(e.words, other.words, rnd);
+        words = mutate(e.words, other.words, rnd, e.raced ? e.concurrentWords : []);
         parent = e.id;
       }
       const ch = new Choices(words, rng(Math.floor(rnd() * 4294967296)));
@@ -113,7 +114,7 @@ export class Campaign {
     // Hunting a change, a case that raced its code is kept even when it
     // added nothing new: its neighbours are where the change can break.
     const raced = res.raced > 0;
-    if (gain > 0 || raced) this.corpus.push({ id: spec.id, words: spec.words, gain, raced });
+    if (gain > 0 || raced) this.corpus.push({ id: spec.id, words: spec.words, gain, raced, concurrentWords: spec.case.concurrentWords ?? [] });
     if (raced) {
       this.raced++;
       for (const k of spec.case.kinds ?? []) this.racedKinds.set(k, (this.racedKinds.get(k) ?? 0) + 1);

@@ -37,6 +37,9 @@ export interface Case {
   steps: StepDoc[];
   concurrent: StepDoc[];
   kinds?: string[]; // the swarm kinds its concurrent steps use (not rendered)
+  // Where in its choice sequence each concurrent step's own sequence is
+  // forked (not rendered): a mutation can redraw one of them alone.
+  concurrentWords?: number[];
   preemptions: number;
   maxSteps: number;
 }

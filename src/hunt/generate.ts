@@ -48,6 +48,14 @@ export class Choices {
     }
     return (xs[xs.length - 1] as readonly [T, number])[0];
   }
+  // A choice sequence of its own, drawn from one word of this one: the
+  // generator draws each step from its own, so that changing one word of
+  // the case's sequence redraws one step and leaves the others as they
+  // were (a mutation with locality, as syzkaller mutates one call of a
+  // program), instead of shifting every choice after it.
+  fork(): Choices {
+    return new Choices([], rng(this.int(4294967296)));
+  }
   // The words this case consumed (a mutation of an unused tail changes nothing).
   used(): number[] {
     return this.words.slice(0, this.pos);
@@ -56,8 +64,19 @@ export class Choices {
 
 // A neighbour of a choice sequence: a few words redrawn, sometimes the tail
 // dropped (regenerated fresh), sometimes a splice with another sequence.
-export function mutate(words: number[], other: number[] | null, rnd: () => number): number[] {
+// With `focus` (where the concurrent steps' sequences are forked), half the
+// time exactly one concurrent step is redrawn: the set-up and the other
+// threads stay as they were, which keeps a case that reached a variant's
+// code near it while the party racing it changes.
+export function mutate(words: number[], other: number[] | null, rnd: () => number, focus: readonly number[] = []): number[] {
   const w = [...words];
+  if (focus.length > 0 && rnd() < 0.5) {
+    const at = focus[Math.floor(rnd() * focus.length)] as number;
+    if (at < w.length) {
+      w[at] = Math.floor(rnd() * 4294967296);
+      return w;
+    }
+  }
   const k = rnd();
   if (k < 0.15 && w.length > 4) w.length = 4 + Math.floor(rnd() * (w.length - 4));
   else if (k < 0.25 && other !== null && other.length > 0) {
@@ -120,7 +139,10 @@ interface Proc {
   alive: boolean;
 }
 
-export function generate(ch: Choices, name: string, opts: GenOptions): Case {
+export function generate(root: Choices, name: string, opts: GenOptions): Case {
+  // The machine and the case's shape come from the root sequence, each
+  // mapping and step from a sequence forked from it (Choices.fork()).
+  let ch = root;
   // ---- machine ------------------------------------------------------------------
   const arch = opts.arch ?? (ch.bool() ? "arm64" : "x86_64");
   const gran: 4 | 16 | 64 =
@@ -247,6 +269,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   // ---- mappings ------------------------------------------------------------------------------
   const nRegions = ch.bool(0.75) ? 1 : 2;
   for (let i = 0; i < nRegions; i++) {
+    ch = root.fork();
     const n = ch.pick(sizeChoices);
     const kind = ch.weighted([
       ["anon", 11],
@@ -289,6 +312,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     else if (machine.thp === "always" && ch.bool(0.2)) steps.push({ op: "madvise", args: { region: name, advice: "nohugepage", thread: "T0" } });
   }
 
+  ch = root;
   // The heap, for a concurrent brk to shrink or grow.
   if (has("brk") && ch.bool(0.8)) {
     const hp = ch.pick([1, 2, block, 33]);
@@ -407,14 +431,19 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     const len = mappedRun(r, off, len0, write ? MAPPED | PW : MAPPED | PR);
     if (len > 0) steps.push({ op: write ? "touch" : "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
   };
-  if (ch.bool(0.9)) setupStep(true);
-  const extra = 1 + ch.int(4);
+  if (root.bool(0.9)) {
+    ch = root.fork();
+    setupStep(true);
+  }
+  const extra = 1 + root.int(4);
   for (let i = 0; i < extra; i++) {
+    ch = root.fork();
     const before = steps.length;
     setupStep(false);
     const last = steps[steps.length - 1];
     if (steps.length > before && last !== undefined && last.op !== "touch" && last.op !== "read" && ch.bool(0.7)) retouch();
   }
+  ch = root.fork();
   // Other CPUs hold TLB and walk-cache entries: a read or write from a second thread.
   if (ch.bool(0.6)) {
     const r = ch.pick(p.regions);
@@ -424,6 +453,8 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   }
 
   // ---- concurrent actors ----------------------------------------------------------------------
+  ch = root;
+  const concurrentWords: number[] = [];
   const pool: { t: string; proc: Proc }[] = [];
   for (const x of procs) if (x.alive && x !== q) for (const t of x.threads) pool.push({ t, proc: x });
   const nActors = Math.min(pool.length, 2 + ch.int(3));
@@ -525,9 +556,14 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
   };
   for (const a of actors) {
     const canExit = perProc.get(a.proc.name) === 1 && exited === null;
-    const nOps = ch.bool(0.6) ? 1 : 2;
-    for (let i = 0; i < nOps; i++) if (!concStep(a, canExit && i === nOps - 1)) break;
+    const nOps = root.bool(0.6) ? 1 : 2;
+    for (let i = 0; i < nOps; i++) {
+      concurrentWords.push(root.pos);
+      ch = root.fork();
+      if (!concStep(a, canExit && i === nOps - 1)) break;
+    }
   }
+  ch = root.fork();
   if (q !== null && exited !== null) conc.push({ op: "oom_reap", args: { process: (exited as Proc).name, thread: "Q" } });
   if (q !== null && exited === null) {
     // The reaper process has nothing to do: drop it and its CPU.
@@ -554,6 +590,7 @@ export function generate(ch: Choices, name: string, opts: GenOptions): Case {
     name,
     description: `generated by ptlab hunt: swarm {${kinds.join(", ")}}`,
     kinds: [...new Set(conc.map(kindOf))],
+    concurrentWords,
     machine,
     processes: procDocs,
     steps,

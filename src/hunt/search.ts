@@ -190,7 +190,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   for (const [k, v] of Object.entries(sc.machine.variants ?? {}))
     if (k in VARIANTS && VARIANTS[k as VariantName][0] !== v) d.keys.set(k as VariantName, [v, VARIANTS[k as VariantName][0]]);
   const plan: { mode: Mode; n: number; preemptions: number; pctDepth: number; seed: number }[] = [
-    { mode: "exhaustive", n: budget.exhaustive, preemptions: 1, pctDepth: 3, seed },
+    { mode: "sweep", n: budget.exhaustive, preemptions: 1, pctDepth: 3, seed },
     { mode: "pct", n: budget.pct >> 1, preemptions: 0, pctDepth: 2, seed: seed + 1 },
     { mode: "pct", n: budget.pct - (budget.pct >> 1), preemptions: 0, pctDepth: 3, seed: seed + 2 },
     { mode: "random", n: budget.random, preemptions: 0, pctDepth: 3, seed: seed + 3 },
@@ -216,7 +216,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
         ...base,
         uncheckedSetup: true,
         mode: st.mode,
-        executions: st.n * (st.mode === "exhaustive" ? 1 : boost),
+        executions: st.n * (st.mode === "sweep" ? 1 : boost),
         preemptions: st.preemptions,
         pctDepth: st.pctDepth,
         seed: st.seed,
@@ -245,12 +245,10 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
         preemptions: st.preemptions,
       });
     if (res.stopped || overBudget()) break;
-    // A small case's whole space at one preemption is explored: samples add little.
-    if (st.mode === "exhaustive" && res.complete && res.executions < budget.exhaustive / 4) break;
     // Hunting a change: where its code never ran concurrently with another
     // call, no schedule of this case races it.
-    if (st.mode === "exhaustive" && d.keys.size > 0 && d.raced === 0) break;
-    if (st.mode === "exhaustive" && d.raced > 0) boost = 3;
+    if (st.mode === "sweep" && d.keys.size > 0 && d.raced === 0) break;
+    if (st.mode === "sweep" && d.raced > 0) boost = 3;
   }
   return done({ kind: "clean" });
 }
