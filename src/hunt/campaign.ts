@@ -48,6 +48,7 @@ export class Campaign {
   raced = 0; // cases that ran a selected variant's code while another thread had steps left
   private alike = new Map<string, number>();
   private racedKinds = new Map<string, number>(); // kind -> raced cases using it
+  private racedFeatures: Record<string, [number, number]> = {}; // feature -> [yes, drawn] in raced cases
 
   constructor(
     readonly seed: number,
@@ -65,6 +66,7 @@ export class Campaign {
       const odds: Record<string, number> = {};
       for (const k of KINDS) odds[k] = 0.25 + (0.6 * ((this.racedKinds.get(k) ?? 0) + 1)) / (this.raced + 2);
       gen.kindOdds = odds;
+      gen.featureStats = this.racedFeatures;
     }
     for (let k = 0; k < ROUND; k++) {
       const id = this.nextId++;
@@ -118,6 +120,13 @@ export class Campaign {
     if (raced) {
       this.raced++;
       for (const k of spec.case.kinds ?? []) this.racedKinds.set(k, (this.racedKinds.get(k) ?? 0) + 1);
+      const f = spec.case.features;
+      if (f !== undefined)
+        for (const n of f.drawn) {
+          const st = (this.racedFeatures[n] ??= [0, 0]);
+          st[1]++;
+          if (f.on.includes(n)) st[0]++;
+        }
     }
     const key = outcomeKey(res.outcome);
     if (key === null) return { gain, minimize: false };

@@ -40,6 +40,8 @@ export interface Case {
   // Where in its choice sequence each concurrent step's own sequence is
   // forked (not rendered): a mutation can redraw one of them alone.
   concurrentWords?: number[];
+  // The yes/no configuration features drawn, and those drawn yes (not rendered).
+  features?: { drawn: string[]; on: string[] };
   preemptions: number;
   maxSteps: number;
 }
