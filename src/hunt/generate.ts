@@ -289,12 +289,11 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   for (let i = 0; i < nRegions; i++) {
     ch = root.fork();
     const n = ch.pick(sizeChoices);
-    const kind = ch.weighted([
-      ["anon", 11],
-      ["shared-anon", 2],
-      ["file", 4],
-      ["shared-file", 3],
-    ] as const);
+    // Backed by a file (0.35), and shared (a third of file mappings, one
+    // in seven anonymous ones): learned features, as the machine's.
+    const isFile = feature("file", 0.35);
+    const isShared = isFile ? feature("shared-file", 0.43) : feature("shared-anon", 0.15);
+    const kind = isFile ? (isShared ? "shared-file" : "file") : isShared ? "shared-anon" : "anon";
     const prot = ch.weighted([
       ["rw", 9],
       ["r", 1],
@@ -310,18 +309,14 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     // Placement: where the kernel puts it, PMD aligned, or straddling a PMD
     // boundary (two PTE tables).
     const base = 0x7e0000000000 + i * 2 ** 36;
-    const place = ch.weighted([
-      ["kernel", 3],
-      ["aligned", 4],
-      ["straddle", 3],
-    ] as const);
+    const place = !feature("placed", 0.7) ? "kernel" : feature("straddle", 0.43) ? "straddle" : "aligned";
     if (place === "aligned") a.addr = base;
     else if (place === "straddle") a.addr = base + pmdBytes - ch.pick([1, 2, block >> 1, block, Math.min(n, 33)]) * page;
     a.thread = "T0";
     steps.push({ op: "mmap", args: a });
     // A neighbour right above it: mremap cannot grow the region in place
     // and must move it (move_vma()).
-    if (has("mremap") && a.addr !== undefined && ch.bool(0.5))
+    if (has("mremap") && a.addr !== undefined && feature("above", 0.5))
       steps.push({ op: "mmap", args: { region: `${name}above`, size: page, prot: "r", addr: (a.addr as number) + n * page, thread: "T0" } });
     const pages = new Uint8Array(n).fill(MAPPED | PR | (prot === "rw" ? PW : 0));
     const table = place === "aligned" ? 0 : place === "straddle" ? (pmdBytes - ((a.addr as number) % pmdBytes)) / page : -1;
