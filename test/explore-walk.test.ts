@@ -82,3 +82,37 @@ describe("explore: page walks are not atomic", () => {
     });
   }
 });
+
+describe("explore: a CPU in a walk or under a spinlock runs nothing else", () => {
+  // Two threads of one CPU: while A is between two levels of its walk, or
+  // holds the PTE lock, B (same CPU) is never a candidate; on CPU 1 it is.
+  for (const bCpu of [0, 1]) {
+    it(`B on CPU${bCpu}: ${bCpu === 0 ? "never runs" : "may run"} while A is mid-walk`, () => {
+      const c = cfg("x86_64");
+      // C (CPU 2) populates: A's TLB and walk caches start cold.
+      const text = scenario("x86_64")
+        .replace("cpus: 2", "cpus: 3")
+        .replace("{ name: B, cpu: 1 }]", `{ name: B, cpu: ${bCpu} }, { name: C, cpu: 2 }]`)
+        .replace("size: 2M, thread: B", "size: 2M, thread: C")
+        .replace("length: 8K, thread: B", "length: 8K, thread: C");
+      c.sc = parseScenario(text, "walk.yaml");
+      let x: Execution | null = null;
+      let offered = 0;
+      const ex = runOnce(
+        c,
+        (_d, cands, cur) => {
+          const a = (x as Execution).threads[0];
+          if (a?.onStack && a.site === walkSite && cands.includes(1)) offered++;
+          return cands.includes(cur) ? cur : (cands[0] as number);
+        },
+        false,
+        (e) => {
+          x = e;
+        },
+      );
+      assert.equal(ex.violation, null, ex.violation?.message);
+      if (bCpu === 0) assert.equal(offered, 0, "B was offered A's CPU in the middle of A's walk");
+      else assert.ok(offered > 0, "B could run beside A's walk");
+    });
+  }
+});

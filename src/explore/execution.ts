@@ -6,6 +6,7 @@
 // No Node APIs.
 
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
+import { S_WALK } from "../core/hw/walker.js";
 import { checkAccounting, checkMappedBeyondEof, checkPtesMapLivePages, checkTlbs, checkWritableInVma, dirtyMappedFrames } from "../core/check.js";
 import { PG_ANON, PG_DIRTY } from "../core/mm/physmem.js";
 import type { Machine, Violation } from "../core/machine.js";
@@ -317,6 +318,12 @@ export class Execution implements Interleaver, TableAccessCheck {
     return id === this.rcuAgent.id ? this.rcuAgent : (this.threads[id] as XThread);
   }
 
+  // Another thread of t's CPU pins it (pinsCpu()).
+  private cpuHeld(t: XThread): boolean {
+    for (const u of this.threads) if (u !== t && u.cpu === t.cpu && this.pinsCpu(u)) return true;
+    return false;
+  }
+
   private canRun(t: XThread): boolean {
     if (t.done || t.onStack || t.spinning) return false;
     if (t.want < 0) return true;
@@ -324,10 +331,25 @@ export class Execution implements Interleaver, TableAccessCheck {
     return !t.wantWrite || !this.lockR.has(t.want);
   }
 
+  // A thread that cannot lose its CPU: holding or spinning for a spinlock
+  // (the PTE lock: preemption is off), with IRQs off, or in the middle of a
+  // hardware walk or a lockless read. No other thread of that CPU runs until
+  // it leaves that section, as on a kernel where only sleeping locks and
+  // preemptible code give the CPU away. (Two threads of a scenario may share
+  // a CPU; without this the explorer switched between them anywhere and
+  // found what no CPU can do.)
+  private pinsCpu(t: XThread): boolean {
+    if (t.done || t.killed !== null) return false;
+    if (t.irqOff || t.watch !== null || t.site === S_WALK) return true;
+    if (t.want >= 0 && Math.floor(t.want / 2 ** 32) === LK_PTL) return true;
+    for (const [k, id] of this.lockW) if (id === t.id && Math.floor(k / 2 ** 32) === LK_PTL) return true;
+    return false;
+  }
+
   // Enabled threads not on the stack (ascending ids), the RCU agent last.
   private enabled(): number[] {
     const out: number[] = [];
-    for (const t of this.threads) if (this.canRun(t)) out.push(t.id);
+    for (const t of this.threads) if (this.canRun(t) && !this.cpuHeld(t)) out.push(t.id);
     // A grace period can end when no CPU is inside a read-side section (an
     // IRQs-off region is one too, since the RCU flavours were consolidated).
     if (this.m.rcuPending.length > 0 && !this.threads.some((t) => t.rcu > 0 || t.irqOff)) out.push(this.rcuAgent.id);
@@ -848,7 +870,9 @@ export class Execution implements Interleaver, TableAccessCheck {
       return slot >= 0 && !t.ptlTaken.has(slot);
     };
     this.quiet++;
-    const v = checkTlbs(this.m, mm).filter((x) => x.addr === undefined || (x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t) && !later(x.addr)));
+    const v = checkTlbs(this.m, mm).filter(
+      (x) => x.addr === undefined || (x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t) && !later(x.addr)),
+    );
     this.quiet--;
     if (this.fp !== null) this.tracker?.endRecord();
     else this.tracker?.leave();

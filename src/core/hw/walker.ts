@@ -17,7 +17,8 @@ import { type Interleaver, LK_MMAP, site } from "../sync.js";
 const S_FAULT_MMAP = site("lock_mm_and_find_vma", "take mmap_lock for reading");
 const S_FAULT_RETURN = site("exc_page_fault", "return to user space and retry the access");
 const S_FAULT_AGAIN = site("exc_page_fault", "fault again: retry once something changed", true);
-const S_WALK = site("page walker", "table pointer loaded, next level not yet");
+// Exported: a CPU in the middle of a walk runs nothing else (the explorer).
+export const S_WALK = site("page walker", "table pointer loaded, next level not yet");
 
 // "sigbus": the fault path returned VM_FAULT_SIGBUS (a file page beyond
 // i_size). "livelock": the fault path kept returning success but the access
