@@ -84,6 +84,30 @@ describe("split_folio() of a contpte-mapped mTHP (arm64)", () => {
     });
   }
 
+  // The folio's anon_vma is the parent's; the child's VMA is found through
+  // its anon_vma's parent (anon_vma_fork()). Before that link the split's
+  // rmap walk missed the child, whose block stayed CONT over small folios.
+  it("after fork and the parent's munmap, the child's MADV_FREE of 4K splits the folio and unfolds the child's block", () => {
+    const r = run(`${HEAD(ARM64_64K)}steps:
+  - mmap: { region: r, size: 64K, thread: A }
+  - touch: { region: r, thread: A }
+  - fork: { child: c, thread: B }
+  - munmap: { region: r, thread: A }
+  - madvise: { region: r, length: 4K, advice: free, thread: c.t0 }
+`);
+    const m = r.m;
+    const v = ptes(r, "r", 16, "c");
+    assert.equal(m.counters.thpSplits, 1);
+    const first = m.arch.ptePfn(v[0] as number);
+    for (let k = 0; k < 16; k++) {
+      const x = v[k] as number;
+      assert.ok(P.pteValid(x), `entry ${k} present`);
+      assert.equal(P.pteCont(x), false, `entry ${k} has no CONT`);
+      assert.equal(m.arch.ptePfn(x), first + k);
+      assert.equal(m.phys.order[first + k], 0, "small folio");
+    }
+  });
+
   // Thread A advises one page (the split) while thread B stores to another
   // page of the same block. The old split changed the folio into small ones
   // first and unfolded the block afterwards, so B (or a check) found a

@@ -18,7 +18,9 @@ export function* dupMmapGen(m: Machine, oldmm: Mm): KGen<Mm> {
   mm.brk = oldmm.brk;
   for (const vma of oldmm.vmas) {
     const nv = vma.clone();
-    if (vma.anonVma !== 0) nv.anonVma = m.newAnonVma(); // anon_vma_fork()
+    // anon_vma_fork(): the child's anon_vma is a child of the parent VMA's, so
+    // an rmap walk from a folio the parent mapped finds the child's VMA too.
+    if (vma.anonVma !== 0) nv.anonVma = m.newAnonVma(vma.anonVma);
     mm.vmas.push(nv);
     if (vma.anonVma !== 0) yield* copyPageRange(m, mm, oldmm, vma);
   }
