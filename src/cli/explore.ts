@@ -102,7 +102,8 @@ export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> 
   const sc = loadScenario(file);
   const cfg = exploreConfig({ file, opts: o, sub: 0, subs: 1 }, sc);
   const header = `ptlab explore ${file}: ${sc.name} (${cfg.run.arch ?? sc.machine.arch}, ${sc.machine.cpus} CPUs)`;
-  const vars = Object.entries(cfg.run.variants ?? {})
+  // What runs: the scenario's machine.variants under the command line's.
+  const vars = Object.entries({ ...(sc.machine.variants ?? {}), ...(cfg.run.variants ?? {}) })
     .map(([k, v]) => `${k}=${v}`)
     .join(", ");
   if (o.replay !== undefined) {
