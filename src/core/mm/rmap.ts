@@ -365,7 +365,10 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
 
 // split_folio_to_list() for a large anon folio (__folio_split(),
 // mm/huge_memory.c, v6.17). The caller holds one reference (isolation);
-// fails (false) when someone else holds an extra one (can_split_folio()).
+// fails (false, -EAGAIN) when someone else holds an extra one: checked
+// first without the PTE locks (can_split_folio(), racy), and again once the
+// entries are cleared (folio_ref_freeze()), which a concurrent zap still
+// holding the reference of a PTE it cleared makes fail.
 // In the kernel's order:
 //  1. unmap_folio(): PMD mappings are split to PTEs (TTU_SPLIT_HUGE_PMD),
 //     then try_to_migrate() clears every PTE mapping the folio
@@ -488,9 +491,22 @@ function* splitFolioLocked(m: Machine, head: number): KGen<boolean> {
     w.v = v;
   }
   tryToUnmapFlush(m, ubc);
-  // __split_folio_to_order(): the tails become folios of their own.
+  // folio_ref_freeze(folio, 1 + extra_pins): the check above was racy. A
+  // zap that cleared a PTE of the folio meanwhile has dropped its mapcount
+  // but keeps the PTE's reference in its mmu_gather until after its TLB
+  // flush (tlb_batch_pages_flush()), and lockless readers may hold one too.
+  // The model's cleared entries keep their mapcount and reference, so the
+  // references left after unmap_folio() are ref - where.length, and the
+  // caller's must be the only one; else -EAGAIN: remap_page() puts the
+  // entries back and the folio stays whole.
+  if ((phys.ref[head] as number) - where.length !== 1) {
+    for (const w of where) A.setPtes(m, w.mm, w.a, w.e, w.i, w.v, 1);
+    if (il) for (const slot of held) il.unlock(LK_PTL, slot);
+    return false;
+  }
+  // __split_folio_to_order(): the tails become folios of their own; the
+  // caller's reference stays with the head.
   const hf = phys.flags[head] as number;
-  const extra = (phys.ref[head] as number) - folioMapcount(m, head); // references beyond the mappings
   const mapping = phys.aux[head] as number;
   const index = phys.index[head] as number;
   const keep = hf & (PG_ANON | PG_SWAPBACKED | PG_DIRTY | PG_SHMEM);
@@ -500,7 +516,7 @@ function* splitFolioLocked(m: Machine, head: number): KGen<boolean> {
     phys.flags[p] = keep | ((phys.flags[p] as number) & PG_ANON_EXCLUSIVE);
     phys.aux[p] = mapping;
     phys.index[p] = index + k;
-    phys.ref[p] = (phys.mapcount[p] as number) + (k === 0 ? extra : 0);
+    phys.ref[p] = (phys.mapcount[p] as number) + (k === 0 ? 1 : 0);
   }
   let freed = 0;
   for (let k = 1; k < nr; k++) {
