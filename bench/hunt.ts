@@ -32,15 +32,19 @@ const { values: args } = parseArgs({
 // Variants the catalogue seeds as bugs (with their companions there).
 const DIR = "scenarios/concurrency";
 const seeded = new Map<string, Record<string, string>>();
+const alone = new Set<string>(); // seeded by an entry with no other variant
 for (const f of readdirSync(DIR).filter((n) => n.endsWith(".yaml"))) {
   const sc = parseScenario(readFileSync(join(DIR, f), "utf8"), f);
   const v = sc.explore?.variant ?? {};
-  for (const [k, val] of Object.entries(v)) seeded.set(`${k}=${val}`, v);
+  for (const [k, val] of Object.entries(v)) {
+    seeded.set(`${k}=${val}`, v);
+    if (Object.keys(v).length === 1) alone.add(`${k}=${val}`);
+  }
 }
 
 interface Row {
   label: string;
-  expect: "found" | "clean";
+  expect: "found" | "clean" | "with companions";
   result: string;
   invariant: string;
   cases: string;
@@ -88,9 +92,15 @@ function hunt(variants: Record<string, string>): {
 console.log(
   `cpu: ${cpus()[0]?.model ?? "unknown"}, ${availableParallelism()} cores; hunt --time ${args.time} --workers ${args.workers} --seed ${args.seed}${args.executions !== undefined ? ` --executions ${args.executions}` : ""}`,
 );
-const configs: { label: string; variants: Record<string, string>; expect: "found" | "clean" }[] = [];
+const configs: { label: string; variants: Record<string, string>; expect: "found" | "clean" | "with companions" }[] = [];
 for (const [name, values] of Object.entries(VARIANTS))
-  for (const v of values.slice(1)) configs.push({ label: `${name}=${v}`, variants: { [name]: v }, expect: seeded.has(`${name}=${v}`) ? "found" : "clean" });
+  for (const v of values.slice(1)) {
+    // A value the catalogue seeds only beside another (zap_batching=off with
+    // contpte=intermediate) is the historical bug only in that combination.
+    const combo = seeded.get(`${name}=${v}`);
+    const expect = combo === undefined ? "clean" : alone.has(`${name}=${v}`) ? "found" : "with companions";
+    configs.push({ label: `${name}=${v}`, variants: { [name]: v }, expect });
+  }
 // A variant the catalogue seeds together with another: also the historical combination.
 for (const combo of seeded.values()) {
   const label = Object.entries(combo)
@@ -132,4 +142,6 @@ const table = [
 const w = (table[0] as string[]).map((_, i) => Math.max(...table.map((r) => (r[i] as string).length)));
 console.log("");
 for (const r of table) console.log(r.map((c, i) => c.padEnd(w[i] as number)).join("  "));
-console.log(`\ngoal: every seeded variant found within 60 s on a 2-core machine, v6.17 clean.`);
+const target = rows.filter((r) => r.expect === "found");
+console.log(`\nfound ${target.filter((r) => r.result.startsWith("found")).length} of ${target.length} seeded configurations (a variant alone, or the combination the catalogue seeds)`);
+console.log(`goal: every seeded configuration found within 60 s on a 2-core machine, v6.17 clean.`);

@@ -11,7 +11,7 @@ import { describe, it } from "node:test";
 import { x86_64 } from "../src/core/arch/x86/index.js";
 import { defaultConfig, Machine } from "../src/core/machine.js";
 import type { KGen } from "../src/core/mm/memory.js";
-import { LVL_PTE, TableStore, type TableAccessCheck } from "../src/core/mm/pgtable.js";
+import { LVL_PGD, LVL_PTE, TableStore, type TableAccessCheck } from "../src/core/mm/pgtable.js";
 import type { Mm } from "../src/core/mm/types.js";
 import { pmdOffset, pteTableOf } from "../src/core/mm/walk.js";
 import { site } from "../src/core/sync.js";
@@ -29,6 +29,8 @@ function checker() {
     path: new Map<number, number>() as Map<number, number> | null,
     reports,
     held: () => c.path,
+    roots: new Set<number>(), // slots standing for live mms' PGDs
+    isLiveRoot: (slot: number) => c.roots.has(slot),
     bad(invariant: string, message: string) {
       reports.push({ invariant, message });
       return true;
@@ -114,6 +116,30 @@ describe("checked page-table access: TableStore", () => {
     T.free(a);
     assert.equal(e[i], 8);
     assert.equal(c.reports.length, 3);
+  });
+
+  it("a slot a path used before, reallocated as a live mm's PGD, is reached afresh through mm->pgd", () => {
+    const m = machine();
+    const T = m.tables;
+    const a = T.alloc(LVL_PTE);
+    const c = checker();
+    T.checkAccess(c);
+    const p1 = new Map<number, number>();
+    c.path = p1;
+    T.slotOfPfn(T.pfn[a] as number);
+    T.chunkOf(a)[T.base(a)] = 0; // path 1 used a as a PTE table
+    c.path = new Map();
+    T.free(a);
+    assert.equal(T.alloc(LVL_PGD), a, "the slot becomes a PGD (a fork's new mm)");
+    c.path = p1;
+    // Not a root: path 1's pointer from before is stale.
+    assert.equal(T.get(a * T.ptrs + 3), 0);
+    assert.equal(c.reports.length, 1);
+    // A live mm's PGD: path 1 reached it through mm->pgd.
+    c.roots.add(a);
+    T.set(a * T.ptrs + 3, 5);
+    assert.equal(T.get(a * T.ptrs + 3), 5);
+    assert.equal(c.reports.length, 1);
   });
 
   it("`ptlab run` leaves the plain accessors in place", () => {

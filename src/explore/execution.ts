@@ -295,6 +295,10 @@ export class Execution implements Interleaver, TableAccessCheck {
   checkTables(): void {
     this.m.tables.checkAccess(this);
   }
+  isLiveRoot(slot: number): boolean {
+    for (const mm of this.m.mms) if (mm.alive && mm.pgd === slot) return true;
+    return false;
+  }
   held(): Map<number, number> | null {
     if (this.quiet > 0 || this.inKernel === null) return null;
     return this.inKernel.tables;

@@ -35,6 +35,10 @@ export interface TableAccessCheck {
   // generation then); null when no kernel path runs (explorer checks, the
   // RCU agent): such accesses are not checked.
   held(): Map<number, number> | null;
+  // Whether the slot is the top-level table of a live mm: a path reaches
+  // that one through mm->pgd, never through a pointer it kept, so a
+  // generation it held for the slot from an earlier use is not stale.
+  isLiveRoot(slot: number): boolean;
   // A bad access by the running kernel path. True: it is reported and is not
   // performed (a load gives 0); it may also throw to stop the path. False:
   // the invariant is ignored, the access goes ahead.
@@ -160,7 +164,11 @@ export class TableStore {
     const raws = new WeakMap<object, Float64Array>();
     const holds = (held: Map<number, number>, slot: number): number => {
       let g = held.get(slot);
-      if (g === undefined) {
+      // A live mm's PGD is reached afresh through mm->pgd (truncate's second
+      // unmap pass walks a child fork just made, whose PGD took the slot of
+      // a table the first pass had walked and mremap freed). A stale pointer
+      // to a dead mm's PGD reused as another's is not caught (limit).
+      if (g === undefined || (g !== this.gen[slot] && c.isLiveRoot(slot))) {
         g = this.gen[slot] as number;
         held.set(slot, g);
       }
