@@ -816,6 +816,13 @@ export class Execution implements Interleaver, TableAccessCheck {
         continue;
       }
       if (dirty.has(pfn)) continue;
+      // dirtyBefore names one of the tables mapping the page dirty: another
+      // (a fork's parent) may be under its PTE lock now, left out of `dirty`.
+      const other = this.lockedTableMapping(pfn);
+      if (other >= 0) {
+        dirty.set(pfn, other);
+        continue;
+      }
       // Whether the dirty bit was lost depends on the folio's flags now: this
       // transition reads them.
       const rec = this.fp !== null && this.tracker !== null;
@@ -840,6 +847,26 @@ export class Execution implements Interleaver, TableAccessCheck {
     this.dirtyBefore = dirty;
     if (this.violation !== null) return;
     if (this.threads.every((u) => u.syscalls === 0)) for (const v of checkAccounting(m)) this.fail(v);
+  }
+
+  // A PTE table under a PTE lock (or unreachable) that maps pfn, or -1.
+  // Only on the way to a lost-dirty report: the locked tables are few.
+  private lockedTableMapping(pfn: number): number {
+    const m = this.m;
+    const A = m.arch;
+    const T = m.tables;
+    const slots = [...m.unreachableTables];
+    for (const k of this.lockW.keys()) if (Math.floor(k / 2 ** 32) === LK_PTL) slots.push(k % 2 ** 32);
+    for (const slot of slots) {
+      if (slot < 0 || T.level[slot] !== 0 || T.state[slot] === TBL_FREE) continue;
+      const e = T.unchecked(T.chunkOf(slot));
+      const base = T.base(slot);
+      for (let i = base; i < base + T.ptrs; i++) {
+        const v = e[i] as number;
+        if (v !== 0 && A.ptePresent(v) && A.ptePfn(v) === pfn) return slot;
+      }
+    }
+    return -1;
   }
 
   // Invariant 2, when a syscall that removed or downgraded mappings returns:
