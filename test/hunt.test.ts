@@ -44,7 +44,23 @@ describe("hunt: generator", () => {
       [...grans].sort((x, y) => x - y),
       [4, 16, 64],
     );
-    for (const op of ["touch", "read", "munmap", "mprotect", "fork", "lockless", "exit", "oom_reap", "madvise(dontneed)", "madvise(free)", "madvise(pageout)", "truncate", "reclaim", "mremap", "brk"])
+    for (const op of [
+      "touch",
+      "read",
+      "munmap",
+      "mprotect",
+      "fork",
+      "lockless",
+      "exit",
+      "oom_reap",
+      "madvise(dontneed)",
+      "madvise(free)",
+      "madvise(pageout)",
+      "truncate",
+      "reclaim",
+      "mremap",
+      "brk",
+    ])
       assert.ok(ops.has(op), `no generated case uses ${op}`);
   });
 
@@ -71,7 +87,13 @@ describe("hunt: campaign", () => {
         const res = new Map<number, ReturnType<typeof serveJob>>();
         for (const i of idx) {
           const s = specs[i] as (typeof specs)[number];
-          res.set(i, serveJob({ kind: "case", id: s.id, name: s.name, yaml: s.yaml, budget: { exhaustive: 6, pct: 4, random: 2, work: DEFAULT_BUDGET.work }, seed: 7 }, stop));
+          res.set(
+            i,
+            serveJob(
+              { kind: "case", id: s.id, name: s.name, yaml: s.yaml, budget: { exhaustive: 6, pct: 4, random: 2, work: DEFAULT_BUDGET.work }, seed: 7 },
+              stop,
+            ),
+          );
         }
         for (let i = 0; i < specs.length; i++) {
           const s = specs[i] as (typeof specs)[number];
@@ -123,6 +145,40 @@ describe("hunt: directed search", () => {
     const plain = runCase(loadCase(entry, "e.yaml"), DEFAULT_BUDGET, 1);
     assert.equal(plain.raced, 0);
     assert.ok(plain.executions > r.executions);
+  });
+});
+
+describe("hunt: variant code is asked where it departs, not on every call", () => {
+  // The directed search keeps and imitates the cases that reach a change's
+  // code: a question asked where the old logic cannot differ would count
+  // every case that merely calls the function. (contpte_lockless still asks
+  // on every lockless read of a block: its logic departs only when a writer
+  // is caught half way, which takes two preemptions, and runCase drops a
+  // case whose one-preemption sweep never reaches the variant's code.)
+  const reach = (file: string, variants: Record<string, string>, edit: (t: string) => string = (t) => t) => {
+    const text = edit(readFileSync(`scenarios/concurrency/${file}`, "utf8"));
+    const sc = loadCase(text, file);
+    sc.machine.variants = variants;
+    return runCase(sc, { exhaustive: 24, pct: 12, random: 4, work: DEFAULT_BUDGET.work }, 1);
+  };
+  it("mremap_flush: only where a present entry moves", () => {
+    const v = { mremap_flush: "after-unlock" };
+    const r = reach("i-mremap-flush.yaml", v);
+    assert.ok(r.raced > 0);
+    assert.equal(r.outcome.kind, "violation");
+    // Nothing was ever read: the move finds no present entry.
+    const empty = reach("i-mremap-flush.yaml", v, (t) => t.replace("  - read: { region: f, thread: T }\n", ""));
+    assert.equal(empty.reached, false);
+  });
+  it("mprotect_batching: only where the folio's first pages and the batch's differ in AnonExclusive", () => {
+    const v = { mprotect_batching: "folio-first-page" };
+    const r = reach("d-mprotect-fork.yaml", v);
+    assert.ok(r.reached);
+    assert.notEqual(r.outcome.kind, "clean");
+    // No write after the child exits: every page of the folio is alike.
+    const alike = reach("d-mprotect-fork.yaml", v, (t) => t.replace("  - touch: { region: buf, offset: 0, length: 32K, thread: main }\n", ""));
+    assert.equal(alike.reached, false);
+    assert.equal(alike.outcome.kind, "clean");
   });
 });
 

@@ -49,7 +49,7 @@ export function serveJob(job: HuntJob, stop: Int32Array): HuntReply {
       result = runCase(loadCase(job.yaml, `${job.name}.yaml`), job.budget, job.seed, shouldStop);
     } catch (e) {
       // A generated case the loader rejects is a generator bug; count it, do not stop.
-      result = { outcome: { kind: "invalid", message: e instanceof Error ? e.message : String(e) }, features: [], executions: 0, consulted: 0, raced: 0 };
+      result = { outcome: { kind: "invalid", message: e instanceof Error ? e.message : String(e) }, features: [], executions: 0, consulted: 0, raced: 0, reached: false };
     }
     return { kind: "case", id: job.id, result };
   }

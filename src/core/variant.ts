@@ -16,3 +16,10 @@ export function variantOf<K extends VariantName>(m: Machine, key: K): (typeof VA
   if (m.variantHook !== null) m.variantHook(key, v);
   return v;
 }
+
+// The same question, not reported to variantHook: for an old path's set-up
+// (its loop shape, what it batches) when the point where it departs in what
+// other CPUs can see is asked with variantIs() further on.
+export function variantSelected<K extends VariantName>(m: Machine, key: K, value: (typeof VARIANTS)[K][number]): boolean {
+  return m.config.variants[key] === value;
+}

@@ -48,6 +48,9 @@ export interface CaseResult {
   // be).
   consulted: number;
   raced: number;
+  // The code of a selected variant ran at all: in the sequential set-up or
+  // in some execution (a step nearer the race than a case that never ran it).
+  reached: boolean;
 }
 
 // ---- coverage features ------------------------------------------------------------
@@ -102,6 +105,7 @@ interface Directed {
   keys: Map<VariantName, [string, string]>; // selected, non-default: [selected, default]
   consulted: number;
   raced: number;
+  setup: boolean; // consulted by the set-up's steps
 }
 
 function watchVariants(x: Execution, d: Directed, feats: Set<number>): void {
@@ -186,7 +190,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   // thread gets three times the sampling after the exhaustive phase.
   let boost = 1;
   const overBudget = () => work.n > budget.work * boost;
-  const d: Directed = { keys: new Map(), consulted: 0, raced: 0 };
+  const d: Directed = { keys: new Map(), consulted: 0, raced: 0, setup: false };
   for (const [k, v] of Object.entries(sc.machine.variants ?? {}))
     if (k in VARIANTS && VARIANTS[k as VariantName][0] !== v) d.keys.set(k as VariantName, [v, VARIANTS[k as VariantName][0]]);
   const plan: { mode: Mode; n: number; preemptions: number; pctDepth: number; seed: number }[] = [
@@ -201,11 +205,18 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
     executions,
     consulted: d.consulted,
     raced: d.raced,
+    reached: d.setup || d.consulted > 0,
   });
   // The set-up is sequential and the same in every execution: check it once
   // here, then run it unchecked under the explorer.
   try {
-    new Runner(sc, base.run).execSteps(sc.steps, 0);
+    const setup = new Runner(sc, base.run);
+    if (d.keys.size > 0)
+      setup.m.variantHook = (key, value) => {
+        const w = d.keys.get(key);
+        if (w !== undefined && (value === w[0] || value === w[1])) d.setup = true;
+      };
+    setup.execSteps(sc.steps, 0);
   } catch (e) {
     return done(setupFailure(e));
   }

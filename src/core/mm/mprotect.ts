@@ -81,8 +81,9 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
     } else {
       // commit_anon_folio_batch(): sub-batches of equal PageAnonExclusive,
       // read from the page the first PTE maps (fixed) or from the folio's
-      // first page (as merged, before cf1b80dc31a1).
-      const first = variantIs(m, "mprotect_batching", "folio-first-page") ? head : page;
+      // first page (as merged, before cf1b80dc31a1). The two differ only
+      // where those pages' exclusivity differs: the variant is asked there.
+      const first = exclusivityDiffers(phys.flags, head, page, nr) && variantIs(m, "mprotect_batching", "folio-first-page") ? head : page;
       let idx = 0;
       while (idx < nr) {
         const excl = ((phys.flags[first + idx] as number) & PG_ANON_EXCLUSIVE) !== 0;
@@ -96,6 +97,13 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
     addr += nr * PS;
   }
   if (il) il.unlock(LK_PTL, slot);
+}
+
+// Whether pages a.. and b.. (nr each) differ in PageAnonExclusive anywhere.
+function exclusivityDiffers(flags: Uint8Array, a: number, b: number, nr: number): boolean {
+  if (a === b) return false;
+  for (let k = 0; k < nr; k++) if ((((flags[a + k] as number) ^ (flags[b + k] as number)) & PG_ANON_EXCLUSIVE) !== 0) return true;
+  return false;
 }
 
 // prot_commit_flush_ptes(): commit n entries starting idx into the batch.

@@ -21,7 +21,7 @@
 // No Node APIs.
 
 import type { Machine } from "../machine.js";
-import { variantIs } from "../variant.js";
+import { variantIs, variantSelected } from "../variant.js";
 import { LK_IMMAP, LK_PMD, LK_PTL, site } from "../sync.js";
 import { splitHugePmdMmapWriteLocked } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run } from "./memory.js";
@@ -103,8 +103,9 @@ export function* movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest:
   const A = m.arch;
   const T = m.tables;
   const PMDS = m.geo.pmdSize;
-  // Before eb66ae030829: need_flush, and no move_normal_pmd() (v5.0).
-  const afterUnlock = variantIs(m, "mremap_flush", "after-unlock");
+  // Before eb66ae030829: need_flush, and no move_normal_pmd() (v5.0). Asked
+  // with variantIs() below where an entry or table actually moves.
+  const afterUnlock = variantSelected(m, "mremap_flush", "after-unlock");
   let needFlush = false;
   let off = 0;
   while (off < len) {
@@ -119,14 +120,15 @@ export function* movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest:
       const sv = T.get(spi);
       if (A.entryIsLeaf(sv)) {
         if (extent === PMDS) {
-          const r = yield* moveHugePmd(m, mm, oa, spi, dpi, afterUnlock);
+          const r = yield* moveHugePmd(m, mm, oa, spi, dpi);
           if (r !== 0) {
             if (r === 2) needFlush = true;
             break;
           }
         }
         splitHugePmdMmapWriteLocked(m, mm, vma, spi, oa - (oa % PMDS));
-      } else if (!afterUnlock && extent === PMDS && A.entryIsTable(sv) && (yield* moveNormalPmd(m, mm, vma, oa, spi, dpi))) break;
+      } else if (extent === PMDS && A.entryIsTable(sv) && !variantIs(m, "mremap_flush", "after-unlock") && (yield* moveNormalPmd(m, mm, vma, oa, spi, dpi)))
+        break;
       if (T.get(spi) === 0) break;
       const r = yield* movePtes(m, mm, vma, oa, da, extent, spi, dpi, afterUnlock);
       if (r < 0) continue; // -EAGAIN: the old PMD changed, look again
@@ -181,7 +183,7 @@ function* moveNormalPmd(m: Machine, mm: Mm, vma: Vma, oa: number, spi: number, d
 // when it moved and left the flush to move_page_tables() (the old code, for
 // a clean entry). The deposited table moves with it (the model keeps one
 // stack per mm).
-function* moveHugePmd(m: Machine, mm: Mm, oa: number, spi: number, dpi: number, afterUnlock: boolean): KGen<number> {
+function* moveHugePmd(m: Machine, mm: Mm, oa: number, spi: number, dpi: number): KGen<number> {
   const A = m.arch;
   const T = m.tables;
   const il = m.il;
@@ -202,7 +204,7 @@ function* moveHugePmd(m: Machine, mm: Mm, oa: number, spi: number, dpi: number, 
   T.set(dpi, pmd);
   m.counters.pteWrites += 2;
   let r = 1;
-  if (!afterUnlock) {
+  if (!variantIs(m, "mremap_flush", "after-unlock")) {
     // v6.17: a present entry forces the flush before either lock is dropped.
     A.flushTlbRange(m, mm, oa, oa + m.geo.pmdSize, m.geo.pmdShift, false);
     if (il) {
@@ -261,6 +263,7 @@ function* movePtes(m: Machine, mm: Mm, vma: Vma, oa: number, da: number, extent:
   const si0 = T.base(sslot) + ((oa / PS) & m.geo.ptrsMask);
   const di0 = T.base(dslot) + ((da / PS) & m.geo.ptrsMask);
   let forceFlush = false;
+  let present = false;
   for (let k = 0; k < n; ) {
     let v = A.ptepGet(m, es, si0 + k);
     if (v === 0) {
@@ -276,6 +279,7 @@ function* movePtes(m: Machine, mm: Mm, vma: Vma, oa: number, da: number, extent:
       // One entry at a time; the flush is forced only by a dirty one (the
       // check after the clear, 5d1904204c99).
       const pte = A.ptepGetAndClearFull(m, mm, oa + k * PS, es, si0 + k, false);
+      if (A.ptePresent(pte)) present = true;
       if (A.ptePresent(pte) && A.pteDirty(pte)) forceFlush = true;
       A.setPtes(m, mm, da + k * PS, ed, di0 + k, pte, 1);
     } else {
@@ -285,15 +289,18 @@ function* movePtes(m: Machine, mm: Mm, vma: Vma, oa: number, da: number, extent:
         const order = phys.order[head] as number;
         if (order > 0) nr = folioPteBatch(m, es, si0 + k, v, pfn, head, order, n - k, false, false);
       }
-      if (A.ptePresent(v)) forceFlush = true;
+      if (A.ptePresent(v)) forceFlush = present = true;
       const pte = A.getAndClearFullPtes(m, mm, oa + k * PS, es, si0 + k, nr, false);
       A.setPtes(m, mm, da + k * PS, ed, di0 + k, pte, nr);
     }
     k += nr;
   }
   let r = 1;
-  if (!afterUnlock) {
+  // The old order departs from v6.17's only where a present entry moved (an
+  // empty move costs it one more flush at the end, nothing else).
+  if (!present || !variantIs(m, "mremap_flush", "after-unlock")) {
     if (forceFlush) A.flushTlbRange(m, mm, oa, oa + extent, m.geo.pageShift, false);
+    if (afterUnlock) r = 2;
     if (il && dslot !== sslot) il.unlock(LK_PTL, dslot);
   } else {
     // Before eb66ae030829: the new table's lock is dropped first, and a
