@@ -29,6 +29,7 @@ interface Entry {
   words: number[];
   gain: number; // features it added
   raced: boolean; // a selected variant's code ran while another thread had steps left
+  reached: boolean; // it ran at all (in the set-up, or with no other thread left)
   concurrentWords: number[]; // Case.concurrentWords
 }
 
@@ -46,9 +47,12 @@ export class Campaign {
   executions = 0;
   violations = 0; // cases that broke something
   raced = 0; // cases that ran a selected variant's code while another thread had steps left
+  reached = 0; // cases that ran it at all
   private alike = new Map<string, number>();
   private racedKinds = new Map<string, number>(); // kind -> raced cases using it
-  private racedFeatures: Record<string, [number, number]> = {}; // feature -> [yes, drawn] in raced cases
+  // feature -> [yes, drawn] over the cases that reached the variant's code,
+  // a case that raced it counting three times.
+  private racedFeatures: Record<string, [number, number]> = {};
 
   constructor(
     readonly seed: number,
@@ -64,10 +68,14 @@ export class Campaign {
     const gen: GenOptions = { ...this.gen };
     if (this.raced > 0) {
       const odds: Record<string, number> = {};
-      for (const k of KINDS) odds[k] = 0.25 + (0.6 * ((this.racedKinds.get(k) ?? 0) + 1)) / (this.raced + 2);
+      // Never far below the default 0.55: the kinds that race a change's
+      // code are often not those that reach it.
+      for (const k of KINDS) odds[k] = 0.4 + (0.5 * ((this.racedKinds.get(k) ?? 0) + 1)) / (this.raced + 2);
       gen.kindOdds = odds;
-      gen.featureStats = this.racedFeatures;
     }
+    // The configuration (machine, mappings, set-up) leans toward that of
+    // cases that ran the code at all, before any raced it: a step nearer.
+    if (this.reached > 0) gen.featureStats = this.racedFeatures;
     for (let k = 0; k < ROUND; k++) {
       const id = this.nextId++;
       const rnd = rng(fnv1a(`${this.seed}:${this.shard.index}/${this.shard.count}:${id}`));
@@ -116,16 +124,21 @@ export class Campaign {
     // Hunting a change, a case that raced its code is kept even when it
     // added nothing new: its neighbours are where the change can break.
     const raced = res.raced > 0;
-    if (gain > 0 || raced) this.corpus.push({ id: spec.id, words: spec.words, gain, raced, concurrentWords: spec.case.concurrentWords ?? [] });
+    const reached = raced || res.reached;
+    if (gain > 0 || reached) this.corpus.push({ id: spec.id, words: spec.words, gain, raced, reached, concurrentWords: spec.case.concurrentWords ?? [] });
     if (raced) {
       this.raced++;
       for (const k of spec.case.kinds ?? []) this.racedKinds.set(k, (this.racedKinds.get(k) ?? 0) + 1);
+    }
+    if (reached) {
+      this.reached++;
+      const w = raced ? 3 : 1;
       const f = spec.case.features;
       if (f !== undefined)
         for (const n of f.drawn) {
           const st = (this.racedFeatures[n] ??= [0, 0]);
-          st[1]++;
-          if (f.on.includes(n)) st[0]++;
+          st[1] += w;
+          if (f.on.includes(n)) st[0] += w;
         }
     }
     const key = outcomeKey(res.outcome);
@@ -140,5 +153,5 @@ export class Campaign {
 }
 
 function weight(e: Entry, i: number, n: number): number {
-  return Math.log2(2 + e.gain) * (1 + i / n) * (e.raced ? 8 : 1);
+  return Math.log2(2 + e.gain) * (1 + i / n) * (e.raced ? 8 : e.reached ? 3 : 1);
 }

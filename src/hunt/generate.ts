@@ -246,12 +246,20 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     (n) => n >= 1 && n <= capPages,
   );
   let focus = -1;
+  // Whether ranges snap to whole PTE tables when they can (what PT reclaim
+  // and free_pgtables() need), and whether the populating step fills the
+  // whole region and with reads (clean entries, as file data and read-mostly
+  // memory leave them): features of the case, learned like the machine's.
+  const wholeTables = feature("whole-tables", 0.35);
+  const populateAll = feature("populate-all", 0.2);
+  const readPopulate = feature("read-populate", 0.2);
+  const readFile = feature("read-file", 0.5); // file data is mostly read
   // A range of a region: [off, off + len) in pages. Sometimes exactly the
   // PTE tables the region covers whole (what PT reclaim and free_pgtables()
   // need), where the placement says where they begin.
   const range = (r: Region, near: boolean, maxLen = r.pages.length, tables = false): [number, number] => {
     const n = r.pages.length;
-    if (tables && r.table >= 0 && r.table + ptes <= n && ch.bool(0.35)) {
+    if (tables && wholeTables && r.table >= 0 && r.table + ptes <= n && ch.bool(0.75)) {
       const k = Math.floor((n - r.table) / ptes);
       const off = r.table + ch.int(k) * ptes;
       const len = ch.bool(0.7) ? ptes : (k - Math.floor((off - r.table) / ptes)) * ptes;
@@ -288,7 +296,9 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   const nRegions = feature("two-regions", 0.25) ? 2 : 1;
   for (let i = 0; i < nRegions; i++) {
     ch = root.fork();
-    const n = ch.pick(sizeChoices);
+    // Big: at least a PTE table (a whole-table range fits in it).
+    const big = sizeChoices.filter((x) => x >= ptes);
+    const n = big.length > 0 && feature("big", 0.2) ? ch.pick(big) : ch.pick(sizeChoices);
     // Backed by a file (0.35), and shared (a third of file mappings, one
     // in seven anonymous ones): learned features, as the machine's.
     const isFile = feature("file", 0.35);
@@ -351,10 +361,9 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const r = ch.pick(pr.regions);
     const n = r.pages.length;
     const what = populate
-      ? ch.weighted([
-          ["touch", 4],
-          ["read", 1],
-        ] as const)
+      ? readPopulate || (r.file !== null && readFile)
+        ? "read"
+        : "touch"
       : ch.weighted([
           ["touch", 4],
           ["read", 2],
@@ -367,7 +376,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     if (what === "touch" || what === "read") {
       // Every page populated here is faulted again in every execution and
       // scanned by every check: mostly a few blocks, sometimes all of it.
-      const [off, len0] = range(r, false, ch.bool(0.2) ? n : 2 * block);
+      const [off, len0] = range(r, false, (populate ? populateAll : ch.bool(0.2)) ? n : 2 * block);
       const len = mappedRun(r, off, len0, what === "touch" ? MAPPED | PW : MAPPED | PR);
       if (len === 0) return;
       steps.push({ op: what, args: { ...args(r, off, len, n), thread: t } });
@@ -428,7 +437,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     cpuOf.set(`${child}.t0`, ccpu);
     childNames.push(child);
     procs.push(cp);
-    if (ch.bool(0.4)) {
+    if (feature("fork-exit", 0.4)) {
       steps.push({ op: "exit", args: { process: child, thread: `${child}.t0` } });
       cp.alive = false;
     }
@@ -486,7 +495,12 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const usable = kinds.filter((k) => k !== "exit" || canExit);
     if (usable.length === 0) return false;
     // With a reaper waiting, the process it reaps exits more often than not.
-    const k = canExit && reaper && ch.bool(0.5) ? "exit" : ch.pick(usable);
+    // One step in eight steps outside the swarm: a case that reached a
+    // change's code keeps its configuration when the campaign redraws one
+    // of its concurrent steps, and the party that races the change may be
+    // of a kind the swarm left out.
+    const outside = KINDS.filter((x) => x !== "exit");
+    const k = canExit && reaper && ch.bool(0.5) ? "exit" : ch.bool(0.125) ? ch.pick(outside) : ch.pick(usable);
     if (k === "exit") {
       conc.push({ op: "exit", args: { process: a.proc.name, thread: a.t } });
       exited = a.proc;
@@ -506,15 +520,17 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       conc.push({ op: "brk", args: { delta: d * page, thread: a.t } });
       return true;
     }
-    const r = ch.pick(regs);
     if (k === "truncate") {
-      // ftruncate() of a file the region maps: no mmap_lock, any process.
-      if (r.file === null) return false;
+      // ftruncate() of a file a region maps: no mmap_lock, any process.
+      const files = regs.filter((x) => x.file !== null);
+      if (files.length === 0) return false;
+      const r = ch.pick(files);
       const [off] = range(r, true, 1);
       const n = r.pages.length;
-      conc.push({ op: "truncate", args: { file: r.file, size: ch.pick([0, 0, off, n >> 1, n - 1]) * page, thread: a.t } });
+      conc.push({ op: "truncate", args: { file: r.file as string, size: ch.pick([0, 0, off, n >> 1, n - 1]) * page, thread: a.t } });
       return true;
     }
+    const r = ch.pick(regs);
     if (k === "reclaim") {
       const n = r.pages.length;
       const [off, len] = range(r, true, ch.bool(0.3) ? n : 2 * block);
@@ -550,7 +566,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     // mostly short ranges, sometimes a whole table (PT reclaim needs a
     // PMD-sized zap).
     const [off, len] = range(r, true, ch.bool(0.2) ? n : 2 * block, true);
-    if (k === "mprotect" && lastProtect !== null && a.proc === p && ch.bool(0.5)) {
+    if (k === "mprotect" && lastProtect !== null && a.proc === p && feature("wx-flip", 0.5)) {
       const lp = lastProtect as { r: Region; off: number; len: number };
       conc.push({ op: "mprotect", args: { ...args(lp.r, lp.off, lp.len, lp.r.pages.length), prot: "rw", thread: a.t } });
       return true;
