@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { parse as parseYaml } from "yaml";
+import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
 import { scenarioJsonSchema, scenarioSchema } from "../src/scenario/schema.js";
 import { type MmapStep, type Scenario, ScenarioError, type Step } from "../src/scenario/types.js";
@@ -365,12 +366,7 @@ describe("parseScenario: errors", () => {
       18,
       "machine.mthp: expected mTHP sizes as keys, from 16K, 32K, 64K, 128K, 256K, 512K, 1024K, 2M, 4M, 8M, 16M, 32M, 64M, 128M, 256M",
     );
-    fails(
-      "name: t\nmachine: { arm64: { granule: 64 } }\nsteps: []\n",
-      2,
-      30,
-      "machine.arm64.granule: the 64K granule needs arch arm64 (x86-64 has 4K pages)",
-    );
+    fails("name: t\nmachine: { arm64: { granule: 64 } }\nsteps: []\n", 2, 30, "machine.arm64.granule: the 64K granule needs arch arm64 (x86-64 has 4K pages)");
     fails(
       "name: t\nmachine: { arch: arm64, arm64: { granule: 64, va_bits: 39 } }\nsteps: []\n",
       2,
@@ -415,6 +411,28 @@ describe("parseScenario: errors", () => {
     fails(withSteps("- mmap: { region: A, size: 4K, file: f, flags: [private, anonymous] }"), 3, 50, '"anonymous" cannot be combined with a file');
     fails(withSteps("- mmap: { region: A, size: 4K, flags: [private, fixed] }"), 3, 41, '"fixed" needs an addr');
     fails(withSteps("- mmap: { region: A, size: 4K, flags: private }"), 3, 41, "expected a list of flags like [private, anonymous]");
+  });
+
+  it("refuses a __proto__ key where it is (zod would drop it silently); a variant named like an Object method is unknown, not a crash", () => {
+    fails(
+      withSteps("- mmap: { region: A, size: 4K }").replace("name: t\n", "name: t\nmachine: { variants: { __proto__: fixed } }\n"),
+      2,
+      24,
+      'machine.variants.__proto__: "__proto__" is not a valid key',
+    );
+    fails(
+      `${withSteps("- mmap: { region: A, size: 4K }")}explore: { variant: { gather_nested: none, __proto__: x } }\n`,
+      4,
+      44,
+      '"__proto__" is not a valid key',
+    );
+    for (const k of ["constructor", "toString", "valueOf", "hasOwnProperty"]) {
+      const sc = load(withSteps("- mmap: { region: A, size: 4K }").replace("name: t\n", `name: t\nmachine: { variants: { ${k}: fixed } }\n`));
+      assert.throws(
+        () => new Runner(sc),
+        (e: unknown) => e instanceof ScenarioError && e.message.includes(`unknown variant "${k}"`),
+      );
+    }
   });
 
   it("requires exactly one known operation per step", () => {

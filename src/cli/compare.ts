@@ -94,7 +94,7 @@ export function parseConfig(text: string, readFile: (path: string) => string = (
     const what = `${where}: ${k}`;
     if (seen.has(k)) throw new UsageError(`${what}: given twice`);
     seen.add(k);
-    if (k in VARIANTS && !(k === "pt_reclaim" && (v === "on" || v === "off"))) {
+    if (Object.hasOwn(VARIANTS, k) && !(k === "pt_reclaim" && (v === "on" || v === "off"))) {
       const allowed = VARIANTS[k as keyof typeof VARIANTS] as readonly string[];
       if (!allowed.includes(v)) throw new UsageError(`${what}: expected one of ${allowed.join(", ")}${k === "pt_reclaim" ? ", on, off" : ""}, got "${v}"`);
       variants[k] = v;

@@ -109,7 +109,7 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   cfg.swapPages = Math.floor((spec.swapBytes ?? 0) / ((arch === "arm64" ? g : 4) * 1024));
   const all = { ...spec.variants, ...(opts.variants ?? {}) };
   for (const [k, v] of Object.entries(all)) {
-    if (!(k in VARIANTS)) throw new ScenarioError(file, 1, 1, `unknown variant "${k}" (known: ${Object.keys(VARIANTS).join(", ")})`);
+    if (!Object.hasOwn(VARIANTS, k)) throw new ScenarioError(file, 1, 1, `unknown variant "${k}" (known: ${Object.keys(VARIANTS).join(", ")})`);
     const allowed = VARIANTS[k as VariantName] as readonly string[];
     if (!allowed.includes(v)) throw new ScenarioError(file, 1, 1, `variant ${k}: unknown value "${v}" (expected one of: ${allowed.join(", ")})`);
     (cfg.variants as Record<string, string>)[k] = v;

@@ -290,6 +290,14 @@ class Loader {
         return this.fail(n, `${path}: ${e instanceof Error ? e.message : String(e)}`, fallback);
       }
     }
+    // A key named __proto__ would vanish in the validated object (or set its
+    // prototype): refuse it where it is.
+    const proto = protoKeyPath(input);
+    if (proto !== null) {
+      const owner = this.nodeAt(n, proto.slice(0, -1));
+      const key = isMap(owner) ? owner.items.find((it) => isScalar(it.key) && it.key.value === "__proto__")?.key : undefined;
+      return this.fail(key ?? owner, `${path}${formatPath(proto)}: "__proto__" is not a valid key`, fallback);
+    }
     const r = schema.safeParse(input);
     if (r.success) return r.data;
     const issue = r.error.issues[0]!;
@@ -345,12 +353,19 @@ class Loader {
     const g = mc.arm64.granule;
     const at = (...path: string[]) => this.pos(this.nodeAt(root, ["machine", ...path]));
     if (mc.arch === "arm64" && !VA_BITS_CHOICES[g].includes(mc.arm64.va_bits))
-      this.errors.push({ pos: at("arm64", "va_bits"), message: `machine.arm64.va_bits: the ${g}K granule offers ${vaBitsChoicesText(g)}-bit VAs, got ${mc.arm64.va_bits}` });
-    if (mc.arch !== "arm64" && g !== 4) this.errors.push({ pos: at("arm64", "granule"), message: `machine.arm64.granule: the ${g}K granule needs arch arm64 (x86-64 has 4K pages)` });
+      this.errors.push({
+        pos: at("arm64", "va_bits"),
+        message: `machine.arm64.va_bits: the ${g}K granule offers ${vaBitsChoicesText(g)}-bit VAs, got ${mc.arm64.va_bits}`,
+      });
+    if (mc.arch !== "arm64" && g !== 4)
+      this.errors.push({ pos: at("arm64", "granule"), message: `machine.arm64.granule: the ${g}K granule needs arch arm64 (x86-64 has 4K pages)` });
     const shift = Math.log2((mc.arch === "arm64" ? g : 4) * 1024);
     for (const size of Object.keys(mc.mthp))
       if (anonMthpOrder(mthpKib(size), shift) < 0)
-        this.errors.push({ pos: at("mthp", size), message: `machine.mthp: ${size} is not an mTHP size with ${2 ** shift / 1024}K pages (${anonMthpRange(shift)})` });
+        this.errors.push({
+          pos: at("mthp", size),
+          message: `machine.mthp: ${size} is not an mTHP size with ${2 ** shift / 1024}K pages (${anonMthpRange(shift)})`,
+        });
   }
 
   private pos(node: unknown, fallback: SourcePos = { line: 1, col: 1 }): SourcePos {
@@ -572,4 +587,15 @@ class Semantics {
     this.fail(pos, message);
     return undefined;
   }
+}
+
+// The path to the first own "__proto__" key in a value from YAML, or null.
+function protoKeyPath(v: unknown, at: PropertyKey[] = []): PropertyKey[] | null {
+  if (v === null || typeof v !== "object") return null;
+  if (!Array.isArray(v) && Object.hasOwn(v, "__proto__")) return [...at, "__proto__"];
+  for (const [k, x] of Object.entries(v)) {
+    const r = protoKeyPath(x, [...at, Array.isArray(v) ? Number(k) : k]);
+    if (r !== null) return r;
+  }
+  return null;
 }
