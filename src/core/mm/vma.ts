@@ -2,9 +2,14 @@
 // vma_merge/vma_modify (mm/vma.c) on a sorted array.
 
 import type { Machine } from "../machine.js";
+import { LK_ANON_VMA, LK_IMMAP, site } from "../sync.js";
 import { splitHugePmdMmapWriteLocked } from "./huge_memory.js";
+import type { KGen } from "./memory.js";
+import { anonVmaRoot } from "./rmap.js";
 import type { Mm, Vma } from "./types.js";
 import { pmdOffset } from "./walk.js";
+
+const S_VMA_PREPARE = site("vma_prepare", "i_mmap_lock_write() / anon_vma_lock_write()");
 
 // split_huge_pmd_if_needed(): a VMA boundary at addr inside a PMD mapping
 // splits it.
@@ -75,4 +80,51 @@ export function insertVma(mm: Mm, vma: Vma): void {
 export function rangeFree(mm: Mm, start: number, end: number): boolean {
   const v = mm.vmas[mm.findVmaIndex(start)];
   return v === undefined || v.start >= end;
+}
+
+// vma_prepare() ... vma_complete() (mm/vma.c): a VMA's bounds change with
+// its file's i_mmap_rwsem and its anon_vma's lock held for writing (the
+// interval trees rmap walks search are updated then), so an rmap walk,
+// which holds one of them for reading, sees each VMA whole, before the
+// change or after it. Takes those locks for the VMAs whose bounds a split
+// at `start` and `end` (isolateRange()) or a merge around [start, end)
+// (mergeAround()) would change, files first as vma_prepare() does; returns
+// what it took for unlockVmaRmaps(). Nothing when not interleaving, or when
+// no bound moves.
+export function* lockVmaRmaps(m: Machine, mm: Mm, start: number, end: number, merge: boolean): KGen<number[]> {
+  const il = m.il;
+  if (il === null) return [];
+  const PS = m.geo.pageSize;
+  const moved = new Set<Vma>();
+  for (const addr of [start, end]) {
+    const v = mm.vmas[mm.findVmaIndex(addr)];
+    if (v !== undefined && v.start < addr && addr < v.end) moved.add(v);
+  }
+  if (merge)
+    for (let i = Math.max(0, mm.findVmaIndex(start) - 1); i < mm.vmas.length - 1; i++) {
+      const a = mm.vmas[i] as Vma;
+      if (a.start > end) break;
+      const b = mm.vmas[i + 1] as Vma;
+      if (canMerge(a, b, PS)) moved.add(a).add(b);
+    }
+  const files = new Set<number>();
+  const avs = new Set<number>();
+  for (const v of moved) {
+    if (v.file !== null) files.add(v.file.id);
+    if (v.anonVma !== 0) avs.add(anonVmaRoot(m, v.anonVma));
+  }
+  const taken: number[] = [];
+  for (const id of [...files].sort((a, b) => a - b)) {
+    yield il.lock(LK_IMMAP, id, true, S_VMA_PREPARE);
+    taken.push(LK_IMMAP, id);
+  }
+  for (const id of [...avs].sort((a, b) => a - b)) {
+    yield il.lock(LK_ANON_VMA, id, true, S_VMA_PREPARE);
+    taken.push(LK_ANON_VMA, id);
+  }
+  return taken;
+}
+
+export function unlockVmaRmaps(m: Machine, taken: number[]): void {
+  for (let i = taken.length - 2; i >= 0; i -= 2) m.il?.unlock(taken[i] as number, taken[i + 1] as number);
 }
