@@ -202,6 +202,7 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
         case "lockless":
         case "oom_reap":
         case "truncate":
+        case "writeback":
           throw new ScenarioError(sc.file, step.pos.line, step.pos.col, `diff-kernel cannot run ${step.op} steps on the host helper`);
         case "report":
           for (const [pn, s] of slotOf) await syncHelperState(r, host, s, pn, r.threadCpu.get(r.procs.get(pn)!.threads[0]!) ?? 0);

@@ -5,8 +5,8 @@
 import { TLB_D, TLB_W, type Tlb } from "./hw/tlb.js";
 import { sizeName } from "./hw/walker.js";
 import type { Machine, Violation } from "./machine.js";
-import { PG_ANON, PG_ANON_EXCLUSIVE, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./mm/physmem.js";
-import { type FileObj, VM_WRITE } from "./mm/types.js";
+import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./mm/physmem.js";
+import { type FileObj, VM_SHARED, VM_WRITE } from "./mm/types.js";
 import { LVL_PUD, TBL_LIVE } from "./mm/pgtable.js";
 import type { Mm } from "./mm/types.js";
 import { idxAt } from "./geometry.js";
@@ -248,7 +248,16 @@ function checkTlbEntry(m: Machine, cpu: number, mm: Mm, vpn0: number, pfn: numbe
 
 // checkTlbs() for cpu's base-page entries, skipping those whose inputs are
 // as when they last passed.
-function checkBaseTlbCached(m: Machine, c: number, memo: TlbMemo, cache: TlbCache, stamp: number, only: Mm | undefined, baseName: string, out: Violation[]): void {
+function checkBaseTlbCached(
+  m: Machine,
+  c: number,
+  memo: TlbMemo,
+  cache: TlbCache,
+  stamp: number,
+  only: Mm | undefined,
+  baseName: string,
+  out: Violation[],
+): void {
   const A = m.arch;
   const t = memo.tlb;
   const tag = t.tag;
@@ -923,6 +932,20 @@ export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, 
             addr: vpn * m.geo.pageSize,
             message: `mm${mm.id}: ${hex(vpn * m.geo.pageSize)} is writable (${A.describeEntry(v)}) but its VMA has no VM_WRITE`,
           });
+        // Dirty tracking of shared file memory: the folio is marked dirty
+        // before a PTE grants write (do_page_mkwrite()), and writeback
+        // write-protects every PTE before it clears the flag
+        // (folio_clear_dirty_for_io()); a writable entry over a clean folio
+        // lets stores escape writeback.
+        else if (vma !== null && (vma.flags & VM_SHARED) !== 0 && vma.file !== null && !vma.file.shmem) {
+          const head = m.phys.folioHead(A.ptePfn(v));
+          if (((m.phys.flags[head] as number) & (PG_DIRTY | PG_FREE)) === 0)
+            out.push({
+              invariant: "writable-clean-file",
+              addr: vpn * m.geo.pageSize,
+              message: `mm${mm.id}: ${hex(vpn * m.geo.pageSize)} is writable (${A.describeEntry(v)}) in a shared mapping of ${vma.file.name}, but its folio is clean: stores through it escape writeback`,
+            });
+        }
       },
     );
   }

@@ -13,6 +13,7 @@ import { brk, doMmap, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
 import { mprotect } from "../core/mm/mprotect.js";
 import { mremap } from "../core/mm/mremap.js";
 import { truncatePagecache } from "../core/mm/truncate.js";
+import { writebackFile } from "../core/mm/page_writeback.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
 import { type Interleaver, LK_INODE, LK_MMAP, site } from "../core/sync.js";
 import type { Runner } from "../run/runner.js";
@@ -234,6 +235,17 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.sysLeave(t);
       return;
     }
+    case "writeback": {
+      // The flusher or fsync(): no mmap_lock, no inode lock; folio locks,
+      // i_mmap_rwsem and PTE locks inside.
+      const f = m.files.get(step.file);
+      if (f === undefined) throw r.err(step, `unknown file "${step.file}" (map it first)`);
+      x.sysEnter(t);
+      m.curCpu = t.cpu;
+      yield* writebackFile(m, f);
+      x.sysLeave(t);
+      return;
+    }
     case "oom_reap": {
       const p = r.procs.get(step.process);
       if (p === undefined) throw r.err(step, `process "${step.process}" does not exist`);
@@ -293,6 +305,8 @@ export function describeStep(s: Step): string {
       return `brk ${s.delta < 0 ? "-" : "+"}${KB(Math.abs(s.delta))}`;
     case "truncate":
       return `truncate ${s.file} to ${KB(s.size)}`;
+    case "writeback":
+      return `writeback ${s.file}`;
     case "reclaim":
       return `reclaim ${s.process !== undefined ? `${s.process}:` : ""}${s.region}+${KB(s.offset)}${s.length !== undefined ? ` ${KB(s.length)}` : ""}`;
     default:

@@ -19,6 +19,7 @@ import { dupMmap } from "../core/mm/fork.js";
 import { type KGen, run } from "../core/mm/memory.js";
 import type { Mm } from "../core/mm/types.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
+import { writebackFile } from "../core/mm/page_writeback.js";
 import { type BrkStep, type ForkStep, type MachineSpec, type ReclaimStep, type Scenario, ScenarioError, type Step } from "../scenario/types.js";
 
 export interface Figures {
@@ -123,7 +124,13 @@ export function mthpOrders(sizes: Record<number, "always" | "madvise" | "inherit
   const shift = Math.log2(pageKb * 1024);
   for (const [k, pol] of Object.entries(sizes)) {
     const order = anonMthpOrder(Number(k), shift);
-    if (order < 0) throw new ScenarioError(file, 1, 1, `mTHP size ${Number(k) >= 1024 ? `${Number(k) / 1024}M` : `${k}K`} does not exist with ${pageKb}K pages (sizes ${anonMthpRange(shift)})`);
+    if (order < 0)
+      throw new ScenarioError(
+        file,
+        1,
+        1,
+        `mTHP size ${Number(k) >= 1024 ? `${Number(k) / 1024}M` : `${k}K`} does not exist with ${pageKb}K pages (sizes ${anonMthpRange(shift)})`,
+      );
     out[order] = pol;
   }
   return out;
@@ -259,7 +266,8 @@ export class Runner {
       case "mmap": {
         const p = this.procOf(step);
         this.enter(step, p);
-        if (step.offset % m.geo.pageSize !== 0) throw this.err(step, `mmap failed: EINVAL: offset ${step.offset} is not a multiple of the ${m.geo.pageSize / 1024}K page size`);
+        if (step.offset % m.geo.pageSize !== 0)
+          throw this.err(step, `mmap failed: EINVAL: offset ${step.offset} is not a multiple of the ${m.geo.pageSize / 1024}K page size`);
         const file = step.file !== undefined ? m.file(step.file, step.offset + step.size, false) : null;
         const shared = step.flags.includes("shared");
         const args = {
@@ -377,6 +385,13 @@ export class Runner {
         // kswapd runs on the thread's CPU, lazily on whatever mm is loaded.
         m.curCpu = this.threadCpu.get(step.thread) as number;
         run(reclaimRange(m, p.mm, a, a + len));
+        return;
+      }
+      case "writeback": {
+        const f = m.files.get(step.file);
+        if (f === undefined) throw this.err(step, `unknown file "${step.file}" (map it first)`);
+        m.curCpu = this.threadCpu.get(step.thread) as number;
+        run(writebackFile(m, f));
         return;
       }
       case "lockless":

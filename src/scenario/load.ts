@@ -428,6 +428,7 @@ const builders: { [K in Op]: Builder<K> } = {
   lockless: (a, base) => ({ op: "lockless", ...base, region: a.region, offset: a.offset, via: a.via }),
   oom_reap: (a, base) => ({ op: "oom_reap", ...base, process: a.process }),
   truncate: (a, base) => ({ op: "truncate", ...base, file: a.file, size: a.size }),
+  writeback: (a, base) => ({ op: "writeback", ...base, file: a.file }),
   reclaim: (a, base) => ({ op: "reclaim", ...base, ...range(a), ...(a.process !== undefined ? { process: a.process } : {}) }),
   exec: (_a, base) => ({ op: "exec", ...base }),
   report: (a, base, cx) => {

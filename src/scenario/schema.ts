@@ -33,6 +33,7 @@ export const OPS = [
   "truncate",
   "exec",
   "reclaim",
+  "writeback",
 ] as const;
 export type Op = (typeof OPS)[number];
 
@@ -283,6 +284,14 @@ export const stepArgs = {
     .describe(
       "Reclaim the folios mapped in the range as kswapd would (shrink_folio_list() with folio_referenced(): referenced folios are kept, their access flags cleared); anon folios go to swap, so machine.swap is required",
     ),
+  writeback: z
+    .strictObject({
+      file: nameSchema.describe("File name given to an earlier mmap"),
+      thread: threadRef,
+    })
+    .describe(
+      "Write back the file's dirty page cache, as the flusher or fsync() does: every shared mapping of a dirty page is write-protected and cleaned (folio_mkclean()), the page's dirty flag cleared; the next store faults and dirties it again",
+    ),
   lockless: z
     .strictObject({
       region: nameSchema.describe("Region name bound by an earlier mmap"),
@@ -354,7 +363,9 @@ export const machineSchema = z.strictObject({
       va_bits: z
         .literal([36, 39, 42, 47, 48, 52], expected("36, 39, 42, 47, 48 or 52"))
         .default(48)
-        .describe("VA size; the granule allows 39/48/52 (4K), 36/47/48/52 (16K), 42/48/52 (64K). 52 is FEAT_LPA2 with 4K and 16K pages (5 and 4 levels), FEAT_LVA with 64K"),
+        .describe(
+          "VA size; the granule allows 39/48/52 (4K), 36/47/48/52 (16K), 42/48/52 (64K). 52 is FEAT_LPA2 with 4K and 16K pages (5 and 4 levels), FEAT_LVA with 64K",
+        ),
       hafdbs: bool.default(true).describe("FEAT_HAFDBS: hardware access flag and dirty state"),
       tlbi_range: bool.default(true).describe("FEAT_TLBIRANGE"),
       bbml2_noabort: bool.default(false).describe("BBML2 on a CPU in the kernel's no-abort list"),

@@ -137,6 +137,10 @@ export interface TruncateStep extends StepBase {
   file: string;
   size: number;
 }
+export interface WritebackStep extends StepBase {
+  op: "writeback";
+  file: string;
+}
 export interface ReclaimStep extends RangeStepBase {
   op: "reclaim";
   process?: string; // whose region (default: the thread's process)
@@ -169,6 +173,7 @@ export type Step =
   | OomReapStep
   | TruncateStep
   | ReclaimStep
+  | WritebackStep
   | ExecStep;
 
 export interface ExploreSpec {

@@ -35,6 +35,8 @@ const S_FAULT_AROUND = site("filemap_map_pages", "take the PTE lock");
 const S_FAULT_ISIZE = site("filemap_fault", "i_size checked, folio not yet looked up");
 const S_FOLIO_LOCK = site("filemap_fault", "folio_lock()");
 const S_FINISH_FAULT = site("finish_fault", "take the PTE lock");
+const S_MKWRITE_LOCK = site("do_page_mkwrite", "folio_lock()");
+const S_MKWRITE_RELOCK = site("finish_mkwrite_fault", "take the PTE lock");
 
 // fault_around_bytes: 16 pages with 4K pages; one page (no fault-around)
 // with the 64K granule.
@@ -185,10 +187,47 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
     }
     const r = handlePteFault(m, mm, vma, slot, addr, write);
     il.unlock(LK_PTL, slot);
+    if (r === "wp_shared") return yield* wpPageShared(m, il, mm, vma, pmdIdx, pmdv, slot, addr);
     return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
   }
   const r = handlePteFault(m, mm, vma, slot, addr, write);
+  if (r === "wp_shared") throw new Error("model bug: wp_shared without the explorer");
   return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
+}
+
+// wp_page_shared() (mm/memory.c) for a file with page_mkwrite, the PTE lock
+// dropped: do_page_mkwrite() returns with the folio locked and marked dirty
+// (filemap_page_mkwrite()), or VM_FAULT_NOPAGE when a truncation took it
+// out of the mapping; finish_mkwrite_fault() takes the PTE lock again and
+// gives up if the entry changed (the access is retried); wp_page_reuse()
+// makes it writable, dirty and young. Writeback holds the folio lock from
+// folio_clear_dirty_for_io() on, so a store cannot slip in between its
+// folio_mkclean() and the clearing of the folio's dirty flag.
+function* wpPageShared(m: Machine, il: Interleaver, mm: Mm, vma: Vma, pmdIdx: number, pmdv: number, slot: number, addr: number): KGen<FaultResult> {
+  const A = m.arch;
+  const phys = m.phys;
+  const f = vma.file as FileObj;
+  const e = m.tables.chunkOf(slot);
+  const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
+  const orig = A.ptepGet(m, e, pi);
+  if (!A.ptePresent(orig)) return "retry";
+  const pfn = A.ptePfn(orig);
+  phys.ref[pfn] = (phys.ref[pfn] as number) + 1; // folio_get()
+  yield il.lock(LK_FOLIO, pfn, true, S_MKWRITE_LOCK);
+  if (f.pages.get(vma.pgoffOf(addr, m.geo.pageSize)) !== pfn) {
+    folioUnlockPut(m, il, pfn, "do_page_mkwrite()");
+    return "retry";
+  }
+  phys.flags[pfn] = (phys.flags[pfn] as number) | PG_DIRTY; // folio_mark_dirty()
+  if (!(yield* relockPte(m, il, pmdIdx, pmdv, slot, S_MKWRITE_RELOCK))) {
+    folioUnlockPut(m, il, pfn, "finish_mkwrite_fault()");
+    return "retry";
+  }
+  const cur = A.ptepGet(m, e, pi);
+  if (cur === orig) A.ptepSetAccessFlags(m, mm, addr, e, pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(cur))), true);
+  il.unlock(LK_PTL, slot);
+  folioUnlockPut(m, il, pfn, "wp_page_shared()");
+  return cur === orig ? "ok" : "retry";
 }
 
 // The huge-PMD part of __handle_mm_fault() under the PMD lock: true when the
@@ -204,7 +243,7 @@ function hugePmdFault(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, pmdv: number
 
 // The part of handle_pte_fault() that runs under the PTE lock; "do_fault":
 // a none entry of a file VMA, handled by do_fault() once the lock is dropped.
-function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): FaultResult | "do_fault" {
+function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): FaultResult | "do_fault" | "wp_shared" {
   const A = m.arch;
   const e = m.tables.chunkOf(slot);
   const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
@@ -220,6 +259,9 @@ function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number
     return "ok";
   }
   if (write && !A.pteWrite(v)) {
+    // Under the explorer, a written shared file page takes its folio lock
+    // with the PTE lock dropped (wpPageShared()).
+    if (m.il !== null && (vma.flags & VM_SHARED) !== 0 && vma.file !== null && !vma.file.shmem) return "wp_shared";
     doWpPage(m, mm, vma, e, pi, addr, v);
     return "ok";
   }
