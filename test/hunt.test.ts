@@ -58,6 +58,7 @@ describe("hunt: generator", () => {
       "madvise(pageout)",
       "truncate",
       "reclaim",
+      "writeback",
       "mremap",
       "brk",
     ])

@@ -120,6 +120,7 @@ export const KINDS = [
   "brk",
   "truncate",
   "reclaim",
+  "writeback",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 
@@ -372,6 +373,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
           ["fork", has("fork") || has("exit") ? 3 : 1],
           ["munmap", 1],
           ["reclaim", has("reclaim") ? 2 : 0],
+          ["writeback", r.file !== null ? (has("writeback") ? 3 : 1) : 0],
         ] as const);
     if (what === "touch" || what === "read") {
       // Every page populated here is faulted again in every execution and
@@ -407,6 +409,12 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       steps.push({ op: "mprotect", args: { ...args(r, off, len, n), prot, thread: t } });
       if (prot !== "rw" && pr === p) lastProtect = { r, off, len };
       for (let i = off; i < off + len; i++) r.pages[i] = MAPPED | (prot.includes("r") ? PR : 0) | (prot.includes("w") ? PW : 0);
+      return;
+    }
+    if (what === "writeback") {
+      // The flusher cleans what the set-up wrote: shared file entries end
+      // clean and write-protected, as most are in a long-running program.
+      steps.push({ op: "writeback", args: { file: r.file as string, thread: t } });
       return;
     }
     if (what === "reclaim") {
@@ -518,6 +526,12 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       if (h === undefined) return false;
       const d = ch.bool(0.7) ? -Math.max(1, ch.pick([1, h.pages.length, h.pages.length >> 1])) : ch.pick([1, block]);
       conc.push({ op: "brk", args: { delta: d * page, thread: a.t } });
+      return true;
+    }
+    if (k === "writeback") {
+      const files = regs.filter((x) => x.file !== null);
+      if (files.length === 0) return false;
+      conc.push({ op: "writeback", args: { file: ch.pick(files).file as string, thread: a.t } });
       return true;
     }
     if (k === "truncate") {
