@@ -5,17 +5,22 @@
 // __remove_mapping() and the final try_to_unmap_flush() before the folios
 // are freed.
 //
+// Each folio is handled under its lock (folio_trylock(): one someone holds is
+// kept), as a fault or writeback on it waits for that lock.
+//
 // Simplified: no LRU lists or ageing beyond folio_referenced() (a referenced
 // folio is kept); writeback completes at once (pageout() writes an anon folio
-// to its swap slot, or marks a dirty file folio clean, and reclaim goes on to
-// free it); shmem folios and lazily freed anon folios (MADV_FREE) are kept.
+// to its swap slot and reclaim goes on to free it); a dirty file folio is
+// unmapped and kept (only kswapd writes file folios, and only once the
+// flusher fell behind: the kernel activates it and sets PG_reclaim); shmem
+// folios and lazily freed anon folios (MADV_FREE) are kept.
 // Large anon folios are split before add_to_swap(), as the kernel does
 // without CONFIG_THP_SWAP (or when no contiguous swap cluster is free):
 // split_folio_to_list(), the tails joining the list. No Node APIs.
 
 import { checkFreedFrames } from "../check.js";
 import type { Machine } from "../machine.js";
-import { site } from "../sync.js";
+import { LK_FOLIO, site } from "../sync.js";
 import type { KGen } from "./memory.js";
 import { PG_ANON, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { folioMapcount, folioReferenced, splitFolio, TlbUbc, tryToUnmap, tryToUnmapFlush, tryToUnmapFlushDirty } from "./rmap.js";
@@ -57,16 +62,26 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
     stat.kept++;
     folioPutbackLru(m, head);
   };
+  const il = m.il;
   for (let n = 0; n < list.length; n++) {
     const head = list[n] as number;
+    if (il && !il.trylock(LK_FOLIO, head)) {
+      keep(head);
+      continue;
+    }
+    // keep_locked / activate_locked: folio_unlock(), back on the LRU.
+    const keepLocked = (h: number) => {
+      il?.unlock(LK_FOLIO, h);
+      keep(h);
+    };
     if (!ignoreReferences && (yield* folioReferenced(m, head)) > 0) {
-      keep(head); // folio_check_references(): FOLIOREF_ACTIVATE / KEEP
+      keepLocked(head); // folio_check_references(): FOLIOREF_ACTIVATE / KEEP
       continue;
     }
     let flags = phys.flags[head] as number;
     const anon = (flags & PG_ANON) !== 0;
     if ((flags & PG_SHMEM) !== 0 || (anon && (flags & PG_SWAPBACKED) === 0)) {
-      keep(head);
+      keepLocked(head);
       continue;
     }
     if (anon && swap !== null && !swap.slotOf.has(head)) {
@@ -74,7 +89,7 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
         // No THP_SWAP: split, the tails joining the list isolated.
         const nr = 1 << (phys.order[head] as number);
         if (!(yield* splitFolio(m, head))) {
-          keep(head);
+          keepLocked(head);
           continue;
         }
         for (let k = 1; k < nr; k++) {
@@ -84,21 +99,27 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
       }
       // add_to_swap(): a slot, the folio in the swap cache (one reference), dirty.
       if (swap.allocSlot(head) < 0) {
-        keep(head);
+        keepLocked(head);
         continue;
       }
       phys.ref[head] = (phys.ref[head] as number) + 1;
       phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
     }
     if (anon && (swap === null || !swap.slotOf.has(head))) {
-      keep(head); // no swap space: anon memory stays
+      keepLocked(head); // no swap space: anon memory stays
       continue;
     }
     if (folioMapcount(m, head) > 0 && !(yield* tryToUnmap(m, head, ubc))) {
-      keep(head);
+      keepLocked(head);
       continue;
     }
     flags = phys.flags[head] as number;
+    if ((flags & PG_DIRTY) !== 0 && !anon) {
+      // A dirty file folio: left to the flusher (folio_set_reclaim(),
+      // activate_locked), unmapped.
+      keepLocked(head);
+      continue;
+    }
     if (flags & PG_DIRTY) {
       // A CPU may still write through a TLB entry of a PTE just cleared
       // dirty: flush before the contents go out.
@@ -113,7 +134,7 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
     }
     // __remove_mapping(): only our reference and the cache's may remain.
     if (phys.ref[head] !== 2 || folioMapcount(m, head) !== 0) {
-      keep(head);
+      keepLocked(head);
       continue;
     }
     if (anon) (swap as NonNullable<typeof swap>).deleteFromCache(head);
@@ -123,6 +144,7 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
     }
     phys.ref[head] = 1;
     m.isolated.delete(head);
+    il?.unlock(LK_FOLIO, head);
     free.push(head);
   }
   // The deferred flush completes before any folio goes back to the allocator.
