@@ -399,6 +399,21 @@ function walkTables(
   visit(mm.pgd, A.levels - 1, 0);
 }
 
+// The PTE tables of mm's page-table tree (slots).
+export function pteTableSlots(m: Machine, mm: Mm): number[] {
+  const out: number[] = [];
+  walkTables(
+    m,
+    mm,
+    (child, _vpn, level) => {
+      if (level === 1) out.push(child);
+      return level > 1;
+    },
+    () => {},
+  );
+  return out;
+}
+
 // One PTE table as checkAccounting() last scanned it, with every input the
 // scan read: the PTRS_PER_PTE entries, and per present entry the pfn, its
 // folio head and the struct page bits read (PAGE_BITS of the page, its

@@ -7,7 +7,15 @@
 
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { S_WALK } from "../core/hw/walker.js";
-import { checkAccounting, checkMappedBeyondEof, checkPtesMapLivePages, checkTlbs, checkWritableInVma, dirtyMappedFrames } from "../core/check.js";
+import {
+  checkAccounting,
+  checkMappedBeyondEof,
+  checkPtesMapLivePages,
+  checkTlbs,
+  checkWritableInVma,
+  dirtyMappedFrames,
+  pteTableSlots,
+} from "../core/check.js";
 import { PG_ANON, PG_DIRTY } from "../core/mm/physmem.js";
 import type { Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
@@ -95,6 +103,19 @@ export class Execution implements Interleaver, TableAccessCheck {
   private last = -1; // thread that ran last
   stepCount = 0;
   dirtyBefore: Map<number, number> = new Map();
+  // Frames of dirtyBefore carried over (under a PTE lock) while a
+  // MADV_FREE was in flight: the lazy free may have cleaned them under that
+  // lock, which the check sees only when the lock is dropped, perhaps after
+  // the MADV_FREE has returned.
+  carriedFreeing: Set<number> = new Set();
+  // PTE tables of dying processes (exit, the OOM reaper): slot -> the
+  // table's generation then (a slot freed and reused maps another mm).
+  private dyingTables = new Map<number, number>();
+
+  dying(mm: Mm): void {
+    const T = this.m.tables;
+    for (const s of pteTableSlots(this.m, mm)) this.dyingTables.set(s, T.gen[s] as number);
+  }
 
   constructor(
     readonly m: Machine,
@@ -529,7 +550,11 @@ export class Execution implements Interleaver, TableAccessCheck {
     );
     h = mix53(
       h,
-      unordered(this.dirtyBefore, ([pfn, slot]) => mix53(7, pfn * 65536 + slot)),
+      unordered(this.dirtyBefore, ([pfn, slot]) => mix53(7, pfn * 65536 + slot + (this.carriedFreeing.has(pfn) ? 2 ** 40 : 0))),
+    );
+    h = mix53(
+      h,
+      unordered(this.dyingTables, ([slot, gen]) => mix53(8, slot * 65536 + gen)),
     );
     return h;
   }
@@ -810,17 +835,24 @@ export class Execution implements Interleaver, TableAccessCheck {
     const dirty = dirtyMappedFrames(m, locked);
     const freeing = this.lazyFreeing > 0 || this.lazyFreeEnded;
     this.lazyFreeEnded = false;
+    const carried = new Set<number>();
     for (const [pfn, slot] of this.dirtyBefore) {
+      const freeingHere = freeing || this.carriedFreeing.has(pfn);
       if (locked(slot)) {
         dirty.set(pfn, slot);
+        if (freeingHere) carried.add(pfn);
         continue;
       }
       if (dirty.has(pfn)) continue;
       // dirtyBefore names one of the tables mapping the page dirty: another
       // (a fork's parent) may be under its PTE lock now, left out of `dirty`.
-      const other = this.lockedTableMapping(pfn);
+      // (Not when the table is a dying process's: its anon entries need no
+      // other home, decided below.)
+      const dyingSlot = this.dyingTables.get(slot) === m.tables.gen[slot];
+      const other = dyingSlot ? -1 : this.lockedTableMapping(pfn);
       if (other >= 0) {
         dirty.set(pfn, other);
+        if (freeingHere) carried.add(pfn);
         continue;
       }
       // Whether the dirty bit was lost depends on the folio's flags now: this
@@ -835,7 +867,26 @@ export class Execution implements Interleaver, TableAccessCheck {
       // (zap_present_folio_ptes(), mm/memory.c, marks only non-anon folios
       // dirty), and the page waits in the gather to be freed.
       const unmappedAnon = (hf & PG_ANON) !== 0 && (phys.mapcount[pfn] as number) <= 0 && phys.entireMapcount(head) <= 0;
-      const lost = !phys.isFree(pfn) && !unmappedAnon && !((hf & PG_ANON) !== 0 && freeing) && (hf & PG_DIRTY) === 0;
+      // Nor has a dying process's view of an anon page (exit_mmap() and the
+      // OOM reaper zap it, dropping its dirty bits the same way). Another
+      // process mapping the folio keeps its own entry, checked on its own:
+      // fork write-protects both entries with pte_wrprotect(), which keeps
+      // dirtiness (copy_present_ptes()). A dirty bit only the dying process
+      // held reflects no write the others made: on arm64 v6.17,
+      // copy_present_ptes()' pte_mkwrite() of a batch makes a clean
+      // writable entry dirty (pte_mkwrite_novma() clears PTE_RDONLY; fixed
+      // by 143937ca51cc), so a child can map a lazily freed page dirty.
+      const dyingAnon = (hf & PG_ANON) !== 0 && dyingSlot;
+      if (dyingSlot && !dyingAnon) {
+        const o = this.lockedTableMapping(pfn);
+        if (o >= 0) {
+          if (rec) this.tracker?.endRecord();
+          dirty.set(pfn, o);
+          if (freeingHere) carried.add(pfn);
+          continue;
+        }
+      }
+      const lost = !phys.isFree(pfn) && !unmappedAnon && !dyingAnon && !((hf & PG_ANON) !== 0 && freeingHere) && (hf & PG_DIRTY) === 0;
       if (rec) this.tracker?.endRecord();
       if (lost)
         this.fail({
@@ -845,6 +896,7 @@ export class Execution implements Interleaver, TableAccessCheck {
         });
     }
     this.dirtyBefore = dirty;
+    this.carriedFreeing = carried;
     if (this.violation !== null) return;
     if (this.threads.every((u) => u.syscalls === 0)) for (const v of checkAccounting(m)) this.fail(v);
   }

@@ -217,6 +217,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const p = r.procs.get(step.process);
       if (p === undefined || !p.mm.alive) throw r.err(step, `process "${step.process}" does not exist or has exited`);
       x.sysEnter(t);
+      x.dying(p.mm);
       yield* r.exitProcessGen(p);
       x.sysLeave(t);
       return;
@@ -252,6 +253,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       if (!p.mm.alive) return; // nothing left to reap
       x.sysEnter(t);
       m.curCpu = t.cpu;
+      x.dying(p.mm);
       yield* oomReap(m, p.mm);
       x.sysLeave(t);
       return;
