@@ -249,6 +249,26 @@ describe("CLI", () => {
     assert.match(unk.stderr, /expected one of: fixed, reset-range/);
   });
 
+  it("an empty or blank integer option is refused, not read as 0; --version prints the package's version", () => {
+    for (const seed of ["", " ", "1.5", "-1"]) {
+      const res = spawnSync("node", [CLI, "explore", "scenarios/concurrency/clean-x86-mixed.yaml", "--seed", seed], { encoding: "utf8" });
+      assert.equal(res.status, 2, `--seed "${seed}": ${res.stdout}${res.stderr}`);
+      assert.match(res.stderr, /--seed.*expected an integer/);
+    }
+    const v = spawnSync("node", [CLI, "--version"], { encoding: "utf8" });
+    assert.equal(v.status, 0);
+    assert.equal(v.stdout.trim(), JSON.parse(readFileSync("package.json", "utf8")).version);
+  });
+
+  it("output to a closed pipe ends quietly with the command's own exit code (no EPIPE stack trace)", () => {
+    // `ptlab run ... | head -c 1`: the reader goes away after one byte.
+    const res = spawnSync("bash", ["-c", `node ${CLI} run scenarios/default.yaml | head -c 1 >/dev/null; echo "rc=\${PIPESTATUS[0]}" >&2`], {
+      encoding: "utf8",
+    });
+    assert.doesNotMatch(res.stderr, /EPIPE|at .*\.js/, res.stderr);
+    assert.match(res.stderr, /rc=0/);
+  });
+
   it("runs every built-in scenario cleanly", () => {
     for (const f of ["scenarios/default.yaml"]) {
       const res = spawnSync("node", [CLI, "run", f], { encoding: "utf8" });

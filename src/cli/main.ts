@@ -16,6 +16,7 @@ import { cmdCompare } from "./compare.js";
 import { cmdWorkload, collect } from "./workload.js";
 import { cmdExplore, parseMode, parseShard, UsageError } from "./explore.js";
 import { cmdHunt, cmdMerge } from "./hunt.js";
+import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 
 // 90, 90s, 5m, 1h -> seconds
@@ -109,7 +110,7 @@ export function cmdRun(
 
 async function main(argv: string[]): Promise<number> {
   const program = new Command();
-  program.name("ptlab").description("An executable model of the Linux page-table management layer").exitOverride();
+  program.name("ptlab").description("An executable model of the Linux page-table management layer").version(version(), "-V, --version").exitOverride();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
   let result: number | Promise<number> = 0;
   program
@@ -194,8 +195,9 @@ async function main(argv: string[]): Promise<number> {
       result = cmdCompare(file, o);
     });
   const int = (lo: number, hi: number) => (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < lo || n > hi) throw new InvalidArgumentError(`expected an integer ${lo}..${hi}`);
+    // Number("") and Number(" ") are 0: digits only.
+    const n = /^\s*\d+\s*$/.test(v) ? Number(v) : Number.NaN;
+    if (!Number.isInteger(n) || n < lo || n > hi) throw new InvalidArgumentError(`expected an integer ${lo}..${hi}, got "${v}"`);
     return n;
   };
   program
@@ -275,6 +277,31 @@ async function main(argv: string[]): Promise<number> {
   return await result;
 }
 
+// The package's version, from package.json beside dist/.
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  } catch {
+    return "unknown";
+  }
+}
+
+// Output to a closed pipe (`ptlab run ... | head -1`): the rest is dropped
+// quietly and the command still ends with its own exit code; any other
+// write error (a full disk, a closed file) is one line and exit code 2:
+// the output cannot go where it was asked to.
+function guardStdout(): void {
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") {
+      process.stdout.write = (() => true) as typeof process.stdout.write;
+      return;
+    }
+    process.stderr.write(`ptlab: cannot write the output: ${e.message}\n`);
+    process.exit(2);
+  });
+}
+
+guardStdout();
 main(process.argv).then(
   (code) => {
     process.exitCode = code;
