@@ -5,7 +5,18 @@
 import { writeFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { InvalidArgumentError } from "commander";
-import { type Counterexample, configKey, describe, type ExploreConfig, type Mode, parseToken, rankLess, shrink, TokenError } from "../explore/explore.js";
+import {
+  type Counterexample,
+  configKey,
+  describe,
+  type ExploreConfig,
+  type Mode,
+  NO_VIOLATION,
+  parseToken,
+  rankLess,
+  shrink,
+  TokenError,
+} from "../explore/explore.js";
 import { ScenarioError } from "../scenario/types.js";
 import { loadScenario } from "./load.js";
 
@@ -244,8 +255,10 @@ function output(
       if (run.truncated > 0) lines.push(`note: ${run.truncated} executions were cut off at the step bound (raise explore.max_steps)`);
     }
   }
+  // A replayed schedule that breaks nothing is shown, not reported.
+  const broke = cx !== null && cx.invariant !== NO_VIOLATION;
   if (cx !== null) {
-    lines.push(`COUNTEREXAMPLE [${cx.invariant}] ${cx.message}`);
+    lines.push(broke ? `COUNTEREXAMPLE [${cx.invariant}] ${cx.message}` : "REPLAY: this schedule breaks no invariant; its steps:");
     if (run !== null)
       lines.push(
         cx.shrunk
@@ -267,11 +280,12 @@ function output(
       mode: run?.cfg.mode ?? "replay",
       executions: run?.executions ?? 1,
       complete: run?.complete ?? true,
-      counterexample: cx,
+      counterexample: broke ? cx : null,
+      ...(cx !== null && !broke ? { replayed: cx } : {}),
     };
     writeFileSync(o.json, `${JSON.stringify(doc, null, 2)}\n`);
   }
   // 130: interrupted (the usual code after SIGINT), so scripts do not take
   // a partial run for a clean one.
-  return cx !== null ? 1 : run?.stopped ? 130 : 0;
+  return broke ? 1 : run?.stopped ? 130 : 0;
 }

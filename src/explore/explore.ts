@@ -632,6 +632,10 @@ export function counterexample(cfg: ExploreConfig, x: Execution): Counterexample
   return describe(cfg, s.schedule, s.complete, original.length);
 }
 
+// describe()'s invariant when the schedule breaks none (a replay token
+// whose schedule no longer fails).
+export const NO_VIOLATION = "(none)";
+
 // Replays a schedule with state recording and renders the steps.
 export function describe(cfg: ExploreConfig, schedule: number[], shrunk: boolean, original: number): Counterexample {
   const x = replay(cfg, schedule, true);
@@ -647,7 +651,7 @@ export function describe(cfg: ExploreConfig, schedule: number[], shrunk: boolean
     changes: diff(st.before, st.after),
   }));
   return {
-    invariant: v?.invariant ?? "(none)",
+    invariant: v?.invariant ?? NO_VIOLATION,
     message: v?.message ?? "the schedule no longer breaks an invariant",
     schedule,
     threads: names,
