@@ -138,3 +138,52 @@ describe("explore: writeback races stores and mprotect", () => {
     assert.deepEqual([...seen].sort(), ["dirty again", "written back"]);
   });
 });
+
+describe("explore: lost-dirty fires when a dirty bit vanishes without the folio marked dirty", () => {
+  // A kernel path that dropped the information is simulated by clearing the
+  // entry's dirty bit and the folio's flag by hand before the first step.
+  const base = (arch: string, more: string) =>
+    parseScenario(
+      `name: ld
+machine: { arch: ${arch}, cpus: 2 }
+processes:
+  - name: p
+    threads: [{ name: A, cpu: 0 }, { name: B, cpu: 1 }]
+steps:
+${more}
+concurrent:
+  - read: { region: r, length: 4K, thread: A }
+  - read: { region: r, length: 4K, thread: B }
+explore: { preemptions: 0 }
+`,
+      "ld.yaml",
+    );
+  const drop = (x: Execution) => {
+    let done = false;
+    x.onDecide = () => {
+      if (done) return;
+      done = true;
+      const m = x.m;
+      const p = [...m.mms][0]!;
+      const gi = pteOffset(m, p, p.vmas[0]!.start);
+      const v = m.tables.get(gi);
+      m.tables.set(gi, m.arch.pteMkclean(m.arch.pteWrprotect(v)));
+      const pfn = m.arch.ptePfn(v);
+      m.phys.flags[pfn] = m.phys.flags[pfn]! & ~PG_DIRTY;
+    };
+  };
+  for (const arch of ["x86_64", "arm64"]) {
+    it(`${arch}: a shared file page and a lazily freed anon page written again`, () => {
+      for (const setup of [
+        "  - mmap: { region: r, size: 4K, flags: [shared], file: data, thread: A }\n  - touch: { region: r, thread: A }",
+        "  - mmap: { region: r, size: 4K, thread: A }\n  - touch: { region: r, thread: A }\n  - madvise: { region: r, advice: free, thread: A }\n  - touch: { region: r, thread: A }",
+      ]) {
+        const sc = base(arch, setup);
+        const clean = explore({ ...scenarioConfig(sc, false) });
+        assert.equal(clean.counterexample, null);
+        const r = explore({ ...scenarioConfig(sc, false), onStart: drop });
+        assert.equal(r.counterexample?.invariant, "lost-dirty", setup);
+      }
+    });
+  }
+});
