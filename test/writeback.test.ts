@@ -20,16 +20,19 @@ import { load } from "./catalogue.js";
 
 const PS = 4096;
 
-function scenario(arch: string, more: string): Runner {
-  const r = new Runner(
-    parseScenario(
-      `name: wb
+// One process, threads A and B on CPUs 0 and 1.
+const head = (name: string, arch: string) => `name: ${name}
 machine: { arch: ${arch}, cpus: 2 }
 processes:
   - name: p
     threads: [{ name: A, cpu: 0 }, { name: B, cpu: 1 }]
 steps:
-  - mmap: { region: s, size: 16K, flags: [shared], file: data, thread: A }
+`;
+
+function scenario(arch: string, more: string): Runner {
+  const r = new Runner(
+    parseScenario(
+      `${head("wb", arch)}  - mmap: { region: s, size: 16K, flags: [shared], file: data, thread: A }
   - mmap: { region: q, size: 16K, file: data, thread: A }
   - touch: { region: s, length: 8K, thread: A }
   - read: { region: s, offset: 8K, length: 4K, thread: B }
@@ -144,13 +147,7 @@ describe("explore: lost-dirty fires when a dirty bit vanishes without the folio 
   // entry's dirty bit and the folio's flag by hand before the first step.
   const base = (arch: string, more: string) =>
     parseScenario(
-      `name: ld
-machine: { arch: ${arch}, cpus: 2 }
-processes:
-  - name: p
-    threads: [{ name: A, cpu: 0 }, { name: B, cpu: 1 }]
-steps:
-${more}
+      `${head("ld", arch)}${more}
 concurrent:
   - read: { region: r, length: 4K, thread: A }
   - read: { region: r, length: 4K, thread: B }
