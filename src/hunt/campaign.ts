@@ -52,7 +52,7 @@ export class Campaign {
   private racedKinds = new Map<string, number>(); // kind -> raced cases using it
   // feature -> [yes, drawn] over the cases that reached the variant's code,
   // a case that raced it counting three times.
-  private racedFeatures: Record<string, [number, number]> = {};
+  private reachedFeatures: Record<string, [number, number]> = {};
 
   constructor(
     readonly seed: number,
@@ -75,7 +75,7 @@ export class Campaign {
     }
     // The configuration (machine, mappings, set-up) leans toward that of
     // cases that ran the code at all, before any raced it: a step nearer.
-    if (this.reached > 0) gen.featureStats = this.racedFeatures;
+    if (this.reached > 0) gen.featureStats = this.reachedFeatures;
     for (let k = 0; k < ROUND; k++) {
       const id = this.nextId++;
       const rnd = rng(fnv1a(`${this.seed}:${this.shard.index}/${this.shard.count}:${id}`));
@@ -136,7 +136,7 @@ export class Campaign {
       const f = spec.case.features;
       if (f !== undefined)
         for (const n of f.drawn) {
-          const st = (this.racedFeatures[n] ??= [0, 0]);
+          const st = (this.reachedFeatures[n] ??= [0, 0]);
           st[1] += w;
           if (f.on.includes(n)) st[0] += w;
         }

@@ -123,6 +123,7 @@ export const KINDS = [
   "writeback",
 ] as const;
 export type Kind = (typeof KINDS)[number];
+const NOT_EXIT = KINDS.filter((k) => k !== "exit");
 
 // Page state bits the generator keeps so that set-up steps stay valid.
 const MAPPED = 1;
@@ -507,8 +508,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     // change's code keeps its configuration when the campaign redraws one
     // of its concurrent steps, and the party that races the change may be
     // of a kind the swarm left out.
-    const outside = KINDS.filter((x) => x !== "exit");
-    const k = canExit && reaper && ch.bool(0.5) ? "exit" : ch.bool(0.125) ? ch.pick(outside) : ch.pick(usable);
+    const k = canExit && reaper && ch.bool(0.5) ? "exit" : ch.bool(0.125) ? ch.pick(NOT_EXIT) : ch.pick(usable);
     if (k === "exit") {
       conc.push({ op: "exit", args: { process: a.proc.name, thread: a.t } });
       exited = a.proc;

@@ -24,7 +24,7 @@ import { PG_ANON, PG_DIRTY, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { MmError } from "./mmap.js";
 import { idxAt } from "../geometry.js";
 import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, type Vma } from "./types.js";
-import { isolateRange, lockVmaRmaps, mergeAround, unlockVmaRmaps } from "./vma.js";
+import { isolateRangeLocked, mergeAroundLocked } from "./vma.js";
 
 export type Advice = "dontneed" | "free" | "hugepage" | "nohugepage" | "willneed" | "cold" | "pageout";
 
@@ -346,17 +346,13 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
     }
     case "hugepage":
     case "nohugepage": {
-      let lk = yield* lockVmaRmaps(m, mm, start, end, false);
-      const vmas = isolateRange(m, mm, start, end);
-      unlockVmaRmaps(m, lk);
+      const vmas = yield* isolateRangeLocked(m, mm, start, end);
       if (vmas.length === 0) throw new MmError("ENOMEM", "madvise: range is not mapped");
       for (const vma of vmas) {
         if (advice === "hugepage") vma.flags = (vma.flags & ~VM_NOHUGEPAGE) | VM_HUGEPAGE;
         else vma.flags = (vma.flags & ~VM_HUGEPAGE) | VM_NOHUGEPAGE;
       }
-      lk = yield* lockVmaRmaps(m, mm, start, end, true);
-      mergeAround(m, mm, start, end);
-      unlockVmaRmaps(m, lk);
+      yield* mergeAroundLocked(m, mm, start, end);
       break;
     }
     case "willneed":

@@ -13,7 +13,7 @@ import { freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
 import { type FileObj, type Mm, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
 import { anonVmaRoot } from "./rmap.js";
-import { insertVma, isolateRange, lockVmaRmaps, mergeAround, rangeFree, unlockVmaRmaps } from "./vma.js";
+import { insertVma, isolateRangeLocked, mergeAround, rangeFree } from "./vma.js";
 
 export class MmError extends Error {
   constructor(
@@ -111,9 +111,7 @@ export function* doMunmap(m: Machine, mm: Mm, start: number, len: number, unlock
   const PS = m.geo.pageSize;
   if (start % PS !== 0) throw new MmError("EINVAL", "address must be page aligned");
   const end = start + Math.ceil(len / PS) * PS;
-  const lk = yield* lockVmaRmaps(m, mm, start, end, false);
-  const vmas = isolateRange(m, mm, start, end);
-  unlockVmaRmaps(m, lk);
+  const vmas = yield* isolateRangeLocked(m, mm, start, end);
   if (vmas.length === 0) return;
   const first = mm.vmas.indexOf(vmas[0] as Vma);
   mm.vmas.splice(first, vmas.length);

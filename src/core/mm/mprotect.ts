@@ -19,7 +19,7 @@ import { vmaPageProt } from "./fault.js";
 import { MmError, protToVmFlags } from "./mmap.js";
 import { idxAt } from "../geometry.js";
 import { type Mm, VM_ACCESS_FLAGS, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
-import { isolateRange, lockVmaRmaps, mergeAround, unlockVmaRmaps } from "./vma.js";
+import { isolateRangeLocked, mergeAroundLocked } from "./vma.js";
 
 // change_pte_range(). The "off" variant is the code before the 2025 series
 // (one PTE at a time through ptep_modify_prot_start/commit); "fixed" and
@@ -183,9 +183,7 @@ export function* mprotect(m: Machine, mm: Mm, start: number, len: number, prot: 
   const covered = Math.min(cur, end);
   const newBits = protToVmFlags(prot);
   const tlb = tlbGatherMmu(m, mm);
-  let lk = yield* lockVmaRmaps(m, mm, start, covered, false);
-  const vmas = isolateRange(m, mm, start, covered);
-  unlockVmaRmaps(m, lk);
+  const vmas = yield* isolateRangeLocked(m, mm, start, covered);
   for (const vma of vmas) {
     const nflags = (vma.flags & ~VM_ACCESS_FLAGS) | newBits;
     if (nflags === vma.flags) continue;
@@ -193,8 +191,6 @@ export function* mprotect(m: Machine, mm: Mm, start: number, len: number, prot: 
     yield* changeProtection(tlb, vma);
   }
   tlbFinishMmu(tlb);
-  lk = yield* lockVmaRmaps(m, mm, start, covered, true);
-  mergeAround(m, mm, start, covered);
-  unlockVmaRmaps(m, lk);
+  yield* mergeAroundLocked(m, mm, start, covered);
   if (covered < end) throw new MmError("ENOMEM", "mprotect: range is not fully mapped", covered);
 }

@@ -91,7 +91,7 @@ export function rangeFree(mm: Mm, start: number, end: number): boolean {
 // (mergeAround()) would change, files first as vma_prepare() does; returns
 // what it took for unlockVmaRmaps(). Nothing when not interleaving, or when
 // no bound moves.
-export function* lockVmaRmaps(m: Machine, mm: Mm, start: number, end: number, merge: boolean): KGen<number[]> {
+function* lockVmaRmaps(m: Machine, mm: Mm, start: number, end: number, merge: boolean): KGen<number[]> {
   const il = m.il;
   if (il === null) return [];
   const PS = m.geo.pageSize;
@@ -125,6 +125,21 @@ export function* lockVmaRmaps(m: Machine, mm: Mm, start: number, end: number, me
   return taken;
 }
 
-export function unlockVmaRmaps(m: Machine, taken: number[]): void {
+function unlockVmaRmaps(m: Machine, taken: number[]): void {
   for (let i = taken.length - 2; i >= 0; i -= 2) m.il?.unlock(taken[i] as number, taken[i + 1] as number);
+}
+
+// isolateRange() and mergeAround() as the syscalls run them: under the rmap
+// locks of the VMAs whose bounds move (vma_prepare()).
+export function* isolateRangeLocked(m: Machine, mm: Mm, start: number, end: number): KGen<Vma[]> {
+  const lk = yield* lockVmaRmaps(m, mm, start, end, false);
+  const vmas = isolateRange(m, mm, start, end);
+  unlockVmaRmaps(m, lk);
+  return vmas;
+}
+
+export function* mergeAroundLocked(m: Machine, mm: Mm, start: number, end: number): KGen {
+  const lk = yield* lockVmaRmaps(m, mm, start, end, true);
+  mergeAround(m, mm, start, end);
+  unlockVmaRmaps(m, lk);
 }

@@ -63,17 +63,17 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
     folioPutbackLru(m, head);
   };
   const il = m.il;
+  // keep_locked / activate_locked: folio_unlock(), back on the LRU.
+  const keepLocked = (h: number) => {
+    il?.unlock(LK_FOLIO, h);
+    keep(h);
+  };
   for (let n = 0; n < list.length; n++) {
     const head = list[n] as number;
     if (il && !il.trylock(LK_FOLIO, head)) {
       keep(head);
       continue;
     }
-    // keep_locked / activate_locked: folio_unlock(), back on the LRU.
-    const keepLocked = (h: number) => {
-      il?.unlock(LK_FOLIO, h);
-      keep(h);
-    };
     if (!ignoreReferences && (yield* folioReferenced(m, head)) > 0) {
       keepLocked(head); // folio_check_references(): FOLIOREF_ACTIVATE / KEEP
       continue;
