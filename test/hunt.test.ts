@@ -65,6 +65,50 @@ describe("hunt: generator", () => {
       assert.ok(ops.has(op), `no generated case uses ${op}`);
   });
 
+  it("lockless readers mostly read pages the set-up populated; the lazyfree feature frees populated anon memory and stores into it again", () => {
+    let readers = 0;
+    let onPopulated = 0;
+    let lazy = 0;
+    for (let i = 0; i < 400; i++) {
+      const c = generate(Choices.fresh(i), `g${i}`, { variants: {}, featureStats: { lazyfree: [1000, 1000] } });
+      // Pages the sequential steps touched or read, by region.
+      const pop = new Map<string, Set<number>>();
+      const pg = c.machine.arch === "arm64" ? (c.machine.arm64?.granule ?? 4) * 1024 : 4096;
+      const pagesOf = (a: Record<string, unknown>) => {
+        const off = ((a.offset as number | undefined) ?? 0) / pg;
+        const len = a.length === undefined ? 4096 : (a.length as number) / pg;
+        return [off, len] as const;
+      };
+      let freedAt = -1;
+      c.steps.forEach((s, j) => {
+        const a = s.args as Record<string, unknown>;
+        if (s.op === "touch" || s.op === "read") {
+          const [off, len] = pagesOf(a);
+          const set = pop.get(a.region as string) ?? new Set<number>();
+          for (let k = off; k < off + len; k++) set.add(k);
+          pop.set(a.region as string, set);
+        }
+        if (s.op === "madvise" && a.advice === "free") freedAt = j;
+        // A store into the range just freed, right after the MADV_FREE.
+        if (freedAt === j - 1 && s.op === "touch") {
+          const f = c.steps[freedAt]?.args as Record<string, unknown>;
+          const [fo, fl] = pagesOf(f);
+          const [o] = pagesOf(a);
+          if (f.region === a.region && o >= fo && o < fo + fl) lazy++;
+        }
+      });
+      for (const s of c.concurrent) {
+        if (s.op !== "lockless") continue;
+        readers++;
+        const a = s.args as Record<string, unknown>;
+        if (pop.get(a.region as string)?.has(pagesOf(a)[0])) onPopulated++;
+      }
+    }
+    assert.ok(readers >= 40, `only ${readers} lockless readers`);
+    assert.ok(onPopulated >= 0.8 * readers, `${onPopulated} of ${readers} lockless readers on a populated page`);
+    assert.ok(lazy >= 100, `lazyfree set-up in ${lazy} of 400 cases whose odds were learned up to 0.9`);
+  });
+
   it("an arm64-only variant gives arm64 cases with the variant in machine.variants", () => {
     for (let i = 0; i < 20; i++) {
       const sc = loadCase(caseYaml(generate(Choices.fresh(i), "v", { variants: { contpte_lockless: "no-retry" }, arch: "arm64" })), "v.yaml");

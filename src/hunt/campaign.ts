@@ -48,6 +48,8 @@ export class Campaign {
   violations = 0; // cases that broke something
   raced = 0; // cases that ran a selected variant's code while another thread had steps left
   reached = 0; // cases that ran it at all
+  private racedFresh = 0; // of those, generated fresh (not mutated from the corpus)
+  private reachedFresh = 0;
   private alike = new Map<string, number>();
   private racedKinds = new Map<string, number>(); // kind -> raced cases using it
   // feature -> [yes, drawn] over the cases that reached the variant's code,
@@ -66,16 +68,16 @@ export class Campaign {
     // Adaptive swarm: kinds of step that the cases reaching the variant's
     // code used are drawn more often, the others less (never never).
     const gen: GenOptions = { ...this.gen };
-    if (this.raced > 0) {
+    if (this.racedFresh > 0) {
       const odds: Record<string, number> = {};
       // Never far below the default 0.55: the kinds that race a change's
       // code are often not those that reach it.
-      for (const k of KINDS) odds[k] = 0.4 + (0.5 * ((this.racedKinds.get(k) ?? 0) + 1)) / (this.raced + 2);
+      for (const k of KINDS) odds[k] = 0.4 + (0.5 * ((this.racedKinds.get(k) ?? 0) + 1)) / (this.racedFresh + 2);
       gen.kindOdds = odds;
     }
     // The configuration (machine, mappings, set-up) leans toward that of
     // cases that ran the code at all, before any raced it: a step nearer.
-    if (this.reached > 0) gen.featureStats = this.reachedFeatures;
+    if (this.reachedFresh > 0) gen.featureStats = this.reachedFeatures;
     for (let k = 0; k < ROUND; k++) {
       const id = this.nextId++;
       const rnd = rng(fnv1a(`${this.seed}:${this.shard.index}/${this.shard.count}:${id}`));
@@ -126,12 +128,19 @@ export class Campaign {
     const raced = res.raced > 0;
     const reached = raced || res.reached;
     if (gain > 0 || reached) this.corpus.push({ id: spec.id, words: spec.words, gain, raced, reached, concurrentWords: spec.case.concurrentWords ?? [] });
+    // The odds are learned from fresh cases only: a mutated case inherits
+    // most of its parent's choices, and counting it again would let the
+    // first lucky case's incidental features crowd out the others (the
+    // corpus already breeds from it).
+    const fresh = spec.parent === null;
     if (raced) {
       this.raced++;
-      for (const k of spec.case.kinds ?? []) this.racedKinds.set(k, (this.racedKinds.get(k) ?? 0) + 1);
+      if (fresh) this.racedFresh++;
+      if (fresh) for (const k of spec.case.kinds ?? []) this.racedKinds.set(k, (this.racedKinds.get(k) ?? 0) + 1);
     }
-    if (reached) {
-      this.reached++;
+    if (reached) this.reached++;
+    if (reached && fresh) {
+      this.reachedFresh++;
       const w = raced ? 3 : 1;
       const f = spec.case.features;
       if (f !== undefined)

@@ -124,11 +124,16 @@ export const KINDS = [
 ] as const;
 export type Kind = (typeof KINDS)[number];
 const NOT_EXIT = KINDS.filter((k) => k !== "exit");
+// Weight of a feature's default odds against what the reaching cases drew:
+// the first few cases that reach a change carry incidental features, and
+// a weak prior let those decide the rest of a campaign.
+const PRIOR = 8;
 
 // Page state bits the generator keeps so that set-up steps stay valid.
 const MAPPED = 1;
 const PR = 2;
 const PW = 4;
+const POP = 8; // a set-up step touched or read it (an entry may be present)
 
 interface Region {
   name: string;
@@ -155,7 +160,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   const on: string[] = [];
   const feature = (name: string, p: number): boolean => {
     const st = opts.featureStats?.[name];
-    const q = st === undefined ? p : Math.min(0.9, Math.max(0.1, (st[0] + 2 * p) / (st[1] + 2)));
+    const q = st === undefined ? p : Math.min(0.9, Math.max(0.1, (st[0] + PRIOR * p) / (st[1] + PRIOR)));
     const yes = ch.bool(q);
     drawn.push(name);
     if (yes) on.push(name);
@@ -383,6 +388,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       const len = mappedRun(r, off, len0, what === "touch" ? MAPPED | PW : MAPPED | PR);
       if (len === 0) return;
       steps.push({ op: what, args: { ...args(r, off, len, n), thread: t } });
+      for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) | POP;
       return;
     }
     if (what === "madvise") {
@@ -400,6 +406,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
         ["nohugepage", 1],
       ] as const);
       steps.push({ op: "madvise", args: { ...args(r, off, len, n), advice, thread: t } });
+      if (advice === "dontneed" || advice === "pageout") for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) & ~POP;
       return;
     }
     if (what === "mprotect") {
@@ -409,7 +416,8 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       const prot = ch.pick(["r", "rw", "none"]);
       steps.push({ op: "mprotect", args: { ...args(r, off, len, n), prot, thread: t } });
       if (prot !== "rw" && pr === p) lastProtect = { r, off, len };
-      for (let i = off; i < off + len; i++) r.pages[i] = MAPPED | (prot.includes("r") ? PR : 0) | (prot.includes("w") ? PW : 0);
+      for (let i = off; i < off + len; i++)
+        r.pages[i] = MAPPED | ((r.pages[i] as number) & POP) | (prot.includes("r") ? PR : 0) | (prot.includes("w") ? PW : 0);
       return;
     }
     if (what === "writeback") {
@@ -461,15 +469,42 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const write = ch.bool(0.7);
     const len = mappedRun(r, off, len0, write ? MAPPED | PW : MAPPED | PR);
     if (len > 0) steps.push({ op: write ? "touch" : "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
+    for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) | POP;
+  };
+  // MADV_FREE over what the set-up populated of a private anon region, then
+  // a store to a page or two of it.
+  const lazyfreeStep = (): boolean => {
+    const rs = p.regions.filter((x) => x.anonPrivate && x.pages.some((b) => (b & (POP | PW)) === (POP | PW)));
+    if (rs.length === 0) return false;
+    const r = ch.pick(rs);
+    const n = r.pages.length;
+    let lo = 0;
+    while (((r.pages[lo] as number) & POP) === 0) lo++;
+    const len = mappedRun(r, lo, n - lo, MAPPED | POP);
+    steps.push({ op: "madvise", args: { ...args(r, lo, len, n), advice: "free", thread: ch.pick(p.threads) } });
+    const off = lo + ch.int(len);
+    const w = mappedRun(r, off, ch.bool(0.7) ? 1 : 2, MAPPED | PW);
+    if (w > 0) steps.push({ op: "touch", args: { ...args(r, off, w, n), thread: ch.pick(p.threads) } });
+    // The concurrent steps meet where the folio's entries now differ.
+    if (w > 0 && ch.bool(0.7)) focus = off;
+    return true;
   };
   if (root.bool(0.9)) {
     ch = root.fork();
     setupStep(true);
   }
+  // Memory an allocator handed back with MADV_FREE and then reused in
+  // part (jemalloc's and glibc's pattern): large folios whose entries are
+  // clean except a few written again, the state that access/dirty
+  // gathering and lazyfree reclaim must get right. A learned feature.
+  ch = root;
+  const lazyfree = feature("lazyfree", 0.2);
   const extra = 1 + root.int(4);
+  const lazyAt = lazyfree ? root.int(extra) : -1;
   for (let i = 0; i < extra; i++) {
     ch = root.fork();
     const before = steps.length;
+    if (i === lazyAt && lazyfreeStep()) continue;
     setupStep(false);
     const last = steps[steps.length - 1];
     if (steps.length > before && last !== undefined && last.op !== "touch" && last.op !== "read" && ch.bool(0.7)) retouch();
@@ -481,6 +516,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const [off, len0] = range(r, true, 4);
     const len = mappedRun(r, off, len0, MAPPED | PR);
     if (len > 0) steps.push({ op: "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
+    for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) | POP;
   }
 
   // ---- concurrent actors ----------------------------------------------------------------------
@@ -544,6 +580,26 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       conc.push({ op: "truncate", args: { file: r.file as string, size: ch.pick([0, 0, off, n >> 1, n - 1]) * page, thread: a.t } });
       return true;
     }
+    if (k === "lockless") {
+      // GUP-fast and RCU walkers race what they find mapped: mostly a page
+      // the set-up populated (near the focus when it is one), else any.
+      const popd = regs.filter((x) => x.pages.some((b) => (b & POP) !== 0));
+      let r = ch.pick(regs);
+      let off: number;
+      if (popd.length > 0 && ch.bool(0.8)) {
+        r = ch.pick(popd);
+        const idx: number[] = [];
+        for (let i = 0; i < r.pages.length; i++) if (((r.pages[i] as number) & POP) !== 0) idx.push(i);
+        const f = focus + ch.pick([0, -1, 1, -(block >> 1), block >> 1]);
+        off = f >= 0 && f < r.pages.length && ((r.pages[f] as number) & POP) !== 0 && ch.bool(0.6) ? f : ch.pick(idx);
+      } else [off] = range(r, true, 1);
+      const a2: Record<string, number | string> = { region: r.name };
+      if (off > 0) a2.offset = off * page;
+      a2.via = ch.pick(["rcu", "gup_fast"]);
+      a2.thread = a.t;
+      conc.push({ op: "lockless", args: a2 });
+      return true;
+    }
     const r = ch.pick(regs);
     if (k === "reclaim") {
       const n = r.pages.length;
@@ -562,15 +618,6 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       return true;
     }
     const n = r.pages.length;
-    if (k === "lockless") {
-      const [off] = range(r, true, 1);
-      const a2: Record<string, number | string> = { region: r.name };
-      if (off > 0) a2.offset = off * page;
-      a2.via = ch.pick(["rcu", "gup_fast"]);
-      a2.thread = a.t;
-      conc.push({ op: "lockless", args: a2 });
-      return true;
-    }
     if (k === "touch" || k === "read") {
       const [off, len] = range(r, true, 1 + ch.int(3));
       conc.push({ op: k, args: { ...args(r, off, len, n), thread: a.t } });
@@ -623,7 +670,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     // One thread alone races nothing: add a lockless reader or an access on another CPU.
     const other = p.threads.find((t) => !threadsUsed.has(t));
     const r = p.regions[0];
-    if (other !== undefined && r !== undefined) {
+    if (other !== undefined && r !== undefined && exited !== p) {
       const [off] = range(r, true, 1);
       conc.push({ op: ch.bool() ? "read" : "touch", args: { ...args(r, off, 1, r.pages.length), thread: other } });
     }
