@@ -3,7 +3,10 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { describe, it } from "node:test";
 import { defaultReplayOptions, Replayer } from "../src/replay/replay.js";
 import { parseTraceFile } from "../src/trace/open.js";
@@ -56,5 +59,41 @@ describe("replay", () => {
   it("rejects a bad option with exit code 2", () => {
     const r = spawnSync("node", ["dist/src/cli/main.js", "replay", "--touch", "some", "x"], { encoding: "utf8" });
     assert.equal(r.status, 2);
+  });
+
+  it("a damaged, truncated, missing or endless input is one located line and exit 2; --lenient replays what came before the damage", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ptlab-replay-"));
+    const lines: string[] = [];
+    for (let i = 0; i < 4000; i++) {
+      const a = (0x7f0000000000 + i * 0x10000).toString(16);
+      lines.push(`100 mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x${a}`, `100 munmap(0x${a}, 8192) = 0`);
+    }
+    const gz = gzipSync(`${lines.join("\n")}\n`);
+    const cut = join(dir, "cut.strace.gz");
+    writeFileSync(cut, gz.subarray(0, gz.length >> 1));
+    const bad = Buffer.from(gz);
+    bad.fill(0, gz.length - 400, gz.length - 200); // the tail: the data before it decodes, then the check fails
+    const dmg = join(dir, "damaged.strace.gz");
+    writeFileSync(dmg, bad);
+    const long = join(dir, "long.strace");
+    writeFileSync(long, `100 munmap(0x7f0000000000, 8192) = 0\n${"x".repeat(5 << 20)}\n`);
+    const run = (...a: string[]) => spawnSync("node", ["dist/src/cli/main.js", "replay", ...a], { encoding: "utf8" });
+    for (const [f, want] of [
+      [cut, /cut\.strace\.gz:\d+:1: damaged gzip stream: unexpected end of file/],
+      [dmg, /damaged\.strace\.gz:\d+:\d+: /],
+      [dir, /:1:1: is a directory: expected a trace file/],
+      [join(dir, "none"), /none:1:1: cannot read: no such file/],
+      [long, /long\.strace:2:1: line longer than 4 MiB: not a trace/],
+    ] as const) {
+      const r = run(f);
+      assert.equal(r.status, 2, `${f}: ${r.stderr}`);
+      assert.match(r.stderr, want);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    }
+    const ok = run("--lenient", "--json", cut);
+    assert.equal(ok.status, 0, ok.stderr);
+    const j = JSON.parse(ok.stdout);
+    assert.match(j.damaged, /damaged gzip stream: unexpected end of file/);
+    assert.ok(j.parse.events > 100 && j.parse.events < 8000, `replayed ${j.parse.events} events before the cut`);
   });
 });

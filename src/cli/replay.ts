@@ -25,7 +25,7 @@ export function parseTouch(v: string): TouchPolicy {
 
 export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<number> {
   if (o.arch !== "x86_64" && o.arch !== "arm64") throw new TraceError(file, 1, 1, `--arch ${o.arch}: expected x86_64 or arm64`, "usage");
-  const { format, events } = await parseTraceFile(file, { lenient: o.lenient === true, reorder: file.includes("perf") ? 0.05 : 0 });
+  const { format, events, opened } = await parseTraceFile(file, { lenient: o.lenient === true, reorder: file.includes("perf") ? 0.05 : 0 });
   const r = new Replayer({ ...defaultReplayOptions(), cpus: o.cpus, checkInvariants: o.check, touch: o.touch, arch: o.arch });
   for await (const e of events) r.apply(e);
   const totals = r.counters();
@@ -33,7 +33,7 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
   const violations = r.violations.map((v) => `[${v.invariant}] ${v.message}`);
   if (o.json) {
     process.stdout.write(
-      `${JSON.stringify({ file, format, stats: r.stats, parse: events.stats, totals: countersJson(totals), processes: procs, violations }, null, 2)}\n`,
+      `${JSON.stringify({ file, format, stats: r.stats, parse: events.stats, damaged: opened.damage?.format() ?? null, totals: countersJson(totals), processes: procs, violations }, null, 2)}\n`,
     );
   } else {
     const out = [`ptlab replay ${file} (${format}, ${o.arch}, ${o.cpus} CPUs, touch policy ${o.touch.kind})`, ""];
@@ -43,6 +43,7 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
         .join(" "),
     );
     if (events.stats.skipped > 0) out.push(`skipped malformed lines: ${events.stats.skipped}`);
+    if (opened.damage !== null) out.push(`trace ends early (--lenient replayed what came before): ${opened.damage.format()}`);
     out.push("", formatTotals(totals), "pid     comm              mmaps  faults  peak_vmpte_kb  peak_rss_anon_kb  peak_rss_file_kb");
     for (const p of procs.slice(0, 30))
       out.push(

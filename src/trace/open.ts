@@ -2,7 +2,8 @@
  * Node-only helpers: open a trace file (optionally gzipped), detect its format, stream its lines.
  */
 import { createReadStream } from "node:fs";
-import { open } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
+import { Transform } from "node:stream";
 import { createInterface } from "node:readline";
 import { createGunzip } from "node:zlib";
 import { TraceError } from "./errors.js";
@@ -14,7 +15,15 @@ export interface OpenedTrace {
   /** All lines of the file, in order (the ones read for detection included). Iterate once. */
   lines: AsyncIterable<string>;
   format: TraceFormat;
+  /**
+   * Lenient mode: where the file stopped being readable (a damaged or truncated gzip stream), once
+   * `lines` has ended there; null while reading and when the whole file was read.
+   */
+  damage: TraceError | null;
 }
+
+/** A line longer than this is not a trace line (`/dev/zero`, a binary file): refused, not buffered. */
+export const MAX_LINE_BYTES = 4 << 20;
 
 const PERF_LINE = /^ *(\?|\d+\.\d+) \( *(\d+\.\d+ ms)? *\): /;
 const STRACE_LINE =
@@ -52,18 +61,74 @@ async function isGzip(path: string): Promise<boolean> {
  * flat), and detects the format from the first non-empty lines. Throws TraceError when the format
  * cannot be recognised.
  */
-export async function openTrace(path: string): Promise<OpenedTrace> {
-  const gz = await isGzip(path);
+export async function openTrace(path: string, lenient = false): Promise<OpenedTrace> {
+  try {
+    const st = await stat(path);
+    if (st.isDirectory()) throw new TraceError(path, 1, 1, "is a directory: expected a trace file", "io");
+  } catch (e) {
+    if (e instanceof TraceError) throw e;
+    throw new TraceError(path, 1, 1, `cannot read: ${ioReason(e)}`, "io");
+  }
+  let gz: boolean;
+  try {
+    gz = await isGzip(path);
+  } catch (e) {
+    throw new TraceError(path, 1, 1, `cannot read: ${ioReason(e)}`, "io");
+  }
+  // Lines read so far (for where a stream error happened) and a guard on line length.
+  let lineNo = 0;
+  let lineBytes = 0;
+  const guard = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      let i = chunk.indexOf(10);
+      if (i < 0) lineBytes += chunk.length;
+      else {
+        let last = i;
+        for (; i >= 0; i = chunk.indexOf(10, i + 1)) {
+          lineNo++;
+          last = i;
+        }
+        lineBytes = chunk.length - last - 1;
+      }
+      if (lineBytes > MAX_LINE_BYTES) cb(new TraceError(path, lineNo + 1, 1, `line longer than ${MAX_LINE_BYTES >> 20} MiB: not a trace`, "too-long"));
+      else cb(null, chunk);
+    },
+  });
   const raw = createReadStream(path);
-  const input = gz ? raw.pipe(createGunzip()) : raw;
-  if (gz) raw.on("error", (e) => input.destroy(e));
+  const decoded = gz ? raw.pipe(createGunzip()) : raw;
+  if (gz) raw.on("error", (e) => decoded.destroy(e));
+  const input = decoded.pipe(guard);
+  decoded.on("error", (e: Error) => guard.destroy(e));
   const rl = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
   const it = rl[Symbol.asyncIterator]();
+  // A stream error as one located line: the zlib or I/O reason, at the line it interrupted.
+  const located = (e: unknown, line: number): TraceError =>
+    e instanceof TraceError ? e : new TraceError(path, line, 1, `${gz ? "damaged gzip stream" : "read error"}: ${ioReason(e)}`, gz ? "damaged" : "io");
+  let read = 0; // lines handed out
+  const next = async (): Promise<IteratorResult<string>> => {
+    try {
+      const r = await it.next();
+      if (!r.done) read++;
+      return r;
+    } catch (e) {
+      throw located(e, read + 1);
+    }
+  };
   const head: string[] = [];
   let nonEmpty = 0;
   let done = false;
+  let damage: TraceError | null = null;
   while (nonEmpty < DETECT_LINES) {
-    const r = await it.next();
+    let r: IteratorResult<string>;
+    try {
+      r = await next();
+    } catch (e) {
+      // Too little left to tell the format: the damage is the error.
+      if (!lenient || head.length === 0) throw e;
+      damage = e as TraceError;
+      done = true;
+      break;
+    }
     if (r.done) {
       done = true;
       break;
@@ -78,12 +143,22 @@ export async function openTrace(path: string): Promise<OpenedTrace> {
     const firstLine = head.findIndex((l) => l.trim() !== "");
     throw new TraceError(path, firstLine < 0 ? 1 : firstLine + 1, 1, "cannot detect the trace format: expected strace or perf trace output");
   }
+  const out: OpenedTrace = { lines: lines(), format, damage: null };
   async function* lines(): AsyncGenerator<string, void, undefined> {
     try {
       yield* head;
+      if (damage !== null) out.damage = damage;
       if (done) return;
       for (;;) {
-        const r = await it.next();
+        let r: IteratorResult<string>;
+        try {
+          r = await next();
+        } catch (e) {
+          // Lenient: what was readable is the trace, and the summary says where it stopped.
+          if (!lenient) throw e;
+          out.damage = e as TraceError;
+          return;
+        }
         if (r.done) return;
         yield r.value;
       }
@@ -92,14 +167,26 @@ export async function openTrace(path: string): Promise<OpenedTrace> {
       input.destroy();
     }
   }
-  return { lines: lines(), format };
+  return out;
+}
+
+function ioReason(e: unknown): string {
+  const code = (e as { code?: unknown }).code;
+  if (code === "ENOENT") return "no such file";
+  if (code === "EACCES" || code === "EPERM") return "permission denied";
+  if (code === "EISDIR") return "is a directory";
+  if (code === "Z_BUF_ERROR" || (e instanceof Error && e.message === "unexpected end of file")) return "unexpected end of file";
+  return e instanceof Error ? (e.message.split("\n")[0] ?? "") : String(e);
 }
 
 /** Open, detect and parse in one go. */
-export async function parseTraceFile(path: string, opts: Partial<Omit<ParseOptions, "file">> = {}): Promise<{ format: TraceFormat; events: TraceParser }> {
-  const { lines, format } = await openTrace(path);
+export async function parseTraceFile(
+  path: string,
+  opts: Partial<Omit<ParseOptions, "file">> = {},
+): Promise<{ format: TraceFormat; events: TraceParser; opened: OpenedTrace }> {
+  const opened = await openTrace(path, opts.lenient ?? false);
   const o: ParseOptions = { file: path, lenient: opts.lenient ?? false };
   if (opts.reorder !== undefined) o.reorder = opts.reorder;
-  const events = format === "strace" ? parseStrace(lines, o) : parsePerfTrace(lines, o);
-  return { format, events };
+  const events = opened.format === "strace" ? parseStrace(opened.lines, o) : parsePerfTrace(opened.lines, o);
+  return { format: opened.format, events, opened };
 }
