@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { checkAccounting, checkFreedFrames, checkTlbs } from "../src/core/check.js";
 import * as X from "../src/core/arch/x86/pgtable.js";
+import { doBrk, doMmap } from "../src/core/mm/mmap.js";
 import { pteOffset } from "../src/core/mm/walk.js";
 import { parseScenario } from "../src/scenario/load.js";
 import { Runner, ViolationError } from "../src/run/runner.js";
@@ -276,5 +279,38 @@ describe("CLI", () => {
       assert.doesNotMatch(res.stdout, /VIOLATION/);
     }
     assert.ok(readFileSync("scenarios/default.yaml", "utf8").length > 0);
+  });
+});
+
+describe("brk limits", () => {
+  for (const arch of ["x86_64", "arm64"] as const)
+    it(`${arch}: a break past TASK_SIZE or into the page below the next mapping is refused, as check_brk_limits() and brk() refuse it`, () => {
+      const sc = parseScenario(`name: b\nmachine: { arch: ${arch} }\nsteps:\n  - brk: { delta: 64K, region: h }\n`, "t.yaml");
+      const r = new Runner(sc, { checkInvariants: true });
+      r.runAll();
+      const mm = r.procs.get("p0")!.mm;
+      const T = r.m.arch.taskSize;
+      const start = mm.brk;
+      const PS = r.m.geo.pageSize;
+      // Past TASK_SIZE (two addresses 256 TiB apart once aliased one page).
+      assert.equal(doBrk(r.m, mm, T + PS), start);
+      assert.equal(doBrk(r.m, mm, 2 ** 53 - 1), start);
+      // A mapping a few pages above the break: up to a page below it, no further.
+      const above = Math.ceil(start / PS) * PS + 8 * PS;
+      doMmap(r.m, mm, { addr: above, len: PS, prot: { read: true, write: false, exec: false }, shared: false, fixed: true, file: null, pgoff: 0 });
+      assert.equal(doBrk(r.m, mm, above - PS + 1), start);
+      assert.equal(doBrk(r.m, mm, above - PS), above - PS);
+      // Shrinking below start_brk is refused; to it, allowed.
+      assert.equal(doBrk(r.m, mm, mm.startBrk - 1), above - PS);
+      assert.equal(doBrk(r.m, mm, mm.startBrk), mm.startBrk);
+      assert.deepEqual(r.finish(), []);
+    });
+
+  it("a brk step the kernel refuses is one located error, exit 2", () => {
+    const f = join(mkdtempSync(join(tmpdir(), "ptlab-brk-")), "b.yaml");
+    writeFileSync(f, "name: b\nsteps:\n  - brk: { delta: 1024T, region: h }\n  - touch: { region: h }\n");
+    const r = spawnSync(process.execPath, [CLI, "run", f], { encoding: "utf8" });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /b\.yaml:3:5: brk failed: the kernel kept the break at 0x/);
   });
 });

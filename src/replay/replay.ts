@@ -101,6 +101,7 @@ export class Replayer {
     unresolvedFaults: 0,
     segv: 0, // accesses the model answered with a signal (SIGSEGV, or SIGBUS beyond a file's end)
     unsupported: 0,
+    brkRefused: 0, // a break the traced kernel reached and the model's brk() refused (the replay diverges there)
     checksSkipped: 0, // checks after events that changed nothing they read
   };
   violations: Violation[] = [];
@@ -297,7 +298,7 @@ export class Replayer {
           const r = e.result as number;
           if (p.mm.startBrk === 0) {
             p.mm.startBrk = p.mm.brk = r; // the first brk(NULL) tells where the heap starts
-          } else if (r !== p.mm.brk) doBrk(m, p.mm, r);
+          } else if (r !== p.mm.brk && doBrk(m, p.mm, r) !== r) this.stats.brkRefused++;
           break;
         }
         case "mremap": {

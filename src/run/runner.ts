@@ -342,7 +342,14 @@ export class Runner {
       case "brk": {
         const p = this.procOf(step);
         this.enter(step, p);
-        doBrk(m, p.mm, p.mm.brk + step.delta);
+        const want = p.mm.brk + step.delta;
+        if (doBrk(m, p.mm, want) !== want) {
+          const hex = (x: number) => `0x${x.toString(16)}`;
+          throw this.err(
+            step,
+            `brk failed: the kernel kept the break at ${hex(p.mm.brk)} (a new break lies between start_brk ${hex(p.mm.startBrk)} and TASK_SIZE ${hex(m.arch.taskSize)}, a page below the next mapping)`,
+          );
+        }
         this.bindHeap(step, p);
         return;
       }

@@ -171,20 +171,32 @@ export function doBrk(m: Machine, mm: Mm, newBrk: number): number {
   return run(brk(m, mm, newBrk));
 }
 
-// brk() (mm/mmap.c) after mmap_write_lock(): returns the new break.
+// brk() (SYSCALL_DEFINE1(brk), mm/mmap.c) after mmap_write_lock(): returns the new break.
 // Shrinking unmaps like munmap (do_vmi_align_munmap() with unlock: the lock
 // is read-held afterwards), growing adds or extends the heap VMA.
+// A request the kernel refuses leaves the break where it was and returns it.
 export function* brk(m: Machine, mm: Mm, newBrk: number): KGen<number> {
   const PS = m.geo.pageSize;
   const oldEnd = Math.ceil(mm.brk / PS) * PS;
   const newEnd = Math.ceil(newBrk / PS) * PS;
   if (newBrk < mm.startBrk) return mm.brk;
   if (newEnd < oldEnd) {
+    // Shrinking needs the heap VMA to reach into the range it gives back.
+    const v = mm.vmas[mm.findVmaIndex(newEnd)];
+    if (v === undefined || v.start >= oldEnd) return mm.brk;
     // mm->brk changes before the unmap drops the write lock.
     mm.brk = newBrk;
     yield* doMunmap(m, mm, newEnd, oldEnd - newEnd);
   } else if (newEnd > oldEnd) {
-    if (!rangeFree(mm, oldEnd, newEnd)) return mm.brk;
+    // check_brk_limits(): get_unmapped_area(MAP_FIXED) refuses a range
+    // past TASK_SIZE (__get_unmapped_area(), mm/mmap.c).
+    const len = newEnd - oldEnd;
+    const T = m.arch.taskSize;
+    if (len > T || oldEnd > T - len) return mm.brk;
+    // The next VMA must start at least a page above the new break (no stack
+    // here grows down into the gap, so vm_start_gap() is its start).
+    const next = mm.vmas[mm.findVmaIndex(oldEnd)];
+    if (next !== undefined && newEnd + PS > next.start) return mm.brk;
     insertVma(mm, new Vma(oldEnd, newEnd, VM_READ | VM_WRITE | VM_MAYWRITE, null, oldEnd / PS, 0));
     mergeAround(m, mm, oldEnd, newEnd);
   }
