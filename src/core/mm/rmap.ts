@@ -389,9 +389,8 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
 // hardware walker sees pte_none meanwhile. The rmap is not taken off and put
 // back (folio_remove_rmap_pte() / folio_add_anon_rmap_pte() cancel out), and
 // AnonExclusive stays on the page. The locks are taken in rmap walk order,
-// one table after another: a folio mapped through several tables (after
-// fork or an unaligned mremap) can make the explorer see a lock order the
-// kernel does not have.
+// one table after another, and a busy one makes the split let go of those it
+// holds and start again (no lock order the kernel does not have).
 export function* splitFolio(m: Machine, head: number): KGen<boolean> {
   if ((m.phys.order[head] as number) === 0) return true;
   // __folio_split(): anon_vma_lock_write() of an anon folio's root,
@@ -432,33 +431,64 @@ function* splitFolioLocked(m: Machine, head: number): KGen<boolean> {
   }
   // The PTE tables that map the folio, each locked (page_vma_mapped_walk()
   // takes them in turn; here they stay held until remap_page() is done).
+  // The kernel never holds two of them at once (page_vma_mapped_walk() takes
+  // one table's lock at a time; the migration entries keep the folio's
+  // entries out of others' hands meanwhile). Holding them together, the model
+  // must not wait for a second lock while holding the first: fork's
+  // copy_pte_range() holds the parent's table and waits for the child's, an
+  // ABBA the kernel does not have. So a busy second lock makes it let go of
+  // all, wait for that one, and start again.
   const held: number[] = []; // slots
   const heldPmd: number[] = []; // the PMD entry index of each
-  for (const h of hits) {
-    for (let k = 0; k < nr; ) {
-      const a = h.addr + k * PS;
-      const next = Math.min(nr, k + (G.pmdSize - (a % G.pmdSize)) / PS);
-      if (a + (next - k) * PS <= h.vma.start || a >= h.vma.end) {
-        k = next;
-        continue;
-      }
-      const pi = pmdOffset(m, h.mm, Math.max(a, h.vma.start), false);
-      k = next;
-      if (pi < 0) continue;
-      let pmdv = T.get(pi);
-      if (il !== null && pmdv !== 0 && A.pmdLeafInvalid(pmdv)) pmdv = yield* pmdReadLocked(m, pi, S_SPLIT_PMD_LOCK);
-      if (pmdv === 0 || !A.entryIsTable(pmdv)) continue;
-      const slot = T.slotOfPfn(A.ptePfn(pmdv));
-      if (held.includes(slot)) continue;
-      if (il) {
-        yield il.lock(LK_PTL, slot, true, S_SPLIT_LOCK);
-        if (T.get(pi) !== pmdv) {
-          il.unlock(LK_PTL, slot);
+  for (;;) {
+    let busy = -1;
+    let busyPmd = -1;
+    tables: for (const h of hits) {
+      for (let k = 0; k < nr; ) {
+        const a = h.addr + k * PS;
+        const next = Math.min(nr, k + (G.pmdSize - (a % G.pmdSize)) / PS);
+        if (a + (next - k) * PS <= h.vma.start || a >= h.vma.end) {
+          k = next;
           continue;
         }
+        const pi = pmdOffset(m, h.mm, Math.max(a, h.vma.start), false);
+        k = next;
+        if (pi < 0) continue;
+        let pmdv = T.get(pi);
+        if (il !== null && pmdv !== 0 && A.pmdLeafInvalid(pmdv)) {
+          // A huge PMD being split: its lock is waited for holding nothing.
+          if (held.length > 0) {
+            busyPmd = pi;
+            break tables;
+          }
+          pmdv = yield* pmdReadLocked(m, pi, S_SPLIT_PMD_LOCK);
+        }
+        if (pmdv === 0 || !A.entryIsTable(pmdv)) continue;
+        const slot = T.slotOfPfn(A.ptePfn(pmdv));
+        if (held.includes(slot)) continue;
+        if (il) {
+          if (held.length === 0) yield il.lock(LK_PTL, slot, true, S_SPLIT_LOCK);
+          else if (!il.trylock(LK_PTL, slot)) {
+            busy = slot;
+            break tables;
+          }
+          if (T.get(pi) !== pmdv) {
+            il.unlock(LK_PTL, slot);
+            continue;
+          }
+        }
+        held.push(slot);
+        heldPmd.push(pi);
       }
-      held.push(slot);
-      heldPmd.push(pi);
+    }
+    if ((busy < 0 && busyPmd < 0) || il === null) break;
+    for (const slot of held) il.unlock(LK_PTL, slot);
+    held.length = 0;
+    heldPmd.length = 0;
+    if (busyPmd >= 0) yield* pmdReadLocked(m, busyPmd, S_SPLIT_PMD_LOCK);
+    else {
+      yield il.lock(LK_PTL, busy, true, S_SPLIT_LOCK);
+      il.unlock(LK_PTL, busy);
     }
   }
   // The entries mapping the folio in the held tables: table chunk, index,
