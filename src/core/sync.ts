@@ -83,3 +83,16 @@ export function isSpinSite(id: number): boolean {
 export function siteName(id: number): string {
   return siteNames[id] ?? `site ${id}`;
 }
+
+// The wait for a PTE table's lock in pte_offset_map_lock() and its kin
+// (mm/pgtable-generic.c): since v6.5, __pte_offset_map() holds
+// rcu_read_lock() from reading the PMD until pte_unmap(), so a table PT
+// reclaim freed meanwhile (RCU-deferred, mm/pt_reclaim.c) is not reused
+// before the path, once it holds the lock, sees the PMD changed. The
+// read-side section is modelled from the PMD read to the lock; with the lock
+// held the caller re-checks the PMD (pmd_same()).
+export function* pteLockMapped(il: Interleaver, slot: number, at: number): Generator<number, void, void> {
+  il.rcuReadLock();
+  yield il.lock(LK_PTL, slot, true, at);
+  il.rcuReadUnlock();
+}

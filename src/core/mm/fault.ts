@@ -22,7 +22,7 @@ import { checkFreedFrames } from "../check.js";
 import type { Machine } from "../machine.js";
 import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
-import { type Interleaver, LK_FOLIO, LK_PMD, LK_PTL, site } from "../sync.js";
+import { type Interleaver, LK_FOLIO, LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
 import { type FileObj, type Mm, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { folioSetAnonRmap, folioSetFileRmap } from "./rmap.js";
@@ -180,7 +180,7 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
   if (il) {
     // pte_offset_map_lock(): the table may have been reclaimed meanwhile.
     pmdv = m.tables.get(pmdIdx);
-    yield il.lock(LK_PTL, slot, true, S_FAULT_LOCK);
+    yield* pteLockMapped(il, slot, S_FAULT_LOCK);
     if (m.tables.get(pmdIdx) !== pmdv) {
       il.unlock(LK_PTL, slot);
       return "retry";
@@ -338,7 +338,7 @@ function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: nu
 // pte_offset_map_lock() again, after the lock was dropped: false (the
 // fault is retried) when the PTE table went away meanwhile.
 function* relockPte(m: Machine, il: Interleaver, pmdIdx: number, pmdv: number, slot: number, at: number): KGen<boolean> {
-  yield il.lock(LK_PTL, slot, true, at);
+  yield* pteLockMapped(il, slot, at);
   if (m.tables.get(pmdIdx) === pmdv) return true;
   il.unlock(LK_PTL, slot);
   return false;

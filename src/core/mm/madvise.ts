@@ -10,7 +10,7 @@ import { pmdReadLocked } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run, unmapSingleVma, walkPmdTables } from "./memory.js";
 import { flushTlbBatchedPending, folioMapcount, splitFolio } from "./rmap.js";
 import { folioIsolateLru, reclaimPages } from "./vmscan.js";
-import { LK_PTL, site } from "../sync.js";
+import { LK_PTL, pteLockMapped, site } from "../sync.js";
 
 const S_CLEAN_LOCK = site("madvise_free_pte_range", "take the PTE lock");
 const S_CLEAN_PTE = site("madvise_free_pte_range", "load a PTE");
@@ -110,7 +110,7 @@ function* freePmdRange(tlb: MmuGather, pmdSlot: number, addr: number, end: numbe
     const slot = T.slotOfPfn(A.ptePfn(v));
     const il = m.il;
     if (il) {
-      yield il.lock(LK_PTL, slot, true, S_CLEAN_LOCK);
+      yield* pteLockMapped(il, slot, S_CLEAN_LOCK);
       if (T.get(pmdIdx) !== v) {
         il.unlock(LK_PTL, slot);
         addr = next;
@@ -238,7 +238,7 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
     }
     const slot = T.slotOfPfn(A.ptePfn(v));
     if (il) {
-      yield il.lock(LK_PTL, slot, true, S_COLD_LOCK);
+      yield* pteLockMapped(il, slot, S_COLD_LOCK);
       if (T.get(pmdIdx) !== v) {
         il.unlock(LK_PTL, slot);
         addr = next;
@@ -373,7 +373,7 @@ function* splitUnlocked(m: Machine, mm: Mm, head: number, slot: number, pmdIdx: 
   const ok = yield* splitFolio(m, head);
   if (phys.folioPut(head)) m.counters.pagesFree++;
   if (il) {
-    yield il.lock(LK_PTL, slot, true, relock);
+    yield* pteLockMapped(il, slot, relock);
     if (m.tables.get(pmdIdx) !== v) {
       il.unlock(LK_PTL, slot);
       return null;

@@ -9,7 +9,7 @@
 
 import type { Machine } from "../machine.js";
 import { variantIs } from "../variant.js";
-import { LK_PTL, site } from "../sync.js";
+import { LK_PTL, pteLockMapped, site } from "../sync.js";
 import { freeTableTlb, type MmuGather, tlbFlushMmu, tlbFlushMmuTlbonly, tlbFlushRmaps, tlbRemoveFolioPages, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD, LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM } from "./physmem.js";
@@ -129,7 +129,7 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
     if (!A.entryIsTable(pmdv)) return end;
     const slot = T.slotOfPfn(A.ptePfn(pmdv));
     if (il) {
-      yield il.lock(LK_PTL, slot, true, S_ZAP_LOCK);
+      yield* pteLockMapped(il, slot, S_ZAP_LOCK);
       if (T.get(pmdIdx) !== pmdv) {
         il.unlock(LK_PTL, slot);
         return end; // the table went away (PT reclaim): nothing left to zap

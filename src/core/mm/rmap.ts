@@ -15,7 +15,7 @@
 
 import type { Machine } from "../machine.js";
 import { variantIs } from "../variant.js";
-import { LK_ANON_VMA, LK_IMMAP, LK_PTL, site } from "../sync.js";
+import { LK_ANON_VMA, LK_IMMAP, LK_PTL, pteLockMapped, site } from "../sync.js";
 import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
@@ -164,7 +164,7 @@ export function* pageVmaMappedWalk(
     }
     const slot = T.slotOfPfn(A.ptePfn(pmdv));
     if (il) {
-      yield il.lock(LK_PTL, slot, true, S_RMAP_LOCK);
+      yield* pteLockMapped(il, slot, S_RMAP_LOCK);
       if (T.get(pmdIdx) !== pmdv) {
         il.unlock(LK_PTL, slot);
         k = next;
@@ -467,7 +467,7 @@ function* splitFolioLocked(m: Machine, head: number): KGen<boolean> {
         const slot = T.slotOfPfn(A.ptePfn(pmdv));
         if (held.includes(slot)) continue;
         if (il) {
-          if (held.length === 0) yield il.lock(LK_PTL, slot, true, S_SPLIT_LOCK);
+          if (held.length === 0) yield* pteLockMapped(il, slot, S_SPLIT_LOCK);
           else if (!il.trylock(LK_PTL, slot)) {
             busy = slot;
             break tables;
