@@ -57,6 +57,12 @@ export const VARIANTS = {
   // mapped it at the old address). That code had no move_normal_pmd() (v5.0)
   // and moved one PTE at a time (no large-folio batching, v6.16).
   mremap_flush: ["fixed", "after-unlock"],
+  // move_ptes()' large-folio batch (mremap_folio_pte_batch(), mm/mremap.c):
+  // "respect-write" (04d1c9d60c6e, in 6.17.y stable: FPB_RESPECT_WRITE) or
+  // "ignore-write" (v6.17 as released, from f822a9a81a31: the batch ignores
+  // the write bit and set_ptes() gives every entry the first one's, so a
+  // read-only entry of the folio comes out writable).
+  mremap_batching: ["respect-write", "ignore-write"],
   // Reclaim's deferred TLB flush (try_to_unmap() with TTU_BATCH_FLUSH) seen
   // by the rest of mm: "fixed" (3ea277194daa, v4.13, 2017: zap_pte_range(),
   // change_pte_range(), madvise_free_pte_range()/cold_or_pageout and
@@ -118,6 +124,7 @@ export function defaultConfig(): MachineConfig {
       zap_batching: "batched",
       table_free: "rcu",
       mremap_flush: "fixed",
+      mremap_batching: "respect-write",
       tlb_batch_pending: "fixed",
     },
     tlbSinglePageFlushCeiling: 33,
@@ -221,7 +228,16 @@ export class Machine {
       // arm64: tags are hardware ASIDs, and fills check for TLB conflicts.
       if (arch.name === "arm64") {
         const a = config.arm64;
-        cpu.tlb = new Tlb(128, 12, 32, 32, 2 ** a.asidBits, a.bbml2NoAbort ? CONFLICT_OA : CONFLICT_OA_OR_SIZE, Math.min(a.vaBits, MODEL_VA_BITS), arch.pageShift);
+        cpu.tlb = new Tlb(
+          128,
+          12,
+          32,
+          32,
+          2 ** a.asidBits,
+          a.bbml2NoAbort ? CONFLICT_OA : CONFLICT_OA_OR_SIZE,
+          Math.min(a.vaBits, MODEL_VA_BITS),
+          arch.pageShift,
+        );
       }
       this.cpus.push(cpu);
     }
@@ -266,4 +282,3 @@ export class Machine {
     this.rcuPending = [];
   }
 }
-

@@ -489,6 +489,60 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     if (w > 0 && ch.bool(0.7)) focus = off;
     return true;
   };
+  // A page or two of what the set-up populated of a private anon region, its
+  // index: near the focus when that is one, else any.
+  const populatedPage = (writable: boolean): [Region, number] | null => {
+    const need = writable ? MAPPED | POP | PW : MAPPED | POP;
+    const rs = p.regions.filter((x) => x.anonPrivate && x.pages.some((b) => (b & need) === need));
+    if (rs.length === 0) return null;
+    const r = ch.pick(rs);
+    const idx: number[] = [];
+    for (let i = 0; i < r.pages.length; i++) if (((r.pages[i] as number) & need) === need) idx.push(i);
+    // Near the focus, or the first page of the block-sized folio a page is
+    // in (where the region's placement says where those begin).
+    let f = ch.bool(0.6) && focus >= 0 ? focus + ch.pick([0, 0, 1, -1, block >> 1]) : ch.pick(idx);
+    if (r.table >= 0 && ch.bool(0.4)) f -= (((f - r.table) % block) + block) % block;
+    return [r, f >= 0 && f < r.pages.length && ((r.pages[f] as number) & need) === need ? f : ch.pick(idx)];
+  };
+  // fork() then exec (the child's mm goes away at once), then the parent
+  // writes a page or two of what it had: the COW-reuse path, which leaves
+  // large folios AnonExclusive on the pages written again only.
+  const forkExecStep = (): boolean => {
+    const at = populatedPage(true);
+    if (at === null) return false;
+    const [r, off] = at;
+    const child = `c${childNames.length + 1}`;
+    const ccpu = cpu++;
+    machine.cpus = cpu;
+    steps.push({ op: "fork", args: { child, cpu: ccpu, thread: ch.pick(p.threads) } });
+    steps.push({ op: "exit", args: { process: child, thread: `${child}.t0` } });
+    childNames.push(child);
+    const w = mappedRun(r, off, ch.bool(0.6) ? 1 : 2, MAPPED | PW);
+    steps.push({ op: "touch", args: { ...args(r, off, w, r.pages.length), thread: ch.pick(p.threads) } });
+    if (ch.bool(0.7)) focus = off;
+    return true;
+  };
+  // W^X as JITs do it: write taken away from a range that starts at a
+  // populated page (and given back by a concurrent mprotect, wx-flip).
+  const wxStep = (): void => {
+    const at = populatedPage(false);
+    if (at === null) return;
+    const [r, page] = at;
+    // From that page or a little above it: inside the folio it belongs to.
+    const off = Math.min(r.pages.length - 1, page + ch.pick([0, 1, 1, 2, block >> 2, block >> 1]));
+    const len = mappedRun(r, off, ch.pick([1, 2, block >> 1, block, r.pages.length]), MAPPED);
+    if (len === 0) return;
+    const prot = ch.bool(0.75) ? "r" : "none";
+    steps.push({ op: "mprotect", args: { ...args(r, off, len, r.pages.length), prot, thread: ch.pick(p.threads) } });
+    // Half the time the set-up flips it back itself (to patch the code
+    // again), else a concurrent step may (wx-flip).
+    if (ch.bool(0.5)) {
+      steps.push({ op: "mprotect", args: { ...args(r, off, len, r.pages.length), prot: "rw", thread: ch.pick(p.threads) } });
+      return;
+    }
+    lastProtect = { r, off, len };
+    for (let i = off; i < off + len; i++) r.pages[i] = MAPPED | ((r.pages[i] as number) & POP) | (prot === "r" ? PR : 0);
+  };
   if (root.bool(0.9)) {
     ch = root.fork();
     setupStep(true);
@@ -497,17 +551,27 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   // part (jemalloc's and glibc's pattern): large folios whose entries are
   // clean except a few written again, the state that access/dirty
   // gathering and lazyfree reclaim must get right. A learned feature.
+  // fork-exec and wx: the two other patterns of real programs that leave
+  // the folios' pages in mixed states, learned the same way.
   ch = root;
   const lazyfree = feature("lazyfree", 0.2);
+  const forkExec = feature("fork-exec", 0.2);
+  const wx = feature("wx", 0.2);
   const extra = 1 + root.int(4);
   const lazyAt = lazyfree ? root.int(extra) : -1;
+  const forkAt = forkExec ? root.int(extra) : -1;
   for (let i = 0; i < extra; i++) {
     ch = root.fork();
     const before = steps.length;
+    if (i === forkAt && forkExecStep()) continue;
     if (i === lazyAt && lazyfreeStep()) continue;
     setupStep(false);
     const last = steps[steps.length - 1];
     if (steps.length > before && last !== undefined && last.op !== "touch" && last.op !== "read" && ch.bool(0.7)) retouch();
+  }
+  if (wx) {
+    ch = root.fork();
+    wxStep();
   }
   ch = root.fork();
   // Other CPUs hold TLB and walk-cache entries: a read or write from a second thread.

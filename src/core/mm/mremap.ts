@@ -228,7 +228,9 @@ function* moveHugePmd(m: Machine, mm: Mm, oa: number, spi: number, dpi: number):
 
 // move_ptes(): under the old and the new PTE lock, each entry is cleared
 // and set at the new address, batched over a large folio
-// (mremap_folio_pte_batch(), get_and_clear_full_ptes(), set_ptes()).
+// (mremap_folio_pte_batch(), get_and_clear_full_ptes(), set_ptes()); the
+// batch respects the write bit (04d1c9d60c6e) unless mremap_batching says
+// otherwise.
 // v6.17 flushes the old range before unlocking when a present entry moved
 // (force_flush). Returns -1 for -EAGAIN (the old PMD changed), 2 when the
 // old code left the flush to the caller, else 1.
@@ -287,7 +289,15 @@ function* movePtes(m: Machine, mm: Mm, vma: Vma, oa: number, da: number, extent:
         const pfn = A.ptePfn(v);
         const head = phys.folioHead(pfn);
         const order = phys.order[head] as number;
-        if (order > 0) nr = folioPteBatch(m, es, si0 + k, v, pfn, head, order, n - k, false, false);
+        if (order > 0) {
+          nr = folioPteBatch(m, es, si0 + k, v, pfn, head, order, n - k, false, true);
+          // v6.17.0 batched over entries that differ in the write bit: the
+          // two part only where such an entry ends the batch above.
+          if (nr < n - k) {
+            const any = folioPteBatch(m, es, si0 + k, v, pfn, head, order, n - k, false, false);
+            if (any > nr && variantIs(m, "mremap_batching", "ignore-write")) nr = any;
+          }
+        }
       }
       if (A.ptePresent(v)) forceFlush = present = true;
       const pte = A.getAndClearFullPtes(m, mm, oa + k * PS, es, si0 + k, nr, false);
