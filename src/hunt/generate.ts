@@ -555,8 +555,8 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   // the folios' pages in mixed states, learned the same way.
   ch = root;
   const lazyfree = feature("lazyfree", 0.2);
-  const forkExec = feature("fork-exec", 0.2);
-  const wx = feature("wx", 0.2);
+  const forkExec = feature("fork-exec", 0.35);
+  const wx = feature("wx", 0.35);
   const extra = 1 + root.int(4);
   const lazyAt = lazyfree ? root.int(extra) : -1;
   const forkAt = forkExec ? root.int(extra) : -1;
