@@ -58,6 +58,9 @@ export interface Interleaver {
   // wp_page_copy() and friends copied a page's contents (the explorer tracks
   // what user stores wrote, to check what loads see).
   copyPage(src: number, dst: number): void;
+  // Writeback wrote the folio (folio_clear_dirty_for_io() and the write):
+  // the dirty bits its entries had were consumed, not lost.
+  folioWritten(head: number, nr: number): void;
   // The reader's result is checked when it finishes (invariant 9).
   watch(e: Float64Array, i: number, slot: number): void;
   // Steps every thread but the running one (and the RCU agent) has taken so

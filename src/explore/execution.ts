@@ -700,6 +700,16 @@ export class Execution implements Interleaver, TableAccessCheck {
   private writers = new Map<number, string>([[0, "(set-up)"]]);
   private expected = new Map<number, Map<number, number>>(); // mm id -> vpn -> stamp
 
+  // The lost-dirty check forgets the folio's pages: the dirty bits it saw
+  // (some still carried over a PTE lock another thread holds, which may map
+  // the page clean) ended in a write, as folio_mkclean() meant them to.
+  folioWritten(head: number, nr: number): void {
+    this.fpAdd(FP_W, X_DIRTY_SEEN, head);
+    for (let k = 0; k < nr; k++) {
+      this.dirtyBefore.delete(head + k);
+      this.carriedFreeing.delete(head + k);
+    }
+  }
   copyPage(src: number, dst: number): void {
     this.fpAdd(FP_R, X_CONTENT, src);
     this.fpAdd(FP_W, X_CONTENT, dst);
@@ -1090,6 +1100,7 @@ const X_EXPECT = 6; // a page's expected stamp
 const X_EXPECT_ALL = 7; // an mm's expected stamps as a whole
 const X_ZAPS = 8; // an mm's ranges being zapped
 const X_TRUNC = 9; // a file's truncations in flight
+const X_DIRTY_SEEN = 10; // the lost-dirty check's view of a folio's pages
 const FP_R = 0;
 const FP_W = 1;
 const FP_I = 2;

@@ -46,6 +46,7 @@ export function* writebackFile(m: Machine, f: FileObj): KGen<number> {
     // folio_clear_dirty_for_io()
     if (yield* folioMkclean(m, pfn)) phys.flags[pfn] = (phys.flags[pfn] as number) | PG_DIRTY; // folio_mark_dirty()
     phys.flags[pfn] = (phys.flags[pfn] as number) & ~PG_DIRTY; // folio_test_clear_dirty()
+    if (il) il.folioWritten(pfn, 1 << (phys.order[pfn] as number));
     written++;
     if (il) il.unlock(LK_FOLIO, pfn);
   }
