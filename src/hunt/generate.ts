@@ -655,7 +655,9 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
         const idx: number[] = [];
         for (let i = 0; i < r.pages.length; i++) if (((r.pages[i] as number) & POP) !== 0) idx.push(i);
         const f = focus + ch.pick([0, -1, 1, -(block >> 1), block >> 1]);
-        off = f >= 0 && f < r.pages.length && ((r.pages[f] as number) & POP) !== 0 && ch.bool(0.6) ? f : ch.pick(idx);
+        // A neighbour of the focus counts when mapped: a large folio's fault
+        // populated the pages around the one a step touched.
+        off = f >= 0 && f < r.pages.length && ((r.pages[f] as number) & MAPPED) !== 0 && ch.bool(0.6) ? f : ch.pick(idx);
       } else [off] = range(r, true, 1);
       const a2: Record<string, number | string> = { region: r.name };
       if (off > 0) a2.offset = off * page;
