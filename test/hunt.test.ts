@@ -257,6 +257,16 @@ describe("hunt: finding a historical variant from a cold start", { timeout: 600_
 });
 
 describe("hunt: command line", () => {
+  it("one worker or two: the same coverage, corpus and findings (worker threads share no tables)", () => {
+    const run = (w: string) => {
+      const out = tmp();
+      const r = ptlab(["hunt", "--cases", "32", "--seed", "4", "--workers", w, "--no-progress", "--out", out]);
+      assert.equal(r.status, 0, r.stderr);
+      const j = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
+      return { features: j.features, findings: j.findings.length, corpus: readdirSync(join(out, "corpus")).sort() };
+    };
+    assert.deepEqual(run("2"), run("1"));
+  });
   it("bad options and folders: one line, exit code 2", () => {
     const cases: [string[], RegExp][] = [
       [["hunt", "--time", "soon"], /expected a duration/],

@@ -14,7 +14,8 @@ import { VARIANTS } from "../core/machine.js";
 import { type CaseSpec, Campaign } from "../hunt/campaign.js";
 import type { Case } from "../hunt/case.js";
 import { type Finding, minimize } from "../hunt/minimize.js";
-import { type Budget, type CaseResult, DEFAULT_BUDGET, featureName, loadCase, type Outcome, runCase } from "../hunt/search.js";
+import { siteTable } from "../core/sync.js";
+import { type Budget, type CaseResult, DEFAULT_BUDGET, featureName, learnOutcomes, loadCase, type Outcome, runCase } from "../hunt/search.js";
 import { UsageError } from "./explore.js";
 
 export interface HuntOpts {
@@ -36,7 +37,12 @@ export type HuntJob =
   | { kind: "case"; id: number; name: string; yaml: string; budget: Budget; seed: number }
   | { kind: "minimize"; id: number; case: Case; outcome: Outcome; budget: Budget; seed: number; limitMs: number };
 
-export type HuntReply = { kind: "case"; id: number; result: CaseResult } | { kind: "minimize"; id: number; finding: Finding };
+// A worker's replies carry its site table (once) and the outcome names it
+// has met: the main thread names the workers' features with them.
+export type HuntReply = ({ kind: "case"; id: number; result: CaseResult } | { kind: "minimize"; id: number; finding: Finding }) & {
+  sites?: readonly string[];
+  outcomes?: [number, string][];
+};
 
 // stop: [0] an interrupt, [1] the deadline. Cases stop at either; a
 // minimisation only at an interrupt or its own time limit.
@@ -49,7 +55,14 @@ export function serveJob(job: HuntJob, stop: Int32Array): HuntReply {
       result = runCase(loadCase(job.yaml, `${job.name}.yaml`), job.budget, job.seed, shouldStop);
     } catch (e) {
       // A generated case the loader rejects is a generator bug; count it, do not stop.
-      result = { outcome: { kind: "invalid", message: e instanceof Error ? e.message : String(e) }, features: [], executions: 0, consulted: 0, raced: 0, reached: false };
+      result = {
+        outcome: { kind: "invalid", message: e instanceof Error ? e.message : String(e) },
+        features: [],
+        executions: 0,
+        consulted: 0,
+        raced: 0,
+        reached: false,
+      };
     }
     return { kind: "case", id: job.id, result };
   }
@@ -77,6 +90,7 @@ export function checkVariants(v: Record<string, string>): "arm64" | "x86_64" | u
 interface Executor {
   run(jobs: HuntJob[]): Promise<HuntReply[]>;
   close(): Promise<void>;
+  sites: readonly string[]; // the site table the features were recorded with
 }
 
 function inlineExecutor(stop: Int32Array): Executor {
@@ -91,13 +105,15 @@ function inlineExecutor(stop: Int32Array): Executor {
       return out;
     },
     async close() {},
+    sites: siteTable(),
   };
 }
 
 function workerExecutor(n: number, stop: SharedArrayBuffer): Executor {
   const url = new URL("./hunt-worker.js", import.meta.url);
   const workers = Array.from({ length: n }, () => new Worker(url, { workerData: { stop } }));
-  return {
+  const ex: Executor = {
+    sites: [],
     run(jobs) {
       return new Promise((resolve, reject) => {
         const out: HuntReply[] = new Array(jobs.length);
@@ -109,6 +125,8 @@ function workerExecutor(n: number, stop: SharedArrayBuffer): Executor {
           const i = next++;
           const onMsg = (r: HuntReply) => {
             w.off("error", onErr);
+            if (r.sites !== undefined) ex.sites = r.sites;
+            if (r.outcomes !== undefined) learnOutcomes(r.outcomes);
             out[i] = r;
             if (++done === jobs.length) resolve(out);
             else feed(w);
@@ -125,6 +143,7 @@ function workerExecutor(n: number, stop: SharedArrayBuffer): Executor {
       await Promise.all(workers.map((w) => w.terminate()));
     },
   };
+  return ex;
 }
 
 // ---- the findings folder ------------------------------------------------------------
@@ -322,7 +341,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
   summary.executions = camp.executions;
   summary.seconds = Math.round((Date.now() - t0) / 100) / 10;
   summary.interrupted = interrupted;
-  summary.features = [...camp.coverage].map(featureName).sort();
+  summary.features = [...camp.coverage].map((f) => featureName(f, ex.sites)).sort();
   writeFileSync(join(o.out, "summary.json"), `${JSON.stringify(summary, null, 1)}\n`);
   printSummary(summary, camp.corpus.length, o.out);
   if (interrupted) return 130;

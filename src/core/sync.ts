@@ -86,6 +86,12 @@ export function isSpinSite(id: number): boolean {
 export function siteName(id: number): string {
   return siteNames[id] ?? `site ${id}`;
 }
+// The names by id in this thread: ids follow the order the modules
+// registered their sites in, which differs between threads whose entry
+// modules differ (a worker's features are named with the worker's table).
+export function siteTable(): readonly string[] {
+  return siteNames;
+}
 
 // The wait for a PTE table's lock in pte_offset_map_lock() and its kin
 // (mm/pgtable-generic.c): since v6.5, __pte_offset_map() holds

@@ -7,9 +7,9 @@
 
 import { Counters } from "../core/counters.js";
 import { VARIANTS, type VariantName } from "../core/machine.js";
-import { siteName } from "../core/sync.js";
+import { siteTable } from "../core/sync.js";
 import type { Execution } from "../explore/execution.js";
-import { type ExploreConfig, explore, type Mode } from "../explore/explore.js";
+import { type ExploreConfig, explore, fnv1a, type Mode } from "../explore/explore.js";
 import { Runner, ViolationError } from "../run/runner.js";
 import { parseScenario } from "../scenario/load.js";
 import { type Scenario, ScenarioError } from "../scenario/types.js";
@@ -68,20 +68,34 @@ const F_VARIANT = 0x6000000;
 const STATE_NAMES = ["pte-lock", "mmap-write", "rcu-reader", "irqs-off", "rcu-pending", "lockless-read", "zap", "lazy-free", "calls>1"];
 const COUNTER_NAMES = Object.keys(new Counters()) as (keyof Counters)[];
 const VARIANT_NAMES = Object.keys(VARIANTS) as VariantName[];
-const outcomeNames: string[] = [];
+// An outcome's id is a hash of its name, not the order this thread met
+// it in: each worker thread has its own table, and coverage merged from
+// workers must not depend on which worker saw what first.
+const outcomeNames = new Map<number, string>();
 function outcomeId(s: string): number {
-  let i = outcomeNames.indexOf(s);
-  if (i < 0) i = outcomeNames.push(s) - 1;
-  return i;
+  const id = fnv1a(s) & 0xffffff;
+  outcomeNames.set(id, s);
+  return id;
 }
 
-export function featureName(f: number): string {
+// The outcomes this thread has named, for a thread that names another's features.
+export function outcomeTable(): [number, string][] {
+  return [...outcomeNames];
+}
+export function learnOutcomes(t: [number, string][]): void {
+  for (const [id, name] of t) outcomeNames.set(id, name);
+}
+
+// A feature's name; `sites` is the site table of the thread that recorded
+// it (siteTable() there), this thread's by default.
+export function featureName(f: number, sites: readonly string[] = siteTable()): string {
   const kind = f & 0xff000000;
   const v = f & 0xffffff;
+  const siteName = (id: number) => sites[id] ?? `site ${id}`;
   if (kind === F_SITE) return `site ${siteName(v)}`;
   if (kind === F_PAIR) return `preempt ${siteName(v >>> 12)} -> ${siteName(v & 0xfff)}`;
   if (kind === F_COUNTER) return `counter ${COUNTER_NAMES[v >>> 5] ?? "?"} >= ${v & 31 ? 2 ** ((v & 31) - 1) : 0}`;
-  if (kind === F_OUTCOME) return `outcome ${outcomeNames[v] ?? "?"}`;
+  if (kind === F_OUTCOME) return `outcome ${outcomeNames.get(v) ?? `#${v.toString(16)}`}`;
   if (kind === F_VARIANT) {
     const mask = v & 0xfff;
     const on = STATE_NAMES.filter((_, i) => mask & (1 << i));
