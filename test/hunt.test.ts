@@ -235,6 +235,9 @@ describe("hunt: finding a historical variant from a cold start", { timeout: 600_
     const summary = JSON.parse(readFileSync(join(out, "summary.json"), "utf8"));
     const own = summary.findings.find((f: { fixedToo: boolean }) => f.fixedToo === false);
     assert.ok(own, r.stdout);
+    // Both counts, each under its own name.
+    assert.ok(summary.reached >= summary.raced && summary.raced > 0, JSON.stringify(summary));
+    assert.match(r.stdout, new RegExp(`${summary.reached} reached the variant's code, ${summary.raced} beside another thread`));
     assert.equal(own.kind, "violation");
     assert.match(r.stdout, /explores clean: the variant's bug/);
     const file = join(out, own.file);

@@ -155,8 +155,10 @@ interface Summary {
   variants: Record<string, string>;
   cases: number;
   invalid: number;
-  // Cases in which a selected variant's code ran while another thread had
-  // steps left (0 without --variant).
+  // Cases in which a selected variant's code ran at all (in the set-up
+  // too), and those in which it ran while another thread had steps left
+  // (0 without --variant).
+  reached: number;
   raced: number;
   executions: number;
   seconds: number;
@@ -256,6 +258,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
     variants: o.variant,
     cases: 0,
     invalid: 0,
+    reached: 0,
     raced: 0,
     executions: 0,
     seconds: 0,
@@ -270,7 +273,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
     if (!o.progress || (!force && now - lastProgress < 2000)) return;
     lastProgress = now;
     process.stderr.write(
-      `hunt: ${((now - t0) / 1000).toFixed(0)} s, ${camp.cases} cases (${camp.invalid} invalid${Object.keys(o.variant).length > 0 ? `, ${camp.raced} reached the variant's code` : ""}), ${camp.executions} executions, ${camp.coverage.size} features, corpus ${camp.corpus.length}, findings ${summary.findings.length}\n`,
+      `hunt: ${((now - t0) / 1000).toFixed(0)} s, ${camp.cases} cases (${camp.invalid} invalid${Object.keys(o.variant).length > 0 ? `, ${camp.reached} reached the variant's code, ${camp.raced} beside another thread` : ""}), ${camp.executions} executions, ${camp.coverage.size} features, corpus ${camp.corpus.length}, findings ${summary.findings.length}\n`,
     );
   };
   try {
@@ -337,6 +340,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
   progress(true);
   summary.cases = camp.cases;
   summary.invalid = camp.invalid;
+  summary.reached = camp.reached;
   summary.raced = camp.raced;
   summary.executions = camp.executions;
   summary.seconds = Math.round((Date.now() - t0) / 100) / 10;
@@ -366,7 +370,7 @@ function printFinding(n: number, f: Finding, file: string, caseName: string, at:
 
 function printSummary(s: Summary, corpus: number, dir: string): void {
   process.stdout.write(
-    `\nhunt: ${s.cases} cases (${s.invalid} invalid${Object.keys(s.variants).length > 0 ? `, ${s.raced} reached the variant's code` : ""}), ${s.executions} executions in ${s.seconds} s; coverage ${s.features.length} features, corpus ${corpus}; ${s.findings.length} finding${s.findings.length === 1 ? "" : "s"}${s.interrupted ? " (interrupted)" : ""}\n`,
+    `\nhunt: ${s.cases} cases (${s.invalid} invalid${Object.keys(s.variants).length > 0 ? `, ${s.reached} reached the variant's code, ${s.raced} beside another thread` : ""}), ${s.executions} executions in ${s.seconds} s; coverage ${s.features.length} features, corpus ${corpus}; ${s.findings.length} finding${s.findings.length === 1 ? "" : "s"}${s.interrupted ? " (interrupted)" : ""}\n`,
   );
   for (const f of s.findings) process.stdout.write(`  ${f.invariant} (${f.kind}): ${join(dir, f.file)}\n`);
   process.stdout.write(`folder: ${dir} (summary.json, findings/, corpus/)\n`);
@@ -397,9 +401,11 @@ export function cmdMerge(dirs: string[], outDir: string | undefined): number {
   let executions = 0;
   let invalid = 0;
   let raced = 0;
+  let reached = 0;
   for (const [i, s] of all.entries()) {
     cases += s.cases;
     raced += s.raced ?? 0;
+    reached += s.reached ?? 0;
     executions += s.executions;
     invalid += s.invalid;
     for (const f of s.features) features.add(f);
@@ -416,6 +422,7 @@ export function cmdMerge(dirs: string[], outDir: string | undefined): number {
     variants: all[0]?.variants ?? {},
     cases,
     invalid,
+    reached,
     raced,
     executions,
     seconds: Math.max(0, ...all.map((s) => s.seconds)),
