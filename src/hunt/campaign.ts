@@ -48,7 +48,8 @@ export class Campaign {
   violations = 0; // cases that broke something
   raced = 0; // cases that ran a selected variant's code while another thread had steps left
   reached = 0; // cases that ran it at all
-  private racedFresh = 0; // of those, generated fresh (not mutated from the corpus)
+  // Of the raced and the reached cases, those generated fresh (not mutated from the corpus).
+  private racedFresh = 0;
   private reachedFresh = 0;
   private alike = new Map<string, number>();
   private racedKinds = new Map<string, number>(); // kind -> raced cases using it
@@ -135,8 +136,10 @@ export class Campaign {
     const fresh = spec.parent === null;
     if (raced) {
       this.raced++;
-      if (fresh) this.racedFresh++;
-      if (fresh) for (const k of spec.case.kinds ?? []) this.racedKinds.set(k, (this.racedKinds.get(k) ?? 0) + 1);
+      if (fresh) {
+        this.racedFresh++;
+        for (const k of spec.case.kinds ?? []) this.racedKinds.set(k, (this.racedKinds.get(k) ?? 0) + 1);
+      }
     }
     if (reached) this.reached++;
     if (reached && fresh) {
