@@ -314,3 +314,38 @@ describe("brk limits", () => {
     assert.match(r.stderr, /b\.yaml:3:5: brk failed: the kernel kept the break at 0x/);
   });
 });
+
+describe("built-in scenarios by name", () => {
+  it("ptlab scenarios lists them; run and explore take a name; an unknown name is one line, exit 2", () => {
+    const list = spawnSync(process.execPath, [CLI, "scenarios"], { encoding: "utf8" });
+    assert.equal(list.status, 0, list.stderr);
+    assert.match(list.stdout, /^default +default\.yaml /m);
+    assert.match(list.stdout, /^k-mremap-batching-write +concurrency\/k-mremap-batching-write\.yaml /m);
+    const byName = spawnSync(process.execPath, [CLI, "run", "--json", "default"], { encoding: "utf8" });
+    const byPath = spawnSync(process.execPath, [CLI, "run", "--json", "scenarios/default.yaml"], { encoding: "utf8" });
+    assert.equal(byName.status, 0, byName.stderr);
+    const reports = (o: { stdout: string }) => JSON.parse(o.stdout).reports;
+    assert.ok(reports(byName).length > 0);
+    assert.deepEqual(reports(byName), reports(byPath));
+    const ex = spawnSync(process.execPath, [CLI, "explore", "--historical", "k-mremap-batching-write"], { encoding: "utf8" });
+    assert.equal(ex.status, 1, ex.stderr);
+    const bad = spawnSync(process.execPath, [CLI, "run", "no-such-scenario"], { encoding: "utf8" });
+    assert.equal(bad.status, 2);
+    assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+    assert.match(bad.stderr, /no-such-scenario:1:1: cannot read file: no such file, and no built-in scenario of that name/);
+  });
+
+  it("diff-kernel's helper is cached under XDG_CACHE_HOME, else ~/.cache/ptlab", async () => {
+    const { cacheDir } = await import("../src/host/helper.js");
+    const saved = process.env.XDG_CACHE_HOME;
+    try {
+      process.env.XDG_CACHE_HOME = "/tmp/xdg-test";
+      assert.equal(cacheDir(), "/tmp/xdg-test/ptlab");
+      delete process.env.XDG_CACHE_HOME;
+      assert.match(cacheDir(), /\/\.cache\/ptlab$/);
+    } finally {
+      if (saved === undefined) delete process.env.XDG_CACHE_HOME;
+      else process.env.XDG_CACHE_HOME = saved;
+    }
+  });
+});

@@ -4,7 +4,7 @@
 
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { ScenarioError } from "../scenario/types.js";
-import { loadScenario } from "./load.js";
+import { listScenarios, loadScenario } from "./load.js";
 
 export { loadScenario };
 import { Runner } from "../run/runner.js";
@@ -116,7 +116,7 @@ async function main(argv: string[]): Promise<number> {
   program
     .command("run")
     .description("run a scenario on the model and print the counters at each report step")
-    .argument("<file>", "scenario YAML file")
+    .argument("<file>", "scenario YAML file, or a built-in scenario's name (ptlab scenarios)")
     .option("--json", "machine-readable output")
     .option("--no-check", "do not check invariants after every step")
     .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
@@ -130,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
   program
     .command("diff-kernel")
     .description("run a scenario on the host kernel and on the model; compare VmPTE, RssAnon and AnonHugePages")
-    .argument("<file>", "scenario YAML file")
+    .argument("<file>", "scenario YAML file, or a built-in scenario's name (ptlab scenarios)")
     .option("--json", "machine-readable output")
     .action((file: string, o) => {
       result = diffKernel(loadScenario(file), { json: o.json === true });
@@ -167,6 +167,13 @@ async function main(argv: string[]): Promise<number> {
     .option("--arch <arch>", "architecture to model", "x86_64")
     .action((file: string, o) => {
       result = cmdReplay(file, o);
+    });
+  program
+    .command("scenarios")
+    .description("list the built-in scenarios; any command taking a scenario FILE also takes one of these names")
+    .action(() => {
+      process.stdout.write(listScenarios());
+      result = 0;
     });
   program
     .command("workload")

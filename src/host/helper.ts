@@ -10,7 +10,7 @@ import { type ChildProcessWithoutNullStreams, execFile, spawn } from "node:child
 import { createHash } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
 import { access, constants, mkdir, mkdtemp, readdir, readFile, rename, rm, statfs, unlink } from "node:fs/promises";
-import { tmpdir, release as osRelease } from "node:os";
+import { homedir, tmpdir, release as osRelease } from "node:os";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gunzipSync } from "node:zlib";
@@ -231,7 +231,7 @@ async function buildHelper(): Promise<string | HelperSkip> {
     .update(JSON.stringify([CFLAGS, LINK_VARIANTS]))
     .digest("hex")
     .slice(0, 16);
-  const out = join(root, ".cache", `ptlab-host-${hash}`);
+  const out = join(cacheDir(), `ptlab-host-${hash}`);
   try {
     await access(out, constants.X_OK);
     return out;
@@ -799,4 +799,19 @@ export class HostSession {
     await rm(this.tmpDir, { recursive: true, force: true });
     liveSessions.delete(this);
   }
+}
+
+// Where the compiled helper is kept: $XDG_CACHE_HOME/ptlab, else
+// ~/.cache/ptlab (the XDG default), else a folder under the temporary
+// directory; never the install folder, which a user may not own.
+export function cacheDir(): string {
+  const x = process.env.XDG_CACHE_HOME;
+  if (x !== undefined && isAbsolute(x)) return join(x, "ptlab");
+  let home = "";
+  try {
+    home = homedir();
+  } catch {
+    // no home directory (a system user)
+  }
+  return home !== "" ? join(home, ".cache", "ptlab") : join(tmpdir(), "ptlab-cache");
 }
