@@ -356,7 +356,34 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     while (k < len && ((r.pages[off + k] as number) & need) === need) k++;
     return k;
   };
+  const markPopulated = (r: Region, off: number, len: number): void => {
+    for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) | POP;
+  };
+  // The pages of r with every bit of `need`.
+  const pagesWith = (r: Region, need: number): number[] => {
+    const idx: number[] = [];
+    for (let i = 0; i < r.pages.length; i++) if (((r.pages[i] as number) & need) === need) idx.push(i);
+    return idx;
+  };
   const childNames: string[] = [];
+  // A set-up fork of pr from thread t, the child exiting at once or not.
+  const forkChild = (pr: Proc, t: string, exitAtOnce: boolean): void => {
+    const child = `c${childNames.length + 1}`;
+    // A CPU of its own: two threads sharing one would be switched between
+    // in the middle of a hardware walk or a spinlocked section, which no
+    // kernel does, and the explorer would find what cannot happen.
+    const ccpu = cpu++;
+    machine.cpus = cpu;
+    steps.push({ op: "fork", args: { child, cpu: ccpu, thread: t } });
+    const cp: Proc = { name: child, threads: [`${child}.t0`], regions: pr.regions.map((x) => ({ ...x, pages: x.pages.slice() })), alive: true };
+    cpuOf.set(`${child}.t0`, ccpu);
+    childNames.push(child);
+    procs.push(cp);
+    if (exitAtOnce) {
+      steps.push({ op: "exit", args: { process: child, thread: `${child}.t0` } });
+      cp.alive = false;
+    }
+  };
   // A protection the set-up took away, which a concurrent mprotect may give back (W^X flips).
   let lastProtect: { r: Region; off: number; len: number } | null = null;
   const setupStep = (populate: boolean): void => {
@@ -388,7 +415,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       const len = mappedRun(r, off, len0, what === "touch" ? MAPPED | PW : MAPPED | PR);
       if (len === 0) return;
       steps.push({ op: what, args: { ...args(r, off, len, n), thread: t } });
-      for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) | POP;
+      markPopulated(r, off, len);
       return;
     }
     if (what === "madvise") {
@@ -443,21 +470,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     }
     // fork: the child inherits the regions; it may exit again at once (the
     // folios go back to one mapper, with AnonExclusive as the kernel leaves it).
-    const child = `c${childNames.length + 1}`;
-    // A CPU of its own: two threads sharing one would be switched between
-    // in the middle of a hardware walk or a spinlocked section, which no
-    // kernel does, and the explorer would find what cannot happen.
-    const ccpu = cpu++;
-    machine.cpus = cpu;
-    steps.push({ op: "fork", args: { child, cpu: ccpu, thread: t } });
-    const cp: Proc = { name: child, threads: [`${child}.t0`], regions: pr.regions.map((x) => ({ ...x, pages: x.pages.slice() })), alive: true };
-    cpuOf.set(`${child}.t0`, ccpu);
-    childNames.push(child);
-    procs.push(cp);
-    if (feature("fork-exit", 0.4)) {
-      steps.push({ op: "exit", args: { process: child, thread: `${child}.t0` } });
-      cp.alive = false;
-    }
+    forkChild(pr, t, feature("fork-exit", 0.4));
   };
   // A page or two written or read again after a step that aged, cleaned,
   // shared or protected memory: folios end up with mixed young, dirty and
@@ -469,7 +482,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const write = ch.bool(0.7);
     const len = mappedRun(r, off, len0, write ? MAPPED | PW : MAPPED | PR);
     if (len > 0) steps.push({ op: write ? "touch" : "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
-    for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) | POP;
+    markPopulated(r, off, len);
   };
   // MADV_FREE over what the set-up populated of a private anon region, then
   // a store to a page or two of it.
@@ -496,8 +509,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const rs = p.regions.filter((x) => x.anonPrivate && x.pages.some((b) => (b & need) === need));
     if (rs.length === 0) return null;
     const r = ch.pick(rs);
-    const idx: number[] = [];
-    for (let i = 0; i < r.pages.length; i++) if (((r.pages[i] as number) & need) === need) idx.push(i);
+    const idx = pagesWith(r, need);
     // Near the focus, or the first page of the block-sized folio a page is
     // in (where the region's placement says where those begin).
     let f = ch.bool(0.6) && focus >= 0 ? focus + ch.pick([0, 0, 1, -1, block >> 1]) : ch.pick(idx);
@@ -511,12 +523,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const at = populatedPage(true);
     if (at === null) return false;
     const [r, off] = at;
-    const child = `c${childNames.length + 1}`;
-    const ccpu = cpu++;
-    machine.cpus = cpu;
-    steps.push({ op: "fork", args: { child, cpu: ccpu, thread: ch.pick(p.threads) } });
-    steps.push({ op: "exit", args: { process: child, thread: `${child}.t0` } });
-    childNames.push(child);
+    forkChild(p, ch.pick(p.threads), true);
     const w = mappedRun(r, off, ch.bool(0.6) ? 1 : 2, MAPPED | PW);
     steps.push({ op: "touch", args: { ...args(r, off, w, r.pages.length), thread: ch.pick(p.threads) } });
     if (ch.bool(0.7)) focus = off;
@@ -580,7 +587,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const [off, len0] = range(r, true, 4);
     const len = mappedRun(r, off, len0, MAPPED | PR);
     if (len > 0) steps.push({ op: "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
-    for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) | POP;
+    markPopulated(r, off, len);
   }
 
   // ---- concurrent actors ----------------------------------------------------------------------
@@ -652,8 +659,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       let off: number;
       if (popd.length > 0 && ch.bool(0.8)) {
         r = ch.pick(popd);
-        const idx: number[] = [];
-        for (let i = 0; i < r.pages.length; i++) if (((r.pages[i] as number) & POP) !== 0) idx.push(i);
+        const idx = pagesWith(r, POP);
         const f = focus + ch.pick([0, -1, 1, -(block >> 1), block >> 1]);
         // A neighbour of the focus counts when mapped: a large folio's fault
         // populated the pages around the one a step touched.

@@ -17,9 +17,9 @@ export interface OpenedTrace {
   format: TraceFormat;
   /**
    * Lenient mode: where the file stopped being readable (a damaged or truncated gzip stream), once
-   * `lines` has ended there; null while reading and when the whole file was read.
+   * `lines` has ended there; null when the whole file was read.
    */
-  damage: TraceError | null;
+  readonly damage: TraceError | null;
 }
 
 /** A line longer than this is not a trace line (`/dev/zero`, a binary file): refused, not buffered. */
@@ -105,30 +105,27 @@ export async function openTrace(path: string, lenient = false): Promise<OpenedTr
   const located = (e: unknown, line: number): TraceError =>
     e instanceof TraceError ? e : new TraceError(path, line, 1, `${gz ? "damaged gzip stream" : "read error"}: ${ioReason(e)}`, gz ? "damaged" : "io");
   let read = 0; // lines handed out
+  let damage: TraceError | null = null;
+  // The next line. A stream error ends the lines in lenient mode (what was
+  // readable is the trace; `damage` says where it stopped) once there is
+  // something to replay; else it is the error.
   const next = async (): Promise<IteratorResult<string>> => {
     try {
       const r = await it.next();
       if (!r.done) read++;
       return r;
     } catch (e) {
-      throw located(e, read + 1);
+      const err = located(e, read + 1);
+      if (!lenient || read === 0) throw err;
+      damage = err;
+      return { done: true, value: undefined };
     }
   };
   const head: string[] = [];
   let nonEmpty = 0;
   let done = false;
-  let damage: TraceError | null = null;
   while (nonEmpty < DETECT_LINES) {
-    let r: IteratorResult<string>;
-    try {
-      r = await next();
-    } catch (e) {
-      // Too little left to tell the format: the damage is the error.
-      if (!lenient || head.length === 0) throw e;
-      damage = e as TraceError;
-      done = true;
-      break;
-    }
+    const r = await next();
     if (r.done) {
       done = true;
       break;
@@ -143,22 +140,12 @@ export async function openTrace(path: string, lenient = false): Promise<OpenedTr
     const firstLine = head.findIndex((l) => l.trim() !== "");
     throw new TraceError(path, firstLine < 0 ? 1 : firstLine + 1, 1, "cannot detect the trace format: expected strace or perf trace output");
   }
-  const out: OpenedTrace = { lines: lines(), format, damage: null };
   async function* lines(): AsyncGenerator<string, void, undefined> {
     try {
       yield* head;
-      if (damage !== null) out.damage = damage;
       if (done) return;
       for (;;) {
-        let r: IteratorResult<string>;
-        try {
-          r = await next();
-        } catch (e) {
-          // Lenient: what was readable is the trace, and the summary says where it stopped.
-          if (!lenient) throw e;
-          out.damage = e as TraceError;
-          return;
-        }
+        const r = await next();
         if (r.done) return;
         yield r.value;
       }
@@ -167,7 +154,13 @@ export async function openTrace(path: string, lenient = false): Promise<OpenedTr
       input.destroy();
     }
   }
-  return out;
+  return {
+    lines: lines(),
+    format,
+    get damage() {
+      return damage;
+    },
+  };
 }
 
 function ioReason(e: unknown): string {

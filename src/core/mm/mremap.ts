@@ -292,8 +292,9 @@ function* movePtes(m: Machine, mm: Mm, vma: Vma, oa: number, da: number, extent:
         if (order > 0) {
           nr = folioPteBatch(m, es, si0 + k, v, pfn, head, order, n - k, false, true);
           // v6.17.0 batched over entries that differ in the write bit: the
-          // two part only where such an entry ends the batch above.
-          if (nr < n - k) {
+          // two part only where such an entry ends the batch above inside
+          // the folio and the extent (not at their ends, the common case).
+          if (nr < n - k && nr < head + (1 << order) - pfn) {
             const any = folioPteBatch(m, es, si0 + k, v, pfn, head, order, n - k, false, false);
             if (any > nr && variantIs(m, "mremap_batching", "ignore-write")) nr = any;
           }

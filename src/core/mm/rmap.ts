@@ -429,12 +429,12 @@ function* splitFolioLocked(m: Machine, head: number): KGen<boolean> {
       if (v !== 0 && A.entryIsLeaf(v) && A.ptePfn(v) === head) yield* splitHugePmd(m, h.mm, h.vma, pi, a - (a % G.pmdSize));
     }
   }
-  // The PTE tables that map the folio, each locked (page_vma_mapped_walk()
-  // takes them in turn; here they stay held until remap_page() is done).
-  // The kernel never holds two of them at once (page_vma_mapped_walk() takes
-  // one table's lock at a time; the migration entries keep the folio's
-  // entries out of others' hands meanwhile). Holding them together, the model
-  // must not wait for a second lock while holding the first: fork's
+  // The PTE tables that map the folio, each locked and held until
+  // remap_page() is done. The kernel never holds two at once
+  // (page_vma_mapped_walk() takes one table's lock at a time; the migration
+  // entries keep the folio's entries out of others' hands meanwhile).
+  // Holding them together, the model must not wait for a second lock while
+  // holding the first: fork's
   // copy_pte_range() holds the parent's table and waits for the child's, an
   // ABBA the kernel does not have. So a busy second lock makes it let go of
   // all, wait for that one, and start again.
