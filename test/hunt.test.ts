@@ -69,7 +69,9 @@ describe("hunt: generator", () => {
     let readers = 0;
     let onPopulated = 0;
     let lazy = 0;
-    for (let i = 0; i < 400; i++) {
+    // 2000 draws: over 400 the share on populated pages swings 0.73-0.83
+    // between seeds (0.78-0.79 over 2000, measured at two revisions).
+    for (let i = 0; i < 2000; i++) {
       const c = generate(Choices.fresh(i), `g${i}`, { variants: {}, featureStats: { lazyfree: [1000, 1000] } });
       // Pages the sequential steps touched or read, by region.
       const pop = new Map<string, Set<number>>();
@@ -104,9 +106,9 @@ describe("hunt: generator", () => {
         if (pop.get(a.region as string)?.has(pagesOf(a)[0])) onPopulated++;
       }
     }
-    assert.ok(readers >= 40, `only ${readers} lockless readers`);
-    assert.ok(onPopulated >= 0.8 * readers, `${onPopulated} of ${readers} lockless readers on a populated page`);
-    assert.ok(lazy >= 100, `lazyfree set-up in ${lazy} of 400 cases whose odds were learned up to 0.9`);
+    assert.ok(readers >= 200, `only ${readers} lockless readers`);
+    assert.ok(onPopulated >= 0.7 * readers, `${onPopulated} of ${readers} lockless readers on a populated page`);
+    assert.ok(lazy >= 500, `lazyfree set-up in ${lazy} of 2000 cases whose odds were learned up to 0.9`);
   });
 
   it("an arm64-only variant gives arm64 cases with the variant in machine.variants", () => {

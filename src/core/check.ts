@@ -492,7 +492,13 @@ function scanPte(m: Machine, mm: Mm, slot: number, base: number, out: Violation[
     const v = entries[i] as number;
     if (v === 0) continue;
     if (!A.ptePresent(v)) {
-      if (A.isSwapPte(v)) {
+      if (A.isMigrationPte(v)) {
+        const hf = migrationEntry(m, mm, v, (base + i) * PS, out);
+        if (hf & PG_ANON) anon++;
+        else if (hf & PG_SHMEM) shmem++;
+        else file++;
+        reusable = false;
+      } else if (A.isSwapPte(v)) {
         swap++;
         countSwapEntry(m, mm, v, (base + i) * PS, swapSlots, out);
         reusable = false; // the slot counts are rebuilt every time
@@ -537,6 +543,21 @@ function countSwapEntry(m: Machine, mm: Mm, v: number, addr: number, swapSlots: 
     return;
   }
   swapSlots[slot] = (swapSlots[slot] as number) + 1;
+}
+
+// A migration entry in mm at addr: it counts in RSS as the folio it names,
+// which must be under migration (no migration entry outlives its
+// migration). Returns the folio's head flags.
+function migrationEntry(m: Machine, mm: Mm, v: number, addr: number, out: Violation[]): number {
+  const pfn = m.arch.migrationPfn(v);
+  const head = m.phys.folioHead(pfn);
+  if (!m.migrating.has(head))
+    out.push({
+      invariant: "migration-entry-stale",
+      addr,
+      message: `mm${mm.id}: ${hex(addr)} holds a migration entry for pfn ${pfn}, which is not being migrated`,
+    });
+  return m.phys.flags[head] as number;
 }
 
 // Does the PTE table at slot still hold what s was computed from?
@@ -655,7 +676,12 @@ function acctVisit(w: AcctWalk, slot: number, level: number, base: number): void
       continue;
     }
     if (!A.ptePresent(v)) {
-      if (level === 0 && A.isSwapPte(v)) {
+      if (level === 0 && A.isMigrationPte(v)) {
+        const hf = migrationEntry(m, mm, v, vpn * PS, out);
+        if (hf & PG_ANON) w.anon++;
+        else if (hf & PG_SHMEM) w.shmem++;
+        else w.file++;
+      } else if (level === 0 && A.isSwapPte(v)) {
         w.swap++;
         countSwapEntry(m, mm, v, vpn * PS, w.swapSlots, out);
       }

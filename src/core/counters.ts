@@ -32,6 +32,9 @@ export class Counters {
   pswpin = 0; // pages read from swap
   tlbBatchFlushes = 0; // try_to_unmap_flush() calls that flushed a deferred batch
   tlbBatchedPendingFlushes = 0; // flush_tlb_batched_pending() calls that flushed the mm
+  // Migration (mm/migrate.c)
+  pgmigrateSuccess = 0; // pages migrated
+  pgmigrateFail = 0; // pages whose migration failed (-EAGAIN) and were restored
   // arm64 TLB maintenance (instructions issued; each is broadcast to all CPUs).
   tlbiVale1is = 0; // TLBI VALE1IS: one page, last level
   tlbiVae1is = 0; // TLBI VAE1IS: one page, all levels (walk caches too)

@@ -209,6 +209,9 @@ export class Machine {
   // explorer's checks) and a sequence number for their entries.
   readonly isolated = new Set<number>();
   readonly ubcs = new Set<TlbUbc>();
+  // Migration: the folios whose mappings are migration entries now (from
+  // try_to_migrate() until remove_migration_ptes()).
+  readonly migrating = new Set<number>();
   batchSeq = 0;
   private nextMmId = 1;
   private nextAnonVma = 1;

@@ -14,6 +14,7 @@ import { mprotect } from "../core/mm/mprotect.js";
 import { mremap } from "../core/mm/mremap.js";
 import { truncatePagecache } from "../core/mm/truncate.js";
 import { writebackFile } from "../core/mm/page_writeback.js";
+import { migrateRange } from "../core/mm/migrate.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
 import { type Interleaver, LK_INODE, LK_MMAP, site } from "../core/sync.js";
 import type { Runner } from "../run/runner.js";
@@ -236,6 +237,19 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.sysLeave(t);
       return;
     }
+    case "migrate": {
+      // Compaction or NUMA balancing: no mmap_lock, no mm switch; the
+      // folios mapped in the range are found as a PFN scan would find them.
+      const gone = step.process !== undefined ? r.procs.get(step.process) : undefined;
+      if (gone !== undefined && !gone.mm.alive) return;
+      const p = r.reclaimTarget(step);
+      const [a, len] = r.range(step, p, 0);
+      x.sysEnter(t);
+      m.curCpu = t.cpu;
+      yield* migrateRange(m, p.mm, a, a + len);
+      x.sysLeave(t);
+      return;
+    }
     case "writeback": {
       // The flusher or fsync(): no mmap_lock, no inode lock; folio locks,
       // i_mmap_rwsem and PTE locks inside.
@@ -310,7 +324,8 @@ export function describeStep(s: Step): string {
     case "writeback":
       return `writeback ${s.file}`;
     case "reclaim":
-      return `reclaim ${s.process !== undefined ? `${s.process}:` : ""}${s.region}+${KB(s.offset)}${s.length !== undefined ? ` ${KB(s.length)}` : ""}`;
+    case "migrate":
+      return `${s.op} ${s.process !== undefined ? `${s.process}:` : ""}${s.region}+${KB(s.offset)}${s.length !== undefined ? ` ${KB(s.length)}` : ""}`;
     default:
       return s.op;
   }

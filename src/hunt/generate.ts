@@ -121,6 +121,7 @@ export const KINDS = [
   "truncate",
   "reclaim",
   "writeback",
+  "migrate",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 const NOT_EXIT = KINDS.filter((k) => k !== "exit");
@@ -680,6 +681,16 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       const others = procs.filter((x) => x.alive && x !== a.proc && x !== q && x.regions.some((y) => y.name === r.name));
       const target = others.length > 0 && ch.bool(0.3) ? ch.pick(others) : a.proc;
       conc.push({ op: "reclaim", args: { ...args(r, off, len, n), process: target.name, thread: a.t } });
+      return true;
+    }
+    if (k === "migrate") {
+      // Compaction or NUMA balancing moves what a range maps, in any
+      // process that maps it: mostly a block or two around the focus.
+      const n = r.pages.length;
+      const [off, len] = range(r, true, ch.bool(0.3) ? n : 2 * block);
+      const others = procs.filter((x) => x.alive && x !== a.proc && x !== q && x.regions.some((y) => y.name === r.name));
+      const target = others.length > 0 && ch.bool(0.3) ? ch.pick(others) : a.proc;
+      conc.push({ op: "migrate", args: { ...args(r, off, len, n), process: target.name, thread: a.t } });
       return true;
     }
     if (k === "mremap") {

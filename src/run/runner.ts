@@ -18,9 +18,19 @@ import { doMprotect } from "../core/mm/mprotect.js";
 import { dupMmap } from "../core/mm/fork.js";
 import { type KGen, run } from "../core/mm/memory.js";
 import type { Mm } from "../core/mm/types.js";
+import { migrateRange } from "../core/mm/migrate.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
 import { writebackFile } from "../core/mm/page_writeback.js";
-import { type BrkStep, type ForkStep, type MachineSpec, type ReclaimStep, type Scenario, ScenarioError, type Step } from "../scenario/types.js";
+import {
+  type BrkStep,
+  type ForkStep,
+  type MachineSpec,
+  type MigrateStep,
+  type ReclaimStep,
+  type Scenario,
+  ScenarioError,
+  type Step,
+} from "../scenario/types.js";
 
 export interface Figures {
   vmpte_kb: number;
@@ -192,9 +202,9 @@ export class Runner {
     return p;
   }
 
-  // The process a `reclaim` step works on; reclaim needs a swap device.
-  reclaimTarget(step: ReclaimStep): Proc {
-    if (this.m.swap === null) throw this.err(step, "reclaim needs a swap device (set machine.swap, e.g. swap: 64M)");
+  // The process a `reclaim` or `migrate` step works on; reclaim needs a swap device.
+  reclaimTarget(step: ReclaimStep | MigrateStep): Proc {
+    if (step.op === "reclaim" && this.m.swap === null) throw this.err(step, "reclaim needs a swap device (set machine.swap, e.g. swap: 64M)");
     const p = step.process !== undefined ? this.procs.get(step.process) : this.procOf(step);
     if (p === undefined || !p.mm.alive) throw this.err(step, `process "${step.process}" does not exist or has exited`);
     return p;
@@ -392,6 +402,13 @@ export class Runner {
         // kswapd runs on the thread's CPU, lazily on whatever mm is loaded.
         m.curCpu = this.threadCpu.get(step.thread) as number;
         run(reclaimRange(m, p.mm, a, a + len));
+        return;
+      }
+      case "migrate": {
+        const p = this.reclaimTarget(step);
+        const [a, len] = this.range(step, p, base);
+        m.curCpu = this.threadCpu.get(step.thread) as number;
+        run(migrateRange(m, p.mm, a, a + len));
         return;
       }
       case "writeback": {

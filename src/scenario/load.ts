@@ -430,6 +430,7 @@ const builders: { [K in Op]: Builder<K> } = {
   truncate: (a, base) => ({ op: "truncate", ...base, file: a.file, size: a.size }),
   writeback: (a, base) => ({ op: "writeback", ...base, file: a.file }),
   reclaim: (a, base) => ({ op: "reclaim", ...base, ...range(a), ...(a.process !== undefined ? { process: a.process } : {}) }),
+  migrate: (a, base) => ({ op: "migrate", ...base, ...range(a), ...(a.process !== undefined ? { process: a.process } : {}) }),
   exec: (_a, base) => ({ op: "exec", ...base }),
   report: (a, base, cx) => {
     const n = cx.sem.countReport();

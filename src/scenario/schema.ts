@@ -33,6 +33,7 @@ export const OPS = [
   "truncate",
   "exec",
   "reclaim",
+  "migrate",
   "writeback",
 ] as const;
 export type Op = (typeof OPS)[number];
@@ -283,6 +284,15 @@ export const stepArgs = {
     })
     .describe(
       "Reclaim the folios mapped in the range as kswapd would (shrink_folio_list() with folio_referenced(): referenced folios are kept, their access flags cleared); anon folios go to swap, so machine.swap is required",
+    ),
+  migrate: z
+    .strictObject({
+      ...range,
+      process: nameSchema.optional().describe("Process whose region is migrated; default: the thread's"),
+      thread: threadRef,
+    })
+    .describe(
+      "Migrate the folios mapped in the range to new frames, as compaction or NUMA balancing would (migrate_pages(): migration entries, the copy, remove_migration_ptes()); PMD-mapped THPs are skipped",
     ),
   writeback: z
     .strictObject({

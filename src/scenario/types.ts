@@ -145,6 +145,10 @@ export interface ReclaimStep extends RangeStepBase {
   op: "reclaim";
   process?: string; // whose region (default: the thread's process)
 }
+export interface MigrateStep extends RangeStepBase {
+  op: "migrate";
+  process?: string; // whose region (default: the thread's process)
+}
 export interface ReportStep extends StepBase {
   op: "report";
   label: string;
@@ -173,6 +177,7 @@ export type Step =
   | OomReapStep
   | TruncateStep
   | ReclaimStep
+  | MigrateStep
   | WritebackStep
   | ExecStep;
 

@@ -61,6 +61,17 @@ export interface Arch {
   swpOffset(v: number): number;
   pteSwpExclusive(v: number): boolean;
   pteSwpClearExclusive(v: number): number;
+  // Migration entries (make_readable_migration_entry(),
+  // make_readable_exclusive_migration_entry(), make_writable_migration_entry(),
+  // make_migration_entry_young()/_dirty(), include/linux/swapops.h): a
+  // non-present entry naming the page being migrated, its kind (MIG_*) and
+  // the access and dirty bits the cleared PTE had.
+  mkMigrationPte(pfn: number, kind: number, young: boolean, dirty: boolean): number;
+  isMigrationPte(v: number): boolean; // is_swap_pte() && is_migration_entry()
+  migrationPfn(v: number): number;
+  migrationKind(v: number): number;
+  migrationYoung(v: number): boolean;
+  migrationDirty(v: number): boolean;
   // pte_needs_flush(): does changing a present entry from old to new need a TLB flush?
   pteNeedsFlush(oldv: number, newv: number): boolean;
 
@@ -166,3 +177,15 @@ export type PteHooks = Pick<
 
 export const CYD_YOUNG = 1;
 export const CYD_DIRTY = 2;
+
+// Kinds of migration entry: SWP_MIGRATION_READ, SWP_MIGRATION_READ_EXCLUSIVE
+// and SWP_MIGRATION_WRITE (include/linux/swap.h); a writable one implies an
+// exclusive anonymous page.
+export const MIG_READ = 0;
+export const MIG_READ_EXCLUSIVE = 1;
+export const MIG_WRITE = 2;
+export const MIG_NAMES = ["read", "read-exclusive", "write"];
+// Their swap types with v6.17's defaults (CONFIG_DEVICE_PRIVATE with 3
+// device types, CONFIG_MEMORY_FAILURE, CONFIG_PTE_MARKER): MAX_SWAPFILES =
+// 32 - 3 - 3 - 1 - 1 = 24, SWP_HWPOISON = 24, SWP_MIGRATION_READ = 25.
+export const SWP_MIGRATION_READ = 25;

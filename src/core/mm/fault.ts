@@ -35,6 +35,7 @@ const S_FAULT_AROUND = site("filemap_map_pages", "take the PTE lock");
 const S_FAULT_ISIZE = site("filemap_fault", "i_size checked, folio not yet looked up");
 const S_FOLIO_LOCK = site("filemap_fault", "folio_lock()");
 const S_FINISH_FAULT = site("finish_fault", "take the PTE lock");
+const S_MIG_WAIT = site("migration_entry_wait", "wait for the folio lock");
 const S_MKWRITE_LOCK = site("do_page_mkwrite", "folio_lock()");
 const S_MKWRITE_RELOCK = site("finish_mkwrite_fault", "take the PTE lock");
 
@@ -187,11 +188,18 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
     }
     const r = handlePteFault(m, mm, vma, slot, addr, write);
     il.unlock(LK_PTL, slot);
+    if (r === "migration") {
+      yield* migrationEntryWait(il, m.phys.folioHead(migrationWaitPfn));
+      return "retry";
+    }
     if (r === "wp_shared") return yield* wpPageShared(m, il, mm, vma, pmdIdx, pmdv, slot, addr);
     return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
   }
   const r = handlePteFault(m, mm, vma, slot, addr, write);
   if (r === "wp_shared") throw new Error("model bug: wp_shared without the explorer");
+  // Without the explorer a migration completes before anything else runs:
+  // an entry left behind is retried until the livelock check reports it.
+  if (r === "migration") return "retry";
   return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
 }
 
@@ -243,7 +251,18 @@ function hugePmdFault(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, pmdv: number
 
 // The part of handle_pte_fault() that runs under the PTE lock; "do_fault":
 // a none entry of a file VMA, handled by do_fault() once the lock is dropped.
-function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): FaultResult | "do_fault" | "wp_shared" {
+// The page a migration entry named when handlePteFault() returned "migration".
+let migrationWaitPfn = -1;
+
+// The rest of migration_entry_wait() (mm/migrate.c): the entry was read
+// under the PTE lock, which the caller dropped; wait until the migrating
+// folio is unlocked, then the access is retried.
+function* migrationEntryWait(il: Interleaver, head: number): KGen {
+  yield il.lock(LK_FOLIO, head, true, S_MIG_WAIT);
+  il.unlock(LK_FOLIO, head);
+}
+
+function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): FaultResult | "do_fault" | "wp_shared" | "migration" {
   const A = m.arch;
   const e = m.tables.chunkOf(slot);
   const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
@@ -254,6 +273,12 @@ function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number
     return "ok";
   }
   if (!A.ptePresent(v)) {
+    if (A.isMigrationPte(v)) {
+      // do_swap_page() -> migration_entry_wait(): the rest waits with the
+      // PTE lock dropped.
+      migrationWaitPfn = A.migrationPfn(v);
+      return "migration";
+    }
     if (!A.isSwapPte(v) || m.swap === null) return "segv";
     doSwapPage(m, mm, vma, e, pi, addr, write, v);
     return "ok";

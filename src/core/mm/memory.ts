@@ -8,6 +8,7 @@
 // shared page-table accesses; otherwise the `if (il)` tests are all they cost.
 
 import type { Machine } from "../machine.js";
+import { MIG_READ } from "../arch/arch.js";
 import { variantIs } from "../variant.js";
 import { LK_PTL, pteLockMapped, site } from "../sync.js";
 import { freeTableTlb, type MmuGather, tlbFlushMmu, tlbFlushMmuTlbonly, tlbFlushRmaps, tlbRemoveFolioPages, tlbRemoveTlbEntries } from "./mmu_gather.js";
@@ -94,6 +95,10 @@ function zapSwapPte(m: Machine, mm: Mm, e: Float64Array, i: number): void {
   }
 }
 
+function anonHead(m: Machine, pfn: number): boolean {
+  return ((m.phys.flags[m.phys.folioHead(pfn)] as number) & PG_ANON) !== 0;
+}
+
 function folioCounterDelta(mm: Mm, flagsHead: number, n: number): void {
   if (flagsHead & PG_ANON) mm.rssAnon += n;
   else if (flagsHead & PG_SHMEM) mm.rssShmem += n;
@@ -152,8 +157,13 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
         v = A.ptepGet(m, e, i);
       }
       let nr = 1;
-      if (keepCows && (!A.ptePresent(v) || (!A.pteSpecial(v) && ((phys.flags[phys.folioHead(A.ptePfn(v))] as number) & PG_ANON) !== 0))) {
+      if (keepCows && (!A.ptePresent(v) ? !A.isMigrationPte(v) || anonHead(m, A.migrationPfn(v)) : !A.pteSpecial(v) && anonHead(m, A.ptePfn(v)))) {
         // should_zap_folio() false: kept.
+      } else if (A.isMigrationPte(v)) {
+        // zap_nonpresent_ptes(): a migration entry counts in RSS.
+        e[i] = 0;
+        C.pteWrites++;
+        folioCounterDelta(mm, phys.flags[phys.folioHead(A.migrationPfn(v))] as number, -1);
       } else if (!A.ptePresent(v)) {
         // zap_nonpresent_ptes(): a swap entry gives its slot back.
         zapSwapPte(m, mm, e, i);
@@ -416,7 +426,19 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
     }
     let nr = 1;
     let pte = v;
-    if (!A.ptePresent(v)) {
+    if (A.isMigrationPte(v)) {
+      // copy_nonpresent_pte(): the child's entry counts in its RSS; in a COW
+      // mapping an exclusive or writable entry becomes a readable one in
+      // both, as the page is shared now.
+      folioCounterDelta(dst, phys.flags[phys.folioHead(A.migrationPfn(v))] as number, 1);
+      if (A.migrationKind(v) !== MIG_READ && cow) {
+        pte = A.mkMigrationPte(A.migrationPfn(v), MIG_READ, A.migrationYoung(v), A.migrationDirty(v));
+        es[si] = pte;
+        C.pteWrites++;
+      }
+      ed[di] = pte;
+      C.pteWrites++;
+    } else if (!A.ptePresent(v)) {
       // copy_nonpresent_pte(): the slot gains a user; neither copy is
       // exclusive any more.
       (m.swap as NonNullable<typeof m.swap>).duplicate(A.swpOffset(v));

@@ -4,6 +4,7 @@
 // for anon-exclusive pages in sub-batches of equal exclusivity.
 
 import type { Machine } from "../machine.js";
+import { MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE } from "../arch/arch.js";
 import { variantIs } from "../variant.js";
 import { changeHugePmd, splitHugePmd } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run, walkPmdTables } from "./memory.js";
@@ -45,6 +46,14 @@ function* changePteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: number,
   while (addr < end) {
     let old = A.ptepGet(m, e, i);
     if (old === 0 || !A.ptePresent(old)) {
+      // A writable migration entry becomes readable (exclusive for an anon
+      // page): whether the new protection allows writing is not checked.
+      if (A.isMigrationPte(old) && A.migrationKind(old) === MIG_WRITE) {
+        const pfn = A.migrationPfn(old);
+        const anon = ((phys.flags[phys.folioHead(pfn)] as number) & PG_ANON) !== 0;
+        e[i] = A.mkMigrationPte(pfn, anon ? MIG_READ_EXCLUSIVE : MIG_READ, A.migrationYoung(old), A.migrationDirty(old)); // set_pte_at()
+        m.counters.pteWrites++;
+      }
       i++;
       addr += PS;
       continue;

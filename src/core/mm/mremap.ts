@@ -22,16 +22,17 @@
 
 import type { Machine } from "../machine.js";
 import { variantIs, variantSelected } from "../variant.js";
-import { LK_IMMAP, LK_PMD, LK_PTL, site } from "../sync.js";
+import { type Interleaver, LK_ANON_VMA, LK_IMMAP, LK_PMD, LK_PTL, site } from "../sync.js";
 import { splitHugePmdMmapWriteLocked } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run } from "./memory.js";
 import { doMunmap, getUnmappedArea, MmError } from "./mmap.js";
-import { flushTlbBatchedPending } from "./rmap.js";
+import { anonVmaRoot, flushTlbBatchedPending } from "./rmap.js";
 import type { Mm, Vma } from "./types.js";
 import { insertVma, mergeAround, rangeFree } from "./vma.js";
 import { pmdOffset, pteAlloc, pteTableOf } from "./walk.js";
 
 const S_COPY_VMA = site("copy_vma", "vma_link(): take i_mmap_rwsem for writing");
+const S_COPY_VMA_ANON = site("copy_vma", "anon_vma_clone(): take the anon_vma lock for writing");
 const S_MOVE_RMAP = site("move_ptes", "take_rmap_locks()");
 const S_MOVE_LOCK = site("move_ptes", "take the old PTE lock");
 const S_MOVE_LOCK_NEW = site("move_ptes", "take the new PTE lock");
@@ -74,6 +75,20 @@ export function* mremap(m: Machine, mm: Mm, addr: number, oldLen: number, newLen
   return dest;
 }
 
+// take_rmap_locks(): i_mmap_rwsem of a file VMA, then its anon_vma's root
+// lock, both for writing, so that an rmap walk never sees an entry between
+// the old VMA and the new one.
+function* takeRmapLocks(m: Machine, il: Interleaver, vma: Vma, s: number): KGen {
+  if (vma.file !== null) yield il.lock(LK_IMMAP, vma.file.id, true, s);
+  if (vma.anonVma !== 0) yield il.lock(LK_ANON_VMA, anonVmaRoot(m, vma.anonVma), true, s);
+}
+
+// drop_rmap_locks()
+function dropRmapLocks(m: Machine, il: Interleaver, vma: Vma): void {
+  if (vma.anonVma !== 0) il.unlock(LK_ANON_VMA, anonVmaRoot(m, vma.anonVma));
+  if (vma.file !== null) il.unlock(LK_IMMAP, vma.file.id);
+}
+
 // move_vma(): copy_vma() links the new VMA, move_page_tables() moves the
 // entries, unmap_source_vma() unmaps the old range keeping mmap_lock for
 // writing.
@@ -83,10 +98,14 @@ function* moveVma(m: Machine, mm: Mm, vma: Vma, old: number, oldLen: number, des
   nv.start = dest;
   nv.end = dest + newLen;
   nv.pgoff = vma.pgoffOf(old, m.geo.pageSize);
-  // vma_link(): a file VMA enters the i_mmap tree under i_mmap_rwsem.
+  // vma_link(): a file VMA enters the i_mmap tree under i_mmap_rwsem;
+  // anon_vma_clone() links it to the anon_vma under the root's lock.
   const file = nv.file;
   if (il && file !== null) yield il.lock(LK_IMMAP, file.id, true, S_COPY_VMA);
+  const root = nv.anonVma !== 0 ? anonVmaRoot(m, nv.anonVma) : 0;
+  if (il && root !== 0) yield il.lock(LK_ANON_VMA, root, true, S_COPY_VMA_ANON);
   insertVma(mm, nv);
+  if (il && root !== 0) il.unlock(LK_ANON_VMA, root);
   if (il && file !== null) il.unlock(LK_IMMAP, file.id);
   yield* movePageTables(m, mm, vma, old, dest, oldLen);
   yield* doMunmap(m, mm, old, oldLen, false);
@@ -150,12 +169,11 @@ function* moveNormalPmd(m: Machine, mm: Mm, vma: Vma, oa: number, spi: number, d
   const T = m.tables;
   const il = m.il;
   if (T.get(dpi) !== 0) return false; // WARN_ON_ONCE(!pmd_none(*new_pmd))
-  const file = vma.file;
   const ptrs = m.geo.ptrs;
   const so = Math.floor(spi / ptrs);
   const sn = Math.floor(dpi / ptrs);
   if (il) {
-    if (file !== null) yield il.lock(LK_IMMAP, file.id, true, S_PMD_RMAP);
+    yield* takeRmapLocks(m, il, vma, S_PMD_RMAP);
     yield il.lock(LK_PMD, so, true, S_PMD_LOCK);
     if (sn !== so) yield il.lock(LK_PMD, sn, true, S_PMD_LOCK_NEW);
   }
@@ -172,7 +190,7 @@ function* moveNormalPmd(m: Machine, mm: Mm, vma: Vma, oa: number, spi: number, d
   if (il) {
     if (sn !== so) il.unlock(LK_PMD, sn);
     il.unlock(LK_PMD, so);
-    if (file !== null) il.unlock(LK_IMMAP, file.id);
+    dropRmapLocks(m, il, vma);
     yield S_PMD_UNLOCKED;
   }
   return res;
@@ -240,18 +258,17 @@ function* movePtes(m: Machine, mm: Mm, vma: Vma, oa: number, da: number, extent:
   const phys = m.phys;
   const il = m.il;
   const PS = m.geo.pageSize;
-  const file = vma.file;
   const dslot = pteAlloc(m, mm, dpi);
   const pmdv = T.get(spi);
   const sslot = pteTableOf(m, pmdv);
   if (il) {
     // take_rmap_locks(), then pte_offset_map_lock() on the old table and
     // the new table's lock nested (mmap_lock excludes an ABBA deadlock).
-    if (file !== null) yield il.lock(LK_IMMAP, file.id, true, S_MOVE_RMAP);
+    yield* takeRmapLocks(m, il, vma, S_MOVE_RMAP);
     yield il.lock(LK_PTL, sslot, true, S_MOVE_LOCK);
     if (T.get(spi) !== pmdv) {
       il.unlock(LK_PTL, sslot);
-      if (file !== null) il.unlock(LK_IMMAP, file.id);
+      dropRmapLocks(m, il, vma);
       return -1;
     }
     if (dslot !== sslot) yield il.lock(LK_PTL, dslot, true, S_MOVE_LOCK_NEW);
@@ -325,7 +342,7 @@ function* movePtes(m: Machine, mm: Mm, vma: Vma, oa: number, da: number, extent:
   }
   if (il) {
     il.unlock(LK_PTL, sslot);
-    if (file !== null) il.unlock(LK_IMMAP, file.id);
+    dropRmapLocks(m, il, vma);
     yield S_MOVE_UNLOCKED;
   }
   return r;

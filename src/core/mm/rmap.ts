@@ -14,6 +14,7 @@
 // from unmap to remap, so nobody sees the folio half split. No Node APIs.
 
 import type { Machine } from "../machine.js";
+import { MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE } from "../arch/arch.js";
 import { variantIs } from "../variant.js";
 import { LK_ANON_VMA, LK_IMMAP, LK_PTL, pteLockMapped, site } from "../sync.js";
 import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
@@ -25,6 +26,7 @@ import { pmdOffset } from "./walk.js";
 const S_RMAP_LOCK = site("page_vma_mapped_walk", "take the PTE lock");
 const S_RMAP_PMD_LOCK = site("page_vma_mapped_walk", "take the PMD lock of a huge PMD");
 const S_TTU_PTE = site("try_to_unmap_one", "PTE cleared, flush deferred");
+const S_TTM_PTE = site("try_to_migrate_one", "migration entries set, flush batched");
 const S_REF_PTE = site("folio_referenced_one", "young cleared");
 const S_SPLIT_LOCK = site("unmap_folio", "take the PTE lock of a table mapping the folio");
 const S_SPLIT_PMD_LOCK = site("unmap_folio", "take the PMD lock of a huge PMD");
@@ -117,7 +119,9 @@ type PteVisit = (e: Float64Array, i: number, a: number, k: number) => void;
 
 // page_vma_mapped_walk() over one VMA: visits, under each PTE table's lock,
 // the present PTEs that map pages of the folio; a PMD mapping of it is
-// passed to onPmd (pmd entry index) instead. Returns whether any was found.
+// passed to onPmd (pmd entry index) instead. With migration (PVMW_MIGRATION)
+// it visits the migration entries that name pages of the folio instead.
+// Returns whether any was found.
 export function* pageVmaMappedWalk(
   m: Machine,
   h: RmapHit,
@@ -125,6 +129,7 @@ export function* pageVmaMappedWalk(
   onPte: PteVisit,
   onPmd: ((pmdIdx: number, a: number) => void) | null,
   nr = 1 << (m.phys.order[head] as number),
+  migration = false,
 ): KGen<boolean> {
   const A = m.arch;
   const T = m.tables;
@@ -177,7 +182,9 @@ export function* pageVmaMappedWalk(
       if (b < h.vma.start || b >= h.vma.end) continue;
       const i = T.base(slot) + ((b / PS) & G.ptrsMask);
       const v = e[i] as number;
-      if (v === 0 || !A.ptePresent(v) || A.pteSpecial(v) || A.ptePfn(v) !== head + k) continue;
+      if (migration) {
+        if (!A.isMigrationPte(v) || A.migrationPfn(v) !== head + k) continue;
+      } else if (v === 0 || !A.ptePresent(v) || A.pteSpecial(v) || A.ptePfn(v) !== head + k) continue;
       found = true;
       onPte(e, i, b, k);
     }
@@ -244,13 +251,13 @@ export class TlbUbc {
 }
 
 // should_defer_flush(): TTU_BATCH_FLUSH and the architecture agrees.
-function shouldDeferFlush(m: Machine, mm: Mm, ubc: TlbUbc | null): boolean {
+export function shouldDeferFlush(m: Machine, mm: Mm, ubc: TlbUbc | null): boolean {
   return ubc !== null && m.arch.tlbbatchShouldDefer(m, mm);
 }
 
 // set_tlb_ubc_flush_pending(): the cleared entry's flush joins the batch and
 // the mm records a pending batched flush (mm->tlb_flush_batched).
-function setTlbUbcFlushPending(m: Machine, ubc: TlbUbc, mm: Mm, pteval: number, start: number, end: number): void {
+export function setTlbUbcFlushPending(m: Machine, ubc: TlbUbc, mm: Mm, pteval: number, start: number, end: number): void {
   const A = m.arch;
   if (!A.ptePresent(pteval)) return; // pte_accessible()
   A.tlbbatchAddPending(m, ubc.arch, mm, start, end);
@@ -360,6 +367,53 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
       null,
     );
     if (m.il) yield S_TTU_PTE;
+  }
+}
+
+// try_to_migrate() (mm/rmap.c, v6.17) of a PTE-mapped folio with
+// TTU_BATCH_FLUSH: try_to_migrate_one() replaces every present PTE that maps
+// a page of it with a migration entry that records the page's exclusivity
+// (writable, readable-exclusive or readable) and the access and dirty bits;
+// a dirty entry dirties the folio; the flush joins the caller's batch. The
+// page's AnonExclusive flag moves into the entry
+// (folio_try_share_anon_rmap_pte(), never refused: the model has no pins).
+// The mapcounts and references of the cleared PTEs are dropped
+// (folio_remove_rmap_pte(), folio_put()); RSS counts the entries still.
+export function* tryToMigrate(m: Machine, head: number, ubc: TlbUbc): KGen {
+  const lk = yield* rmapLock(m, head, false);
+  try {
+    const A = m.arch;
+    const phys = m.phys;
+    const anon = ((phys.flags[head] as number) & PG_ANON) !== 0;
+    m.migrating.add(head);
+    for (const h of rmapWalk(m, head)) {
+      const mm = h.mm;
+      yield* pageVmaMappedWalk(
+        m,
+        h,
+        head,
+        (e, i, a, k) => {
+          const pfn = head + k;
+          const pteval = A.getAndClearFullPtes(m, mm, a, e, i, 1, false);
+          if (shouldDeferFlush(m, mm, ubc)) setTlbUbcFlushPending(m, ubc, mm, pteval, a, a + m.geo.pageSize);
+          else A.flushTlbRange(m, mm, a, a + m.geo.pageSize, m.geo.pageShift, false);
+          if (A.pteDirty(pteval)) phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
+          let kind = MIG_READ;
+          if (A.pteWrite(pteval)) kind = MIG_WRITE;
+          else if (anon && ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0) kind = MIG_READ_EXCLUSIVE;
+          if (anon) phys.flags[pfn] = (phys.flags[pfn] as number) & ~PG_ANON_EXCLUSIVE;
+          e[i] = A.mkMigrationPte(pfn, kind, A.pteYoung(pteval), A.pteDirty(pteval)); // set_pte_at()
+          m.counters.pteWrites++;
+          phys.mapcount[pfn] = (phys.mapcount[pfn] as number) - 1;
+          phys.ref[head] = (phys.ref[head] as number) - 1;
+          m.counters.folioAtomics += 2;
+        },
+        null,
+      );
+      if (m.il) yield S_TTM_PTE;
+    }
+  } finally {
+    rmapUnlock(m, lk);
   }
 }
 

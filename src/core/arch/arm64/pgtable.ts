@@ -49,6 +49,7 @@
 
 import { modPow2 } from "../../geometry.js";
 import { TLB_D, TLB_U, TLB_W, TLB_X } from "../../hw/tlb.js";
+import { MIG_NAMES, MIG_WRITE, SWP_MIGRATION_READ } from "../arch.js";
 
 export type Granule = 4 | 16 | 64;
 
@@ -496,6 +497,39 @@ export function pteSwpMkexclusive(v: number): number {
 export function pteSwpClearExclusive(v: number): number {
   return clearF(v, PTE_SWP_EXCLUSIVE);
 }
+// Migration entries: swap types SWP_MIGRATION_READ.. (arch.ts), the offset
+// the PFN. v6.17 keeps the young and dirty bits at offset bits SWP_PFN_BITS
+// and above (MAX_PHYSMEM_BITS - PAGE_SHIFT: real bits 48-49 with 48-bit
+// physical addresses, which the model does not hold); the model keeps them
+// at offset bits 38 and 39 (real bits 50 and 51).
+const MIG_YOUNG_BIT = 50;
+const MIG_DIRTY_BIT = 51;
+export function mkMigrationPte(pfn: number, kind: number, young: boolean, dirty: boolean): number {
+  let v = mkSwapEntry(SWP_MIGRATION_READ + kind, pfn);
+  if (young) v += packedBit(MIG_YOUNG_BIT);
+  if (dirty) v += packedBit(MIG_DIRTY_BIT);
+  return v;
+}
+export function isMigrationPte(v: number): boolean {
+  if (!isSwapPte(v)) return false;
+  const t = swpType(v) - SWP_MIGRATION_READ;
+  return t >= 0 && t <= MIG_WRITE;
+}
+export function migrationPfn(v: number): number {
+  return swpOffset(v) % SWP_OFFSET_LIMIT;
+}
+export function migrationKind(v: number): number {
+  return swpType(v) - SWP_MIGRATION_READ;
+}
+export function migrationYoung(v: number): boolean {
+  return (hi(v) & packedHi(MIG_YOUNG_BIT)) !== 0;
+}
+export function migrationDirty(v: number): boolean {
+  return (hi(v) & packedHi(MIG_DIRTY_BIT)) !== 0;
+}
+function packedHi(b: number): number {
+  return packedBit(b) / HI_UNIT;
+}
 export function pteSwpUffdWp(v: number): boolean {
   return (v & PTE_SWP_UFFD_WP) !== 0;
 }
@@ -769,6 +803,8 @@ export function arm64Encoding(granule: Granule, opts: Arm64Options = {}): Arm64E
     describeEntry(v: number): string {
       if (v === 0) return "none";
       const raw = `0x${toRaw64(v).toString(16).padStart(16, "0")}`;
+      if (isMigrationPte(v))
+        return `migration ${MIG_NAMES[migrationKind(v)]} pfn=${migrationPfn(v)}${migrationYoung(v) ? " young" : ""}${migrationDirty(v) ? " dirty" : ""} (${raw})`;
       if (!ptePresent(v))
         return `swap type=${swpType(v)} offset=${swpOffset(v)}${pteSwpExclusive(v) ? " excl" : ""}${pteSwpUffdWp(v) ? " uffd-wp" : ""} (${raw})`;
       const f: string[] = [pteValid(v) ? "V" : "PRESENT_INVALID"];

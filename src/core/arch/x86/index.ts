@@ -1,6 +1,6 @@
 // The x86-64 architecture object handed to generic mm code.
 
-import type { Arch } from "../arch.js";
+import { type Arch, MIG_NAMES } from "../arch.js";
 import { TLB_D, TLB_U, TLB_W, TLB_X } from "../../hw/tlb.js";
 import { genericPteHooks } from "../../mm/pgtable_generic.js";
 import * as P from "./pgtable.js";
@@ -51,6 +51,12 @@ export function x86_64(levels: 4 | 5): Arch {
     swpOffset: P.swpOffset,
     pteSwpExclusive: P.pteSwpExclusive,
     pteSwpClearExclusive: P.pteSwpClearExclusive,
+    mkMigrationPte: P.mkMigrationPte,
+    isMigrationPte: P.isMigrationPte,
+    migrationPfn: P.migrationPfn,
+    migrationKind: P.migrationKind,
+    migrationYoung: P.migrationYoung,
+    migrationDirty: P.migrationDirty,
     vmGetPageProt: P.vmGetPageProt,
     mkTableEntry: P.mkTableEntry,
     entryIsTable: P.entryIsTable,
@@ -109,6 +115,8 @@ export function x86_64(levels: 4 | 5): Arch {
     asidReachable,
     describeEntry(v: number): string {
       if (v === 0) return "none";
+      if (P.isMigrationPte(v))
+        return `migration ${MIG_NAMES[P.migrationKind(v)]} pfn=${P.migrationPfn(v)}${P.migrationYoung(v) ? " young" : ""}${P.migrationDirty(v) ? " dirty" : ""}`;
       if (P.isSwapPte(v)) return `swap offset=${P.swpOffset(v)}${P.pteSwpExclusive(v) ? " excl" : ""}`;
       const f: string[] = [];
       if (v & P._PAGE_PRESENT) f.push("P");

@@ -8,6 +8,7 @@
 // so single-bit tests below bit 31 are exact. Setting/clearing uses + and -.
 
 import { modPow2 } from "../../geometry.js";
+import { MIG_WRITE, SWP_MIGRATION_READ } from "../arch.js";
 
 export const _PAGE_PRESENT = 0x001;
 export const _PAGE_RW = 0x002;
@@ -172,21 +173,57 @@ export function vmGetPageProt(vmFlags: number): number {
 // PROT_NONE clear, bit 1 soft-dirty, bit 2 uffd-wp, bit 3 exclusive
 // (_PAGE_SWP_EXCLUSIVE = _PAGE_PWT), the offset stored inverted from bit 9
 // (the L1TF mitigation: a non-present entry never names low memory), the
-// type in bits 59-63. The model holds type 0 and the offset's 43 low bits
-// (9..51); in the real layout bits 52-58 of a modelled entry are ones.
+// type in bits 59-63. A double holds integers below 2^53, so the model keeps
+// the offset's 39 low bits (9..47) and the type in bits 48-52, standing for
+// 59-63; in the real layout bits 48-58 of a modelled entry hold the rest of
+// the inverted offset.
 export const _PAGE_SWP_EXCLUSIVE = _PAGE_PWT;
 const SWP_OFFSET_UNIT = 512;
-const SWP_OFFSET_MODEL = 2 ** 43;
-export function mkSwapPte(offset: number, exclusive: boolean): number {
+const SWP_OFFSET_MODEL = 2 ** 39;
+const SWP_TYPE_UNIT = 2 ** 48;
+function mkSwpEntry(type: number, offset: number): number {
   if (!Number.isInteger(offset) || offset < 0 || offset >= SWP_OFFSET_MODEL) throw new RangeError(`swap offset ${offset} out of modelled range`);
-  return (SWP_OFFSET_MODEL - 1 - offset) * SWP_OFFSET_UNIT + (exclusive ? _PAGE_SWP_EXCLUSIVE : 0);
+  return type * SWP_TYPE_UNIT + (SWP_OFFSET_MODEL - 1 - offset) * SWP_OFFSET_UNIT;
+}
+export function mkSwapPte(offset: number, exclusive: boolean): number {
+  return mkSwpEntry(0, offset) + (exclusive ? _PAGE_SWP_EXCLUSIVE : 0);
 }
 // is_swap_pte(): neither none nor present.
 export function isSwapPte(v: number): boolean {
   return v !== 0 && (v & (_PAGE_PRESENT | _PAGE_PROTNONE)) === 0;
 }
+export function swpType(v: number): number {
+  return Math.floor(v / SWP_TYPE_UNIT);
+}
 export function swpOffset(v: number): number {
-  return SWP_OFFSET_MODEL - 1 - Math.floor(v / SWP_OFFSET_UNIT);
+  return SWP_OFFSET_MODEL - 1 - (Math.floor(v / SWP_OFFSET_UNIT) % SWP_OFFSET_MODEL);
+}
+// Migration entries: types SWP_MIGRATION_READ.. (arch.ts), the offset the
+// PFN with the young and dirty bits above it (SWP_MIG_YOUNG_BIT =
+// SWP_PFN_BITS = 40 with 52-bit physical addresses; the model keeps them
+// at offset bits 37 and 38, above any modelled PFN).
+const MIG_YOUNG = 2 ** 37;
+const MIG_DIRTY = 2 ** 38;
+export function mkMigrationPte(pfn: number, kind: number, young: boolean, dirty: boolean): number {
+  if (pfn >= MIG_YOUNG) throw new RangeError(`pfn ${pfn} out of modelled range`);
+  return mkSwpEntry(SWP_MIGRATION_READ + kind, pfn + (young ? MIG_YOUNG : 0) + (dirty ? MIG_DIRTY : 0));
+}
+export function isMigrationPte(v: number): boolean {
+  if (!isSwapPte(v)) return false;
+  const t = swpType(v) - SWP_MIGRATION_READ;
+  return t >= 0 && t <= MIG_WRITE;
+}
+export function migrationPfn(v: number): number {
+  return swpOffset(v) % MIG_YOUNG;
+}
+export function migrationKind(v: number): number {
+  return swpType(v) - SWP_MIGRATION_READ;
+}
+export function migrationYoung(v: number): boolean {
+  return Math.floor(swpOffset(v) / MIG_YOUNG) % 2 === 1;
+}
+export function migrationDirty(v: number): boolean {
+  return swpOffset(v) >= MIG_DIRTY;
 }
 export function pteSwpExclusive(v: number): boolean {
   return (v & _PAGE_SWP_EXCLUSIVE) !== 0;

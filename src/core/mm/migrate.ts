@@ -1,0 +1,204 @@
+// Page migration: models migrate_pages() on the path where each folio is
+// migrated on its own (migrate_pages_sync()'s retry of one folio through
+// migrate_pages_batch()), migrate_folio_unmap(), migrate_folio_move(),
+// move_to_new_folio() -> migrate_folio() (__migrate_folio(): the copy,
+// folio_migrate_mapping()'s reference check and cache replacement,
+// folio_migrate_flags()), remove_migration_ptes() / remove_migration_pte()
+// (mm/migrate.c); try_to_migrate() is in rmap.ts and the waiting half of
+// migration_entry_wait() in fault.ts.
+// A `migrate` step moves the folios mapped in a range, as move_pages(2) or
+// a NUMA policy change would.
+//
+// In the kernel's order, for each folio: isolate it (a reference), lock it
+// (MIGRATE_SYNC waits), allocate the destination (locked, nobody else knows
+// it), try_to_migrate() with TTU_BATCH_FLUSH, try_to_unmap_flush(); then,
+// if the only references left are the caches' and the isolation's, copy
+// the contents, move the swap- or page-cache entry to the destination, copy
+// the flags, and remove_migration_ptes() maps the destination where the
+// migration entries are; else (-EAGAIN) remove_migration_ptes() maps the
+// source again. Other parties that meet a migration entry wait for the
+// source's folio lock (migration_entry_wait()) and retry.
+//
+// Simplified: no retries after -EAGAIN (the kernel tries up to 10 times);
+// a PMD-mapped folio is not migrated (v6.17 installs a PMD migration entry,
+// set_pmd_migration_entry(), which the model does not have): the step counts
+// it as skipped. No NUMA nodes: the destination is any free frame. No Node
+// APIs.
+
+import { checkFreedFrames } from "../check.js";
+import { MIG_READ, MIG_WRITE } from "../arch/arch.js";
+import type { Machine } from "../machine.js";
+import { type Interleaver, LK_FOLIO, site } from "../sync.js";
+import { vmaPageProt } from "./fault.js";
+import type { KGen } from "./memory.js";
+import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_ZERO } from "./physmem.js";
+import { folioMapcount, pageVmaMappedWalk, rmapLock, rmapUnlock, rmapWalk, TlbUbc, tryToMigrate, tryToUnmapFlush } from "./rmap.js";
+import { folioIsolateLru } from "./vmscan.js";
+import type { Mm } from "./types.js";
+import { pmdOffset } from "./walk.js";
+
+const S_MIG_LOCK = site("migrate_folio_unmap", "folio_lock() of the source");
+const S_MIG_MOVE = site("move_to_new_folio", "unmapped and flushed, contents not yet copied");
+const S_MIG_REMOVE = site("remove_migration_pte", "migration entries of a VMA replaced");
+
+export interface MigrateStat {
+  migrated: number; // folios
+  failed: number; // folios whose migration failed (-EAGAIN)
+  skipped: number; // PMD-mapped folios (no THP migration modelled)
+}
+
+// The folios mapped in [start, end) of mm, each isolated once, migrated one
+// after another.
+export function* migrateRange(m: Machine, mm: Mm, start: number, end: number): KGen<MigrateStat> {
+  const A = m.arch;
+  const T = m.tables;
+  const G = m.geo;
+  const phys = m.phys;
+  const list: number[] = [];
+  const stat: MigrateStat = { migrated: 0, failed: 0, skipped: 0 };
+  for (let a = start; a < end; ) {
+    const pi = pmdOffset(m, mm, a, false);
+    const nextPmd = a - (a % G.pmdSize) + G.pmdSize;
+    const v = pi < 0 ? 0 : T.get(pi);
+    if (v === 0 || !A.entryIsTable(v)) {
+      if (v !== 0 && A.entryIsLeaf(v) && ((phys.flags[A.ptePfn(v)] as number) & PG_ZERO) === 0) stat.skipped++;
+      a = nextPmd;
+      continue;
+    }
+    const slot = T.slotOfPfn(A.ptePfn(v));
+    const e = T.chunkOf(slot);
+    const stop = Math.min(end, nextPmd);
+    for (; a < stop; a += G.pageSize) {
+      const x = A.ptepGet(m, e, T.base(slot) + ((a / G.pageSize) & G.ptrsMask));
+      if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
+      const head = phys.folioHead(A.ptePfn(x));
+      if (((phys.flags[head] as number) & PG_ZERO) !== 0) continue;
+      if (phys.entireMapcount(head) > 0) {
+        stat.skipped++;
+        continue;
+      }
+      if (folioIsolateLru(m, head)) list.push(head);
+    }
+  }
+  for (const head of list) {
+    if (yield* migrateFolio(m, head)) stat.migrated++;
+    else stat.failed++;
+  }
+  return stat;
+}
+
+// migrate_folio_unmap() + migrate_folio_move() of one isolated folio; true
+// when it moved. The isolation reference is dropped either way.
+export function* migrateFolio(m: Machine, src: number): KGen<boolean> {
+  const phys = m.phys;
+  const il = m.il;
+  const nr = 1 << (phys.order[src] as number);
+  if (il) yield il.lock(LK_FOLIO, src, true, S_MIG_LOCK);
+  // A PMD mapping made since isolation: not migrated (see above).
+  if (phys.entireMapcount(src) > 0) {
+    putback(m, il, src);
+    return false;
+  }
+  const dst = phys.alloc(phys.order[src] as number);
+  m.counters.pagesAlloc += nr;
+  if (il && !il.trylock(LK_FOLIO, dst)) throw new Error(`model bug: new folio ${dst} is locked`);
+  const ubc = new TlbUbc(m);
+  if (folioMapcount(m, src) > 0) yield* tryToMigrate(m, src, ubc);
+  tryToUnmapFlush(m, ubc); // migrate_pages_batch(), before any folio moves
+  if (il) yield S_MIG_MOVE;
+  // __migrate_folio() -> folio_migrate_mapping(): folio_ref_freeze() to the
+  // references it expects, the cache's and the isolation's; a PTE still
+  // mapping the folio, a lockless reader's or a zap's reference held until
+  // its TLB flush (an entry cleared before try_to_migrate() found it) makes
+  // it fail.
+  const anon = ((phys.flags[src] as number) & PG_ANON) !== 0;
+  const swap = m.swap;
+  const slot = anon && swap !== null ? swap.slotOf.get(src) : undefined;
+  const file = anon ? undefined : [...m.files.values()].find((f) => f.id === phys.aux[src]);
+  const cacheRef = anon ? (slot !== undefined ? 1 : 0) : file !== undefined && file.pages.get(phys.index[src] as number) === src ? 1 : 0;
+  if (folioMapcount(m, src) !== 0 || phys.ref[src] !== cacheRef + 1) {
+    yield* removeMigrationPtes(m, src, src);
+    m.migrating.delete(src);
+    if (il) il.unlock(LK_FOLIO, dst);
+    if (phys.folioPut(dst)) m.counters.pagesFree += nr;
+    m.counters.pgmigrateFail += nr;
+    putback(m, il, src);
+    return false;
+  }
+  // folio_mc_copy(), then the cache entry moves with its reference.
+  if (il) for (let k = 0; k < nr; k++) il.copyPage(src + k, dst + k);
+  for (let k = 0; k < nr; k++) phys.flags[dst + k] = phys.flags[src + k] as number;
+  phys.aux[dst] = phys.aux[src] as number;
+  phys.index[dst] = phys.index[src] as number;
+  if (cacheRef === 1) {
+    if (slot !== undefined && swap !== null) {
+      swap.slotOf.delete(src);
+      swap.addToCache(slot, dst);
+    } else if (file !== undefined) file.pages.set(phys.index[src] as number, dst);
+    phys.ref[dst] = (phys.ref[dst] as number) + 1;
+    phys.ref[src] = (phys.ref[src] as number) - 1;
+  }
+  // folio_migrate_flags(): the destination is dirty now, the source not.
+  phys.flags[src] = (phys.flags[src] as number) & ~PG_DIRTY;
+  yield* removeMigrationPtes(m, src, dst);
+  m.migrating.delete(src);
+  m.counters.pgmigrateSuccess += nr;
+  if (il) il.unlock(LK_FOLIO, dst);
+  // migrate_folio_done(): the source's last reference (the isolation's)
+  // goes; the destination's own (folio_alloc()'s) goes back to the LRU.
+  putback(m, il, src);
+  if (phys.folioPut(dst)) m.counters.pagesFree += nr;
+  return true;
+}
+
+function putback(m: Machine, il: Interleaver | null, src: number): void {
+  const phys = m.phys;
+  if (il) il.unlock(LK_FOLIO, src);
+  m.isolated.delete(src);
+  const nr = 1 << (phys.order[src] as number);
+  if (phys.ref[src] === 1 && m.config.checkInvariants) m.violations.push(...checkFreedFrames(m, [src], "migrate_pages"));
+  if (phys.folioPut(src)) m.counters.pagesFree += nr;
+}
+
+// remove_migration_ptes(src, dst): every migration entry that names a page
+// of src becomes a PTE of the page at the same index of dst (src itself when
+// the migration failed), with the access, dirty and write state the entry
+// kept; a writable or readable-exclusive entry makes the page AnonExclusive
+// again (RMAP_EXCLUSIVE). set_pte_at() of one entry: on arm64 the last one
+// of a block refolds it (contpte_try_fold()).
+function* removeMigrationPtes(m: Machine, src: number, dst: number): KGen {
+  const A = m.arch;
+  const phys = m.phys;
+  const nr = 1 << (phys.order[src] as number);
+  const anon = ((phys.flags[dst] as number) & PG_ANON) !== 0;
+  const lk = yield* rmapLock(m, src, false);
+  try {
+    for (const h of rmapWalk(m, src)) {
+      yield* pageVmaMappedWalk(
+        m,
+        h,
+        src,
+        (e, i, a, k) => {
+          const v = e[i] as number;
+          const kind = A.migrationKind(v);
+          const page = dst + k;
+          let pte = A.pfnPte(page, vmaPageProt(m, h.vma));
+          pte = A.migrationYoung(v) ? A.pteMkyoung(pte) : A.pteMkold(pte);
+          if (A.migrationDirty(v)) pte = A.pteMkdirty(pte);
+          if (kind === MIG_WRITE) pte = A.pteMkwrite(pte);
+          if (anon && kind !== MIG_READ) phys.flags[page] = (phys.flags[page] as number) | PG_ANON_EXCLUSIVE;
+          phys.mapcount[page] = (phys.mapcount[page] as number) + 1;
+          phys.ref[dst] = (phys.ref[dst] as number) + 1;
+          m.counters.folioAtomics += 2;
+          A.setPtes(m, h.mm, a, e, i, pte, 1);
+        },
+        null,
+        nr,
+        true,
+      );
+      if (m.il) yield S_MIG_REMOVE;
+    }
+  } finally {
+    rmapUnlock(m, lk);
+  }
+}
