@@ -35,6 +35,9 @@ export class Counters {
   // Migration (mm/migrate.c)
   pgmigrateSuccess = 0; // pages migrated
   pgmigrateFail = 0; // pages whose migration failed (-EAGAIN) and were restored
+  // Collapse (mm/khugepaged.c)
+  thpCollapses = 0; // PMD ranges collapsed into a THP
+  thpCollapseFailed = 0; // PMD ranges a collapse gave up on
   // arm64 TLB maintenance (instructions issued; each is broadcast to all CPUs).
   tlbiVale1is = 0; // TLBI VALE1IS: one page, last level
   tlbiVae1is = 0; // TLBI VAE1IS: one page, all levels (walk caches too)

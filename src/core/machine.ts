@@ -70,6 +70,12 @@ export const VARIANTS = {
   // (before it: they do not, so mprotect()/munmap() can return while another
   // CPU still holds a writable TLB entry for a PTE reclaim already cleared).
   tlb_batch_pending: ["fixed", "none"],
+  // MADV_COLLAPSE/khugepaged of anonymous memory: "writable-required" (v6.17:
+  // a range with no writable entry is not collapsed, SCAN_PAGE_RO) or "any"
+  // (from v6.18, Dev Jain's change that dropped the requirement: read-only
+  // ranges collapse too). A later behaviour, not a historical one: diff-kernel
+  // selects it on a 6.18 or newer host.
+  collapse_ro: ["writable-required", "any"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -126,6 +132,7 @@ export function defaultConfig(): MachineConfig {
       mremap_flush: "fixed",
       mremap_batching: "respect-write",
       tlb_batch_pending: "fixed",
+      collapse_ro: "writable-required",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

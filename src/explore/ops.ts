@@ -53,7 +53,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       // mmap_lock as each syscall takes it: munmap and mprotect for writing
       // (do_vmi_munmap() downgrades it), madvise for reading unless it
       // changes VMA flags.
-      const write = step.op !== "madvise" || step.advice === "hugepage" || step.advice === "nohugepage";
+      const write = step.op !== "madvise" || step.advice === "hugepage" || step.advice === "nohugepage" || step.advice === "collapse";
       const zap = step.op === "munmap" || (step.op === "madvise" && (step.advice === "dontneed" || step.advice === "free"));
       x.sysEnter(t);
       if (zap) x.zapBegin(p.mm, a, a + len);

@@ -128,6 +128,7 @@ export const ADVICE_NUMBERS: Record<Advice, number> = {
   nohugepage: 15,
   cold: 20,
   pageout: 21,
+  collapse: 25,
 };
 
 export const MREMAP_MAYMOVE = 1;

@@ -122,6 +122,7 @@ export const KINDS = [
   "reclaim",
   "writeback",
   "migrate",
+  "collapse",
 ] as const;
 export type Kind = (typeof KINDS)[number];
 const NOT_EXIT = KINDS.filter((k) => k !== "exit");
@@ -634,6 +635,15 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       if (h === undefined) return false;
       const d = ch.bool(0.7) ? -Math.max(1, ch.pick([1, h.pages.length, h.pages.length >> 1])) : ch.pick([1, block]);
       conc.push({ op: "brk", args: { delta: d * page, thread: a.t } });
+      return true;
+    }
+    if (k === "collapse") {
+      // MADV_COLLAPSE of a whole region that can hold a PMD-sized range
+      // (khugepaged's work, on demand; mmap_lock for writing).
+      const big = regs.filter((x) => x.file === null && x.pages.length >= ptes);
+      if (big.length === 0) return false;
+      const r = ch.pick(big);
+      conc.push({ op: "madvise", args: { ...args(r, 0, r.pages.length, r.pages.length), advice: "collapse", thread: a.t } });
       return true;
     }
     if (k === "writeback") {

@@ -80,6 +80,7 @@ const ADVICE: Record<string, Advice> = {
   MADV_WILLNEED: "willneed",
   MADV_COLD: "cold",
   MADV_PAGEOUT: "pageout",
+  MADV_COLLAPSE: "collapse",
 };
 
 const MMAP_BASE = 0x7f0000000000;

@@ -39,7 +39,7 @@ export const OPS = [
 export type Op = (typeof OPS)[number];
 
 export const MMAP_FLAGS = ["private", "shared", "anonymous", "fixed", "populate", "noreserve"] as const satisfies readonly MmapFlag[];
-export const ADVICES = ["dontneed", "free", "hugepage", "nohugepage", "willneed", "cold", "pageout"] as const satisfies readonly Advice[];
+export const ADVICES = ["dontneed", "free", "hugepage", "nohugepage", "willneed", "cold", "pageout", "collapse"] as const satisfies readonly Advice[];
 export const THP_POLICIES = ["never", "madvise", "always"] as const satisfies readonly ThpPolicy[];
 
 // ---------------------------------------------------------------------------

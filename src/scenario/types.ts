@@ -55,7 +55,7 @@ export interface ProcessSpec {
 
 export type MmapFlag = "private" | "shared" | "anonymous" | "fixed" | "populate" | "noreserve";
 
-export type Advice = "dontneed" | "free" | "hugepage" | "nohugepage" | "willneed" | "cold" | "pageout";
+export type Advice = "dontneed" | "free" | "hugepage" | "nohugepage" | "willneed" | "cold" | "pageout" | "collapse";
 
 interface StepBase {
   pos: SourcePos;

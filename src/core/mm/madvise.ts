@@ -25,8 +25,9 @@ import { MmError } from "./mmap.js";
 import { idxAt } from "../geometry.js";
 import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, type Vma } from "./types.js";
 import { isolateRangeLocked, mergeAroundLocked } from "./vma.js";
+import { madviseCollapse } from "./khugepaged.js";
 
-export type Advice = "dontneed" | "free" | "hugepage" | "nohugepage" | "willneed" | "cold" | "pageout";
+export type Advice = "dontneed" | "free" | "hugepage" | "nohugepage" | "willneed" | "cold" | "pageout" | "collapse";
 
 function vmasIn(mm: Mm, start: number, end: number): Vma[] {
   const out: Vma[] = [];
@@ -356,6 +357,10 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
       break;
     }
     case "willneed":
+      break;
+    case "collapse":
+      // madvise_collapse(): mmap_lock for writing, taken by the caller.
+      yield* madviseCollapse(m, mm, start, end);
       break;
   }
 }
