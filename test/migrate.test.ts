@@ -9,6 +9,10 @@
 // mprotect handle migration entries as the kernel does.
 
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE } from "../src/core/arch/arch.js";
 import { checkAccounting } from "../src/core/check.js";
@@ -17,6 +21,7 @@ import { PG_ANON_EXCLUSIVE, PG_DIRTY } from "../src/core/mm/physmem.js";
 import { pmdOffset } from "../src/core/mm/walk.js";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
+import { ScenarioError } from "../src/scenario/types.js";
 
 function run(yaml: string): Runner {
   const r = new Runner(parseScenario(yaml, "t.yaml"), { checkInvariants: true });
@@ -250,5 +255,23 @@ steps:
     r.exec(stepOf(`munmap: { region: r, thread: A }`), 0);
     assert.equal(p.mm.rssAnon, 0);
     assert.equal(e[i], 0);
+  });
+});
+
+describe("migrate: bad input", () => {
+  it("a migration of a range nothing maps is a located error, exit 2", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ptlab-migrate-"));
+    const f = join(dir, "t.yaml");
+    writeFileSync(f, "name: t\nsteps:\n  - mmap: { region: A, size: 64K, prot: rw }\n  - munmap: { region: A }\n  - migrate: { region: A }\n");
+    const p = spawnSync(process.execPath, ["dist/src/cli/main.js", "run", f], { encoding: "utf8" });
+    assert.equal(p.status, 2);
+    assert.match(p.stderr, /t\.yaml:5:5: nothing is mapped in A\+0 .*no folio to migrate/);
+    assert.equal(p.stderr.trim().split("\n").length, 1, "one line");
+  });
+  it("an unknown key in migrate is rejected with its position", () => {
+    assert.throws(
+      () => parseScenario("name: t\nsteps:\n  - migrate: { region: r, node: 1 }\n", "t.yaml"),
+      (e: unknown) => e instanceof ScenarioError && e.line === 3 && /unknown key "node" in migrate step/.test(e.message),
+    );
   });
 });

@@ -407,6 +407,11 @@ export class Runner {
       case "migrate": {
         const p = this.reclaimTarget(step);
         const [a, len] = this.range(step, p, base);
+        // move_pages() of an address no VMA maps fails (-EFAULT): a
+        // scenario error here; under the explorer a concurrent unmap may
+        // legitimately win, and the actor then finds nothing.
+        if (!p.mm.vmas.some((v) => v.start < a + len && v.end > a))
+          throw this.err(step, `nothing is mapped in ${step.region}+${step.offset + base} (length ${len}) of process ${p.name}: no folio to migrate`);
         m.curCpu = this.threadCpu.get(step.thread) as number;
         run(migrateRange(m, p.mm, a, a + len));
         return;
