@@ -1,6 +1,8 @@
 // Benchmark of the model's core paths against the host kernel: ns per 4 KiB
 // page for fault / mprotect / fork+exit / MADV_DONTNEED / munmap of one
-// anonymous private region (THP "never"), plus model bytes per populated PTE.
+// anonymous private region (THP "never"), plus model bytes per populated PTE;
+// then the actors: MADV_COLLAPSE of written pages, and MADV_PAGEOUT with the
+// swap-in faults after it (host figures only when the host has swap active).
 //
 //   node dist/bench/core.js [--size MiB] [--reps n] [--checks-size MiB] [--no-host]
 //
@@ -15,7 +17,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { BENCH_OPS, type BenchOp, ensureHelperBuilt, isHelperSkip, runHostBench } from "../src/host/helper.js";
+import { type ActorBenchOp, BENCH_OPS, type BenchOp, ensureHelperBuilt, isHelperSkip, runHostActorsBench, runHostBench } from "../src/host/helper.js";
+import { readFileSync } from "node:fs";
 import { Runner, type RunOptions } from "../src/run/runner.js";
 import { parseTraceFile } from "../src/trace/open.js";
 import { defaultReplayOptions, Replayer } from "../src/replay/replay.js";
@@ -230,4 +233,62 @@ try {
   );
 } catch (e) {
   console.log(`replay: skipped (${(e as Error).message})`);
+}
+
+// The actors' rows, measured last so they cannot disturb the rows above:
+// MADV_COLLAPSE of written 4K pages of a PMD-aligned region; MADV_PAGEOUT of
+// written pages and the write faults that bring them back (the host needs
+// active swap for those; its helper mirrors this sequence, bench_actors_main).
+const ACTOR_OPS: ActorBenchOp[] = ["collapse", "pageout", "swapin"];
+function modelActorsRep(bytes: number): Record<ActorBenchOp, number> {
+  const pmd = 2 * MiB;
+  const len = Math.floor(bytes / pmd) * pmd;
+  const pages = len / PAGE;
+  const sc: Scenario = { ...scenario, machine: { ...scenario.machine, swapBytes: len + MiB } };
+  const r = new Runner(sc, { checkInvariants: false });
+  const at: Step = { ...base, op: "mmap", region: "A", size: len, prot: RW, flags: ["private", "anonymous"], offset: 0, addr: 0x7e0000000000 };
+  r.exec(at, 0);
+  r.exec(touchA, 0);
+  const collapse = timed(r, { ...region, op: "madvise", advice: "collapse" });
+  if (r.m.counters.thpCollapses !== len / pmd) throw new Error("bench: the model collapsed nothing");
+  r.exec(munmapA, 0);
+  r.exec(mmapA(len), 0);
+  r.exec(touchA, 0);
+  const pageout = timed(r, { ...region, op: "madvise", advice: "pageout" });
+  if (r.m.counters.pswpout !== pages) throw new Error("bench: the model swapped out only part of the region");
+  const swapin = timed(r, touchA);
+  r.exec(munmapA, 0);
+  return { collapse: collapse / pages, pageout: pageout / pages, swapin: swapin / pages };
+}
+{
+  const runs = Array.from({ length: reps }, () => modelActorsRep(size));
+  const model = Object.fromEntries(ACTOR_OPS.map((op) => [op, median(runs.map((x) => x[op]))])) as Record<ActorBenchOp, number>;
+  let swapOn = false;
+  try {
+    swapOn = readFileSync("/proc/swaps", "utf8").trim().split("\n").length > 1;
+  } catch {
+    swapOn = false;
+  }
+  let hostA: Partial<Record<ActorBenchOp, number>> = {};
+  let note = "";
+  if (args["no-host"]) note = "host: skipped (--no-host)";
+  else {
+    const h = await ensureHelperBuilt();
+    if (isHelperSkip(h)) note = `host: skipped (${h.skip})`;
+    else {
+      hostA = await runHostActorsBench(size < 2 * MiB ? 2 * MiB : size, reps, swapOn, h);
+      if (!swapOn) note = "host pageout/swapin: skipped (no swap active on the host; enable one, e.g. a zram device, to measure them)";
+    }
+  }
+  const head2 = ["actor op", "model ns/pg", "host ns/pg", "model/host"];
+  const rows2 = ACTOR_OPS.map((op) => {
+    const h = hostA[op];
+    return [op, f(model[op]), Number.isNaN(h) ? "failed" : f(h), f(h === undefined || Number.isNaN(h) ? undefined : model[op] / h, 2)];
+  });
+  const w2 = head2.map((c, i) => Math.max(c.length, ...rows2.map((r) => (r[i] as string).length)));
+  const line2 = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w2[i] as number) : c.padStart(w2[i] as number))).join("  ");
+  console.log();
+  console.log(line2(head2));
+  for (const r of rows2) console.log(line2(r));
+  if (note !== "") console.log(note);
 }

@@ -1526,6 +1526,97 @@ static int bench_main(const char *bytes_s, const char *reps_s)
 	return 0;
 }
 
+/*
+ * The actors' bench: per page, MADV_COLLAPSE of written 4 KiB pages into
+ * THPs (a PMD-aligned mapping, THPs not faulted in), and when SWAP is 1,
+ * MADV_PAGEOUT of written pages to swap and the write faults that bring
+ * them back. Prints "bench collapse N", "bench pageout N", "bench swapin N"
+ * (ns per page, median), or "bench pageout -" when a call failed.
+ */
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+#define NBA 3
+static double bench_act[NBA][MAX_REPS];
+
+static int bench_actors_main(const char *bytes_s, const char *reps_s, const char *swap_s)
+{
+	static const char *names[NBA] = {"collapse", "pageout", "swapin"};
+	const size_t pmd = 2UL << 20;
+	unsigned long long bytes, reps, swap;
+	int failed[NBA] = {0, 0, 0};
+	out_fd = 1;
+	if (parse_u64(bytes_s, &bytes) || parse_u64(reps_s, &reps) || parse_u64(swap_s, &swap) ||
+	    bytes < pmd || reps == 0 || reps > MAX_REPS || swap > 1) {
+		out_str("usage: ptlab-host bench-actors BYTES REPS SWAP (BYTES >= 2 MiB, REPS 1..1000, SWAP 0|1)");
+		out_end();
+		return 2;
+	}
+	size_t len = bytes / pmd * pmd;
+	size_t npages = len / PAGE;
+	for (unsigned long long r = 0; r < reps; r++) {
+		/* PMD-aligned: map one PMD more and trim */
+		unsigned char *raw = mmap(NULL, len + pmd, PROT_READ | PROT_WRITE,
+					  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (raw == MAP_FAILED) {
+			reply_err(errno, "bench-actors: mmap failed");
+			return 1;
+		}
+		unsigned char *p = (unsigned char *)(((uintptr_t)raw + pmd - 1) & ~(uintptr_t)(pmd - 1));
+		if (p > raw)
+			munmap(raw, (size_t)(p - raw));
+		if (p + len < raw + len + pmd)
+			munmap(p + len, (size_t)(raw + len + pmd - (p + len)));
+		bench_touch(p, npages);
+		double t0 = now_ns();
+		if (madvise(p, len, MADV_COLLAPSE) != 0)
+			failed[0] = 1;
+		double t1 = now_ns();
+		bench_act[0][r] = t1 - t0;
+		munmap(p, len);
+		if (!swap)
+			continue;
+		p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			reply_err(errno, "bench-actors: mmap failed");
+			return 1;
+		}
+		madvise(p, len, MADV_NOHUGEPAGE);
+		bench_touch(p, npages);
+		t0 = now_ns();
+		if (madvise(p, len, MADV_PAGEOUT) != 0)
+			failed[1] = 1;
+		t1 = now_ns();
+		bench_act[1][r] = t1 - t0;
+		t0 = now_ns();
+		bench_touch(p, npages);
+		t1 = now_ns();
+		bench_act[2][r] = t1 - t0;
+		munmap(p, len);
+	}
+	for (int i = 0; i < NBA; i++) {
+		if (i > 0 && !swap)
+			continue;
+		out_str("bench ");
+		out_str(names[i]);
+		out_c(' ');
+		if (failed[i]) {
+			out_c('-');
+		} else {
+			qsort(bench_act[i], reps, sizeof(double), cmp_double);
+			double med = reps % 2 ? bench_act[i][reps / 2]
+					      : (bench_act[i][reps / 2 - 1] + bench_act[i][reps / 2]) / 2;
+			out_fixed3(med / (double)npages);
+		}
+		out_c('\n');
+	}
+	out_flush();
+	return 0;
+}
+
 /* ---------------------------------------------------------------- probe */
 
 /*
@@ -1612,10 +1703,17 @@ int main(int argc, char **argv)
 		}
 		return bench_main(argv[2], argv[3]);
 	}
+	if (argc >= 2 && strcmp(argv[1], "bench-actors") == 0) {
+		if (argc != 5) {
+			write_all(2, "usage: ptlab-host bench-actors BYTES REPS SWAP\n", 47);
+			return 2;
+		}
+		return bench_actors_main(argv[2], argv[3], argv[4]);
+	}
 	if (argc == 2 && strcmp(argv[1], "probe") == 0)
 		return probe_main();
 	if (argc != 1) {
-		write_all(2, "usage: ptlab-host [probe | bench BYTES REPS]\n", 45);
+		write_all(2, "usage: ptlab-host [probe | bench BYTES REPS | bench-actors BYTES REPS SWAP]\n", 76);
 		return 2;
 	}
 

@@ -451,6 +451,24 @@ export async function runHostBench(bytes: number, reps: number, helperPath?: str
   return out as Record<BenchOp, number>;
 }
 
+/** The actors' bench (ns per page): MADV_COLLAPSE, and with swap also
+ * MADV_PAGEOUT and the swap-in write faults; a call that failed is NaN. */
+export type ActorBenchOp = "collapse" | "pageout" | "swapin";
+export async function runHostActorsBench(bytes: number, reps: number, swap: boolean, helperPath?: string): Promise<Partial<Record<ActorBenchOp, number>>> {
+  const h = await requireHelper(helperPath);
+  const r = await run(h, ["bench-actors", num(bytes, "bytes"), num(reps, "reps"), swap ? "1" : "0"], 600_000);
+  if (r.spawnError || r.code !== 0) {
+    throw new Error(`ptlab host: bench-actors failed: ${r.spawnError?.message ?? (r.stdout + r.stderr).trim()}`);
+  }
+  const out: Partial<Record<ActorBenchOp, number>> = {};
+  for (const line of r.stdout.split("\n")) {
+    const t = line.trim().split(" ");
+    if (t[0] !== "bench" || t.length !== 3) continue;
+    out[t[1] as ActorBenchOp] = t[2] === "-" ? Number.NaN : Number(t[2]);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- session
 
 export interface HostSessionOptions {
