@@ -276,7 +276,7 @@ function modelActorsRep(bytes: number): Record<ActorBenchOp, number> {
     const h = await ensureHelperBuilt();
     if (isHelperSkip(h)) note = `host: skipped (${h.skip})`;
     else {
-      hostA = await runHostActorsBench(size < 2 * MiB ? 2 * MiB : size, reps, swapOn, h);
+      hostA = await runHostActorsBench(Math.max(size, 2 * MiB), reps, swapOn, h);
       if (!swapOn) note = "host pageout/swapin: skipped (no swap active on the host; enable one, e.g. a zram device, to measure them)";
     }
   }
