@@ -32,6 +32,7 @@ export class Counters {
   pswpin = 0; // pages read from swap
   tlbBatchFlushes = 0; // try_to_unmap_flush() calls that flushed a deferred batch
   tlbBatchedPendingFlushes = 0; // flush_tlb_batched_pending() calls that flushed the mm
+  kswapdWakes = 0; // kswapd runs under a memory limit (balance_pgdat())
   // Migration (mm/migrate.c)
   pgmigrateSuccess = 0; // pages migrated
   pgmigrateFail = 0; // pages whose migration failed (-EAGAIN) and were restored

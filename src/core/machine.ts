@@ -12,6 +12,7 @@ import { PhysMem } from "./mm/physmem.js";
 import { TableStore } from "./mm/pgtable.js";
 import type { TlbUbc } from "./mm/rmap.js";
 import { SwapDevice } from "./mm/swap.js";
+import { type Watermarks, watermarks } from "./mm/kswapd.js";
 import { FileObj, Mm } from "./mm/types.js";
 
 export type ThpPolicy = "never" | "madvise" | "always";
@@ -101,6 +102,9 @@ export interface MachineConfig {
   nowaitAllocFails: boolean;
   // Pages of the swap device (swapon), 0: no swap.
   swapPages: number;
+  // machine.memory in pages (0: no limit): the frames the model may hold
+  // before kswapd must reclaim (kswapd.ts).
+  memoryPages: number;
 }
 
 // arm64 CPU features and configuration (ID registers, Kconfig).
@@ -140,6 +144,7 @@ export function defaultConfig(): MachineConfig {
     checkInvariants: true,
     nowaitAllocFails: false,
     swapPages: 0,
+    memoryPages: 0,
   };
 }
 
@@ -219,6 +224,10 @@ export class Machine {
   // Migration: the folios whose mappings are migration entries now (from
   // try_to_migrate() until remove_migration_ptes()).
   readonly migrating = new Set<number>();
+  // Memory pressure (kswapd.ts): the watermarks of machine.memory and
+  // kswapd's clock hand over the frames.
+  readonly watermarks: Watermarks;
+  lruHand = 1;
   batchSeq = 0;
   private nextMmId = 1;
   private nextAnonVma = 1;
@@ -232,6 +241,7 @@ export class Machine {
     if (this.geo.ptrs !== arch.ptrsPerTable) throw new Error(`model bug: ${arch.name} has ${arch.ptrsPerTable} entries per table, not PAGE_SIZE / 8`);
     this.tables = new TableStore(this.phys, arch.ptrsPerTable);
     this.swap = config.swapPages > 0 ? new SwapDevice(config.swapPages) : null;
+    this.watermarks = watermarks(config.memoryPages, this.geo.pageSize);
     this.cpus = [];
     for (let i = 0; i < config.cpus; i++) {
       const cpu = new Cpu(i, 6);

@@ -18,6 +18,7 @@ import { doMprotect } from "../core/mm/mprotect.js";
 import { dupMmap } from "../core/mm/fork.js";
 import { type KGen, run } from "../core/mm/memory.js";
 import type { Mm } from "../core/mm/types.js";
+import { freePages, kswapdBalance } from "../core/mm/kswapd.js";
 import { migrateRange } from "../core/mm/migrate.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
 import { writebackFile } from "../core/mm/page_writeback.js";
@@ -73,6 +74,7 @@ export interface AddressOracle {
 export interface RunOptions {
   checkInvariants?: boolean;
   variants?: Record<string, string>; // command-line overrides
+  memoryBytes?: number; // command-line override of machine.memory
   ptReclaim?: boolean;
   zeroPage?: boolean;
   arch?: "x86_64" | "arm64"; // overrides the scenario's machine.arch
@@ -118,6 +120,7 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   cfg.mthp = mthpOrders(opts.mthp ?? spec.mthp ?? {}, arch === "arm64" ? g : 4, file);
   // The swap device holds whole pages of the granule.
   cfg.swapPages = Math.floor((spec.swapBytes ?? 0) / ((arch === "arm64" ? g : 4) * 1024));
+  cfg.memoryPages = Math.floor((opts.memoryBytes ?? spec.memoryBytes ?? 0) / ((arch === "arm64" ? g : 4) * 1024));
   const all = { ...spec.variants, ...(opts.variants ?? {}) };
   for (const [k, v] of Object.entries(all)) {
     if (!Object.hasOwn(VARIANTS, k)) throw new ScenarioError(file, 1, 1, `unknown variant "${k}" (known: ${Object.keys(VARIANTS).join(", ")})`);
@@ -210,6 +213,23 @@ export class Runner {
     return p;
   }
 
+  // kswapd under machine.memory: woken when free memory is below the low
+  // watermark, between accesses and steps (kswapd.ts); memory it cannot
+  // free below the min watermark ends the run, where the kernel would
+  // OOM-kill a process.
+  pressure(step: Step): void {
+    const m = this.m;
+    if (m.config.memoryPages === 0 || freePages(m) >= m.watermarks.low) return;
+    run(kswapdBalance(m));
+    if (freePages(m) < m.watermarks.min) {
+      const why = m.swap === null ? "no swap device" : m.swap.used >= m.swap.pages ? "swap is full" : "nothing reclaimable";
+      throw this.err(
+        step,
+        `out of memory: ${m.phys.allocated} of the ${m.config.memoryPages} pages of machine.memory in use and kswapd freed nothing more (${why}); the kernel would OOM-kill a process here`,
+      );
+    }
+  }
+
   // Enter the kernel on the thread's CPU with its mm loaded.
   enter(step: Step, p: Proc): number {
     const c = this.threadCpu.get(step.thread) as number;
@@ -257,6 +277,7 @@ export class Runner {
     }
     // Every CPU passes a quiescent state between steps.
     m.rcuGracePeriod();
+    this.pressure(step);
     if (m.config.checkInvariants && step.op !== "report") {
       const v = [...m.violations, ...checkTlbs(m), ...checkAccounting(m), ...(m.arch.name === "arm64" ? checkContpte(m) : [])];
       m.violations = [];
@@ -331,6 +352,7 @@ export class Runner {
         const stride = step.stride || m.geo.pageSize;
         for (let x = a; x < a + len; x += stride) {
           const res = userAccess(m, c, p.mm, x, step.write);
+          if (m.config.memoryPages > 0) this.pressure(step);
           if (res === "segv" || res === "sigbus")
             throw this.err(step, `${res === "segv" ? "SIGSEGV" : "SIGBUS"}: ${step.write ? "write" : "read"} at 0x${x.toString(16)} in process ${p.name}`);
           // The thread never gets past this access (the violation is in m.violations).

@@ -148,6 +148,7 @@ class Loader {
       seed: m.seed,
       nowaitAllocFails: m.nowait_alloc_fails,
       ...(m.swap !== undefined ? { swapBytes: m.swap } : {}),
+      ...(m.memory !== undefined ? { memoryBytes: m.memory } : {}),
     };
     const sc: Scenario = { file: this.file, name: v.name!, description: v.description!, machine, processes: processes!, steps };
     if (concurrent !== undefined) sc.concurrent = concurrent;

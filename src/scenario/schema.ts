@@ -138,6 +138,8 @@ function size(r: SizeRules) {
   });
 }
 
+// The smallest machine.memory / --memory-limit accepted.
+export const MIN_MEMORY = 16 * 1024 * 1024;
 export const pageSizeSchema = size({ positive: true, page: true }).describe(`Byte count > 0, a multiple of 4096: 4096, "4K", "2M", "1G", "0x1000"`);
 export const pageOffsetSchema = size({ page: true }).describe(`Byte offset, a multiple of 4096: 0, "4K", "2M"`);
 export const addressSchema = size({ address: true, page: true }).describe("Virtual address, page aligned and below 2^57, e.g. 0x7f0000000000");
@@ -390,6 +392,12 @@ export const machineSchema = z.strictObject({
   seed: z.int(expected("an integer >= 0")).min(0, expected("an integer >= 0")).default(1),
   nowait_alloc_fails: bool.default(false).describe("GFP_NOWAIT allocations fail (memory pressure): mmu_gather keeps only its 8-entry embedded batch"),
   swap: pageSizeSchema.optional().describe("Size of the swap device (swapon); default: no swap"),
+  memory: pageSizeSchema
+    .refine((v) => v >= MIN_MEMORY, { message: "expected at least 16M: below that the kernel's own memory and its watermarks leave nothing to run in" })
+    .optional()
+    .describe(
+      "Memory limit (RAM): frames the model may hold (user pages, page tables); kswapd reclaims below the low watermark, and memory it cannot free is an out-of-memory error. Default: no limit",
+    ),
 });
 
 export const threadSchema = z.strictObject({

@@ -41,6 +41,7 @@ export interface MachineSpec {
   seed: number;
   nowaitAllocFails?: boolean;
   swapBytes?: number; // size of the swap device, 0 or absent: none
+  memoryBytes?: number; // machine.memory: a memory limit kswapd keeps, absent: none
 }
 
 export interface ThreadSpec {

@@ -1,0 +1,101 @@
+// Memory pressure under a memory limit (machine.memory, replay
+// --memory-limit): models the zone watermarks (calculate_min_free_kbytes()
+// and __setup_per_zone_wmarks(), mm/page_alloc.c, one zone) and kswapd's
+// balance_pgdat() (mm/vmscan.c) reduced to its page-table work: when free
+// memory falls below the low watermark, folios are isolated in batches of
+// SWAP_CLUSTER_MAX and shrunk with folio_referenced() honoured
+// (shrink_folio_list(): a referenced folio is kept with its access flags
+// cleared, so the next pass takes it) until free memory is above the high
+// watermark. The memory counted is every frame the model allocates: user
+// folios, page tables, the zero pages.
+//
+// Simplified: no LRU lists: the folios are visited in physical order from a
+// clock hand, which stands in for the inactive lists' order; kswapd runs
+// between a program's memory accesses and between steps, not inside an
+// allocation (so one fault's folio may take free memory below the low
+// watermark until it returns); no direct reclaim and no OOM killer: memory
+// that cannot be reclaimed below the min watermark (no swap, or swap full,
+// and dirty or mapped-shared file folios left to the flusher) is reported
+// to the caller, which stops with an error. No Node APIs.
+
+import type { Machine } from "../machine.js";
+import type { KGen } from "./memory.js";
+import { PG_FREE, PG_PAGETABLE, PG_ZERO } from "./physmem.js";
+import { folioIsolateLru, shrinkFolioList } from "./vmscan.js";
+
+const SWAP_CLUSTER_MAX = 32;
+
+export interface Watermarks {
+  min: number; // pages
+  low: number;
+  high: number;
+}
+
+// calculate_min_free_kbytes(): int_sqrt(lowmem_kbytes * 16) clamped to
+// [128, 262144] kB; __setup_per_zone_wmarks(): low = min + gap, high =
+// low + gap, gap = max(min / 4, managed * watermark_scale_factor / 10000)
+// with the default watermark_scale_factor of 10.
+export function watermarks(totalPages: number, pageSize: number): Watermarks {
+  const kb = (totalPages * pageSize) / 1024;
+  const minKb = Math.min(262144, Math.max(128, Math.floor(Math.sqrt(kb * 16))));
+  const min = Math.ceil((minKb * 1024) / pageSize);
+  const gap = Math.max(min >> 2, Math.floor((totalPages * 10) / 10000));
+  return { min, low: min + gap, high: min + 2 * gap };
+}
+
+export function freePages(m: Machine): number {
+  return m.config.memoryPages - m.phys.allocated;
+}
+
+// A folio kswapd can take: on an LRU list (a user folio in use), not
+// isolated already.
+function onLru(m: Machine, pfn: number): boolean {
+  const phys = m.phys;
+  const f = phys.flags[pfn] as number;
+  if (f & (PG_FREE | PG_PAGETABLE | PG_ZERO)) return false;
+  return phys.folioHead(pfn) === pfn && (phys.ref[pfn] as number) > 0 && !m.isolated.has(pfn);
+}
+
+export interface BalanceStat {
+  reclaimed: number; // folios freed
+  scanned: number; // folios isolated and shrunk
+}
+
+// balance_pgdat(): shrink until free memory is above the high watermark or
+// three sweeps of the clock found nothing more to free.
+export function* kswapdBalance(m: Machine): KGen<BalanceStat> {
+  const phys = m.phys;
+  const wm = m.watermarks;
+  const stat: BalanceStat = { reclaimed: 0, scanned: 0 };
+  m.counters.kswapdWakes++;
+  let idle = 0; // whole sweeps of the clock that freed nothing
+  let sweepFreed = 0;
+  while (freePages(m) < wm.high && idle < 3) {
+    const end = phys.highWater;
+    const batch: number[] = [];
+    let pfn = m.lruHand;
+    let wrapped = false;
+    while (batch.length < SWAP_CLUSTER_MAX) {
+      if (pfn >= end) {
+        pfn = 1;
+        wrapped = true;
+        break;
+      }
+      if (onLru(m, pfn) && folioIsolateLru(m, pfn)) batch.push(pfn);
+      const h = phys.folioHead(pfn);
+      pfn = h + (1 << (phys.order[h] as number));
+    }
+    m.lruHand = pfn;
+    if (batch.length > 0) {
+      const r = yield* shrinkFolioList(m, batch, false);
+      sweepFreed += r.reclaimed;
+      stat.reclaimed += r.reclaimed;
+      stat.scanned += batch.length;
+    }
+    if (wrapped) {
+      idle = sweepFreed > 0 ? 0 : idle + 1;
+      sweepFreed = 0;
+    }
+  }
+  return stat;
+}
