@@ -193,15 +193,15 @@ async function runDiffSession(sc: Scenario, built: string, swap: HostSwap, setUp
       `PT reclaim ${ptReclaim ? "present" : "absent"}${env.ptReclaim === undefined ? " (from the probe)" : " (kernel config)"}`,
       `swap ${describeHostSwap(swap)}${setUp ? " (set up by --setup-swap)" : ""}; model swap ${sc.machine.swapBytes !== undefined ? `${sc.machine.swapBytes / 1024} kB` : "none"}`,
     ];
-    // The model has no mTHP yet: only the PMD size may be enabled.
-    const mthp = env.mthpEnabled.filter((x) => x.setting !== "never" && x.sizeKb !== 2048);
-    if (mthp.length > 0)
-      throw new ScenarioError(
-        sc.file,
-        1,
-        1,
-        `the host enables mTHP sizes the model does not have yet (${mthp.map((x) => `${x.sizeKb}kB=${x.setting}`).join(", ")}); set them to never to compare`,
-      );
+    // The host's mTHP sizes (hugepages-<size>kB/enabled below the PMD size)
+    // replace the scenario's, as THP's enabled does.
+    const mthp: Record<number, "always" | "madvise" | "inherit"> = {};
+    for (const x of env.mthpEnabled) {
+      if (x.sizeKb * 1024 >= 2 ** 21 || x.setting === "never") continue;
+      if (x.setting !== "always" && x.setting !== "madvise" && x.setting !== "inherit")
+        throw new ScenarioError(sc.file, 1, 1, `the host's hugepages-${x.sizeKb}kB/enabled is "${x.setting}", which the model does not know`);
+      mthp[x.sizeKb] = x.setting;
+    }
     if (stepsUse(sc.steps, (x) => x.op === "mmap" && x.file !== undefined))
       detected.push(`scenario files under ${files.dir}${files.tmpfs ? " (tmpfs: its page cache is shmem, which MADV_PAGEOUT swaps out)" : ""}`);
     const zeroPage = env.probe?.zeroPage ?? true;
@@ -209,7 +209,11 @@ async function runDiffSession(sc: Scenario, built: string, swap: HostSwap, setUp
     detected.push(`zero page ${zeroPage ? "used" : "not used (reads allocate)"}, huge zero page ${hugeZero ? "used" : "not used"} (probe)`);
     const spec = { ...sc.machine, thp: env.thp, thpUseZeroPage: hugeZero, ptReclaim, levels: env.levels ?? 4 };
     let forced = 0;
-    const r = new Runner({ ...sc, machine: spec }, { checkInvariants: true, zeroPage, onMachine: o.onMachine }, { mmap: () => forced, mremap: () => forced });
+    const r = new Runner(
+      { ...sc, machine: spec },
+      { checkInvariants: true, zeroPage, mthp, onMachine: o.onMachine },
+      { mmap: () => forced, mremap: () => forced },
+    );
     const mainProc = sc.processes[0]!;
     const slotOf = new Map<string, number>([[mainProc.name, 0]]);
     const threadSlot = new Map<string, number>();
