@@ -8,6 +8,9 @@
  *   ptlab-host                     protocol mode (stdin/stdout, see below)
  *   ptlab-host bench BYTES REPS    micro-benchmark mode
  *   ptlab-host probe               zero-page / huge-zero-page / PT-reclaim checks
+ *   ptlab-host mkswap DEV          write a swap header on DEV (all of it usable)
+ *   ptlab-host swapon DEV          swapon(2) with default priority
+ *   ptlab-host swapoff DEV         swapoff(2)
  *
  * Protocol: one ASCII command line in, one reply line (or a block of lines
  * ending with a line ".") out. Every command starts with a process slot
@@ -28,8 +31,9 @@
  *   k K newslot                         fork            -> C <child pid>
  *   k X                                 exit            -> O
  *   k S                                 stats           -> S pte anon file
- *                                          shmem anonhuge vmrss vmsize (kB)
+ *                                          shmem anonhuge vmrss vmsize swap (kB)
  *   k Z                                 snapshot block  (m/p/h lines, ".")
+ *   k G addr npages                     page-state block (g lines, ".")
  *   k E                                 environment block (".")
  *
  * Process structure: the root creates one command pipe per slot and one
@@ -47,6 +51,17 @@
  * stdio or malloc is used after start, and a forked child re-populates the
  * helper's read-only file mappings (fork does not copy their page tables)
  * before it reports ready.
+ *
+ * Protocol mode pins the root to the CPU it starts on (slot processes
+ * inherit it): a page just faulted sits in that CPU's LRU batch, which
+ * MADV_PAGEOUT/COLD drain only on the calling CPU (lru_add_drain()); a
+ * folio left in another CPU's batch is not on the LRU and is skipped.
+ *
+ * "G" lines: "g start npages flags kpf kpc", one per run of pages in the same
+ * state: flags = bits 55..63 of the /proc/self/pagemap entry shifted down
+ * (bit 0 soft-dirty, 1 exclusive, 6 file/shared, 7 swapped, 8 present);
+ * for a present page whose PFN is visible (CAP_SYS_ADMIN) kpf is its
+ * /proc/kpageflags word (hex) and kpc its /proc/kpagecount, "-" otherwise.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -645,6 +660,8 @@ static void do_stats(void)
 	out_u(field_kb(smallbuf, (size_t)n, "VmRSS:"));
 	out_c(' ');
 	out_u(field_kb(smallbuf, (size_t)n, "VmSize:"));
+	out_c(' ');
+	out_u(field_kb(smallbuf, (size_t)n, "VmSwap:"));
 	out_end();
 }
 
@@ -809,6 +826,111 @@ static void do_snapshot(void)
 	rs.pmfd = pmfd;
 	for_each_map(snap_p_cb, &rs);
 	close(pmfd);
+	out_str(".");
+	out_end();
+}
+
+/* ---------------------------------------------------------------- page states */
+
+struct pg_run {
+	int have;
+	unsigned long long start, n, flags, kpf, kpc;
+	int known;
+};
+
+static void pg_emit(struct pg_run *r)
+{
+	if (!r->have)
+		return;
+	out_str("g ");
+	out_x(r->start);
+	out_c(' ');
+	out_u(r->n);
+	out_c(' ');
+	out_x(r->flags);
+	out_c(' ');
+	if (r->known) {
+		out_x(r->kpf);
+		out_c(' ');
+		out_u(r->kpc);
+	} else {
+		out_str("- -");
+	}
+	out_c('\n');
+	r->have = 0;
+}
+
+static int pread_u64(int fd, unsigned long long idx, uint64_t *v)
+{
+	return fd >= 0 && pread(fd, v, 8, (off_t)(idx * 8)) == 8 ? 0 : -1;
+}
+
+static void do_pages(unsigned long long addr, unsigned long long npages)
+{
+	if (addr % PAGE || npages > (1ULL << 36)) {
+		reply_err(EINVAL, "usage: G addr npages (addr page aligned)");
+		return;
+	}
+	int pmfd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pmfd < 0) {
+		reply_err(errno, "pages: /proc/self/pagemap");
+		return;
+	}
+	/* root only; without them the kpf/kpc columns are "-" */
+	int kfd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	int cfd = open("/proc/kpagecount", O_RDONLY | O_CLOEXEC);
+	const size_t maxn = sizeof pmbuf / sizeof pmbuf[0];
+	struct pg_run r;
+	memset(&r, 0, sizeof r);
+	unsigned long long done = 0;
+	while (done < npages) {
+		size_t n = (size_t)(npages - done);
+		if (n > maxn)
+			n = maxn;
+		unsigned long long a = addr + done * PAGE;
+		ssize_t got = pread(pmfd, pmbuf, n * 8, (off_t)((a / PAGE) * 8));
+		if (got <= 0) {
+			int e = got < 0 ? errno : EIO;
+			close(pmfd);
+			if (kfd >= 0)
+				close(kfd);
+			if (cfd >= 0)
+				close(cfd);
+			reply_err(e, "pages: reading /proc/self/pagemap");
+			return;
+		}
+		n = (size_t)got / 8;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t v = pmbuf[i];
+			unsigned long long flags = v >> 55;
+			uint64_t kpf = 0, kpc = 0;
+			int known = 0;
+			uint64_t pfn = v & ((1ULL << 55) - 1);
+			if ((v >> 63) && pfn != 0 && pread_u64(kfd, pfn, &kpf) == 0 &&
+			    pread_u64(cfd, pfn, &kpc) == 0)
+				known = 1;
+			if (r.have && r.flags == flags && r.known == known &&
+			    (!known || (r.kpf == kpf && r.kpc == kpc))) {
+				r.n++;
+				continue;
+			}
+			pg_emit(&r);
+			r.have = 1;
+			r.start = a + i * PAGE;
+			r.n = 1;
+			r.flags = flags;
+			r.known = known;
+			r.kpf = kpf;
+			r.kpc = kpc;
+		}
+		done += n;
+	}
+	pg_emit(&r);
+	close(pmfd);
+	if (kfd >= 0)
+		close(kfd);
+	if (cfd >= 0)
+		close(cfd);
 	out_str(".");
 	out_end();
 }
@@ -1130,6 +1252,13 @@ static int exec_cmd(char cmd, char *p)
 	case 'Z':
 		do_snapshot();
 		break;
+	case 'G':
+		if (parse_args(&p, v, 2)) {
+			reply_err(EINVAL, "usage: G addr npages");
+			break;
+		}
+		do_pages(v[0], v[1]);
+		break;
 	case 'E':
 		do_env();
 		break;
@@ -1355,7 +1484,7 @@ static int root_handle(char *line)
 		return 0;
 	}
 	write_all(slot_wr[slot], fwdbuf, len + 1);
-	if (relay_reply(cmd == 'Z' || cmd == 'E', slot_pidfd[slot]) < 0)
+	if (relay_reply(cmd == 'Z' || cmd == 'E' || cmd == 'G', slot_pidfd[slot]) < 0)
 		slot_clear(slot);
 	return 0;
 }
@@ -1692,6 +1821,83 @@ static int probe_main(void)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- swap device */
+
+/*
+ * `ptlab-host mkswap DEV`: a version-1 swap header (what mkswap(8) writes:
+ * magic "SWAPSPACE2" at the end of the first page, last_page = pages - 1,
+ * no bad pages) so that every page but the header is usable; `swapon DEV`
+ * and `swapoff DEV` are the system calls. For `ptlab diff-kernel
+ * --setup-swap`, which needs no util-linux this way.
+ */
+#ifndef BLKGETSIZE64
+#define BLKGETSIZE64 _IOR(0x12, 114, size_t)
+#endif
+
+static int swap_fail(const char *what, const char *dev)
+{
+	int e = errno;
+	out_fd = 2;
+	out_str("ptlab-host: ");
+	out_str(what);
+	out_c(' ');
+	out_str(dev);
+	out_str(": ");
+	out_str(errname(e));
+	out_end();
+	return 1;
+}
+
+static int mkswap_main(const char *dev)
+{
+	int fd = open(dev, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return swap_fail("mkswap: open", dev);
+	unsigned long long bytes = 0;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		close(fd);
+		return swap_fail("mkswap: fstat", dev);
+	}
+	if (S_ISBLK(st.st_mode)) {
+		uint64_t b = 0;
+		if (ioctl(fd, BLKGETSIZE64, &b) != 0) {
+			close(fd);
+			return swap_fail("mkswap: BLKGETSIZE64", dev);
+		}
+		bytes = b;
+	} else {
+		bytes = (unsigned long long)st.st_size;
+	}
+	unsigned long long pages = bytes / PAGE;
+	if (pages < 10 || pages - 1 > 0xffffffffULL) {
+		close(fd);
+		errno = EINVAL;
+		return swap_fail("mkswap: size", dev);
+	}
+	static unsigned char hdr[PAGE];
+	memset(hdr, 0, sizeof hdr);
+	uint32_t version = 1, last_page = (uint32_t)(pages - 1), nbad = 0;
+	memcpy(hdr + 1024, &version, 4);
+	memcpy(hdr + 1028, &last_page, 4);
+	memcpy(hdr + 1032, &nbad, 4);
+	memcpy(hdr + PAGE - 10, "SWAPSPACE2", 10);
+	if (pwrite(fd, hdr, PAGE, 0) != (ssize_t)PAGE || fsync(fd) != 0) {
+		close(fd);
+		return swap_fail("mkswap: write", dev);
+	}
+	close(fd);
+	return 0;
+}
+
+static int swapctl_main(int on, const char *dev)
+{
+	long r = on ? syscall(SYS_swapon, dev, 0) : syscall(SYS_swapoff, dev);
+	if (r != 0)
+		return swap_fail(on ? "swapon" : "swapoff", dev);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- main */
 
 int main(int argc, char **argv)
@@ -1712,8 +1918,14 @@ int main(int argc, char **argv)
 	}
 	if (argc == 2 && strcmp(argv[1], "probe") == 0)
 		return probe_main();
+	if (argc == 3 && strcmp(argv[1], "mkswap") == 0)
+		return mkswap_main(argv[2]);
+	if (argc == 3 && (strcmp(argv[1], "swapon") == 0 || strcmp(argv[1], "swapoff") == 0))
+		return swapctl_main(argv[1][5] == 'n', argv[2]);
 	if (argc != 1) {
-		write_all(2, "usage: ptlab-host [probe | bench BYTES REPS | bench-actors BYTES REPS SWAP]\n", 76);
+		static const char usage[] =
+			"usage: ptlab-host [probe | bench BYTES REPS | bench-actors BYTES REPS SWAP | mkswap DEV | swapon DEV | swapoff DEV]\n";
+		write_all(2, usage, sizeof usage - 1);
 		return 2;
 	}
 
@@ -1756,6 +1968,17 @@ int main(int argc, char **argv)
 	/* for testing the pre-6.7 fallback */
 	if (getenv("PTLAB_NO_PAGEMAP_SCAN"))
 		pagemap_scan_ok = 0;
+
+	/* one CPU for every slot process (see the top of the file) */
+	{
+		static cpu_set_t one;
+		int cpu = sched_getcpu();
+		if (cpu >= 0) {
+			CPU_ZERO(&one);
+			CPU_SET(cpu, &one);
+			sched_setaffinity(0, sizeof one, &one);
+		}
+	}
 
 	/* warm up every code path that touches memory, then freeze the layout */
 	prefault_stack();

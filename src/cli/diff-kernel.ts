@@ -1,19 +1,31 @@
 // ptlab diff-kernel: the same scenario on the host kernel (through the C
 // helper) and on the model, which takes the kernel's addresses and a replica
 // of the helper's own mappings. After each report step the VmPTE and RssAnon
-// changes since the start and AnonHugePages are compared.
+// changes since the start and AnonHugePages are compared, VmSwap too when the
+// host has swap, and the state of every page of the scenario's regions
+// (diff-pages.ts). A scenario that sets machine.swap needs swap on the host:
+// the host's own, or with --setup-swap a zram device of that size which is
+// taken down again afterwards (src/host/swap.ts); without either it is
+// skipped.
 
+import { mkdir, statfs } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { userAccess } from "../core/hw/walker.js";
+import type { Machine } from "../core/machine.js";
 import { pteOffset } from "../core/mm/walk.js";
 import { VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "../core/mm/types.js";
-import { ensureHelperBuilt, type HostEnv, HostError, HostSession, type HostSnapshot, isHelperSkip } from "../host/helper.js";
+import { cacheDir, ensureHelperBuilt, type HostEnv, HostError, HostSession, type HostSnapshot, isHelperSkip } from "../host/helper.js";
+import { describeHostSwap, type HostSwap, readHostSwap, restoreZramSwap, setupZramSwap, type ZramSwap } from "../host/swap.js";
 import { type Figures, Runner } from "../run/runner.js";
 import { type Scenario, ScenarioError, type Step } from "../scenario/types.js";
+import { compareRegion, hostStates, modelStates, type PageDiff } from "./diff-pages.js";
 
 export const RSS_NOISE_KB = 8;
 
 export interface FigureDiff {
-  figure: "vmpte_kb" | "rss_anon_kb" | "anon_huge_kb";
+  // swap_used_kb: slots in use on the whole device (swap entries and the swap
+  // cache), compared only on a device --setup-swap made for the run
+  figure: "vmpte_kb" | "rss_anon_kb" | "anon_huge_kb" | "vmswap_kb" | "swap_used_kb";
   host: number;
   model: number;
   agree: boolean;
@@ -27,6 +39,75 @@ export interface DiffResult {
   skipped?: string;
   detected?: string[];
   reports: ReportDiff[];
+  pages: PageDiff[];
+}
+
+export interface DiffOptions {
+  /** set up a zram swap device when the scenario needs swap and the host has none (root) */
+  setupSwap?: boolean;
+  /** where lines about changes to the host go (default: stderr) */
+  log?: (line: string) => void;
+  /** tests: called with the model's machine once it is built (to make it deliberately wrong) */
+  onMachine?: (m: Machine) => void;
+}
+
+const TMPFS_MAGIC = 0x01021994;
+
+// Where the helper creates the scenario's files: not on tmpfs if avoidable,
+// since tmpfs page cache is shmem (swap-backed: MADV_PAGEOUT swaps it out)
+// where the model's files are disk-backed page cache.
+async function fileBase(): Promise<{ dir: string; tmpfs: boolean }> {
+  const cands = [tmpdir(), "/var/tmp", cacheDir()];
+  for (const dir of cands) {
+    try {
+      await mkdir(dir, { recursive: true });
+      if (Number((await statfs(dir)).type) !== TMPFS_MAGIC) return { dir, tmpfs: false };
+    } catch {
+      // not usable
+    }
+  }
+  return { dir: tmpdir(), tmpfs: true };
+}
+
+function stepsUse(steps: readonly Step[], pred: (s: Step) => boolean): boolean {
+  return steps.some((s) => (s.op === "repeat" ? stepsUse(s.steps, pred) : pred(s)));
+}
+
+// How the scenario's swap maps to the host's: the model's device is
+// machine.swap; the host needs at least that much free swap, its own or a
+// zram device of exactly that size set up by --setup-swap. Returns the
+// reason to skip, or the device set up (to be taken down by the caller).
+function hostSwapFor(sc: Scenario, helper: string, o: DiffOptions, log: (l: string) => void): { skip: string } | { zram?: ZramSwap; swap: HostSwap } {
+  const need = sc.machine.swapBytes ?? 0;
+  const swap = readHostSwap();
+  const active = swap.devices.length > 0;
+  if (need === 0) {
+    if (active && stepsUse(sc.steps, (s) => s.op === "madvise" && s.advice === "pageout"))
+      throw new ScenarioError(
+        sc.file,
+        1,
+        1,
+        "the scenario pages out (madvise pageout) without machine.swap while the host has swap: set machine.swap (e.g. swap: 64M) so that the model swaps too",
+      );
+    if (o.setupSwap) log("ptlab: --setup-swap: the scenario sets no machine.swap; the host's swap is left as it is");
+    return { swap };
+  }
+  if (active) {
+    if (o.setupSwap) log(`ptlab: --setup-swap: the host already has swap (${describeHostSwap(swap)}); used as it is, nothing changed`);
+    // Scenarios use at most half of their machine.swap, and the host must
+    // stay below half full with that (vm_swap_full(): past it the kernel
+    // drops swap-cache folios on swap-in, which the model does not do).
+    if (swap.freeKb * 2048 - need < swap.totalKb * 1024)
+      return {
+        skip: `the host's swap (${swap.freeKb} of ${swap.totalKb} kB free) could pass half full with the ${need / 2048} kB the scenario may use (half its machine.swap); vm_swap_full() changes swap-in, which the model does not do`,
+      };
+    return { swap };
+  }
+  if (!o.setupSwap)
+    return { skip: `the scenario needs swap (machine.swap ${need / 1024} kB) and the host has none (as root, --setup-swap sets up a zram device)` };
+  const z = setupZramSwap(need, helper, log);
+  if ("skip" in z) return z;
+  return { zram: z, swap: readHostSwap() };
 }
 
 // Builds the helper's pre-existing mappings in the model mm, faulting in the
@@ -80,11 +161,24 @@ async function syncHelperState(r: Runner, host: HostSession, slot: number, procN
   }
 }
 
-export async function runDiff(sc: Scenario): Promise<DiffResult> {
+export async function runDiff(sc: Scenario, o: DiffOptions = {}): Promise<DiffResult> {
   const built = await ensureHelperBuilt();
-  if (isHelperSkip(built)) return { skipped: built.skip, reports: [] };
+  if (isHelperSkip(built)) return { skipped: built.skip, reports: [], pages: [] };
   if (sc.processes.length !== 1) throw new ScenarioError(sc.file, 1, 1, "diff-kernel needs exactly one initial process (more come from fork steps)");
-  const host = await HostSession.create({ helperPath: built });
+  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const hs = hostSwapFor(sc, built, o, log);
+  if ("skip" in hs) return { skipped: hs.skip, reports: [], pages: [] };
+  try {
+    return await runDiffSession(sc, built, hs.swap, hs.zram !== undefined, o);
+  } finally {
+    if (hs.zram !== undefined) restoreZramSwap(hs.zram);
+  }
+}
+
+async function runDiffSession(sc: Scenario, built: string, swap: HostSwap, setUp: boolean, o: DiffOptions): Promise<DiffResult> {
+  const swapActive = swap.devices.length > 0;
+  const files = await fileBase();
+  const host = await HostSession.create({ helperPath: built, tmpBase: files.dir });
   try {
     const env: HostEnv = await host.env();
     const ptReclaim = env.ptReclaim ?? env.probe?.ptReclaim ?? false;
@@ -97,16 +191,19 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
           .join(" ") || "none"
       }`,
       `PT reclaim ${ptReclaim ? "present" : "absent"}${env.ptReclaim === undefined ? " (from the probe)" : " (kernel config)"}`,
+      `swap ${describeHostSwap(swap)}${setUp ? " (set up by --setup-swap)" : ""}; model swap ${sc.machine.swapBytes !== undefined ? `${sc.machine.swapBytes / 1024} kB` : "none"}`,
     ];
-    // The model has no mTHP yet: only the PMD size may be enabled.
-    const mthp = env.mthpEnabled.filter((x) => x.setting !== "never" && x.sizeKb !== 2048);
-    if (mthp.length > 0)
-      throw new ScenarioError(
-        sc.file,
-        1,
-        1,
-        `the host enables mTHP sizes the model does not have yet (${mthp.map((x) => `${x.sizeKb}kB=${x.setting}`).join(", ")}); set them to never to compare`,
-      );
+    // The host's mTHP sizes (hugepages-<size>kB/enabled below the PMD size)
+    // replace the scenario's, as THP's enabled does.
+    const mthp: Record<number, "always" | "madvise" | "inherit"> = {};
+    for (const x of env.mthpEnabled) {
+      if (x.sizeKb * 1024 >= 2 ** 21 || x.setting === "never") continue;
+      if (x.setting !== "always" && x.setting !== "madvise" && x.setting !== "inherit")
+        throw new ScenarioError(sc.file, 1, 1, `the host's hugepages-${x.sizeKb}kB/enabled is "${x.setting}", which the model does not know`);
+      mthp[x.sizeKb] = x.setting;
+    }
+    if (stepsUse(sc.steps, (x) => x.op === "mmap" && x.file !== undefined))
+      detected.push(`scenario files under ${files.dir}${files.tmpfs ? " (tmpfs: its page cache is shmem, which MADV_PAGEOUT swaps out)" : ""}`);
     const zeroPage = env.probe?.zeroPage ?? true;
     const hugeZero = env.probe?.hugeZeroPage ?? env.thpUseZeroPage;
     detected.push(`zero page ${zeroPage ? "used" : "not used (reads allocate)"}, huge zero page ${hugeZero ? "used" : "not used"} (probe)`);
@@ -119,7 +216,11 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
     }
     const spec = { ...sc.machine, variants, thp: env.thp, thpUseZeroPage: hugeZero, ptReclaim, levels: env.levels ?? 4 };
     let forced = 0;
-    const r = new Runner({ ...sc, machine: spec }, { checkInvariants: true, zeroPage }, { mmap: () => forced, mremap: () => forced });
+    const r = new Runner(
+      { ...sc, machine: spec },
+      { checkInvariants: true, zeroPage, mthp, onMachine: o.onMachine },
+      { mmap: () => forced, mremap: () => forced },
+    );
     const mainProc = sc.processes[0]!;
     const slotOf = new Map<string, number>([[mainProc.name, 0]]);
     const threadSlot = new Map<string, number>();
@@ -131,7 +232,15 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
     r.m.rcuGracePeriod();
     const hostBase = await host.stats(0);
     const modelBase = r.figures(r.procs.get(mainProc.name)!.mm);
+    const swapUsedKb = () => {
+      const x = readHostSwap();
+      return x.totalKb - x.freeKb;
+    };
+    const modelSwapUsedKb = () => ((r.m.swap?.used ?? 0) * r.m.geo.pageSize) / 1024;
+    const hostSwapBase = swapUsedKb();
+    const modelSwapBase = modelSwapUsedKb();
     const reports: ReportDiff[] = [];
+    const pages: PageDiff[] = [];
 
     const regionStart = (slot: number, name: string, step: Step): number => {
       const pn = [...slotOf.entries()].find(([, s]) => s === slot)?.[0] as string;
@@ -218,6 +327,8 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
         case "lockless":
         case "oom_reap":
         case "truncate":
+        case "reclaim":
+        case "migrate":
         case "writeback":
           throw new ScenarioError(sc.file, step.pos.line, step.pos.col, `diff-kernel cannot run ${step.op} steps on the host helper`);
         case "report":
@@ -227,6 +338,8 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
       r.exec(step, base);
       if (step.op === "report") {
         const row = r.rows[r.rows.length - 1]!;
+        const hostUsed = swapUsedKb();
+        let first = true;
         for (const p of row.processes) {
           const s = slotOf.get(p.name);
           if (s === undefined) continue;
@@ -238,28 +351,45 @@ export async function runDiff(sc: Scenario): Promise<DiffResult> {
             model: mv,
             agree: Math.abs(hv - mv) <= tol,
           });
-          reports.push({
-            label: row.label,
-            process: p.name,
-            figures: [
-              d("vmpte_kb", hs.vmpte_kb - hostBase.vmpte_kb, mf.vmpte_kb - modelBase.vmpte_kb, 0),
-              d("rss_anon_kb", hs.rss_anon_kb - hostBase.rss_anon_kb, mf.rss_anon_kb - modelBase.rss_anon_kb, RSS_NOISE_KB),
-              d("anon_huge_kb", hs.anon_huge_kb - hostBase.anon_huge_kb, mf.anon_huge_kb - modelBase.anon_huge_kb, 0),
-            ],
-          });
+          const figures = [
+            d("vmpte_kb", hs.vmpte_kb - hostBase.vmpte_kb, mf.vmpte_kb - modelBase.vmpte_kb, 0),
+            d("rss_anon_kb", hs.rss_anon_kb - hostBase.rss_anon_kb, mf.rss_anon_kb - modelBase.rss_anon_kb, RSS_NOISE_KB),
+            d("anon_huge_kb", hs.anon_huge_kb - hostBase.anon_huge_kb, mf.anon_huge_kb - modelBase.anon_huge_kb, 0),
+          ];
+          if (swapActive) figures.push(d("vmswap_kb", hs.vmswap_kb - hostBase.vmswap_kb, mf.vmswap_kb - modelBase.vmswap_kb, 0));
+          if (setUp && first) figures.push(d("swap_used_kb", hostUsed - hostSwapBase, modelSwapUsedKb() - modelSwapBase, 0));
+          first = false;
+          reports.push({ label: row.label, process: p.name, figures });
+          pages.push(await comparePages(r, host, s, row.label, p.name));
         }
       }
     };
     for (const s of sc.steps) await exec(s, 0);
-    return { detected, reports };
+    return { detected, reports, pages };
   } finally {
     await host.close();
   }
 }
 
-export async function diffKernel(sc: Scenario, o: { json: boolean }): Promise<number> {
-  const res = await runDiff(sc);
-  const bad = res.reports.some((rep) => rep.figures.some((f) => !f.agree));
+// The pages of every region of process `name` (slot `slot` on the host).
+async function comparePages(r: Runner, host: HostSession, slot: number, label: string, name: string): Promise<PageDiff> {
+  const proc = r.procs.get(name);
+  const d: PageDiff = { label, process: name, regions: [], compared: 0, differ: 0, first: [], agree: true };
+  if (proc === undefined) return d;
+  const ps = r.m.geo.pageSize;
+  const fileVma = (a: number) => proc.mm.findVma(a)?.file != null;
+  for (const [region, g] of [...proc.regions.entries()].sort((a, b) => a[1].start - b[1].start)) {
+    const n = Math.ceil(g.len / ps);
+    const hostRuns = await host.pages(slot, g.start, n);
+    d.regions.push(region);
+    compareRegion(d, region, g.start, ps, hostStates(hostRuns, g.start, n, ps), modelStates(r.m, proc.mm, g.start, n), fileVma);
+  }
+  return d;
+}
+
+export async function diffKernel(sc: Scenario, o: { json: boolean; setupSwap?: boolean }): Promise<number> {
+  const res = await runDiff(sc, { setupSwap: o.setupSwap === true });
+  const bad = res.reports.some((rep) => rep.figures.some((f) => !f.agree)) || res.pages.some((p) => !p.agree);
   if (o.json) {
     process.stdout.write(`${JSON.stringify({ scenario: sc.name, file: sc.file, ...res }, null, 2)}\n`);
   } else if (res.skipped !== undefined) {
@@ -267,11 +397,18 @@ export async function diffKernel(sc: Scenario, o: { json: boolean }): Promise<nu
   } else {
     const out = [`ptlab diff-kernel ${sc.file}: ${sc.name}`, ...(res.detected ?? []).map((d) => `  detected: ${d}`), ""];
     out.push("report / process / figure (change since start, kB)         host     model   result");
-    for (const rep of res.reports)
+    res.reports.forEach((rep, i) => {
       for (const f of rep.figures)
         out.push(
           `${`${rep.label} / ${rep.process} / ${f.figure}`.padEnd(56)} ${String(f.host).padStart(8)} ${String(f.model).padStart(9)}   ${f.agree ? "agree" : "DIFFER"}`,
         );
+      const pg = res.pages[i];
+      if (pg === undefined) return;
+      const what = `${pg.label} / ${pg.process} / pages of ${pg.regions.join(", ") || "no region"}`;
+      out.push(`${what.padEnd(56)} ${`${pg.compared} compared`.padStart(18)}   ${pg.agree ? "agree" : `DIFFER (${pg.differ})`}`);
+      for (const x of pg.first) out.push(`    ${x.region}+0x${x.offset.toString(16)}: host ${x.host}; model ${x.model}`);
+      if (pg.differ > pg.first.length) out.push(`    ... ${pg.differ - pg.first.length} more`);
+    });
     process.stdout.write(`${out.join("\n")}\n`);
   }
   return bad ? 1 : 0;

@@ -129,11 +129,12 @@ async function main(argv: string[]): Promise<number> {
     });
   program
     .command("diff-kernel")
-    .description("run a scenario on the host kernel and on the model; compare VmPTE, RssAnon and AnonHugePages")
+    .description("run a scenario on the host kernel and on the model; compare VmPTE, RssAnon, AnonHugePages, VmSwap and page states")
     .argument("<file>", "scenario YAML file, or a built-in scenario's name (ptlab scenarios)")
     .option("--json", "machine-readable output")
+    .option("--setup-swap", "as root, when the scenario needs swap and the host has none: swap on a zram device for the run, removed afterwards")
     .action((file: string, o) => {
-      result = diffKernel(loadScenario(file), { json: o.json === true });
+      result = diffKernel(loadScenario(file), { json: o.json === true, setupSwap: o.setupSwap === true });
     });
   program
     .command("replay")

@@ -35,7 +35,36 @@ export interface HostStats {
   anon_huge_kb: number;
   vm_rss_kb: number;
   vm_size_kb: number;
+  /** VmSwap: swap entries in the page tables (MM_SWAPENTS) */
+  vmswap_kb: number;
 }
+
+/** A run of pages in the same state, from `k G` (/proc/self/pagemap, and for
+ * a present page whose PFN is visible, /proc/kpageflags and /proc/kpagecount). */
+export interface HostPageRun {
+  start: number;
+  npages: number;
+  /** bits 55..63 of the pagemap entry, shifted down (see PM_* below) */
+  flags: number;
+  /** the kpageflags word and the kpagecount of a present page; undefined when
+   * the PFN is hidden (no CAP_SYS_ADMIN) or the files are unreadable */
+  kpf?: bigint;
+  kpc?: number;
+}
+
+// pagemap bits of HostPageRun.flags (Documentation/admin-guide/mm/pagemap.rst: bit 55 + n)
+export const PM_SOFT_DIRTY = 1 << 0;
+export const PM_MMAP_EXCLUSIVE = 1 << 1;
+export const PM_FILE = 1 << 6;
+export const PM_SWAP = 1 << 7;
+export const PM_PRESENT = 1 << 8;
+// kpageflags bits (include/uapi/linux/kernel-page-flags.h)
+export const KPF_DIRTY = 4;
+export const KPF_ANON = 12;
+export const KPF_SWAPCACHE = 13;
+export const KPF_SWAPBACKED = 14;
+export const KPF_THP = 22;
+export const KPF_ZERO_PAGE = 24;
 
 export interface HostVma {
   start: number;
@@ -382,6 +411,22 @@ export function parseSnapshot(lines: readonly string[]): HostSnapshot {
     }
   }
   return snap;
+}
+
+export function parsePages(lines: readonly string[]): HostPageRun[] {
+  const out: HostPageRun[] = [];
+  for (const line of lines) {
+    const t = line.split(" ");
+    if (t[0] !== "g" || t.length !== 6) throw new Error(`ptlab host: unexpected page-state line: ${line}`);
+    const run: HostPageRun = { start: hex(t[1], line), npages: dec(t[2], line), flags: hex(t[3], line) };
+    if (t[4] !== "-") {
+      if (!/^[0-9a-f]+$/.test(t[4] as string)) throw new Error(`ptlab host: bad reply: ${line}`);
+      run.kpf = BigInt(`0x${t[4]}`);
+      run.kpc = dec(t[5], line);
+    }
+    out.push(run);
+  }
+  return out;
 }
 
 export function parseProbe(text: string): HostProbe {
@@ -745,7 +790,13 @@ export class HostSession {
       anon_huge_kb: dec(t[5], r),
       vm_rss_kb: t[6] === undefined ? 0 : dec(t[6], r),
       vm_size_kb: t[7] === undefined ? 0 : dec(t[7], r),
+      vmswap_kb: t[8] === undefined ? 0 : dec(t[8], r),
     };
+  }
+
+  /** Page states of [addr, addr + npages pages) in process `slot`, as runs. */
+  async pages(slot: number, addr: number, npages: number): Promise<HostPageRun[]> {
+    return parsePages(await this.request(`${slotArg(slot)} G ${num(addr, "addr")} ${num(npages, "npages")}`, true));
   }
 
   /** VMAs and present pages of process `slot`, as the kernel sees them now
