@@ -159,14 +159,13 @@ export function* zapPteRange(tlb: MmuGather, vma: Vma, pmdIdx: number, addr: num
       let nr = 1;
       if (keepCows && (!A.ptePresent(v) ? !A.isMigrationPte(v) || anonHead(m, A.migrationPfn(v)) : !A.pteSpecial(v) && anonHead(m, A.ptePfn(v)))) {
         // should_zap_folio() false: kept.
-      } else if (A.isMigrationPte(v)) {
-        // zap_nonpresent_ptes(): a migration entry counts in RSS.
-        e[i] = 0;
-        C.pteWrites++;
-        folioCounterDelta(mm, phys.flags[phys.folioHead(A.migrationPfn(v))] as number, -1);
       } else if (!A.ptePresent(v)) {
-        // zap_nonpresent_ptes(): a swap entry gives its slot back.
-        zapSwapPte(m, mm, e, i);
+        if (A.isMigrationPte(v)) {
+          // zap_nonpresent_ptes(): a migration entry counts in RSS.
+          e[i] = 0;
+          C.pteWrites++;
+          folioCounterDelta(mm, phys.flags[phys.folioHead(A.migrationPfn(v))] as number, -1);
+        } else zapSwapPte(m, mm, e, i); // a swap entry gives its slot back
       } else if (A.pteSpecial(v)) {
         // vm_normal_page() == NULL: zero page or a special mapping.
         A.ptepGetAndClearFull(m, mm, addr, e, i, fullmm);
@@ -426,7 +425,7 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
     }
     let nr = 1;
     let pte = v;
-    if (A.isMigrationPte(v)) {
+    if (!A.ptePresent(v) && A.isMigrationPte(v)) {
       // copy_nonpresent_pte(): the child's entry counts in its RSS; in a COW
       // mapping an exclusive or writable entry becomes a readable one in
       // both, as the page is shared now.
