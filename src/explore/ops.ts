@@ -223,30 +223,20 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.sysLeave(t);
       return;
     }
-    case "reclaim": {
-      // kswapd (or direct reclaim): no mmap_lock, no mm switch; the folios
-      // mapped in the range are shrunk as shrink_folio_list() would. A
-      // process that has exited left nothing on the LRU to find.
-      const gone = step.process !== undefined ? r.procs.get(step.process) : undefined;
-      if (gone !== undefined && !gone.mm.alive) return;
-      const p = r.reclaimTarget(step);
-      const [a, len] = r.range(step, p, 0);
-      x.sysEnter(t);
-      m.curCpu = t.cpu;
-      yield* reclaimRange(m, p.mm, a, a + len);
-      x.sysLeave(t);
-      return;
-    }
+    case "reclaim":
     case "migrate": {
-      // Compaction or NUMA balancing: no mmap_lock, no mm switch; the
-      // folios mapped in the range are found as a PFN scan would find them.
+      // kswapd (or direct reclaim), compaction or NUMA balancing: no
+      // mmap_lock, no mm switch; the folios mapped in the range are shrunk
+      // as shrink_folio_list() would, or migrated. A process that has
+      // exited left nothing on the LRU to find.
       const gone = step.process !== undefined ? r.procs.get(step.process) : undefined;
       if (gone !== undefined && !gone.mm.alive) return;
       const p = r.reclaimTarget(step);
       const [a, len] = r.range(step, p, 0);
       x.sysEnter(t);
       m.curCpu = t.cpu;
-      yield* migrateRange(m, p.mm, a, a + len);
+      if (step.op === "reclaim") yield* reclaimRange(m, p.mm, a, a + len);
+      else yield* migrateRange(m, p.mm, a, a + len);
       x.sysLeave(t);
       return;
     }

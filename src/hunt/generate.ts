@@ -684,23 +684,14 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       return true;
     }
     const r = ch.pick(regs);
-    if (k === "reclaim") {
+    if (k === "reclaim" || k === "migrate") {
       const n = r.pages.length;
       const [off, len] = range(r, true, ch.bool(0.3) ? n : 2 * block);
-      // kswapd finds any process mapping the folios: sometimes a child's.
+      // kswapd, compaction or NUMA balancing find any process mapping the
+      // folios: sometimes a child's.
       const others = procs.filter((x) => x.alive && x !== a.proc && x !== q && x.regions.some((y) => y.name === r.name));
       const target = others.length > 0 && ch.bool(0.3) ? ch.pick(others) : a.proc;
-      conc.push({ op: "reclaim", args: { ...args(r, off, len, n), process: target.name, thread: a.t } });
-      return true;
-    }
-    if (k === "migrate") {
-      // Compaction or NUMA balancing moves what a range maps, in any
-      // process that maps it: mostly a block or two around the focus.
-      const n = r.pages.length;
-      const [off, len] = range(r, true, ch.bool(0.3) ? n : 2 * block);
-      const others = procs.filter((x) => x.alive && x !== a.proc && x !== q && x.regions.some((y) => y.name === r.name));
-      const target = others.length > 0 && ch.bool(0.3) ? ch.pick(others) : a.proc;
-      conc.push({ op: "migrate", args: { ...args(r, off, len, n), process: target.name, thread: a.t } });
+      conc.push({ op: k, args: { ...args(r, off, len, n), process: target.name, thread: a.t } });
       return true;
     }
     if (k === "mremap") {

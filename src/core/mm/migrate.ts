@@ -31,11 +31,10 @@ import type { Machine } from "../machine.js";
 import { type Interleaver, LK_FOLIO, site } from "../sync.js";
 import { vmaPageProt } from "./fault.js";
 import type { KGen } from "./memory.js";
-import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_ZERO } from "./physmem.js";
+import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY } from "./physmem.js";
 import { folioMapcount, pageVmaMappedWalk, rmapLock, rmapUnlock, rmapWalk, TlbUbc, tryToMigrate, tryToUnmapFlush } from "./rmap.js";
-import { folioIsolateLru } from "./vmscan.js";
+import { folioIsolateLru, forEachMappedFolio } from "./vmscan.js";
 import type { Mm } from "./types.js";
-import { pmdOffset } from "./walk.js";
 
 const S_MIG_LOCK = site("migrate_folio_unmap", "folio_lock() of the source");
 const S_MIG_MOVE = site("move_to_new_folio", "unmapped and flushed, contents not yet copied");
@@ -50,36 +49,12 @@ export interface MigrateStat {
 // The folios mapped in [start, end) of mm, each isolated once, migrated one
 // after another.
 export function* migrateRange(m: Machine, mm: Mm, start: number, end: number): KGen<MigrateStat> {
-  const A = m.arch;
-  const T = m.tables;
-  const G = m.geo;
-  const phys = m.phys;
   const list: number[] = [];
   const stat: MigrateStat = { migrated: 0, failed: 0, skipped: 0 };
-  for (let a = start; a < end; ) {
-    const pi = pmdOffset(m, mm, a, false);
-    const nextPmd = a - (a % G.pmdSize) + G.pmdSize;
-    const v = pi < 0 ? 0 : T.get(pi);
-    if (v === 0 || !A.entryIsTable(v)) {
-      if (v !== 0 && A.entryIsLeaf(v) && ((phys.flags[A.ptePfn(v)] as number) & PG_ZERO) === 0) stat.skipped++;
-      a = nextPmd;
-      continue;
-    }
-    const slot = T.slotOfPfn(A.ptePfn(v));
-    const e = T.chunkOf(slot);
-    const stop = Math.min(end, nextPmd);
-    for (; a < stop; a += G.pageSize) {
-      const x = A.ptepGet(m, e, T.base(slot) + ((a / G.pageSize) & G.ptrsMask));
-      if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
-      const head = phys.folioHead(A.ptePfn(x));
-      if (((phys.flags[head] as number) & PG_ZERO) !== 0) continue;
-      if (phys.entireMapcount(head) > 0) {
-        stat.skipped++;
-        continue;
-      }
-      if (folioIsolateLru(m, head)) list.push(head);
-    }
-  }
+  forEachMappedFolio(m, mm, start, end, (head, pmdMapped) => {
+    if (pmdMapped || m.phys.entireMapcount(head) > 0) stat.skipped++;
+    else if (folioIsolateLru(m, head)) list.push(head);
+  });
   for (const head of list) {
     if (yield* migrateFolio(m, head)) stat.migrated++;
     else stat.failed++;

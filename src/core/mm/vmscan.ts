@@ -165,27 +165,21 @@ export function* reclaimPages(m: Machine, list: number[]): KGen<ReclaimStat> {
   return yield* shrinkFolioList(m, list, true);
 }
 
-// kswapd's shrink_lruvec() -> shrink_folio_list(), reduced to the folios
-// mapped in [start, end) of mm (a `reclaim` step): each is isolated once and
-// shrunk with folio_referenced() honoured, so a folio whose access flag is
-// set is kept (and its flag cleared) and goes on a later pass.
-export function* reclaimRange(m: Machine, mm: Mm, start: number, end: number): KGen<ReclaimStat> {
+// The folios mapped in [start, end) of mm, each passed once per mapping
+// entry to visit(head, pmdMapped): what a PFN or LRU scan restricted to a
+// range would find (zero pages and special entries excluded). Reads the
+// tables without locks and without interleaving points.
+export function forEachMappedFolio(m: Machine, mm: Mm, start: number, end: number, visit: (head: number, pmdMapped: boolean) => void): void {
   const A = m.arch;
   const T = m.tables;
   const G = m.geo;
   const phys = m.phys;
-  const list: number[] = [];
   for (let a = start; a < end; ) {
     const pi = pmdOffset(m, mm, a, false);
     const nextPmd = a - (a % G.pmdSize) + G.pmdSize;
     const v = pi < 0 ? 0 : T.get(pi);
-    if (v === 0 || (!A.entryIsLeaf(v) && !A.entryIsTable(v))) {
-      a = nextPmd;
-      continue;
-    }
-    if (A.entryIsLeaf(v)) {
-      const head = A.ptePfn(v);
-      if (((phys.flags[head] as number) & PG_ZERO) === 0 && folioIsolateLru(m, head)) list.push(head);
+    if (v === 0 || !A.entryIsTable(v)) {
+      if (v !== 0 && A.entryIsLeaf(v) && ((phys.flags[A.ptePfn(v)] as number) & PG_ZERO) === 0) visit(A.ptePfn(v), true);
       a = nextPmd;
       continue;
     }
@@ -196,9 +190,20 @@ export function* reclaimRange(m: Machine, mm: Mm, start: number, end: number): K
       const x = A.ptepGet(m, e, T.base(slot) + ((a / G.pageSize) & G.ptrsMask));
       if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) continue;
       const head = phys.folioHead(A.ptePfn(x));
-      if (((phys.flags[head] as number) & PG_ZERO) === 0 && folioIsolateLru(m, head)) list.push(head);
+      if (((phys.flags[head] as number) & PG_ZERO) === 0) visit(head, false);
     }
   }
+}
+
+// kswapd's shrink_lruvec() -> shrink_folio_list(), reduced to the folios
+// mapped in [start, end) of mm (a `reclaim` step): each is isolated once and
+// shrunk with folio_referenced() honoured, so a folio whose access flag is
+// set is kept (and its flag cleared) and goes on a later pass.
+export function* reclaimRange(m: Machine, mm: Mm, start: number, end: number): KGen<ReclaimStat> {
+  const list: number[] = [];
+  forEachMappedFolio(m, mm, start, end, (head) => {
+    if (folioIsolateLru(m, head)) list.push(head);
+  });
   if (list.length === 0) return { reclaimed: 0, kept: 0 };
   return yield* shrinkFolioList(m, list, false);
 }
