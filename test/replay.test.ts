@@ -96,4 +96,68 @@ describe("replay", () => {
     assert.match(j.damaged, /damaged gzip stream: unexpected end of file/);
     assert.ok(j.parse.events > 100 && j.parse.events < 8000, `replayed ${j.parse.events} events before the cut`);
   });
+
+  it("--memory-limit pushes a replay into reclaim: kswapd swaps out under --swap, and without swap the trace line that ran out of memory is named, exit 2", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ptlab-replay-"));
+    const f = join(dir, "big.strace");
+    // 64 MiB of anon memory written page by page (touch writable), then 4 MiB given back.
+    writeFileSync(
+      f,
+      [
+        "100 mmap(NULL, 67108864, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000",
+        "100 madvise(0x7f0000000000, 4194304, MADV_DONTNEED) = 0",
+        "100 exit_group(0) = ?",
+        "",
+      ].join("\n"),
+    );
+    const run = (...a: string[]) => spawnSync("node", ["dist/src/cli/main.js", "replay", "--touch", "writable", "--json", f, ...a], { encoding: "utf8" });
+    const free = JSON.parse(run().stdout);
+    assert.equal(free.totals.pswpout, 0);
+    assert.equal(free.stats.kswapdRuns, 0);
+    const lim = run("--memory-limit", "32M", "--swap", "128M");
+    assert.equal(lim.status, 0, lim.stderr);
+    const j = JSON.parse(lim.stdout);
+    assert.deepEqual(j.violations, []);
+    assert.ok(j.stats.kswapdRuns > 0);
+    // 16384 pages written into 8192 pages of RAM: at least the difference went to swap.
+    assert.ok(j.totals.pswpout >= 16384 - 8192, `pswpout ${j.totals.pswpout}`);
+    assert.equal(j.totals.pswpout, j.totals.pgsteal);
+    assert.equal(run("--memory-limit", "32M", "--swap", "128M").stdout, lim.stdout);
+    const oom = run("--memory-limit", "32M");
+    assert.equal(oom.status, 2);
+    assert.match(oom.stderr, /big\.strace:1:1: out of memory: \d+ of the 8192 pages of --memory-limit in use .*no swap device/);
+    assert.equal(oom.stderr.trim().split("\n").length, 1);
+    for (const bad of [
+      ["--memory-limit", "8M"],
+      ["--memory-limit", "1000"],
+      ["--swap", "lots"],
+      ["--variant", "nope=x"],
+      ["--mthp", "2M"],
+      ["--thp", "sometimes"],
+    ]) {
+      const r = run(...bad);
+      assert.equal(r.status, 2, `${bad.join(" ")}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    }
+  });
+
+  it("machine options reach the model: --pt-reclaim, --mthp, --variant", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ptlab-replay-"));
+    const f = join(dir, "m.strace");
+    writeFileSync(
+      f,
+      "100 mmap(NULL, 8388608, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000000000\n100 madvise(0x7f0000000000, 4194304, MADV_DONTNEED) = 0\n100 exit_group(0) = ?\n",
+    );
+    const run = (...a: string[]) =>
+      JSON.parse(spawnSync("node", ["dist/src/cli/main.js", "replay", "--touch", "writable", "--json", f, ...a], { encoding: "utf8" }).stdout);
+    const base = run();
+    assert.equal(base.totals.pt_reclaimed, 2);
+    assert.equal(run("--pt-reclaim", "off").totals.pt_reclaimed, 0);
+    assert.equal(base.totals.mthp_faults, 0);
+    assert.equal(run("--mthp", "64K").totals.mthp_faults, 8388608 / 65536);
+    // Zap of 64K folios with folio_pte_batch() and without it.
+    const batched = run("--mthp", "64K");
+    const unbatched = run("--mthp", "64K", "--variant", "zap_batching=off");
+    assert.notDeepEqual(batched.totals, unbatched.totals);
+  });
 });

@@ -4,6 +4,7 @@
 
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { ScenarioError } from "../scenario/types.js";
+import { MIN_MEMORY, parsePageSize } from "../scenario/schema.js";
 import { listScenarios, loadScenario } from "./load.js";
 
 export { loadScenario };
@@ -41,6 +42,25 @@ function parseOnOff(v: string): boolean {
   if (v === "on") return true;
   if (v === "off") return false;
   throw new InvalidArgumentError(`expected on or off, got "${v}"`);
+}
+
+function parseThp(v: string): "never" | "madvise" | "always" {
+  if (v === "never" || v === "madvise" || v === "always") return v;
+  throw new InvalidArgumentError(`expected never, madvise or always, got "${v}"`);
+}
+
+function parseMemoryLimit(v: string): number {
+  const n = parsePageSize(v);
+  if (typeof n === "string") throw new InvalidArgumentError(n);
+  if (n < MIN_MEMORY)
+    throw new InvalidArgumentError(`expected at least 16M: below that the kernel's own memory and its watermarks leave nothing to run in, got "${v}"`);
+  return n;
+}
+
+function parseSwapSize(v: string): number {
+  const n = parsePageSize(v);
+  if (typeof n === "string") throw new InvalidArgumentError(n);
+  return n;
 }
 
 function parseArch(v: string): "x86_64" | "arm64" {
@@ -166,6 +186,13 @@ async function main(argv: string[]): Promise<number> {
       { kind: "none" } as const,
     )
     .option("--arch <arch>", "architecture to model", "x86_64")
+    .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
+    .option("--pt-reclaim <on|off>", "override CONFIG_PT_RECLAIM (default on)", parseOnOff)
+    .option("--thp <never|madvise|always>", "transparent_hugepage/enabled (default madvise)", parseThp)
+    .option("--mthp <sizes>", "anon mTHP sizes to enable, e.g. 64K or 16K,64K, or none", parseMthp)
+    .option("--arm64 <feature=on|off>", "arm64 CPU feature: hafdbs, tlbi_range, bbml2_noabort (repeatable)", parseArm64Feature)
+    .option("--memory-limit <size>", "RAM the model may use, e.g. 256M (>= 16M): kswapd reclaims below the low watermark", parseMemoryLimit)
+    .option("--swap <size>", "a swap device of this size for reclaim under --memory-limit, e.g. 1G", parseSwapSize)
     .action((file: string, o) => {
       result = cmdReplay(file, o);
     });

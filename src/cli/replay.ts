@@ -1,7 +1,11 @@
 // ptlab replay: a real program's trace (strace -f or perf trace, optionally
 // gzipped) replayed on the model; prints the counters and a per-process summary.
 
-import { defaultReplayOptions, Replayer, type TouchPolicy } from "../replay/replay.js";
+import { defaultConfig } from "../core/machine.js";
+import { defaultReplayOptions, ReplayOutOfMemory, Replayer, type TouchPolicy } from "../replay/replay.js";
+import { applyVariants, mthpOrders } from "../run/runner.js";
+import { ScenarioError } from "../scenario/types.js";
+import { UsageError } from "./explore.js";
 import { TraceError } from "../trace/errors.js";
 import { parseTraceFile } from "../trace/open.js";
 import { countersJson, formatTotals } from "./format.js";
@@ -13,6 +17,13 @@ export interface ReplayCliOptions {
   cpus: number;
   touch: TouchPolicy;
   arch: string;
+  variant?: Record<string, string>;
+  ptReclaim?: boolean;
+  thp?: "never" | "madvise" | "always";
+  mthp?: Record<number, "always">;
+  arm64?: Record<string, boolean>;
+  memoryLimit?: number; // bytes
+  swap?: number; // bytes
 }
 
 export function parseTouch(v: string): TouchPolicy {
@@ -26,8 +37,37 @@ export function parseTouch(v: string): TouchPolicy {
 export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<number> {
   if (o.arch !== "x86_64" && o.arch !== "arm64") throw new TraceError(file, 1, 1, `--arch ${o.arch}: expected x86_64 or arm64`, "usage");
   const { format, events, opened } = await parseTraceFile(file, { lenient: o.lenient === true, reorder: file.includes("perf") ? 0.05 : 0 });
-  const r = new Replayer({ ...defaultReplayOptions(), cpus: o.cpus, checkInvariants: o.check, touch: o.touch, arch: o.arch });
-  for await (const e of events) r.apply(e);
+  const cfg = defaultConfig();
+  const bad = applyVariants(cfg, o.variant ?? {});
+  if (bad !== null) throw new UsageError(`--variant: ${bad}`);
+  let mthp = cfg.mthp;
+  try {
+    if (o.mthp !== undefined) mthp = mthpOrders(o.mthp, 4, file);
+  } catch (e) {
+    if (e instanceof ScenarioError) throw new UsageError(`--mthp: ${e.message}`);
+    throw e;
+  }
+  const base = defaultReplayOptions();
+  const r = new Replayer({
+    ...base,
+    cpus: o.cpus,
+    checkInvariants: o.check,
+    touch: o.touch,
+    arch: o.arch,
+    thp: o.thp ?? base.thp,
+    ptReclaim: o.ptReclaim ?? base.ptReclaim,
+    variants: cfg.variants,
+    mthp,
+    ...(o.arm64 !== undefined ? { arm64: o.arm64 } : {}),
+    swapPages: Math.floor((o.swap ?? 0) / 4096),
+    memoryPages: Math.floor((o.memoryLimit ?? 0) / 4096),
+  });
+  try {
+    for await (const e of events) r.apply(e);
+  } catch (e) {
+    if (e instanceof ReplayOutOfMemory) throw new TraceError(file, e.line, 1, e.message, "oom");
+    throw e;
+  }
   const totals = r.counters();
   const procs = [...r.summaries].sort((a, b) => b.peakVmpteKb - a.peakVmpteKb || a.pid - b.pid);
   const violations = r.violations.map((v) => `[${v.invariant}] ${v.message}`);
@@ -36,7 +76,11 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
       `${JSON.stringify({ file, format, stats: r.stats, parse: events.stats, damaged: opened.damage?.format() ?? null, totals: countersJson(totals), processes: procs, violations }, null, 2)}\n`,
     );
   } else {
-    const out = [`ptlab replay ${file} (${format}, ${o.arch}, ${o.cpus} CPUs, touch policy ${o.touch.kind})`, ""];
+    const opts = [`${o.arch}`, `${o.cpus} CPUs`, `touch policy ${o.touch.kind}`];
+    const changed = Object.entries(o.variant ?? {}).map(([k, v]) => `${k}=${v}`);
+    if (changed.length > 0) opts.push(`variants ${changed.join(",")}`);
+    if (o.memoryLimit !== undefined) opts.push(`memory ${o.memoryLimit / 1048576}M, swap ${(o.swap ?? 0) / 1048576}M`);
+    const out = [`ptlab replay ${file} (${format}, ${opts.join(", ")})`, ""];
     out.push(
       Object.entries(r.stats)
         .map(([k, v]) => `${k}=${v}`)

@@ -21,7 +21,8 @@ import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { AccountingCache, checkAccounting, checkTlbs, TlbCache } from "../core/check.js";
 import { Counters, snapshotCounters } from "../core/counters.js";
 import { type AccessResult, userAccess } from "../core/hw/walker.js";
-import { defaultConfig, Machine, type Violation } from "../core/machine.js";
+import { type Arm64Features, defaultConfig, Machine, type MachineConfig, type Violation } from "../core/machine.js";
+import { freePages, kswapdBalance } from "../core/mm/kswapd.js";
 import { doMadvise, type Advice } from "../core/mm/madvise.js";
 import { run } from "../core/mm/memory.js";
 import { doBrk, doMmap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
@@ -45,6 +46,25 @@ export interface ReplayOptions {
   // false: the invariant checks recheck everything each time, without the
   // caches (the reference the cached checks are compared with in tests).
   cachedChecks?: boolean;
+  // Machine settings beyond the defaults (validated by the caller):
+  // historical variants, anon mTHP orders, arm64 features, a swap device
+  // and a memory limit that kswapd keeps (0 or absent: none).
+  variants?: Partial<MachineConfig["variants"]>;
+  mthp?: MachineConfig["mthp"];
+  arm64?: Partial<Arm64Features>;
+  swapPages?: number;
+  memoryPages?: number;
+}
+
+// The memory limit could not be kept: kswapd freed nothing more below the
+// min watermark. `line` is the trace line whose event ran out of memory.
+export class ReplayOutOfMemory extends Error {
+  constructor(
+    readonly line: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 export function defaultReplayOptions(): ReplayOptions {
@@ -104,7 +124,9 @@ export class Replayer {
     unsupported: 0,
     brkRefused: 0, // a break the traced kernel reached and the model's brk() refused (the replay diverges there)
     checksSkipped: 0, // checks after events that changed nothing they read
+    kswapdRuns: 0, // times kswapd was woken under --memory-limit
   };
+  private line = 0; // the trace line of the event being applied
   violations: Violation[] = [];
   private checkedSig = -1;
   private acct: AccountingCache | undefined;
@@ -116,6 +138,11 @@ export class Replayer {
     cfg.thp = opts.thp;
     cfg.ptReclaim = opts.ptReclaim;
     cfg.checkInvariants = opts.checkInvariants;
+    if (opts.variants !== undefined) Object.assign(cfg.variants, opts.variants);
+    if (opts.mthp !== undefined) cfg.mthp = opts.mthp;
+    if (opts.arm64 !== undefined) cfg.arm64 = { ...cfg.arm64, ...opts.arm64 };
+    cfg.swapPages = opts.swapPages ?? 0;
+    cfg.memoryPages = opts.memoryPages ?? 0;
     this.m = new Machine(makeArch(opts.arch, 4, cfg.arm64), cfg);
     if (opts.cachedChecks !== false) {
       this.acct = new AccountingCache();
@@ -210,7 +237,24 @@ export class Replayer {
     const w = write && (v.flags & VM_WRITE) !== 0;
     const res = userAccess(this.m, c, p.mm, addr, w);
     if (res === "segv" || res === "sigbus") this.stats.segv++;
+    if (this.m.config.memoryPages > 0) this.pressure();
     return res;
+  }
+
+  // kswapd under the memory limit, between accesses and after each event,
+  // as Runner.pressure() does for scenarios (kswapd.ts).
+  private pressure(): void {
+    const m = this.m;
+    if (freePages(m) >= m.watermarks.low) return;
+    run(kswapdBalance(m));
+    this.stats.kswapdRuns++;
+    if (freePages(m) < m.watermarks.min) {
+      const why = m.swap === null ? "no swap device (--swap)" : m.swap.used >= m.swap.pages ? "swap is full" : "nothing reclaimable";
+      throw new ReplayOutOfMemory(
+        this.line,
+        `out of memory: ${m.phys.allocated} of the ${m.config.memoryPages} pages of --memory-limit in use and kswapd freed nothing more (${why}); the kernel would OOM-kill a process here`,
+      );
+    }
   }
 
   // Releases a task; the mm goes when its last user does.
@@ -231,6 +275,7 @@ export class Replayer {
 
   apply(e: TraceEvent): void {
     this.stats.events++;
+    this.line = e.line;
     if (e.kind !== "fault" && e.kind !== "exit" && e.error !== undefined) {
       this.stats.skippedFailed++;
       return;
@@ -365,6 +410,7 @@ export class Replayer {
     }
     if (p.mm.alive) this.account(p);
     m.rcuGracePeriod();
+    if (m.config.memoryPages > 0) this.pressure();
     // After a fault event only when the fault path recorded a violation (a livelock).
     if (this.opts.checkInvariants && (e.kind !== "fault" || m.violations.length > 0)) {
       // The checks read page tables, TLBs and struct page state; if nothing

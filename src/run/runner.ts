@@ -121,14 +121,21 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   // The swap device holds whole pages of the granule.
   cfg.swapPages = Math.floor((spec.swapBytes ?? 0) / ((arch === "arm64" ? g : 4) * 1024));
   cfg.memoryPages = Math.floor((opts.memoryBytes ?? spec.memoryBytes ?? 0) / ((arch === "arm64" ? g : 4) * 1024));
-  const all = { ...spec.variants, ...(opts.variants ?? {}) };
-  for (const [k, v] of Object.entries(all)) {
-    if (!Object.hasOwn(VARIANTS, k)) throw new ScenarioError(file, 1, 1, `unknown variant "${k}" (known: ${Object.keys(VARIANTS).join(", ")})`);
+  const bad = applyVariants(cfg, { ...spec.variants, ...(opts.variants ?? {}) });
+  if (bad !== null) throw new ScenarioError(file, 1, 1, bad);
+  return cfg;
+}
+
+// Selects the named variants in cfg; a message naming the first unknown
+// name or value, or null.
+export function applyVariants(cfg: MachineConfig, variants: Record<string, string>): string | null {
+  for (const [k, v] of Object.entries(variants)) {
+    if (!Object.hasOwn(VARIANTS, k)) return `unknown variant "${k}" (known: ${Object.keys(VARIANTS).join(", ")})`;
     const allowed = VARIANTS[k as VariantName] as readonly string[];
-    if (!allowed.includes(v)) throw new ScenarioError(file, 1, 1, `variant ${k}: unknown value "${v}" (expected one of: ${allowed.join(", ")})`);
+    if (!allowed.includes(v)) return `variant ${k}: unknown value "${v}" (expected one of: ${allowed.join(", ")})`;
     (cfg.variants as Record<string, string>)[k] = v;
   }
-  return cfg;
+  return null;
 }
 
 // hugepages-<size>kB settings (KiB -> policy) to folio orders of the page size.

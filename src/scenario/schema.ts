@@ -138,6 +138,11 @@ function size(r: SizeRules) {
   });
 }
 
+/** A page-multiple byte count > 0 from the command line ("64M", "1G"): the bytes, or what is wrong. */
+export function parsePageSize(v: string): number | string {
+  return checkSize(v, { positive: true, page: true });
+}
+
 // The smallest machine.memory / --memory-limit accepted.
 export const MIN_MEMORY = 16 * 1024 * 1024;
 export const pageSizeSchema = size({ positive: true, page: true }).describe(`Byte count > 0, a multiple of 4096: 4096, "4K", "2M", "1G", "0x1000"`);
