@@ -29,6 +29,7 @@ export class Counters {
   // Reclaim and swap (mm/vmscan.c, mm/rmap.c, mm/memory.c)
   pgsteal = 0; // folios reclaimed (freed) by shrink_folio_list()
   pswpout = 0; // pages written to swap
+  pglazyfreed = 0; // pages of lazily freed (MADV_FREE) folios reclaim dropped
   pswpin = 0; // pages read from swap
   tlbBatchFlushes = 0; // try_to_unmap_flush() calls that flushed a deferred batch
   tlbBatchedPendingFlushes = 0; // flush_tlb_batched_pending() calls that flushed the mm

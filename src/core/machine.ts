@@ -77,6 +77,15 @@ export const VARIANTS = {
   // ranges collapse too). A later behaviour, not a historical one: diff-kernel
   // selects it on a 6.18 or newer host.
   collapse_ro: ["writable-required", "any"],
+  // try_to_unmap_one() of a lazily freed (MADV_FREE) large folio:
+  // "bounded" (ddd05742b45b, v6.16: folio_unmap_pte_batch() batches any run
+  // of the folio's entries that stays inside the VMA and the PTE table),
+  // "whole-folio" (354dffd29575, v6.15: can_batch_unmap_folio_ptes()
+  // batches only a folio mapped whole from its first page, and scans
+  // folio_nr_pages() entries from there wherever the table ends: a folio
+  // that mremap() moved across a PMD boundary is read past its table),
+  // "none" (before v6.15: one PTE at a time).
+  lazyfree_batch: ["bounded", "whole-folio", "none"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -137,6 +146,7 @@ export function defaultConfig(): MachineConfig {
       mremap_batching: "respect-write",
       tlb_batch_pending: "fixed",
       collapse_ro: "writable-required",
+      lazyfree_batch: "bounded",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

@@ -60,7 +60,19 @@ export function folioPteBatch(
 ): number {
   const A = m.arch;
   const left = head + (1 << order) - pfn;
-  const max = maxNr < left ? maxNr : left;
+  let max = maxNr < left ? maxNr : left;
+  // Every caller bounds max_nr by the PMD's end; one that does not would
+  // read the page after the table. Reported, and the read is not made.
+  const room = m.geo.ptrs - (i & m.geo.ptrsMask);
+  if (max > room) {
+    if (m.config.checkInvariants)
+      m.violations.push({
+        invariant: "pt-out-of-bounds",
+        cpu: m.curCpu,
+        message: `folio_pte_batch() asked to scan ${max} entries from entry ${i & m.geo.ptrsMask} of a PTE table of ${m.geo.ptrs}: ${max - room} past the table's end`,
+      });
+    max = room;
+  }
   batchAnyWritable = A.pteWrite(v);
   if (max <= 1) return 1;
   let nr = A.pteBatchHint(e, i, v);

@@ -15,10 +15,10 @@
 
 import type { Machine } from "../machine.js";
 import { MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE } from "../arch/arch.js";
-import { variantIs } from "../variant.js";
+import { variantIs, variantOf } from "../variant.js";
 import { LK_ANON_VMA, LK_IMMAP, LK_PTL, pteLockMapped, site } from "../sync.js";
 import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
-import type { KGen } from "./memory.js";
+import { folioPteBatch, type KGen } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
 import type { FileObj, Mm, Vma } from "./types.js";
 import { pmdOffset } from "./walk.js";
@@ -311,20 +311,91 @@ export function folioMapcount(m: Machine, head: number): number {
 // try_to_unmap() with TTU_BATCH_FLUSH (ubc non-null) or without: every PTE
 // mapping the (order-0) folio is cleared; anon folios in the swap cache get
 // a swap entry (exclusive if the page was AnonExclusive), file folios none.
+// A lazily freed anon folio (MADV_FREE, not swap-backed) of any order is
+// discarded instead, or remapped if written since (lazyfreeUnmapPtes()).
 // Returns whether the folio is no longer mapped.
 export function* tryToUnmap(m: Machine, head: number, ubc: TlbUbc | null): KGen<boolean> {
   const phys = m.phys;
-  const anon = ((phys.flags[head] as number) & PG_ANON) !== 0;
+  const f = phys.flags[head] as number;
+  const anon = (f & PG_ANON) !== 0;
+  const lazyfree = anon && (f & PG_SWAPBACKED) === 0;
   const swap = m.swap;
-  const slot = anon && swap !== null ? (swap.slotOf.get(head) ?? -1) : -1;
-  if (anon && slot < 0) return false; // not in the swap cache: nowhere to point the PTE
+  const slot = anon && !lazyfree && swap !== null ? (swap.slotOf.get(head) ?? -1) : -1;
+  if (anon && !lazyfree && slot < 0) return false; // not in the swap cache: nowhere to point the PTE
   const lk = yield* rmapLock(m, head, false);
   try {
-    yield* tryToUnmapLocked(m, head, ubc, slot);
+    if (lazyfree) yield* tryToUnmapLazyfree(m, head, ubc);
+    else yield* tryToUnmapLocked(m, head, ubc, slot);
   } finally {
     rmapUnlock(m, lk);
   }
   return folioMapcount(m, head) === 0;
+}
+
+// try_to_unmap_one() for a lazily freed anon folio (mm/rmap.c, v6.17): a
+// run of the folio's entries is cleared at once (get_and_clear_ptes(); how
+// long a run: the lazyfree_batch variant), the flush deferred or done, a
+// dirty entry dirties the folio. Then the MADV_FREE check: if only the
+// caller's reference and the mappings' remain and the folio is clean, the
+// pages are dropped (discard:); else someone wrote it (or holds it) since
+// MADV_FREE: the run is set back as it was (set_ptes() of the value
+// cleared), the folio becomes swap-backed again and the walk stops
+// (walk_abort).
+function* tryToUnmapLazyfree(m: Machine, head: number, ubc: TlbUbc | null): KGen {
+  const A = m.arch;
+  const phys = m.phys;
+  const G = m.geo;
+  const PS = G.pageSize;
+  const order = phys.order[head] as number;
+  const nrFolio = 1 << order;
+  let abort = false;
+  let done = false;
+  for (const h of rmapWalk(m, head)) {
+    const mm = h.mm;
+    const vma = h.vma;
+    yield* pageVmaMappedWalk(
+      m,
+      h,
+      head,
+      (e, i, a, k) => {
+        if (abort || done) return;
+        const pfn = head + k;
+        const first = A.ptepGet(m, e, i);
+        let nr = 1;
+        const how = order > 0 ? variantOf(m, "lazyfree_batch") : "none";
+        if (how === "bounded") {
+          // folio_unmap_pte_batch(): within the VMA and this PTE table.
+          const end = Math.min(a - (a % G.pmdSize) + G.pmdSize, vma.end);
+          nr = folioPteBatch(m, e, i, first, pfn, head, order, (end - a) / PS, false, false);
+        } else if (how === "whole-folio" && pfn === head) {
+          // can_batch_unmap_folio_ptes(): the whole folio from its first page, or nothing.
+          if (folioPteBatch(m, e, i, first, pfn, head, order, nrFolio, false, false) === nrFolio) nr = nrFolio;
+        }
+        const pteval = A.getAndClearFullPtes(m, mm, a, e, i, nr, false);
+        if (shouldDeferFlush(m, mm, ubc)) setTlbUbcFlushPending(m, ubc as TlbUbc, mm, pteval, a, a + nr * PS);
+        else A.flushTlbRange(m, mm, a, a + nr * PS, G.pageShift, false);
+        if (A.pteDirty(pteval)) phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
+        // The MADV_FREE check (6c8e2a256915): written since, or held by
+        // someone besides the isolation and the mappings (a GUP reference).
+        const hf = phys.flags[head] as number;
+        const extraRef = phys.ref[head] !== 1 + folioMapcount(m, head);
+        if ((hf & PG_DIRTY) !== 0 || extraRef) {
+          A.setPtes(m, mm, a, e, i, pteval, nr);
+          if (hf & PG_DIRTY) phys.flags[head] = hf | PG_SWAPBACKED;
+          abort = true;
+          return;
+        }
+        mm.rssAnon -= nr;
+        for (let j = 0; j < nr; j++) phys.mapcount[pfn + j] = (phys.mapcount[pfn + j] as number) - 1; // folio_remove_rmap_ptes()
+        phys.ref[head] = (phys.ref[head] as number) - nr; // folio_put_refs()
+        m.counters.folioAtomics += 2;
+        if (nr === nrFolio) done = true; // the whole folio at once: walk_done
+      },
+      null,
+    );
+    if (m.il) yield S_TTU_PTE;
+    if (abort || done) break;
+  }
 }
 
 function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: number): KGen {

@@ -13,7 +13,9 @@
 // to its swap slot and reclaim goes on to free it); a dirty file folio is
 // unmapped and kept (only kswapd writes file folios, and only once the
 // flusher fell behind: the kernel activates it and sets PG_reclaim); shmem
-// folios and lazily freed anon folios (MADV_FREE) are kept.
+// folios are kept. Lazily freed anon folios (MADV_FREE) are dropped without
+// swap when clean once unmapped (large ones unmapped whole, not split); a
+// PMD-mapped one is kept (the kernel discards it whole, unmap_huge_pmd_locked()).
 // Large anon folios are split before add_to_swap(), as the kernel does
 // without CONFIG_THP_SWAP (or when no contiguous swap cluster is free):
 // split_folio_to_list(), the tails joining the list. No Node APIs.
@@ -80,11 +82,13 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
     }
     let flags = phys.flags[head] as number;
     const anon = (flags & PG_ANON) !== 0;
-    if ((flags & PG_SHMEM) !== 0 || (anon && (flags & PG_SWAPBACKED) === 0)) {
+    // MADV_FREE'd: dropped, not swapped, if still clean once unmapped.
+    const lazyfree = anon && (flags & PG_SWAPBACKED) === 0;
+    if ((flags & PG_SHMEM) !== 0) {
       keepLocked(head);
       continue;
     }
-    if (anon && swap !== null && !swap.slotOf.has(head)) {
+    if (anon && !lazyfree && swap !== null && !swap.slotOf.has(head)) {
       if ((phys.order[head] as number) > 0) {
         // No THP_SWAP: split, the tails joining the list isolated.
         const nr = 1 << (phys.order[head] as number);
@@ -105,12 +109,24 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
       phys.ref[head] = (phys.ref[head] as number) + 1;
       phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
     }
-    if (anon && (swap === null || !swap.slotOf.has(head))) {
+    if (anon && !lazyfree && (swap === null || !swap.slotOf.has(head))) {
       keepLocked(head); // no swap space: anon memory stays
       continue;
     }
     if (folioMapcount(m, head) > 0 && !(yield* tryToUnmap(m, head, ubc))) {
-      keepLocked(head);
+      keepLocked(head); // activate_locked (a lazyfree folio written since is swap-backed again)
+      continue;
+    }
+    if (lazyfree) {
+      // folio_ref_freeze(folio, 1): nobody but the isolation holds it.
+      if (phys.ref[head] !== 1 || (phys.flags[head] as number) & PG_DIRTY) {
+        keepLocked(head);
+        continue;
+      }
+      m.counters.pglazyfreed += 1 << (phys.order[head] as number);
+      m.isolated.delete(head);
+      il?.unlock(LK_FOLIO, head);
+      free.push(head);
       continue;
     }
     flags = phys.flags[head] as number;
