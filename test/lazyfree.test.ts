@@ -116,3 +116,28 @@ steps:
     });
   });
 }
+
+describe("lazyfree reclaim of a PMD-mapped THP (x86_64)", () => {
+  it("a clean lazily freed THP has its PMD split and its 512 pages dropped, the PTE table kept; one written since MADV_FREE stays mapped", () => {
+    const r = run(`${head("x86_64").replace("thp: never", "thp: madvise")}
+steps:
+  - mmap: { region: r, size: 4M, addr: 0x7e0000000000, thread: A }
+  - madvise: { region: r, advice: hugepage, thread: A }
+  - touch: { region: r, thread: A }
+  - report: faulted
+  - madvise: { region: r, advice: free, thread: A }
+  - touch: { region: r, offset: 2M, length: 4K, thread: B }
+  - madvise: { region: r, advice: pageout, thread: A }
+  - report: pageout
+`);
+    const a = row(r, "faulted");
+    const b = row(r, "pageout");
+    assert.equal(a.anon_huge_kb, 4096);
+    assert.equal(b.c.pglazyfreed, 512);
+    assert.equal(b.c.thpSplits, 2);
+    assert.equal(b.rss_anon_kb, 2048);
+    assert.equal(b.anon_huge_kb, 0);
+    assert.equal(b.vmpte_kb, a.vmpte_kb);
+    assert.deepEqual(r.finish(), []);
+  });
+});

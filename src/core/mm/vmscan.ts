@@ -14,8 +14,8 @@
 // unmapped and kept (only kswapd writes file folios, and only once the
 // flusher fell behind: the kernel activates it and sets PG_reclaim); shmem
 // folios are kept. Lazily freed anon folios (MADV_FREE) are dropped without
-// swap when clean once unmapped (large ones unmapped whole, not split); a
-// PMD-mapped one is kept (the kernel discards it whole, unmap_huge_pmd_locked()).
+// swap when clean once unmapped (large ones unmapped in batches, not split;
+// a PMD mapping is split first, see lazyfreePmd() in rmap.ts).
 // Large anon folios are split before add_to_swap(), as the kernel does
 // without CONFIG_THP_SWAP (or when no contiguous swap cluster is free):
 // split_folio_to_list(), the tails joining the list. No Node APIs.
