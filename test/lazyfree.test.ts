@@ -3,10 +3,11 @@
 // case (mm/vmscan.c): a clean lazyfree folio is dropped without swap,
 // whole if large (no split); one written since MADV_FREE is mapped again,
 // becomes swap-backed and later goes to swap; large folios are unmapped in
-// runs bounded by the VMA and the PTE table (folio_unmap_pte_batch()), and
-// the v6.15 logic (lazyfree_batch=whole-folio, fixed by ddd05742b45b)
-// reads past the PTE table when mremap() moved the folio across a PMD
-// boundary.
+// runs bounded by the VMA and the PTE table (folio_unmap_pte_batch()) and
+// with one write bit (29f40594a281); v6.17 as released
+// (lazyfree_batch=ignore-write) sets a run back with its first entry's write
+// bit, and the v6.15 logic (whole-folio, fixed by ddd05742b45b) reads past
+// the PTE table when mremap() moved the folio across a PMD boundary.
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -114,6 +115,34 @@ steps:
         /^\[pt-out-of-bounds\] folio_pte_batch\(\) asked to scan 16 entries from entry 510 of a PTE table of 512: 14 past/,
       );
     });
+  });
+}
+
+for (const arch of ["x86_64", "arm64"] as const) {
+  it(`${arch}: a lazyfree run set back after a store keeps each entry's write bit; v6.17 as released (ignore-write) makes read-only entries writable`, () => {
+    const yaml = `${head(arch, ", mthp: { 32K: always }")}
+steps:
+  - mmap: { region: r, size: 32K, addr: 0x7e0000000000, thread: A }
+  - touch: { region: r, thread: A }
+  - madvise: { region: r, advice: free, thread: A }
+  - fork: { child: c, cpu: 1, thread: A }
+  - exit: { process: c, thread: c.t0 }
+  - touch: { region: r, length: 4K, thread: A }
+  # The first pass finds the store's access flag and keeps the folio.
+  - reclaim: { region: r, process: p, thread: B }
+  - reclaim: { region: r, process: p, thread: B }
+  - report: reclaimed
+`;
+    const fixed = new Runner(parseScenario(yaml, "t.yaml"), { checkInvariants: true });
+    assert.deepEqual(fixed.runToEnd().violations, []);
+    const x = row(fixed, "reclaimed");
+    // Written since MADV_FREE: kept, mapped again, swap-backed.
+    assert.equal(x.c.pglazyfreed, 0);
+    assert.equal(x.rss_anon_kb, 32);
+    const old = new Runner(parseScenario(yaml, "t.yaml"), { checkInvariants: true, variants: { lazyfree_batch: "ignore-write" } });
+    const res = old.runToEnd();
+    assert.ok(res.violations.length > 0);
+    assert.match(res.violations[0] as string, /^\[writable-anon-not-exclusive\] mm1: writable PTE at 0x7e0000001000 /);
   });
 }
 

@@ -78,14 +78,18 @@ export const VARIANTS = {
   // selects it on a 6.18 or newer host.
   collapse_ro: ["writable-required", "any"],
   // try_to_unmap_one() of a lazily freed (MADV_FREE) large folio:
-  // "bounded" (ddd05742b45b, v6.16: folio_unmap_pte_batch() batches any run
-  // of the folio's entries that stays inside the VMA and the PTE table),
-  // "whole-folio" (354dffd29575, v6.15: can_batch_unmap_folio_ptes()
-  // batches only a folio mapped whole from its first page, and scans
-  // folio_nr_pages() entries from there wherever the table ends: a folio
-  // that mremap() moved across a PMD boundary is read past its table),
-  // "none" (before v6.15: one PTE at a time).
-  lazyfree_batch: ["bounded", "whole-folio", "none"],
+  // "respect-write" (29f40594a281, 2026, in stable: folio_unmap_pte_batch()
+  // batches a run of the folio's entries inside the VMA and the PTE table
+  // with equal write bits), "ignore-write" (ddd05742b45b, v6.16 up to that
+  // fix, v6.17 as released: the run ignores the write bit, and when the
+  // folio was written since MADV_FREE the run is set back from its first
+  // entry's value, so read-only entries come back writable), "whole-folio"
+  // (354dffd29575, v6.15: can_batch_unmap_folio_ptes() batches only a folio
+  // mapped whole from its first page and scans folio_nr_pages() entries from
+  // there wherever the table ends: a folio that mremap() moved across a PMD
+  // boundary is read past its table), "none" (before v6.15: one PTE at a
+  // time).
+  lazyfree_batch: ["respect-write", "ignore-write", "whole-folio", "none"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -146,7 +150,7 @@ export function defaultConfig(): MachineConfig {
       mremap_batching: "respect-write",
       tlb_batch_pending: "fixed",
       collapse_ro: "writable-required",
-      lazyfree_batch: "bounded",
+      lazyfree_batch: "respect-write",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

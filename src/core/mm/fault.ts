@@ -581,11 +581,14 @@ function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, a
   }
   const exclusive = fresh || A.pteSwpExclusive(v);
   swap.free(slot); // swap_free_nr()
-  // should_try_to_free_swap() + folio_free_swap(): a write fault whose folio
-  // only the cache holds drops it from the cache once the slot is unused.
-  if (write && swap.slotOf.get(pfn) === slot && phys.ref[pfn] === 1 && swap.count[slot] === 0) {
+  // should_try_to_free_swap(): with the device more than half full
+  // (vm_swap_full(); no memcg swap limits), or on a write fault whose folio
+  // only the cache holds. folio_free_swap(): only once no swap entry uses the
+  // slot; the folio leaves the cache, dirty (its contents exist nowhere else).
+  if (swap.slotOf.get(pfn) === slot && (swap.used * 2 > swap.pages || (write && phys.ref[pfn] === 1)) && swap.count[slot] === 0) {
     swap.deleteFromCache(pfn);
-    phys.ref[pfn] = 0;
+    phys.ref[pfn] = (phys.ref[pfn] as number) - 1;
+    phys.flags[pfn] = (phys.flags[pfn] as number) | PG_DIRTY;
   }
   mm.rssAnon++;
   mm.swapEnts--;

@@ -7,7 +7,7 @@
 import { CYD_DIRTY, CYD_YOUNG } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
 import { pmdReadLocked } from "./huge_memory.js";
-import { folioPteBatch, type KGen, run, unmapSingleVma, walkPmdTables } from "./memory.js";
+import { folioPteBatch, type KGen, run, unmapSingleVma, walkPmdTables, zapSwapPte } from "./memory.js";
 import { flushTlbBatchedPending, folioMapcount, splitFolio } from "./rmap.js";
 import { folioIsolateLru, reclaimPages } from "./vmscan.js";
 import { LK_PTL, pteLockMapped, site } from "../sync.js";
@@ -125,6 +125,14 @@ function* freePmdRange(tlb: MmuGather, pmdSlot: number, addr: number, end: numbe
     while (a < next) {
       const i = T.base(slot) + ((a / PS) & G.ptrsMask);
       let x = A.ptepGet(m, e, i);
+      // A swap entry is cleared and its slot freed: the page reads as zero
+      // without a swap-in (free_swap_and_cache_nr(),
+      // clear_not_present_full_ptes()); migration entries stay.
+      if (x !== 0 && !A.ptePresent(x) && !A.isMigrationPte(x)) {
+        zapSwapPte(m, mm, e, i);
+        a += PS;
+        continue;
+      }
       if (x === 0 || !A.ptePresent(x) || A.pteSpecial(x)) {
         a += PS;
         continue;

@@ -91,7 +91,7 @@ export function folioPteBatch(
 // zap_nonpresent_ptes() for a swap entry: pte_clear_not_present_full(),
 // MM_SWAPENTS, free_swap_and_cache() (a swap-cache folio nobody maps any more
 // leaves the cache once the slot has no other user).
-function zapSwapPte(m: Machine, mm: Mm, e: Float64Array, i: number): void {
+export function zapSwapPte(m: Machine, mm: Mm, e: Float64Array, i: number): void {
   const v = e[i] as number;
   e[i] = 0;
   m.counters.pteWrites++;

@@ -375,10 +375,11 @@ function* tryToUnmapLazyfree(m: Machine, head: number, ubc: TlbUbc | null): KGen
         const first = A.ptepGet(m, e, i);
         let nr = 1;
         const how = order > 0 ? variantOf(m, "lazyfree_batch") : "none";
-        if (how === "bounded") {
-          // folio_unmap_pte_batch(): within the VMA and this PTE table.
+        if (how === "respect-write" || how === "ignore-write") {
+          // folio_unmap_pte_batch(): within the VMA and this PTE table;
+          // FPB_RESPECT_WRITE since 29f40594a281, as the run may be set back.
           const end = Math.min(a - (a % G.pmdSize) + G.pmdSize, vma.end);
-          nr = folioPteBatch(m, e, i, first, pfn, head, order, (end - a) / PS, false, false);
+          nr = folioPteBatch(m, e, i, first, pfn, head, order, (end - a) / PS, false, how === "respect-write");
         } else if (how === "whole-folio" && pfn === head) {
           // can_batch_unmap_folio_ptes(): the whole folio from its first page, or nothing.
           if (folioPteBatch(m, e, i, first, pfn, head, order, nrFolio, false, false) === nrFolio) nr = nrFolio;
