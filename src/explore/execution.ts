@@ -859,19 +859,30 @@ export class Execution implements Interleaver, TableAccessCheck {
       // (Not when the table is a dying process's: its anon entries need no
       // other home, decided below.)
       const dyingSlot = this.dyingTables.get(slot) === m.tables.gen[slot];
-      const other = dyingSlot ? -1 : this.lockedTableMapping(pfn);
-      if (other >= 0) {
-        dirty.set(pfn, other);
-        if (freeingHere) carried.add(pfn);
-        continue;
-      }
-      // Whether the dirty bit was lost depends on the folio's flags now: this
-      // transition reads them.
+      // Whether the dirty bit was lost depends on the folio's flags and on
+      // who else maps the page now: this transition reads them.
       const rec = this.fp !== null && this.tracker !== null;
       if (rec) this.tracker?.recordInto(this.fp as Footprint);
       const phys = m.phys;
       const head = phys.folioHead(pfn);
       const hf = phys.flags[head] as number;
+      // One mm's entry of an anon page another mm maps carries nothing the
+      // other's lacks: such a page is COW-shared, read-only in both, so no
+      // write can have happened since the share, and fork copied the
+      // dirtiness from before it into both entries (copy_present_ptes()
+      // keeps a private entry's dirty bit). A bit only one of them had
+      // reflects no write: arm64 v6.17's pte_mkwrite() in fork (see below),
+      // or a move_ptes() batch, whose set_ptes() gives every entry the
+      // dirty bit gathered over the batch. A locked table of the other mm
+      // is followed only where it maps the page dirty.
+      const sharedAnon = (hf & PG_ANON) !== 0 && (hf & PG_DIRTY) === 0 && !phys.isFree(pfn) && this.mappedInOtherMm(pfn, slot);
+      const other = dyingSlot ? -1 : this.lockedTableMapping(pfn, sharedAnon);
+      if (other >= 0) {
+        if (rec) this.tracker?.endRecord();
+        dirty.set(pfn, other);
+        if (freeingHere) carried.add(pfn);
+        continue;
+      }
       // An anon page that nobody maps any more has no reader: zap of a
       // lazily freed page drops its dirty bit with the mapping
       // (zap_present_folio_ptes(), mm/memory.c, marks only non-anon folios
@@ -896,7 +907,7 @@ export class Execution implements Interleaver, TableAccessCheck {
           continue;
         }
       }
-      const lost = !phys.isFree(pfn) && !unmappedAnon && !dyingAnon && !((hf & PG_ANON) !== 0 && freeingHere) && (hf & PG_DIRTY) === 0;
+      const lost = !phys.isFree(pfn) && !unmappedAnon && !dyingAnon && !sharedAnon && !((hf & PG_ANON) !== 0 && freeingHere) && (hf & PG_DIRTY) === 0;
       if (rec) this.tracker?.endRecord();
       if (lost)
         this.fail({
@@ -911,9 +922,37 @@ export class Execution implements Interleaver, TableAccessCheck {
     if (this.threads.every((u) => u.syscalls === 0)) for (const v of checkAccounting(m)) this.fail(v);
   }
 
-  // A PTE table under a PTE lock (or unreachable) that maps pfn, or -1.
-  // Only on the way to a lost-dirty report: the locked tables are few.
-  private lockedTableMapping(pfn: number): number {
+  // Whether an mm other than the one whose page tables hold `slot` maps pfn:
+  // the page's mappings (its mapcount, which counts an entry another thread
+  // has cleared for a moment under its PTE lock) outnumber that mm's present
+  // entries of it. Only on the way to a lost-dirty report.
+  private mappedInOtherMm(pfn: number, slot: number): boolean {
+    const m = this.m;
+    const A = m.arch;
+    const T = m.tables;
+    const phys = m.phys;
+    let mine = 0;
+    for (const mm of m.mms) {
+      if (!mm.alive) continue;
+      const slots = pteTableSlots(m, mm);
+      if (!slots.includes(slot)) continue;
+      for (const s of slots) {
+        const e = T.unchecked(T.chunkOf(s));
+        const base = T.base(s);
+        for (let i = base; i < base + T.ptrs; i++) {
+          const v = e[i] as number;
+          if (v !== 0 && A.ptePresent(v) && A.ptePfn(v) === pfn) mine++;
+        }
+      }
+      break;
+    }
+    return (phys.mapcount[pfn] as number) + phys.entireMapcount(phys.folioHead(pfn)) > mine;
+  }
+
+  // A PTE table under a PTE lock (or unreachable) that maps pfn (dirty, if
+  // dirtyOnly), or -1. Only on the way to a lost-dirty report: the locked
+  // tables are few.
+  private lockedTableMapping(pfn: number, dirtyOnly = false): number {
     const m = this.m;
     const A = m.arch;
     const T = m.tables;
@@ -925,7 +964,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       const base = T.base(slot);
       for (let i = base; i < base + T.ptrs; i++) {
         const v = e[i] as number;
-        if (v !== 0 && A.ptePresent(v) && A.ptePfn(v) === pfn) return slot;
+        if (v !== 0 && A.ptePresent(v) && A.ptePfn(v) === pfn && (!dirtyOnly || A.pteDirty(v))) return slot;
       }
     }
     return -1;
