@@ -322,7 +322,7 @@ export function folioMapcount(m: Machine, head: number): number {
 // mapping the (order-0) folio is cleared; anon folios in the swap cache get
 // a swap entry (exclusive if the page was AnonExclusive), file folios none.
 // A lazily freed anon folio (MADV_FREE, not swap-backed) of any order is
-// discarded instead, or remapped if written since (lazyfreeUnmapPtes()).
+// discarded instead, or remapped if written since (tryToUnmapLazyfree()).
 // Returns whether the folio is no longer mapped.
 export function* tryToUnmap(m: Machine, head: number, ubc: TlbUbc | null): KGen<boolean> {
   const phys = m.phys;
