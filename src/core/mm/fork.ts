@@ -6,10 +6,11 @@
 import type { Machine } from "../machine.js";
 import { copyPageRange, type KGen, run } from "./memory.js";
 import { anonVmaRoot } from "./rmap.js";
-import { LK_ANON_VMA, site } from "../sync.js";
+import { LK_ANON_VMA, LK_IMMAP, site } from "../sync.js";
 import type { Mm } from "./types.js";
 
 const S_FORK_AVC = site("anon_vma_fork", "anon_vma_lock_write() of the root");
+const S_FORK_IMMAP = site("dup_mmap", "i_mmap_lock_write() to link a file VMA");
 
 export function dupMmap(m: Machine, oldmm: Mm): Mm {
   return run(dupMmapGen(m, oldmm));
@@ -26,8 +27,16 @@ export function* dupMmapGen(m: Machine, oldmm: Mm): KGen<Mm> {
     // an rmap walk from a folio the parent mapped finds the child's VMA too.
     // It links the VMA under the root's lock, held for writing: a walk
     // (which holds it for reading) sees the child's VMA from its start or
-    // not at all, and then the PTEs it copies are what the walk left.
+    // not at all, and then the PTEs it copies are what the walk left. A file
+    // VMA joins the file's i_mmap tree the same way, under i_mmap_rwsem held
+    // for writing, right after the parent's (vma_interval_tree_insert_after())
+    // and before any PTE is copied. The model links both at once, taking the
+    // locks in the kernel's order (i_mmap_rwsem, then the anon_vma's); the
+    // kernel links the anon side first, a difference no walk can see, since
+    // nothing is copied before both are linked.
     const il = m.il;
+    const f = vma.file;
+    if (il && f !== null) yield il.lock(LK_IMMAP, f.id, true, S_FORK_IMMAP);
     let root = 0;
     if (vma.anonVma !== 0) {
       root = anonVmaRoot(m, vma.anonVma);
@@ -36,6 +45,7 @@ export function* dupMmapGen(m: Machine, oldmm: Mm): KGen<Mm> {
     }
     mm.vmas.push(nv);
     if (il && root !== 0) il.unlock(LK_ANON_VMA, root);
+    if (il && f !== null) il.unlock(LK_IMMAP, f.id);
     if (vma.anonVma !== 0) yield* copyPageRange(m, mm, oldmm, vma);
   }
   m.arch.flushTlbMm(m, oldmm);
