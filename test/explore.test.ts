@@ -199,3 +199,25 @@ describe("explore: user data", () => {
     assert.equal(v?.invariant, "read-not-last-write");
   });
 });
+
+describe("explore: invariant 2 and another thread's mmu_gather", () => {
+  // Found by ptlab hunt (seed 2, hunting swapin_direct=unpinned, v6.17
+  // shared it): brk() shrinking the heap zaps with mmap_lock downgraded and
+  // is stopped between clearing a PTE and its tlb_finish_mmu(); a
+  // MADV_PAGEOUT of that page finds no VMA and fails (-ENOMEM) meanwhile.
+  // The fixture and its schedule are hunt's output as written (the token
+  // covers the file's text). The entry still cached is brk()'s to flush;
+  // the checker held the failed madvise() to it (stale-tlb-after-return).
+  it("a call that never took the PTE table's lock is not held to a flush another call's gather owes", () => {
+    const res = spawnSync(
+      process.execPath,
+      [CLI, "explore", "test/fixtures/hunt-pageout-brk-shrink.yaml", "--replay", "v1.5209e3df..2-3-0-3-2*2-3-0*2-3-0*2-3"],
+      { encoding: "utf8" },
+    );
+    assert.equal(res.status, 0, res.stdout + res.stderr);
+    assert.match(res.stdout, /REPLAY: this schedule breaks no invariant/);
+    // The schedule ran where the entry is still cached when madvise() returns.
+    assert.match(res.stdout, /madvise\(pageout\)/);
+    assert.match(res.stdout, /zap_pte_range: load a PTE/);
+  });
+});

@@ -1001,9 +1001,23 @@ export class Execution implements Interleaver, TableAccessCheck {
       const slot = this.pteSlotOf(mm, a);
       return slot >= 0 && !t.ptlTaken.has(slot);
     };
+    // Likewise an entry another thread's mmu_gather still owes a flush for
+    // (munmap() or brk() between clearing the PTE and tlb_finish_mmu()):
+    // that call flushes it before it returns. This call is held to it only
+    // if it took the lock of the table mapping it, where it could have seen
+    // the cleared entry and, its own gather nested with the other, must
+    // flush it itself (tlb_finish_mmu(), 99baac21e458); a call that never
+    // got there (MADV_PAGEOUT of a range munmap() already detached:
+    // -ENOMEM) revoked nothing. The pending count is other threads' once
+    // this call's own gather has finished.
+    const owedByOther = (a: number) => {
+      if (mm.tlbFlushPending === 0) return false;
+      const slot = this.pteSlotOf(mm, a);
+      return slot < 0 || !t.ptlTaken.has(slot);
+    };
     this.quiet++;
     const v = checkTlbs(this.m, mm).filter(
-      (x) => x.addr === undefined || (x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t) && !later(x.addr)),
+      (x) => x.addr === undefined || (x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t) && !later(x.addr) && !owedByOther(x.addr)),
     );
     this.quiet--;
     if (this.fp !== null) this.tracker?.endRecord();
