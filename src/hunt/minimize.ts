@@ -194,11 +194,22 @@ export function minimize(c0: Case, found: Outcome, budget: Budget, seed: number,
   }
   // With a historical variant selected: does the v6.17 code break too? If
   // not, the finding belongs to the variant's code path.
+  // The schedule found is tried first: a search of v6.17 with the case's
+  // budget samples differently (no boost for reaching the variant's code)
+  // and can miss a schedule that never ran the variant's code at all.
   let fixedToo: boolean | null = null;
   if (Object.keys(cur.machine.variants).length > 0) {
     const d = cloneCase(cur);
     d.machine.variants = {};
-    fixedToo = outcomeKey(tryCase(d, budget, seed)) === key;
+    if (schedule !== null) {
+      try {
+        const x = replay(defaultConfig(loadCase(caseYaml(d), `${d.name}.yaml`)), schedule, false);
+        fixedToo = x.violation !== null && x.violation.invariant === invariant;
+      } catch {
+        fixedToo = false;
+      }
+    }
+    if (fixedToo !== true) fixedToo = outcomeKey(tryCase(d, budget, seed)) === key;
   }
   return {
     kind,
