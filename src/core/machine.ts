@@ -90,6 +90,14 @@ export const VARIANTS = {
   // boundary is read past its table), "none" (before v6.15: one PTE at a
   // time).
   lazyfree_batch: ["respect-write", "ignore-write", "whole-folio", "none"],
+  // do_swap_page() reading a slot outside the swap cache (SWP_SYNCHRONOUS_IO,
+  // __swap_count() == 1): "pinned" (13ddaf26be32, v6.8: swapcache_prepare()
+  // holds SWAP_HAS_CACHE on the slot until the PTE is set, so no second
+  // swap-in reads it and no swap-out reuses it meanwhile) or "unpinned"
+  // (0bcac06f27d7, v4.15 to v6.7: no pin; a second fault can swap the page
+  // in and free the slot, reclaim can write the page, now changed, to the
+  // same slot, and the first fault's pte_same() then maps its stale copy).
+  swapin_direct: ["pinned", "unpinned"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -151,6 +159,7 @@ export function defaultConfig(): MachineConfig {
       tlb_batch_pending: "fixed",
       collapse_ro: "writable-required",
       lazyfree_batch: "respect-write",
+      swapin_direct: "pinned",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

@@ -20,6 +20,7 @@
 
 import { checkFreedFrames } from "../check.js";
 import type { Machine } from "../machine.js";
+import { variantIs } from "../variant.js";
 import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
 import { type Interleaver, LK_FOLIO, LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
@@ -38,6 +39,10 @@ const S_FINISH_FAULT = site("finish_fault", "take the PTE lock");
 const S_MIG_WAIT = site("migration_entry_wait", "wait for the folio lock");
 const S_MKWRITE_LOCK = site("do_page_mkwrite", "folio_lock()");
 const S_MKWRITE_RELOCK = site("finish_mkwrite_fault", "take the PTE lock");
+const S_SWAPIN_PREPARE = site("do_swap_page", "swapcache_prepare() of a slot read outside the swap cache");
+const S_SWAPIN_WAIT = site("do_swap_page", "swapcache_prepare() failed: wait for the other swap-in", true);
+const S_SWAPIN_READ = site("do_swap_page", "swap_read_folio(): the slot is read");
+const S_SWAPIN_RELOCK = site("do_swap_page", "take the PTE lock");
 
 // fault_around_bytes: 16 pages with 4K pages; one page (no fault-around)
 // with the 64K granule.
@@ -193,10 +198,11 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
       return "retry";
     }
     if (r === "wp_shared") return yield* wpPageShared(m, il, mm, vma, pmdIdx, pmdv, slot, addr);
+    if (r === "swapin") return yield* doSwapPageDirect(m, il, mm, vma, pmdIdx, pmdv, slot, addr, write, swapinOrig);
     return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
   }
   const r = handlePteFault(m, mm, vma, slot, addr, write);
-  if (r === "wp_shared") throw new Error("model bug: wp_shared without the explorer");
+  if (r === "wp_shared" || r === "swapin") throw new Error(`model bug: ${r} without the explorer`);
   // Without the explorer a migration completes before anything else runs:
   // an entry left behind is retried until the livelock check reports it.
   if (r === "migration") return "retry";
@@ -252,6 +258,8 @@ function hugePmdFault(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, pmdv: number
 // The part of handle_pte_fault() that runs under the PTE lock; "do_fault":
 // a none entry of a file VMA, handled by do_fault() once the lock is dropped.
 // The page a migration entry named when handlePteFault() returned "migration".
+// The swap entry when it returned "swapin".
+let swapinOrig = 0;
 let migrationWaitPfn = -1;
 
 // The rest of migration_entry_wait() (mm/migrate.c): the entry was read
@@ -262,7 +270,14 @@ function* migrationEntryWait(il: Interleaver, head: number): KGen {
   il.unlock(LK_FOLIO, head);
 }
 
-function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number, write: boolean): FaultResult | "do_fault" | "wp_shared" | "migration" {
+function handlePteFault(
+  m: Machine,
+  mm: Mm,
+  vma: Vma,
+  slot: number,
+  addr: number,
+  write: boolean,
+): FaultResult | "do_fault" | "wp_shared" | "migration" | "swapin" {
   const A = m.arch;
   const e = m.tables.chunkOf(slot);
   const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
@@ -280,6 +295,12 @@ function handlePteFault(m: Machine, mm: Mm, vma: Vma, slot: number, addr: number
       return "migration";
     }
     if (!A.isSwapPte(v) || m.swap === null) return "segv";
+    // Under the explorer, a slot read outside the swap cache is read with
+    // the PTE lock dropped, as the kernel reads every slot.
+    if (m.il !== null && swapinSkipsCache(m.swap, A.swpOffset(v))) {
+      swapinOrig = v;
+      return "swapin";
+    }
     doSwapPage(m, mm, vma, e, pi, addr, write, v);
     return "ok";
   }
@@ -549,20 +570,25 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, add
   }
 }
 
-// do_swap_page() for an order-0 folio (mm/memory.c, v6.17), under the PTE
-// lock with the entry as read (the model reads the slot synchronously, so the
-// pte_same() recheck cannot fail). The folio comes from the swap cache, or is
-// read into a new one: outside the swap cache when no other swap entry
-// references the slot (SWP_SYNCHRONOUS_IO, as zram), else through it. The
-// exclusive-reuse rule: a page known exclusive (the entry's exclusive marker,
-// or a fresh folio nobody else can see) or whose only reference is ours is
-// mapped writable in a writable VMA, dirty on a write fault; otherwise a
-// write fault goes on to do_wp_page().
+// do_swap_page()'s test for reading a slot into a folio of its own, outside
+// the swap cache: a SWP_SYNCHRONOUS_IO device (zram, the only kind modelled)
+// and no other swap entry referencing the slot (__swap_count() == 1).
+function swapinSkipsCache(swap: SwapDevice, slot: number): boolean {
+  return !swap.cache.has(slot) && swap.count[slot] === 1;
+}
+
+// do_swap_page() for an order-0 folio (mm/memory.c, v6.17), run whole
+// under the PTE lock with the entry as read: the sequential model, and the
+// swap-cache path under the explorer (simplified: the kernel reads that slot
+// with the PTE lock dropped as well, but the folio it reads into sits
+// locked in the swap cache, where a second fault finds and waits for it).
+// The folio comes from the swap cache, or is read into a new one: outside
+// the swap cache when no other swap entry references the slot
+// (SWP_SYNCHRONOUS_IO, as zram), else through it.
 function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, write: boolean, v: number): void {
-  const A = m.arch;
   const phys = m.phys;
   const swap = m.swap as SwapDevice;
-  const slot = A.swpOffset(v);
+  const slot = m.arch.swpOffset(v);
   let pfn = swap.cache.get(slot);
   let fresh = false;
   if (pfn === undefined) {
@@ -571,21 +597,39 @@ function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, a
     m.counters.pagesAlloc++;
     m.counters.pswpin++;
     if (m.il) m.il.copyPage(swapKey(slot), pfn);
-    if (swap.count[slot] === 1) {
+    if (swapinSkipsCache(swap, slot)) {
       fresh = true; // skip the swap cache
-      phys.ref[pfn] = 0;
     } else {
-      swap.addToCache(slot, pfn); // swapin_readahead(): the cache's reference
+      swap.addToCache(slot, pfn); // swapin_readahead(): the cache's reference and ours
+      folioSetAnonRmap(m, pfn, vma, addr, m.arch.pteSwpExclusive(v));
+      phys.ref[pfn] = 2;
     }
-    folioSetAnonRmap(m, pfn, vma, addr, fresh || A.pteSwpExclusive(v));
+  } else {
+    phys.ref[pfn] = (phys.ref[pfn] as number) + 1; // swap_cache_get_folio()
   }
+  mapSwapFolio(m, mm, vma, e, pi, addr, write, v, pfn, fresh);
+}
+
+// The part of do_swap_page() under the PTE lock once the entry is known
+// unchanged (pte_same()), for a folio the caller holds a reference to:
+// fresh (read outside the swap cache, nobody else can see it) or the swap
+// cache's. The exclusive-reuse rule: a page known exclusive (the entry's
+// exclusive marker, or a fresh folio) or whose only reference is ours is
+// mapped writable in a writable VMA, dirty on a write fault; otherwise a
+// write fault goes on to do_wp_page(). Our reference becomes the mapping's.
+function mapSwapFolio(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, write: boolean, v: number, pfn: number, fresh: boolean): void {
+  const A = m.arch;
+  const phys = m.phys;
+  const swap = m.swap as SwapDevice;
+  const slot = A.swpOffset(v);
+  if (fresh) folioSetAnonRmap(m, pfn, vma, addr, true);
   const exclusive = fresh || A.pteSwpExclusive(v);
   swap.free(slot); // swap_free_nr()
   // should_try_to_free_swap(): with the device more than half full
   // (vm_swap_full(); no memcg swap limits), or on a write fault whose folio
   // only the cache holds. folio_free_swap(): only once no swap entry uses the
   // slot; the folio leaves the cache, dirty (its contents exist nowhere else).
-  if (swap.slotOf.get(pfn) === slot && (swap.used * 2 > swap.pages || (write && phys.ref[pfn] === 1)) && swap.count[slot] === 0) {
+  if (swap.slotOf.get(pfn) === slot && (swap.used * 2 > swap.pages || (write && phys.ref[pfn] === 2)) && swap.count[slot] === 0) {
     swap.deleteFromCache(pfn);
     phys.ref[pfn] = (phys.ref[pfn] as number) - 1;
     phys.flags[pfn] = (phys.flags[pfn] as number) | PG_DIRTY;
@@ -594,7 +638,7 @@ function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, a
   mm.swapEnts--;
   let pte = A.pfnPte(pfn, vmaPageProt(m, vma));
   let handled = !write;
-  if (exclusive || phys.ref[pfn] === 0) {
+  if (exclusive || phys.ref[pfn] === 1) {
     if ((vma.flags & VM_WRITE) !== 0) {
       pte = A.pteMkwrite(pte);
       if (write) {
@@ -605,8 +649,66 @@ function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, a
     phys.flags[pfn] |= PG_ANON_EXCLUSIVE; // RMAP_EXCLUSIVE
   }
   phys.mapcount[pfn] = (phys.mapcount[pfn] as number) + 1;
-  phys.ref[pfn] = (phys.ref[pfn] as number) + 1;
   m.counters.folioAtomics += 2;
   A.setPtes(m, mm, addr, e, pi, pte, 1);
   if (!handled) doWpPage(m, mm, vma, e, pi, addr, A.ptepGet(m, e, pi));
+}
+
+// do_swap_page()'s SWP_SYNCHRONOUS_IO path under the explorer, the PTE lock
+// dropped (handle_pte_fault() read the entry without it): a new folio,
+// swapcache_prepare() to pin the slot (SWAP_HAS_CACHE) so that no other
+// swap-in reads it and no swap-out reuses it meanwhile (13ddaf26be32), the
+// read, then the PTE lock and pte_same(); swapcache_clear() once the lock
+// is dropped. A failed swapcache_prepare() waits for the other swap-in
+// (swapcache_wq, 01626a182) and the access is retried. Variant
+// swapin_direct=unpinned: the code from 0bcac06f27d7 (v4.15) to v6.7, no
+// pin: another thread can swap the page in, free the slot, and reclaim can
+// reuse the slot for the page written since, so pte_same() passes on a
+// stale read (ABA).
+function* doSwapPageDirect(
+  m: Machine,
+  il: Interleaver,
+  mm: Mm,
+  vma: Vma,
+  pmdIdx: number,
+  pmdv: number,
+  slot: number,
+  addr: number,
+  write: boolean,
+  orig: number,
+): KGen<FaultResult> {
+  const A = m.arch;
+  const phys = m.phys;
+  const swap = m.swap as SwapDevice;
+  const s = A.swpOffset(orig);
+  yield S_SWAPIN_PREPARE;
+  // __swap_count() == 1 was read unlocked: look again, as the path does
+  // when it gets here after the entry's count changed.
+  if (!swapinSkipsCache(swap, s)) return "retry";
+  const pfn = phys.alloc(0); // alloc_swap_folio(), locked and swap-backed
+  phys.flags[pfn] = PG_ANON | PG_SWAPBACKED;
+  m.counters.pagesAlloc++;
+  const pin = !variantIs(m, "swapin_direct", "unpinned");
+  const drop = () => {
+    if (phys.folioPut(pfn)) m.counters.pagesFree++;
+  };
+  if (pin && !swap.prepare(s)) {
+    drop();
+    yield S_SWAPIN_WAIT;
+    return "retry";
+  }
+  m.counters.pswpin++;
+  yield S_SWAPIN_READ;
+  il.copyPage(swapKey(s), pfn);
+  const e = m.tables.chunkOf(slot);
+  const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
+  let ok = yield* relockPte(m, il, pmdIdx, pmdv, slot, S_SWAPIN_RELOCK);
+  if (ok) {
+    ok = A.ptepGet(m, e, pi) === orig;
+    if (ok) mapSwapFolio(m, mm, vma, e, pi, addr, write, orig, pfn, true);
+    il.unlock(LK_PTL, slot);
+  }
+  if (!ok) drop();
+  if (pin) swap.clearPin(s);
+  return ok ? "ok" : "retry";
 }

@@ -20,14 +20,35 @@ export class SwapDevice {
   // The swap cache: slot -> folio (head PFN), and back (folio->swap).
   readonly cache = new Map<number, number>();
   readonly slotOf = new Map<number, number>();
+  // SWAP_HAS_CACHE with no folio in the swap cache: the pin
+  // swapcache_prepare() puts on a slot that do_swap_page() reads into a
+  // folio of its own (SWP_SYNCHRONOUS_IO), until swapcache_clear().
+  readonly pinned: Uint8Array;
   used = 0; // allocated slots
   private next = 1; // first-fit cursor
   constructor(readonly pages: number) {
     this.count = new Int32Array(pages + 1);
+    this.pinned = new Uint8Array(pages + 1);
   }
 
   allocated(slot: number): boolean {
-    return slot >= 1 && slot <= this.pages && ((this.count[slot] as number) > 0 || this.cache.has(slot));
+    return slot >= 1 && slot <= this.pages && ((this.count[slot] as number) > 0 || this.cache.has(slot) || this.pinned[slot] === 1);
+  }
+
+  // swapcache_prepare() (mm/swapfile.c, __swap_duplicate() with
+  // SWAP_HAS_CACHE): false when the slot has the flag already (a folio in
+  // the swap cache, or another swap-in's pin) or no entry references it.
+  prepare(slot: number): boolean {
+    if (this.cache.has(slot) || this.pinned[slot] === 1 || (this.count[slot] as number) === 0) return false;
+    this.pinned[slot] = 1;
+    return true;
+  }
+
+  // swapcache_clear(): the pin goes; the slot is released if no swap entry
+  // references it any more.
+  clearPin(slot: number): void {
+    this.pinned[slot] = 0;
+    if (this.count[slot] === 0 && !this.cache.has(slot)) this.used--;
   }
 
   // folio_alloc_swap() + add_to_swap_cache() for an order-0 folio: a free
@@ -58,7 +79,7 @@ export class SwapDevice {
     const c = (this.count[slot] as number) - 1;
     if (c < 0) throw new Error(`model bug: swap slot ${slot} freed more often than referenced`);
     this.count[slot] = c;
-    if (c === 0 && !this.cache.has(slot)) {
+    if (c === 0 && !this.cache.has(slot) && this.pinned[slot] === 0) {
       this.used--;
       return true;
     }
@@ -73,7 +94,7 @@ export class SwapDevice {
     if (s === undefined) return;
     this.slotOf.delete(pfn);
     this.cache.delete(s);
-    if (this.count[s] === 0) this.used--;
+    if (this.count[s] === 0 && this.pinned[s] === 0) this.used--;
   }
 
   // Adds a folio read from slot s to the swap cache (swapin_readahead()'s
