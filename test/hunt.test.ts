@@ -111,6 +111,49 @@ describe("hunt: generator", () => {
     assert.ok(lazy >= 500, `lazyfree set-up in ${lazy} of 2000 cases whose odds were learned up to 0.9`);
   });
 
+  it("swapped: the set-up ends swapping out populated anon memory; full-swap sizes the device to it; hot-page has each actor access the focus page", () => {
+    const stats: Record<string, [number, number]> = { swapped: [1000, 1000], "full-swap": [1000, 1000], "hot-page": [1000, 1000] };
+    let swappedLast = 0;
+    let full = 0;
+    let fullExact = 0;
+    let hot = 0;
+    let hotAll = 0;
+    for (let i = 0; i < 300; i++) {
+      const c = generate(Choices.fresh(i), `g${i}`, { variants: {}, featureStats: stats });
+      const on = c.features?.on ?? [];
+      const pg = c.machine.arch === "arm64" ? (c.machine.arm64?.granule ?? 4) * 1024 : 4096;
+      const outs = c.steps.filter((s) => s.op === "madvise" && s.args.advice === "pageout");
+      const last = c.steps[c.steps.length - 1];
+      if (on.includes("swapped") && last?.op === "madvise" && last.args.advice === "pageout") swappedLast++;
+      if (on.includes("full-swap")) {
+        full++;
+        // Never more slots than the pages the set-up's MADV_PAGEOUTs cover.
+        // (A step with no length runs to the region's end: no bound here.)
+        const covered = outs.reduce((n, s) => n + (s.args.length === undefined ? Number.POSITIVE_INFINITY : (s.args.length as number) / pg), 0);
+        const slots = (c.machine.swap as number) / pg;
+        if (outs.length === 0 ? slots === 1 : slots >= 1 && slots <= Math.max(1, covered)) fullExact++;
+      }
+      if (on.includes("hot-page")) {
+        hot++;
+        // Every thread with concurrent steps accesses one page, the same for all.
+        const byThread = new Map<string, Set<string>>();
+        for (const s of c.concurrent) {
+          if (s.op !== "touch" && s.op !== "read") continue;
+          const key = `${s.args.region}:${s.args.offset ?? 0}:${s.args.length ?? "all"}`;
+          const set = byThread.get(s.args.thread as string) ?? new Set<string>();
+          set.add(key);
+          byThread.set(s.args.thread as string, set);
+        }
+        const threads = new Set(c.concurrent.filter((s) => s.op !== "exit" && s.op !== "oom_reap").map((s) => s.args.thread as string));
+        const common = [...(byThread.values().next().value ?? [])].filter((k) => [...threads].every((t) => byThread.get(t)?.has(k)));
+        if (threads.size >= 2 && common.length > 0) hotAll++;
+      }
+    }
+    assert.ok(swappedLast >= 150, `swapped set-up last in ${swappedLast} of 300 cases whose odds were learned up to 0.9`);
+    assert.ok(full >= 150 && fullExact === full, `full-swap: ${fullExact} of ${full} devices sized to what the set-up swapped out`);
+    assert.ok(hot >= 150 && hotAll >= 0.6 * hot, `hot-page: ${hotAll} of ${hot} cases where every thread accesses the same page`);
+  });
+
   it("an arm64-only variant gives arm64 cases with the variant in machine.variants", () => {
     for (let i = 0; i < 20; i++) {
       const sc = loadCase(caseYaml(generate(Choices.fresh(i), "v", { variants: { contpte_lockless: "no-retry" }, arch: "arm64" })), "v.yaml");

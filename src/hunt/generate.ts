@@ -358,6 +358,13 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     while (k < len && ((r.pages[off + k] as number) & need) === need) k++;
     return k;
   };
+  // Pages the set-up's MADV_PAGEOUT steps may have written to swap.
+  let swappedPages = 0;
+  const countPop = (r: Region, off: number, len: number): number => {
+    let k = 0;
+    for (let i = off; i < off + len; i++) if (((r.pages[i] as number) & POP) !== 0) k++;
+    return k;
+  };
   const markPopulated = (r: Region, off: number, len: number): void => {
     for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) | POP;
   };
@@ -435,6 +442,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
         ["nohugepage", 1],
       ] as const);
       steps.push({ op: "madvise", args: { ...args(r, off, len, n), advice, thread: t } });
+      if (advice === "pageout" && r.anonPrivate) swappedPages += countPop(r, off, len);
       if (advice === "dontneed" || advice === "pageout") for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) & ~POP;
       return;
     }
@@ -504,6 +512,25 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     if (w > 0 && ch.bool(0.7)) focus = off;
     return true;
   };
+  // Memory a long-running program has not used for a while, swapped out
+  // (MADV_PAGEOUT, as a proactive reclaimer does) over what the set-up
+  // populated of a private anon region: the concurrent steps fault it back
+  // in through do_swap_page().
+  const swappedStep = (): boolean => {
+    const rs = p.regions.filter((x) => x.anonPrivate && x.pages.some((b) => (b & POP) !== 0));
+    if (rs.length === 0) return false;
+    const r = ch.pick(rs);
+    const n = r.pages.length;
+    const idx = pagesWith(r, MAPPED | POP);
+    const lo = ch.pick(idx);
+    const len = mappedRun(r, lo, ch.pick([1, 2, block, n]), MAPPED | POP);
+    if (len === 0) return false;
+    steps.push({ op: "madvise", args: { ...args(r, lo, len, n), advice: "pageout", thread: ch.pick(p.threads) } });
+    swappedPages += countPop(r, lo, len);
+    for (let i = lo; i < lo + len; i++) r.pages[i] = (r.pages[i] as number) & ~POP;
+    if (ch.bool(0.7)) focus = lo + ch.int(len);
+    return true;
+  };
   // A page or two of what the set-up populated of a private anon region, its
   // index: near the focus when that is one, else any.
   const populatedPage = (writable: boolean): [Region, number] | null => {
@@ -566,6 +593,10 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   const lazyfree = feature("lazyfree", 0.2);
   const forkExec = feature("fork-exec", 0.35);
   const wx = feature("wx", 0.35);
+  // Swapped-out memory, and a swap device it fills (a learned feature each).
+  const swapped = feature("swapped", 0.2);
+  if (swapped && machine.swap === undefined) machine.swap = 16 * MiB;
+  const fullSwap = machine.swap !== undefined && feature("full-swap", 0.3);
   const extra = 1 + root.int(4);
   const lazyAt = lazyfree ? root.int(extra) : -1;
   const forkAt = forkExec ? root.int(extra) : -1;
@@ -591,6 +622,16 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     if (len > 0) steps.push({ op: "read", args: { ...args(r, off, len, r.pages.length), thread: ch.pick(p.threads) } });
     markPopulated(r, off, len);
   }
+  // Swapped out last, so that nothing in the set-up faults it back in.
+  if (swapped) {
+    ch = root.fork();
+    swappedStep();
+  }
+  // A device no bigger than what the set-up swapped out: full, so a slot
+  // freed by a swap-in is the one the next swap-out gets (an entry that
+  // comes back with the same value, which pte_same() cannot tell), and
+  // add_to_swap() fails for any other folio (reclaim keeps it).
+  if (fullSwap) machine.swap = Math.max(1, swappedPages) * page;
 
   // ---- concurrent actors ----------------------------------------------------------------------
   ch = root;
@@ -728,14 +769,34 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     conc.push({ op: "madvise", args: { ...args(r, off, len, n), advice, thread: a.t } });
     return true;
   };
+  // Threads that share a hot page (a lock word, a counter, a queue's head):
+  // each actor also loads or stores the focus page, before or after its own
+  // steps, so faults on that page meet whatever the steps do to it (swap it
+  // out, unmap, protect, migrate it). A learned feature.
+  const hot = focus >= 0 && feature("hot-page", 0.3);
+  const hotName = hot ? p.regions.find((x) => focus < x.pages.length && ((x.pages[focus] as number) & MAPPED) !== 0)?.name : undefined;
+  const hotAccess = (a: { t: string; proc: Proc }): void => {
+    const r = a.proc.regions.find((x) => x.name === hotName);
+    if (r === undefined || focus >= r.pages.length) return;
+    const write = ((r.pages[focus] as number) & PW) !== 0 && root.bool(0.6);
+    conc.push({ op: write ? "touch" : "read", args: { ...args(r, focus, 1, r.pages.length), thread: a.t } });
+  };
   for (const a of actors) {
     const canExit = perProc.get(a.proc.name) === 1 && exited === null;
     const nOps = root.bool(0.6) ? 1 : 2;
+    const hotFirst = hotName !== undefined && root.bool(0.5);
+    if (hotFirst) hotAccess(a);
+    let died = false;
     for (let i = 0; i < nOps; i++) {
       concurrentWords.push(root.pos);
       ch = root.fork();
-      if (!concStep(a, canExit && i === nOps - 1)) break;
+      const before = conc.length;
+      if (!concStep(a, canExit && i === nOps - 1)) {
+        died = conc.length > before && (conc[conc.length - 1] as StepDoc).op === "exit";
+        break;
+      }
     }
+    if (hotName !== undefined && !hotFirst && !died) hotAccess(a);
   }
   ch = root.fork();
   if (q !== null && exited !== null) conc.push({ op: "oom_reap", args: { process: (exited as Proc).name, thread: "Q" } });
