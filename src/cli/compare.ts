@@ -1,4 +1,4 @@
-// ptlab compare (FILE.yaml | --workload NAME [--param k=v]) --config "label:k=v,k=v" ...
+// ptlab compare (FILE.yaml | --workload NAME [--param k=v] | --trace FILE [--lenient]) --config "label:k=v,k=v" ...
 // Runs one scenario under two or more configurations and prints the totals
 // side by side with ratios against the first; --json for machines; --report
 // FILE.html for a self-contained report with charts.
@@ -9,7 +9,11 @@ import { Counters } from "../core/counters.js";
 import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
 import { VARIANTS } from "../core/machine.js";
 import { compare, comparisonJson, type ConfigSpec, formatComparison, setCostHook } from "../report/compare.js";
+import { compareTrace, traceOptions } from "../replay/compare.js";
+import type { ReplayOptions } from "../replay/replay.js";
 import type { RunOptions } from "../run/runner.js";
+import type { TraceEvent } from "../trace/events.js";
+import { parseTraceFile } from "../trace/open.js";
 import type { Scenario } from "../scenario/types.js";
 import { formatParams, instantiate, UsageError } from "../workloads/index.js";
 import { parseSize } from "../workloads/params.js";
@@ -19,6 +23,8 @@ import { parseParamList, usageGuard } from "./workload.js";
 
 export interface CompareCliOptions {
   workload?: string;
+  trace?: string;
+  lenient?: boolean;
   param: string[];
   config: string[];
   json?: boolean;
@@ -176,8 +182,10 @@ setCostHook((totals, cost) => ({ modelled_cycles: modelledCycles(totals, (cost?.
 
 export function cmdCompare(file: string | undefined, o: CompareCliOptions): Promise<number> {
   return usageGuard("compare", async () => {
-    if ((file === undefined) === (o.workload === undefined)) throw new UsageError("expected a scenario FILE or --workload NAME (exactly one)");
-    if (file !== undefined && o.param.length > 0) throw new UsageError("--param applies to --workload only");
+    if ([file, o.workload, o.trace].filter((x) => x !== undefined).length !== 1)
+      throw new UsageError("expected a scenario FILE, --workload NAME or --trace FILE (exactly one)");
+    if (o.workload === undefined && o.param.length > 0) throw new UsageError("--param applies to --workload only");
+    if (o.trace === undefined && o.lenient === true) throw new UsageError("--lenient applies to --trace only");
     if (o.config.length < 2) throw new UsageError(`expected at least two --config "label:key=value,..." (got ${o.config.length})`);
     const configs = o.config.map((c) => parseConfig(c));
     const labels = new Set<string>();
@@ -186,6 +194,7 @@ export function cmdCompare(file: string | undefined, o: CompareCliOptions): Prom
       labels.add(c.label);
     }
     if (o.report !== undefined && !o.report.endsWith(".html")) throw new UsageError(`--report: expected a file name ending in .html, got "${o.report}"`);
+    if (o.trace !== undefined) return compareTraceCli(o.trace, o, configs);
     let sc: Scenario;
     let base: RunOptions = {};
     let title: string;
@@ -207,27 +216,75 @@ export function cmdCompare(file: string | undefined, o: CompareCliOptions): Prom
     } finally {
       progress.stop();
     }
-    const version = ptlabVersion();
     const command = `ptlab compare ${file ?? `--workload ${o.workload}${o.param.map((p) => ` --param ${p}`).join("")}`}${o.config.map((c) => ` --config "${c}"`).join("")}`;
-    if (o.report !== undefined) {
-      // Loaded on demand: vega is large and only reports need it.
-      const { renderReport } = await import("../report/html.js");
-      const html = await renderReport(result, { version, title, ...(params !== undefined ? { params } : {}), command });
-      try {
-        writeFileSync(o.report, html);
-      } catch (e) {
-        throw new UsageError(`--report: cannot write "${o.report}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-      }
-    }
-    if (o.json) {
-      const meta = { ptlab_version: version, ...(o.workload !== undefined ? { workload: o.workload, params } : { file }) };
-      process.stdout.write(`${JSON.stringify(comparisonJson(result, meta), null, 2)}\n`);
-    } else {
-      process.stdout.write(
-        formatComparison(result, `ptlab compare ${title}${params !== undefined ? ` (${params})` : ""}: ${sc.name}, seed ${sc.machine.seed}`),
-      );
-      if (o.report !== undefined) process.stdout.write(`report written to ${o.report}\n`);
-    }
-    return result.runs.some((r) => r.violations.length > 0) ? 1 : 0;
+    const heading = `ptlab compare ${title}${params !== undefined ? ` (${params})` : ""}: ${sc.name}, seed ${sc.machine.seed}`;
+    const meta = o.workload !== undefined ? { workload: o.workload, params } : { file };
+    return output(result, o, { title, ...(params !== undefined ? { params } : {}), command, heading, meta });
   });
+}
+
+// compare --trace: the trace is parsed once, then replayed under each
+// configuration (replay's defaults: 4 CPUs, touch policy none).
+async function compareTraceCli(file: string, o: CompareCliOptions, configs: ConfigSpec[]): Promise<number> {
+  const runs: { config: ConfigSpec; opts: ReplayOptions }[] = [];
+  for (const c of configs) {
+    let opts: ReplayOptions | string;
+    try {
+      opts = traceOptions(c, o.check);
+    } catch (e) {
+      throw new UsageError(`--config "${c.label}": ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (typeof opts === "string") throw new UsageError(opts);
+    runs.push({ config: c, opts });
+  }
+  const { format, events, opened } = await parseTraceFile(file, { lenient: o.lenient === true, reorder: file.includes("perf") ? 0.05 : 0 });
+  const list: TraceEvent[] = [];
+  for await (const e of events) list.push(e);
+  const damaged = opened.damage?.format() ?? null;
+  const subject = {
+    name: file.split("/").pop() ?? file,
+    description: `replay of ${file} (${format}, ${list.length} events${events.stats.skipped > 0 ? `, ${events.stats.skipped} malformed lines skipped` : ""}${damaged !== null ? `; the trace ends early: ${damaged}` : ""})`,
+    machine: { arch: "x86_64" as const, cpus: 4, levels: 4 as const, thp: "madvise" as const, ptReclaim: true, seed: 0 },
+  };
+  const progress = createProgress({ enabled: o.progress });
+  let result: ReturnType<typeof compareTrace>;
+  try {
+    result = compareTrace(list, subject, runs, (label) => progress.run(`compare ${label}`));
+  } finally {
+    progress.stop();
+  }
+  const command = `ptlab compare --trace ${file}${o.lenient === true ? " --lenient" : ""}${o.config.map((c) => ` --config "${c}"`).join("")}`;
+  return output(result, o, {
+    title: `trace ${file}`,
+    command,
+    heading: `ptlab compare --trace ${file}: ${format}, ${list.length} events, 4 CPUs, touch policy none${damaged !== null ? ` (ends early: ${damaged})` : ""}`,
+    meta: { trace: file, format, events: list.length },
+  });
+}
+
+// The table, JSON or HTML report of a comparison, the same for scenarios,
+// workloads and traces.
+async function output(
+  result: ReturnType<typeof compare>,
+  o: CompareCliOptions,
+  w: { title: string; params?: string; command: string; heading: string; meta: Record<string, unknown> },
+): Promise<number> {
+  const version = ptlabVersion();
+  if (o.report !== undefined) {
+    // Loaded on demand: vega is large and only reports need it.
+    const { renderReport } = await import("../report/html.js");
+    const html = await renderReport(result, { version, title: w.title, ...(w.params !== undefined ? { params: w.params } : {}), command: w.command });
+    try {
+      writeFileSync(o.report, html);
+    } catch (e) {
+      throw new UsageError(`--report: cannot write "${o.report}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  }
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(comparisonJson(result, { ptlab_version: version, ...w.meta }), null, 2)}\n`);
+  } else {
+    process.stdout.write(formatComparison(result, w.heading));
+    if (o.report !== undefined) process.stdout.write(`report written to ${o.report}\n`);
+  }
+  return result.runs.some((r) => r.violations.length > 0) ? 1 : 0;
 }

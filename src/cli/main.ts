@@ -217,9 +217,11 @@ async function main(argv: string[]): Promise<number> {
     });
   program
     .command("compare")
-    .description("run one scenario or workload under two or more configurations and compare them side by side")
-    .argument("[file]", "scenario YAML file (or use --workload)")
+    .description("run one scenario, workload or trace under two or more configurations and compare them side by side")
+    .argument("[file]", "scenario YAML file (or use --workload or --trace)")
     .option("--workload <name>", "a built-in workload instead of a file")
+    .option("--trace <file>", "a strace -f or perf trace recording (optionally .gz) replayed under each configuration")
+    .option("--lenient", "with --trace: skip and count malformed lines instead of stopping at the first")
     .option("--param <key=value>", "workload parameter (repeatable)", collect, [])
     .option("--config <label:key=value,...>", "a configuration to run (repeat: at least two)", collect, [])
     .option("--json", "machine-readable output")

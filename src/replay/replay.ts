@@ -19,7 +19,7 @@
 import { type ArchName, makeArch } from "../core/arch/select.js";
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { AccountingCache, checkAccounting, checkTlbs, TlbCache } from "../core/check.js";
-import { Counters, snapshotCounters } from "../core/counters.js";
+import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { type AccessResult, userAccess } from "../core/hw/walker.js";
 import { type Arm64Features, defaultConfig, Machine, type MachineConfig, type Violation } from "../core/machine.js";
 import { freePages, kswapdBalance } from "../core/mm/kswapd.js";
@@ -31,6 +31,7 @@ import { doMprotect } from "../core/mm/mprotect.js";
 import { dupMmap } from "../core/mm/fork.js";
 import { type Mm, VM_MAYWRITE, VM_READ, VM_WRITE, Vma } from "../core/mm/types.js";
 import { insertVma, mergeAround } from "../core/mm/vma.js";
+import type { ReportRow } from "../run/runner.js";
 import type { TraceEvent } from "../trace/events.js";
 
 export type TouchPolicy = { kind: "none" } | { kind: "writable" } | { kind: "first"; pages: number };
@@ -54,6 +55,9 @@ export interface ReplayOptions {
   arm64?: Partial<Arm64Features>;
   swapPages?: number;
   memoryPages?: number;
+  // Track the whole system's peaks (sums over the live address spaces) after
+  // every event, for `compare --trace`.
+  systemPeaks?: boolean;
 }
 
 // The memory limit could not be kept: kswapd freed nothing more below the
@@ -227,6 +231,58 @@ export class Replayer {
     s.peakVmpteKb = Math.max(s.peakVmpteKb, mm.pgtablesBytes / 1024);
     s.peakRssAnonKb = Math.max(s.peakRssAnonKb, mm.rssAnon * 4);
     s.peakRssFileKb = Math.max(s.peakRssFileKb, mm.rssFile * 4);
+    if (this.opts.systemPeaks === true) this.notePeaks();
+  }
+
+  // The whole system's peaks (opts.systemPeaks): page-table memory and RSS
+  // summed over the live address spaces, as after the event being applied.
+  readonly peaks = { vmpteKb: 0, rssAnonKb: 0, rssFileKb: 0, anonHugeKb: 0 };
+  private notePeaks(): void {
+    const t = this.totals();
+    const k = this.peaks;
+    k.vmpteKb = Math.max(k.vmpteKb, t.vmpteKb);
+    k.rssAnonKb = Math.max(k.rssAnonKb, t.rssAnonKb);
+    k.rssFileKb = Math.max(k.rssFileKb, t.rssFileKb);
+    k.anonHugeKb = Math.max(k.anonHugeKb, t.anonHugeKb);
+  }
+  totals(): { vmpteKb: number; rssAnonKb: number; rssFileKb: number; anonHugeKb: number } {
+    const pageKb = this.m.geo.pageSize / 1024;
+    const t = { vmpteKb: 0, rssAnonKb: 0, rssFileKb: 0, anonHugeKb: 0 };
+    for (const mm of this.m.mms) {
+      if (!mm.alive) continue;
+      t.vmpteKb += mm.pgtablesBytes / 1024;
+      t.rssAnonKb += mm.rssAnon * pageKb;
+      t.rssFileKb += mm.rssFile * pageKb;
+      t.anonHugeKb += (mm.anonHugePmds * this.m.geo.pmdSize) / 1024;
+    }
+    return t;
+  }
+
+  // A report row, as `ptlab run` makes at a report step: each live
+  // process's figures and the counters since the previous row.
+  private lastReport = new Counters();
+  report(label: string): ReportRow {
+    const pageKb = this.m.geo.pageSize / 1024;
+    const now = snapshotCounters(this.m.counters);
+    const processes: ReportRow["processes"] = [];
+    for (const p of this.procs.values()) {
+      const mm = p.mm;
+      if (p.borrowed || !mm.alive) continue;
+      processes.push({
+        name: `${p.summary.comm}[${p.pid}]`,
+        figures: {
+          vmpte_kb: mm.pgtablesBytes / 1024,
+          rss_anon_kb: mm.rssAnon * pageKb,
+          rss_file_kb: mm.rssFile * pageKb,
+          rss_shmem_kb: mm.rssShmem * pageKb,
+          anon_huge_kb: (mm.anonHugePmds * this.m.geo.pmdSize) / 1024,
+          vmswap_kb: mm.swapEnts * pageKb,
+        },
+      });
+    }
+    const row: ReportRow = { label, processes, counters: diffCounters(this.lastReport, now) };
+    this.lastReport = now;
+    return row;
   }
 
   private access(p: Proc, c: number, addr: number, write: boolean): AccessResult {

@@ -26,6 +26,9 @@ let costHook: CostHook = () => ({});
 export function setCostHook(h: CostHook): void {
   costHook = h;
 }
+export function costFigures(totals: Counters, cost: ConfigSpec["costFile"]): Record<string, number> {
+  return costHook(totals, cost);
+}
 
 export interface ConfigRun {
   config: ConfigSpec;
@@ -36,8 +39,16 @@ export interface ConfigRun {
   notes: string[]; // settings the machine did not take (not wired yet)
 }
 
+// What was compared: a scenario, or a trace described as one (its name, a
+// description, and the machine the report's header shows).
+export interface Subject {
+  name: string;
+  description: string;
+  machine: Pick<Scenario["machine"], "arch" | "cpus" | "levels" | "thp" | "ptReclaim" | "seed">;
+}
+
 export interface Comparison {
-  scenario: Scenario;
+  scenario: Subject;
   runs: ConfigRun[];
 }
 

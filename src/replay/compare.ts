@@ -1,0 +1,82 @@
+// `ptlab compare --trace`: one real program's trace replayed under several
+// configurations, in the form `compare` gives a scenario (report rows at
+// every tenth of the trace, whole-run totals, figures, modelled cycles), so
+// the same table, JSON and HTML report serve both. No Node APIs: the caller
+// parses the trace.
+
+import { defaultConfig } from "../core/machine.js";
+import { type ConfigRun, type ConfigSpec, type Comparison, costFigures, type Subject } from "../report/compare.js";
+import { applyVariants, mthpOrders, type ReportRow } from "../run/runner.js";
+import type { TraceEvent } from "../trace/events.js";
+import { defaultReplayOptions, type ReplayOptions, Replayer } from "./replay.js";
+
+// The replay options a configuration asks for, or why it cannot apply to a
+// trace (one line).
+export function traceOptions(config: ConfigSpec, checkInvariants: boolean): ReplayOptions | string {
+  const o = config.options;
+  const base = defaultReplayOptions();
+  if (o.arm64?.granule !== undefined && o.arm64.granule !== 4)
+    return `--config "${config.label}": granule=${o.arm64.granule}K: a trace replays at the 4K pages it was recorded with`;
+  const cfg = defaultConfig();
+  const bad = applyVariants(cfg, o.variants ?? {});
+  if (bad !== null) return `--config "${config.label}": ${bad}`;
+  const arm64 = { ...(o.arm64 ?? {}) };
+  delete arm64.granule;
+  return {
+    ...base,
+    checkInvariants,
+    arch: o.arch ?? base.arch,
+    thp: o.thp ?? base.thp,
+    ptReclaim: o.ptReclaim ?? base.ptReclaim,
+    variants: cfg.variants,
+    ...(o.mthp !== undefined ? { mthp: mthpOrders(o.mthp, 4, config.label) } : {}),
+    ...(Object.keys(arm64).length > 0 ? { arm64 } : {}),
+    systemPeaks: true,
+  };
+}
+
+const REPORTS = 10;
+
+export function replayConfig(
+  events: readonly TraceEvent[],
+  config: ConfigSpec,
+  opts: ReplayOptions,
+  onStep?: (done: number, total: number) => void,
+): ConfigRun {
+  const r = new Replayer(opts);
+  const n = events.length;
+  const rows: ReportRow[] = [];
+  let next = 1;
+  for (let i = 0; i < n; i++) {
+    r.apply(events[i] as TraceEvent);
+    onStep?.(i + 1, n);
+    // Rows at every tenth of the events (the last after the whole trace).
+    while (next <= REPORTS && i + 1 >= Math.ceil((n * next) / REPORTS)) {
+      rows.push(r.report(`${next * 10}% of the trace (${i + 1} events)`));
+      next++;
+    }
+  }
+  if (rows.length === 0) rows.push(r.report("end of the trace (no events)"));
+  const totals = r.counters();
+  const end = r.totals();
+  const figures = {
+    peak_vmpte_kb: r.peaks.vmpteKb,
+    final_vmpte_kb: end.vmpteKb,
+    peak_rss_anon_kb: r.peaks.rssAnonKb,
+    peak_rss_file_kb: r.peaks.rssFileKb,
+    peak_anon_huge_kb: r.peaks.anonHugeKb,
+    ...costFigures(totals, config.costFile),
+  };
+  const notes: string[] = [];
+  if (r.stats.unsupported > 0) notes.push(`${r.stats.unsupported} trace events the model does not support were skipped`);
+  return { config, rows, totals, figures, violations: r.violations.map((v) => `[${v.invariant}] ${v.message}`), notes };
+}
+
+export function compareTrace(
+  events: readonly TraceEvent[],
+  subject: Subject,
+  runs: { config: ConfigSpec; opts: ReplayOptions }[],
+  onStep?: (label: string) => (done: number, total: number) => void,
+): Comparison {
+  return { scenario: subject, runs: runs.map(({ config, opts }) => replayConfig(events, config, opts, onStep?.(config.label))) };
+}
