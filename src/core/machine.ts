@@ -286,8 +286,11 @@ export class Machine {
     }
   }
 
+  // mm_alloc() -> mm_init() -> pgd_alloc(): the PGD is a page-table page
+  // like the others (freed by pgd_free() at exit), though VmPTE leaves it out.
   newMm(mmapBase: number): Mm {
     const pgd = this.tables.alloc(this.arch.levels);
+    this.counters.ptAlloc++;
     const mm = new Mm(this.nextMmId++, pgd, this.config.cpus, mmapBase);
     this.mms.push(mm);
     return mm;
