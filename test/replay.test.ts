@@ -30,6 +30,10 @@ describe("replay", () => {
     assert.ok(r.stats.faults - r.stats.unresolvedFaults > 35000, JSON.stringify(r.stats));
     assert.equal(r.stats.segv, 0);
     assert.ok(r.summaries.some((p) => p.peakVmpteKb > 0));
+    // perf trace prints execve's filename as a pointer: the processes are
+    // named by the comm the exec gave them, not their parent shell's.
+    const comms = new Set(r.summaries.map((p) => p.comm));
+    for (const c of ["gcc", "cc1", "as", "python3"]) assert.ok(comms.has(c), `no ${c} among ${[...comms].join(", ")}`);
   });
 
   // exit_mmap() on arm64 frees pages with no TLBI while they are still in

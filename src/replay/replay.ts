@@ -432,7 +432,8 @@ export class Replayer {
           this.mmUsers.set(p.mm, 1);
           p.summary = {
             pid: p.pid,
-            comm: e.path?.split("/").pop() ?? p.summary.comm,
+            // strace names the file; perf trace shows the comm the exec gave the task.
+            comm: e.path?.split("/").pop() ?? e.comm ?? p.summary.comm,
             mmaps: 0,
             faults: 0,
             peakVmpteKb: 0,
