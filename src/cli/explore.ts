@@ -5,6 +5,7 @@
 import { writeFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { InvalidArgumentError } from "commander";
+import { INVARIANTS, isInvariant } from "../core/invariants.js";
 import {
   type Counterexample,
   configKey,
@@ -78,8 +79,16 @@ export function exploreConfig(job: { file: string; opts: ExploreOpts; sub: numbe
 
 export function parseShard(v: string): { index: number; count: number } {
   const m = /^(\d+)\/(\d+)$/.exec(v);
-  if (!m || Number(m[2]) < 1 || Number(m[1]) >= Number(m[2])) throw new InvalidArgumentError(`expected I/N with 0 <= I < N, e.g. 0/4, got "${v}"`);
+  const max = 2 ** 31 - 1;
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > max || Number(m[1]) >= Number(m[2]))
+    throw new InvalidArgumentError(`expected I/N with 0 <= I < N <= ${max}, e.g. 0/4, got "${v}"`);
   return { index: Number(m[1]), count: Number(m[2]) };
+}
+
+// --ignore: a known invariant's name (repeatable).
+export function collectInvariant(v: string, prev: string[]): string[] {
+  if (!isInvariant(v)) throw new InvalidArgumentError(`unknown invariant "${v}" (known: ${INVARIANTS.join(", ")})`);
+  return [...prev, v];
 }
 
 export function parseMode(v: string): Mode {

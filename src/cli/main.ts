@@ -15,7 +15,7 @@ import { cmdReplay, parseTouch } from "./replay.js";
 import { TraceError } from "../trace/errors.js";
 import { cmdCompare } from "./compare.js";
 import { cmdWorkload, collect } from "./workload.js";
-import { cmdExplore, parseMode, parseShard, UsageError } from "./explore.js";
+import { cmdExplore, collectInvariant, parseMode, parseShard, UsageError } from "./explore.js";
 import { cmdHunt, cmdMerge } from "./hunt.js";
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -264,7 +264,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--json <file>", "also write the result and counterexample as JSON")
     .option("--replay <token>", "rerun exactly the schedule of a counterexample's replay token")
     .option("--no-shrink", "print the counterexample as found")
-    .option("--ignore <invariant>", "do not check this invariant, to look past it (repeatable)", collect, [])
+    .option("--ignore <invariant>", "do not check this invariant, to look past it (repeatable)", collectInvariant, [])
     .option("--no-progress", "no progress lines on stderr")
     .option("--state-cache", "exhaustive: stop an execution at a state whose bounded future was already explored (docs/explore.md)")
     .option("--sleep-sets", "exhaustive: partial-order reduction with sleep sets; needs (and defaults to) --preemptions unbounded (docs/explore.md)")

@@ -7,6 +7,7 @@
 // loader, not here. This module must stay free of Node APIs.
 
 import * as z from "zod";
+import { INVARIANTS } from "../core/invariants.js";
 import type { Advice, MmapFlag, Prot, ThpPolicy } from "./types.js";
 
 export const PAGE_SIZE = 4096;
@@ -415,6 +416,8 @@ export const processSchema = z.strictObject({
   threads: z.array(threadSchema).min(1).optional().describe(`Default: one thread "<process>.t0" on CPU 0`),
 });
 
+const invariantSchema = z.enum(INVARIANTS, expected(`an invariant name (${INVARIANTS.join(", ")})`));
+
 export const exploreSchema = z
   .strictObject({
     preemptions: intIn(0, 20).default(2).describe("Exhaustive mode: at most this many preemptions per execution"),
@@ -427,8 +430,8 @@ export const exploreSchema = z
       .enum(["x86_64", "arm64"], expected(`"x86_64" or "arm64"`))
       .optional()
       .describe("Architecture of the counterexample run, when it is the architecture that matters"),
-    expect: nameSchema.optional().describe("Invariant the variant is expected to break"),
-    ignore: z.array(nameSchema).default([]).describe("Invariants not checked (to look past a first violation)"),
+    expect: invariantSchema.optional().describe("Invariant the variant is expected to break"),
+    ignore: z.array(invariantSchema).default([]).describe("Invariants not checked (to look past a first violation)"),
   })
   .describe("Settings for ptlab explore");
 
