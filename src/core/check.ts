@@ -6,7 +6,7 @@ import { TLB_D, TLB_W, type Tlb } from "./hw/tlb.js";
 import { sizeName } from "./hw/walker.js";
 import type { Machine, Violation } from "./machine.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./mm/physmem.js";
-import { type FileObj, VM_SHARED, VM_WRITE } from "./mm/types.js";
+import { type FileObj, VM_SHARED, VM_WRITE, type Vma } from "./mm/types.js";
 import { LVL_PUD, TBL_LIVE } from "./mm/pgtable.js";
 import type { Mm } from "./mm/types.js";
 import { idxAt } from "./geometry.js";
@@ -957,38 +957,80 @@ export function dirtyMappedFrames(m: Machine, skip: (slot: number) => boolean = 
 export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, skipMm: (mm: Mm) => boolean): Violation[] {
   const out: Violation[] = [];
   const A = m.arch;
+  const T = m.tables;
+  const G = m.geo;
+  const PS = G.pageSize;
+  const entry = (mm: Mm, vma: Vma, v: number, vpn: number): void => {
+    if (!A.ptePresent(v) || !A.pteWrite(v)) return;
+    if ((vma.flags & VM_WRITE) === 0)
+      out.push({
+        invariant: "writable-without-vm-write",
+        addr: vpn * PS,
+        message: `mm${mm.id}: ${hex(vpn * PS)} is writable (${A.describeEntry(v)}) but its VMA has no VM_WRITE`,
+      });
+    // Dirty tracking of shared file memory: the folio is marked dirty
+    // before a PTE grants write (do_page_mkwrite()), and writeback
+    // write-protects every PTE before it clears the flag
+    // (folio_clear_dirty_for_io()); a writable entry over a clean folio
+    // lets stores escape writeback.
+    else if ((vma.flags & VM_SHARED) !== 0 && vma.file !== null && !vma.file.shmem) {
+      const head = m.phys.folioHead(A.ptePfn(v));
+      if (((m.phys.flags[head] as number) & (PG_DIRTY | PG_FREE)) === 0)
+        out.push({
+          invariant: "writable-clean-file",
+          addr: vpn * PS,
+          message: `mm${mm.id}: ${hex(vpn * PS)} is writable (${A.describeEntry(v)}) in a shared mapping of ${vma.file.name}, but its folio is clean: stores through it escape writeback`,
+        });
+    }
+  };
   for (const mm of m.mms) {
     if (!mm.alive || skipMm(mm)) continue;
-    walkTables(
-      m,
-      mm,
-      (child, _vpn, level) => level > 1 || !skip(child),
-      (v, vpn) => {
-        if (!A.ptePresent(v) || !A.pteWrite(v)) return;
-        // No VMA: munmap detached it and is zapping under the read lock.
-        const vma = mm.findVma(vpn * m.geo.pageSize);
-        if (vma !== null && (vma.flags & VM_WRITE) === 0)
-          out.push({
-            invariant: "writable-without-vm-write",
-            addr: vpn * m.geo.pageSize,
-            message: `mm${mm.id}: ${hex(vpn * m.geo.pageSize)} is writable (${A.describeEntry(v)}) but its VMA has no VM_WRITE`,
-          });
-        // Dirty tracking of shared file memory: the folio is marked dirty
-        // before a PTE grants write (do_page_mkwrite()), and writeback
-        // write-protects every PTE before it clears the flag
-        // (folio_clear_dirty_for_io()); a writable entry over a clean folio
-        // lets stores escape writeback.
-        else if (vma !== null && (vma.flags & VM_SHARED) !== 0 && vma.file !== null && !vma.file.shmem) {
-          const head = m.phys.folioHead(A.ptePfn(v));
-          if (((m.phys.flags[head] as number) & (PG_DIRTY | PG_FREE)) === 0)
-            out.push({
-              invariant: "writable-clean-file",
-              addr: vpn * m.geo.pageSize,
-              message: `mm${mm.id}: ${hex(vpn * m.geo.pageSize)} is writable (${A.describeEntry(v)}) in a shared mapping of ${vma.file.name}, but its folio is clean: stores through it escape writeback`,
-            });
+    // Only entries inside a VMA without VM_WRITE or of a shared file
+    // mapping can break either rule (an entry outside every VMA belongs to
+    // a range munmap detached and is zapping under the read lock): walk
+    // those VMAs' ranges, not the whole tree.
+    for (const vma of mm.vmas) {
+      if ((vma.flags & VM_WRITE) !== 0 && ((vma.flags & VM_SHARED) === 0 || vma.file === null || vma.file.shmem)) continue;
+      const endVpn = vma.end / PS;
+      let vpn = vma.start / PS;
+      while (vpn < endVpn) {
+        let slot = mm.pgd;
+        let level = A.levels - 1;
+        for (;;) {
+          const span = G.span[level] as number;
+          const next = Math.min(endVpn, (Math.floor(vpn / span) + 1) * span);
+          const e = T.chunkOf(slot);
+          const b = T.base(slot);
+          if (level === 0) {
+            // A PTE table: its entries up to the VMA's end or the table's.
+            for (; vpn < next; vpn++) {
+              const w = e[b + idxAt(G, vpn, 0)] as number;
+              if (w !== 0) entry(mm, vma, w, vpn);
+            }
+            break;
+          }
+          const v = e[b + idxAt(G, vpn, level)] as number;
+          if (v === 0) {
+            vpn = next;
+            break;
+          }
+          if (!A.entryIsTable(v)) {
+            // A huge leaf, checked once, against the VMA at its start.
+            const first = Math.floor(vpn / span) * span;
+            if (mm.findVma(first * PS) === vma) entry(mm, vma, v, first);
+            vpn = next;
+            break;
+          }
+          const child = T.slotOfPfn(A.ptePfn(v));
+          if (level === 1 && skip(child)) {
+            vpn = next;
+            break;
+          }
+          slot = child;
+          level--;
         }
-      },
-    );
+      }
+    }
   }
   return out;
 }
