@@ -1040,7 +1040,7 @@ export class Execution implements Interleaver, TableAccessCheck {
     const vpn = Math.floor(addr / m.geo.pageSize);
     let slot = mm.pgd;
     for (let level = A.levels - 1; level >= 1; level--) {
-      const v = T.get(T.base(slot) + idxAt(m.geo, vpn, level));
+      const v = T.get(slot * T.ptrs + idxAt(m.geo, vpn, level));
       if (v === 0 || !A.entryIsTable(v)) return -1;
       slot = T.slotOfPfn(A.ptePfn(v));
     }
