@@ -385,7 +385,14 @@ function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: nu
 // fault is retried) when the PTE table went away meanwhile.
 function* relockPte(m: Machine, il: Interleaver, pmdIdx: number, pmdv: number, slot: number, at: number): KGen<boolean> {
   yield* pteLockMapped(il, slot, at);
-  if (m.tables.get(pmdIdx) === pmdv) return true;
+  if (m.tables.get(pmdIdx) === pmdv) {
+    // pte_offset_map_lock() takes its table pointer from the PMD afresh,
+    // under RCU until the lock is held: the table the unchanged PMD names is
+    // the one locked, even if PT reclaim freed the one this path mapped
+    // before and the same page came back as a new table meanwhile.
+    m.tables.slotOfPfn(m.arch.ptePfn(pmdv));
+    return true;
+  }
   il.unlock(LK_PTL, slot);
   return false;
 }
