@@ -12,6 +12,7 @@ import { SwapDevice } from "../src/core/mm/swap.js";
 import { siteName } from "../src/core/sync.js";
 import type { Execution } from "../src/explore/execution.js";
 import { type ExploreConfig, explore } from "../src/explore/explore.js";
+import { defaultConfig } from "../src/hunt/search.js";
 import { parseScenario } from "../src/scenario/load.js";
 
 describe("swap device: the swapcache_prepare() pin", () => {
@@ -41,22 +42,10 @@ describe("swap device: the swapcache_prepare() pin", () => {
   });
 });
 
+// The configuration `ptlab explore FILE` would use, with a variant and overrides.
 function cfg(file: string, variants: Record<string, string>, over: Partial<ExploreConfig> = {}): ExploreConfig {
-  const sc = parseScenario(readFileSync(file, "utf8"), file);
-  return {
-    sc,
-    run: { variants },
-    mode: "exhaustive",
-    preemptions: 2,
-    maxSteps: 5000,
-    executions: 0,
-    seed: 1,
-    pctDepth: 3,
-    shard: { index: 0, count: 1 },
-    shrink: false,
-    ignore: [],
-    ...over,
-  };
+  const base = defaultConfig(parseScenario(readFileSync(file, "utf8"), file));
+  return { ...base, run: { variants }, preemptions: 2, ...over };
 }
 
 describe("explore: two swap-ins of one entry", () => {

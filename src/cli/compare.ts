@@ -7,10 +7,10 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { type CostTable, DEFAULT_COST_TABLE, modelledCycles, parseCostTable } from "../core/cost.js";
 import { Counters } from "../core/counters.js";
 import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
-import { VARIANTS } from "../core/machine.js";
+import { defaultConfig, VARIANTS } from "../core/machine.js";
 import { compare, comparisonJson, type ConfigSpec, formatComparison, setCostHook } from "../report/compare.js";
 import { compareTrace, traceOptions } from "../replay/compare.js";
-import type { ReplayOptions } from "../replay/replay.js";
+import { defaultReplayOptions, type ReplayOptions } from "../replay/replay.js";
 import type { RunOptions } from "../run/runner.js";
 import type { TraceEvent } from "../trace/events.js";
 import { parseTraceFile } from "../trace/open.js";
@@ -224,7 +224,7 @@ export function cmdCompare(file: string | undefined, o: CompareCliOptions): Prom
 }
 
 // compare --trace: the trace is parsed once, then replayed under each
-// configuration (replay's defaults: 4 CPUs, touch policy none).
+// configuration with replay's defaults (defaultReplayOptions()).
 async function compareTraceCli(file: string, o: CompareCliOptions, configs: ConfigSpec[]): Promise<number> {
   const runs: { config: ConfigSpec; opts: ReplayOptions }[] = [];
   for (const c of configs) {
@@ -241,10 +241,11 @@ async function compareTraceCli(file: string, o: CompareCliOptions, configs: Conf
   const list: TraceEvent[] = [];
   for await (const e of events) list.push(e);
   const damaged = opened.damage?.format() ?? null;
+  const d = defaultReplayOptions();
   const subject = {
     name: file.split("/").pop() ?? file,
     description: `replay of ${file} (${format}, ${list.length} events${events.stats.skipped > 0 ? `, ${events.stats.skipped} malformed lines skipped` : ""}${damaged !== null ? `; the trace ends early: ${damaged}` : ""})`,
-    machine: { arch: "x86_64" as const, cpus: 4, levels: 4 as const, thp: "madvise" as const, ptReclaim: true, seed: 0 },
+    machine: { arch: d.arch, cpus: d.cpus, levels: defaultConfig().levels, thp: d.thp, ptReclaim: d.ptReclaim, seed: 0 },
   };
   const progress = createProgress({ enabled: o.progress });
   let result: ReturnType<typeof compareTrace>;
@@ -257,7 +258,7 @@ async function compareTraceCli(file: string, o: CompareCliOptions, configs: Conf
   return output(result, o, {
     title: `trace ${file}`,
     command,
-    heading: `ptlab compare --trace ${file}: ${format}, ${list.length} events, 4 CPUs, touch policy none${damaged !== null ? ` (ends early: ${damaged})` : ""}`,
+    heading: `ptlab compare --trace ${file}: ${format}, ${list.length} events, ${d.cpus} CPUs, touch policy ${d.touch.kind}${damaged !== null ? ` (ends early: ${damaged})` : ""}`,
     meta: { trace: file, format, events: list.length },
   });
 }

@@ -9,11 +9,11 @@ import { locklessPteRead } from "../core/mm/gup.js";
 import { dupMmapGen } from "../core/mm/fork.js";
 import { madvise } from "../core/mm/madvise.js";
 import type { KGen } from "../core/mm/memory.js";
-import { type Mm, VM_SHARED } from "../core/mm/types.js";
+import { VM_SHARED } from "../core/mm/types.js";
 import { brk, doMmap, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
 import { mprotect } from "../core/mm/mprotect.js";
 import { mremap } from "../core/mm/mremap.js";
-import { truncatePagecache } from "../core/mm/truncate.js";
+import { fileRangeMappings, truncatePagecache } from "../core/mm/truncate.js";
 import { writebackFile } from "../core/mm/page_writeback.js";
 import { migrateRange } from "../core/mm/migrate.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
@@ -191,21 +191,11 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       // truncate_pagecache() zaps private COW copies beyond the new end too
       // (unmap_mapping_range() with even_cows): what a process stored there
       // is discarded, like a zap's range.
-      const ps = m.geo.pageSize;
-      const firstGone = Math.ceil(step.size / ps);
-      const cows: [Mm, number, number][] = [];
-      for (const mm of m.mms) {
-        if (!mm.alive) continue;
-        for (const v of mm.vmas) {
-          if (v.file !== f || (v.flags & VM_SHARED) !== 0) continue;
-          const a = Math.max(v.start, v.start + (firstGone - v.pgoff) * ps);
-          if (a < v.end) cows.push([mm, a, v.end]);
-        }
-      }
-      for (const [mm, a, b] of cows) x.zapBegin(mm, a, b);
+      const cows = fileRangeMappings(m, f, Math.ceil(step.size / m.geo.pageSize), Infinity).filter(([, v]) => (v.flags & VM_SHARED) === 0);
+      for (const [mm, , a, b] of cows) x.zapBegin(mm, a, b);
       m.curCpu = t.cpu;
       yield* truncatePagecache(m, f, step.size);
-      for (const [mm, a, b] of cows) x.zapEnd(mm, a, b);
+      for (const [mm, , a, b] of cows) x.zapEnd(mm, a, b);
       x.truncEnd(f);
       il.unlock(LK_INODE, f.id);
       x.sysLeave(t);

@@ -368,6 +368,10 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   const markPopulated = (r: Region, off: number, len: number): void => {
     for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) | POP;
   };
+  // Zapped or swapped out: the next access faults.
+  const markUnpopulated = (r: Region, off: number, len: number): void => {
+    for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) & ~POP;
+  };
   // The pages of r with every bit of `need`.
   const pagesWith = (r: Region, need: number): number[] => {
     const idx: number[] = [];
@@ -443,7 +447,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       ] as const);
       steps.push({ op: "madvise", args: { ...args(r, off, len, n), advice, thread: t } });
       if (advice === "pageout" && r.anonPrivate) swappedPages += countPop(r, off, len);
-      if (advice === "dontneed" || advice === "pageout") for (let i = off; i < off + len; i++) r.pages[i] = (r.pages[i] as number) & ~POP;
+      if (advice === "dontneed" || advice === "pageout") markUnpopulated(r, off, len);
       return;
     }
     if (what === "mprotect") {
@@ -517,17 +521,16 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   // populated of a private anon region: the concurrent steps fault it back
   // in through do_swap_page().
   const swappedStep = (): boolean => {
-    const rs = p.regions.filter((x) => x.anonPrivate && x.pages.some((b) => (b & POP) !== 0));
+    const rs = p.regions.filter((x) => x.anonPrivate && x.pages.some((b) => (b & (MAPPED | POP)) === (MAPPED | POP)));
     if (rs.length === 0) return false;
     const r = ch.pick(rs);
     const n = r.pages.length;
-    const idx = pagesWith(r, MAPPED | POP);
-    const lo = ch.pick(idx);
+    const lo = ch.pick(pagesWith(r, MAPPED | POP));
+    // A run of populated pages: each one swapped out.
     const len = mappedRun(r, lo, ch.pick([1, 2, block, n]), MAPPED | POP);
-    if (len === 0) return false;
     steps.push({ op: "madvise", args: { ...args(r, lo, len, n), advice: "pageout", thread: ch.pick(p.threads) } });
-    swappedPages += countPop(r, lo, len);
-    for (let i = lo; i < lo + len; i++) r.pages[i] = (r.pages[i] as number) & ~POP;
+    swappedPages += len;
+    markUnpopulated(r, lo, len);
     if (ch.bool(0.7)) focus = lo + ch.int(len);
     return true;
   };

@@ -31,7 +31,7 @@ import { doMprotect } from "../core/mm/mprotect.js";
 import { dupMmap } from "../core/mm/fork.js";
 import { type Mm, VM_MAYWRITE, VM_READ, VM_WRITE, Vma } from "../core/mm/types.js";
 import { insertVma, mergeAround } from "../core/mm/vma.js";
-import type { ReportRow } from "../run/runner.js";
+import { mmFigures, type ReportRow } from "../run/runner.js";
 import type { TraceEvent } from "../trace/events.js";
 
 export type TouchPolicy = { kind: "none" } | { kind: "writable" } | { kind: "first"; pages: number };
@@ -246,14 +246,14 @@ export class Replayer {
     k.anonHugeKb = Math.max(k.anonHugeKb, t.anonHugeKb);
   }
   totals(): { vmpteKb: number; rssAnonKb: number; rssFileKb: number; anonHugeKb: number } {
-    const pageKb = this.m.geo.pageSize / 1024;
     const t = { vmpteKb: 0, rssAnonKb: 0, rssFileKb: 0, anonHugeKb: 0 };
     for (const mm of this.m.mms) {
       if (!mm.alive) continue;
-      t.vmpteKb += mm.pgtablesBytes / 1024;
-      t.rssAnonKb += mm.rssAnon * pageKb;
-      t.rssFileKb += mm.rssFile * pageKb;
-      t.anonHugeKb += (mm.anonHugePmds * this.m.geo.pmdSize) / 1024;
+      const f = mmFigures(this.m, mm);
+      t.vmpteKb += f.vmpte_kb;
+      t.rssAnonKb += f.rss_anon_kb;
+      t.rssFileKb += f.rss_file_kb;
+      t.anonHugeKb += f.anon_huge_kb;
     }
     return t;
   }
@@ -262,24 +262,10 @@ export class Replayer {
   // process's figures and the counters since the previous row.
   private lastReport = new Counters();
   report(label: string): ReportRow {
-    const pageKb = this.m.geo.pageSize / 1024;
     const now = snapshotCounters(this.m.counters);
     const processes: ReportRow["processes"] = [];
-    for (const p of this.procs.values()) {
-      const mm = p.mm;
-      if (p.borrowed || !mm.alive) continue;
-      processes.push({
-        name: `${p.summary.comm}[${p.pid}]`,
-        figures: {
-          vmpte_kb: mm.pgtablesBytes / 1024,
-          rss_anon_kb: mm.rssAnon * pageKb,
-          rss_file_kb: mm.rssFile * pageKb,
-          rss_shmem_kb: mm.rssShmem * pageKb,
-          anon_huge_kb: (mm.anonHugePmds * this.m.geo.pmdSize) / 1024,
-          vmswap_kb: mm.swapEnts * pageKb,
-        },
-      });
-    }
+    for (const p of this.procs.values())
+      if (!p.borrowed && p.mm.alive) processes.push({ name: `${p.summary.comm}[${p.pid}]`, figures: mmFigures(this.m, p.mm) });
     const row: ReportRow = { label, processes, counters: diffCounters(this.lastReport, now) };
     this.lastReport = now;
     return row;

@@ -42,6 +42,19 @@ export interface Figures {
   vmswap_kb: number;
 }
 
+// An address space's figures as /proc/PID/status and smaps report them.
+export function mmFigures(m: Machine, mm: Mm): Figures {
+  const pageKb = m.geo.pageSize / 1024;
+  return {
+    vmpte_kb: mm.pgtablesBytes / 1024,
+    rss_anon_kb: mm.rssAnon * pageKb,
+    rss_file_kb: mm.rssFile * pageKb,
+    rss_shmem_kb: mm.rssShmem * pageKb,
+    anon_huge_kb: (mm.anonHugePmds * m.geo.pmdSize) / 1024,
+    vmswap_kb: mm.swapEnts * pageKb,
+  };
+}
+
 export interface ReportRow {
   label: string;
   processes: { name: string; figures: Figures }[];
@@ -498,15 +511,7 @@ export class Runner {
   }
 
   figures(mm: Mm): Figures {
-    const pageKb = this.m.geo.pageSize / 1024;
-    return {
-      vmpte_kb: mm.pgtablesBytes / 1024,
-      rss_anon_kb: mm.rssAnon * pageKb,
-      rss_file_kb: mm.rssFile * pageKb,
-      rss_shmem_kb: mm.rssShmem * pageKb,
-      anon_huge_kb: (mm.anonHugePmds * this.m.geo.pmdSize) / 1024,
-      vmswap_kb: mm.swapEnts * pageKb,
-    };
+    return mmFigures(this.m, mm);
   }
 
   report(label: string): ReportRow {

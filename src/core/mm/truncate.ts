@@ -50,14 +50,10 @@ export function* truncatePagecache(m: Machine, f: FileObj, newSize: number): KGe
   yield* unmapMappingPages(m, f, first, Infinity, EVEN_COWS);
 }
 
-// unmap_mapping_pages(mapping, start, nr, even_cows) (mm/memory.c): zaps
-// pages [start, start + nr) of the file in every VMA mapping them.
-// Locks: takes and drops i_mmap_rwsem for reading, PTE locks inside.
-function* unmapMappingPages(m: Machine, f: FileObj, start: number, nr: number, details: ZapDetails): KGen {
-  const il = m.il;
+// vma_interval_tree_foreach() over file pages [start, start + nr): each VMA
+// mapping one of them, with the address range they occupy there.
+export function fileRangeMappings(m: Machine, f: FileObj, start: number, nr: number): [Mm, Vma, number, number][] {
   const PS = m.geo.pageSize;
-  if (il) yield il.lock(LK_IMMAP, f.id, false, S_TRUNC_IMMAP);
-  // vma_interval_tree_foreach(): the VMAs mapping a page in the range.
   const hits: [Mm, Vma, number, number][] = [];
   for (const mm of m.mms) {
     if (!mm.alive) continue;
@@ -70,7 +66,17 @@ function* unmapMappingPages(m: Machine, f: FileObj, start: number, nr: number, d
       hits.push([mm, vma, a, b]);
     }
   }
-  for (const [mm, vma, a, b] of hits) {
+  return hits;
+}
+
+// unmap_mapping_pages(mapping, start, nr, even_cows) (mm/memory.c): zaps
+// pages [start, start + nr) of the file in every VMA mapping them.
+// Locks: takes and drops i_mmap_rwsem for reading, PTE locks inside.
+function* unmapMappingPages(m: Machine, f: FileObj, start: number, nr: number, details: ZapDetails): KGen {
+  const il = m.il;
+  const PS = m.geo.pageSize;
+  if (il) yield il.lock(LK_IMMAP, f.id, false, S_TRUNC_IMMAP);
+  for (const [mm, vma, a, b] of fileRangeMappings(m, f, start, nr)) {
     // zap_page_range_single(): a gather of its own per VMA.
     const tlb = tlbGatherMmu(m, mm);
     yield* unmapSingleVma(tlb, vma, a, b, details);
