@@ -905,30 +905,7 @@ function scanFreed(m: Machine, what: string, out: Violation[]): void {
 // freed only after their entries are cleared and flushed). skip: tables whose
 // PTE lock is held.
 export function checkPtesMapLivePages(m: Machine, skip: (slot: number) => boolean): Violation[] {
-  const out: Violation[] = [];
-  const A = m.arch;
-  const phys = m.phys;
-  forEachPresentPte(m, skip, (v, slot, i) => {
-    const pfn = A.ptePfn(v);
-    if (phys.isFree(pfn))
-      out.push({ invariant: "pte-maps-freed-page", message: `PTE table slot ${slot} entry ${i} maps freed pfn ${pfn} (${A.describeEntry(v)})` });
-  });
-  return out;
-}
-
-// Every present entry of every live PTE table not skipped.
-function forEachPresentPte(m: Machine, skip: (slot: number) => boolean, fn: (v: number, slot: number, i: number) => void): void {
-  const A = m.arch;
-  const T = m.tables;
-  for (let slot = 0; slot < T.state.length; slot++) {
-    if (T.state[slot] !== TBL_LIVE || T.level[slot] !== 0 || skip(slot)) continue;
-    const e = T.chunkOf(slot);
-    const b = T.base(slot);
-    for (let i = 0; i < T.ptrs; i++) {
-      const v = e[b + i] as number;
-      if (v !== 0 && A.ptePresent(v)) fn(v, slot, i);
-    }
-  }
+  return scanPresentPtes(m, skip).freed;
 }
 
 // Frames mapped by a dirty PTE (or PMD) whose folio must not lose that
@@ -937,17 +914,34 @@ function forEachPresentPte(m: Machine, skip: (slot: number) => boolean, fn: (v: 
 // set before and after each step: a frame that leaves it must have its folio
 // marked dirty (invariant 4, "lost-dirty").
 export function dirtyMappedFrames(m: Machine, skip: (slot: number) => boolean = () => false): Map<number, number> {
-  const out = new Map<number, number>(); // pfn -> table slot
+  return scanPresentPtes(m, skip).dirty;
+}
+
+// Both of the above in one pass over every present entry of every live PTE
+// table not skipped (the explorer runs it after every step: it was two).
+export function scanPresentPtes(m: Machine, skip: (slot: number) => boolean): { freed: Violation[]; dirty: Map<number, number> } {
+  const freed: Violation[] = [];
+  const dirty = new Map<number, number>(); // pfn -> table slot
   const A = m.arch;
+  const T = m.tables;
   const phys = m.phys;
-  forEachPresentPte(m, skip, (v, slot) => {
-    if (!A.pteDirty(v)) return;
-    const pfn = A.ptePfn(v);
-    const f = phys.flags[phys.folioHead(pfn)] as number;
-    if (f & (PG_FREE | PG_ZERO)) return;
-    if ((f & PG_ANON) === 0 || (f & PG_SWAPBACKED) === 0) out.set(pfn, slot);
-  });
-  return out;
+  for (let slot = 0; slot < T.state.length; slot++) {
+    if (T.state[slot] !== TBL_LIVE || T.level[slot] !== 0 || skip(slot)) continue;
+    const e = T.chunkOf(slot);
+    const b = T.base(slot);
+    for (let i = 0; i < T.ptrs; i++) {
+      const v = e[b + i] as number;
+      if (v === 0 || !A.ptePresent(v)) continue;
+      const pfn = A.ptePfn(v);
+      if (phys.isFree(pfn))
+        freed.push({ invariant: "pte-maps-freed-page", message: `PTE table slot ${slot} entry ${i} maps freed pfn ${pfn} (${A.describeEntry(v)})` });
+      if (!A.pteDirty(v)) continue;
+      const f = phys.flags[phys.folioHead(pfn)] as number;
+      if (f & (PG_FREE | PG_ZERO)) continue;
+      if ((f & PG_ANON) === 0 || (f & PG_SWAPBACKED) === 0) dirty.set(pfn, slot);
+    }
+  }
+  return { freed, dirty };
 }
 
 // Invariant 6: dirty never implies writable. No present PTE grants write in
@@ -983,6 +977,36 @@ export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, 
         });
     }
   };
+  // The entries of table `slot` (at `level`) for pages [lo, hi): each
+  // table on the way is visited once per VMA, not once per PTE table
+  // below it (a 32 MiB shared file mapping is 16 PTE tables).
+  const walk = (mm: Mm, vma: Vma, slot: number, level: number, lo: number, hi: number): void => {
+    const e = T.chunkOf(slot);
+    const span = G.span[level] as number;
+    const i0 = T.base(slot) + idxAt(G, lo, level);
+    if (level === 0) {
+      for (let vpn = lo; vpn < hi; vpn++) {
+        const w = e[i0 + vpn - lo] as number;
+        if (w !== 0) entry(mm, vma, w, vpn);
+      }
+      return;
+    }
+    for (let i = i0, vpn = lo; vpn < hi; i++) {
+      const start = Math.floor(vpn / span) * span;
+      const next = Math.min(hi, start + span);
+      const v = e[i] as number;
+      if (v !== 0) {
+        // A huge leaf, checked once, against the VMA at its start.
+        if (!A.entryIsTable(v)) {
+          if (mm.findVma(start * PS) === vma) entry(mm, vma, v, start);
+        } else {
+          const child = T.slotOfPfn(A.ptePfn(v));
+          if (level !== 1 || !skip(child)) walk(mm, vma, child, level - 1, vpn, next);
+        }
+      }
+      vpn = next;
+    }
+  };
   for (const mm of m.mms) {
     if (!mm.alive || skipMm(mm)) continue;
     // Only entries inside a VMA without VM_WRITE or of a shared file
@@ -991,45 +1015,7 @@ export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, 
     // those VMAs' ranges, not the whole tree.
     for (const vma of mm.vmas) {
       if ((vma.flags & VM_WRITE) !== 0 && ((vma.flags & VM_SHARED) === 0 || vma.file === null || vma.file.shmem)) continue;
-      const endVpn = vma.end / PS;
-      let vpn = vma.start / PS;
-      while (vpn < endVpn) {
-        let slot = mm.pgd;
-        let level = A.levels - 1;
-        for (;;) {
-          const span = G.span[level] as number;
-          const next = Math.min(endVpn, (Math.floor(vpn / span) + 1) * span);
-          const e = T.chunkOf(slot);
-          const b = T.base(slot);
-          if (level === 0) {
-            // A PTE table: its entries up to the VMA's end or the table's.
-            for (; vpn < next; vpn++) {
-              const w = e[b + idxAt(G, vpn, 0)] as number;
-              if (w !== 0) entry(mm, vma, w, vpn);
-            }
-            break;
-          }
-          const v = e[b + idxAt(G, vpn, level)] as number;
-          if (v === 0) {
-            vpn = next;
-            break;
-          }
-          if (!A.entryIsTable(v)) {
-            // A huge leaf, checked once, against the VMA at its start.
-            const first = Math.floor(vpn / span) * span;
-            if (mm.findVma(first * PS) === vma) entry(mm, vma, v, first);
-            vpn = next;
-            break;
-          }
-          const child = T.slotOfPfn(A.ptePfn(v));
-          if (level === 1 && skip(child)) {
-            vpn = next;
-            break;
-          }
-          slot = child;
-          level--;
-        }
-      }
+      walk(mm, vma, mm.pgd, A.levels - 1, vma.start / PS, vma.end / PS);
     }
   }
   return out;

@@ -7,15 +7,7 @@
 
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { S_WALK } from "../core/hw/walker.js";
-import {
-  checkAccounting,
-  checkMappedBeyondEof,
-  checkPtesMapLivePages,
-  checkTlbs,
-  checkWritableInVma,
-  dirtyMappedFrames,
-  pteTableSlots,
-} from "../core/check.js";
+import { checkAccounting, checkMappedBeyondEof, checkTlbs, checkWritableInVma, scanPresentPtes, pteTableSlots } from "../core/check.js";
 import { PG_ANON, PG_DIRTY } from "../core/mm/physmem.js";
 import type { Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
@@ -835,14 +827,15 @@ export class Execution implements Interleaver, TableAccessCheck {
       if (this.violation !== null) return;
     }
     const locked = (slot: number) => this.lockW.has(lockKey(LK_PTL, slot)) || m.unreachableTables.includes(slot);
-    for (const v of checkPtesMapLivePages(m, locked)) this.fail(v);
+    const scan = scanPresentPtes(m, locked);
+    for (const v of scan.freed) this.fail(v);
     for (const v of checkWritableInVma(m, locked, (mm) => this.lockW.has(lockKey(LK_MMAP, mm.id)))) this.fail(v);
     if (!this.ignore.has("mapped-beyond-eof")) for (const v of checkMappedBeyondEof(m, (f) => this.truncating.has(f.id))) this.fail(v);
     if (this.violation !== null) return;
     // Invariant 4: a frame that stopped being mapped dirty has a dirty folio.
     // Inside a PTE-lock section the information may sit in the holder's
     // local variables (contpte_convert()), so locked tables carry over.
-    const dirty = dirtyMappedFrames(m, locked);
+    const dirty = scan.dirty;
     const freeing = this.lazyFreeing > 0 || this.lazyFreeEnded;
     this.lazyFreeEnded = false;
     const carried = new Set<number>();
