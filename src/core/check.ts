@@ -749,9 +749,15 @@ export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[
   }
   // Swap slots: each slot's count is the number of swap entries naming it.
   if (swapDev !== null && swapSlots !== null) {
+    // Slots in the swap cache with no reference or pin are counted from
+    // the cache; the others from the arrays (no Map lookup per slot: the
+    // explorer runs this after steps, over 4096 slots for 16 MiB).
     let used = 0;
+    for (const s of swapDev.cache.keys()) if (swapDev.count[s] === 0 && swapDev.pinned[s] === 0 && s >= 1 && s <= swapDev.pages) used++;
     for (let s = 1; s <= swapDev.pages; s++) {
-      if (swapDev.allocated(s)) used++;
+      if (swapDev.count[s] !== 0 || swapDev.pinned[s] !== 0) {
+        if (swapDev.allocated(s)) used++;
+      }
       if (swapSlots[s] !== swapDev.count[s]) {
         out.push({ invariant: "swap-count", message: `swap slot ${s}: count ${swapDev.count[s]} but ${swapSlots[s]} swap entries name it` });
         if (out.length > 50) break;
@@ -944,6 +950,52 @@ export function scanPresentPtes(m: Machine, skip: (slot: number) => boolean): { 
   return { freed, dirty };
 }
 
+// Every non-zero leaf entry mapping a page of [lo, hi) in mm's tables, in
+// address order: a PTE with its page, a huge leaf once with the first page
+// it maps. Each table on the way is visited once (not a walk from the root
+// per page or per PTE table: the explorer runs the checks after every
+// step). skip: PTE tables to leave out. fn returns true to stop the walk.
+function forEachLeaf(
+  m: Machine,
+  mm: Mm,
+  lo: number,
+  hi: number,
+  skip: ((slot: number) => boolean) | null,
+  fn: (v: number, vpn: number, level: number) => boolean,
+): boolean {
+  const A = m.arch;
+  const T = m.tables;
+  const G = m.geo;
+  const walk = (slot: number, level: number, lo: number, hi: number): boolean => {
+    const e = T.chunkOf(slot);
+    const i0 = T.base(slot) + idxAt(G, lo, level);
+    if (level === 0) {
+      for (let vpn = lo; vpn < hi; vpn++) {
+        const w = e[i0 + vpn - lo] as number;
+        if (w !== 0 && fn(w, vpn, 0)) return true;
+      }
+      return false;
+    }
+    const span = G.span[level] as number;
+    for (let i = i0, vpn = lo; vpn < hi; i++) {
+      const start = Math.floor(vpn / span) * span;
+      const next = Math.min(hi, start + span);
+      const v = e[i] as number;
+      if (v !== 0) {
+        if (!A.entryIsTable(v)) {
+          if (fn(v, start, level)) return true;
+        } else {
+          const child = T.slotOfPfn(A.ptePfn(v));
+          if ((level !== 1 || skip === null || !skip(child)) && walk(child, level - 1, vpn, next)) return true;
+        }
+      }
+      vpn = next;
+    }
+    return false;
+  };
+  return walk(mm.pgd, A.levels - 1, lo, hi);
+}
+
 // Invariant 6: dirty never implies writable. No present PTE grants write in
 // a VMA without VM_WRITE (a dirty read-only entry must stay read-only).
 // skipMm: address spaces whose VMAs are being changed (mmap_lock held for
@@ -977,36 +1029,6 @@ export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, 
         });
     }
   };
-  // The entries of table `slot` (at `level`) for pages [lo, hi): each
-  // table on the way is visited once per VMA, not once per PTE table
-  // below it (a 32 MiB shared file mapping is 16 PTE tables).
-  const walk = (mm: Mm, vma: Vma, slot: number, level: number, lo: number, hi: number): void => {
-    const e = T.chunkOf(slot);
-    const span = G.span[level] as number;
-    const i0 = T.base(slot) + idxAt(G, lo, level);
-    if (level === 0) {
-      for (let vpn = lo; vpn < hi; vpn++) {
-        const w = e[i0 + vpn - lo] as number;
-        if (w !== 0) entry(mm, vma, w, vpn);
-      }
-      return;
-    }
-    for (let i = i0, vpn = lo; vpn < hi; i++) {
-      const start = Math.floor(vpn / span) * span;
-      const next = Math.min(hi, start + span);
-      const v = e[i] as number;
-      if (v !== 0) {
-        // A huge leaf, checked once, against the VMA at its start.
-        if (!A.entryIsTable(v)) {
-          if (mm.findVma(start * PS) === vma) entry(mm, vma, v, start);
-        } else {
-          const child = T.slotOfPfn(A.ptePfn(v));
-          if (level !== 1 || !skip(child)) walk(mm, vma, child, level - 1, vpn, next);
-        }
-      }
-      vpn = next;
-    }
-  };
   for (const mm of m.mms) {
     if (!mm.alive || skipMm(mm)) continue;
     // Only entries inside a VMA without VM_WRITE or of a shared file
@@ -1015,7 +1037,11 @@ export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, 
     // those VMAs' ranges, not the whole tree.
     for (const vma of mm.vmas) {
       if ((vma.flags & VM_WRITE) !== 0 && ((vma.flags & VM_SHARED) === 0 || vma.file === null || vma.file.shmem)) continue;
-      walk(mm, vma, mm.pgd, A.levels - 1, vma.start / PS, vma.end / PS);
+      forEachLeaf(m, mm, vma.start / PS, vma.end / PS, skip, (v, vpn, level) => {
+        // A huge leaf, checked once, against the VMA at its start.
+        if (level === 0 || mm.findVma(vpn * PS) === vma) entry(mm, vma, v, vpn);
+        return false;
+      });
     }
   }
   return out;
@@ -1039,16 +1065,18 @@ export function checkMappedBeyondEof(m: Machine, inFlight: (f: FileObj) => boole
       const eof = Math.ceil(f.size / PS);
       const pages = (vma.end - vma.start) / PS;
       if (vma.pgoff + pages <= eof || inFlight(f)) continue;
-      for (let a = vma.start + Math.max(0, eof - vma.pgoff) * PS; a < vma.end; a += PS) {
-        const w = softWalk(m, mm, a / PS);
-        if (w === null || !A.ptePresent(w[0])) continue;
+      const lo = vma.start / PS + Math.max(0, eof - vma.pgoff);
+      const hit = forEachLeaf(m, mm, lo, vma.end / PS, null, (v, vpn) => {
+        if (!A.ptePresent(v)) return false;
+        const a = Math.max(lo, vpn) * PS;
         out.push({
           invariant: "mapped-beyond-eof",
           addr: a,
-          message: `mm${mm.id}: ${hex(a)} maps page ${vma.pgoffOf(a, PS)} of file ${f.name} (${A.describeEntry(w[0])}), at or beyond its end (${eof} pages)`,
+          message: `mm${mm.id}: ${hex(a)} maps page ${vma.pgoffOf(a, PS)} of file ${f.name} (${A.describeEntry(v)}), at or beyond its end (${eof} pages)`,
         });
-        return out;
-      }
+        return true;
+      });
+      if (hit) return out;
     }
   }
   return out;

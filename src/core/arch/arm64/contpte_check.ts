@@ -59,11 +59,15 @@ export function checkContpte(m: Machine, skip?: (slot: number) => boolean): Viol
     const base = T.base(slot);
     for (let s = 0; s < ptrs; s += CONT) {
       let any = false;
-      for (let k = 0; k < CONT; k++)
-        if (P.pteValidCont(e[base + s + k] as number)) {
+      // Most entries are none: test for that before decoding (the explorer
+      // runs this after every step).
+      for (let k = 0; k < CONT; k++) {
+        const v = e[base + s + k] as number;
+        if (v !== 0 && P.pteValidCont(v)) {
           any = true;
           break;
         }
+      }
       if (!any) continue;
       const problems: string[] = [];
       const v0 = e[base + s] as number;
