@@ -380,23 +380,10 @@ function walkTables(
   onTable: (child: number, vpn: number, level: number) => boolean,
   onLeaf: (v: number, vpn: number, level: number) => void,
 ): void {
-  const A = m.arch;
-  const T = m.tables;
-  const visit = (slot: number, level: number, base: number) => {
-    const ch = T.chunkOf(slot);
-    const cb = T.base(slot);
-    const span = m.geo.span[level] as number;
-    for (let i = 0; i < m.geo.ptrs; i++) {
-      const v = ch[cb + i] as number;
-      if (v === 0) continue;
-      const vpn = base + i * span;
-      if (level > 0 && A.entryIsTable(v)) {
-        const child = T.slotOfPfn(A.ptePfn(v));
-        if (onTable(child, vpn, level)) visit(child, level - 1, vpn);
-      } else onLeaf(v, vpn, level);
-    }
-  };
-  visit(mm.pgd, A.levels - 1, 0);
+  forEachLeaf(m, mm, 0, m.geo.span[m.arch.levels] as number, onTable, (v, vpn, level) => {
+    onLeaf(v, vpn, level);
+    return false;
+  });
 }
 
 // The PTE tables of mm's page-table tree (slots).
@@ -753,11 +740,9 @@ export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[
     // the cache; the others from the arrays (no Map lookup per slot: the
     // explorer runs this after steps, over 4096 slots for 16 MiB).
     let used = 0;
-    for (const s of swapDev.cache.keys()) if (swapDev.count[s] === 0 && swapDev.pinned[s] === 0 && s >= 1 && s <= swapDev.pages) used++;
+    for (const s of swapDev.cache.keys()) if ((swapDev.count[s] as number) <= 0 && swapDev.pinned[s] !== 1 && s >= 1 && s <= swapDev.pages) used++;
     for (let s = 1; s <= swapDev.pages; s++) {
-      if (swapDev.count[s] !== 0 || swapDev.pinned[s] !== 0) {
-        if (swapDev.allocated(s)) used++;
-      }
+      if ((swapDev.count[s] as number) > 0 || swapDev.pinned[s] === 1) used++;
       if (swapSlots[s] !== swapDev.count[s]) {
         out.push({ invariant: "swap-count", message: `swap slot ${s}: count ${swapDev.count[s]} but ${swapSlots[s]} swap entries name it` });
         if (out.length > 50) break;
@@ -954,13 +939,15 @@ export function scanPresentPtes(m: Machine, skip: (slot: number) => boolean): { 
 // address order: a PTE with its page, a huge leaf once with the first page
 // it maps. Each table on the way is visited once (not a walk from the root
 // per page or per PTE table: the explorer runs the checks after every
-// step). skip: PTE tables to leave out. fn returns true to stop the walk.
+// step). descend: whether to enter a table (its slot, first page and the
+// level of the entry pointing to it); null: every one. fn returns true to
+// stop the walk.
 function forEachLeaf(
   m: Machine,
   mm: Mm,
   lo: number,
   hi: number,
-  skip: ((slot: number) => boolean) | null,
+  descend: ((child: number, vpn: number, level: number) => boolean) | null,
   fn: (v: number, vpn: number, level: number) => boolean,
 ): boolean {
   const A = m.arch;
@@ -986,7 +973,7 @@ function forEachLeaf(
           if (fn(v, start, level)) return true;
         } else {
           const child = T.slotOfPfn(A.ptePfn(v));
-          if ((level !== 1 || skip === null || !skip(child)) && walk(child, level - 1, vpn, next)) return true;
+          if ((descend === null || descend(child, start, level)) && walk(child, level - 1, vpn, next)) return true;
         }
       }
       vpn = next;
@@ -1003,9 +990,7 @@ function forEachLeaf(
 export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, skipMm: (mm: Mm) => boolean): Violation[] {
   const out: Violation[] = [];
   const A = m.arch;
-  const T = m.tables;
-  const G = m.geo;
-  const PS = G.pageSize;
+  const PS = m.geo.pageSize;
   const entry = (mm: Mm, vma: Vma, v: number, vpn: number): void => {
     if (!A.ptePresent(v) || !A.pteWrite(v)) return;
     if ((vma.flags & VM_WRITE) === 0)
@@ -1037,11 +1022,18 @@ export function checkWritableInVma(m: Machine, skip: (slot: number) => boolean, 
     // those VMAs' ranges, not the whole tree.
     for (const vma of mm.vmas) {
       if ((vma.flags & VM_WRITE) !== 0 && ((vma.flags & VM_SHARED) === 0 || vma.file === null || vma.file.shmem)) continue;
-      forEachLeaf(m, mm, vma.start / PS, vma.end / PS, skip, (v, vpn, level) => {
-        // A huge leaf, checked once, against the VMA at its start.
-        if (level === 0 || mm.findVma(vpn * PS) === vma) entry(mm, vma, v, vpn);
-        return false;
-      });
+      forEachLeaf(
+        m,
+        mm,
+        vma.start / PS,
+        vma.end / PS,
+        (child, _vpn, level) => level !== 1 || !skip(child),
+        (v, vpn, level) => {
+          // A huge leaf, checked once, against the VMA at its start.
+          if (level === 0 || mm.findVma(vpn * PS) === vma) entry(mm, vma, v, vpn);
+          return false;
+        },
+      );
     }
   }
   return out;
