@@ -153,6 +153,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.zapEnd(p.mm, reg.start, end);
       p.regions.delete(step.region);
       p.regions.set(step.newRegion ?? step.region, { start: na, len: step.newSize });
+      if (step.newSize < reg.len) r.resized.add(`${p.name}/${step.newRegion ?? step.region}`);
       // The old range: what moved away (or was cut off) must not stay in a TLB.
       x.sysReturn(t, "mremap", p.mm, na === reg.start ? reg.start + Math.min(reg.len, step.newSize) : reg.start, end);
       return;

@@ -186,6 +186,9 @@ export function userLayout(m: Machine): { mmapBase: number; startBrk: number } {
 export class Runner {
   readonly m: Machine;
   readonly procs = new Map<string, Proc>();
+  // Regions ("process/region") a concurrent mremap resized under the
+  // explorer: another thread's step may still name their old extent (see range()).
+  readonly resized = new Set<string>();
   readonly threadCpu = new Map<string, number>();
   readonly threadProc = new Map<string, string>();
   readonly rows: ReportRow[] = [];
@@ -263,7 +266,12 @@ export class Runner {
     if (r === undefined) throw this.err(step, `unknown region "${step.region}" in process ${p.name} (known: ${[...p.regions.keys()].join(", ") || "none"})`);
     const off = step.offset + base;
     const len = step.length ?? r.len - off;
-    if (off < 0 || len <= 0 || off + len > r.len) throw this.err(step, `range offset ${off} length ${len} is outside region "${step.region}" (${r.len} bytes)`);
+    // Past the end of a region a concurrent mremap shrank: the program's
+    // pointer still points there and the access or call meets whatever is
+    // mapped there now (SIGSEGV, ENOMEM), as it would in the kernel.
+    const shrunk = off + len > r.len && this.resized.has(`${p.name}/${step.region}`);
+    if (off < 0 || len <= 0 || (off + len > r.len && !shrunk))
+      throw this.err(step, `range offset ${off} length ${len} is outside region "${step.region}" (${r.len} bytes)`);
     return [r.start + off, len];
   }
 
