@@ -12,8 +12,8 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { VARIANTS } from "../core/machine.js";
 import { type CaseSpec, Campaign } from "../hunt/campaign.js";
-import type { Case } from "../hunt/case.js";
-import { type Finding, minimize } from "../hunt/minimize.js";
+import { type Case, caseYaml, cloneCase } from "../hunt/case.js";
+import { type Finding, minimize, outcomeKey } from "../hunt/minimize.js";
 import { siteTable } from "../core/sync.js";
 import { type Budget, type CaseResult, DEFAULT_BUDGET, featureName, learnOutcomes, loadCase, type Outcome, runCase } from "../hunt/search.js";
 import { UsageError } from "./explore.js";
@@ -276,6 +276,47 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
       `hunt: ${((now - t0) / 1000).toFixed(0)} s, ${camp.cases} cases (${camp.invalid} invalid${Object.keys(o.variant).length > 0 ? `, ${camp.reached} reached the variant's code, ${camp.raced} beside another thread` : ""}), ${camp.executions} executions, ${camp.coverage.size} features, corpus ${camp.corpus.length}, findings ${summary.findings.length}\n`,
     );
   };
+  type ToMin = { spec: CaseSpec; outcome: Outcome; at: number };
+  const deferred: ToMin[] = [];
+  // Minimises findings, writes and prints the new ones; true when --first is satisfied.
+  const minimizeAll = async (toMin: ToMin[]): Promise<boolean> => {
+    if (toMin.length === 0) return false;
+    const mins = await ex.run(
+      toMin.map((m) => ({
+        kind: "minimize",
+        id: m.spec.id,
+        case: m.spec.case,
+        outcome: m.outcome,
+        budget,
+        seed: o.seed,
+        limitMs: o.minimizeSeconds * 1000,
+      })),
+    );
+    for (let i = 0; i < mins.length; i++) {
+      const f = (mins[i] as Extract<HuntReply, { kind: "minimize" }>).finding;
+      const m = toMin[i] as ToMin;
+      if (signatures.has(f.signature)) continue;
+      signatures.add(f.signature);
+      const n = summary.findings.length + 1;
+      const rel = join("findings", `${String(n).padStart(3, "0")}-${f.invariant}.yaml`);
+      const file = join(o.out, rel);
+      writeFileSync(file, findingFile(f, m.spec.name, m.at, o.variant));
+      summary.findings.push({
+        file: rel,
+        signature: f.signature,
+        kind: f.kind,
+        invariant: f.invariant,
+        message: f.message,
+        token: f.token,
+        case: m.spec.name,
+        foundAfterSeconds: m.at,
+        fixedToo: f.fixedToo,
+      });
+      printFinding(n, f, file, m.spec.name, m.at);
+      if (o.first && f.fixedToo !== true) return true;
+    }
+    return false;
+  };
   try {
     for (;;) {
       if (stopNow()) break;
@@ -285,7 +326,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
       let specs = camp.round();
       if (o.cases !== undefined) specs = specs.slice(0, Math.max(0, o.cases - camp.cases));
       const replies = await ex.run(specs.map((s) => ({ kind: "case", id: s.id, name: s.name, yaml: s.yaml, budget, seed: o.seed })));
-      const toMin: { spec: CaseSpec; outcome: Outcome; at: number }[] = [];
+      const toMin: ToMin[] = [];
       for (let i = 0; i < specs.length; i++) {
         const spec = specs[i] as CaseSpec;
         const r = replies[i] as Extract<HuntReply, { kind: "case" }>;
@@ -294,44 +335,34 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
         if (a.minimize) toMin.push({ spec, outcome: r.result.outcome, at: (Date.now() - t0) / 1000 });
       }
       progress();
-      if (toMin.length > 0 && !(interrupted && toMin.length === 0)) {
-        // Minimised even past the deadline (each within --minimize-time): a finding is worth it.
-        const mins = await ex.run(
-          toMin.map((m) => ({
-            kind: "minimize",
-            id: m.spec.id,
-            case: m.spec.case,
-            outcome: m.outcome,
-            budget,
-            seed: o.seed,
-            limitMs: o.minimizeSeconds * 1000,
-          })),
+      if (toMin.length === 0) continue;
+      // Hunting a change: a violation that the same case shows on v6.17 as
+      // well is not the change's bug (the open bugs the model finds in the
+      // released code, found again and again). Its minimisation (up to
+      // --minimize-time) waits until the hunt is over instead of halting the
+      // search for the change's own; one run of the case without the
+      // variants decides, in parallel like the cases.
+      let now = toMin;
+      if (Object.keys(o.variant).length > 0) {
+        const fixed = await ex.run(
+          toMin.map((m) => {
+            const d = cloneCase(m.spec.case);
+            d.machine.variants = {};
+            return { kind: "case", id: m.spec.id, name: m.spec.name, yaml: caseYaml(d), budget, seed: o.seed };
+          }),
         );
-        for (let i = 0; i < mins.length; i++) {
-          const f = (mins[i] as Extract<HuntReply, { kind: "minimize" }>).finding;
-          const m = toMin[i] as { spec: CaseSpec; at: number };
-          if (signatures.has(f.signature)) continue;
-          signatures.add(f.signature);
-          const n = summary.findings.length + 1;
-          const rel = join("findings", `${String(n).padStart(3, "0")}-${f.invariant}.yaml`);
-          const file = join(o.out, rel);
-          writeFileSync(file, findingFile(f, m.spec.name, m.at, o.variant));
-          summary.findings.push({
-            file: rel,
-            signature: f.signature,
-            kind: f.kind,
-            invariant: f.invariant,
-            message: f.message,
-            token: f.token,
-            case: m.spec.name,
-            foundAfterSeconds: m.at,
-            fixedToo: f.fixedToo,
-          });
-          printFinding(n, f, file, m.spec.name, m.at);
-          if (o.first && f.fixedToo !== true) break;
+        now = [];
+        for (let i = 0; i < toMin.length; i++) {
+          const m = toMin[i] as (typeof toMin)[number];
+          const r = fixed[i] as Extract<HuntReply, { kind: "case" }>;
+          if (outcomeKey(r.result.outcome) === outcomeKey(m.outcome)) deferred.push(m);
+          else now.push(m);
         }
       }
+      if (await minimizeAll(now)) break;
     }
+    // Past the deadline, each within --minimize-time: a finding is worth it.
+    if (deferred.length > 0 && !interrupted) await minimizeAll(deferred);
   } finally {
     clearInterval(ticker);
     process.off("SIGINT", onSigint);

@@ -254,7 +254,10 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   const sizeChoices = [1, 2, 4, block >> 1, block, block + 1, 2 * block, 33, 34, 64, ptes >> 1, ptes, ptes + block, 2 * ptes].filter(
     (n) => n >= 1 && n <= capPages,
   );
+  // The page the steps meet at, and the region it is a page of (a child's
+  // copy of a region has its name).
   let focus = -1;
+  let focusReg = "";
   // Whether ranges snap to whole PTE tables when they can (what PT reclaim
   // and free_pgtables() need), and whether the populating step fills the
   // whole region and with reads (clean entries, as file data and read-mostly
@@ -272,11 +275,15 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       const k = Math.floor((n - r.table) / ptes);
       const off = r.table + ch.int(k) * ptes;
       const len = ch.bool(0.7) ? ptes : (k - Math.floor((off - r.table) / ptes)) * ptes;
-      if (focus < 0) focus = off + ch.int(ptes);
+      if (focus < 0) {
+        focus = off + ch.int(ptes);
+        focusReg = r.name;
+      }
       return [off, len];
     }
     let off: number;
-    if (near && focus >= 0 && ch.bool(0.6)) off = Math.max(0, Math.min(n - 1, focus + ch.pick([0, 0, -1, 1, -(block >> 1), block >> 1, -block])));
+    if (near && focus >= 0 && r.name === focusReg && ch.bool(0.6))
+      off = Math.max(0, Math.min(n - 1, focus + ch.pick([0, 0, -1, 1, -(block >> 1), block >> 1, -block])));
     else
       off = Math.max(
         0,
@@ -288,7 +295,10 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const rest = n - off;
     let len = ch.pick([1, 1, 2, block >> 1, block, rest, rest, 33, ptes, mthp.length > 0 ? ((mthp[0] as number) / page) | 0 : 4, ch.int(rest) + 1]);
     len = Math.max(1, Math.min(len, rest, maxLen));
-    if (focus < 0) focus = off;
+    if (focus < 0) {
+      focus = off;
+      focusReg = r.name;
+    }
     return [off, len];
   };
   const args = (region: Region, off: number, len: number, n: number): Record<string, number | string> => {
@@ -332,10 +342,14 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     if (place === "aligned") a.addr = base;
     else if (place === "straddle") a.addr = base + pmdBytes - ch.pick([1, 2, block >> 1, block, Math.min(n, 33)]) * page;
     a.thread = "T0";
-    steps.push({ op: "mmap", args: a });
     // A neighbour right above it: mremap cannot grow the region in place
-    // and must move it (move_vma()).
-    if (has("mremap") && a.addr !== undefined && feature("above", 0.5))
+    // and must move it (move_vma()), as a growing buffer usually must. Where
+    // the kernel places the region, the neighbour is mapped first: the
+    // top-down search (unmapped_area_topdown()) puts the region right below it.
+    const above = has("mremap") && feature("above", 0.5);
+    if (above && a.addr === undefined) steps.push({ op: "mmap", args: { region: `${name}above`, size: page, prot: "r", thread: "T0" } });
+    steps.push({ op: "mmap", args: a });
+    if (above && a.addr !== undefined)
       steps.push({ op: "mmap", args: { region: `${name}above`, size: page, prot: "r", addr: (a.addr as number) + n * page, thread: "T0" } });
     const pages = new Uint8Array(n).fill(MAPPED | PR | (prot === "rw" ? PW : 0));
     const table = place === "aligned" ? 0 : place === "straddle" ? (pmdBytes - ((a.addr as number) % pmdBytes)) / page : -1;
@@ -377,6 +391,11 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const idx: number[] = [];
     for (let i = 0; i < r.pages.length; i++) if (((r.pages[i] as number) & need) === need) idx.push(i);
     return idx;
+  };
+  // Mostly the region the focus page is in, when it is among them.
+  const pickRegion = (rs: Region[]): Region => {
+    const f = rs.find((x) => x.name === focusReg);
+    return f !== undefined && ch.bool(0.7) ? f : ch.pick(rs);
   };
   const childNames: string[] = [];
   // A set-up fork of pr from thread t, the child exiting at once or not.
@@ -513,7 +532,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const w = mappedRun(r, off, ch.bool(0.7) ? 1 : 2, MAPPED | PW);
     if (w > 0) steps.push({ op: "touch", args: { ...args(r, off, w, n), thread: ch.pick(p.threads) } });
     // The concurrent steps meet where the folio's entries now differ.
-    if (w > 0 && ch.bool(0.7)) focus = off;
+    if (w > 0 && ch.bool(0.7)) [focus, focusReg] = [off, r.name];
     return true;
   };
   // Memory a long-running program has not used for a while, swapped out
@@ -531,7 +550,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     steps.push({ op: "madvise", args: { ...args(r, lo, len, n), advice: "pageout", thread: ch.pick(p.threads) } });
     swappedPages += len;
     markUnpopulated(r, lo, len);
-    if (ch.bool(0.7)) focus = lo + ch.int(len);
+    if (ch.bool(0.7)) [focus, focusReg] = [lo + ch.int(len), r.name];
     return true;
   };
   // A page or two of what the set-up populated of a private anon region, its
@@ -540,11 +559,11 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const need = writable ? MAPPED | POP | PW : MAPPED | POP;
     const rs = p.regions.filter((x) => x.anonPrivate && x.pages.some((b) => (b & need) === need));
     if (rs.length === 0) return null;
-    const r = ch.pick(rs);
+    const r = pickRegion(rs);
     const idx = pagesWith(r, need);
     // Near the focus, or the first page of the block-sized folio a page is
     // in (where the region's placement says where those begin).
-    let f = ch.bool(0.6) && focus >= 0 ? focus + ch.pick([0, 0, 1, -1, block >> 1]) : ch.pick(idx);
+    let f = ch.bool(0.6) && focus >= 0 && r.name === focusReg ? focus + ch.pick([0, 0, 1, -1, block >> 1]) : ch.pick(idx);
     if (r.table >= 0 && ch.bool(0.4)) f -= (((f - r.table) % block) + block) % block;
     return [r, f >= 0 && f < r.pages.length && ((r.pages[f] as number) & need) === need ? f : ch.pick(idx)];
   };
@@ -558,7 +577,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     forkChild(p, ch.pick(p.threads), true);
     const w = mappedRun(r, off, ch.bool(0.6) ? 1 : 2, MAPPED | PW);
     steps.push({ op: "touch", args: { ...args(r, off, w, r.pages.length), thread: ch.pick(p.threads) } });
-    if (ch.bool(0.7)) focus = off;
+    if (ch.bool(0.7)) [focus, focusReg] = [off, r.name];
     return true;
   };
   // W^X as JITs do it: write taken away from a range that starts at a
@@ -686,21 +705,21 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       // (khugepaged's work, on demand; mmap_lock for writing).
       const big = regs.filter((x) => x.file === null && x.pages.length >= ptes);
       if (big.length === 0) return false;
-      const r = ch.pick(big);
+      const r = pickRegion(big);
       conc.push({ op: "madvise", args: { ...args(r, 0, r.pages.length, r.pages.length), advice: "collapse", thread: a.t } });
       return true;
     }
     if (k === "writeback") {
       const files = regs.filter((x) => x.file !== null);
       if (files.length === 0) return false;
-      conc.push({ op: "writeback", args: { file: ch.pick(files).file as string, thread: a.t } });
+      conc.push({ op: "writeback", args: { file: pickRegion(files).file as string, thread: a.t } });
       return true;
     }
     if (k === "truncate") {
       // ftruncate() of a file a region maps: no mmap_lock, any process.
       const files = regs.filter((x) => x.file !== null);
       if (files.length === 0) return false;
-      const r = ch.pick(files);
+      const r = pickRegion(files);
       const [off] = range(r, true, 1);
       const n = r.pages.length;
       conc.push({ op: "truncate", args: { file: r.file as string, size: ch.pick([0, 0, off, n >> 1, n - 1]) * page, thread: a.t } });
@@ -710,15 +729,15 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       // GUP-fast and RCU walkers race what they find mapped: mostly a page
       // the set-up populated (near the focus when it is one), else any.
       const popd = regs.filter((x) => x.pages.some((b) => (b & POP) !== 0));
-      let r = ch.pick(regs);
+      let r = pickRegion(regs);
       let off: number;
       if (popd.length > 0 && ch.bool(0.8)) {
-        r = ch.pick(popd);
+        r = pickRegion(popd);
         const idx = pagesWith(r, POP);
         const f = focus + ch.pick([0, -1, 1, -(block >> 1), block >> 1]);
         // A neighbour of the focus counts when mapped: a large folio's fault
         // populated the pages around the one a step touched.
-        off = f >= 0 && f < r.pages.length && ((r.pages[f] as number) & MAPPED) !== 0 && ch.bool(0.6) ? f : ch.pick(idx);
+        off = r.name === focusReg && f >= 0 && f < r.pages.length && ((r.pages[f] as number) & MAPPED) !== 0 && ch.bool(0.6) ? f : ch.pick(idx);
       } else [off] = range(r, true, 1);
       const a2: Record<string, number | string> = { region: r.name };
       if (off > 0) a2.offset = off * page;
@@ -727,8 +746,10 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       conc.push({ op: "lockless", args: a2 });
       return true;
     }
-    const r = ch.pick(regs);
+    const r = pickRegion(regs);
     if (k === "reclaim" || k === "migrate") {
+      // Drawn outside the swarm: anon pages need somewhere to go.
+      if (k === "reclaim" && machine.swap === undefined) machine.swap = 16 * MiB;
       const n = r.pages.length;
       const [off, len] = range(r, true, ch.bool(0.3) ? n : 2 * block);
       // kswapd, compaction or NUMA balancing find any process mapping the
@@ -777,7 +798,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   // steps, so faults on that page meet whatever the steps do to it (swap it
   // out, unmap, protect, migrate it). A learned feature.
   const hot = focus >= 0 && feature("hot-page", 0.3);
-  const hotName = hot ? p.regions.find((x) => focus < x.pages.length && ((x.pages[focus] as number) & MAPPED) !== 0)?.name : undefined;
+  const hotName = hot ? p.regions.find((x) => x.name === focusReg && focus < x.pages.length && ((x.pages[focus] as number) & MAPPED) !== 0)?.name : undefined;
   const hotAccess = (a: { t: string; proc: Proc }): void => {
     const r = a.proc.regions.find((x) => x.name === hotName);
     if (r === undefined || focus >= r.pages.length) return;
