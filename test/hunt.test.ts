@@ -236,6 +236,32 @@ describe("hunt: directed search", () => {
     assert.equal(plain.raced, 0);
     assert.ok(plain.executions > r.executions);
   });
+  // The lockless reader must stop after its first load while the unfold
+  // runs, then gather half way through it: two preemptions, which the
+  // sweep (bound 1) cannot make; the anchored stage makes them at the
+  // reader's consultation of the variant, taken from the first execution
+  // that raced it (the schedule without preemption never does: the unfold
+  // finishes first and the reader finds no contpte block).
+  it("the anchored stage finds a two-preemption race at the variant's code that the sweep cannot", () => {
+    const text = readFileSync("scenarios/concurrency/b-lockless-no-retry.yaml", "utf8").replace(/\nexplore:[\s\S]*$/, "\n");
+    const budget = (pct: number) => ({ exhaustive: 24, pct, random: 0, work: 1e9 });
+    const sc = () => {
+      const s = loadCase(text, "b.yaml");
+      s.machine.variants = { contpte_lockless: "no-retry" };
+      return s;
+    };
+    const sweepOnly = runCase(sc(), budget(0), 1);
+    assert.ok(sweepOnly.raced > 0);
+    assert.equal(sweepOnly.outcome.kind, "clean");
+    const r = runCase(sc(), budget(12), 1);
+    assert.equal(r.outcome.kind, "violation");
+    assert.equal(r.outcome.kind === "violation" && r.outcome.mode, "anchored");
+    assert.equal(r.outcome.kind === "violation" && r.outcome.invariant, "lockless-snapshot");
+    // v6.17 (no variant selected: sweep and PCT only) stays clean.
+    const fixed = loadCase(text, "b.yaml");
+    fixed.machine.variants = {};
+    assert.equal(runCase(fixed, budget(12), 1).outcome.kind, "clean");
+  });
 });
 
 describe("hunt: variant code is asked where it departs, not on every call", () => {

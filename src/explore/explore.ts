@@ -17,7 +17,9 @@ import { snapshot } from "./snapshot.js";
 
 // "sweep" (ptlab hunt): one preemption, its points spread over the
 // execution (not a CLI mode: exhaustive at bound 1 covers the same space).
-export type Mode = "exhaustive" | "random" | "pct" | "sweep";
+// "anchored" (ptlab hunt, hunting a change): two preemptions, the first
+// where the changed code runs (ExploreConfig.anchors).
+export type Mode = "exhaustive" | "random" | "pct" | "sweep" | "anchored";
 
 export interface ExploreConfig {
   sc: Scenario;
@@ -50,6 +52,10 @@ export interface ExploreConfig {
   // after it ended.
   onStart?: (x: Execution) => void;
   onEnd?: (x: Execution) => void;
+  // Anchored mode: an execution's schedule (the thread chosen at each
+  // decision) and its anchors, the decisions that chose a thread whose
+  // next transition ran the code the search is aimed at.
+  anchored?: { schedule: number[]; anchors: number[] };
   // The set-up steps were checked once already (they are sequential and
   // the same in every execution): run them without invariant checks.
   uncheckedSetup?: boolean;
@@ -361,6 +367,12 @@ export function explore(cfg: ExploreConfig): ExploreResult {
       }
       if (!res.stopped && failing === null && k >= alts.length) res.complete = true;
     }
+  } else if (cfg.mode === "anchored") {
+    const r = anchored(cfg, tick);
+    failing = r.failing;
+    res.rank = r.rank;
+    res.stopped = r.stopped;
+    res.complete = r.complete;
   } else {
     // PCT's change points fall within the length of an execution (its k,
     // Burckhardt et al.): measured once on the schedule without
@@ -538,6 +550,98 @@ function backtrack(x: Execution, limit: number, bound: number, sleep: SleepSets 
 
 // 0 .. n-1 in bit-reversed order of their binary digits (0, n/2, n/4,
 // 3n/4, ...): each prefix of it is spread over the whole range.
+// Directed search at the code a change touched (as directed fuzzers aim at
+// changed lines): a race with that code usually needs the thread running
+// it to stop inside its window (where it read a value, or before it
+// re-checks one) while another thread changes what it read, and then to
+// run on while the other is half way through, which takes two preemptions:
+// beyond a sweep at bound 1, and rare under PCT. From the schedule without
+// preemption: for each anchor (a decision that let the changed code run)
+// and the next few decisions of the same thread, switch to each other
+// thread there, and from that run switch back at each later decision,
+// spread over its length. The groups take turns, so that a small budget
+// reaches every anchor.
+const ANCHOR_REACH = 4; // decisions of the anchored thread after the anchor that also start a group
+const ANCHORS = 4; // anchors used (the first ones)
+
+function anchored(cfg: ExploreConfig, tick: (x: Execution) => void): { failing: Execution | null; rank: number[] | null; stopped: boolean; complete: boolean } {
+  const out = { failing: null as Execution | null, rank: null as number[] | null, stopped: false, complete: false };
+  const given = cfg.anchored ?? { schedule: [], anchors: [] };
+  const follow = (d: number, cands: number[], cur: number) => {
+    const c = given.schedule[d];
+    return c !== undefined && cands.includes(c) ? c : defaultChoice(cands, cur);
+  };
+  const x0 = runOnce(cfg, follow, false);
+  tick(x0);
+  if (x0.violation !== null) return { ...out, failing: x0, rank: [0] };
+  const base = x0.decisions.map((d) => d.chosen);
+  const starts: number[] = [];
+  const seen = new Set<number>();
+  for (const c of given.anchors.slice(0, ANCHORS)) {
+    const t = base[c];
+    let k = 0;
+    for (let i = c; i < x0.decisions.length && k <= ANCHOR_REACH; i++) {
+      if (base[i] !== t) continue;
+      k++;
+      if (!seen.has(i) && (x0.decisions[i] as { cands: number[] }).cands.length > 1) {
+        seen.add(i);
+        starts.push(i);
+      }
+    }
+  }
+  // A group: preempt at decision i to thread a; then each switch back to t.
+  interface Group {
+    i: number;
+    a: number;
+    t: number;
+    backs: number[] | null; // null: the first run (no switch back) is next
+    next: number;
+  }
+  const groups: Group[] = [];
+  for (const i of starts) {
+    const d = x0.decisions[i] as { cands: number[]; chosen: number };
+    for (const a of d.cands) if (a !== d.chosen) groups.push({ i, a, t: d.chosen, backs: null, next: 0 });
+  }
+  let n = 0;
+  const run = (chooser: (d: number, cands: number[], cur: number) => number): Execution | null => {
+    const x = runOnce(cfg, chooser, false);
+    tick(x);
+    n++;
+    return x.violation !== null ? x : null;
+  };
+  let live = groups.length;
+  while (live > 0) {
+    live = 0;
+    for (const [gi, g] of groups.entries()) {
+      if (g.backs !== null && g.next >= g.backs.length) continue;
+      if (cfg.executions > 0 && n >= cfg.executions) return out;
+      if (cfg.shouldStop?.()) return { ...out, stopped: true };
+      live++;
+      if (!owns(cfg, gi)) {
+        g.backs = [];
+        continue;
+      }
+      const pre = (d: number, cands: number[], cur: number) => (d < g.i ? (base[d] as number) : d === g.i ? g.a : defaultChoice(cands, cur));
+      if (g.backs === null) {
+        const x = runOnce(cfg, pre, false);
+        tick(x);
+        n++;
+        if (x.violation !== null) return { ...out, failing: x, rank: [gi, 0] };
+        const js: number[] = [];
+        x.decisions.forEach((d, j) => {
+          if (j > g.i && d.chosen !== g.t && d.cands.includes(g.t)) js.push(j);
+        });
+        g.backs = bitReversed(js.length).map((k) => js[k] as number);
+        continue;
+      }
+      const j = g.backs[g.next++] as number;
+      const x = run((d, cands, cur) => (d === j ? g.t : pre(d, cands, cur)));
+      if (x !== null) return { ...out, failing: x, rank: [gi, g.next] };
+    }
+  }
+  return { ...out, complete: true };
+}
+
 function bitReversed(n: number): number[] {
   let bits = 0;
   while (1 << bits < n) bits++;

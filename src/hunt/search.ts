@@ -120,6 +120,9 @@ interface Directed {
   consulted: number;
   raced: number;
   setup: boolean; // consulted by the set-up's steps
+  anchors: number[]; // this execution's decisions whose chosen thread then ran the changed code beside another thread
+  // The first execution that raced the changed code: its schedule and anchors.
+  base: { schedule: number[]; anchors: number[] } | null;
 }
 
 function watchVariants(x: Execution, d: Directed, feats: Set<number>): void {
@@ -133,6 +136,10 @@ function watchVariants(x: Execution, d: Directed, feats: Set<number>): void {
       seen = true;
       d.consulted++;
     }
+    if (x.othersPending()) {
+      const at = x.decisions.length - 1;
+      if (at >= 0 && d.anchors[d.anchors.length - 1] !== at) d.anchors.push(at);
+    }
     if (!raced && x.othersPending()) {
       raced = true;
       d.raced++;
@@ -144,6 +151,7 @@ function instrument(cfg: ExploreConfig, feats: Set<number>, work: { n: number; p
   return {
     ...cfg,
     onStart: (x: Execution) => {
+      d.anchors = [];
       if (d.keys.size > 0) watchVariants(x, d, feats);
       x.onDecide = (c, cur) => {
         work.n += work.per;
@@ -158,6 +166,7 @@ function instrument(cfg: ExploreConfig, feats: Set<number>, work: { n: number; p
       };
     },
     onEnd: (x: Execution) => {
+      if (d.base === null && d.anchors.length > 0) d.base = { schedule: x.decisions.map((c) => c.chosen), anchors: d.anchors.slice() };
       const cs = x.m.counters as unknown as Record<string, number>;
       for (let i = 0; i < COUNTER_NAMES.length; i++) {
         const v = cs[COUNTER_NAMES[i] as string] as number;
@@ -204,11 +213,13 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   // thread gets three times the sampling after the exhaustive phase.
   let boost = 1;
   const overBudget = () => work.n > budget.work * boost;
-  const d: Directed = { keys: new Map(), consulted: 0, raced: 0, setup: false };
+  const d: Directed = { keys: new Map(), consulted: 0, raced: 0, setup: false, anchors: [], base: null };
   for (const [k, v] of Object.entries(sc.machine.variants ?? {}))
     if (k in VARIANTS && VARIANTS[k as VariantName][0] !== v) d.keys.set(k as VariantName, [v, VARIANTS[k as VariantName][0]]);
   const plan: { mode: Mode; n: number; preemptions: number; pctDepth: number; seed: number }[] = [
     { mode: "sweep", n: budget.exhaustive, preemptions: 1, pctDepth: 3, seed },
+    // Hunting a change whose code raced another thread: two preemptions at it.
+    { mode: "anchored", n: budget.pct, preemptions: 2, pctDepth: 3, seed },
     { mode: "pct", n: budget.pct >> 1, preemptions: 0, pctDepth: 2, seed: seed + 1 },
     { mode: "pct", n: budget.pct - (budget.pct >> 1), preemptions: 0, pctDepth: 3, seed: seed + 2 },
     { mode: "random", n: budget.random, preemptions: 0, pctDepth: 3, seed: seed + 3 },
@@ -236,6 +247,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   }
   for (const st of plan) {
     if (st.n <= 0) continue;
+    if (st.mode === "anchored" && d.base === null) continue;
     const cfg = instrument(
       {
         ...base,
@@ -245,6 +257,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
         preemptions: st.preemptions,
         pctDepth: st.pctDepth,
         seed: st.seed,
+        ...(st.mode === "anchored" && d.base !== null ? { anchored: d.base } : {}),
       },
       feats,
       work,
