@@ -9,7 +9,8 @@
 // No Node APIs.
 
 import { Layout } from "./layout.js";
-import { allStopped, type Env, hwSteps, initialState, type MState, makeEnv, RUNNING, stateKey, step } from "./machine.js";
+import { allStopped, type Env, hwSteps, initialState, type MState, RUNNING, stateKey, step } from "./machine.js";
+import { analyseCpu, outsideReason } from "./scope.js";
 import { type Atom, type LitmusTest, LitmusUnsupported, type Prop, regName } from "./types.js";
 import { low32 } from "./layout.js";
 
@@ -28,9 +29,21 @@ function finalKey(s: MState): string {
   return `${s.data.join(",")}|${s.pte.join(",")}|${s.faults.join(",")}|${s.cpus.map((c) => c.regs.join(",")).join("/")}`;
 }
 
-export function explore(t: LitmusTest, limit = DEFAULT_STATE_LIMIT): RunResult {
+/** The test's verdict on the model, and why the model cannot decide it (null if it can). */
+export interface Checked {
+  outside: string | null;
+  result: RunResult;
+}
+
+export function check(t: LitmusTest, limit = DEFAULT_STATE_LIMIT): Checked {
   const lay = new Layout(t);
-  const env = makeEnv(t, lay);
+  const facts = t.progs.map((_, c) => analyseCpu(t, lay, c));
+  const env: Env = { t, lay, spec: facts.map((f) => f.vas) };
+  return { outside: outsideReason(env, facts), result: explore(env, limit) };
+}
+
+export function explore(env: Env, limit = DEFAULT_STATE_LIMIT): RunResult {
+  const t = env.t;
   const s0 = initialState(env);
   const seen = new Set<string>([stateKey(s0)]);
   const finals = new Map<string, MState>();

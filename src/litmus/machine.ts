@@ -51,17 +51,9 @@ export interface MState {
 export interface Env {
   t: LitmusTest;
   lay: Layout;
-  // Locations each CPU may walk speculatively: those whose VA its initial registers hold.
+  // Locations each CPU may walk speculatively: those its accesses may
+  // translate (scope.ts analyseCpu()).
   spec: number[][];
-}
-
-export function makeEnv(t: LitmusTest, lay: Layout): Env {
-  const spec = t.initRegs.map((regs) => {
-    const out = new Set<number>();
-    for (const v of regs.values()) if (v.k === "va") out.add(lay.index(v.loc));
-    return [...out].sort((a, b) => a - b);
-  });
-  return { t, lay, spec };
 }
 
 export function initialState(env: Env): MState {
