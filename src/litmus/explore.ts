@@ -9,7 +9,7 @@
 // No Node APIs.
 
 import { Layout } from "./layout.js";
-import { allStopped, type Env, hwSteps, initialState, type MState, RUNNING, stateKey, step } from "./machine.js";
+import { ALL_HW, allStopped, type Env, type HwOptions, hwSteps, initialState, type MState, RUNNING, stateKey, step } from "./machine.js";
 import { analyseCpu, outsideReason } from "./scope.js";
 import { type Atom, type LitmusTest, LitmusUnsupported, type Prop, regName } from "./types.js";
 import { low32 } from "./layout.js";
@@ -35,10 +35,10 @@ export interface Checked {
   result: RunResult;
 }
 
-export function check(t: LitmusTest, limit = DEFAULT_STATE_LIMIT): Checked {
+export function check(t: LitmusTest, hw: HwOptions = ALL_HW, limit = DEFAULT_STATE_LIMIT): Checked {
   const lay = new Layout(t);
   const facts = t.progs.map((_, c) => analyseCpu(t, lay, c));
-  const env: Env = { t, lay, spec: facts.map((f) => f.vas) };
+  const env: Env = { t, lay, spec: facts.map((f) => f.vas), hw };
   return { outside: outsideReason(env, facts), result: explore(env, limit) };
 }
 

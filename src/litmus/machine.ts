@@ -54,7 +54,16 @@ export interface Env {
   // Locations each CPU may walk speculatively: those its accesses may
   // translate (scope.ts analyseCpu()).
   spec: number[][];
+  hw: HwOptions;
 }
+
+/** The hardware's own moves the search includes (all by default; off only to measure what each one decides). */
+export interface HwOptions {
+  speculativeFills: boolean;
+  evictions: boolean;
+}
+
+export const ALL_HW: HwOptions = { speculativeFills: true, evictions: true };
 
 export function initialState(env: Env): MState {
   const { t, lay } = env;
@@ -107,7 +116,7 @@ export function hwSteps(env: Env, s: MState): MState[] {
   s.cpus.forEach((cpu, c) => {
     if (cpu.st === RUNNING) {
       const ha = env.t.tthm[c]!.ha;
-      for (const i of env.spec[c]!) {
+      for (const i of env.hw.speculativeFills ? env.spec[c]! : []) {
         const d = s.pte[i]!;
         if (!cacheable(d, ha)) continue;
         // Packed entries exceed 32 bits: set AF by addition, not `|`.
@@ -119,7 +128,7 @@ export function hwSteps(env: Env, s: MState): MState[] {
         out.push(n);
       }
       cpu.tlb.forEach((e, i) => {
-        if (e < 0) return;
+        if (e < 0 || !env.hw.evictions) return;
         const n = cloneState(s);
         n.cpus[c]!.tlb[i] = -1;
         out.push(n);

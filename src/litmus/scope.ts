@@ -187,7 +187,7 @@ export function analyseCpu(t: LitmusTest, lay: Layout, c: number): CpuFacts {
   if (loops) for (const a of accesses) a.unknown = true;
   const vas = new Set<number>();
   for (const a of accesses) {
-    if (a.unknown) lay.locs.forEach((_, i) => vas.add(i));
+    if (a.unknown) for (let i = 0; i < lay.locs.length; i++) vas.add(i);
     else if (a.va >= 0) vas.add(a.va);
   }
   return { accesses, ctrlDeps, vas: [...vas].sort((x, y) => x - y) };
