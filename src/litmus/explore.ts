@@ -8,11 +8,10 @@
 // final state does, Allowed if some does, else Forbidden.
 // No Node APIs.
 
-import { Layout } from "./layout.js";
+import { Layout, low32 } from "./layout.js";
 import { ALL_HW, allStopped, type Env, type HwOptions, hwSteps, initialState, type MState, RUNNING, stateKey, step } from "./machine.js";
 import { analyseCpu, outsideReason } from "./scope.js";
 import { type Atom, type LitmusTest, LitmusUnsupported, type Prop, regName } from "./types.js";
-import { low32 } from "./layout.js";
 
 export type Verdict = "Allowed" | "Forbidden" | "Required";
 

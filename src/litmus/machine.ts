@@ -11,8 +11,8 @@
 // a TLB hit is used as it is; a miss walks memory; an invalid entry, AF=0
 // without HA, or a write to a read-only entry (AP[2] set) that hardware dirty
 // management (DBM with HD) cannot make writable faults, and faulting entries
-// are never cached (Arm ARM D8.16: translation and Access flag faults are
-// not cached). The hardware dirty update is an atomic read-modify-write of
+// are never cached (the Arm ARM lets a TLB hold no entry that
+// generates a translation or Access flag fault). The hardware dirty update is an atomic read-modify-write of
 // the entry in memory, so a TLB entry whose memory copy changed is re-walked.
 // TLBI ...IS reaches every CPU's TLB, a TLBI without IS only the issuer's;
 // DSB SY/ISH/OSH/NSH (not the LD/ST forms) waits for the CPU's TLBIs.

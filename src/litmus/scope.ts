@@ -4,8 +4,8 @@
 // dirty update) when the instruction executes. Arm's VMSA allows more: plain
 // accesses to different locations reorder unless a barrier or a dependency
 // orders them; a translation-table walk may be made before po-earlier
-// instructions unless a context synchronisation (ISB) orders it (Arm ARM
-// D8.2, "translation table walks ... may be performed speculatively"); and
+// instructions unless a context synchronisation (ISB) orders it (the Arm
+// ARM lets translation table walks be performed speculatively); and
 // a hardware AF/dirty update is a write that other CPUs may see after the
 // updating CPU's later accesses unless a full barrier orders them. A test
 // whose verdict could depend on one of those is "outside the model". The
@@ -326,7 +326,7 @@ export function outsideReason(env: Env, facts: CpuFacts[]): string | null {
         if (hwDb(c, v, b.write) && explicitWrites && observed)
           return `R2 early walk (ii): P${c} "${b.ins.text}" follows an access with no ISB between and may set the dirty state of ${desc(v)}, which is written and read explicitly`;
         // (iii) a TLBI that reaches this CPU and names v.
-        if (explicitWrites && tlbiReaches(env, facts, c, v))
+        if (explicitWrites && tlbiReaches(env, c, v))
           return `R2 early walk (iii): P${c} "${b.ins.text}" follows an access with no ISB between, and a TLBI reaching P${c} names ${t.locs[v]}`;
       }
     }
@@ -414,19 +414,19 @@ function condReadsPte(p: Prop, loc: string): boolean {
 }
 
 // Does some TLBI that reaches CPU c name location v (or all, or an unknown page)?
-function tlbiReaches(env: Env, facts: CpuFacts[], c: number, v: number): boolean {
+function tlbiReaches(env: Env, c: number, v: number): boolean {
   return env.t.progs.some((prog, d) =>
     prog.some((i, k) => {
       if (i.op !== "tlbi" || (!i.broadcast && d !== c)) return false;
       if (i.all) return true;
-      const page = tlbiOperand(env, facts[d]!, d, k);
+      const page = tlbiOperand(env, d, k);
       return page === null || env.lay.locOfPage(page) === v;
     }),
   );
 }
 
 // The page a TLBI's operand names, when its register is computed from known values.
-function tlbiOperand(env: Env, _f: CpuFacts, d: number, k: number): number | null {
+function tlbiOperand(env: Env, d: number, k: number): number | null {
   const prog = env.t.progs[d]!;
   const ins = prog[k]!;
   if (ins.op !== "tlbi" || ins.r === null) return null;
