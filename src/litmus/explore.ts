@@ -37,7 +37,7 @@ export interface Checked {
 export function check(t: LitmusTest, hw: HwOptions = ALL_HW, limit = DEFAULT_STATE_LIMIT): Checked {
   const lay = new Layout(t);
   const facts = t.progs.map((_, c) => analyseCpu(t, lay, c));
-  const env: Env = { t, lay, spec: facts.map((f) => f.vas), hw };
+  const env: Env = { t, lay, hw };
   return { outside: outsideReason(env, facts), result: explore(env, limit) };
 }
 

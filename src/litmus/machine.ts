@@ -11,9 +11,10 @@
 // a TLB hit is used as it is; a miss walks memory; an invalid entry, AF=0
 // without HA, or a write to a read-only entry (AP[2] set) that hardware dirty
 // management (DBM with HD) cannot make writable faults, and faulting entries
-// are never cached (the Arm ARM lets a TLB hold no entry that
-// generates a translation or Access flag fault). The hardware dirty update is an atomic read-modify-write of
-// the entry in memory, so a TLB entry whose memory copy changed is re-walked.
+// are never cached (the Arm ARM lets a TLB hold no entry that generates a
+// translation or Access flag fault). The hardware dirty update is an atomic
+// read-modify-write of the entry in memory, so a TLB entry whose memory copy
+// changed is re-walked.
 // TLBI ...IS reaches every CPU's TLB, a TLBI without IS only the issuer's;
 // DSB SY/ISH/OSH/NSH (not the LD/ST forms) waits for the CPU's TLBIs.
 //
@@ -51,9 +52,6 @@ export interface MState {
 export interface Env {
   t: LitmusTest;
   lay: Layout;
-  // Locations each CPU may walk speculatively: those its accesses may
-  // translate (scope.ts analyseCpu()).
-  spec: number[][];
   hw: HwOptions;
 }
 
@@ -116,7 +114,10 @@ export function hwSteps(env: Env, s: MState): MState[] {
   s.cpus.forEach((cpu, c) => {
     if (cpu.st === RUNNING) {
       const ha = env.t.tthm[c]!.ha;
-      for (const i of env.hw.speculativeFills ? env.spec[c]! : []) {
+      // Any entry of the test, not only those the CPU's program names: a
+      // speculative walk may go anywhere, and with HA it sets AF (herd's
+      // NOP+AF and TwoPhantoms are Allowed).
+      for (let i = 0; env.hw.speculativeFills && i < s.pte.length; i++) {
         const d = s.pte[i]!;
         if (!cacheable(d, ha)) continue;
         // Packed entries exceed 32 bits: set AF by addition, not `|`.

@@ -62,8 +62,6 @@ export interface CpuFacts {
   accesses: Access[];
   // For each instruction, the loads a branch at it depends on (branches only).
   ctrlDeps: Map<number, Set<number>>;
-  // Locations whose VA the CPU may translate (for speculative fills).
-  vas: number[];
 }
 
 type AbsVal = number | null; // a known value or unknown
@@ -185,12 +183,7 @@ export function analyseCpu(t: LitmusTest, lay: Layout, c: number): CpuFacts {
     st = fall ? s : null;
   }
   if (loops) for (const a of accesses) a.unknown = true;
-  const vas = new Set<number>();
-  for (const a of accesses) {
-    if (a.unknown) for (let i = 0; i < lay.locs.length; i++) vas.add(i);
-    else if (a.va >= 0) vas.add(a.va);
-  }
-  return { accesses, ctrlDeps, vas: [...vas].sort((x, y) => x - y) };
+  return { accesses, ctrlDeps };
 }
 
 /** Why a test is outside the model, or null. */
@@ -268,7 +261,7 @@ export function outsideReason(env: Env, facts: CpuFacts[]): string | null {
     return false;
   };
   const between = (c: number, from: number, to: number) => t.progs[c]!.slice(from + 1, to);
-  const fullBarrier = (c: number, from: number, to: number) => between(c, from, to).some((i) => (i.op === "dmb" || i.op === "dsb") && i.kind === "full");
+  const fullDsb = (c: number, from: number, to: number) => between(c, from, to).some((i) => i.op === "dsb" && i.kind === "full");
 
   // R1: reordering of explicit accesses.
   if (ncpu > 1) {
@@ -304,12 +297,18 @@ export function outsideReason(env: Env, facts: CpuFacts[]): string | null {
       const prior = f.accesses.some((a) => a.k > isb && a.k < b.k) || between(c, isb, b.k).some((i) => i.op === "tlbi");
       const locs = b.unknown ? t.locs.map((_, i) => i) : [b.va];
       for (const v of locs) {
+        // The CPU's own stores to the entry reach the walk after a DSB that
+        // waits for stores (not DSB LD) and then an ISB.
         const ownStoreUnsynced = f.accesses.some(
-          (a) => a.write && (a.pte === v || a.unknown) && a.k < isb && !between(c, a.k, isb).some((i) => i.op === "dsb"),
+          (a) => a.write && (a.pte === v || a.unknown) && a.k < isb && !between(c, a.k, isb).some((i) => i.op === "dsb" && i.kind !== "ld"),
         );
         if (!prior && !ownStoreUnsynced) continue;
+        const why = `R2 early walk: P${c} "${b.ins.text}" follows an access with no ISB between, and`;
         const explicitWrites = stores[v]!.length > 0 || unknownWriter;
         const otherUpdates = all.some((a) => a.cpu !== c && a.va === v && hwUpd(a));
+        const observed = all.some((a) => a.pte === v || a.unknown) || condReadsPte(t.cond, t.locs[v]!);
+        // (ii) an early dirty update of an entry read or written explicitly.
+        if (hwDb(c, v, b.write) && observed) return `${why} may set the dirty state of ${desc(v)} before them (ii)`;
         if (!explicitWrites && !otherUpdates) continue;
         const vals = valuesOf(v);
         const hwVals = vals.flatMap((x) =>
@@ -319,15 +318,14 @@ export function outsideReason(env: Env, facts: CpuFacts[]): string | null {
         // (i) an older faulting entry before a newer one that does not fault.
         const later = [...vals.slice(1), ...(otherUpdates ? hwVals : [])];
         const risky = vals.some((x, idx) => faults(x) && (idx === 0 ? later : vals.slice(1)).some((y) => !faults(y)));
-        if (risky)
-          return `R2 early walk (i): P${c} "${b.ins.text}" follows an access with no ISB between, and an older ${desc(v)} faults where a newer one does not`;
-        // (ii) a dirty update on an entry that is read explicitly or in the condition.
-        const observed = all.some((a) => a.pte === v || a.unknown) || condReadsPte(t.cond, t.locs[v]!);
-        if (hwDb(c, v, b.write) && explicitWrites && observed)
-          return `R2 early walk (ii): P${c} "${b.ins.text}" follows an access with no ISB between and may set the dirty state of ${desc(v)}, which is written and read explicitly`;
+        if (risky) return `${why} an older ${desc(v)} faults where a newer one does not (i)`;
+        if (!explicitWrites) continue;
         // (iii) a TLBI that reaches this CPU and names v.
-        if (explicitWrites && tlbiReaches(env, c, v))
-          return `R2 early walk (iii): P${c} "${b.ins.text}" follows an access with no ISB between, and a TLBI reaching P${c} names ${t.locs[v]}`;
+        if (tlbiReaches(env, c, v)) return `${why} a TLBI reaching P${c} names ${t.locs[v]} (iii)`;
+        // (iv) two usable entries with different output addresses: an early
+        // walk may use the older after a po-earlier access used the newer.
+        const oas = new Set(vals.map((x) => (x === null ? -2 : faults(x) ? -1 : lay.locOfOa(x))).filter((o) => o !== -1));
+        if (oas.size > 1) return `${why} ${desc(v)} maps more than one page during the test (iv)`;
       }
     }
   }
@@ -342,21 +340,22 @@ export function outsideReason(env: Env, facts: CpuFacts[]): string | null {
       if (!observers && !faulters) continue;
       if (touchedByOthers(a))
         return `R3 update order: the hardware update of ${desc(v)} by P${a.cpu} "${a.ins.text}" and the access itself may be seen in either order`;
-      const later = f.accesses.find((b) => b.k > a.k && touchedByOthers(b) && !fullBarrier(a.cpu, a.k, b.k));
+      const later = f.accesses.find((b) => b.k > a.k && touchedByOthers(b) && !fullDsb(a.cpu, a.k, b.k));
       if (later !== undefined)
-        return `R3 update order: the hardware update of ${desc(v)} by P${a.cpu} "${a.ins.text}" is not ordered before "${later.ins.text}" by a full DMB or DSB`;
+        return `R3 update order: the hardware update of ${desc(v)} by P${a.cpu} "${a.ins.text}" is not ordered before "${later.ins.text}" by a DSB`;
     }
   }
 
-  // R4: a TLBI after a pte store with no DSB between.
+  // R4: a TLBI after a pte store or a shared access with no DSB of the
+  // matching kind between (DSB LD waits for loads, DSB ST for stores).
   for (const f of facts) {
     for (const a of f.accesses) {
-      if (!a.write || (a.pte < 0 && !a.unknown)) continue;
+      if (!(a.write && (a.pte >= 0 || a.unknown)) && !shared(a)) continue;
       const prog = t.progs[a.cpu]!;
       for (let k = a.k + 1; k < prog.length; k++) {
         const i = prog[k]!;
-        if (i.op === "dsb") break;
-        if (i.op === "tlbi") return `R4 TLBI order: P${a.cpu} "${i.text}" follows the pte store "${a.ins.text}" with no DSB between`;
+        if (i.op === "dsb" && (i.kind === "full" || (i.kind === "ld" && a.read && !a.write) || (i.kind === "st" && a.write && !a.read))) break;
+        if (i.op === "tlbi") return `R4 TLBI order: P${a.cpu} "${i.text}" follows "${a.ins.text}" with no DSB between that waits for it`;
       }
     }
   }
