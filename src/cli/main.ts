@@ -17,6 +17,8 @@ import { cmdCompare } from "./compare.js";
 import { cmdWorkload, collect } from "./workload.js";
 import { cmdExplore, collectInvariant, parseMode, parseShard, UsageError } from "./explore.js";
 import { cmdHunt, cmdMerge } from "./hunt.js";
+import { cmdLitmus } from "./litmus.js";
+import { LitmusError } from "../litmus/types.js";
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 
@@ -305,6 +307,15 @@ async function main(argv: string[]): Promise<number> {
           ...(o.executions !== undefined ? { executions: o.executions } : {}),
         });
     });
+  program
+    .command("litmus")
+    .description("run herd AArch64-VMSA litmus tests on the arm64 TLB/TLBI/walker model; with --kinds, compare with recorded verdicts (docs/litmus.md)")
+    .argument("<paths...>", "litmus files, or folders of *.litmus files")
+    .option("--kinds <file>", "herd kinds file (NAME Allowed|Forbidden|Required per line): print a comparison table; exit 1 if a verdict disagrees")
+    .option("--time", "also print the time each test takes (not deterministic)")
+    .action((paths: string[], o) => {
+      result = cmdLitmus(paths, { ...(o.kinds !== undefined ? { kinds: o.kinds as string } : {}), time: o.time === true });
+    });
   try {
     await program.parseAsync(argv);
   } catch (e) {
@@ -349,6 +360,9 @@ main(process.argv).then(
       process.exitCode = 2;
     } else if (e instanceof UsageError) {
       process.stderr.write(`ptlab: ${e.message}\n`);
+      process.exitCode = 2;
+    } else if (e instanceof LitmusError) {
+      process.stderr.write(`${e.format()}\n`);
       process.exitCode = 2;
     } else if (e instanceof ScenarioError) {
       process.stderr.write(`${e.format()}\n`);
