@@ -176,6 +176,12 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
         return "retry";
       }
     }
+    // __do_huge_pmd_anonymous_page() and the huge zero page path:
+    // check_stable_address_space() under the PMD lock.
+    if (pmdv === 0 && mm.unstable) {
+      if (il) il.unlock(LK_PMD, pmdSlot);
+      return "sigbus";
+    }
     const done = hugePmdFault(m, mm, vma, pmdIdx, pmdv, addr, write);
     if (il) il.unlock(LK_PMD, pmdSlot);
     if (done) return "ok";
@@ -284,6 +290,9 @@ function handlePteFault(
   const v = A.ptepGet(m, e, pi);
   if (v === 0) {
     if (vma.file !== null) return "do_fault";
+    // do_anonymous_page(): check_stable_address_space() under the PTE lock,
+    // on the zero-page path and the new-folio path alike.
+    if (mm.unstable) return "sigbus";
     doAnonymousPage(m, mm, vma, e, m.tables.base(slot), addr, write);
     return "ok";
   }
@@ -417,6 +426,12 @@ function* doFault(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, slot: number, ad
   }
   const pfn = yield* filemapFault(m, f, vma.pgoffOf(addr, m.geo.pageSize));
   if (pfn < 0) return "sigbus";
+  // finish_fault(): a private mapping may have lost its COW copy to the OOM
+  // reaper, so check_stable_address_space() even for a read.
+  if (mm.unstable && !vma.isShared) {
+    if (il) folioUnlockPut(m, il, pfn, "finish_fault()");
+    return "sigbus";
+  }
   if (il) {
     if (!(yield* relockPte(m, il, pmdIdx, pmdv, slot, S_FINISH_FAULT))) {
       folioUnlockPut(m, il, pfn, "finish_fault()");

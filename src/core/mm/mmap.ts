@@ -227,14 +227,21 @@ export function* exitMmap(m: Machine, mm: Mm): KGen {
   if (il) il.unlock(LK_MMAP, mm.id);
 }
 
-// __oom_reap_task_mm() (mm/oom_kill.c): under mmap_lock for reading, zap
-// the private anon VMAs of a dying mm with a non-fullmm gather.
+// oom_reap_task_mm() -> __oom_reap_task_mm() (mm/oom_kill.c): under
+// mmap_lock for reading, mark the mm MMF_UNSTABLE, then zap every VMA that
+// is anonymous or not VM_SHARED (private file mappings too: their COW
+// copies and the file pages they map), each with a non-fullmm gather of
+// its own.
 export function* oomReap(m: Machine, mm: Mm): KGen {
   const il = m.il;
   if (il) yield il.lock(LK_MMAP, mm.id, false, S_REAP_READ);
-  const tlb = tlbGatherMmu(m, mm);
-  for (const vma of mm.vmas) if (vma.file === null && !vma.isShared) yield* unmapVmas(tlb, [vma], vma.start, vma.end, null);
-  tlbFinishMmu(tlb);
+  mm.unstable = true;
+  for (const vma of mm.vmas) {
+    if (vma.isShared) continue;
+    const tlb = tlbGatherMmu(m, mm);
+    yield* unmapVmas(tlb, [vma], vma.start, vma.end, null);
+    tlbFinishMmu(tlb);
+  }
   if (il) il.unlock(LK_MMAP, mm.id);
 }
 const S_REAP_READ = site("__oom_reap_task_mm", "mmap_read_lock()");

@@ -83,6 +83,10 @@ export class Mm {
   // thread runs in the mm again and get_user_pages() cannot pin it
   // (mmget_not_zero() fails), so nothing translates its user addresses.
   exiting = false;
+  // MMF_UNSTABLE: the OOM reaper has started to zap the private memory, so a
+  // fault that would map a fresh anon page or a private COW copy gets
+  // VM_FAULT_SIGBUS instead (check_stable_address_space(), include/linux/oom.h).
+  unstable = false;
   threads = 0;
   constructor(
     readonly id: number,
