@@ -98,6 +98,15 @@ export const VARIANTS = {
   // in and free the slot, reclaim can write the page, now changed, to the
   // same slot, and the first fault's pte_same() then maps its stale copy).
   swapin_direct: ["pinned", "unpinned"],
+  // madvise_free_huge_pmd() (mm/huge_memory.c) making a young or dirty THP
+  // old and clean under the PMD lock: "invalidate" (v6.17: pmdp_invalidate()
+  // leaves a present-invalid entry, which a zap without the lock still sees
+  // as a huge PMD and waits for, then set_pmd_at()) or "clear" (v4.5 to
+  // v4.11, before 58ceeb6bec86: pmdp_huge_get_and_clear_full() empties the
+  // PMD first, so a MADV_DONTNEED running beside it under mmap_lock for
+  // reading finds pmd_none(), skips the THP and returns with it still
+  // mapped).
+  madv_free_pmd: ["invalidate", "clear"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -160,6 +169,7 @@ export function defaultConfig(): MachineConfig {
       collapse_ro: "writable-required",
       lazyfree_batch: "respect-write",
       swapin_direct: "pinned",
+      madv_free_pmd: "invalidate",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

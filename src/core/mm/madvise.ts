@@ -10,11 +10,13 @@ import { pmdReadLocked } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run, unmapSingleVma, walkPmdTables, zapSwapPte } from "./memory.js";
 import { flushTlbBatchedPending, folioMapcount, splitFolio } from "./rmap.js";
 import { folioIsolateLru, reclaimPages } from "./vmscan.js";
-import { LK_PTL, pteLockMapped, site } from "../sync.js";
+import { LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
+import { variantIs } from "../variant.js";
 
 const S_CLEAN_LOCK = site("madvise_free_pte_range", "take the PTE lock");
 const S_CLEAN_PTE = site("madvise_free_pte_range", "load a PTE");
 const S_CLEAN_PMD_LOCK = site("madvise_free_huge_pmd", "take the PMD lock");
+const S_CLEAN_PMD_SET = site("madvise_free_huge_pmd", "PMD cleared or invalidated, before set_pmd_at()");
 const S_COLD_LOCK = site("madvise_cold_or_pageout_pte_range", "take the PTE lock");
 const S_COLD_PTE = site("madvise_cold_or_pageout_pte_range", "load a PTE");
 const S_COLD_PMD_LOCK = site("madvise_cold_or_pageout_pte_range", "pmd_trans_huge_lock()");
@@ -86,10 +88,34 @@ function* freePmdRange(tlb: MmuGather, pmdSlot: number, addr: number, end: numbe
         continue;
       }
       if (next - addr === G.pmdSize) {
+        // Under the PMD lock (pmd_trans_huge_lock()): the entry may have
+        // changed while this thread waited for it.
+        const il = m.il;
+        const pmdSlot = Math.floor(pmdIdx / G.ptrs);
+        if (il) {
+          if (!il.trylock(LK_PMD, pmdSlot)) yield il.lock(LK_PMD, pmdSlot, true, S_CLEAN_PMD_LOCK);
+          if (T.get(pmdIdx) !== v) {
+            il.unlock(LK_PMD, pmdSlot);
+            continue;
+          }
+        }
         phys.flags[head] = (phys.flags[head] as number) & ~(PG_SWAPBACKED | PG_DIRTY);
-        T.set(pmdIdx, A.pteMkold(A.pteMkclean(v)));
-        m.counters.pteAtomics++;
-        tlbRemovePmdTlbEntry(tlb, addr);
+        if (A.pteYoung(v) || A.pteDirty(v)) {
+          if (variantIs(m, "madv_free_pmd", "clear"))
+            T.set(pmdIdx, 0); // pmdp_huge_get_and_clear_full()
+          else {
+            // pmdp_invalidate(): present for software, faulting for the
+            // walker, and flushed before the entry is set again.
+            T.set(pmdIdx, A.pmdMkinvalid(v));
+            A.flushTlbRange(m, mm, addr, addr + G.pmdSize, G.pmdShift, false);
+          }
+          m.counters.pteAtomics++;
+          if (il) yield S_CLEAN_PMD_SET;
+          T.set(pmdIdx, A.pteMkold(A.pteMkclean(v))); // set_pmd_at()
+          m.counters.pteWrites++;
+          tlbRemovePmdTlbEntry(tlb, addr);
+        }
+        if (il) il.unlock(LK_PMD, pmdSlot);
         addr = next;
         continue;
       }
