@@ -8,14 +8,30 @@
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { S_WALK } from "../core/hw/walker.js";
 import { checkAccounting, checkMappedBeyondEof, checkTlbs, checkWritableInVma, scanPresentPtes, pteTableSlots } from "../core/check.js";
-import { PG_ANON, PG_DIRTY } from "../core/mm/physmem.js";
+import { PG_ANON, PG_DIRTY, PG_FREE, PG_ZERO } from "../core/mm/physmem.js";
+import { swapKey } from "../core/mm/swap.js";
 import type { Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
-import { TBL_FREE, type TableAccessCheck } from "../core/mm/pgtable.js";
+import { TBL_FREE, TBL_LIVE, type TableAccessCheck } from "../core/mm/pgtable.js";
 import type { FileObj, Mm } from "../core/mm/types.js";
 import { idxAt } from "../core/geometry.js";
-import { type Interleaver, isSpinSite, LK_ANON_VMA, LK_FOLIO, LK_IMMAP, LK_INODE, LK_MMAP, LK_PTL, LOCK_NAMES, lockKey, siteName } from "../core/sync.js";
+import {
+  type Interleaver,
+  isSpinSite,
+  LK_ANON_VMA,
+  LK_FOLIO,
+  LK_IMMAP,
+  LK_INODE,
+  LK_MMAP,
+  LK_PMD,
+  LK_PTL,
+  LOCK_NAMES,
+  lockKey,
+  siteName,
+} from "../core/sync.js";
 import { type Footprint, loc, mix53, newFootprint, Tracker } from "./track.js";
+
+const SETUP = 1; // the set-up's data (stamps of threads' stores are larger)
 
 export interface XThread {
   id: number;
@@ -689,7 +705,38 @@ export class Execution implements Interleaver, TableAccessCheck {
   private content = new Map<number, number>();
   // Stamps name their thread and its store count, so that two threads'
   // stores to different pages commute.
-  private writers = new Map<number, string>([[0, "(set-up)"]]);
+  // Stamp 0: zeroes (a page nobody wrote); SETUP: what the sequential
+  // set-up left in the anon pages it mapped or swapped out (seedSetup()).
+  private writers = new Map<number, string>([
+    [0, "nobody (zeroes)"],
+    [SETUP, "(set-up)"],
+  ]);
+
+  // Before the first step: every anon page the set-up left mapped, and every
+  // swap slot in use, holds the set-up's data, not zeroes, so that a page a
+  // MADV_DONTNEED should have replaced is told from a fresh one.
+  seedSetup(): void {
+    const m = this.m;
+    const A = m.arch;
+    const T = m.tables;
+    const phys = m.phys;
+    for (let slot = 0; slot < T.state.length; slot++) {
+      const lvl = T.level[slot] as number;
+      if (T.state[slot] !== TBL_LIVE || lvl > 1) continue;
+      const e = T.chunkOf(slot);
+      const b = T.base(slot);
+      for (let i = 0; i < T.ptrs; i++) {
+        const v = e[b + i] as number;
+        if (v === 0 || !A.ptePresent(v) || (lvl === 1 && !A.entryIsLeaf(v))) continue;
+        const pfn = A.ptePfn(v);
+        if (((phys.flags[phys.folioHead(pfn)] as number) & (PG_ANON | PG_ZERO | PG_FREE)) !== PG_ANON) continue;
+        const nr = lvl === 1 ? m.geo.pmdNr : 1;
+        for (let k = 0; k < nr; k++) this.content.set(pfn + k, SETUP);
+      }
+    }
+    const sw = m.swap;
+    if (sw !== null) for (let s = 1; s <= sw.pages; s++) if (sw.allocated(s)) this.content.set(swapKey(s), SETUP);
+  }
   private expected = new Map<number, Map<number, number>>(); // mm id -> vpn -> stamp
 
   // The lost-dirty check forgets the folio's pages: the dirty bits it saw
@@ -701,6 +748,12 @@ export class Execution implements Interleaver, TableAccessCheck {
       this.dirtyBefore.delete(head + k);
       this.carriedFreeing.delete(head + k);
     }
+  }
+  // The allocator handed these frames out again: zeroed (anon pages are
+  // cleared, others filled by the copy or read that follows), so what the
+  // oracle knew of an earlier life of the frame goes.
+  zeroed(pfn: number, nr: number): void {
+    for (let k = pfn; k < pfn + nr; k++) if (this.content.delete(k)) this.fpAdd(FP_W, X_CONTENT, k);
   }
   copyPage(src: number, dst: number): void {
     this.fpAdd(FP_R, X_CONTENT, src);
@@ -726,7 +779,13 @@ export class Execution implements Interleaver, TableAccessCheck {
     this.fpAdd(FP_W, X_CONTENT, pfn);
     this.fpAdd(FP_R, X_ZAPS, mm.id);
     // A store racing a zap of its page may be discarded with the page.
-    const zapping = (this.zaps.get(mm.id) ?? []).some((z) => vpn * this.m.geo.pageSize >= z[0] && vpn * this.m.geo.pageSize < z[1]);
+    const addr = vpn * this.m.geo.pageSize;
+    let zapping = false;
+    for (const z of this.zaps.get(mm.id) ?? [])
+      if (addr >= z[0] && addr < z[1]) {
+        zapping = true;
+        z[2].add(vpn);
+      }
     if (zapping || isPrivate) this.expectWrite(mm.id, vpn);
     if (zapping) this.expected.get(mm.id)?.delete(vpn);
     else if (isPrivate) this.expect(mm).set(vpn, stamp);
@@ -739,7 +798,8 @@ export class Execution implements Interleaver, TableAccessCheck {
     this.fpAdd(FP_I, X_EXPECT_ALL, mm);
   }
 
-  private zaps = new Map<number, [number, number][]>(); // mm id -> ranges being zapped
+  // mm id -> ranges being zapped, with the pages stored to meanwhile
+  private zaps = new Map<number, [number, number, Set<number>][]>();
   private truncating = new Map<number, number>(); // file id -> truncations in flight
 
   // ftruncate() from its i_size write to its return: the file's pages beyond
@@ -765,13 +825,29 @@ export class Execution implements Interleaver, TableAccessCheck {
       z = [];
       this.zaps.set(mm.id, z);
     }
-    z.push([start, end]);
+    z.push([start, end, new Set()]);
   }
-  zapEnd(mm: Mm, start: number, end: number): void {
+  // zeroFill: a MADV_DONTNEED that returned 0. Its private anonymous pages
+  // read as zeroes from now on (madvise(2): zero-fill-on-demand), except
+  // those a store raced (the store may or may not have survived the zap).
+  zapEnd(mm: Mm, start: number, end: number, zeroFill = false): void {
     this.fpAdd(FP_W, X_ZAPS, mm.id);
     const z = this.zaps.get(mm.id);
     const i = z?.findIndex((r) => r[0] === start && r[1] === end) ?? -1;
-    if (z !== undefined && i >= 0) z.splice(i, 1);
+    if (z === undefined || i < 0) return;
+    const stored = (z[i] as [number, number, Set<number>])[2];
+    z.splice(i, 1);
+    if (!zeroFill) return;
+    const ps = this.m.geo.pageSize;
+    for (const vma of mm.vmas) {
+      if (vma.file !== null || vma.isShared || vma.end <= start || vma.start >= end) continue;
+      const hi = Math.min(end, vma.end) / ps;
+      for (let vpn = Math.max(start, vma.start) / ps; vpn < hi; vpn++) {
+        if (stored.has(vpn)) continue;
+        this.expectWrite(mm.id, vpn);
+        this.expect(mm).set(vpn, 0);
+      }
+    }
   }
 
   // "A read must see the last write to the page it should map."
@@ -782,6 +858,15 @@ export class Execution implements Interleaver, TableAccessCheck {
     if (want === undefined) return;
     const got = this.content.get(pfn) ?? 0;
     if (got === want) return;
+    if (want === 0) {
+      this.fail({
+        invariant: "read-not-last-write",
+        cpu: t.cpu,
+        addr: vpn * this.m.geo.pageSize,
+        message: `${t.name} (mm${mm.id}) reads 0x${(vpn * this.m.geo.pageSize).toString(16)} through pfn ${pfn} and sees the store of ${this.writers.get(got) ?? "nobody"}, not zeroes: MADV_DONTNEED returned, and nothing stored there since`,
+      });
+      return;
+    }
     this.fail({
       invariant: "read-not-last-write",
       cpu: t.cpu,
@@ -1018,7 +1103,19 @@ export class Execution implements Interleaver, TableAccessCheck {
     for (const first of v) this.fail({ ...first, invariant: "stale-tlb-after-return", message: `when ${name} on ${t.name} returned: ${first.message}` });
   }
 
+  // Also a PMD that is empty or a huge leaf under another thread's PMD
+  // lock: a huge-PMD path between clearing the PMD and the flush it owes
+  // before unlocking (do_huge_zero_wp_pmd()'s pmdp_huge_clear_flush(), a
+  // split's pmdp_invalidate()). A PMD pointing to a PTE table is the PTE
+  // lock's business.
   private pteLockedByOther(mm: Mm, addr: number, t: XThread): boolean {
+    const pmdTable = this.tableSlotOf(mm, addr, 1);
+    if (pmdTable >= 0) {
+      const m = this.m;
+      const pmd = m.tables.get(pmdTable * m.tables.ptrs + idxAt(m.geo, Math.floor(addr / m.geo.pageSize), 1));
+      const w = this.lockW.get(lockKey(LK_PMD, pmdTable));
+      if (w !== undefined && w !== t.id && (pmd === 0 || !m.arch.entryIsTable(pmd))) return true;
+    }
     const slot = this.pteSlotOf(mm, addr);
     if (slot < 0) return false;
     const w = this.lockW.get(lockKey(LK_PTL, slot));
@@ -1027,12 +1124,17 @@ export class Execution implements Interleaver, TableAccessCheck {
 
   // The PTE table mapping addr in mm, -1 if none.
   private pteSlotOf(mm: Mm, addr: number): number {
+    return this.tableSlotOf(mm, addr, 0);
+  }
+
+  // The table of level `at` (0: PTE, 1: PMD) on addr's path in mm, -1 if none.
+  private tableSlotOf(mm: Mm, addr: number, at: number): number {
     const m = this.m;
     const A = m.arch;
     const T = m.tables;
     const vpn = Math.floor(addr / m.geo.pageSize);
     let slot = mm.pgd;
-    for (let level = A.levels - 1; level >= 1; level--) {
+    for (let level = A.levels - 1; level > at; level--) {
       const v = T.get(slot * T.ptrs + idxAt(m.geo, vpn, level));
       if (v === 0 || !A.entryIsTable(v)) return -1;
       slot = T.slotOfPfn(A.ptePfn(v));

@@ -159,7 +159,9 @@ export function runOnce(
   const x = new Execution(m, chooser, cfg.maxSteps, record, record ? snapshot : null);
   if (cfg.ignore && cfg.ignore.length > 0) x.ignore = new Set(cfg.ignore);
   x.dirtyBefore = dirtyMappedFrames(m);
+  x.seedSetup();
   m.il = x;
+  m.phys.onAlloc = (pfn, nr) => x.zeroed(pfn, nr);
   // Invariant 10 costs the explorer about a quarter of its speed; ignoring
   // both of its names leaves the plain accessors in place.
   if (m.config.checkInvariants && !(x.ignore.has("pt-out-of-bounds") && x.ignore.has("pt-use-after-free"))) x.checkTables();
@@ -186,6 +188,7 @@ export function runOnce(
     x.finish();
   } finally {
     m.il = null;
+    m.phys.onAlloc = null;
   }
   x.closeFootprint();
   cfg.onEnd?.(x);

@@ -59,6 +59,9 @@ export class PhysMem {
     return this.top;
   }
   allocated = 0; // frames currently allocated (any use)
+  // The explorer's data oracle: frames come back zeroed (what it remembers
+  // of their contents from an earlier life must go). Null otherwise.
+  onAlloc: ((pfn: number, nr: number) => void) | null = null;
   zeroPfn: number;
   hugeZeroPfn = -1;
 
@@ -119,6 +122,7 @@ export class PhysMem {
     }
     this.ref[pfn] = 1;
     this.allocated += n;
+    if (this.onAlloc !== null) this.onAlloc(pfn, n);
     return pfn;
   }
 
