@@ -13,7 +13,7 @@ import { type ExploreConfig, explore } from "../src/explore/explore.js";
 import { defaultConfig } from "../src/hunt/search.js";
 import { parseScenario } from "../src/scenario/load.js";
 
-const FILE = "scenarios/concurrency/p-madv-free-pmd-clear.yaml";
+const FILE = "scenarios/concurrency/r-madv-free-pmd-clear.yaml";
 
 function cfg(text: string, variants: Record<string, string>, over: Partial<ExploreConfig> = {}): ExploreConfig {
   const sc = parseScenario(text, FILE);

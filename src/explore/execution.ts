@@ -830,7 +830,9 @@ export class Execution implements Interleaver, TableAccessCheck {
   // zeroFill: a MADV_DONTNEED that returned 0. Its private anonymous pages
   // read as zeroes from now on (madvise(2): zero-fill-on-demand), except
   // those a store raced (the store may or may not have survived the zap).
-  zapEnd(mm: Mm, start: number, end: number, zeroFill = false): void {
+  // What a load would read now is checked at once too (a zap that skipped
+  // a mapping is seen without a later read of the page).
+  zapEnd(mm: Mm, start: number, end: number, zeroFill = false, t: XThread | null = null): void {
     this.fpAdd(FP_W, X_ZAPS, mm.id);
     const z = this.zaps.get(mm.id);
     const i = z?.findIndex((r) => r[0] === start && r[1] === end) ?? -1;
@@ -846,8 +848,34 @@ export class Execution implements Interleaver, TableAccessCheck {
         if (stored.has(vpn)) continue;
         this.expectWrite(mm.id, vpn);
         this.expect(mm).set(vpn, 0);
+        const pfn = this.mappedPfn(mm, vpn);
+        this.fpAdd(FP_R, X_CONTENT, pfn);
+        const got = pfn < 0 ? 0 : (this.content.get(pfn) ?? 0);
+        if (got !== 0 && this.violation === null)
+          this.fail({
+            invariant: "read-not-last-write",
+            cpu: t?.cpu,
+            addr: vpn * ps,
+            message: `MADV_DONTNEED returned${t === null ? "" : ` on ${t.name}`} with 0x${(vpn * ps).toString(16)} (mm${mm.id}) still mapping pfn ${pfn}, which holds the store of ${this.writers.get(got) ?? "nobody"}: a load would not see zeroes`,
+          });
       }
     }
+  }
+
+  // The frame a present entry maps vpn to in mm's tables (a huge leaf's
+  // page included), -1 if none.
+  private mappedPfn(mm: Mm, vpn: number): number {
+    const m = this.m;
+    const A = m.arch;
+    const T = m.tables;
+    let slot = mm.pgd;
+    for (let level = A.levels - 1; level >= 0; level--) {
+      const v = T.get(slot * T.ptrs + idxAt(m.geo, vpn, level));
+      if (v === 0 || !A.ptePresent(v)) return -1;
+      if (level === 0 || A.entryIsLeaf(v)) return A.ptePfn(v) + (level === 0 ? 0 : vpn % (m.geo.span[level] as number));
+      slot = T.slotOfPfn(A.ptePfn(v));
+    }
+    return -1;
   }
 
   // "A read must see the last write to the page it should map."

@@ -75,7 +75,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         throw e;
       } finally {
         il.unlock(LK_MMAP, p.mm.id);
-        if (zap) x.zapEnd(p.mm, a, a + len, step.op === "madvise" && step.advice === "dontneed" && upTo === a + len);
+        if (zap) x.zapEnd(p.mm, a, a + len, step.op === "madvise" && step.advice === "dontneed" && upTo === a + len, t);
         if (lazyFree) {
           x.lazyFreeing--;
           x.lazyFreeEnded = true;

@@ -671,6 +671,8 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   const perProc = new Map<string, number>();
   for (const a of actors) perProc.set(a.proc.name, (perProc.get(a.proc.name) ?? 0) + 1);
   let exited: Proc | null = null;
+  ch = root;
+  const readBack = kinds.includes("dontneed") && feature("read-back", 0.5);
   const concStep = (a: { t: string; proc: Proc }, canExit: boolean): boolean => {
     const regs = a.proc.regions;
     const usable = kinds.filter((k) => k !== "exit" || canExit);
@@ -791,6 +793,13 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     }
     const advice = k === "thp-advice" ? ch.pick(["hugepage", "nohugepage", "willneed"]) : k;
     conc.push({ op: "madvise", args: { ...args(r, off, len, n), advice, thread: a.t } });
+    // A program reuses what it dropped: a load after MADV_DONTNEED returns
+    // must see zeroes (the data oracle), which shows a zap that missed a
+    // mapping racing it. A learned feature.
+    if (advice === "dontneed" && readBack) {
+      const at = focus >= off && focus < off + len && r.name === focusReg ? focus : off + ch.int(len);
+      conc.push({ op: "read", args: { ...args(r, at, 1, n), thread: a.t } });
+    }
     return true;
   };
   // Threads that share a hot page (a lock word, a counter, a queue's head):
