@@ -98,6 +98,19 @@ export const VARIANTS = {
   // in and free the slot, reclaim can write the page, now changed, to the
   // same slot, and the first fault's pte_same() then maps its stale copy).
   swapin_direct: ["pinned", "unpinned"],
+  // fork of an anon page a GUP pin may hold (copy_present_pte(), mm/memory.c):
+  // "early-cow" (70e806e4e645, v5.9: folio_needs_cow_for_dma() makes the
+  // child a copy with copy_present_page(), the parent keeps the pinned page
+  // writable) or "share" (before it: the page is shared COW like any other,
+  // and the parent's next store copies it away from the pin, so DMA into
+  // the pinned page no longer reaches the parent).
+  fork_pin: ["early-cow", "share"],
+  // gup_fast_pte_range()'s re-check after grabbing the folio: "pmd-and-pte"
+  // (70cbc3cc78a9, v6.2: the PMD too, as MADV_COLLAPSE may have replaced the
+  // PTE table under it) or "pte-only" (before it: a pin taken through a
+  // table collapse has just copied and replaced survives on arm64, which
+  // has no IPI for GUP-fast to hold off).
+  gup_fast_recheck: ["pmd-and-pte", "pte-only"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -160,6 +173,8 @@ export function defaultConfig(): MachineConfig {
       collapse_ro: "writable-required",
       lazyfree_batch: "respect-write",
       swapin_direct: "pinned",
+      fork_pin: "early-cow",
+      gup_fast_recheck: "pmd-and-pte",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

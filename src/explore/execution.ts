@@ -774,6 +774,38 @@ export class Execution implements Interleaver, TableAccessCheck {
     if (z !== undefined && i >= 0) z.splice(i, 1);
   }
 
+  // A device access through a GUP pin (the `dma` step) to page pfn, which
+  // the pinning process maps at vpn while `coherent` (pin-coherence): a
+  // write stamps the page and, through a coherent R/W pin, is what the
+  // process must read next; a read must see what the process last stored.
+  dmaAccess(t: XThread, mm: Mm, vpn: number, pfn: number, write: boolean, coherent: boolean): void {
+    if (write) {
+      const stamp = (t.id + 1) * 1048576 + ++t.stores;
+      this.writers.set(stamp, `${t.name} (DMA)`);
+      this.content.set(pfn, stamp);
+      this.fpAdd(FP_W, X_CONTENT, pfn);
+      if (!coherent) return;
+      this.fpAdd(FP_R, X_ZAPS, mm.id);
+      this.expectWrite(mm.id, vpn);
+      const zapping = (this.zaps.get(mm.id) ?? []).some((z) => vpn * this.m.geo.pageSize >= z[0] && vpn * this.m.geo.pageSize < z[1]);
+      if (zapping) this.expected.get(mm.id)?.delete(vpn);
+      else this.expect(mm).set(vpn, stamp);
+      return;
+    }
+    this.fpAdd(FP_R, X_CONTENT, pfn);
+    if (!coherent) return;
+    this.fpAdd(FP_R, X_EXPECT, mm.id, vpn);
+    const want = this.expected.get(mm.id)?.get(vpn);
+    const got = this.content.get(pfn) ?? 0;
+    if (want === undefined || got === want) return;
+    this.fail({
+      invariant: "pin-coherence",
+      cpu: t.cpu,
+      addr: vpn * this.m.geo.pageSize,
+      message: `a device reads pfn ${pfn} through mm${mm.id}'s pin of 0x${(vpn * this.m.geo.pageSize).toString(16)} and sees the store of ${this.writers.get(got) ?? "nobody"}, not the process's last store (${this.writers.get(want)})`,
+    });
+  }
+
   // "A read must see the last write to the page it should map."
   userLoad(t: XThread, mm: Mm, vpn: number, pfn: number): void {
     this.fpAdd(FP_R, X_EXPECT, mm.id, vpn);

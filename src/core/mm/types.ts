@@ -83,6 +83,9 @@ export class Mm {
   // thread runs in the mm again and get_user_pages() cannot pin it
   // (mmget_not_zero() fails), so nothing translates its user addresses.
   exiting = false;
+  // MMF_HAS_PINNED: set by the first FOLL_PIN on this mm (mm_set_has_pinned_flag(),
+  // mm/gup.c), never cleared; fork's folio_needs_cow_for_dma() looks at it.
+  hasPinned = false;
   threads = 0;
   constructor(
     readonly id: number,
