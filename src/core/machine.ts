@@ -111,6 +111,12 @@ export const VARIANTS = {
   // table collapse has just copied and replaced survives on arm64, which
   // has no IPI for GUP-fast to hold off).
   gup_fast_recheck: ["pmd-and-pte", "pte-only"],
+  // collapse_huge_page() after pmdp_collapse_flush(): "ipi"
+  // (2ba99c5e0881, v6.2: tlb_remove_table_sync_one() waits for every CPU's
+  // IRQs-off section, so no GUP-fast walk of the old table is left) or
+  // "none" (before it; an architecture whose TLB flush sends no IPI, arm64,
+  // lets GUP-fast run on through the collapse).
+  collapse_sync: ["ipi", "none"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -175,6 +181,7 @@ export function defaultConfig(): MachineConfig {
       swapin_direct: "pinned",
       fork_pin: "early-cow",
       gup_fast_recheck: "pmd-and-pte",
+      collapse_sync: "ipi",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},
