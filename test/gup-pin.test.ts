@@ -45,7 +45,7 @@ function pfnAt(r: Runner, proc: string, region: string, off = 0): number {
 
 // One step of thread A, as the loader builds it.
 const step = (text: string) =>
-  (parseScenario(`name: t\nprocesses: [{ name: p, threads: [{ name: A, cpu: 0 }] }]\nsteps:\n  - ${text}\n`, "t.yaml").steps[0] as Step);
+  parseScenario(`name: t\nprocesses: [{ name: p, threads: [{ name: A, cpu: 0 }] }]\nsteps:\n  - ${text}\n`, "t.yaml").steps[0] as Step;
 
 const head = (extra = "") => `
 name: t

@@ -790,7 +790,8 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       if (rs.length === 0) return false;
       const r = pickRegion(rs);
       const idx = pagesWith(r, MAPPED | POP);
-      const off = r.name === focusReg && focus >= 0 && focus < r.pages.length && ((r.pages[focus] as number) & MAPPED) !== 0 && ch.bool(0.6) ? focus : ch.pick(idx);
+      const off =
+        r.name === focusReg && focus >= 0 && focus < r.pages.length && ((r.pages[focus] as number) & MAPPED) !== 0 && ch.bool(0.6) ? focus : ch.pick(idx);
       const write = ((r.pages[off] as number) & PW) !== 0 && ch.bool(0.6);
       conc.push({ op: "pin", args: { ...args(r, off, 1, r.pages.length), write, fast: ch.bool(0.6), name: `P${pins++}`, thread: a.t } });
       return true;
