@@ -767,6 +767,12 @@ export class Execution implements Interleaver, TableAccessCheck {
     }
     z.push([start, end]);
   }
+  // Is addr of mm in a range being zapped (a pin taken now is discarded
+  // with it, so pin-coherence does not hold it to the page)?
+  zapping(mm: Mm, addr: number): boolean {
+    this.fpAdd(FP_R, X_ZAPS, mm.id);
+    return (this.zaps.get(mm.id) ?? []).some((z) => addr >= z[0] && addr < z[1]);
+  }
   zapEnd(mm: Mm, start: number, end: number): void {
     this.fpAdd(FP_W, X_ZAPS, mm.id);
     const z = this.zaps.get(mm.id);

@@ -58,10 +58,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const write = step.op !== "madvise" || step.advice === "hugepage" || step.advice === "nohugepage" || step.advice === "collapse";
       const zap = step.op === "munmap" || (step.op === "madvise" && (step.advice === "dontneed" || step.advice === "free"));
       x.sysEnter(t);
-      if (zap) {
-        x.zapBegin(p.mm, a, a + len);
-        r.pinForget(p.mm, a, a + len);
-      }
+      if (zap) zapBegin(x, r, p.mm, a, a + len);
       const lazyFree = step.op === "madvise" && step.advice === "free";
       if (lazyFree) x.lazyFreeing++;
       r.enter(step, p);
@@ -79,7 +76,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         throw e;
       } finally {
         il.unlock(LK_MMAP, p.mm.id);
-        if (zap) x.zapEnd(p.mm, a, a + len);
+        if (zap) zapEnd(x, r, p.mm, a, a + len);
         if (lazyFree) {
           x.lazyFreeing--;
           x.lazyFreeEnded = true;
@@ -138,8 +135,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       // do_vmi_munmap()). What the old range shows is not constrained from
       // here on: its pages move or go.
       x.sysEnter(t);
-      x.zapBegin(p.mm, reg.start, end);
-      r.pinForget(p.mm, reg.start, end);
+      zapBegin(x, r, p.mm, reg.start, end);
       r.enter(step, p);
       yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
       let na: number;
@@ -151,12 +147,12 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         // revoked nothing: an entry reclaim left pending is still reclaim's
         // to flush.
         il.unlock(LK_MMAP, p.mm.id);
-        x.zapEnd(p.mm, reg.start, end);
+        zapEnd(x, r, p.mm, reg.start, end);
         x.sysReturn(t, "mremap", p.mm, reg.start, reg.start);
         throw e;
       }
       il.unlock(LK_MMAP, p.mm.id);
-      x.zapEnd(p.mm, reg.start, end);
+      zapEnd(x, r, p.mm, reg.start, end);
       p.regions.delete(step.region);
       p.regions.set(step.newRegion ?? step.region, { start: na, len: step.newSize });
       if (step.newSize < reg.len) r.resized.add(`${p.name}/${step.newRegion ?? step.region}`);
@@ -174,10 +170,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const newEnd = Math.ceil((p.mm.brk + step.delta) / ps) * ps;
       // Shrinking unmaps like munmap (and downgrades the lock).
       const shrink = newEnd < oldEnd && p.mm.brk + step.delta >= p.mm.startBrk;
-      if (shrink) {
-        x.zapBegin(p.mm, newEnd, oldEnd);
-        r.pinForget(p.mm, newEnd, oldEnd);
-      }
+      if (shrink) zapBegin(x, r, p.mm, newEnd, oldEnd);
       try {
         yield* brk(m, p.mm, p.mm.brk + step.delta);
       } finally {
@@ -185,7 +178,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       }
       r.bindHeap(step, p);
       if (shrink) {
-        x.zapEnd(p.mm, newEnd, oldEnd);
+        zapEnd(x, r, p.mm, newEnd, oldEnd);
         x.sysReturn(t, "brk", p.mm, newEnd, oldEnd);
       } else x.sysLeave(t);
       return;
@@ -202,10 +195,10 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       // (unmap_mapping_range() with even_cows): what a process stored there
       // is discarded, like a zap's range.
       const cows = fileRangeMappings(m, f, Math.ceil(step.size / m.geo.pageSize), Infinity).filter(([, v]) => (v.flags & VM_SHARED) === 0);
-      for (const [mm, , a, b] of cows) x.zapBegin(mm, a, b);
+      for (const [mm, , a, b] of cows) zapBegin(x, r, mm, a, b);
       m.curCpu = t.cpu;
       yield* truncatePagecache(m, f, step.size);
-      for (const [mm, , a, b] of cows) x.zapEnd(mm, a, b);
+      for (const [mm, , a, b] of cows) zapEnd(x, r, mm, a, b);
       x.truncEnd(f);
       il.unlock(LK_INODE, f.id);
       x.sysLeave(t);
@@ -304,7 +297,10 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         unpinUserPages(m, newGupPin(p.mm, a, fast, step.write));
         throw new Deviation(`pin failed: ${rest}`);
       }
-      r.pins.set(step.name, newGupPin(p.mm, a, [...fast, ...rest], step.write));
+      const pin = newGupPin(p.mm, a, [...fast, ...rest], step.write);
+      // A page a zap in flight discards is not held to the pin.
+      for (let k = 0; k < nr; k++) if (x.zapping(p.mm, a + k * m.geo.pageSize)) pin.live[k] = 0;
+      r.pins.set(step.name, pin);
       return;
     }
     case "unpin": {
@@ -336,6 +332,20 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
     default:
       throw r.err(step, `${step.op} cannot run concurrently under ptlab explore (put it in steps)`);
   }
+}
+
+// What a range shows from the start of a zap (munmap, MADV_DONTNEED/FREE,
+// mremap, a shrinking brk, truncation's COW copies) to its end is not
+// constrained, and a pin of it taken meanwhile need not stay coherent (the
+// process discards the page itself): its pins are forgotten at both ends,
+// and a pin taken in between starts forgotten there (the pin step).
+function zapBegin(x: Execution, r: Runner, mm: Mm, start: number, end: number): void {
+  x.zapBegin(mm, start, end);
+  r.pinForget(mm, start, end);
+}
+function zapEnd(x: Execution, r: Runner, mm: Mm, start: number, end: number): void {
+  x.zapEnd(mm, start, end);
+  r.pinForget(mm, start, end);
 }
 
 // pin-coherence at a user access: the page the access went through is the
