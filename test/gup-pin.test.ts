@@ -82,6 +82,32 @@ describe("fork of a pinned page (copy_present_pte())", () => {
   });
 });
 
+describe("fork of a pinned PMD-mapped THP (copy_huge_pmd())", () => {
+  const yaml = `
+name: t
+machine: { cpus: 2, thp: always }
+steps:
+  - mmap: { region: r, size: 2M, addr: 0x7f0000000000, flags: [private, anonymous, fixed] }
+  - touch: { region: r, length: 4K }
+  - pin: { region: r, offset: 8K, length: 4K, write: true }
+  - fork: { child: c }
+  - touch: { region: r, offset: 8K, length: 4K }
+`;
+  it("v6.17: folio_try_dup_anon_rmap_pmd() refuses, the PMD is split and the child gets copies; the parent keeps the pinned page", () => {
+    const r = runner(yaml);
+    const pinned = r.pins.get("r")?.pfns[0] as number;
+    assert.equal(pfnAt(r, "p0", "r", 8192), pinned);
+    assert.notEqual(pfnAt(r, "c", "r", 8192), pinned);
+    assert.equal(r.procs.get("c")?.mm.anonHugePmds, 0, "the child's copies are small pages");
+  });
+  it("fork_pin=share: the THP is shared and the parent's store copies the page away from the pin", () => {
+    assert.throws(
+      () => runner(yaml, { fork_pin: "share" }),
+      (e: unknown) => e instanceof ViolationError && e.violations.some((v) => v.invariant === "pin-coherence"),
+    );
+  });
+});
+
 describe("R/O pins (gup_must_unshare(), FAULT_FLAG_UNSHARE)", () => {
   for (const fast of [false, true])
     it(`${fast ? "GUP-fast falls back and " : ""}a R/O pin of a page shared with a child unshares it: the parent maps the pinned page, also after its store`, () => {

@@ -790,9 +790,14 @@ export class Execution implements Interleaver, TableAccessCheck {
       this.writers.set(stamp, `${t.name} (DMA)`);
       this.content.set(pfn, stamp);
       this.fpAdd(FP_W, X_CONTENT, pfn);
-      if (!coherent) return;
-      this.fpAdd(FP_R, X_ZAPS, mm.id);
       this.expectWrite(mm.id, vpn);
+      if (!coherent) {
+        // The process gave the page up (or the device writes a page it no
+        // longer maps there): what it reads there is not constrained.
+        this.expected.get(mm.id)?.delete(vpn);
+        return;
+      }
+      this.fpAdd(FP_R, X_ZAPS, mm.id);
       const zapping = (this.zaps.get(mm.id) ?? []).some((z) => vpn * this.m.geo.pageSize >= z[0] && vpn * this.m.geo.pageSize < z[1]);
       if (zapping) this.expected.get(mm.id)?.delete(vpn);
       else this.expect(mm).set(vpn, stamp);

@@ -545,7 +545,18 @@ export function* copyPageRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
       if (v !== 0) {
         const dpi = pmdOffset(m, dst, addr, true);
         if (A.entryIsLeaf(v)) {
-          if (next - addr === PMDS) copyHugePmd(m, dst, src, dpi, spi, vma);
+          // copy_huge_pmd(): folio_try_dup_anon_rmap_pmd() refuses an
+          // exclusive THP that may be pinned; the PMD is split and the
+          // copy retried on PTEs (-EAGAIN), where copy_present_page()
+          // copies each exclusive page for the child.
+          const head = A.ptePfn(v);
+          const hf = m.phys.flags[head] as number;
+          const pinned =
+            src.hasPinned &&
+            (hf & (PG_ANON | PG_ANON_EXCLUSIVE)) === (PG_ANON | PG_ANON_EXCLUSIVE) &&
+            m.phys.folioMaybeDmaPinned(head) &&
+            !variantIs(m, "fork_pin", "share");
+          if (next - addr === PMDS && !pinned) copyHugePmd(m, dst, src, dpi, spi, vma);
           else {
             yield* splitHugePmd(m, src, vma, spi, addr - (addr % PMDS));
             yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);
