@@ -9,6 +9,7 @@ import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_FREE, PG_PAGETABLE, PG_SHMEM, 
 import { type FileObj, VM_SHARED, VM_WRITE, type Vma } from "./mm/types.js";
 import { LVL_PUD, TBL_LIVE } from "./mm/pgtable.js";
 import type { Mm } from "./mm/types.js";
+import type { GupPin } from "./mm/gup.js";
 import { idxAt } from "./geometry.js";
 
 const hex = (a: number) => `0x${a.toString(16)}`;
@@ -779,13 +780,46 @@ export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[
     if (phys.entireMapcount(pfn) !== entire[pfn])
       out.push({ invariant: "mapcount", message: `folio ${pfn}: entire mapcount ${phys.entireMapcount(pfn)} but ${entire[pfn]} PMDs map it` });
     // Mappings, the page cache or swap cache, and reclaim's isolation reference.
-    let refs = (entire[pfn] as number) + (pageCache[pfn] as number) + (m.isolated.has(pfn) ? 1 : 0);
+    let refs = (entire[pfn] as number) + (pageCache[pfn] as number) + (m.isolated.has(pfn) ? 1 : 0) + (phys.pins.size > 0 ? phys.pinRefs(pfn) : 0);
     if (swapDev?.slotOf.has(pfn)) refs++;
     const n = 1 << (phys.order[pfn] as number);
     for (let k = 0; k < n; k++) refs += mapcount[pfn + k] as number;
     if (phys.ref[pfn] !== refs) {
-      out.push({ invariant: "refcount", message: `folio ${pfn}: refcount ${phys.ref[pfn]} but ${refs} mappings and page-cache references` });
+      out.push({ invariant: "refcount", message: `folio ${pfn}: refcount ${phys.ref[pfn]} but ${refs} mappings, page-cache references and pins` });
       if (out.length > 50) break;
+    }
+  }
+  return out;
+}
+
+// pin-coherence: while a FOLL_LONGTERM pin holds a page and the process has
+// not itself unmapped, remapped or discarded (MADV_DONTNEED/FREE) the
+// address since, a present entry there maps the pinned page: the process
+// and the device see one page (selftests/mm/cow.c: a R/W pin stays coherent
+// with the mapping; a R/O pin references the page the process keeps seeing).
+// Entries that are not present (swap, migration) are not judged here: a
+// user access through them is, when it maps a page again.
+export function checkPinCoherence(m: Machine, pins: Iterable<GupPin>, skip?: (mm: Mm) => boolean): Violation[] {
+  const out: Violation[] = [];
+  const A = m.arch;
+  const G = m.geo;
+  for (const pin of pins) {
+    const mm = pin.mm;
+    if (!mm.alive || skip?.(mm)) continue;
+    for (let k = 0; k < pin.pfns.length; k++) {
+      if (pin.live[k] !== 1) continue;
+      const addr = pin.start + k * G.pageSize;
+      const vpn = addr / G.pageSize;
+      const leaf = softWalk(m, mm, vpn);
+      if (leaf === null || !A.ptePresent(leaf[0]) || A.pteSpecial(leaf[0])) continue;
+      const pfn = A.ptePfn(leaf[0]) + (leaf[1] === 0 ? 0 : vpn % G.span[leaf[1]]);
+      const want = pin.pfns[k] as number;
+      if (pfn !== want)
+        out.push({
+          invariant: "pin-coherence",
+          addr,
+          message: `mm${mm.id} maps pfn ${pfn} at ${hex(addr)}, but its ${pin.write ? "R/W" : "R/O"} longterm pin holds pfn ${want}: ${pin.write ? "DMA writes to the pinned page" : "the pinned page"} no longer ${pin.write ? "reach" : "show"} what the process sees`,
+        });
     }
   }
   return out;

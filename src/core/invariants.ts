@@ -24,6 +24,7 @@ export const INVARIANTS = [
   "mapped-beyond-eof",
   "bad-page-cache",
   "migration-entry-stale",
+  "pin-coherence",
   // TLBs and walk caches against the page tables (checkTlbs())
   "tlb-freed-page",
   "tlb-stale-mapping",

@@ -107,6 +107,25 @@ export const VARIANTS = {
   // reading finds pmd_none(), skips the THP and returns with it still
   // mapped).
   madv_free_pmd: ["invalidate", "clear"],
+  // fork of an anon page a GUP pin may hold (copy_present_pte(), mm/memory.c):
+  // "early-cow" (70e806e4e645, v5.9: folio_needs_cow_for_dma() makes the
+  // child a copy with copy_present_page(), the parent keeps the pinned page
+  // writable) or "share" (before it: the page is shared COW like any other,
+  // and the parent's next store copies it away from the pin, so DMA into
+  // the pinned page no longer reaches the parent).
+  fork_pin: ["early-cow", "share"],
+  // gup_fast_pte_range()'s re-check after grabbing the folio: "pmd-and-pte"
+  // (70cbc3cc78a9, v6.2: the PMD too, as MADV_COLLAPSE may have replaced the
+  // PTE table under it) or "pte-only" (before it: a pin taken through a
+  // table collapse has just copied and replaced survives on arm64, which
+  // has no IPI for GUP-fast to hold off).
+  gup_fast_recheck: ["pmd-and-pte", "pte-only"],
+  // collapse_huge_page() after pmdp_collapse_flush(): "ipi"
+  // (2ba99c5e0881, v6.2: tlb_remove_table_sync_one() waits for every CPU's
+  // IRQs-off section, so no GUP-fast walk of the old table is left) or
+  // "none" (before it; an architecture whose TLB flush sends no IPI, arm64,
+  // lets GUP-fast run on through the collapse).
+  collapse_sync: ["ipi", "none"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -170,6 +189,9 @@ export function defaultConfig(): MachineConfig {
       lazyfree_batch: "respect-write",
       swapin_direct: "pinned",
       madv_free_pmd: "invalidate",
+      fork_pin: "early-cow",
+      gup_fast_recheck: "pmd-and-pte",
+      collapse_sync: "ipi",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

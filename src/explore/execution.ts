@@ -827,6 +827,12 @@ export class Execution implements Interleaver, TableAccessCheck {
     }
     z.push([start, end, new Set()]);
   }
+  // Is addr of mm in a range being zapped (a pin taken now is discarded
+  // with it, so pin-coherence does not hold it to the page)?
+  zapping(mm: Mm, addr: number): boolean {
+    this.fpAdd(FP_R, X_ZAPS, mm.id);
+    return (this.zaps.get(mm.id) ?? []).some((z) => addr >= z[0] && addr < z[1]);
+  }
   // zeroFill: a MADV_DONTNEED that returned 0. Its private anonymous pages
   // read as zeroes from now on (madvise(2): zero-fill-on-demand), except
   // those a store raced (the store may or may not have survived the zap).
@@ -876,6 +882,43 @@ export class Execution implements Interleaver, TableAccessCheck {
       slot = T.slotOfPfn(A.ptePfn(v));
     }
     return -1;
+  }
+
+  // A device access through a GUP pin (the `dma` step) to page pfn, which
+  // the pinning process maps at vpn while `coherent` (pin-coherence): a
+  // write stamps the page and, through a coherent R/W pin, is what the
+  // process must read next; a read must see what the process last stored.
+  dmaAccess(t: XThread, mm: Mm, vpn: number, pfn: number, write: boolean, coherent: boolean): void {
+    if (write) {
+      const stamp = (t.id + 1) * 1048576 + ++t.stores;
+      this.writers.set(stamp, `${t.name} (DMA)`);
+      this.content.set(pfn, stamp);
+      this.fpAdd(FP_W, X_CONTENT, pfn);
+      this.expectWrite(mm.id, vpn);
+      if (!coherent) {
+        // The process gave the page up (or the device writes a page it no
+        // longer maps there): what it reads there is not constrained.
+        this.expected.get(mm.id)?.delete(vpn);
+        return;
+      }
+      this.fpAdd(FP_R, X_ZAPS, mm.id);
+      const zapping = (this.zaps.get(mm.id) ?? []).some((z) => vpn * this.m.geo.pageSize >= z[0] && vpn * this.m.geo.pageSize < z[1]);
+      if (zapping) this.expected.get(mm.id)?.delete(vpn);
+      else this.expect(mm).set(vpn, stamp);
+      return;
+    }
+    this.fpAdd(FP_R, X_CONTENT, pfn);
+    if (!coherent) return;
+    this.fpAdd(FP_R, X_EXPECT, mm.id, vpn);
+    const want = this.expected.get(mm.id)?.get(vpn);
+    const got = this.content.get(pfn) ?? 0;
+    if (want === undefined || got === want) return;
+    this.fail({
+      invariant: "pin-coherence",
+      cpu: t.cpu,
+      addr: vpn * this.m.geo.pageSize,
+      message: `a device reads pfn ${pfn} through mm${mm.id}'s pin of 0x${(vpn * this.m.geo.pageSize).toString(16)} and sees the store of ${this.writers.get(got) ?? "nobody"}, not the process's last store (${this.writers.get(want)})`,
+    });
   }
 
   // "A read must see the last write to the page it should map."

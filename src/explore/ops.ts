@@ -5,11 +5,11 @@
 // No Node APIs.
 
 import { accessPfn, userAccessGen } from "../core/hw/walker.js";
-import { locklessPteRead } from "../core/mm/gup.js";
+import { gupFastPinRange, gupPinAt, locklessPteRead, newGupPin, pinUserPages, unpinUserPages } from "../core/mm/gup.js";
 import { dupMmapGen } from "../core/mm/fork.js";
 import { madvise } from "../core/mm/madvise.js";
 import type { KGen } from "../core/mm/memory.js";
-import { VM_SHARED } from "../core/mm/types.js";
+import { type Mm, VM_SHARED } from "../core/mm/types.js";
 import { brk, doMmap, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
 import { mprotect } from "../core/mm/mprotect.js";
 import { mremap } from "../core/mm/mremap.js";
@@ -26,6 +26,7 @@ const S_MMAP_W = site("mmap_write_lock", "take mmap_lock for writing");
 const S_MMAP_R = site("mmap_read_lock", "take mmap_lock for reading");
 const S_ACCESS = site("user", "load or store");
 const S_INODE_LOCK = site("do_truncate", "inode_lock()");
+const S_DMA = site("device", "DMA through a pin");
 const REVOKES = new Set(["dontneed", "free", "pageout"]);
 
 export function* threadBody(x: Execution, r: Runner, steps: Step[], self: () => XThread): KGen {
@@ -57,7 +58,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const write = step.op !== "madvise" || step.advice === "hugepage" || step.advice === "nohugepage" || step.advice === "collapse";
       const zap = step.op === "munmap" || (step.op === "madvise" && (step.advice === "dontneed" || step.advice === "free"));
       x.sysEnter(t);
-      if (zap) x.zapBegin(p.mm, a, a + len);
+      if (zap) zapBegin(x, r, p.mm, a, a + len);
       const lazyFree = step.op === "madvise" && step.advice === "free";
       if (lazyFree) x.lazyFreeing++;
       r.enter(step, p);
@@ -75,7 +76,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         throw e;
       } finally {
         il.unlock(LK_MMAP, p.mm.id);
-        if (zap) x.zapEnd(p.mm, a, a + len, step.op === "madvise" && step.advice === "dontneed" && upTo === a + len, t);
+        if (zap) zapEnd(x, r, p.mm, a, a + len, step.op === "madvise" && step.advice === "dontneed" && upTo === a + len, t);
         if (lazyFree) {
           x.lazyFreeing--;
           x.lazyFreeEnded = true;
@@ -120,6 +121,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         pgoff: Math.floor(step.offset / m.geo.pageSize),
       });
       il.unlock(LK_MMAP, p.mm.id);
+      r.pinForget(p.mm, addr, addr + step.size);
       p.regions.set(step.region, { start: addr, len: step.size });
       x.sysLeave(t);
       return;
@@ -133,7 +135,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       // do_vmi_munmap()). What the old range shows is not constrained from
       // here on: its pages move or go.
       x.sysEnter(t);
-      x.zapBegin(p.mm, reg.start, end);
+      zapBegin(x, r, p.mm, reg.start, end);
       r.enter(step, p);
       yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
       let na: number;
@@ -145,12 +147,12 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         // revoked nothing: an entry reclaim left pending is still reclaim's
         // to flush.
         il.unlock(LK_MMAP, p.mm.id);
-        x.zapEnd(p.mm, reg.start, end);
+        zapEnd(x, r, p.mm, reg.start, end);
         x.sysReturn(t, "mremap", p.mm, reg.start, reg.start);
         throw e;
       }
       il.unlock(LK_MMAP, p.mm.id);
-      x.zapEnd(p.mm, reg.start, end);
+      zapEnd(x, r, p.mm, reg.start, end);
       p.regions.delete(step.region);
       p.regions.set(step.newRegion ?? step.region, { start: na, len: step.newSize });
       if (step.newSize < reg.len) r.resized.add(`${p.name}/${step.newRegion ?? step.region}`);
@@ -168,7 +170,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const newEnd = Math.ceil((p.mm.brk + step.delta) / ps) * ps;
       // Shrinking unmaps like munmap (and downgrades the lock).
       const shrink = newEnd < oldEnd && p.mm.brk + step.delta >= p.mm.startBrk;
-      if (shrink) x.zapBegin(p.mm, newEnd, oldEnd);
+      if (shrink) zapBegin(x, r, p.mm, newEnd, oldEnd);
       try {
         yield* brk(m, p.mm, p.mm.brk + step.delta);
       } finally {
@@ -176,7 +178,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       }
       r.bindHeap(step, p);
       if (shrink) {
-        x.zapEnd(p.mm, newEnd, oldEnd);
+        zapEnd(x, r, p.mm, newEnd, oldEnd);
         x.sysReturn(t, "brk", p.mm, newEnd, oldEnd);
       } else x.sysLeave(t);
       return;
@@ -193,10 +195,10 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       // (unmap_mapping_range() with even_cows): what a process stored there
       // is discarded, like a zap's range.
       const cows = fileRangeMappings(m, f, Math.ceil(step.size / m.geo.pageSize), Infinity).filter(([, v]) => (v.flags & VM_SHARED) === 0);
-      for (const [mm, , a, b] of cows) x.zapBegin(mm, a, b);
+      for (const [mm, , a, b] of cows) zapBegin(x, r, mm, a, b);
       m.curCpu = t.cpu;
       yield* truncatePagecache(m, f, step.size);
-      for (const [mm, , a, b] of cows) x.zapEnd(mm, a, b);
+      for (const [mm, , a, b] of cows) zapEnd(x, r, mm, a, b);
       x.truncEnd(f);
       il.unlock(LK_INODE, f.id);
       x.sysLeave(t);
@@ -217,6 +219,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         if (res === "livelock") return; // reported from m.violations; the thread gets no further
         // The load or store itself happens with the translation just made.
         const vpn = Math.floor(v / m.geo.pageSize);
+        if (r.pins.size > 0) pinCheckAccess(r, t, p.mm, v, accessPfn);
         if (step.write) x.userStore(t, p.mm, vpn, accessPfn, !(p.mm.findVma(v)?.isShared ?? true));
         else x.userLoad(t, p.mm, vpn, accessPfn);
       }
@@ -270,6 +273,53 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.sysLeave(t);
       return;
     }
+    case "pin": {
+      // pin_user_pages_fast(): GUP-fast with IRQs off, then
+      // __gup_longterm_locked() under mmap_lock for reading for the rest.
+      const p = r.procOf(step);
+      const [a, len] = r.range(step, p, 0);
+      if (r.pins.has(step.name)) throw r.err(step, `pin "${step.name}" is held already (unpin it first, or name this one)`);
+      const nr = Math.ceil(len / m.geo.pageSize);
+      x.sysEnter(t);
+      r.enter(step, p);
+      const fast = step.fast ? yield* gupFastPinRange(m, p.mm, a, nr, step.write) : [];
+      let rest: number[] | string = [];
+      if (fast.length < nr) {
+        yield il.lock(LK_MMAP, p.mm.id, false, S_MMAP_R);
+        try {
+          rest = yield* pinUserPages(m, p.mm, a + fast.length * m.geo.pageSize, nr - fast.length, step.write);
+        } finally {
+          il.unlock(LK_MMAP, p.mm.id);
+        }
+      }
+      x.sysLeave(t);
+      if (typeof rest === "string") {
+        unpinUserPages(m, newGupPin(p.mm, a, fast, step.write));
+        throw new Deviation(`pin failed: ${rest}`);
+      }
+      const pin = newGupPin(p.mm, a, [...fast, ...rest], step.write);
+      // A page a zap in flight discards is not held to the pin.
+      for (let k = 0; k < nr; k++) if (x.zapping(p.mm, a + k * m.geo.pageSize)) pin.live[k] = 0;
+      r.pins.set(step.name, pin);
+      return;
+    }
+    case "unpin": {
+      // A pin a failed pin step never took is no error here.
+      const pin = r.pins.get(step.pin);
+      if (pin === undefined) return;
+      unpinUserPages(m, pin);
+      r.pins.delete(step.pin);
+      return;
+    }
+    case "dma": {
+      const pin = r.pins.get(step.pin);
+      if (pin === undefined) return;
+      const [, k] = r.dmaTarget(step);
+      yield S_DMA;
+      const addr = pin.start + k * m.geo.pageSize;
+      x.dmaAccess(t, pin.mm, Math.floor(addr / m.geo.pageSize), pin.pfns[k] as number, step.write, pin.live[k] === 1 && pin.write === true && pin.mm.alive);
+      return;
+    }
     case "lockless": {
       const p = r.procOf(step);
       const reg = p.regions.get(step.region);
@@ -281,6 +331,38 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
     }
     default:
       throw r.err(step, `${step.op} cannot run concurrently under ptlab explore (put it in steps)`);
+  }
+}
+
+// What a range shows from the start of a zap (munmap, MADV_DONTNEED/FREE,
+// mremap, a shrinking brk, truncation's COW copies) to its end is not
+// constrained, and a pin of it taken meanwhile need not stay coherent (the
+// process discards the page itself): its pins are forgotten at both ends,
+// and a pin taken in between starts forgotten there (the pin step).
+function zapBegin(x: Execution, r: Runner, mm: Mm, start: number, end: number): void {
+  x.zapBegin(mm, start, end);
+  r.pinForget(mm, start, end);
+}
+function zapEnd(x: Execution, r: Runner, mm: Mm, start: number, end: number, zeroFill = false, t: XThread | null = null): void {
+  x.zapEnd(mm, start, end, zeroFill, t);
+  r.pinForget(mm, start, end);
+}
+
+// pin-coherence at a user access: the page the access went through is the
+// one a coherent pin of that address holds.
+function pinCheckAccess(r: Runner, t: XThread, mm: Mm, addr: number, pfn: number): void {
+  const ps = r.m.geo.pageSize;
+  const page = addr - (addr % ps);
+  for (const pin of r.pins.values()) {
+    if (pin.mm !== mm) continue;
+    const want = gupPinAt(pin, page, ps);
+    if (want < 0 || want === pfn) continue;
+    r.m.violations.push({
+      invariant: "pin-coherence",
+      cpu: t.cpu,
+      addr: page,
+      message: `${t.name} (mm${mm.id}) accesses 0x${page.toString(16)} through pfn ${pfn}, but its ${pin.write ? "R/W" : "R/O"} longterm pin holds pfn ${want}`,
+    });
   }
 }
 
@@ -305,6 +387,12 @@ export function describeStep(s: Step): string {
               : s.op;
       return `${what} ${s.region}+${KB(s.offset)}${s.length !== undefined ? ` ${KB(s.length)}` : ""}`;
     }
+    case "pin":
+      return `pin${s.write ? " write" : ""}${s.fast ? " fast" : ""} ${s.region}+${KB(s.offset)}${s.length !== undefined ? ` ${KB(s.length)}` : ""}`;
+    case "unpin":
+      return `unpin ${s.pin}`;
+    case "dma":
+      return `dma ${s.write ? "write" : "read"} ${s.pin}+${KB(s.offset)}`;
     case "lockless":
       return `lockless ${s.via} ${s.region}+${KB(s.offset)}`;
     case "fork":

@@ -9,7 +9,7 @@
 import { fnv1a } from "../explore/explore.js";
 import { rng } from "../workloads/builder.js";
 import { type Case, caseYaml } from "./case.js";
-import { Choices, type GenOptions, generate, KINDS, mutate } from "./generate.js";
+import { Choices, type GenOptions, generate, KINDS, LATE_KINDS, mutate } from "./generate.js";
 import { outcomeKey } from "./minimize.js";
 import type { CaseResult } from "./search.js";
 
@@ -73,7 +73,7 @@ export class Campaign {
       const odds: Record<string, number> = {};
       // Never far below the default 0.55: the kinds that race a change's
       // code are often not those that reach it.
-      for (const k of KINDS) odds[k] = 0.4 + (0.5 * ((this.racedKinds.get(k) ?? 0) + 1)) / (this.racedFresh + 2);
+      for (const k of [...KINDS, ...LATE_KINDS]) odds[k] = 0.4 + (0.5 * ((this.racedKinds.get(k) ?? 0) + 1)) / (this.racedFresh + 2);
       gen.kindOdds = odds;
     }
     // The configuration (machine, mappings, set-up) leans toward that of

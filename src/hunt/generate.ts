@@ -124,7 +124,10 @@ export const KINDS = [
   "migrate",
   "collapse",
 ] as const;
-export type Kind = (typeof KINDS)[number];
+// Kinds drawn from a stream of their own (see `pc` in generate()), so that
+// adding them left the cases of every seed without them as they were.
+export const LATE_KINDS = ["pin"] as const;
+export type Kind = (typeof KINDS)[number] | (typeof LATE_KINDS)[number];
 const NOT_EXIT = KINDS.filter((k) => k !== "exit");
 // Weight of a feature's default odds against what the reaching cases drew:
 // the first few cases that reach a change carry incidental features, and
@@ -220,8 +223,15 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     machine.arm64 = { granule: gran, hafdbs: feature("hafdbs", 0.8), tlbiRange: feature("tlbi-range", 0.6), bbml2NoAbort: feature("bbml2-noabort", 0.2) };
 
   // ---- swarm: which kinds this case may use ----------------------------------------
-  const kinds = KINDS.filter((k) => ch.bool(opts.kindOdds?.[k] ?? 0.55));
-  if (kinds.length === 0) kinds.push(ch.pick(KINDS));
+  const kinds0 = KINDS.filter((k) => ch.bool(opts.kindOdds?.[k] ?? 0.55));
+  if (kinds0.length === 0) kinds0.push(ch.pick(KINDS));
+  // GUP pins draw from a choice stream of their own, seeded by the words
+  // drawn so far: a mutation of those redraws them too.
+  let seed = 2166136261;
+  for (let i = 0; i < root.pos; i++) seed = Math.imul(seed ^ (root.words[i] as number), 16777619) >>> 0;
+  const pc = new Choices([], rng(seed));
+  const kinds: Kind[] = [...kinds0];
+  if (pc.bool(opts.kindOdds?.pin ?? 0.3)) kinds.push("pin");
   const has = (k: Kind) => kinds.includes(k);
   const reaper = has("exit") && feature("oom-reaper", 0.5);
   // Reclaim needs somewhere to put anon pages; MADV_PAGEOUT swaps with one.
@@ -605,6 +615,26 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     ch = root.fork();
     setupStep(true);
   }
+  // A longterm GUP pin (an io_uring fixed buffer, an RDMA region) on a page
+  // or two the set-up populated, before the steps that fork, reclaim or
+  // move memory: what fork's early COW, reclaim, migration and collapse
+  // must respect. A learned feature; "pin" steps use it (dma, unpin).
+  let pinned: { r: Region; off: number; write: boolean; name: string } | null = null;
+  let pins = 0;
+  ch = pc;
+  if (feature("pinned", has("pin") ? 0.5 : 0.1)) {
+    ch = pc.fork();
+    const at = populatedPage(false);
+    if (at !== null) {
+      const [r, off] = at;
+      const write = ((r.pages[off] as number) & PW) !== 0 && ch.bool(0.75);
+      const len = mappedRun(r, off, ch.bool(0.7) ? 1 : 2, MAPPED | PR);
+      const name = `P${pins++}`;
+      steps.push({ op: "pin", args: { ...args(r, off, len, r.pages.length), write, fast: ch.bool(0.5), name, thread: ch.pick(p.threads) } });
+      pinned = { r, off, write, name };
+      if (ch.bool(0.7)) [focus, focusReg] = [off, r.name];
+    }
+  }
   // Memory an allocator handed back with MADV_FREE and then reused in
   // part (jemalloc's and glibc's pattern): large folios whose entries are
   // clean except a few written again, the state that access/dirty
@@ -671,8 +701,6 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   const perProc = new Map<string, number>();
   for (const a of actors) perProc.set(a.proc.name, (perProc.get(a.proc.name) ?? 0) + 1);
   let exited: Proc | null = null;
-  ch = root;
-  const readBack = kinds.includes("dontneed") && feature("read-back", 0.5);
   const concStep = (a: { t: string; proc: Proc }, canExit: boolean): boolean => {
     const regs = a.proc.regions;
     const usable = kinds.filter((k) => k !== "exit" || canExit);
@@ -748,6 +776,26 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       conc.push({ op: "lockless", args: a2 });
       return true;
     }
+    if (k === "pin") {
+      // A device access through the set-up's pin (its writes must reach
+      // what the process maps), its release, or a new pin, GUP-fast or
+      // not, R/W or R/O, of a page the set-up populated.
+      const pin = pinned as { r: Region; off: number; write: boolean; name: string } | null;
+      if (pin !== null && a.proc === p && ch.bool(0.7)) {
+        if (ch.bool(0.85)) conc.push({ op: "dma", args: { pin: pin.name, write: pin.write && ch.bool(0.7), thread: a.t } });
+        else conc.push({ op: "unpin", args: { pin: pin.name, thread: a.t } });
+        return true;
+      }
+      const rs = regs.filter((x) => x.anonPrivate && x.pages.some((b) => (b & (MAPPED | POP)) === (MAPPED | POP)));
+      if (rs.length === 0) return false;
+      const r = pickRegion(rs);
+      const idx = pagesWith(r, MAPPED | POP);
+      const off =
+        r.name === focusReg && focus >= 0 && focus < r.pages.length && ((r.pages[focus] as number) & MAPPED) !== 0 && ch.bool(0.6) ? focus : ch.pick(idx);
+      const write = ((r.pages[off] as number) & PW) !== 0 && ch.bool(0.6);
+      conc.push({ op: "pin", args: { ...args(r, off, 1, r.pages.length), write, fast: ch.bool(0.6), name: `P${pins++}`, thread: a.t } });
+      return true;
+    }
     const r = pickRegion(regs);
     if (k === "reclaim" || k === "migrate") {
       // Drawn outside the swarm: anon pages need somewhere to go.
@@ -795,8 +843,9 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     conc.push({ op: "madvise", args: { ...args(r, off, len, n), advice, thread: a.t } });
     // A program reuses what it dropped: a load after MADV_DONTNEED returns
     // must see zeroes (the data oracle), which shows a zap that missed a
-    // mapping racing it. A learned feature.
-    if (advice === "dontneed" && readBack) {
+    // mapping racing it. Drawn last from this step's own choices, so that
+    // cases without a concurrent MADV_DONTNEED are the ones they were.
+    if (advice === "dontneed" && ch.bool(0.5)) {
       const at = focus >= off && focus < off + len && r.name === focusReg ? focus : off + ch.int(len);
       conc.push({ op: "read", args: { ...args(r, at, 1, n), thread: a.t } });
     }

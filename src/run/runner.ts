@@ -7,7 +7,7 @@ import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { VA_BITS_CHOICES, vaBitsChoicesText } from "../core/arch/arm64/pgtable.js";
 import { makeArch } from "../core/arch/select.js";
 import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
-import { checkAccounting, checkLeaks, checkTlbs } from "../core/check.js";
+import { checkAccounting, checkLeaks, checkPinCoherence, checkTlbs } from "../core/check.js";
 import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
 import { type Arm64Features, defaultConfig, Machine, type MachineConfig, MODEL_VA_BITS, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
@@ -22,6 +22,7 @@ import { freePages, kswapdBalance } from "../core/mm/kswapd.js";
 import { migrateRange } from "../core/mm/migrate.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
 import { writebackFile } from "../core/mm/page_writeback.js";
+import { type GupPin, gupFastPinRange, gupPinsForget, newGupPin, pinUserPages, unpinUserPages } from "../core/mm/gup.js";
 import {
   type BrkStep,
   type ForkStep,
@@ -192,6 +193,8 @@ export class Runner {
   readonly threadCpu = new Map<string, number>();
   readonly threadProc = new Map<string, string>();
   readonly rows: ReportRow[] = [];
+  // GUP pins held (pin steps), by name; exit and munmap leave them.
+  readonly pins = new Map<string, GupPin>();
   private last: Counters;
   private reportNo = 0;
 
@@ -307,7 +310,13 @@ export class Runner {
     m.rcuGracePeriod();
     this.pressure(step);
     if (m.config.checkInvariants && step.op !== "report") {
-      const v = [...m.violations, ...checkTlbs(m), ...checkAccounting(m), ...(m.arch.name === "arm64" ? checkContpte(m) : [])];
+      const v = [
+        ...m.violations,
+        ...checkTlbs(m),
+        ...checkAccounting(m),
+        ...(m.arch.name === "arm64" ? checkContpte(m) : []),
+        ...(this.pins.size > 0 ? checkPinCoherence(m, this.pins.values()) : []),
+      ];
       m.violations = [];
       if (v.length > 0) throw new ViolationError(v, `${step.op} at ${this.sc.file}:${step.pos.line}:${step.pos.col}`);
     } else if (!m.config.checkInvariants && m.violations.length > 0) {
@@ -345,6 +354,7 @@ export class Runner {
           addr = doMmap(m, p.mm, { ...args, fixed: true, addr: this.oracle.mmap(step) });
         } else addr = doMmap(m, p.mm, args);
         p.regions.set(step.region, { start: addr, len: step.size });
+        this.pinForget(p.mm, addr, addr + step.size); // MAP_FIXED over a pinned range
         if (step.flags.includes("populate")) {
           const c = this.threadCpu.get(step.thread) as number;
           const write = step.prot.write && !shared;
@@ -356,6 +366,7 @@ export class Runner {
         const p = this.procOf(step);
         this.enter(step, p);
         const [a, len] = this.range(step, p, base);
+        this.pinForget(p.mm, a, a + len);
         run(doMunmap(m, p.mm, a, len));
         return;
       }
@@ -370,6 +381,7 @@ export class Runner {
         const p = this.procOf(step);
         this.enter(step, p);
         const [a, len] = this.range(step, p, base);
+        if (step.advice === "dontneed" || step.advice === "free") this.pinForget(p.mm, a, a + len);
         doMadvise(m, p.mm, a, len, step.advice);
         return;
       }
@@ -393,6 +405,7 @@ export class Runner {
         this.enter(step, p);
         const r = p.regions.get(step.region);
         if (r === undefined) throw this.err(step, `unknown region "${step.region}"`);
+        this.pinForget(p.mm, r.start, r.start + r.len);
         const hint = this.oracle.mremap ? this.oracle.mremap(step) : 0;
         const na = doMremap(m, p.mm, r.start, r.len, step.newSize, step.mayMove, hint === r.start ? 0 : hint);
         p.regions.delete(step.region);
@@ -403,6 +416,7 @@ export class Runner {
         const p = this.procOf(step);
         this.enter(step, p);
         const want = p.mm.brk + step.delta;
+        if (step.delta < 0) this.pinForget(p.mm, Math.floor(want / m.geo.pageSize) * m.geo.pageSize, p.mm.brk + m.geo.pageSize);
         if (doBrk(m, p.mm, want) !== want) {
           const hex = (x: number) => `0x${x.toString(16)}`;
           throw this.err(
@@ -473,11 +487,59 @@ export class Runner {
         run(writebackFile(m, f));
         return;
       }
+      case "pin": {
+        const p = this.procOf(step);
+        this.enter(step, p);
+        const [a, len] = this.range(step, p, base);
+        if (this.pins.has(step.name)) throw this.err(step, `pin "${step.name}" is held already (unpin it first, or name this one)`);
+        const nr = Math.ceil(len / m.geo.pageSize);
+        // pin_user_pages_fast(): GUP-fast first, the slow path for the rest.
+        const fast = step.fast ? run(gupFastPinRange(m, p.mm, a, nr, step.write)) : [];
+        const rest = run(pinUserPages(m, p.mm, a + fast.length * m.geo.pageSize, nr - fast.length, step.write));
+        if (typeof rest === "string") {
+          unpinUserPages(m, newGupPin(p.mm, a, fast, step.write));
+          throw this.err(step, `pin of ${step.region}+${step.offset + base} (length ${len}) in process ${p.name} failed: ${rest}`);
+        }
+        this.pins.set(step.name, newGupPin(p.mm, a, [...fast, ...rest], step.write));
+        return;
+      }
+      case "unpin": {
+        const pin = this.pinNamed(step, step.pin);
+        unpinUserPages(m, pin);
+        this.pins.delete(step.pin);
+        return;
+      }
+      case "dma": {
+        // The device's access itself touches no page table; under explore
+        // its data is checked (ops.ts).
+        this.dmaTarget(step);
+        return;
+      }
       case "lockless":
       case "oom_reap":
       case "truncate":
         throw this.err(step, `${step.op} runs only under \`ptlab explore\` (put the step in \`concurrent\`)`);
     }
+  }
+
+  pinNamed(step: Step, name: string): GupPin {
+    const pin = this.pins.get(name);
+    if (pin === undefined) throw this.err(step, `no pin named "${name}" is held (known: ${[...this.pins.keys()].join(", ") || "none"})`);
+    return pin;
+  }
+
+  // A dma step's pin and page index.
+  dmaTarget(step: Step & { op: "dma" }): [GupPin, number] {
+    const pin = this.pinNamed(step, step.pin);
+    const k = step.offset / this.m.geo.pageSize;
+    if (!Number.isInteger(k) || k >= pin.pfns.length)
+      throw this.err(step, `offset ${step.offset} is outside pin "${step.pin}" (${pin.pfns.length} pages of ${this.m.geo.pageSize / 1024}K)`);
+    if (step.write && !pin.write) throw this.err(step, `pin "${step.pin}" is read-only (FOLL_WRITE not set): the device cannot write through it`);
+    return [pin, k];
+  }
+
+  pinForget(mm: Mm, start: number, end: number): void {
+    if (this.pins.size > 0) gupPinsForget(this.pins.values(), mm, start, end, this.m.geo.pageSize);
   }
 
   // A brk step's `region`: the heap from start_brk to the break, page aligned.
@@ -552,6 +614,9 @@ export class Runner {
 
   finish(): Violation[] {
     for (const p of this.procs.values()) if (p.mm.alive) this.exitProcess(p);
+    // The driver releases what is still pinned (its file closed at exit).
+    for (const pin of this.pins.values()) unpinUserPages(this.m, pin);
+    this.pins.clear();
     return this.m.config.checkInvariants ? checkLeaks(this.m) : [];
   }
 }

@@ -36,6 +36,9 @@ export const OPS = [
   "reclaim",
   "migrate",
   "writeback",
+  "pin",
+  "unpin",
+  "dma",
 ] as const;
 export type Op = (typeof OPS)[number];
 
@@ -310,6 +313,30 @@ export const stepArgs = {
     .describe(
       "Write back the file's dirty page cache, as the flusher or fsync() does: every shared mapping of a dirty page is write-protected and cleaned (folio_mkclean()), the page's dirty flag cleared; the next store faults and dirties it again",
     ),
+  pin: z
+    .strictObject({
+      ...range,
+      write: bool
+        .default(false)
+        .describe(
+          "FOLL_WRITE: a R/W pin (a write fault first where the entry is read-only); false: a R/O pin (FAULT_FLAG_UNSHARE of a page the process does not map exclusively)",
+        ),
+      fast: bool.default(false).describe("pin_user_pages_fast(): GUP-fast first (lockless, IRQs off), the slow path for the pages it refuses"),
+      name: nameSchema.optional().describe("Name for unpin and dma; default: the region name"),
+      thread: threadRef,
+    })
+    .describe(
+      "pin_user_pages(FOLL_PIN | FOLL_LONGTERM) of the range, as io_uring fixed buffers or RDMA do: pages are faulted in (written or unshared) and pinned until unpin; exit and munmap do not release pins",
+    ),
+  unpin: z.strictObject({ pin: nameSchema.describe("Name of an earlier pin"), thread: threadRef }).describe("unpin_user_pages() of every page of that pin"),
+  dma: z
+    .strictObject({
+      pin: nameSchema.describe("Name of an earlier pin"),
+      offset: pageOffsetSchema.prefault(0).describe("Page of the pin (bytes from its start)"),
+      write: bool.default(true).describe("true: the device writes the page; false: it reads it"),
+      thread: threadRef,
+    })
+    .describe("A device access through the pin (no page tables involved); under explore its data is checked against the process's loads and stores"),
   lockless: z
     .strictObject({
       region: nameSchema.describe("Region name bound by an earlier mmap"),

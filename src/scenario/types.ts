@@ -150,6 +150,25 @@ export interface MigrateStep extends RangeStepBase {
   op: "migrate";
   process?: string; // whose region (default: the thread's process)
 }
+// pin_user_pages(FOLL_PIN | FOLL_LONGTERM) of the range; `name` (default: the
+// region) identifies the pin for unpin and dma.
+export interface PinStep extends RangeStepBase {
+  op: "pin";
+  write: boolean;
+  fast: boolean;
+  name: string;
+}
+export interface UnpinStep extends StepBase {
+  op: "unpin";
+  pin: string;
+}
+// A device access to one page of a pin.
+export interface DmaStep extends StepBase {
+  op: "dma";
+  pin: string;
+  offset: number;
+  write: boolean;
+}
 export interface ReportStep extends StepBase {
   op: "report";
   label: string;
@@ -180,6 +199,9 @@ export type Step =
   | ReclaimStep
   | MigrateStep
   | WritebackStep
+  | PinStep
+  | UnpinStep
+  | DmaStep
   | ExecStep;
 
 export interface ExploreSpec {

@@ -57,7 +57,7 @@ export function accessAllowed(vma: Vma, write: boolean): boolean {
   return (vma.flags & VM_ACCESS_FLAGS) !== 0; // vma_is_accessible(): x86 cannot deny reads of W or X pages
 }
 
-function newAnonPage(m: Machine, vma: Vma, addr: number): number {
+export function newAnonPage(m: Machine, vma: Vma, addr: number): number {
   if (vma.anonVma === 0) vma.anonVma = m.newAnonVma(); // anon_vma_prepare()
   const pfn = m.phys.alloc(0);
   m.phys.flags[pfn] = PG_ANON | PG_SWAPBACKED | PG_ANON_EXCLUSIVE;
@@ -157,7 +157,10 @@ export function vmaPageProt(m: Machine, vma: Vma): number {
 }
 
 // handle_mm_fault() for a fault at addr in vma.
-export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write: boolean): KGen<FaultResult> {
+// unshare: FAULT_FLAG_UNSHARE (GUP's R/O FOLL_PIN of a page the process
+// does not map exclusively, gup_must_unshare()): handled at PTE level only,
+// the caller splits a PMD mapping first.
+export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write: boolean, unshare = false): KGen<FaultResult> {
   const A = m.arch;
   m.counters.faults++;
   const pmdIdx = pmdOffset(m, mm, addr, true);
@@ -197,7 +200,7 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
       il.unlock(LK_PTL, slot);
       return "retry";
     }
-    const r = handlePteFault(m, mm, vma, slot, addr, write);
+    const r = handlePteFault(m, mm, vma, slot, addr, write, unshare);
     il.unlock(LK_PTL, slot);
     if (r === "migration") {
       yield* migrationEntryWait(il, m.phys.folioHead(migrationWaitPfn));
@@ -207,7 +210,7 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
     if (r === "swapin") return yield* doSwapPageDirect(m, il, mm, vma, pmdIdx, pmdv, slot, addr, write, swapinOrig);
     return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
   }
-  const r = handlePteFault(m, mm, vma, slot, addr, write);
+  const r = handlePteFault(m, mm, vma, slot, addr, write, unshare);
   if (r === "wp_shared" || r === "swapin") throw new Error(`model bug: ${r} without the explorer`);
   // Without the explorer a migration completes before anything else runs:
   // an entry left behind is retried until the livelock check reports it.
@@ -283,6 +286,7 @@ function handlePteFault(
   slot: number,
   addr: number,
   write: boolean,
+  unshare = false,
 ): FaultResult | "do_fault" | "wp_shared" | "migration" | "swapin" {
   const A = m.arch;
   const e = m.tables.chunkOf(slot);
@@ -311,6 +315,12 @@ function handlePteFault(
       return "swapin";
     }
     doSwapPage(m, mm, vma, e, pi, addr, write, v);
+    return "ok";
+  }
+  if (unshare && !A.pteWrite(v)) {
+    // do_wp_page() with FAULT_FLAG_UNSHARE: only a COW mapping's page the
+    // process does not map exclusively is unshared (gup_must_unshare()).
+    if ((vma.flags & VM_SHARED) === 0 && !pteMapsExclusiveAnon(m, v)) doWpPage(m, mm, vma, e, pi, addr, v, true);
     return "ok";
   }
   if (write && !A.pteWrite(v)) {
@@ -537,8 +547,20 @@ function canReuseLargeAnonFolio(m: Machine, e: Float64Array, pi: number, addr: n
   return mine === total;
 }
 
-// do_wp_page(): write fault on a present read-only PTE (v as ptep_get() saw it).
-function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, v: number): void {
+// A present entry mapping an AnonExclusive page (PageAnonExclusive()).
+export function pteMapsExclusiveAnon(m: Machine, v: number): boolean {
+  const A = m.arch;
+  if (A.pteSpecial(v)) return false;
+  const pfn = A.ptePfn(v);
+  const phys = m.phys;
+  return ((phys.flags[phys.folioHead(pfn)] as number) & PG_ANON) !== 0 && ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0;
+}
+
+// do_wp_page(): write fault on a present read-only PTE (v as ptep_get() saw
+// it); with unshare (FAULT_FLAG_UNSHARE) the page becomes exclusive, reused
+// or copied, but the entry stays read-only (wp_page_copy() without
+// maybe_mkwrite()).
+function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, v: number, unshare = false): void {
   const A = m.arch;
   const phys = m.phys;
   if ((vma.flags & VM_SHARED) !== 0) {
@@ -560,6 +582,7 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, add
       const small = phys.order[head] === 0;
       if (exclusive || (small && phys.ref[head] === 1) || (!small && canReuseLargeAnonFolio(m, e, pi, addr, vma, head))) {
         phys.flags[pfn] |= PG_ANON_EXCLUSIVE;
+        if (unshare) return; // exclusive now, still read-only
         A.ptepSetAccessFlags(m, mm, addr, e, pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))), true); // wp_page_reuse()
         return;
       }
@@ -573,7 +596,8 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, add
   if (m.il && !special) m.il.copyPage(A.ptePfn(v), npfn);
   A.ptepGetAndClearFull(m, mm, addr, e, pi, false);
   A.flushTlbPage(m, mm, addr);
-  A.setPtes(m, mm, addr, e, pi, A.pteMkwrite(A.pteMkdirty(A.pfnPte(npfn, vmaPageProt(m, vma)))), 1);
+  const npte = A.pfnPte(npfn, vmaPageProt(m, vma));
+  A.setPtes(m, mm, addr, e, pi, unshare ? A.pteWrprotect(npte) : A.pteMkwrite(A.pteMkdirty(npte)), 1);
   if (special) {
     mm.rssAnon++;
   } else {

@@ -152,7 +152,7 @@ export function* collapseHugePage(m: Machine, mm: Mm, vma: Vma, haddr: number): 
   if (il) il.unlock(LK_PMD, pmdSlot);
   // tlb_remove_table_sync_one(): GUP-fast walks with interrupts disabled;
   // once every CPU took the IPI, none still reads the old table.
-  if (il) il.ipiSync(S_SYNC);
+  if (il && !variantIs(m, "collapse_sync", "none")) il.ipiSync(S_SYNC);
   // __collapse_huge_page_isolate() under the old table's PTE lock.
   if (il) yield il.lock(LK_PTL, slot, true, S_ISOLATE_LOCK);
   const heads: number[] = [];

@@ -18,7 +18,8 @@ import { copyHugePmd, pmdReadLocked, splitHugePmd, zapHugePmd } from "./huge_mem
 import { freePte, reclaimPtIsEnabled, tryGetAndClearPmd, tryToFreePte, type ZapDetails } from "./pt_reclaim.js";
 import { flushTlbBatchedPending } from "./rmap.js";
 import { idxAt } from "../geometry.js";
-import type { Mm, Vma } from "./types.js";
+import { type Mm, VM_WRITE, type Vma } from "./types.js";
+import { newAnonPage, vmaPageProt } from "./fault.js";
 import { accountTable, pmdOffset, pteAlloc } from "./walk.js";
 
 export type KGen<T = void> = Generator<number, T, void>;
@@ -468,8 +469,21 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
       const head = phys.folioHead(pfn);
       const order = phys.order[head] as number;
       const hflags = phys.flags[head] as number;
+      // folio_try_dup_anon_rmap_ptes() refuses an AnonExclusive page of a
+      // folio that may be pinned (folio_needs_cow_for_dma(): MMF_HAS_PINNED
+      // and folio_maybe_dma_pinned()); the batch gives up (-EAGAIN) and
+      // copy_pte_range() goes on one entry at a time, where the page is
+      // copied for the child (copy_present_page()).
+      const maybePinned = (hflags & PG_ANON) !== 0 && src.hasPinned && phys.folioMaybeDmaPinned(head) && !variantIs(m, "fork_pin", "share");
+      if (maybePinned && ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0) {
+        copyPresentPage(m, dst, addr, ed, di, pfn);
+        si++;
+        di++;
+        addr += PS;
+        continue;
+      }
       // FPB_MERGE_WRITE, plus FPB_RESPECT_DIRTY for private mappings.
-      if (order > 0) {
+      if (order > 0 && !maybePinned) {
         nr = folioPteBatch(m, es, si, v, pfn, head, order, (end - addr) / PS, !shared, false);
         if (batchAnyWritable) pte = A.pteMkwrite(pte);
       }
@@ -499,6 +513,24 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
   }
 }
 
+// copy_present_page() (mm/memory.c): fork's early COW of a page a GUP pin
+// may hold (70e806e4e645, v5.9). The child gets a new exclusive anon copy,
+// dirty and writable if its VMA is; the parent keeps its entry (writable,
+// AnonExclusive) and the pinned page. The kernel allocates the copy with
+// the PTE locks dropped (-EAGAIN, folio_prealloc(), then copy_pte_range()
+// restarts); the model allocates it under them.
+function copyPresentPage(m: Machine, dst: Mm, addr: number, ed: Float64Array, di: number, pfn: number): void {
+  const A = m.arch;
+  const dvma = dst.findVma(addr) as Vma;
+  const npfn = newAnonPage(m, dvma, addr);
+  if (m.il) m.il.copyPage(pfn, npfn);
+  let pte = A.pteMkdirty(A.pfnPte(npfn, vmaPageProt(m, dvma)));
+  if ((dvma.flags & VM_WRITE) !== 0) pte = A.pteMkwrite(pte); // maybe_mkwrite()
+  A.setPtes(m, dst, addr, ed, di, pte, 1);
+  dst.rssAnon++;
+  m.counters.cowCopies++;
+}
+
 // copy_page_range() for one VMA (the caller checked vma_needs_copy()).
 export function* copyPageRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
   const A = m.arch;
@@ -513,7 +545,18 @@ export function* copyPageRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
       if (v !== 0) {
         const dpi = pmdOffset(m, dst, addr, true);
         if (A.entryIsLeaf(v)) {
-          if (next - addr === PMDS) copyHugePmd(m, dst, src, dpi, spi, vma);
+          // copy_huge_pmd(): folio_try_dup_anon_rmap_pmd() refuses an
+          // exclusive THP that may be pinned; the PMD is split and the
+          // copy retried on PTEs (-EAGAIN), where copy_present_page()
+          // copies each exclusive page for the child.
+          const head = A.ptePfn(v);
+          const hf = m.phys.flags[head] as number;
+          const pinned =
+            src.hasPinned &&
+            (hf & (PG_ANON | PG_ANON_EXCLUSIVE)) === (PG_ANON | PG_ANON_EXCLUSIVE) &&
+            m.phys.folioMaybeDmaPinned(head) &&
+            !variantIs(m, "fork_pin", "share");
+          if (next - addr === PMDS && !pinned) copyHugePmd(m, dst, src, dpi, spi, vma);
           else {
             yield* splitHugePmd(m, src, vma, spi, addr - (addr % PMDS));
             yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);

@@ -14,6 +14,10 @@ export const PG_ZERO = 32; // the shared zero page / huge zero folio
 export const PG_SWAPBACKED = 64; // anon folio not lazily freed (MADV_FREE clears it)
 export const PG_SHMEM = 128; // page cache of a shmem file (shared anonymous)
 
+// FOLL_PIN on a small folio adds this to its refcount (include/linux/mm.h);
+// a large folio counts pins in folio->_pincount and one reference each.
+export const GUP_PIN_COUNTING_BIAS = 1024;
+
 import { growTo } from "../growable.js";
 
 // Orders 0..13: the 64K granule's PMD THP is order 13 (512M), as its
@@ -52,6 +56,11 @@ export class PhysMem {
   // PMD mappings of a folio (folio->_entire_mapcount), by head; only PMD-sized
   // folios have any, so a map costs less than a per-frame array.
   private entire = new Map<number, number>();
+  // GUP pins (FOLL_PIN) by head: folio->_pincount for large folios; for a
+  // small one the kernel keeps only the biased refcount, the model counts
+  // them too so that the checks can tell pins from other references. Empty
+  // unless a scenario pins: nothing on a hot path reads it.
+  readonly pins = new Map<number, number>();
   private free: FrameStack[] = [];
   private top = 1; // PFN 0 is never handed out
   // One past the highest PFN ever handed out.
@@ -145,6 +154,20 @@ export class PhysMem {
     const v = (this.entire.get(head) ?? 0) + d;
     if (v === 0) this.entire.delete(head);
     else this.entire.set(head, v);
+  }
+
+  // Refcount references the pins of a folio hold.
+  pinRefs(head: number): number {
+    const n = this.pins.get(head);
+    if (n === undefined) return 0;
+    return (this.order[head] as number) === 0 ? n * GUP_PIN_COUNTING_BIAS : n;
+  }
+  // folio_maybe_dma_pinned() (include/linux/mm.h): _pincount for a large
+  // folio, the biased refcount for a small one (false positives included:
+  // 1024 plain references look like a pin, as in the kernel).
+  folioMaybeDmaPinned(head: number): boolean {
+    if ((this.order[head] as number) > 0) return (this.pins.get(head) ?? 0) > 0;
+    return (this.ref[head] as number) >= GUP_PIN_COUNTING_BIAS;
   }
 
   folioHead(pfn: number): number {

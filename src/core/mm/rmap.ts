@@ -435,6 +435,7 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
   const hflags = phys.flags[head] as number;
   const anon = (hflags & PG_ANON) !== 0;
   const swap = m.swap;
+  let abort = false;
   for (const h of rmapWalk(m, head)) {
     const mm = h.mm;
     yield* pageVmaMappedWalk(
@@ -442,6 +443,7 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
       h,
       head,
       (e, i, a, k) => {
+        if (abort) return;
         const pfn = head + k;
         const anonExclusive = anon && ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0;
         // Nuke the entry; the flush may be deferred (a CPU may still write
@@ -452,8 +454,16 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
         else A.flushTlbRange(m, mm, a, a + m.geo.pageSize, m.geo.pageShift, false);
         if (A.pteDirty(pteval)) phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
         if (anon) {
+          // folio_try_share_anon_rmap_pte() fails (-EBUSY) for a page a GUP
+          // pin may hold (folio_maybe_dma_pinned()): the entry is set back
+          // (the kernel duplicated the swap entry first and frees it
+          // again), the walk stops, the folio stays mapped and in memory.
+          if (anonExclusive && phys.folioMaybeDmaPinned(head)) {
+            A.setPtes(m, mm, a, e, i, pteval, 1); // set_pte_at()
+            abort = true;
+            return;
+          }
           (swap as NonNullable<typeof swap>).duplicate(slot); // swap_duplicate()
-          // folio_try_share_anon_rmap_pte(): never pinned in the model.
           if (anonExclusive) phys.flags[pfn] = (phys.flags[pfn] as number) & ~PG_ANON_EXCLUSIVE;
           mm.rssAnon--;
           mm.swapEnts++;
@@ -469,6 +479,7 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
       null,
     );
     if (m.il) yield S_TTU_PTE;
+    if (abort) break;
   }
 }
 

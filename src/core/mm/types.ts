@@ -87,6 +87,9 @@ export class Mm {
   // fault that would map a fresh anon page or a private COW copy gets
   // VM_FAULT_SIGBUS instead (check_stable_address_space(), include/linux/oom.h).
   unstable = false;
+  // MMF_HAS_PINNED: set by the first FOLL_PIN on this mm (mm_set_has_pinned_flag(),
+  // mm/gup.c), never cleared; fork's folio_needs_cow_for_dma() looks at it.
+  hasPinned = false;
   threads = 0;
   constructor(
     readonly id: number,
