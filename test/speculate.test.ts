@@ -14,7 +14,8 @@ import { TLB_D } from "../src/core/hw/tlb.js";
 import { idxAt } from "../src/core/geometry.js";
 import type { Machine } from "../src/core/machine.js";
 import type { Mm } from "../src/core/mm/types.js";
-import { configKey, type ExploreConfig, explore, fnv1a, parseToken, replay, scenarioConfig } from "../src/explore/explore.js";
+import { configKey, type ExploreConfig, explore, fnv1a, parseToken, replay, runOnce, scenarioConfig } from "../src/explore/explore.js";
+import { isSpec } from "../src/explore/execution.js";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
 import { ScenarioError } from "../src/scenario/types.js";
@@ -174,6 +175,22 @@ describe("explore with speculative fills", () => {
     const a = explore(cfgOf(2, true, { mode: "random", executions: 40, seed: 7, shrink: false }));
     const b = explore(cfgOf(2, true, { mode: "random", executions: 40, seed: 7, shrink: false }));
     assert.equal(JSON.stringify(a), JSON.stringify(b));
+  });
+  it("after a fill every other candidate is offered again (two fills in one stretch)", () => {
+    // At the first two decisions take a fill if one is offered.
+    const x = runOnce(
+      cfgOf(2, false),
+      (d, cands, cur) => {
+        const f = cands.find(isSpec);
+        if (d < 2 && f !== undefined) return f;
+        return cur >= 0 && cands.includes(cur) ? cur : (cands[0] as number);
+      },
+      false,
+    );
+    assert.ok(isSpec(x.decisions[0]?.chosen as number));
+    assert.ok(isSpec(x.decisions[1]?.chosen as number), "a second fill right after the first");
+    assert.notEqual(x.decisions[0]?.chosen, x.decisions[1]?.chosen);
+    assert.equal(x.specUsed, 2);
   });
   it("sleep sets refuse fills", () => {
     assert.throws(() => explore(cfgOf(1, true, { sleepSets: true, preemptions: Number.POSITIVE_INFINITY })), ScenarioError);

@@ -805,6 +805,9 @@ export class Execution implements Interleaver, TableAccessCheck {
     hw.op = s.describe(k);
     this.stepCount++;
     this.specUsed++;
+    // Every candidate is offered again: a second fill in the stretch of the
+    // first must follow it somewhere (the other order skips it as well).
+    this.specPrev.fill(Number.NaN);
     const rec: StepRecord | null = this.record
       ? { thread: id, op: hw.op, cpu: c, site: hw.site, depth: this.stack.length, before: this.snap ? this.snap(m, this) : null, after: null }
       : null;
