@@ -43,6 +43,7 @@ export interface ExploreOpts {
   ignore?: string[];
   stateCache?: boolean;
   sleepSets?: boolean;
+  speculate?: number;
 }
 
 // What a worker needs to rebuild the configuration.
@@ -74,6 +75,7 @@ export function exploreConfig(job: { file: string; opts: ExploreOpts; sub: numbe
     ignore: [...(sc.explore?.ignore ?? []), ...(o.ignore ?? [])],
     stateCache: o.stateCache === true,
     sleepSets: o.sleepSets === true,
+    speculate: o.speculate ?? sc.explore?.speculate ?? 0,
   };
 }
 
@@ -121,6 +123,8 @@ export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> 
   if (o.sleepSets === true && o.mode !== "exhaustive") throw new UsageError("--sleep-sets applies to --mode exhaustive only");
   const sc = loadScenario(file);
   const cfg = exploreConfig({ file, opts: o, sub: 0, subs: 1 }, sc);
+  if (o.sleepSets === true && (cfg.speculate ?? 0) > 0)
+    throw new UsageError("--sleep-sets does not combine with speculative fills (--speculate, explore.speculate): a fill's footprint is not recorded");
   const header = `ptlab explore ${file}: ${sc.name} (${cfg.run.arch ?? sc.machine.arch}, ${sc.machine.cpus} CPUs)`;
   // What runs: the scenario's machine.variants under the command line's.
   const vars = Object.entries({ ...(sc.machine.variants ?? {}), ...(cfg.run.variants ?? {}) })
@@ -243,7 +247,9 @@ function output(
           ? "exhaustive, no preemption bound"
           : `exhaustive, at most ${c.preemptions} preemption${c.preemptions === 1 ? "" : "s"}`
         : `${c.mode}, ${c.executions} executions, seed ${c.seed}`;
-    lines.push(`mode: ${bound}, ${c.maxSteps} steps per execution${c.shard.count > 1 ? `, shard ${c.shard.index}/${c.shard.count}` : ""}`);
+    lines.push(
+      `mode: ${bound}, ${c.maxSteps} steps per execution${(c.speculate ?? 0) > 0 ? `, up to ${c.speculate} speculative TLB fill${c.speculate === 1 ? "" : "s"}` : ""}${c.shard.count > 1 ? `, shard ${c.shard.index}/${c.shard.count}` : ""}`,
+    );
     if (cx === null) {
       const what = run.stopped
         ? "stopped by Ctrl-C before the space was covered"

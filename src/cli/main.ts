@@ -270,6 +270,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--no-progress", "no progress lines on stderr")
     .option("--state-cache", "exhaustive: stop an execution at a state whose bounded future was already explored (docs/explore.md)")
     .option("--sleep-sets", "exhaustive: partial-order reduction with sleep sets; needs (and defaults to) --preemptions unbounded (docs/explore.md)")
+    .option("--speculate <n>", "speculative TLB fills per execution, 0..8 (default: the scenario's explore.speculate, 0)", int(0, 8))
     .action((file: string, o) => {
       result = cmdExplore(file, o);
     });

@@ -6,11 +6,11 @@
 // No Node APIs.
 
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
-import { S_WALK } from "../core/hw/walker.js";
+import { S_WALK, speculativeFill, speculativeFillChanges } from "../core/hw/walker.js";
 import { checkAccounting, checkMappedBeyondEof, checkTlbs, checkWritableInVma, scanPresentPtes, pteTableSlots } from "../core/check.js";
 import { PG_ANON, PG_DIRTY, PG_FREE, PG_ZERO } from "../core/mm/physmem.js";
 import { swapKey } from "../core/mm/swap.js";
-import type { Machine, Violation } from "../core/machine.js";
+import type { Cpu, Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE, TBL_LIVE, type TableAccessCheck } from "../core/mm/pgtable.js";
 import type { FileObj, Mm } from "../core/mm/types.js";
@@ -30,6 +30,12 @@ import {
   siteName,
 } from "../core/sync.js";
 import { type Footprint, loc, mix53, newFootprint, Tracker } from "./track.js";
+import type { Speculation } from "./speculate.js";
+
+// Choices of a speculative fill (speculate.ts): SPEC_BASE + cpu * slots + k
+// for candidate k on that CPU, after every thread id and the RCU agent's.
+export const SPEC_BASE = 1000;
+export const isSpec = (id: number): boolean => id >= SPEC_BASE;
 
 const SETUP = 1; // the set-up's data (stamps of threads' stores are larger)
 
@@ -100,6 +106,11 @@ export class Deviation extends Error {}
 export class Execution implements Interleaver, TableAccessCheck {
   readonly threads: XThread[] = [];
   readonly rcuAgent: XThread;
+  // The hardware agent of speculative fills (its CPU is the one that walks).
+  private readonly hw: XThread;
+  // Speculative fills offered (null: none) and made so far.
+  spec: Speculation | null = null;
+  specUsed = 0;
   readonly decisions: Decision[] = [];
   readonly steps: StepRecord[] = [];
   violation: (Violation & { step: number }) | null = null;
@@ -133,6 +144,7 @@ export class Execution implements Interleaver, TableAccessCheck {
     private readonly snap: ((m: Machine, x: Execution) => Snapshot) | null,
   ) {
     this.rcuAgent = this.mkThread("rcu", -1, null);
+    this.hw = this.mkThread("hw", 0, null);
   }
 
   private mkThread(name: string, cpu: number, gen: KGen<unknown> | null): XThread {
@@ -227,6 +239,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       const cands = this.enabled();
       cands.push(t.id);
       cands.sort((a, b) => a - b);
+      this.addSpec(cands);
       const c = this.decide(cands, cands.includes(this.last) ? this.last : t.id);
       if (c < 0) break;
       if (c === t.id) {
@@ -234,7 +247,8 @@ export class Execution implements Interleaver, TableAccessCheck {
         this.progress(t);
         break;
       }
-      this.step(this.byId(c));
+      if (isSpec(c)) this.specStep(c);
+      else this.step(this.byId(c));
     }
     this.quiet--;
     this.tracker?.leave();
@@ -419,7 +433,8 @@ export class Execution implements Interleaver, TableAccessCheck {
       return -1;
     }
     this.decisions.push({ cands, cur, chosen: c });
-    if (cur >= 0 && c !== cur && cands.includes(cur)) this.preempted++;
+    // A speculative fill is hardware beside the schedule: no preemption.
+    if (cur >= 0 && c !== cur && cands.includes(cur) && !isSpec(c)) this.preempted++;
     if (this.onDecide !== null) this.onDecide(c, cur);
     this.openFootprint(c);
     return c;
@@ -503,6 +518,12 @@ export class Execution implements Interleaver, TableAccessCheck {
   private ownKey(tr: Tracker, h: number, reads: boolean): number {
     h = mix53(h, this.stepCount);
     h = mix53(h, this.unspunAt === this.movedAt ? 1 : 2);
+    // The fills left (a state reached with fewer has a smaller future), and
+    // where a fill would be offered again (addSpec()).
+    if (this.spec !== null) {
+      h = mix53(h, 3 + this.specUsed);
+      for (const x of this.specPrev) h = mix53(h, Number.isNaN(x) ? 1 : x);
+    }
     for (const t of this.stack) h = mix53(h, 1000 + t.id);
     for (const t of this.threads) {
       if (reads) {
@@ -613,9 +634,11 @@ export class Execution implements Interleaver, TableAccessCheck {
         return;
       }
       const cur = this.last >= 0 && cands.includes(this.last) ? this.last : -1;
+      this.addSpec(cands);
       const c = this.decide(cands, cur);
       if (c < 0) return;
-      this.step(this.byId(c));
+      if (isSpec(c)) this.specStep(c);
+      else this.step(this.byId(c));
       if (this.stepCount >= this.maxSteps) {
         this.truncated = true;
         return;
@@ -694,6 +717,126 @@ export class Execution implements Interleaver, TableAccessCheck {
       this.steps.push(rec);
     }
     this.check(t);
+  }
+
+  // ---- speculative fills (speculate.ts) ---------------------------------------
+  // The choices at a decision: each candidate page on each CPU with its mm
+  // loaded where a walk would change something (a TLB or walk-cache entry,
+  // an Access flag), while the budget lasts and a thread still has steps (a
+  // fill after the last kernel step could only cache what the tables say).
+  // Appended after the threads' ids (ascending), so the search tries them
+  // last.
+  //
+  // Reduction: a fill that sets no Access flag writes only CPU c's TLB and
+  // walk cache, and reads the page's table path and c's entries for it.
+  // While none of those change and c's TLB sees no invalidation, a fill
+  // made later reaches the state an earlier one reaches (what runs in
+  // between does not look at c's TLB except through c's own accesses,
+  // which would fill the same entries). So it is offered at the first
+  // decision of each such stretch only (specSig()). A fill that would set
+  // AF is offered at every decision: kernel code reads the flag.
+  private specPrev: number[] = [];
+
+  private addSpec(cands: number[]): void {
+    const s = this.spec;
+    if (s === null || this.specUsed >= s.budget) return;
+    if (!this.threads.some((t) => !t.done)) return;
+    const m = this.m;
+    this.tracker?.suspend();
+    const at: ({ mm: Mm; vpn: number } | null)[] = [];
+    const seen = new Set<string>();
+    for (let k = 0; k < s.slots; k++) {
+      const r = s.resolve(k);
+      const key = r === null ? "" : `${r.mm.id}:${r.vpn}`;
+      at.push(r === null || seen.has(key) ? null : r);
+      seen.add(key);
+    }
+    for (let c = 0; c < m.cpus.length; c++) {
+      const lm = m.cpus[c]?.loadedMm ?? null;
+      for (let k = 0; k < s.slots; k++) {
+        const r = at[k] ?? null;
+        const i = c * s.slots + k;
+        if (lm === null || r === null || r.mm !== lm) {
+          this.specPrev[i] = Number.NaN;
+          continue;
+        }
+        const sig = this.specSig(c, r.mm, r.vpn);
+        const prev = this.specPrev[i];
+        this.specPrev[i] = sig;
+        if ((sig !== prev || this.specOld) && speculativeFillChanges(m, c, r.mm, r.vpn)) cands.push(SPEC_BASE + i);
+      }
+    }
+    this.tracker?.leave();
+  }
+
+  // What a fill of vpn by CPU c reads, hashed: the entries on the page's
+  // table path in memory, c's ASID, its TLB entries and deepest walk-cache
+  // entry for the page, and its invalidation count. specOld: the leaf is
+  // valid and old (the fill would set AF).
+  private specOld = false;
+  private specSig(c: number, mm: Mm, vpn: number): number {
+    const m = this.m;
+    const A = m.arch;
+    const T = m.tables;
+    const cpu = m.cpus[c] as Cpu;
+    const tlb = cpu.tlb;
+    let h = mix53(mix53(mix53(1, mm.id), vpn), cpu.asid);
+    h = mix53(h, tlb.inval);
+    this.specOld = false;
+    let slot = mm.pgd;
+    for (let level = A.levels - 1; level >= 0; level--) {
+      const v = T.get(slot * T.ptrs + idxAt(m.geo, vpn, level));
+      h = mix53(h, v % 2 ** 52);
+      h = mix53(h, Math.floor(v / 2 ** 52));
+      if (v === 0) break;
+      if (level > 0 && A.entryIsTable(v)) {
+        slot = T.slotOfPfn(A.ptePfn(v));
+        if (slot < 0) break;
+        continue;
+      }
+      this.specOld = A.leafPerm(v) >= 0 && !A.pteYoung(v);
+      break;
+    }
+    const i = tlb.lookup(vpn, cpu.asid);
+    h = mix53(h, i < 0 ? -1 : (tlb.pfn[i] as number) * 256 + (tlb.perm[i] as number));
+    const hh = tlb.lookupHuge(vpn, cpu.asid);
+    h = mix53(h, hh < 0 ? -1 : ((tlb.hpfn[hh] as number) * 256 + (tlb.hperm[hh] as number)) * 64 + (tlb.hshift[hh] as number));
+    const p = tlb.lookupPsc(vpn, cpu.asid);
+    h = mix53(h, p < 0 ? -1 : (tlb.ptbl[p] as number) * 8 + (tlb.plevel[p] as number));
+    return h;
+  }
+
+  // A speculative fill as one step of the hardware agent: the walk, then
+  // the checks as after any step. The running thread stays the running one.
+  private specStep(id: number): void {
+    const m = this.m;
+    const s = this.spec as Speculation;
+    const c = Math.floor((id - SPEC_BASE) / s.slots);
+    const k = (id - SPEC_BASE) % s.slots;
+    const r = s.resolve(k);
+    if (r === null) throw new Error("model bug: a speculative fill chosen for a page that is gone");
+    const hw = this.hw;
+    hw.cpu = c;
+    hw.site = s.site;
+    hw.op = s.describe(k);
+    this.stepCount++;
+    this.specUsed++;
+    // Every candidate is offered again: a second fill in the stretch of the
+    // first must follow it somewhere (the other order skips it as well).
+    this.specPrev.fill(Number.NaN);
+    const rec: StepRecord | null = this.record
+      ? { thread: id, op: hw.op, cpu: c, site: hw.site, depth: this.stack.length, before: this.snap ? this.snap(m, this) : null, after: null }
+      : null;
+    this.tracker?.agent();
+    speculativeFill(m, c, r.mm, r.vpn);
+    this.tracker?.leave();
+    this.progress(hw);
+    this.tracker?.rescan();
+    if (rec !== null) {
+      rec.after = this.snap ? this.snap(m, this) : null;
+      this.steps.push(rec);
+    }
+    this.check(hw);
   }
 
   // ---- user data -------------------------------------------------------------

@@ -10,10 +10,12 @@ import { rng } from "../workloads/builder.js";
 import { siteName } from "../core/sync.js";
 import { Runner, type RunOptions } from "../run/runner.js";
 import { type Scenario, ScenarioError, type Step } from "../scenario/types.js";
-import { Execution, type Snapshot, type XThread } from "./execution.js";
+import { Execution, isSpec, type Snapshot, type XThread } from "./execution.js";
 import { conflicts, type Footprint, mix53 } from "./track.js";
 import { describeStep, threadBody } from "./ops.js";
 import { snapshot } from "./snapshot.js";
+// Last: its interleaving site is numbered after every kernel one.
+import { speculation } from "./speculate.js";
 
 // "sweep" (ptlab hunt): one preemption, its points spread over the
 // execution (not a CLI mode: exhaustive at bound 1 covers the same space).
@@ -59,6 +61,8 @@ export interface ExploreConfig {
   // The set-up steps were checked once already (they are sequential and
   // the same in every execution): run them without invariant checks.
   uncheckedSetup?: boolean;
+  // Speculative TLB fills per execution (speculate.ts; default 0: none).
+  speculate?: number;
 }
 
 export interface Progress {
@@ -118,6 +122,7 @@ export function scenarioConfig(sc: Scenario, historical: boolean, over: Partial<
     shard: { index: 0, count: 1 },
     shrink: false,
     ignore: x?.ignore ?? [],
+    speculate: x?.speculate ?? 0,
     ...over,
   };
 }
@@ -158,6 +163,7 @@ export function runOnce(
   m.rcuGracePeriod();
   const x = new Execution(m, chooser, cfg.maxSteps, record, record ? snapshot : null);
   if (cfg.ignore && cfg.ignore.length > 0) x.ignore = new Set(cfg.ignore);
+  if ((cfg.speculate ?? 0) > 0) x.spec = speculation(sc, r, cfg.speculate as number);
   x.dirtyBefore = dirtyMappedFrames(m);
   x.seedSetup();
   m.il = x;
@@ -252,6 +258,9 @@ export function explore(cfg: ExploreConfig): ExploreResult {
     const sleep = cfg.sleepSets === true ? new SleepSets() : null;
     if (sleep !== null && cfg.preemptions !== Number.POSITIVE_INFINITY)
       throw new ScenarioError(cfg.sc.file, 1, 1, "sleep sets need --preemptions unbounded (with a preemption bound they can miss schedules)");
+    // A fill's footprint is not recorded, and sleep-set masks have a bit per thread.
+    if (sleep !== null && (cfg.speculate ?? 0) > 0)
+      throw new ScenarioError(cfg.sc.file, 1, 1, "sleep sets do not combine with speculative fills (explore.speculate)");
     const onFinal = cfg.onFinal;
     let prefix: number[] = [];
     for (;;) {
@@ -535,7 +544,7 @@ function backtrack(x: Execution, limit: number, bound: number, sleep: SleepSets 
   const pre: number[] = [0];
   for (let i = 0; i < ds.length; i++) {
     const d = ds[i] as { cands: number[]; cur: number; chosen: number };
-    const isPre = d.cur >= 0 && d.cands.includes(d.cur) && d.chosen !== d.cur ? 1 : 0;
+    const isPre = d.cur >= 0 && d.cands.includes(d.cur) && d.chosen !== d.cur && !isSpec(d.chosen) ? 1 : 0;
     pre.push((pre[i] as number) + isPre);
   }
   for (let i = Math.min(limit, ds.length) - 1; i >= 0; i--) {
@@ -544,7 +553,7 @@ function backtrack(x: Execution, limit: number, bound: number, sleep: SleepSets 
     for (let j = ord.indexOf(d.chosen) + 1; j < ord.length; j++) {
       const a = ord[j] as number;
       if (sleep?.isAsleep(i, a)) continue;
-      const isPre = d.cur >= 0 && d.cands.includes(d.cur) && a !== d.cur ? 1 : 0;
+      const isPre = d.cur >= 0 && d.cands.includes(d.cur) && a !== d.cur && !isSpec(a) ? 1 : 0;
       if ((pre[i] as number) + isPre <= bound) return [...ds.slice(0, i).map((e) => e.chosen), a];
     }
   }
@@ -750,7 +759,7 @@ export function describe(cfg: ExploreConfig, schedule: number[], shrunk: boolean
   const v = x.violation;
   const trace: TraceStep[] = x.steps.map((st, n) => ({
     n: n + 1,
-    thread: names[st.thread] as string,
+    thread: isSpec(st.thread) ? "hw" : (names[st.thread] as string),
     op: st.op,
     cpu: st.cpu,
     site: siteName(st.site),
@@ -792,7 +801,10 @@ function diff(a: Snapshot | null, b: Snapshot | null): string[] {
 export function configKey(cfg: ExploreConfig): string {
   const sc = { ...cfg.sc, file: "" };
   const opts = { ...cfg.run, onStep: undefined };
-  return fnv1a(JSON.stringify([sc, opts, cfg.maxSteps]))
+  // Speculative fills change what a schedule's numbers mean; without them
+  // the key is what it was before they existed.
+  const spec = cfg.speculate ?? 0;
+  return fnv1a(JSON.stringify(spec > 0 || (cfg.sc.explore?.speculate ?? 0) > 0 ? [sc, opts, cfg.maxSteps, spec] : [sc, opts, cfg.maxSteps]))
     .toString(16)
     .padStart(8, "0");
 }

@@ -161,6 +161,8 @@ class Loader {
         ignore: [...x.ignore],
         ...(x.arch !== undefined ? { arch: x.arch } : {}),
         ...(x.expect !== undefined ? { expect: x.expect } : {}),
+        // Absent when 0, so that replay tokens of scenarios without it keep their hash.
+        ...(x.speculate > 0 ? { speculate: x.speculate } : {}),
       };
     return sc;
   }

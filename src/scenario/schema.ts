@@ -459,6 +459,11 @@ export const exploreSchema = z
       .describe("Architecture of the counterexample run, when it is the architecture that matters"),
     expect: invariantSchema.optional().describe("Invariant the variant is expected to break"),
     ignore: z.array(invariantSchema).default([]).describe("Invariants not checked (to look past a first violation)"),
+    speculate: intIn(0, 8)
+      .default(0)
+      .describe(
+        "Speculative TLB fills per execution: a CPU with the mm loaded walks a page of the scenario's ranges and caches what is valid (docs/explore.md)",
+      ),
   })
   .describe("Settings for ptlab explore");
 

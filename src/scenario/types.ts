@@ -211,6 +211,7 @@ export interface ExploreSpec {
   expect?: string;
   arch?: "x86_64" | "arm64"; // architecture of the counterexample run (with the variant)
   ignore: string[];
+  speculate?: number; // speculative TLB fills per execution (absent: 0)
 }
 
 export interface Scenario {

@@ -50,9 +50,15 @@ export class Tlb {
   ptbl: Float64Array; // PFN of the table the cached entry points to
   plevel: Uint8Array;
   prr = 0;
+  // Invalidations so far (any kind). Not state of the model: the explorer's
+  // speculative fills read it to see whether a flush came between two of
+  // its decisions. Non-enumerable, so the explorer's state tracker, which
+  // hashes enumerable fields, leaves it out.
+  declare inval: number;
 
   constructor(sets = 128, ways = 12, hugeEntries = 32, pscEntries = 32, nrAsids = NR_ASIDS, conflictMode = CONFLICT_NONE, vaBits = 57, pageShift = 12) {
-    if (2 ** (vaBits - pageShift) * nrAsids > 2 ** 53) throw new RangeError(`TLB keys for ${vaBits}-bit VAs and ${nrAsids} ASIDs would exceed 2^53 (not modelled)`);
+    if (2 ** (vaBits - pageShift) * nrAsids > 2 ** 53)
+      throw new RangeError(`TLB keys for ${vaBits}-bit VAs and ${nrAsids} ASIDs would exceed 2^53 (not modelled)`);
     this.pageShift = pageShift;
     const ptrs = 2 ** (pageShift - 3);
     this.pscSpan = [1, ptrs, ptrs ** 2, ptrs ** 3, ptrs ** 4];
@@ -72,6 +78,7 @@ export class Tlb {
     this.ptag = new Float64Array(pscEntries);
     this.ptbl = new Float64Array(pscEntries);
     this.plevel = new Uint8Array(pscEntries);
+    Object.defineProperty(this, "inval", { value: 0, writable: true, enumerable: false });
   }
 
   // Index of the base-page entry for vpn, or -1.
@@ -185,10 +192,32 @@ export class Tlb {
     this.ptbl[slot] = tablePfn;
   }
 
+  // Whether the walk cache holds exactly this entry: level's table for vpn.
+  hasPsc(vpn: number, asid: number, level: number, tablePfn: number): boolean {
+    const key = Math.floor(vpn / (this.pscSpan[level] as number)) * this.nrAsids + asid + 1;
+    for (let i = 0; i < this.ptag.length; i++) if (this.ptag[i] === key && this.plevel[i] === level) return this.ptbl[i] === tablePfn;
+    return false;
+  }
+
+  // Whether the base-page TLB holds exactly this entry for vpn.
+  holds(vpn: number, asid: number, pfn: number, perm: number): boolean {
+    const i = this.lookup(vpn, asid);
+    return i >= 0 && this.pfn[i] === pfn && this.perm[i] === perm;
+  }
+
+  // Whether the large-page TLB holds exactly this entry (first page's pfn,
+  // size) for the range around vpn.
+  holdsHuge(vpn: number, asid: number, shift: number, pfnFirst: number, perm: number): boolean {
+    const key = Math.floor(vpn / 2 ** (shift - this.pageShift)) * this.nrAsids + asid + 1;
+    for (let i = 0; i < this.htag.length; i++) if (this.htag[i] === key && this.hshift[i] === shift) return this.hpfn[i] === pfnFirst && this.hperm[i] === perm;
+    return false;
+  }
+
   // INVLPG: the page's entries (base or large) for this ASID, and every
   // paging-structure cache entry of the ASID (SDM: INVLPG invalidates all PSC
   // entries associated with the current PCID).
   invlpg(vpn: number, asid: number): void {
+    this.inval++;
     const i = this.lookup(vpn, asid);
     if (i >= 0) this.tag[i] = 0;
     const h = this.lookupHuge(vpn, asid);
@@ -197,6 +226,7 @@ export class Tlb {
   }
 
   flushPsc(asid: number): void {
+    this.inval++;
     const ptag = this.ptag;
     const n = this.nrAsids;
     for (let i = 0; i < ptag.length; i++) {
@@ -207,6 +237,7 @@ export class Tlb {
 
   // Full flush of one ASID (CR3 write without NOFLUSH, or INVPCID single-context).
   flushAsid(asid: number): void {
+    this.inval++;
     const n = this.nrAsids;
     const tag = this.tag;
     for (let i = 0; i < tag.length; i++) {
@@ -242,6 +273,7 @@ export class Tlb {
   // (base page, contiguous range or block); without leafOnly also every walk
   // cache entry of the ASID used to translate vpn.
   invalidateVa(vpn: number, asid: number, leafOnly: boolean): void {
+    this.inval++;
     const i = this.lookup(vpn, asid);
     if (i >= 0) this.tag[i] = 0;
     this.invalidateHugeRange(vpn, 1, asid);
@@ -251,6 +283,7 @@ export class Tlb {
   // TLBI RVAE1IS / RVALE1IS: every entry of the ASID that translates any page
   // of [vpn, vpn + pages) (an entry partly inside the range is invalidated).
   invalidateRange(vpn: number, pages: number, asid: number, leafOnly: boolean): void {
+    this.inval++;
     if (pages <= 32) {
       for (let p = vpn; p < vpn + pages; p++) {
         const i = this.lookup(p, asid);
@@ -300,6 +333,7 @@ export class Tlb {
 
   // TLBI VMALLE1(IS): everything.
   invalidateAll(): void {
+    this.inval++;
     this.tag.fill(0);
     this.htag.fill(0);
     this.ptag.fill(0);

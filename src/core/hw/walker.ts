@@ -4,6 +4,14 @@
 // translation raises a page fault (do_user_addr_fault(), arch/x86/mm/fault.c).
 // A permission fault also drops the faulting translation from the TLB, as x86
 // hardware does, so a spurious fault needs no flush.
+//
+// The same walker also makes speculative walks (the explorer's hardware
+// agent, speculativeFill()): a CPU may walk its loaded tables at any time
+// and cache what it finds (Intel SDM vol. 3A 4.10.2.3 and 4.10.3.1; Arm ARM
+// DDI 0487, "Speculative translation table walks" in the VMSA chapter):
+// valid leaves only, with the Access flag set by the walk (x86 always;
+// arm64 with TCR_EL1.HA, otherwise an entry with AF=0 is not cached), never
+// the dirty state, and the table entries on the way in the walk caches.
 
 import type { Machine } from "../machine.js";
 import { accessAllowed, handleMmFault } from "../mm/fault.js";
@@ -125,15 +133,43 @@ export function translate(m: Machine, c: number, mm: Mm, addr: number, write: bo
   // x86 drops the paging-structure cache entries for a faulting address
   // (SDM 4.10.4.1); the model keeps them (README: known departures): a retry
   // through a stale walk-cache pointer faults again until a flush.
-  return walk(m, c, mm, vpn, write);
+  return walk(m, c, mm, vpn, write, SPEC_NONE);
+}
+
+// walk()'s kinds: a user access; a speculative walk that fills; the same
+// walk as a probe that changes nothing and says whether the fill would.
+const SPEC_NONE = 0;
+const SPEC_FILL = 1;
+const SPEC_PROBE = 2;
+
+// A speculative page walk by CPU c for page vpn of mm, whose tables c has
+// loaded (CR3 / TTBR0 with mm's PCID or ASID): starts from the walk cache
+// like any walk, caches the table entries it passes, sets the Access flag
+// of a valid leaf as the hardware's update does (never the dirty state: the
+// walk is not made for a store) and fills the TLB with the leaf's entry
+// (base page, contiguous range or block). A leaf that is not valid, or old
+// without hardware Access-flag management, fills nothing. The walk is one
+// atomic step (no interleaving point); a cached pointer to a table freed
+// since ends it (the free itself is checked: invariant 1). Returns whether
+// a leaf entry was filled. Only the explorer calls it.
+export function speculativeFill(m: Machine, c: number, mm: Mm, vpn: number): boolean {
+  return walk(m, c, mm, vpn, false, SPEC_FILL);
+}
+
+// Whether speculativeFill() would change anything now: a walk-cache or TLB
+// entry it would add or replace, or an Access flag it would set.
+export function speculativeFillChanges(m: Machine, c: number, mm: Mm, vpn: number): boolean {
+  return walk(m, c, mm, vpn, false, SPEC_PROBE);
 }
 
 // The frame the last successful access went to (set on every walk, and on
 // TLB hits while the explorer runs): what a load reads and a store writes.
 export let accessPfn = 0;
 
-// Hardware walk and TLB fill; false means a page fault is raised.
-function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boolean {
+// Hardware walk and TLB fill; false means a page fault is raised (or, for
+// a speculative walk, that no leaf entry is filled; a probe: that nothing
+// would change).
+function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean, spec: number): boolean {
   const A = m.arch;
   const T = m.tables;
   const cpu = m.cpus[c]!;
@@ -142,6 +178,7 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
   const G = m.geo;
   let level = A.levels - 1;
   let slot = mm.pgd;
+  let changes = false; // a probe: a walk-cache entry the walk would add
   const p = tlb.lookupPsc(vpn, asid);
   if (p >= 0) {
     level = (tlb.plevel[p] as number) - 1;
@@ -149,6 +186,7 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
     m.counters.walkCacheHits++;
   }
   for (;;) {
+    if (spec !== SPEC_NONE && (slot < 0 || T.state[slot] === TBL_FREE)) return false;
     const ei = slot * G.ptrs + idxAt(G, vpn, level);
     const v = T.get(ei);
     m.counters.walkSteps++;
@@ -156,14 +194,16 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
       const child = A.ptePfn(v);
       // Cache the table this entry points to (PML4E/PDPTE/PDE caches).
       const cached = level <= 3;
-      if (cached) tlb.insertPsc(vpn, asid, level, child);
+      if (spec === SPEC_PROBE) changes ||= cached && !tlb.hasPsc(vpn, asid, level, child);
+      else if (cached) tlb.insertPsc(vpn, asid, level, child);
       slot = T.slotOfPfn(child);
       level--;
       // Explorer: other CPUs run between two loads of one walk. The walker
       // holds the pointer as its walk cache does, so what drops that entry
       // (a completed TLBI of walk caches, INVLPG, a full flush) restarts the
-      // walk, as the architectures guarantee for walks in flight.
-      if (m.il !== null && cached) {
+      // walk, as the architectures guarantee for walks in flight. (A
+      // speculative walk is one step.)
+      if (m.il !== null && cached && spec === SPEC_NONE) {
         m.il.point(S_WALK);
         const p = tlb.lookupPsc(vpn, asid);
         if (p >= 0) {
@@ -186,11 +226,13 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
       continue;
     }
     const perm = A.leafPerm(v);
-    if (perm < 0) return false;
+    if (perm < 0) return spec === SPEC_PROBE && changes;
     if (write && (perm & TLB_W) === 0) return false;
     const n = A.hwMkyoungDirty(v, write);
-    // Access flag or dirty state not managed by hardware: fault.
-    if (n < 0) return false;
+    // Access flag or dirty state not managed by hardware: fault (a
+    // speculative walk caches nothing for an old entry).
+    if (n < 0) return spec === SPEC_PROBE && changes;
+    if (spec === SPEC_PROBE && (changes || n !== v)) return true;
     if (n !== v) {
       T.set(ei, n);
       m.counters.hwAdUpdates++;
@@ -200,7 +242,8 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
     const shift = A.tlbEntryShift(n, level);
     if (shift === G.pageShift) {
       const pfn = A.ptePfn(n);
-      accessPfn = pfn;
+      if (spec === SPEC_PROBE) return !tlb.holds(vpn, asid, pfn, nperm);
+      if (spec === SPEC_NONE) accessPfn = pfn;
       if (tlb.conflictMode !== 0) checkConflict(m, c, vpn, shift, pfn, asid);
       tlb.insert(vpn, asid, pfn, nperm);
     } else {
@@ -209,7 +252,8 @@ function walk(m: Machine, c: number, mm: Mm, vpn: number, write: boolean): boole
       const pages = 2 ** (shift - G.pageShift);
       const off = vpn % pages;
       const pfnHere = level === 0 ? A.ptePfn(n) : A.ptePfn(n) + (vpn % (G.span[level] as number));
-      accessPfn = pfnHere;
+      if (spec === SPEC_PROBE) return !tlb.holdsHuge(vpn, asid, shift, pfnHere - off, nperm);
+      if (spec === SPEC_NONE) accessPfn = pfnHere;
       if (tlb.conflictMode !== 0) checkConflict(m, c, vpn - off, shift, pfnHere - off, asid);
       tlb.insertHuge(vpn, asid, shift, pfnHere - off, nperm);
     }
