@@ -14,7 +14,7 @@
 import { execFileSync } from "node:child_process";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { type ActorBenchOp, BENCH_OPS, type BenchOp, ensureHelperBuilt, isHelperSkip, runHostActorsBench, runHostBench } from "../src/host/helper.js";
@@ -30,20 +30,23 @@ const RW: Prot = { read: true, write: true, exec: false };
 const RO: Prot = { read: true, write: false, exec: false };
 const pos = { line: 1, col: 1 };
 
-const { values: args } = parseArgs({
-  options: {
-    size: { type: "string", default: "1024" },
-    reps: { type: "string", default: "3" },
-    // Checks-on runs scan every table after each step; 1 GiB fits the time budget.
-    "checks-size": { type: "string" },
-    "no-host": { type: "boolean", default: false },
-    // internal: print the arm64 rows as JSON (run in a child process so the
-    // generic code's call sites see one architecture, as in a real run).
-    "arm64-rows": { type: "boolean", default: false },
-    "replay-row": { type: "boolean", default: false },
-    "replay-no-check": { type: "boolean", default: false },
+const { values: args } = benchArgs(
+  {
+    options: {
+      size: { type: "string", default: "1024" },
+      reps: { type: "string", default: "3" },
+      // Checks-on runs scan every table after each step; 1 GiB fits the time budget.
+      "checks-size": { type: "string" },
+      "no-host": { type: "boolean", default: false },
+      // internal: print the arm64 rows as JSON (run in a child process so the
+      // generic code's call sites see one architecture, as in a real run).
+      "arm64-rows": { type: "boolean", default: false },
+      "replay-row": { type: "boolean", default: false },
+      "replay-no-check": { type: "boolean", default: false },
+    },
   },
-});
+  "node dist/bench/core.js [--size MiB] [--reps N] [--checks-size MiB] [--no-host]",
+);
 const size = Number(args.size) * MiB;
 const reps = Number(args.reps);
 const checksSize = Number(args["checks-size"] ?? args.size) * MiB;

@@ -11,12 +11,15 @@
 // the state cache, at the scenario's bound and one preemption more.
 
 import { readdirSync, readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { type ExploreConfig, explore, scenarioConfig } from "../src/explore/explore.js";
 import { parseScenario } from "../src/scenario/load.js";
 import type { Scenario } from "../src/scenario/types.js";
 
-const { values: args } = parseArgs({ options: { only: { type: "string" }, "no-cache": { type: "boolean", default: false } } });
+const { values: args } = benchArgs(
+  { options: { only: { type: "string" }, "no-cache": { type: "boolean", default: false } } },
+  "node dist/bench/explore.js [--only NAME] [--no-cache]",
+);
 const DIR = "scenarios/concurrency";
 
 function cfg(sc: Scenario, historical: boolean, shrink: boolean): ExploreConfig {

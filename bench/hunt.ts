@@ -14,20 +14,23 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { VARIANTS } from "../src/core/machine.js";
 import { parseScenario } from "../src/scenario/load.js";
 
-const { values: args } = parseArgs({
-  options: {
-    time: { type: "string", default: "60" },
-    workers: { type: "string", default: String(Math.min(2, availableParallelism())) },
-    only: { type: "string" },
-    seed: { type: "string", default: "1" },
-    "no-fixed": { type: "boolean", default: false },
-    executions: { type: "string" }, // per case (hunt's --executions)
+const { values: args } = benchArgs(
+  {
+    options: {
+      time: { type: "string", default: "60" },
+      workers: { type: "string", default: String(Math.min(2, availableParallelism())) },
+      only: { type: "string" },
+      seed: { type: "string", default: "1" },
+      "no-fixed": { type: "boolean", default: false },
+      executions: { type: "string" }, // per case (hunt's --executions)
+    },
   },
-});
+  "node dist/bench/hunt.js [--time 60] [--workers 2] [--only NAME] [--seed 1] [--no-fixed] [--executions N]",
+);
 
 // Variants the catalogue seeds as bugs (with their companions there).
 const DIR = "scenarios/concurrency";
@@ -143,5 +146,7 @@ const w = (table[0] as string[]).map((_, i) => Math.max(...table.map((r) => (r[i
 console.log("");
 for (const r of table) console.log(r.map((c, i) => c.padEnd(w[i] as number)).join("  "));
 const target = rows.filter((r) => r.expect === "found");
-console.log(`\nfound ${target.filter((r) => r.result.startsWith("found")).length} of ${target.length} seeded configurations (a variant alone, or the combination the catalogue seeds)`);
+console.log(
+  `\nfound ${target.filter((r) => r.result.startsWith("found")).length} of ${target.length} seeded configurations (a variant alone, or the combination the catalogue seeds)`,
+);
 console.log(`goal: every seeded configuration found within 60 s on a 2-core machine, v6.17 clean.`);

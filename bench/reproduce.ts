@@ -7,7 +7,7 @@
 //   node dist/bench/reproduce.js [--json] [--quick] [--cost FILE.json]
 
 import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
+import { benchArgs } from "./args.js";
 import { type CostTable, DEFAULT_COST_TABLE, modelledCycles, parseCostTable } from "../src/core/cost.js";
 import { Counters, diffCounters, snapshotCounters } from "../src/core/counters.js";
 import { runOnce } from "../src/explore/explore.js";
@@ -19,13 +19,16 @@ function loadScenario(file: string): Scenario {
   return parseScenario(readFileSync(file, "utf8"), file);
 }
 
-const { values: args } = parseArgs({
-  options: {
-    json: { type: "boolean", default: false },
-    quick: { type: "boolean", default: false },
-    cost: { type: "string" },
+const { values: args } = benchArgs(
+  {
+    options: {
+      json: { type: "boolean", default: false },
+      quick: { type: "boolean", default: false },
+      cost: { type: "string" },
+    },
   },
-});
+  "node dist/bench/reproduce.js [--json] [--quick] [--cost FILE]",
+);
 
 let table: CostTable = DEFAULT_COST_TABLE;
 if (args.cost !== undefined) {
