@@ -39,6 +39,7 @@ const S_FINISH_FAULT = site("finish_fault", "take the PTE lock");
 const S_MIG_WAIT = site("migration_entry_wait", "wait for the folio lock");
 const S_MKWRITE_LOCK = site("do_page_mkwrite", "folio_lock()");
 const S_MKWRITE_RELOCK = site("finish_mkwrite_fault", "take the PTE lock");
+const S_SWAPIN_FOLIO_WAIT = site("do_swap_page", "folio_lock_or_retry(): wait for the swap-cache folio's lock");
 const S_SWAPIN_PREPARE = site("do_swap_page", "swapcache_prepare() of a slot read outside the swap cache");
 const S_SWAPIN_WAIT = site("do_swap_page", "swapcache_prepare() failed: wait for the other swap-in", true);
 const S_SWAPIN_READ = site("do_swap_page", "swap_read_folio(): the slot is read");
@@ -206,12 +207,17 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
       yield* migrationEntryWait(il, m.phys.folioHead(migrationWaitPfn));
       return "retry";
     }
+    if (r === "folio_wait") {
+      yield il.lock(LK_FOLIO, migrationWaitPfn, true, S_SWAPIN_FOLIO_WAIT);
+      il.unlock(LK_FOLIO, migrationWaitPfn);
+      return "retry";
+    }
     if (r === "wp_shared") return yield* wpPageShared(m, il, mm, vma, pmdIdx, pmdv, slot, addr);
     if (r === "swapin") return yield* doSwapPageDirect(m, il, mm, vma, pmdIdx, pmdv, slot, addr, write, swapinOrig);
     return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
   }
   const r = handlePteFault(m, mm, vma, slot, addr, write, unshare);
-  if (r === "wp_shared" || r === "swapin") throw new Error(`model bug: ${r} without the explorer`);
+  if (r === "wp_shared" || r === "swapin" || r === "folio_wait") throw new Error(`model bug: ${r} without the explorer`);
   // Without the explorer a migration completes before anything else runs:
   // an entry left behind is retried until the livelock check reports it.
   if (r === "migration") return "retry";
@@ -287,7 +293,7 @@ function handlePteFault(
   addr: number,
   write: boolean,
   unshare = false,
-): FaultResult | "do_fault" | "wp_shared" | "migration" | "swapin" {
+): FaultResult | "do_fault" | "wp_shared" | "migration" | "swapin" | "folio_wait" {
   const A = m.arch;
   const e = m.tables.chunkOf(slot);
   const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
@@ -313,6 +319,21 @@ function handlePteFault(
     if (m.il !== null && swapinSkipsCache(m.swap, A.swpOffset(v))) {
       swapinOrig = v;
       return "swapin";
+    }
+    // do_swap_page()'s folio_lock_or_retry(): a folio in the swap cache is
+    // mapped only under its lock, which reclaim holds from isolation to
+    // pageout and __remove_mapping(); when someone holds it the fault waits
+    // for it with the locks dropped and is retried.
+    const cached = m.il !== null ? m.swap.cache.get(A.swpOffset(v)) : undefined;
+    if (cached !== undefined) {
+      const il = m.il as Interleaver;
+      if (!il.trylock(LK_FOLIO, cached)) {
+        migrationWaitPfn = cached;
+        return "folio_wait";
+      }
+      doSwapPage(m, mm, vma, e, pi, addr, write, v);
+      il.unlock(LK_FOLIO, cached);
+      return "ok";
     }
     doSwapPage(m, mm, vma, e, pi, addr, write, v);
     return "ok";
