@@ -60,9 +60,15 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
   const ubc = new TlbUbc(m);
   const free: number[] = [];
   const stat: ReclaimStat = { reclaimed: 0, kept: 0 };
+  // ret_folios: a kept folio stays isolated until the caller puts it back
+  // (folio_putback_lru() in reclaim_folio_list() / shrink_inactive_list()),
+  // after the deferred flush below, so no other party (migration) can
+  // isolate and free it while a CPU may still map it through a PTE that
+  // try_to_unmap() cleared here.
+  const kept: number[] = [];
   const keep = (head: number) => {
     stat.kept++;
-    folioPutbackLru(m, head);
+    kept.push(head);
   };
   const il = m.il;
   // keep_locked / activate_locked: folio_unlock(), back on the LRU.
@@ -163,8 +169,10 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
     il?.unlock(LK_FOLIO, head);
     free.push(head);
   }
-  // The deferred flush completes before any folio goes back to the allocator.
+  // The deferred flush completes before any folio goes back to the allocator
+  // or to the LRU.
   tryToUnmapFlush(m, ubc);
+  for (const head of kept) folioPutbackLru(m, head);
   if (m.config.checkInvariants && free.length > 0) m.violations.push(...checkFreedFrames(m, free, "shrink_folio_list"));
   for (const head of free) {
     phys.folioPut(head);
