@@ -7,10 +7,9 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { siteName } from "../src/core/sync.js";
-import type { Execution } from "../src/explore/execution.js";
 import { type ExploreConfig, explore } from "../src/explore/explore.js";
 import { defaultConfig } from "../src/hunt/search.js";
+import { siteHits } from "./catalogue.js";
 import { parseScenario } from "../src/scenario/load.js";
 
 const FILE = "scenarios/concurrency/r-madv-free-pmd-clear.yaml";
@@ -28,23 +27,10 @@ describe("MADV_DONTNEED reads back zeroes", () => {
     assert.match(res.counterexample?.message ?? "", /not zeroes/);
   });
   it("v6.17: the zap finds the pmdp_invalidate()d entry, waits for the PMD lock, and the read sees zeroes (a fresh THP in frames that may have held the old one)", () => {
-    let raced = 0;
-    const res = explore(
-      cfg(
-        text,
-        {},
-        {
-          onStart: (x: Execution) => {
-            x.onDecide = (c) => {
-              const t = x.threads[c] as { site: number } | undefined;
-              if (t !== undefined && siteName(t.site).includes("before set_pmd_at()")) raced++;
-            };
-          },
-        },
-      ),
-    );
+    const seen = siteHits("before set_pmd_at()");
+    const res = explore(cfg(text, {}, { onStart: seen.onStart }));
     assert.equal(res.counterexample, null);
-    assert.ok(raced > 0, "no execution preempted MADV_FREE between pmdp_invalidate() and set_pmd_at()");
+    assert.ok(seen.hits() > 0, "no execution preempted MADV_FREE between pmdp_invalidate() and set_pmd_at()");
   });
   it("a third thread's store before, during or after the MADV_DONTNEED: its own read sees zeroes or its store, never a false alarm", () => {
     // Before the zap began: zapped, zeroes expected. During it: either.

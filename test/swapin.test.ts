@@ -9,10 +9,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { SwapDevice } from "../src/core/mm/swap.js";
-import { siteName } from "../src/core/sync.js";
-import type { Execution } from "../src/explore/execution.js";
 import { type ExploreConfig, explore } from "../src/explore/explore.js";
 import { defaultConfig } from "../src/hunt/search.js";
+import { siteHits } from "./catalogue.js";
 import { parseScenario } from "../src/scenario/load.js";
 
 describe("swap device: the swapcache_prepare() pin", () => {
@@ -51,23 +50,10 @@ function cfg(file: string, variants: Record<string, string>, over: Partial<Explo
 describe("explore: two swap-ins of one entry", () => {
   const FILE = "scenarios/concurrency/o-swapin-skip-cache.yaml";
   it("v6.17: the second waits for the first's pin (some execution does), and no store is lost at 2 preemptions", () => {
-    let waited = 0;
-    const res = explore(
-      cfg(
-        FILE,
-        {},
-        {
-          onStart: (x: Execution) => {
-            x.onDecide = (c) => {
-              const t = x.threads[c] as { site: number } | undefined;
-              if (t !== undefined && siteName(t.site).includes("swapcache_prepare() failed")) waited++;
-            };
-          },
-        },
-      ),
-    );
+    const seen = siteHits("swapcache_prepare() failed");
+    const res = explore(cfg(FILE, {}, { onStart: seen.onStart }));
     assert.equal(res.counterexample, null);
-    assert.ok(waited > 0, "no execution waited on another swap-in's pin");
+    assert.ok(seen.hits() > 0, "no execution waited on another swap-in's pin");
   });
   it("unpinned (before 13ddaf26be32): a swap-out reuses the freed slot and the first swap-in maps its stale copy", () => {
     const res = explore(cfg(FILE, { swapin_direct: "unpinned" }, { preemptions: 1 }));

@@ -91,7 +91,6 @@ function* freePmdRange(tlb: MmuGather, pmdSlot: number, addr: number, end: numbe
         // Under the PMD lock (pmd_trans_huge_lock()): the entry may have
         // changed while this thread waited for it.
         const il = m.il;
-        const pmdSlot = Math.floor(pmdIdx / G.ptrs);
         if (il) {
           if (!il.trylock(LK_PMD, pmdSlot)) yield il.lock(LK_PMD, pmdSlot, true, S_CLEAN_PMD_LOCK);
           if (T.get(pmdIdx) !== v) {
