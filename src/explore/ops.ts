@@ -325,8 +325,23 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const reg = p.regions.get(step.region);
       if (reg === undefined) throw r.err(step, `unknown region "${step.region}"`);
       const addr = reg.start + step.offset;
-      const v = yield* locklessPteRead(m, p.mm, addr, step.via === "gup_fast");
-      x.locklessResult(t, addr, v);
+      const fast = step.via === "gup_fast";
+      // No user-PTE reader in v6.17 holds rcu_read_lock() alone: the
+      // RCU-protected ones (handle_pte_fault() after lock_vma_under_rcu(),
+      // page-table walks under mmap_lock) hold the VMA read lock, which
+      // collapse_huge_page(), mprotect, mremap, munmap and fork exclude with
+      // vma_start_write(). The model has no per-VMA lock: mmap_lock for
+      // reading stands for it. Without it the reader could keep a pointer
+      // to a table MADV_COLLAPSE deposited and MADV_DONTNEED then freed with
+      // pte_free() (zap_deposited_table(), mm/huge_memory.c), which only
+      // those locks and GUP-fast's IRQs-off section make safe.
+      if (!fast) yield il.lock(LK_MMAP, p.mm.id, false, S_MMAP_R);
+      try {
+        const v = yield* locklessPteRead(m, p.mm, addr, fast);
+        x.locklessResult(t, addr, v);
+      } finally {
+        if (!fast) il.unlock(LK_MMAP, p.mm.id);
+      }
       return;
     }
     default:
