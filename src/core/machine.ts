@@ -126,6 +126,15 @@ export const VARIANTS = {
   // "none" (before it; an architecture whose TLB flush sends no IPI, arm64,
   // lets GUP-fast run on through the collapse).
   collapse_sync: ["ipi", "none"],
+  // GUP-fast FOLL_PIN against fork's write-protection (gup_fast(), mm/gup.c):
+  // "seqcount" (57efa1fe5957, v5.11: copy_page_range() writes
+  // mm->write_protect_seq around a COW mapping's copy and GUP-fast gives its
+  // pins back and falls back to the slow path if the count moved) or "none"
+  // (v5.9-v5.10, after early COW for pinned pages: a pin GUP-fast grabs
+  // between fork's folio_maybe_dma_pinned() test and its write-protect is
+  // shared with the child, and the parent's next store copies the page
+  // away from the pin).
+  gup_fast_seq: ["seqcount", "none"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -192,6 +201,7 @@ export function defaultConfig(): MachineConfig {
       fork_pin: "early-cow",
       gup_fast_recheck: "pmd-and-pte",
       collapse_sync: "ipi",
+      gup_fast_seq: "seqcount",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

@@ -81,6 +81,7 @@ export interface GupPin {
 const S_FOLLOW_LOCK = site("follow_page_pte", "take the PTE lock");
 const S_FAST_PMD = site("gup_fast_pmd_range", "load the PMD");
 const S_FAST_GRAB = site("gup_fast_pte_range", "folio grabbed, re-check the PMD and the PTE");
+const S_FAST_SEQ = site("gup_fast", "walk done, re-read write_protect_seq");
 
 // try_grab_folio(folio, 1, FOLL_PIN) (mm/gup.c): one pin on the folio of pfn;
 // the first pin of an mm sets MMF_HAS_PINNED.
@@ -273,12 +274,29 @@ export function* gupFastPin(m: Machine, mm: Mm, addr: number, write: boolean): K
 // The GUP-fast part of pin_user_pages_fast() (gup_fast_fallback(), mm/gup.c):
 // pages from start on until the first one GUP-fast refuses; the caller pins
 // the rest with pinUserPages() under mmap_lock.
+// gup_fast() reads mm->write_protect_seq first (raw_seqcount_try_begin():
+// a fork copying COW mappings now makes it give up at once) and again after
+// the walk (read_seqcount_retry()): if a fork ran meanwhile, a page pinned
+// may have been write-protected and shared with the child after fork's
+// folio_maybe_dma_pinned() test missed the pin, so every pin taken is given
+// back (gup_fast_unpin_user_pages()) and the slow path, which fork's
+// mmap_lock excludes, pins them all.
 export function* gupFastPinRange(m: Machine, mm: Mm, start: number, nr: number, write: boolean): KGen<number[]> {
   const out: number[] = [];
+  const seqOn = !variantIs(m, "gup_fast_seq", "none");
+  const seq = mm.writeProtectSeq;
+  if (seqOn && (seq & 1) !== 0) return out;
   for (let k = 0; k < nr; k++) {
     const pfn = yield* gupFastPin(m, mm, start + k * m.geo.pageSize, write);
     if (pfn < 0) break;
     out.push(pfn);
+  }
+  if (seqOn && out.length > 0) {
+    yield S_FAST_SEQ;
+    if (mm.writeProtectSeq !== seq) {
+      for (const pfn of out) unpinFolio(m, pfn);
+      return [];
+    }
   }
   return out;
 }

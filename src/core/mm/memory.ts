@@ -31,6 +31,7 @@ const S_ZAP_UNLOCKED = site("zap_pte_range", "after pte_unmap_unlock()");
 const S_ZAP_PMD_LOCK = site("zap_pmd_range", "take the PMD lock of a huge PMD");
 const S_COPY_LOCK = site("copy_pte_range", "take the PTE locks");
 const S_COPY_PTE = site("copy_pte_range", "load a source PTE");
+const S_COPY_WRPROTECT = site("copy_present_ptes", "rmap duplicated (pin test passed), the parent's entries not yet write-protected");
 
 // Runs a kernel path to completion (sequential mode).
 export function run<T>(g: KGen<T>): T {
@@ -497,6 +498,11 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
       folioCounterDelta(dst, hflags, nr);
       // __copy_present_ptes()
       if (cow && A.pteWrite(pte)) {
+        // Under the PTE locks, but GUP-fast takes none: it may grab a
+        // pin here, after folio_try_dup_anon_rmap_ptes() found none.
+        // The child's entry is made from the value read before, as the
+        // kernel's is; the parent's write-protect is atomic.
+        if (il) yield S_COPY_WRPROTECT;
         A.wrprotectPtes(m, src, addr, es, si, nr);
         pte = A.pteWrprotect(pte);
       }
@@ -533,6 +539,19 @@ function copyPresentPage(m: Machine, dst: Mm, addr: number, ed: Float64Array, di
 
 // copy_page_range() for one VMA (the caller checked vma_needs_copy()).
 export function* copyPageRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
+  // raw_write_seqcount_begin(&src_mm->write_protect_seq) for a COW mapping:
+  // its anon entries may be write-protected from here to the end.
+  const cow = vma.isCow;
+  if (cow) src.writeProtectSeq++;
+  try {
+    yield* copyP4dRange(m, dst, src, vma);
+  } finally {
+    if (cow) src.writeProtectSeq++;
+  }
+}
+
+// copy_p4d_range() and below, over the VMA.
+function* copyP4dRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
   const A = m.arch;
   let addr = vma.start;
   const end = vma.end;

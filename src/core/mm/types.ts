@@ -90,6 +90,10 @@ export class Mm {
   // MMF_HAS_PINNED: set by the first FOLL_PIN on this mm (mm_set_has_pinned_flag(),
   // mm/gup.c), never cleared; fork's folio_needs_cow_for_dma() looks at it.
   hasPinned = false;
+  // mm->write_protect_seq (include/linux/mm_types.h), a seqcount: odd while
+  // copy_page_range() write-protects a COW mapping of this mm for fork, so
+  // GUP-fast can tell that a pin it took may have been shared meanwhile.
+  writeProtectSeq = 0;
   threads = 0;
   constructor(
     readonly id: number,
