@@ -32,6 +32,9 @@ import {
 import { type Footprint, loc, mix53, newFootprint, Tracker } from "./track.js";
 import type { Speculation } from "./speculate.js";
 
+// A range being zapped: start, end, and the pages stored to meanwhile.
+export type ZapRange = [number, number, Set<number>];
+
 // Choices of a speculative fill (speculate.ts): SPEC_BASE + cpu * slots + k
 // for candidate k on that CPU, after every thread id and the RCU agent's.
 export const SPEC_BASE = 1000;
@@ -942,7 +945,7 @@ export class Execution implements Interleaver, TableAccessCheck {
   }
 
   // mm id -> ranges being zapped, with the pages stored to meanwhile
-  private zaps = new Map<number, [number, number, Set<number>][]>();
+  private zaps = new Map<number, ZapRange[]>();
   private truncating = new Map<number, number>(); // file id -> truncations in flight
 
   // ftruncate() from its i_size write to its return: the file's pages beyond
@@ -960,7 +963,9 @@ export class Execution implements Interleaver, TableAccessCheck {
 
   // munmap/MADV_DONTNEED/MADV_FREE: from their start to their return, what
   // the range shows is not constrained, nor are stores into it.
-  zapBegin(mm: Mm, start: number, end: number): void {
+  // Returns the zap's own record: zapEnd() must end this zap, not another
+  // of the same range (a MADV_FREE beside a MADV_DONTNEED of one page).
+  zapBegin(mm: Mm, start: number, end: number): ZapRange {
     this.fpAdd(FP_W, X_ZAPS, mm.id);
     this.forget(mm, start, end);
     let z = this.zaps.get(mm.id);
@@ -968,7 +973,9 @@ export class Execution implements Interleaver, TableAccessCheck {
       z = [];
       this.zaps.set(mm.id, z);
     }
-    z.push([start, end, new Set()]);
+    const zr: ZapRange = [start, end, new Set()];
+    z.push(zr);
+    return zr;
   }
   // Is addr of mm in a range being zapped (a pin taken now is discarded
   // with it, so pin-coherence does not hold it to the page)?
@@ -981,12 +988,12 @@ export class Execution implements Interleaver, TableAccessCheck {
   // those a store raced (the store may or may not have survived the zap).
   // What a load would read now is checked at once too (a zap that skipped
   // a mapping is seen without a later read of the page).
-  zapEnd(mm: Mm, start: number, end: number, zeroFill = false, t: XThread | null = null): void {
+  zapEnd(mm: Mm, zr: ZapRange, zeroFill = false, t: XThread | null = null): void {
     this.fpAdd(FP_W, X_ZAPS, mm.id);
     const z = this.zaps.get(mm.id);
-    const i = z?.findIndex((r) => r[0] === start && r[1] === end) ?? -1;
+    const i = z?.indexOf(zr) ?? -1;
     if (z === undefined || i < 0) return;
-    const stored = (z[i] as [number, number, Set<number>])[2];
+    const [start, end, stored] = zr;
     z.splice(i, 1);
     if (!zeroFill) return;
     const ps = this.m.geo.pageSize;

@@ -20,7 +20,7 @@ import { reclaimRange } from "../core/mm/vmscan.js";
 import { type Interleaver, LK_INODE, LK_MMAP, site } from "../core/sync.js";
 import type { Runner } from "../run/runner.js";
 import type { Step } from "../scenario/types.js";
-import { Deviation, type Execution, type XThread } from "./execution.js";
+import { Deviation, type Execution, type XThread, type ZapRange } from "./execution.js";
 
 const S_MMAP_W = site("mmap_write_lock", "take mmap_lock for writing");
 const S_MMAP_R = site("mmap_read_lock", "take mmap_lock for reading");
@@ -58,7 +58,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const write = step.op !== "madvise" || step.advice === "hugepage" || step.advice === "nohugepage" || step.advice === "collapse";
       const zap = step.op === "munmap" || (step.op === "madvise" && (step.advice === "dontneed" || step.advice === "free"));
       x.sysEnter(t);
-      if (zap) zapBegin(x, r, p.mm, a, a + len);
+      const zr = zap ? zapBegin(x, r, p.mm, a, a + len) : null;
       const lazyFree = step.op === "madvise" && step.advice === "free";
       if (lazyFree) x.lazyFreeing++;
       r.enter(step, p);
@@ -76,7 +76,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         throw e;
       } finally {
         il.unlock(LK_MMAP, p.mm.id);
-        if (zap) zapEnd(x, r, p.mm, a, a + len, step.op === "madvise" && step.advice === "dontneed" && upTo === a + len, t);
+        if (zr !== null) zapEnd(x, r, p.mm, zr, step.op === "madvise" && step.advice === "dontneed" && upTo === a + len, t);
         if (lazyFree) {
           x.lazyFreeing--;
           x.lazyFreeEnded = true;
@@ -135,7 +135,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       // do_vmi_munmap()). What the old range shows is not constrained from
       // here on: its pages move or go.
       x.sysEnter(t);
-      zapBegin(x, r, p.mm, reg.start, end);
+      const zr = zapBegin(x, r, p.mm, reg.start, end);
       r.enter(step, p);
       yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
       let na: number;
@@ -147,12 +147,12 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         // revoked nothing: an entry reclaim left pending is still reclaim's
         // to flush.
         il.unlock(LK_MMAP, p.mm.id);
-        zapEnd(x, r, p.mm, reg.start, end);
+        zapEnd(x, r, p.mm, zr);
         x.sysReturn(t, "mremap", p.mm, reg.start, reg.start);
         throw e;
       }
       il.unlock(LK_MMAP, p.mm.id);
-      zapEnd(x, r, p.mm, reg.start, end);
+      zapEnd(x, r, p.mm, zr);
       p.regions.delete(step.region);
       p.regions.set(step.newRegion ?? step.region, { start: na, len: step.newSize });
       if (step.newSize < reg.len) r.resized.add(`${p.name}/${step.newRegion ?? step.region}`);
@@ -170,15 +170,15 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const newEnd = Math.ceil((p.mm.brk + step.delta) / ps) * ps;
       // Shrinking unmaps like munmap (and downgrades the lock).
       const shrink = newEnd < oldEnd && p.mm.brk + step.delta >= p.mm.startBrk;
-      if (shrink) zapBegin(x, r, p.mm, newEnd, oldEnd);
+      const zr = shrink ? zapBegin(x, r, p.mm, newEnd, oldEnd) : null;
       try {
         yield* brk(m, p.mm, p.mm.brk + step.delta);
       } finally {
         il.unlock(LK_MMAP, p.mm.id);
       }
       r.bindHeap(step, p);
-      if (shrink) {
-        zapEnd(x, r, p.mm, newEnd, oldEnd);
+      if (zr !== null) {
+        zapEnd(x, r, p.mm, zr);
         x.sysReturn(t, "brk", p.mm, newEnd, oldEnd);
       } else x.sysLeave(t);
       return;
@@ -195,10 +195,10 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       // (unmap_mapping_range() with even_cows): what a process stored there
       // is discarded, like a zap's range.
       const cows = fileRangeMappings(m, f, Math.ceil(step.size / m.geo.pageSize), Infinity).filter(([, v]) => (v.flags & VM_SHARED) === 0);
-      for (const [mm, , a, b] of cows) zapBegin(x, r, mm, a, b);
+      const zrs = cows.map(([mm, , a, b]) => [mm, zapBegin(x, r, mm, a, b)] as const);
       m.curCpu = t.cpu;
       yield* truncatePagecache(m, f, step.size);
-      for (const [mm, , a, b] of cows) zapEnd(x, r, mm, a, b);
+      for (const [mm, zr] of zrs) zapEnd(x, r, mm, zr);
       x.truncEnd(f);
       il.unlock(LK_INODE, f.id);
       x.sysLeave(t);
@@ -354,13 +354,14 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
 // constrained, and a pin of it taken meanwhile need not stay coherent (the
 // process discards the page itself): its pins are forgotten at both ends,
 // and a pin taken in between starts forgotten there (the pin step).
-function zapBegin(x: Execution, r: Runner, mm: Mm, start: number, end: number): void {
-  x.zapBegin(mm, start, end);
+function zapBegin(x: Execution, r: Runner, mm: Mm, start: number, end: number): ZapRange {
+  const z = x.zapBegin(mm, start, end);
   r.pinForget(mm, start, end);
+  return z;
 }
-function zapEnd(x: Execution, r: Runner, mm: Mm, start: number, end: number, zeroFill = false, t: XThread | null = null): void {
-  x.zapEnd(mm, start, end, zeroFill, t);
-  r.pinForget(mm, start, end);
+function zapEnd(x: Execution, r: Runner, mm: Mm, z: ZapRange, zeroFill = false, t: XThread | null = null): void {
+  x.zapEnd(mm, z, zeroFill, t);
+  r.pinForget(mm, z[0], z[1]);
 }
 
 // pin-coherence at a user access: the page the access went through is the
