@@ -489,15 +489,18 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
 // (writable, readable-exclusive or readable) and the access and dirty bits;
 // a dirty entry dirties the folio; the flush joins the caller's batch. The
 // page's AnonExclusive flag moves into the entry
-// (folio_try_share_anon_rmap_pte(), never refused: the model has no pins).
-// The mapcounts and references of the cleared PTEs are dropped
-// (folio_remove_rmap_pte(), folio_put()); RSS counts the entries still.
+// (folio_try_share_anon_rmap_pte()), which refuses (-EBUSY) a page a GUP
+// pin may hold: the entry is set back and the walk stops, so the folio stays
+// mapped and the migration fails its reference check. The mapcounts and
+// references of the cleared PTEs are dropped (folio_remove_rmap_pte(),
+// folio_put()); RSS counts the entries still.
 export function* tryToMigrate(m: Machine, head: number, ubc: TlbUbc): KGen {
   const lk = yield* rmapLock(m, head, false);
   try {
     const A = m.arch;
     const phys = m.phys;
     const anon = ((phys.flags[head] as number) & PG_ANON) !== 0;
+    let abort = false;
     m.migrating.add(head);
     for (const h of rmapWalk(m, head)) {
       const mm = h.mm;
@@ -506,15 +509,22 @@ export function* tryToMigrate(m: Machine, head: number, ubc: TlbUbc): KGen {
         h,
         head,
         (e, i, a, k) => {
+          if (abort) return;
           const pfn = head + k;
           const pteval = A.getAndClearFullPtes(m, mm, a, e, i, 1, false);
           if (shouldDeferFlush(m, mm, ubc)) setTlbUbcFlushPending(m, ubc, mm, pteval, a, a + m.geo.pageSize);
           else A.flushTlbRange(m, mm, a, a + m.geo.pageSize, m.geo.pageShift, false);
           if (A.pteDirty(pteval)) phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
+          const anonExclusive = anon && ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0;
+          if (anonExclusive && phys.folioMaybeDmaPinned(head)) {
+            A.setPtes(m, mm, a, e, i, pteval, 1); // set_pte_at()
+            abort = true;
+            return;
+          }
           let kind = MIG_READ;
           if (A.pteWrite(pteval)) kind = MIG_WRITE;
-          else if (anon && ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0) kind = MIG_READ_EXCLUSIVE;
-          if (anon) phys.flags[pfn] = (phys.flags[pfn] as number) & ~PG_ANON_EXCLUSIVE;
+          else if (anonExclusive) kind = MIG_READ_EXCLUSIVE;
+          if (anonExclusive) phys.flags[pfn] = (phys.flags[pfn] as number) & ~PG_ANON_EXCLUSIVE;
           e[i] = A.mkMigrationPte(pfn, kind, A.pteYoung(pteval), A.pteDirty(pteval)); // set_pte_at()
           m.counters.pteWrites++;
           phys.mapcount[pfn] = (phys.mapcount[pfn] as number) - 1;
@@ -524,6 +534,7 @@ export function* tryToMigrate(m: Machine, head: number, ubc: TlbUbc): KGen {
         null,
       );
       if (m.il) yield S_TTM_PTE;
+      if (abort) break;
     }
   } finally {
     rmapUnlock(m, lk);
