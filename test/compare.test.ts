@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -8,6 +8,7 @@ import { parseConfig, parseMthp } from "../src/cli/compare.js";
 import { Counters } from "../src/core/counters.js";
 import { compare, comparisonRows, formatComparison } from "../src/report/compare.js";
 import { instantiate, UsageError } from "../src/workloads/index.js";
+import { sharedMissing, sharedPath } from "./shared-path.js";
 
 const CLI = "dist/src/cli/main.js";
 const W = ["--workload", "tlb_flush2", "--param", "size=64K", "--param", "iterations=1"];
@@ -119,9 +120,10 @@ describe("compare configurations", () => {
 });
 
 describe("compare --trace", () => {
-  const TRACE = "../shared/traces/gcc-python.perftrace.gz";
+  const TRACE = sharedPath("traces", "gcc-python.perftrace.gz");
   it("replays a real trace under x86-64, arm64 and a historical variant: the table, --json and the HTML report", (t) => {
-    if (!existsSync(TRACE)) return t.skip("no ../shared/traces");
+    const why = sharedMissing(TRACE);
+    if (why !== undefined) return t.skip(why);
     const dir = mkdtempSync(join(tmpdir(), "ptlab-compare-trace-"));
     const report = join(dir, "r.html");
     const args = [

@@ -1,6 +1,6 @@
 // Tests of the host helper (native/ptlab-host.c) and its driver against the
 // real kernel. Skipped where the helper cannot run (not Linux x86-64, no C
-// compiler). Figures asserted here are the host's, so tolerances follow what
+// compiler), a failure there under PTLAB_REQUIRE_HOST=1 (CI). Figures asserted here are the host's, so tolerances follow what
 // the kernel guarantees, not what the model predicts.
 
 import assert from "node:assert/strict";
@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { test } from "node:test";
 import { BENCH_OPS, ensureHelperBuilt, HostError, type HostSnapshot, HostSession, isHelperSkip, runHostBench } from "../src/host/helper.js";
 import type { Prot } from "../src/scenario/types.js";
+import { hostSkip } from "./require-host.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -42,7 +43,7 @@ function near(actual: number, expected: number, tol: number, what: string): void
 
 test("host helper: syscalls and figures on the real kernel", { timeout: 30_000 }, async (t) => {
   if (skipReason !== undefined) {
-    t.skip(skipReason);
+    t.skip(hostSkip(skipReason));
     return;
   }
   const s = await HostSession.create({ helperPath });
@@ -220,7 +221,7 @@ test("host helper: syscalls and figures on the real kernel", { timeout: 30_000 }
 
 test("host helper: pagemap fallback (pre-6.7 kernels) agrees with PAGEMAP_SCAN", { timeout: 10_000 }, async (t) => {
   if (skipReason !== undefined) {
-    t.skip(skipReason);
+    t.skip(hostSkip(skipReason));
     return;
   }
   const s = await HostSession.create({ helperPath, env: { PTLAB_NO_PAGEMAP_SCAN: "1" } });
@@ -237,7 +238,7 @@ test("host helper: pagemap fallback (pre-6.7 kernels) agrees with PAGEMAP_SCAN",
 
 test("host helper: bench", { timeout: 20_000 }, async (t) => {
   if (skipReason !== undefined) {
-    t.skip(skipReason);
+    t.skip(hostSkip(skipReason));
     return;
   }
   const r = await runHostBench(8 * MiB, 3, helperPath);
