@@ -4,7 +4,6 @@
 // report exactly the same violations.
 
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { describe, it } from "node:test";
 import { AccountingCache, checkAccounting, checkTlbs, TlbCache } from "../src/core/check.js";
 import { type Tlb, TLB_W } from "../src/core/hw/tlb.js";
@@ -16,6 +15,7 @@ import { pmdOffset, pteOffset } from "../src/core/mm/walk.js";
 import { defaultReplayOptions, Replayer } from "../src/replay/replay.js";
 import type { TraceEvent } from "../src/trace/events.js";
 import { parseTraceFile } from "../src/trace/open.js";
+import { sharedMissing, sharedPath } from "./shared-path.js";
 
 const RW = { read: true, write: true, exec: false };
 const PARENT = 100;
@@ -414,8 +414,9 @@ function seededBug(m: Machine, r: () => number): { undo: () => void; transient: 
 
 describe("cached invariant checks over the recorded trace", () => {
   it("report exactly what the full checks report, with seeded bugs", async (t) => {
-    const f = "../shared/traces/gcc-python.perftrace.gz";
-    if (!existsSync(f)) return t.skip("no ../shared/traces");
+    const f = sharedPath("traces", "gcc-python.perftrace.gz");
+    const why = sharedMissing(f);
+    if (why !== undefined) return t.skip(why);
     const { events } = await parseTraceFile(f, { reorder: 0.05 });
     const cached = new Replayer({ ...defaultReplayOptions(), cachedChecks: true });
     const full = new Replayer({ ...defaultReplayOptions(), cachedChecks: false });

@@ -227,7 +227,9 @@ describe("contpte reads", () => {
     mapBatch(r, 0, 16, head, OLD);
     r.e[r.b + 7] = P.pteMknoncont(at(r, 7)); // a block caught mid-repaint
     const v = run(r.m.arch.ptepGetLockless(r.m, r.e, r.b + 2));
-    assert.ok(r.m.counters.contLocklessRetries >= 1);
+    // The first pass sees entry 7 without CONT; the one retry finds the block
+    // as it was, which in a sequential run is the livelock.
+    assert.equal(r.m.counters.contLocklessRetries, 1);
     assert.equal(v, at(r, 2));
     assert.ok(r.m.violations.some((x) => x.invariant === "contpte-lockless-livelock"));
     const r2 = rig({ lockless: "no-retry" });

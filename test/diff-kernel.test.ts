@@ -3,7 +3,9 @@
 // when the host has swap, and on the state of every page of its regions.
 // Scenarios that set machine.swap need swap: the host's own, or (as root,
 // the CI case) a zram device runDiff() sets up for the scenario and takes
-// down again; without either they skip with the reason.
+// down again; without either they skip with the reason. Where the host
+// helper cannot be built or run, every test skips, or fails under
+// PTLAB_REQUIRE_HOST=1 (CI).
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -18,6 +20,7 @@ import { ensureHelperBuilt, type HostPageRun, isHelperSkip, PM_FILE, PM_MMAP_EXC
 import { parseProcSwaps, readHostSwap, zramUnavailable } from "../src/host/swap.js";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
+import { hostSkip } from "./require-host.js";
 
 const dir = "scenarios/diff";
 const files = readdirSync(dir)
@@ -37,7 +40,7 @@ describe("diff-kernel", async () => {
   for (const f of files) {
     it(f, async (t) => {
       if (isHelperSkip(built)) {
-        t.skip(`host not usable: ${built.skip}`);
+        t.skip(hostSkip(built.skip));
         return;
       }
       const sc = load(f);
@@ -143,7 +146,7 @@ steps:
   it("a model that does not swap is reported as DIFFER (VmSwap, RssAnon and the pages)", async (t) => {
     const built = await ensureHelperBuilt();
     if (isHelperSkip(built)) {
-      t.skip(`host not usable: ${built.skip}`);
+      t.skip(hostSkip(built.skip));
       return;
     }
     const res = await runDiff(load("swap-pageout-whole.yaml"), {
@@ -193,7 +196,7 @@ describe("diff-kernel --setup-swap", () => {
     }
     const built = await ensureHelperBuilt();
     if (isHelperSkip(built)) {
-      t.skip(`host not usable: ${built.skip}`);
+      t.skip(hostSkip(built.skip));
       return;
     }
     const before = readHostSwap().devices;

@@ -1,7 +1,8 @@
 // Sleep sets (--sleep-sets): partial-order reduction may skip a schedule only
 // when another explored schedule differs from it by the order of independent
 // transitions. Checked on the catalogue: every seeded bug is still found, the
-// fixed code still explores clean, and on the entries small enough for the
+// fixed code still explores clean (but on two entries too large to exhaust
+// here, skipped with the reason), and on the entries small enough for the
 // plain search to finish without a preemption bound, the two searches end in
 // exactly the same set of final states (compared structurally, so that a
 // footprint that misses a location shows up as a missing state).
@@ -93,15 +94,21 @@ describe("explore: sleep sets", () => {
     });
   }
 
+  // Fixed spaces too large to exhaust without a bound in the suite; the
+  // benchmark (bench:explore) exhausts them.
+  const LARGE = new Set(["b-lockless-no-retry.yaml", "e-pt-reclaim-direct.yaml"]);
+  it("the entries skipped as too large are seeded catalogue entries", () => {
+    for (const f of LARGE) assert.ok(files.includes(f) && isSeeded(load(f)), f);
+  });
   for (const f of files) {
     const sc = load(f);
     const seeded = isSeeded(sc);
     if (!seeded) continue;
-    it(`${f}: the historical variant's bug is still found, and the fixed code explores clean`, () => {
+    it(`${f}: the historical variant's bug is still found`, () => {
       const bug = explore(scenarioConfig(sc, true, { preemptions: UNBOUNDED, sleepSets: true }));
       assert.equal(bug.counterexample?.invariant, sc.explore?.expect, f);
-      // The larger fixed spaces are covered by the benchmark (bench:explore).
-      if (["b-lockless-no-retry.yaml", "e-pt-reclaim-direct.yaml"].includes(f)) return;
+    });
+    it(`${f}: the fixed code explores clean`, { skip: LARGE.has(f) && "the fixed space is too large to exhaust here; npm run bench:explore does" }, () => {
       const clean = explore(scenarioConfig(sc, false, { preemptions: UNBOUNDED, sleepSets: true }));
       assert.equal(clean.counterexample, null, f);
       assert.ok(clean.complete, f);

@@ -221,7 +221,12 @@ for (const enc of ENCODINGS) {
         fc.property(fc.integer({ min: 0, max: enc.maxPfn - 1 }), VM_FLAGS, (pfn, flags) => {
           const p = enc.pfnPte(pfn, enc.vmProt(flags));
           assert.ok(!enc.dirty(enc.wrprotect(p)), "fresh entries are clean");
-          assert.equal(p, p); // pte_same(pte, pte)
+          // pte_same(pte, pte) compares an entry with itself, which a number
+          // always passes; what it relies on is that an entry is its pfn and
+          // pgprot: rebuilt from them, and through the raw 64-bit layout, it
+          // is the same entry.
+          assert.equal(enc.pfnPte(enc.ptePfn(p), enc.ptePgprot(p)), p);
+          assert.equal(enc.fromRaw64(enc.toRaw64(p)), p);
           assert.ok(enc.young(enc.mkyoung(enc.mkold(p))));
           assert.ok(enc.dirty(enc.mkdirty(enc.mkclean(p))));
           assert.ok(enc.write(enc.mkwrite(enc.wrprotect(p))));

@@ -3,15 +3,16 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { describe, it } from "node:test";
 import { defaultReplayOptions, Replayer } from "../src/replay/replay.js";
 import { parseTraceFile } from "../src/trace/open.js";
+import { sharedMissing, sharedPath } from "./shared-path.js";
 
-const TRACES = "../shared/traces";
+const TRACES = sharedPath("traces");
 
 async function replay(file: string, touch: Replayer["opts"]["touch"], arch: Replayer["opts"]["arch"] = "x86_64") {
   const { events } = await parseTraceFile(file, { reorder: file.endsWith(".gz") ? 0.05 : 0 });
@@ -23,7 +24,8 @@ async function replay(file: string, touch: Replayer["opts"]["touch"], arch: Repl
 describe("replay", () => {
   it("replays the perf trace: faults become accesses, every process exits clean", async (t) => {
     const f = `${TRACES}/gcc-python.perftrace.gz`;
-    if (!existsSync(f)) return t.skip("no ../shared/traces");
+    const why = sharedMissing(f);
+    if (why !== undefined) return t.skip(why);
     const r = await replay(f, { kind: "none" });
     assert.deepEqual(r.violations, []);
     assert.equal(r.stats.faults, 44822);
@@ -40,7 +42,8 @@ describe("replay", () => {
   // TLBs under the dying ASID (cc1's exit_group did, 785 times): not reachable.
   it("replays the perf trace on arm64: exit_group() teardowns are clean", async (t) => {
     const f = `${TRACES}/gcc-python.perftrace.gz`;
-    if (!existsSync(f)) return t.skip("no ../shared/traces");
+    const why = sharedMissing(f);
+    if (why !== undefined) return t.skip(why);
     const r = await replay(f, { kind: "none" }, "arm64");
     assert.deepEqual(r.violations, []);
     assert.equal(r.stats.segv, 0);
@@ -48,7 +51,8 @@ describe("replay", () => {
 
   it("replays the strace recording with a touch policy, deterministically", async (t) => {
     const f = `${TRACES}/gcc-python.strace`;
-    if (!existsSync(f)) return t.skip("no ../shared/traces");
+    const why = sharedMissing(f);
+    if (why !== undefined) return t.skip(why);
     const a = spawnSync("node", ["dist/src/cli/main.js", "replay", "--json", "--touch", "first:16", f], { encoding: "utf8" });
     const b = spawnSync("node", ["dist/src/cli/main.js", "replay", "--json", "--touch", "first:16", f], { encoding: "utf8" });
     assert.equal(a.status, 0, a.stderr);
