@@ -30,6 +30,18 @@ import type { FnProfiler } from "../core/profile.js";
 
 const KEYS = Object.keys(new Counters()) as CounterName[];
 
+// chargeInto(c, last, self): adds the growth of every counter of `c` since
+// `last` to `self` and brings `last` up to date. Generated once with one
+// statement per field: a loop over the names makes every access a keyed
+// (megamorphic) load, and the profiler runs this at every enter() and exit().
+// The names are Counters' own fields, identifiers.
+const chargeInto = new Function(
+  "c",
+  "last",
+  "self",
+  KEYS.map((k) => `if (c.${k} !== last.${k}) { self.${k} += c.${k} - last.${k}; last.${k} = c.${k}; }`).join("\n"),
+) as (c: Counters, last: Counters, self: Counters) => void;
+
 // Frames for counts that arrive with no frame open (a driver that forgot a
 // root would show here rather than lose them).
 export const OUTSIDE = "[outside_steps]";
@@ -112,15 +124,7 @@ export class FunctionProfiler implements FnProfiler {
     // totals, under a root frame the driver still opens, is not counted).
     if (this.attached === null) return;
     const top = this.stack[this.stack.length - 1] ?? this.tree.child(OUTSIDE);
-    const c = this.c;
-    const last = this.last;
-    for (const k of KEYS) {
-      const d = c[k] - last[k];
-      if (d !== 0) {
-        top.self[k] += d;
-        last[k] = c[k];
-      }
-    }
+    chargeInto(this.c, this.last, top.self);
   }
 
   enter(fn: string): void {
