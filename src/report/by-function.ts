@@ -4,10 +4,10 @@
 // form and folded stacks ("a;b;c 1234" lines, as flamegraph.pl, inferno and
 // speedscope read them). No Node APIs; the CLI writes the files.
 //
-// How. The model's coarse kernel functions call enter()/exit() (see
-// profile.ts for which); the driver opens a root frame per step, named after
-// the syscall or user access it runs (root()), and runs kswapd and RCU
-// callbacks under roots of their own (aside()). At every boundary the
+// How. The model's coarse kernel functions call enter()/exit()
+// (docs/cost-table.md lists them); the driver opens a root frame per step,
+// named after the syscall or user access it runs (root()), and runs kswapd
+// and RCU callbacks under roots of their own (aside()). At every boundary the
 // counters' growth since the previous boundary is charged to the innermost
 // open frame, a node of the call tree keyed by its whole stack. So every
 // count lands in exactly one node: the nodes' self counts sum to the run's
@@ -42,7 +42,7 @@ const chargeInto = new Function(
   KEYS.map((k) => `if (c.${k} !== last.${k}) { self.${k} += c.${k} - last.${k}; last.${k} = c.${k}; }`).join("\n"),
 ) as (c: Counters, last: Counters, self: Counters) => void;
 
-// Frames for counts that arrive with no frame open (a driver that forgot a
+// The frame of counts that arrive with no frame open (a driver that forgot a
 // root would show here rather than lose them).
 export const OUTSIDE = "[outside_steps]";
 
