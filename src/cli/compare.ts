@@ -20,8 +20,10 @@ import { parseSize } from "../workloads/params.js";
 import { loadScenario } from "./load.js";
 import { createProgress } from "./progress.js";
 import { parseParamList, usageGuard } from "./workload.js";
+import { byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
+import { type ByFunctionCliOptions, wantsProfile, writeFolded } from "./by-function.js";
 
-export interface CompareCliOptions {
+export interface CompareCliOptions extends ByFunctionCliOptions {
   workload?: string;
   trace?: string;
   lenient?: boolean;
@@ -194,6 +196,8 @@ export function cmdCompare(file: string | undefined, o: CompareCliOptions): Prom
       labels.add(c.label);
     }
     if (o.report !== undefined && !o.report.endsWith(".html")) throw new UsageError(`--report: expected a file name ending in .html, got "${o.report}"`);
+    const early = o.folded !== undefined ? writeFolded(o.folded, "") : null;
+    if (early !== null) throw new UsageError(early);
     if (o.trace !== undefined) return compareTraceCli(o.trace, o, configs);
     let sc: Scenario;
     let base: RunOptions = {};
@@ -212,7 +216,9 @@ export function cmdCompare(file: string | undefined, o: CompareCliOptions): Prom
     const progress = createProgress({ enabled: o.progress });
     let result: ReturnType<typeof compare>;
     try {
-      result = compare(sc, configs, { ...base, checkInvariants: o.check }, (label) => progress.run(`compare ${label}`));
+      result = compare(sc, configs, { ...base, checkInvariants: o.check, ...(wantsProfile(o) ? { byFunction: true } : {}) }, (label) =>
+        progress.run(`compare ${label}`),
+      );
     } finally {
       progress.stop();
     }
@@ -235,7 +241,7 @@ async function compareTraceCli(file: string, o: CompareCliOptions, configs: Conf
       throw new UsageError(`--config "${c.label}": ${e instanceof Error ? e.message : String(e)}`);
     }
     if (typeof opts === "string") throw new UsageError(opts);
-    runs.push({ config: c, opts });
+    runs.push({ config: c, opts: wantsProfile(o) ? { ...opts, byFunction: true } : opts });
   }
   const { format, events, opened } = await parseTraceFile(file, { lenient: o.lenient === true, reorder: file.includes("perf") ? 0.05 : 0 });
   const list: TraceEvent[] = [];
@@ -271,6 +277,11 @@ async function output(
   w: { title: string; params?: string; command: string; heading: string; meta: Record<string, unknown> },
 ): Promise<number> {
   const version = ptlabVersion();
+  if (o.folded !== undefined) {
+    const text = result.runs.map((r) => (r.byFunction !== undefined ? foldedStacks(r.byFunction, r.config.label) : "")).join("");
+    const bad = writeFolded(o.folded, text);
+    if (bad !== null) throw new UsageError(bad);
+  }
   if (o.report !== undefined) {
     // Loaded on demand: vega is large and only reports need it.
     const { renderReport } = await import("../report/html.js");
@@ -282,9 +293,16 @@ async function output(
     }
   }
   if (o.json) {
-    process.stdout.write(`${JSON.stringify(comparisonJson(result, { ptlab_version: version, ...w.meta }), null, 2)}\n`);
+    const json = comparisonJson(result, { ptlab_version: version, ...w.meta }) as { configs: Record<string, unknown>[] };
+    if (o.byFunction === true)
+      for (const [i, r] of result.runs.entries())
+        if (r.byFunction !== undefined) (json.configs[i] as Record<string, unknown>).by_function = byFunctionJson(r.byFunction);
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
   } else {
     process.stdout.write(formatComparison(result, w.heading));
+    if (o.byFunction === true)
+      for (const r of result.runs)
+        if (r.byFunction !== undefined) process.stdout.write(`\n${formatByFunction(r.byFunction, `by kernel function: ${r.config.label}`)}`);
     if (o.report !== undefined) process.stdout.write(`report written to ${o.report}\n`);
   }
   return result.runs.some((r) => r.violations.length > 0) ? 1 : 0;

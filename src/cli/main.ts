@@ -20,6 +20,8 @@ import { cmdHunt, cmdMerge } from "./hunt.js";
 import { cmdLitmus } from "./litmus.js";
 import { LitmusError } from "../litmus/types.js";
 import { readFileSync } from "node:fs";
+import { type ByFunctionCliOptions, parseFoldedPath, wantsProfile, writeFolded } from "./by-function.js";
+import { byFunction, byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
 import { availableParallelism } from "node:os";
 
 // 90, 90s, 5m, 1h -> seconds
@@ -102,9 +104,11 @@ export function cmdRun(
     arch?: "x86_64" | "arm64";
     mthp?: Record<number, "always">;
     arm64?: Record<string, boolean>;
-  },
+  } & ByFunctionCliOptions,
 ): number {
   const sc = loadScenario(file);
+  const early = o.folded !== undefined ? writeFolded(o.folded, "") : null;
+  if (early !== null) throw new UsageError(early);
   if (sc.concurrent !== undefined && sc.concurrent.length > 0)
     process.stderr.write(`note: ${file}: the ${sc.concurrent.length} \`concurrent\` steps are run only by \`ptlab explore\`; \`run\` executes \`steps\`\n`);
   const r = new Runner(sc, {
@@ -114,17 +118,26 @@ export function cmdRun(
     ...(o.arch !== undefined ? { arch: o.arch } : {}),
     ...(o.mthp !== undefined ? { mthp: o.mthp } : {}),
     ...(o.arm64 !== undefined ? { arm64: o.arm64 } : {}),
+    ...(wantsProfile(o) ? { byFunction: true } : {}),
   });
   const { totals, violations } = r.runToEnd();
+  const byFn = r.prof !== null ? byFunction(r.prof) : null;
+  if (o.folded !== undefined && byFn !== null) {
+    const bad = writeFolded(o.folded, foldedStacks(byFn));
+    if (bad !== null) throw new UsageError(bad);
+  }
   if (o.json) {
+    const extra = o.byFunction === true && byFn !== null ? { by_function: byFunctionJson(byFn) } : {};
     process.stdout.write(
-      `${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, reports: rowsJson(r.rows), totals: countersJson(totals), violations }, null, 2)}\n`,
+      `${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, reports: rowsJson(r.rows), totals: countersJson(totals), violations, ...extra }, null, 2)}\n`,
     );
   } else {
     process.stdout.write(
       `${formatRows(`ptlab run ${file}: ${sc.name} (${r.m.arch.name}, ${sc.machine.cpus} CPUs, THP ${sc.machine.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`,
     );
     process.stdout.write(`${formatTotals(totals)}\n`);
+    if (o.byFunction === true && byFn !== null)
+      process.stdout.write(`${formatByFunction(byFn, "by kernel function (whole run, before the implicit teardown)")}\n`);
     if (violations.length > 0) process.stdout.write(`INVARIANT VIOLATIONS:\n${violations.map((v) => `  ${v}`).join("\n")}\n`);
   }
   return violations.length > 0 ? 1 : 0;
@@ -146,6 +159,8 @@ async function main(argv: string[]): Promise<number> {
     .option("--arch <x86_64|arm64>", "override the scenario's architecture", parseArch)
     .option("--mthp <sizes>", "anon mTHP sizes to enable, e.g. 64K or 16K,64K, or none", parseMthp)
     .option("--arm64 <feature=on|off>", "arm64 CPU feature: hafdbs, tlbi_range, bbml2_noabort (repeatable)", parseArm64Feature)
+    .option("--by-function", "also print modelled cycles and counters by kernel function (self and total, like perf report)")
+    .option("--folded <file>", "write folded stacks of modelled cycles (flamegraph.pl, inferno, speedscope)", parseFoldedPath)
     .action((file: string, o) => {
       result = cmdRun(file, o);
     });
@@ -195,6 +210,8 @@ async function main(argv: string[]): Promise<number> {
     .option("--arm64 <feature=on|off>", "arm64 CPU feature: hafdbs, tlbi_range, bbml2_noabort (repeatable)", parseArm64Feature)
     .option("--memory-limit <size>", "RAM the model may use, e.g. 256M (>= 16M): kswapd reclaims below the low watermark", parseMemoryLimit)
     .option("--swap <size>", "a swap device of this size for reclaim under --memory-limit, e.g. 1G", parseSwapSize)
+    .option("--by-function", "also print modelled cycles and counters by kernel function (self and total, like perf report)")
+    .option("--folded <file>", "write folded stacks of modelled cycles (flamegraph.pl, inferno, speedscope)", parseFoldedPath)
     .action((file: string, o) => {
       result = cmdReplay(file, o);
     });
@@ -214,6 +231,8 @@ async function main(argv: string[]): Promise<number> {
     .option("--json", "machine-readable output")
     .option("--no-check", "do not check invariants after every step")
     .option("--no-progress", "no progress bar or progress lines on stderr")
+    .option("--by-function", "also print modelled cycles and counters by kernel function (self and total, like perf report)")
+    .option("--folded <file>", "write folded stacks of modelled cycles (flamegraph.pl, inferno, speedscope)", parseFoldedPath)
     .action((name: string | undefined, o) => {
       result = cmdWorkload(name, o);
     });
@@ -230,6 +249,8 @@ async function main(argv: string[]): Promise<number> {
     .option("--report <file.html>", "write a self-contained HTML report with charts")
     .option("--no-check", "do not check invariants after every step")
     .option("--no-progress", "no progress bar or progress lines on stderr")
+    .option("--by-function", "also print each configuration's modelled cycles and counters by kernel function")
+    .option("--folded <file>", "write folded stacks of modelled cycles, each configuration's label as the outermost frame", parseFoldedPath)
     .action((file: string | undefined, o) => {
       result = cmdCompare(file, o);
     });

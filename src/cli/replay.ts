@@ -9,8 +9,10 @@ import { UsageError } from "./explore.js";
 import { TraceError } from "../trace/errors.js";
 import { parseTraceFile } from "../trace/open.js";
 import { countersJson, formatTotals } from "./format.js";
+import { byFunction, byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
+import { type ByFunctionCliOptions, wantsProfile, writeFolded } from "./by-function.js";
 
-export interface ReplayCliOptions {
+export interface ReplayCliOptions extends ByFunctionCliOptions {
   json?: boolean;
   lenient?: boolean;
   check: boolean;
@@ -36,6 +38,8 @@ export function parseTouch(v: string): TouchPolicy {
 
 export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<number> {
   if (o.arch !== "x86_64" && o.arch !== "arm64") throw new TraceError(file, 1, 1, `--arch ${o.arch}: expected x86_64 or arm64`, "usage");
+  const early = o.folded !== undefined ? writeFolded(o.folded, "") : null;
+  if (early !== null) throw new UsageError(early);
   const { format, events, opened } = await parseTraceFile(file, { lenient: o.lenient === true, reorder: file.includes("perf") ? 0.05 : 0 });
   const cfg = defaultConfig();
   const bad = applyVariants(cfg, o.variant ?? {});
@@ -61,6 +65,7 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
     ...(o.arm64 !== undefined ? { arm64: o.arm64 } : {}),
     swapPages: Math.floor((o.swap ?? 0) / 4096),
     memoryPages: Math.floor((o.memoryLimit ?? 0) / 4096),
+    ...(wantsProfile(o) ? { byFunction: true } : {}),
   });
   try {
     for await (const e of events) r.apply(e);
@@ -71,9 +76,16 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
   const totals = r.counters();
   const procs = [...r.summaries].sort((a, b) => b.peakVmpteKb - a.peakVmpteKb || a.pid - b.pid);
   const violations = r.violations.map((v) => `[${v.invariant}] ${v.message}`);
+  r.prof?.detach();
+  const byFn = r.prof !== null ? byFunction(r.prof) : null;
+  if (o.folded !== undefined && byFn !== null) {
+    const bad = writeFolded(o.folded, foldedStacks(byFn));
+    if (bad !== null) throw new UsageError(bad);
+  }
   if (o.json) {
+    const extra = o.byFunction === true && byFn !== null ? { by_function: byFunctionJson(byFn) } : {};
     process.stdout.write(
-      `${JSON.stringify({ file, format, stats: r.stats, parse: events.stats, damaged: opened.damage?.format() ?? null, totals: countersJson(totals), processes: procs, violations }, null, 2)}\n`,
+      `${JSON.stringify({ file, format, stats: r.stats, parse: events.stats, damaged: opened.damage?.format() ?? null, totals: countersJson(totals), processes: procs, violations, ...extra }, null, 2)}\n`,
     );
   } else {
     const opts = [`${o.arch}`, `${o.cpus} CPUs`, `touch policy ${o.touch.kind}`];
@@ -94,6 +106,7 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
         `${String(p.pid).padEnd(7)} ${p.comm.slice(0, 16).padEnd(16)} ${String(p.mmaps).padStart(6)} ${String(p.faults).padStart(7)} ${String(p.peakVmpteKb).padStart(14)} ${String(p.peakRssAnonKb).padStart(17)} ${String(p.peakRssFileKb).padStart(17)}`,
       );
     if (procs.length > 30) out.push(`... ${procs.length - 30} more`);
+    if (o.byFunction === true && byFn !== null) out.push("", formatByFunction(byFn, "by kernel function (whole trace)"));
     if (violations.length > 0) out.push("INVARIANT VIOLATIONS:", ...violations.slice(0, 50).map((v) => `  ${v}`));
     process.stdout.write(`${out.join("\n")}\n`);
   }

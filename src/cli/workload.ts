@@ -7,8 +7,10 @@ import { formatParams, instantiate, listWorkloads, UsageError } from "../workloa
 import { splitParam } from "../workloads/params.js";
 import { countersJson, formatRows, formatTotals, rowsJson } from "./format.js";
 import { createProgress } from "./progress.js";
+import { byFunction, byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
+import { type ByFunctionCliOptions, wantsProfile, writeFolded } from "./by-function.js";
 
-export interface WorkloadCliOptions {
+export interface WorkloadCliOptions extends ByFunctionCliOptions {
   list?: boolean;
   param: string[];
   json?: boolean;
@@ -49,8 +51,15 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
     }
     if (name === undefined) throw new UsageError("expected a workload name, or --list to list them");
     const w = instantiate(name, parseParamList(o.param));
+    const early = o.folded !== undefined ? writeFolded(o.folded, "") : null;
+    if (early !== null) throw new UsageError(early);
     const progress = createProgress({ enabled: o.progress });
-    const r = new Runner(w.scenario, { checkInvariants: o.check, ...w.options, onStep: progress.run(`workload ${name}`) });
+    const r = new Runner(w.scenario, {
+      checkInvariants: o.check,
+      ...w.options,
+      onStep: progress.run(`workload ${name}`),
+      ...(wantsProfile(o) ? { byFunction: true } : {}),
+    });
     let res: { totals: Counters; violations: string[] };
     try {
       res = r.runToEnd();
@@ -58,6 +67,11 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
       progress.stop();
     }
     const { totals, violations } = res;
+    const byFn = r.prof !== null ? byFunction(r.prof) : null;
+    if (o.folded !== undefined && byFn !== null) {
+      const bad = writeFolded(o.folded, foldedStacks(byFn));
+      if (bad !== null) throw new UsageError(bad);
+    }
     const params = formatParams(w.def, w.params);
     const sc = w.scenario;
     if (o.json) {
@@ -71,6 +85,7 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
             reports: rowsJson(r.rows),
             totals: countersJson(totals),
             violations,
+            ...(o.byFunction === true && byFn !== null ? { by_function: byFunctionJson(byFn) } : {}),
           },
           null,
           2,
@@ -88,6 +103,8 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
         `${formatRows(`ptlab workload ${name} ${params}: ${sc.description}\n(${r.m.arch.name}, ${sc.machine.cpus} CPUs, THP ${cfg.thp}${mthp}, PT reclaim ${cfg.ptReclaim ? "on" : "off"})`, r.rows)}\n`,
       );
       process.stdout.write(`${formatTotals(totals)}\n`);
+      if (o.byFunction === true && byFn !== null)
+        process.stdout.write(`${formatByFunction(byFn, "by kernel function (whole run, before the implicit teardown)")}\n`);
       if (violations.length > 0) process.stdout.write(`INVARIANT VIOLATIONS:\n${violations.map((v) => `  ${v}`).join("\n")}\n`);
     }
     return violations.length > 0 ? 1 : 0;

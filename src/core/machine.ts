@@ -4,6 +4,7 @@
 
 import type { Arch } from "./arch/arch.js";
 import type { Interleaver } from "./sync.js";
+import type { FnProfiler } from "./profile.js";
 import { checkFreedFrames } from "./check.js";
 import { Counters } from "./counters.js";
 import { type Geometry, geometry } from "./geometry.js";
@@ -266,6 +267,9 @@ export class Machine {
   // Told which historical variant a path asks about, where it asks (see
   // variantIs()): `ptlab hunt` uses it to aim at a change's code.
   variantHook: ((key: VariantName, value: string) => void) | null = null;
+  // Told which kernel function runs (profile.ts), null unless a driver
+  // attributes the counters to functions (--by-function).
+  prof: FnProfiler | null = null;
   // PTE tables being filled before anything links them (THP split: the
   // withdrawn table is reachable only through a local PMD value). Only the
   // explorer's checks, which run at nested points, can see one.

@@ -32,6 +32,7 @@ import { dupMmap } from "../core/mm/fork.js";
 import { type Mm, VM_MAYWRITE, VM_READ, VM_WRITE, Vma } from "../core/mm/types.js";
 import { insertVma, mergeAround } from "../core/mm/vma.js";
 import { mmFigures, type ReportRow } from "../run/runner.js";
+import { FunctionProfiler, underRoot } from "../report/by-function.js";
 import type { TraceEvent } from "../trace/events.js";
 
 export type TouchPolicy = { kind: "none" } | { kind: "writable" } | { kind: "first"; pages: number };
@@ -58,7 +59,23 @@ export interface ReplayOptions {
   // Track the whole system's peaks (sums over the live address spaces) after
   // every event, for `compare --trace`.
   systemPeaks?: boolean;
+  // Attribute the counters to kernel functions (--by-function): Replayer.prof.
+  byFunction?: boolean;
 }
+
+// The root frame of an event under --by-function.
+const EVENT_ROOT: Record<TraceEvent["kind"], string> = {
+  fault: "[user]",
+  mmap: "sys_mmap",
+  munmap: "sys_munmap",
+  mprotect: "sys_mprotect",
+  madvise: "sys_madvise",
+  brk: "sys_brk",
+  mremap: "sys_mremap",
+  clone: "sys_clone",
+  execve: "sys_execve",
+  exit: "do_exit",
+};
 
 // The memory limit could not be kept: kswapd freed nothing more below the
 // min watermark. `line` is the trace line whose event ran out of memory.
@@ -135,6 +152,8 @@ export class Replayer {
   private checkedSig = -1;
   private acct: AccountingCache | undefined;
   private tlbs: TlbCache | undefined;
+  // --by-function: the counters by kernel function, null without it.
+  readonly prof: FunctionProfiler | null;
 
   constructor(readonly opts: ReplayOptions) {
     const cfg = defaultConfig();
@@ -148,6 +167,7 @@ export class Replayer {
     cfg.swapPages = opts.swapPages ?? 0;
     cfg.memoryPages = opts.memoryPages ?? 0;
     this.m = new Machine(makeArch(opts.arch, 4, cfg.arm64), cfg);
+    this.prof = opts.byFunction === true ? new FunctionProfiler(this.m).attach(this.m) : null;
     if (opts.cachedChecks !== false) {
       this.acct = new AccountingCache();
       this.tlbs = new TlbCache();
@@ -288,7 +308,7 @@ export class Replayer {
   private pressure(): void {
     const m = this.m;
     if (freePages(m) >= m.watermarks.low) return;
-    run(kswapdBalance(m));
+    underRoot(this.prof, "kswapd", () => run(kswapdBalance(m)));
     this.stats.kswapdRuns++;
     if (freePages(m) < m.watermarks.min) {
       const why = m.swap === null ? "no swap device (--swap)" : m.swap.used >= m.swap.pages ? "swap is full" : "nothing reclaimable";
@@ -308,7 +328,9 @@ export class Replayer {
     this.account(p);
     this.m.curCpu = c;
     for (const cpu of this.m.cpus) if (cpu.loadedMm === mm) cpu.running = null;
+    this.m.prof?.enter("exit_mmap");
     run(exitMmap(this.m, mm));
+    this.m.prof?.exit();
     for (const cpu of this.m.cpus) if (cpu.loadedMm === mm) this.m.arch.switchMm(this.m, cpu.id, null);
     this.m.tables.free(mm.pgd);
     this.m.counters.ptFree++;
@@ -322,6 +344,7 @@ export class Replayer {
       this.stats.skippedFailed++;
       return;
     }
+    this.prof?.root(EVENT_ROOT[e.kind]);
     const p = this.proc(e);
     const c = this.enter(e, p);
     const m = this.m;
@@ -452,7 +475,7 @@ export class Replayer {
       this.stats.unsupported++;
     }
     if (p.mm.alive) this.account(p);
-    m.rcuGracePeriod();
+    underRoot(this.prof, "rcu_do_batch", () => m.rcuGracePeriod());
     if (m.config.memoryPages > 0) this.pressure();
     // After a fault event only when the fault path recorded a violation (a livelock).
     if (this.opts.checkInvariants && (e.kind !== "fault" || m.violations.length > 0)) {

@@ -6,10 +6,12 @@
 // counter added to the model (or a cost figure from a cost hook) shows up as a
 // new row without changes here.
 
+import { type CostTable, DEFAULT_COST_TABLE } from "../core/cost.js";
 import { Counters, type CounterName, snakeCase } from "../core/counters.js";
 import { anonMthpOrder } from "../core/geometry.js";
 import { type ReportRow, type RunOptions, Runner } from "../run/runner.js";
 import type { Scenario } from "../scenario/types.js";
+import { type ByFunction, byFunction, type FunctionProfiler } from "./by-function.js";
 
 export interface ConfigSpec {
   label: string;
@@ -37,6 +39,15 @@ export interface ConfigRun {
   figures: Record<string, number>; // whole-run figures (peaks, finals, cost hook output)
   violations: string[];
   notes: string[]; // settings the machine did not take (not wired yet)
+  byFunction?: ByFunction; // --by-function, with the configuration's cost table
+}
+
+// A configuration's run by kernel function (--by-function), with its cost
+// table (cost=FILE) or the default one.
+export function configByFunction(prof: FunctionProfiler | null, config: ConfigSpec): { byFunction?: ByFunction } {
+  if (prof === null) return {};
+  prof.detach();
+  return { byFunction: byFunction(prof, (config.costFile?.table as CostTable | undefined) ?? DEFAULT_COST_TABLE) };
 }
 
 // What was compared: a scenario, or a trace described as one (its name, a
@@ -95,7 +106,7 @@ export function runConfig(sc: Scenario, config: ConfigSpec, base: RunOptions, on
   const notes = unapplied(r, opts);
   const { totals, violations } = r.runToEnd();
   const figures = { ...runFigures(r.rows), ...costHook(totals, config.costFile) };
-  return { config, rows: r.rows, totals, figures, violations, notes };
+  return { config, rows: r.rows, totals, figures, violations, notes, ...configByFunction(r.prof, config) };
 }
 
 export function compare(sc: Scenario, configs: ConfigSpec[], base: RunOptions, onStep?: (label: string) => (done: number, total: number) => void): Comparison {

@@ -23,6 +23,7 @@ import { migrateRange } from "../core/mm/migrate.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
 import { writebackFile } from "../core/mm/page_writeback.js";
 import { type GupPin, gupFastPinRange, gupPinsForget, newGupPin, pinUserPages, unpinUserPages } from "../core/mm/gup.js";
+import { FunctionProfiler, underRoot } from "../report/by-function.js";
 import {
   type BrkStep,
   type ForkStep,
@@ -101,7 +102,36 @@ export interface RunOptions {
   // Progress hook: called after every executed step (repeats unrolled) with the
   // number done and the total (see countSteps()).
   onStep?: (done: number, total: number) => void;
+  // Attribute the counters to kernel functions (--by-function): Runner.prof
+  // holds them, up to the end of the steps (the totals' extent).
+  byFunction?: boolean;
 }
+
+// The root frame of a step under --by-function: the syscall or the context
+// that runs it.
+const STEP_ROOT: Record<Step["op"], string> = {
+  mmap: "sys_mmap",
+  munmap: "sys_munmap",
+  mprotect: "sys_mprotect",
+  madvise: "sys_madvise",
+  touch: "[user]",
+  mremap: "sys_mremap",
+  brk: "sys_brk",
+  fork: "sys_clone",
+  exit: "do_exit",
+  exec: "sys_execve",
+  report: "[report]",
+  repeat: "[report]",
+  reclaim: "reclaim_pages",
+  migrate: "migrate_pages",
+  writeback: "do_writepages",
+  pin: "pin_user_pages",
+  unpin: "unpin_user_pages",
+  dma: "[dma]",
+  lockless: "[lockless]",
+  oom_reap: "oom_reap_task",
+  truncate: "do_truncate",
+};
 
 // Steps runAll() executes: every step once, a repeat's body `count` times.
 export function countSteps(steps: Step[]): number {
@@ -197,6 +227,8 @@ export class Runner {
   readonly pins = new Map<string, GupPin>();
   private last: Counters;
   private reportNo = 0;
+  // --by-function: the counters by kernel function, null without it.
+  readonly prof: FunctionProfiler | null;
 
   constructor(
     readonly sc: Scenario,
@@ -206,6 +238,8 @@ export class Runner {
     const cfg = machineConfig(sc.machine, sc.file, opts);
     this.m = new Machine(makeArch(opts.arch ?? sc.machine.arch, sc.machine.levels, cfg.arm64), cfg);
     opts.onMachine?.(this.m);
+    this.prof = opts.byFunction === true ? new FunctionProfiler(this.m).attach(this.m) : null;
+    this.prof?.root("mm_alloc");
     for (const p of sc.processes) {
       const lay = userLayout(this.m);
       const mm = this.m.newMm(lay.mmapBase);
@@ -246,7 +280,7 @@ export class Runner {
   pressure(step: Step): void {
     const m = this.m;
     if (m.config.memoryPages === 0 || freePages(m) >= m.watermarks.low) return;
-    run(kswapdBalance(m));
+    underRoot(this.prof, "kswapd", () => run(kswapdBalance(m)));
     if (freePages(m) < m.watermarks.min) {
       const why = m.swap === null ? "no swap device" : m.swap.used >= m.swap.pages ? "swap is full" : "nothing reclaimable";
       throw this.err(
@@ -300,6 +334,7 @@ export class Runner {
 
   exec(step: Step, base: number): void {
     const m = this.m;
+    this.prof?.root(STEP_ROOT[step.op]);
     try {
       this.execInner(step, base);
     } catch (e) {
@@ -307,7 +342,7 @@ export class Runner {
       throw e;
     }
     // Every CPU passes a quiescent state between steps.
-    m.rcuGracePeriod();
+    underRoot(this.prof, "rcu_do_batch", () => m.rcuGracePeriod());
     this.pressure(step);
     if (m.config.checkInvariants && step.op !== "report") {
       const v = [
@@ -565,7 +600,7 @@ export class Runner {
   // process's first thread, which is lazy by then.
   exitProcess(p: Proc): void {
     run(this.exitProcessGen(p));
-    this.m.rcuGracePeriod();
+    underRoot(this.prof, "rcu_do_batch", () => this.m.rcuGracePeriod());
   }
   *exitProcessGen(p: Proc): KGen {
     const m = this.m;
@@ -573,7 +608,9 @@ export class Runner {
     m.curCpu = c;
     m.arch.switchMm(m, c, p.mm);
     for (const cpu of m.cpus) if (cpu.loadedMm === p.mm) cpu.running = null;
+    m.prof?.enter("exit_mmap");
     yield* exitMmap(m, p.mm);
+    m.prof?.exit();
     for (const cpu of m.cpus) if (cpu.loadedMm === p.mm) m.arch.switchMm(m, cpu.id, null);
     m.tables.free(p.mm.pgd);
     m.counters.ptFree++;
@@ -604,10 +641,12 @@ export class Runner {
   runToEnd(): { totals: Counters; violations: string[] } {
     try {
       this.runAll();
+      this.prof?.detach();
       const totals = snapshotCounters(this.m.counters);
       return { totals, violations: this.finish().map((v) => `[${v.invariant}] ${v.message}`) };
     } catch (e) {
       if (!(e instanceof ViolationError)) throw e;
+      this.prof?.detach();
       return { totals: snapshotCounters(this.m.counters), violations: e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`) };
     }
   }

@@ -47,7 +47,10 @@ export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: b
     const vma = mm.findVma(addr);
     if (vma === null || !accessAllowed(vma, write)) return "segv";
     m.curCpu = c;
+    const pf = m.prof;
+    if (pf !== null) pf.enter("handle_mm_fault");
     const fr = run(handleMmFault(m, mm, vma, addr, write));
+    if (pf !== null) pf.exit();
     if (fr === "segv" || fr === "sigbus") return fr;
   }
   faultLivelock(m, c, addr, write);

@@ -221,7 +221,12 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
   // Without the explorer a migration completes before anything else runs:
   // an entry left behind is retried until the livelock check reports it.
   if (r === "migration") return "retry";
-  return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
+  if (r !== "do_fault") return r;
+  const pf = m.prof;
+  if (pf !== null) pf.enter("do_fault");
+  const fr = yield* doFault(m, mm, vma, pmdIdx, slot, addr, write);
+  if (pf !== null) pf.exit();
+  return fr;
 }
 
 // wp_page_shared() (mm/memory.c) for a file with page_mkwrite, the PTE lock
@@ -303,7 +308,10 @@ function handlePteFault(
     // do_anonymous_page(): check_stable_address_space() under the PTE lock,
     // on the zero-page path and the new-folio path alike.
     if (mm.unstable) return "sigbus";
+    const pf = m.prof;
+    if (pf !== null) pf.enter("do_anonymous_page");
     doAnonymousPage(m, mm, vma, e, m.tables.base(slot), addr, write);
+    if (pf !== null) pf.exit();
     return "ok";
   }
   if (!A.ptePresent(v)) {
@@ -335,7 +343,10 @@ function handlePteFault(
       il.unlock(LK_FOLIO, cached);
       return "ok";
     }
+    const pf = m.prof;
+    if (pf !== null) pf.enter("do_swap_page");
     doSwapPage(m, mm, vma, e, pi, addr, write, v);
+    if (pf !== null) pf.exit();
     return "ok";
   }
   if (unshare && !A.pteWrite(v)) {
@@ -348,7 +359,10 @@ function handlePteFault(
     // Under the explorer, a written shared file page takes its folio lock
     // with the PTE lock dropped (wpPageShared()).
     if (m.il !== null && (vma.flags & VM_SHARED) !== 0 && vma.file !== null && !vma.file.shmem) return "wp_shared";
+    const pf = m.prof;
+    if (pf !== null) pf.enter("do_wp_page");
     doWpPage(m, mm, vma, e, pi, addr, v);
+    if (pf !== null) pf.exit();
     return "ok";
   }
   // The rest of handle_pte_fault(): an access-flag or dirty-state fault

@@ -140,7 +140,9 @@ export function* splitHugePmd(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, hadd
   const il = m.il;
   const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
   if (il && !il.trylock(LK_PMD, pmdSlot)) yield il.lock(LK_PMD, pmdSlot, true, S_SPLIT_PMD_LOCK);
+  m.prof?.enter("__split_huge_pmd");
   splitHugePmdLocked(m, mm, vma, pmdIdx, haddr);
+  m.prof?.exit();
   if (il) il.unlock(LK_PMD, pmdSlot);
 }
 
@@ -150,7 +152,9 @@ export function splitHugePmdMmapWriteLocked(m: Machine, mm: Mm, vma: Vma, pmdIdx
   const il = m.il;
   const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
   if (il && !il.trylock(LK_PMD, pmdSlot)) throw new Error("model bug: PMD lock held while mmap_lock is held for writing");
+  m.prof?.enter("__split_huge_pmd");
   splitHugePmdLocked(m, mm, vma, pmdIdx, haddr);
+  m.prof?.exit();
   if (il) il.unlock(LK_PMD, pmdSlot);
 }
 

@@ -358,8 +358,10 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
         if (vma.file !== null) continue;
         const s = Math.max(start, vma.start);
         const e = Math.min(end, vma.end);
+        m.prof?.enter("madvise_free_single_vma");
         yield* walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => freePmdRange(tlb, slot, a, b));
         tlbFlushMmuTlbonly(tlb);
+        m.prof?.exit();
       }
       tlbFinishMmu(tlb);
       break;
@@ -372,8 +374,10 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
       for (const vma of vmasIn(mm, start, end)) {
         const s = Math.max(start, vma.start);
         const e = Math.min(end, vma.end);
+        m.prof?.enter(advice === "pageout" ? "madvise_pageout_page_range" : "madvise_cold_page_range");
         yield* walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => coldOrPageoutPmdRange(tlb, vma, slot, a, b, advice === "pageout"));
         tlbFlushMmuTlbonly(tlb);
+        m.prof?.exit();
       }
       tlbFinishMmu(tlb);
       break;

@@ -275,7 +275,12 @@ function* zapPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, e
     }
     if (m.tables.get(pmdIdx) !== 0) {
       let a = addr;
-      while (a !== next) a = yield* zapPteRange(tlb, vma, pmdIdx, a, next, details);
+      const pf = m.prof;
+      while (a !== next) {
+        if (pf !== null) pf.enter("zap_pte_range");
+        a = yield* zapPteRange(tlb, vma, pmdIdx, a, next, details);
+        if (pf !== null) pf.exit();
+      }
     }
     addr = next;
   }
@@ -312,8 +317,11 @@ export function* unmapSingleVma(tlb: MmuGather, vma: Vma, start: number, end: nu
   const e = Math.min(end, vma.end);
   if (s >= e) return;
   const m = tlb.m;
+  const pf = m.prof;
+  if (pf !== null) pf.enter("unmap_single_vma");
   yield* walkPmdTables(m, tlb.mm.pgd, m.arch.levels - 1, s, e, (pmdSlot, a, b) => zapPmdRange(tlb, vma, pmdSlot, a, b, details));
   if (!tlb.fullmm) tlbFlushMmuTlbonly(tlb);
+  if (pf !== null) pf.exit();
 }
 
 // unmap_vmas()
@@ -389,6 +397,8 @@ function freeLevelRange(tlb: MmuGather, slot: number, level: number, addr: numbe
 // (start of the next remaining one, 0 for none).
 export function freePgtables(tlb: MmuGather, vmas: Vma[], floor: number, ceiling: number): void {
   const PMDS = tlb.m.geo.pmdSize;
+  const pf = tlb.m.prof;
+  if (pf !== null) pf.enter("free_pgtables");
   let j = 0;
   while (j < vmas.length) {
     const first = vmas[j] as Vma;
@@ -400,6 +410,7 @@ export function freePgtables(tlb: MmuGather, vmas: Vma[], floor: number, ceiling
     freePgdRange(tlb, first.start, last.end, floor, nextStart);
     j = k;
   }
+  if (pf !== null) pf.exit();
 }
 
 // copy_present_ptes()/copy_pte_range() for one PMD extent.
@@ -556,6 +567,8 @@ function* copyP4dRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
   let addr = vma.start;
   const end = vma.end;
   const PMDS = m.geo.pmdSize;
+  const pf = m.prof;
+  if (pf !== null) pf.enter("copy_page_range");
   while (addr < end) {
     const next = Math.min(addr - (addr % PMDS) + PMDS, end);
     const spi = pmdOffset(m, src, addr, false);
@@ -585,4 +598,5 @@ function* copyP4dRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
     }
     addr = next;
   }
+  if (pf !== null) pf.exit();
 }

@@ -186,8 +186,10 @@ function freeSwapCache(m: Machine, head: number, nr: number): void {
 
 // tlb_flush_mmu(): flush, then free the batched tables and pages.
 export function tlbFlushMmu(tlb: MmuGather): void {
-  tlbFlushMmuTlbonly(tlb);
   const m = tlb.m;
+  const pf = m.prof;
+  if (pf !== null) pf.enter("tlb_flush_mmu");
+  tlbFlushMmuTlbonly(tlb);
   if (tlb.tables.length > 0) {
     if (variantIs(m, "table_free", "semi-rcu")) {
       // Before 718b13861d22 (x86 native): tables are freed like pages once
@@ -231,11 +233,14 @@ export function tlbFlushMmu(tlb: MmuGather): void {
     tlb.batchIndex = 0;
     tlb.batchMax = MMU_GATHER_BUNDLE;
   }
+  if (pf !== null) pf.exit();
 }
 
 // tlb_finish_mmu()
 export function tlbFinishMmu(tlb: MmuGather): void {
   const mm = tlb.mm;
+  const pf = tlb.m.prof;
+  if (pf !== null) pf.enter("tlb_finish_mmu");
   if (mm.tlbFlushPending > 1 && !variantIs(tlb.m, "gather_nested", "none")) {
     // mm_tlb_flush_nested(): another gather on this mm is in flight and may
     // have skipped entries we cleared (or the other way round).
@@ -258,4 +263,5 @@ export function tlbFinishMmu(tlb: MmuGather): void {
   }
   tlbFlushMmu(tlb);
   mm.tlbFlushPending--;
+  if (pf !== null) pf.exit();
 }

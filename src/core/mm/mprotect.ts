@@ -155,7 +155,10 @@ function* changePmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number
         }
         yield* splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
       }
+      const pf = m.prof;
+      if (pf !== null) pf.enter("change_pte_range");
       yield* changePteRange(tlb, vma, pmdIdx, addr, next, newprot, tryWritable);
+      if (pf !== null) pf.exit();
     }
     addr = next;
   }
@@ -167,8 +170,11 @@ function* changeProtection(tlb: MmuGather, vma: Vma): KGen {
   const newprot = vmaPageProt(m, vma);
   // vma_wants_manual_pte_write_upgrade()
   const tryWritable = (vma.flags & VM_WRITE) !== 0;
+  const pf = m.prof;
+  if (pf !== null) pf.enter("change_protection");
   yield* walkPmdTables(m, tlb.mm.pgd, m.arch.levels - 1, vma.start, vma.end, (pmdSlot, a, b) => changePmdRange(tlb, vma, pmdSlot, a, b, newprot, tryWritable));
   tlbFlushMmuTlbonly(tlb);
+  if (pf !== null) pf.exit();
 }
 
 // do_mprotect_pkey()

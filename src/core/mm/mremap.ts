@@ -119,6 +119,7 @@ function* moveVma(m: Machine, mm: Mm, vma: Vma, old: number, oldLen: number, des
 // flushes the old range it moved, under its locks; the old code deferred
 // that flush to the end here unless an entry was dirty.
 export function* movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest: number, len: number): KGen {
+  m.prof?.enter("move_page_tables");
   const A = m.arch;
   const T = m.tables;
   const PMDS = m.geo.pmdSize;
@@ -159,6 +160,7 @@ export function* movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest:
     if (m.il) yield S_FINAL_FLUSH;
     A.flushTlbRange(m, mm, old, old + len, m.geo.pageShift, false);
   }
+  m.prof?.exit();
 }
 
 // move_normal_pmd(): the PTE table itself moves to the new PMD entry, under

@@ -55,6 +55,7 @@ export interface ReclaimStat {
 // shrink_folio_list(): each isolated folio is unmapped and, if nothing else
 // holds it, freed; ignoreReferences skips folio_referenced() (MADV_PAGEOUT).
 export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: boolean): KGen<ReclaimStat> {
+  m.prof?.enter("shrink_folio_list");
   const phys = m.phys;
   const swap = m.swap;
   const ubc = new TlbUbc(m);
@@ -180,6 +181,7 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
     m.counters.pgsteal++;
     stat.reclaimed++;
   }
+  m.prof?.exit();
   return stat;
 }
 

@@ -208,6 +208,8 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
   // with BBML2+noabort), then write all CONT_PTES entries from `pte` (with or
   // without CONT) at the block's base PFN.
   function contpteConvert(m: Machine, mm: Mm, addr: number, e: Float64Array, j: number, pte: number): void {
+    const pf = m.prof;
+    if (pf !== null) pf.enter("contpte_convert");
     const s = alignIdx(j);
     const a0 = alignAddr(addr);
     const pfn = enc.ptePfn(pte);
@@ -230,6 +232,7 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
     } else rawSetPtes(m, e, s, pte, CONT);
     if (P.pteCont(pte)) m.counters.contFolds++;
     else m.counters.contUnfolds++;
+    if (pf !== null) pf.exit();
   }
 
   // __contpte_try_fold(): fold if one folio covers the naturally aligned block
@@ -263,7 +266,10 @@ export function arm64ContpteLayer(enc: Arm64Encoding): ContpteLayer {
 
   // __contpte_try_unfold(): repaint the block without CONT.
   function contpteTryUnfoldSlow(m: Machine, mm: Mm, addr: number, e: Float64Array, j: number, pte: number): void {
+    const pf = m.prof;
+    if (pf !== null) pf.enter("contpte_try_unfold");
     contpteConvert(m, mm, addr, e, j, P.pteMknoncont(pte));
+    if (pf !== null) pf.exit();
   }
   // contpte_try_unfold() (inline)
   function contpteTryUnfold(m: Machine, mm: Mm, addr: number, e: Float64Array, j: number, pte: number): void {

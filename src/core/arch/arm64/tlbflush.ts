@@ -42,7 +42,6 @@ export const TLBI_OP_NAMES = ["VALE1IS", "VAE1IS", "RVALE1IS", "RVAE1IS", "ASIDE
 export const TLBI_RECORD = 5;
 export const TLBI_TTL_UNKNOWN = 0x7fffffff; // TLBI_TTL_UNKNOWN (INT_MAX)
 
-
 // __TLBI_RANGE_PAGES(num, scale)
 export function tlbiRangePages(num: number, scale: number): number {
   return (num + 1) * 2 ** (5 * scale + 1);
@@ -221,6 +220,8 @@ export function flushTlbRangeLimitExcess(start: number, end: number, pages: numb
 // becomes flush_tlb_mm() (which completes with its own DSB, even for the
 // nosync form; the sync form then adds its trailing DSB, as the kernel does).
 export function flushTlbRangeArm64(m: Machine, mm: Mm, start: number, end: number, stride: number, lastLevel: boolean, tlbLevel: number, sync: boolean): void {
+  const pf = m.prof;
+  if (pf !== null) pf.enter("__flush_tlb_range");
   m.counters.tlbFlushRequests++;
   const c = m.curCpu;
   start = Math.floor(start / stride) * stride; // round_down()
@@ -241,6 +242,7 @@ export function flushTlbRangeArm64(m: Machine, mm: Mm, start: number, end: numbe
     }
   }
   if (sync) dsb(m, c);
+  if (pf !== null) pf.exit();
 }
 
 // Arch.flushTlbRange for generic code, by the stride its caller passes:

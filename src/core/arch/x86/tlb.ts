@@ -77,6 +77,8 @@ function flushTlbFunc(m: Machine, c: number, mm: Mm, start: number, end: number,
 const S_IPI = site("flush_tlb_mm_range", "IPI sent, not yet taken by the next CPU");
 
 export function flushTlbMmRange(m: Machine, mm: Mm, start: number, end: number, strideShift: number, freedTables: boolean): void {
+  const pf = m.prof;
+  if (pf !== null) pf.enter("flush_tlb_mm_range");
   m.counters.tlbFlushRequests++;
   if (end !== TLB_FLUSH_ALL && (end - start) / 2 ** strideShift > m.config.tlbSinglePageFlushCeiling) {
     start = 0;
@@ -96,6 +98,7 @@ export function flushTlbMmRange(m: Machine, mm: Mm, start: number, end: number, 
     }
     flushTlbFunc(m, c, mm, start, end, strideShift, newGen);
   }
+  if (pf !== null) pf.exit();
 }
 
 // tlb_get_unmap_shift()
