@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { collapseHugePage } from "../src/core/mm/khugepaged.js";
+import { hpageCollapseScanPmd } from "../src/core/mm/khugepaged.js";
 import { run as runGen } from "../src/core/mm/memory.js";
 import { pmdOffset } from "../src/core/mm/walk.js";
 import { Runner } from "../src/run/runner.js";
@@ -88,11 +88,11 @@ steps:
       const slot = m.tables.slotOfPfn(m.arch.ptePfn(before));
       const pfn = m.arch.ptePfn(m.tables.get(m.tables.base(slot) + ((reg.start / m.geo.pageSize) & m.geo.ptrsMask)));
       m.phys.ref[pfn] = (m.phys.ref[pfn] as number) + 1; // GUP pin
-      assert.equal(runGen(collapseHugePage(m, p.mm, p.mm.findVma(reg.start)!, reg.start)), "page-count");
+      assert.equal(runGen(hpageCollapseScanPmd(m, p.mm, reg.start)).result, "page-count");
       assert.equal(m.tables.get(pi), before, "PMD put back");
       assert.equal(p.mm.anonHugePmds, 0);
       m.phys.ref[pfn] = (m.phys.ref[pfn] as number) - 1;
-      assert.equal(runGen(collapseHugePage(m, p.mm, p.mm.findVma(reg.start)!, reg.start)), "ok");
+      assert.equal(runGen(hpageCollapseScanPmd(m, p.mm, reg.start)).result, "ok");
       assert.ok(m.arch.entryIsLeaf(m.tables.get(pi)));
       assert.deepEqual(m.violations, []);
     });

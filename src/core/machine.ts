@@ -126,6 +126,18 @@ export const VARIANTS = {
   // "none" (before it; an architecture whose TLB flush sends no IPI, arm64,
   // lets GUP-fast run on through the collapse).
   collapse_sync: ["ipi", "none"],
+  // collapse_huge_page() after it retakes mmap_lock for writing:
+  // "check-pmd" (v6.17: hugepage_vma_revalidate() and then
+  // check_pmd_still_valid(), which walks to the PMD again and fails unless
+  // it is still a table's entry and the one the scan found; the PMD half
+  // first came with Kirill Shutemov's "khugepaged: recheck pmd after
+  // mmap_sem re-acquired", merged for v4.8-rc1) or "vma-only" (the code
+  // between Ebru Akagunduz's "mm, thp: make swapin readahead under
+  // down_read of mmap_sem", which introduced hugepage_vma_revalidate() and
+  // kept the scan's pmd pointer across the unlock, and that fix, in the
+  // same v4.8 merge window: the VMA is revalidated, the pmd pointer is not,
+  // so a PMD table munmap() freed meanwhile is written through).
+  collapse_revalidate: ["check-pmd", "vma-only"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -192,6 +204,7 @@ export function defaultConfig(): MachineConfig {
       fork_pin: "early-cow",
       gup_fast_recheck: "pmd-and-pte",
       collapse_sync: "ipi",
+      collapse_revalidate: "check-pmd",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},
