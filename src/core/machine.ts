@@ -126,17 +126,17 @@ export const VARIANTS = {
   // "none" (before it; an architecture whose TLB flush sends no IPI, arm64,
   // lets GUP-fast run on through the collapse).
   collapse_sync: ["ipi", "none"],
-  // collapse_huge_page() after it retakes mmap_lock for writing:
-  // "check-pmd" (v6.17: hugepage_vma_revalidate() and then
-  // check_pmd_still_valid(), which walks to the PMD again and fails unless
-  // it is still a table's entry and the one the scan found; the PMD half
-  // first came with Kirill Shutemov's "khugepaged: recheck pmd after
-  // mmap_sem re-acquired", merged for v4.8-rc1) or "vma-only" (the code
-  // between Ebru Akagunduz's "mm, thp: make swapin readahead under
-  // down_read of mmap_sem", which introduced hugepage_vma_revalidate() and
-  // kept the scan's pmd pointer across the unlock, and that fix, in the
-  // same v4.8 merge window: the VMA is revalidated, the pmd pointer is not,
-  // so a PMD table munmap() freed meanwhile is written through).
+  // collapse_huge_page() once it holds mmap_lock for writing: "check-pmd"
+  // (v6.17: hugepage_vma_revalidate(), then check_pmd_still_valid(), which
+  // walks to the PMD again and fails unless it is still a table's entry and
+  // the one looked up under the read lock after the allocation; the PMD
+  // re-check came with "khugepaged: recheck pmd after mmap_sem re-acquired",
+  // Kirill Shutemov, merged for v4.8-rc1) or "vma-only" (before it, from
+  // "mm, thp: make swapin readahead under down_read of mmap_sem", Ebru
+  // Akagunduz, the same merge window: hugepage_vma_revalidate() checks the
+  // VMA, but the pmd pointer from the read-locked section is used as it is,
+  // so a PMD table munmap() freed in between is read and written through).
+  // Commit ids not verified here (no kernel history at hand).
   collapse_revalidate: ["check-pmd", "vma-only"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;

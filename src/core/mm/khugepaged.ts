@@ -17,12 +17,12 @@
 // - collapse_huge_page() drops mmap_lock, allocates the THP, takes the lock
 //   for reading and revalidates (hugepage_vma_revalidate(): the VMA at the
 //   address, still covering the range, allowing THPs, anonymous with an
-//   anon_vma; find_pmd_or_thp_or_none() again), drops it, takes it for
-//   writing and revalidates once more, now with check_pmd_still_valid():
-//   the PMD is still a table, and the same PMD entry the scan found. Only
-//   then anon_vma_lock_write(), pmdp_collapse_flush() under the PMD lock,
-//   tlb_remove_table_sync_one() (GUP-fast), and the isolation under the
-//   PTE lock, which checks every entry again (none and zero-page entries
+//   anon_vma; find_pmd_or_thp_or_none() again, whose PMD pointer it keeps),
+//   drops it, takes it for writing and revalidates once more, now with
+//   check_pmd_still_valid(): the PMD is still a table's entry and the same
+//   one. Only then anon_vma_lock_write(), pmdp_collapse_flush() under the
+//   PMD lock, tlb_remove_table_sync_one() (GUP-fast), and the isolation
+//   under the PTE lock, which checks every entry again (none and zero-page entries
 //   are copied as zeroes; non-present, non-anon and read-only ranges fail;
 //   each folio is trylocked, its references must be its mappings' and the
 //   swap cache's, and it must not be isolated by someone else); on failure
@@ -250,13 +250,12 @@ export function* hpageCollapseScanPmd(m: Machine, mm: Mm, haddr: number): KGen<{
   if (il) il.unlock(LK_PTL, slot);
   if (r === "none" && !roCollapses(m, e, base)) return { result: "page-ro", unlocked: false };
   if (r !== "writable" && r !== "none") return { result: r, unlocked: false };
-  return { result: yield* collapseHugePage(m, mm, haddr, pmd), unlocked: true };
+  return { result: yield* collapseHugePage(m, mm, haddr), unlocked: true };
 }
 
-// collapse_huge_page() for the PMD range at haddr, whose PMD entry the scan
-// found at global index `pmd`. Locks: mmap_lock held for reading on entry
-// (under the explorer), released on return.
-function* collapseHugePage(m: Machine, mm: Mm, haddr: number, pmd: number): KGen<CollapseResult> {
+// collapse_huge_page() for the PMD range at haddr. Locks: mmap_lock held
+// for reading on entry (under the explorer), released on return.
+function* collapseHugePage(m: Machine, mm: Mm, haddr: number): KGen<CollapseResult> {
   const A = m.arch;
   const T = m.tables;
   const G = m.geo;
@@ -278,16 +277,17 @@ function* collapseHugePage(m: Machine, mm: Mm, haddr: number, pmd: number): KGen
   if (il) yield il.lock(LK_MMAP, mm.id, false, S_RELOCK_R);
   const v1 = hugepageVmaRevalidate(m, mm, haddr, true);
   if (typeof v1 === "string") return fail(v1);
-  const p1 = findPmdOrThpOrNone(m, mm, haddr);
-  if (typeof p1 === "string") return fail(p1);
+  const pmd = findPmdOrThpOrNone(m, mm, haddr);
+  if (typeof pmd === "string") return fail(pmd);
   if (il) {
     il.unlock(LK_MMAP, mm.id);
     yield il.lock(LK_MMAP, mm.id, true, S_RELOCK_W);
   }
   // mmap_write_lock(): nothing changes the VMAs or the PMDs of the range
   // from here on. hugepage_vma_revalidate() and check_pmd_still_valid():
-  // the PMD entry is still a table's and still the one the scan found.
-  // collapse_revalidate=vma-only: the scan's PMD pointer is used as it is.
+  // the PMD entry is still a table's and still the one found under the
+  // read lock. collapse_revalidate=vma-only: that pointer is used as it is.
+  // (The scan's own pointer does not outlive hpage_collapse_scan_pmd().)
   const vv = hugepageVmaRevalidate(m, mm, haddr, true);
   if (typeof vv === "string") return fail(vv);
   const vma = vv;
