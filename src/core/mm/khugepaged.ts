@@ -40,10 +40,12 @@
 // (SCAN_PTE_NON_PRESENT) where the kernel swaps them in
 // (__collapse_huge_page_swapin()) or waits; no per-VMA locks
 // (vma_start_write() has nobody to exclude: faults and MADV_DONTNEED take
-// mmap_lock here); the model looks the VMA up per range where the kernel's
-// madvise walks VMA by VMA (the same ranges). File and shmem collapse
-// (hpage_collapse_scan_file(), collapse_file()) is not modelled. No Node
-// APIs.
+// mmap_lock here); the model looks the VMA up per PMD range and counts a
+// range no suitable VMA covers as failed (SCAN_VMA_CHECK) and goes on, where
+// the kernel's madvise walks VMA by VMA, ends the call with EINVAL at an
+// unsuitable one and skips a range across a VMA boundary. File and shmem
+// collapse (hpage_collapse_scan_file(), collapse_file()) is not modelled.
+// No Node APIs.
 
 import type { Machine } from "../machine.js";
 import { variantIs } from "../variant.js";
