@@ -143,7 +143,6 @@ export function* madviseCollapse(m: Machine, mm: Mm, start: number, end: number)
   let hend = Math.floor(end / G.pmdSize) * G.pmdSize;
   let locked = true;
   for (let haddr = hstart; haddr < hend; haddr += G.pmdSize) {
-    let r: CollapseResult;
     if (!locked) {
       if (il) yield il.lock(LK_MMAP, mm.id, false, S_NEXT_LOCK);
       locked = true;
@@ -157,19 +156,21 @@ export function* madviseCollapse(m: Machine, mm: Mm, start: number, end: number)
     }
     // The range's VMA (the kernel's madvise walk hands madvise_collapse()
     // each VMA, and thp_vma_allowable_order() refuses an unsuitable one).
-    const vma = hugepageVmaRevalidate(m, mm, haddr, false);
-    if (typeof vma === "string") r = "vma-check";
-    else {
-      const scan = yield* hpageCollapseScanPmd(m, mm, haddr);
-      r = scan.result;
-      if (scan.unlocked) locked = false;
+    // The model goes on with the next range (see the file header).
+    if (typeof hugepageVmaRevalidate(m, mm, haddr, false) === "string") {
+      stat.failed++;
+      stat.lastFail = "vma-check";
+      continue;
     }
+    const scan = yield* hpageCollapseScanPmd(m, mm, haddr);
+    const r = scan.result;
+    if (scan.unlocked) locked = false;
     if (r === "ok") stat.collapsed++;
     else if (r === "pmd-mapped") stat.already++;
     else {
       stat.failed++;
       stat.lastFail = r;
-      if (!CONTINUE.has(r) && r !== "vma-check") break;
+      if (!CONTINUE.has(r)) break;
     }
   }
   if (!locked && il) yield il.lock(LK_MMAP, mm.id, false, S_NEXT_LOCK);
