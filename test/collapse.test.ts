@@ -4,11 +4,13 @@
 // pages are freed and the contents copied); a page someone else holds a
 // reference to makes the collapse fail with the PTE table put back; v6.17
 // needs a writable entry (collapse_ro=any, v6.18, does not); a collapsed THP
-// splits and unmaps without leaks; unaligned or file ranges are left alone.
+// splits and unmaps without leaks; unaligned or file ranges are left alone;
+// the call's result is 0 only when every range ends PMD-mapped, else EAGAIN
+// or EINVAL for the last failure, and SCAN_PMD_NONE ends it.
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { collapseHugePage } from "../src/core/mm/khugepaged.js";
+import { hpageCollapseScanPmd, madviseCollapse } from "../src/core/mm/khugepaged.js";
 import { run as runGen } from "../src/core/mm/memory.js";
 import { pmdOffset } from "../src/core/mm/walk.js";
 import { Runner } from "../src/run/runner.js";
@@ -88,11 +90,11 @@ steps:
       const slot = m.tables.slotOfPfn(m.arch.ptePfn(before));
       const pfn = m.arch.ptePfn(m.tables.get(m.tables.base(slot) + ((reg.start / m.geo.pageSize) & m.geo.ptrsMask)));
       m.phys.ref[pfn] = (m.phys.ref[pfn] as number) + 1; // GUP pin
-      assert.equal(runGen(collapseHugePage(m, p.mm, p.mm.findVma(reg.start)!, reg.start)), "page-count");
+      assert.equal(runGen(hpageCollapseScanPmd(m, p.mm, reg.start)).result, "page-count");
       assert.equal(m.tables.get(pi), before, "PMD put back");
       assert.equal(p.mm.anonHugePmds, 0);
       m.phys.ref[pfn] = (m.phys.ref[pfn] as number) - 1;
-      assert.equal(runGen(collapseHugePage(m, p.mm, p.mm.findVma(reg.start)!, reg.start)), "ok");
+      assert.equal(runGen(hpageCollapseScanPmd(m, p.mm, reg.start)).result, "ok");
       assert.ok(m.arch.entryIsLeaf(m.tables.get(pi)));
       assert.deepEqual(m.violations, []);
     });
@@ -148,3 +150,49 @@ steps:
     });
   });
 }
+
+describe("MADV_COLLAPSE's result (madvise_collapse())", () => {
+  const setup = (extra: string) =>
+    new Runner(
+      parseScenario(
+        `
+name: t
+machine: { cpus: 1, thp: never }
+steps:
+  - mmap: { region: r, size: 6M, addr: 0x7e0000000000 }
+  - touch: { region: r, length: 8K }
+  - touch: { region: r, offset: 4M, length: 8K }
+${extra}`,
+        "t.yaml",
+      ),
+      { checkInvariants: true },
+    );
+  it("0 when every range ends PMD-mapped (one already was), EAGAIN after a page with an extra reference, EINVAL after a read-only or empty range", () => {
+    const r = setup("");
+    r.runAll();
+    const m = r.m;
+    const p = r.procs.values().next().value!;
+    const start = p.regions.get("r")!.start;
+    const PMD = m.geo.pmdSize;
+    let s = runGen(madviseCollapse(m, p.mm, start, start + PMD));
+    assert.deepEqual([s.collapsed, s.errno], [1, ""]);
+    s = runGen(madviseCollapse(m, p.mm, start, start + PMD));
+    assert.deepEqual([s.already, s.errno, s.lastFail], [1, "", null], "SCAN_PMD_MAPPED counts as done");
+    // The middle range maps nothing: SCAN_PMD_NONE ends the call there,
+    // before the third range.
+    s = runGen(madviseCollapse(m, p.mm, start, start + 3 * PMD));
+    assert.deepEqual([s.already, s.failed, s.collapsed, s.errno, s.lastFail], [1, 1, 0, "EINVAL", "pmd-none"]);
+    // A reference nobody maps (a pin): SCAN_PAGE_COUNT, worth retrying.
+    const third = start + 2 * PMD;
+    const pi = pmdOffset(m, p.mm, third, false);
+    const slot = m.tables.slotOfPfn(m.arch.ptePfn(m.tables.get(pi)));
+    const pfn = m.arch.ptePfn(m.tables.get(m.tables.base(slot) + ((third / m.geo.pageSize) & m.geo.ptrsMask)));
+    m.phys.ref[pfn] = (m.phys.ref[pfn] as number) + 1;
+    s = runGen(madviseCollapse(m, p.mm, third, third + PMD));
+    assert.deepEqual([s.failed, s.errno, s.lastFail], [1, "EAGAIN", "page-count"]);
+    m.phys.ref[pfn] = (m.phys.ref[pfn] as number) - 1;
+    s = runGen(madviseCollapse(m, p.mm, third, third + PMD));
+    assert.deepEqual([s.collapsed, s.errno], [1, ""]);
+    assert.deepEqual(m.violations, []);
+  });
+});

@@ -136,6 +136,18 @@ export const VARIANTS = {
   // shared with the child, and the parent's next store copies the page
   // away from the pin).
   gup_fast_seq: ["seqcount", "none"],
+  // collapse_huge_page() once it holds mmap_lock for writing: "check-pmd"
+  // (v6.17: hugepage_vma_revalidate(), then check_pmd_still_valid(), which
+  // walks to the PMD again and fails unless it is still a table's entry and
+  // the one looked up under the read lock after the allocation; the PMD
+  // re-check came with "khugepaged: recheck pmd after mmap_sem re-acquired",
+  // Kirill Shutemov, merged for v4.8-rc1) or "vma-only" (before it, from
+  // "mm, thp: make swapin readahead under down_read of mmap_sem", Ebru
+  // Akagunduz, the same merge window: hugepage_vma_revalidate() checks the
+  // VMA, but the pmd pointer from the read-locked section is used as it is,
+  // so a PMD table munmap() freed in between is read and written through).
+  // Commit ids not verified here (no kernel history at hand).
+  collapse_revalidate: ["check-pmd", "vma-only"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -203,6 +215,7 @@ export function defaultConfig(): MachineConfig {
       gup_fast_recheck: "pmd-and-pte",
       collapse_sync: "ipi",
       gup_fast_seq: "seqcount",
+      collapse_revalidate: "check-pmd",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

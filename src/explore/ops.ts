@@ -54,8 +54,10 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const [a, len] = r.range(step, p, 0);
       // mmap_lock as each syscall takes it: munmap and mprotect for writing
       // (do_vmi_munmap() downgrades it), madvise for reading unless it
-      // changes VMA flags.
-      const write = step.op !== "madvise" || step.advice === "hugepage" || step.advice === "nohugepage" || step.advice === "collapse";
+      // changes VMA flags. MADV_COLLAPSE reads: madvise_collapse() drops
+      // the lock and takes it for writing itself, and holds it for reading
+      // again when it returns.
+      const write = step.op !== "madvise" || step.advice === "hugepage" || step.advice === "nohugepage";
       const zap = step.op === "munmap" || (step.op === "madvise" && (step.advice === "dontneed" || step.advice === "free"));
       x.sysEnter(t);
       const zr = zap ? zapBegin(x, r, p.mm, a, a + len) : null;

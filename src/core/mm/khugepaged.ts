@@ -1,33 +1,55 @@
-// Collapse of a PTE-mapped range into a PMD-mapped THP: models
-// madvise_collapse(), hpage_collapse_scan_pmd(), collapse_huge_page(),
-// __collapse_huge_page_isolate(), __collapse_huge_page_copy() and
-// __collapse_huge_page_copy_succeeded()/_failed() (mm/khugepaged.c) with
+// Collapse of a PTE-mapped range into a PMD-mapped THP by MADV_COLLAPSE
+// (mm/khugepaged.c), for anonymous VMAs: madvise_collapse() ->
+// hpage_collapse_scan_pmd() -> collapse_huge_page() with
+// hugepage_vma_revalidate(), find_pmd_or_thp_or_none(),
+// check_pmd_still_valid(), __collapse_huge_page_isolate(),
+// __collapse_huge_page_copy() and __collapse_huge_page_copy_succeeded(),
 // pmdp_collapse_flush() (mm/pgtable-generic.c) and
-// tlb_remove_table_sync_one() (mm/mmu_gather.c), for anonymous VMAs.
+// tlb_remove_table_sync_one() (mm/mmu_gather.c).
 //
-// In the kernel's order, for each PMD-sized range: scan the PTEs under the
-// PTE lock (anon pages only, at least one writable entry; MADV_COLLAPSE has
-// no none/shared/swap limits), allocate the THP; with mmap_lock held for
-// writing and the anon_vma lock for writing, clear the PMD and flush the
-// range under the PMD lock (pmdp_collapse_flush()), wait for every CPU's
-// interrupts-off sections (GUP-fast) with tlb_remove_table_sync_one(),
-// isolate the pages under the old table's PTE lock (each folio's references
-// must be its mappings' and the swap cache's: a GUP pin or a zap's gather
-// reference makes it fail, and the PMD is put back); drop the anon_vma
-// lock, copy the pages (none and zero-page entries give zeroes), clear the
-// old PTEs and free the old folios, deposit the old table and install the
-// huge PMD (dirty, young, writable when the VMA is) under the PMD lock.
+// The kernel's lock sequence, per PMD-sized range:
+// - madvise() holds mmap_lock for reading. hpage_collapse_scan_pmd() finds
+//   the PMD (find_pmd_or_thp_or_none(): SCAN_PMD_NULL, SCAN_PMD_NONE,
+//   SCAN_PMD_MAPPED) and scans the PTEs under the PTE lock: anon pages only,
+//   a reference count the mappings explain, at least one writable entry
+//   (MADV_COLLAPSE has no max_ptes_none/swap/shared limits and needs no
+//   young page).
+// - collapse_huge_page() drops mmap_lock, allocates the THP, takes the lock
+//   for reading and revalidates (hugepage_vma_revalidate(): the VMA at the
+//   address, still covering the range, allowing THPs, anonymous with an
+//   anon_vma; find_pmd_or_thp_or_none() again, whose PMD pointer it keeps),
+//   drops it, takes it for writing and revalidates once more, now with
+//   check_pmd_still_valid(): the PMD is still a table's entry and the same
+//   one. Only then anon_vma_lock_write(), pmdp_collapse_flush() under the
+//   PMD lock, tlb_remove_table_sync_one() (GUP-fast), and the isolation
+//   under the PTE lock, which checks every entry again (none and zero-page entries
+//   are copied as zeroes; non-present, non-anon and read-only ranges fail;
+//   each folio is trylocked, its references must be its mappings' and the
+//   swap cache's, and it must not be isolated by someone else); on failure
+//   the PMD is put back. Then the copy, the old entries cleared and their
+//   pages freed, the old table deposited and the huge PMD installed.
+//   mmap_lock is released at the end, whatever the result.
+// - madvise_collapse() takes mmap_lock for reading again before the next
+//   range (and before returning) and revalidates the VMA; the call's result
+//   is 0 when every range ends PMD-mapped, else madvise_collapse_errno() of
+//   the last failure (-EAGAIN for a transient one: a reference, a lock, an
+//   isolation); it does not retry. The result codes below are the kernel's
+//   scan_result names in lower case.
 //
-// Simplified: madvise_collapse() scans under mmap_lock for reading and
-// takes it for writing for collapse_huge_page(), which revalidates the VMA
-// and the PMD; the model holds it for writing throughout (the caller takes
-// it). Swap and migration entries in the range make the collapse fail (the
-// kernel swaps them in first, __collapse_huge_page_swapin(), or waits).
-// File and shmem collapse (collapse_file()) is not modelled. No Node APIs.
+// Simplified: swap and migration entries make the scan fail
+// (SCAN_PTE_NON_PRESENT) where the kernel swaps them in
+// (__collapse_huge_page_swapin()) or waits; no per-VMA locks
+// (vma_start_write() has nobody to exclude: faults and MADV_DONTNEED take
+// mmap_lock here); the model looks the VMA up per PMD range and counts a
+// range no suitable VMA covers as failed (SCAN_VMA_CHECK) and goes on, where
+// the kernel's madvise walks VMA by VMA, ends the call with EINVAL at an
+// unsuitable one and skips a range across a VMA boundary. File and shmem
+// collapse (hpage_collapse_scan_file(), collapse_file()) is not modelled.
+// No Node APIs.
 
 import type { Machine } from "../machine.js";
 import { variantIs } from "../variant.js";
-import { LK_ANON_VMA, LK_FOLIO, LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
+import { LK_ANON_VMA, LK_FOLIO, LK_MMAP, LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
 import type { KGen } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { anonVmaRoot, folioMapcount, folioSetAnonRmap } from "./rmap.js";
@@ -35,6 +57,9 @@ import { type Mm, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.j
 import { pmdOffset } from "./walk.js";
 
 const S_SCAN_LOCK = site("hpage_collapse_scan_pmd", "take the PTE lock");
+const S_RELOCK_R = site("collapse_huge_page", "THP allocated, mmap_read_lock() to revalidate");
+const S_RELOCK_W = site("collapse_huge_page", "mmap_write_lock()");
+const S_NEXT_LOCK = site("madvise_collapse", "mmap_read_lock() again after a collapse dropped it");
 const S_AVL = site("collapse_huge_page", "anon_vma_lock_write()");
 const S_PMD_LOCK = site("collapse_huge_page", "take the PMD lock");
 const S_SYNC = site("tlb_remove_table_sync_one", "wait for every CPU to take the IPI");
@@ -43,41 +68,121 @@ const S_COPY = site("__collapse_huge_page_copy", "pages isolated, anon_vma unloc
 const S_CLEAR_LOCK = site("__collapse_huge_page_copy_succeeded", "take the old table's PTE lock");
 const S_INSTALL_LOCK = site("collapse_huge_page", "take the PMD lock to install the huge PMD");
 
+// enum scan_result (mm/khugepaged.c), the values the anonymous path returns.
+export type CollapseResult =
+  | "ok" // SCAN_SUCCEED
+  | "fail" // SCAN_FAIL (check_pmd_still_valid(): another PMD entry)
+  | "pmd-null" // SCAN_PMD_NULL
+  | "pmd-none" // SCAN_PMD_NONE
+  | "pmd-mapped" // SCAN_PMD_MAPPED
+  | "pte-non-present" // SCAN_PTE_NON_PRESENT
+  | "page-ro" // SCAN_PAGE_RO
+  | "page-null" // SCAN_PAGE_NULL (vm_normal_page() found no page)
+  | "page-anon" // SCAN_PAGE_ANON
+  | "page-count" // SCAN_PAGE_COUNT
+  | "page-lru" // SCAN_PAGE_LRU (isolated by someone else when scanned)
+  | "page-locked" // SCAN_PAGE_LOCK
+  | "del-page-lru" // SCAN_DEL_PAGE_LRU (folio_isolate_lru() failed)
+  | "vma-null" // SCAN_VMA_NULL
+  | "vma-check" // SCAN_VMA_CHECK
+  | "address-range"; // SCAN_ADDRESS_RANGE
+
 export interface CollapseStat {
   collapsed: number; // PMD ranges collapsed
   already: number; // ranges already PMD-mapped (SCAN_PMD_MAPPED)
   failed: number; // ranges that could not be collapsed
+  // What madvise(MADV_COLLAPSE) returns: "" (0) or the errno of
+  // madvise_collapse_errno() for the last failure.
+  errno: "" | "EINVAL" | "EAGAIN";
+  lastFail: CollapseResult | null;
 }
 
-// madvise_collapse() over [start, end): each PMD-aligned range that lies in
-// an anonymous VMA. The caller holds mmap_lock for writing.
+// madvise_collapse_errno(): the results where trying again may succeed give
+// EAGAIN; the others (this path has no allocation or charge failures) EINVAL.
+function collapseErrno(r: CollapseResult): "EINVAL" | "EAGAIN" {
+  return r === "page-count" || r === "page-locked" || r === "page-lru" || r === "del-page-lru" ? "EAGAIN" : "EINVAL";
+}
+
+// The results after which madvise_collapse() goes on with the next range;
+// any other failure ends the call.
+const CONTINUE = new Set<CollapseResult>(["pmd-null", "pte-non-present", "page-ro", "page-null", "page-count", "page-locked", "page-lru", "del-page-lru"]);
+
+// hugepage_vma_revalidate() for anonymous memory: the VMA at haddr covers
+// the whole PMD range (thp_vma_suitable_order()) and allows THPs
+// (thp_vma_allowable_order() without the sysfs mode: MADV_COLLAPSE ignores
+// it, not VM_NOHUGEPAGE); with expectAnon it must be anonymous and have an
+// anon_vma. A file VMA fails here too (no file collapse in the model).
+function hugepageVmaRevalidate(m: Machine, mm: Mm, haddr: number, expectAnon: boolean): Vma | CollapseResult {
+  const vma = mm.findVma(haddr);
+  if (vma === null) return "vma-null";
+  if (vma.start > haddr || vma.end < haddr + m.geo.pmdSize) return "address-range";
+  if ((vma.flags & (VM_SHARED | VM_NOHUGEPAGE)) !== 0 || vma.file !== null) return "vma-check";
+  if (expectAnon && vma.anonVma === 0) return "page-anon";
+  return vma;
+}
+
+// find_pmd_or_thp_or_none(): the PMD entry's global index (mm_find_pmd()),
+// or why there is no PTE table under it.
+function findPmdOrThpOrNone(m: Machine, mm: Mm, haddr: number): number | CollapseResult {
+  const pmdIdx = pmdOffset(m, mm, haddr, false);
+  if (pmdIdx < 0) return "pmd-null";
+  const v = m.tables.get(pmdIdx);
+  if (v === 0) return "pmd-none";
+  if (m.arch.entryIsLeaf(v)) return "pmd-mapped";
+  return pmdIdx;
+}
+
+// madvise_collapse() over [start, end): each PMD-aligned range. Locks: the
+// caller holds mmap_lock for reading (under the explorer); it is held again
+// on return, though a collapse dropped it in between.
 export function* madviseCollapse(m: Machine, mm: Mm, start: number, end: number): KGen<CollapseStat> {
   const G = m.geo;
-  const stat: CollapseStat = { collapsed: 0, already: 0, failed: 0 };
+  const il = m.il;
+  const stat: CollapseStat = { collapsed: 0, already: 0, failed: 0, errno: "", lastFail: null };
   const hstart = Math.ceil(start / G.pmdSize) * G.pmdSize;
-  const hend = Math.floor(end / G.pmdSize) * G.pmdSize;
+  let hend = Math.floor(end / G.pmdSize) * G.pmdSize;
+  let locked = true;
   for (let haddr = hstart; haddr < hend; haddr += G.pmdSize) {
-    const vma = mm.findVma(haddr);
-    // hugepage_vma_revalidate(): the range lies in one anon VMA that allows
-    // THPs (MADV_COLLAPSE ignores the sysfs THP mode, not VM_NOHUGEPAGE).
-    if (vma === null || vma.start > haddr || vma.end < haddr + G.pmdSize || vma.file !== null || (vma.flags & (VM_SHARED | VM_NOHUGEPAGE)) !== 0) {
+    if (!locked) {
+      if (il) yield il.lock(LK_MMAP, mm.id, false, S_NEXT_LOCK);
+      locked = true;
+      const v = hugepageVmaRevalidate(m, mm, haddr, false);
+      if (typeof v === "string") {
+        stat.failed++;
+        stat.lastFail = v;
+        break;
+      }
+      hend = Math.min(hend, Math.floor(v.end / G.pmdSize) * G.pmdSize);
+    }
+    // The range's VMA (the kernel's madvise walk hands madvise_collapse()
+    // each VMA, and thp_vma_allowable_order() refuses an unsuitable one).
+    // The model goes on with the next range (see the file header).
+    if (typeof hugepageVmaRevalidate(m, mm, haddr, false) === "string") {
       stat.failed++;
+      stat.lastFail = "vma-check";
       continue;
     }
-    const r = yield* collapseHugePage(m, mm, vma, haddr);
+    const scan = yield* hpageCollapseScanPmd(m, mm, haddr);
+    const r = scan.result;
+    if (scan.unlocked) locked = false;
     if (r === "ok") stat.collapsed++;
     else if (r === "pmd-mapped") stat.already++;
-    else stat.failed++;
+    else {
+      stat.failed++;
+      stat.lastFail = r;
+      if (!CONTINUE.has(r)) break;
+    }
   }
+  if (!locked && il) yield il.lock(LK_MMAP, mm.id, false, S_NEXT_LOCK);
+  if (stat.lastFail !== null) stat.errno = collapseErrno(stat.lastFail);
   m.counters.thpCollapses += stat.collapsed;
   m.counters.thpCollapseFailed += stat.failed;
   return stat;
 }
 
-export type CollapseResult = "ok" | "pmd-mapped" | "pmd-null" | "pte-non-present" | "page-not-anon" | "page-ro" | "page-count" | "page-locked" | "pmd-changed";
-
 // What a scan of the PTE table finds: the folios (heads) and whether any
-// entry is writable, or why the range cannot be collapsed.
+// entry is writable, or why the range cannot be collapsed. Both the scan
+// and the isolation apply these checks.
 function scanPtes(m: Machine, e: Float64Array, base: number, heads: number[]): CollapseResult | "writable" | "none" {
   const A = m.arch;
   const phys = m.phys;
@@ -89,71 +194,141 @@ function scanPtes(m: Machine, e: Float64Array, base: number, heads: number[]): C
     const pfn = A.ptePfn(v);
     if (A.pteSpecial(v)) {
       if (((phys.flags[pfn] as number) & PG_ZERO) !== 0) continue; // is_zero_pfn(): counts as none
-      return "page-not-anon";
+      return "page-null";
     }
     const head = phys.folioHead(pfn);
-    if (((phys.flags[head] as number) & PG_ANON) === 0) return "page-not-anon";
+    if (((phys.flags[head] as number) & PG_ANON) === 0) return "page-anon";
     if (A.pteWrite(v)) writable = true;
     if (heads[heads.length - 1] !== head && !heads.includes(head)) heads.push(head);
   }
   return writable ? "writable" : "none";
 }
 
-// collapse_huge_page() for the PMD range at haddr, after
-// hpage_collapse_scan_pmd() found it worth collapsing.
-export function* collapseHugePage(m: Machine, mm: Mm, vma: Vma, haddr: number): KGen<CollapseResult> {
+// is_refcount_suitable(): the folio's references are its mappings' and the
+// swap cache's.
+function isRefcountSuitable(m: Machine, head: number): boolean {
+  const cache = m.swap?.slotOf.has(head) ? 1 : 0;
+  return (m.phys.ref[head] as number) === folioMapcount(m, head) + cache;
+}
+
+// hpage_collapse_scan_pmd() under mmap_lock for reading (the caller checked
+// the VMA, which the scan itself needs only for uffd and vm_normal_page(),
+// not modelled): the scan, and on
+// success collapse_huge_page(), which returns with mmap_lock released
+// (`unlocked`).
+export function* hpageCollapseScanPmd(m: Machine, mm: Mm, haddr: number): KGen<{ result: CollapseResult; unlocked: boolean }> {
+  const T = m.tables;
+  const il = m.il;
+  const pmd = findPmdOrThpOrNone(m, mm, haddr);
+  if (typeof pmd === "string") return { result: pmd, unlocked: false };
+  const pmdv = T.get(pmd);
+  const slot = T.slotOfPfn(m.arch.ptePfn(pmdv));
+  const e = T.chunkOf(slot);
+  const base = T.base(slot);
+  if (il) {
+    // pte_offset_map_lock(): a table PT reclaim freed meanwhile is gone.
+    yield* pteLockMapped(il, slot, S_SCAN_LOCK);
+    if (T.get(pmd) !== pmdv) {
+      il.unlock(LK_PTL, slot);
+      return { result: "pmd-null", unlocked: false };
+    }
+  }
+  const heads: number[] = [];
+  let r: CollapseResult | "writable" | "none" = scanPtes(m, e, base, heads);
+  if (r === "writable" || r === "none") {
+    for (const head of heads) {
+      // folio_test_lru(), folio_test_locked(), is_refcount_suitable()
+      if (m.isolated.has(head)) r = "page-lru";
+      else if (il !== null) {
+        if (il.trylock(LK_FOLIO, head)) il.unlock(LK_FOLIO, head);
+        else r = "page-locked";
+      }
+      if (r !== "writable" && r !== "none") break;
+      if (!isRefcountSuitable(m, head)) {
+        r = "page-count";
+        break;
+      }
+    }
+  }
+  if (il) il.unlock(LK_PTL, slot);
+  if (r === "none" && !roCollapses(m, e, base)) return { result: "page-ro", unlocked: false };
+  if (r !== "writable" && r !== "none") return { result: r, unlocked: false };
+  return { result: yield* collapseHugePage(m, mm, haddr), unlocked: true };
+}
+
+// collapse_huge_page() for the PMD range at haddr. Locks: mmap_lock held
+// for reading on entry (under the explorer), released on return.
+function* collapseHugePage(m: Machine, mm: Mm, haddr: number): KGen<CollapseResult> {
   const A = m.arch;
   const T = m.tables;
   const G = m.geo;
   const phys = m.phys;
   const il = m.il;
   const nr = G.ptrs;
-  const pmdIdx = pmdOffset(m, mm, haddr, false);
-  if (pmdIdx < 0) return "pmd-null";
-  const pmdv = T.get(pmdIdx);
-  if (pmdv === 0) return "pmd-null";
-  if (A.entryIsLeaf(pmdv)) return "pmd-mapped";
-  const slot = T.slotOfPfn(A.ptePfn(pmdv));
-  const e = T.chunkOf(slot);
-  const base = T.base(slot);
-  // hpage_collapse_scan_pmd()
-  if (il) {
-    yield* pteLockMapped(il, slot, S_SCAN_LOCK);
-    if (T.get(pmdIdx) !== pmdv) {
-      il.unlock(LK_PTL, slot);
-      return "pmd-changed";
-    }
-  }
-  const scan = scanPtes(m, e, base, []);
-  if (il) il.unlock(LK_PTL, slot);
-  if (scan === "none" && !roCollapses(m, e, base)) return "page-ro"; // SCAN_PAGE_RO: no writable entry
-  if (scan !== "writable" && scan !== "none") return scan;
-  // collapse_huge_page(): alloc_charge_folio(), then under mmap_lock
-  // (write, held by the caller) the anon_vma lock and the PMD lock.
+  // mmap_read_unlock(); alloc_charge_folio() (it cannot fail here).
+  if (il) il.unlock(LK_MMAP, mm.id);
   const hpage = phys.alloc(G.pmdOrder);
   m.counters.pagesAlloc += nr;
+  const fail = (r: CollapseResult): CollapseResult => {
+    if (il) il.unlock(LK_MMAP, mm.id);
+    freeHpage(m, hpage);
+    return r;
+  };
+  // mmap_read_lock(); hugepage_vma_revalidate(); find_pmd_or_thp_or_none()
+  // (and __collapse_huge_page_swapin(), which has nothing to do: the scan
+  // took no range with swap entries); mmap_read_unlock().
+  if (il) yield il.lock(LK_MMAP, mm.id, false, S_RELOCK_R);
+  const v1 = hugepageVmaRevalidate(m, mm, haddr, true);
+  if (typeof v1 === "string") return fail(v1);
+  const pmd = findPmdOrThpOrNone(m, mm, haddr);
+  if (typeof pmd === "string") return fail(pmd);
+  if (il) {
+    il.unlock(LK_MMAP, mm.id);
+    yield il.lock(LK_MMAP, mm.id, true, S_RELOCK_W);
+  }
+  // mmap_write_lock(): nothing changes the VMAs or the PMDs of the range
+  // from here on. hugepage_vma_revalidate() and check_pmd_still_valid():
+  // the PMD entry is still a table's and still the one found under the
+  // read lock. collapse_revalidate=vma-only: that pointer is used as it is.
+  // (The scan's own pointer does not outlive hpage_collapse_scan_pmd().)
+  const vv = hugepageVmaRevalidate(m, mm, haddr, true);
+  if (typeof vv === "string") return fail(vv);
+  const vma = vv;
+  if (!variantIs(m, "collapse_revalidate", "vma-only")) {
+    const p2 = findPmdOrThpOrNone(m, mm, haddr);
+    if (typeof p2 === "string") return fail(p2);
+    if (p2 !== pmd) return fail("fail");
+  }
+  // vma_start_write(); anon_vma_lock_write().
   const root = anonVmaRoot(m, vma.anonVma);
   if (il) yield il.lock(LK_ANON_VMA, root, true, S_AVL);
-  const pmdSlot = Math.floor(pmdIdx / G.ptrs);
+  // pmdp_collapse_flush() under the PMD lock: the PMD cleared, the range
+  // flushed with the walk caches (the table stays allocated, deposited
+  // below).
+  const pmdSlot = Math.floor(pmd / G.ptrs);
   if (il) yield il.lock(LK_PMD, pmdSlot, true, S_PMD_LOCK);
-  if (T.get(pmdIdx) !== pmdv) {
+  const pmdv = T.get(pmd);
+  if (pmdv === 0 || !A.entryIsTable(pmdv)) {
+    // Only without check_pmd_still_valid(): no table to collapse
+    // (pte_offset_map_lock() of the value finds none, SCAN_PMD_NULL).
     if (il) {
       il.unlock(LK_PMD, pmdSlot);
       il.unlock(LK_ANON_VMA, root);
     }
-    freeHpage(m, hpage);
-    return "pmd-changed";
+    return fail("pmd-null");
   }
-  // pmdp_collapse_flush(): the PMD cleared, the range flushed with the walk
-  // caches (the table stays allocated, deposited below).
-  T.set(pmdIdx, 0);
+  T.set(pmd, 0);
   m.counters.pteAtomics++;
   A.flushTlbRange(m, mm, haddr, haddr + G.pmdSize, G.pageShift, true);
   if (il) il.unlock(LK_PMD, pmdSlot);
   // tlb_remove_table_sync_one(): GUP-fast walks with interrupts disabled;
   // once every CPU took the IPI, none still reads the old table.
   if (il && !variantIs(m, "collapse_sync", "none")) il.ipiSync(S_SYNC);
-  // __collapse_huge_page_isolate() under the old table's PTE lock.
+  // __collapse_huge_page_isolate() under the old table's PTE lock: every
+  // entry checked again.
+  const slot = T.slotOfPfn(A.ptePfn(pmdv));
+  const e = T.chunkOf(slot);
+  const base = T.base(slot);
   if (il) yield il.lock(LK_PTL, slot, true, S_ISOLATE_LOCK);
   const heads: number[] = [];
   let res: CollapseResult | null = null;
@@ -163,15 +338,19 @@ export function* collapseHugePage(m: Machine, mm: Mm, vma: Vma, haddr: number): 
   const taken: number[] = [];
   if (res === null) {
     for (const head of heads) {
-      // is_refcount_suitable(): the mappings' references and the swap
-      // cache's; folio_trylock(); folio_isolate_lru().
-      const cache = m.swap?.slotOf.has(head) ? 1 : 0;
-      if ((phys.ref[head] as number) !== folioMapcount(m, head) + cache) {
+      // folio_trylock(), is_refcount_suitable(), folio_isolate_lru().
+      if (il !== null && !il.trylock(LK_FOLIO, head)) {
+        res = "page-locked";
+        break;
+      }
+      if (!isRefcountSuitable(m, head)) {
+        if (il) il.unlock(LK_FOLIO, head);
         res = "page-count";
         break;
       }
-      if (m.isolated.has(head) || (il !== null && !il.trylock(LK_FOLIO, head))) {
-        res = "page-locked";
+      if (m.isolated.has(head)) {
+        if (il) il.unlock(LK_FOLIO, head);
+        res = "del-page-lru";
         break;
       }
       m.isolated.add(head);
@@ -189,14 +368,13 @@ export function* collapseHugePage(m: Machine, mm: Mm, vma: Vma, haddr: number): 
       if (il) il.unlock(LK_FOLIO, head);
     }
     if (il) yield il.lock(LK_PMD, pmdSlot, true, S_PMD_LOCK);
-    T.set(pmdIdx, pmdv);
+    T.set(pmd, pmdv);
     m.counters.pteWrites++;
     if (il) {
       il.unlock(LK_PMD, pmdSlot);
       il.unlock(LK_ANON_VMA, root);
     }
-    freeHpage(m, hpage);
-    return res;
+    return fail(res);
   }
   if (il) {
     il.unlock(LK_ANON_VMA, root);
@@ -245,13 +423,16 @@ export function* collapseHugePage(m: Machine, mm: Mm, vma: Vma, haddr: number): 
   phys.addEntireMapcount(hpage, 1);
   folioSetAnonRmap(m, hpage, vma, haddr);
   if (il) yield il.lock(LK_PMD, pmdSlot, true, S_INSTALL_LOCK);
-  if (T.get(pmdIdx) !== 0) throw new Error(`model bug: PMD at 0x${haddr.toString(16)} filled during collapse`);
+  if (T.get(pmd) !== 0) throw new Error(`model bug: PMD at 0x${haddr.toString(16)} filled during collapse`);
   mm.deposited.push(slot);
   let hv = A.pteMkyoung(A.pteMkdirty(A.pmdMkhuge(A.pfnPte(hpage, A.vmGetPageProt(vma.flags)))));
   if ((vma.flags & VM_WRITE) !== 0) hv = A.pteMkwrite(hv); // maybe_pmd_mkwrite()
-  T.set(pmdIdx, hv); // set_pmd_at()
+  T.set(pmd, hv); // set_pmd_at()
   m.counters.pteWrites++;
-  if (il) il.unlock(LK_PMD, pmdSlot);
+  if (il) {
+    il.unlock(LK_PMD, pmdSlot);
+    il.unlock(LK_MMAP, mm.id); // mmap_write_unlock()
+  }
   mm.anonHugePmds++;
   return "ok";
 }

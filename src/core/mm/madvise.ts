@@ -396,7 +396,10 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
     case "willneed":
       break;
     case "collapse":
-      // madvise_collapse(): mmap_lock for writing, taken by the caller.
+      // madvise_collapse(): mmap_lock for reading, taken by the caller;
+      // dropped and retaken inside, held on return. Its error return
+      // (CollapseStat.errno) is not passed on: `run` takes an error as bad
+      // input.
       yield* madviseCollapse(m, mm, start, end);
       break;
   }
