@@ -513,7 +513,7 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
         // pin here, after folio_try_dup_anon_rmap_ptes() found none.
         // The child's entry is made from the value read before, as the
         // kernel's is; the parent's write-protect is atomic.
-        if (il) yield S_COPY_WRPROTECT;
+        if (il) il.point(S_COPY_WRPROTECT);
         A.wrprotectPtes(m, src, addr, es, si, nr);
         pte = A.pteWrprotect(pte);
       }
