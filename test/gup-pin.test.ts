@@ -10,15 +10,18 @@
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { PG_ANON_EXCLUSIVE } from "../src/core/mm/physmem.js";
 import { pmdOffset } from "../src/core/mm/walk.js";
+import { explore } from "../src/explore/explore.js";
+import { defaultConfig } from "../src/hunt/search.js";
 import { Runner, ViolationError } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
 import type { Step } from "../src/scenario/types.js";
+import { siteHits } from "./catalogue.js";
 
 function runner(yaml: string, variants: Record<string, string> = {}): Runner {
   const r = new Runner(parseScenario(yaml, "t.yaml"), { checkInvariants: true, variants });
@@ -105,6 +108,39 @@ steps:
       () => runner(yaml, { fork_pin: "share" }),
       (e: unknown) => e instanceof ViolationError && e.violations.some((v) => v.invariant === "pin-coherence"),
     );
+  });
+});
+
+describe("GUP-fast of a PMD-mapped THP (gup_fast_pmd_leaf())", () => {
+  const yaml = (write: boolean, fork: boolean) => `
+name: t
+machine: { cpus: 2, thp: always }
+steps:
+  - mmap: { region: r, size: 2M, addr: 0x7f0000000000, flags: [private, anonymous, fixed] }
+  - touch: { region: r, length: 4K }
+${fork ? "  - fork: { child: c }\n" : ""}  - pin: { region: r, offset: 8K, length: 4K, write: ${write}, fast: true }
+`;
+  it("pins page 2 of the THP through the PMD and leaves the PMD a leaf", () => {
+    for (const write of [true, false]) {
+      const r = runner(yaml(write, false));
+      const pmdv = r.m.tables.get(pmdOffset(r.m, r.procs.get("p0")?.mm as never, 0x7f0000000000, false));
+      assert.ok(r.m.arch.entryIsLeaf(pmdv), "the PMD is still a leaf");
+      assert.deepEqual(r.pins.get("r")?.pfns, [r.m.arch.ptePfn(pmdv) + 2]);
+    }
+  });
+  it("a R/O pin of a THP fork shared is refused by GUP-fast (gup_must_unshare()); the slow path unshares it", () => {
+    const r = runner(yaml(false, true));
+    const pinned = r.pins.get("r")?.pfns[0] as number;
+    assert.equal(pfnAt(r, "p0", "r", 8192), pinned);
+    assert.notEqual(pfnAt(r, "c", "r", 8192), pinned, "the parent got its own copy; the child keeps the shared page");
+  });
+  it("explore: the fast pin races fork and a split of the THP and stays coherent (clean-gup-fast-thp reaches the PMD path)", () => {
+    const FILE = "scenarios/concurrency/clean-gup-fast-thp.yaml";
+    const seen = siteHits("gup_fast_pmd_leaf");
+    const base = defaultConfig(parseScenario(readFileSync(FILE, "utf8"), FILE));
+    const res = explore({ ...base, preemptions: 1, onStart: seen.onStart });
+    assert.equal(res.counterexample, null);
+    assert.ok(seen.hits() > 0, "no execution stopped in gup_fast_pmd_leaf()");
   });
 });
 

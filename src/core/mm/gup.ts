@@ -81,6 +81,7 @@ export interface GupPin {
 const S_FOLLOW_LOCK = site("follow_page_pte", "take the PTE lock");
 const S_FAST_PMD = site("gup_fast_pmd_range", "load the PMD");
 const S_FAST_GRAB = site("gup_fast_pte_range", "folio grabbed, re-check the PMD and the PTE");
+const S_FAST_PMD_GRAB = site("gup_fast_pmd_leaf", "folio grabbed, re-check the PMD");
 const S_FAST_SEQ = site("gup_fast", "walk done, re-read write_protect_seq");
 
 // try_grab_folio(folio, 1, FOLL_PIN) (mm/gup.c): one pin on the folio of pfn;
@@ -241,6 +242,11 @@ export function* gupFastPin(m: Machine, mm: Mm, addr: number, write: boolean): K
     const idx = slot * G.ptrs + idxAt(G, vpn, level);
     const ent = T.get(idx);
     m.counters.pteReads++;
+    if (level === 1 && ent !== 0 && A.entryIsLeaf(ent)) {
+      pinned = yield* gupFastPmdLeaf(m, mm, idx, ent, addr, write);
+      slot = -1;
+      break;
+    }
     if (ent === 0 || !A.entryIsTable(ent)) {
       slot = -1;
       break;
@@ -269,6 +275,32 @@ export function* gupFastPin(m: Machine, mm: Mm, addr: number, write: boolean): K
   }
   if (il) il.irqEnable();
   return pinned;
+}
+
+// gup_fast_pmd_leaf() for one page (mm/gup.c): a PMD-mapped THP is pinned
+// through the PMD as it was read: present (pmd_present(): not a leaf
+// pmdp_invalidate() left for the hardware to fault on) and, for a write pin,
+// writable; the folio is grabbed, then the PMD re-read, and the pin given
+// back if it changed (a split, a zap, MADV_FREE's re-set) or if a R/O pin
+// must unshare the page (gup_must_unshare(); the model keeps AnonExclusive
+// per page, as its slow path reads it).
+function* gupFastPmdLeaf(m: Machine, mm: Mm, pmdIdx: number, pmdv: number, addr: number, write: boolean): KGen<number> {
+  const A = m.arch;
+  const G = m.geo;
+  if (A.pmdLeafInvalid(pmdv) || (write && !A.pteWrite(pmdv))) return -1;
+  const page = A.ptePfn(pmdv) + (addr % G.pmdSize) / G.pageSize;
+  tryGrabFolioPin(m, mm, page);
+  yield S_FAST_PMD_GRAB;
+  m.counters.pteReads++;
+  const phys = m.phys;
+  const head = phys.folioHead(page);
+  const mustUnshare =
+    !write && !A.pteWrite(pmdv) && (((phys.flags[head] as number) & PG_ANON) === 0 || ((phys.flags[page] as number) & PG_ANON_EXCLUSIVE) === 0);
+  if (m.tables.get(pmdIdx) !== pmdv || mustUnshare) {
+    unpinFolio(m, page);
+    return -1;
+  }
+  return page;
 }
 
 // The GUP-fast part of pin_user_pages_fast() (gup_fast_fallback(), mm/gup.c):
