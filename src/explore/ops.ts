@@ -11,6 +11,7 @@ import { madvise } from "../core/mm/madvise.js";
 import type { KGen } from "../core/mm/memory.js";
 import { type Mm, VM_SHARED } from "../core/mm/types.js";
 import { brk, doMmap, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
+import { rangeFree } from "../core/mm/vma.js";
 import { mprotect } from "../core/mm/mprotect.js";
 import { mremap } from "../core/mm/mremap.js";
 import { fileRangeMappings, truncatePagecache } from "../core/mm/truncate.js";
@@ -112,6 +113,20 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.sysEnter(t);
       r.enter(step, p);
       yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
+      // MAP_FIXED over mappings: mmap_region() unmaps them first, keeping
+      // mmap_lock for writing (no downgrade); what they held is discarded.
+      const ps = m.geo.pageSize;
+      const over = step.flags.includes("fixed") && (step.addr ?? 0) % ps === 0 ? [step.addr ?? 0, (step.addr ?? 0) + Math.ceil(step.size / ps) * ps] : null;
+      const zr = over !== null && !rangeFree(p.mm, over[0] as number, over[1] as number) ? zapBegin(x, r, p.mm, over[0] as number, over[1] as number) : null;
+      if (zr !== null) {
+        try {
+          yield* doMunmap(m, p.mm, zr[0], zr[1] - zr[0], false);
+        } catch (e) {
+          il.unlock(LK_MMAP, p.mm.id);
+          zapEnd(x, r, p.mm, zr);
+          throw e;
+        }
+      }
       const file = step.file !== undefined ? m.file(step.file, step.offset + step.size, false) : null;
       const addr = doMmap(m, p.mm, {
         len: step.size,
@@ -125,7 +140,11 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       il.unlock(LK_MMAP, p.mm.id);
       r.pinForget(p.mm, addr, addr + step.size);
       p.regions.set(step.region, { start: addr, len: step.size });
-      x.sysLeave(t);
+      if (zr !== null) {
+        zapEnd(x, r, p.mm, zr);
+        // What was unmapped must not stay in a TLB.
+        x.sysReturn(t, "mmap", p.mm, zr[0], zr[1]);
+      } else x.sysLeave(t);
       return;
     }
     case "mremap": {
