@@ -146,6 +146,7 @@ interface Region {
   anonPrivate: boolean;
   file: string | null; // the file it maps
   table: number; // offset in pages of its first PTE table boundary, -1: placement unknown
+  addr: number | null; // where it was placed (null: the kernel picks)
 }
 
 interface Proc {
@@ -363,7 +364,14 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       steps.push({ op: "mmap", args: { region: `${name}above`, size: page, prot: "r", addr: (a.addr as number) + n * page, thread: "T0" } });
     const pages = new Uint8Array(n).fill(MAPPED | PR | (prot === "rw" ? PW : 0));
     const table = place === "aligned" ? 0 : place === "straddle" ? (pmdBytes - ((a.addr as number) % pmdBytes)) / page : -1;
-    p.regions.push({ name, pages, anonPrivate: kind === "anon", file: (a.file as string | undefined) ?? null, table });
+    p.regions.push({
+      name,
+      pages,
+      anonPrivate: kind === "anon",
+      file: (a.file as string | undefined) ?? null,
+      table,
+      addr: (a.addr as number | undefined) ?? null,
+    });
     if (machine.thp === "madvise" && ch.bool(0.4)) steps.push({ op: "madvise", args: { region: name, advice: "hugepage", thread: "T0" } });
     else if (machine.thp === "always" && ch.bool(0.2)) steps.push({ op: "madvise", args: { region: name, advice: "nohugepage", thread: "T0" } });
   }
@@ -373,7 +381,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   if (has("brk") && feature("heap", 0.8)) {
     const hp = ch.pick([1, 2, block, 33]);
     steps.push({ op: "brk", args: { delta: hp * page, region: "h", thread: "T0" } });
-    p.regions.push({ name: "h", pages: new Uint8Array(hp).fill(MAPPED | PR | PW), anonPrivate: true, file: null, table: -1 });
+    p.regions.push({ name: "h", pages: new Uint8Array(hp).fill(MAPPED | PR | PW), anonPrivate: true, file: null, table: -1, addr: null });
   }
 
   // ---- set-up: populate, then a few steps that vary the state ---------------------------
@@ -837,6 +845,16 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     }
     if (k === "munmap") {
       conc.push({ op: "munmap", args: { ...args(r, off, len, n), thread: a.t } });
+      // A program maps something else where it unmapped (an allocator
+      // reusing the range, MAP_FIXED) and uses it: a path that dropped
+      // mmap_lock and took it again (MADV_COLLAPSE's revalidation, a fault
+      // retry) must notice. Drawn last from this step's own choices, so that
+      // cases without a concurrent munmap are the ones they were.
+      if (r.addr !== null && ch.bool(0.5)) {
+        const name = `${r.name}m${conc.length}`;
+        conc.push({ op: "mmap", args: { region: name, size: len * page, addr: r.addr + off * page, flags: ["private", "anonymous", "fixed"], thread: a.t } });
+        conc.push({ op: "touch", args: { region: name, thread: a.t } });
+      }
       return true;
     }
     const advice = k === "thp-advice" ? ch.pick(["hugepage", "nohugepage", "willneed"]) : k;
@@ -920,6 +938,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
 
 // The swarm kind a concurrent step belongs to.
 function kindOf(s: StepDoc): Kind {
+  if (s.op === "mmap") return "munmap"; // the remap after a concurrent munmap
   if (s.op !== "madvise") return (s.op === "oom_reap" ? "exit" : s.op) as Kind;
   const a = s.args.advice as string;
   return (a === "hugepage" || a === "nohugepage" || a === "willneed" ? "thp-advice" : a) as Kind;
