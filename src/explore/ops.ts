@@ -115,9 +115,11 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
       // MAP_FIXED over mappings: mmap_region() unmaps them first, keeping
       // mmap_lock for writing (no downgrade); what they held is discarded.
+      // (doMmap() finds the range free then.)
       const ps = m.geo.pageSize;
-      const over = step.flags.includes("fixed") && (step.addr ?? 0) % ps === 0 ? [step.addr ?? 0, (step.addr ?? 0) + Math.ceil(step.size / ps) * ps] : null;
-      const zr = over !== null && !rangeFree(p.mm, over[0] as number, over[1] as number) ? zapBegin(x, r, p.mm, over[0] as number, over[1] as number) : null;
+      const at = step.flags.includes("fixed") && step.addr !== undefined && step.addr % ps === 0 ? step.addr : -1;
+      const atEnd = at + Math.ceil(step.size / ps) * ps;
+      const zr = at >= 0 && !rangeFree(p.mm, at, atEnd) ? zapBegin(x, r, p.mm, at, atEnd) : null;
       if (zr !== null) {
         try {
           yield* doMunmap(m, p.mm, zr[0], zr[1] - zr[0], false);

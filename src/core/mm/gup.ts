@@ -121,11 +121,11 @@ export function unpinUserPages(m: Machine, pin: GupPin): void {
 // not map exclusively, or, FOLL_LONGTERM, any other page of a COW mapping
 // (the zero page, a private file page): the pin would not see the process's
 // later stores. GUP-fast knows no VMA and sends every non-anon page down
-// the slow path (vma == NULL: true).
-function gupMustUnshare(m: Machine, vma: Vma | null, v: number): boolean {
+// the slow path (vma == NULL: true). pfn: the page of v to pin (a PMD
+// leaf's subpage).
+function gupMustUnshare(m: Machine, vma: Vma | null, v: number, pfn = m.arch.ptePfn(v)): boolean {
   const A = m.arch;
   const phys = m.phys;
-  const pfn = A.ptePfn(v);
   if (!A.pteSpecial(v) && ((phys.flags[phys.folioHead(pfn)] as number) & PG_ANON) !== 0) return ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) === 0;
   return vma === null || vma.isCow;
 }
@@ -292,11 +292,7 @@ function* gupFastPmdLeaf(m: Machine, mm: Mm, pmdIdx: number, pmdv: number, addr:
   tryGrabFolioPin(m, mm, page);
   yield S_FAST_PMD_GRAB;
   m.counters.pteReads++;
-  const phys = m.phys;
-  const head = phys.folioHead(page);
-  const mustUnshare =
-    !write && !A.pteWrite(pmdv) && (((phys.flags[head] as number) & PG_ANON) === 0 || ((phys.flags[page] as number) & PG_ANON_EXCLUSIVE) === 0);
-  if (m.tables.get(pmdIdx) !== pmdv || mustUnshare) {
+  if (m.tables.get(pmdIdx) !== pmdv || (!write && !A.pteWrite(pmdv) && gupMustUnshare(m, null, pmdv, page))) {
     unpinFolio(m, page);
     return -1;
   }
