@@ -264,6 +264,39 @@ describe("hunt: directed search", () => {
   });
 });
 
+// The other shape of a two-preemption race: the thread running the changed
+// code runs inside another thread's window (the sweep's one preemption put
+// it there) and that thread must finish before the first goes on. In
+// t-gup-fast-fork the pin is taken between fork's pinned test and its
+// write-protect, and the store that follows must come after fork: the
+// anchored stage switches to fork where the pinning thread begins its next
+// step, in one of several sweep executions kept as bases (the first one
+// that raced has its preemption outside fork's window). In
+// q-gup-fast-collapse the window opens before the changed code (the PTE
+// re-check): GUP-fast stops after it read the PMD, before the grab.
+describe("hunt: anchored stage, step ends and windows before the changed code", () => {
+  const entry = (file: string, variants: Record<string, string>) => {
+    const text = readFileSync(`scenarios/concurrency/${file}`, "utf8").replace(/\nexplore:[\s\S]*$/, "\n");
+    const s = loadCase(text, file);
+    s.machine.variants = variants;
+    return s;
+  };
+  for (const [file, variants] of [
+    ["t-gup-fast-fork.yaml", { gup_fast_seq: "none" }],
+    ["q-gup-fast-collapse.yaml", { gup_fast_recheck: "pte-only", collapse_sync: "none" }],
+  ] as const) {
+    it(`${file}: found by the anchored stage with the default budget; v6.17 clean`, () => {
+      const sweepOnly = runCase(entry(file, variants), { ...DEFAULT_BUDGET, pct: 0, random: 0 }, 1);
+      assert.ok(sweepOnly.raced > 0);
+      assert.equal(sweepOnly.outcome.kind, "clean");
+      const r = runCase(entry(file, variants), DEFAULT_BUDGET, 1);
+      assert.equal(r.outcome.kind === "violation" && r.outcome.mode, "anchored");
+      assert.equal(r.outcome.kind === "violation" && r.outcome.invariant, "pin-coherence");
+      assert.equal(runCase(entry(file, {}), DEFAULT_BUDGET, 1).outcome.kind, "clean");
+    });
+  }
+});
+
 describe("hunt: variant code is asked where it departs, not on every call", () => {
   // The directed search keeps and imitates the cases that reach a change's
   // code: a question asked where the old logic cannot differ would count

@@ -61,6 +61,7 @@ export interface XThread {
   op: string; // the step of the scenario it is running, for traces
   stores: number; // user stores so far (their stamps)
   ownSteps: number; // steps it has taken
+  stepNo: number; // scenario steps it has begun (its current step's number + 1)
   // Checked mode: the page tables it obtained in its current step of the
   // scenario (slot -> generation), see TableStore.checkAccess().
   tables: Map<number, number>;
@@ -170,6 +171,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       op: "",
       stores: 0,
       ownSteps: 0,
+      stepNo: 0,
       tables: new Map(),
       enterSeq: 0,
       ptlTaken: new Set(),

@@ -54,10 +54,11 @@ export interface ExploreConfig {
   // after it ended.
   onStart?: (x: Execution) => void;
   onEnd?: (x: Execution) => void;
-  // Anchored mode: an execution's schedule (the thread chosen at each
-  // decision) and its anchors, the decisions that chose a thread whose
-  // next transition ran the code the search is aimed at.
-  anchored?: { schedule: number[]; anchors: number[] };
+  // Anchored mode: executions that raced the code the search is aimed at
+  // (see AnchorBase), and after each run the decisions of that run whose
+  // chosen thread ran that code (for where to switch back first).
+  anchored?: AnchorBase[];
+  anchorsOf?: () => number[];
   // The set-up steps were checked once already (they are sequential and
   // the same in every execution): run them without invariant checks.
   uncheckedSetup?: boolean;
@@ -563,92 +564,140 @@ function backtrack(x: Execution, limit: number, bound: number, sleep: SleepSets 
 // 0 .. n-1 in bit-reversed order of their binary digits (0, n/2, n/4,
 // 3n/4, ...): each prefix of it is spread over the whole range.
 // Directed search at the code a change touched (as directed fuzzers aim at
-// changed lines): a race with that code usually needs the thread running
-// it to stop inside its window (where it read a value, or before it
-// re-checks one) while another thread changes what it read, and then to
-// run on while the other is half way through, which takes two preemptions:
-// beyond a sweep at bound 1, and rare under PCT. From the schedule without
-// preemption: for each anchor (a decision that let the changed code run)
-// and the next few decisions of the same thread, switch to each other
-// thread there, and from that run switch back at each later decision,
-// spread over its length. The groups take turns, so that a small budget
-// reaches every anchor.
+// changed lines). A race with that code takes two preemptions, beyond a
+// sweep at bound 1 and rare under PCT, in one of two shapes:
+// - the thread running it stops inside its window (after it read an
+//   entry, before it checks it again) while another thread changes what it
+//   read, then runs on while the other is half way through: for each
+//   anchor (a decision that let the changed code run beside another
+//   thread) and the next few decisions of the same thread, switch to each
+//   other thread there, and from that run switch back at each later
+//   decision (first where the other thread itself ran changed code, then
+//   the rest spread over the run);
+// - the other thread was stopped inside its own window (the sweep's one
+//   preemption) and the changed code runs through it, and the stopped
+//   thread must finish before the changed code's thread goes on to its
+//   next step (a pin taken in fork's window, then a store after fork):
+//   at that next step's first decision, switch to each other thread.
+// Each base is an execution of the sweep that raced the code (its
+// preemption may or may not fall inside the other thread's window, so
+// several are kept); the groups of all bases take turns, the cheap second
+// shape first, so that a small budget reaches every base.
+export interface AnchorBase {
+  schedule: number[]; // the thread chosen at each decision
+  cands: number[][]; // the threads that could run there
+  anchors: number[]; // decisions whose chosen thread then ran the changed code beside another
+  ends: number[]; // for each anchor, the decision at which that thread began its next step, -1 none
+}
 const ANCHOR_REACH = 4; // decisions of the anchored thread after the anchor that also start a group
-const ANCHORS = 4; // anchors used (the first ones)
+const ANCHOR_BEFORE = 2; // and before it
+const ANCHORS = 4; // anchors used per base (the first ones)
 
 function anchored(cfg: ExploreConfig, tick: (x: Execution) => void): { failing: Execution | null; rank: number[] | null; stopped: boolean; complete: boolean } {
   const out = { failing: null as Execution | null, rank: null as number[] | null, stopped: false, complete: false };
-  const given = cfg.anchored ?? { schedule: [], anchors: [] };
-  const follow = (d: number, cands: number[], cur: number) => {
-    const c = given.schedule[d];
-    return c !== undefined && cands.includes(c) ? c : defaultChoice(cands, cur);
-  };
-  const x0 = runOnce(cfg, follow, false);
-  tick(x0);
-  if (x0.violation !== null) return { ...out, failing: x0, rank: [0] };
-  const base = x0.decisions.map((d) => d.chosen);
-  const starts: number[] = [];
-  const seen = new Set<number>();
-  for (const c of given.anchors.slice(0, ANCHORS)) {
-    const t = base[c];
-    let k = 0;
-    for (let i = c; i < x0.decisions.length && k <= ANCHOR_REACH; i++) {
-      if (base[i] !== t) continue;
-      k++;
-      if (!seen.has(i) && (x0.decisions[i] as { cands: number[] }).cands.length > 1) {
-        seen.add(i);
-        starts.push(i);
-      }
-    }
-  }
-  // A group: preempt at decision i to thread a; then each switch back to t.
+  const bases = cfg.anchored ?? [];
+  // A group: preempt at decision i of base b to thread a; then each switch back to t.
   interface Group {
+    b: number;
     i: number;
     a: number;
     t: number;
     backs: number[] | null; // null: the first run (no switch back) is next
     next: number;
   }
-  const groups: Group[] = [];
-  for (const i of starts) {
-    const d = x0.decisions[i] as { cands: number[]; chosen: number };
-    for (const a of d.cands) if (a !== d.chosen) groups.push({ i, a, t: d.chosen, backs: null, next: 0 });
-  }
-  let n = 0;
-  const run = (chooser: (d: number, cands: number[], cur: number) => number): Execution | null => {
-    const x = runOnce(cfg, chooser, false);
-    tick(x);
-    n++;
-    return x.violation !== null ? x : null;
-  };
-  let live = groups.length;
-  while (live > 0) {
-    live = 0;
-    for (const [gi, g] of groups.entries()) {
-      if (g.backs !== null && g.next >= g.backs.length) continue;
-      if (cfg.executions > 0 && n >= cfg.executions) return out;
-      if (cfg.shouldStop?.()) return { ...out, stopped: true };
-      live++;
-      if (!owns(cfg, gi)) {
-        g.backs = [];
-        continue;
+  const ends: Group[][] = [];
+  const starts: Group[][] = [];
+  for (const [b, base] of bases.entries()) {
+    const e: Group[] = [];
+    const g: Group[] = [];
+    const seen = new Set<number>();
+    const add = (into: Group[], i: number) => {
+      const cands = base.cands[i];
+      if (cands === undefined || cands.length < 2 || seen.has(i)) return;
+      seen.add(i);
+      const t = base.schedule[i] as number;
+      for (const a of cands) if (a !== t) into.push({ b, i, a, t, backs: null, next: 0 });
+    };
+    for (const [k, c] of base.anchors.slice(0, ANCHORS).entries()) {
+      const end = base.ends[k] ?? -1;
+      if (end >= 0) add(e, end);
+      const t = base.schedule[c];
+      let n = 0;
+      for (let i = c; i < base.schedule.length && n <= ANCHOR_REACH; i++) {
+        if (base.schedule[i] !== t) continue;
+        n++;
+        add(g, i);
       }
-      const pre = (d: number, cands: number[], cur: number) => (d < g.i ? (base[d] as number) : d === g.i ? g.a : defaultChoice(cands, cur));
-      if (g.backs === null) {
-        const x = runOnce(cfg, pre, false);
+      // The window may open before the changed code: the read that a
+      // re-check (the code a change touched) re-checks.
+      n = 0;
+      for (let i = c - 1; i >= 0 && n < ANCHOR_BEFORE; i--) {
+        if (base.schedule[i] !== t) continue;
+        n++;
+        add(g, i);
+      }
+    }
+    ends.push(e);
+    starts.push(g);
+  }
+  // Phases: every base's step-end groups (one run each), then each base's
+  // anchor groups, which take turns among themselves (first runs, then the
+  // switches back).
+  const phases: Group[][] = [ends.flat(), ...starts];
+  const firstOnly = (p: number) => p === 0;
+  let n = 0;
+  let id = 0;
+  const ids = new Map<Group, number>();
+  for (const groups of phases) for (const g of groups) ids.set(g, id++);
+  for (const [p, groups] of phases.entries()) {
+    let live = groups.length;
+    while (live > 0) {
+      live = 0;
+      for (const g of groups) {
+        if (g.backs !== null && g.next >= g.backs.length) continue;
+        if (cfg.executions > 0 && n >= cfg.executions) return out;
+        if (cfg.shouldStop?.()) return { ...out, stopped: true };
+        live++;
+        const gi = ids.get(g) as number;
+        if (!owns(cfg, gi)) {
+          g.backs = [];
+          continue;
+        }
+        const base = (bases[g.b] as AnchorBase).schedule;
+        const pre = (d: number, cands: number[], cur: number) => (d < g.i ? (base[d] as number) : d === g.i ? g.a : defaultChoice(cands, cur));
+        if (g.backs === null) {
+          const x = runOnce(cfg, pre, false);
+          tick(x);
+          n++;
+          if (x.violation !== null) return { ...out, failing: x, rank: [gi, 0] };
+          if (firstOnly(p)) {
+            g.backs = [];
+            continue;
+          }
+          const js: number[] = [];
+          x.decisions.forEach((d, j) => {
+            if (j > g.i && d.chosen !== g.t && d.cands.includes(g.t)) js.push(j);
+          });
+          // First the decisions right after the other thread ran changed code.
+          const hot = new Set<number>();
+          for (const c of cfg.anchorsOf?.() ?? []) {
+            const j = js.find((j) => j > c);
+            if (c > g.i && j !== undefined) hot.add(j);
+          }
+          g.backs = [
+            ...js.filter((j) => hot.has(j)),
+            ...bitReversed(js.length)
+              .map((k) => js[k] as number)
+              .filter((j) => !hot.has(j)),
+          ];
+          continue;
+        }
+        const j = g.backs[g.next++] as number;
+        const x = runOnce(cfg, (d, cands, cur) => (d === j ? g.t : pre(d, cands, cur)), false);
         tick(x);
         n++;
-        if (x.violation !== null) return { ...out, failing: x, rank: [gi, 0] };
-        const js: number[] = [];
-        x.decisions.forEach((d, j) => {
-          if (j > g.i && d.chosen !== g.t && d.cands.includes(g.t)) js.push(j);
-        });
-        g.backs = bitReversed(js.length).map((k) => js[k] as number);
-        continue;
+        if (x.violation !== null) return { ...out, failing: x, rank: [gi, g.next] };
       }
-      const j = g.backs[g.next++] as number;
-      const x = run((d, cands, cur) => (d === j ? g.t : pre(d, cands, cur)));
-      if (x !== null) return { ...out, failing: x, rank: [gi, g.next] };
     }
   }
   return { ...out, complete: true };

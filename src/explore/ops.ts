@@ -33,6 +33,7 @@ const REVOKES = new Set(["dontneed", "free", "pageout"]);
 export function* threadBody(x: Execution, r: Runner, steps: Step[], self: () => XThread): KGen {
   for (const s of steps) {
     self().op = describeStep(s);
+    self().stepNo++;
     // Table pointers do not outlive a system call.
     self().tables.clear();
     try {

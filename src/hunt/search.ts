@@ -9,7 +9,7 @@ import { Counters } from "../core/counters.js";
 import { VARIANTS, type VariantName } from "../core/machine.js";
 import { siteTable } from "../core/sync.js";
 import type { Execution } from "../explore/execution.js";
-import { type ExploreConfig, explore, fnv1a, type Mode } from "../explore/explore.js";
+import { type AnchorBase, type ExploreConfig, explore, fnv1a, type Mode } from "../explore/explore.js";
 import { Runner, ViolationError } from "../run/runner.js";
 import { parseScenario } from "../scenario/load.js";
 import { type Scenario, ScenarioError } from "../scenario/types.js";
@@ -121,9 +121,15 @@ interface Directed {
   raced: number;
   setup: boolean; // consulted by the set-up's steps
   anchors: number[]; // this execution's decisions whose chosen thread then ran the changed code beside another thread
-  // The first execution that raced the changed code: its schedule and anchors.
-  base: { schedule: number[]; anchors: number[] } | null;
+  // For each anchor: the thread and the step it was in, then the decision
+  // at which that thread began a later step (-1 until it does).
+  anchorStep: { t: number; step: number }[];
+  ends: number[];
+  // The first executions that raced the changed code (the anchored stage's bases).
+  bases: AnchorBase[];
 }
+
+const BASES = 8; // executions of the sweep kept as bases for the anchored stage
 
 function watchVariants(x: Execution, d: Directed, feats: Set<number>): void {
   let seen = false;
@@ -138,7 +144,13 @@ function watchVariants(x: Execution, d: Directed, feats: Set<number>): void {
     }
     if (x.othersPending()) {
       const at = x.decisions.length - 1;
-      if (at >= 0 && d.anchors[d.anchors.length - 1] !== at) d.anchors.push(at);
+      if (at >= 0 && d.anchors[d.anchors.length - 1] !== at) {
+        d.anchors.push(at);
+        const t = (x.decisions[at] as { chosen: number }).chosen;
+        const th = x.threads[t];
+        d.anchorStep.push({ t, step: th !== undefined ? th.stepNo : Number.MAX_SAFE_INTEGER });
+        d.ends.push(-1);
+      }
     }
     if (!raced && x.othersPending()) {
       raced = true;
@@ -152,9 +164,15 @@ function instrument(cfg: ExploreConfig, feats: Set<number>, work: { n: number; p
     ...cfg,
     onStart: (x: Execution) => {
       d.anchors = [];
+      d.anchorStep = [];
+      d.ends = [];
       if (d.keys.size > 0) watchVariants(x, d, feats);
       x.onDecide = (c, cur) => {
         work.n += work.per;
+        for (let k = 0; k < d.ends.length; k++) {
+          const a = d.anchorStep[k] as { t: number; step: number };
+          if (d.ends[k] === -1 && a.t === c && (x.threads[c] as { stepNo: number }).stepNo > a.step) d.ends[k] = x.decisions.length - 1;
+        }
         const n = x.threads.length;
         const sc = c < n ? (x.threads[c] as { site: number }).site : 0;
         feats.add(F_SITE + sc);
@@ -166,7 +184,8 @@ function instrument(cfg: ExploreConfig, feats: Set<number>, work: { n: number; p
       };
     },
     onEnd: (x: Execution) => {
-      if (d.base === null && d.anchors.length > 0) d.base = { schedule: x.decisions.map((c) => c.chosen), anchors: d.anchors.slice() };
+      if (d.bases.length < BASES && d.anchors.length > 0)
+        d.bases.push({ schedule: x.decisions.map((c) => c.chosen), cands: x.decisions.map((c) => c.cands), anchors: d.anchors.slice(), ends: d.ends.slice() });
       const cs = x.m.counters as unknown as Record<string, number>;
       for (let i = 0; i < COUNTER_NAMES.length; i++) {
         const v = cs[COUNTER_NAMES[i] as string] as number;
@@ -213,13 +232,13 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   // thread gets three times the sampling after the exhaustive phase.
   let boost = 1;
   const overBudget = () => work.n > budget.work * boost;
-  const d: Directed = { keys: new Map(), consulted: 0, raced: 0, setup: false, anchors: [], base: null };
+  const d: Directed = { keys: new Map(), consulted: 0, raced: 0, setup: false, anchors: [], anchorStep: [], ends: [], bases: [] };
   for (const [k, v] of Object.entries(sc.machine.variants ?? {}))
     if (k in VARIANTS && VARIANTS[k as VariantName][0] !== v) d.keys.set(k as VariantName, [v, VARIANTS[k as VariantName][0]]);
   const plan: { mode: Mode; n: number; preemptions: number; pctDepth: number; seed: number }[] = [
     { mode: "sweep", n: budget.exhaustive, preemptions: 1, pctDepth: 3, seed },
     // Hunting a change whose code raced another thread: two preemptions at it.
-    { mode: "anchored", n: budget.pct, preemptions: 2, pctDepth: 3, seed },
+    { mode: "anchored", n: 2 * budget.pct, preemptions: 2, pctDepth: 3, seed },
     { mode: "pct", n: budget.pct >> 1, preemptions: 0, pctDepth: 2, seed: seed + 1 },
     { mode: "pct", n: budget.pct - (budget.pct >> 1), preemptions: 0, pctDepth: 3, seed: seed + 2 },
     { mode: "random", n: budget.random, preemptions: 0, pctDepth: 3, seed: seed + 3 },
@@ -247,7 +266,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   }
   for (const st of plan) {
     if (st.n <= 0) continue;
-    if (st.mode === "anchored" && d.base === null) continue;
+    if (st.mode === "anchored" && d.bases.length === 0) continue;
     const cfg = instrument(
       {
         ...base,
@@ -257,7 +276,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
         preemptions: st.preemptions,
         pctDepth: st.pctDepth,
         seed: st.seed,
-        ...(st.mode === "anchored" && d.base !== null ? { anchored: d.base } : {}),
+        ...(st.mode === "anchored" ? { anchored: d.bases.slice(), anchorsOf: () => d.anchors } : {}),
       },
       feats,
       work,
