@@ -1371,9 +1371,11 @@ export class Execution implements Interleaver, TableAccessCheck {
   // progress, a zap in flight, a MADV_FREE in flight, a thread in a fault or call).
   // Whether a thread other than the one running kernel code has steps left:
   // whether a schedule can put them beside what the running code does now.
+  // A grace period that can end (RCU callbacks queued) counts: a deferred
+  // free is a party a schedule can put beside the running code.
   othersPending(): boolean {
     for (const t of this.threads) if (t !== this.inKernel && t.gen !== null && !t.done) return true;
-    return false;
+    return this.m.rcuPending.length > 0;
   }
 
   stateMask(): number {

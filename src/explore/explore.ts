@@ -607,16 +607,26 @@ function anchored(cfg: ExploreConfig, tick: (x: Execution) => void): { failing: 
   }
   const ends: Group[][] = [];
   const starts: Group[][] = [];
+  // Bases often share their schedule up to a group's decision (the same
+  // anchor reached before their preemptions differ): such a group is the
+  // same executions, kept once.
+  const seenEnds = new Set<string>();
+  const seenStarts = new Set<string>();
   for (const [b, base] of bases.entries()) {
     const e: Group[] = [];
     const g: Group[] = [];
-    const seen = new Set<number>();
     const add = (into: Group[], i: number) => {
+      const seen = into === e ? seenEnds : seenStarts;
       const cands = base.cands[i];
-      if (cands === undefined || cands.length < 2 || seen.has(i)) return;
-      seen.add(i);
+      if (cands === undefined || cands.length < 2) return;
       const t = base.schedule[i] as number;
-      for (const a of cands) if (a !== t) into.push({ b, i, a, t, backs: null, next: 0 });
+      const prefix = base.schedule.slice(0, i).join(",");
+      for (const a of cands) {
+        const key = `${prefix}|${a}`;
+        if (a === t || seen.has(key)) continue;
+        seen.add(key);
+        into.push({ b, i, a, t, backs: null, next: 0 });
+      }
     };
     for (const [k, c] of base.anchors.slice(0, ANCHORS).entries()) {
       const end = base.ends[k] ?? -1;
