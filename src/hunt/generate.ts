@@ -147,6 +147,7 @@ interface Region {
   file: string | null; // the file it maps
   table: number; // offset in pages of its first PTE table boundary, -1: placement unknown
   addr: number | null; // where it was placed (null: the kernel picks)
+  arena?: boolean; // a THP arena: its ranges mostly whole PMDs, its first use a store
 }
 
 interface Proc {
@@ -282,7 +283,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   // need), where the placement says where they begin.
   const range = (r: Region, near: boolean, maxLen = r.pages.length, tables = false): [number, number] => {
     const n = r.pages.length;
-    if (tables && wholeTables && r.table >= 0 && r.table + ptes <= n && ch.bool(0.75)) {
+    if (tables && (wholeTables || r.arena === true) && r.table >= 0 && r.table + ptes <= n && ch.bool(0.75)) {
       const k = Math.floor((n - r.table) / ptes);
       const off = r.table + ch.int(k) * ptes;
       const len = ch.bool(0.7) ? ptes : (k - Math.floor((off - r.table) / ptes)) * ptes;
@@ -328,16 +329,43 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     ch = root.fork();
     // Big: at least a PTE table (a whole-table range fits in it).
     const big = sizeChoices.filter((x) => x >= ptes);
-    const n = big.length > 0 && feature("big", 0.2) ? ch.pick(big) : ch.pick(sizeChoices);
+    let n = big.length > 0 && feature("big", 0.2) ? ch.pick(big) : ch.pick(sizeChoices);
     // Backed by a file (0.35), and shared (a third of file mappings, one
     // in seven anonymous ones): learned features, as the machine's.
     const isFile = feature("file", 0.35);
     const isShared = isFile ? feature("shared-file", 0.43) : feature("shared-anon", 0.15);
-    const kind = isFile ? (isShared ? "shared-file" : "file") : isShared ? "shared-anon" : "anon";
-    const prot = ch.weighted([
+    let kind = isFile ? (isShared ? "shared-file" : "file") : isShared ? "shared-anon" : "anon";
+    let prot = ch.weighted([
       ["rw", 9],
       ["r", 1],
     ] as const);
+    // Placement: where the kernel puts it, PMD aligned, or straddling a PMD
+    // boundary (two PTE tables).
+    const base = 0x7e0000000000 + i * 2 ** 36;
+    let place = !feature("placed", 0.7) ? "kernel" : feature("straddle", 0.43) ? "straddle" : "aligned";
+    const straddleBy = place === "straddle" ? ch.pick([1, 2, block >> 1, block, Math.min(n, 33)]) : 0;
+    const above = has("mremap") && feature("above", 0.5);
+    let advice = machine.thp === "madvise" && ch.bool(0.4) ? "hugepage" : machine.thp === "always" && ch.bool(0.2) ? "nohugepage" : "";
+    // A THP arena (a learned feature, drawn last from the region's own
+    // choices so that other cases are the ones they were): an allocator's or
+    // a runtime's heap, anonymous, PMD aligned and one or two PMDs big, with
+    // MADV_HUGEPAGE where THP is "madvise", populated by stores, so that its
+    // first touch maps a whole PMD, and its ranges mostly whole PMDs (a
+    // chunk purged or protected whole): what madvise_free_huge_pmd(),
+    // zap_huge_pmd(), change_huge_pmd() and the splits work on.
+    const arena = i === 0 && machine.thp !== "never" && 2 * ptes <= capPages && feature("thp-arena", 0.15);
+    if (arena) {
+      n = ch.bool(0.7) ? ptes : 2 * ptes;
+      kind = "anon";
+      prot = "rw";
+      place = "aligned";
+      advice = machine.thp === "madvise" ? "hugepage" : "";
+      for (const f of ["big", "file", "shared-anon", "straddle"]) {
+        const k = on.indexOf(f);
+        if (k >= 0) on.splice(k, 1);
+      }
+      if (!on.includes("placed")) on.push("placed");
+    }
     const name = i === 0 ? "r" : "s";
     const a: Record<string, number | string | string[]> = { region: name, size: n * page };
     if (prot !== "rw") a.prot = prot;
@@ -346,18 +374,13 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       a.file = `f${i}`;
       if (kind === "shared-file") a.flags = ["shared"];
     }
-    // Placement: where the kernel puts it, PMD aligned, or straddling a PMD
-    // boundary (two PTE tables).
-    const base = 0x7e0000000000 + i * 2 ** 36;
-    const place = !feature("placed", 0.7) ? "kernel" : feature("straddle", 0.43) ? "straddle" : "aligned";
     if (place === "aligned") a.addr = base;
-    else if (place === "straddle") a.addr = base + pmdBytes - ch.pick([1, 2, block >> 1, block, Math.min(n, 33)]) * page;
+    else if (place === "straddle") a.addr = base + pmdBytes - straddleBy * page;
     a.thread = "T0";
     // A neighbour right above it: mremap cannot grow the region in place
     // and must move it (move_vma()), as a growing buffer usually must. Where
     // the kernel places the region, the neighbour is mapped first: the
     // top-down search (unmapped_area_topdown()) puts the region right below it.
-    const above = has("mremap") && feature("above", 0.5);
     if (above && a.addr === undefined) steps.push({ op: "mmap", args: { region: `${name}above`, size: page, prot: "r", thread: "T0" } });
     steps.push({ op: "mmap", args: a });
     if (above && a.addr !== undefined)
@@ -371,9 +394,9 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       file: (a.file as string | undefined) ?? null,
       table,
       addr: (a.addr as number | undefined) ?? null,
+      ...(arena ? { arena } : {}),
     });
-    if (machine.thp === "madvise" && ch.bool(0.4)) steps.push({ op: "madvise", args: { region: name, advice: "hugepage", thread: "T0" } });
-    else if (machine.thp === "always" && ch.bool(0.2)) steps.push({ op: "madvise", args: { region: name, advice: "nohugepage", thread: "T0" } });
+    if (advice !== "") steps.push({ op: "madvise", args: { region: name, advice, thread: "T0" } });
   }
 
   ch = root;
@@ -445,7 +468,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const r = ch.pick(pr.regions);
     const n = r.pages.length;
     const what = populate
-      ? readPopulate || (r.file !== null && readFile)
+      ? r.arena !== true && (readPopulate || (r.file !== null && readFile))
         ? "read"
         : "touch"
       : ch.weighted([
@@ -488,7 +511,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       return;
     }
     if (what === "mprotect") {
-      const [off, len0] = range(r, false);
+      const [off, len0] = range(r, false, n, r.arena === true);
       const len = mappedRun(r, off, len0, MAPPED);
       if (len === 0) return;
       const prot = ch.pick(["r", "rw", "none"]);
