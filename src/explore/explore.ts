@@ -19,8 +19,8 @@ import { speculation } from "./speculate.js";
 
 // "sweep" (ptlab hunt): one preemption, its points spread over the
 // execution (not a CLI mode: exhaustive at bound 1 covers the same space).
-// "anchored" (ptlab hunt, hunting a change): two preemptions, the first
-// where the changed code runs (ExploreConfig.anchors).
+// "anchored" (ptlab hunt, hunting a change): two preemptions around where
+// the changed code ran in executions that raced it (ExploreConfig.anchored).
 export type Mode = "exhaustive" | "random" | "pct" | "sweep" | "anchored";
 
 export interface ExploreConfig {
