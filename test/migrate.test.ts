@@ -390,7 +390,7 @@ steps:
       m.migrating.delete(headPfn);
       const v = checkAccounting(m);
       assert.ok(
-        v.some((x) => x.invariant === "migration-entry-stale" && /holds a migration entry/.test(x.message)),
+        v.some((x) => x.invariant === "migration-entry-stale" && /holds a PMD migration entry/.test(x.message)),
         JSON.stringify(v),
       );
     });
