@@ -20,7 +20,7 @@ import { describe, it } from "node:test";
 import { MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE } from "../src/core/arch/arch.js";
 import { checkAccounting, checkTlbs } from "../src/core/check.js";
 import { userAccess } from "../src/core/hw/walker.js";
-import { PG_ANON_EXCLUSIVE, PG_DIRTY } from "../src/core/mm/physmem.js";
+import { PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPBACKED } from "../src/core/mm/physmem.js";
 import { run as runGen } from "../src/core/mm/memory.js";
 import { migrateRange, removeMigrationPtes } from "../src/core/mm/migrate.js";
 import { TlbUbc, tryToMigrate, tryToUnmapFlush } from "../src/core/mm/rmap.js";
@@ -502,6 +502,27 @@ steps:
         if (!part) assert.ok(m.phys.isFree(headPfn), "nothing maps it: freed with the isolation's reference");
         else assert.equal(p.mm.rssAnon, m.geo.pmdNr - 2);
       }
+    });
+
+    it("MADV_FREE, MADV_COLD, MADV_PAGEOUT and MADV_COLLAPSE leave a PMD migration entry alone; the THP comes back whole", () => {
+      const r = run(`${head(arch, ", swap: 8M").replace("thp: never", "thp: always")}
+steps:
+  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
+  - touch: { region: r, length: 4K, thread: A }
+`);
+      const m = r.m;
+      const A = m.arch;
+      const headPfn = freeze(r);
+      const v = pmdOf(r, "r");
+      for (const advice of ["free", "cold", "pageout", "collapse"]) {
+        r.exec(stepOf(`madvise: { region: r, advice: ${advice}, thread: A }`), 0);
+        assert.equal(pmdOf(r, "r"), v, advice);
+      }
+      assert.equal(m.phys.ref[headPfn], 1);
+      assert.ok(((m.phys.flags[headPfn] as number) & PG_SWAPBACKED) !== 0, "MADV_FREE did not reach the folio");
+      thaw(r, headPfn);
+      assert.ok(A.entryIsLeaf(pmdOf(r, "r")) && A.pteWrite(pmdOf(r, "r")));
+      assert.deepEqual(checkAccounting(m), []);
     });
 
     it("mremap moves a PMD migration entry whole (no flush) and the migration finds it at the new address", () => {
