@@ -533,17 +533,17 @@ function countSwapEntry(m: Machine, mm: Mm, v: number, addr: number, swapSlots: 
   swapSlots[slot] = (swapSlots[slot] as number) + 1;
 }
 
-// A migration entry in mm at addr: it counts in RSS as the folio it names,
-// which must be under migration (no migration entry outlives its
-// migration). Returns the folio's head flags.
-function migrationEntry(m: Machine, mm: Mm, v: number, addr: number, out: Violation[]): number {
+// A migration entry (PTE or PMD) in mm at addr: it counts in RSS as the
+// folio it names, which must be under migration (no migration entry
+// outlives its migration). Returns the folio's head flags.
+function migrationEntry(m: Machine, mm: Mm, v: number, addr: number, out: Violation[], what = "a migration entry"): number {
   const pfn = m.arch.migrationPfn(v);
   const head = m.phys.folioHead(pfn);
   if (!m.migrating.has(head))
     out.push({
       invariant: "migration-entry-stale",
       addr,
-      message: `mm${mm.id}: ${hex(addr)} holds a migration entry for pfn ${pfn}, which is not being migrated`,
+      message: `mm${mm.id}: ${hex(addr)} holds ${what} for pfn ${pfn}, which is not being migrated`,
     });
   return m.phys.flags[head] as number;
 }
@@ -669,6 +669,12 @@ function acctVisit(w: AcctWalk, slot: number, level: number, base: number): void
         if (hf & PG_ANON) w.anon++;
         else if (hf & PG_SHMEM) w.shmem++;
         else w.file++;
+      } else if (level === 1 && A.isMigrationPmd(v)) {
+        // A PMD migration entry counts in RSS for the whole THP.
+        const hf = migrationEntry(m, mm, v, vpn * PS, out, "a PMD migration entry");
+        if (hf & PG_ANON) w.anon += span;
+        else if (hf & PG_SHMEM) w.shmem += span;
+        else w.file += span;
       } else if (level === 0 && A.isSwapPte(v)) {
         w.swap++;
         countSwapEntry(m, mm, v, vpn * PS, w.swapSlots, out);

@@ -303,7 +303,7 @@ export const stepArgs = {
       thread: threadRef,
     })
     .describe(
-      "Migrate the folios mapped in the range to new frames, as compaction or NUMA balancing would (migrate_pages(): migration entries, the copy, remove_migration_ptes()); PMD-mapped THPs are skipped",
+      "Migrate the folios mapped in the range to new frames, as compaction or NUMA balancing would (migrate_pages(): migration entries, the copy, remove_migration_ptes()); a PMD-mapped THP moves whole through a PMD migration entry",
     ),
   writeback: z
     .strictObject({

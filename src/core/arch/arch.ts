@@ -72,6 +72,14 @@ export interface Arch {
   migrationKind(v: number): number;
   migrationYoung(v: number): boolean;
   migrationDirty(v: number): boolean;
+  // PMD migration entries (CONFIG_ARCH_ENABLE_THP_MIGRATION:
+  // swp_entry_to_pmd() of a migration entry, set_pmd_migration_entry()):
+  // the same swap-format entry stored in a PMD, naming the THP's first page;
+  // migrationPfn() and friends read it (pmd_to_swp_entry()). Neither a leaf
+  // nor a table for entryIsLeaf()/entryIsTable(), and the hardware walker
+  // faults on it.
+  mkMigrationPmd(pfn: number, kind: number, young: boolean, dirty: boolean): number;
+  isMigrationPmd(v: number): boolean; // is_pmd_migration_entry()
   // pte_needs_flush(): does changing a present entry from old to new need a TLB flush?
   pteNeedsFlush(oldv: number, newv: number): boolean;
 

@@ -37,6 +37,8 @@ const S_FAULT_ISIZE = site("filemap_fault", "i_size checked, folio not yet looke
 const S_FOLIO_LOCK = site("filemap_fault", "folio_lock()");
 const S_FINISH_FAULT = site("finish_fault", "take the PTE lock");
 const S_MIG_WAIT = site("migration_entry_wait", "wait for the folio lock");
+const S_PMD_MIG_LOCK = site("pmd_migration_entry_wait", "take the PMD lock");
+const S_PMD_MIG_WAIT = site("pmd_migration_entry_wait", "wait for the THP's folio lock");
 const S_MKWRITE_LOCK = site("do_page_mkwrite", "folio_lock()");
 const S_MKWRITE_RELOCK = site("finish_mkwrite_fault", "take the PTE lock");
 const S_SWAPIN_FOLIO_WAIT = site("do_swap_page", "folio_lock_or_retry(): wait for the swap-cache folio's lock");
@@ -167,6 +169,13 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
   const pmdIdx = pmdOffset(m, mm, addr, true);
   let pmdv = m.tables.get(pmdIdx);
   const il = m.il;
+  if (pmdv !== 0 && A.isMigrationPmd(pmdv)) {
+    // is_swap_pmd(): pmd_migration_entry_wait(), then return 0 and the
+    // access is retried. Without the explorer a migration completes
+    // before anything else runs (see "migration" below).
+    if (il) yield* pmdMigrationEntryWait(m, il, pmdIdx);
+    return "retry";
+  }
   if ((pmdv === 0 && thpEligible(m, vma, addr)) || (pmdv !== 0 && A.entryIsLeaf(pmdv))) {
     // The huge-PMD paths work under the PMD lock (__do_huge_pmd_anonymous_page(),
     // huge_pmd_set_accessed(), do_huge_pmd_wp_page()) and give up when the
@@ -285,9 +294,21 @@ let migrationWaitPfn = -1;
 // The rest of migration_entry_wait() (mm/migrate.c): the entry was read
 // under the PTE lock, which the caller dropped; wait until the migrating
 // folio is unlocked, then the access is retried.
-function* migrationEntryWait(il: Interleaver, head: number): KGen {
-  yield il.lock(LK_FOLIO, head, true, S_MIG_WAIT);
+function* migrationEntryWait(il: Interleaver, head: number, s = S_MIG_WAIT): KGen {
+  yield il.lock(LK_FOLIO, head, true, s);
   il.unlock(LK_FOLIO, head);
+}
+
+// pmd_migration_entry_wait() (mm/migrate.c): under the PMD lock, if the
+// entry is still a PMD migration entry, wait (the lock dropped) until the
+// THP it names is unlocked (migration_entry_wait_on_locked()).
+function* pmdMigrationEntryWait(m: Machine, il: Interleaver, pmdIdx: number): KGen {
+  const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
+  if (!il.trylock(LK_PMD, pmdSlot)) yield il.lock(LK_PMD, pmdSlot, true, S_PMD_MIG_LOCK);
+  const v = m.tables.get(pmdIdx);
+  il.unlock(LK_PMD, pmdSlot);
+  if (!m.arch.isMigrationPmd(v)) return;
+  yield* migrationEntryWait(il, m.phys.folioHead(m.arch.migrationPfn(v)), S_PMD_MIG_WAIT);
 }
 
 function handlePteFault(

@@ -247,6 +247,7 @@ export function* gupFastPin(m: Machine, mm: Mm, addr: number, write: boolean): K
       slot = -1;
       break;
     }
+    // Not a table: none, or not present (a PMD migration entry): fall back.
     if (ent === 0 || !A.entryIsTable(ent)) {
       slot = -1;
       break;

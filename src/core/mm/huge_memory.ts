@@ -1,11 +1,15 @@
 // PMD-mapped THP: models do_huge_pmd_anonymous_page(), do_huge_zero_wp_pmd(),
 // zap_huge_pmd(), __split_huge_pmd_locked(), copy_huge_pmd() and
 // change_huge_pmd() (mm/huge_memory.c) with x86's deposited PTE table
-// (pgtable_trans_huge_deposit/withdraw, mm/pgtable-generic.c).
+// (pgtable_trans_huge_deposit/withdraw, mm/pgtable-generic.c), and THP
+// migration's PMD migration entries (CONFIG_ARCH_ENABLE_THP_MIGRATION:
+// set_pmd_migration_entry(), remove_migration_pmd(), and what zap, split,
+// fork and mprotect do with such an entry). THPs are anonymous only.
 
 import type { Machine } from "../machine.js";
 import { type MmuGather, tlbFlushMmu, tlbRemoveFolioPages, tlbRemovePmdTlbEntry } from "./mmu_gather.js";
 import { LVL_PTE } from "./pgtable.js";
+import { MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE } from "../arch/arch.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { folioSetAnonRmap } from "./rmap.js";
@@ -180,6 +184,10 @@ function splitHugePmdLocked(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr:
   const T = m.tables;
   const phys = m.phys;
   const old = T.get(pmdIdx);
+  if (A.isMigrationPmd(old)) {
+    splitMigrationPmdLocked(m, mm, pmdIdx, old);
+    return;
+  }
   if (!A.entryIsLeaf(old)) return;
   // pmdp_invalidate(): the entry stays pmd_trans_huge() for software (which
   // then waits for the PMD lock) and faults for the hardware walker; the TLB
@@ -215,7 +223,100 @@ function splitHugePmdLocked(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, haddr:
   m.counters.thpSplits++;
 }
 
-// zap_huge_pmd()
+// __split_huge_pmd_locked() of a PMD migration entry: the deposited table
+// gets one PTE migration entry per page, each of the PMD entry's kind
+// (writable, readable-exclusive or readable) with its young and dirty
+// bits, and replaces the PMD entry. Nothing was present: no invalidation,
+// no flush, and no mapcount or reference changes (the entries hold none).
+function splitMigrationPmdLocked(m: Machine, mm: Mm, pmdIdx: number, old: number): void {
+  const A = m.arch;
+  const T = m.tables;
+  const slot = withdrawTable(mm);
+  m.unreachableTables.push(slot);
+  const e = T.chunkOf(slot);
+  const base = T.base(slot);
+  const head = A.migrationPfn(old);
+  const kind = A.migrationKind(old);
+  const young = A.migrationYoung(old);
+  const dirty = A.migrationDirty(old);
+  for (let i = 0; i < m.geo.pmdNr; i++) e[base + i] = A.mkMigrationPte(head + i, kind, young, dirty); // set_pte_at()
+  m.counters.pteWrites += m.geo.pmdNr;
+  m.unreachableTables.pop();
+  T.set(pmdIdx, A.mkTableEntry(T.pfn[slot] as number));
+  m.counters.pteWrites++;
+  m.counters.thpSplits++;
+}
+
+// set_pmd_migration_entry() (mm/huge_memory.c), from try_to_migrate_one()
+// for a PMD-mapped THP, under the PMD lock: pmdp_invalidate() flushes the
+// mapping; the THP's AnonExclusive moves into the entry
+// (folio_try_share_anon_rmap_pmd(), which refuses a folio a GUP pin may
+// hold: the old entry goes back and false is returned, -EBUSY); a dirty
+// PMD dirties the folio; the PMD becomes a writable, readable-exclusive or
+// readable migration entry with the access and dirty bits; the entire
+// mapping and its reference go (folio_remove_rmap_pmd(), folio_put()).
+// RSS and the deposited table stay with the entry.
+export function setPmdMigrationEntry(m: Machine, mm: Mm, pmdIdx: number, haddr: number): boolean {
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  const G = m.geo;
+  const old = T.get(pmdIdx);
+  const head = A.ptePfn(old);
+  T.set(pmdIdx, A.pmdMkinvalid(old));
+  m.counters.pteAtomics++;
+  A.flushTlbRange(m, mm, haddr, haddr + G.pmdSize, G.pmdShift, false);
+  const anon = ((phys.flags[head] as number) & PG_ANON) !== 0;
+  const anonExclusive = anon && ((phys.flags[head] as number) & PG_ANON_EXCLUSIVE) !== 0;
+  if (anonExclusive && phys.folioMaybeDmaPinned(head)) {
+    T.set(pmdIdx, old); // set_pmd_at() of what pmdp_invalidate() returned
+    m.counters.pteWrites++;
+    return false;
+  }
+  if (anonExclusive) for (let i = 0; i < G.pmdNr; i++) phys.flags[head + i] &= ~PG_ANON_EXCLUSIVE;
+  if (A.pteDirty(old)) phys.flags[head] |= PG_DIRTY; // folio_mark_dirty()
+  const kind = A.pteWrite(old) ? MIG_WRITE : anonExclusive ? MIG_READ_EXCLUSIVE : MIG_READ;
+  T.set(pmdIdx, A.mkMigrationPmd(head, kind, A.pteYoung(old), A.pteDirty(old))); // set_pmd_at()
+  m.counters.pteWrites++;
+  phys.addEntireMapcount(head, -1);
+  phys.ref[head] = (phys.ref[head] as number) - 1;
+  m.counters.folioAtomics += 2;
+  if (anon) mm.anonHugePmds--;
+  return true;
+}
+
+// remove_migration_pmd() (mm/huge_memory.c), from remove_migration_ptes()'s
+// walk under the PMD lock: the PMD migration entry at pmdIdx becomes a PMD
+// leaf mapping folio dst (the new THP, or the source when the migration
+// failed) with the VMA's protection, writable if the entry was, old unless
+// the entry was young, dirty if it was; the entire mapping is added with a
+// reference (folio_get(), folio_add_anon_rmap_pmd(), exclusive unless the
+// entry was readable). A non-present entry became present: no flush, and
+// update_mmu_cache_pmd() does nothing on x86-64 and arm64.
+export function removeMigrationPmd(m: Machine, mm: Mm, pmdIdx: number, dst: number, prot: number): void {
+  const A = m.arch;
+  const T = m.tables;
+  const phys = m.phys;
+  const v = T.get(pmdIdx);
+  const kind = A.migrationKind(v);
+  let pmd = A.pmdMkhuge(A.pfnPte(dst, prot));
+  pmd = A.migrationYoung(v) ? A.pteMkyoung(pmd) : A.pteMkold(pmd);
+  if (A.migrationDirty(v)) pmd = A.pteMkdirty(pmd);
+  if (kind === MIG_WRITE) pmd = A.pteMkwrite(pmd);
+  const anon = ((phys.flags[dst] as number) & PG_ANON) !== 0;
+  if (anon && kind !== MIG_READ) for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[dst + i] |= PG_ANON_EXCLUSIVE;
+  phys.ref[dst] = (phys.ref[dst] as number) + 1;
+  phys.addEntireMapcount(dst, 1);
+  m.counters.folioAtomics += 2;
+  if (anon) mm.anonHugePmds++;
+  T.set(pmdIdx, pmd); // set_pmd_at()
+  m.counters.pteWrites++;
+}
+
+// zap_huge_pmd(): a PMD migration entry is cleared with its deposited
+// table and RSS; the folio is the migration's, nothing is freed (and the
+// TLB range is recorded all the same, tlb_remove_pmd_tlb_entry() comes
+// first).
 export function zapHugePmd(tlb: MmuGather, pmdIdx: number, addr: number): void {
   const m = tlb.m;
   const A = m.arch;
@@ -229,6 +330,10 @@ export function zapHugePmd(tlb: MmuGather, pmdIdx: number, addr: number): void {
   } else m.counters.pteAtomics++;
   tlbRemovePmdTlbEntry(tlb, addr);
   zapDepositedTable(m, mm);
+  if (A.isMigrationPmd(old)) {
+    if ((phys.flags[phys.folioHead(A.migrationPfn(old))] as number) & PG_ANON) mm.rssAnon -= m.geo.pmdNr;
+    return;
+  }
   if (isHugeZeroPmd(m, old)) return;
   const head = A.ptePfn(old);
   phys.addEntireMapcount(head, -1);
@@ -247,6 +352,21 @@ export function copyHugePmd(m: Machine, dst: Mm, src: Mm, dstPmdIdx: number, src
   const T = m.tables;
   depositTable(m, dst);
   const v = T.get(srcPmdIdx);
+  if (A.isMigrationPmd(v)) {
+    // A PMD migration entry: a writable or readable-exclusive one becomes
+    // readable in the parent (set_pmd_at()) and the child gets the same,
+    // counted in its RSS; the folio is not touched.
+    let n = v;
+    if (A.migrationKind(v) !== MIG_READ) {
+      n = A.mkMigrationPmd(A.migrationPfn(v), MIG_READ, A.migrationYoung(v), A.migrationDirty(v));
+      T.set(srcPmdIdx, n);
+      m.counters.pteWrites++;
+    }
+    dst.rssAnon += m.geo.pmdNr;
+    T.set(dstPmdIdx, n);
+    m.counters.pteWrites++;
+    return;
+  }
   if (isHugeZeroPmd(m, v)) {
     m.tables.set(dstPmdIdx, v);
     m.counters.pteWrites++;
@@ -274,6 +394,15 @@ export function changeHugePmd(tlb: MmuGather, pmdIdx: number, addr: number, newp
   const m = tlb.m;
   const A = m.arch;
   const old = m.tables.get(pmdIdx);
+  if (A.isMigrationPmd(old)) {
+    // A PMD migration entry: a writable one becomes readable-exclusive
+    // (the THP is anonymous), else it stays; nothing to flush.
+    if (A.migrationKind(old) === MIG_WRITE) {
+      m.tables.set(pmdIdx, A.mkMigrationPmd(A.migrationPfn(old), MIG_READ_EXCLUSIVE, A.migrationYoung(old), A.migrationDirty(old)));
+      m.counters.pteWrites++;
+    }
+    return;
+  }
   m.counters.pteAtomics++; // pmdp_invalidate_ad()
   let n = A.pmdMkhuge(A.pteModify(old, newprot));
   // Anon exclusive THP may become writable directly (can_change_pmd_writable()).

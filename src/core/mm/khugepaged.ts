@@ -128,6 +128,7 @@ function findPmdOrThpOrNone(m: Machine, mm: Mm, haddr: number): number | Collaps
   if (pmdIdx < 0) return "pmd-null";
   const v = m.tables.get(pmdIdx);
   if (v === 0) return "pmd-none";
+  if (m.arch.isMigrationPmd(v)) return "pmd-null"; // !pmd_present(): a PMD migration entry
   if (m.arch.entryIsLeaf(v)) return "pmd-mapped";
   return pmdIdx;
 }

@@ -129,6 +129,8 @@ function* freePmdRange(tlb: MmuGather, pmdSlot: number, addr: number, end: numbe
         continue;
       }
     }
+    // No PTE table (pte_offset_map_lock() fails), a PMD migration entry
+    // included: skipped.
     if (v === 0 || !A.entryIsTable(v)) {
       addr = next;
       continue;
@@ -266,6 +268,7 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
         continue;
       }
     }
+    // No PTE table, a PMD migration entry included: skipped.
     if (v === 0 || !A.entryIsTable(v)) {
       addr = next;
       continue;

@@ -265,7 +265,9 @@ function* zapPmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number, e
     m.counters.pteReads++;
     // pmd_trans_huge_lock() / __split_huge_pmd() wait for a splitter.
     if (m.il !== null && v !== 0 && A.pmdLeafInvalid(v)) v = yield* pmdReadLocked(m, pmdIdx, S_ZAP_PMD_LOCK);
-    if (v !== 0 && A.entryIsLeaf(v)) {
+    // is_swap_pmd() || pmd_trans_huge(): a PMD migration entry is zapped
+    // whole or split to PTE migration entries likewise.
+    if (v !== 0 && (A.entryIsLeaf(v) || A.isMigrationPmd(v))) {
       if (next - addr === G.pmdSize) {
         zapHugePmd(tlb, pmdIdx, addr);
         addr = next;
@@ -576,7 +578,14 @@ function* copyP4dRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
       const v = m.tables.get(spi);
       if (v !== 0) {
         const dpi = pmdOffset(m, dst, addr, true);
-        if (A.entryIsLeaf(v)) {
+        if (A.isMigrationPmd(v)) {
+          // copy_huge_pmd() of a PMD migration entry (is_swap_pmd()).
+          if (next - addr === PMDS) copyHugePmd(m, dst, src, dpi, spi, vma);
+          else {
+            yield* splitHugePmd(m, src, vma, spi, addr - (addr % PMDS));
+            yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);
+          }
+        } else if (A.entryIsLeaf(v)) {
           // copy_huge_pmd(): folio_try_dup_anon_rmap_pmd() refuses an
           // exclusive THP that may be pinned; the PMD is split and the
           // copy retried on PTEs (-EAGAIN), where copy_present_page()

@@ -19,17 +19,22 @@
 // source again. Other parties that meet a migration entry wait for the
 // source's folio lock (migration_entry_wait()) and retry.
 //
+// A PMD-mapped THP moves whole to a new THP (CONFIG_ARCH_ENABLE_THP_MIGRATION
+// on x86-64 and arm64): try_to_migrate() leaves a PMD migration entry
+// (set_pmd_migration_entry(), huge_memory.ts) and remove_migration_ptes()
+// maps the new THP with a PMD again (remove_migration_pmd()).
+//
 // Simplified: no retries after -EAGAIN (the kernel tries up to 10 times);
-// a PMD-mapped folio is not migrated (v6.17 installs a PMD migration entry,
-// set_pmd_migration_entry(), which the model does not have): the step counts
-// it as skipped. No NUMA nodes: the destination is any free frame. No Node
-// APIs.
+// the destination THP is always allocated (no split of a THP whose
+// destination cannot be had, no thp_migration_* counters). No NUMA nodes:
+// the destination is any free frame. No Node APIs.
 
 import { checkFreedFrames } from "../check.js";
 import { MIG_READ, MIG_WRITE } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
 import { type Interleaver, LK_FOLIO, site } from "../sync.js";
 import { vmaPageProt } from "./fault.js";
+import { removeMigrationPmd } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY } from "./physmem.js";
 import { folioMapcount, pageVmaMappedWalk, rmapLock, rmapUnlock, rmapWalk, TlbUbc, tryToMigrate, tryToUnmapFlush } from "./rmap.js";
@@ -43,7 +48,7 @@ const S_MIG_REMOVE = site("remove_migration_pte", "migration entries of a VMA re
 export interface MigrateStat {
   migrated: number; // folios
   failed: number; // folios whose migration failed (-EAGAIN)
-  skipped: number; // PMD-mapped folios (no THP migration modelled)
+  skipped: number; // folios someone else had isolated (folio_isolate_lru() failed)
 }
 
 // The folios mapped in [start, end) of mm, each isolated once, migrated one
@@ -51,9 +56,15 @@ export interface MigrateStat {
 export function* migrateRange(m: Machine, mm: Mm, start: number, end: number): KGen<MigrateStat> {
   const list: number[] = [];
   const stat: MigrateStat = { migrated: 0, failed: 0, skipped: 0 };
-  forEachMappedFolio(m, mm, start, end, (head, pmdMapped) => {
-    if (pmdMapped || m.phys.entireMapcount(head) > 0) stat.skipped++;
-    else if (folioIsolateLru(m, head)) list.push(head);
+  const seen = new Set<number>();
+  forEachMappedFolio(m, mm, start, end, (head) => {
+    if (folioIsolateLru(m, head)) {
+      list.push(head);
+      seen.add(head);
+    } else if (!seen.has(head)) {
+      seen.add(head);
+      stat.skipped++;
+    }
   });
   for (const head of list) {
     if (yield* migrateFolio(m, head)) stat.migrated++;
@@ -69,11 +80,6 @@ export function* migrateFolio(m: Machine, src: number): KGen<boolean> {
   const il = m.il;
   const nr = 1 << (phys.order[src] as number);
   if (il) yield il.lock(LK_FOLIO, src, true, S_MIG_LOCK);
-  // A PMD mapping made since isolation: not migrated (see above).
-  if (phys.entireMapcount(src) > 0) {
-    putback(m, il, src);
-    return false;
-  }
   const dst = phys.alloc(phys.order[src] as number);
   m.counters.pagesAlloc += nr;
   if (il && !il.trylock(LK_FOLIO, dst)) throw new Error(`model bug: new folio ${dst} is locked`);
@@ -140,8 +146,10 @@ function putback(m: Machine, il: Interleaver | null, src: number): void {
 // the migration failed), with the access, dirty and write state the entry
 // kept; a writable or readable-exclusive entry makes the page AnonExclusive
 // again (RMAP_EXCLUSIVE). set_pte_at() of one entry: on arm64 the last one
-// of a block refolds it (contpte_try_fold()).
-function* removeMigrationPtes(m: Machine, src: number, dst: number): KGen {
+// of a block refolds it (contpte_try_fold()). A PMD migration entry that
+// names src becomes a PMD leaf of dst (remove_migration_pmd(), under the
+// PMD lock).
+export function* removeMigrationPtes(m: Machine, src: number, dst: number): KGen {
   const A = m.arch;
   const phys = m.phys;
   const nr = 1 << (phys.order[src] as number);
@@ -167,8 +175,9 @@ function* removeMigrationPtes(m: Machine, src: number, dst: number): KGen {
           m.counters.folioAtomics += 2;
           A.setPtes(m, h.mm, a, e, i, pte, 1);
         },
-        null,
+        (pmdIdx) => removeMigrationPmd(m, h.mm, pmdIdx, dst, vmaPageProt(m, h.vma)),
         nr,
+        true,
         true,
       );
       if (m.il) yield S_MIG_REMOVE;

@@ -147,7 +147,9 @@ function* changePmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number
     const v = m.tables.get(pmdIdx);
     m.counters.pteReads++;
     if (v !== 0) {
-      if (m.arch.entryIsLeaf(v)) {
+      // is_swap_pmd() || pmd_trans_huge(): a PMD migration entry goes to
+      // change_huge_pmd() or is split likewise.
+      if (m.arch.entryIsLeaf(v) || m.arch.isMigrationPmd(v)) {
         if (next - addr === G.pmdSize) {
           changeHugePmd(tlb, pmdIdx, addr, newprot, vma);
           addr = next;

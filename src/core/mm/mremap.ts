@@ -43,6 +43,7 @@ const S_PMD_RMAP = site("move_pgt_entry", "take_rmap_locks()");
 const S_PMD_LOCK = site("move_normal_pmd", "take the old PMD lock");
 const S_PMD_LOCK_NEW = site("move_normal_pmd", "take the new PMD lock");
 const S_PMD_UNLOCKED = site("move_normal_pmd", "after spin_unlock()");
+const S_HUGE_RMAP = site("move_huge_pmd", "take_rmap_locks()");
 const S_HUGE_LOCK = site("move_huge_pmd", "take the old PMD lock");
 const S_HUGE_LOCK_NEW = site("move_huge_pmd", "take the new PMD lock");
 const S_HUGE_NEW_UNLOCKED = site("move_huge_pmd", "after spin_unlock(new_ptl), before the flush (before eb66ae030829)");
@@ -138,9 +139,11 @@ export function* movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest:
     const dpi = pmdOffset(m, mm, da, true); // alloc_new_pmd()
     for (;;) {
       const sv = T.get(spi);
-      if (A.entryIsLeaf(sv)) {
+      // is_swap_pmd() || pmd_trans_huge(): a PMD migration entry moves
+      // whole or is split likewise.
+      if (A.entryIsLeaf(sv) || A.isMigrationPmd(sv)) {
         if (extent === PMDS) {
-          const r = yield* moveHugePmd(m, mm, oa, spi, dpi);
+          const r = yield* moveHugePmd(m, mm, vma, oa, spi, dpi);
           if (r !== 0) {
             if (r === 2) needFlush = true;
             break;
@@ -198,23 +201,39 @@ function* moveNormalPmd(m: Machine, mm: Mm, vma: Vma, oa: number, spi: number, d
   return res;
 }
 
-// move_huge_pmd() (mm/huge_memory.c): a PMD leaf moves whole under both PMD
-// locks. Returns 0 when it did not move, 1 when it moved (and flushed), 2
-// when it moved and left the flush to move_page_tables() (the old code, for
-// a clean entry). The deposited table moves with it (the model keeps one
-// stack per mm).
-function* moveHugePmd(m: Machine, mm: Mm, oa: number, spi: number, dpi: number): KGen<number> {
-  const A = m.arch;
+// move_huge_pmd() (mm/huge_memory.c): a PMD leaf or PMD migration entry
+// moves whole under both PMD locks, inside the rmap locks move_pgt_entry()
+// takes (need_rmap_locks: always, as for move_ptes(); without them
+// remove_migration_ptes() could look at the new address before the entry
+// arrives and at the old one after it left). Returns 0 when it did not
+// move, 1 when it moved (and flushed, if it was present), 2 when it moved
+// and left the flush to move_page_tables() (the old code, for a clean
+// entry). The deposited table moves with it (the model keeps one stack per
+// mm).
+function* moveHugePmd(m: Machine, mm: Mm, vma: Vma, oa: number, spi: number, dpi: number): KGen<number> {
   const T = m.tables;
   const il = m.il;
   if (T.get(dpi) !== 0) return 0; // WARN_ON(!pmd_none(*new_pmd))
   const ptrs = m.geo.ptrs;
   const so = Math.floor(spi / ptrs);
   const sn = Math.floor(dpi / ptrs);
+  if (il) yield* takeRmapLocks(m, il, vma, S_HUGE_RMAP);
+  try {
+    return yield* moveHugePmdLocked(m, mm, oa, spi, dpi, so, sn);
+  } finally {
+    if (il) dropRmapLocks(m, il, vma);
+  }
+}
+
+function* moveHugePmdLocked(m: Machine, mm: Mm, oa: number, spi: number, dpi: number, so: number, sn: number): KGen<number> {
+  const A = m.arch;
+  const T = m.tables;
+  const il = m.il;
   if (il) yield il.lock(LK_PMD, so, true, S_HUGE_LOCK);
   const pmd = T.get(spi);
-  // __pmd_trans_huge_lock() fails: no longer a leaf.
-  if (!A.entryIsLeaf(pmd)) {
+  // __pmd_trans_huge_lock() fails: neither a leaf nor a swap PMD now.
+  const migration = A.isMigrationPmd(pmd);
+  if (!A.entryIsLeaf(pmd) && !migration) {
     if (il) il.unlock(LK_PMD, so);
     return 0;
   }
@@ -225,8 +244,9 @@ function* moveHugePmd(m: Machine, mm: Mm, oa: number, spi: number, dpi: number):
   m.counters.pteWrites += 2;
   let r = 1;
   if (!variantIs(m, "mremap_flush", "after-unlock")) {
-    // v6.17: a present entry forces the flush before either lock is dropped.
-    A.flushTlbRange(m, mm, oa, oa + m.geo.pmdSize, m.geo.pmdShift, false);
+    // v6.17: a present entry forces the flush before either lock is
+    // dropped; a PMD migration entry needs none.
+    if (!migration) A.flushTlbRange(m, mm, oa, oa + m.geo.pmdSize, m.geo.pmdShift, false);
     if (il) {
       if (sn !== so) il.unlock(LK_PMD, sn);
       il.unlock(LK_PMD, so);
@@ -238,7 +258,7 @@ function* moveHugePmd(m: Machine, mm: Mm, oa: number, spi: number, dpi: number):
       il.unlock(LK_PMD, sn);
       yield S_HUGE_NEW_UNLOCKED;
     }
-    if (A.pteDirty(pmd)) A.flushTlbRange(m, mm, oa, oa + m.geo.pmdSize, m.geo.pageShift, false);
+    if (!migration && A.pteDirty(pmd)) A.flushTlbRange(m, mm, oa, oa + m.geo.pmdSize, m.geo.pageShift, false);
     else r = 2;
     if (il) il.unlock(LK_PMD, so);
   }

@@ -16,8 +16,8 @@
 import type { Machine } from "../machine.js";
 import { MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE } from "../arch/arch.js";
 import { variantIs, variantOf } from "../variant.js";
-import { LK_ANON_VMA, LK_IMMAP, LK_PTL, pteLockMapped, site } from "../sync.js";
-import { pmdReadLocked, splitHugePmd } from "./huge_memory.js";
+import { type Interleaver, LK_ANON_VMA, LK_IMMAP, LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
+import { pmdReadLocked, setPmdMigrationEntry, splitHugePmd } from "./huge_memory.js";
 import { folioPteBatch, type KGen } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
 import type { FileObj, Mm, Vma } from "./types.js";
@@ -120,8 +120,13 @@ type PteVisit = (e: Float64Array, i: number, a: number, k: number) => void;
 // page_vma_mapped_walk() over one VMA: visits, under each PTE table's lock,
 // the present PTEs that map pages of the folio; a PMD mapping of it is
 // passed to onPmd (pmd entry index) instead. With migration (PVMW_MIGRATION)
-// it visits the migration entries that name pages of the folio instead.
-// Returns whether any was found.
+// it visits the migration entries that name pages of the folio instead, a
+// PMD migration entry naming the folio through onPmd (check_pmd() of
+// pmd_to_swp_entry()), and skips PMD leaves. lockPmd: onPmd runs under the
+// PMD lock (pmd_lock(), taken with an interleaving point only when another
+// thread holds it) with the entry read again; one that changed meanwhile
+// (split: "handle on pte level") is looked at again. Without lockPmd the
+// visit is one step of its own, as before.
 export function* pageVmaMappedWalk(
   m: Machine,
   h: RmapHit,
@@ -130,6 +135,7 @@ export function* pageVmaMappedWalk(
   onPmd: ((pmdIdx: number, a: number) => void) | null,
   nr = 1 << (m.phys.order[head] as number),
   migration = false,
+  lockPmd = false,
 ): KGen<boolean> {
   const A = m.arch;
   const T = m.tables;
@@ -155,9 +161,21 @@ export function* pageVmaMappedWalk(
     // A huge PMD is read again under the PMD lock: a splitter holds it from
     // pmdp_invalidate() until the PTE table is in.
     if (il !== null && pmdv !== 0 && A.pmdLeafInvalid(pmdv)) pmdv = yield* pmdReadLocked(m, pmdIdx, S_RMAP_PMD_LOCK);
-    if (pmdv !== 0 && A.entryIsLeaf(pmdv)) {
-      if (A.ptePfn(pmdv) === head && onPmd !== null) {
+    if (migration && pmdv !== 0 && A.isMigrationPmd(pmdv)) {
+      if (A.migrationPfn(pmdv) === head && onPmd !== null) {
+        if (lockPmd && il !== null && !(yield* pmdLockSame(m, il, pmdIdx, pmdv))) continue;
         onPmd(pmdIdx, a - (a % G.pmdSize));
+        if (lockPmd && il !== null) il.unlock(LK_PMD, Math.floor(pmdIdx / G.ptrs));
+        found = true;
+      }
+      k = next;
+      continue;
+    }
+    if (pmdv !== 0 && A.entryIsLeaf(pmdv)) {
+      if (A.ptePfn(pmdv) === head && onPmd !== null && !migration) {
+        if (lockPmd && il !== null && !(yield* pmdLockSame(m, il, pmdIdx, pmdv))) continue;
+        onPmd(pmdIdx, a - (a % G.pmdSize));
+        if (lockPmd && il !== null) il.unlock(LK_PMD, Math.floor(pmdIdx / G.ptrs));
         found = true;
       }
       k = next;
@@ -191,6 +209,16 @@ export function* pageVmaMappedWalk(
     if (il) il.unlock(LK_PTL, slot);
   }
   return found;
+}
+
+// pmd_lock() for page_vma_mapped_walk()'s PMD visit: true, holding the lock,
+// when the entry is still the one read without it; else the lock is dropped.
+function* pmdLockSame(m: Machine, il: Interleaver, pmdIdx: number, pmdv: number): KGen<boolean> {
+  const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
+  if (!il.trylock(LK_PMD, pmdSlot)) yield il.lock(LK_PMD, pmdSlot, true, S_RMAP_PMD_LOCK);
+  if (m.tables.get(pmdIdx) === pmdv) return true;
+  il.unlock(LK_PMD, pmdSlot);
+  return false;
 }
 
 // folio_referenced(): how many mappings had the access flag set; each is
@@ -493,7 +521,9 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
 // pin may hold: the entry is set back and the walk stops, so the folio stays
 // mapped and the migration fails its reference check. The mapcounts and
 // references of the cleared PTEs are dropped (folio_remove_rmap_pte(),
-// folio_put()); RSS counts the entries still.
+// folio_put()); RSS counts the entries still. A PMD mapping of a THP gets
+// a PMD migration entry instead (set_pmd_migration_entry(), under the PMD
+// lock, with its own flush), or stops the walk the same way when pinned.
 export function* tryToMigrate(m: Machine, head: number, ubc: TlbUbc): KGen {
   const lk = yield* rmapLock(m, head, false);
   try {
@@ -531,7 +561,12 @@ export function* tryToMigrate(m: Machine, head: number, ubc: TlbUbc): KGen {
           phys.ref[head] = (phys.ref[head] as number) - 1;
           m.counters.folioAtomics += 2;
         },
-        null,
+        (pmdIdx, haddr) => {
+          if (!abort && !setPmdMigrationEntry(m, mm, pmdIdx, haddr)) abort = true;
+        },
+        1 << (phys.order[head] as number),
+        false,
+        true,
       );
       if (m.il) yield S_TTM_PTE;
       if (abort) break;

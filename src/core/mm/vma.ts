@@ -12,7 +12,7 @@ import { pmdOffset } from "./walk.js";
 const S_VMA_PREPARE = site("vma_prepare", "i_mmap_lock_write() / anon_vma_lock_write()");
 
 // split_huge_pmd_if_needed(): a VMA boundary at addr inside a PMD mapping
-// splits it.
+// (or a PMD migration entry) splits it.
 function splitHugePmdIfNeeded(m: Machine, mm: Mm, vma: Vma, addr: number): void {
   const pmds = m.geo.pmdSize;
   if (addr % pmds === 0) return;
@@ -21,7 +21,7 @@ function splitHugePmdIfNeeded(m: Machine, mm: Mm, vma: Vma, addr: number): void 
   const pi = pmdOffset(m, mm, addr, false);
   if (pi < 0) return;
   const v = m.tables.get(pi);
-  if (v !== 0 && m.arch.entryIsLeaf(v)) splitHugePmdMmapWriteLocked(m, mm, vma, pi, haddr);
+  if (v !== 0 && (m.arch.entryIsLeaf(v) || m.arch.isMigrationPmd(v))) splitHugePmdMmapWriteLocked(m, mm, vma, pi, haddr);
 }
 
 // Split the VMA containing addr so that a VMA starts at addr.

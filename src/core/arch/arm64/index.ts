@@ -59,6 +59,8 @@ export function arm64(f: Arm64Features): Arch {
     migrationKind: P.migrationKind,
     migrationYoung: P.migrationYoung,
     migrationDirty: P.migrationDirty,
+    mkMigrationPmd: P.mkMigrationPmd,
+    isMigrationPmd: P.isMigrationPmd,
     vmGetPageProt: enc.vmGetPageProt,
     mkTableEntry: (pfn: number) => enc.mkTableEntry(pfn),
     entryIsTable: P.entryIsTable,

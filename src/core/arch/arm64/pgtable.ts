@@ -530,6 +530,16 @@ export function migrationDirty(v: number): boolean {
 function packedHi(b: number): number {
   return packedBit(b) / HI_UNIT;
 }
+// PMD migration entries: __swp_entry_to_pmd() and pmd_present() are the
+// PTE ones (pmd_pte()), so the entry is mkMigrationPte()'s value, granule
+// independent; is_pmd_migration_entry() is is_swap_pmd() (not none, not
+// present: neither VALID nor PTE_PRESENT_INVALID) of a migration type.
+export function mkMigrationPmd(pfn: number, kind: number, young: boolean, dirty: boolean): number {
+  return mkMigrationPte(pfn, kind, young, dirty);
+}
+export function isMigrationPmd(v: number): boolean {
+  return isMigrationPte(v);
+}
 export function pteSwpUffdWp(v: number): boolean {
   return (v & PTE_SWP_UFFD_WP) !== 0;
 }

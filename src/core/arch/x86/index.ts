@@ -57,6 +57,8 @@ export function x86_64(levels: 4 | 5): Arch {
     migrationKind: P.migrationKind,
     migrationYoung: P.migrationYoung,
     migrationDirty: P.migrationDirty,
+    mkMigrationPmd: P.mkMigrationPmd,
+    isMigrationPmd: P.isMigrationPmd,
     vmGetPageProt: P.vmGetPageProt,
     mkTableEntry: P.mkTableEntry,
     entryIsTable: P.entryIsTable,

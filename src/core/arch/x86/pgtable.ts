@@ -231,3 +231,15 @@ export function pteSwpExclusive(v: number): boolean {
 export function pteSwpClearExclusive(v: number): number {
   return clearBit(v, _PAGE_SWP_EXCLUSIVE);
 }
+
+// PMD migration entries: __swp_entry_to_pmd() keeps the PTE layout, so a
+// PMD migration entry is mkMigrationPte()'s value; is_pmd_migration_entry()
+// asks is_swap_pmd() first, and x86's pmd_present() counts _PAGE_PSE too (a
+// pmd_mkinvalid()ed leaf is present), so the entry must have PSE clear,
+// which a swap entry (offset from bit 9) always has.
+export function mkMigrationPmd(pfn: number, kind: number, young: boolean, dirty: boolean): number {
+  return mkMigrationPte(pfn, kind, young, dirty);
+}
+export function isMigrationPmd(v: number): boolean {
+  return (v & _PAGE_PSE) === 0 && isMigrationPte(v);
+}
