@@ -584,6 +584,15 @@ export class Execution implements Interleaver, TableAccessCheck {
     );
     h = mix53(
       h,
+      unordered(this.pinWatch, ([t, w]) =>
+        mix53(
+          9e6 + t * 1e4 + w.mm,
+          unordered(w.ranges, ([a, b]) => mix53(mix53(9, a), b)),
+        ),
+      ),
+    );
+    h = mix53(
+      h,
       unordered(this.dirtyBefore, ([pfn, slot]) => mix53(7, pfn * 65536 + slot + (this.carriedFreeing.has(pfn) ? 2 ** 40 : 0))),
     );
     h = mix53(
@@ -948,6 +957,9 @@ export class Execution implements Interleaver, TableAccessCheck {
 
   // mm id -> ranges being zapped, with the pages stored to meanwhile
   private zaps = new Map<number, ZapRange[]>();
+  // Threads in a pin step -> the ranges of their mm that zaps were in
+  // flight on or began on since the step began.
+  private pinWatch = new Map<number, { mm: number; ranges: [number, number][] }>();
   private truncating = new Map<number, number>(); // file id -> truncations in flight
 
   // ftruncate() from its i_size write to its return: the file's pages beyond
@@ -977,7 +989,25 @@ export class Execution implements Interleaver, TableAccessCheck {
     }
     const zr: ZapRange = [start, end, new Set()];
     z.push(zr);
+    for (const w of this.pinWatch.values()) if (w.mm === mm.id) w.ranges.push([start, end]);
     return zr;
+  }
+  // A pin step from its start to its return: a page that a zap of the
+  // process discarded meanwhile (begun, or in flight, while GUP walked to
+  // it) is not held to the pin. GUP-fast can grab and re-check a page just
+  // before a MADV_DONTNEED clears its entry, and return after that zap has
+  // returned: the program dropped what it was pinning, and the pin keeps
+  // the old page (as pin_user_pages_fast() does).
+  pinBegin(t: XThread, mm: Mm): void {
+    this.fpAdd(FP_R, X_ZAPS, mm.id);
+    this.pinWatch.set(t.id, { mm: mm.id, ranges: (this.zaps.get(mm.id) ?? []).map((z): [number, number] => [z[0], z[1]]) });
+  }
+  pinDiscarded(t: XThread, mm: Mm, addr: number): boolean {
+    const w = this.pinWatch.get(t.id);
+    return this.zapping(mm, addr) || (w !== undefined && w.ranges.some((z) => addr >= z[0] && addr < z[1]));
+  }
+  pinEnd(t: XThread): void {
+    this.pinWatch.delete(t.id);
   }
   // Is addr of mm in a range being zapped (a pin taken now is discarded
   // with it, so pin-coherence does not hold it to the page)?

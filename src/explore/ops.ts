@@ -306,6 +306,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const nr = Math.ceil(len / m.geo.pageSize);
       x.sysEnter(t);
       r.enter(step, p);
+      x.pinBegin(t, p.mm);
       const fast = step.fast ? yield* gupFastPinRange(m, p.mm, a, nr, step.write) : [];
       let rest: number[] | string = [];
       if (fast.length < nr) {
@@ -318,12 +319,14 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       }
       x.sysLeave(t);
       if (typeof rest === "string") {
+        x.pinEnd(t);
         unpinUserPages(m, newGupPin(p.mm, a, fast, step.write));
         throw new Deviation(`pin failed: ${rest}`);
       }
       const pin = newGupPin(p.mm, a, [...fast, ...rest], step.write);
-      // A page a zap in flight discards is not held to the pin.
-      for (let k = 0; k < nr; k++) if (x.zapping(p.mm, a + k * m.geo.pageSize)) pin.live[k] = 0;
+      // A page a zap discarded while the step ran is not held to the pin.
+      for (let k = 0; k < nr; k++) if (x.pinDiscarded(t, p.mm, a + k * m.geo.pageSize)) pin.live[k] = 0;
+      x.pinEnd(t);
       r.pins.set(step.name, pin);
       return;
     }
