@@ -112,6 +112,15 @@ processes:
     threads: [{ name: A, cpu: 0 }, { name: B, cpu: 1 }]
 `;
 
+// A PMD-aligned 2M region whose first store maps a THP (THP "always").
+const thpRun = (arch: string, more = "") =>
+  run(`${head(arch).replace("thp: never", "thp: always")}
+steps:
+  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
+  - touch: { region: r, length: 4K, thread: A }
+${more}
+`);
+
 for (const arch of ["x86_64", "arm64"] as const) {
   describe(`migration on ${arch}`, () => {
     it("migration entries round-trip pfn, kind, young and dirty, and are not swap entries of slot pfn", () => {
@@ -253,12 +262,7 @@ steps:
     });
 
     it("a PMD-mapped THP moves whole: a PMD leaf on a new THP, write, dirty and AnonExclusive kept, the source freed and out of every TLB", () => {
-      const r = run(`${head(arch).replace("thp: never", "thp: always")}
-steps:
-  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
-  - touch: { region: r, length: 4K, thread: A }
-  - touch: { region: r, offset: 1M, length: 4K, thread: A }
-`);
+      const r = thpRun(arch, `  - touch: { region: r, offset: 1M, length: 4K, thread: A }`);
       const m = r.m;
       const A = m.arch;
       const nr = m.geo.pmdNr;
@@ -297,11 +301,7 @@ steps:
     });
 
     it("migrateRange() counts the THP migrated, not skipped; a second migration of it moves it again", () => {
-      const r = run(`${head(arch).replace("thp: never", "thp: always")}
-steps:
-  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
-  - touch: { region: r, length: 4K, thread: A }
-`);
+      const r = thpRun(arch);
       const m = r.m;
       const p = r.procs.get("p")!;
       const reg = p.regions.get("r")!;
@@ -317,13 +317,11 @@ steps:
     });
 
     it("a read-only THP shared with a child after fork moves for both; both stay read-only and the store splits and copies", () => {
-      const r = run(`${head(arch).replace("thp: never", "thp: always")}
-steps:
-  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
-  - touch: { region: r, length: 4K, thread: A }
-  - fork: { child: c, thread: A }
-  - migrate: { region: r, thread: B }
-`);
+      const r = thpRun(
+        arch,
+        `  - fork: { child: c, thread: A }
+  - migrate: { region: r, thread: B }`,
+      );
       const m = r.m;
       const A = m.arch;
       const pv = pmdOf(r, "r");
@@ -342,11 +340,7 @@ steps:
     });
 
     it("a PMD migration entry: writable-exclusive, RSS kept, AnonHugePages not; a fault on it retries (livelock with nobody migrating); the THP is mapped back", () => {
-      const r = run(`${head(arch).replace("thp: never", "thp: always")}
-steps:
-  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
-  - touch: { region: r, length: 4K, thread: A }
-`);
+      const r = thpRun(arch);
       const m = r.m;
       const A = m.arch;
       const p = r.procs.get("p")!;
@@ -379,11 +373,7 @@ steps:
     });
 
     it("a PMD migration entry nobody is migrating is reported (migration-entry-stale)", () => {
-      const r = run(`${head(arch).replace("thp: never", "thp: always")}
-steps:
-  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
-  - touch: { region: r, length: 4K, thread: A }
-`);
+      const r = thpRun(arch);
       const m = r.m;
       const headPfn = freeze(r);
       assert.deepEqual(checkAccounting(m), []);
@@ -396,11 +386,7 @@ steps:
     });
 
     it("fork with a PMD migration entry installed: readable in parent and child, RSS and deposited table for the child; both get the THP back read-only", () => {
-      const r = run(`${head(arch).replace("thp: never", "thp: always")}
-steps:
-  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
-  - touch: { region: r, length: 4K, thread: A }
-`);
+      const r = thpRun(arch);
       const m = r.m;
       const A = m.arch;
       const headPfn = freeze(r);
@@ -426,11 +412,7 @@ steps:
     });
 
     it("mprotect of a whole PMD migration entry makes it readable-exclusive; of part of it splits it into PTE migration entries", () => {
-      const r = run(`${head(arch).replace("thp: never", "thp: always")}
-steps:
-  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
-  - touch: { region: r, length: 4K, thread: A }
-`);
+      const r = thpRun(arch);
       const m = r.m;
       const A = m.arch;
       const headPfn = freeze(r);
@@ -472,11 +454,7 @@ steps:
 
     it("munmap of a whole PMD migration entry frees the entry and its deposited table and leaves the THP to the migration; of part of it, the split entries go", () => {
       for (const part of [false, true]) {
-        const r = run(`${head(arch).replace("thp: never", "thp: always")}
-steps:
-  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
-  - touch: { region: r, length: 4K, thread: A }
-`);
+        const r = thpRun(arch);
         const m = r.m;
         const p = r.procs.get("p")!;
         const headPfn = freeze(r);
@@ -552,15 +530,13 @@ steps:
     });
 
     it("a GUP pin of the THP makes set_pmd_migration_entry() fail (-EBUSY): the PMD stays, the migration fails", () => {
-      const r = run(`${head(arch).replace("thp: never", "thp: always")}
-steps:
-  - mmap: { region: r, size: 2M, addr: 0x7e0000000000, thread: A }
-  - touch: { region: r, length: 4K, thread: A }
-  - pin: { region: r, length: 4K, thread: A }
+      const r = thpRun(
+        arch,
+        `  - pin: { region: r, length: 4K, thread: A }
   - report: before
   - migrate: { region: r, thread: B }
-  - report: after
-`);
+  - report: after`,
+      );
       const m = r.m;
       const v = pmdOf(r, "r");
       assert.ok(m.arch.entryIsLeaf(v) && m.arch.pteWrite(v));

@@ -1002,9 +1002,11 @@ export class Execution implements Interleaver, TableAccessCheck {
     this.fpAdd(FP_R, X_ZAPS, mm.id);
     this.pinWatch.set(t.id, { mm: mm.id, ranges: (this.zaps.get(mm.id) ?? []).map((z): [number, number] => [z[0], z[1]]) });
   }
+  // (A zap in flight now was in flight at the start or began since.)
   pinDiscarded(t: XThread, mm: Mm, addr: number): boolean {
+    this.fpAdd(FP_R, X_ZAPS, mm.id);
     const w = this.pinWatch.get(t.id);
-    return this.zapping(mm, addr) || (w !== undefined && w.ranges.some((z) => addr >= z[0] && addr < z[1]));
+    return w?.ranges.some((z) => addr >= z[0] && addr < z[1]) === true;
   }
   pinEnd(t: XThread): void {
     this.pinWatch.delete(t.id);

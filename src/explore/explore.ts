@@ -604,6 +604,7 @@ function anchored(cfg: ExploreConfig, tick: (x: Execution) => void): { failing: 
     t: number;
     backs: number[] | null; // null: the first run (no switch back) is next
     next: number;
+    id: number; // its rank among all groups (shards, counterexample ranks)
   }
   const ends: Group[][] = [];
   const starts: Group[][] = [];
@@ -625,7 +626,7 @@ function anchored(cfg: ExploreConfig, tick: (x: Execution) => void): { failing: 
         const key = `${prefix}|${a}`;
         if (a === t || seen.has(key)) continue;
         seen.add(key);
-        into.push({ b, i, a, t, backs: null, next: 0 });
+        into.push({ b, i, a, t, backs: null, next: 0, id: 0 });
       }
     };
     for (const [k, c] of base.anchors.slice(0, ANCHORS).entries()) {
@@ -654,11 +655,9 @@ function anchored(cfg: ExploreConfig, tick: (x: Execution) => void): { failing: 
   // anchor groups, which take turns among themselves (first runs, then the
   // switches back).
   const phases: Group[][] = [ends.flat(), ...starts];
-  const firstOnly = (p: number) => p === 0;
   let n = 0;
   let id = 0;
-  const ids = new Map<Group, number>();
-  for (const groups of phases) for (const g of groups) ids.set(g, id++);
+  for (const groups of phases) for (const g of groups) g.id = id++;
   for (const [p, groups] of phases.entries()) {
     let live = groups.length;
     while (live > 0) {
@@ -668,7 +667,7 @@ function anchored(cfg: ExploreConfig, tick: (x: Execution) => void): { failing: 
         if (cfg.executions > 0 && n >= cfg.executions) return out;
         if (cfg.shouldStop?.()) return { ...out, stopped: true };
         live++;
-        const gi = ids.get(g) as number;
+        const gi = g.id;
         if (!owns(cfg, gi)) {
           g.backs = [];
           continue;
@@ -680,7 +679,7 @@ function anchored(cfg: ExploreConfig, tick: (x: Execution) => void): { failing: 
           tick(x);
           n++;
           if (x.violation !== null) return { ...out, failing: x, rank: [gi, 0] };
-          if (firstOnly(p)) {
+          if (p === 0) {
             g.backs = [];
             continue;
           }

@@ -121,10 +121,9 @@ interface Directed {
   raced: number;
   setup: boolean; // consulted by the set-up's steps
   anchors: number[]; // this execution's decisions whose chosen thread then ran the changed code beside another thread
-  // For each anchor: the thread and the step it was in, then the decision
+  // For each anchor: the thread and the step it was in, and the decision
   // at which that thread began a later step (-1 until it does).
-  anchorStep: { t: number; step: number }[];
-  ends: number[];
+  anchorStep: { t: number; step: number; end: number }[];
   // The first executions that raced the changed code (the anchored stage's bases).
   bases: AnchorBase[];
 }
@@ -148,8 +147,7 @@ function watchVariants(x: Execution, d: Directed, feats: Set<number>): void {
         d.anchors.push(at);
         const t = (x.decisions[at] as { chosen: number }).chosen;
         const th = x.threads[t];
-        d.anchorStep.push({ t, step: th !== undefined ? th.stepNo : Number.MAX_SAFE_INTEGER });
-        d.ends.push(-1);
+        d.anchorStep.push({ t, step: th !== undefined ? th.stepNo : Number.MAX_SAFE_INTEGER, end: -1 });
       }
     }
     if (!raced && x.othersPending()) {
@@ -165,14 +163,10 @@ function instrument(cfg: ExploreConfig, feats: Set<number>, work: { n: number; p
     onStart: (x: Execution) => {
       d.anchors = [];
       d.anchorStep = [];
-      d.ends = [];
       if (d.keys.size > 0) watchVariants(x, d, feats);
       x.onDecide = (c, cur) => {
         work.n += work.per;
-        for (let k = 0; k < d.ends.length; k++) {
-          const a = d.anchorStep[k] as { t: number; step: number };
-          if (d.ends[k] === -1 && a.t === c && (x.threads[c] as { stepNo: number }).stepNo > a.step) d.ends[k] = x.decisions.length - 1;
-        }
+        for (const a of d.anchorStep) if (a.end === -1 && a.t === c && (x.threads[c] as { stepNo: number }).stepNo > a.step) a.end = x.decisions.length - 1;
         const n = x.threads.length;
         const sc = c < n ? (x.threads[c] as { site: number }).site : 0;
         feats.add(F_SITE + sc);
@@ -185,7 +179,12 @@ function instrument(cfg: ExploreConfig, feats: Set<number>, work: { n: number; p
     },
     onEnd: (x: Execution) => {
       if (d.bases.length < BASES && d.anchors.length > 0)
-        d.bases.push({ schedule: x.decisions.map((c) => c.chosen), cands: x.decisions.map((c) => c.cands), anchors: d.anchors.slice(), ends: d.ends.slice() });
+        d.bases.push({
+          schedule: x.decisions.map((c) => c.chosen),
+          cands: x.decisions.map((c) => c.cands),
+          anchors: d.anchors.slice(),
+          ends: d.anchorStep.map((a) => a.end),
+        });
       const cs = x.m.counters as unknown as Record<string, number>;
       for (let i = 0; i < COUNTER_NAMES.length; i++) {
         const v = cs[COUNTER_NAMES[i] as string] as number;
@@ -232,7 +231,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
   // thread gets three times the sampling after the exhaustive phase.
   let boost = 1;
   const overBudget = () => work.n > budget.work * boost;
-  const d: Directed = { keys: new Map(), consulted: 0, raced: 0, setup: false, anchors: [], anchorStep: [], ends: [], bases: [] };
+  const d: Directed = { keys: new Map(), consulted: 0, raced: 0, setup: false, anchors: [], anchorStep: [], bases: [] };
   for (const [k, v] of Object.entries(sc.machine.variants ?? {}))
     if (k in VARIANTS && VARIANTS[k as VariantName][0] !== v) d.keys.set(k as VariantName, [v, VARIANTS[k as VariantName][0]]);
   const plan: { mode: Mode; n: number; preemptions: number; pctDepth: number; seed: number }[] = [

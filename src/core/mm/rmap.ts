@@ -161,18 +161,11 @@ export function* pageVmaMappedWalk(
     // A huge PMD is read again under the PMD lock: a splitter holds it from
     // pmdp_invalidate() until the PTE table is in.
     if (il !== null && pmdv !== 0 && A.pmdLeafInvalid(pmdv)) pmdv = yield* pmdReadLocked(m, pmdIdx, S_RMAP_PMD_LOCK);
-    if (migration && pmdv !== 0 && A.isMigrationPmd(pmdv)) {
-      if (A.migrationPfn(pmdv) === head && onPmd !== null) {
-        if (lockPmd && il !== null && !(yield* pmdLockSame(m, il, pmdIdx, pmdv))) continue;
-        onPmd(pmdIdx, a - (a % G.pmdSize));
-        if (lockPmd && il !== null) il.unlock(LK_PMD, Math.floor(pmdIdx / G.ptrs));
-        found = true;
-      }
-      k = next;
-      continue;
-    }
-    if (pmdv !== 0 && A.entryIsLeaf(pmdv)) {
-      if (A.ptePfn(pmdv) === head && onPmd !== null && !migration) {
+    // A PMD that maps the folio whole: a huge leaf, or (looking for
+    // migration entries) a PMD migration entry.
+    const migPmd = migration && pmdv !== 0 && A.isMigrationPmd(pmdv);
+    if (migPmd || (pmdv !== 0 && A.entryIsLeaf(pmdv))) {
+      if ((migPmd ? A.migrationPfn(pmdv) : A.ptePfn(pmdv)) === head && onPmd !== null && migPmd === migration) {
         if (lockPmd && il !== null && !(yield* pmdLockSame(m, il, pmdIdx, pmdv))) continue;
         onPmd(pmdIdx, a - (a % G.pmdSize));
         if (lockPmd && il !== null) il.unlock(LK_PMD, Math.floor(pmdIdx / G.ptrs));
