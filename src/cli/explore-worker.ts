@@ -22,6 +22,7 @@ function run() {
   return explore({
     ...cfg,
     shrink: false,
+    recycle: true,
     shouldStop: () => Atomics.load(stop, 0) !== 0,
     onProgress: (p) => {
       const now = Date.now();

@@ -330,6 +330,7 @@ export class Machine {
       // arm64: tags are hardware ASIDs, and fills check for TLB conflicts.
       if (arch.name === "arm64") {
         const a = config.arm64;
+        cpu.tlb.release();
         cpu.tlb = new Tlb(
           128,
           12,
@@ -343,6 +344,15 @@ export class Machine {
       }
       this.cpus.push(cpu);
     }
+  }
+
+  // Hands the machine's big arrays back for the next machine (pool.ts);
+  // nothing may use this machine afterwards.
+  release(): void {
+    this.tables.release();
+    this.phys.release();
+    for (const c of this.cpus) c.tlb.release();
+    this.arch.release?.(this);
   }
 
   // mm_alloc() -> mm_init() -> pgd_alloc(): the PGD is a page-table page

@@ -64,6 +64,10 @@ export interface ExploreConfig {
   uncheckedSetup?: boolean;
   // Speculative TLB fills per execution (speculate.ts; default 0: none).
   speculate?: number;
+  // Each execution's machine goes back to the array pool when it ends
+  // (Machine.release()): for callers that keep nothing of it but its
+  // decisions, violation and counters (hunt; not with onFinal).
+  recycle?: boolean;
 }
 
 export interface Progress {
@@ -199,6 +203,9 @@ export function runOnce(
   }
   x.closeFootprint();
   cfg.onEnd?.(x);
+  // Nothing reads the machine of an execution past this point unless it
+  // was recorded (a counterexample's replay) or handed to onFinal.
+  if (cfg.recycle === true && !record && cfg.onFinal === undefined) m.release();
   return x;
 }
 

@@ -260,6 +260,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
         if (w !== undefined && (value === w[0] || value === w[1])) d.setup = true;
       };
     setup.execSteps(sc.steps, 0);
+    setup.m.release();
   } catch (e) {
     return done(setupFailure(e));
   }
@@ -270,6 +271,7 @@ export function runCase(sc: Scenario, budget: Budget, seed: number, shouldStop?:
       {
         ...base,
         uncheckedSetup: true,
+        recycle: true,
         mode: st.mode,
         executions: st.n * (st.mode === "sweep" ? 1 : boost),
         preemptions: st.preemptions,

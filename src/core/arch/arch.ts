@@ -17,6 +17,9 @@ export interface Arch {
   readonly taskSize: number;
   readonly mapWindow: number;
 
+  // Gives back what the architecture keeps beside a machine (Machine.release()).
+  release?(m: Machine): void;
+
   pteNone(v: number): boolean;
   ptePresent(v: number): boolean; // includes PROT_NONE entries
   pteWrite(v: number): boolean;

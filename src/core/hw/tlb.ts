@@ -4,6 +4,8 @@
 // PML4E/PDPTE/PDE caches). Entries are tagged with a per-CPU ASID slot (x86 PCID).
 // Keys are (page number * 8 + asid + 1); 0 means invalid.
 
+import { giveArrays, takeArray } from "../pool.js";
+
 export const TLB_W = 1; // entry grants write
 export const TLB_D = 2; // dirty already set in the PTE
 export const TLB_X = 4; // executable
@@ -66,19 +68,24 @@ export class Tlb {
     this.conflictMode = conflictMode;
     this.sets = sets;
     this.ways = ways;
-    this.tag = new Float64Array(sets * ways);
-    this.pfn = new Float64Array(sets * ways);
-    this.perm = new Uint8Array(sets * ways);
-    this.rr = new Uint8Array(sets);
-    this.htag = new Float64Array(hugeEntries);
-    this.hpfn = new Float64Array(hugeEntries);
-    this.hperm = new Uint8Array(hugeEntries);
-    this.hshift = new Uint8Array(hugeEntries);
-    this.hpages = new Float64Array(hugeEntries);
-    this.ptag = new Float64Array(pscEntries);
-    this.ptbl = new Float64Array(pscEntries);
-    this.plevel = new Uint8Array(pscEntries);
+    this.tag = takeArray(Float64Array, sets * ways);
+    this.pfn = takeArray(Float64Array, sets * ways);
+    this.perm = takeArray(Uint8Array, sets * ways);
+    this.rr = takeArray(Uint8Array, sets);
+    this.htag = takeArray(Float64Array, hugeEntries);
+    this.hpfn = takeArray(Float64Array, hugeEntries);
+    this.hperm = takeArray(Uint8Array, hugeEntries);
+    this.hshift = takeArray(Uint8Array, hugeEntries);
+    this.hpages = takeArray(Float64Array, hugeEntries);
+    this.ptag = takeArray(Float64Array, pscEntries);
+    this.ptbl = takeArray(Float64Array, pscEntries);
+    this.plevel = takeArray(Uint8Array, pscEntries);
     Object.defineProperty(this, "inval", { value: 0, writable: true, enumerable: false });
+  }
+
+  // The arrays go back to the pool (pool.ts): this TLB is not used again.
+  release(): void {
+    giveArrays(this.tag, this.pfn, this.perm, this.rr, this.htag, this.hpfn, this.hperm, this.hshift, this.hpages, this.ptag, this.ptbl, this.plevel);
   }
 
   // Index of the base-page entry for vpn, or -1.

@@ -13,6 +13,7 @@
 // `ptlab run` uses, carry no test for it.
 
 import { growTo } from "../growable.js";
+import { giveArrays, takeArray } from "../pool.js";
 import { PG_PAGETABLE, type PhysMem } from "./physmem.js";
 
 export const LVL_PTE = 0;
@@ -68,10 +69,16 @@ export class TableStore {
     this.zero = new Float64Array(ptrs);
     this.chunkEntries = TABLES_PER_CHUNK * ptrs;
     const cap = 256;
-    this.pfn = new Int32Array(cap);
-    this.level = new Uint8Array(cap);
-    this.state = new Uint8Array(cap);
-    this.gen = new Uint32Array(cap);
+    this.pfn = takeArray(Int32Array, cap);
+    this.level = takeArray(Uint8Array, cap);
+    this.state = takeArray(Uint8Array, cap);
+    this.gen = takeArray(Uint32Array, cap);
+  }
+
+  // The arrays go back to the pool (pool.ts): this store is not used again.
+  release(): void {
+    giveArrays(...this.chunks, this.pfn, this.level, this.state, this.gen);
+    this.chunks = [];
   }
 
   private grow(): void {
@@ -89,7 +96,7 @@ export class TableStore {
     else {
       slot = this.next++;
       if (slot >= this.pfn.length) this.grow();
-      if (slot % TABLES_PER_CHUNK === 0) this.chunks.push(new Float64Array(this.chunkEntries));
+      if (slot % TABLES_PER_CHUNK === 0) this.chunks.push(takeArray(Float64Array, this.chunkEntries));
     }
     const pfn = this.phys.alloc(0);
     this.phys.flags[pfn] = PG_PAGETABLE;

@@ -19,6 +19,7 @@ export const PG_SHMEM = 128; // page cache of a shmem file (shared anonymous)
 export const GUP_PIN_COUNTING_BIAS = 1024;
 
 import { growTo } from "../growable.js";
+import { giveArrays, takeArray } from "../pool.js";
 
 // Orders 0..13: the 64K granule's PMD THP is order 13 (512M), as its
 // MAX_PAGE_ORDER is (ARCH_FORCE_MAX_ORDER); 4K needs 0..10.
@@ -82,17 +83,32 @@ export class PhysMem {
     this.ref[this.zeroPfn] = 1; // held forever
   }
 
+  // The arrays go back to the pool (pool.ts): this memory is not used again.
+  release(): void {
+    giveArrays(this.flags, this.order, this.ref, this.mapcount, this.aux, this.index);
+    this.cap = 0;
+  }
+
   private grow(minCap: number): void {
     let cap = Math.max(this.cap, INITIAL_FRAMES);
     while (cap < minCap) cap = Math.ceil(cap * GROWTH);
     const old = this.cap;
-    this.flags = growTo(this.flags, cap);
+    if (old === 0) {
+      this.flags = takeArray(Uint8Array, cap);
+      this.order = takeArray(Uint8Array, cap);
+      this.ref = takeArray(Int32Array, cap);
+      this.mapcount = takeArray(Int32Array, cap);
+      this.aux = takeArray(Int32Array, cap);
+      this.index = takeArray(Float64Array, cap);
+    } else {
+      this.flags = growTo(this.flags, cap);
+      this.order = growTo(this.order, cap);
+      this.ref = growTo(this.ref, cap);
+      this.mapcount = growTo(this.mapcount, cap);
+      this.aux = growTo(this.aux, cap);
+      this.index = growTo(this.index, cap);
+    }
     this.flags.fill(PG_FREE, old, cap);
-    this.order = growTo(this.order, cap);
-    this.ref = growTo(this.ref, cap);
-    this.mapcount = growTo(this.mapcount, cap);
-    this.aux = growTo(this.aux, cap);
-    this.index = growTo(this.index, cap);
     this.cap = cap;
   }
 

@@ -24,6 +24,7 @@
 
 import type { Machine } from "../../machine.js";
 import type { Mm } from "../../mm/types.js";
+import { giveArrays, takeArray } from "../../pool.js";
 
 class AsidAllocator {
   readonly bits: number;
@@ -37,7 +38,7 @@ class AsidAllocator {
   constructor(bits: number) {
     this.bits = bits;
     this.nr = 2 ** bits;
-    this.map = new Uint8Array(this.nr);
+    this.map = takeArray(Uint8Array, this.nr);
   }
   genOf(id: number): number {
     return Math.floor(id / this.nr);
@@ -60,6 +61,14 @@ function allocator(m: Machine): AsidAllocator {
     allocators.set(m, a);
   }
   return a;
+}
+
+// The machine is done with (Machine.release()): its asid_map goes back to the pool.
+export function releaseContext(m: Machine): void {
+  const a = allocators.get(m);
+  if (a === undefined) return;
+  giveArrays(a.map);
+  allocators.delete(m);
 }
 
 // The allocator object: state of the machine kept outside it (the explorer

@@ -5,7 +5,7 @@
 
 import type { Arch } from "../arch.js";
 import type { Arm64Features } from "../../machine.js";
-import { asidReachable, switchMm } from "./context.js";
+import { asidReachable, releaseContext, switchMm } from "./context.js";
 import { arm64ContpteLayer } from "./contpte.js";
 import * as P from "./pgtable.js";
 import { flushTlbMm, flushTlbPage, flushTlbRange, tlbbatchAddPending, tlbbatchFlush, tlbbatchShouldDefer, tlbFlush } from "./tlbflush.js";
@@ -102,6 +102,7 @@ export function arm64(f: Arm64Features): Arch {
     tlbbatchAddPending,
     tlbbatchFlush,
     switchMm,
+    release: releaseContext,
     asidReachable,
     describeEntry: enc.describeEntry,
   };
