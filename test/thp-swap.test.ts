@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
+import { checkAccounting } from "../src/core/check.js";
 import { SwapDevice } from "../src/core/mm/swap.js";
 import { pmdOffset } from "../src/core/mm/walk.js";
 import { type ExploreConfig, explore } from "../src/explore/explore.js";
@@ -292,6 +293,27 @@ function cfg(file: string, over: Partial<ExploreConfig> = {}): ExploreConfig {
   const base = defaultConfig(parseScenario(readFileSync(file, "utf8"), file));
   return { ...base, ...over };
 }
+
+describe("swap-count sees a large swap-cache folio off its run", () => {
+  it("a slot cached for a folio whose run (folio->swap, 2^order slots, aligned) does not hold it is reported", () => {
+    runText(`${MTHP("1M")}`, (r) => {
+      const m = r.m;
+      assert.ok(m.swap);
+      assert.deepEqual(checkAccounting(m), []);
+      const head = m.phys.folioHead(m.arch.ptePfn(ptes(r, "r")[0] as number));
+      assert.equal(m.phys.order[head], 4);
+      const s0 = m.swap.allocRun(head, 4);
+      m.phys.ref[head] = (m.phys.ref[head] as number) + 1; // the cache's reference
+      assert.deepEqual(checkAccounting(m), [], "a whole aligned run");
+      m.swap.slotOf.set(head, s0 + 1);
+      assert.ok(checkAccounting(m).some((v) => v.invariant === "swap-count" && /whose run starts at slot/.test(v.message)));
+      m.swap.slotOf.set(head, s0);
+      m.swap.deleteFromCache(head, 16);
+      m.phys.ref[head] = (m.phys.ref[head] as number) - 1;
+      assert.deepEqual(checkAccounting(m), []);
+    });
+  });
+});
 
 describe("explore: large-folio swap-in races", () => {
   it("clean-swap-mthp-zap: clean; some execution reads the 16K folio whole, some drops it after the zap and reads order 0", () => {
