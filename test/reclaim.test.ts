@@ -4,7 +4,7 @@
 // each pageout()), a read brings them back through do_swap_page() and maps
 // them writable (the exclusive marker), fork makes swap entries shared and
 // the swap cache serves the second reader, zap frees the slots, kswapd-style
-// reclaim keeps a referenced page once, large folios are split first, dirty
+// reclaim keeps a referenced page once, large folios go to swap whole, dirty
 // file folios are left to the flusher, and a
 // scenario asking for reclaim without swap is an input error.
 
@@ -235,7 +235,7 @@ steps:
       }
     });
 
-    it("a large folio is split before swap-out (no THP_SWAP) and every page is swapped", () => {
+    it("a large folio goes to swap whole (THP_SWAP): no split, every page swapped", () => {
       const r = runText(
         `${HEAD.replace("swap: 1M", "swap: 1M, mthp: { 64K: always }")}
 steps:
@@ -249,10 +249,12 @@ steps:
       );
       assert.equal(fig(r, "before").c.mthpFaults, 1);
       const o = fig(r, "out");
-      assert.equal(o.c.thpSplits, 1);
+      assert.equal(o.c.thpSplits, 0);
+      assert.equal(o.c.mthpSwpout, 1);
       assert.equal(o.c.pswpout, 16);
       assert.equal(o.vmswap_kb, 64);
-      // arm64: the 64K folio is one contpte block (16 x 4K), unfolded once by the split.
+      // arm64: the 64K folio is one contpte block (16 x 4K), unfolded once
+      // when try_to_unmap_one() clears its first entry.
       assert.equal(o.c.contUnfolds, arch === "arm64" ? 1 : 0, "the contpte block was unfolded");
     });
   });

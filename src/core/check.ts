@@ -747,7 +747,15 @@ export function checkAccounting(m: Machine, cache?: AccountingCache): Violation[
     // the cache; the others from the arrays (no Map lookup per slot: the
     // explorer runs this after steps, over 4096 slots for 16 MiB).
     let used = 0;
-    for (const s of swapDev.cache.keys()) if ((swapDev.count[s] as number) <= 0 && swapDev.pinned[s] !== 1 && s >= 1 && s <= swapDev.pages) used++;
+    // A swap-cache folio of 2^n pages holds the naturally aligned run of
+    // 2^n slots from folio->swap: page k in slot first + k.
+    for (const [s, head] of swapDev.cache) {
+      if ((swapDev.count[s] as number) <= 0 && swapDev.pinned[s] !== 1 && s >= 1 && s <= swapDev.pages) used++;
+      const first = swapDev.slotOf.get(head);
+      const nr = 1 << (m.phys.order[head] as number);
+      if (first === undefined || s < first || s >= first + nr || first % nr !== 0)
+        out.push({ invariant: "swap-count", message: `swap slot ${s}: in the swap cache for folio ${head} (${nr} pages), whose run starts at slot ${first}` });
+    }
     for (let s = 1; s <= swapDev.pages; s++) {
       if ((swapDev.count[s] as number) > 0 || swapDev.pinned[s] === 1) used++;
       if (swapSlots[s] !== swapDev.count[s]) {

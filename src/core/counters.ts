@@ -31,6 +31,11 @@ export class Counters {
   pswpout = 0; // pages written to swap
   pglazyfreed = 0; // pages of lazily freed (MADV_FREE) folios reclaim dropped
   pswpin = 0; // pages read from swap
+  thpSwpout = 0; // PMD-order THPs written to swap whole (thp_swpout)
+  thpSwpoutFallback = 0; // PMD-order THPs split for want of a free run of slots (thp_swpout_fallback)
+  mthpSwpout = 0; // folios of an mTHP order written to swap whole (hugepages-*/stats/swpout, all sizes)
+  mthpSwpoutFallback = 0; // folios of an mTHP order split for want of a free run of slots (stats/swpout_fallback)
+  mthpSwpin = 0; // folios of an mTHP order read from swap whole (stats/swpin, all sizes)
   tlbBatchFlushes = 0; // try_to_unmap_flush() calls that flushed a deferred batch
   tlbBatchedPendingFlushes = 0; // flush_tlb_batched_pending() calls that flushed the mm
   kswapdWakes = 0; // kswapd runs under a memory limit (balance_pgdat())

@@ -679,68 +679,162 @@ function swapinSkipsCache(swap: SwapDevice, slot: number): boolean {
   return !swap.cache.has(slot) && swap.count[slot] === 1;
 }
 
-// do_swap_page() for an order-0 folio (mm/memory.c, v6.17), run whole
-// under the PTE lock with the entry as read: the sequential model, and the
-// swap-cache path under the explorer (simplified: the kernel reads that slot
-// with the PTE lock dropped as well, but the folio it reads into sits
-// locked in the swap cache, where a second fault finds and waits for it).
-// The folio comes from the swap cache, or is read into a new one: outside
-// the swap cache when no other swap entry references the slot
-// (SWP_SYNCHRONOUS_IO, as zram), else through it.
+// alloc_swap_folio()'s choice of order (mm/memory.c, v6.17) for a slot read
+// outside the swap cache: thp_vma_allowable_orders() below the PMD order
+// (BIT(PMD_ORDER) - 1: a PMD is never swapped in whole),
+// thp_vma_suitable_orders() (the aligned range inside the VMA),
+// thp_swap_suitable_orders() (the address and the slot aligned alike), then
+// the highest order whose range passes can_swapin_thp(): its first entry is
+// the faulting one moved back to the range's start (pte_move_swp_offset()),
+// swap_pte_batch() finds every entry the next slot with the same bits, and
+// no slot has SWAP_HAS_CACHE (non_swapcache_batch(): in the swap cache or
+// pinned by another swap-in). Reads the table as it is (the kernel holds
+// the PTE lock for the scan; callers re-check under it before mapping).
+// Not modelled: swap_zeromap_batch() (the model keeps no contents, so no
+// zero-filled slots), zswap, memcg charge failures; the model has no
+// userfaultfd. Returns 0 for an order-0 folio.
+export function swapinFolioOrder(m: Machine, vma: Vma, e: Float64Array, base: number, addr: number, v: number): number {
+  const orders = m.config.mthp;
+  if ((vma.flags & VM_NOHUGEPAGE) !== 0) return 0;
+  const A = m.arch;
+  const PS = m.geo.pageSize;
+  const swap = m.swap as SwapDevice;
+  const slot = A.swpOffset(v);
+  const excl = A.pteSwpExclusive(v);
+  for (let order = m.geo.pmdOrder - 1; order >= 2; order--) {
+    const policy = orders[order];
+    if (policy === undefined) continue;
+    const eff = policy === "inherit" ? m.config.thp : policy;
+    if (eff === "never" || (eff === "madvise" && (vma.flags & VM_HUGEPAGE) === 0)) continue;
+    const nr = 1 << order;
+    const a = addr - (addr % (PS * nr));
+    if (a < vma.start || a + PS * nr > vma.end) continue;
+    if ((addr / PS) % nr !== slot % nr) continue;
+    const s0 = slot - (addr - a) / PS;
+    if (s0 < 1 || s0 + nr - 1 > swap.pages) continue;
+    const j = base + ((a / PS) & m.geo.ptrsMask);
+    m.counters.pteReads += nr;
+    let ok = true;
+    for (let k = 0; k < nr && ok; k++) ok = e[j + k] === A.mkSwapPte(s0 + k, excl) && !swap.cache.has(s0 + k) && swap.pinned[s0 + k] === 0;
+    if (ok) return order;
+  }
+  return 0;
+}
+
+// do_swap_page() (mm/memory.c, v6.17), run whole under the PTE lock with the
+// entry as read: the sequential model, and the swap-cache path under the
+// explorer (simplified: the kernel reads that slot with the PTE lock dropped
+// as well, but the folio it reads into sits locked in the swap cache, where
+// a second fault finds and waits for it). The folio comes from the swap
+// cache, or is read into a new one: outside the swap cache when no other
+// swap entry references the slot (SWP_SYNCHRONOUS_IO, as zram), then of the
+// order alloc_swap_folio() picks, else through the cache (order 0: the
+// model has no swap read-ahead and swapin_readahead() reads small folios).
 function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, write: boolean, v: number): void {
   const phys = m.phys;
   const swap = m.swap as SwapDevice;
+  const PS = m.geo.pageSize;
   const slot = m.arch.swpOffset(v);
-  let pfn = swap.cache.get(slot);
-  let fresh = false;
-  if (pfn === undefined) {
+  let pfn = swap.cachedPage(slot);
+  if (pfn < 0) {
+    if (swapinSkipsCache(swap, slot)) {
+      // skip the swap cache: alloc_swap_folio(), swap_read_folio()
+      const order = swapinFolioOrder(m, vma, e, pi - ((addr / PS) & m.geo.ptrsMask), addr, v);
+      const nr = 1 << order;
+      const idx = (addr / PS) & (nr - 1);
+      const head = phys.alloc(order);
+      phys.flags[head] = PG_ANON | PG_SWAPBACKED;
+      m.counters.pagesAlloc += nr;
+      m.counters.pswpin += nr;
+      if (order > 0) m.counters.mthpSwpin++;
+      if (m.il) for (let k = 0; k < nr; k++) m.il.copyPage(swapKey(slot - idx + k), head + k);
+      mapSwapFolio(m, mm, vma, e, pi - idx, addr - idx * PS, write, v, idx, head, nr, true);
+      return;
+    }
     pfn = phys.alloc(0);
     phys.flags[pfn] = PG_ANON | PG_SWAPBACKED;
     m.counters.pagesAlloc++;
     m.counters.pswpin++;
     if (m.il) m.il.copyPage(swapKey(slot), pfn);
-    if (swapinSkipsCache(swap, slot)) {
-      fresh = true; // skip the swap cache
-    } else {
-      swap.addToCache(slot, pfn); // swapin_readahead(): the cache's reference and ours
-      folioSetAnonRmap(m, pfn, vma, addr, m.arch.pteSwpExclusive(v));
-      phys.ref[pfn] = 2;
-    }
+    swap.addToCache(slot, pfn); // swapin_readahead(): the cache's reference and ours
+    folioSetAnonRmap(m, pfn, vma, addr, m.arch.pteSwpExclusive(v));
+    phys.ref[pfn] = 2;
   } else {
-    phys.ref[pfn] = (phys.ref[pfn] as number) + 1; // swap_cache_get_folio()
+    const head = phys.folioHead(pfn);
+    phys.ref[head] = (phys.ref[head] as number) + 1; // swap_cache_get_folio()
+    const nr = 1 << (phys.order[head] as number);
+    if (nr > 1) {
+      // A large folio still in the swap cache (reclaim kept it after its
+      // swap-out): mapped whole when the entries of its whole range, inside
+      // the VMA and this table, still name its slots alike; else this page.
+      const idx = pfn - head;
+      const a0 = addr - idx * PS;
+      const tableStart = addr - (addr % m.geo.pmdSize);
+      if (a0 >= Math.max(tableStart, vma.start) && a0 + nr * PS <= Math.min(tableStart + m.geo.pmdSize, vma.end)) {
+        const A = m.arch;
+        const s0 = slot - idx;
+        const excl = A.pteSwpExclusive(v);
+        let ok = true;
+        m.counters.pteReads += nr;
+        for (let k = 0; k < nr && ok; k++) ok = e[pi - idx + k] === A.mkSwapPte(s0 + k, excl);
+        if (ok) {
+          mapSwapFolio(m, mm, vma, e, pi - idx, a0, write, v, idx, head, nr, false);
+          return;
+        }
+      }
+    }
   }
-  mapSwapFolio(m, mm, vma, e, pi, addr, write, v, pfn, fresh);
+  mapSwapFolio(m, mm, vma, e, pi, addr, write, v, 0, pfn, 1, false);
 }
 
-// The part of do_swap_page() under the PTE lock once the entry is known
-// unchanged (pte_same()), for a folio the caller holds a reference to:
-// fresh (read outside the swap cache, nobody else can see it) or the swap
-// cache's. The exclusive-reuse rule: a page known exclusive (the entry's
-// exclusive marker, or a fresh folio) or whose only reference is ours is
-// mapped writable in a writable VMA, dirty on a write fault; otherwise a
-// write fault goes on to do_wp_page(). Our reference becomes the mapping's.
-function mapSwapFolio(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, write: boolean, v: number, pfn: number, fresh: boolean): void {
+// The part of do_swap_page() under the PTE lock once the entries are known
+// unchanged (pte_same(), swap_pte_batch()), for a folio the caller holds a
+// reference to: fresh (read outside the swap cache, nobody else can see it)
+// or the swap cache's. nr entries from e[pi] (address addr) are mapped to
+// the nr pages from pfn; v is the faulting entry, idx pages after addr. The
+// exclusive-reuse rule: pages known exclusive (the entry's exclusive marker,
+// or a fresh folio) or whose only reference is ours are mapped writable in
+// a writable VMA, dirty on a write fault; otherwise a write fault goes on to
+// do_wp_page(). Our reference becomes the mappings' (folio_ref_add()).
+function mapSwapFolio(
+  m: Machine,
+  mm: Mm,
+  vma: Vma,
+  e: Float64Array,
+  pi: number,
+  addr: number,
+  write: boolean,
+  v: number,
+  idx: number,
+  pfn: number,
+  nr: number,
+  fresh: boolean,
+): void {
   const A = m.arch;
   const phys = m.phys;
   const swap = m.swap as SwapDevice;
-  const slot = A.swpOffset(v);
-  if (fresh) folioSetAnonRmap(m, pfn, vma, addr, true);
+  const head = phys.folioHead(pfn);
+  const slot0 = A.swpOffset(v) - idx;
+  if (fresh) folioSetAnonRmap(m, head, vma, addr, true);
   const exclusive = fresh || A.pteSwpExclusive(v);
-  swap.free(slot); // swap_free_nr()
+  for (let k = 0; k < nr; k++) swap.free(slot0 + k); // swap_free_nr()
   // should_try_to_free_swap(): with the device more than half full
   // (vm_swap_full(); no memcg swap limits), or on a write fault whose folio
-  // only the cache holds. folio_free_swap(): only once no swap entry uses the
-  // slot; the folio leaves the cache, dirty (its contents exist nowhere else).
-  if (swap.slotOf.get(pfn) === slot && (swap.used * 2 > swap.pages || (write && phys.ref[pfn] === 2)) && swap.count[slot] === 0) {
-    swap.deleteFromCache(pfn);
-    phys.ref[pfn] = (phys.ref[pfn] as number) - 1;
-    phys.flags[pfn] = (phys.flags[pfn] as number) | PG_DIRTY;
+  // only the cache holds. folio_free_swap(): only once no swap entry uses
+  // any of the folio's slots; the folio leaves the cache, dirty (its
+  // contents exist nowhere else).
+  const cslot = swap.slotOf.get(head);
+  const nrFolio = 1 << (phys.order[head] as number);
+  if (cslot !== undefined && (swap.used * 2 > swap.pages || (write && phys.ref[head] === 2)) && !swap.anySwapped(cslot, nrFolio)) {
+    swap.deleteFromCache(head, nrFolio);
+    phys.ref[head] = (phys.ref[head] as number) - 1;
+    phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
   }
-  mm.rssAnon++;
-  mm.swapEnts--;
+  mm.rssAnon += nr;
+  mm.swapEnts -= nr;
   let pte = A.pfnPte(pfn, vmaPageProt(m, vma));
   let handled = !write;
-  if (exclusive || phys.ref[pfn] === 1) {
+  if (exclusive || phys.ref[head] === 1) {
     if ((vma.flags & VM_WRITE) !== 0) {
       pte = A.pteMkwrite(pte);
       if (write) {
@@ -748,12 +842,13 @@ function mapSwapFolio(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number,
         handled = true;
       }
     }
-    phys.flags[pfn] |= PG_ANON_EXCLUSIVE; // RMAP_EXCLUSIVE
+    for (let k = 0; k < nr; k++) phys.flags[pfn + k] |= PG_ANON_EXCLUSIVE; // RMAP_EXCLUSIVE
   }
-  phys.mapcount[pfn] = (phys.mapcount[pfn] as number) + 1;
+  for (let k = 0; k < nr; k++) phys.mapcount[pfn + k] = (phys.mapcount[pfn + k] as number) + 1;
+  phys.ref[head] = (phys.ref[head] as number) + nr - 1;
   m.counters.folioAtomics += 2;
-  A.setPtes(m, mm, addr, e, pi, pte, 1);
-  if (!handled) doWpPage(m, mm, vma, e, pi, addr, A.ptepGet(m, e, pi));
+  A.setPtes(m, mm, addr, e, pi, pte, nr);
+  if (!handled) doWpPage(m, mm, vma, e, pi + idx, addr + idx * m.geo.pageSize, A.ptepGet(m, e, pi + idx));
 }
 
 // do_swap_page()'s SWP_SYNCHRONOUS_IO path under the explorer, the PTE lock
@@ -782,35 +877,52 @@ function* doSwapPageDirect(
   const A = m.arch;
   const phys = m.phys;
   const swap = m.swap as SwapDevice;
+  const PS = m.geo.pageSize;
   const s = A.swpOffset(orig);
   yield S_SWAPIN_PREPARE;
   // __swap_count() == 1 was read unlocked: look again, as the path does
   // when it gets here after the entry's count changed.
   if (!swapinSkipsCache(swap, s)) return "retry";
-  const pfn = phys.alloc(0); // alloc_swap_folio(), locked and swap-backed
+  const e = m.tables.chunkOf(slot);
+  const base = m.tables.base(slot);
+  const pi = base + ((addr / PS) & m.geo.ptrsMask);
+  // alloc_swap_folio(): the order from a scan of the table under its lock
+  // (one step here; a table no longer in the PMD gives order 0, as
+  // pte_offset_map_lock() failing does).
+  const order = m.tables.get(pmdIdx) === pmdv ? swapinFolioOrder(m, vma, e, base, addr, orig) : 0;
+  const nr = 1 << order;
+  const idx = (addr / PS) & (nr - 1);
+  const s0 = s - idx; // entry.val = ALIGN_DOWN(entry.val, nr_pages)
+  const pfn = phys.alloc(order); // locked and swap-backed
   phys.flags[pfn] = PG_ANON | PG_SWAPBACKED;
-  m.counters.pagesAlloc++;
+  m.counters.pagesAlloc += nr;
   const pin = !variantIs(m, "swapin_direct", "unpinned");
   const drop = () => {
-    if (phys.folioPut(pfn)) m.counters.pagesFree++;
+    if (phys.folioPut(pfn)) m.counters.pagesFree += nr;
   };
-  if (pin && !swap.prepare(s)) {
+  if (pin && !swap.prepare(s0, nr)) {
     drop();
     yield S_SWAPIN_WAIT;
     return "retry";
   }
-  m.counters.pswpin++;
+  m.counters.pswpin += nr;
+  if (order > 0) m.counters.mthpSwpin++;
   yield S_SWAPIN_READ;
-  il.copyPage(swapKey(s), pfn);
-  const e = m.tables.chunkOf(slot);
-  const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
+  for (let k = 0; k < nr; k++) il.copyPage(swapKey(s0 + k), pfn + k);
   let ok = yield* relockPte(m, il, pmdIdx, pmdv, slot, S_SWAPIN_RELOCK);
   if (ok) {
-    ok = A.ptepGet(m, e, pi) === orig;
-    if (ok) mapSwapFolio(m, mm, vma, e, pi, addr, write, orig, pfn, true);
+    // pte_same() of the faulting entry; for a large folio, of the range's
+    // first entry moved back and swap_pte_batch() over all of them.
+    if (nr === 1) ok = A.ptepGet(m, e, pi) === orig;
+    else {
+      const excl = A.pteSwpExclusive(orig);
+      m.counters.pteReads += nr;
+      for (let k = 0; k < nr && ok; k++) ok = e[pi - idx + k] === A.mkSwapPte(s0 + k, excl);
+    }
+    if (ok) mapSwapFolio(m, mm, vma, e, pi - idx, addr - idx * PS, write, orig, idx, pfn, nr, true);
     il.unlock(LK_PTL, slot);
   }
   if (!ok) drop();
-  if (pin) swap.clearPin(s);
+  if (pin) swap.clearPin(s0, nr);
   return ok ? "ok" : "retry";
 }

@@ -412,7 +412,7 @@ function* collapseHugePage(m: Machine, mm: Mm, haddr: number): KGen<CollapseResu
     // free_folio_and_swap_cache(): a swap-cache folio leaves the cache.
     const swap = m.swap;
     if (swap?.slotOf.has(head)) {
-      swap.deleteFromCache(head);
+      swap.deleteFromCache(head, 1 << (phys.order[head] as number));
       phys.ref[head] = (phys.ref[head] as number) - 1;
     }
     if (phys.folioPut(head)) m.counters.pagesFree += 1 << (phys.order[head] as number);

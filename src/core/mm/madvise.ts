@@ -305,8 +305,11 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
       if (order > 0) {
         nr = folioPteBatch(m, e, i, x, pfn, head, order, (next - a) / G.pageSize, false, false);
         if (nr < 1 << order) {
-          // Not wholly mapped here: split it (unless shared), then look again.
-          if (folioMapcount(m, head) !== 1 << order) {
+          // Not wholly mapped here: split it unless it may be mapped by
+          // another mm (folio_maybe_mapped_shared(); a folio only this mm
+          // maps in part, e.g. after MADV_DONTNEED of a page, is split),
+          // then look again.
+          if (folioMaybeMappedShared(m, head)) {
             a += nr * G.pageSize;
             continue;
           }

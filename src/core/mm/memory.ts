@@ -91,8 +91,11 @@ export function folioPteBatch(
 }
 
 // zap_nonpresent_ptes() for a swap entry: pte_clear_not_present_full(),
-// MM_SWAPENTS, free_swap_and_cache() (a swap-cache folio nobody maps any more
-// leaves the cache once the slot has no other user).
+// MM_SWAPENTS, free_swap_and_cache_nr() (a swap-cache folio nobody maps any
+// more leaves the cache once none of its slots has another user:
+// __try_to_reclaim_swap(), swap_only_has_cache()). The kernel frees a
+// swap_pte_batch() run of entries at once; one by one gives the same counts
+// and drops the cache folio at the run's last entry.
 export function zapSwapPte(m: Machine, mm: Mm, e: Float64Array, i: number): void {
   const v = e[i] as number;
   e[i] = 0;
@@ -102,11 +105,15 @@ export function zapSwapPte(m: Machine, mm: Mm, e: Float64Array, i: number): void
   if (swap === null) throw new Error("model bug: a swap entry without a swap device");
   const slot = m.arch.swpOffset(v);
   swap.free(slot);
-  const pfn = swap.cache.get(slot);
-  if (pfn !== undefined && swap.count[slot] === 0 && m.phys.mapcount[pfn] === 0 && !m.isolated.has(pfn)) {
-    swap.deleteFromCache(pfn);
-    if (m.phys.folioPut(pfn)) m.counters.pagesFree++;
-  }
+  const head = swap.cache.get(slot);
+  if (head === undefined || m.isolated.has(head)) return;
+  const phys = m.phys;
+  const nr = 1 << (phys.order[head] as number);
+  if (swap.anySwapped(swap.slotOf.get(head) as number, nr)) return;
+  for (let k = 0; k < nr; k++) if ((phys.mapcount[head + k] as number) !== 0) return;
+  if (phys.entireMapcount(head) !== 0) return;
+  swap.deleteFromCache(head, nr);
+  if (phys.folioPut(head)) m.counters.pagesFree += nr;
 }
 
 function anonHead(m: Machine, pfn: number): boolean {

@@ -114,7 +114,7 @@ export function* migrateFolio(m: Machine, src: number): KGen<boolean> {
   if (cacheRef === 1) {
     if (slot !== undefined && swap !== null) {
       swap.slotOf.delete(src);
-      swap.addToCache(slot, dst);
+      swap.addToCache(slot, dst, nr);
     } else if (file !== undefined) file.pages.set(phys.index[src] as number, dst);
     phys.ref[dst] = (phys.ref[dst] as number) + 1;
     phys.ref[src] = (phys.ref[src] as number) - 1;

@@ -178,9 +178,13 @@ function freeSwapCache(m: Machine, head: number, nr: number): void {
   const phys = m.phys;
   if (swap === null || m.isolated.has(head)) return;
   const slot = swap.slotOf.get(head);
-  if (slot === undefined || swap.count[slot] !== 0 || phys.mapcount[head] !== 0) return;
+  if (slot === undefined) return;
+  // folio_mapped() and folio_swapped() over the whole folio.
+  const pages = 1 << (phys.order[head] as number);
+  if (swap.anySwapped(slot, pages) || phys.entireMapcount(head) !== 0) return;
+  for (let k = 0; k < pages; k++) if ((phys.mapcount[head + k] as number) !== 0) return;
   if (phys.ref[head] !== nr + 1) return;
-  swap.deleteFromCache(head);
+  swap.deleteFromCache(head, pages);
   phys.ref[head] = nr;
 }
 

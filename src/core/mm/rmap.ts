@@ -340,8 +340,11 @@ export function folioMapcount(m: Machine, head: number): number {
 }
 
 // try_to_unmap() with TTU_BATCH_FLUSH (ubc non-null) or without: every PTE
-// mapping the (order-0) folio is cleared; anon folios in the swap cache get
-// a swap entry (exclusive if the page was AnonExclusive), file folios none.
+// mapping the folio is cleared; a page of an anon folio in the swap cache
+// gets a swap entry for its own slot of the folio's run (exclusive if the
+// page was AnonExclusive), file folios none. A PMD mapping of an anon THP
+// is split first (TTU_SPLIT_HUGE_PMD: split_huge_pmd_locked(), then the
+// walk restarts over the PTEs).
 // A lazily freed anon folio (MADV_FREE, not swap-backed) of any order is
 // discarded instead, or remapped if written since (tryToUnmapLazyfree()).
 // Returns whether the folio is no longer mapped.
@@ -440,6 +443,8 @@ function* tryToUnmapLazyfree(m: Machine, head: number, ubc: TlbUbc | null): KGen
 // lazily freed THP under MADV_PAGEOUT: thp_split_pmd +1, pglazyfreed +512,
 // VmPTE unchanged, kpageflags clean and not swap-backed), so the model
 // follows the host (scenarios/diff/swap-free-pageout-thp.yaml).
+// try_to_unmap_one()'s TTU_SPLIT_HUGE_PMD for a swap-backed THP is the same
+// split (shrink_folio_list() asks for it for any PMD-mappable folio).
 function* lazyfreePmd(m: Machine, h: RmapHit, head: number): KGen {
   const A = m.arch;
   const G = m.geo;
@@ -456,9 +461,11 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
   const hflags = phys.flags[head] as number;
   const anon = (hflags & PG_ANON) !== 0;
   const swap = m.swap;
+  const pmdThp = anon && (phys.order[head] as number) === m.geo.pmdOrder;
   let abort = false;
   for (const h of rmapWalk(m, head)) {
     const mm = h.mm;
+    if (pmdThp) yield* lazyfreePmd(m, h, head);
     yield* pageVmaMappedWalk(
       m,
       h,
@@ -484,11 +491,12 @@ function* tryToUnmapLocked(m: Machine, head: number, ubc: TlbUbc | null, slot: n
             abort = true;
             return;
           }
-          (swap as NonNullable<typeof swap>).duplicate(slot); // swap_duplicate()
+          // page_swap_entry(): the page's own slot in the folio's run.
+          (swap as NonNullable<typeof swap>).duplicate(slot + k); // swap_duplicate()
           if (anonExclusive) phys.flags[pfn] = (phys.flags[pfn] as number) & ~PG_ANON_EXCLUSIVE;
           mm.rssAnon--;
           mm.swapEnts++;
-          e[i] = A.mkSwapPte(slot, anonExclusive); // set_pte_at() of a non-present entry
+          e[i] = A.mkSwapPte(slot + k, anonExclusive); // set_pte_at() of a non-present entry
           m.counters.pteWrites++;
         } else if (hflags & PG_SHMEM) mm.rssShmem--;
         else mm.rssFile--;
@@ -621,9 +629,14 @@ function* splitFolioLocked(m: Machine, head: number): KGen<boolean> {
   const nr = 1 << order;
   // can_split_folio(): the references are the mappings' (a PMD mapping
   // holds one, as it counts once in folio_mapcount()) and the caller's.
+  // A folio in the swap cache (kept by reclaim after its swap-out) holds
+  // the cache's reference too, and each page keeps its slot once split.
+  const swap = m.swap;
+  const swapSlot = swap !== null ? (swap.slotOf.get(head) ?? -1) : -1;
+  const cacheRef = swapSlot >= 0 ? 1 : 0;
   let maps = phys.entireMapcount(head);
   for (let k = 0; k < nr; k++) maps += phys.mapcount[head + k] as number;
-  if ((phys.ref[head] as number) !== maps + 1) return false;
+  if ((phys.ref[head] as number) !== maps + 1 + cacheRef) return false;
   const hits = rmapWalk(m, head);
   // PMD mappings first (split_huge_pmd_address() via TTU_SPLIT_HUGE_PMD).
   for (const h of hits) {
@@ -735,7 +748,7 @@ function* splitFolioLocked(m: Machine, head: number): KGen<boolean> {
   // references left after unmap_folio() are ref - where.length, and the
   // caller's must be the only one; else -EAGAIN: remap_page() puts the
   // entries back and the folio stays whole.
-  if ((phys.ref[head] as number) - where.length !== 1) {
+  if ((phys.ref[head] as number) - where.length !== 1 + cacheRef) {
     for (const w of where) A.setPtes(m, w.mm, w.a, w.e, w.i, w.v, 1);
     if (il) for (const slot of held) il.unlock(LK_PTL, slot);
     return false;
@@ -752,8 +765,11 @@ function* splitFolioLocked(m: Machine, head: number): KGen<boolean> {
     phys.flags[p] = keep | ((phys.flags[p] as number) & PG_ANON_EXCLUSIVE);
     phys.aux[p] = mapping;
     phys.index[p] = index + k;
-    phys.ref[p] = (phys.mapcount[p] as number) + (k === 0 ? 1 : 0);
+    phys.ref[p] = (phys.mapcount[p] as number) + (k === 0 ? 1 : 0) + cacheRef;
   }
+  // __split_folio_to_order() of a swap-cache folio: each page becomes the
+  // cache's folio for its own slot (folio->swap advanced by its index).
+  if (swap !== null && swapSlot >= 0) for (let k = 1; k < nr; k++) swap.addToCache(swapSlot + k, head + k);
   let freed = 0;
   for (let k = 1; k < nr; k++) {
     if (phys.ref[head + k] === 0) {

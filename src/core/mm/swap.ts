@@ -6,9 +6,16 @@
 // cache (mm/swap_state.c: add_to_swap_cache(), __delete_from_swap_cache(),
 // swap_cache_get_folio()).
 //
-// Simplified: one device of type 0, slots handed out first-fit from 1 (slot
-// 0 holds the swap header, as on a real device), order-0 folios only (the
-// model has no THP_SWAP: reclaim splits large folios first). The contents of
+// A large folio (CONFIG_THP_SWAP) takes a naturally aligned run of
+// 2^order slots, as folio_alloc_swap() finds it in a cluster of its order
+// (swap_alloc_fast() / cluster_alloc_swap_entry()); each slot of the run maps
+// to the folio in the swap cache, folio->swap (slotOf) names the first.
+//
+// Simplified: one device of type 0, slots handed out next-fit from 1 (slot
+// 0 holds the swap header, as on a real device); a large folio's run is the
+// first free aligned run from the cursor (the kernel's clusters are not
+// modelled: it succeeds exactly when a free aligned run exists, where the
+// kernel also needs the run's cluster free or of the same order). The contents of
 // a slot are not modelled except by the explorer, which carries user-data
 // stamps through it (Interleaver.copyPage() with swapKey()). No Node APIs.
 
@@ -35,20 +42,64 @@ export class SwapDevice {
     return slot >= 1 && slot <= this.pages && ((this.count[slot] as number) > 0 || this.cache.has(slot) || this.pinned[slot] === 1);
   }
 
-  // swapcache_prepare() (mm/swapfile.c, __swap_duplicate() with
-  // SWAP_HAS_CACHE): false when the slot has the flag already (a folio in
-  // the swap cache, or another swap-in's pin) or no entry references it.
-  prepare(slot: number): boolean {
-    if (this.cache.has(slot) || this.pinned[slot] === 1 || (this.count[slot] as number) === 0) return false;
-    this.pinned[slot] = 1;
+  // swapcache_prepare(entry, nr) (mm/swapfile.c, __swap_duplicate() with
+  // SWAP_HAS_CACHE over nr slots): false, and nothing pinned, when any slot
+  // has the flag already (a folio in the swap cache, or another swap-in's
+  // pin) or no entry references it.
+  prepare(slot: number, nr = 1): boolean {
+    for (let k = 0; k < nr; k++) {
+      const s = slot + k;
+      if (this.cache.has(s) || this.pinned[s] === 1 || (this.count[s] as number) === 0) return false;
+    }
+    for (let k = 0; k < nr; k++) this.pinned[slot + k] = 1;
     return true;
   }
 
-  // swapcache_clear(): the pin goes; the slot is released if no swap entry
-  // references it any more.
-  clearPin(slot: number): void {
-    this.pinned[slot] = 0;
-    if (this.count[slot] === 0 && !this.cache.has(slot)) this.used--;
+  // swapcache_clear(entry, nr): the pins go; a slot is released if no swap
+  // entry references it any more.
+  clearPin(slot: number, nr = 1): void {
+    for (let k = 0; k < nr; k++) {
+      const s = slot + k;
+      this.pinned[s] = 0;
+      if (this.count[s] === 0 && !this.cache.has(s)) this.used--;
+    }
+  }
+
+  // The swap-cache folio and page for a slot: the PFN of the page the slot
+  // holds (folio head + the slot's index in the folio's run), or -1.
+  cachedPage(slot: number): number {
+    const head = this.cache.get(slot);
+    if (head === undefined) return -1;
+    return head + (slot - (this.slotOf.get(head) as number));
+  }
+
+  // folio_alloc_swap() (mm/swapfile.c) + add_to_swap_cache() for a folio of
+  // any order: a naturally aligned run of 2^order free slots, searched from
+  // the cursor (slot 0 is the header; the run must lie in 1..pages), each
+  // slot in the swap cache for the folio. -1 when no such run is free.
+  allocRun(pfn: number, order: number): number {
+    if (order === 0) return this.allocSlot(pfn);
+    const nr = 1 << order;
+    const runs = Math.floor((this.pages + 1) / nr); // runs that fit before the device's end
+    const first = Math.floor(this.next / nr);
+    for (let k = 0; k < runs; k++) {
+      const r = (first + k) % runs;
+      const s0 = r * nr;
+      if (s0 === 0) continue; // holds the header
+      let free = true;
+      for (let j = 0; j < nr; j++)
+        if (this.allocated(s0 + j)) {
+          free = false;
+          break;
+        }
+      if (!free) continue;
+      this.next = ((s0 + nr - 1) % this.pages) + 1;
+      this.used += nr;
+      for (let j = 0; j < nr; j++) this.cache.set(s0 + j, pfn);
+      this.slotOf.set(pfn, s0);
+      return s0;
+    }
+    return -1;
   }
 
   // folio_alloc_swap() + add_to_swap_cache() for an order-0 folio: a free
@@ -86,22 +137,32 @@ export class SwapDevice {
     return false;
   }
 
-  // __delete_from_swap_cache() + put_swap_folio(): the folio leaves the swap
-  // cache (the caller drops the cache's reference); the slot is released if
-  // no swap entry references it any more.
-  deleteFromCache(pfn: number): void {
-    const s = this.slotOf.get(pfn);
-    if (s === undefined) return;
+  // __delete_from_swap_cache() + put_swap_folio(): the folio (of nr pages)
+  // leaves the swap cache (the caller drops the cache's reference); each
+  // slot is released if no swap entry references it any more.
+  deleteFromCache(pfn: number, nr = 1): void {
+    const s0 = this.slotOf.get(pfn);
+    if (s0 === undefined) return;
     this.slotOf.delete(pfn);
-    this.cache.delete(s);
-    if (this.count[s] === 0 && this.pinned[s] === 0) this.used--;
+    for (let k = 0; k < nr; k++) {
+      const s = s0 + k;
+      this.cache.delete(s);
+      if (this.count[s] === 0 && this.pinned[s] === 0) this.used--;
+    }
   }
 
-  // Adds a folio read from slot s to the swap cache (swapin_readahead()'s
-  // add_to_swap_cache()).
-  addToCache(slot: number, pfn: number): void {
-    this.cache.set(slot, pfn);
+  // Adds a folio of nr pages for the slots from slot to the swap cache
+  // (swapin_readahead()'s add_to_swap_cache(), or migration's replacement).
+  addToCache(slot: number, pfn: number, nr = 1): void {
+    for (let k = 0; k < nr; k++) this.cache.set(slot + k, pfn);
     this.slotOf.set(pfn, slot);
+  }
+
+  // The slots of the folio run from slot that a swap entry still references
+  // (folio_swapped(): any; swap_only_has_cache() is its negation).
+  anySwapped(slot: number, nr: number): boolean {
+    for (let k = 0; k < nr; k++) if ((this.count[slot + k] as number) > 0) return true;
+    return false;
   }
 }
 

@@ -16,9 +16,12 @@
 // folios are kept. Lazily freed anon folios (MADV_FREE) are dropped without
 // swap when clean once unmapped (large ones unmapped in batches, not split;
 // a PMD mapping is split first, see lazyfreePmd() in rmap.ts).
-// Large anon folios are split before add_to_swap(), as the kernel does
-// without CONFIG_THP_SWAP (or when no contiguous swap cluster is free):
-// split_folio_to_list(), the tails joining the list. No Node APIs.
+// Large anon folios go to swap whole (CONFIG_THP_SWAP, as x86-64 and arm64
+// defconfigs have): folio_alloc_swap() gives them a naturally aligned run of
+// slots. A partially mapped one is split first (its unmapped pages are then
+// freed without I/O), and one for which no run is free is split and its
+// pages go one by one: split_folio_to_list(), the tails joining the list.
+// No Node APIs.
 
 import { checkFreedFrames } from "../check.js";
 import type { Machine } from "../machine.js";
@@ -44,7 +47,8 @@ export function folioIsolateLru(m: Machine, head: number): boolean {
 // folio_putback_lru(): back on the LRU, dropping the isolation reference.
 function folioPutbackLru(m: Machine, head: number): void {
   m.isolated.delete(head);
-  if (m.phys.folioPut(head)) m.counters.pagesFree++;
+  const nr = 1 << (m.phys.order[head] as number);
+  if (m.phys.folioPut(head)) m.counters.pagesFree += nr;
 }
 
 export interface ReclaimStat {
@@ -96,22 +100,39 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
       continue;
     }
     if (anon && !lazyfree && swap !== null && !swap.slotOf.has(head)) {
-      if ((phys.order[head] as number) > 0) {
-        // No THP_SWAP: split, the tails joining the list isolated.
+      // split_folio_to_list(): the tails join the list isolated.
+      const split = function* (): KGen<boolean> {
         const nr = 1 << (phys.order[head] as number);
-        if (!(yield* splitFolio(m, head))) {
-          keepLocked(head);
-          continue;
-        }
+        if (!(yield* splitFolio(m, head))) return false;
         for (let k = 1; k < nr; k++) {
           const t = head + k;
           if (!phys.isFree(t) && folioIsolateLru(m, t)) list.push(t);
         }
-      }
-      // add_to_swap(): a slot, the folio in the swap cache (one reference), dirty.
-      if (swap.allocSlot(head) < 0) {
+        return true;
+      };
+      // Partially mapped (on the deferred split list, folio_test_partially_mapped()):
+      // split right away, the unmapped pages then go without I/O.
+      if ((phys.order[head] as number) > 0 && folioPartiallyMapped(m, head) && !(yield* split())) {
         keepLocked(head);
         continue;
+      }
+      // folio_alloc_swap(): slots for the whole folio, the folio in the swap
+      // cache (one reference in the model), dirty.
+      let order = phys.order[head] as number;
+      if (swap.allocRun(head, order) < 0) {
+        if (order === 0 || !(yield* split())) {
+          keepLocked(head); // activate_locked_split / activate_locked
+          continue;
+        }
+        // Fallback to order-0 pages: THP_SWPOUT_FALLBACK (PMD order),
+        // MTHP_STAT_SWPOUT_FALLBACK.
+        if (order === m.geo.pmdOrder) m.counters.thpSwpoutFallback++;
+        else m.counters.mthpSwpoutFallback++;
+        order = 0;
+        if (swap.allocSlot(head) < 0) {
+          keepLocked(head);
+          continue;
+        }
       }
       phys.ref[head] = (phys.ref[head] as number) + 1;
       phys.flags[head] = (phys.flags[head] as number) | PG_DIRTY;
@@ -152,7 +173,13 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
         // swap_writepage() / writepage: the contents as they are now.
         if (anon) m.il.copyPage(head, swapKey(swap?.slotOf.get(head) as number));
       }
-      if (anon) m.counters.pswpout++;
+      if (anon) {
+        // count_swpout_vm_event(): PSWPOUT per page, THP_SWPOUT / MTHP_STAT_SWPOUT per large folio.
+        const order = phys.order[head] as number;
+        m.counters.pswpout += 1 << order;
+        if (order === m.geo.pmdOrder) m.counters.thpSwpout++;
+        else if (order > 0) m.counters.mthpSwpout++;
+      }
       phys.flags[head] = (phys.flags[head] as number) & ~PG_DIRTY; // writeback done
     }
     // __remove_mapping(): only our reference and the cache's may remain.
@@ -160,7 +187,7 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
       keepLocked(head);
       continue;
     }
-    if (anon) (swap as NonNullable<typeof swap>).deleteFromCache(head);
+    if (anon) (swap as NonNullable<typeof swap>).deleteFromCache(head, 1 << (phys.order[head] as number));
     else {
       const f = [...m.files.values()].find((x) => x.id === phys.aux[head]);
       if (f !== undefined) f.pages.delete(phys.index[head] as number);
@@ -176,13 +203,26 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
   for (const head of kept) folioPutbackLru(m, head);
   if (m.config.checkInvariants && free.length > 0) m.violations.push(...checkFreedFrames(m, free, "shrink_folio_list"));
   for (const head of free) {
+    const nr = 1 << (phys.order[head] as number);
     phys.folioPut(head);
-    m.counters.pagesFree++;
+    m.counters.pagesFree += nr;
     m.counters.pgsteal++;
     stat.reclaimed++;
   }
   m.prof?.exit();
   return stat;
+}
+
+// folio_test_partially_mapped() of a large anon folio, as
+// __folio_remove_rmap() sets it: no PMD maps it and some of its pages lost
+// their last mapping while others are still mapped.
+function folioPartiallyMapped(m: Machine, head: number): boolean {
+  const phys = m.phys;
+  if (phys.entireMapcount(head) > 0) return false;
+  const nr = 1 << (phys.order[head] as number);
+  let mapped = 0;
+  for (let k = 0; k < nr; k++) if ((phys.mapcount[head + k] as number) > 0) mapped++;
+  return mapped > 0 && mapped < nr;
 }
 
 // reclaim_pages(): shrink the isolated folios, ignoring references.
