@@ -170,8 +170,13 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
       tryToUnmapFlushDirty(m, ubc);
       if (m.il) {
         yield S_PAGEOUT;
-        // swap_writepage() / writepage: the contents as they are now.
-        if (anon) m.il.copyPage(head, swapKey(swap?.slotOf.get(head) as number));
+        // swap_writepage() / writepage: the contents as they are now, each
+        // page of a large folio to its own slot of the run.
+        if (anon) {
+          const s0 = swap?.slotOf.get(head) as number;
+          const nr = 1 << (phys.order[head] as number);
+          for (let k = 0; k < nr; k++) m.il.copyPage(head + k, swapKey(s0 + k));
+        }
       }
       if (anon) {
         // count_swpout_vm_event(): PSWPOUT per page, THP_SWPOUT / MTHP_STAT_SWPOUT per large folio.
