@@ -609,7 +609,16 @@ export class Execution implements Interleaver, TableAccessCheck {
         h = mix53(h, tr.hist[2 * t.id] as number);
         h = mix53(h, tr.hist[2 * t.id + 1] as number);
       }
-      h = mix53(h, (t.done ? 1 : 0) | (t.wantWrite ? 2 : 0) | (t.irqOff ? 4 : 0) | (t.onStack ? 8 : 0) | (t.spinning ? 16 : 0) | (t.killed !== null ? 32 : 0) | (t.asleep ? 64 : 0));
+      h = mix53(
+        h,
+        (t.done ? 1 : 0) |
+          (t.wantWrite ? 2 : 0) |
+          (t.irqOff ? 4 : 0) |
+          (t.onStack ? 8 : 0) |
+          (t.spinning ? 16 : 0) |
+          (t.killed !== null ? 32 : 0) |
+          (t.asleep ? 64 : 0),
+      );
       h = mix53(h, t.site);
       h = mix53(h, t.want);
       h = mix53(h, t.rcu * 65536 + t.syscalls);
