@@ -4,8 +4,9 @@
 // watermark (wakeup_kswapd()), and asleep again at the end; a limit never
 // reached adds no execution; in every clean-kswapd-* catalogue entry some
 // executions have kswapd clear a PTE while another thread is in the middle
-// of its step; memory kswapd cannot free below the min watermark is the
-// out-of-memory violation, with a counterexample that replays.
+// of its step (and PT reclaim frees a table in clean-kswapd-ptreclaim);
+// memory kswapd cannot free below the min watermark is the out-of-memory
+// violation, with a counterexample that replays.
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -84,6 +85,19 @@ describe("explore: kswapd as a thread", () => {
       assert.ok(hit > 0, `${hit} of ${r.executions} executions`);
     });
   }
+
+  it("clean-kswapd-ptreclaim: PT reclaim frees the table in executions where kswapd ran", () => {
+    let both = 0;
+    const r = explore(
+      scenarioConfig(load("clean-kswapd-ptreclaim.yaml"), false, {
+        onFinal: (x: Execution) => {
+          if (x.m.counters.ptReclaimed > 0 && x.m.counters.kswapdWakes > 0) both++;
+        },
+      }),
+    );
+    assert.equal(r.counterexample, null);
+    assert.ok(both > 0);
+  });
 
   it("memory kswapd cannot free below the min watermark is out-of-memory, with a counterexample", () => {
     // No swap: the anon pages stay; the two file pages are all kswapd finds.
