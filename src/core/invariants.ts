@@ -48,6 +48,7 @@ export const INVARIANTS = [
   "livelock",
   "contpte-lockless-livelock",
   "deadlock",
+  "out-of-memory",
 ] as const;
 
 export type InvariantName = (typeof INVARIANTS)[number];

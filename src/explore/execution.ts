@@ -9,6 +9,7 @@ import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { S_WALK, speculativeFill, speculativeFillChanges } from "../core/hw/walker.js";
 import { checkAccounting, checkMappedBeyondEof, checkTlbs, checkWritableInVma, scanPresentPtes, pteTableSlots } from "../core/check.js";
 import { PG_ANON, PG_DIRTY, PG_FREE, PG_ZERO } from "../core/mm/physmem.js";
+import { type BalanceStat, freePages } from "../core/mm/kswapd.js";
 import { swapKey } from "../core/mm/swap.js";
 import type { Cpu, Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
@@ -57,6 +58,7 @@ export interface XThread {
   syscalls: number; // > 0 while inside a syscall or fault
   watch: Watch | null;
   killed: string | null; // SIGSEGV and the like: the thread stopped early
+  asleep: boolean; // kswapd on kswapd_wait: runs again only when woken
   spinning: boolean; // stopped at a spin site and nobody moved since
   op: string; // the step of the scenario it is running, for traces
   stores: number; // user stores so far (their stamps)
@@ -167,6 +169,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       syscalls: 0,
       watch: null,
       killed: null,
+      asleep: false,
       spinning: false,
       op: "",
       stores: 0,
@@ -184,6 +187,76 @@ export class Execution implements Interleaver, TableAccessCheck {
     this.threads.push(t);
     this.rcuAgent.id = this.threads.length;
     return t;
+  }
+
+  // ---- kswapd (kswapd.ts) ----------------------------------------------------
+
+  // The kswapd thread under a memory limit (null without one).
+  kswapd: XThread | null = null;
+  private kswapdFailures = 0; // pgdat->kswapd_failures
+  private kswapdWaker = ""; // the allocation that woke it last
+
+  addKswapd(name: string, cpu: number, body: (self: () => XThread) => KGen<unknown>): XThread {
+    let self: XThread | null = null;
+    self = this.addThread(
+      name,
+      cpu,
+      body(() => self as XThread),
+    );
+    self.asleep = true;
+    self.op = "kswapd_try_to_sleep";
+    this.kswapd = self;
+    return self;
+  }
+
+  // wakeup_kswapd() (mm/vmscan.c) from the allocator's slow path
+  // (__alloc_pages_slowpath() -> wake_all_kswapds(), mm/page_alloc.c): an
+  // allocation left free memory below the low watermark. A running kswapd
+  // is not on its waitqueue; a hopeless node (MAX_RECLAIM_RETRIES balances
+  // that freed nothing) is left to direct reclaim, which the model lacks:
+  // below the min watermark that allocation cannot make progress.
+  wakeupKswapd(): void {
+    const k = this.kswapd as XThread;
+    const m = this.m;
+    const free = freePages(m);
+    if (free >= m.watermarks.low) return;
+    this.fpAdd(FP_W, X_KSWAPD, 0);
+    if (!k.asleep) return;
+    const t = this.stack.length > 0 ? this.current : null;
+    const who = t === null ? "an allocation" : `${t.name}'s allocation (${t.op})`;
+    if (this.kswapdFailures >= MAX_RECLAIM_RETRIES) {
+      if (free < m.watermarks.min) this.outOfMemory(t ?? k, `${who} below the min watermark; kswapd gave up (${MAX_RECLAIM_RETRIES} balances freed nothing)`);
+      return;
+    }
+    this.kswapdWaker = who;
+    k.asleep = false;
+  }
+
+  // balance_pgdat() returned: prepare_kswapd_sleep() holds when free memory
+  // is above the high watermark or the balance freed nothing (then, below
+  // the min watermark, the allocation that woke kswapd cannot make
+  // progress: out of memory, where the kernel would OOM-kill a process).
+  kswapdBalanced(t: XThread, stat: BalanceStat): void {
+    const m = this.m;
+    this.fpAdd(FP_W, X_KSWAPD, 0);
+    this.kswapdFailures = stat.reclaimed > 0 ? 0 : this.kswapdFailures + 1;
+    const free = freePages(m);
+    if (free >= m.watermarks.high) t.asleep = true;
+    else if (stat.reclaimed === 0) {
+      if (free < m.watermarks.min) this.outOfMemory(t, `kswapd, woken by ${this.kswapdWaker}, freed nothing more`);
+      t.asleep = true;
+    }
+    t.op = "kswapd_try_to_sleep";
+  }
+
+  private outOfMemory(t: XThread, why: string): void {
+    const m = this.m;
+    const what = m.swap === null ? "no swap device" : m.swap.used >= m.swap.pages ? "swap is full" : "nothing reclaimable";
+    this.fail({
+      invariant: "out-of-memory",
+      cpu: t.cpu,
+      message: `out of memory: ${m.phys.allocated} of the ${m.config.memoryPages} pages of machine.memory in use, ${why} (${what}); the kernel would OOM-kill a process here`,
+    });
   }
 
   get current(): XThread {
@@ -377,7 +450,7 @@ export class Execution implements Interleaver, TableAccessCheck {
   }
 
   private canRun(t: XThread): boolean {
-    if (t.done || t.onStack || t.spinning) return false;
+    if (t.done || t.onStack || t.spinning || t.asleep) return false;
     if (t.want < 0) return true;
     if (this.lockW.has(t.want)) return false;
     return !t.wantWrite || !this.lockR.has(t.want);
@@ -522,6 +595,7 @@ export class Execution implements Interleaver, TableAccessCheck {
 
   private ownKey(tr: Tracker, h: number, reads: boolean): number {
     h = mix53(h, this.stepCount);
+    if (this.kswapd !== null) h = mix53(h, 11 + this.kswapdFailures);
     h = mix53(h, this.unspunAt === this.movedAt ? 1 : 2);
     // The fills left (a state reached with fewer has a smaller future), and
     // where a fill would be offered again (addSpec()).
@@ -535,7 +609,16 @@ export class Execution implements Interleaver, TableAccessCheck {
         h = mix53(h, tr.hist[2 * t.id] as number);
         h = mix53(h, tr.hist[2 * t.id + 1] as number);
       }
-      h = mix53(h, (t.done ? 1 : 0) | (t.wantWrite ? 2 : 0) | (t.irqOff ? 4 : 0) | (t.onStack ? 8 : 0) | (t.spinning ? 16 : 0) | (t.killed !== null ? 32 : 0));
+      h = mix53(
+        h,
+        (t.done ? 1 : 0) |
+          (t.wantWrite ? 2 : 0) |
+          (t.irqOff ? 4 : 0) |
+          (t.onStack ? 8 : 0) |
+          (t.spinning ? 16 : 0) |
+          (t.killed !== null ? 32 : 0) |
+          (t.asleep ? 64 : 0),
+      );
       h = mix53(h, t.site);
       h = mix53(h, t.want);
       h = mix53(h, t.rcu * 65536 + t.syscalls);
@@ -642,7 +725,8 @@ export class Execution implements Interleaver, TableAccessCheck {
         cands = this.enabled();
       }
       if (cands.length === 0) {
-        const stuck = this.threads.filter((t) => !t.done);
+        // A sleeping kswapd waits for an allocation, not for a thread.
+        const stuck = this.threads.filter((t) => !t.done && !t.asleep);
         if (stuck.length > 0)
           this.fail({ invariant: "deadlock", message: `no thread can run: ${stuck.map((t) => `${t.name} waits at ${siteName(t.site)}`).join("; ")}` });
         return;
@@ -1506,6 +1590,8 @@ const X_EXPECT_ALL = 7; // an mm's expected stamps as a whole
 const X_ZAPS = 8; // an mm's ranges being zapped
 const X_TRUNC = 9; // a file's truncations in flight
 const X_DIRTY_SEEN = 10; // the lost-dirty check's view of a folio's pages
+const X_KSWAPD = 11; // kswapd's waitqueue and its failure count
+const MAX_RECLAIM_RETRIES = 16; // mm/internal.h
 const FP_R = 0;
 const FP_W = 1;
 const FP_I = 2;

@@ -16,6 +16,8 @@ import { describeStep, threadBody } from "./ops.js";
 import { snapshot } from "./snapshot.js";
 // Last: its interleaving site is numbered after every kernel one.
 import { speculation } from "./speculate.js";
+// After speculate.ts, for the same reason.
+import { KSWAPD_NAME, kswapdCpu, kswapdThread } from "./kswapd.js";
 
 // "sweep" (ptlab hunt): one preemption, its points spread over the
 // execution (not a CLI mode: exhaustive at bound 1 covers the same space).
@@ -172,7 +174,13 @@ export function runOnce(
   x.dirtyBefore = dirtyMappedFrames(m);
   x.seedSetup();
   m.il = x;
-  m.phys.onAlloc = (pfn, nr) => x.zeroed(pfn, nr);
+  // Under a memory limit kswapd is a thread of its own, woken by allocations.
+  if (m.config.memoryPages > 0) {
+    m.phys.onAlloc = (pfn, nr) => {
+      x.zeroed(pfn, nr);
+      x.wakeupKswapd();
+    };
+  } else m.phys.onAlloc = (pfn, nr) => x.zeroed(pfn, nr);
   // Invariant 10 costs the explorer about a quarter of its speed; ignoring
   // both of its names leaves the plain accessors in place.
   if (m.config.checkInvariants && !(x.ignore.has("pt-out-of-bounds") && x.ignore.has("pt-use-after-free"))) x.checkTables();
@@ -190,6 +198,8 @@ export function runOnce(
     );
     self.op = describeStep(t.steps[0] as Step);
   }
+  // After the scenario's threads: their ids do not move.
+  if (m.config.memoryPages > 0) x.addKswapd(KSWAPD_NAME, kswapdCpu(r), (self) => kswapdThread(x, r, self));
   // The ASID allocator lives beside the machine (a WeakMap in context.ts).
   if (tracking) x.enableTracking(m.arch.name === "arm64" ? [r, asidAllocatorOf(m)] : [r], [sc, r.opts, r.oracle, r.rows, m.config, m.geo, m.arch], hashing);
   onReady?.(x);

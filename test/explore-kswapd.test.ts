@@ -1,0 +1,140 @@
+// kswapd as a thread under `ptlab explore` (machine.memory). Checked: the
+// thread exists only under a memory limit, on a CPU no scenario thread
+// uses, asleep until an allocation takes free memory below the low
+// watermark (wakeup_kswapd()), and asleep again at the end; a limit never
+// reached adds no execution; in every clean-kswapd-* catalogue entry some
+// executions have kswapd clear a PTE while another thread is in the middle
+// of its step (and PT reclaim frees a table in clean-kswapd-ptreclaim);
+// memory kswapd cannot free below the min watermark is the out-of-memory
+// violation, with a counterexample that replays.
+
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { Execution } from "../src/explore/execution.js";
+import { explore, replay, runOnce, scenarioConfig } from "../src/explore/explore.js";
+import { siteName } from "../src/core/sync.js";
+import { parseScenario } from "../src/scenario/load.js";
+import { files, load } from "./catalogue.js";
+
+const ENTRIES = files.filter((f) => f.startsWith("clean-kswapd-"));
+const firstChoice = (_d: number, cands: number[], cur: number) => (cands.includes(cur) ? cur : (cands[0] as number));
+
+describe("explore: kswapd as a thread", () => {
+  it("the catalogue has kswapd entries on x86-64 and arm64", () => {
+    for (const e of ["fault", "zap", "mprotect", "fork", "ptreclaim", "arm64"]) assert.ok(ENTRIES.includes(`clean-kswapd-${e}.yaml`), e);
+  });
+
+  it("exists only under a memory limit, on a CPU of its own, woken by an allocation, asleep at the end", () => {
+    const x = runOnce(scenarioConfig(load("clean-kswapd-fault.yaml"), false), firstChoice, false);
+    const k = x.kswapd as NonNullable<Execution["kswapd"]>;
+    assert.ok(k !== null);
+    assert.equal(k.name, "kswapd0");
+    assert.equal(k.cpu, 2);
+    assert.equal(x.threads.indexOf(k), x.threads.length - 1, "after the scenario's threads");
+    assert.ok(x.m.counters.kswapdWakes >= 1, "balance_pgdat() ran");
+    assert.ok(k.asleep && !k.done);
+    assert.ok(x.ranToEnd());
+    assert.ok(x.m.config.memoryPages - x.m.phys.allocated >= x.m.watermarks.high, "balanced");
+    const plain = runOnce(scenarioConfig(load("clean-swap-data.yaml"), false), firstChoice, false);
+    assert.equal(plain.kswapd, null);
+    assert.ok(plain.threads.every((t) => !t.asleep));
+  });
+
+  it("a limit the concurrent part never reaches adds no execution", () => {
+    const text = (mem: string) =>
+      [
+        "name: kswapd-idle",
+        `machine: { cpus: 3${mem} }`,
+        "processes: [{ name: p, threads: [{ name: A, cpu: 0 }, { name: B, cpu: 1 }] }]",
+        "steps:",
+        "  - mmap: { region: r, size: 8K, thread: A }",
+        "  - touch: { region: r, thread: A }",
+        "concurrent:",
+        "  - madvise: { region: r, length: 4K, advice: dontneed, thread: A }",
+        "  - touch: { region: r, thread: B }",
+        "",
+      ].join("\n");
+    const limited = explore(scenarioConfig(parseScenario(text(", memory: 64M"), "idle.yaml"), false));
+    const free = explore(scenarioConfig(parseScenario(text(""), "idle.yaml"), false));
+    assert.equal(limited.counterexample, null);
+    assert.ok(limited.complete && free.complete);
+    assert.equal(limited.executions, free.executions);
+  });
+
+  for (const f of ENTRIES) {
+    it(`${f}: kswapd clears a PTE while another thread is in the middle of its step`, () => {
+      let hit = 0;
+      let now = false;
+      const r = explore(
+        scenarioConfig(load(f), false, {
+          onStart: (x: Execution) => {
+            now = false;
+            x.onDecide = (c) => {
+              const t = x.threads[c];
+              if (t === undefined || t !== x.kswapd || !siteName(t.site).includes("PTE cleared")) return;
+              if (x.threads.some((u) => u !== t && !u.done && u.ownSteps > 0 && u.syscalls > 0)) now = true;
+            };
+          },
+          onEnd: () => {
+            if (now) hit++;
+          },
+        }),
+      );
+      assert.equal(r.counterexample, null);
+      assert.ok(r.complete);
+      assert.ok(hit > 0, `${hit} of ${r.executions} executions`);
+    });
+  }
+
+  it("clean-kswapd-ptreclaim: PT reclaim frees the table in executions where kswapd ran", () => {
+    let both = 0;
+    const r = explore(
+      scenarioConfig(load("clean-kswapd-ptreclaim.yaml"), false, {
+        onFinal: (x: Execution) => {
+          if (x.m.counters.ptReclaimed > 0 && x.m.counters.kswapdWakes > 0) both++;
+        },
+      }),
+    );
+    assert.equal(r.counterexample, null);
+    assert.ok(both > 0);
+  });
+
+  it("memory kswapd cannot free below the min watermark is out-of-memory, with a counterexample", () => {
+    // No swap: the anon pages stay; the two file pages are all kswapd finds.
+    // The set-up leaves free memory one page above the low watermark
+    // (page tables of zero-page reads fill it without adding LRU folios).
+    const text = [
+      "name: kswapd-oom",
+      "machine: { cpus: 3, memory: 16M, thp: madvise }",
+      "processes: [{ name: p, threads: [{ name: A, cpu: 0 }, { name: B, cpu: 1 }] }]",
+      "steps:",
+      "  - mmap: { region: f, size: 8K, file: data.bin, thread: A }",
+      "  - read: { region: f, thread: A }",
+      "  - mmap: { region: big, size: 14M, addr: 0x7f0000000000, flags: [private, anonymous, fixed], thread: A }",
+      "  - madvise: { region: big, advice: hugepage, thread: A }",
+      "  - touch: { region: big, stride: 2M, thread: A }",
+      "  - mmap: { region: pad, size: 666M, addr: 0x600000000000, flags: [private, anonymous, fixed], thread: A }",
+      "  - read: { region: pad, stride: 2M, thread: A }",
+      "  - mmap: { region: w, size: 144K, thread: A }",
+      "concurrent:",
+      "  - touch: { region: w, thread: A }",
+      "  - read: { region: f, thread: B }",
+      "explore: { preemptions: 1 }",
+      "",
+    ].join("\n");
+    const c = scenarioConfig(parseScenario(text, "oom.yaml"), false);
+    const r = explore(c);
+    const cx = r.counterexample;
+    assert.ok(cx !== null);
+    assert.equal(cx.invariant, "out-of-memory");
+    assert.match(
+      cx.message,
+      /out of memory: \d+ of the 4096 pages of machine.memory in use, kswapd, woken by A's allocation \(write w\+0\), freed nothing more \(no swap device\)/,
+    );
+    assert.equal(replay(c, cx.schedule, false).violation?.invariant, "out-of-memory");
+    // Ignored, the allocations go on past the limit (the model's allocator never fails).
+    const x = runOnce({ ...c, ignore: ["out-of-memory"] }, firstChoice, false);
+    assert.ok(x.ranToEnd());
+    assert.ok(x.m.config.memoryPages - x.m.phys.allocated < x.m.watermarks.min);
+  });
+});
