@@ -78,7 +78,7 @@ steps:
       for (const r of [batched, single]) {
         const x = row(r, "reclaimed");
         assert.equal(x.c.pglazyfreed, 16);
-        assert.equal(x.c.pgsteal, 1);
+        assert.equal(x.c.pgsteal, 16); // pages (shrink_folio_list()'s nr_reclaimed), not folios
         assert.equal(x.rss_anon_kb, 0);
         assert.equal(x.c.pswpout, 0);
         assert.deepEqual(r.finish(), []);

@@ -27,7 +27,7 @@ export class Counters {
   pagesFree = 0; // data frames freed
   gatherFlushes = 0; // tlb_flush_mmu() batch flushes
   // Reclaim and swap (mm/vmscan.c, mm/rmap.c, mm/memory.c)
-  pgsteal = 0; // folios reclaimed (freed) by shrink_folio_list()
+  pgsteal = 0; // pages reclaimed (freed) by shrink_folio_list(), as its nr_reclaimed counts them
   pswpout = 0; // pages written to swap
   pglazyfreed = 0; // pages of lazily freed (MADV_FREE) folios reclaim dropped
   pswpin = 0; // pages read from swap

@@ -211,7 +211,7 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
     const nr = 1 << (phys.order[head] as number);
     phys.folioPut(head);
     m.counters.pagesFree += nr;
-    m.counters.pgsteal++;
+    m.counters.pgsteal += nr; // nr_reclaimed counts pages
     stat.reclaimed++;
   }
   m.prof?.exit();
