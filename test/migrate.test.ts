@@ -32,33 +32,13 @@ import { ScenarioError } from "../src/scenario/types.js";
 import { explore } from "../src/explore/explore.js";
 import { defaultConfig } from "../src/hunt/search.js";
 import { siteHits } from "./catalogue.js";
+import { regionPtes } from "./inspect.js";
 
 function run(yaml: string): Runner {
   const r = new Runner(parseScenario(yaml, "t.yaml"), { checkInvariants: true });
   r.runAll();
   assert.deepEqual(r.m.violations, [], "no violations");
   return r;
-}
-
-// The PTE values of process p's region (a huge PMD's value where one maps it).
-function ptes(r: Runner, region: string, proc = "p"): number[] {
-  const p = r.procs.get(proc);
-  assert.ok(p);
-  const reg = p.regions.get(region);
-  assert.ok(reg);
-  const m = r.m;
-  const out: number[] = [];
-  for (let a = reg.start; a < reg.start + reg.len; a += m.geo.pageSize) {
-    const pi = pmdOffset(m, p.mm, a, false);
-    const pmdv = pi < 0 ? 0 : m.tables.get(pi);
-    if (pmdv === 0 || m.arch.entryIsLeaf(pmdv)) {
-      out.push(pmdv);
-      continue;
-    }
-    const slot = m.tables.slotOfPfn(m.arch.ptePfn(pmdv));
-    out.push(m.tables.get(m.tables.base(slot) + ((a / m.geo.pageSize) & m.geo.ptrsMask)));
-  }
-  return out;
 }
 
 // The PMD entry of process p's region start.
@@ -180,7 +160,7 @@ steps:
       const before = r.rows[0]!;
       const after = r.rows[1]!;
       assert.deepEqual(after.processes[0]!.figures, before.processes[0]!.figures);
-      const v = ptes(r, "r");
+      const v = regionPtes(r, "r");
       const written = v.slice(0, 8);
       for (const x of written) {
         assert.ok(A.ptePresent(x) && A.pteWrite(x) && A.pteDirty(x));
@@ -206,8 +186,8 @@ steps:
   - report: after
 `);
       const A = r.m.arch;
-      const pv = ptes(r, "r");
-      const cv = ptes(r, "r", "c");
+      const pv = regionPtes(r, "r");
+      const cv = regionPtes(r, "r", "c");
       for (let k = 0; k < 4; k++) {
         assert.equal(A.ptePfn(pv[k]!), A.ptePfn(cv[k]!), "parent and child map the new frame");
         assert.ok(!A.pteWrite(pv[k]!) && !A.pteWrite(cv[k]!));
@@ -217,7 +197,7 @@ steps:
       const c = r.procs.get("c")!;
       const reg = c.regions.get("r")!;
       assert.equal(userAccess(r.m, 1, c.mm, reg.start, true), "ok");
-      assert.notEqual(A.ptePfn(ptes(r, "r", "c")[0]!), A.ptePfn(pv[0]!), "COW after migration");
+      assert.notEqual(A.ptePfn(regionPtes(r, "r", "c")[0]!), A.ptePfn(pv[0]!), "COW after migration");
       assert.deepEqual(r.m.violations, []);
     });
 
@@ -230,7 +210,7 @@ steps:
   - migrate: { region: r, thread: B }
 `);
       const A = r.m.arch;
-      for (const x of ptes(r, "r")) assert.ok(A.ptePresent(x) && !A.pteWrite(x) && A.pteDirty(x));
+      for (const x of regionPtes(r, "r")) assert.ok(A.ptePresent(x) && !A.pteWrite(x) && A.pteDirty(x));
     });
 
     it("a swap-cache folio and a page-cache folio take their cache entry along", () => {
@@ -250,11 +230,11 @@ steps:
       const m = r.m;
       const A = m.arch;
       const swap = m.swap!;
-      const pfn = A.ptePfn(ptes(r, "r")[0]!);
+      const pfn = A.ptePfn(regionPtes(r, "r")[0]!);
       assert.ok(swap.slotOf.has(pfn), "the new folio is in the swap cache");
       assert.equal(swap.cache.get(swap.slotOf.get(pfn)!), pfn);
       const file = m.files.get("f")!;
-      const fv = ptes(r, "f");
+      const fv = regionPtes(r, "f");
       assert.equal(file.pages.get(0), A.ptePfn(fv[0]!));
       assert.equal(file.pages.get(1), A.ptePfn(fv[1]!));
       assert.equal(r.rows[0]!.counters.pgmigrateSuccess, 3);

@@ -20,6 +20,7 @@ import { type ExploreConfig, explore } from "../src/explore/explore.js";
 import { Runner, type RunOptions } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
 import { ScenarioError } from "../src/scenario/types.js";
+import { fig } from "./inspect.js";
 
 const CLI = "dist/src/cli/main.js";
 const N = 16;
@@ -29,14 +30,6 @@ function runText(yaml: string, opts: RunOptions = {}): Runner {
   r.runAll();
   assert.deepEqual(r.finish(), [], "no leaks at exit");
   return r;
-}
-
-function fig(r: Runner, label: string, proc = "p") {
-  const row = r.rows.find((x) => x.label === label);
-  assert.ok(row, `report ${label}`);
-  const p = row.processes.find((x) => x.name === proc);
-  assert.ok(p, `process ${proc} in ${label}`);
-  return { ...p.figures, c: row.counters };
 }
 
 const HEAD = `

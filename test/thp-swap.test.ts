@@ -16,12 +16,12 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { checkAccounting } from "../src/core/check.js";
 import { SwapDevice } from "../src/core/mm/swap.js";
-import { pmdOffset } from "../src/core/mm/walk.js";
 import { type ExploreConfig, explore } from "../src/explore/explore.js";
 import { defaultConfig } from "../src/hunt/search.js";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
 import { siteHits } from "./catalogue.js";
+import { fig, regionPtes } from "./inspect.js";
 
 // Runs the scenario; look() sees the machine before the processes exit.
 function runText(yaml: string, look: (r: Runner) => void = () => {}): Runner {
@@ -32,46 +32,17 @@ function runText(yaml: string, look: (r: Runner) => void = () => {}): Runner {
   return r;
 }
 
-function fig(r: Runner, label: string, proc = "p") {
-  const row = r.rows.find((x) => x.label === label);
-  assert.ok(row, `report ${label}`);
-  const p = row.processes.find((x) => x.name === proc);
-  assert.ok(p, `process ${proc} in ${label}`);
-  return { ...p.figures, c: row.counters };
-}
-
-// The PTE of each page of a region (0 where there is no PTE table).
-function ptes(r: Runner, region: string, proc = "p"): number[] {
-  const p = r.procs.get(proc);
-  assert.ok(p);
-  const reg = p.regions.get(region);
-  assert.ok(reg);
-  const m = r.m;
-  const out: number[] = [];
-  for (let a = reg.start; a < reg.start + reg.len; a += m.geo.pageSize) {
-    const pi = pmdOffset(m, p.mm, a, false);
-    const pmdv = pi < 0 ? 0 : m.tables.get(pi);
-    if (pmdv === 0 || m.arch.entryIsLeaf(pmdv)) {
-      out.push(0);
-      continue;
-    }
-    const slot = m.tables.slotOfPfn(m.arch.ptePfn(pmdv));
-    out.push(m.tables.get(m.tables.base(slot) + ((a / m.geo.pageSize) & m.geo.ptrsMask)));
-  }
-  return out;
-}
-
 // The order of the folio each present PTE of the region maps (-1: swap
 // entry or none).
 function orders(r: Runner, region: string, proc = "p"): number[] {
   const A = r.m.arch;
-  return ptes(r, region, proc).map((v) => (v !== 0 && A.ptePresent(v) ? (r.m.phys.order[r.m.phys.folioHead(A.ptePfn(v))] as number) : -1));
+  return regionPtes(r, region, proc).map((v) => (v !== 0 && A.ptePresent(v) ? (r.m.phys.order[r.m.phys.folioHead(A.ptePfn(v))] as number) : -1));
 }
 
 // The slot each swap entry of the region names (-1 elsewhere).
 function slots(r: Runner, region: string, proc = "p"): number[] {
   const A = r.m.arch;
-  return ptes(r, region, proc).map((v) => (v !== 0 && A.isSwapPte(v) ? A.swpOffset(v) : -1));
+  return regionPtes(r, region, proc).map((v) => (v !== 0 && A.isSwapPte(v) ? A.swpOffset(v) : -1));
 }
 
 const MTHP = (swap: string, extra = "") => `
@@ -218,7 +189,7 @@ describe("large-folio swap-in (alloc_swap_folio())", () => {
         assert.deepEqual(o.slice(0, 32), Array(32).fill(4));
         assert.deepEqual(o.slice(32), Array(32).fill(-1));
         const A = r.m.arch;
-        const p = ptes(r, "r");
+        const p = regionPtes(r, "r");
         for (let k = 0; k < 16; k++) {
           assert.ok(A.pteWrite(p[k] as number), "exclusive: writable");
           assert.ok(!A.pteDirty(p[k] as number), "a read fault leaves the PTEs clean");
@@ -300,7 +271,7 @@ describe("swap-count sees a large swap-cache folio off its run", () => {
       const m = r.m;
       assert.ok(m.swap);
       assert.deepEqual(checkAccounting(m), []);
-      const head = m.phys.folioHead(m.arch.ptePfn(ptes(r, "r")[0] as number));
+      const head = m.phys.folioHead(m.arch.ptePfn(regionPtes(r, "r")[0] as number));
       assert.equal(m.phys.order[head], 4);
       const s0 = m.swap.allocRun(head, 4);
       m.phys.ref[head] = (m.phys.ref[head] as number) + 1; // the cache's reference

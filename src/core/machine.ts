@@ -233,7 +233,7 @@ export function defaultConfig(): MachineConfig {
 export const MODEL_VA_BITS = 48;
 
 export class Cpu {
-  tlb = new Tlb();
+  tlb: Tlb;
   loadedMm: Mm | null = null; // mm whose page tables are loaded (CR3)
   running: Mm | null = null; // mm of the user thread running here; null = lazy/idle
   asid = 0; // ASID slot in use
@@ -250,7 +250,9 @@ export class Cpu {
   constructor(
     readonly id: number,
     nrAsids: number,
+    tlb: Tlb = new Tlb(),
   ) {
+    this.tlb = tlb;
     this.asidMm = new Array(nrAsids).fill(null);
     this.asidGen = new Array(nrAsids).fill(0);
   }
@@ -326,22 +328,13 @@ export class Machine {
     this.watermarks = watermarks(config.memoryPages, this.geo.pageSize);
     this.cpus = [];
     for (let i = 0; i < config.cpus; i++) {
-      const cpu = new Cpu(i, 6);
       // arm64: tags are hardware ASIDs, and fills check for TLB conflicts.
-      if (arch.name === "arm64") {
-        const a = config.arm64;
-        cpu.tlb.release();
-        cpu.tlb = new Tlb(
-          128,
-          12,
-          32,
-          32,
-          2 ** a.asidBits,
-          a.bbml2NoAbort ? CONFLICT_OA : CONFLICT_OA_OR_SIZE,
-          Math.min(a.vaBits, MODEL_VA_BITS),
-          arch.pageShift,
-        );
-      }
+      const a = config.arm64;
+      const tlb =
+        arch.name === "arm64"
+          ? new Tlb(128, 12, 32, 32, 2 ** a.asidBits, a.bbml2NoAbort ? CONFLICT_OA : CONFLICT_OA_OR_SIZE, Math.min(a.vaBits, MODEL_VA_BITS), arch.pageShift)
+          : new Tlb();
+      const cpu = new Cpu(i, 6, tlb);
       this.cpus.push(cpu);
     }
   }

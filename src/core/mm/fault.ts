@@ -679,6 +679,15 @@ function swapinSkipsCache(swap: SwapDevice, slot: number): boolean {
   return !swap.cache.has(slot) && swap.count[slot] === 1;
 }
 
+// swap_pte_batch() == nr (mm/internal.h): the nr entries from e[j] are swap
+// entries naming the slots from s0 in order, with the exclusive marker excl.
+function swapPteRun(m: Machine, e: Float64Array, j: number, s0: number, nr: number, excl: boolean): boolean {
+  const A = m.arch;
+  m.counters.pteReads += nr;
+  for (let k = 0; k < nr; k++) if (e[j + k] !== A.mkSwapPte(s0 + k, excl)) return false;
+  return true;
+}
+
 // alloc_swap_folio()'s choice of order (mm/memory.c, v6.17) for a slot read
 // outside the swap cache: thp_vma_allowable_orders() below the PMD order
 // (BIT(PMD_ORDER) - 1: a PMD is never swapped in whole),
@@ -713,10 +722,11 @@ export function swapinFolioOrder(m: Machine, vma: Vma, e: Float64Array, base: nu
     const s0 = slot - (addr - a) / PS;
     if (s0 < 1 || s0 + nr - 1 > swap.pages) continue;
     const j = base + ((a / PS) & m.geo.ptrsMask);
-    m.counters.pteReads += nr;
-    let ok = true;
-    for (let k = 0; k < nr && ok; k++) ok = e[j + k] === A.mkSwapPte(s0 + k, excl) && !swap.cache.has(s0 + k) && swap.pinned[s0 + k] === 0;
-    if (ok) return order;
+    if (!swapPteRun(m, e, j, s0, nr, excl)) continue;
+    // non_swapcache_batch(): no slot in the swap cache or pinned by another swap-in.
+    let free = true;
+    for (let k = 0; k < nr && free; k++) free = !swap.cache.has(s0 + k) && swap.pinned[s0 + k] === 0;
+    if (free) return order;
   }
   return 0;
 }
@@ -771,13 +781,7 @@ function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, a
       const a0 = addr - idx * PS;
       const tableStart = addr - (addr % m.geo.pmdSize);
       if (a0 >= Math.max(tableStart, vma.start) && a0 + nr * PS <= Math.min(tableStart + m.geo.pmdSize, vma.end)) {
-        const A = m.arch;
-        const s0 = slot - idx;
-        const excl = A.pteSwpExclusive(v);
-        let ok = true;
-        m.counters.pteReads += nr;
-        for (let k = 0; k < nr && ok; k++) ok = e[pi - idx + k] === A.mkSwapPte(s0 + k, excl);
-        if (ok) {
+        if (swapPteRun(m, e, pi - idx, slot - idx, nr, m.arch.pteSwpExclusive(v))) {
           mapSwapFolio(m, mm, vma, e, pi - idx, a0, write, v, idx, head, nr, false);
           return;
         }
@@ -914,11 +918,7 @@ function* doSwapPageDirect(
     // pte_same() of the faulting entry; for a large folio, of the range's
     // first entry moved back and swap_pte_batch() over all of them.
     if (nr === 1) ok = A.ptepGet(m, e, pi) === orig;
-    else {
-      const excl = A.pteSwpExclusive(orig);
-      m.counters.pteReads += nr;
-      for (let k = 0; k < nr && ok; k++) ok = e[pi - idx + k] === A.mkSwapPte(s0 + k, excl);
-    }
+    else ok = swapPteRun(m, e, pi - idx, s0, nr, A.pteSwpExclusive(orig));
     if (ok) mapSwapFolio(m, mm, vma, e, pi - idx, addr - idx * PS, write, orig, idx, pfn, nr, true);
     il.unlock(LK_PTL, slot);
   }

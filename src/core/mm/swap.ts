@@ -160,8 +160,10 @@ export class SwapDevice {
 
   // The slots of the folio run from slot that a swap entry still references
   // (folio_swapped(): any; swap_only_has_cache() is its negation).
+  // From the last slot: a zap frees a run's entries in ascending order, so
+  // a run still in use answers at once instead of after the freed slots.
   anySwapped(slot: number, nr: number): boolean {
-    for (let k = 0; k < nr; k++) if ((this.count[slot + k] as number) > 0) return true;
+    for (let k = nr - 1; k >= 0; k--) if ((this.count[slot + k] as number) > 0) return true;
     return false;
   }
 }
