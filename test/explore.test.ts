@@ -185,7 +185,7 @@ describe("explore: user data", () => {
     const x = new Execution(r.m, () => -1, 100, false, null);
     const t = x.addThread("T", 0, (function* () {})());
     const parent = r.m.mms[0]!;
-    x.userStore(t, parent, 100, 7, true);
+    x.userStore(t, parent, 100, 7, true, 0);
     x.userLoad(t, parent, 100, 7);
     assert.equal(x.violation, null, "a process sees its own store");
     const child = r.m.newMm(0);
@@ -193,10 +193,37 @@ describe("explore: user data", () => {
     x.copyPage(7, 8); // COW: the child's copy
     x.userLoad(t, child, 100, 8);
     assert.equal(x.violation, null, "the child sees what it inherited");
-    x.userStore(t, parent, 100, 8, true); // the parent writes through to the child's frame
+    x.userStore(t, parent, 100, 8, true, 0); // the parent writes through to the child's frame
     x.userLoad(t, child, 100, 8);
     const v = x.violation as { invariant: string } | null;
     assert.equal(v?.invariant, "read-not-last-write");
+  });
+
+  it("a store lost under a later store to the other half of the page is seen", async () => {
+    const { Runner } = await import("../src/run/runner.js");
+    const { Execution } = await import("../src/explore/execution.js");
+    const sc = load(`${DIR}/d-mprotect-fork.yaml`);
+    const r = new Runner(sc, {});
+    r.execSteps(sc.steps, 0);
+    const x = new Execution(r.m, () => -1, 100, false, null);
+    const t = x.addThread("T", 0, (function* () {})());
+    const mm = r.m.mms[0]!;
+    x.userStore(t, mm, 100, 7, true, 0);
+    x.copyPage(7, 8); // a COW copy of frame 7 ...
+    x.userStore(t, mm, 100, 7, true, 0); // ... and a store to the old frame after it
+    x.userStore(t, mm, 100, 8, true, 1); // the other half, through the new mapping
+    x.userLoad(t, mm, 100, 8);
+    const v = x.violation as { invariant: string; message: string } | null;
+    assert.equal(v?.invariant, "read-not-last-write");
+    assert.match(v?.message ?? "", /in its first half/);
+    // Without the lost store the same sequence is clean.
+    const y = new Execution(r.m, () => -1, 100, false, null);
+    const u = y.addThread("T", 0, (function* () {})());
+    y.userStore(u, mm, 100, 7, true, 0);
+    y.copyPage(7, 8);
+    y.userStore(u, mm, 100, 8, true, 1);
+    y.userLoad(u, mm, 100, 8);
+    assert.equal(y.violation, null);
   });
 });
 

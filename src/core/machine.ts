@@ -148,6 +148,13 @@ export const VARIANTS = {
   // so a PMD table munmap() freed in between is read and written through).
   // Commit ids not verified here (no kernel history at hand).
   collapse_revalidate: ["check-pmd", "vma-only"],
+  // dup_mmap() against faults under the per-VMA lock (fork.ts):
+  // "vma-write" (fb49c455323f, v6.5-rc1 and 6.4.3: vma_start_write() of
+  // each parent VMA before it is copied) or "none" (v6.4 as released, from
+  // 0bff0aaea03e "x86/mm: try VMA lock-based page fault handling first":
+  // only mmap_lock, which those faults do not take, so a fault runs beside
+  // fork's copy and its deferred flush).
+  fork_vma_lock: ["vma-write", "none"],
 } as const satisfies Record<string, readonly string[]>;
 export type VariantName = keyof typeof VARIANTS;
 
@@ -216,6 +223,7 @@ export function defaultConfig(): MachineConfig {
       collapse_sync: "ipi",
       gup_fast_seq: "seqcount",
       collapse_revalidate: "check-pmd",
+      fork_vma_lock: "vma-write",
     },
     tlbSinglePageFlushCeiling: 33,
     mthp: {},

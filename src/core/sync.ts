@@ -46,6 +46,9 @@ export interface Interleaver {
   irqEnable(): void;
   // Try-lock (spin_trylock()): true if the lock was free and is now held.
   trylock(kind: number, id: number): boolean;
+  // down_read_trylock(): true if no writer holds or waits for the lock and
+  // the caller now holds it for reading.
+  trylockRead(kind: number, id: number): boolean;
   // A synchronous IPI to every CPU (smp_call_function(..., wait=1)), as a
   // nested point: the caller continues once no other CPU runs with
   // interrupts disabled.

@@ -42,6 +42,12 @@ export const SPEC_BASE = 1000;
 export const isSpec = (id: number): boolean => id >= SPEC_BASE;
 
 const SETUP = 1; // the set-up's data (stamps of threads' stores are larger)
+// Two stamps a page, one per half, packed as lo + hi * HALF (stamps stay
+// below 2^26); WILD: a half the page's expectation does not constrain.
+const HALF = 2 ** 26;
+const WILD = HALF - 1;
+const pack = (lo: number, hi: number): number => lo + hi * HALF;
+const withHalf = (c: number, half: number, stamp: number): number => (half === 0 ? c - (c % HALF) + stamp : (c % HALF) + stamp * HALF);
 
 export interface XThread {
   id: number;
@@ -304,6 +310,18 @@ export class Execution implements Interleaver, TableAccessCheck {
     this.fpAdd(FP_W, X_LOCK_W, key);
     this.fpAdd(FP_R, X_LOCK_R, key);
     if (free) this.lockW.set(key, this.current.id);
+    return free;
+  }
+  trylockRead(kind: number, id: number): boolean {
+    const key = lockKey(kind, id);
+    let free = !this.lockW.has(key);
+    if (free) for (const t of this.threads) if (t.want === key && t.wantWrite && !t.done) free = false;
+    this.tracker?.note(free ? 1 : 2);
+    this.fpAdd(FP_R, X_LOCK_W, key);
+    if (free) {
+      this.fpAdd(FP_I, X_LOCK_R, key);
+      this.lockR.set(key, (this.lockR.get(key) ?? 0) + 1);
+    }
     return free;
   }
   point(site: number): void {
@@ -938,10 +956,14 @@ export class Execution implements Interleaver, TableAccessCheck {
   }
 
   // ---- user data -------------------------------------------------------------
-  // What user stores wrote: a stamp per frame (0: never written during the
-  // exploration), who wrote each stamp, and per address space the stamp each
-  // private page should show (its own last store, or what it inherited at
-  // fork). Shared mappings and ranges being zapped are not constrained.
+  // What user stores wrote: a stamp per half of each frame (0: never written
+  // during the exploration), who wrote each stamp, and per address space the
+  // stamps each private page should show (its own last stores, or what it
+  // inherited at fork). Shared mappings and ranges being zapped are not
+  // constrained. Two halves, not one stamp a page: a store lost under a
+  // later store to the same page (a page copied while another CPU still
+  // wrote the old one) shows in the half the later store did not cover.
+  // Both halves of a page are packed in one number (pack()).
 
   private content = new Map<number, number>();
   // Stamps name their thread and its store count, so that two threads'
@@ -972,11 +994,11 @@ export class Execution implements Interleaver, TableAccessCheck {
         const pfn = A.ptePfn(v);
         if (((phys.flags[phys.folioHead(pfn)] as number) & (PG_ANON | PG_ZERO | PG_FREE)) !== PG_ANON) continue;
         const nr = lvl === 1 ? m.geo.pmdNr : 1;
-        for (let k = 0; k < nr; k++) this.content.set(pfn + k, SETUP);
+        for (let k = 0; k < nr; k++) this.content.set(pfn + k, pack(SETUP, SETUP));
       }
     }
     const sw = m.swap;
-    if (sw !== null) for (let s = 1; s <= sw.pages; s++) if (sw.allocated(s)) this.content.set(swapKey(s), SETUP);
+    if (sw !== null) for (let s = 1; s <= sw.pages; s++) if (sw.allocated(s)) this.content.set(swapKey(s), pack(SETUP, SETUP));
   }
   private expected = new Map<number, Map<number, number>>(); // mm id -> vpn -> stamp
 
@@ -1013,10 +1035,11 @@ export class Execution implements Interleaver, TableAccessCheck {
     return e;
   }
 
-  userStore(t: XThread, mm: Mm, vpn: number, pfn: number, isPrivate: boolean): void {
+  // half: which half of the page the store wrote (0 or 1).
+  userStore(t: XThread, mm: Mm, vpn: number, pfn: number, isPrivate: boolean, half: number): void {
     const stamp = (t.id + 1) * 1048576 + ++t.stores;
     this.writers.set(stamp, `${t.name} (mm${mm.id})`);
-    this.content.set(pfn, stamp);
+    this.content.set(pfn, withHalf(this.content.get(pfn) ?? 0, half, stamp));
     this.fpAdd(FP_W, X_CONTENT, pfn);
     this.fpAdd(FP_R, X_ZAPS, mm.id);
     // A store racing a zap of its page may be discarded with the page.
@@ -1029,7 +1052,27 @@ export class Execution implements Interleaver, TableAccessCheck {
       }
     if (zapping || isPrivate) this.expectWrite(mm.id, vpn);
     if (zapping) this.expected.get(mm.id)?.delete(vpn);
-    else if (isPrivate) this.expect(mm).set(vpn, stamp);
+    else if (isPrivate) {
+      const e = this.expect(mm);
+      e.set(vpn, withHalf(e.get(vpn) ?? pack(WILD, WILD), half, stamp));
+    }
+  }
+
+  // Who wrote a packed pair of stamps.
+  private wrote(c: number): string {
+    const lo = c % HALF;
+    const hi = (c - lo) / HALF;
+    const name = (x: number) => (x === WILD ? "anything" : (this.writers.get(x) ?? "nobody"));
+    return lo === hi ? name(lo) : `${name(lo)} in its first half and ${name(hi)} in its second`;
+  }
+  // Whether a frame's stamps are what the page should show (an unconstrained
+  // half matches anything).
+  private matches(got: number, want: number): boolean {
+    if (got === want) return true;
+    const wl = want % HALF;
+    const wh = (want - wl) / HALF;
+    const gl = got % HALF;
+    return (wl === WILD || wl === gl) && (wh === WILD || wh === (got - gl) / HALF);
   }
 
   // One page's expected stamp changes; the map's key set counts as changed
@@ -1130,7 +1173,7 @@ export class Execution implements Interleaver, TableAccessCheck {
             invariant: "read-not-last-write",
             cpu: t?.cpu,
             addr: vpn * ps,
-            message: `MADV_DONTNEED returned${t === null ? "" : ` on ${t.name}`} with 0x${(vpn * ps).toString(16)} (mm${mm.id}) still mapping pfn ${pfn}, which holds the store of ${this.writers.get(got) ?? "nobody"}: a load would not see zeroes`,
+            message: `MADV_DONTNEED returned${t === null ? "" : ` on ${t.name}`} with 0x${(vpn * ps).toString(16)} (mm${mm.id}) still mapping pfn ${pfn}, which holds the store of ${this.wrote(got)}: a load would not see zeroes`,
           });
       }
     }
@@ -1160,7 +1203,7 @@ export class Execution implements Interleaver, TableAccessCheck {
     if (write) {
       const stamp = (t.id + 1) * 1048576 + ++t.stores;
       this.writers.set(stamp, `${t.name} (DMA)`);
-      this.content.set(pfn, stamp);
+      this.content.set(pfn, pack(stamp, stamp));
       this.fpAdd(FP_W, X_CONTENT, pfn);
       this.expectWrite(mm.id, vpn);
       if (!coherent) {
@@ -1172,7 +1215,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       this.fpAdd(FP_R, X_ZAPS, mm.id);
       const zapping = (this.zaps.get(mm.id) ?? []).some((z) => vpn * this.m.geo.pageSize >= z[0] && vpn * this.m.geo.pageSize < z[1]);
       if (zapping) this.expected.get(mm.id)?.delete(vpn);
-      else this.expect(mm).set(vpn, stamp);
+      else this.expect(mm).set(vpn, pack(stamp, stamp));
       return;
     }
     this.fpAdd(FP_R, X_CONTENT, pfn);
@@ -1180,12 +1223,12 @@ export class Execution implements Interleaver, TableAccessCheck {
     this.fpAdd(FP_R, X_EXPECT, mm.id, vpn);
     const want = this.expected.get(mm.id)?.get(vpn);
     const got = this.content.get(pfn) ?? 0;
-    if (want === undefined || got === want) return;
+    if (want === undefined || this.matches(got, want)) return;
     this.fail({
       invariant: "pin-coherence",
       cpu: t.cpu,
       addr: vpn * this.m.geo.pageSize,
-      message: `a device reads pfn ${pfn} through mm${mm.id}'s pin of 0x${(vpn * this.m.geo.pageSize).toString(16)} and sees the store of ${this.writers.get(got) ?? "nobody"}, not the process's last store (${this.writers.get(want)})`,
+      message: `a device reads pfn ${pfn} through mm${mm.id}'s pin of 0x${(vpn * this.m.geo.pageSize).toString(16)} and sees the store of ${this.wrote(got)}, not the process's last store (${this.wrote(want)})`,
     });
   }
 
@@ -1196,13 +1239,13 @@ export class Execution implements Interleaver, TableAccessCheck {
     const want = this.expected.get(mm.id)?.get(vpn);
     if (want === undefined) return;
     const got = this.content.get(pfn) ?? 0;
-    if (got === want) return;
+    if (this.matches(got, want)) return;
     if (want === 0) {
       this.fail({
         invariant: "read-not-last-write",
         cpu: t.cpu,
         addr: vpn * this.m.geo.pageSize,
-        message: `${t.name} (mm${mm.id}) reads 0x${(vpn * this.m.geo.pageSize).toString(16)} through pfn ${pfn} and sees the store of ${this.writers.get(got) ?? "nobody"}, not zeroes: MADV_DONTNEED returned, and nothing stored there since`,
+        message: `${t.name} (mm${mm.id}) reads 0x${(vpn * this.m.geo.pageSize).toString(16)} through pfn ${pfn} and sees the store of ${this.wrote(got)}, not zeroes: MADV_DONTNEED returned, and nothing stored there since`,
       });
       return;
     }
@@ -1210,7 +1253,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       invariant: "read-not-last-write",
       cpu: t.cpu,
       addr: vpn * this.m.geo.pageSize,
-      message: `${t.name} (mm${mm.id}) reads 0x${(vpn * this.m.geo.pageSize).toString(16)} through pfn ${pfn} and sees the store of ${this.writers.get(got) ?? "nobody"}, not its own last store (${this.writers.get(want)})`,
+      message: `${t.name} (mm${mm.id}) reads 0x${(vpn * this.m.geo.pageSize).toString(16)} through pfn ${pfn} and sees the store of ${this.wrote(got)}, not its own last stores (${this.wrote(want)})`,
     });
   }
 

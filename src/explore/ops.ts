@@ -9,8 +9,8 @@ import { gupFastPinRange, gupPinAt, locklessPteRead, newGupPin, pinUserPages, un
 import { dupMmapGen } from "../core/mm/fork.js";
 import { madvise } from "../core/mm/madvise.js";
 import type { KGen } from "../core/mm/memory.js";
-import { type Mm, VM_SHARED } from "../core/mm/types.js";
-import { brk, doMmap, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
+import { type Mm, VM_SHARED, type Vma } from "../core/mm/types.js";
+import { brk, doMmapGen, doMunmap, MmError, oomReap } from "../core/mm/mmap.js";
 import { rangeFree } from "../core/mm/vma.js";
 import { mprotect } from "../core/mm/mprotect.js";
 import { mremap } from "../core/mm/mremap.js";
@@ -19,12 +19,14 @@ import { writebackFile } from "../core/mm/page_writeback.js";
 import { migrateRange } from "../core/mm/migrate.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
 import { type Interleaver, LK_INODE, LK_MMAP, site } from "../core/sync.js";
+import { lockVmaUnderRcu, mmapUnlock, vmaEndRead } from "../core/mm/mmap_lock.js";
 import type { Runner } from "../run/runner.js";
 import type { Step } from "../scenario/types.js";
 import { Deviation, type Execution, type XThread, type ZapRange } from "./execution.js";
 
 const S_MMAP_W = site("mmap_write_lock", "take mmap_lock for writing");
 const S_MMAP_R = site("mmap_read_lock", "take mmap_lock for reading");
+const S_MADV_VMA = site("try_vma_read_lock", "look the VMA up and take its read lock");
 const S_ACCESS = site("user", "load or store");
 const S_INODE_LOCK = site("do_truncate", "inode_lock()");
 const S_DMA = site("device", "DMA through a pin");
@@ -66,7 +68,20 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const lazyFree = step.op === "madvise" && step.advice === "free";
       if (lazyFree) x.lazyFreeing++;
       r.enter(step, p);
-      yield il.lock(LK_MMAP, p.mm.id, write, write ? S_MMAP_W : S_MMAP_R);
+      // MADV_DONTNEED of a range inside one VMA runs under that VMA's read
+      // lock (get_lock_mode() and try_vma_read_lock(), mm/madvise.c, since
+      // v6.16), else under mmap_lock for reading.
+      let vl: Vma | null = null;
+      if (step.op === "madvise" && step.advice === "dontneed") {
+        yield S_MADV_VMA;
+        vl = lockVmaUnderRcu(p.mm, a);
+        const ps = m.geo.pageSize;
+        if (vl !== null && a + Math.ceil(len / ps) * ps > vl.end) {
+          vmaEndRead(vl);
+          vl = null;
+        }
+      }
+      if (vl === null) yield il.lock(LK_MMAP, p.mm.id, write, write ? S_MMAP_W : S_MMAP_R);
       // An error return (EINVAL, ENOMEM) leaves the syscall the way it
       // came: mmap_lock released, whatever it changed already flushed.
       // A call that fails checks only what it changed before it failed.
@@ -79,7 +94,8 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         upTo = e instanceof MmError ? (e.doneTo ?? a) : upTo;
         throw e;
       } finally {
-        il.unlock(LK_MMAP, p.mm.id);
+        if (vl !== null) vmaEndRead(vl);
+        else mmapUnlock(il, p.mm);
         if (zr !== null) zapEnd(x, r, p.mm, zr, step.op === "madvise" && step.advice === "dontneed" && upTo === a + len, t);
         if (lazyFree) {
           x.lazyFreeing--;
@@ -103,7 +119,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       r.enter(step, p);
       yield il.lock(LK_MMAP, p.mm.id, true, S_MMAP_W);
       const mm = yield* dupMmapGen(m, p.mm);
-      il.unlock(LK_MMAP, p.mm.id);
+      mmapUnlock(il, p.mm);
       r.addChild(step, p, mm);
       x.inherit(p.mm, mm);
       x.sysReturn(t, "fork", p.mm, 0, 2 ** 57);
@@ -125,22 +141,26 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         try {
           yield* doMunmap(m, p.mm, zr[0], zr[1] - zr[0], false);
         } catch (e) {
-          il.unlock(LK_MMAP, p.mm.id);
+          mmapUnlock(il, p.mm);
           zapEnd(x, r, p.mm, zr);
           throw e;
         }
       }
       const file = step.file !== undefined ? m.file(step.file, step.offset + step.size, false) : null;
-      const addr = doMmap(m, p.mm, {
-        len: step.size,
-        prot: step.prot,
-        shared: step.flags.includes("shared"),
-        fixed: step.flags.includes("fixed"),
-        addr: step.addr ?? 0,
-        file,
-        pgoff: Math.floor(step.offset / m.geo.pageSize),
-      });
-      il.unlock(LK_MMAP, p.mm.id);
+      let addr: number;
+      try {
+        addr = yield* doMmapGen(m, p.mm, {
+          len: step.size,
+          prot: step.prot,
+          shared: step.flags.includes("shared"),
+          fixed: step.flags.includes("fixed"),
+          addr: step.addr ?? 0,
+          file,
+          pgoff: Math.floor(step.offset / m.geo.pageSize),
+        });
+      } finally {
+        mmapUnlock(il, p.mm);
+      }
       r.pinForget(p.mm, addr, addr + step.size);
       p.regions.set(step.region, { start: addr, len: step.size });
       if (zr !== null) {
@@ -170,12 +190,12 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         // vma_to_resize(), before any PTE moves) releases mmap_lock having
         // revoked nothing: an entry reclaim left pending is still reclaim's
         // to flush.
-        il.unlock(LK_MMAP, p.mm.id);
+        mmapUnlock(il, p.mm);
         zapEnd(x, r, p.mm, zr);
         x.sysReturn(t, "mremap", p.mm, reg.start, reg.start);
         throw e;
       }
-      il.unlock(LK_MMAP, p.mm.id);
+      mmapUnlock(il, p.mm);
       zapEnd(x, r, p.mm, zr);
       p.regions.delete(step.region);
       p.regions.set(step.newRegion ?? step.region, { start: na, len: step.newSize });
@@ -198,7 +218,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       try {
         yield* brk(m, p.mm, p.mm.brk + step.delta);
       } finally {
-        il.unlock(LK_MMAP, p.mm.id);
+        mmapUnlock(il, p.mm);
       }
       r.bindHeap(step, p);
       if (zr !== null) {
@@ -244,7 +264,7 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
         // The load or store itself happens with the translation just made.
         const vpn = Math.floor(v / m.geo.pageSize);
         if (r.pins.size > 0) pinCheckAccess(r, t, p.mm, v, accessPfn);
-        if (step.write) x.userStore(t, p.mm, vpn, accessPfn, !(p.mm.findVma(v)?.isShared ?? true));
+        if (step.write) x.userStore(t, p.mm, vpn, accessPfn, !(p.mm.findVma(v)?.isShared ?? true), v % m.geo.pageSize < m.geo.pageSize / 2 ? 0 : 1);
         else x.userLoad(t, p.mm, vpn, accessPfn);
       }
       return;
@@ -355,19 +375,23 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       const fast = step.via === "gup_fast";
       // No user-PTE reader in v6.17 holds rcu_read_lock() alone: the
       // RCU-protected ones (handle_pte_fault() after lock_vma_under_rcu(),
-      // page-table walks under mmap_lock) hold the VMA read lock, which
-      // collapse_huge_page(), mprotect, mremap, munmap and fork exclude with
-      // vma_start_write(). The model has no per-VMA lock: mmap_lock for
-      // reading stands for it. Without it the reader could keep a pointer
-      // to a table MADV_COLLAPSE deposited and MADV_DONTNEED then freed with
-      // pte_free() (zap_deposited_table(), mm/huge_memory.c), which only
-      // those locks and GUP-fast's IRQs-off section make safe.
-      if (!fast) yield il.lock(LK_MMAP, p.mm.id, false, S_MMAP_R);
+      // page-table walks under mmap_lock) hold the VMA read lock or
+      // mmap_lock, which collapse_huge_page(), mprotect, mremap, munmap and
+      // fork exclude (vma_start_write()). Without them the reader could keep
+      // a pointer to a table MADV_COLLAPSE deposited and MADV_DONTNEED then
+      // freed with pte_free() (zap_deposited_table(), mm/huge_memory.c),
+      // which only those locks and GUP-fast's IRQs-off section make safe.
+      let vl: Vma | null = null;
+      if (!fast) {
+        vl = lockVmaUnderRcu(p.mm, addr);
+        if (vl === null) yield il.lock(LK_MMAP, p.mm.id, false, S_MMAP_R);
+      }
       try {
         const v = yield* locklessPteRead(m, p.mm, addr, fast);
         x.locklessResult(t, addr, v);
       } finally {
-        if (!fast) il.unlock(LK_MMAP, p.mm.id);
+        if (vl !== null) vmaEndRead(vl);
+        else if (!fast) il.unlock(LK_MMAP, p.mm.id);
       }
       return;
     }

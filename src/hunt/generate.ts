@@ -322,6 +322,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
 
   const steps: StepDoc[] = [];
   const conc: StepDoc[] = [];
+  let halves: boolean | null = null; // the half-pages feature, drawn at its first use
 
   // ---- mappings ------------------------------------------------------------------------------
   const nRegions = feature("two-regions", 0.25) ? 2 : 1;
@@ -850,7 +851,18 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     const n = r.pages.length;
     if (k === "touch" || k === "read") {
       const [off, len] = range(r, true, 1 + ch.int(3));
-      conc.push({ op: k, args: { ...args(r, off, len, n), thread: a.t } });
+      const a2: Record<string, number | string> = { ...args(r, off, len, n), thread: a.t };
+      // One page: sometimes one half of it, so that two threads' stores to
+      // one page need not cover each other (the data oracle keeps a stamp
+      // per half: a store lost under a later one to the other half shows).
+      if (len === 1) {
+        if (halves === null) halves = feature("half-pages", 0.35);
+        if (halves) {
+          a2.offset = off * page + (ch.bool(0.5) ? page / 2 : 0);
+          a2.length = page / 2;
+        }
+      }
+      conc.push({ op: k, args: a2 });
       return true;
     }
     // Each present PTE a concurrent call visits is an interleaving point:

@@ -230,9 +230,13 @@ const range = {
   offset: pageOffsetSchema.prefault(0),
   length: pageSizeSchema.optional().describe("Default: to the end of the region"),
 };
+// A user access is to one byte: its offset, length and stride need not be
+// page multiples (two threads may write different halves of one page).
 const touchArgs = z.strictObject({
-  ...range,
-  stride: pageSizeSchema.optional().describe("Default: the page size"),
+  region: range.region,
+  offset: size({}).describe(`Byte offset: 0, 2048, "2K", "4K"`).prefault(0),
+  length: size({ positive: true }).describe(`Byte count > 0; default: to the end of the region`).optional(),
+  stride: size({ positive: true }).describe(`Byte count > 0; default: the page size`).optional(),
   thread: threadRef,
 });
 

@@ -14,7 +14,8 @@
 // the dirty state, and the table entries on the way in the walk caches.
 
 import type { Machine } from "../machine.js";
-import { accessAllowed, handleMmFault } from "../mm/fault.js";
+import { accessAllowed, type FaultResult, handleMmFault, vmfAnonPrepare } from "../mm/fault.js";
+import { lockVmaUnderRcu, vmaEndRead } from "../mm/mmap_lock.js";
 import { run } from "../mm/memory.js";
 import type { Mm } from "../mm/types.js";
 import { idxAt } from "../geometry.js";
@@ -22,6 +23,7 @@ import { TBL_FREE } from "../mm/pgtable.js";
 import { TLB_D, TLB_W } from "./tlb.js";
 import { type Interleaver, LK_MMAP, site } from "../sync.js";
 
+const S_FAULT_VMA = site("lock_vma_under_rcu", "look the VMA up and take its read lock");
 const S_FAULT_MMAP = site("lock_mm_and_find_vma", "take mmap_lock for reading");
 const S_FAULT_RETURN = site("exc_page_fault", "return to user space and retry the access");
 const S_FAULT_AGAIN = site("exc_page_fault", "fault again: retry once something changed", true);
@@ -67,9 +69,9 @@ function faultLivelock(m: Machine, c: number, addr: number, write: boolean): voi
 }
 
 // The same access as the explorer runs it: the translation stops between
-// walk levels (walk() below); a fault takes mmap_lock for reading
-// (lock_mm_and_find_vma(), standing in for the per-VMA lock) and runs the
-// fault path, whose points interleave; then the access is retried.
+// walk levels (walk() below); a fault takes the VMA's read lock, or else
+// mmap_lock for reading (lock_mm_and_find_vma()), and runs the fault path,
+// whose points interleave; then the access is retried.
 // MAX_FAULT_RETRIES faults in a row with no other thread taking a step in
 // between (the explorer runs a retrying thread alone only when nothing else
 // can run) never resolve: the `livelock` violation, as in userAccess().
@@ -87,15 +89,29 @@ export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, writ
       faultLivelock(m, c, addr, write);
       return "livelock";
     }
-    yield il.lock(LK_MMAP, mm.id, false, S_FAULT_MMAP);
-    const vma = mm.findVma(addr);
-    if (vma === null || !accessAllowed(vma, write)) {
+    // lock_vma_under_rcu() first (do_user_addr_fault(), arch/x86/mm/fault.c;
+    // do_page_fault(), arch/arm64/mm/fault.c); if it fails, or
+    // vmf_anon_prepare() cannot take mmap_lock beside it (VM_FAULT_RETRY),
+    // the fault runs again under mmap_lock for reading.
+    yield S_FAULT_VMA;
+    let fr: FaultResult;
+    const vl = lockVmaUnderRcu(mm, addr);
+    if (vl !== null && (!accessAllowed(vl, write) || vmfAnonPrepare(m, il, mm, vl, addr, write))) {
+      m.curCpu = c;
+      fr = accessAllowed(vl, write) ? yield* handleMmFault(m, mm, vl, addr, write) : "segv";
+      vmaEndRead(vl);
+    } else {
+      if (vl !== null) vmaEndRead(vl);
+      yield il.lock(LK_MMAP, mm.id, false, S_FAULT_MMAP);
+      const vma = mm.findVma(addr);
+      if (vma === null || !accessAllowed(vma, write)) {
+        il.unlock(LK_MMAP, mm.id);
+        return "segv";
+      }
+      m.curCpu = c;
+      fr = yield* handleMmFault(m, mm, vma, addr, write);
       il.unlock(LK_MMAP, mm.id);
-      return "segv";
     }
-    m.curCpu = c;
-    const fr = yield* handleMmFault(m, mm, vma, addr, write);
-    il.unlock(LK_MMAP, mm.id);
     if (fr === "segv" || fr === "sigbus") return fr;
     // A second fault in a row waits for someone else to change something
     // (a TLBI, a lock holder finishing) before the access is retried.

@@ -23,7 +23,7 @@ import type { Machine } from "../machine.js";
 import { variantIs } from "../variant.js";
 import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
-import { type Interleaver, LK_FOLIO, LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
+import { type Interleaver, LK_FOLIO, LK_MMAP, LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
 import { type FileObj, type Mm, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { folioSetAnonRmap, folioSetFileRmap } from "./rmap.js";
@@ -46,6 +46,8 @@ const S_SWAPIN_PREPARE = site("do_swap_page", "swapcache_prepare() of a slot rea
 const S_SWAPIN_WAIT = site("do_swap_page", "swapcache_prepare() failed: wait for the other swap-in", true);
 const S_SWAPIN_READ = site("do_swap_page", "swap_read_folio(): the slot is read");
 const S_SWAPIN_RELOCK = site("do_swap_page", "take the PTE lock");
+const S_WP_COPIED = site("wp_page_copy", "copied the old page, the PTE lock not yet taken");
+const S_WP_RELOCK = site("wp_page_copy", "take the PTE lock");
 
 // fault_around_bytes: 16 pages with 4K pages; one page (no fault-around)
 // with the 64K granule.
@@ -53,6 +55,23 @@ const FAULT_AROUND_BYTES = 65536;
 
 // "sigbus": VM_FAULT_SIGBUS (a file page at or beyond i_size).
 export type FaultResult = "ok" | "segv" | "sigbus" | "retry";
+
+// vmf_anon_prepare() for a fault under the VMA lock, done up front: a fault
+// that will map an anonymous page (a write to a private mapping, a read of
+// private anonymous memory that will not map the zero page, or a THP fault,
+// which prepares first) needs the VMA's anon_vma, and __anon_vma_prepare()
+// runs under mmap_lock, which the fault only try-locks beside the VMA lock
+// (neighbouring VMAs may be merging, find_mergeable_anon_vma()). False:
+// VM_FAULT_RETRY, the fault is retried under mmap_lock. Explorer only.
+export function vmfAnonPrepare(m: Machine, il: Interleaver, mm: Mm, vma: Vma, addr: number, write: boolean): boolean {
+  if (vma.anonVma !== 0 || vma.isShared) return true;
+  const anon = vma.isAnonymous;
+  if (!write && !(anon && (!m.config.zeroPage || thpEligible(m, vma, addr)))) return true;
+  if (!il.trylockRead(LK_MMAP, mm.id)) return false;
+  vma.anonVma = m.newAnonVma();
+  il.unlock(LK_MMAP, mm.id);
+  return true;
+}
 
 // access_error() for a user access.
 export function accessAllowed(vma: Vma, write: boolean): boolean {
@@ -63,11 +82,16 @@ export function accessAllowed(vma: Vma, write: boolean): boolean {
 export function newAnonPage(m: Machine, vma: Vma, addr: number): number {
   if (vma.anonVma === 0) vma.anonVma = m.newAnonVma(); // anon_vma_prepare()
   const pfn = m.phys.alloc(0);
+  initAnonPage(m, vma, pfn, addr);
+  return pfn;
+}
+// A freshly allocated frame becomes an exclusive anon folio mapped once.
+function initAnonPage(m: Machine, vma: Vma, pfn: number, addr: number): void {
+  if (vma.anonVma === 0) vma.anonVma = m.newAnonVma(); // anon_vma_prepare()
   m.phys.flags[pfn] = PG_ANON | PG_SWAPBACKED | PG_ANON_EXCLUSIVE;
   m.phys.mapcount[pfn] = 1;
   folioSetAnonRmap(m, pfn, vma, addr);
   m.counters.pagesAlloc++;
-  return pfn;
 }
 
 // The page-cache miss of filemap_fault(): a new folio inserted at pgoff
@@ -164,6 +188,8 @@ export function vmaPageProt(m: Machine, vma: Vma): number {
 // does not map exclusively, gup_must_unshare()): handled at PTE level only,
 // the caller splits a PMD mapping first.
 export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write: boolean, unshare = false): KGen<FaultResult> {
+  // vmf->address: the faulting address rounded down to its page.
+  addr -= addr % m.geo.pageSize;
   const A = m.arch;
   m.counters.faults++;
   const pmdIdx = pmdOffset(m, mm, addr, true);
@@ -222,11 +248,12 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
       return "retry";
     }
     if (r === "wp_shared") return yield* wpPageShared(m, il, mm, vma, pmdIdx, pmdv, slot, addr);
+    if (r === "wp_copy") return yield* wpPageCopy(m, il, mm, vma, pmdIdx, pmdv, slot, addr, wpOrig);
     if (r === "swapin") return yield* doSwapPageDirect(m, il, mm, vma, pmdIdx, pmdv, slot, addr, write, swapinOrig);
     return r === "do_fault" ? yield* doFault(m, mm, vma, pmdIdx, slot, addr, write) : r;
   }
   const r = handlePteFault(m, mm, vma, slot, addr, write, unshare);
-  if (r === "wp_shared" || r === "swapin" || r === "folio_wait") throw new Error(`model bug: ${r} without the explorer`);
+  if (r === "wp_shared" || r === "wp_copy" || r === "swapin" || r === "folio_wait") throw new Error(`model bug: ${r} without the explorer`);
   // Without the explorer a migration completes before anything else runs:
   // an entry left behind is retried until the livelock check reports it.
   if (r === "migration") return "retry";
@@ -290,6 +317,8 @@ function hugePmdFault(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, pmdv: number
 // The swap entry when it returned "swapin".
 let swapinOrig = 0;
 let migrationWaitPfn = -1;
+// The entry do_wp_page() saw when handlePteFault() returned "wp_copy".
+let wpOrig = 0;
 
 // The rest of migration_entry_wait() (mm/migrate.c): the entry was read
 // under the PTE lock, which the caller dropped; wait until the migrating
@@ -319,7 +348,7 @@ function handlePteFault(
   addr: number,
   write: boolean,
   unshare = false,
-): FaultResult | "do_fault" | "wp_shared" | "migration" | "swapin" | "folio_wait" {
+): FaultResult | "do_fault" | "wp_shared" | "wp_copy" | "migration" | "swapin" | "folio_wait" {
   const A = m.arch;
   const e = m.tables.chunkOf(slot);
   const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
@@ -380,6 +409,17 @@ function handlePteFault(
     // Under the explorer, a written shared file page takes its folio lock
     // with the PTE lock dropped (wpPageShared()).
     if (m.il !== null && (vma.flags & VM_SHARED) !== 0 && vma.file !== null && !vma.file.shmem) return "wp_shared";
+    // Under the explorer a copy is made with the PTE lock dropped
+    // (wpPageCopy()), holding a reference on the old folio (folio_get()).
+    if (m.il !== null) {
+      if (wpReuse(m, mm, vma, e, pi, addr, v, false)) return "ok";
+      if (!A.pteSpecial(v)) {
+        const head = m.phys.folioHead(A.ptePfn(v));
+        m.phys.ref[head] = (m.phys.ref[head] as number) + 1;
+      }
+      wpOrig = v;
+      return "wp_copy";
+    }
     const pf = m.prof;
     if (pf !== null) pf.enter("do_wp_page");
     doWpPage(m, mm, vma, e, pi, addr, v);
@@ -617,6 +657,19 @@ export function pteMapsExclusiveAnon(m: Machine, v: number): boolean {
 // or copied, but the entry stays read-only (wp_page_copy() without
 // maybe_mkwrite()).
 function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, v: number, unshare = false): void {
+  if (wpReuse(m, mm, vma, e, pi, addr, v, unshare)) return;
+  // wp_page_copy(), here whole under the PTE lock (the explorer runs the
+  // kernel's order, the copy before the lock: wpPageCopy()).
+  const A = m.arch;
+  const npfn = newAnonPage(m, vma, addr);
+  if (m.il && !A.pteSpecial(v)) m.il.copyPage(A.ptePfn(v), npfn);
+  wpCopyInstall(m, mm, vma, e, pi, addr, v, unshare, npfn);
+}
+
+// The part of do_wp_page() that needs no new page: a shared mapping's page
+// made writable (wp_page_shared()), an anon page this mm may reuse
+// (wp_page_reuse()). False: the page must be copied.
+function wpReuse(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, v: number, unshare: boolean): boolean {
   const A = m.arch;
   const phys = m.phys;
   if ((vma.flags & VM_SHARED) !== 0) {
@@ -624,32 +677,31 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, add
     const pfn = A.ptePfn(v);
     phys.flags[phys.folioHead(pfn)] |= PG_DIRTY;
     A.ptepSetAccessFlags(m, mm, addr, e, pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))), true);
-    return;
+    return true;
   }
+  if (A.pteSpecial(v)) return false;
+  const pfn = A.ptePfn(v);
+  const head = phys.folioHead(pfn);
+  if (((phys.flags[head] as number) & PG_ANON) === 0) return false;
+  // PageAnonExclusive(), else wp_can_reuse_anon_folio(): a small folio
+  // nobody else holds, or a large one only this mm maps.
+  const exclusive = ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0;
+  const small = phys.order[head] === 0;
+  if (!(exclusive || (small && phys.ref[head] === 1) || (!small && canReuseLargeAnonFolio(m, e, pi, addr, vma, head)))) return false;
+  phys.flags[pfn] |= PG_ANON_EXCLUSIVE;
+  if (unshare) return true; // exclusive now, still read-only
+  A.ptepSetAccessFlags(m, mm, addr, e, pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))), true); // wp_page_reuse()
+  return true;
+}
+
+// The end of wp_page_copy() under the PTE lock: the new exclusive anon page
+// npfn replaces the old mapping; the old entry is flushed before the new
+// one is visible (ptep_clear_flush(), then set_pte_at()).
+function wpCopyInstall(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, v: number, unshare: boolean, npfn: number): void {
+  const A = m.arch;
+  const phys = m.phys;
   const special = A.pteSpecial(v);
-  if (!special) {
-    const pfn = A.ptePfn(v);
-    const head = phys.folioHead(pfn);
-    const anon = ((phys.flags[head] as number) & PG_ANON) !== 0;
-    if (anon) {
-      // PageAnonExclusive(), else wp_can_reuse_anon_folio(): a small folio
-      // nobody else holds, or a large one only this mm maps.
-      const exclusive = ((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0;
-      const small = phys.order[head] === 0;
-      if (exclusive || (small && phys.ref[head] === 1) || (!small && canReuseLargeAnonFolio(m, e, pi, addr, vma, head))) {
-        phys.flags[pfn] |= PG_ANON_EXCLUSIVE;
-        if (unshare) return; // exclusive now, still read-only
-        A.ptepSetAccessFlags(m, mm, addr, e, pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(v))), true); // wp_page_reuse()
-        return;
-      }
-    }
-  }
-  // wp_page_copy(): a new exclusive anon page replaces the old mapping; the
-  // old entry must be flushed before the new one is visible
-  // (ptep_clear_flush(), then set_pte_at()).
-  const npfn = newAnonPage(m, vma, addr);
   m.counters.cowCopies++;
-  if (m.il && !special) m.il.copyPage(A.ptePfn(v), npfn);
   A.ptepGetAndClearFull(m, mm, addr, e, pi, false);
   A.flushTlbPage(m, mm, addr);
   const npte = A.pfnPte(npfn, vmaPageProt(m, vma));
@@ -670,6 +722,47 @@ function doWpPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, add
     }
     if (phys.folioPut(head)) m.counters.pagesFree += 1 << (phys.order[head] as number);
   }
+}
+
+// wp_page_copy() as the kernel orders it, under the explorer: do_wp_page()
+// took a reference on the old folio and dropped the PTE lock
+// (handlePteFault() returned "wp_copy"); the new page is allocated and the
+// old one copied with no lock held (__wp_page_copy_user()); then the PTE
+// lock again, and the copy is mapped only if the entry is still the one
+// copied (pte_same()), else it is freed and the access retried. A store
+// another CPU makes to the old page meanwhile, through a TLB entry still
+// writable, is not in the copy: nothing may leave such an entry while a
+// fault can copy the page (fork's deferred flush is why dup_mmap()
+// write-locks each VMA).
+function* wpPageCopy(m: Machine, il: Interleaver, mm: Mm, vma: Vma, pmdIdx: number, pmdv: number, slot: number, addr: number, orig: number): KGen<FaultResult> {
+  const A = m.arch;
+  const phys = m.phys;
+  const special = A.pteSpecial(orig);
+  const oldHead = special ? -1 : phys.folioHead(A.ptePfn(orig));
+  const putOld = (): void => {
+    if (oldHead >= 0 && phys.folioPut(oldHead)) m.counters.pagesFree += 1 << (phys.order[oldHead] as number);
+  };
+  // folio_prealloc(): not on an LRU list until it is mapped, so reclaim
+  // cannot find it meanwhile (m.isolated stands for that).
+  const npfn = phys.alloc(0);
+  m.isolated.add(npfn);
+  if (!special) il.copyPage(A.ptePfn(orig), npfn);
+  yield S_WP_COPIED;
+  const relocked = yield* relockPte(m, il, pmdIdx, pmdv, slot, S_WP_RELOCK);
+  const e = m.tables.chunkOf(slot);
+  const pi = m.tables.base(slot) + ((addr / m.geo.pageSize) & m.geo.ptrsMask);
+  m.isolated.delete(npfn);
+  if (!relocked || A.ptepGet(m, e, pi) !== orig) {
+    if (relocked) il.unlock(LK_PTL, slot);
+    phys.folioPut(npfn);
+    putOld();
+    return "retry";
+  }
+  initAnonPage(m, vma, npfn, addr);
+  wpCopyInstall(m, mm, vma, e, pi, addr, orig, false, npfn);
+  il.unlock(LK_PTL, slot);
+  putOld();
+  return "ok";
 }
 
 // do_swap_page()'s test for reading a slot into a folio of its own, outside

@@ -1,12 +1,18 @@
 // fork's address-space copy: models dup_mmap() (mm/mmap.c, kernel/fork.c):
 // VMAs are duplicated, page tables copied only where vma_needs_copy() says
 // so (the VMA has an anon_vma), and the parent's TLB is flushed at the end
-// because its PTEs were write-protected.
+// because its PTEs were write-protected. Until that flush another CPU may
+// still write through a writable TLB entry fork has write-protected, so no
+// fault may copy such a page meanwhile: mmap_lock held for writing keeps
+// out the faults that take it, and vma_start_write() of each parent VMA the
+// faults that run under the VMA lock.
 
 import type { Machine } from "../machine.js";
 import { copyPageRange, type KGen, run } from "./memory.js";
 import { anonVmaRoot } from "./rmap.js";
 import { LK_ANON_VMA, LK_IMMAP, site } from "../sync.js";
+import { variantIs } from "../variant.js";
+import { vmaStartWrite } from "./mmap_lock.js";
 import type { Mm } from "./types.js";
 
 const S_FORK_AVC = site("anon_vma_fork", "anon_vma_lock_write() of the root");
@@ -21,7 +27,15 @@ export function* dupMmapGen(m: Machine, oldmm: Mm): KGen<Mm> {
   const mm = m.newMm(oldmm.mmapBase);
   mm.startBrk = oldmm.startBrk;
   mm.brk = oldmm.brk;
+  const il0 = m.il;
   for (const vma of oldmm.vmas) {
+    // vma_start_write(mpnt) (fb49c455323f, "fork: lock VMAs of the parent
+    // process when forking", v6.5-rc1 and 6.4.3). fork_vma_lock=none is v6.4
+    // as released: x86 faults tried the VMA lock first (0bff0aaea03e) and
+    // dup_mmap() took only mmap_lock, so a fault could copy a page fork had
+    // just write-protected, before the flush below, while a thread on
+    // another CPU still stored to the old page through its TLB.
+    if (il0 !== null && !variantIs(m, "fork_vma_lock", "none")) yield* vmaStartWrite(m, oldmm, vma);
     const nv = vma.clone();
     // anon_vma_fork(): the child's anon_vma is a child of the parent VMA's, so
     // an rmap walk from a folio the parent mapped finds the child's VMA too.

@@ -50,6 +50,7 @@
 import type { Machine } from "../machine.js";
 import { variantIs } from "../variant.js";
 import { LK_ANON_VMA, LK_FOLIO, LK_MMAP, LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
+import { mmapUnlock, vmaStartWrite } from "./mmap_lock.js";
 import type { KGen } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { anonVmaRoot, folioMapcount, folioSetAnonRmap } from "./rmap.js";
@@ -271,7 +272,7 @@ function* collapseHugePage(m: Machine, mm: Mm, haddr: number): KGen<CollapseResu
   const hpage = phys.alloc(G.pmdOrder);
   m.counters.pagesAlloc += nr;
   const fail = (r: CollapseResult): CollapseResult => {
-    if (il) il.unlock(LK_MMAP, mm.id);
+    if (il) mmapUnlock(il, mm);
     freeHpage(m, hpage);
     return r;
   };
@@ -300,7 +301,9 @@ function* collapseHugePage(m: Machine, mm: Mm, haddr: number): KGen<CollapseResu
     if (typeof p2 === "string") return fail(p2);
     if (p2 !== pmd) return fail("fail");
   }
-  // vma_start_write(); anon_vma_lock_write().
+  // vma_start_write(): faults under the VMA lock are done and new ones take
+  // mmap_lock; anon_vma_lock_write().
+  yield* vmaStartWrite(m, mm, vma);
   const root = anonVmaRoot(m, vma.anonVma);
   if (il) yield il.lock(LK_ANON_VMA, root, true, S_AVL);
   // pmdp_collapse_flush() under the PMD lock: the PMD cleared, the range
@@ -432,7 +435,7 @@ function* collapseHugePage(m: Machine, mm: Mm, haddr: number): KGen<CollapseResu
   m.counters.pteWrites++;
   if (il) {
     il.unlock(LK_PMD, pmdSlot);
-    il.unlock(LK_MMAP, mm.id); // mmap_write_unlock()
+    mmapUnlock(il, mm); // mmap_write_unlock()
   }
   mm.anonHugePmds++;
   return "ok";

@@ -10,7 +10,7 @@
 import type { Machine } from "../machine.js";
 import { MIG_READ } from "../arch/arch.js";
 import { variantIs } from "../variant.js";
-import { LK_PTL, pteLockMapped, site } from "../sync.js";
+import { LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
 import { freeTableTlb, type MmuGather, tlbFlushMmu, tlbFlushMmuTlbonly, tlbFlushRmaps, tlbRemoveFolioPages, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD, LVL_PTE } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM } from "./physmem.js";
@@ -30,6 +30,7 @@ const S_ZAP_PTE = site("zap_pte_range", "load a PTE");
 const S_ZAP_UNLOCKED = site("zap_pte_range", "after pte_unmap_unlock()");
 const S_ZAP_PMD_LOCK = site("zap_pmd_range", "take the PMD lock of a huge PMD");
 const S_COPY_LOCK = site("copy_pte_range", "take the PTE locks");
+const S_COPY_PMD_LOCK = site("copy_huge_pmd", "take the PMD locks");
 const S_COPY_PTE = site("copy_pte_range", "load a source PTE");
 const S_COPY_WRPROTECT = site("copy_present_ptes", "rmap duplicated (pin test passed), the parent's entries not yet write-protected");
 
@@ -571,6 +572,30 @@ export function* copyPageRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
 }
 
 // copy_p4d_range() and below, over the VMA.
+// copy_huge_pmd()'s locking: the child's PMD lock, then the parent's
+// (spin_lock_nested()), and the parent's entry read again under them. A
+// fault under the VMA lock, or reclaim or migration, may be splitting the
+// THP (the PMD lock is held from pmdp_invalidate() to pmd_populate()): once
+// it is a table's, -EAGAIN and the caller copies PTEs. False then.
+function* copyHugePmdLocked(m: Machine, dst: Mm, src: Mm, dpi: number, spi: number, vma: Vma): KGen<boolean> {
+  const il = m.il;
+  if (il === null) {
+    copyHugePmd(m, dst, src, dpi, spi, vma);
+    return true;
+  }
+  const A = m.arch;
+  const dslot = Math.floor(dpi / m.geo.ptrs);
+  const sslot = Math.floor(spi / m.geo.ptrs);
+  if (!il.trylock(LK_PMD, dslot)) yield il.lock(LK_PMD, dslot, true, S_COPY_PMD_LOCK);
+  if (!il.trylock(LK_PMD, sslot)) yield il.lock(LK_PMD, sslot, true, S_COPY_PMD_LOCK);
+  const v = m.tables.get(spi);
+  const huge = v !== 0 && (A.isMigrationPmd(v) || A.entryIsLeaf(v));
+  if (huge) copyHugePmd(m, dst, src, dpi, spi, vma);
+  il.unlock(LK_PMD, sslot);
+  il.unlock(LK_PMD, dslot);
+  return huge;
+}
+
 function* copyP4dRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
   const A = m.arch;
   let addr = vma.start;
@@ -587,8 +612,9 @@ function* copyP4dRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
         const dpi = pmdOffset(m, dst, addr, true);
         if (A.isMigrationPmd(v)) {
           // copy_huge_pmd() of a PMD migration entry (is_swap_pmd()).
-          if (next - addr === PMDS) copyHugePmd(m, dst, src, dpi, spi, vma);
-          else {
+          if (next - addr === PMDS) {
+            if (!(yield* copyHugePmdLocked(m, dst, src, dpi, spi, vma))) yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);
+          } else {
             yield* splitHugePmd(m, src, vma, spi, addr - (addr % PMDS));
             yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);
           }
@@ -604,8 +630,9 @@ function* copyP4dRange(m: Machine, dst: Mm, src: Mm, vma: Vma): KGen {
             (hf & (PG_ANON | PG_ANON_EXCLUSIVE)) === (PG_ANON | PG_ANON_EXCLUSIVE) &&
             m.phys.folioMaybeDmaPinned(head) &&
             !variantIs(m, "fork_pin", "share");
-          if (next - addr === PMDS && !pinned) copyHugePmd(m, dst, src, dpi, spi, vma);
-          else {
+          if (next - addr === PMDS && !pinned) {
+            if (!(yield* copyHugePmdLocked(m, dst, src, dpi, spi, vma))) yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);
+          } else {
             yield* splitHugePmd(m, src, vma, spi, addr - (addr % PMDS));
             yield* copyPteRange(m, dst, src, vma, dpi, spi, addr, next);
           }

@@ -4,6 +4,7 @@
 
 import type { Machine } from "../machine.js";
 import { type Interleaver, LK_ANON_VMA, LK_IMMAP, LK_MMAP, site } from "../sync.js";
+import { mmapUnlock, mmapWriteDowngrade, vmaMarkWriteLocked } from "./mmap_lock.js";
 
 const S_EXIT_READ = site("exit_mmap", "mmap_read_lock() for unmap_vmas()");
 const S_EXIT_WRITE = site("exit_mmap", "mmap_write_lock() for free_pgtables()");
@@ -13,7 +14,7 @@ import { freePgtables, type KGen, run, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
 import { type FileObj, type Mm, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
 import { anonVmaRoot } from "./rmap.js";
-import { insertVma, isolateRangeLocked, mergeAround, rangeFree } from "./vma.js";
+import { insertVma, isolateRangeLocked, mergeAroundLocked, rangeFree } from "./vma.js";
 
 export class MmError extends Error {
   constructor(
@@ -62,6 +63,11 @@ export function getUnmappedArea(mm: Mm, len: number, align: number): number {
 
 // do_mmap()
 export function doMmap(m: Machine, mm: Mm, args: MmapArgs): number {
+  return run(doMmapGen(m, mm, args));
+}
+// The caller holds mmap_lock for writing: a merge with a neighbour waits for
+// the neighbour's VMA-lock readers (vma_expand(), vma_start_write()).
+export function* doMmapGen(m: Machine, mm: Mm, args: MmapArgs): KGen<number> {
   const PS = m.geo.pageSize;
   if (args.len <= 0) throw new MmError("EINVAL", "length must be positive");
   // PAGE_ALIGN(len); a fixed address must be page aligned.
@@ -73,7 +79,7 @@ export function doMmap(m: Machine, mm: Mm, args: MmapArgs): number {
   if (a.fixed) {
     if (a.addr > A.taskSize - a.len) throw new MmError("ENOMEM", `MAP_FIXED range ends above TASK_SIZE (0x${A.taskSize.toString(16)})`);
     addr = a.addr;
-    if (!rangeFree(mm, addr, addr + a.len)) run(doMunmap(m, mm, addr, a.len, false));
+    if (!rangeFree(mm, addr, addr + a.len)) yield* doMunmap(m, mm, addr, a.len, false);
   } else if (
     a.addr !== 0 &&
     a.addr % PS === 0 &&
@@ -98,8 +104,10 @@ export function doMmap(m: Machine, mm: Mm, args: MmapArgs): number {
   }
   // do_mmap(): a private anonymous mapping's vm_pgoff is its address in
   // pages (linear_page_index() of its folios, which rmap follows).
-  insertVma(mm, new Vma(addr, addr + a.len, flags, file, file === null ? addr / PS : a.pgoff, 0));
-  mergeAround(m, mm, addr, addr + a.len);
+  const nv = new Vma(addr, addr + a.len, flags, file, file === null ? addr / PS : a.pgoff, 0);
+  insertVma(mm, nv);
+  vmaMarkWriteLocked(m, mm, nv);
+  yield* mergeAroundLocked(m, mm, addr, addr + a.len);
   return addr;
 }
 
@@ -120,7 +128,7 @@ export function* doMunmap(m: Machine, mm: Mm, start: number, len: number, unlock
   const next = mm.vmas[first];
   // vms_complete_munmap_vmas(): with the VMAs detached, zap and free page
   // tables under the read lock (mmap_write_downgrade(), since v4.20).
-  if (m.il && unlock) m.il.downgrade(LK_MMAP, mm.id);
+  if (m.il && unlock) mmapWriteDowngrade(m.il, mm);
   yield* unmapRegion(m, mm, vmas, prev ? prev.end : 0, next ? next.start : 0);
 }
 
@@ -197,8 +205,10 @@ export function* brk(m: Machine, mm: Mm, newBrk: number): KGen<number> {
     // here grows down into the gap, so vm_start_gap() is its start).
     const next = mm.vmas[mm.findVmaIndex(oldEnd)];
     if (next !== undefined && newEnd + PS > next.start) return mm.brk;
-    insertVma(mm, new Vma(oldEnd, newEnd, VM_READ | VM_WRITE | VM_MAYWRITE, null, oldEnd / PS, 0));
-    mergeAround(m, mm, oldEnd, newEnd);
+    const nv = new Vma(oldEnd, newEnd, VM_READ | VM_WRITE | VM_MAYWRITE, null, oldEnd / PS, 0);
+    insertVma(mm, nv);
+    vmaMarkWriteLocked(m, mm, nv);
+    yield* mergeAroundLocked(m, mm, oldEnd, newEnd);
   }
   mm.brk = newBrk;
   return newBrk;
@@ -224,7 +234,7 @@ export function* exitMmap(m: Machine, mm: Mm): KGen {
   }
   tlbFinishMmu(tlb);
   mm.vmas = [];
-  if (il) il.unlock(LK_MMAP, mm.id);
+  if (il) mmapUnlock(il, mm);
 }
 
 // oom_reap_task_mm() -> __oom_reap_task_mm() (mm/oom_kill.c): under

@@ -23,12 +23,13 @@
 import type { Machine } from "../machine.js";
 import { variantIs, variantSelected } from "../variant.js";
 import { type Interleaver, LK_ANON_VMA, LK_IMMAP, LK_PMD, LK_PTL, site } from "../sync.js";
-import { splitHugePmdMmapWriteLocked } from "./huge_memory.js";
+import { splitHugePmd } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run } from "./memory.js";
 import { doMunmap, getUnmappedArea, MmError } from "./mmap.js";
 import { anonVmaRoot, flushTlbBatchedPending } from "./rmap.js";
 import type { Mm, Vma } from "./types.js";
-import { insertVma, mergeAround, rangeFree } from "./vma.js";
+import { vmaMarkWriteLocked, vmaStartWrite } from "./mmap_lock.js";
+import { insertVma, mergeAroundLocked, rangeFree } from "./vma.js";
 import { pmdOffset, pteAlloc, pteTableOf } from "./walk.js";
 
 const S_COPY_VMA = site("copy_vma", "vma_link(): take i_mmap_rwsem for writing");
@@ -66,8 +67,9 @@ export function* mremap(m: Machine, mm: Mm, addr: number, oldLen: number, newLen
     return addr;
   }
   if (newAddrHint === 0 && addr + oldLen === vma.end && rangeFree(mm, vma.end, addr + newLen)) {
+    yield* vmaStartWrite(m, mm, vma);
     vma.end = addr + newLen; // vma_merge_extend()
-    mergeAround(m, mm, vma.start, vma.end);
+    yield* mergeAroundLocked(m, mm, vma.start, vma.end);
     return addr;
   }
   if (!mayMove && newAddrHint === 0) throw new MmError("ENOMEM", "mremap: cannot grow in place and may_move is not set");
@@ -95,6 +97,8 @@ function dropRmapLocks(m: Machine, il: Interleaver, vma: Vma): void {
 // writing.
 function* moveVma(m: Machine, mm: Mm, vma: Vma, old: number, oldLen: number, dest: number, newLen: number): KGen {
   const il = m.il;
+  // The source VMA's page tables move: faults in it must wait.
+  yield* vmaStartWrite(m, mm, vma);
   const nv = vma.clone();
   nv.start = dest;
   nv.end = dest + newLen;
@@ -106,11 +110,12 @@ function* moveVma(m: Machine, mm: Mm, vma: Vma, old: number, oldLen: number, des
   const root = nv.anonVma !== 0 ? anonVmaRoot(m, nv.anonVma) : 0;
   if (il && root !== 0) yield il.lock(LK_ANON_VMA, root, true, S_COPY_VMA_ANON);
   insertVma(mm, nv);
+  vmaMarkWriteLocked(m, mm, nv);
   if (il && root !== 0) il.unlock(LK_ANON_VMA, root);
   if (il && file !== null) il.unlock(LK_IMMAP, file.id);
   yield* movePageTables(m, mm, vma, old, dest, oldLen);
   yield* doMunmap(m, mm, old, oldLen, false);
-  mergeAround(m, mm, dest, dest + newLen);
+  yield* mergeAroundLocked(m, mm, dest, dest + newLen);
 }
 
 // move_page_tables(): per PMD extent (bounded by both sides' PMD
@@ -149,7 +154,9 @@ export function* movePageTables(m: Machine, mm: Mm, vma: Vma, old: number, dest:
             break;
           }
         }
-        splitHugePmdMmapWriteLocked(m, mm, vma, spi, oa - (oa % PMDS));
+        // The PMD lock may be held by a fault in another VMA of the PMD
+        // table (under its VMA lock).
+        yield* splitHugePmd(m, mm, vma, spi, oa - (oa % PMDS));
       } else if (extent === PMDS && A.entryIsTable(sv) && !variantIs(m, "mremap_flush", "after-unlock") && (yield* moveNormalPmd(m, mm, vma, oa, spi, dpi)))
         break;
       if (T.get(spi) === 0) break;

@@ -30,6 +30,12 @@ export class Vma {
     public pgoff: number, // in pages: file page mapped at `start`
     public anonVma: number, // 0 until the first anon fault (anon_vma_prepare)
   ) {}
+  // The per-VMA lock (CONFIG_PER_VMA_LOCK, mmap_lock.ts), under the
+  // explorer only: page faults (and MADV_DONTNEED) holding it for reading,
+  // and whether an mmap_lock writer has write-locked the VMA in its current
+  // write cycle (vm_lock_seq == mm_lock_seq). A clone starts unlocked.
+  vmReaders = 0;
+  vmWriteLocked = false;
   clone(): Vma {
     return new Vma(this.start, this.end, this.flags, this.file, this.pgoff, this.anonVma);
   }
@@ -73,6 +79,10 @@ export class Mm {
   // kernel packs both counters in one atomic).
   tlbBatchPending = 0;
   tlbBatchFlushed = 0;
+  // VMAs the mmap_lock writer has write-locked (vma_start_write()) in its
+  // current write cycle: unlocked together when it releases or downgrades
+  // mmap_lock (vma_end_write_all()). Explorer only.
+  vmaWriteLocked: Vma[] = [];
   swapEnts = 0; // MM_SWAPENTS: swap entries in the page tables (VmSwap), pages
   cpumask: Uint8Array; // mm_cpumask(): CPUs with this mm loaded
   mmapBase: number;

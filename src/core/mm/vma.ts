@@ -3,8 +3,9 @@
 
 import type { Machine } from "../machine.js";
 import { LK_ANON_VMA, LK_IMMAP, site } from "../sync.js";
-import { splitHugePmdMmapWriteLocked } from "./huge_memory.js";
+import { splitHugePmd, splitHugePmdMmapWriteLocked } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
+import { vmaMarkWriteLocked, vmaStartWrite } from "./mmap_lock.js";
 import { anonVmaRoot } from "./rmap.js";
 import type { Mm, Vma } from "./types.js";
 import { pmdOffset } from "./walk.js";
@@ -12,16 +13,20 @@ import { pmdOffset } from "./walk.js";
 const S_VMA_PREPARE = site("vma_prepare", "i_mmap_lock_write() / anon_vma_lock_write()");
 
 // split_huge_pmd_if_needed(): a VMA boundary at addr inside a PMD mapping
-// (or a PMD migration entry) splits it.
-function splitHugePmdIfNeeded(m: Machine, mm: Mm, vma: Vma, addr: number): void {
+// (or a PMD migration entry) splits it. The PMD entry's index, or -1.
+function hugePmdToSplit(m: Machine, mm: Mm, vma: Vma, addr: number): number {
   const pmds = m.geo.pmdSize;
-  if (addr % pmds === 0) return;
+  if (addr % pmds === 0) return -1;
   const haddr = addr - (addr % pmds);
-  if (haddr < vma.start || haddr + pmds > vma.end) return;
+  if (haddr < vma.start || haddr + pmds > vma.end) return -1;
   const pi = pmdOffset(m, mm, addr, false);
-  if (pi < 0) return;
+  if (pi < 0) return -1;
   const v = m.tables.get(pi);
-  if (v !== 0 && (m.arch.entryIsLeaf(v) || m.arch.isMigrationPmd(v))) splitHugePmdMmapWriteLocked(m, mm, vma, pi, haddr);
+  return v !== 0 && (m.arch.entryIsLeaf(v) || m.arch.isMigrationPmd(v)) ? pi : -1;
+}
+function splitHugePmdIfNeeded(m: Machine, mm: Mm, vma: Vma, addr: number): void {
+  const pi = hugePmdToSplit(m, mm, vma, addr);
+  if (pi >= 0) splitHugePmdMmapWriteLocked(m, mm, vma, pi, addr - (addr % m.geo.pmdSize));
 }
 
 // Split the VMA containing addr so that a VMA starts at addr.
@@ -34,6 +39,7 @@ export function splitAt(m: Machine, mm: Mm, addr: number): void {
   tail.start = addr;
   tail.pgoff = vma.pgoffOf(addr, m.geo.pageSize);
   vma.end = addr;
+  if (vma.vmWriteLocked) vmaMarkWriteLocked(m, mm, tail);
   mm.vmas.splice(i + 1, 0, tail);
 }
 
@@ -129,16 +135,46 @@ function unlockVmaRmaps(m: Machine, taken: number[]): void {
   for (let i = taken.length - 2; i >= 0; i -= 2) m.il?.unlock(taken[i] as number, taken[i + 1] as number);
 }
 
-// isolateRange() and mergeAround() as the syscalls run them: under the rmap
-// locks of the VMAs whose bounds move (vma_prepare()).
+// isolateRange() and mergeAround() as the syscalls run them: every VMA the
+// range touches write-locked first (vma_start_write(): the callers change
+// their bounds, flags or page tables), then under the rmap locks of the
+// VMAs whose bounds move (vma_prepare()).
 export function* isolateRangeLocked(m: Machine, mm: Mm, start: number, end: number): KGen<Vma[]> {
+  if (m.il !== null) {
+    // mmap_lock is held for writing: mm.vmas cannot change while this waits.
+    for (let i = mm.findVmaIndex(start); i < mm.vmas.length; i++) {
+      const v = mm.vmas[i] as Vma;
+      if (v.start >= end) break;
+      yield* vmaStartWrite(m, mm, v);
+    }
+  }
   const lk = yield* lockVmaRmaps(m, mm, start, end, false);
+  if (m.il !== null) {
+    // vma_adjust_trans_huge(): the PMD lock of a THP a boundary cuts may be
+    // held by a fault in another VMA of the same PMD table, which runs
+    // under its own VMA lock.
+    for (const addr of [start, end]) {
+      const v = mm.vmas[mm.findVmaIndex(addr)];
+      if (v === undefined || v.start >= addr) continue;
+      const pi = hugePmdToSplit(m, mm, v, addr);
+      if (pi >= 0) yield* splitHugePmd(m, mm, v, pi, addr - (addr % m.geo.pmdSize));
+    }
+  }
   const vmas = isolateRange(m, mm, start, end);
   unlockVmaRmaps(m, lk);
   return vmas;
 }
 
 export function* mergeAroundLocked(m: Machine, mm: Mm, start: number, end: number): KGen {
+  if (m.il !== null)
+    for (let i = Math.max(0, mm.findVmaIndex(start) - 1); i < mm.vmas.length - 1; i++) {
+      const a = mm.vmas[i] as Vma;
+      if (a.start > end) break;
+      const b = mm.vmas[i + 1] as Vma;
+      if (!canMerge(a, b, m.geo.pageSize)) continue;
+      yield* vmaStartWrite(m, mm, a);
+      yield* vmaStartWrite(m, mm, b);
+    }
   const lk = yield* lockVmaRmaps(m, mm, start, end, true);
   mergeAround(m, mm, start, end);
   unlockVmaRmaps(m, lk);
