@@ -96,7 +96,12 @@ describe("explore: sleep sets", () => {
 
   // Fixed spaces too large to exhaust without a bound in the suite; the
   // benchmark (bench:explore) exhausts them.
-  const LARGE = new Set(["b-lockless-no-retry.yaml", "e-pt-reclaim-direct.yaml"]);
+  const LARGE = new Set(["b-lockless-no-retry.yaml", "e-pt-reclaim-direct.yaml", "u-fork-vma-lock.yaml"]);
+  // Three threads, fork over two VMAs: without a bound the depth-first
+  // search does not reach the variant's bug within minutes either (the
+  // preemption-bounded search of the catalogue test finds it in 324
+  // executions).
+  const DEEP = new Set(["u-fork-vma-lock.yaml"]);
   it("the entries skipped as too large are seeded catalogue entries", () => {
     for (const f of LARGE) assert.ok(files.includes(f) && isSeeded(load(f)), f);
   });
@@ -104,7 +109,7 @@ describe("explore: sleep sets", () => {
     const sc = load(f);
     const seeded = isSeeded(sc);
     if (!seeded) continue;
-    it(`${f}: the historical variant's bug is still found`, () => {
+    it(`${f}: the historical variant's bug is still found`, { skip: DEEP.has(f) && "the unbounded search does not reach it here; the bounded catalogue test does" }, () => {
       const bug = explore(scenarioConfig(sc, true, { preemptions: UNBOUNDED, sleepSets: true }));
       assert.equal(bug.counterexample?.invariant, sc.explore?.expect, f);
     });

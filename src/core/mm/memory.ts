@@ -435,9 +435,19 @@ function* copyPteRange(m: Machine, dst: Mm, src: Mm, vma: Vma, dstPmdIdx: number
   if (!A.entryIsTable(sv)) return;
   const sslot = T.slotOfPfn(A.ptePfn(sv));
   if (il) {
-    // The child's PTL, then the parent's nested (spin_lock_nested()).
+    // The child's PTL, then the parent's nested (spin_lock_nested()). The
+    // parent's table is mapped under RCU (pte_offset_map_rw_nolock()):
+    // since v6.16 a MADV_DONTNEED of a neighbouring VMA, under that VMA's
+    // lock alone, may have emptied and freed it with PT reclaim meanwhile;
+    // then the kernel reads the freed table's none entries and copies
+    // nothing, which is what returning here does.
     yield il.lock(LK_PTL, dslot, true, S_COPY_LOCK);
-    yield il.lock(LK_PTL, sslot, true, S_COPY_LOCK);
+    yield* pteLockMapped(il, sslot, S_COPY_LOCK);
+    if (T.get(srcPmdIdx) !== sv) {
+      il.unlock(LK_PTL, sslot);
+      il.unlock(LK_PTL, dslot);
+      return;
+    }
   }
   const es = T.chunkOf(sslot);
   const ed = T.chunkOf(dslot);
