@@ -346,8 +346,12 @@ describe("parseScenario: errors", () => {
       "steps[0].mmap.addr: value too large: 144115188075855872 exceeds 2^53 - 1",
     );
     fails(withSteps("- mmap: { region: A, size: 4K, addr: 0x1234 }"), 3, 40, "steps[0].mmap.addr: expected a multiple of the 4 KiB page size");
-    fails(withSteps("- touch: { region: A, offset: 1 }"), 3, 33, "steps[0].touch.offset: expected a multiple of the 4 KiB page size, got 1");
+    fails(withSteps("- munmap: { region: A, offset: 1 }"), 3, 34, "steps[0].munmap.offset: expected a multiple of the 4 KiB page size, got 1");
+    fails(withSteps("- touch: { region: A, offset: -1 }"), 3, 33, "steps[0].touch.offset: expected a non-negative size, got -1");
     fails(withSteps("- touch: { region: A, stride: 0 }"), 3, 33, "steps[0].touch.stride: expected a size greater than 0");
+    // A user access is to a byte: any offset, length and stride.
+    const half = firstStep("- touch: { region: A, offset: 2K, length: 2K, stride: 100 }") as Step & { offset: number; length: number; stride: number };
+    assert.deepEqual([half.offset, half.length, half.stride], [2048, 2048, 100]);
     fails(withSteps("- brk: { delta: 1.1K }"), 3, 19, 'steps[0].brk.delta: expected a whole number of bytes, got "1.1K"');
     fails(withSteps("- brk: { delta: 99999999T }"), 3, 19, "value too large");
     fails(
@@ -503,9 +507,9 @@ describe("parseScenario: errors", () => {
 
   it("reports the first error in document order, including cross-reference errors", () => {
     // The unknown thread (line 3) precedes the structural error (line 4) ...
-    fails(withSteps("- touch: { region: A, thread: t9 }", "- touch: { region: A, offset: 1 }"), 3, 33, "unknown thread t9");
+    fails(withSteps("- touch: { region: A, thread: t9 }", "- munmap: { region: A, offset: 1 }"), 3, 33, "unknown thread t9");
     // ... and the structural error at line 3 precedes the bad thread at line 4.
-    fails(withSteps("- touch: { region: A, offset: 1 }", "- touch: { region: A, thread: t9 }"), 3, 33, "offset");
+    fails(withSteps("- munmap: { region: A, offset: 1 }", "- touch: { region: A, thread: t9 }"), 3, 34, "offset");
     // machine appears after the steps: the bad thread (line 3) still wins.
     fails(`${withSteps("- touch: { region: A, thread: t9 }")}machine: { cpus: 0 }\n`, 3, 33, "unknown thread t9");
     fails(`${withSteps("- touch: { region: A }")}machine: { cpus: 0 }\nname: u\n`, 5, 1, "invalid YAML: Map keys must be unique");
