@@ -110,8 +110,17 @@ export function lanes(cx: Counterexample): string[] {
   return out;
 }
 
-// Addresses the violation names (0x...): the view highlights the changes
-// that touch them.
+// What the violation names: addresses (0x...) and frames ("pfn 5"); the
+// view highlights the changes and state entries that mention them.
 export function addressesIn(message: string): string[] {
-  return [...new Set(message.match(/0x[0-9a-f]+/gi) ?? [])];
+  return [...new Set([...(message.match(/0x[0-9a-f]+/gi) ?? []), ...(message.match(/\bpfn[ =]\d+/g) ?? [])])];
+}
+
+// Whether a line mentions one of those (0x1000 is not 0x10000, pfn 5 not pfn 50).
+export function mentions(line: string, marks: string[]): boolean {
+  return marks.some((a) => {
+    if (a.startsWith("pfn")) return new RegExp(`\\bpfn[ =]${a.slice(4)}(?![0-9])`).test(line);
+    const i = line.toLowerCase().indexOf(a.toLowerCase());
+    return i >= 0 && !/[0-9a-f]/i.test(line.charAt(i + a.length));
+  });
 }

@@ -218,3 +218,32 @@ export function tlbEntries(m: Machine, cpu: number): TlbEntryView[] {
 }
 
 export const hex = (a: number): string => `0x${a.toString(16)}`;
+
+/** Consecutive entries merged: same kind, ASID, mm, permissions and size, contiguous in VA and PFN. */
+export interface TlbRun extends TlbEntryView {
+  count: number;
+}
+
+// A CPU's TLB as runs: a 64M touch leaves 1,536 entries that are a handful
+// of runs (walk-cache entries point to tables, not consecutive pages, and
+// stay single).
+export function tlbRuns(entries: TlbEntryView[], pageSize: number): TlbRun[] {
+  const out: TlbRun[] = [];
+  for (const e of entries) {
+    const last = out[out.length - 1];
+    if (
+      last !== undefined &&
+      e.kind !== "walk" &&
+      last.kind === e.kind &&
+      last.asid === e.asid &&
+      last.mm === e.mm &&
+      last.perm === e.perm &&
+      last.bytes === e.bytes &&
+      e.va === last.va + last.count * e.bytes &&
+      e.pfn === last.pfn + (last.count * e.bytes) / pageSize
+    )
+      last.count++;
+    else out.push({ ...e, count: 1 });
+  }
+  return out;
+}

@@ -47,13 +47,18 @@ details > summary { cursor: pointer; font-family: ui-monospace, monospace; font-
 #entry { font-family: ui-monospace, monospace; font-size: 12px; white-space: pre-wrap; background: var(--bg2); padding: 4px 6px; min-height: 2em; }
 .stop { border: 1px solid var(--bad); background: #fff0f0; padding: 4px 8px; white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 12px; }
 .stale { color: var(--bad); }
+.scroll { max-height: 45vh; overflow: auto; }
 #cx { grid-template-columns: 1fr; }
-.lanes td { font-family: ui-monospace, monospace; font-size: 12px; min-width: 12em; }
+.lanes td { font-family: ui-monospace, monospace; font-size: 12px; min-width: 10em; }
+.lanes { width: 100%; }
 .lanes tr { cursor: pointer; }
 .lanes tr.cur td { background: var(--hi); }
 .lanes tr.fail td.act { background: #ffd6d6; }
 .lanes td.act { border-left: 3px solid #1565c0; }
-.lanes .ch { color: var(--muted); white-space: pre; }
+.lanes .ch { color: var(--muted); white-space: pre-wrap; word-break: break-all; }
+.cxcols { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 12px; }
+.scroll70 { max-height: 70vh; overflow: auto; }
+#cx-state td { font-family: ui-monospace, monospace; font-size: 11px; }
 .lanes .ch.hit, .hit { color: var(--bad); font-weight: bold; }
 `;
 
@@ -64,6 +69,7 @@ export function pageHtml(): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>ptlab</title>
+<link rel="icon" href="data:,">
 <style>${CSS}</style>
 </head>
 <body>

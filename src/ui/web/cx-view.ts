@@ -4,7 +4,7 @@
 // when the token could be replayed on the editor's scenario.
 
 import type { Scenario } from "../../scenario/types.js";
-import { addressesIn, type CxDoc, CxError, lanes, parseCxJson, replayToken, tokenInText } from "../counterexample.js";
+import { addressesIn, type CxDoc, CxError, lanes, mentions, parseCxJson, replayToken, tokenInText } from "../counterexample.js";
 import { h } from "./dom.js";
 
 export class CxView {
@@ -111,7 +111,7 @@ export class CxView {
     const cx = d.cx;
     const broke = cx.invariant !== "(none)";
     const addrs = addressesIn(cx.message);
-    const hit = (s: string) => addrs.some((a) => new RegExp(`${a}(?![0-9a-f])`, "i").test(s));
+    const hit = (s: string) => mentions(s, addrs);
     const ls = lanes(cx);
     const n = cx.trace.length;
     const cur = cx.trace[this.cur];
@@ -137,10 +137,10 @@ export class CxView {
       ),
       h(
         "div",
-        { class: "cols" },
+        { class: "cxcols" },
         h(
           "div",
-          { style: "max-height: 70vh; overflow: auto" },
+          { class: "scroll70" },
           h(
             "table",
             { class: "lanes", id: "lanes" },
@@ -192,7 +192,7 @@ export class CxView {
             h(
               "tr",
               { class: old.get(k) !== v && was !== undefined ? "changed" : "" },
-              h("td", { class: hit(k) ? "hit" : "" }, k),
+              h("td", { class: hit(`${k} ${v}`) ? "hit" : "" }, k),
               h("td", { style: old.get(k) !== v && was !== undefined ? "background: var(--hi)" : "" }, v),
             ),
           ),

@@ -6,7 +6,7 @@ import { countersJson } from "../../cli/format.js";
 import type { Machine } from "../../core/machine.js";
 import type { Mm } from "../../core/mm/types.js";
 import type { Scenario } from "../../scenario/types.js";
-import { type EntryView, hex, pgdView, type TableView, tableView, tlbEntries, treeStats } from "../inspect.js";
+import { type EntryView, hex, pgdView, type TableView, tableView, tlbEntries, tlbRuns, treeStats } from "../inspect.js";
 import { StepSession } from "../session.js";
 import { editorError } from "../validate.js";
 import { ScenarioError } from "../../scenario/types.js";
@@ -67,11 +67,11 @@ export class RunView {
       h(
         "div",
         { class: "controls" },
-        h("button", { id: "b-start", title: "back to the start", onclick: () => this.act((x) => x.goto(0)) }, "⏮ start"),
+        h("button", { id: "b-start", title: "back to the start", onclick: () => this.act((x) => x.goto(0)) }, "|◀ start"),
         h("button", { id: "b-back", title: "one step back (replays from the start)", onclick: () => this.act((x) => x.back()) }, "◀ back"),
         h("button", { id: "b-step", title: "run the next step", onclick: () => this.act((x) => x.forward()) }, "step ▶"),
-        h("button", { id: "b-report", title: "run up to the next report step", onclick: () => this.act((x) => x.toNextReport()) }, "to report ⏭"),
-        h("button", { id: "b-end", title: "run to the end", onclick: () => this.act((x) => x.goto(x.items.length)) }, "to end ⏩"),
+        h("button", { id: "b-report", title: "run up to the next report step", onclick: () => this.act((x) => x.toNextReport()) }, "to report ▶|"),
+        h("button", { id: "b-end", title: "run to the end", onclick: () => this.act((x) => x.goto(x.items.length)) }, "to end ▶▶"),
         h(
           "span",
           { id: "pos", class: "muted" },
@@ -269,40 +269,50 @@ export class RunView {
 
   private tlb(m: Machine, cpu: number): HTMLElement {
     const es = tlbEntries(m, cpu);
+    const runs = tlbRuns(es, m.geo.pageSize);
     const c = m.cpus[cpu] as Machine["cpus"][number];
     const loaded = c.loadedMm === null ? "none" : this.procName(c.loadedMm.id);
     return h(
       "div",
       { class: "cpu", id: `tlb-${cpu}` },
-      h("h3", null, `CPU${cpu}: ${es.length} entries (loaded: ${loaded}${c.running === null ? ", lazy" : ""})`),
+      h("h3", null, `CPU${cpu}: ${num(es.length)} entries in ${num(runs.length)} runs (loaded: ${loaded}${c.running === null ? ", lazy" : ""})`),
       h(
-        "table",
-        null,
+        "div",
+        { class: "scroll" },
         h(
-          "tr",
+          "table",
           null,
-          ["kind", "asid", "mm", "va", "size", "pfn", "perm"].map((x) => h("th", null, x)),
-        ),
-        es
-          .slice(0, TLB_ROWS)
-          .map((e) =>
-            h(
-              "tr",
-              null,
-              h("td", null, e.kind === "walk" ? `walk L${e.level}` : e.kind),
-              h("td", { class: "n" }, e.asid),
-              h(
-                "td",
-                { class: e.mm === 0 ? "stale" : "", title: e.mm === 0 ? "no mm may use this ASID's entries without a flush first" : "" },
-                e.mm === 0 ? "unreachable" : this.procName(e.mm),
-              ),
-              h("td", null, hex(e.va)),
-              h("td", null, size(e.bytes)),
-              h("td", { class: "n" }, e.kind === "walk" ? `table ${e.pfn}` : e.pfn),
-              h("td", null, e.perm),
-            ),
+          h(
+            "tr",
+            null,
+            ["kind", "asid", "mm", "va", "entries", "size", "pfn", "perm"].map((x) => h("th", null, x)),
           ),
-        es.length > TLB_ROWS ? h("tr", null, h("td", { colspan: 7, class: "muted" }, `... ${es.length - TLB_ROWS} more`)) : null,
+          runs
+            .slice(0, TLB_ROWS)
+            .map((e) =>
+              h(
+                "tr",
+                null,
+                h("td", null, e.kind === "walk" ? `walk L${e.level}` : e.kind),
+                h("td", { class: "n" }, e.asid),
+                h(
+                  "td",
+                  { class: e.mm === 0 ? "stale" : "", title: e.mm === 0 ? "no mm may use this ASID's entries without a flush first" : "" },
+                  e.mm === 0 ? "unreachable" : this.procName(e.mm),
+                ),
+                h("td", null, e.count > 1 ? `${hex(e.va)}..${hex(e.va + e.count * e.bytes)}` : hex(e.va)),
+                h("td", { class: "n" }, e.count),
+                h("td", null, size(e.bytes)),
+                h(
+                  "td",
+                  { class: "n" },
+                  e.kind === "walk" ? `table ${e.pfn}` : e.count > 1 ? `${e.pfn}..${e.pfn + (e.count * e.bytes) / m.geo.pageSize - 1}` : e.pfn,
+                ),
+                h("td", null, e.perm),
+              ),
+            ),
+          runs.length > TLB_ROWS ? h("tr", null, h("td", { colspan: 8, class: "muted" }, `... ${runs.length - TLB_ROWS} more runs`)) : null,
+        ),
       ),
     );
   }
