@@ -1,14 +1,20 @@
 // The web view's browser-side logic, run in Node: the editor's validation
 // gives the loader's file:line:col; stepping runs what `ptlab run` runs
 // (same report rows), back replays to the same state; the page-table and
-// TLB views read back what the model holds.
+// TLB views read back what the model holds; a counterexample's token
+// replayed in the view gives the trace `ptlab explore` printed.
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
-import { folioView, pgdView, tableView, tlbEntries, treeStats } from "../src/ui/inspect.js";
+import { addressesIn, CxError, lanes, mentions, parseCxJson, replayToken, tokenInText } from "../src/ui/counterexample.js";
+import { folioView, pgdView, tableView, tlbEntries, tlbRuns, treeStats } from "../src/ui/inspect.js";
 import { flattenSteps, MAX_UNROLLED, StepSession } from "../src/ui/session.js";
 import { validateScenario } from "../src/ui/validate.js";
 
@@ -205,5 +211,100 @@ steps:
     while (s.forward());
     assert.equal(s.stopped, null, s.stopped?.text);
     assert.equal(s.runner.rows.length, 3);
+  });
+});
+
+describe("TLB runs", () => {
+  it("merges entries contiguous in VA and PFN with equal tags and keeps the rest apart", () => {
+    const e = (va: number, pfn: number, perm = "wd-u", kind: "page" | "walk" = "page") => ({ kind, asid: 0, va, bytes: 4096, pfn, perm, level: 0, mm: 1 });
+    const runs = tlbRuns(
+      [e(0x1000, 10), e(0x2000, 11), e(0x3000, 12), e(0x4000, 20), e(0x5000, 21, "----"), e(0x6000, 0, "", "walk"), e(0x7000, 1, "", "walk")],
+      4096,
+    );
+    assert.deepEqual(
+      runs.map((r) => [r.va, r.pfn, r.count]),
+      [
+        [0x1000, 10, 3],
+        [0x4000, 20, 1],
+        [0x5000, 21, 1],
+        [0x6000, 0, 1],
+        [0x7000, 1, 1],
+      ],
+    );
+  });
+});
+
+describe("counterexamples", () => {
+  const MAIN = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  const A = "scenarios/concurrency/a-nested-gather.yaml";
+
+  it("replaying explore's token on the scenario gives explore's trace, and the state shows the stale entry it names", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ptlab-ui-"));
+    try {
+      const out = join(dir, "a.json");
+      const r = spawnSync(process.execPath, [MAIN, "explore", A, "--historical", "--json", out, "--no-progress"], { encoding: "utf8", timeout: 120_000 });
+      assert.equal(r.status, 1, r.stderr);
+      const doc = parseCxJson(readFileSync(out, "utf8"));
+      assert.equal(doc.states, null);
+      assert.equal(doc.cx.invariant, "stale-tlb-after-return");
+      const re = replayToken(parseScenario(repoFile(A), A), doc.cx.token);
+      assert.deepEqual(re.cx.trace, doc.cx.trace);
+      assert.equal(re.cx.message, doc.cx.message);
+      assert.equal(re.variants, "gather_nested=reset-range");
+      assert.equal(re.states?.length, doc.cx.trace.length);
+      const marks = addressesIn(doc.cx.message);
+      assert.ok(marks.length > 0, doc.cx.message);
+      // The violation is B's, when its madvise() returned: after B's last step.
+      const bLast = doc.cx.trace.findLastIndex((s) => s.thread === "B");
+      assert.ok(bLast > 0);
+      assert.ok(
+        re.states?.[bLast]?.tlbs.some(([k, v]) => mentions(`${k} ${v}`, marks)),
+        `the state after step ${bLast + 1} holds the entry "${doc.cx.message}" names`,
+      );
+      assert.deepEqual(lanes(doc.cx), ["A", "B"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("replays a hunt finding's own token as explore --replay does", () => {
+    // A finding since explained away (test/explore.test.ts): its schedule
+    // runs, through madvise(pageout), and breaks nothing.
+    const text = repoFile("test/fixtures/hunt-pageout-brk-shrink.yaml");
+    const tok = tokenInText(text);
+    assert.equal(tok, "v1.5209e3df..2-3-0-3-2*2-3-0*2-3-0*2-3");
+    const re = replayToken(parseScenario(text, "h.yaml"), tok as string);
+    assert.equal(re.cx.invariant, "(none)");
+    assert.ok(re.cx.trace.some((s) => s.op === "madvise(pageout) h+0"));
+    assert.ok(re.cx.trace.some((s) => /zap_pte_range: load a PTE/.test(s.site)));
+  });
+
+  it("says what is wrong with bad input", () => {
+    const sc = parseScenario(repoFile(A), A);
+    const err = (f: () => unknown, re: RegExp) =>
+      assert.throws(f, (e: unknown) => {
+        assert.ok(e instanceof CxError, String(e));
+        assert.match(e.message, re);
+        return true;
+      });
+    err(() => parseCxJson("{"), /^not JSON/);
+    err(() => parseCxJson("[1]"), /expected the JSON object/);
+    err(() => parseCxJson('{"counterexample": null, "executions": 9}'), /found no counterexample \(9 executions\)/);
+    err(
+      () => parseCxJson('{"counterexample": {"invariant": "x", "message": "m", "token": "t", "threads": ["A"], "trace": [{"n": 1}]}}'),
+      /counterexample\.trace\[0\]\.thread/,
+    );
+    err(() => replayToken(sc, "v2.x"), /malformed replay token/);
+    err(() => replayToken(sc, "v1.00000000..0-1"), /made for another scenario.*token 00000000/);
+    err(() => replayToken(parseScenario(small, "s.yaml"), "v1.00000000..0-1"), /no `concurrent` steps/);
+  });
+
+  it("matches addresses and frames exactly", () => {
+    const marks = addressesIn("CPU2 4K TLB entry 0x7f000 -> pfn 5 but the tables say table pfn=12");
+    assert.deepEqual(marks, ["0x7f000", "pfn 5", "pfn=12"]);
+    assert.ok(mentions("tlb 0x7f000: - pfn 9", marks));
+    assert.ok(!mentions("tlb 0x7f0001: pfn 50", marks));
+    assert.ok(mentions("table pfn 12", marks));
+    assert.ok(mentions("pfn=5 V|T", marks));
   });
 });

@@ -92,7 +92,10 @@ export function replayToken(sc: Scenario, token: string): CxDoc {
   const cx = describe(cfg, tok.schedule, false, tok.schedule.length);
   const x = replay(cfg, tok.schedule, true);
   const entries = (m: Map<string, string> | undefined) => (m === undefined ? [] : [...m.entries()]);
-  const states = x.steps.map((s) => ({ ptes: entries(s.after?.ptes), tlbs: entries(s.after?.tlbs), locks: entries(s.after?.locks) }));
+  const states = x.steps.map((s) => {
+    const at = s.after ?? s.before;
+    return { ptes: entries(at?.ptes), tlbs: entries(at?.tlbs), locks: entries(at?.locks) };
+  });
   if (states.length !== cx.trace.length) throw new Error(`model bug: two replays of one schedule took ${states.length} and ${cx.trace.length} steps`);
   const variants = Object.entries(tok.variants)
     .map(([k, v]) => `${k}=${v}`)

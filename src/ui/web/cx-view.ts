@@ -37,7 +37,7 @@ export class CxView {
     try {
       this.doc = f();
       this.error = "";
-      this.cur = Math.max(0, this.doc.cx.trace.length - 1);
+      this.cur = firstView(this.doc);
     } catch (e) {
       if (!(e instanceof CxError)) throw e;
       this.error = e.message;
@@ -208,4 +208,18 @@ export class CxView {
       part("locks held", st.locks, before?.locks),
     );
   }
+}
+
+// The step to show first: with states, the last one whose state holds what
+// the violation names (the stale entry may be gone by the final step);
+// else the final step.
+function firstView(d: CxDoc): number {
+  const last = Math.max(0, d.cx.trace.length - 1);
+  if (d.states === null) return last;
+  const marks = addressesIn(d.cx.message);
+  for (let i = d.states.length - 1; i >= 0; i--) {
+    const st = d.states[i] as NonNullable<CxDoc["states"]>[number];
+    if ([...st.ptes, ...st.tlbs].some(([k, v]) => mentions(`${k} ${v}`, marks))) return i;
+  }
+  return last;
 }
