@@ -43,6 +43,7 @@ export class CxView {
       this.error = e.message;
     }
     this.render();
+    (this.root.querySelector("tr.cur") as HTMLElement | null)?.scrollIntoView({ block: "nearest" });
   }
 
   // Pasted text or an opened file: a token (replayed) or JSON.
