@@ -3,7 +3,8 @@
 // the model holds (compared with the same session run here in Node), an
 // editor error is shown inline while the run keeps its last good state, and
 // the a-nested-gather counterexample opens, replays, and highlights the
-// stale walk-cache entry; the console stays free of errors. Screenshots go
+// stale walk-cache entry; an exported page does the same from a file
+// without a request; the console stays free of errors. Screenshots go
 // to $TMPDIR/ptlab-ui-browser. Skipped, with the reason, without chromium.
 
 import assert from "node:assert/strict";
@@ -12,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { parseScenario } from "../src/scenario/load.js";
 import { treeStats } from "../src/ui/inspect.js";
@@ -120,6 +121,32 @@ describe("web view in chromium", { skip }, () => {
     const hit = (await page.locator("#cx-state td.hit").allTextContents()).join(" | ");
     assert.match(hit, /CPU2 asid \d+ walk-cache L1 0x[0-9a-f]+/);
     await page.screenshot({ path: join(SHOTS, "4-counterexample.png") });
+  });
+
+  it("an exported page works from a file with no network", async () => {
+    const out = join(SHOTS, "a-nested-gather.html");
+    const r = spawnSync(process.execPath, [MAIN, "ui", "--export", out, "a-nested-gather"], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    const off = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const asked: string[] = [];
+    await off.route("**/*", (route) => {
+      if (route.request().url().startsWith("file:")) return route.continue();
+      asked.push(route.request().url());
+      return route.abort();
+    });
+    off.on("console", (m) => {
+      if (m.type() === "error") errors.push(`export: ${m.text()}`);
+    });
+    off.on("pageerror", (e) => errors.push(`export: ${String(e)}`));
+    await off.goto(pathToFileURL(out).href);
+    await off.waitForSelector("#err.okmsg");
+    assert.match((await off.textContent("#err")) ?? "", /^valid: nested-gather-walk-cache/);
+    await off.click("button[data-tab=cx]");
+    await off.setInputFiles("#cx-file", join(SHOTS, "a-nested-gather.json"));
+    await off.click("#cx-replay");
+    await off.waitForSelector("#cx-state td.hit");
+    assert.deepEqual(asked, []);
+    await off.close();
   });
 
   it("logged no error to the console", () => {

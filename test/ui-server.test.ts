@@ -1,13 +1,15 @@
 // `ptlab ui`: the server listens on 127.0.0.1 only, serves the page, the
 // bundle (which imports nothing from Node), the scenario it was given and
 // the built-in ones, and nothing else; the command prints its URL, stops on
-// SIGINT with exit code 0, and rejects bad options with one line and exit
-// code 2.
+// SIGINT with exit code 0, rejects bad options with one line and exit code
+// 2, and --export writes the page with everything inside.
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { BUNDLE, BundleMissing, startUiServer, type UiServer } from "../src/ui/server.js";
@@ -139,6 +141,29 @@ describe("ptlab ui", () => {
       assert.equal(await urlOf(p), `http://127.0.0.1:${port}/`);
     } finally {
       p.kill("SIGINT");
+    }
+  });
+
+  it("--export writes one offline page with the bundle and the scenario inside", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ptlab-ui-"));
+    try {
+      const out = join(dir, "view.html");
+      const r = spawnSync(process.execPath, [MAIN, "ui", "--export", out, "default"], { encoding: "utf8", timeout: 30_000 });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^ptlab ui: wrote .*view\.html \(\d+ bytes, /);
+      const html = readFileSync(out, "utf8");
+      assert.ok(html.includes(readFileSync(BUNDLE, "utf8")), "the bundle is inline");
+      assert.doesNotMatch(html, /<script[^>]* src=|<link[^>]* href="(?!data:)/, "nothing to load");
+      const json = /<script type="application\/json" id="ptlab-initial">(.*?)<\/script>/s.exec(html)?.[1];
+      assert.ok(json !== undefined);
+      assert.ok(!json.includes("<"), "no < inside the element");
+      const initial = JSON.parse(json) as { file: string; text: string };
+      assert.equal(initial.text, repoFile("scenarios/default.yaml"));
+      const bad = spawnSync(process.execPath, [MAIN, "ui", "--export", join(dir, "no", "such", "dir.html")], { encoding: "utf8", timeout: 30_000 });
+      assert.equal(bad.status, 2);
+      assert.match(bad.stderr, /^ptlab: cannot write .*dir\.html: ENOENT\n$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -336,8 +336,13 @@ async function main(argv: string[]): Promise<number> {
     .argument("[file]", "scenario YAML file, or a built-in scenario's name, to open in the editor (default: default)")
     .option("--port <n>", "TCP port (default: 0, a free port the OS picks)", int(0, 65535), 0)
     .option("--host <addr>", "listen on this address instead of 127.0.0.1 (warns unless it is loopback)")
+    .option("--export <file.html>", "write the view with the scenario as one self-contained offline HTML file instead of serving it")
     .action((file: string | undefined, o) => {
-      result = cmdUi(file, { port: o.port, ...(o.host !== undefined ? { host: o.host as string } : {}) });
+      result = cmdUi(file, {
+        port: o.port,
+        ...(o.host !== undefined ? { host: o.host as string } : {}),
+        ...(o.export !== undefined ? { export: o.export as string } : {}),
+      });
     });
   program
     .command("litmus")

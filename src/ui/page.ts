@@ -1,5 +1,9 @@
-// The web view's page: layout and style only; /app.js (web/app.ts) builds
-// everything in it. No Node or DOM APIs.
+// The web view's page: layout and style only; the bundle (web/app.ts) builds
+// everything in it. Served, it loads /app.js and fetches the scenario; as
+// `ptlab ui --export` writes it, both are inside and it fetches nothing
+// (the Content-Security-Policy allows no other origin either way; it allows
+// eval because report/by-function.ts, which the runner imports, builds its
+// counter loop with new Function() when loaded). No Node or DOM APIs.
 
 const CSS = `
 :root { --fg: #1d1d1f; --muted: #6e6e73; --line: #d2d2d7; --bg2: #f5f5f7; --hi: #fff3b0; --bad: #c62828; --ok: #2e7d32; }
@@ -62,7 +66,25 @@ details > summary { cursor: pointer; font-family: ui-monospace, monospace; font-
 .lanes .ch.hit, .hit { color: var(--bad); font-weight: bold; }
 `;
 
-export function pageHtml(): string {
+/** An offline page: the bundle and the scenario inside it, nothing fetched. */
+export interface Inline {
+  bundle: string;
+  initial: { file: string; text: string };
+}
+
+// Text inside <script>: nothing in it may close the element early or open a
+// comment (JSON gets \u003c for every "<"; the bundle has neither, checked).
+function scriptText(js: string): string {
+  if (/<\/script|<!--/i.test(js)) throw new Error("model bug: the bundle holds </script or <!--; escape it before inlining");
+  return js;
+}
+
+export function pageHtml(inline: Inline | null = null): string {
+  const script =
+    inline === null
+      ? `<script type="module" src="/app.js"></script>`
+      : `<script type="application/json" id="ptlab-initial">${JSON.stringify(inline.initial).replace(/</g, "\\u003c")}</script>
+<script type="module">${scriptText(inline.bundle)}</script>`;
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -70,6 +92,7 @@ export function pageHtml(): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>ptlab</title>
 <link rel="icon" href="data:,">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval' 'self'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'">
 <style>${CSS}</style>
 </head>
 <body>
@@ -85,7 +108,7 @@ export function pageHtml(): string {
 </main>
 <main id="cx"></main>
 <noscript>The web view needs JavaScript: the model runs in the page.</noscript>
-<script type="module" src="/app.js"></script>
+${script}
 </body>
 </html>
 `;

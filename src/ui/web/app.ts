@@ -87,11 +87,20 @@ for (const b of document.querySelectorAll<HTMLButtonElement>("button.tab"))
   });
 
 byId("editor").append(h("div", { class: "controls" }, picker), src, err);
-void fetch("/api/scenarios")
-  .then((r) => r.json() as Promise<string[]>)
-  .then((names) => picker.append(...names.map((n) => h("option", { value: n }, n))));
-void fetch("/api/initial")
-  .then((r) => r.json() as Promise<{ file: string; text: string }>)
-  .then((d) => openText(d.file, d.text));
+// An exported page carries its scenario and has no server to ask.
+const inline = document.getElementById("ptlab-initial");
+if (inline !== null) {
+  picker.disabled = true;
+  picker.title = "built-in scenarios need `ptlab ui`; this page was exported";
+  const d = JSON.parse(inline.textContent ?? "") as { file: string; text: string };
+  openText(d.file, d.text);
+} else {
+  void fetch("/api/scenarios")
+    .then((r) => r.json() as Promise<string[]>)
+    .then((names) => picker.append(...names.map((n) => h("option", { value: n }, n))));
+  void fetch("/api/initial")
+    .then((r) => r.json() as Promise<{ file: string; text: string }>)
+    .then((d) => openText(d.file, d.text));
+}
 // For the browser test and the console: what the page holds.
 Object.assign(globalThis, { ptlab: { run, cx } });
