@@ -68,6 +68,11 @@ describe("web view in chromium", { skip }, () => {
     const procs = (await page.textContent("#procs")) ?? "";
     assert.ok(procs.includes(expectedTables(4)), `${procs} lacks ${expectedTables(4)}`);
     assert.match(procs, /16,384 page/);
+    const s = new StepSession(parseScenario(repoFile("scenarios/default.yaml"), "default.yaml"));
+    s.goto(4);
+    const vmpte = s.timeline[4]!.vmpteKb;
+    assert.ok(vmpte > 0);
+    assert.ok(((await page.textContent("#timeline")) ?? "").includes(`VmPTE kB: ${vmpte} (max ${vmpte})`));
     assert.match((await page.textContent("#tlb-1 h3")) ?? "", /^CPU1: 1,0\d\d entries/);
     await page.screenshot({ path: join(SHOTS, "1-touched.png") });
   });

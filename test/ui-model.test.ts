@@ -91,6 +91,25 @@ describe("step session", () => {
     assert.equal(JSON.stringify([treeStats(s.runner.m, mm2), tlbEntries(s.runner.m, 0), tlbEntries(s.runner.m, 1)]), before);
   });
 
+  it("keeps a timeline of the figures after every step, the same after going back", () => {
+    const s = new StepSession(parseScenario(small, "s.yaml"));
+    while (s.forward());
+    assert.equal(s.timeline.length, s.items.length + 1);
+    const whole = new Runner(parseScenario(small, "s.yaml"));
+    whole.runAll();
+    // Step 4 is the first report: its figures are the timeline's after 4 steps.
+    const f = whole.rows[0]!.processes[0]!.figures;
+    assert.equal(s.timeline[4]!.vmpteKb, f.vmpte_kb);
+    assert.equal(s.timeline[4]!.rssKb, f.rss_anon_kb + f.rss_file_kb + f.rss_shmem_kb);
+    assert.ok(s.timeline[4]!.rssKb > 0);
+    assert.deepEqual(s.timeline.at(-1)!.vmpteKb, 0, "all freed by the teardown");
+    for (let k = 1; k < s.timeline.length; k++) assert.ok(s.timeline[k]!.cycles >= s.timeline[k - 1]!.cycles);
+    assert.ok(s.timeline[5]!.tlbFlushes > s.timeline[4]!.tlbFlushes, "MADV_DONTNEED flushed");
+    const all = JSON.stringify(s.timeline);
+    s.goto(3);
+    assert.equal(JSON.stringify(s.timeline), JSON.stringify(JSON.parse(all).slice(0, 4)));
+  });
+
   it("a runtime error stops the run with the step's position", () => {
     const sc = parseScenario(`${small}  - touch: { region: nope, offset: 0 }\n`, "s.yaml");
     const s = new StepSession(sc);

@@ -51,6 +51,9 @@ details > summary { cursor: pointer; font-family: ui-monospace, monospace; font-
 #entry { font-family: ui-monospace, monospace; font-size: 12px; white-space: pre-wrap; background: var(--bg2); padding: 4px 6px; min-height: 2em; }
 .stop { border: 1px solid var(--bad); background: #fff0f0; padding: 4px 8px; white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 12px; }
 .stale { color: var(--bad); }
+.tl-row { display: flex; align-items: center; gap: 8px; }
+.tl-row svg { cursor: pointer; flex: none; }
+.tl-label { font-size: 12px; color: var(--muted); }
 .scroll { max-height: 45vh; overflow: auto; }
 #cx { grid-template-columns: 1fr; }
 .lanes td { font-family: ui-monospace, monospace; font-size: 12px; min-width: 10em; }

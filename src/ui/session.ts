@@ -4,6 +4,7 @@
 // deterministic, and a replay is cheaper to get right than undo.
 // No Node or DOM APIs.
 
+import { modelledCycles } from "../core/cost.js";
 import { Runner, ViolationError } from "../run/runner.js";
 import { type Scenario, ScenarioError, type Step } from "../scenario/types.js";
 import { editorError, type EditorError } from "./validate.js";
@@ -59,16 +60,48 @@ function countUnits(steps: Step[]): number {
   return n;
 }
 
+/** Figures after a step (point k: after k steps), for the run's timeline. */
+export interface TimelinePoint {
+  vmpteKb: number; // VmPTE summed over live processes
+  rssKb: number; // RssAnon + RssFile + RssShmem, summed
+  tlbFlushes: number; // so far: x86 INVLPGs and full flushes (per CPU), arm64 TLBI instructions (broadcast)
+  ipis: number;
+  cycles: number; // modelled cycles so far (the default cost table)
+}
+
 export class StepSession {
   readonly items: StepItem[];
   runner: Runner;
   // Items executed so far (the next one to run is items[done]).
   done = 0;
   stopped: StopReason | null = null;
+  // timeline[k]: the figures after k items.
+  timeline: TimelinePoint[] = [];
 
   constructor(readonly sc: Scenario) {
     this.items = [...flattenSteps(sc.steps), { kind: "teardown", step: null, base: 0, label: "exit every process (implicit teardown, leak check)", line: 0 }];
     this.runner = new Runner(sc);
+    this.timeline.push(this.point());
+  }
+
+  private point(): TimelinePoint {
+    const r = this.runner;
+    const c = r.m.counters;
+    let vmpteKb = 0;
+    let rssKb = 0;
+    for (const p of r.procs.values()) {
+      if (!p.mm.alive) continue;
+      const f = r.figures(p.mm);
+      vmpteKb += f.vmpte_kb;
+      rssKb += f.rss_anon_kb + f.rss_file_kb + f.rss_shmem_kb;
+    }
+    return {
+      vmpteKb,
+      rssKb,
+      tlbFlushes: c.tlbFlushesPage + c.tlbFlushesFull + c.tlbiVale1is + c.tlbiVae1is + c.tlbiRvale1is + c.tlbiRvae1is + c.tlbiAside1is + c.tlbiVmalle1is,
+      ipis: c.ipis,
+      cycles: modelledCycles(c),
+    };
   }
 
   get atEnd(): boolean {
@@ -96,6 +129,7 @@ export class StepSession {
       else throw e;
     }
     this.done++;
+    this.timeline.push(this.point());
     return true;
   }
 
@@ -128,5 +162,6 @@ export class StepSession {
     this.runner = new Runner(this.sc);
     this.done = 0;
     this.stopped = null;
+    this.timeline = [this.point()];
   }
 }

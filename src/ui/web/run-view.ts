@@ -11,6 +11,7 @@ import { StepSession } from "../session.js";
 import { editorError } from "../validate.js";
 import { ScenarioError } from "../../scenario/types.js";
 import { h, num } from "./dom.js";
+import { timelineView } from "./timeline.js";
 
 // Rows of a CPU's TLB table before "... n more".
 const TLB_ROWS = 200;
@@ -99,6 +100,10 @@ export class RunView {
       ),
     );
     (this.root.querySelector("li.cur") as HTMLElement | null)?.scrollIntoView({ block: "nearest" });
+    this.root.append(
+      h("h2", null, "Timeline"),
+      timelineView(s.timeline, s.items.length, s.done, (n) => this.act((x) => x.goto(n))),
+    );
     const totals = countersJson(m.counters);
     const prev = this.lastTotals;
     this.lastTotals = totals;
