@@ -20,7 +20,7 @@ let goodText = "";
 const src = h("textarea", { id: "src", spellcheck: false, autocomplete: "off" }) as HTMLTextAreaElement;
 const err = h("div", { class: "err", id: "err" });
 const picker = h("select", { id: "builtin", title: "open a built-in scenario" }, h("option", { value: "" }, "built-in scenarios…")) as HTMLSelectElement;
-const run = new RunView(byId("run"), () => {});
+const run = new RunView(byId("run"));
 const cx = new CxView(byId("cx"), () => ({ sc: good, text: src.value }));
 
 // The error, the line it is on and a caret under its column.

@@ -39,8 +39,8 @@ export class CxView {
       this.error = "";
       this.cur = firstView(this.doc);
     } catch (e) {
-      if (!(e instanceof CxError)) throw e;
-      this.error = e.message;
+      // Anything but bad input is a model bug: shown, not left uncaught.
+      this.error = e instanceof CxError ? e.message : `internal error (a model bug: please report it): ${e instanceof Error ? e.message : String(e)}`;
     }
     this.render();
     (this.root.querySelector("tr.cur") as HTMLElement | null)?.scrollIntoView({ block: "nearest" });

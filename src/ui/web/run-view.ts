@@ -5,11 +5,10 @@
 import { countersJson } from "../../cli/format.js";
 import type { Machine } from "../../core/machine.js";
 import type { Mm } from "../../core/mm/types.js";
-import type { Scenario } from "../../scenario/types.js";
+import { type Scenario, ScenarioError } from "../../scenario/types.js";
 import { type EntryView, hex, pgdView, type TableView, tableView, tlbEntries, tlbRuns, treeStats } from "../inspect.js";
 import { StepSession } from "../session.js";
 import { editorError } from "../validate.js";
-import { ScenarioError } from "../../scenario/types.js";
 import { h, num } from "./dom.js";
 import { timelineView } from "./timeline.js";
 
@@ -25,11 +24,19 @@ export class RunView {
   private picked: string | null = null;
   private lastTotals: Record<string, number> | null = null;
   private setupError: string | null = null;
+  // An exception that is not an input error or a violation: a model bug,
+  // shown instead of leaving the page half updated.
+  private crash: string | null = null;
 
-  constructor(
-    private readonly root: HTMLElement,
-    private readonly onError: (line: number | null) => void,
-  ) {}
+  constructor(private readonly root: HTMLElement) {}
+
+  private guard(f: () => void): void {
+    try {
+      f();
+    } catch (e) {
+      this.crash = `internal error (a model bug: please report it with the scenario): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`;
+    }
+  }
 
   // A new version of the scenario: a fresh run brought to the same step.
   load(sc: Scenario): void {
@@ -37,33 +44,38 @@ export class RunView {
     this.session?.runner.m.release();
     this.session = null;
     this.setupError = null;
-    try {
-      this.session = new StepSession(sc);
-      this.session.goto(pos);
-    } catch (e) {
-      if (!(e instanceof ScenarioError)) throw e;
-      this.setupError = editorError(e).text;
-    }
+    this.crash = null;
+    this.guard(() => {
+      try {
+        this.session = new StepSession(sc);
+      } catch (e) {
+        if (!(e instanceof ScenarioError)) throw e;
+        this.setupError = editorError(e).text;
+      }
+      this.session?.goto(pos);
+    });
     this.lastTotals = null;
     this.render();
   }
 
   private act(f: (s: StepSession) => void): void {
-    if (this.session === null) return;
-    f(this.session);
+    if (this.session === null || this.crash !== null) return;
+    this.guard(() => f(this.session as StepSession));
     this.render();
   }
 
   render(): void {
     const s = this.session;
     this.root.replaceChildren();
+    if (this.crash !== null) {
+      this.root.append(h("div", { class: "stop", id: "stopped" }, this.crash));
+      return;
+    }
     if (s === null) {
       this.root.append(h("div", { class: "stop" }, this.setupError ?? "no scenario loaded"));
       return;
     }
     const m = s.runner.m;
-    const stopLine = s.stopped?.error?.line ?? null;
-    this.onError(stopLine);
     this.root.append(
       h(
         "div",
