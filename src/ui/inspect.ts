@@ -155,7 +155,7 @@ export function treeStats(m: Machine, mm: Mm): TreeStats {
 
 /** A TLB or walk-cache entry of one CPU. */
 export interface TlbEntryView {
-  kind: "page" | "huge" | "walk";
+  kind: "page" | "large" | "walk"; // base-page TLB, large-page TLB (PMD/PUD leaves, arm64 contpte blocks), walk cache
   asid: number;
   va: number;
   bytes: number; // what the entry covers
@@ -195,7 +195,7 @@ export function tlbEntries(m: Machine, cpu: number): TlbEntryView[] {
     const asid = t.asidOfKey(k);
     const bytes = 2 ** (t.hshift[i] as number);
     out.push({
-      kind: "huge",
+      kind: "large",
       asid,
       va: t.hugeFirst(i) * PS,
       bytes,
@@ -213,7 +213,7 @@ export function tlbEntries(m: Machine, cpu: number): TlbEntryView[] {
     const span = t.pscSpan[level] as number;
     out.push({ kind: "walk", asid, va: t.vpnOfKey(k) * span * PS, bytes: span * PS, pfn: t.ptbl[i] as number, perm: "", level, mm: mmOf(asid, true) });
   }
-  const order = { page: 0, huge: 1, walk: 2 };
+  const order = { page: 0, large: 1, walk: 2 };
   return out.sort((a, b) => order[a.kind] - order[b.kind] || a.asid - b.asid || a.va - b.va || a.level - b.level);
 }
 
