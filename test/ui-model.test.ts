@@ -13,7 +13,7 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
-import { addressesIn, CxError, lanes, mentions, parseCxJson, replayToken, tokenInText } from "../src/ui/counterexample.js";
+import { addressesIn, CxError, lanes, mentions, openCxJson, parseCxJson, replayToken, tokenInText } from "../src/ui/counterexample.js";
 import { folioView, pgdView, tableView, tlbEntries, tlbRuns, treeStats } from "../src/ui/inspect.js";
 import { flattenSteps, MAX_UNROLLED, StepSession } from "../src/ui/session.js";
 import { validateScenario } from "../src/ui/validate.js";
@@ -281,6 +281,19 @@ describe("counterexamples", () => {
         `the state after step ${bLast + 1} holds the entry "${doc.cx.message}" names`,
       );
       assert.deepEqual(lanes(doc.cx), ["A", "B"]);
+      // The JSON carries its scenario: opened alone, it replays the same.
+      const text = readFileSync(out, "utf8");
+      const alone = openCxJson(text);
+      assert.equal(alone.replayNote, undefined);
+      assert.deepEqual(alone.states, re.states);
+      assert.deepEqual(alone.cx.trace, doc.cx.trace);
+      const bare = JSON.parse(text) as Record<string, unknown>;
+      delete bare.scenario_text;
+      const old = openCxJson(JSON.stringify(bare));
+      assert.equal(old.states, null);
+      assert.match(old.replayNote ?? "", /does not carry its scenario/);
+      bare.scenario_text = repoFile(A).replace("length: 2M", "length: 4M");
+      assert.match(openCxJson(JSON.stringify(bare)).replayNote ?? "", /could not be replayed: the token was made for another/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

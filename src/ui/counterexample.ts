@@ -4,7 +4,8 @@
 // scenario, which also gives the state after every step. No Node or DOM APIs.
 
 import { type Counterexample, configKey, describe, type ExploreConfig, parseToken, replay, scenarioConfig, TokenError } from "../explore/explore.js";
-import type { Scenario } from "../scenario/types.js";
+import { parseScenario } from "../scenario/load.js";
+import { type Scenario, ScenarioError } from "../scenario/types.js";
 
 /** Bad input: a message the view shows as it is. */
 export class CxError extends Error {}
@@ -12,6 +13,8 @@ export class CxError extends Error {}
 /** A counterexample opened in the view, and what came with it. */
 export interface CxDoc {
   scenario: string | null; // the file it was explored from (JSON only)
+  // Why the JSON's own scenario (scenario_text) could not be replayed, or null.
+  replayNote?: string;
   variants: string;
   cx: Counterexample;
   // Page-table entries, TLB entries and locks after each trace step (a
@@ -56,6 +59,23 @@ export function parseCxJson(text: string): CxDoc {
   if (doc.counterexample === null) throw new CxError(`this exploration found no counterexample (${String(doc.executions)} executions)`);
   if ("trace" in doc) return { scenario, variants, cx: checkCx(doc, "counterexample"), states: null };
   throw new CxError("expected `counterexample` (the JSON `ptlab explore --json FILE` writes)");
+}
+
+// `ptlab explore --json` output opened on its own: with the scenario's text
+// inside (scenario_text), the token is replayed on it for the state at each
+// step; a replay that fails (a token made with --arch or --max-steps, or an
+// older file without the text) leaves the trace alone, with the reason.
+export function openCxJson(text: string): CxDoc {
+  const doc = parseCxJson(text);
+  const raw = JSON.parse(text) as { scenario_text?: unknown };
+  if (typeof raw.scenario_text !== "string") return { ...doc, replayNote: "the file does not carry its scenario: open it in the editor and replay" };
+  try {
+    return { ...replayToken(parseScenario(raw.scenario_text, doc.scenario ?? "scenario.yaml"), doc.cx.token), scenario: doc.scenario };
+  } catch (e) {
+    if (e instanceof CxError || e instanceof ScenarioError)
+      return { ...doc, replayNote: `its scenario could not be replayed: ${e instanceof ScenarioError ? e.format() : e.message}` };
+    throw e;
+  }
 }
 
 // A hunt finding's `# token: v1....` comment.

@@ -4,7 +4,7 @@
 // when the token could be replayed on the editor's scenario.
 
 import type { Scenario } from "../../scenario/types.js";
-import { addressesIn, type CxDoc, CxError, lanes, mentions, parseCxJson, replayToken, tokenInText } from "../counterexample.js";
+import { addressesIn, type CxDoc, CxError, lanes, mentions, openCxJson, replayToken, tokenInText } from "../counterexample.js";
 import { h } from "./dom.js";
 
 export class CxView {
@@ -50,7 +50,7 @@ export class CxView {
   open(text: string): void {
     const t = text.trim();
     if (t.startsWith("v1.")) this.replay(t);
-    else this.attempt(() => parseCxJson(t));
+    else this.attempt(() => openCxJson(t));
   }
 
   replay(token: string): void {
@@ -123,7 +123,7 @@ export class CxView {
       h(
         "div",
         { class: "muted" },
-        `${d.scenario ?? "scenario not named"}; variants: ${d.variants || "none (v6.17)"}; ${cx.schedule.length} decisions; token ${cx.token}${d.states === null ? "; state per step: replay the token on the scenario to see it" : ""}`,
+        `${d.scenario ?? "scenario not named"}; variants: ${d.variants || "none (v6.17)"}; ${cx.schedule.length} decisions; token ${cx.token}${d.states === null ? `; no state per step: ${d.replayNote ?? "replay the token on the scenario to see it"}` : ""}`,
       ),
       h(
         "div",
