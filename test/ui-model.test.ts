@@ -131,6 +131,8 @@ steps:
       "r.yaml",
     );
     const items = flattenSteps(sc.steps);
+    assert.equal(items[0]!.label, "mmap (t0) region=a size=0x4000000 prot=rw offset=0");
+    assert.match(items[3]!.label, /^touch \(t0\) region=a offset=0 length=0x1000 .*\[repeat \+0x2000\]$/);
     assert.deepEqual(
       items.map((i) => [i.kind, i.base]),
       [

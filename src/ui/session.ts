@@ -30,19 +30,27 @@ export interface StopReason {
   violations?: { invariant: string; message: string }[];
 }
 
-function describeStep(s: Step): string {
+// One line per step: its op, thread and scalar arguments (sizes in hex),
+// protections as letters, and a repeat iteration's offset.
+function describeStep(s: Step, base: number): string {
   const { op, pos: _pos, thread, ...rest } = s as Step & Record<string, unknown>;
   const args = Object.entries(rest)
-    .filter(([, v]) => v !== undefined && typeof v !== "object")
-    .map(([k, v]) => `${k}=${typeof v === "number" && v >= 4096 && v % 4096 === 0 ? `0x${v.toString(16)}` : String(v)}`);
-  return `${op} (${thread})${args.length > 0 ? ` ${args.join(" ")}` : ""}`;
+    .filter(([k, v]) => v !== undefined && (typeof v !== "object" || k === "prot"))
+    .map(([k, v]) => {
+      if (k === "prot") {
+        const p = v as { read: boolean; write: boolean; exec: boolean };
+        return `prot=${p.read ? "r" : ""}${p.write ? "w" : ""}${p.exec ? "x" : ""}${p.read || p.write || p.exec ? "" : "none"}`;
+      }
+      return `${k}=${typeof v === "number" && v >= 4096 && v % 4096 === 0 ? `0x${v.toString(16)}` : String(v)}`;
+    });
+  return `${op} (${thread})${args.length > 0 ? ` ${args.join(" ")}` : ""}${base !== 0 ? ` [repeat +0x${base.toString(16)}]` : ""}`;
 }
 
 // Steps in execution order, as Runner.execSteps() runs them.
 export function flattenSteps(steps: Step[], base = 0, out: StepItem[] = []): StepItem[] {
   for (const s of steps) {
     if (s.op !== "repeat") {
-      out.push({ kind: "step", step: s, base, label: describeStep(s), line: s.pos.line });
+      out.push({ kind: "step", step: s, base, label: describeStep(s, base), line: s.pos.line });
       continue;
     }
     if (s.count * countUnits(s.steps) > MAX_UNROLLED) {
