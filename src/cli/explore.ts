@@ -2,7 +2,7 @@
 // schedule within a preemption bound (or random / PCT samples), in worker
 // threads, and prints a shrunk counterexample with a replay token.
 
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { InvalidArgumentError } from "commander";
 import { INVARIANTS, isInvariant } from "../core/invariants.js";
@@ -19,7 +19,7 @@ import {
   TokenError,
 } from "../explore/explore.js";
 import { ScenarioError } from "../scenario/types.js";
-import { loadScenario } from "./load.js";
+import { loadScenario, resolveScenario } from "./load.js";
 
 // A bad option value found after parsing: one line on stderr, exit code 2.
 export class UsageError extends Error {}
@@ -291,6 +291,9 @@ function output(
   if (o.json !== undefined) {
     const doc = {
       scenario: file,
+      // The scenario itself, so that the web view (docs/ui.md) can replay
+      // the token and show the state at each step from this file alone.
+      scenario_text: readFileSync(resolveScenario(file), "utf8"),
       variants: vars,
       mode: run?.cfg.mode ?? "replay",
       executions: run?.executions ?? 1,

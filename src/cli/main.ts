@@ -18,6 +18,7 @@ import { cmdWorkload, collect } from "./workload.js";
 import { cmdExplore, collectInvariant, parseMode, parseShard, UsageError } from "./explore.js";
 import { cmdHunt, cmdMerge } from "./hunt.js";
 import { cmdLitmus } from "./litmus.js";
+import { cmdUi } from "./ui.js";
 import { LitmusError } from "../litmus/types.js";
 import { readFileSync } from "node:fs";
 import { type ByFunctionCliOptions, parseFoldedPath, wantsProfile, writeFolded } from "./by-function.js";
@@ -328,6 +329,20 @@ async function main(argv: string[]): Promise<number> {
           minimizeSeconds: o.minimizeTime,
           ...(o.executions !== undefined ? { executions: o.executions } : {}),
         });
+    });
+  program
+    .command("ui")
+    .description("serve the web view on 127.0.0.1: a scenario editor, step-by-step runs with page tables and TLBs, counterexamples (docs/ui.md)")
+    .argument("[file]", "scenario YAML file, or a built-in scenario's name, to open in the editor (default: default)")
+    .option("--port <n>", "TCP port (default: 0, a free port the OS picks)", int(0, 65535), 0)
+    .option("--host <addr>", "listen on this address instead of 127.0.0.1 (warns unless it is loopback)")
+    .option("--export <file.html>", "write the view with the scenario as one self-contained offline HTML file instead of serving it")
+    .action((file: string | undefined, o) => {
+      result = cmdUi(file, {
+        port: o.port,
+        ...(o.host !== undefined ? { host: o.host as string } : {}),
+        ...(o.export !== undefined ? { export: o.export as string } : {}),
+      });
     });
   program
     .command("litmus")
