@@ -14,6 +14,7 @@ export const INVARIANTS = [
   "lost-dirty",
   "writable-anon-not-exclusive",
   "read-not-last-write",
+  "cow-copy-writable",
   "writable-without-vm-write",
   "writable-clean-file",
   "pt-reclaim-nonempty",

@@ -13,6 +13,8 @@
 //   steps right there, then the function carries on. Threads already on the
 //   call stack cannot be resumed from it.
 
+import type { Mm } from "./mm/types.js";
+
 // Lock classes (the id is the mm id, or the table slot the lock lives in).
 export const LK_MMAP = 0; // mm->mmap_lock, a reader/writer semaphore
 export const LK_PTL = 1; // split PTE lock of a PTE table (ptlock_ptr())
@@ -61,6 +63,10 @@ export interface Interleaver {
   // wp_page_copy() and friends copied a page's contents (the explorer tracks
   // what user stores wrote, to check what loads see).
   copyPage(src: number, dst: number): void;
+  // wp_page_copy() is about to copy page pfn, which mm maps read-only at
+  // addr: no other CPU running mm's user code may still write it through
+  // its TLB (a store after the copy would be lost).
+  cowCopy(mm: Mm, addr: number, pfn: number): void;
   // Writeback wrote the folio (folio_clear_dirty_for_io() and the write):
   // the dirty bits its entries had were consumed, not lost.
   folioWritten(head: number, nr: number): void;

@@ -6,6 +6,8 @@
 // No Node APIs.
 
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
+import { TLB_D, TLB_W } from "../core/hw/tlb.js";
+import { KSWAPD_NAME } from "./kswapd.js";
 import { S_WALK, speculativeFill, speculativeFillChanges } from "../core/hw/walker.js";
 import { checkAccounting, checkMappedBeyondEof, checkTlbs, checkWritableInVma, scanPresentPtes, pteTableSlots } from "../core/check.js";
 import { PG_ANON, PG_DIRTY, PG_FREE, PG_ZERO } from "../core/mm/physmem.js";
@@ -1017,6 +1019,49 @@ export class Execution implements Interleaver, TableAccessCheck {
   // oracle knew of an earlier life of the frame goes.
   zeroed(pfn: number, nr: number): void {
     for (let k = pfn; k < pfn + nr; k++) if (this.content.delete(k)) this.fpAdd(FP_W, X_CONTENT, k);
+  }
+  // The lost-write hazard of a COW copy (cow-copy-writable): the old page
+  // is read-only in mm's tables, but another CPU that runs a thread of mm
+  // in user mode still holds a writable, dirty translation to it (a flush
+  // still deferred: fork's until the end of dup_mmap(), which is why fork
+  // write-locks each VMA). A store through it after the copy never reaches
+  // the copy mm will map. Threads inside a system call or fault cannot
+  // store before they return; the faulting CPU's own entry is gone.
+  cowCopy(mm: Mm, addr: number, pfn: number): void {
+    if (this.ignore.has("cow-copy-writable") || this.violation !== null) return;
+    const m = this.m;
+    const A = m.arch;
+    const vpn = Math.floor(addr / m.geo.pageSize);
+    const me = this.current;
+    for (const cpu of m.cpus) {
+      const c = cpu.id;
+      if (c === me.cpu || cpu.running !== mm) continue;
+      const user = this.threads.find((u) => u.cpu === c && !u.done && u.syscalls === 0 && !u.asleep && u.gen !== null && u.name !== KSWAPD_NAME);
+      if (user === undefined) continue;
+      const t = cpu.tlb;
+      let hit = false;
+      for (let i = 0; i < t.tag.length && !hit; i++) {
+        const key = t.tag[i] as number;
+        if (key === 0 || t.vpnOfKey(key) !== vpn || t.pfn[i] !== pfn) continue;
+        hit = ((t.perm[i] as number) & (TLB_W | TLB_D)) === (TLB_W | TLB_D) && A.asidReachable(m, c, t.asidOfKey(key)) === mm;
+      }
+      for (let h = 0; h < t.htag.length && !hit; h++) {
+        const key = t.htag[h] as number;
+        if (key === 0) continue;
+        const first = t.hugeFirst(h);
+        if (vpn < first || vpn >= first + (t.hpages[h] as number) || (t.hpfn[h] as number) + (vpn - first) !== pfn) continue;
+        hit = ((t.hperm[h] as number) & (TLB_W | TLB_D)) === (TLB_W | TLB_D) && A.asidReachable(m, c, t.asidOfKey(key)) === mm;
+      }
+      if (hit) {
+        this.fail({
+          invariant: "cow-copy-writable",
+          cpu: me.cpu,
+          addr: vpn * m.geo.pageSize,
+          message: `${me.name}'s wp_page_copy() copies pfn ${pfn} (0x${(vpn * m.geo.pageSize).toString(16)}, mm${mm.id}), which CPU${c}, running ${user.name} in user mode, can still store to through a writable TLB entry: a store after the copy is lost`,
+        });
+        return;
+      }
+    }
   }
   copyPage(src: number, dst: number): void {
     this.fpAdd(FP_R, X_CONTENT, src);

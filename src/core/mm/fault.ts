@@ -746,7 +746,10 @@ function* wpPageCopy(m: Machine, il: Interleaver, mm: Mm, vma: Vma, pmdIdx: numb
   // cannot find it meanwhile (m.isolated stands for that).
   const npfn = phys.alloc(0);
   m.isolated.add(npfn);
-  if (!special) il.copyPage(A.ptePfn(orig), npfn);
+  if (!special) {
+    il.cowCopy(mm, addr, A.ptePfn(orig));
+    il.copyPage(A.ptePfn(orig), npfn);
+  }
   yield S_WP_COPIED;
   const relocked = yield* relockPte(m, il, pmdIdx, pmdv, slot, S_WP_RELOCK);
   const e = m.tables.chunkOf(slot);
