@@ -109,11 +109,16 @@ describe("explore: sleep sets", () => {
     const sc = load(f);
     const seeded = isSeeded(sc);
     if (!seeded) continue;
-    it(`${f}: the historical variant's bug is still found`, { skip: DEEP.has(f) && "the unbounded search does not reach it here; the bounded catalogue test does" }, () => {
+    it(`${f}: the historical variant's bug is still found`, {
+      skip: DEEP.has(f) && "the unbounded search does not reach it here; the bounded catalogue test does",
+    }, () => {
       const bug = explore(scenarioConfig(sc, true, { preemptions: UNBOUNDED, sleepSets: true }));
       assert.equal(bug.counterexample?.invariant, sc.explore?.expect, f);
     });
-    it(`${f}: the fixed code explores clean`, { skip: LARGE.has(f) && "the fixed space is too large to exhaust here; npm run bench:explore does" }, () => {
+    const tooLarge = DEEP.has(f)
+      ? "without a bound the space is too large to exhaust anywhere yet; the catalogue test explores it clean at its bound"
+      : "the fixed space is too large to exhaust here; npm run bench:explore does";
+    it(`${f}: the fixed code explores clean`, { skip: LARGE.has(f) && tooLarge }, () => {
       const clean = explore(scenarioConfig(sc, false, { preemptions: UNBOUNDED, sleepSets: true }));
       assert.equal(clean.counterexample, null, f);
       assert.ok(clean.complete, f);
