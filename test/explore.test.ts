@@ -176,14 +176,20 @@ describe("explore: command line", () => {
 });
 
 describe("explore: user data", () => {
-  it("a load that sees another process's store is reported (read-not-last-write)", async () => {
+  // An Execution over d-mprotect-fork's set-up, with one thread, for driving
+  // the data oracle by hand.
+  const oracle = async () => {
     const { Runner } = await import("../src/run/runner.js");
     const { Execution } = await import("../src/explore/execution.js");
     const sc = load(`${DIR}/d-mprotect-fork.yaml`);
     const r = new Runner(sc, {});
     r.execSteps(sc.steps, 0);
     const x = new Execution(r.m, () => -1, 100, false, null);
-    const t = x.addThread("T", 0, (function* () {})());
+    return { r, x, t: x.addThread("T", 0, (function* () {})()) };
+  };
+
+  it("a load that sees another process's store is reported (read-not-last-write)", async () => {
+    const { r, x, t } = await oracle();
     const parent = r.m.mms[0]!;
     x.userStore(t, parent, 100, 7, true, 0);
     x.userLoad(t, parent, 100, 7);
@@ -200,13 +206,7 @@ describe("explore: user data", () => {
   });
 
   it("a store lost under a later store to the other half of the page is seen", async () => {
-    const { Runner } = await import("../src/run/runner.js");
-    const { Execution } = await import("../src/explore/execution.js");
-    const sc = load(`${DIR}/d-mprotect-fork.yaml`);
-    const r = new Runner(sc, {});
-    r.execSteps(sc.steps, 0);
-    const x = new Execution(r.m, () => -1, 100, false, null);
-    const t = x.addThread("T", 0, (function* () {})());
+    const { r, x, t } = await oracle();
     const mm = r.m.mms[0]!;
     x.userStore(t, mm, 100, 7, true, 0);
     x.copyPage(7, 8); // a COW copy of frame 7 ...
@@ -217,8 +217,7 @@ describe("explore: user data", () => {
     assert.equal(v?.invariant, "read-not-last-write");
     assert.match(v?.message ?? "", /in its first half/);
     // Without the lost store the same sequence is clean.
-    const y = new Execution(r.m, () => -1, 100, false, null);
-    const u = y.addThread("T", 0, (function* () {})());
+    const { x: y, t: u } = await oracle();
     y.userStore(u, mm, 100, 7, true, 0);
     y.copyPage(7, 8);
     y.userStore(u, mm, 100, 8, true, 1);

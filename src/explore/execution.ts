@@ -49,6 +49,7 @@ const SETUP = 1; // the set-up's data (stamps of threads' stores are larger)
 const HALF = 2 ** 26;
 const WILD = HALF - 1;
 const pack = (lo: number, hi: number): number => lo + hi * HALF;
+const unpack = (c: number): [number, number] => [c % HALF, Math.floor(c / HALF)];
 const withHalf = (c: number, half: number, stamp: number): number => (half === 0 ? c - (c % HALF) + stamp : (c % HALF) + stamp * HALF);
 
 export interface XThread {
@@ -1105,8 +1106,7 @@ export class Execution implements Interleaver, TableAccessCheck {
 
   // Who wrote a packed pair of stamps.
   private wrote(c: number): string {
-    const lo = c % HALF;
-    const hi = (c - lo) / HALF;
+    const [lo, hi] = unpack(c);
     const name = (x: number) => (x === WILD ? "anything" : (this.writers.get(x) ?? "nobody"));
     return lo === hi ? name(lo) : `${name(lo)} in its first half and ${name(hi)} in its second`;
   }
@@ -1114,10 +1114,9 @@ export class Execution implements Interleaver, TableAccessCheck {
   // half matches anything).
   private matches(got: number, want: number): boolean {
     if (got === want) return true;
-    const wl = want % HALF;
-    const wh = (want - wl) / HALF;
-    const gl = got % HALF;
-    return (wl === WILD || wl === gl) && (wh === WILD || wh === (got - gl) / HALF);
+    const [wl, wh] = unpack(want);
+    const [gl, gh] = unpack(got);
+    return (wl === WILD || wl === gl) && (wh === WILD || wh === gh);
   }
 
   // One page's expected stamp changes; the map's key set counts as changed

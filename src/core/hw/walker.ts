@@ -96,9 +96,10 @@ export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, writ
     yield S_FAULT_VMA;
     let fr: FaultResult;
     const vl = lockVmaUnderRcu(mm, addr);
-    if (vl !== null && (!accessAllowed(vl, write) || vmfAnonPrepare(m, il, mm, vl, addr, write))) {
+    const allowed = vl !== null && accessAllowed(vl, write);
+    if (vl !== null && (!allowed || vmfAnonPrepare(m, il, mm, vl, addr, write))) {
       m.curCpu = c;
-      fr = accessAllowed(vl, write) ? yield* handleMmFault(m, mm, vl, addr, write) : "segv";
+      fr = allowed ? yield* handleMmFault(m, mm, vl, addr, write) : "segv";
       vmaEndRead(vl);
     } else {
       if (vl !== null) vmaEndRead(vl);

@@ -80,7 +80,6 @@ export function accessAllowed(vma: Vma, write: boolean): boolean {
 }
 
 export function newAnonPage(m: Machine, vma: Vma, addr: number): number {
-  if (vma.anonVma === 0) vma.anonVma = m.newAnonVma(); // anon_vma_prepare()
   const pfn = m.phys.alloc(0);
   initAnonPage(m, vma, pfn, addr);
   return pfn;

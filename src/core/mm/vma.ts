@@ -113,6 +113,9 @@ function* lockVmaRmaps(m: Machine, mm: Mm, start: number, end: number, merge: bo
       const b = mm.vmas[i + 1] as Vma;
       if (canMerge(a, b, PS)) moved.add(a).add(b);
     }
+  // vma_start_write() of every VMA whose bounds move (a merge's two sides),
+  // before the rmap locks, as vma_prepare()'s callers do.
+  for (const v of moved) yield* vmaStartWrite(m, mm, v);
   const files = new Set<number>();
   const avs = new Set<number>();
   for (const v of moved) {
@@ -166,15 +169,6 @@ export function* isolateRangeLocked(m: Machine, mm: Mm, start: number, end: numb
 }
 
 export function* mergeAroundLocked(m: Machine, mm: Mm, start: number, end: number): KGen {
-  if (m.il !== null)
-    for (let i = Math.max(0, mm.findVmaIndex(start) - 1); i < mm.vmas.length - 1; i++) {
-      const a = mm.vmas[i] as Vma;
-      if (a.start > end) break;
-      const b = mm.vmas[i + 1] as Vma;
-      if (!canMerge(a, b, m.geo.pageSize)) continue;
-      yield* vmaStartWrite(m, mm, a);
-      yield* vmaStartWrite(m, mm, b);
-    }
   const lk = yield* lockVmaRmaps(m, mm, start, end, true);
   mergeAround(m, mm, start, end);
   unlockVmaRmaps(m, lk);
