@@ -4,6 +4,9 @@
 // the two schedules it took for the same state behave the same under the
 // same continuation (final page tables, TLBs, locks, violation); and every
 // object reachable from the machine is tracked.
+//
+// The catalogue's entries are split over explore-cache-{0,1,2}.test.ts (every
+// third file each), so that node --test can run the shares side by side.
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -121,15 +124,26 @@ function compareWithCache(f: string, sc: Scenario, historical: boolean, over: Pa
   }
 }
 
-describe("explore: state cache", () => {
-  for (const f of files) {
-    const sc = load(f);
-    const seeded = isSeeded(sc);
-    it(`${f}: same verdict with the cache; the schedules it merged behave alike`, () => {
-      for (const historical of seeded ? [false, true] : [false]) compareWithCache(f, sc, historical, {});
+// The state-cache suite over every `of`-th catalogue entry from `share`; share 0
+// also runs the tests that are not per entry.
+export function stateCacheSuite(share: number, of: number): void {
+  describe(`explore: state cache (share ${share + 1} of ${of})`, () => {
+    files.forEach((f, i) => {
+      if (i % of === share) entryTest(f);
     });
-  }
+    if (share === 0) extraTests();
+  });
+}
 
+function entryTest(f: string): void {
+  const sc = load(f);
+  const seeded = isSeeded(sc);
+  it(`${f}: same verdict with the cache; the schedules it merged behave alike`, () => {
+    for (const historical of seeded ? [false, true] : [false]) compareWithCache(f, sc, historical, {});
+  });
+}
+
+function extraTests(): void {
   it("with no preemption bound too (the small catalogue entries)", () => {
     for (const f of ["c-contpte-intermediate.yaml", "d-mprotect-fork.yaml", "f-semi-rcu.yaml"])
       for (const historical of [false, true]) compareWithCache(f, load(f), historical, { preemptions: Number.POSITIVE_INFINITY });
@@ -163,16 +177,18 @@ describe("explore: state cache", () => {
       }
     }
   });
-});
+}
 
-describe("explore: --state-cache on the command line", () => {
-  it("reports the cut executions and still finds the counterexample", () => {
-    const run = (args: string[]) => spawnSync(process.execPath, ["dist/src/cli/main.js", "explore", ...args, "--no-progress"], { encoding: "utf8" });
-    const clean = run([`${DIR}/h-dontneed-race.yaml`, "--state-cache"]);
-    assert.equal(clean.status, 0, clean.stderr);
-    assert.match(clean.stdout, /state cache: \d+ executions stopped at a state already explored/);
-    const bug = run([`${DIR}/h-dontneed-race.yaml`, "--state-cache", "--historical"]);
-    assert.equal(bug.status, 1, bug.stderr);
-    assert.match(bug.stdout, /COUNTEREXAMPLE/);
+export function stateCacheCliSuite(): void {
+  describe("explore: --state-cache on the command line", () => {
+    it("reports the cut executions and still finds the counterexample", () => {
+      const run = (args: string[]) => spawnSync(process.execPath, ["dist/src/cli/main.js", "explore", ...args, "--no-progress"], { encoding: "utf8" });
+      const clean = run([`${DIR}/h-dontneed-race.yaml`, "--state-cache"]);
+      assert.equal(clean.status, 0, clean.stderr);
+      assert.match(clean.stdout, /state cache: \d+ executions stopped at a state already explored/);
+      const bug = run([`${DIR}/h-dontneed-race.yaml`, "--state-cache", "--historical"]);
+      assert.equal(bug.status, 1, bug.stderr);
+      assert.match(bug.stdout, /COUNTEREXAMPLE/);
+    });
   });
-});
+}
