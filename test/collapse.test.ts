@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { hpageCollapseScanPmd, madviseCollapse } from "../src/core/mm/khugepaged.js";
+import { hpageCollapseScanPmd, MADVISE_CC, madviseCollapse } from "../src/core/mm/khugepaged.js";
 import { run as runGen } from "../src/core/mm/memory.js";
 import { pmdOffset } from "../src/core/mm/walk.js";
 import { Runner } from "../src/run/runner.js";
@@ -90,11 +90,11 @@ steps:
       const slot = m.tables.slotOfPfn(m.arch.ptePfn(before));
       const pfn = m.arch.ptePfn(m.tables.get(m.tables.base(slot) + ((reg.start / m.geo.pageSize) & m.geo.ptrsMask)));
       m.phys.ref[pfn] = (m.phys.ref[pfn] as number) + 1; // GUP pin
-      assert.equal(runGen(hpageCollapseScanPmd(m, p.mm, reg.start)).result, "page-count");
+      assert.equal(runGen(hpageCollapseScanPmd(m, p.mm, reg.start, MADVISE_CC)).result, "page-count");
       assert.equal(m.tables.get(pi), before, "PMD put back");
       assert.equal(p.mm.anonHugePmds, 0);
       m.phys.ref[pfn] = (m.phys.ref[pfn] as number) - 1;
-      assert.equal(runGen(hpageCollapseScanPmd(m, p.mm, reg.start)).result, "ok");
+      assert.equal(runGen(hpageCollapseScanPmd(m, p.mm, reg.start, MADVISE_CC)).result, "ok");
       assert.ok(m.arch.entryIsLeaf(m.tables.get(pi)));
       assert.deepEqual(m.violations, []);
     });

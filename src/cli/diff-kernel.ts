@@ -287,8 +287,7 @@ async function runDiffSession(sc: Scenario, built: string, swap: HostSwap, setUp
             } catch (e) {
               if (!(step.advice === "collapse" && e instanceof HostError)) throw e;
             }
-          }
-          else await host.touch(slot, a, len, step.stride || 4096, step.write);
+          } else await host.touch(slot, a, len, step.stride || 4096, step.write);
           break;
         }
         case "mremap": {
@@ -329,6 +328,7 @@ async function runDiffSession(sc: Scenario, built: string, swap: HostSwap, setUp
         case "truncate":
         case "reclaim":
         case "migrate":
+        case "khugepaged":
         case "writeback":
           throw new ScenarioError(sc.file, step.pos.line, step.pos.col, `diff-kernel cannot run ${step.op} steps on the host helper`);
         case "report":

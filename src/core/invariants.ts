@@ -50,6 +50,8 @@ export const INVARIANTS = [
   "contpte-lockless-livelock",
   "deadlock",
   "out-of-memory",
+  // a BUG_ON() the modelled kernel path reaches (the kernel would oops)
+  "kernel-bug",
 ] as const;
 
 export type InvariantName = (typeof INVARIANTS)[number];

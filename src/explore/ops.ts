@@ -17,6 +17,7 @@ import { mremap } from "../core/mm/mremap.js";
 import { fileRangeMappings, truncatePagecache } from "../core/mm/truncate.js";
 import { writebackFile } from "../core/mm/page_writeback.js";
 import { migrateRange } from "../core/mm/migrate.js";
+import { khugepagedScanMm } from "../core/mm/khugepaged.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
 import { type Interleaver, LK_INODE, LK_MMAP, site } from "../core/sync.js";
 import { lockVmaUnderRcu, mmapUnlock, vmaEndRead } from "../core/mm/mmap_lock.js";
@@ -295,6 +296,19 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.sysLeave(t);
       return;
     }
+    case "khugepaged": {
+      // The khugepaged kthread: no mm switch; it try-locks mmap_lock itself.
+      // A process that has exited left nothing on khugepaged's list.
+      const gone = step.process !== undefined ? r.procs.get(step.process) : undefined;
+      if (gone !== undefined && !gone.mm.alive) return;
+      const p = r.reclaimTarget(step);
+      const [a, len] = r.range(step, p, 0);
+      x.sysEnter(t);
+      m.curCpu = t.cpu;
+      yield* khugepagedScanMm(m, p.mm, a, a + len);
+      x.sysLeave(t);
+      return;
+    }
     case "writeback": {
       // The flusher or fsync(): no mmap_lock, no inode lock; folio locks,
       // i_mmap_rwsem and PTE locks inside.
@@ -478,6 +492,7 @@ export function describeStep(s: Step): string {
       return `writeback ${s.file}`;
     case "reclaim":
     case "migrate":
+    case "khugepaged":
       return `${s.op} ${s.process !== undefined ? `${s.process}:` : ""}${s.region}+${KB(s.offset)}${s.length !== undefined ? ` ${KB(s.length)}` : ""}`;
     default:
       return s.op;

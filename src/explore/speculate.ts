@@ -89,6 +89,7 @@ function stepRange(s: Step): SpecRange | null {
       return { thread: s.thread, process: null, region: s.region, offset: s.offset, length: s.length ?? Number.POSITIVE_INFINITY };
     case "reclaim":
     case "migrate":
+    case "khugepaged":
       return { thread: s.thread, process: s.process ?? null, region: s.region, offset: s.offset, length: s.length ?? Number.POSITIVE_INFINITY };
     case "lockless":
       return { thread: s.thread, process: null, region: s.region, offset: s.offset, length: 1 };

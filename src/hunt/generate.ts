@@ -232,6 +232,9 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   let seed = 2166136261;
   for (let i = 0; i < root.pos; i++) seed = Math.imul(seed ^ (root.words[i] as number), 16777619) >>> 0;
   const pc = new Choices([], rng(seed));
+  // khugepaged rather than MADV_COLLAPSE for the collapse kind: one more
+  // stream of its own, so that the cases without it stay as they were.
+  const viaKhugepaged = new Choices([], rng(seed ^ 0x5bd1e995)).bool(0.5);
   const kinds: Kind[] = [...kinds0];
   if (pc.bool(opts.kindOdds?.pin ?? 0.3)) kinds.push("pin");
   const has = (k: Kind) => kinds.includes(k);
@@ -768,7 +771,11 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       const big = regs.filter((x) => x.file === null && x.pages.length >= ptes);
       if (big.length === 0) return false;
       const r = pickRegion(big);
-      conc.push({ op: "madvise", args: { ...args(r, 0, r.pages.length, r.pages.length), advice: "collapse", thread: a.t } });
+      // khugepaged (a kernel thread: only mmap_read_trylock(), the sysfs
+      // mode, max_ptes_*, a young entry) where the THP mode runs it.
+      if (viaKhugepaged && machine.thp !== "never")
+        conc.push({ op: "khugepaged", args: { ...args(r, 0, r.pages.length, r.pages.length), process: a.proc.name, thread: a.t } });
+      else conc.push({ op: "madvise", args: { ...args(r, 0, r.pages.length, r.pages.length), advice: "collapse", thread: a.t } });
       return true;
     }
     if (k === "writeback") {

@@ -20,6 +20,7 @@ import { type KGen, run } from "../core/mm/memory.js";
 import type { Mm } from "../core/mm/types.js";
 import { freePages, kswapdBalance } from "../core/mm/kswapd.js";
 import { migrateRange } from "../core/mm/migrate.js";
+import { khugepagedScanMm } from "../core/mm/khugepaged.js";
 import { reclaimRange } from "../core/mm/vmscan.js";
 import { writebackFile } from "../core/mm/page_writeback.js";
 import { type GupPin, gupFastPinRange, gupPinsForget, newGupPin, pinUserPages, unpinUserPages } from "../core/mm/gup.js";
@@ -29,6 +30,7 @@ import {
   type ForkStep,
   type MachineSpec,
   type MigrateStep,
+  type KhugepagedStep,
   type ReclaimStep,
   type Scenario,
   ScenarioError,
@@ -124,6 +126,7 @@ const STEP_ROOT: Record<Step["op"], string> = {
   repeat: "[report]",
   reclaim: "reclaim_pages",
   migrate: "migrate_pages",
+  khugepaged: "khugepaged",
   writeback: "do_writepages",
   pin: "pin_user_pages",
   unpin: "unpin_user_pages",
@@ -265,9 +268,12 @@ export class Runner {
     return p;
   }
 
-  // The process a `reclaim` or `migrate` step works on; reclaim needs a swap device.
-  reclaimTarget(step: ReclaimStep | MigrateStep): Proc {
+  // The process a `reclaim`, `migrate` or `khugepaged` step works on;
+  // reclaim needs a swap device, and khugepaged a THP mode that runs it.
+  reclaimTarget(step: ReclaimStep | MigrateStep | KhugepagedStep): Proc {
     if (step.op === "reclaim" && this.m.swap === null) throw this.err(step, "reclaim needs a swap device (set machine.swap, e.g. swap: 64M)");
+    if (step.op === "khugepaged" && this.m.config.thp === "never")
+      throw this.err(step, "khugepaged does not run with thp: never (start_stop_khugepaged() stops it); set machine.thp to madvise or always");
     const p = step.process !== undefined ? this.procs.get(step.process) : this.procOf(step);
     if (p === undefined || !p.mm.alive) throw this.err(step, `process "${step.process}" does not exist or has exited`);
     return p;
@@ -513,6 +519,14 @@ export class Runner {
           throw this.err(step, `nothing is mapped in ${step.region}+${step.offset + base} (length ${len}) of process ${p.name}: no folio to migrate`);
         m.curCpu = this.threadCpu.get(step.thread) as number;
         run(migrateRange(m, p.mm, a, a + len));
+        return;
+      }
+      case "khugepaged": {
+        const p = this.reclaimTarget(step);
+        const [a, len] = this.range(step, p, base);
+        // A kernel thread: whatever mm its CPU had loaded stays loaded.
+        m.curCpu = this.threadCpu.get(step.thread) as number;
+        run(khugepagedScanMm(m, p.mm, a, a + len));
         return;
       }
       case "writeback": {

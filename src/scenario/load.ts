@@ -434,6 +434,7 @@ const builders: { [K in Op]: Builder<K> } = {
   writeback: (a, base) => ({ op: "writeback", ...base, file: a.file }),
   reclaim: (a, base) => ({ op: "reclaim", ...base, ...range(a), ...(a.process !== undefined ? { process: a.process } : {}) }),
   migrate: (a, base) => ({ op: "migrate", ...base, ...range(a), ...(a.process !== undefined ? { process: a.process } : {}) }),
+  khugepaged: (a, base) => ({ op: "khugepaged", ...base, ...range(a), ...(a.process !== undefined ? { process: a.process } : {}) }),
   pin: (a, base) => ({ op: "pin", ...base, ...range(a), write: a.write, fast: a.fast, name: a.name ?? a.region }),
   unpin: (a, base) => ({ op: "unpin", ...base, pin: a.pin }),
   dma: (a, base) => ({ op: "dma", ...base, pin: a.pin, offset: a.offset, write: a.write }),

@@ -35,6 +35,7 @@ export const OPS = [
   "exec",
   "reclaim",
   "migrate",
+  "khugepaged",
   "writeback",
   "pin",
   "unpin",
@@ -308,6 +309,15 @@ export const stepArgs = {
     })
     .describe(
       "Migrate the folios mapped in the range to new frames, as compaction or NUMA balancing would (migrate_pages(): migration entries, the copy, remove_migration_ptes()); a PMD-mapped THP moves whole through a PMD migration entry",
+    ),
+  khugepaged: z
+    .strictObject({
+      ...range,
+      process: nameSchema.optional().describe("Process whose region khugepaged scans; default: the thread's"),
+      thread: threadRef,
+    })
+    .describe(
+      "One pass of khugepaged over the PMD-sized ranges inside the range (khugepaged_scan_mm_slot(): mmap_lock only try-locked, the sysfs THP mode and max_ptes_none/shared honoured, a young entry required, then collapse_huge_page()); needs thp: madvise or always",
     ),
   writeback: z
     .strictObject({

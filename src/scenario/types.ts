@@ -150,6 +150,10 @@ export interface MigrateStep extends RangeStepBase {
   op: "migrate";
   process?: string; // whose region (default: the thread's process)
 }
+export interface KhugepagedStep extends RangeStepBase {
+  op: "khugepaged";
+  process?: string; // whose region (default: the thread's process)
+}
 // pin_user_pages(FOLL_PIN | FOLL_LONGTERM) of the range; `name` (default: the
 // region) identifies the pin for unpin and dma.
 export interface PinStep extends RangeStepBase {
@@ -198,6 +202,7 @@ export type Step =
   | TruncateStep
   | ReclaimStep
   | MigrateStep
+  | KhugepagedStep
   | WritebackStep
   | PinStep
   | UnpinStep

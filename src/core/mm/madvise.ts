@@ -8,7 +8,7 @@ import { CYD_DIRTY, CYD_YOUNG } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
 import { pmdReadLocked } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run, unmapSingleVma, walkPmdTables, zapSwapPte } from "./memory.js";
-import { flushTlbBatchedPending, folioMapcount, splitFolio } from "./rmap.js";
+import { flushTlbBatchedPending, folioMapcount, folioMaybeMappedShared, splitFolio } from "./rmap.js";
 import { folioIsolateLru, reclaimPages } from "./vmscan.js";
 import { LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
 import { variantIs } from "../variant.js";
@@ -39,17 +39,6 @@ function vmasIn(mm: Mm, start: number, end: number): Vma[] {
     out.push(v);
   }
   return out;
-}
-
-// Is the folio perhaps mapped by more than one mm (folio_maybe_mapped_shared())?
-// Approximated per page: some page mapped twice, or a PMD mapping besides PTE ones.
-function folioMaybeMappedShared(m: Machine, head: number): boolean {
-  const phys = m.phys;
-  const nr = 1 << (phys.order[head] as number);
-  const entire = phys.entireMapcount(head);
-  if (entire > 1) return true;
-  for (let k = 0; k < nr; k++) if ((phys.mapcount[head + k] as number) + entire > 1) return true;
-  return false;
 }
 
 // madvise_free_pte_range() with madvise_free_huge_pmd() for one PMD table's

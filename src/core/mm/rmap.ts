@@ -330,6 +330,18 @@ function mappingRefs(m: Machine, head: number): number {
   return n;
 }
 
+// Is the folio perhaps mapped by more than one mm (folio_maybe_mapped_shared(),
+// include/linux/mm.h)? Approximated per page: some page mapped twice, or a
+// PMD mapping besides PTE ones.
+export function folioMaybeMappedShared(m: Machine, head: number): boolean {
+  const phys = m.phys;
+  const nr = 1 << (phys.order[head] as number);
+  const entire = phys.entireMapcount(head);
+  if (entire > 1) return true;
+  for (let k = 0; k < nr; k++) if ((phys.mapcount[head + k] as number) + entire > 1) return true;
+  return false;
+}
+
 // The folio's mappings: PTE mapcounts plus PMD mappings (folio_mapcount()).
 export function folioMapcount(m: Machine, head: number): number {
   const phys = m.phys;
