@@ -981,6 +981,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
 // The swarm kind a concurrent step belongs to.
 function kindOf(s: StepDoc): Kind {
   if (s.op === "mmap") return "munmap"; // the remap after a concurrent munmap
+  if (s.op === "khugepaged") return "collapse";
   if (s.op !== "madvise") return (s.op === "oom_reap" ? "exit" : s.op) as Kind;
   const a = s.args.advice as string;
   return (a === "hugepage" || a === "nohugepage" || a === "willneed" ? "thp-advice" : a) as Kind;

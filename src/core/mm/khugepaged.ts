@@ -21,7 +21,8 @@
 //   anon_vma; find_pmd_or_thp_or_none() again, whose PMD pointer it keeps),
 //   drops it, takes it for writing and revalidates once more, now with
 //   check_pmd_still_valid(): the PMD is still a table's entry and the same
-//   one. Only then anon_vma_lock_write(), pmdp_collapse_flush() under the
+//   one. Only then vma_start_write() (faults under the VMA lock finish
+//   first), anon_vma_lock_write(), pmdp_collapse_flush() under the
 //   PMD lock, tlb_remove_table_sync_one() (GUP-fast), and the isolation
 //   under the PTE lock, which checks every entry again (none and zero-page entries
 //   are copied as zeroes; non-present, non-anon and read-only ranges fail;
@@ -52,8 +53,9 @@
 // (SCAN_PTE_NON_PRESENT) where the kernel swaps them in
 // (__collapse_huge_page_swapin(), up to max_ptes_swap for khugepaged) or
 // waits; "young" is the PTE's access flag (no page_idle young flag, no
-// PG_referenced, no MMU notifiers); the model looks the VMA up per PMD range and counts a
-// range no suitable VMA covers as failed (SCAN_VMA_CHECK) and goes on, where
+// PG_referenced, no MMU notifiers); the knobs keep their defaults; the
+// model looks the VMA up per PMD range and counts a range no suitable VMA
+// covers as failed (SCAN_VMA_CHECK) and goes on, where
 // the kernel's madvise walks VMA by VMA, ends the call with EINVAL at an
 // unsuitable one and skips a range across a VMA boundary. File and shmem
 // collapse (hpage_collapse_scan_file(), collapse_file()) is not modelled.
