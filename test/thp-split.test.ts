@@ -42,3 +42,50 @@ describe("THP split: pmd_mkinvalid()", () => {
     });
   }
 });
+
+// mprotect_fixup() and madvise_update_vma() return before vma_modify_flags()
+// when the flags stay the same: the VMA is not split, so a THP the range's
+// boundary cuts stays PMD-mapped (scenarios/diff/mprotect-same-thp.yaml
+// checks the same against the host). A change does split it.
+describe("THP split: only a VMA whose flags change is split", () => {
+  for (const arch of ["x86_64", "arm64"]) {
+    it(`${arch}: same protection and same advice keep both THPs; a read-only page splits one`, () => {
+      const r = new Runner(
+        parseScenario(
+          `name: t
+machine: { arch: ${arch}, thp: madvise }
+processes: [{ name: p }]
+steps:
+  - mmap: { region: s, size: 4M, addr: 0x7e1000000000 }
+  - madvise: { region: s, advice: hugepage }
+  - touch: { region: s }
+  - mprotect: { region: s, offset: 4K, length: 4K, prot: rw }
+  - madvise: { region: s, offset: 2052K, length: 4K, advice: hugepage }
+  - report: same
+  - mprotect: { region: s, offset: 4K, length: 4K, prot: r }
+  - report: changed
+`,
+          "t.yaml",
+        ),
+        { checkInvariants: true },
+      );
+      r.runAll();
+      const mm = r.procs.get("p")!.mm;
+      const same = r.rows.find((x) => x.label === "same")!;
+      assert.equal(same.processes[0]!.figures.anon_huge_kb, 4096);
+      assert.equal(same.counters.thpSplits, 0);
+      const changed = r.rows.find((x) => x.label === "changed")!;
+      assert.equal(changed.processes[0]!.figures.anon_huge_kb, 2048);
+      assert.equal(changed.counters.thpSplits, 1);
+      assert.deepEqual(
+        mm.vmas.map((v) => [v.start - 0x7e1000000000, v.end - 0x7e1000000000]),
+        [
+          [0, 0x1000],
+          [0x1000, 0x2000],
+          [0x2000, 0x400000],
+        ],
+      );
+      assert.deepEqual(r.m.violations, []);
+    });
+  }
+});

@@ -379,12 +379,13 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
     }
     case "hugepage":
     case "nohugepage": {
-      const vmas = yield* isolateRangeLocked(m, mm, start, end);
-      if (vmas.length === 0) throw new MmError("ENOMEM", "madvise: range is not mapped");
-      for (const vma of vmas) {
-        if (advice === "hugepage") vma.flags = (vma.flags & ~VM_NOHUGEPAGE) | VM_HUGEPAGE;
-        else vma.flags = (vma.flags & ~VM_HUGEPAGE) | VM_NOHUGEPAGE;
-      }
+      // madvise_update_vma() returns at once for a VMA whose flags stay the
+      // same: it is not split (nor a THP its boundary would cut) or locked.
+      const first = mm.vmas[mm.findVmaIndex(start)];
+      if (first === undefined || first.start >= end) throw new MmError("ENOMEM", "madvise: range is not mapped");
+      const newFlags = (f: number) => (advice === "hugepage" ? (f & ~VM_NOHUGEPAGE) | VM_HUGEPAGE : (f & ~VM_HUGEPAGE) | VM_NOHUGEPAGE);
+      const vmas = yield* isolateRangeLocked(m, mm, start, end, (v) => newFlags(v.flags) !== v.flags);
+      for (const vma of vmas) vma.flags = newFlags(vma.flags);
       yield* mergeAroundLocked(m, mm, start, end);
       break;
     }

@@ -200,11 +200,11 @@ export function* mprotect(m: Machine, mm: Mm, start: number, len: number, prot: 
   const covered = Math.min(cur, end);
   const newBits = protToVmFlags(prot);
   const tlb = tlbGatherMmu(m, mm);
-  const vmas = yield* isolateRangeLocked(m, mm, start, covered);
+  // mprotect_fixup() returns at once for a VMA whose flags stay the same:
+  // it is not split (nor a THP its boundary would cut) or locked.
+  const vmas = yield* isolateRangeLocked(m, mm, start, covered, (v) => ((v.flags & ~VM_ACCESS_FLAGS) | newBits) !== v.flags);
   for (const vma of vmas) {
-    const nflags = (vma.flags & ~VM_ACCESS_FLAGS) | newBits;
-    if (nflags === vma.flags) continue;
-    vma.flags = nflags;
+    vma.flags = (vma.flags & ~VM_ACCESS_FLAGS) | newBits;
     yield* changeProtection(tlb, vma);
   }
   tlbFinishMmu(tlb);

@@ -43,15 +43,29 @@ export function splitAt(m: Machine, mm: Mm, addr: number): void {
   mm.vmas.splice(i + 1, 0, tail);
 }
 
-// VMAs fully inside [start, end) after splitting at both ends.
-export function isolateRange(m: Machine, mm: Mm, start: number, end: number): Vma[] {
-  splitAt(m, mm, start);
-  splitAt(m, mm, end);
+// Which VMAs of a range an operation changes: mprotect_fixup() and
+// madvise_update_vma() return before vma_modify_flags() when the flags stay
+// the same, so such a VMA is neither split nor write-locked.
+export type VmaChanges = (v: Vma) => boolean;
+const EVERY: VmaChanges = () => true;
+
+// The VMA a boundary at addr falls inside (start < addr < end), if the
+// operation changes it.
+function cutAt(mm: Mm, addr: number, changes: VmaChanges): Vma | null {
+  const v = mm.vmas[mm.findVmaIndex(addr)];
+  return v !== undefined && v.start < addr && addr < v.end && changes(v) ? v : null;
+}
+
+// VMAs fully inside [start, end) after splitting at both ends; with
+// `changes`, only the VMAs it changes (split where the range cuts them).
+export function isolateRange(m: Machine, mm: Mm, start: number, end: number, changes: VmaChanges = EVERY): Vma[] {
+  if (cutAt(mm, start, changes) !== null) splitAt(m, mm, start);
+  if (cutAt(mm, end, changes) !== null) splitAt(m, mm, end);
   const out: Vma[] = [];
   for (let i = mm.findVmaIndex(start); i < mm.vmas.length; i++) {
     const v = mm.vmas[i] as Vma;
     if (v.start >= end) break;
-    out.push(v);
+    if (changes(v)) out.push(v);
   }
   return out;
 }
@@ -97,14 +111,14 @@ export function rangeFree(mm: Mm, start: number, end: number): boolean {
 // (mergeAround()) would change, files first as vma_prepare() does; returns
 // what it took for unlockVmaRmaps(). Nothing when not interleaving, or when
 // no bound moves.
-function* lockVmaRmaps(m: Machine, mm: Mm, start: number, end: number, merge: boolean): KGen<number[]> {
+function* lockVmaRmaps(m: Machine, mm: Mm, start: number, end: number, merge: boolean, changes: VmaChanges = EVERY): KGen<number[]> {
   const il = m.il;
   if (il === null) return [];
   const PS = m.geo.pageSize;
   const moved = new Set<Vma>();
   for (const addr of [start, end]) {
-    const v = mm.vmas[mm.findVmaIndex(addr)];
-    if (v !== undefined && v.start < addr && addr < v.end) moved.add(v);
+    const v = cutAt(mm, addr, changes);
+    if (v !== null) moved.add(v);
   }
   if (merge)
     for (let i = Math.max(0, mm.findVmaIndex(start) - 1); i < mm.vmas.length - 1; i++) {
@@ -139,31 +153,32 @@ function unlockVmaRmaps(m: Machine, taken: number[]): void {
 }
 
 // isolateRange() and mergeAround() as the syscalls run them: every VMA the
-// range touches write-locked first (vma_start_write(): the callers change
-// their bounds, flags or page tables), then under the rmap locks of the
-// VMAs whose bounds move (vma_prepare()).
-export function* isolateRangeLocked(m: Machine, mm: Mm, start: number, end: number): KGen<Vma[]> {
+// range touches (that the operation changes) write-locked first
+// (vma_start_write(): the callers change their bounds, flags or page
+// tables), then under the rmap locks of the VMAs whose bounds move
+// (vma_prepare()).
+export function* isolateRangeLocked(m: Machine, mm: Mm, start: number, end: number, changes: VmaChanges = EVERY): KGen<Vma[]> {
   if (m.il !== null) {
     // mmap_lock is held for writing: mm.vmas cannot change while this waits.
     for (let i = mm.findVmaIndex(start); i < mm.vmas.length; i++) {
       const v = mm.vmas[i] as Vma;
       if (v.start >= end) break;
-      yield* vmaStartWrite(m, mm, v);
+      if (changes(v)) yield* vmaStartWrite(m, mm, v);
     }
   }
-  const lk = yield* lockVmaRmaps(m, mm, start, end, false);
+  const lk = yield* lockVmaRmaps(m, mm, start, end, false, changes);
   if (m.il !== null) {
     // vma_adjust_trans_huge(): the PMD lock of a THP a boundary cuts may be
     // held by a fault in another VMA of the same PMD table, which runs
     // under its own VMA lock.
     for (const addr of [start, end]) {
-      const v = mm.vmas[mm.findVmaIndex(addr)];
-      if (v === undefined || v.start >= addr) continue;
+      const v = cutAt(mm, addr, changes);
+      if (v === null) continue;
       const pi = hugePmdToSplit(m, mm, v, addr);
       if (pi >= 0) yield* splitHugePmd(m, mm, v, pi, addr - (addr % m.geo.pmdSize));
     }
   }
-  const vmas = isolateRange(m, mm, start, end);
+  const vmas = isolateRange(m, mm, start, end, changes);
   unlockVmaRmaps(m, lk);
   return vmas;
 }
