@@ -10,6 +10,7 @@
 
 import type { Execution } from "../explore/execution.js";
 import { makeToken, replay, shrink } from "../explore/explore.js";
+import { MAX_PREEMPTIONS } from "../scenario/schema.js";
 import { type Case, caseYaml, cloneCase, type StepDoc } from "./case.js";
 import { type Budget, defaultConfig, loadCase, type Outcome, runCase } from "./search.js";
 
@@ -187,7 +188,15 @@ export function minimize(c0: Case, found: Outcome, budget: Budget, seed: number,
     const x: Execution = replay(cfg, s, false);
     let pre = 0;
     for (const d of x.decisions) if (d.cur >= 0 && d.cands.includes(d.cur) && d.chosen !== d.cur) pre++;
-    cur.preemptions = pre;
+    // A random or PCT schedule can preempt more often than a scenario's
+    // bound may say: the replay token still reaches it.
+    cur.preemptions = Math.min(pre, MAX_PREEMPTIONS);
+    if (pre > MAX_PREEMPTIONS)
+      cur.description =
+        `${cur.description} Its schedule preempts ${pre} times, more than explore.preemptions allows (${MAX_PREEMPTIONS}): replay it with the token.`.slice(
+          0,
+          700,
+        );
     const fin = loadCase(caseYaml(cur), `${cur.name}.yaml`);
     schedule = s;
     token = makeToken(defaultConfig(fin), s);

@@ -459,9 +459,12 @@ export const processSchema = z.strictObject({
 
 const invariantSchema = z.enum(INVARIANTS, expected(`an invariant name (${INVARIANTS.join(", ")})`));
 
+// The largest preemption bound a scenario may ask for.
+export const MAX_PREEMPTIONS = 20;
+
 export const exploreSchema = z
   .strictObject({
-    preemptions: intIn(0, 20).default(2).describe("Exhaustive mode: at most this many preemptions per execution"),
+    preemptions: intIn(0, MAX_PREEMPTIONS).default(2).describe("Exhaustive mode: at most this many preemptions per execution"),
     max_steps: intIn(1, 1_000_000).default(5000).describe("Steps per execution before it is cut off"),
     variant: z
       .record(z.string(), z.string(expected("a string")), expected("a mapping of variant names to values"))
