@@ -139,6 +139,56 @@ steps:
   });
 }
 
+// max_ptes_swap (HPAGE_PMD_NR / 8) and the rule that a range with swap
+// entries needs half its entries young; the swap entries are swapped in
+// before the copy (__collapse_huge_page_swapin()).
+for (const arch of ["x86_64", "arm64"] as const) {
+  const nr = 512;
+  describe(`khugepaged and swap entries on ${arch} 4K`, () => {
+    it(`${nr / 8} swap entries with ${nr / 2} young are swapped in and collapsed, ${nr / 8 + 1} are not; ${nr / 2 - 1} young are too few`, () => {
+      const r = runText(`
+name: t
+machine: { arch: ${arch}, cpus: 2, thp: madvise, swap: 16M }
+processes:
+  - name: p
+    threads: [{ name: A, cpu: 0 }, { name: K, cpu: 1 }]
+steps:
+  - mmap: { region: a, size: 2M, addr: 0x7e0000000000, thread: A }
+  - mmap: { region: b, size: 2M, addr: 0x7e8000000000, thread: A }
+  - mmap: { region: c, size: 2M, addr: 0x7f0000000000, thread: A }
+  - touch: { region: a, length: ${(nr / 2 + nr / 8) * 4}K, thread: A }
+  - touch: { region: b, length: ${(nr / 2 + nr / 8 + 1) * 4}K, thread: A }
+  - touch: { region: c, length: ${(nr / 2 - 1 + 1) * 4}K, thread: A }
+  - madvise: { region: a, offset: ${(nr / 2) * 4}K, length: ${(nr / 8) * 4}K, advice: pageout, thread: A }
+  - madvise: { region: b, offset: ${(nr / 2) * 4}K, length: ${(nr / 8 + 1) * 4}K, advice: pageout, thread: A }
+  - madvise: { region: c, offset: ${(nr / 2 - 1) * 4}K, length: 4K, advice: pageout, thread: A }
+  - madvise: { region: a, advice: hugepage, thread: A }
+  - madvise: { region: b, advice: hugepage, thread: A }
+  - madvise: { region: c, advice: hugepage, thread: A }
+  - report: swapped
+  - khugepaged: { region: a, thread: K }
+  - report: a
+  - khugepaged: { region: b, thread: K }
+  - report: b
+  - khugepaged: { region: c, thread: K }
+  - report: c
+  - madvise: { region: c, advice: collapse, thread: A }
+  - report: collapse
+`);
+      assert.equal(fig(r, "swapped").vmswap_kb, (nr / 8 + nr / 8 + 1 + 1) * 4);
+      const a = fig(r, "a");
+      assert.equal(a.c.thpCollapses, 1, "at both limits");
+      assert.equal(a.vmswap_kb, (nr / 8 + 1 + 1) * 4, "a's swap entries were swapped in");
+      assert.equal(fig(r, "b").c.thpCollapses, 0, "SCAN_EXCEED_SWAP_PTE");
+      assert.equal(fig(r, "c").c.thpCollapses, 0, "SCAN_LACK_REFERENCED_PAGE");
+      const c = fig(r, "collapse");
+      assert.equal(c.c.thpCollapses, 1, "MADV_COLLAPSE has neither rule");
+      assert.equal(c.vmswap_kb, (nr / 8 + 1) * 4);
+      assert.equal(c.anon_huge_kb, 2 * 2048);
+    });
+  });
+}
+
 describe("khugepaged step: bad input", () => {
   it("thp: never is a located error (the kernel stops the thread)", () => {
     const sc = parseScenario(

@@ -49,10 +49,11 @@
 // (SCAN_LACK_REFERENCED_PAGE); after a collapse attempt, which drops
 // mmap_lock, the pass ends and the next one starts at the next range.
 //
-// Simplified: swap and migration entries make the scan fail
-// (SCAN_PTE_NON_PRESENT) where the kernel swaps them in
-// (__collapse_huge_page_swapin(), up to max_ptes_swap for khugepaged) or
-// waits; "young" is the PTE's access flag (no page_idle young flag, no
+// Swap entries (up to max_ptes_swap of them for khugepaged, which then also
+// wants half the range young) are swapped in by collapse_huge_page() under
+// the read lock (__collapse_huge_page_swapin()), through the fault path.
+//
+// Simplified: "young" is the PTE's access flag (no page_idle young flag, no
 // PG_referenced, no MMU notifiers); the knobs keep their defaults; the
 // model looks the VMA up per PMD range and counts a range no suitable VMA
 // covers as failed (SCAN_VMA_CHECK) and goes on, where
@@ -65,6 +66,7 @@ import type { Machine } from "../machine.js";
 import { variantIs } from "../variant.js";
 import { LK_ANON_VMA, LK_FOLIO, LK_MMAP, LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
 import { mmapUnlock, vmaStartWrite } from "./mmap_lock.js";
+import { handleMmFault } from "./fault.js";
 import type { KGen } from "./memory.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { anonVmaRoot, folioMapcount, folioMaybeMappedShared, folioSetAnonRmap } from "./rmap.js";
@@ -104,6 +106,7 @@ export type CollapseResult =
   | "address-range" // SCAN_ADDRESS_RANGE
   | "any-process" // SCAN_ANY_PROCESS (the mm is exiting)
   | "exceed-none-pte" // SCAN_EXCEED_NONE_PTE
+  | "exceed-swap-pte" // SCAN_EXCEED_SWAP_PTE
   | "exceed-shared-pte" // SCAN_EXCEED_SHARED_PTE
   | "lack-referenced-page"; // SCAN_LACK_REFERENCED_PAGE
 
@@ -297,12 +300,13 @@ interface PteScan {
   fail: CollapseResult | null;
   writable: boolean;
   referenced: number;
+  unmapped: number; // swap (and migration) entries the scan let through
 }
-function scanPtes(m: Machine, e: Float64Array, base: number, heads: number[], cc: CollapseControl): PteScan {
+function scanPtes(m: Machine, e: Float64Array, base: number, heads: number[], cc: CollapseControl, isolate: boolean): PteScan {
   const A = m.arch;
   const phys = m.phys;
   const nr = m.geo.ptrs;
-  const out: PteScan = { fail: null, writable: false, referenced: 0 };
+  const out: PteScan = { fail: null, writable: false, referenced: 0, unmapped: 0 };
   let noneOrZero = 0;
   let shared = 0;
   for (let k = 0; k < nr; k++) {
@@ -313,7 +317,15 @@ function scanPtes(m: Machine, e: Float64Array, base: number, heads: number[], cc
       if (cc.isKhugepaged && ++noneOrZero > nr - 1) return { ...out, fail: "exceed-none-pte" };
       continue;
     }
-    if (!A.ptePresent(v)) return { ...out, fail: "pte-non-present" };
+    if (!A.ptePresent(v)) {
+      // is_swap_pte(): the scan lets swap entries through, up to
+      // max_ptes_swap (HPAGE_PMD_NR / 8) for khugepaged, for
+      // collapse_huge_page() to swap in; the isolation, after that, does not.
+      if (isolate) return { ...out, fail: "pte-non-present" };
+      if (cc.isKhugepaged && ++out.unmapped > nr / 8) return { ...out, fail: "exceed-swap-pte" };
+      if (!cc.isKhugepaged) out.unmapped++;
+      continue;
+    }
     if (A.pteWrite(v)) out.writable = true;
     if (A.pteSpecial(v)) return { ...out, fail: "page-null" };
     const head = phys.folioHead(A.ptePfn(v));
@@ -356,7 +368,7 @@ export function* hpageCollapseScanPmd(m: Machine, mm: Mm, haddr: number, cc: Col
     }
   }
   const heads: number[] = [];
-  const scan = scanPtes(m, e, base, heads, cc);
+  const scan = scanPtes(m, e, base, heads, cc, false);
   let r: CollapseResult | null = scan.fail;
   if (r === null) {
     for (const head of heads) {
@@ -376,13 +388,14 @@ export function* hpageCollapseScanPmd(m: Machine, mm: Mm, haddr: number, cc: Col
   if (il) il.unlock(LK_PTL, slot);
   if (r !== null) return { result: r, unlocked: false };
   if (!scan.writable && !roCollapses(m, e, base)) return { result: "page-ro", unlocked: false };
-  if (cc.isKhugepaged && scan.referenced === 0) return { result: "lack-referenced-page", unlocked: false };
-  return { result: yield* collapseHugePage(m, mm, haddr, cc), unlocked: true };
+  if (cc.isKhugepaged && (scan.referenced === 0 || (scan.unmapped > 0 && scan.referenced < m.geo.ptrs / 2)))
+    return { result: "lack-referenced-page", unlocked: false };
+  return { result: yield* collapseHugePage(m, mm, haddr, cc, scan.unmapped), unlocked: true };
 }
 
 // collapse_huge_page() for the PMD range at haddr. Locks: mmap_lock held
 // for reading on entry (under the explorer), released on return.
-function* collapseHugePage(m: Machine, mm: Mm, haddr: number, cc: CollapseControl): KGen<CollapseResult> {
+function* collapseHugePage(m: Machine, mm: Mm, haddr: number, cc: CollapseControl, unmapped: number): KGen<CollapseResult> {
   const A = m.arch;
   const T = m.tables;
   const G = m.geo;
@@ -398,14 +411,18 @@ function* collapseHugePage(m: Machine, mm: Mm, haddr: number, cc: CollapseContro
     freeHpage(m, hpage);
     return r;
   };
-  // mmap_read_lock(); hugepage_vma_revalidate(); find_pmd_or_thp_or_none()
-  // (and __collapse_huge_page_swapin(), which has nothing to do: the scan
-  // took no range with swap entries); mmap_read_unlock().
+  // mmap_read_lock(); hugepage_vma_revalidate(); find_pmd_or_thp_or_none();
+  // __collapse_huge_page_swapin() when the scan let swap entries through;
+  // mmap_read_unlock().
   if (il) yield il.lock(LK_MMAP, mm.id, false, S_RELOCK_R);
   const v1 = hugepageVmaRevalidate(m, mm, haddr, true, cc);
   if (typeof v1 === "string") return fail(v1);
   const pmd = findPmdOrThpOrNone(m, mm, haddr);
   if (typeof pmd === "string") return fail(pmd);
+  if (unmapped > 0) {
+    const r = yield* collapseHugePageSwapin(m, mm, v1, haddr, pmd);
+    if (r !== null) return fail(r);
+  }
   if (il) {
     il.unlock(LK_MMAP, mm.id);
     yield il.lock(LK_MMAP, mm.id, true, S_RELOCK_W);
@@ -457,7 +474,7 @@ function* collapseHugePage(m: Machine, mm: Mm, haddr: number, cc: CollapseContro
   const base = T.base(slot);
   if (il) yield il.lock(LK_PTL, slot, true, S_ISOLATE_LOCK);
   const heads: number[] = [];
-  const s2 = scanPtes(m, e, base, heads, cc);
+  const s2 = scanPtes(m, e, base, heads, cc, true);
   let res: CollapseResult | null = s2.fail;
   if (res === null && !s2.writable && !roCollapses(m, e, base)) res = "page-ro";
   else if (res === null && cc.isKhugepaged && s2.referenced === 0) res = "lack-referenced-page";
@@ -570,6 +587,31 @@ function* collapseHugePage(m: Machine, mm: Mm, haddr: number, cc: CollapseContro
   }
   mm.anonHugePmds++;
   return "ok";
+}
+
+// __collapse_huge_page_swapin(): do_swap_page() (here the read fault that
+// reaches it) for every swap entry of the range, under mmap_lock for
+// reading; an entry that changed meanwhile, or a migration entry waited
+// for, is left to the isolation, which refuses what is still not present.
+// Simplified: a swap-in that must wait for a folio lock waits, where the
+// kernel's FAULT_FLAG_ALLOW_RETRY drops mmap_lock and fails the collapse
+// (SCAN_PAGE_LOCK).
+function* collapseHugePageSwapin(m: Machine, mm: Mm, vma: Vma, haddr: number, pmd: number): KGen<CollapseResult | null> {
+  const A = m.arch;
+  const T = m.tables;
+  const PS = m.geo.pageSize;
+  for (let k = 0; k < m.geo.ptrs; k++) {
+    // pte_offset_map_nolock() (a table PT reclaim freed meanwhile: none),
+    // ptep_get_lockless().
+    const pv = T.get(pmd);
+    if (pv === 0 || !A.entryIsTable(pv)) return "pmd-null";
+    const slot = T.slotOfPfn(A.ptePfn(pv));
+    const v = T.chunkOf(slot)[T.base(slot) + k] as number;
+    if (v === 0 || A.ptePresent(v)) continue;
+    const r = yield* handleMmFault(m, mm, vma, haddr + k * PS, false);
+    if (r === "segv" || r === "sigbus") return "fail"; // VM_FAULT_ERROR: SCAN_FAIL
+  }
+  return null;
 }
 
 // With collapse_ro=any a range without a writable entry still collapses if
