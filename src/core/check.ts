@@ -7,7 +7,7 @@ import { sizeName } from "./hw/walker.js";
 import type { Machine, Violation } from "./machine.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./mm/physmem.js";
 import { type FileObj, VM_SHARED, VM_WRITE, type Vma } from "./mm/types.js";
-import { LVL_PUD, TBL_LIVE } from "./mm/pgtable.js";
+import { LVL_PUD, TBL_LIVE, TBL_UNLINKED } from "./mm/pgtable.js";
 import type { Mm } from "./mm/types.js";
 import type { GupPin } from "./mm/gup.js";
 import { idxAt } from "./geometry.js";
@@ -345,10 +345,12 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
       const f = phys.flags[pfn] as number;
       const slot = phys.aux[pfn] as number;
       if ((f & PG_FREE) !== 0 || (f & PG_PAGETABLE) === 0 || slot < 0 || m.tables.state[slot] !== TBL_LIVE) {
+        const gathered = slot >= 0 && m.tables.state[slot] === TBL_UNLINKED;
         out.push({
           invariant: "walk-cache-freed-table",
           cpu: c,
-          message: `CPU${c} paging-structure cache (level ${t.plevel[i]}) points to freed table pfn ${pfn}`,
+          message: `CPU${c} paging-structure cache (level ${t.plevel[i]}) points to ${gathered ? "unlinked" : "freed"} table pfn ${pfn}`,
+          ...(gathered ? { gathered } : {}),
         });
       }
     }

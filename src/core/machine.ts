@@ -271,6 +271,9 @@ export interface Violation {
   message: string;
   cpu?: number;
   addr?: number;
+  // A walk cache pointing to a table that is unlinked but still waits in
+  // an mmu_gather (TBL_UNLINKED): whoever unlinked it owes the flush.
+  gathered?: boolean;
 }
 
 export class Machine {

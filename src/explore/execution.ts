@@ -1519,9 +1519,15 @@ export class Execution implements Interleaver, TableAccessCheck {
       const slot = this.pteSlotOf(mm, a);
       return slot < 0 || !t.ptlTaken.has(slot);
     };
+    // A walk cache pointing to a table still waiting in an mmu_gather: the
+    // call's own gather has finished, so another thread's (PT reclaim under
+    // MADV_DONTNEED, free_pgtables() of a munmap) owes that flush, and its
+    // own return is held to it.
     this.quiet++;
     const v = checkTlbs(this.m, mm).filter(
-      (x) => x.addr === undefined || (x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t) && !later(x.addr) && !owedByOther(x.addr)),
+      (x) =>
+        (x.addr === undefined && x.gathered !== true) ||
+        (x.addr !== undefined && x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t) && !later(x.addr) && !owedByOther(x.addr)),
     );
     this.quiet--;
     if (this.fp !== null) this.tracker?.endRecord();
