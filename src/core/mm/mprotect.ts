@@ -8,11 +8,12 @@ import { MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE } from "../arch/arch.js";
 import { variantIs } from "../variant.js";
 import { changeHugePmd, splitHugePmd } from "./huge_memory.js";
 import { folioPteBatch, type KGen, run, walkPmdTables } from "./memory.js";
-import { LK_PTL, site } from "../sync.js";
+import { LK_PMD, LK_PTL, site } from "../sync.js";
 import { flushTlbBatchedPending } from "./rmap.js";
 
 const S_PROT_LOCK = site("change_pte_range", "take the PTE lock");
 const S_PROT_PTE = site("change_pte_range", "load a PTE");
+const S_PROT_PMD_LOCK = site("change_huge_pmd", "__pmd_trans_huge_lock(): take the PMD lock");
 import { type MmuGather, tlbFinishMmu, tlbFlushMmuTlbonly, tlbGatherMmu, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD } from "./pgtable.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE } from "./physmem.js";
@@ -151,11 +152,22 @@ function* changePmdRange(tlb: MmuGather, vma: Vma, pmdSlot: number, addr: number
       // change_huge_pmd() or is split likewise.
       if (m.arch.entryIsLeaf(v) || m.arch.isMigrationPmd(v)) {
         if (next - addr === G.pmdSize) {
-          changeHugePmd(tlb, pmdIdx, addr, newprot, vma);
-          addr = next;
-          continue;
-        }
-        yield* splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
+          // change_huge_pmd() under __pmd_trans_huge_lock(): a splitter
+          // (reclaim's TTU_SPLIT_HUGE_PMD runs without mmap_lock) holds the
+          // PMD lock from pmdp_invalidate() until the PTE table is in; the
+          // entry is looked at again once the lock is held, and a PMD
+          // split meanwhile falls through to the PTE path.
+          const il = m.il;
+          if (il && !il.trylock(LK_PMD, pmdSlot)) yield il.lock(LK_PMD, pmdSlot, true, S_PROT_PMD_LOCK);
+          const v2 = m.tables.get(pmdIdx);
+          const huge = v2 !== 0 && (m.arch.entryIsLeaf(v2) || m.arch.isMigrationPmd(v2));
+          if (huge) changeHugePmd(tlb, pmdIdx, addr, newprot, vma);
+          if (il) il.unlock(LK_PMD, pmdSlot);
+          if (huge || v2 === 0) {
+            addr = next;
+            continue;
+          }
+        } else yield* splitHugePmd(m, tlb.mm, vma, pmdIdx, addr - (addr % G.pmdSize));
       }
       const pf = m.prof;
       if (pf !== null) pf.enter("change_pte_range");
