@@ -292,8 +292,11 @@ function* wpPageShared(m: Machine, il: Interleaver, mm: Mm, vma: Vma, pmdIdx: nu
     folioUnlockPut(m, il, pfn, "finish_mkwrite_fault()");
     return "retry";
   }
-  const cur = A.ptepGet(m, e, pi);
-  if (cur === orig) A.ptepSetAccessFlags(m, mm, addr, e, pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(cur))), true);
+  // pte_offset_map_lock() maps the table afresh from the PMD: with PT
+  // reclaim, the page this path mapped before may be a new table now.
+  const e2 = m.tables.chunkOf(slot);
+  const cur = A.ptepGet(m, e2, pi);
+  if (cur === orig) A.ptepSetAccessFlags(m, mm, addr, e2, pi, A.pteMkyoung(A.pteMkwrite(A.pteMkdirty(cur))), true);
   il.unlock(LK_PTL, slot);
   folioUnlockPut(m, il, pfn, "wp_page_shared()");
   return cur === orig ? "ok" : "retry";
@@ -982,7 +985,7 @@ function* doSwapPageDirect(
   // __swap_count() == 1 was read unlocked: look again, as the path does
   // when it gets here after the entry's count changed.
   if (!swapinSkipsCache(swap, s)) return "retry";
-  const e = m.tables.chunkOf(slot);
+  let e = m.tables.chunkOf(slot);
   const base = m.tables.base(slot);
   const pi = base + ((addr / PS) & m.geo.ptrsMask);
   // alloc_swap_folio(): the order from a scan of the table under its lock
@@ -1010,6 +1013,8 @@ function* doSwapPageDirect(
   for (let k = 0; k < nr; k++) il.copyPage(swapKey(s0 + k), pfn + k);
   let ok = yield* relockPte(m, il, pmdIdx, pmdv, slot, S_SWAPIN_RELOCK);
   if (ok) {
+    // The table mapped afresh from the PMD (see wpPageShared()).
+    e = m.tables.chunkOf(slot);
     // pte_same() of the faulting entry; for a large folio, of the range's
     // first entry moved back and swap_pte_batch() over all of them.
     if (nr === 1) ok = A.ptepGet(m, e, pi) === orig;
