@@ -280,11 +280,13 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       return;
     }
     case "reclaim":
-    case "migrate": {
-      // kswapd (or direct reclaim), compaction or NUMA balancing: no
-      // mmap_lock, no mm switch; the folios mapped in the range are shrunk
-      // as shrink_folio_list() would, or migrated. A process that has
-      // exited left nothing on the LRU to find.
+    case "migrate":
+    case "khugepaged": {
+      // kswapd (or direct reclaim), compaction or NUMA balancing, the
+      // khugepaged kthread: no mm switch; no mmap_lock (khugepaged
+      // try-locks it itself); the folios mapped in the range are shrunk as
+      // shrink_folio_list() would, migrated, or collapsed. A process that
+      // has exited left nothing on the LRU or khugepaged's list to find.
       const gone = step.process !== undefined ? r.procs.get(step.process) : undefined;
       if (gone !== undefined && !gone.mm.alive) return;
       const p = r.reclaimTarget(step);
@@ -292,20 +294,8 @@ function* op(x: Execution, r: Runner, step: Step, t: XThread): KGen {
       x.sysEnter(t);
       m.curCpu = t.cpu;
       if (step.op === "reclaim") yield* reclaimRange(m, p.mm, a, a + len);
-      else yield* migrateRange(m, p.mm, a, a + len);
-      x.sysLeave(t);
-      return;
-    }
-    case "khugepaged": {
-      // The khugepaged kthread: no mm switch; it try-locks mmap_lock itself.
-      // A process that has exited left nothing on khugepaged's list.
-      const gone = step.process !== undefined ? r.procs.get(step.process) : undefined;
-      if (gone !== undefined && !gone.mm.alive) return;
-      const p = r.reclaimTarget(step);
-      const [a, len] = r.range(step, p, 0);
-      x.sysEnter(t);
-      m.curCpu = t.cpu;
-      yield* khugepagedScanMm(m, p.mm, a, a + len);
+      else if (step.op === "migrate") yield* migrateRange(m, p.mm, a, a + len);
+      else yield* khugepagedScanMm(m, p.mm, a, a + len);
       x.sysLeave(t);
       return;
     }

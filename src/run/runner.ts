@@ -501,12 +501,15 @@ export class Runner {
         return;
       case "repeat":
         return;
-      case "reclaim": {
+      case "reclaim":
+      case "khugepaged": {
         const p = this.reclaimTarget(step);
         const [a, len] = this.range(step, p, base);
-        // kswapd runs on the thread's CPU, lazily on whatever mm is loaded.
+        // kswapd and khugepaged run on the thread's CPU, lazily on whatever
+        // mm is loaded.
         m.curCpu = this.threadCpu.get(step.thread) as number;
-        run(reclaimRange(m, p.mm, a, a + len));
+        if (step.op === "reclaim") run(reclaimRange(m, p.mm, a, a + len));
+        else run(khugepagedScanMm(m, p.mm, a, a + len));
         return;
       }
       case "migrate": {
@@ -519,14 +522,6 @@ export class Runner {
           throw this.err(step, `nothing is mapped in ${step.region}+${step.offset + base} (length ${len}) of process ${p.name}: no folio to migrate`);
         m.curCpu = this.threadCpu.get(step.thread) as number;
         run(migrateRange(m, p.mm, a, a + len));
-        return;
-      }
-      case "khugepaged": {
-        const p = this.reclaimTarget(step);
-        const [a, len] = this.range(step, p, base);
-        // A kernel thread: whatever mm its CPU had loaded stays loaded.
-        m.curCpu = this.threadCpu.get(step.thread) as number;
-        run(khugepagedScanMm(m, p.mm, a, a + len));
         return;
       }
       case "writeback": {
