@@ -350,7 +350,7 @@ export function checkTlbs(m: Machine, only?: Mm, cache?: TlbCache): Violation[] 
           invariant: "walk-cache-freed-table",
           cpu: c,
           message: `CPU${c} paging-structure cache (level ${t.plevel[i]}) points to ${gathered ? "unlinked" : "freed"} table pfn ${pfn}`,
-          ...(gathered ? { gathered } : {}),
+          ...(gathered ? { gathered: slot } : {}),
         });
       }
     }

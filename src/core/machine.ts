@@ -272,8 +272,8 @@ export interface Violation {
   cpu?: number;
   addr?: number;
   // A walk cache pointing to a table that is unlinked but still waits in
-  // an mmu_gather (TBL_UNLINKED): whoever unlinked it owes the flush.
-  gathered?: boolean;
+  // an mmu_gather (TBL_UNLINKED): the table's slot.
+  gathered?: number;
 }
 
 export class Machine {

@@ -1519,14 +1519,17 @@ export class Execution implements Interleaver, TableAccessCheck {
       const slot = this.pteSlotOf(mm, a);
       return slot < 0 || !t.ptlTaken.has(slot);
     };
-    // A walk cache pointing to a table still waiting in an mmu_gather: the
-    // call's own gather has finished, so another thread's (PT reclaim under
-    // MADV_DONTNEED, free_pgtables() of a munmap) owes that flush, and its
-    // own return is held to it.
+    // A walk cache pointing to a table still waiting in another thread's
+    // mmu_gather (PT reclaim under MADV_DONTNEED, free_pgtables() of a
+    // munmap): a call that changed no page table (an mremap() to the same
+    // size, a munmap() of nothing: no PTE lock taken) is not held to it; the
+    // owner's return is. A call that did work is: its gather, nested with
+    // the other, must flush everything, walk caches included
+    // (tlb_finish_mmu(), 7a30df49f63a and 99baac21e458).
     this.quiet++;
     const v = checkTlbs(this.m, mm).filter(
       (x) =>
-        (x.addr === undefined && x.gathered !== true) ||
+        (x.addr === undefined && (x.gathered === undefined || t.ptlTaken.size > 0)) ||
         (x.addr !== undefined && x.addr >= start && x.addr < end && !this.pteLockedByOther(mm, x.addr, t) && !later(x.addr) && !owedByOther(x.addr)),
     );
     this.quiet--;
