@@ -148,15 +148,18 @@ function hugepageVmaRevalidate(m: Machine, mm: Mm, haddr: number, expectAnon: bo
   const vma = mm.findVma(haddr);
   if (vma === null) return "vma-null";
   if (vma.start > haddr || vma.end < haddr + m.geo.pmdSize) return "address-range";
-  if ((vma.flags & (VM_SHARED | VM_NOHUGEPAGE)) !== 0 || vma.file !== null) return "vma-check";
-  if (cc.isKhugepaged && !sysfsAllows(m, vma)) return "vma-check";
+  if (!collapseAllowed(m, vma, cc)) return "vma-check";
   if (expectAnon && vma.anonVma === 0) return "page-anon";
   return vma;
 }
 
-// thp_vma_allowable_order() with TVA_ENFORCE_SYSFS, for the PMD order of an
-// anonymous VMA: the sysfs mode ("inherit" for the PMD size, as by default).
-function sysfsAllows(m: Machine, vma: Vma): boolean {
+// thp_vma_allowable_order() for the PMD order: anonymous, private, not
+// VM_NOHUGEPAGE (no file collapse in the model); khugepaged also enforces
+// the sysfs mode (TVA_ENFORCE_SYSFS; "inherit" for the PMD size, as by
+// default), MADV_COLLAPSE does not.
+function collapseAllowed(m: Machine, vma: Vma, cc: CollapseControl): boolean {
+  if ((vma.flags & (VM_SHARED | VM_NOHUGEPAGE)) !== 0 || vma.file !== null) return false;
+  if (!cc.isKhugepaged) return true;
   const mode = m.config.thp;
   return mode === "always" || (mode === "madvise" && (vma.flags & VM_HUGEPAGE) !== 0);
 }
@@ -227,22 +230,15 @@ export function* madviseCollapse(m: Machine, mm: Mm, start: number, end: number)
   return stat;
 }
 
-// What one khugepaged pass over [start, end) of mm did.
-export interface KhugepagedStat extends CollapseStat {
-  // mmap_read_trylock() failed (a writer held or waited for mmap_lock):
-  // khugepaged moved on to the next mm, leaving the rest for later.
-  movedOn: boolean;
-}
-
 // khugepaged's khugepaged_do_scan() -> khugepaged_scan_mm_slot() over the
 // PMD-sized ranges inside [start, end) of one mm, called again after each
 // collapse attempt (which drops mmap_lock and ends a call) until the range is
 // covered. Locks: none on entry or return; mmap_lock try-locked for reading.
-export function* khugepagedScanMm(m: Machine, mm: Mm, start: number, end: number): KGen<KhugepagedStat> {
+export function* khugepagedScanMm(m: Machine, mm: Mm, start: number, end: number): KGen<CollapseStat> {
   const G = m.geo;
   const il = m.il;
   const cc = KHUGEPAGED_CC;
-  const stat: KhugepagedStat = { collapsed: 0, already: 0, failed: 0, errno: "", lastFail: null, movedOn: false };
+  const stat: CollapseStat = { collapsed: 0, already: 0, failed: 0, errno: "", lastFail: null };
   let addr = Math.ceil(start / G.pmdSize) * G.pmdSize;
   const last = Math.floor(end / G.pmdSize) * G.pmdSize;
   // One khugepaged_scan_mm_slot() call per iteration.
@@ -251,17 +247,13 @@ export function* khugepagedScanMm(m: Machine, mm: Mm, start: number, end: number
     if (!first && il) yield S_NEXT_CALL;
     first = false;
     // "Don't wait for semaphore": a busy mm is left for the next round.
-    if (il && !il.trylockRead(LK_MMAP, mm.id)) {
-      stat.movedOn = true;
-      break;
-    }
+    if (il && !il.trylockRead(LK_MMAP, mm.id)) break;
     let unlocked = false;
     // The VMAs from the scan address (vma_iter_init(), for_each_vma()).
     for (let i = mm.findVmaIndex(addr); i < mm.vmas.length && addr < last && !unlocked; i++) {
       const vma = mm.vmas[i] as Vma;
       if (collapseTestExit(mm)) break;
-      // thp_vma_allowable_order(TVA_ENFORCE_SYSFS, PMD_ORDER), anonymous only.
-      if (vma.file !== null || (vma.flags & (VM_SHARED | VM_NOHUGEPAGE)) !== 0 || !sysfsAllows(m, vma)) continue;
+      if (!collapseAllowed(m, vma, cc)) continue;
       const hstart = Math.ceil(vma.start / G.pmdSize) * G.pmdSize;
       const hend = Math.min(last, Math.floor(vma.end / G.pmdSize) * G.pmdSize);
       if (addr > hend) continue;
@@ -322,8 +314,7 @@ function scanPtes(m: Machine, e: Float64Array, base: number, heads: number[], cc
       // max_ptes_swap (HPAGE_PMD_NR / 8) for khugepaged, for
       // collapse_huge_page() to swap in; the isolation, after that, does not.
       if (isolate) return { ...out, fail: "pte-non-present" };
-      if (cc.isKhugepaged && ++out.unmapped > nr / 8) return { ...out, fail: "exceed-swap-pte" };
-      if (!cc.isKhugepaged) out.unmapped++;
+      if (++out.unmapped > nr / 8 && cc.isKhugepaged) return { ...out, fail: "exceed-swap-pte" };
       continue;
     }
     if (A.pteWrite(v)) out.writable = true;
