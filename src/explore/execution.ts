@@ -72,6 +72,7 @@ export interface XThread {
   op: string; // the step of the scenario it is running, for traces
   stores: number; // user stores so far (their stamps)
   ownSteps: number; // steps it has taken
+  ownPoints: number; // times it went on from a point() of its own plain function
   stepNo: number; // scenario steps it has begun (its current step's number + 1)
   // Checked mode: the page tables it obtained in its current step of the
   // scenario (slot -> generation), see TableStore.checkAccess().
@@ -183,6 +184,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       op: "",
       stores: 0,
       ownSteps: 0,
+      ownPoints: 0,
       stepNo: 0,
       tables: new Map(),
       enterSeq: 0,
@@ -274,9 +276,14 @@ export class Execution implements Interleaver, TableAccessCheck {
 
   // ---- Interleaver -------------------------------------------------------
 
+  // A thread going on from a point() of its plain function is no step
+  // (stepCount), but it is progress: a retrying thread interleaved with it
+  // is not alone (a fault waiting on a swap-in beside a contpte unfold).
   othersSteps(): number {
-    return this.stepCount - this.current.ownSteps;
+    const t = this.current;
+    return this.stepCount - t.ownSteps + this.pointMoves - t.ownPoints;
   }
+  private pointMoves = 0;
 
   lock(kind: number, id: number, write: boolean, site: number): number {
     const t = this.current;
@@ -343,6 +350,8 @@ export class Execution implements Interleaver, TableAccessCheck {
       if (c < 0) break;
       if (c === t.id) {
         this.last = t.id;
+        this.pointMoves++;
+        t.ownPoints++;
         this.progress(t);
         break;
       }
