@@ -86,9 +86,11 @@ describe("mmu_gather: range and levels", () => {
     tlbRemoveTlbEntries(tlb, A, 1);
     tlbRemoveTlbEntries(tlb, A + 2 * PAGE, 1); // inside: no change
     assert.deepEqual([tlb.start, tlb.end], [A, A + 6 * PAGE]);
+    tlbRemoveTlbEntries(tlb, A + 5 * PAGE, 2); // overlaps the end: one page more
+    assert.deepEqual([tlb.start, tlb.end], [A, A + 7 * PAGE]);
     assert.equal(tlb.needsFlush, true);
     tlbFlushMmuTlbonly(tlb);
-    assert.deepEqual(flushes, [{ start: A, end: A + 6 * PAGE, fullmm: false, freedTables: false, ptes: true, pmds: false, puds: false, p4ds: false }]);
+    assert.deepEqual(flushes, [{ start: A, end: A + 7 * PAGE, fullmm: false, freedTables: false, ptes: true, pmds: false, puds: false, p4ds: false }]);
     assert.deepEqual([tlb.start, tlb.end, tlb.needsFlush], [m.arch.taskSize, 0, false]);
     tlbFlushMmuTlbonly(tlb); // nothing left: no second flush
     assert.equal(flushes.length, 1);
@@ -139,6 +141,29 @@ describe("mmu_gather: range and levels", () => {
     tlbFinishMmu(tlb);
     assert.deepEqual(m.rcuPending, [s1, s2]);
     assert.equal(m.counters.gatherFlushes - g0, 0);
+  });
+
+  it("table_free=semi-rcu: a table freed while a paging-structure cache still points to it is reported", () => {
+    for (const tf of ["semi-rcu", "rcu"]) {
+      const { m, mm } = setup({ table_free: tf });
+      const pi = pmdOffset(m, mm, A, true);
+      const slot = pteAlloc(m, mm, pi);
+      const a = m.phys.alloc(0);
+      m.tables.set(m.tables.base(slot), m.arch.pteMkyoung(m.arch.pfnPte(a, m.arch.vmGetPageProt(VM_READ))));
+      assert.equal(translate(m, 0, mm, A, false), true); // caches the walk through the table
+      m.tables.set(pi, 0);
+      const tlb = tlbGatherMmu(m, mm);
+      freeTableTlb(tlb, slot, A, LVL_PTE);
+      // A gather that lost its freed_tables (as gather_nested=reset-range does).
+      tlb.freedTables = tlb.clearedPmds = false;
+      tlbFinishMmu(tlb);
+      const v = m.violations.map((x) => x.invariant + ": " + x.message);
+      if (tf === "rcu") assert.deepEqual(v, []);
+      else
+        assert.deepEqual(v, [
+          `freed-before-flush: page-table free after the flush IPI: table pfn ${m.tables.pfn[slot]} freed while CPU0's paging-structure cache points to it`,
+        ]);
+    }
   });
 
   it("table_free=semi-rcu frees the tables right after the flush (no grace period)", () => {
@@ -311,6 +336,13 @@ describe("mmu_gather: page batches", () => {
     // A large folio's rmap update: one atomic a page and two for the folio;
     // a small one: one.
     assert.equal(m.counters.folioAtomics - at0, 4 + 1);
+    // The small one alone: one.
+    const d = folio(m, 0);
+    m.phys.ref[d] += 1;
+    tlbRemoveFolioPages(tlb, d, 1, true);
+    const at1 = m.counters.folioAtomics;
+    tlbFlushRmaps(tlb);
+    assert.equal(m.counters.folioAtomics - at1, 1);
     assert.equal(tlb.delayedRmap, false);
     tlbFlushRmaps(tlb); // done once
     assert.deepEqual([...m.phys.mapcount.subarray(b, b + 4)], [1, 0, 0, 1]);
@@ -353,5 +385,41 @@ describe("mmu_gather: page batches", () => {
     const { m, flushes } = cachedThenCleared(true);
     assert.equal(flushes.length, 1);
     assert.deepEqual(m.violations, []);
+  });
+
+  describe("free_swap_cache(): a swap-cache folio the gather frees leaves the cache", () => {
+    // An order-0 anon folio in the swap cache: the cache's reference, and
+    // one a page table held (the gather's).
+    function cached(extra: (m: Machine, pfn: number, slot: number) => void = () => {}) {
+      const { m, mm } = setup({}, { swapPages: 16 });
+      const swap = m.swap!;
+      const pfn = m.phys.alloc(0);
+      const slot = swap.allocSlot(pfn);
+      m.phys.ref[pfn] = 2;
+      extra(m, pfn, slot);
+      const tlb = tlbGatherMmu(m, mm);
+      tlbRemoveFolioPages(tlb, pfn, 1, false);
+      tlbFinishMmu(tlb);
+      return { m, swap, pfn, slot };
+    }
+    it("nothing else maps it and no swap entry names its slot: it leaves the cache and is freed", () => {
+      const { m, swap, pfn, slot } = cached();
+      assert.equal(swap.cache.has(slot), false);
+      assert.equal(swap.slotOf.has(pfn), false);
+      assert.equal(swap.used, 0);
+      assert.equal(m.phys.isFree(pfn), true);
+    });
+    for (const [why, extra] of [
+      ["a swap entry still names its slot", (m: Machine, _p: number, slot: number) => m.swap!.duplicate(slot)],
+      ["a page table still maps it", (m: Machine, pfn: number) => void (m.phys.mapcount[pfn] = 1)],
+      ["someone else holds a reference", (m: Machine, pfn: number) => void (m.phys.ref[pfn] = 3)],
+      ["it is isolated (reclaim or migration has it)", (m: Machine, pfn: number) => void m.isolated.add(pfn)],
+    ] as const) {
+      it(`it stays in the cache when ${why}`, () => {
+        const { m, swap, pfn, slot } = cached(extra);
+        assert.equal(swap.cache.get(slot), pfn);
+        assert.equal(m.phys.isFree(pfn), false);
+      });
+    }
   });
 });
