@@ -157,7 +157,7 @@ describe("mmu_gather: range and levels", () => {
       // A gather that lost its freed_tables (as gather_nested=reset-range does).
       tlb.freedTables = tlb.clearedPmds = false;
       tlbFinishMmu(tlb);
-      const v = m.violations.map((x) => x.invariant + ": " + x.message);
+      const v = m.violations.map((x) => `${x.invariant}: ${x.message}`);
       if (tf === "rcu") assert.deepEqual(v, []);
       else
         assert.deepEqual(v, [
