@@ -184,6 +184,51 @@ describe("contpte_set_ptes (nr > 1)", () => {
     assert.equal(contCount(r) + contCount(r2), 0);
     assert.equal(r.m.counters.contFolds + r2.m.counters.contFolds, 0);
   });
+
+  it("with contpte off every hook does to the entries what the contpte layer does to entries that are not CONT", () => {
+    // An 8-page folio never folds: both layers see plain entries.
+    const ops: [string, (r: Rig) => unknown][] = [
+      ["set_ptes", (r) => mapBatch(r, 8, 4, r.m.phys.alloc(2))],
+      ["ptep_get_and_clear_full", (r) => r.m.arch.ptepGetAndClearFull(r.m, r.mm, addrOf(2), r.e, r.b + 2, false)],
+      ["get_and_clear_full_ptes", (r) => r.m.arch.getAndClearFullPtes(r.m, r.mm, addrOf(1), r.e, r.b + 1, 3, true)],
+      ["wrprotect_ptes", (r) => r.m.arch.wrprotectPtes(r.m, r.mm, addrOf(0), r.e, r.b, 5)],
+      ["ptep_set_wrprotect", (r) => r.m.arch.ptepSetWrprotect(r.m, r.mm, addrOf(6), r.e, r.b + 6)],
+      ["modify_prot_start_ptes", (r) => r.m.arch.modifyProtStartPtes(r.m, r.mm, addrOf(3), r.e, r.b + 3, 2)],
+      [
+        "modify_prot_start/commit_ptes",
+        (r) => {
+          const old = r.m.arch.modifyProtStartPtes(r.m, r.mm, addrOf(4), r.e, r.b + 4, 2);
+          r.m.arch.modifyProtCommitPtes(r.m, r.mm, addrOf(4), r.e, r.b + 4, old, P.pteWrprotect(old), 2);
+          return old;
+        },
+      ],
+      ["ptep_test_and_clear_young", (r) => r.m.arch.ptepTestAndClearYoung(r.m, r.mm, addrOf(5), r.e, r.b + 5)],
+      ["clear_young_dirty_ptes", (r) => r.m.arch.clearYoungDirtyPtes(r.m, r.mm, addrOf(0), r.e, r.b, 7, CYD_YOUNG | CYD_DIRTY)],
+      ["pte_batch_hint", (r) => r.m.arch.pteBatchHint(r.e, r.b + 1, at(r, 1))],
+    ];
+    for (const [name, op] of ops) {
+      const out: { ret: unknown; ptes: number[] }[] = [];
+      for (const variant of ["batched", "off"] as const) {
+        const r = rig({ variant });
+        mapOneByOne(r, 0, 8, r.m.phys.alloc(3), P.pteMkyoung(RW));
+        const ret = op(r);
+        out.push({ ret, ptes: Array.from({ length: 12 }, (_, i) => at(r, i)) });
+      }
+      assert.deepEqual(out[1], out[0], name);
+      // And the operation did something.
+      const r = rig({ variant: "off" });
+      mapOneByOne(r, 0, 8, r.m.phys.alloc(3), P.pteMkyoung(RW));
+      const before = Array.from({ length: 12 }, (_, i) => at(r, i));
+      const ret = op(r);
+      if (name !== "pte_batch_hint")
+        assert.notDeepEqual(
+          Array.from({ length: 12 }, (_, i) => at(r, i)),
+          before,
+          name,
+        );
+      else assert.equal(ret, 1);
+    }
+  });
 });
 
 describe("contpte reads", () => {
@@ -342,6 +387,27 @@ describe("contpte clearing", () => {
 });
 
 describe("contpte modifiers", () => {
+  it("contpte_try_unfold_partial(): a range unfolds exactly the blocks it covers in part, at either end", () => {
+    // A 64-entry folio in four CONT blocks, write-protected over [s, s + n).
+    for (let s = 0; s < 20; s++)
+      for (const n of [1, 2, 12, 15, 16, 17, 24, 28, 31, 32, 33, 40, 44]) {
+        if (s + n > 64) continue;
+        const r = rig();
+        mapBatch(r, 0, 64, r.m.phys.alloc(6));
+        reset(r);
+        r.m.arch.wrprotectPtes(r.m, r.mm, addrOf(s), r.e, r.b + s, n);
+        const first = Math.floor(s / CONT);
+        const last = Math.floor((s + n - 1) / CONT);
+        const partial = new Set<number>();
+        if (s % CONT !== 0 || n < CONT) partial.add(first);
+        if ((s + n) % CONT !== 0) partial.add(last);
+        for (let blk = 0; blk < 4; blk++) assert.equal(contCount(r, blk * CONT, CONT), partial.has(blk) ? 0 : CONT, `[${s}, +${n}): block ${blk}`);
+        assert.equal(r.m.counters.contUnfolds, partial.size, `[${s}, +${n})`);
+        for (let k = 0; k < 64; k++) assert.equal(P.pteWrite(at(r, k)), k < s || k >= s + n, `[${s}, +${n}): entry ${k}`);
+        assert.deepEqual(checkContpte(r.m), []);
+      }
+  });
+
   it("wrprotect_ptes keeps CONT on whole blocks, unfolds partial ends and single entries", () => {
     const r = rig();
     const head = r.m.phys.alloc(6);
