@@ -8,7 +8,7 @@ const groups = {
   mmu_gather: { mutate: ["src/core/mm/mmu_gather.ts"], tests: ["mmu-gather", "arm64-tlbi", "exit-asid", "pt-reclaim", "contpte", "swapin", "thp-swap", "invariants"] },
   contpte: { mutate: ["src/core/arch/arm64/contpte.ts"], tests: ["contpte", "arm64-pgtable", "lazyfree"] },
   mprotect: { mutate: ["src/core/mm/mprotect.ts"], tests: ["check-writable", "folio-split", "thp-split", "vma-lock", "arm64-model"] },
-  fork: { mutate: ["src/core/mm/fork.ts"], tests: ["exit-asid", "lazyfree", "folio-split", "gup-pin", "vma-lock"] },
+  fork: { mutate: ["src/core/mm/fork.ts"], tests: ["fork", "exit-asid", "lazyfree", "folio-split", "gup-pin", "vma-lock"] },
 };
 
 const names = (process.env.PTLAB_MUTATE ?? Object.keys(groups).join(",")).split(",").filter(Boolean);
