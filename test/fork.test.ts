@@ -48,4 +48,28 @@ describe("fork: the child's VMAs and rmap", () => {
       ]);
       assert.deepEqual(r.finish(), []);
     });
+
+  const FILE = `
+name: fork-file
+processes:
+  - name: p
+steps:
+  - mmap: { region: f, size: 16K, prot: r, flags: [private], file: data.bin }
+  - read: { region: f }
+  - fork: { child: c }
+`;
+  for (const arch of ["x86_64", "arm64"] as const)
+    it(`${arch}: a file VMA with no anon_vma is not copied (vma_needs_copy()): the child faults its pages in`, () => {
+      const r = new Runner(parseScenario(FILE, "t.yaml"), { checkInvariants: true, arch });
+      for (const s of r.sc.steps) r.exec(s, 0);
+      const p = r.procs.get("p")!.mm;
+      const c = r.procs.get("c")!.mm;
+      const start = r.procs.get("p")!.regions.get("f")!.start;
+      assert.equal(p.findVma(start)!.anonVma, 0);
+      assert.notEqual(pteOffset(r.m, p, start), -1);
+      assert.ok(r.m.tables.get(pteOffset(r.m, p, start)) !== 0);
+      const ci = pteOffset(r.m, c, start);
+      assert.ok(ci === -1 || r.m.tables.get(ci) === 0);
+      assert.deepEqual(r.finish(), []);
+    });
 });
