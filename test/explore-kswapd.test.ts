@@ -72,7 +72,7 @@ describe("explore: kswapd as a thread", () => {
             x.onDecide = (c) => {
               const t = x.threads[c];
               if (t === undefined || t !== x.kswapd || !siteName(t.site).includes("PTE cleared")) return;
-              if (x.threads.some((u) => u !== t && !u.done && u.ownSteps > 0 && u.syscalls > 0)) now = true;
+              if (x.threads.some((u) => u !== t && !u.done && u.ownMoves > 0 && u.syscalls > 0)) now = true;
             };
           },
           onEnd: () => {

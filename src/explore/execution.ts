@@ -71,8 +71,7 @@ export interface XThread {
   spinning: boolean; // stopped at a spin site and nobody moved since
   op: string; // the step of the scenario it is running, for traces
   stores: number; // user stores so far (their stamps)
-  ownSteps: number; // steps it has taken
-  ownPoints: number; // times it went on from a point() of its own plain function
+  ownMoves: number; // steps it has taken, and times it went on from a point() of its plain function
   stepNo: number; // scenario steps it has begun (its current step's number + 1)
   // Checked mode: the page tables it obtained in its current step of the
   // scenario (slot -> generation), see TableStore.checkAccess().
@@ -183,8 +182,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       spinning: false,
       op: "",
       stores: 0,
-      ownSteps: 0,
-      ownPoints: 0,
+      ownMoves: 0,
       stepNo: 0,
       tables: new Map(),
       enterSeq: 0,
@@ -280,8 +278,7 @@ export class Execution implements Interleaver, TableAccessCheck {
   // (stepCount), but it is progress: a retrying thread interleaved with it
   // is not alone (a fault waiting on a swap-in beside a contpte unfold).
   othersSteps(): number {
-    const t = this.current;
-    return this.stepCount - t.ownSteps + this.pointMoves - t.ownPoints;
+    return this.stepCount + this.pointMoves - this.current.ownMoves;
   }
   private pointMoves = 0;
 
@@ -351,7 +348,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       if (c === t.id) {
         this.last = t.id;
         this.pointMoves++;
-        t.ownPoints++;
+        t.ownMoves++;
         this.progress(t);
         break;
       }
@@ -777,7 +774,7 @@ export class Execution implements Interleaver, TableAccessCheck {
   private step(t: XThread): void {
     const m = this.m;
     this.stepCount++;
-    t.ownSteps++;
+    t.ownMoves++;
     if (t.watch?.dangling && !this.ignore.has("walk-freed-table")) {
       this.fail({
         invariant: "walk-freed-table",
