@@ -841,6 +841,34 @@ export function checkPinCoherence(m: Machine, pins: Iterable<GupPin>, skip?: (mm
   return out;
 }
 
+// A pinned anonymous page stays PageAnonExclusive until it is freed: GUP
+// pins only exclusive anon pages (a R/O pin unshares first) and every path
+// that would make one possibly shared (fork's folio_try_dup_anon_rmap_*(),
+// try_to_unmap()'s and try_to_migrate()'s folio_try_share_anon_rmap_*())
+// refuses a folio that may be pinned. sanity_check_pinned_pages() (mm/gup.c)
+// asserts it at unpin_user_pages(); for a large folio the page or its
+// head (PTE- or PMD-mapped) carries the bit. A pinned page that lost it is
+// one the process may now share (fork) or copy away from on its next store.
+export function checkPinnedExclusive(m: Machine, pins: Iterable<GupPin>, where: string): Violation[] {
+  const out: Violation[] = [];
+  const phys = m.phys;
+  for (const pin of pins) {
+    for (let k = 0; k < pin.pfns.length; k++) {
+      const pfn = pin.pfns[k] as number;
+      const head = phys.folioHead(pfn);
+      const hf = phys.flags[head] as number;
+      if ((hf & PG_ANON) === 0 || ((phys.flags[pfn] as number) & PG_ZERO) !== 0) continue;
+      if (((phys.flags[pfn] as number) & PG_ANON_EXCLUSIVE) !== 0 || (pfn !== head && (hf & PG_ANON_EXCLUSIVE) !== 0)) continue;
+      out.push({
+        invariant: "pin-coherence",
+        addr: pin.start + k * m.geo.pageSize,
+        message: `${where}: the anonymous page pfn ${pfn} that mm${pin.mm.id}'s ${pin.write ? "R/W" : "R/O"} longterm pin of ${hex(pin.start + k * m.geo.pageSize)} holds is no longer PageAnonExclusive (sanity_check_pinned_pages()): it may be shared, and a store would copy it away from the pin`,
+      });
+    }
+  }
+  return out;
+}
+
 // After every process exited: nothing but the zero pages and the page cache
 // remains allocated, and no table is live.
 export function checkLeaks(m: Machine): Violation[] {

@@ -9,13 +9,23 @@ import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { TLB_D, TLB_W } from "../core/hw/tlb.js";
 import { KSWAPD_NAME } from "./kswapd.js";
 import { S_WALK, speculativeFill, speculativeFillChanges } from "../core/hw/walker.js";
-import { checkAccounting, checkMappedBeyondEof, checkTlbs, checkWritableInVma, scanPresentPtes, pteTableSlots } from "../core/check.js";
+import {
+  checkAccounting,
+  checkMappedBeyondEof,
+  checkPinCoherence,
+  checkPinnedExclusive,
+  checkTlbs,
+  checkWritableInVma,
+  scanPresentPtes,
+  pteTableSlots,
+} from "../core/check.js";
 import { PG_ANON, PG_DIRTY, PG_FREE, PG_ZERO } from "../core/mm/physmem.js";
 import { type BalanceStat, freePages } from "../core/mm/kswapd.js";
 import { swapKey } from "../core/mm/swap.js";
 import type { Cpu, Machine, Violation } from "../core/machine.js";
 import type { KGen } from "../core/mm/memory.js";
 import { TBL_FREE, TBL_LIVE, type TableAccessCheck } from "../core/mm/pgtable.js";
+import type { GupPin } from "../core/mm/gup.js";
 import type { FileObj, Mm } from "../core/mm/types.js";
 import { idxAt } from "../core/geometry.js";
 import {
@@ -1655,14 +1665,19 @@ export class Execution implements Interleaver, TableAccessCheck {
   }
 
   // After the last thread finished: pending grace periods end, then every
-  // TLB entry must agree with the page tables.
-  finish(): void {
+  // TLB entry must agree with the page tables, and the pins still held
+  // with the pages they pinned (what the sequential runner checks after
+  // each step: a race that broke a pin shows without a later store).
+  finish(pins: Iterable<GupPin> = []): void {
     if (this.violation !== null || this.infeasible || this.truncated || this.halted) return;
     this.m.rcuGracePeriod();
     for (const v of this.m.violations) this.fail(v);
     this.m.violations = [];
     for (const v of checkTlbs(this.m)) this.fail({ ...v, invariant: "stale-tlb-after-return" });
     for (const v of checkAccounting(this.m)) this.fail(v);
+    const held = [...pins];
+    for (const v of checkPinCoherence(this.m, held)) this.fail(v);
+    for (const v of checkPinnedExclusive(this.m, held, "at the end")) this.fail(v);
   }
 
   lockHolders(): Map<string, string> {

@@ -206,7 +206,7 @@ export function runOnce(
   cfg.onStart?.(x);
   try {
     x.run();
-    x.finish();
+    x.finish(r.pins.values());
   } finally {
     m.il = null;
     m.phys.onAlloc = null;

@@ -6,7 +6,7 @@
 // walk alive. Only the explorer runs the reader (it exists to race); the
 // pins below run in `ptlab run` too.
 
-import { checkFreedFrames } from "../check.js";
+import { checkFreedFrames, checkPinnedExclusive } from "../check.js";
 import { idxAt } from "../geometry.js";
 import type { Machine } from "../machine.js";
 import { LK_PTL, pteLockMapped, site } from "../sync.js";
@@ -111,7 +111,9 @@ export function unpinFolio(m: Machine, pfn: number): void {
   if (phys.folioPut(head, bias)) m.counters.pagesFree += 1 << (phys.order[head] as number);
 }
 
+// unpin_user_pages(), mm/gup.c: sanity_check_pinned_pages() first.
 export function unpinUserPages(m: Machine, pin: GupPin): void {
+  if (m.config.checkInvariants) m.violations.push(...checkPinnedExclusive(m, [pin], "unpin_user_pages()"));
   for (const pfn of pin.pfns) unpinFolio(m, pfn);
   pin.pfns = [];
   pin.live.fill(0);
