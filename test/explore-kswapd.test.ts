@@ -9,11 +9,13 @@
 // violation, with a counterexample that replays.
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import type { Execution } from "../src/explore/execution.js";
-import { explore, replay, runOnce, scenarioConfig } from "../src/explore/explore.js";
+import { explore, parseToken, replay, runOnce, scenarioConfig } from "../src/explore/explore.js";
 import { siteName } from "../src/core/sync.js";
 import { parseScenario } from "../src/scenario/load.js";
+import { ScenarioError } from "../src/scenario/types.js";
 import { files, load } from "./catalogue.js";
 
 const ENTRIES = files.filter((f) => f.startsWith("clean-kswapd-"));
@@ -97,6 +99,52 @@ describe("explore: kswapd as a thread", () => {
     );
     assert.equal(r.counterexample, null);
     assert.ok(both > 0);
+  });
+
+  it("machine.headroom: after the set-up the rest of the system takes what is free beyond it above the low watermark, so the concurrent part wakes kswapd", () => {
+    const text = (hr: string) =>
+      [
+        "name: kswapd-headroom",
+        `machine: { cpus: 3, memory: 16M, swap: 1M${hr} }`,
+        "processes: [{ name: p, threads: [{ name: A, cpu: 0 }, { name: B, cpu: 1 }] }]",
+        "steps:",
+        "  - mmap: { region: r, size: 64K, thread: A }",
+        "  - touch: { region: r, thread: A }",
+        "  - mmap: { region: s, size: 64K, thread: A }",
+        "concurrent:",
+        "  - touch: { region: s, length: 16K, thread: A }",
+        "  - munmap: { region: r, length: 8K, thread: B }",
+        "explore: { preemptions: 1 }",
+        "",
+      ].join("\n");
+    const tight = scenarioConfig(parseScenario(text(", headroom: 4K"), "hr.yaml"), false);
+    let free = -1;
+    const x = runOnce(tight, firstChoice, false, (e) => {
+      free = e.m.config.memoryPages - e.m.reservedPages - e.m.phys.allocated;
+    });
+    assert.equal(free, x.m.watermarks.low + 1, "one page above the low watermark when the concurrent part starts");
+    assert.ok(x.m.reservedPages > 3000, "the rest of the system holds most of the 4096 pages");
+    assert.ok(x.m.counters.kswapdWakes >= 1, "the 16K store woke kswapd");
+    assert.ok(x.ranToEnd());
+    // Not balanced: 20 user pages are all it can take, the high watermark is 32 above the low one.
+    assert.ok(x.m.counters.pswpout > 0, "kswapd swapped pages out");
+    const loose = runOnce(scenarioConfig(parseScenario(text(""), "hr.yaml"), false), firstChoice, false);
+    assert.equal(loose.m.reservedPages, 0);
+    assert.equal(loose.m.counters.kswapdWakes, 0);
+    assert.equal(explore(tight).counterexample, null);
+    assert.throws(
+      () => parseScenario(text(", headroom: 4K").replace("memory: 16M, ", ""), "hr.yaml"),
+      (e: unknown) => e instanceof ScenarioError && e.line === 2 && /^hr\.yaml:2:\d+: machine\.headroom: needs machine\.memory/.test(e.format()),
+    );
+  });
+
+  it("a folio reclaim freed stays off the LRU until it is freed: kswapd does not take T1's MADV_PAGEOUT folios again (hunt's schedule)", () => {
+    const FILE = "test/fixtures/kswapd-beside-pageout-file.yaml";
+    const sc = parseScenario(readFileSync(FILE, "utf8"), FILE);
+    const { schedule } = parseToken("v1.3bac42bb..0*15-1*38-0*6-2*250-1-0-2*2");
+    const x = replay(scenarioConfig(sc, false), schedule, false);
+    assert.equal(x.violation, null, x.violation?.message);
+    assert.ok(x.m.counters.kswapdWakes >= 1 && x.m.counters.pgsteal > 0, "kswapd and MADV_PAGEOUT reclaimed beside each other");
   });
 
   it("memory kswapd cannot free below the min watermark is out-of-memory, with a counterexample", () => {

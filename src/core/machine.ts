@@ -322,6 +322,9 @@ export class Machine {
   // Memory pressure (kswapd.ts): the watermarks of machine.memory and
   // kswapd's clock hand over the frames.
   readonly watermarks: Watermarks;
+  // Frames the rest of the system holds (machine.headroom): never
+  // reclaimable, counted against machine.memory.
+  reservedPages = 0;
   lruHand = 1;
   batchSeq = 0;
   private nextMmId = 1;

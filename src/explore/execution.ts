@@ -274,7 +274,7 @@ export class Execution implements Interleaver, TableAccessCheck {
     this.fail({
       invariant: "out-of-memory",
       cpu: t.cpu,
-      message: `out of memory: ${m.phys.allocated} of the ${m.config.memoryPages} pages of machine.memory in use, ${why} (${what}); the kernel would OOM-kill a process here`,
+      message: `out of memory: ${m.phys.allocated + m.reservedPages} of the ${m.config.memoryPages} pages of machine.memory in use${m.reservedPages > 0 ? ` (${m.reservedPages} by the rest of the system, machine.headroom)` : ""}, ${why} (${what}); the kernel would OOM-kill a process here`,
     });
   }
 

@@ -168,6 +168,7 @@ export function runOnce(
     m.config.checkInvariants = checked;
   } else r.execSteps(sc.steps, 0);
   m.rcuGracePeriod();
+  r.applyHeadroom();
   const x = new Execution(m, chooser, cfg.maxSteps, record, record ? snapshot : null);
   if (cfg.ignore && cfg.ignore.length > 0) x.ignore = new Set(cfg.ignore);
   if ((cfg.speculate ?? 0) > 0) x.spec = speculation(sc, r, cfg.speculate as number);

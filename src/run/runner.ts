@@ -296,6 +296,16 @@ export class Runner {
     }
   }
 
+  // machine.headroom, before the concurrent part: the rest of the system
+  // takes what is free beyond the headroom above the low watermark (none
+  // if the set-up left less), so the concurrent steps run with memory tight.
+  applyHeadroom(): void {
+    const m = this.m;
+    const h = this.sc.machine.headroomBytes;
+    if (h === undefined || m.config.memoryPages === 0) return;
+    m.reservedPages = Math.max(0, freePages(m) - m.watermarks.low - Math.ceil(h / m.geo.pageSize));
+  }
+
   // Enter the kernel on the thread's CPU with its mm loaded.
   enter(step: Step, p: Proc): number {
     const c = this.threadCpu.get(step.thread) as number;

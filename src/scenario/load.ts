@@ -149,6 +149,7 @@ class Loader {
       nowaitAllocFails: m.nowait_alloc_fails,
       ...(m.swap !== undefined ? { swapBytes: m.swap } : {}),
       ...(m.memory !== undefined ? { memoryBytes: m.memory } : {}),
+      ...(m.headroom !== undefined ? { headroomBytes: m.headroom } : {}),
     };
     const sc: Scenario = { file: this.file, name: v.name!, description: v.description!, machine, processes: processes!, steps };
     if (concurrent !== undefined) sc.concurrent = concurrent;
@@ -355,6 +356,8 @@ class Loader {
   private checkGranule(root: unknown, mc: z.output<typeof machineSchema>): void {
     const g = mc.arm64.granule;
     const at = (...path: string[]) => this.pos(this.nodeAt(root, ["machine", ...path]));
+    if (mc.headroom !== undefined && mc.memory === undefined)
+      this.errors.push({ pos: at("headroom"), message: "machine.headroom: needs machine.memory (headroom is free memory under a memory limit)" });
     if (mc.arch === "arm64" && !VA_BITS_CHOICES[g].includes(mc.arm64.va_bits))
       this.errors.push({
         pos: at("arm64", "va_bits"),

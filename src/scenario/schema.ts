@@ -445,6 +445,11 @@ export const machineSchema = z.strictObject({
     .describe(
       "Memory limit (RAM): frames the model may hold (user pages, page tables); kswapd reclaims below the low watermark, and memory it cannot free is an out-of-memory error. Default: no limit",
     ),
+  headroom: pageOffsetSchema
+    .optional()
+    .describe(
+      "With memory: memory pressure for the concurrent part (ptlab explore). After the set-up steps the rest of the system takes what is free beyond this much above the low watermark (unreclaimable), so allocations past it wake kswapd. Default: none (the scenario fills memory itself)",
+    ),
 });
 
 export const threadSchema = z.strictObject({

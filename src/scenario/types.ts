@@ -42,6 +42,7 @@ export interface MachineSpec {
   nowaitAllocFails?: boolean;
   swapBytes?: number; // size of the swap device, 0 or absent: none
   memoryBytes?: number; // machine.memory: a memory limit kswapd keeps, absent: none
+  headroomBytes?: number; // machine.headroom: free above the low watermark after the set-up
 }
 
 export interface ThreadSpec {

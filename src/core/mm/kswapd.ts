@@ -44,16 +44,21 @@ export function watermarks(totalPages: number, pageSize: number): Watermarks {
 }
 
 export function freePages(m: Machine): number {
-  return m.config.memoryPages - m.phys.allocated;
+  return m.config.memoryPages - m.reservedPages - m.phys.allocated;
 }
 
 // A folio kswapd can take: on an LRU list (a user folio in use), not
-// isolated already.
+// isolated already. A folio joins the LRU when it gets its mapping:
+// folio_add_new_anon_rmap() with folio_add_lru_vma() when a fault, a COW
+// copy, a swap-in, a collapse or a migration maps it, filemap_add_folio()
+// for the page cache. Until then (folio->mapping, the model's aux, is
+// still 0) it is its allocator's alone: a fault filling it, MADV_COLLAPSE
+// copying into it, a migration's destination.
 function onLru(m: Machine, pfn: number): boolean {
   const phys = m.phys;
   const f = phys.flags[pfn] as number;
   if (f & (PG_FREE | PG_PAGETABLE | PG_ZERO)) return false;
-  return phys.folioHead(pfn) === pfn && (phys.ref[pfn] as number) > 0 && !m.isolated.has(pfn);
+  return phys.folioHead(pfn) === pfn && (phys.ref[pfn] as number) > 0 && (phys.aux[pfn] as number) !== 0 && !m.isolated.has(pfn);
 }
 
 export interface BalanceStat {
@@ -80,6 +85,12 @@ export function* kswapdBalance(m: Machine): KGen<BalanceStat> {
         pfn = 1;
         wrapped = true;
         break;
+      }
+      // A free frame's order is what it had when it was allocated last
+      // (the allocator splits free blocks without rewriting it): step one.
+      if (((phys.flags[pfn] as number) & PG_FREE) !== 0) {
+        pfn++;
+        continue;
       }
       if (onLru(m, pfn) && folioIsolateLru(m, pfn)) batch.push(pfn);
       const h = phys.folioHead(pfn);

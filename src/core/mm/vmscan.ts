@@ -152,7 +152,6 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
         continue;
       }
       m.counters.pglazyfreed += 1 << (phys.order[head] as number);
-      m.isolated.delete(head);
       il?.unlock(LK_FOLIO, head);
       free.push(head);
       continue;
@@ -198,7 +197,6 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
       if (f !== undefined) f.pages.delete(phys.index[head] as number);
     }
     phys.ref[head] = 1;
-    m.isolated.delete(head);
     il?.unlock(LK_FOLIO, head);
     free.push(head);
   }
@@ -207,8 +205,13 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
   tryToUnmapFlush(m, ubc);
   for (const head of kept) folioPutbackLru(m, head);
   if (m.config.checkInvariants && free.length > 0) m.violations.push(...checkFreedFrames(m, free, "shrink_folio_list"));
+  // A folio to free stays off the LRU (isolated, PG_lru clear) until it is
+  // freed: kswapd's clock or another reclaimer must not take it again in the
+  // window the deferred flush opens (they would remove from the page cache
+  // whatever now sits at its index, and free it twice).
   for (const head of free) {
     const nr = 1 << (phys.order[head] as number);
+    m.isolated.delete(head);
     phys.folioPut(head);
     m.counters.pagesFree += nr;
     m.counters.pgsteal += nr; // nr_reclaimed counts pages
