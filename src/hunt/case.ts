@@ -20,6 +20,8 @@ export interface MachineDoc {
   nowaitAllocFails: boolean;
   mthp: string[]; // sizes enabled "always", e.g. ["64K"]
   swap?: number; // bytes of the swap device
+  memory?: number; // machine.memory, bytes
+  headroom?: number; // machine.headroom, bytes
   arm64?: { granule: 4 | 16 | 64; hafdbs: boolean; tlbiRange: boolean; bbml2NoAbort: boolean };
   variants: Record<string, string>;
 }
@@ -44,6 +46,7 @@ export interface Case {
   features?: { drawn: string[]; on: string[] };
   preemptions: number;
   maxSteps: number;
+  ignore?: string[]; // explore.ignore
 }
 
 export const KiB = 1024;
@@ -84,6 +87,8 @@ export function machineText(m: MachineDoc): string {
   if (!m.ptReclaim) kv.push("pt_reclaim: false");
   if (m.nowaitAllocFails) kv.push("nowait_alloc_fails: true");
   if (m.swap !== undefined) kv.push(`swap: ${sizeText(m.swap)}`);
+  if (m.memory !== undefined) kv.push(`memory: ${sizeText(m.memory)}`);
+  if (m.headroom !== undefined) kv.push(`headroom: ${sizeText(m.headroom)}`);
   if (m.mthp.length > 0) kv.push(`mthp: { ${m.mthp.map((s) => `${s}: always`).join(", ")} }`);
   if (m.arch === "arm64" && m.arm64 !== undefined) {
     const a = m.arm64;
@@ -105,7 +110,8 @@ export function caseYaml(c: Case): string {
   for (const s of c.steps) out.push(`  - ${stepText(s)}`);
   out.push("concurrent:");
   for (const s of c.concurrent) out.push(`  - ${stepText(s)}`);
-  out.push(`explore: { preemptions: ${c.preemptions}, max_steps: ${c.maxSteps} }`);
+  const ignore = c.ignore !== undefined && c.ignore.length > 0 ? `, ignore: [${c.ignore.join(", ")}]` : "";
+  out.push(`explore: { preemptions: ${c.preemptions}, max_steps: ${c.maxSteps}${ignore} }`);
   return `${out.join("\n")}\n`;
 }
 

@@ -165,10 +165,10 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   // odds the campaign learns like the kinds' (GenOptions.featureStats).
   const drawn: string[] = [];
   const on: string[] = [];
-  const feature = (name: string, p: number): boolean => {
+  const feature = (name: string, p: number, from: Choices = ch): boolean => {
     const st = opts.featureStats?.[name];
     const q = st === undefined ? p : Math.min(0.9, Math.max(0.1, (st[0] + PRIOR * p) / (st[1] + PRIOR)));
-    const yes = ch.bool(q);
+    const yes = from.bool(q);
     drawn.push(name);
     if (yes) on.push(name);
     return yes;
@@ -239,6 +239,16 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   if (pc.bool(opts.kindOdds?.pin ?? 0.3)) kinds.push("pin");
   const has = (k: Kind) => kinds.includes(k);
   const reaper = has("exit") && feature("oom-reaper", 0.5);
+  // Memory pressure (one more stream of its own): the smallest memory limit
+  // and a headroom of a few pages after the set-up, so that the concurrent
+  // steps' allocations wake kswapd, which reclaims beside them; swap for
+  // the anon pages it takes. kswapd gets a CPU of its own (added last).
+  const pressure = feature("pressure", 0.15, new Choices([], rng(seed ^ 0x27d4eb2f)));
+  if (pressure) {
+    machine.memory = 16 * MiB;
+    machine.headroom = new Choices([], rng(seed ^ 0x165667b1)).pick([0, 1, 2, 4, 16]) * page;
+    machine.swap = 16 * MiB;
+  }
   // Reclaim needs somewhere to put anon pages; MADV_PAGEOUT swaps with one.
   if (has("reclaim") || (has("pageout") && ch.bool(0.5))) machine.swap = 16 * MiB;
 
@@ -718,7 +728,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
   // freed by a swap-in is the one the next swap-out gets (an entry that
   // comes back with the same value, which pte_same() cannot tell), and
   // add_to_swap() fails for any other folio (reclaim keeps it).
-  if (fullSwap) machine.swap = Math.max(1, swappedPages) * page;
+  if (fullSwap && !pressure) machine.swap = Math.max(1, swappedPages) * page;
 
   // ---- concurrent actors ----------------------------------------------------------------------
   ch = root;
@@ -947,6 +957,7 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     procDocs.pop();
     if (machine.cpus === reaperCpu + 1) machine.cpus--; // else a child's CPU follows it: leave it idle
   }
+  if (pressure) machine.cpus++; // kswapd's (kswapdCpu(): the highest CPU no thread uses)
   if (conc.length === 0) {
     // Every drawn step was impossible here (no heap for brk, say): two accesses still race.
     const r = p.regions[0] as Region;
@@ -975,6 +986,12 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     concurrent: conc,
     preemptions: 2,
     maxSteps: 5000,
+    // The model's allocator never fails: where the kernel's costly and
+    // __GFP_NORETRY allocations (a THP or mTHP fault, MADV_COLLAPSE, a
+    // migration's destination) fail and fall back under pressure, the
+    // model's go below the min watermark. An out-of-memory in a generated
+    // case says nothing about the kernel.
+    ...(pressure ? { ignore: ["out-of-memory"] } : {}),
   };
 }
 

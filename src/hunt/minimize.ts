@@ -72,6 +72,11 @@ function* candidates(c: Case): Generator<Case> {
     (d) => setIf(d.machine.mthp.length > 0, () => (d.machine.mthp = [])),
     (d) => setIf(d.machine.mthp.length > 1, () => (d.machine.mthp = d.machine.mthp.slice(0, 1))),
     (d) => setIf(d.machine.nowaitAllocFails, () => (d.machine.nowaitAllocFails = false)),
+    (d) =>
+      setIf(d.machine.memory !== undefined, () => {
+        delete d.machine.memory;
+        delete d.machine.headroom;
+      }),
     (d) => setIf(!d.machine.ptReclaim, () => (d.machine.ptReclaim = true)),
     (d) => setIf(!d.machine.thpUseZeroPage, () => (d.machine.thpUseZeroPage = true)),
     (d) => setIf(d.machine.thp !== "never", () => (d.machine.thp = "never")),
