@@ -869,6 +869,13 @@ export function checkPinnedExclusive(m: Machine, pins: Iterable<GupPin>, where: 
   return out;
 }
 
+// Both pin checks over the pins held now (after a sequential step, at the
+// end of an execution).
+export function checkPins(m: Machine, pins: Iterable<GupPin>, where: string): Violation[] {
+  const held = [...pins];
+  return [...checkPinCoherence(m, held), ...checkPinnedExclusive(m, held, where)];
+}
+
 // After every process exited: nothing but the zero pages and the page cache
 // remains allocated, and no table is live.
 export function checkLeaks(m: Machine): Violation[] {

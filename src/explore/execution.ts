@@ -9,16 +9,7 @@ import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { TLB_D, TLB_W } from "../core/hw/tlb.js";
 import { KSWAPD_NAME } from "./kswapd.js";
 import { S_WALK, speculativeFill, speculativeFillChanges } from "../core/hw/walker.js";
-import {
-  checkAccounting,
-  checkMappedBeyondEof,
-  checkPinCoherence,
-  checkPinnedExclusive,
-  checkTlbs,
-  checkWritableInVma,
-  scanPresentPtes,
-  pteTableSlots,
-} from "../core/check.js";
+import { checkAccounting, checkMappedBeyondEof, checkPins, checkTlbs, checkWritableInVma, scanPresentPtes, pteTableSlots } from "../core/check.js";
 import { PG_ANON, PG_DIRTY, PG_FREE, PG_ZERO } from "../core/mm/physmem.js";
 import { type BalanceStat, freePages } from "../core/mm/kswapd.js";
 import { swapKey } from "../core/mm/swap.js";
@@ -1675,9 +1666,7 @@ export class Execution implements Interleaver, TableAccessCheck {
     this.m.violations = [];
     for (const v of checkTlbs(this.m)) this.fail({ ...v, invariant: "stale-tlb-after-return" });
     for (const v of checkAccounting(this.m)) this.fail(v);
-    const held = [...pins];
-    for (const v of checkPinCoherence(this.m, held)) this.fail(v);
-    for (const v of checkPinnedExclusive(this.m, held, "at the end")) this.fail(v);
+    for (const v of checkPins(this.m, pins, "at the end")) this.fail(v);
   }
 
   lockHolders(): Map<string, string> {

@@ -7,7 +7,7 @@ import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { VA_BITS_CHOICES, vaBitsChoicesText } from "../core/arch/arm64/pgtable.js";
 import { makeArch } from "../core/arch/select.js";
 import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
-import { checkAccounting, checkLeaks, checkPinCoherence, checkPinnedExclusive, checkTlbs } from "../core/check.js";
+import { checkAccounting, checkLeaks, checkPins, checkTlbs } from "../core/check.js";
 import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
 import { type Arm64Features, defaultConfig, Machine, type MachineConfig, MODEL_VA_BITS, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
@@ -366,7 +366,7 @@ export class Runner {
         ...checkTlbs(m),
         ...checkAccounting(m),
         ...(m.arch.name === "arm64" ? checkContpte(m) : []),
-        ...(this.pins.size > 0 ? [...checkPinCoherence(m, this.pins.values()), ...checkPinnedExclusive(m, this.pins.values(), `after ${step.op}`)] : []),
+        ...(this.pins.size > 0 ? checkPins(m, this.pins.values(), `after ${step.op}`) : []),
       ];
       m.violations = [];
       if (v.length > 0) throw new ViolationError(v, `${step.op} at ${this.sc.file}:${step.pos.line}:${step.pos.col}`);
