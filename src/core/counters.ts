@@ -23,6 +23,8 @@ export class Counters {
   thpFaults = 0; // PMD-mapped THPs installed by faults
   mthpFaults = 0; // anon folios of an mTHP order installed by faults
   thpSplits = 0; // PMD mappings split to PTEs
+  thpFaultFallback = 0; // PMD-order fault allocations that failed (thp_fault_fallback): the fault went on at PTE level
+  mthpFaultFallback = 0; // mTHP-order anon fault allocations that failed (stats/anon_fault_fallback, all sizes): the next order was tried
   pagesAlloc = 0; // data frames allocated (folio pages)
   pagesFree = 0; // data frames freed
   gatherFlushes = 0; // tlb_flush_mmu() batch flushes
@@ -36,15 +38,17 @@ export class Counters {
   mthpSwpout = 0; // folios of an mTHP order written to swap whole (hugepages-*/stats/swpout, all sizes)
   mthpSwpoutFallback = 0; // folios of an mTHP order split for want of a free run of slots (stats/swpout_fallback)
   mthpSwpin = 0; // folios of an mTHP order read from swap whole (stats/swpin, all sizes)
+  mthpSwpinFallback = 0; // mTHP-order swap-in allocations that failed (stats/swpin_fallback, all sizes)
   tlbBatchFlushes = 0; // try_to_unmap_flush() calls that flushed a deferred batch
   tlbBatchedPendingFlushes = 0; // flush_tlb_batched_pending() calls that flushed the mm
   kswapdWakes = 0; // kswapd runs under a memory limit (balance_pgdat())
   // Migration (mm/migrate.c)
   pgmigrateSuccess = 0; // pages migrated
-  pgmigrateFail = 0; // pages whose migration failed (-EAGAIN) and were restored
+  pgmigrateFail = 0; // pages whose migration failed (-EAGAIN, or -ENOMEM for want of a target) and were restored
   // Collapse (mm/khugepaged.c)
   thpCollapses = 0; // PMD ranges collapsed into a THP
   thpCollapseFailed = 0; // PMD ranges a collapse gave up on
+  thpCollapseAllocFailed = 0; // collapse THP allocations that failed (thp_collapse_alloc_failed)
   // arm64 TLB maintenance (instructions issued; each is broadcast to all CPUs).
   tlbiVale1is = 0; // TLBI VALE1IS: one page, last level
   tlbiVae1is = 0; // TLBI VAE1IS: one page, all levels (walk caches too)

@@ -13,7 +13,7 @@ import { PhysMem } from "./mm/physmem.js";
 import { TableStore } from "./mm/pgtable.js";
 import type { TlbUbc } from "./mm/rmap.js";
 import { SwapDevice } from "./mm/swap.js";
-import { type Watermarks, watermarks } from "./mm/kswapd.js";
+import { type Watermarks, watermarks } from "./mm/page_alloc.js";
 import { FileObj, Mm } from "./mm/types.js";
 
 export type ThpPolicy = "never" | "madvise" | "always";

@@ -22,7 +22,8 @@ import { AccountingCache, checkAccounting, checkTlbs, TlbCache } from "../core/c
 import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { type AccessResult, userAccess } from "../core/hw/walker.js";
 import { type Arm64Features, defaultConfig, Machine, type MachineConfig, type Violation } from "../core/machine.js";
-import { freePages, kswapdBalance } from "../core/mm/kswapd.js";
+import { kswapdBalance } from "../core/mm/kswapd.js";
+import { freePages } from "../core/mm/page_alloc.js";
 import { doMadvise, type Advice } from "../core/mm/madvise.js";
 import { run } from "../core/mm/memory.js";
 import { doBrk, doMmap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";

@@ -25,6 +25,7 @@ import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_mem
 import type { KGen } from "./memory.js";
 import { type Interleaver, LK_FOLIO, LK_MMAP, LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SHMEM, PG_SWAPBACKED } from "./physmem.js";
+import { allocLargeFolio } from "./page_alloc.js";
 import { type FileObj, type Mm, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { folioSetAnonRmap, folioSetFileRmap } from "./rmap.js";
 import { type SwapDevice, swapKey } from "./swap.js";
@@ -438,12 +439,15 @@ function handlePteFault(
 // thp_vma_allowable_orders() + thp_vma_suitable_orders() + the none check
 // of alloc_anon_folio() (mm/memory.c): the largest enabled mTHP order whose
 // naturally aligned range lies in the VMA and has only none entries, else 0.
-function anonFolioOrder(m: Machine, vma: Vma, e: Float64Array, base: number, addr: number): number {
+// Orders from below `below` down: after a failed allocation, the next order
+// alloc_anon_folio() tries (a subrange of an all-none range is all none, so
+// the kernel does not scan again; the model does, and finds the same).
+function anonFolioOrder(m: Machine, vma: Vma, e: Float64Array, base: number, addr: number, below: number): number {
   const orders = m.config.mthp;
   if ((vma.flags & VM_NOHUGEPAGE) !== 0) return 0;
   const PS = m.geo.pageSize;
   // mTHP orders run from 2 to below HPAGE_PMD_ORDER (the PMD order is a THP).
-  for (let order = m.geo.pmdOrder - 1; order >= 2; order--) {
+  for (let order = below - 1; order >= 2; order--) {
     const policy = orders[order];
     if (policy === undefined) continue;
     const eff = policy === "inherit" ? m.config.thp : policy;
@@ -473,15 +477,19 @@ function doAnonymousPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, base: nu
     A.setPtes(m, mm, addr, e, base + ((addr / m.geo.pageSize) & m.geo.ptrsMask), A.pteMkspecial(A.pfnPte(m.phys.zeroPfn, prot)), 1);
     return;
   }
-  const order = vma.isShared ? 0 : anonFolioOrder(m, vma, e, base, addr);
+  // alloc_anon_folio(): the highest suitable order whose allocation succeeds.
+  let order = vma.isShared ? 0 : anonFolioOrder(m, vma, e, base, addr, m.geo.pmdOrder);
+  let pfn = -1;
+  while (order > 0 && (pfn = allocLargeFolio(m, order)) < 0) {
+    m.counters.mthpFaultFallback++;
+    order = anonFolioOrder(m, vma, e, base, addr, order);
+  }
   const nr = 1 << order;
   const a = addr - (addr % (m.geo.pageSize * nr));
-  let pfn: number;
   if (order === 0) pfn = newAnonPage(m, vma, a);
   else {
     if (vma.anonVma === 0) vma.anonVma = m.newAnonVma();
     const phys = m.phys;
-    pfn = phys.alloc(order);
     phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
     for (let k = 0; k < nr; k++) {
       phys.flags[pfn + k] |= PG_ANON_EXCLUSIVE;
@@ -799,8 +807,9 @@ function swapPteRun(m: Machine, e: Float64Array, j: number, s0: number, nr: numb
 // the PTE lock for the scan; callers re-check under it before mapping).
 // Not modelled: swap_zeromap_batch() (the model keeps no contents, so no
 // zero-filled slots), zswap, memcg charge failures; the model has no
-// userfaultfd. Returns 0 for an order-0 folio.
-export function swapinFolioOrder(m: Machine, vma: Vma, e: Float64Array, base: number, addr: number, v: number): number {
+// userfaultfd. Orders below `below` only (the next one tried after a failed
+// allocation). Returns 0 for an order-0 folio.
+export function swapinFolioOrder(m: Machine, vma: Vma, e: Float64Array, base: number, addr: number, v: number, below: number): number {
   const orders = m.config.mthp;
   if ((vma.flags & VM_NOHUGEPAGE) !== 0) return 0;
   const A = m.arch;
@@ -808,7 +817,7 @@ export function swapinFolioOrder(m: Machine, vma: Vma, e: Float64Array, base: nu
   const swap = m.swap as SwapDevice;
   const slot = A.swpOffset(v);
   const excl = A.pteSwpExclusive(v);
-  for (let order = m.geo.pmdOrder - 1; order >= 2; order--) {
+  for (let order = below - 1; order >= 2; order--) {
     const policy = orders[order];
     if (policy === undefined) continue;
     const eff = policy === "inherit" ? m.config.thp : policy;
@@ -829,6 +838,20 @@ export function swapinFolioOrder(m: Machine, vma: Vma, e: Float64Array, base: nu
   return 0;
 }
 
+// alloc_swap_folio()'s allocations: the order scanned, then each lower
+// suitable one until one succeeds (a subrange of the scanned range passes
+// what it passed; the model scans again and finds the same); order 0 does
+// not fail here. The head PFN; its order is the folio's.
+function allocSwapFolio(m: Machine, vma: Vma, e: Float64Array, base: number, addr: number, v: number, order: number): number {
+  while (order > 0) {
+    const pfn = allocLargeFolio(m, order);
+    if (pfn >= 0) return pfn;
+    m.counters.mthpSwpinFallback++;
+    order = swapinFolioOrder(m, vma, e, base, addr, v, order);
+  }
+  return m.phys.alloc(0);
+}
+
 // do_swap_page() (mm/memory.c, v6.17), run whole under the PTE lock with the
 // entry as read: the sequential model, and the swap-cache path under the
 // explorer (simplified: the kernel reads that slot with the PTE lock dropped
@@ -847,10 +870,11 @@ function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, a
   if (pfn < 0) {
     if (swapinSkipsCache(swap, slot)) {
       // skip the swap cache: alloc_swap_folio(), swap_read_folio()
-      const order = swapinFolioOrder(m, vma, e, pi - ((addr / PS) & m.geo.ptrsMask), addr, v);
+      const tb = pi - ((addr / PS) & m.geo.ptrsMask);
+      const head = allocSwapFolio(m, vma, e, tb, addr, v, swapinFolioOrder(m, vma, e, tb, addr, v, m.geo.pmdOrder));
+      const order = phys.order[head] as number;
       const nr = 1 << order;
       const idx = (addr / PS) & (nr - 1);
-      const head = phys.alloc(order);
       phys.flags[head] = PG_ANON | PG_SWAPBACKED;
       m.counters.pagesAlloc += nr;
       m.counters.pswpin += nr;
@@ -990,12 +1014,14 @@ function* doSwapPageDirect(
   const pi = base + ((addr / PS) & m.geo.ptrsMask);
   // alloc_swap_folio(): the order from a scan of the table under its lock
   // (one step here; a table no longer in the PMD gives order 0, as
-  // pte_offset_map_lock() failing does).
-  const order = m.tables.get(pmdIdx) === pmdv ? swapinFolioOrder(m, vma, e, base, addr, orig) : 0;
+  // pte_offset_map_lock() failing does). The folio is locked and
+  // swap-backed.
+  const scanned = m.tables.get(pmdIdx) === pmdv ? swapinFolioOrder(m, vma, e, base, addr, orig, m.geo.pmdOrder) : 0;
+  const pfn = allocSwapFolio(m, vma, e, base, addr, orig, scanned);
+  const order = phys.order[pfn] as number;
   const nr = 1 << order;
   const idx = (addr / PS) & (nr - 1);
   const s0 = s - idx; // entry.val = ALIGN_DOWN(entry.val, nr_pages)
-  const pfn = phys.alloc(order); // locked and swap-backed
   phys.flags[pfn] = PG_ANON | PG_SWAPBACKED;
   m.counters.pagesAlloc += nr;
   const pin = !variantIs(m, "swapin_direct", "unpinned");

@@ -10,6 +10,7 @@ import type { Machine } from "../machine.js";
 import { type MmuGather, tlbFlushMmu, tlbRemoveFolioPages, tlbRemovePmdTlbEntry } from "./mmu_gather.js";
 import { LVL_PTE } from "./pgtable.js";
 import { MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE } from "../arch/arch.js";
+import { allocLargeFolio } from "./page_alloc.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { folioSetAnonRmap } from "./rmap.js";
@@ -19,10 +20,13 @@ import { type Interleaver, LK_PMD, site } from "../sync.js";
 
 const S_SPLIT_PMD_LOCK = site("__split_huge_pmd", "take the PMD lock");
 
+// mm_get_huge_zero_folio(): allocated at first use and kept; -1 when that
+// allocation fails (the read fault falls back to PTEs).
 export function hugeZeroPfn(m: Machine): number {
   const phys = m.phys;
   if (phys.hugeZeroPfn < 0) {
-    const pfn = phys.alloc(m.geo.pmdOrder);
+    const pfn = allocLargeFolio(m, m.geo.pmdOrder);
+    if (pfn < 0) return -1;
     for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[pfn + i] |= PG_ZERO;
     phys.hugeZeroPfn = pfn;
   }
@@ -67,19 +71,31 @@ function zapDepositedTable(m: Machine, mm: Mm): void {
   accountTable(m, mm, LVL_PTE, -1);
 }
 
-// do_huge_pmd_anonymous_page(): returns false to fall back to PTEs.
+// do_huge_pmd_anonymous_page(): returns false to fall back to PTEs (as
+// VM_FAULT_FALLBACK does: the huge zero page or the THP could not be
+// allocated, THP_FAULT_FALLBACK).
 export function doHugePmdAnonymousPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, write: boolean, haddr: number): boolean {
   const A = m.arch;
   const prot = A.vmGetPageProt(vma.flags);
   if (!write && m.config.thpUseZeroPage && m.config.zeroPage) {
+    const zero = hugeZeroPfn(m);
+    if (zero < 0) {
+      m.counters.thpFaultFallback++;
+      return false;
+    }
     depositTable(m, mm);
-    m.tables.set(pmdIdx, A.pmdMkhuge(A.pfnPte(hugeZeroPfn(m), prot)));
+    m.tables.set(pmdIdx, A.pmdMkhuge(A.pfnPte(zero, prot)));
     m.counters.pteWrites++;
     return true;
   }
   if (vma.anonVma === 0) vma.anonVma = m.newAnonVma();
+  // vma_alloc_anon_folio_pmd()
   const phys = m.phys;
-  const pfn = phys.alloc(m.geo.pmdOrder);
+  const pfn = allocLargeFolio(m, m.geo.pmdOrder);
+  if (pfn < 0) {
+    m.counters.thpFaultFallback++;
+    return false;
+  }
   m.counters.pagesAlloc += m.geo.pmdNr;
   phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
   for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;
@@ -104,9 +120,16 @@ export function doHugePmdWpPage(m: Machine, mm: Mm, vma: Vma, pmdIdx: number, ha
   const A = m.arch;
   const phys = m.phys;
   const old = m.tables.get(pmdIdx);
+  // do_huge_zero_wp_pmd(); when its THP cannot be allocated, the zero PMD
+  // is split and the fault goes on at PTE level.
   if (isHugeZeroPmd(m, old)) {
+    const pfn = allocLargeFolio(m, m.geo.pmdOrder);
+    if (pfn < 0) {
+      m.counters.thpFaultFallback++;
+      splitHugePmdLocked(m, mm, vma, pmdIdx, haddr);
+      return false;
+    }
     if (vma.anonVma === 0) vma.anonVma = m.newAnonVma();
-    const pfn = phys.alloc(m.geo.pmdOrder);
     m.counters.pagesAlloc += m.geo.pmdNr;
     phys.flags[pfn] |= PG_ANON | PG_SWAPBACKED;
     for (let i = 0; i < m.geo.pmdNr; i++) phys.flags[pfn + i] |= PG_ANON_EXCLUSIVE;

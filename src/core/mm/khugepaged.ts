@@ -68,6 +68,7 @@ import { LK_ANON_VMA, LK_FOLIO, LK_MMAP, LK_PMD, LK_PTL, pteLockMapped, site } f
 import { mmapUnlock, vmaStartWrite } from "./mmap_lock.js";
 import { handleMmFault } from "./fault.js";
 import type { KGen } from "./memory.js";
+import { allocLargeFolio } from "./page_alloc.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
 import { anonVmaRoot, folioMapcount, folioMaybeMappedShared, folioSetAnonRmap } from "./rmap.js";
 import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
@@ -108,7 +109,8 @@ export type CollapseResult =
   | "exceed-none-pte" // SCAN_EXCEED_NONE_PTE
   | "exceed-swap-pte" // SCAN_EXCEED_SWAP_PTE
   | "exceed-shared-pte" // SCAN_EXCEED_SHARED_PTE
-  | "lack-referenced-page"; // SCAN_LACK_REFERENCED_PAGE
+  | "lack-referenced-page" // SCAN_LACK_REFERENCED_PAGE
+  | "alloc-huge-page-fail"; // SCAN_ALLOC_HUGE_PAGE_FAIL
 
 // struct collapse_control: who collapses. khugepaged applies the sysfs
 // THP mode and its max_ptes_* limits; MADV_COLLAPSE does neither.
@@ -124,13 +126,15 @@ export interface CollapseStat {
   failed: number; // ranges that could not be collapsed
   // What madvise(MADV_COLLAPSE) returns: "" (0) or the errno of
   // madvise_collapse_errno() for the last failure.
-  errno: "" | "EINVAL" | "EAGAIN";
+  errno: "" | "EINVAL" | "EAGAIN" | "ENOMEM";
   lastFail: CollapseResult | null;
 }
 
-// madvise_collapse_errno(): the results where trying again may succeed give
-// EAGAIN; the others (this path has no allocation or charge failures) EINVAL.
-function collapseErrno(r: CollapseResult): "EINVAL" | "EAGAIN" {
+// madvise_collapse_errno(): ENOMEM when the THP could not be allocated; the
+// results where trying again may succeed give EAGAIN; the others (no charge
+// failures here) EINVAL.
+function collapseErrno(r: CollapseResult): "EINVAL" | "EAGAIN" | "ENOMEM" {
+  if (r === "alloc-huge-page-fail") return "ENOMEM";
   return r === "page-count" || r === "page-locked" || r === "page-lru" || r === "del-page-lru" ? "EAGAIN" : "EINVAL";
 }
 
@@ -393,9 +397,14 @@ function* collapseHugePage(m: Machine, mm: Mm, haddr: number, cc: CollapseContro
   const phys = m.phys;
   const il = m.il;
   const nr = G.ptrs;
-  // mmap_read_unlock(); alloc_charge_folio() (it cannot fail here).
+  // mmap_read_unlock(); alloc_charge_folio(): below the min watermark the
+  // THP cannot be had (page_alloc.ts; no cgroup charge in the model).
   if (il) il.unlock(LK_MMAP, mm.id);
-  const hpage = phys.alloc(G.pmdOrder);
+  const hpage = allocLargeFolio(m, G.pmdOrder);
+  if (hpage < 0) {
+    m.counters.thpCollapseAllocFailed++;
+    return "alloc-huge-page-fail";
+  }
   m.counters.pagesAlloc += nr;
   const fail = (r: CollapseResult): CollapseResult => {
     if (il) mmapUnlock(il, mm);

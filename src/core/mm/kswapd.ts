@@ -1,7 +1,6 @@
 // Memory pressure under a memory limit (machine.memory, replay
-// --memory-limit): models the zone watermarks (calculate_min_free_kbytes()
-// and __setup_per_zone_wmarks(), mm/page_alloc.c, one zone) and kswapd's
-// balance_pgdat() (mm/vmscan.c) reduced to its page-table work: when free
+// --memory-limit): models kswapd's balance_pgdat() (mm/vmscan.c) against
+// the zone watermarks of page_alloc.ts, reduced to its page-table work: when free
 // memory falls below the low watermark, folios are isolated in batches of
 // SWAP_CLUSTER_MAX and shrunk with folio_referenced() honoured
 // (shrink_folio_list(): a referenced folio is kept with its access flags
@@ -16,36 +15,16 @@
 // watermark until it returns); no direct reclaim and no OOM killer: memory
 // that cannot be reclaimed below the min watermark (no swap, or swap full,
 // and dirty or mapped-shared file folios left to the flusher) is reported
-// to the caller, which stops with an error. No Node APIs.
+// to the caller, which stops with an error (the large folios whose masks
+// give up instead fail at the min watermark: page_alloc.ts). No Node APIs.
 
 import type { Machine } from "../machine.js";
 import type { KGen } from "./memory.js";
 import { PG_FREE, PG_PAGETABLE, PG_ZERO } from "./physmem.js";
 import { folioIsolateLru, shrinkFolioList } from "./vmscan.js";
+import { freePages } from "./page_alloc.js";
 
 const SWAP_CLUSTER_MAX = 32;
-
-export interface Watermarks {
-  min: number; // pages
-  low: number;
-  high: number;
-}
-
-// calculate_min_free_kbytes(): int_sqrt(lowmem_kbytes * 16) clamped to
-// [128, 262144] kB; __setup_per_zone_wmarks(): low = min + gap, high =
-// low + gap, gap = max(min / 4, managed * watermark_scale_factor / 10000)
-// with the default watermark_scale_factor of 10.
-export function watermarks(totalPages: number, pageSize: number): Watermarks {
-  const kb = (totalPages * pageSize) / 1024;
-  const minKb = Math.min(262144, Math.max(128, Math.floor(Math.sqrt(kb * 16))));
-  const min = Math.ceil((minKb * 1024) / pageSize);
-  const gap = Math.max(min >> 2, Math.floor((totalPages * 10) / 10000));
-  return { min, low: min + gap, high: min + 2 * gap };
-}
-
-export function freePages(m: Machine): number {
-  return m.config.memoryPages - m.reservedPages - m.phys.allocated;
-}
 
 // A folio kswapd can take: on an LRU list (a user folio in use), not
 // isolated already. A folio joins the LRU when it gets its mapping:

@@ -9,9 +9,10 @@
 // A `migrate` step moves the folios mapped in a range, as move_pages(2) or
 // a NUMA policy change would.
 //
-// In the kernel's order, for each folio: isolate it (a reference), lock it
-// (MIGRATE_SYNC waits), allocate the destination (locked, nobody else knows
-// it), try_to_migrate() with TTU_BATCH_FLUSH, try_to_unmap_flush(); then,
+// In the kernel's order, for each folio: isolate it (a reference), allocate
+// the destination (locked, nobody else knows it), lock the source
+// (MIGRATE_SYNC waits), try_to_migrate() with TTU_BATCH_FLUSH,
+// try_to_unmap_flush(); then,
 // if the only references left are the caches' and the isolation's, copy
 // the contents, move the swap- or page-cache entry to the destination, copy
 // the flags, and remove_migration_ptes() maps the destination where the
@@ -24,9 +25,15 @@
 // (set_pmd_migration_entry(), huge_memory.ts) and remove_migration_ptes()
 // maps the new THP with a PMD again (remove_migration_pmd()).
 //
+// A large folio's destination is allocated without reclaim and fails below
+// the min watermark (page_alloc.ts): -ENOMEM, the folio stays and the rest
+// of the range goes back untried (migrate_pages_batch(); the kernel's path
+// where the large folio is not split, as for NUMA-misplaced folios).
+//
 // Simplified: no retries after -EAGAIN (the kernel tries up to 10 times);
-// the destination THP is always allocated (no split of a THP whose
-// destination cannot be had, no thp_migration_* counters). No NUMA nodes:
+// a large folio whose destination cannot be had is not split and retried
+// as small folios (try_split_folio() on -ENOMEM), and an order-0
+// destination does not fail; no thp_migration_* counters. No NUMA nodes:
 // the destination is any free frame. No Node APIs.
 
 import { checkFreedFrames } from "../check.js";
@@ -36,6 +43,7 @@ import { type Interleaver, LK_FOLIO, site } from "../sync.js";
 import { vmaPageProt } from "./fault.js";
 import { removeMigrationPmd } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
+import { allocLargeFolio } from "./page_alloc.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY } from "./physmem.js";
 import { folioMapcount, pageVmaMappedWalk, rmapLock, rmapUnlock, rmapWalk, TlbUbc, tryToMigrate, tryToUnmapFlush } from "./rmap.js";
 import { folioIsolateLru, forEachMappedFolio } from "./vmscan.js";
@@ -47,7 +55,7 @@ const S_MIG_REMOVE = site("remove_migration_pte", "migration entries of a VMA re
 
 export interface MigrateStat {
   migrated: number; // folios
-  failed: number; // folios whose migration failed (-EAGAIN)
+  failed: number; // folios whose migration failed (-EAGAIN, or -ENOMEM for want of a destination)
   skipped: number; // folios someone else had isolated (folio_isolate_lru() failed)
 }
 
@@ -66,22 +74,43 @@ export function* migrateRange(m: Machine, mm: Mm, start: number, end: number): K
       stat.skipped++;
     }
   });
-  for (const head of list) {
-    if (yield* migrateFolio(m, head)) stat.migrated++;
+  for (let i = 0; i < list.length; i++) {
+    const r = yield* migrateFolio(m, list[i] as number);
+    if (r === MIG_DONE) stat.migrated++;
     else stat.failed++;
+    if (r === MIG_NOMEM) {
+      // migrate_pages_batch() on -ENOMEM: "don't bother to try to migrate
+      // other folios"; they go back untried.
+      for (let j = i + 1; j < list.length; j++) putback(m, null, list[j] as number);
+      break;
+    }
   }
   return stat;
 }
 
-// migrate_folio_unmap() + migrate_folio_move() of one isolated folio; true
-// when it moved. The isolation reference is dropped either way.
-export function* migrateFolio(m: Machine, src: number): KGen<boolean> {
+const MIG_DONE = 1;
+const MIG_FAILED = 0; // -EAGAIN
+const MIG_NOMEM = -1; // -ENOMEM: no destination
+
+// migrate_folio_unmap() + migrate_folio_move() of one isolated folio:
+// MIG_DONE when it moved, else MIG_FAILED or MIG_NOMEM. The isolation
+// reference is dropped either way.
+function* migrateFolio(m: Machine, src: number): KGen<number> {
   const phys = m.phys;
   const il = m.il;
-  const nr = 1 << (phys.order[src] as number);
-  if (il) yield il.lock(LK_FOLIO, src, true, S_MIG_LOCK);
-  const dst = phys.alloc(phys.order[src] as number);
+  const order = phys.order[src] as number;
+  const nr = 1 << order;
+  // get_new_folio() before the source is locked; a large folio's target is
+  // allocated without reclaim (alloc_migration_target()) and may fail:
+  // -ENOMEM, the folio goes back where it was.
+  const dst = order > 0 ? allocLargeFolio(m, order) : phys.alloc(0);
+  if (dst < 0) {
+    m.counters.pgmigrateFail += nr;
+    putback(m, null, src);
+    return MIG_NOMEM;
+  }
   m.counters.pagesAlloc += nr;
+  if (il) yield il.lock(LK_FOLIO, src, true, S_MIG_LOCK);
   if (il && !il.trylock(LK_FOLIO, dst)) throw new Error(`model bug: new folio ${dst} is locked`);
   const ubc = new TlbUbc(m);
   if (folioMapcount(m, src) > 0) yield* tryToMigrate(m, src, ubc);
@@ -104,7 +133,7 @@ export function* migrateFolio(m: Machine, src: number): KGen<boolean> {
     if (phys.folioPut(dst)) m.counters.pagesFree += nr;
     m.counters.pgmigrateFail += nr;
     putback(m, il, src);
-    return false;
+    return MIG_FAILED;
   }
   // folio_mc_copy(), then the cache entry moves with its reference.
   if (il) for (let k = 0; k < nr; k++) il.copyPage(src + k, dst + k);
@@ -129,7 +158,7 @@ export function* migrateFolio(m: Machine, src: number): KGen<boolean> {
   // goes; the destination's own (folio_alloc()'s) goes back to the LRU.
   putback(m, il, src);
   if (phys.folioPut(dst)) m.counters.pagesFree += nr;
-  return true;
+  return MIG_DONE;
 }
 
 function putback(m: Machine, il: Interleaver | null, src: number): void {
