@@ -9,7 +9,10 @@
 // violation, with a counterexample that replays.
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { Execution } from "../src/explore/execution.js";
 import { explore, parseToken, replay, runOnce, scenarioConfig } from "../src/explore/explore.js";
@@ -136,6 +139,12 @@ describe("explore: kswapd as a thread", () => {
       () => parseScenario(text(", headroom: 4K").replace("memory: 16M, ", ""), "hr.yaml"),
       (e: unknown) => e instanceof ScenarioError && e.line === 2 && /^hr\.yaml:2:\d+: machine\.headroom: needs machine\.memory/.test(e.format()),
     );
+    // `run` has no concurrent part: it says it ignores the headroom.
+    const dir = mkdtempSync(join(tmpdir(), "ptlab-hr-"));
+    writeFileSync(join(dir, "hr.yaml"), text(", headroom: 4K"));
+    const res = spawnSync(process.execPath, ["dist/src/cli/main.js", "run", join(dir, "hr.yaml")], { encoding: "utf8" });
+    assert.equal(res.status, 0, res.stderr);
+    assert.match(res.stderr, /^note: .*hr\.yaml: `machine\.headroom` applies before the concurrent steps, which only `ptlab explore` runs; `run` ignores it$/m);
   });
 
   it("a folio reclaim freed stays off the LRU until it is freed: kswapd does not take T1's MADV_PAGEOUT folios again (hunt's schedule)", () => {

@@ -112,6 +112,8 @@ export function cmdRun(
   if (early !== null) throw new UsageError(early);
   if (sc.concurrent !== undefined && sc.concurrent.length > 0)
     process.stderr.write(`note: ${file}: the ${sc.concurrent.length} \`concurrent\` steps are run only by \`ptlab explore\`; \`run\` executes \`steps\`\n`);
+  if (sc.machine.headroomBytes !== undefined)
+    process.stderr.write(`note: ${file}: \`machine.headroom\` applies before the concurrent steps, which only \`ptlab explore\` runs; \`run\` ignores it\n`);
   const r = new Runner(sc, {
     checkInvariants: o.check,
     variants: o.variant ?? {},
