@@ -46,7 +46,6 @@ export interface Case {
   features?: { drawn: string[]; on: string[] };
   preemptions: number;
   maxSteps: number;
-  ignore?: string[]; // explore.ignore
 }
 
 export const KiB = 1024;
@@ -110,8 +109,7 @@ export function caseYaml(c: Case): string {
   for (const s of c.steps) out.push(`  - ${stepText(s)}`);
   out.push("concurrent:");
   for (const s of c.concurrent) out.push(`  - ${stepText(s)}`);
-  const ignore = c.ignore !== undefined && c.ignore.length > 0 ? `, ignore: [${c.ignore.join(", ")}]` : "";
-  out.push(`explore: { preemptions: ${c.preemptions}, max_steps: ${c.maxSteps}${ignore} }`);
+  out.push(`explore: { preemptions: ${c.preemptions}, max_steps: ${c.maxSteps} }`);
   return `${out.join("\n")}\n`;
 }
 

@@ -986,12 +986,6 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
     concurrent: conc,
     preemptions: 2,
     maxSteps: 5000,
-    // The model's allocator never fails: where the kernel's costly and
-    // __GFP_NORETRY allocations (a THP or mTHP fault, MADV_COLLAPSE, a
-    // migration's destination) fail and fall back under pressure, the
-    // model's go below the min watermark. An out-of-memory in a generated
-    // case says nothing about the kernel.
-    ...(pressure ? { ignore: ["out-of-memory"] } : {}),
   };
 }
 
