@@ -46,6 +46,7 @@ export interface Case {
   features?: { drawn: string[]; on: string[] };
   preemptions: number;
   maxSteps: number;
+  ignore?: string[]; // explore.ignore
 }
 
 export const KiB = 1024;
@@ -109,7 +110,8 @@ export function caseYaml(c: Case): string {
   for (const s of c.steps) out.push(`  - ${stepText(s)}`);
   out.push("concurrent:");
   for (const s of c.concurrent) out.push(`  - ${stepText(s)}`);
-  out.push(`explore: { preemptions: ${c.preemptions}, max_steps: ${c.maxSteps} }`);
+  const ignore = c.ignore !== undefined && c.ignore.length > 0 ? `, ignore: [${c.ignore.join(", ")}]` : "";
+  out.push(`explore: { preemptions: ${c.preemptions}, max_steps: ${c.maxSteps}${ignore} }`);
   return `${out.join("\n")}\n`;
 }
 
