@@ -16,7 +16,9 @@ export const TLB_FLUSH_ALL = -1;
 export function switchMm(m: Machine, c: number, next: Mm | null): void {
   const cpu = m.cpus[c]!;
   if (cpu.loadedMm === next) {
-    if (next !== null && (cpu.asidGen[cpu.asid] as number) < next.tlbGen) {
+    // Another thread of the same mm needs no flush; only a CPU coming back
+    // from lazy TLB mode (running nothing of it) checks the tlb_gen.
+    if (next !== null && cpu.running !== next && (cpu.asidGen[cpu.asid] as number) < next.tlbGen) {
       cpu.tlb.flushAsid(cpu.asid);
       m.counters.tlbFlushesFull++;
       cpu.asidGen[cpu.asid] = next.tlbGen;
