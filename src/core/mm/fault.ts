@@ -33,6 +33,7 @@ import { pmdOffset, pteAlloc } from "./walk.js";
 
 const S_FAULT_LOCK = site("handle_pte_fault", "take the PTE lock");
 const S_FAULT_PMD_LOCK = site("__handle_mm_fault", "take the PMD lock of a huge PMD");
+const S_PMD_INSTALL_LOCK = site("pmd_install", "take the PMD lock to install a PTE table");
 const S_FAULT_AROUND = site("filemap_map_pages", "take the PTE lock");
 const S_FAULT_ISIZE = site("filemap_fault", "i_size checked, folio not yet looked up");
 const S_FOLIO_LOCK = site("filemap_fault", "folio_lock()");
@@ -225,8 +226,17 @@ export function* handleMmFault(m: Machine, mm: Mm, vma: Vma, addr: number, write
     if (il) il.unlock(LK_PMD, pmdSlot);
     if (done) return "ok";
   }
-  // handle_pte_fault()
-  const slot = pteAlloc(m, mm, pmdIdx);
+  // handle_pte_fault(). __pte_alloc()'s pmd_install() fills a none PMD
+  // under pmd_lock(): a huge-PMD path that holds it with the entry cleared
+  // for a flush (do_huge_zero_wp_pmd()) finishes first, and a table is put
+  // in only if the entry is still none (a leaf now: retry the access).
+  let slot: number;
+  if (il !== null && m.tables.get(pmdIdx) === 0) {
+    const pmdSlot = Math.floor(pmdIdx / m.geo.ptrs);
+    if (!il.trylock(LK_PMD, pmdSlot)) yield il.lock(LK_PMD, pmdSlot, true, S_PMD_INSTALL_LOCK);
+    slot = pteAlloc(m, mm, pmdIdx);
+    il.unlock(LK_PMD, pmdSlot);
+  } else slot = pteAlloc(m, mm, pmdIdx);
   if (slot < 0) return "retry";
   if (il) {
     // pte_offset_map_lock(): the table may have been reclaimed meanwhile.
