@@ -17,6 +17,7 @@ import { describe, it } from "node:test";
 import type { Execution } from "../src/explore/execution.js";
 import { explore, parseToken, replay, runOnce, scenarioConfig } from "../src/explore/explore.js";
 import { siteName } from "../src/core/sync.js";
+import { freePages } from "../src/core/mm/page_alloc.js";
 import { parseScenario } from "../src/scenario/load.js";
 import { ScenarioError } from "../src/scenario/types.js";
 import { files, load } from "./catalogue.js";
@@ -123,7 +124,7 @@ describe("explore: kswapd as a thread", () => {
     const tight = scenarioConfig(parseScenario(text(", headroom: 4K"), "hr.yaml"), false);
     let free = -1;
     const x = runOnce(tight, firstChoice, false, (e) => {
-      free = e.m.config.memoryPages - e.m.reservedPages - e.m.phys.allocated;
+      free = freePages(e.m);
     });
     assert.equal(free, x.m.watermarks.low + 1, "one page above the low watermark when the concurrent part starts");
     assert.ok(x.m.reservedPages > 3000, "the rest of the system holds most of the 4096 pages");

@@ -11,7 +11,7 @@ import { KSWAPD_NAME } from "./kswapd.js";
 import { S_WALK, speculativeFill, speculativeFillChanges } from "../core/hw/walker.js";
 import { checkAccounting, checkMappedBeyondEof, checkPins, checkTlbs, checkWritableInVma, scanPresentPtes, pteTableSlots } from "../core/check.js";
 import { PG_ANON, PG_DIRTY, PG_FREE, PG_ZERO } from "../core/mm/physmem.js";
-import type { BalanceStat } from "../core/mm/kswapd.js";
+import { type BalanceStat, reclaimBlocker } from "../core/mm/kswapd.js";
 import { freePages } from "../core/mm/page_alloc.js";
 import { swapKey } from "../core/mm/swap.js";
 import type { Cpu, Machine, Violation } from "../core/machine.js";
@@ -262,7 +262,7 @@ export class Execution implements Interleaver, TableAccessCheck {
 
   private outOfMemory(t: XThread, why: string): void {
     const m = this.m;
-    const what = m.swap === null ? "no swap device" : m.swap.used >= m.swap.pages ? "swap is full" : "nothing reclaimable";
+    const what = reclaimBlocker(m);
     this.fail({
       invariant: "out-of-memory",
       cpu: t.cpu,

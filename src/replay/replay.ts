@@ -22,7 +22,7 @@ import { AccountingCache, checkAccounting, checkTlbs, TlbCache } from "../core/c
 import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { type AccessResult, userAccess } from "../core/hw/walker.js";
 import { type Arm64Features, defaultConfig, Machine, type MachineConfig, type Violation } from "../core/machine.js";
-import { kswapdBalance } from "../core/mm/kswapd.js";
+import { kswapdBalance, reclaimBlocker } from "../core/mm/kswapd.js";
 import { freePages } from "../core/mm/page_alloc.js";
 import { doMadvise, type Advice } from "../core/mm/madvise.js";
 import { run } from "../core/mm/memory.js";
@@ -312,7 +312,7 @@ export class Replayer {
     underRoot(this.prof, "kswapd", () => run(kswapdBalance(m)));
     this.stats.kswapdRuns++;
     if (freePages(m) < m.watermarks.min) {
-      const why = m.swap === null ? "no swap device (--swap)" : m.swap.used >= m.swap.pages ? "swap is full" : "nothing reclaimable";
+      const why = reclaimBlocker(m, "no swap device (--swap)");
       throw new ReplayOutOfMemory(
         this.line,
         `out of memory: ${m.phys.allocated} of the ${m.config.memoryPages} pages of --memory-limit in use and kswapd freed nothing more (${why}); the kernel would OOM-kill a process here`,

@@ -18,7 +18,7 @@ import { doMprotect } from "../core/mm/mprotect.js";
 import { dupMmap } from "../core/mm/fork.js";
 import { type KGen, run } from "../core/mm/memory.js";
 import type { Mm } from "../core/mm/types.js";
-import { kswapdBalance } from "../core/mm/kswapd.js";
+import { kswapdBalance, reclaimBlocker } from "../core/mm/kswapd.js";
 import { freePages } from "../core/mm/page_alloc.js";
 import { migrateRange } from "../core/mm/migrate.js";
 import { khugepagedScanMm } from "../core/mm/khugepaged.js";
@@ -289,7 +289,7 @@ export class Runner {
     if (m.config.memoryPages === 0 || freePages(m) >= m.watermarks.low) return;
     underRoot(this.prof, "kswapd", () => run(kswapdBalance(m)));
     if (freePages(m) < m.watermarks.min) {
-      const why = m.swap === null ? "no swap device" : m.swap.used >= m.swap.pages ? "swap is full" : "nothing reclaimable";
+      const why = reclaimBlocker(m);
       throw this.err(
         step,
         `out of memory: ${m.phys.allocated} of the ${m.config.memoryPages} pages of machine.memory in use and kswapd freed nothing more (${why}); the kernel would OOM-kill a process here`,

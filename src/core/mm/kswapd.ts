@@ -40,6 +40,12 @@ function onLru(m: Machine, pfn: number): boolean {
   return phys.folioHead(pfn) === pfn && (phys.ref[pfn] as number) > 0 && (phys.aux[pfn] as number) !== 0 && !m.isolated.has(pfn);
 }
 
+// Why a balance could free nothing more, for an out-of-memory report;
+// `noSwap` names the missing device the way the caller's input does.
+export function reclaimBlocker(m: Machine, noSwap = "no swap device"): string {
+  return m.swap === null ? noSwap : m.swap.used >= m.swap.pages ? "swap is full" : "nothing reclaimable";
+}
+
 export interface BalanceStat {
   reclaimed: number; // folios freed
   scanned: number; // folios isolated and shrunk
