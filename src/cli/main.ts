@@ -305,8 +305,8 @@ async function main(argv: string[]): Promise<number> {
     .option("--cases <n>", "stop after this many cases (a reproducible budget)", int(1, 1_000_000_000))
     .option("--seed <n>", "campaign seed", int(0, 2 ** 31), 1)
     .option("--workers <n>", "worker threads (cases and findings do not depend on it)", int(1, 64), defaultWorkers())
-    .option("--shard <I/N>", "this machine's share of the campaign (merge the folders with --merge)", parseShard, { index: 0, count: 1 })
-    .option("--variant <name=value>", "hunt in a historical code path (repeatable)", parseVariant, {})
+    .option("--shard <I/N>", "this machine's share of the campaign (merge the folders with --merge; default 0/1)", parseShard)
+    .option("--variant <name=value>", "hunt in a historical code path (repeatable)", parseVariant)
     .option("--arch <x86_64|arm64>", "generate cases for one architecture only", parseArch)
     .option("--out <dir>", "findings folder (findings/, corpus/, summary.json)", "hunt-out")
     .option("--first", "stop at the first finding")
@@ -322,8 +322,8 @@ async function main(argv: string[]): Promise<number> {
           ...(o.cases !== undefined ? { cases: o.cases } : {}),
           seed: o.seed,
           workers: o.workers,
-          shard: o.shard,
-          variant: o.variant,
+          shard: o.shard ?? { index: 0, count: 1 },
+          variant: o.variant ?? {},
           ...(o.arch !== undefined ? { arch: o.arch } : {}),
           out: o.out,
           first: o.first === true,
