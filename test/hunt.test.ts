@@ -155,6 +155,41 @@ describe("hunt: generator", () => {
     assert.ok(hot >= 150 && hotAll >= 0.6 * hot, `hot-page: ${hotAll} of ${hot} cases where every thread accesses the same page`);
   });
 
+  it("concurrent munmap and MADV_DONTNEED/FREE/COLD/PAGEOUT sometimes give back a whole mapping; a mapping put in its place is touched at its first page", () => {
+    let partial = 0; // steps whose range is not the whole region
+    let whole = 0;
+    let remaps = 0;
+    let wholeRemaps = 0;
+    for (let i = 0; i < 1500; i++) {
+      const c = generate(Choices.fresh(i), `g${i}`, { variants: {} });
+      const pg = c.machine.arch === "arm64" ? (c.machine.arm64?.granule ?? 4) * 1024 : 4096;
+      const sizes = new Map<string, number>();
+      for (const s of c.steps) if (s.op === "mmap") sizes.set(s.args.region as string, s.args.size as number);
+      c.concurrent.forEach((s, j) => {
+        const gives = s.op === "munmap" || (s.op === "madvise" && ["dontneed", "free", "cold", "pageout"].includes(s.args.advice as string));
+        const size = sizes.get(s.args.region as string);
+        if (gives && size !== undefined && size > pg) {
+          if (s.args.offset === undefined && s.args.length === undefined) whole++;
+          else partial++;
+        }
+        if (s.op !== "mmap") return;
+        remaps++;
+        // The munmap it replaces, then the mapping, then one store.
+        const un = c.concurrent[j - 1];
+        const t = c.concurrent[j + 1];
+        assert.equal(un?.op, "munmap");
+        assert.equal(t?.op, "touch");
+        assert.equal(t?.args.region, s.args.region);
+        assert.equal((s.args.size as number) > pg ? t?.args.length : pg, pg, `the remap's store covers one page: ${JSON.stringify(t)}`);
+        if (un?.args.offset === undefined && un?.args.length === undefined) wholeRemaps++;
+      });
+    }
+    // A quarter of the steps drawn with a partial range become whole (the
+    // rest of the whole ones come from ranges drawn whole).
+    assert.ok(whole >= 0.2 * (whole + partial), `${whole} of ${whole + partial} give-backs of a multi-page region are whole`);
+    assert.ok(remaps >= 50 && wholeRemaps >= 0.2 * remaps, `${wholeRemaps} of ${remaps} remaps replace a whole region`);
+  });
+
   it("an arm64-only variant gives arm64 cases with the variant in machine.variants", () => {
     for (let i = 0; i < 20; i++) {
       const sc = loadCase(caseYaml(generate(Choices.fresh(i), "v", { variants: { contpte_lockless: "no-retry" }, arch: "arm64" })), "v.yaml");

@@ -895,30 +895,45 @@ export function generate(root: Choices, name: string, opts: GenOptions): Case {
       conc.push({ op: "mprotect", args: { ...args(r, off, len, n), prot: ch.pick(["r", "rw", "rw", "none"]), thread: a.t } });
       return true;
     }
+    // Programs most often give back a whole mapping at once (free() of a
+    // large allocation, an allocator purging a chunk, a thread's stack at
+    // its exit): then free_pgtables() frees the tables above the range too,
+    // and a whole PMD-sized zap is PT reclaim's. Drawn last from this step's
+    // own choices (after the ones below), so that the cases where it is not
+    // drawn are the ones they were.
+    const whole = (): [number, number] => (n > 1 && (off > 0 || len < n) && ch.bool(0.25) ? [0, n] : [off, len]);
     if (k === "munmap") {
-      conc.push({ op: "munmap", args: { ...args(r, off, len, n), thread: a.t } });
       // A program maps something else where it unmapped (an allocator
       // reusing the range, MAP_FIXED) and uses it: a path that dropped
       // mmap_lock and took it again (MADV_COLLAPSE's revalidation, a fault
-      // retry) must notice. Drawn last from this step's own choices, so that
-      // cases without a concurrent munmap are the ones they were.
-      if (r.addr !== null && ch.bool(0.5)) {
+      // retry) must notice. Drawn from this step's own choices after its
+      // range, so that cases without a concurrent munmap are the ones they were.
+      const remap = r.addr !== null && ch.bool(0.5);
+      const [o, l] = whole();
+      conc.push({ op: "munmap", args: { ...args(r, o, l, n), thread: a.t } });
+      if (remap) {
         const name = `${r.name}m${conc.length}`;
-        conc.push({ op: "mmap", args: { region: name, size: len * page, addr: r.addr + off * page, flags: ["private", "anonymous", "fixed"], thread: a.t } });
-        conc.push({ op: "touch", args: { region: name, thread: a.t } });
+        conc.push({
+          op: "mmap",
+          args: { region: name, size: l * page, addr: (r.addr as number) + o * page, flags: ["private", "anonymous", "fixed"], thread: a.t },
+        });
+        // Its first page: new tables under the range, without a fault per
+        // page of a big mapping eating the case's search budget.
+        conc.push({ op: "touch", args: { region: name, ...(l > 1 ? { length: page } : {}), thread: a.t } });
       }
       return true;
     }
     const advice = k === "thp-advice" ? ch.pick(["hugepage", "nohugepage", "willneed"]) : k;
-    conc.push({ op: "madvise", args: { ...args(r, off, len, n), advice, thread: a.t } });
     // A program reuses what it dropped: a load after MADV_DONTNEED returns
     // must see zeroes (the data oracle), which shows a zap that missed a
-    // mapping racing it. Drawn last from this step's own choices, so that
-    // cases without a concurrent MADV_DONTNEED are the ones they were.
-    if (advice === "dontneed" && ch.bool(0.5)) {
-      const at = focus >= off && focus < off + len && r.name === focusReg ? focus : off + ch.int(len);
-      conc.push({ op: "read", args: { ...args(r, at, 1, n), thread: a.t } });
-    }
+    // mapping racing it. Drawn from this step's own choices after its
+    // advice, so that cases without a concurrent MADV_DONTNEED are the ones
+    // they were.
+    let at = -1;
+    if (advice === "dontneed" && ch.bool(0.5)) at = focus >= off && focus < off + len && r.name === focusReg ? focus : off + ch.int(len);
+    const [o, l] = k === "thp-advice" ? [off, len] : whole();
+    conc.push({ op: "madvise", args: { ...args(r, o, l, n), advice, thread: a.t } });
+    if (at >= 0) conc.push({ op: "read", args: { ...args(r, at, 1, n), thread: a.t } });
     return true;
   };
   // Threads that share a hot page (a lock word, a counter, a queue's head):
