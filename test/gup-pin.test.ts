@@ -233,6 +233,12 @@ describe("paths that must leave a pinned page alone", () => {
     assert.equal(pfnAt(r, "p", "r"), r.pins.get("r")?.pfns[0]);
     assert.equal(pfnAt(r, "p", "r", 4096), -1, "the unpinned page was swapped out");
     assert.equal(r.procs.get("p")?.mm.swapEnts, 1);
+    // shrink_folio_list() keeps a maybe-pinned folio before folio_alloc_swap():
+    // no slot and no swap cache for it, only the neighbour's slot is used.
+    const swap = r.m.swap;
+    assert.ok(swap);
+    assert.equal(swap.used, 1);
+    assert.equal(swap.slotOf.has(r.pins.get("r")?.pfns[0] as number), false);
   });
   it("migration: folio_migrate_mapping()'s reference check fails for the pinned page; its neighbour moves", () => {
     const r = runner(`${head()}

@@ -100,6 +100,14 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
       continue;
     }
     if (anon && !lazyfree && swap !== null && !swap.slotOf.has(head)) {
+      // A page a device may be writing into cannot be freed, so it gets no
+      // slot (feb889fb40fa, "mm: don't put pinned pages into the swap
+      // cache"); try_to_unmap() would refuse it anyway (PageAnonExclusive
+      // with a pin), after a swap slot and the cache had been given away.
+      if (phys.folioMaybeDmaPinned(head)) {
+        keepLocked(head);
+        continue;
+      }
       // split_folio_to_list(): the tails join the list isolated.
       const split = function* (): KGen<boolean> {
         const nr = 1 << (phys.order[head] as number);
