@@ -33,6 +33,8 @@ export class Counters {
   pswpout = 0; // pages written to swap
   pglazyfreed = 0; // pages of lazily freed (MADV_FREE) folios reclaim dropped
   pswpin = 0; // pages read from swap
+  swapRa = 0; // pages read ahead into the swap cache around a swap-in fault (swap_ra)
+  swapRaHit = 0; // swap-in faults that found a page read ahead (swap_ra_hit)
   thpSwpout = 0; // PMD-order THPs written to swap whole (thp_swpout)
   thpSwpoutFallback = 0; // PMD-order THPs split for want of a free run of slots (thp_swpout_fallback)
   mthpSwpout = 0; // folios of an mTHP order written to swap whole (hugepages-*/stats/swpout, all sizes)

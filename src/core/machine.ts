@@ -180,6 +180,8 @@ export interface MachineConfig {
   nowaitAllocFails: boolean;
   // Pages of the swap device (swapon), 0: no swap.
   swapPages: number;
+  // vm.page-cluster: swap read-ahead reads up to 2^min(this, 5) pages (0: none).
+  pageCluster: number;
   // machine.memory in pages (0: no limit): the frames the model may hold
   // before kswapd must reclaim (kswapd.ts).
   memoryPages: number;
@@ -231,6 +233,7 @@ export function defaultConfig(): MachineConfig {
     checkInvariants: true,
     nowaitAllocFails: false,
     swapPages: 0,
+    pageCluster: 3,
     memoryPages: 0,
   };
 }

@@ -148,6 +148,7 @@ class Loader {
       seed: m.seed,
       nowaitAllocFails: m.nowait_alloc_fails,
       ...(m.swap !== undefined ? { swapBytes: m.swap } : {}),
+      ...(m.page_cluster !== 3 ? { pageCluster: m.page_cluster } : {}),
       ...(m.memory !== undefined ? { memoryBytes: m.memory } : {}),
       ...(m.headroom !== undefined ? { headroomBytes: m.headroom } : {}),
     };

@@ -439,6 +439,9 @@ export const machineSchema = z.strictObject({
   seed: z.int(expected("an integer >= 0")).min(0, expected("an integer >= 0")).default(1),
   nowait_alloc_fails: bool.default(false).describe("GFP_NOWAIT allocations fail (memory pressure): mmu_gather keeps only its 8-entry embedded batch"),
   swap: pageSizeSchema.optional().describe("Size of the swap device (swapon); default: no swap"),
+  page_cluster: intIn(0, 31)
+    .default(3)
+    .describe("vm.page-cluster: a swap-in fault that misses the swap cache reads up to 2^min(page_cluster, 5) pages around it (0: no read-ahead)"),
   memory: pageSizeSchema
     .refine((v) => v >= MIN_MEMORY, { message: "expected at least 16M: below that the kernel's own memory and its watermarks leave nothing to run in" })
     .optional()

@@ -41,6 +41,7 @@ export interface MachineSpec {
   seed: number;
   nowaitAllocFails?: boolean;
   swapBytes?: number; // size of the swap device, 0 or absent: none
+  pageCluster?: number; // vm.page-cluster (swap read-ahead), default 3
   memoryBytes?: number; // machine.memory: a memory limit kswapd keeps, absent: none
   headroomBytes?: number; // machine.headroom: free above the low watermark after the set-up
 }

@@ -29,6 +29,7 @@ import { allocLargeFolio } from "./page_alloc.js";
 import { type FileObj, type Mm, VM_ACCESS_FLAGS, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE, type Vma } from "./types.js";
 import { folioSetAnonRmap, folioSetFileRmap } from "./rmap.js";
 import { type SwapDevice, swapKey } from "./swap.js";
+import { swapCacheGetFolio, swapVmaReadahead } from "./swap_state.js";
 import { pmdOffset, pteAlloc } from "./walk.js";
 
 const S_FAULT_LOCK = site("handle_pte_fault", "take the PTE lock");
@@ -869,8 +870,8 @@ function allocSwapFolio(m: Machine, vma: Vma, e: Float64Array, base: number, add
 // a second fault finds and waits for it). The folio comes from the swap
 // cache, or is read into a new one: outside the swap cache when no other
 // swap entry references the slot (SWP_SYNCHRONOUS_IO, as zram), then of the
-// order alloc_swap_folio() picks, else through the cache (order 0: the
-// model has no swap read-ahead and swapin_readahead() reads small folios).
+// order alloc_swap_folio() picks, else through the cache with read-ahead
+// (swapin_readahead(): small folios, swap_state.ts).
 function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, addr: number, write: boolean, v: number): void {
   const phys = m.phys;
   const swap = m.swap as SwapDevice;
@@ -893,17 +894,12 @@ function doSwapPage(m: Machine, mm: Mm, vma: Vma, e: Float64Array, pi: number, a
       mapSwapFolio(m, mm, vma, e, pi - idx, addr - idx * PS, write, v, idx, head, nr, true);
       return;
     }
-    pfn = phys.alloc(0);
-    phys.flags[pfn] = PG_ANON | PG_SWAPBACKED;
-    m.counters.pagesAlloc++;
-    m.counters.pswpin++;
-    if (m.il) m.il.copyPage(swapKey(slot), pfn);
-    swap.addToCache(slot, pfn); // swapin_readahead(): the cache's reference and ours
-    folioSetAnonRmap(m, pfn, vma, addr, m.arch.pteSwpExclusive(v));
-    phys.ref[pfn] = 2;
+    // swapin_readahead(): the cache's reference and ours.
+    pfn = swapVmaReadahead(m, vma, e, pi, addr, v);
   } else {
     const head = phys.folioHead(pfn);
     phys.ref[head] = (phys.ref[head] as number) + 1; // swap_cache_get_folio()
+    swapCacheGetFolio(m, vma, addr, head);
     const nr = 1 << (phys.order[head] as number);
     if (nr > 1) {
       // A large folio still in the swap cache (reclaim kept it after its

@@ -20,6 +20,7 @@ const S_CLEAN_PMD_SET = site("madvise_free_huge_pmd", "PMD cleared or invalidate
 const S_COLD_LOCK = site("madvise_cold_or_pageout_pte_range", "take the PTE lock");
 const S_COLD_PTE = site("madvise_cold_or_pageout_pte_range", "load a PTE");
 const S_COLD_PMD_LOCK = site("madvise_cold_or_pageout_pte_range", "pmd_trans_huge_lock()");
+const S_SWAPIN_LOCK = site("swapin_walk_pmd_entry", "take the PTE lock");
 import { type MmuGather, tlbFinishMmu, tlbFlushMmuTlbonly, tlbGatherMmu, tlbRemovePmdTlbEntry, tlbRemoveTlbEntries } from "./mmu_gather.js";
 import { LVL_PMD } from "./pgtable.js";
 import { PG_ANON, PG_DIRTY, PG_SWAPBACKED, PG_ZERO } from "./physmem.js";
@@ -28,6 +29,7 @@ import { idxAt } from "../geometry.js";
 import { type Mm, VM_HUGEPAGE, VM_NOHUGEPAGE, type Vma } from "./types.js";
 import { isolateRangeLocked, mergeAroundLocked } from "./vma.js";
 import { madviseCollapse } from "./khugepaged.js";
+import { readSwapCacheAsync } from "./swap_state.js";
 
 export type Advice = "dontneed" | "free" | "hugepage" | "nohugepage" | "willneed" | "cold" | "pageout" | "collapse";
 
@@ -329,6 +331,50 @@ function* coldOrPageoutPmdRange(tlb: MmuGather, _vma: Vma, pmdSlot: number, addr
   }
 }
 
+// swapin_walk_pmd_entry() (mm/madvise.c) over [addr, end) of one PMD table:
+// under the PTE lock each entry is read; for a swap entry the lock is
+// dropped, the slot read into the swap cache (read_swap_cache_async(), no
+// PG_readahead), and the lock taken again for the next entry. A PMD with
+// no PTE table (none, a THP, a migration entry) ends the walk of its range.
+function* swapinWalkPmdEntry(m: Machine, vma: Vma, pmdSlot: number, addr: number, end: number): KGen {
+  const A = m.arch;
+  const T = m.tables;
+  const G = m.geo;
+  const il = m.il;
+  while (addr < end) {
+    const next = Math.min(addr - (addr % G.pmdSize) + G.pmdSize, end);
+    const pmdIdx = pmdSlot * G.ptrs + idxAt(G, addr / G.pageSize, LVL_PMD);
+    let locked = false;
+    let slot = -1;
+    let e: Float64Array | null = null;
+    for (let a = addr; a < next; a += G.pageSize) {
+      if (!locked) {
+        // pte_offset_map_lock(): the PMD read again, NULL if no table.
+        const v = T.get(pmdIdx);
+        m.counters.pteReads++;
+        if (v === 0 || !A.entryIsTable(v)) break;
+        slot = T.slotOfPfn(A.ptePfn(v));
+        if (il) {
+          yield* pteLockMapped(il, slot, S_SWAPIN_LOCK);
+          if (T.get(pmdIdx) !== v) {
+            il.unlock(LK_PTL, slot);
+            break;
+          }
+        }
+        locked = true;
+        e = T.chunkOf(slot);
+      }
+      const x = A.ptepGet(m, e as Float64Array, T.base(slot) + ((a / G.pageSize) & G.ptrsMask));
+      if (x === 0 || A.ptePresent(x) || !A.isSwapPte(x) || A.isMigrationPte(x)) continue;
+      if (il) il.unlock(LK_PTL, slot);
+      locked = false;
+      readSwapCacheAsync(m, vma, a, x, false);
+    }
+    if (locked && il) il.unlock(LK_PTL, slot);
+    addr = next;
+  }
+}
+
 export function doMadvise(m: Machine, mm: Mm, start: number, len: number, advice: Advice): void {
   run(madvise(m, mm, start, len, advice));
 }
@@ -390,6 +436,18 @@ export function* madvise(m: Machine, mm: Mm, start: number, len: number, advice:
       break;
     }
     case "willneed":
+      // madvise_willneed(): an anonymous VMA's swapped-out pages are read
+      // into the swap cache (not mapped). Not modelled: a file's page-cache
+      // read-ahead (vfs_fadvise(), with mmap_lock dropped) and shmem's
+      // (shmem_swapin_range()).
+      for (const vma of vmasIn(mm, start, end)) {
+        if (vma.file !== null || vma.isShared || m.swap === null) continue;
+        const s = Math.max(start, vma.start);
+        const e = Math.min(end, vma.end);
+        m.prof?.enter("madvise_willneed");
+        yield* walkPmdTables(m, mm.pgd, m.arch.levels - 1, s, e, (slot, a, b) => swapinWalkPmdEntry(m, vma, slot, a, b));
+        m.prof?.exit();
+      }
       break;
     case "collapse":
       // madvise_collapse(): mmap_lock for reading, taken by the caller;

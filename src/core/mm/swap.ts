@@ -31,6 +31,9 @@ export class SwapDevice {
   // swapcache_prepare() puts on a slot that do_swap_page() reads into a
   // folio of its own (SWP_SYNCHRONOUS_IO), until swapcache_clear().
   readonly pinned: Uint8Array;
+  // Swap-cache folios read ahead and not yet found by a fault
+  // (PG_readahead; swap_state.ts).
+  readonly readahead = new Set<number>();
   used = 0; // allocated slots
   private next = 1; // first-fit cursor
   constructor(readonly pages: number) {
@@ -144,6 +147,7 @@ export class SwapDevice {
     const s0 = this.slotOf.get(pfn);
     if (s0 === undefined) return;
     this.slotOf.delete(pfn);
+    this.readahead.delete(pfn);
     for (let k = 0; k < nr; k++) {
       const s = s0 + k;
       this.cache.delete(s);

@@ -36,8 +36,14 @@ export class Vma {
   // write cycle (vm_lock_seq == mm_lock_seq). A clone starts unlocked.
   vmReaders = 0;
   vmWriteLocked = false;
+  // swap_readahead_info (swap_state.ts): the last swap-in fault's address,
+  // its read-ahead window and the hits since, packed as SWAP_RA_VAL(); 0: unset.
+  swapRaInfo = 0;
+  // vm_area_dup() copies it.
   clone(): Vma {
-    return new Vma(this.start, this.end, this.flags, this.file, this.pgoff, this.anonVma);
+    const v = new Vma(this.start, this.end, this.flags, this.file, this.pgoff, this.anonVma);
+    v.swapRaInfo = this.swapRaInfo;
+    return v;
   }
   get isAnonymous(): boolean {
     return this.file === null;
