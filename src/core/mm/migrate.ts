@@ -26,15 +26,18 @@
 // maps the new THP with a PMD again (remove_migration_pmd()).
 //
 // A large folio's destination is allocated without reclaim and fails below
-// the min watermark (page_alloc.ts): -ENOMEM, the folio stays and the rest
-// of the range goes back untried (migrate_pages_batch(); the kernel's path
-// where the large folio is not split, as for NUMA-misplaced folios).
+// the min watermark (page_alloc.ts): -ENOMEM. migrate_pages_batch() then
+// splits the folio (try_split_folio(); a `migrate` step is move_pages(2)
+// or a memory policy, not NUMA balancing, which would not split) and goes
+// on with the rest of the range; migrate_pages() migrates the split pages
+// after it, once, in MIGRATE_ASYNC mode (a page someone holds locked is
+// given up). A folio that cannot be split (a pin, a reference a lockless
+// reader holds) stays, and the rest of the range and the pages split
+// before it go back untried.
 //
 // Simplified: no retries after -EAGAIN (the kernel tries up to 10 times);
-// a large folio whose destination cannot be had is not split and retried
-// as small folios (try_split_folio() on -ENOMEM), and an order-0
-// destination does not fail; no thp_migration_* counters. No NUMA nodes:
-// the destination is any free frame. No Node APIs.
+// an order-0 destination does not fail; no thp_migration_* counters. No
+// NUMA nodes: the destination is any free frame. No Node APIs.
 
 import { checkFreedFrames } from "../check.js";
 import { MIG_READ, MIG_WRITE } from "../arch/arch.js";
@@ -45,11 +48,12 @@ import { removeMigrationPmd } from "./huge_memory.js";
 import type { KGen } from "./memory.js";
 import { allocLargeFolio } from "./page_alloc.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY } from "./physmem.js";
-import { folioMapcount, pageVmaMappedWalk, rmapLock, rmapUnlock, rmapWalk, TlbUbc, tryToMigrate, tryToUnmapFlush } from "./rmap.js";
+import { folioMapcount, pageVmaMappedWalk, rmapLock, rmapUnlock, rmapWalk, splitFolio, TlbUbc, tryToMigrate, tryToUnmapFlush } from "./rmap.js";
 import { folioIsolateLru, forEachMappedFolio } from "./vmscan.js";
 import type { Mm } from "./types.js";
 
 const S_MIG_LOCK = site("migrate_folio_unmap", "folio_lock() of the source");
+const S_MIG_SPLIT = site("try_split_folio", "folio_lock()");
 const S_MIG_MOVE = site("move_to_new_folio", "unmapped and flushed, contents not yet copied");
 const S_MIG_REMOVE = site("remove_migration_pte", "migration entries of a VMA replaced");
 
@@ -74,18 +78,49 @@ export function* migrateRange(m: Machine, mm: Mm, start: number, end: number): K
       stat.skipped++;
     }
   });
+  const split: number[] = []; // split_folios
   for (let i = 0; i < list.length; i++) {
-    const r = yield* migrateFolio(m, list[i] as number);
+    const src = list[i] as number;
+    const r = yield* migrateFolio(m, src, false);
     if (r === MIG_DONE) stat.migrated++;
     else stat.failed++;
     if (r === MIG_NOMEM) {
-      // migrate_pages_batch() on -ENOMEM: "don't bother to try to migrate
-      // other folios"; they go back untried.
+      // migrate_pages_batch() on -ENOMEM: a large folio is split, its pages
+      // migrated later; if it cannot be, "don't bother to try to migrate
+      // other folios": they go back untried, and so do the pages split so
+      // far (migrate_pages() on the batch's error).
+      if (yield* trySplitFolio(m, src, split)) continue;
+      m.counters.pgmigrateFail += 1 << (m.phys.order[src] as number);
+      putback(m, null, src);
       for (let j = i + 1; j < list.length; j++) putback(m, null, list[j] as number);
-      break;
+      for (const s of split) putback(m, null, s);
+      return stat;
     }
   }
+  // migrate_pages(): the split folios once more, MIGRATE_ASYNC; their
+  // failures are not counted again (the large folio counted as one).
+  for (const s of split) if ((yield* migrateFolio(m, s, true)) === MIG_DONE) stat.migrated++;
   return stat;
+}
+
+// try_split_folio() of an isolated large folio whose destination could not
+// be had: under its lock, split_folio_to_list(); the pages, each isolated,
+// join `out`. False when it cannot be split (extra references).
+function* trySplitFolio(m: Machine, src: number, out: number[]): KGen<boolean> {
+  const phys = m.phys;
+  const il = m.il;
+  const nr = 1 << (phys.order[src] as number);
+  if (nr === 1) return false;
+  if (il) yield il.lock(LK_FOLIO, src, true, S_MIG_SPLIT);
+  const ok = yield* splitFolio(m, src);
+  if (il) il.unlock(LK_FOLIO, src);
+  if (!ok) return false;
+  out.push(src);
+  for (let k = 1; k < nr; k++) {
+    const t = src + k;
+    if (!phys.isFree(t) && folioIsolateLru(m, t)) out.push(t);
+  }
+  return true;
 }
 
 const MIG_DONE = 1;
@@ -93,24 +128,27 @@ const MIG_FAILED = 0; // -EAGAIN
 const MIG_NOMEM = -1; // -ENOMEM: no destination
 
 // migrate_folio_unmap() + migrate_folio_move() of one isolated folio:
-// MIG_DONE when it moved, else MIG_FAILED or MIG_NOMEM. The isolation
-// reference is dropped either way.
-function* migrateFolio(m: Machine, src: number): KGen<number> {
+// MIG_DONE when it moved, else MIG_FAILED (the isolation reference is
+// dropped) or MIG_NOMEM (the folio is still isolated: the caller decides).
+// async (MIGRATE_ASYNC): a source someone holds locked is given up.
+function* migrateFolio(m: Machine, src: number, async: boolean): KGen<number> {
   const phys = m.phys;
   const il = m.il;
   const order = phys.order[src] as number;
   const nr = 1 << order;
   // get_new_folio() before the source is locked; a large folio's target is
-  // allocated without reclaim (alloc_migration_target()) and may fail:
-  // -ENOMEM, the folio goes back where it was.
+  // allocated without reclaim (alloc_migration_target()) and may fail.
   const dst = order > 0 ? allocLargeFolio(m, order) : phys.alloc(0);
-  if (dst < 0) {
+  if (dst < 0) return MIG_NOMEM;
+  m.counters.pagesAlloc += nr;
+  if (il && async && !il.trylock(LK_FOLIO, src)) {
+    // -EAGAIN; with one pass, the folio goes back (migrate_folio_undo_dst()).
+    if (phys.folioPut(dst)) m.counters.pagesFree += nr;
     m.counters.pgmigrateFail += nr;
     putback(m, null, src);
-    return MIG_NOMEM;
+    return MIG_FAILED;
   }
-  m.counters.pagesAlloc += nr;
-  if (il) yield il.lock(LK_FOLIO, src, true, S_MIG_LOCK);
+  if (il && !async) yield il.lock(LK_FOLIO, src, true, S_MIG_LOCK);
   if (il && !il.trylock(LK_FOLIO, dst)) throw new Error(`model bug: new folio ${dst} is locked`);
   const ubc = new TlbUbc(m);
   if (folioMapcount(m, src) > 0) yield* tryToMigrate(m, src, ubc);
