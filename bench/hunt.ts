@@ -8,7 +8,12 @@
 // stay clean. Prints the CPU model; timings are this machine's, the 60 s
 // goal is printed beside them, never asserted.
 //
-//   node dist/bench/hunt.js [--time 60] [--workers 2] [--only NAME] [--seed 1] [--executions N]
+// One campaign per seed cannot tell a better generator from a luckier one
+// (near the line every change moves every row): --seeds 1,2,3 runs each row
+// at each seed and reports how many found it; --seeded-only skips the rows
+// expected to stay clean (about half the time of a run).
+//
+//   node dist/bench/hunt.js [--time 60] [--workers 2] [--only NAME] [--seed 1 | --seeds 1,2,3] [--seeded-only] [--executions N]
 
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
@@ -25,12 +30,19 @@ const { values: args } = benchArgs(
       workers: { type: "string", default: String(Math.min(2, availableParallelism())) },
       only: { type: "string" },
       seed: { type: "string", default: "1" },
+      seeds: { type: "string" }, // a list: each row at each seed
+      "seeded-only": { type: "boolean", default: false },
       "no-fixed": { type: "boolean", default: false },
       executions: { type: "string" }, // per case (hunt's --executions)
     },
   },
-  "node dist/bench/hunt.js [--time 60] [--workers 2] [--only NAME] [--seed 1] [--no-fixed] [--executions N]",
+  "node dist/bench/hunt.js [--time 60] [--workers 2] [--only NAME] [--seed 1 | --seeds 1,2,3] [--seeded-only] [--no-fixed] [--executions N]",
 );
+const seedList = (args.seeds ?? (args.seed as string)).split(",");
+if (!seedList.every((x) => /^\d+$/.test(x))) {
+  process.stderr.write(`--seeds: expected a comma-separated list of integers >= 0, e.g. 1,2,3, got "${args.seeds}"\n`);
+  process.exit(2);
+}
 
 // Variants the catalogue seeds as bugs (with their companions there).
 const DIR = "scenarios/concurrency";
@@ -54,7 +66,10 @@ interface Row {
   other: string;
 }
 
-function hunt(variants: Record<string, string>): {
+function hunt(
+  variants: Record<string, string>,
+  seed: string,
+): {
   first: { foundAfterSeconds: number; invariant: string } | null;
   cases: number;
   others: number;
@@ -73,7 +88,7 @@ function hunt(variants: Record<string, string>): {
       "--workers",
       args.workers as string,
       "--seed",
-      args.seed as string,
+      seed,
       "--first",
       "--no-progress",
       ...(args.executions !== undefined ? ["--executions", args.executions] : []),
@@ -93,7 +108,7 @@ function hunt(variants: Record<string, string>): {
 }
 
 console.log(
-  `cpu: ${cpus()[0]?.model ?? "unknown"}, ${availableParallelism()} cores; hunt --time ${args.time} --workers ${args.workers} --seed ${args.seed}${args.executions !== undefined ? ` --executions ${args.executions}` : ""}`,
+  `cpu: ${cpus()[0]?.model ?? "unknown"}, ${availableParallelism()} cores; hunt --time ${args.time} --workers ${args.workers} --seed${seedList.length > 1 ? `s ${seedList.join(",")}` : ` ${seedList[0]}`}${args.executions !== undefined ? ` --executions ${args.executions}` : ""}`,
 );
 const configs: { label: string; variants: Record<string, string>; expect: "found" | "clean" | "with companions" }[] = [];
 for (const [name, values] of Object.entries(VARIANTS))
@@ -113,28 +128,48 @@ for (const combo of seeded.values()) {
   if (Object.keys(combo).length > 1 && !configs.some((c) => c.label === label)) configs.push({ label, variants: combo, expect: "found" });
 }
 const rows: Row[] = [];
+// found: the seeds whose campaign found it.
+const found = new Map<string, number>();
 for (const c of configs) {
   if (args.only !== undefined && !c.label.includes(args.only)) continue;
-  const h = hunt(c.variants);
+  if (args["seeded-only"] && c.expect !== "found") continue;
+  const runs = seedList.map((seed) => {
+    const h = hunt(c.variants, seed);
+    const result = h.first !== null ? `found in ${h.first.foundAfterSeconds.toFixed(1)} s` : `not found in ${h.seconds} s`;
+    console.log(
+      `${c.label}${seedList.length > 1 ? ` (seed ${seed})` : ""}: ${result} (${h.first?.invariant ?? "-"}), ${h.cases} cases, ${h.others} findings v6.17 shares`,
+    );
+    return h;
+  });
+  const hits = runs.filter((h) => h.first !== null);
+  found.set(c.label, hits.length);
+  const one = (h: (typeof runs)[number]) => (h.first !== null ? `${h.first.foundAfterSeconds.toFixed(1)} s` : "-");
   rows.push({
     label: c.label,
     expect: c.expect,
-    result: h.first !== null ? `found in ${h.first.foundAfterSeconds.toFixed(1)} s` : `not found in ${h.seconds} s`,
-    invariant: h.first?.invariant ?? "-",
-    cases: String(h.cases),
-    other: String(h.others),
+    result:
+      seedList.length === 1
+        ? (runs[0] as (typeof runs)[number]).first !== null
+          ? `found in ${one(runs[0] as (typeof runs)[number])}`
+          : `not found in ${(runs[0] as (typeof runs)[number]).seconds} s`
+        : `found ${hits.length}/${runs.length}: ${runs.map(one).join(", ")}`,
+    invariant: [...new Set(hits.map((h) => h.first?.invariant as string))].join(", ") || "-",
+    cases: runs.map((h) => h.cases).join("/"),
+    other: runs.map((h) => h.others).join("/"),
   });
-  const r = rows[rows.length - 1] as Row;
-  console.log(`${r.label}: ${r.result} (${r.invariant}), ${r.cases} cases, ${r.other} findings v6.17 shares`);
 }
 if (!args["no-fixed"] && args.only === undefined) {
-  const h = hunt({});
+  const runs = seedList.map((seed) => hunt({}, seed));
+  const bad = runs.filter((h) => h.first !== null);
   rows.push({
     label: "v6.17 (no variant)",
     expect: "clean",
-    result: h.first !== null ? `FOUND in ${h.first.foundAfterSeconds.toFixed(1)} s` : `clean for ${h.seconds} s`,
-    invariant: h.first?.invariant ?? "-",
-    cases: String(h.cases),
+    result:
+      bad.length > 0
+        ? `FOUND in ${bad.length}/${runs.length}: ${bad.map((h) => `${h.first?.foundAfterSeconds.toFixed(1)} s`).join(", ")}`
+        : `clean for ${runs.map((h) => h.seconds).join("/")} s`,
+    invariant: [...new Set(bad.map((h) => h.first?.invariant as string))].join(", ") || "-",
+    cases: runs.map((h) => h.cases).join("/"),
     other: "-",
   });
 }
@@ -146,7 +181,11 @@ const w = (table[0] as string[]).map((_, i) => Math.max(...table.map((r) => (r[i
 console.log("");
 for (const r of table) console.log(r.map((c, i) => c.padEnd(w[i] as number)).join("  "));
 const target = rows.filter((r) => r.expect === "found");
+const every = target.filter((r) => found.get(r.label) === seedList.length).length;
+const some = target.filter((r) => (found.get(r.label) ?? 0) > 0).length;
 console.log(
-  `\nfound ${target.filter((r) => r.result.startsWith("found")).length} of ${target.length} seeded configurations (a variant alone, or the combination the catalogue seeds)`,
+  seedList.length === 1
+    ? `\nfound ${every} of ${target.length} seeded configurations (a variant alone, or the combination the catalogue seeds)`
+    : `\nfound at every seed: ${every} of ${target.length} seeded configurations; at some seed: ${some}; finds over all runs: ${target.reduce((n, r) => n + (found.get(r.label) ?? 0), 0)} of ${target.length * seedList.length}`,
 );
 console.log(`goal: every seeded configuration found within 60 s on a 2-core machine, v6.17 clean.`);
