@@ -40,6 +40,22 @@ function pfns(r: Runner, region: string): number[] {
   return regionPtes(r, region, "p0").map((v) => (v === 0 ? -1 : r.m.arch.ptePfn(v)));
 }
 
+// Two 64K folios written, `more`, then their migration.
+const twoFolios = (more: string) => `name: t
+machine: { memory: 32M, thp: never, mthp: { 64K: always } }
+steps:
+  - mmap: { region: a, size: 128K, prot: rw }
+  - touch: { region: a }
+${more}  - migrate: { region: a }
+`;
+
+// The pfns of a region after every step but the last, with no squeeze.
+function pfnsBeforeLast(yaml: string, region: string): number[] {
+  const r = new Runner(parseScenario(yaml, "t.yaml"), { checkInvariants: true });
+  r.execSteps(r.sc.steps.slice(0, -1), 0);
+  return pfns(r, region);
+}
+
 describe("large-folio allocations at the min watermark", () => {
   for (const order of [2, 4, 9]) {
     it(`order ${order}: succeeds with min + ${1 << order} free, fails with one page less`, () => {
@@ -152,18 +168,10 @@ steps:
   });
 
   it("a large folio without a destination is split and its pages migrated after the rest (try_split_folio())", () => {
-    const y = `name: t
-machine: { memory: 32M, thp: never, mthp: { 64K: always } }
-steps:
-  - mmap: { region: a, size: 128K, prot: rw }
-  - touch: { region: a }
-  - migrate: { region: a }
-`;
+    const y = twoFolios("");
     const moved = runTight(y, 100);
     assert.deepEqual([moved.d.pgmigrateSuccess, moved.d.pgmigrateFail, moved.d.pagesAlloc], [32, 0, 32]);
-    const r0 = new Runner(parseScenario(y, "t.yaml"), { checkInvariants: true });
-    r0.execSteps(r0.sc.steps.slice(0, -1), 0);
-    const was = pfns(r0, "a");
+    const was = pfnsBeforeLast(y, "a");
     // 15 pages above min: no 64K destination (16 - 1 = 15 would reach
     // min), so each folio is split and its sixteen pages move on their own.
     const { r, d } = runTight(y, 15);
@@ -180,17 +188,8 @@ steps:
   it("a large folio without a destination that cannot be split stays, and the rest of the range goes back untried", () => {
     // A longterm pin on the first folio's first page: split_folio() refuses
     // a folio with references beyond its mappings and the caller's.
-    const y = `name: t
-machine: { memory: 32M, thp: never, mthp: { 64K: always } }
-steps:
-  - mmap: { region: a, size: 128K, prot: rw }
-  - touch: { region: a }
-  - pin: { region: a, length: 4K, write: true }
-  - migrate: { region: a }
-`;
-    const r0 = new Runner(parseScenario(y, "t.yaml"), { checkInvariants: true });
-    r0.execSteps(r0.sc.steps.slice(0, -1), 0);
-    const was = pfns(r0, "a");
+    const y = twoFolios("  - pin: { region: a, length: 4K, write: true }\n");
+    const was = pfnsBeforeLast(y, "a");
     const { r, d } = runTight(y, 15);
     assert.deepEqual([d.pgmigrateSuccess, d.pgmigrateFail, d.pagesAlloc], [0, 16, 0]);
     assert.deepEqual(pfns(r, "a"), was, "both folios stay where they were");

@@ -28,10 +28,8 @@ function runner(yaml: string): Runner {
 const step = (text: string) =>
   parseScenario(`name: t\nprocesses: [{ name: p, threads: [{ name: A, cpu: 0 }] }]\nsteps:\n  - ${text}\n`, "t.yaml").steps[0] as Step;
 
-// 16 pages written, swapped out, then shared with a child: each slot has
-// two references, so a fault goes through the swap cache (not the
-// SWP_SYNCHRONOUS_IO path, which reads only the faulting page).
-const shared = (machine = "") => `
+// 16 pages written and swapped out (each slot one reference), then `more`.
+const swappedOut = (more: string, machine = "") => `
 name: t
 machine: { cpus: 2, thp: never, swap: 1M${machine} }
 processes:
@@ -41,8 +39,11 @@ steps:
   - mmap: { region: r, size: 64K }
   - touch: { region: r }
   - madvise: { region: r, advice: pageout }
-  - fork: { child: c, cpu: 1 }
-`;
+${more}`;
+// Shared with a child: each slot has two references, so a fault goes
+// through the swap cache (not the SWP_SYNCHRONOUS_IO path, which reads
+// only the faulting page).
+const shared = (machine = "") => swappedOut("  - fork: { child: c, cpu: 1 }\n", machine);
 
 describe("__swapin_nr_pages()", () => {
   it("grows with the hits, tries 2 pages for a fault next to the last, and does not shrink below half the last window", () => {
@@ -136,18 +137,7 @@ describe("swap_vma_readahead() on a swap-in fault", () => {
   });
 
   it("a slot only this entry references skips the swap cache (SWP_SYNCHRONOUS_IO): no read-ahead", () => {
-    const r = runner(`
-name: t
-machine: { cpus: 1, thp: never, swap: 1M }
-processes:
-  - name: p
-    threads: [{ name: A, cpu: 0 }]
-steps:
-  - mmap: { region: r, size: 64K }
-  - touch: { region: r }
-  - madvise: { region: r, advice: pageout }
-  - read: { region: r, offset: 20K, length: 4K }
-`);
+    const r = runner(swappedOut("  - read: { region: r, offset: 20K, length: 4K }\n"));
     assert.equal(r.m.counters.swapRa, 0);
     assert.equal(r.m.swap?.cache.size, 0);
     assert.deepEqual(r.finish(), []);
@@ -156,18 +146,7 @@ steps:
 
 describe("MADV_WILLNEED of swapped-out anonymous memory", () => {
   it("reads each swapped-out page of the range into the swap cache, maps none, and the faults that follow find them there", () => {
-    const r = runner(`
-name: t
-machine: { cpus: 1, thp: never, swap: 1M }
-processes:
-  - name: p
-    threads: [{ name: A, cpu: 0 }]
-steps:
-  - mmap: { region: r, size: 64K }
-  - touch: { region: r }
-  - madvise: { region: r, advice: pageout }
-  - madvise: { region: r, offset: 8K, length: 24K, advice: willneed }
-`);
+    const r = runner(swappedOut("  - madvise: { region: r, offset: 8K, length: 24K, advice: willneed }\n"));
     const m = r.m;
     const mm = r.procs.get("p")?.mm;
     assert.ok(mm && m.swap);
