@@ -154,7 +154,7 @@ export function machineConfig(spec: MachineSpec, file: string, opts: RunOptions 
   cfg.ptReclaim = opts.ptReclaim ?? spec.ptReclaim;
   cfg.checkInvariants = opts.checkInvariants ?? true;
   cfg.nowaitAllocFails = spec.nowaitAllocFails ?? false;
-  cfg.pageCluster = spec.pageCluster ?? 3;
+  if (spec.pageCluster !== undefined) cfg.pageCluster = spec.pageCluster;
   if (opts.thp !== undefined) cfg.thp = opts.thp;
   if (spec.arm64 !== undefined) {
     const a = spec.arm64;

@@ -148,6 +148,9 @@ class Loader {
       seed: m.seed,
       nowaitAllocFails: m.nowait_alloc_fails,
       ...(m.swap !== undefined ? { swapBytes: m.swap } : {}),
+      // Only when set otherwise than the default: the spec is part of a
+      // replay token's hash, and the tokens written before the key existed
+      // must still replay.
       ...(m.page_cluster !== 3 ? { pageCluster: m.page_cluster } : {}),
       ...(m.memory !== undefined ? { memoryBytes: m.memory } : {}),
       ...(m.headroom !== undefined ? { headroomBytes: m.headroom } : {}),

@@ -41,9 +41,14 @@ interface RaVal {
   win: number;
   hits: number;
 }
+// 1 << SWAP_RA_WIN_SHIFT (PAGE_SHIFT / 2): the window's unit in the packed
+// value; the hits field holds up to one less (SWAP_RA_HITS_MAX).
+function raUnit(m: Machine): number {
+  return 2 ** Math.floor(Math.log2(m.geo.pageSize) / 2);
+}
 function raGet(m: Machine, vma: Vma): RaVal {
   const PS = m.geo.pageSize;
-  const shift = 2 ** Math.floor(Math.log2(PS) / 2); // 1 << SWAP_RA_WIN_SHIFT
+  const shift = raUnit(m);
   // GET_SWAP_RA_VAL(): an unset value reads as 4 hits, a small first window.
   const v = vma.swapRaInfo !== 0 ? vma.swapRaInfo : 4;
   const low = v % PS;
@@ -51,12 +56,8 @@ function raGet(m: Machine, vma: Vma): RaVal {
 }
 function raSet(m: Machine, vma: Vma, addr: number, win: number, hits: number): void {
   const PS = m.geo.pageSize;
-  const shift = 2 ** Math.floor(Math.log2(PS) / 2);
+  const shift = raUnit(m);
   vma.swapRaInfo = addr - (addr % PS) + ((win * shift) % PS) + (hits % shift);
-}
-// SWAP_RA_HITS_MAX: the hits field's largest value.
-function raHitsMax(m: Machine): number {
-  return 2 ** Math.floor(Math.log2(m.geo.pageSize) / 2) - 1;
 }
 
 // __swapin_nr_pages(): the window from the hits, else 2 pages for a fault
@@ -108,7 +109,7 @@ export function swapCacheGetFolio(m: Machine, vma: Vma, addr: number, head: numb
   const swap = m.swap as SwapDevice;
   const readahead = swap.readahead.delete(head);
   const ra = raGet(m, vma);
-  raSet(m, vma, addr, ra.win, readahead ? Math.min(ra.hits + 1, raHitsMax(m)) : ra.hits);
+  raSet(m, vma, addr, ra.win, readahead ? Math.min(ra.hits + 1, raUnit(m) - 1) : ra.hits);
   if (readahead) m.counters.swapRaHit++;
 }
 
