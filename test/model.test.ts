@@ -161,6 +161,11 @@ steps:
       assert.equal((e as { line: number }).line, 5);
     }
     assert.throws(() => runText("name: t\nsteps:\n  - munmap: { region: B }\n"), /unknown region "B"/);
+    // An offset past the end with no length: said as such, not as a negative length.
+    assert.throws(
+      () => runText("name: t\nsteps:\n  - mmap: { region: r, size: 16K }\n  - migrate: { region: r, offset: 64K }\n"),
+      /offset 65536 is at or past the end of region "r" \(16384 bytes\)/,
+    );
   });
 
   it("is deterministic: same scenario, byte-identical JSON", () => {

@@ -97,6 +97,35 @@ steps:
       assert.equal(r.m.swap?.used, 0, "every slot was freed on swap-in");
     });
 
+    it("the deferred flush: x86-64 drops every entry of the mm on the CPUs in the batch, arm64 only the pages reclaimed", () => {
+      // kswapd or MADV_PAGEOUT reclaiming one page takes B's TLB entry for an
+      // unrelated page with it on x86-64: arch_tlbbatch_flush()
+      // (arch/x86/mm/tlb.c) sends flush_tlb_multi() a TLB_FLUSH_ALL
+      // flush_tlb_info, so each CPU in the mask flushes its loaded mm whole.
+      // arm64's arch_tlbbatch_add_pending() issued a TLBI per page and the
+      // flush is only the DSB. (The full flush seen beside kswapd's lazyfree
+      // THP handling was this.)
+      const sc = parseScenario(
+        `${HEAD}
+steps:
+  - mmap: { region: keep, size: 4K, thread: A }
+  - mmap: { region: v, size: 4K, thread: A }
+  - touch: { region: keep, thread: A }
+  - touch: { region: v, thread: A }
+  - read: { region: keep, thread: B }
+  - madvise: { region: v, advice: pageout, thread: A }
+`,
+        "t.yaml",
+      );
+      const r = new Runner(sc, { checkInvariants: true, arch });
+      r.runAll();
+      const cpu1 = r.m.cpus[1]!;
+      const vpn = r.procs.get("p")!.regions.get("keep")!.start / r.m.geo.pageSize;
+      assert.equal(r.m.counters.pswpout, 1);
+      assert.equal(cpu1.tlb.lookup(vpn, cpu1.asid) >= 0, arch === "arm64", "B's entry for the page kept");
+      assert.deepEqual(r.finish(), []);
+    });
+
     it("pages shared with a forked child are not paged out (folio_mapcount() != nr pages)", () => {
       const r = runText(
         `${HEAD}

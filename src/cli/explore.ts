@@ -88,7 +88,7 @@ export function parseShard(v: string): { index: number; count: number } {
 }
 
 // --ignore: a known invariant's name (repeatable).
-export function collectInvariant(v: string, prev: string[]): string[] {
+export function collectInvariant(v: string, prev: string[] = []): string[] {
   if (!isInvariant(v)) throw new InvalidArgumentError(`unknown invariant "${v}" (known: ${INVARIANTS.join(", ")})`);
   return [...prev, v];
 }

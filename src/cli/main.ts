@@ -193,18 +193,13 @@ async function main(argv: string[]): Promise<number> {
       },
       4,
     )
-    .option(
-      "--touch <policy>",
-      "for traces without faults: none, writable or first:N",
-      (v) => {
-        try {
-          return parseTouch(v);
-        } catch (e) {
-          throw new InvalidArgumentError((e as Error).message);
-        }
-      },
-      { kind: "none" } as const,
-    )
+    .option("--touch <policy>", "for traces without faults: none, writable or first:N (default: none)", (v) => {
+      try {
+        return parseTouch(v);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    })
     .option("--arch <arch>", "architecture to model", "x86_64")
     .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
     .option("--pt-reclaim <on|off>", "override CONFIG_PT_RECLAIM (default on)", parseOnOff)
@@ -216,7 +211,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--by-function", "also print modelled cycles and counters by kernel function (self and total, like perf report)")
     .option("--folded <file>", "write folded stacks of modelled cycles (flamegraph.pl, inferno, speedscope)", parseFoldedPath)
     .action((file: string, o) => {
-      result = cmdReplay(file, o);
+      result = cmdReplay(file, { ...o, touch: o.touch ?? { kind: "none" } });
     });
   program
     .command("scenarios")
@@ -230,14 +225,14 @@ async function main(argv: string[]): Promise<number> {
     .description("run a built-in workload (same output as run); --list lists them with their parameters")
     .argument("[name]", "workload name")
     .option("--list", "list the workloads and their parameters")
-    .option("--param <key=value>", "set a workload parameter (repeatable)", collect, [])
+    .option("--param <key=value>", "set a workload parameter (repeatable)", collect)
     .option("--json", "machine-readable output")
     .option("--no-check", "do not check invariants after every step")
     .option("--no-progress", "no progress bar or progress lines on stderr")
     .option("--by-function", "also print modelled cycles and counters by kernel function (self and total, like perf report)")
     .option("--folded <file>", "write folded stacks of modelled cycles (flamegraph.pl, inferno, speedscope)", parseFoldedPath)
     .action((name: string | undefined, o) => {
-      result = cmdWorkload(name, o);
+      result = cmdWorkload(name, { ...o, param: o.param ?? [] });
     });
   program
     .command("compare")
@@ -246,8 +241,8 @@ async function main(argv: string[]): Promise<number> {
     .option("--workload <name>", "a built-in workload instead of a file")
     .option("--trace <file>", "a strace -f or perf trace recording (optionally .gz) replayed under each configuration")
     .option("--lenient", "with --trace: skip and count malformed lines instead of stopping at the first")
-    .option("--param <key=value>", "workload parameter (repeatable)", collect, [])
-    .option("--config <label:key=value,...>", "a configuration to run (repeat: at least two)", collect, [])
+    .option("--param <key=value>", "workload parameter (repeatable)", collect)
+    .option("--config <label:key=value,...>", "a configuration to run (repeat: at least two)", collect)
     .option("--json", "machine-readable output")
     .option("--report <file.html>", "write a self-contained HTML report with charts")
     .option("--no-check", "do not check invariants after every step")
@@ -255,7 +250,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--by-function", "also print each configuration's modelled cycles and counters by kernel function")
     .option("--folded <file>", "write folded stacks of modelled cycles, each configuration's label as the outermost frame", parseFoldedPath)
     .action((file: string | undefined, o) => {
-      result = cmdCompare(file, o);
+      result = cmdCompare(file, { ...o, param: o.param ?? [], config: o.config ?? [] });
     });
   const int = (lo: number, hi: number) => (v: string) => {
     // Number("") and Number(" ") are 0: digits only.
@@ -290,7 +285,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--json <file>", "also write the result and counterexample as JSON")
     .option("--replay <token>", "rerun exactly the schedule of a counterexample's replay token")
     .option("--no-shrink", "print the counterexample as found")
-    .option("--ignore <invariant>", "do not check this invariant, to look past it (repeatable)", collectInvariant, [])
+    .option("--ignore <invariant>", "do not check this invariant, to look past it (repeatable)", collectInvariant)
     .option("--no-progress", "no progress lines on stderr")
     .option("--state-cache", "exhaustive: stop an execution at a state whose bounded future was already explored (docs/explore.md)")
     .option("--sleep-sets", "exhaustive: partial-order reduction with sleep sets; needs (and defaults to) --preemptions unbounded (docs/explore.md)")

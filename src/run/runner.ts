@@ -325,6 +325,8 @@ export class Runner {
     // pointer still points there and the access or call meets whatever is
     // mapped there now (SIGSEGV, ENOMEM), as it would in the kernel.
     const shrunk = off + len > r.len && this.resized.has(`${p.name}/${step.region}`);
+    if (off >= r.len && step.length === undefined && !shrunk)
+      throw this.err(step, `offset ${off} is at or past the end of region "${step.region}" (${r.len} bytes)`);
     if (off < 0 || len <= 0 || (off + len > r.len && !shrunk))
       throw this.err(step, `range offset ${off} length ${len} is outside region "${step.region}" (${r.len} bytes)`);
     return [r.start + off, len];
