@@ -36,7 +36,10 @@ describe("explore: truncation races file faults", () => {
           seen.add(`${name} ${k === null ? "ran" : k.replace(/ at 0x.*/, "")}`);
         }
         // Nothing maps the file any more: its size is 0.
-        assert.deepEqual(checkMappedBeyondEof(m, () => false), []);
+        assert.deepEqual(
+          checkMappedBeyondEof(m, () => false),
+          [],
+        );
         const f = m.files.get("data");
         assert.ok(f !== undefined);
         assert.equal(f.size, 0);
@@ -82,12 +85,18 @@ steps:
     r.execSteps(sc.steps, 0);
     const f = r.m.files.get("data");
     assert.ok(f !== undefined);
-    assert.deepEqual(checkMappedBeyondEof(r.m, () => false), []);
+    assert.deepEqual(
+      checkMappedBeyondEof(r.m, () => false),
+      [],
+    );
     f.size = 4096; // i_size written, page 1 still mapped
     const v = checkMappedBeyondEof(r.m, () => false);
     assert.equal(v.length, 1);
     assert.equal(v[0]?.invariant, "mapped-beyond-eof");
     assert.match(v[0]?.message ?? "", /page 1 of file data/);
-    assert.deepEqual(checkMappedBeyondEof(r.m, (x) => x === f), []);
+    assert.deepEqual(
+      checkMappedBeyondEof(r.m, (x) => x === f),
+      [],
+    );
   });
 });

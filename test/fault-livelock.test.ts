@@ -88,7 +88,10 @@ steps:
       const { violations } = r.runToEnd();
       assert.equal(violations.length, 1, violations.join("\n"));
       const a = r.procs.get("p0")!.regions.get("A")!.start;
-      assert.match(violations[0]!, new RegExp(`^\\[livelock\\] handle_mm_fault\\(\\) livelock: CPU0's write at 0x${a.toString(16)} still faults .*\\(after touch at t\\.yaml:5:5\\)$`));
+      assert.match(
+        violations[0]!,
+        new RegExp(`^\\[livelock\\] handle_mm_fault\\(\\) livelock: CPU0's write at 0x${a.toString(16)} still faults .*\\(after touch at t\\.yaml:5:5\\)$`),
+      );
     });
 
   // Unchecked (--no-check) the run still stops there: the thread never got

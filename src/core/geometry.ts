@@ -53,7 +53,6 @@ export function idxAt(g: Geometry, vpn: number, level: number): number {
   return modPow2(Math.floor(vpn / (g.span[level] as number)), g.ptrs);
 }
 
-
 // The folio order of an anon mTHP size (hugepages-<size>kB) with pages of
 // 2^pageShift bytes, or -1 if there is none: anon mTHP orders run from 2 to
 // HPAGE_PMD_ORDER - 1 (THP_ORDERS_ALL_ANON without the PMD order, the THP).

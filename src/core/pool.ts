@@ -6,7 +6,7 @@
 // (reuse saves about a tenth of its CPU time). Per thread: each worker has
 // its own module instance. No Node APIs.
 
-type Typed = Float64Array | Int32Array | Uint32Array | Uint8Array;
+type Typed = Float64Array | Int32Array | Uint32Array | Uint16Array | Uint8Array;
 type Ctor<T extends Typed> = new (n: number) => T;
 
 // At most this many arrays of one type and length wait here: enough for the

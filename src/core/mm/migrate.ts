@@ -163,7 +163,7 @@ function* migrateFolio(m: Machine, src: number, async: boolean): KGen<number> {
   const swap = m.swap;
   const slot = anon && swap !== null ? swap.slotOf.get(src) : undefined;
   const file = anon ? undefined : [...m.files.values()].find((f) => f.id === phys.aux[src]);
-  const cacheRef = anon ? (slot !== undefined ? 1 : 0) : file !== undefined && file.pages.get(phys.index[src] as number) === src ? 1 : 0;
+  const cacheRef = anon ? (slot !== undefined ? 1 : 0) : file !== undefined && file.pages.get(phys.index(src)) === src ? 1 : 0;
   if (folioMapcount(m, src) !== 0 || phys.ref[src] !== cacheRef + 1) {
     yield* removeMigrationPtes(m, src, src);
     m.migrating.delete(src);
@@ -177,12 +177,12 @@ function* migrateFolio(m: Machine, src: number, async: boolean): KGen<number> {
   if (il) for (let k = 0; k < nr; k++) il.copyPage(src + k, dst + k);
   for (let k = 0; k < nr; k++) phys.flags[dst + k] = phys.flags[src + k] as number;
   phys.aux[dst] = phys.aux[src] as number;
-  phys.index[dst] = phys.index[src] as number;
+  phys.setIndex(dst, phys.index(src));
   if (cacheRef === 1) {
     if (slot !== undefined && swap !== null) {
       swap.slotOf.delete(src);
       swap.addToCache(slot, dst, nr);
-    } else if (file !== undefined) file.pages.set(phys.index[src] as number, dst);
+    } else if (file !== undefined) file.pages.set(phys.index(src), dst);
     phys.ref[dst] = (phys.ref[dst] as number) + 1;
     phys.ref[src] = (phys.ref[src] as number) - 1;
   }

@@ -28,7 +28,7 @@ export const TBL_LIVE = 1; // linked into a page-table tree (or deposited)
 export const TBL_UNLINKED = 2; // cleared from its parent, waiting in an mmu_gather
 export const TBL_RCU = 3; // handed to call_rcu(), waiting for a grace period
 
-export const TABLES_PER_CHUNK = 64;
+export const TABLES_PER_CHUNK = 16;
 
 // Who accesses tables, for checked mode (the explorer implements it).
 export interface TableAccessCheck {

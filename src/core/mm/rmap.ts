@@ -36,7 +36,7 @@ const S_SPLIT_PMD_LOCK = site("unmap_folio", "take the PMD lock of a huge PMD");
 // mapped after fork), folio->index the linear page index of its first page.
 export function folioSetAnonRmap(m: Machine, head: number, vma: Vma, addr: number, exclusive = true): void {
   m.phys.aux[head] = exclusive ? vma.anonVma : anonVmaRoot(m, vma.anonVma);
-  m.phys.index[head] = vma.pgoffOf(addr, m.geo.pageSize);
+  m.phys.setIndex(head, vma.pgoffOf(addr, m.geo.pageSize));
 }
 
 // anon_vma->root: the locks of an anon_vma tree are its root's.
@@ -48,7 +48,7 @@ export function anonVmaRoot(m: Machine, av: number): number {
 // A page-cache folio: the file and the page offset.
 export function folioSetFileRmap(m: Machine, head: number, f: FileObj, pgoff: number): void {
   m.phys.aux[head] = f.id;
-  m.phys.index[head] = pgoff;
+  m.phys.setIndex(head, pgoff);
 }
 
 // Is anon_vma `av` (a VMA's) on a chain that includes `root` (the folio's)?
@@ -74,7 +74,7 @@ export function rmapWalk(m: Machine, head: number): RmapHit[] {
   const nr = 1 << (phys.order[head] as number);
   const anon = ((phys.flags[head] as number) & PG_ANON) !== 0;
   const mapping = phys.aux[head] as number;
-  const index = phys.index[head] as number;
+  const index = phys.index(head);
   let file: FileObj | null = null;
   if (!anon) for (const f of m.files.values()) if (f.id === mapping) file = f;
   const out: RmapHit[] = [];
@@ -769,14 +769,14 @@ function* splitFolioLocked(m: Machine, head: number): KGen<boolean> {
   // caller's reference stays with the head.
   const hf = phys.flags[head] as number;
   const mapping = phys.aux[head] as number;
-  const index = phys.index[head] as number;
+  const index = phys.index(head);
   const keep = hf & (PG_ANON | PG_SWAPBACKED | PG_DIRTY | PG_SHMEM);
   for (let k = 0; k < nr; k++) {
     const p = head + k;
     phys.order[p] = 0;
     phys.flags[p] = keep | ((phys.flags[p] as number) & PG_ANON_EXCLUSIVE);
     phys.aux[p] = mapping;
-    phys.index[p] = index + k;
+    phys.setIndex(p, index + k);
     phys.ref[p] = (phys.mapcount[p] as number) + (k === 0 ? 1 : 0) + cacheRef;
   }
   // __split_folio_to_order() of a swap-cache folio: each page becomes the

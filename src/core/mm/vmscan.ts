@@ -202,7 +202,7 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
     if (anon) (swap as NonNullable<typeof swap>).deleteFromCache(head, 1 << (phys.order[head] as number));
     else {
       const f = [...m.files.values()].find((x) => x.id === phys.aux[head]);
-      if (f !== undefined) f.pages.delete(phys.index[head] as number);
+      if (f !== undefined) f.pages.delete(phys.index(head));
     }
     phys.ref[head] = 1;
     il?.unlock(LK_FOLIO, head);
