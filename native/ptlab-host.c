@@ -1746,6 +1746,137 @@ static int bench_actors_main(const char *bytes_s, const char *reps_s, const char
 	return 0;
 }
 
+/*
+ * `ptlab-host calib OP MODE BYTES REPS`: one benchmark of `ptlab calibrate`,
+ * the median ns per page of one operation over BYTES of private anonymous
+ * memory (a fresh mapping each rep, PMD-aligned). MODE 4k: MADV_NOHUGEPAGE;
+ * thp: MADV_HUGEPAGE. OP and what is timed (the set-up before it is not):
+ *   fault        a store to each page of the empty mapping
+ *   read         a load of each page (the zero page, or the huge zero page)
+ *   mprotect_ro  mprotect(PROT_READ) of the written mapping
+ *   mprotect_rw  mprotect(PROT_READ|PROT_WRITE) after that
+ *   dontneed     MADV_DONTNEED of the written mapping
+ *   free         MADV_FREE of the written mapping
+ *   pageout      MADV_PAGEOUT of the written mapping (needs swap)
+ *   swapin       a store to each page after that MADV_PAGEOUT
+ *   fork_exit    fork() of the written mapping, the child's _exit(), waitpid()
+ *   munmap       munmap() of the written mapping
+ * Prints "calib OP MODE N" (ns per page), or "calib OP MODE -" when a call
+ * failed (no swap for pageout, say).
+ */
+static double calib_res[MAX_REPS];
+
+static unsigned char *calib_map(size_t len, size_t pmd)
+{
+	unsigned char *raw = mmap(NULL, len + pmd, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				  -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	unsigned char *p = (unsigned char *)(((uintptr_t)raw + pmd - 1) & ~(uintptr_t)(pmd - 1));
+	if (p > raw)
+		munmap(raw, (size_t)(p - raw));
+	if (p + len < raw + len + pmd)
+		munmap(p + len, (size_t)(raw + len + pmd - (p + len)));
+	return p;
+}
+
+static int calib_main(const char *op, const char *mode, const char *bytes_s, const char *reps_s)
+{
+	static const char *ops[] = {"fault", "read", "mprotect_ro", "mprotect_rw", "dontneed", "free",
+				    "pageout", "swapin", "fork_exit", "munmap"};
+	const size_t pmd = 2UL << 20;
+	unsigned long long bytes, reps;
+	int k = -1, thp;
+	out_fd = 1;
+	for (int i = 0; i < (int)(sizeof ops / sizeof ops[0]); i++)
+		if (strcmp(op, ops[i]) == 0)
+			k = i;
+	thp = strcmp(mode, "thp") == 0;
+	if (k < 0 || (!thp && strcmp(mode, "4k") != 0) || parse_u64(bytes_s, &bytes) ||
+	    parse_u64(reps_s, &reps) || bytes < pmd || bytes % pmd != 0 || reps == 0 || reps > MAX_REPS) {
+		out_str("usage: ptlab-host calib OP 4k|thp BYTES REPS (OP: fault read mprotect_ro mprotect_rw dontneed free pageout swapin fork_exit munmap; BYTES a multiple of 2 MiB; REPS 1..1000)");
+		out_end();
+		return 2;
+	}
+	signal(SIGCHLD, SIG_DFL);
+	size_t len = (size_t)bytes;
+	size_t npages = len / PAGE;
+	int failed = 0;
+	for (unsigned long long r = 0; r < reps; r++) {
+		unsigned char *p = calib_map(len, pmd);
+		if (p == NULL) {
+			reply_err(errno, "calib: mmap failed");
+			return 1;
+		}
+		madvise(p, len, thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+		if (k != 0 && k != 1)
+			bench_touch(p, npages);
+		if (k == 3)
+			mprotect(p, len, PROT_READ);
+		if (k == 7 && madvise(p, len, MADV_PAGEOUT) != 0)
+			failed = 1;
+		double t0 = now_ns();
+		switch (k) {
+		case 0:
+		case 7:
+			bench_touch(p, npages);
+			break;
+		case 1:
+			for (size_t i = 0; i < npages; i++)
+				(void)*(volatile unsigned char *)(p + i * PAGE);
+			break;
+		case 2:
+			failed |= mprotect(p, len, PROT_READ) != 0;
+			break;
+		case 3:
+			failed |= mprotect(p, len, PROT_READ | PROT_WRITE) != 0;
+			break;
+		case 4:
+			failed |= madvise(p, len, MADV_DONTNEED) != 0;
+			break;
+		case 5:
+			failed |= madvise(p, len, MADV_FREE) != 0;
+			break;
+		case 6:
+			failed |= madvise(p, len, MADV_PAGEOUT) != 0;
+			break;
+		case 8: {
+			pid_t pid = fork();
+			if (pid == 0)
+				_exit(0);
+			if (pid > 0)
+				while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+					;
+			else
+				failed = 1;
+			break;
+		}
+		case 9:
+			munmap(p, len);
+			break;
+		}
+		double t1 = now_ns();
+		calib_res[r] = t1 - t0;
+		if (k != 9)
+			munmap(p, len);
+	}
+	out_str("calib ");
+	out_str(op);
+	out_c(' ');
+	out_str(mode);
+	out_c(' ');
+	if (failed) {
+		out_c('-');
+	} else {
+		qsort(calib_res, reps, sizeof(double), cmp_double);
+		double med = reps % 2 ? calib_res[reps / 2] : (calib_res[reps / 2 - 1] + calib_res[reps / 2]) / 2;
+		out_fixed3(med / (double)npages);
+	}
+	out_c('\n');
+	out_flush();
+	return 0;
+}
+
 /* ---------------------------------------------------------------- probe */
 
 /*
@@ -1916,6 +2047,13 @@ int main(int argc, char **argv)
 		}
 		return bench_actors_main(argv[2], argv[3], argv[4]);
 	}
+	if (argc >= 2 && strcmp(argv[1], "calib") == 0) {
+		if (argc != 6) {
+			write_all(2, "usage: ptlab-host calib OP MODE BYTES REPS\n", 43);
+			return 2;
+		}
+		return calib_main(argv[2], argv[3], argv[4], argv[5]);
+	}
 	if (argc == 2 && strcmp(argv[1], "probe") == 0)
 		return probe_main();
 	if (argc == 3 && strcmp(argv[1], "mkswap") == 0)
@@ -1924,7 +2062,7 @@ int main(int argc, char **argv)
 		return swapctl_main(argv[1][5] == 'n', argv[2]);
 	if (argc != 1) {
 		static const char usage[] =
-			"usage: ptlab-host [probe | bench BYTES REPS | bench-actors BYTES REPS SWAP | mkswap DEV | swapon DEV | swapoff DEV]\n";
+			"usage: ptlab-host [probe | bench BYTES REPS | bench-actors BYTES REPS SWAP | calib OP MODE BYTES REPS | mkswap DEV | swapon DEV | swapoff DEV]\n";
 		write_all(2, usage, sizeof usage - 1);
 		return 2;
 	}

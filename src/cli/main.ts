@@ -18,6 +18,8 @@ import { cmdWorkload, collect } from "./workload.js";
 import { cmdExplore, collectInvariant, parseMode, parseShard, UsageError } from "./explore.js";
 import { cmdHunt, cmdMerge } from "./hunt.js";
 import { cmdLitmus } from "./litmus.js";
+import { cmdCalibrate, parseModes, parseOps, parseSizes } from "./calibrate.js";
+import { CALIB_OPS } from "../calibrate/bench.js";
 import { cmdUi } from "./ui.js";
 import { LitmusError } from "../litmus/types.js";
 import { readFileSync } from "node:fs";
@@ -339,6 +341,35 @@ async function main(argv: string[]): Promise<number> {
         port: o.port,
         ...(o.host !== undefined ? { host: o.host as string } : {}),
         ...(o.export !== undefined ? { export: o.export as string } : {}),
+      });
+    });
+  program
+    .command("calibrate")
+    .description(
+      "time page-table operations on the host kernel, count the same operations' primitives on the model, and fit a cost per primitive (ns), with leave-one-out errors (docs/cost-table.md)",
+    )
+    .option("--sizes <list>", "region sizes, multiples of 2M (default: 16M,64M)", parseSizes)
+    .option("--reps <n>", "repetitions of each host benchmark (median; default 5)", (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 1000) throw new InvalidArgumentError("expected an integer 1..1000");
+      return n;
+    })
+    .option("--ops <list>", `operations (default: all: ${CALIB_OPS.join(",")})`, parseOps)
+    .option("--modes <list>", "page sizes: 4k (MADV_NOHUGEPAGE), thp (MADV_HUGEPAGE) (default: 4k,thp)", parseModes)
+    .option("--out <file>", "write the fitted weights as a cost table (JSON) for --cost")
+    .option("--json", "machine-readable output")
+    .option("--save-host <file>", "also write the host's measurements (JSON), to fit again later or elsewhere")
+    .option("--host-data <file>", "fit measurements saved by --save-host instead of measuring this host")
+    .action((o) => {
+      result = cmdCalibrate({
+        sizes: o.sizes ?? [16 * 2 ** 20, 64 * 2 ** 20],
+        reps: o.reps ?? 5,
+        ops: o.ops ?? [...CALIB_OPS],
+        modes: o.modes ?? ["4k", "thp"],
+        ...(o.out !== undefined ? { out: o.out as string } : {}),
+        json: o.json === true,
+        ...(o.saveHost !== undefined ? { saveHost: o.saveHost as string } : {}),
+        ...(o.hostData !== undefined ? { hostData: o.hostData as string } : {}),
       });
     });
   program

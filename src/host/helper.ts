@@ -514,6 +514,22 @@ export async function runHostActorsBench(bytes: number, reps: number, swap: bool
   return out;
 }
 
+/** One benchmark of `ptlab calibrate` (native `calib`): the median ns per
+ * page of `op` over `bytes` of PMD-aligned private anon memory, 4K pages
+ * (MADV_NOHUGEPAGE) or THP (MADV_HUGEPAGE); NaN when a call failed. */
+export async function runHostCalib(op: string, mode: "4k" | "thp", bytes: number, reps: number, helperPath?: string): Promise<number> {
+  const h = await requireHelper(helperPath);
+  const r = await run(h, ["calib", op, mode, num(bytes, "bytes"), num(reps, "reps")], 600_000);
+  if (r.spawnError || r.code !== 0) {
+    throw new Error(`ptlab host: calib failed: ${r.spawnError?.message ?? (r.stdout + r.stderr).trim()}`);
+  }
+  for (const line of r.stdout.split("\n")) {
+    const t = line.trim().split(" ");
+    if (t[0] === "calib" && t.length === 4 && t[1] === op && t[2] === mode) return t[3] === "-" ? Number.NaN : Number(t[3]);
+  }
+  throw new Error(`ptlab host: calib output lacks "${op} ${mode}":\n${r.stdout}`);
+}
+
 // ---------------------------------------------------------------- session
 
 export interface HostSessionOptions {

@@ -1,0 +1,247 @@
+// `ptlab calibrate`: time each benchmark on the host kernel (the native
+// helper's calib command), count the same operation's primitives on the
+// model, fit a weight per primitive (src/calibrate/fit.ts), and report the
+// fit and leave-one-out errors. The weights are nanoseconds per event on
+// the measured host; `--out` writes them as a cost table (`--cost` of
+// compare and reproduce), in which "modelled cycles" are then nanoseconds.
+
+import { readFileSync, writeFileSync } from "node:fs";
+import { cpus, release } from "node:os";
+import { type Benchmark, calibrate } from "../calibrate/fit.js";
+import {
+  CALIB_OPS,
+  CALLS,
+  type CalibMode,
+  type CalibOp,
+  type CalibSpec,
+  FEATURES,
+  type HostTraits,
+  modelCounts,
+  SWAP_OPS,
+  specName,
+} from "../calibrate/bench.js";
+import { detectPtReclaim, ensureHelperBuilt, isHelperSkip, runHostCalib, runHostProbe } from "../host/helper.js";
+import { InvalidArgumentError } from "commander";
+import { UsageError } from "./explore.js";
+
+export interface CalibrateOpts {
+  sizes: number[]; // bytes, multiples of 2 MiB
+  reps: number;
+  ops: CalibOp[];
+  modes: CalibMode[];
+  out?: string;
+  json?: boolean;
+  hostData?: string;
+  saveHost?: string;
+}
+
+// Measurements of one host: what `--save-host` writes and `--host-data` reads.
+interface HostData {
+  ptlab: "calibrate-host";
+  cpu: string;
+  kernel: string;
+  traits: HostTraits;
+  swap: boolean;
+  times: Record<string, number | null>; // specName -> ns per page (null: a call failed)
+}
+
+const MiB = 2 ** 20;
+
+export function parseSizes(v: string): number[] {
+  const out: number[] = [];
+  for (const part of v.split(",")) {
+    const m = /^(\d+)M$/.exec(part.trim());
+    const n = m ? Number(m[1]) * MiB : Number.NaN;
+    if (!(n >= 2 * MiB) || n % (2 * MiB) !== 0 || n > 4096 * MiB)
+      throw new InvalidArgumentError(`expected sizes like 16M,64M (multiples of 2M, 2M..4096M), got "${part}"`);
+    out.push(n);
+  }
+  return out;
+}
+
+export function parseOps(v: string): CalibOp[] {
+  const out: CalibOp[] = [];
+  for (const part of v.split(",")) {
+    const op = part.trim() as CalibOp;
+    if (!CALIB_OPS.includes(op)) throw new InvalidArgumentError(`unknown operation "${part}" (known: ${CALIB_OPS.join(", ")})`);
+    out.push(op);
+  }
+  return out;
+}
+
+export function parseModes(v: string): CalibMode[] {
+  const out: CalibMode[] = [];
+  for (const part of v.split(",")) {
+    const m = part.trim();
+    if (m !== "4k" && m !== "thp") throw new InvalidArgumentError(`expected 4k and/or thp, got "${part}"`);
+    out.push(m);
+  }
+  return out;
+}
+
+function readHostData(file: string): HostData {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new UsageError(`--host-data ${file}: ${(e as Error).message}`);
+  }
+  const d = v as Partial<HostData>;
+  const t = d.traits as Partial<HostTraits> | undefined;
+  if (
+    typeof v !== "object" ||
+    v === null ||
+    d.ptlab !== "calibrate-host" ||
+    typeof d.cpu !== "string" ||
+    typeof d.kernel !== "string" ||
+    typeof d.swap !== "boolean" ||
+    typeof d.times !== "object" ||
+    d.times === null ||
+    t === undefined ||
+    (t.thp !== "always" && t.thp !== "madvise" && t.thp !== "never") ||
+    typeof t.zeroPage !== "boolean" ||
+    typeof t.hugeZeroPage !== "boolean" ||
+    typeof t.ptReclaim !== "boolean"
+  )
+    throw new UsageError(`--host-data ${file}: expected what --save-host writes ({"ptlab": "calibrate-host", cpu, kernel, traits, swap, times})`);
+  for (const [k, x] of Object.entries(d.times))
+    if (x !== null && !(typeof x === "number" && x > 0)) throw new UsageError(`--host-data ${file}: times["${k}"]: expected ns per page > 0 or null`);
+  return d as HostData;
+}
+
+function readThp(): HostTraits["thp"] {
+  try {
+    const m = /\[(always|madvise|never)\]/.exec(readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8"));
+    return (m?.[1] as HostTraits["thp"] | undefined) ?? "never";
+  } catch {
+    return "never";
+  }
+}
+
+function swapActive(): boolean {
+  try {
+    return readFileSync("/proc/swaps", "utf8").trim().split("\n").length > 1;
+  } catch {
+    return false;
+  }
+}
+
+async function measure(o: CalibrateOpts, log: (s: string) => void): Promise<HostData> {
+  const h = await ensureHelperBuilt();
+  if (isHelperSkip(h)) throw new UsageError(`calibrate needs the host helper (${h.skip}), or --host-data FILE with measurements saved elsewhere`);
+  const probe = await runHostProbe(h);
+  const thp = readThp();
+  const traits: HostTraits = {
+    thp,
+    zeroPage: probe.zeroPage,
+    hugeZeroPage: probe.hugeZeroPage ?? false,
+    ptReclaim: (await detectPtReclaim()) ?? probe.ptReclaim,
+  };
+  const swap = swapActive();
+  const times: Record<string, number> = {};
+  for (const s of specs(o, swap, traits)) {
+    log(`calibrate: host ${specName(s)}`);
+    times[specName(s)] = await runHostCalib(s.op, s.mode, s.bytes, o.reps, h);
+  }
+  return { ptlab: "calibrate-host", cpu: cpus()[0]?.model ?? "unknown", kernel: release(), traits, swap, times };
+}
+
+function specs(o: CalibrateOpts, swap: boolean, traits: HostTraits): CalibSpec[] {
+  const out: CalibSpec[] = [];
+  for (const mode of o.modes) {
+    if (mode === "thp" && traits.thp === "never") continue;
+    for (const op of o.ops) {
+      if (SWAP_OPS.includes(op) && !swap) continue;
+      for (const bytes of o.sizes) out.push({ op, mode, bytes });
+    }
+  }
+  return out;
+}
+
+const pct = (x: number) => `${x >= 0 ? "+" : ""}${(100 * x).toFixed(1)}%`;
+
+export async function cmdCalibrate(o: CalibrateOpts): Promise<number> {
+  const log = (s: string) => {
+    if (o.json !== true) process.stderr.write(`${s}\n`);
+  };
+  const data = o.hostData !== undefined ? readHostData(o.hostData) : await measure(o, log);
+  if (o.saveHost !== undefined) writeFileSync(o.saveHost, `${JSON.stringify(data, (_k, v) => (typeof v === "number" && Number.isNaN(v) ? null : v), 1)}\n`);
+  const skipped: string[] = [];
+  if (!data.swap && o.ops.some((x) => SWAP_OPS.includes(x))) skipped.push("pageout and swapin: the host has no active swap (enable one, e.g. a zram device)");
+  if (data.traits.thp === "never" && o.modes.includes("thp")) skipped.push("thp: transparent_hugepage/enabled is never on the host");
+  const bs: Benchmark[] = [];
+  for (const s of specs(o, data.swap, data.traits)) {
+    const t = data.times[specName(s)];
+    if (t === undefined) {
+      if (o.hostData !== undefined)
+        throw new UsageError(`--host-data ${o.hostData}: no measurement of "${specName(s)}" (choose --ops, --modes and --sizes it has)`);
+      continue;
+    }
+    if (t === null || !Number.isFinite(t)) {
+      skipped.push(`${specName(s)}: the host's call failed`);
+      continue;
+    }
+    bs.push({ name: specName(s), time: t, counts: modelCounts(s, data.traits) });
+  }
+  if (bs.length < 2) throw new UsageError(`calibrate: ${bs.length} benchmark(s) measured; at least two are needed to fit and leave one out`);
+  const fit = calibrate(bs);
+  const used = FEATURES.map((f, j) => ({ f, w: fit.weights[j] as number, any: bs.some((b) => (b.counts[j] as number) > 0) })).filter((x) => x.any);
+  const abs = fit.looError.map(Math.abs).sort((a, b) => a - b);
+  const within = abs.filter((x) => x <= 0.25).length;
+  const median = abs.length % 2 ? (abs[abs.length >> 1] as number) : ((abs[(abs.length >> 1) - 1] as number) + (abs[abs.length >> 1] as number)) / 2;
+  const tableName = `calibrated-ns: ${data.cpu}, Linux ${data.kernel}`;
+  const cycles: Record<string, number> = {};
+  for (const x of used) if (x.f !== CALLS && x.w > 0) cycles[x.f] = Number(x.w.toPrecision(4));
+  if (o.out !== undefined) writeFileSync(o.out, `${JSON.stringify({ name: tableName, cycles }, null, 1)}\n`);
+  if (o.json === true) {
+    const rows = bs.map((b, i) => ({
+      benchmark: b.name,
+      host: b.time,
+      fit: fit.predicted[i],
+      fitError: fit.error[i],
+      loo: fit.looPredicted[i],
+      looError: fit.looError[i],
+    }));
+    process.stdout.write(
+      `${JSON.stringify({ host: { cpu: data.cpu, kernel: data.kernel, traits: data.traits, swap: data.swap }, benchmarks: rows, weights: Object.fromEntries(used.map((x) => [x.f, x.w])), loo: { median: median, within25: within, of: bs.length }, skipped }, null, 1)}\n`,
+    );
+    return 0;
+  }
+  const lines: string[] = [];
+  lines.push(
+    `ptlab calibrate: ${data.cpu}, Linux ${data.kernel}; ${bs.length} benchmarks, ${o.reps} reps each (median)${o.hostData !== undefined ? `, measurements from ${o.hostData}` : ""}`,
+  );
+  lines.push(
+    `host: THP ${data.traits.thp}, zero page ${data.traits.zeroPage ? "used" : "not used"}, huge zero page ${data.traits.hugeZeroPage ? "used" : "not used"}, PT reclaim ${data.traits.ptReclaim ? "on" : "off"}, swap ${data.swap ? "active" : "none"}`,
+  );
+  for (const s of skipped) lines.push(`skipped: ${s}`);
+  lines.push("");
+  const head = ["benchmark", "host ns/pg", "fit ns/pg", "fit err", "left out ns/pg", "left-out err"];
+  const rows = bs.map((b, i) => [
+    b.name,
+    b.time.toFixed(1),
+    (fit.predicted[i] as number).toFixed(1),
+    pct(fit.error[i] as number),
+    (fit.looPredicted[i] as number).toFixed(1),
+    pct(fit.looError[i] as number),
+  ]);
+  lines.push(...table(head, rows));
+  lines.push("");
+  lines.push(
+    ...table(
+      ["primitive", "ns per event"],
+      used.map((x) => [x.f, x.w.toPrecision(4)]),
+    ),
+  );
+  lines.push("");
+  lines.push(`leave-one-out: median |error| ${(100 * median).toFixed(1)}%, ${within} of ${bs.length} benchmarks within 25%`);
+  if (o.out !== undefined) lines.push(`cost table written to ${o.out} ("${tableName}"; "calls" has no counter and is left out of it)`);
+  process.stdout.write(`${lines.join("\n")}\n`);
+  return 0;
+}
+
+function table(head: string[], rows: string[][]): string[] {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
+  const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(w[i] as number) : c.padStart(w[i] as number))).join("  ");
+  return [line(head), ...rows.map(line)];
+}
