@@ -92,6 +92,19 @@ describe("the model's counts per page", () => {
     assert.equal(modelCounts({ op: "read", mode: "4k", bytes: 2 * M }, { ...HOST, zeroPage: false })[at("pagesAlloc")], 1);
   });
 
+  it("a 64K mTHP write fault: one fault per 16 pages; MADV_DONTNEED: folio atomics per batch of 16, not 2 per page", () => {
+    const f = modelCounts({ op: "fault", mode: "64k", bytes: 2 * M }, HOST);
+    assert.equal(f[at("faults")], 1 / 16);
+    assert.equal(f[at("pagesAlloc")], 1);
+    // zap_present_folio_ptes() on a batch of the folio's 16 entries:
+    // folio_remove_rmap_ptes() decrements each page's _mapcount (16), then
+    // _large_mapcount and _nr_pages_mapped once each; the gather drops the 16
+    // references with one folio_put_refs(). 19 atomics for 16 pages, where
+    // 4K pages take 2 each (_mapcount, then the reference).
+    assert.equal(modelCounts({ op: "dontneed", mode: "64k", bytes: 2 * M }, HOST)[at("folioAtomics")], 19 / 16);
+    assert.equal(one("dontneed", "4k")[at("folioAtomics")], 2);
+  });
+
   it("one call per syscall benchmark, two for fork and exit", () => {
     assert.equal(one("mprotect_ro", "4k")[at(CALLS)], 1 / 512);
     assert.equal(one("munmap", "thp")[at(CALLS)], 1 / 512);
@@ -173,7 +186,8 @@ describe("ptlab calibrate --host-data", () => {
     const cases: [string[], RegExp][] = [
       [["--sizes", "3M"], /--sizes.*expected sizes like 16M,64M/],
       [["--ops", "fault,mremap"], /--ops.*unknown operation "mremap"/],
-      [["--modes", "2m"], /--modes.*expected 4k and\/or thp/],
+      [["--modes", "2m"], /--modes.*expected 4k, thp or an mTHP size/],
+      [["--modes", "64k"], /--modes 64k: an mTHP size is measured with that size alone enabled; give --setup-mthp/],
       [["--reps", "0"], /--reps.*expected an integer 1\.\.1000/],
       [["--host-data", join(dir, "missing.json")], /--host-data .*missing\.json: ENOENT/],
       [["--host-data", data, "--sizes", "32M"], /no measurement of "fault 4k 32M"/],

@@ -11,7 +11,14 @@ import { parseScenario } from "../scenario/load.js";
 
 export const CALIB_OPS = ["fault", "read", "mprotect_ro", "mprotect_rw", "dontneed", "free", "pageout", "swapin", "fork_exit", "munmap"] as const;
 export type CalibOp = (typeof CALIB_OPS)[number];
-export type CalibMode = "4k" | "thp";
+// 4k: MADV_NOHUGEPAGE; thp: MADV_HUGEPAGE under the host's THP settings
+// (PMD-sized folios); "64k" and the other mTHP sizes below 2M: MADV_HUGEPAGE
+// with that size alone enabled ("madvise"), every other size never.
+export type CalibMode = "4k" | "thp" | `${number}k`;
+export const MTHP_MODES = ["16k", "32k", "64k", "128k", "256k", "512k", "1024k"] as const;
+export function isMthpMode(m: CalibMode): boolean {
+  return (MTHP_MODES as readonly string[]).includes(m);
+}
 export const SWAP_OPS: readonly CalibOp[] = ["pageout", "swapin"];
 
 // The primitives the fit weighs: the cost table's counters, the swap I/O
@@ -76,14 +83,19 @@ function callsOf(op: CalibOp): number {
 export function modelCounts(s: CalibSpec, host: HostTraits): number[] {
   const { setup, timed } = stepsOf(s.op);
   const swap = SWAP_OPS.includes(s.op) ? `, swap: ${s.bytes + 2 ** 21}` : "";
+  // An mTHP mode: that size alone, "madvise" (the PMD size follows the
+  // top-level setting, never here).
+  const mt = isMthpMode(s.mode);
+  const thp = mt ? "never" : host.thp;
+  const mthp = mt ? `, mthp: { ${s.mode.toUpperCase()}: madvise }` : "";
   const text = [
     "name: calibrate",
-    `machine: { arch: x86_64, cpus: 2, thp: ${host.thp}, thp_use_zero_page: ${host.hugeZeroPage}, pt_reclaim: ${host.ptReclaim}${swap} }`,
+    `machine: { arch: x86_64, cpus: 2, thp: ${thp}, thp_use_zero_page: ${host.hugeZeroPage}, pt_reclaim: ${host.ptReclaim}${swap}${mthp} }`,
     "processes:",
     "  - { name: p, threads: [{ name: t0, cpu: 0 }] }",
     "steps:",
     `  - mmap: { region: A, size: ${s.bytes}, addr: 0x7e0000000000 }`,
-    `  - madvise: { region: A, advice: ${s.mode === "thp" ? "hugepage" : "nohugepage"} }`,
+    `  - madvise: { region: A, advice: ${s.mode === "4k" ? "nohugepage" : "hugepage"} }`,
     ...setup.map((x) => `  - ${x}`),
     "  - report: setup",
     ...timed.map((x) => `  - ${x}`),

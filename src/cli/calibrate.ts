@@ -5,7 +5,7 @@
 // the measured host; `--out` writes them as a cost table (`--cost` of
 // compare and reproduce), in which "modelled cycles" are then nanoseconds.
 
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, release } from "node:os";
 import { type Benchmark, calibrate } from "../calibrate/fit.js";
 import {
@@ -18,6 +18,8 @@ import {
   type HostTraits,
   modelCounts,
   SWAP_OPS,
+  isMthpMode,
+  MTHP_MODES,
   specName,
 } from "../calibrate/bench.js";
 import { detectPtReclaim, ensureHelperBuilt, isHelperSkip, runHostCalib, runHostProbe } from "../host/helper.js";
@@ -33,6 +35,7 @@ export interface CalibrateOpts {
   json?: boolean;
   hostData?: string;
   saveHost?: string;
+  setupMthp?: boolean;
 }
 
 // Measurements of one host: what `--save-host` writes and `--host-data` reads.
@@ -72,8 +75,9 @@ export function parseOps(v: string): CalibOp[] {
 export function parseModes(v: string): CalibMode[] {
   const out: CalibMode[] = [];
   for (const part of v.split(",")) {
-    const m = part.trim();
-    if (m !== "4k" && m !== "thp") throw new InvalidArgumentError(`expected 4k and/or thp, got "${part}"`);
+    const m = part.trim() as CalibMode;
+    if (m !== "4k" && m !== "thp" && !isMthpMode(m))
+      throw new InvalidArgumentError(`expected 4k, thp or an mTHP size (${MTHP_MODES.join(", ")}), got "${part}"`);
     out.push(m);
   }
   return out;
@@ -127,6 +131,11 @@ function swapActive(): boolean {
 }
 
 async function measure(o: CalibrateOpts, log: (s: string) => void): Promise<HostData> {
+  const mtModes = o.modes.filter(isMthpMode);
+  if (mtModes.length > 0 && o.setupMthp !== true)
+    throw new UsageError(
+      `--modes ${mtModes.join(",")}: an mTHP size is measured with that size alone enabled; give --setup-mthp (root: the sysfs settings are changed for the run and restored)`,
+    );
   const h = await ensureHelperBuilt();
   if (isHelperSkip(h)) throw new UsageError(`calibrate needs the host helper (${h.skip}), or --host-data FILE with measurements saved elsewhere`);
   const probe = await runHostProbe(h);
@@ -138,12 +147,75 @@ async function measure(o: CalibrateOpts, log: (s: string) => void): Promise<Host
     ptReclaim: (await detectPtReclaim()) ?? probe.ptReclaim,
   };
   const swap = swapActive();
-  const times: Record<string, number> = {};
-  for (const s of specs(o, swap, traits)) {
-    log(`calibrate: host ${specName(s)}`);
-    times[specName(s)] = await runHostCalib(s.op, s.mode, s.bytes, o.reps, h);
+  const times: Record<string, number | null> = {};
+  const all = specs(o, swap, traits);
+  const mt = [...new Set(all.filter((s) => isMthpMode(s.mode)).map((s) => s.mode))];
+  const saved = mt.length > 0 ? saveMthp() : null;
+  // An interrupt puts the host's settings back first.
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (saved !== null) restoreMthp(saved);
+    process.stderr.write(`calibrate: interrupted (${sig}); the host's mTHP settings are restored\n`);
+    process.exit(130);
+  };
+  if (saved !== null) {
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+  }
+  try {
+    for (const s of all) {
+      if (isMthpMode(s.mode)) setMthpAlone(saved as Map<string, string>, s.mode);
+      else if (saved !== null) restoreMthp(saved);
+      log(`calibrate: host ${specName(s)}`);
+      const t = await runHostCalib(s.op, s.mode === "4k" ? "4k" : "thp", s.bytes, o.reps, h);
+      times[specName(s)] = Number.isFinite(t) ? t : null;
+    }
+  } finally {
+    if (saved !== null) {
+      restoreMthp(saved);
+      process.removeListener("SIGINT", onSignal);
+      process.removeListener("SIGTERM", onSignal);
+    }
   }
   return { ptlab: "calibrate-host", cpu: cpus()[0]?.model ?? "unknown", kernel: release(), traits, swap, times };
+}
+
+// The anon mTHP sizes' enabled settings (hugepages-<size>kB/enabled, the
+// PMD size's too), by file.
+const MTHP_DIR = "/sys/kernel/mm/transparent_hugepage";
+function saveMthp(): Map<string, string> {
+  const out = new Map<string, string>();
+  let names: string[];
+  try {
+    names = readdirSync(MTHP_DIR).filter((n) => /^hugepages-\d+kB$/.test(n));
+  } catch (e) {
+    throw new UsageError(`--setup-mthp: cannot read ${MTHP_DIR}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  for (const n of names) {
+    const f = `${MTHP_DIR}/${n}/enabled`;
+    try {
+      const m = /\[(\w+)\]/.exec(readFileSync(f, "utf8"));
+      if (m !== null) out.set(f, m[1] as string);
+    } catch {
+      // a size without an enabled file (file-backed only): not ours to set
+    }
+  }
+  return out;
+}
+function writeSetting(f: string, v: string): void {
+  try {
+    writeFileSync(f, v);
+  } catch (e) {
+    throw new UsageError(`--setup-mthp: cannot write "${v}" to ${f}: ${(e as NodeJS.ErrnoException).code ?? String(e)} (run as root)`);
+  }
+}
+// That size "madvise", every other size (the PMD size too) "never".
+function setMthpAlone(saved: Map<string, string>, mode: CalibMode): void {
+  const want = `${MTHP_DIR}/hugepages-${Number.parseInt(mode, 10)}kB/enabled`;
+  if (!saved.has(want)) throw new UsageError(`--modes ${mode}: the host has no ${want}`);
+  for (const f of saved.keys()) writeSetting(f, f === want ? "madvise" : "never");
+}
+function restoreMthp(saved: Map<string, string>): void {
+  for (const [f, v] of saved) writeSetting(f, v);
 }
 
 function specs(o: CalibrateOpts, swap: boolean, traits: HostTraits): CalibSpec[] {

@@ -355,7 +355,12 @@ async function main(argv: string[]): Promise<number> {
       return n;
     })
     .option("--ops <list>", `operations (default: all: ${CALIB_OPS.join(",")})`, parseOps)
-    .option("--modes <list>", "page sizes: 4k (MADV_NOHUGEPAGE), thp (MADV_HUGEPAGE) (default: 4k,thp)", parseModes)
+    .option(
+      "--modes <list>",
+      "page sizes: 4k (MADV_NOHUGEPAGE), thp (MADV_HUGEPAGE), or an mTHP size such as 64k (needs --setup-mthp) (default: 4k,thp)",
+      parseModes,
+    )
+    .option("--setup-mthp", "as root, for an mTHP mode: enable that size alone (madvise) in sysfs while it is measured, and restore every setting afterwards")
     .option("--out <file>", "write the fitted weights as a cost table (JSON) for --cost")
     .option("--json", "machine-readable output")
     .option("--save-host <file>", "also write the host's measurements (JSON), to fit again later or elsewhere")
@@ -370,6 +375,7 @@ async function main(argv: string[]): Promise<number> {
         json: o.json === true,
         ...(o.saveHost !== undefined ? { saveHost: o.saveHost as string } : {}),
         ...(o.hostData !== undefined ? { hostData: o.hostData as string } : {}),
+        setupMthp: o.setupMthp === true,
       });
     });
   program
