@@ -184,8 +184,8 @@ describe("ptlab calibrate --host-data", () => {
 
   it("bad input: one line, exit 2", () => {
     const cases: [string[], RegExp][] = [
-      [["--sizes", "3M"], /--sizes.*expected sizes like 16M,64M/],
-      [["--ops", "fault,mremap"], /--ops.*unknown operation "mremap"/],
+      [["--sizes", "3M"], /--sizes.*expected sizes like 16M,64M.*got "3M"/],
+      [["--ops", "fault,mremap"], /--ops.*expected operations among fault, read.*got "mremap"/],
       [["--modes", "2m"], /--modes.*expected 4k, thp or an mTHP size/],
       [["--modes", "64k"], /--modes 64k: an mTHP size is measured with that size alone enabled; give --setup-mthp/],
       [["--reps", "0"], /--reps.*expected an integer 1\.\.1000/],

@@ -50,37 +50,38 @@ interface HostData {
 
 const MiB = 2 ** 20;
 
+// A comma-separated option: each item converted, or the option refused
+// with what was expected.
+function parseList<T>(v: string, one: (part: string) => T | null, expected: string): T[] {
+  return v.split(",").map((part) => {
+    const x = one(part.trim());
+    if (x === null) throw new InvalidArgumentError(`expected ${expected}, got "${part}"`);
+    return x;
+  });
+}
+
 export function parseSizes(v: string): number[] {
-  const out: number[] = [];
-  for (const part of v.split(",")) {
-    const m = /^(\d+)M$/.exec(part.trim());
-    const n = m ? Number(m[1]) * MiB : Number.NaN;
-    if (!(n >= 2 * MiB) || n % (2 * MiB) !== 0 || n > 4096 * MiB)
-      throw new InvalidArgumentError(`expected sizes like 16M,64M (multiples of 2M, 2M..4096M), got "${part}"`);
-    out.push(n);
-  }
-  return out;
+  return parseList(
+    v,
+    (part) => {
+      const m = /^(\d+)M$/.exec(part);
+      const n = m ? Number(m[1]) * MiB : Number.NaN;
+      return n >= 2 * MiB && n % (2 * MiB) === 0 && n <= 4096 * MiB ? n : null;
+    },
+    "sizes like 16M,64M (multiples of 2M, 2M..4096M)",
+  );
 }
 
 export function parseOps(v: string): CalibOp[] {
-  const out: CalibOp[] = [];
-  for (const part of v.split(",")) {
-    const op = part.trim() as CalibOp;
-    if (!CALIB_OPS.includes(op)) throw new InvalidArgumentError(`unknown operation "${part}" (known: ${CALIB_OPS.join(", ")})`);
-    out.push(op);
-  }
-  return out;
+  return parseList(v, (part) => ((CALIB_OPS as readonly string[]).includes(part) ? (part as CalibOp) : null), `operations among ${CALIB_OPS.join(", ")}`);
 }
 
 export function parseModes(v: string): CalibMode[] {
-  const out: CalibMode[] = [];
-  for (const part of v.split(",")) {
-    const m = part.trim() as CalibMode;
-    if (m !== "4k" && m !== "thp" && !isMthpMode(m))
-      throw new InvalidArgumentError(`expected 4k, thp or an mTHP size (${MTHP_MODES.join(", ")}), got "${part}"`);
-    out.push(m);
-  }
-  return out;
+  return parseList(
+    v,
+    (part) => (part === "4k" || part === "thp" || isMthpMode(part as CalibMode) ? (part as CalibMode) : null),
+    `4k, thp or an mTHP size (${MTHP_MODES.join(", ")})`,
+  );
 }
 
 function readHostData(file: string): HostData {
