@@ -17,6 +17,7 @@ import { caseYaml } from "../src/hunt/case.js";
 import { Choices, generate } from "../src/hunt/generate.js";
 import { DEFAULT_BUDGET, featureName, loadCase, runCase } from "../src/hunt/search.js";
 import { serveJob } from "../src/cli/hunt.js";
+import { explore, scenarioConfig } from "../src/explore/explore.js";
 
 const CLI = "dist/src/cli/main.js";
 const tmp = () => mkdtempSync(join(tmpdir(), "ptlab-hunt-"));
@@ -248,6 +249,44 @@ describe("hunt: campaign", () => {
     const r2 = runCase(loadCase(y, "d.yaml"), { exhaustive: 20, pct: 10, random: 5, work: DEFAULT_BUDGET.work }, 3);
     assert.deepEqual(r1, r2);
     assert.ok(r1.features.length > 0);
+  });
+});
+
+describe("hunt: near misses", () => {
+  // clean-reclaim-madvise-einval: an madvise() returns while reclaim on
+  // another thread has cleared a PTE of its range with the flush deferred;
+  // the stale entry is excused (try_to_unmap_flush() owes it), a near miss
+  // of stale-tlb-after-return.
+  it("a check passed only because a deferred flush owes the entry is a coverage feature; exploring is unchanged by it", () => {
+    const text = readFileSync("scenarios/concurrency/clean-reclaim-madvise-einval.yaml", "utf8");
+    const r = runCase(loadCase(text, "c.yaml"), DEFAULT_BUDGET, 1);
+    assert.equal(r.outcome.kind, "clean");
+    const near = r.features.map((f) => featureName(f)).filter((n) => n.startsWith("near miss:"));
+    assert.ok(
+      near.some((n) => n.startsWith("near miss: stale TLB entry at a call's return, reclaim's deferred flush owes it at ")),
+      near.join("\n"),
+    );
+    // The hook only listens: the same executions with it as without.
+    const sc = loadCase(text, "c.yaml");
+    const seen: number[] = [];
+    const base = { ...scenarioConfig(sc, false), mode: "sweep" as const, preemptions: 1, executions: 24 };
+    const quiet = explore(base);
+    const heard = explore({ ...base, onStart: (x) => (x.onHazard = (h) => seen.push(h)) });
+    assert.equal(heard.executions, quiet.executions);
+    assert.equal(heard.counterexample, quiet.counterexample);
+    assert.ok(seen.length > 0);
+  });
+});
+
+describe("hunt: the step bound", () => {
+  it("holds inside nested points: a case whose threads kept each other going there ends, cut off", { timeout: 60_000 }, () => {
+    const sc = loadCase(readFileSync("test/fixtures/hunt-nested-point-bound.yaml", "utf8"), "b.yaml");
+    const r = runCase(sc, DEFAULT_BUDGET, 2);
+    assert.equal(r.outcome.kind, "clean");
+    assert.ok(r.executions > 100, `${r.executions} executions`);
+    // The PCT execution that looped is the one cut off.
+    const x = explore({ ...scenarioConfig(sc, false), mode: "pct", executions: 6, seed: 4, pctDepth: 3, preemptions: 0 });
+    assert.ok(x.truncated > 0, `truncated ${x.truncated}`);
   });
 });
 

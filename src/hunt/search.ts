@@ -8,7 +8,7 @@
 import { Counters } from "../core/counters.js";
 import { VARIANTS, type VariantName } from "../core/machine.js";
 import { siteTable } from "../core/sync.js";
-import type { Execution } from "../explore/execution.js";
+import { type Execution, HAZARDS } from "../explore/execution.js";
 import { type AnchorBase, type ExploreConfig, explore, fnv1a, type Mode } from "../explore/explore.js";
 import { Runner, ViolationError } from "../run/runner.js";
 import { parseScenario } from "../scenario/load.js";
@@ -57,7 +57,9 @@ export interface CaseResult {
 // Numbers in disjoint ranges: an interleaving site a thread resumed at, a
 // pair of sites where one thread preempted another, a counter of kernel work
 // reaching a power-of-two bucket, an outcome (a thread's step failing with an
-// errno or SIGSEGV, a violation).
+// errno or SIGSEGV, a violation), a near miss (Execution.onHazard: a check
+// that held only because a flush or a lock holder still owed the work) at
+// the running thread's site.
 
 const F_SITE = 0x1000000;
 const F_PAIR = 0x2000000;
@@ -65,6 +67,7 @@ const F_COUNTER = 0x3000000;
 const F_OUTCOME = 0x4000000;
 const F_STATE = 0x5000000;
 const F_VARIANT = 0x6000000;
+const F_HAZARD = 0x7000000;
 const STATE_NAMES = ["pte-lock", "mmap-write", "rcu-reader", "irqs-off", "rcu-pending", "lockless-read", "zap", "lazy-free", "calls>1"];
 const COUNTER_NAMES = Object.keys(new Counters()) as (keyof Counters)[];
 const VARIANT_NAMES = Object.keys(VARIANTS) as VariantName[];
@@ -101,6 +104,7 @@ export function featureName(f: number, sites: readonly string[] = siteTable()): 
     const on = STATE_NAMES.filter((_, i) => mask & (1 << i));
     return `variant ${VARIANT_NAMES[v >>> 12] ?? "?"} consulted with {${on.join(", ")}}`;
   }
+  if (kind === F_HAZARD) return `near miss: ${HAZARDS[(v >>> 12) - 1] ?? "?"} at ${siteName(v & 0xfff)}`;
   if (kind === F_STATE) {
     const mask = v >>> 12;
     const on = STATE_NAMES.filter((_, i) => mask & (1 << i));
@@ -164,6 +168,7 @@ function instrument(cfg: ExploreConfig, feats: Set<number>, work: { n: number; p
       d.anchors = [];
       d.anchorStep = [];
       if (d.keys.size > 0) watchVariants(x, d, feats);
+      x.onHazard = (h, site) => feats.add(F_HAZARD + ((h << 12) | (site & 0xfff)));
       x.onDecide = (c, cur) => {
         work.n += work.per;
         for (const a of d.anchorStep) if (a.end === -1 && a.t === c && (x.threads[c] as { stepNo: number }).stepNo > a.step) a.end = x.decisions.length - 1;
