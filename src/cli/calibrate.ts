@@ -238,7 +238,7 @@ export async function cmdCalibrate(o: CalibrateOpts): Promise<number> {
     if (o.json !== true) process.stderr.write(`${s}\n`);
   };
   const data = o.hostData !== undefined ? readHostData(o.hostData) : await measure(o, log);
-  if (o.saveHost !== undefined) writeFileSync(o.saveHost, `${JSON.stringify(data, (_k, v) => (typeof v === "number" && Number.isNaN(v) ? null : v), 1)}\n`);
+  if (o.saveHost !== undefined) writeFileSync(o.saveHost, `${JSON.stringify(data, null, 1)}\n`);
   const skipped: string[] = [];
   if (!data.swap && o.ops.some((x) => SWAP_OPS.includes(x))) skipped.push("pageout and swapin: the host has no active swap (enable one, e.g. a zram device)");
   if (data.traits.thp === "never" && o.modes.includes("thp")) skipped.push("thp: transparent_hugepage/enabled is never on the host");
