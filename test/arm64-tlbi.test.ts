@@ -24,14 +24,15 @@ import {
   tlbiRangeOps,
 } from "../src/core/arch/arm64/tlbflush.js";
 import { CONFLICT_OA, CONFLICT_OA_OR_SIZE, Tlb, TLB_U } from "../src/core/hw/tlb.js";
-import { userAccess } from "../src/core/hw/walker.js";
-import { type Arm64Features, defaultConfig, Machine } from "../src/core/machine.js";
+import { userAccess } from "../src/core/arch/fault.js";
+import { type Arm64Features, defaultConfig, type Machine } from "../src/core/machine.js";
 import { tlbGatherMmu } from "../src/core/mm/mmu_gather.js";
 import type { Mm } from "../src/core/mm/types.js";
 import { pmdOffset, pteAlloc } from "../src/core/mm/walk.js";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
 import { checkTlbs } from "../src/core/check.js";
+import { newMachine } from "../src/core/index.js";
 
 const PS = 4096;
 const BASE = 0x7f0000000000;
@@ -42,7 +43,7 @@ function machine(f: Partial<Arm64Features> = {}, cpus = 2): Machine {
   const cfg = defaultConfig();
   cfg.cpus = cpus;
   cfg.arm64 = { ...cfg.arm64, ...f };
-  return new Machine(arm64(cfg.arm64), cfg);
+  return newMachine(arm64(cfg.arm64), cfg);
 }
 
 // Install a PTE by hand (no VMA needed: the walker only consults VMAs on a fault).

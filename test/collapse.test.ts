@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { hpageCollapseScanPmd, MADVISE_CC, madviseCollapse } from "../src/core/mm/khugepaged.js";
-import { run as runGen } from "../src/core/mm/memory.js";
+import { run as runGen } from "../src/core/sync.js";
 import { pmdOffset } from "../src/core/mm/walk.js";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";

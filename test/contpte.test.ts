@@ -9,11 +9,12 @@ import { arm64 } from "../src/core/arch/arm64/index.js";
 import { x86_64 } from "../src/core/arch/x86/index.js";
 import { checkContpte } from "../src/core/arch/arm64/contpte_check.js";
 import * as P from "../src/core/arch/arm64/pgtable.js";
-import { Machine, defaultConfig, type MachineConfig } from "../src/core/machine.js";
+import { type Machine, defaultConfig, type MachineConfig } from "../src/core/machine.js";
 import { LVL_PTE } from "../src/core/mm/pgtable.js";
 import type { Mm } from "../src/core/mm/types.js";
-import { run } from "../src/core/mm/memory.js";
+import { run } from "../src/core/sync.js";
 import { CYD_DIRTY, CYD_YOUNG } from "../src/core/arch/arch.js";
+import { newMachine } from "../src/core/index.js";
 
 const PS = 4096;
 const CONT = 16;
@@ -36,7 +37,7 @@ function rig(opts: { variant?: Variant; bbml2?: boolean; lockless?: "retry" | "n
   cfg.variants.contpte = opts.variant ?? "batched";
   if (opts.lockless) cfg.variants.contpte_lockless = opts.lockless;
   cfg.arm64 = { ...cfg.arm64, bbml2NoAbort: opts.bbml2 ?? false };
-  const m = new Machine(arm64(cfg.arm64), cfg);
+  const m = newMachine(arm64(cfg.arm64), cfg);
   const mm = m.newMm(BASE);
   const slot = m.tables.alloc(LVL_PTE);
   return { m, mm, e: m.tables.chunkOf(slot), b: m.tables.base(slot) };
@@ -486,7 +487,7 @@ describe("contpte modifiers", () => {
   });
 
   it("ptep_clear_flush_young on x86 clears the accessed bit without any flush", () => {
-    const m = new Machine(x86_64(4), defaultConfig());
+    const m = newMachine(x86_64(4), defaultConfig());
     const mm = m.newMm(BASE);
     const slot = m.tables.alloc(LVL_PTE);
     const e = m.tables.chunkOf(slot);

@@ -12,12 +12,13 @@ import { switchMm } from "../src/core/arch/arm64/context.js";
 import { arm64 } from "../src/core/arch/arm64/index.js";
 import * as P from "../src/core/arch/arm64/pgtable.js";
 import { checkFreedFrames, checkTlbs } from "../src/core/check.js";
-import { userAccess } from "../src/core/hw/walker.js";
-import { type Arm64Features, defaultConfig, Machine } from "../src/core/machine.js";
+import { userAccess } from "../src/core/arch/fault.js";
+import { type Arm64Features, defaultConfig, type Machine } from "../src/core/machine.js";
 import type { Mm } from "../src/core/mm/types.js";
 import { pmdOffset, pteAlloc } from "../src/core/mm/walk.js";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
+import { newMachine } from "../src/core/index.js";
 
 const PS = 4096;
 const BASE = 0x7f0000000000;
@@ -28,7 +29,7 @@ function machine(f: Partial<Arm64Features> = {}, cpus = 2): Machine {
   const cfg = defaultConfig();
   cfg.cpus = cpus;
   cfg.arm64 = { ...cfg.arm64, ...f };
-  return new Machine(arm64(cfg.arm64), cfg);
+  return newMachine(arm64(cfg.arm64), cfg);
 }
 
 // A PTE by hand; returns the PTE table's slot.

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { x86_64 } from "../src/core/arch/x86/index.js";
-import { defaultConfig, Machine } from "../src/core/machine.js";
+import { defaultConfig, type Machine } from "../src/core/machine.js";
 import {
   freeTableTlb,
   type MmuGather,
@@ -27,6 +27,7 @@ import { translate } from "../src/core/hw/walker.js";
 import { VM_READ } from "../src/core/mm/types.js";
 import { pmdOffset, pteAlloc } from "../src/core/mm/walk.js";
 import { LVL_PMD, LVL_PTE, LVL_PUD, TBL_FREE, TBL_RCU, TBL_UNLINKED } from "../src/core/mm/pgtable.js";
+import { newMachine } from "../src/core/index.js";
 
 const BASE = 0x7f0000000000;
 const A = 0x7e0000200000;
@@ -45,7 +46,7 @@ interface Flush {
 
 function setup(variant: Record<string, string> = {}, over: Partial<ReturnType<typeof defaultConfig>> = {}) {
   const cfg = defaultConfig();
-  const m = new Machine(x86_64(4), { ...cfg, ...over, variants: { ...cfg.variants, ...variant } });
+  const m = newMachine(x86_64(4), { ...cfg, ...over, variants: { ...cfg.variants, ...variant } });
   const mm = m.newMm(BASE);
   const flushes: Flush[] = [];
   const arch = m.arch as { tlbFlush: (m: Machine, t: MmuGather) => void };

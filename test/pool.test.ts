@@ -10,6 +10,7 @@ import { defaultConfig, Machine } from "../src/core/machine.js";
 import { giveArrays, takeArray } from "../src/core/pool.js";
 import { type ExploreConfig, explore, scenarioConfig } from "../src/explore/explore.js";
 import { parseScenario } from "../src/scenario/load.js";
+import { newMachine } from "../src/core/index.js";
 
 describe("array pool", () => {
   it("hands a given-back array out again, zeroed", () => {
@@ -31,14 +32,14 @@ describe("array pool", () => {
   it("a released machine's arrays serve the next machine, which starts as a fresh one", () => {
     for (const arch of ["x86_64", "arm64"] as const) {
       const cfg = { ...defaultConfig(), cpus: 2 };
-      const m1 = new Machine(makeArch(arch, 4, cfg.arm64), cfg);
+      const m1 = newMachine(makeArch(arch, 4, cfg.arm64), cfg);
       const mm = m1.newMm(0x7f0000000000);
       m1.tables.set(mm.pgd * m1.geo.ptrs + 3, 12345);
       m1.phys.alloc(0);
       m1.cpus[0]?.tlb.insert(5, 1, 9, 1);
       const chunk = m1.tables.chunks[0];
       m1.release();
-      const m2 = new Machine(makeArch(arch, 4, cfg.arm64), cfg);
+      const m2 = newMachine(makeArch(arch, 4, cfg.arm64), cfg);
       assert.equal(m2.tables.chunks.length, 0);
       const mm2 = m2.newMm(0x7f0000000000);
       assert.equal(m2.tables.chunks[0], chunk, `${arch}: the chunk is reused`);

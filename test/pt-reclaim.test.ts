@@ -12,17 +12,17 @@ import { describe, it } from "node:test";
 import { x86_64 } from "../src/core/arch/x86/index.js";
 import { defaultConfig, Machine } from "../src/core/machine.js";
 import { tlbFinishMmu, tlbGatherMmu } from "../src/core/mm/mmu_gather.js";
-import { run } from "../src/core/mm/memory.js";
 import { TBL_FREE, TBL_LIVE, TBL_RCU, TBL_UNLINKED } from "../src/core/mm/pgtable.js";
 import { freePte, reclaimPtIsEnabled, tryGetAndClearPmd, tryToFreePte } from "../src/core/mm/pt_reclaim.js";
 import { pmdOffset, pteAlloc } from "../src/core/mm/walk.js";
-import { type Interleaver, LK_PMD, LK_PTL } from "../src/core/sync.js";
+import { type Interleaver, LK_PMD, LK_PTL, run } from "../src/core/sync.js";
+import { newMachine } from "../src/core/index.js";
 
 const BASE = 0x7f0000000000;
 const ADDR = 0x7e0000200000; // PMD aligned
 
 function setup(ptReclaim = true) {
-  const m = new Machine(x86_64(4), { ...defaultConfig(), ptReclaim });
+  const m = newMachine(x86_64(4), { ...defaultConfig(), ptReclaim });
   const mm = m.newMm(BASE);
   const pmdIdx = pmdOffset(m, mm, ADDR, true);
   const slot = pteAlloc(m, mm, pmdIdx);

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { x86_64 } from "../src/core/arch/x86/index.js";
-import { defaultConfig, Machine } from "../src/core/machine.js";
+import { defaultConfig, type Machine } from "../src/core/machine.js";
 import type { KGen } from "../src/core/mm/memory.js";
 import { LVL_PGD, LVL_PTE, TableStore, type TableAccessCheck } from "../src/core/mm/pgtable.js";
 import type { Mm } from "../src/core/mm/types.js";
@@ -20,6 +20,7 @@ import { type ExploreConfig, explore, runOnce, scenarioConfig } from "../src/exp
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
 import { files, load } from "./catalogue.js";
+import { newMachine } from "../src/core/index.js";
 
 // A checker standing in for the explorer: `path` is the running kernel path's
 // set of held tables.
@@ -40,7 +41,7 @@ function checker() {
 }
 
 function machine(): Machine {
-  return new Machine(x86_64(4), defaultConfig());
+  return newMachine(x86_64(4), defaultConfig());
 }
 
 describe("checked page-table access: TableStore", () => {

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { run } from "../src/core/mm/memory.js";
+import { run } from "../src/core/sync.js";
 import { swapinNrPages } from "../src/core/mm/swap_state.js";
 import { folioIsolateLru, reclaimPages } from "../src/core/mm/vmscan.js";
 import { explore } from "../src/explore/explore.js";

@@ -10,7 +10,7 @@
 
 import { mkdir, statfs } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { userAccess } from "../core/hw/walker.js";
+import { userAccess } from "../core/arch/fault.js";
 import type { Machine } from "../core/machine.js";
 import { pteOffset } from "../core/mm/walk.js";
 import { VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "../core/mm/types.js";

@@ -3,14 +3,14 @@
 // rules of the architecture). Each returns violations; nothing throws.
 
 import { TLB_D, TLB_W, type Tlb } from "./hw/tlb.js";
-import { sizeName } from "./hw/walker.js";
+import { EV_FRAMES_FREED, EV_PINS_RELEASED, type ModelEvent, type ModelSink } from "./events.js";
 import type { Machine, Violation } from "./machine.js";
 import { PG_ANON, PG_ANON_EXCLUSIVE, PG_DIRTY, PG_FREE, PG_PAGETABLE, PG_SHMEM, PG_SWAPBACKED, PG_ZERO } from "./mm/physmem.js";
 import { type FileObj, VM_SHARED, VM_WRITE, type Vma } from "./mm/types.js";
 import { LVL_PUD, TBL_LIVE, TBL_UNLINKED } from "./mm/pgtable.js";
 import type { Mm } from "./mm/types.js";
 import type { GupPin } from "./mm/gup.js";
-import { idxAt } from "./geometry.js";
+import { idxAt, sizeName } from "./geometry.js";
 
 const hex = (a: number) => `0x${a.toString(16)}`;
 
@@ -918,7 +918,7 @@ function hugeHitsFreed(m: Machine, pfn: number, pages: number): boolean {
 // flush, tables after their RCU grace period): no reachable TLB entry maps
 // them and no paging-structure cache points to them. The mmu_gather
 // discipline: freeing only after a flush that covers them.
-export function checkFreedFrames(m: Machine, heads: number[], what: string): Violation[] {
+export function checkFreedFrames(m: Machine, heads: readonly number[], what: string): Violation[] {
   const out: Violation[] = [];
   if (heads.length === 0) return out;
   const phys = m.phys;
@@ -1157,4 +1157,29 @@ export function checkMappedBeyondEof(m: Machine, inFlight: (f: FileObj) => boole
     }
   }
   return out;
+}
+
+// The checks that must run at the moment something happens inside a kernel
+// path, fed by the machine's event stream: frames freed while a translation
+// may still point at them, and pins given back. They report into
+// m.violations, which the drivers drain after each step. Installed by
+// newMachine() (core/index.ts); a machine built without it runs no such
+// check. They look at m.config.checkInvariants when the event comes, as
+// the explorer turns the checks off around its own set-up.
+export function installChecks(m: Machine): ModelSink {
+  const sink: ModelSink = {
+    mask: EV_FRAMES_FREED | EV_PINS_RELEASED,
+    event(e: ModelEvent): void {
+      if (!m.config.checkInvariants) return;
+      if (e.kind === "frames-freed") {
+        const v = checkFreedFrames(m, e.pfns, e.what);
+        if (v.length > 0) m.violations.push(...v);
+      } else if (e.kind === "pins-released") {
+        const v = checkPinnedExclusive(m, e.pins as GupPin[], e.where);
+        if (v.length > 0) m.violations.push(...v);
+      }
+    },
+  };
+  m.subscribe(sink);
+  return sink;
 }

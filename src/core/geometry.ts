@@ -65,3 +65,8 @@ export function anonMthpRange(pageShift: number): string {
   const name = (b: number) => (b >= 2 ** 20 ? `${b / 2 ** 20}M` : `${b / 1024}K`);
   return `${name(2 ** (pageShift + 2))}..${name(2 ** (2 * pageShift - 4))}`;
 }
+
+// "4K", "64K", "2M", "1G": the size of a mapping of 2^shift bytes.
+export function sizeName(shift: number): string {
+  return shift >= 30 ? `${2 ** (shift - 30)}G` : shift >= 20 ? `${2 ** (shift - 20)}M` : `${2 ** (shift - 10)}K`;
+}

@@ -5,8 +5,8 @@
 import type { Arch } from "./arch/arch.js";
 import type { Interleaver } from "./sync.js";
 import type { FnProfiler } from "./profile.js";
-import { checkFreedFrames } from "./check.js";
 import { Counters } from "./counters.js";
+import { EV_FRAMES_FREED, EV_PINS_RELEASED, EventBus, type ModelSink } from "./events.js";
 import { type Geometry, geometry } from "./geometry.js";
 import { CONFLICT_OA, CONFLICT_OA_OR_SIZE, Tlb } from "./hw/tlb.js";
 import { PhysMem } from "./mm/physmem.js";
@@ -299,6 +299,8 @@ export class Machine {
   // Told which kernel function runs (profile.ts), null unless a driver
   // attributes the counters to functions (--by-function).
   prof: FnProfiler | null = null;
+  // The event stream's subscribers (events.ts), null while nobody listens.
+  events: EventBus | null = null;
   // PTE tables being filled before anything links them (THP split: the
   // withdrawn table is reachable only through a local PMD value). Only the
   // explorer's checks, which run at nested points, can see one.
@@ -389,18 +391,38 @@ export class Machine {
     return f;
   }
 
+  subscribe(s: ModelSink): void {
+    if (this.events === null) this.events = new EventBus();
+    this.events.add(s);
+  }
+  unsubscribe(s: ModelSink): void {
+    const b = this.events;
+    if (b === null) return;
+    b.remove(s);
+    if (b.empty) this.events = null;
+  }
+
+  // Frames that just lost their last reference, for the checks that look
+  // for translations still pointing at them (check.ts installChecks()).
+  framesFreed(pfns: readonly number[], what: string): void {
+    const b = this.events;
+    if (b !== null && (b.mask & EV_FRAMES_FREED) !== 0) b.emit({ kind: "frames-freed", cpu: this.curCpu, pfns, what });
+  }
+  // GUP pins given back.
+  pinsReleased(pins: readonly unknown[], where: string): void {
+    const b = this.events;
+    if (b !== null && (b.mask & EV_PINS_RELEASED) !== 0) b.emit({ kind: "pins-released", cpu: this.curCpu, pins, where });
+  }
+
   // A grace period elapses (all CPUs passed a quiescent state): RCU-deferred
   // table frees run (models tlb_remove_table_rcu() callbacks).
   rcuGracePeriod(): void {
     const p = this.rcuPending;
     if (p.length === 0) return;
     if (this.config.checkInvariants)
-      this.violations.push(
-        ...checkFreedFrames(
-          this,
-          p.map((slot) => this.tables.pfn[slot] as number),
-          "RCU table free",
-        ),
+      this.framesFreed(
+        p.map((slot) => this.tables.pfn[slot] as number),
+        "RCU table free",
       );
     for (const slot of p) this.tables.free(slot);
     this.counters.ptFree += p.length;

@@ -102,6 +102,15 @@ export function siteTable(): readonly string[] {
   return siteNames;
 }
 
+// Runs a kernel path (a generator of interleaving sites) to completion, as
+// a sequential run does: every yield is passed straight through.
+export function run<T>(g: Generator<number, T, void>): T {
+  for (;;) {
+    const r = g.next();
+    if (r.done) return r.value;
+  }
+}
+
 // The wait for a PTE table's lock in pte_offset_map_lock() and its kin
 // (mm/pgtable-generic.c): since v6.5, __pte_offset_map() holds
 // rcu_read_lock() from reading the PMD until pte_unmap(), so a table PT

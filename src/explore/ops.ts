@@ -4,7 +4,8 @@
 // hardware step each, with the fault path interleaving like any kernel path.
 // No Node APIs.
 
-import { accessPfn, userAccessGen } from "../core/hw/walker.js";
+import { accessPfn } from "../core/hw/walker.js";
+import { userAccessGen } from "../core/arch/fault.js";
 import { gupFastPinRange, gupPinAt, locklessPteRead, newGupPin, pinUserPages, unpinUserPages } from "../core/mm/gup.js";
 import { dupMmapGen } from "../core/mm/fork.js";
 import { madvise } from "../core/mm/madvise.js";

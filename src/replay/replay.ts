@@ -20,12 +20,12 @@ import { type ArchName, makeArch } from "../core/arch/select.js";
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { AccountingCache, checkAccounting, checkTlbs, TlbCache } from "../core/check.js";
 import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
-import { type AccessResult, userAccess } from "../core/hw/walker.js";
-import { type Arm64Features, defaultConfig, Machine, type MachineConfig, type Violation } from "../core/machine.js";
+import { type AccessResult, userAccess } from "../core/arch/fault.js";
+import { type Arm64Features, defaultConfig, type Machine, type MachineConfig, type Violation } from "../core/machine.js";
 import { kswapdBalance, reclaimBlocker } from "../core/mm/kswapd.js";
 import { freePages } from "../core/mm/page_alloc.js";
 import { doMadvise, type Advice } from "../core/mm/madvise.js";
-import { run } from "../core/mm/memory.js";
+import { run } from "../core/sync.js";
 import { doBrk, doMmap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
 import { doMremap } from "../core/mm/mremap.js";
 import { doMprotect } from "../core/mm/mprotect.js";
@@ -35,6 +35,7 @@ import { insertVma, mergeAround } from "../core/mm/vma.js";
 import { mmFigures, type ReportRow } from "../run/runner.js";
 import { FunctionProfiler, underRoot } from "../report/by-function.js";
 import type { TraceEvent } from "../trace/events.js";
+import { newMachine } from "../core/index.js";
 
 export type TouchPolicy = { kind: "none" } | { kind: "writable" } | { kind: "first"; pages: number };
 
@@ -167,7 +168,7 @@ export class Replayer {
     if (opts.arm64 !== undefined) cfg.arm64 = { ...cfg.arm64, ...opts.arm64 };
     cfg.swapPages = opts.swapPages ?? 0;
     cfg.memoryPages = opts.memoryPages ?? 0;
-    this.m = new Machine(makeArch(opts.arch, 4, cfg.arm64), cfg);
+    this.m = newMachine(makeArch(opts.arch, 4, cfg.arm64), cfg);
     this.prof = opts.byFunction === true ? new FunctionProfiler(this.m).attach(this.m) : null;
     if (opts.cachedChecks !== false) {
       this.acct = new AccountingCache();

@@ -8,15 +8,16 @@ import { VA_BITS_CHOICES, vaBitsChoicesText } from "../core/arch/arm64/pgtable.j
 import { makeArch } from "../core/arch/select.js";
 import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
 import { checkAccounting, checkLeaks, checkPins, checkTlbs } from "../core/check.js";
-import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
-import { userAccess } from "../core/hw/walker.js";
-import { type Arm64Features, defaultConfig, Machine, type MachineConfig, MODEL_VA_BITS, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
+import { type Counters, diffCounters, snapshotCounters } from "../core/counters.js";
+import { userAccess } from "../core/arch/fault.js";
+import { type Arm64Features, defaultConfig, type Machine, type MachineConfig, MODEL_VA_BITS, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
 import { doMadvise } from "../core/mm/madvise.js";
 import { doBrk, doMmap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
 import { doMremap } from "../core/mm/mremap.js";
 import { doMprotect } from "../core/mm/mprotect.js";
 import { dupMmap } from "../core/mm/fork.js";
-import { type KGen, run } from "../core/mm/memory.js";
+import type { KGen } from "../core/mm/memory.js";
+import { run } from "../core/sync.js";
 import type { Mm } from "../core/mm/types.js";
 import { kswapdBalance, reclaimBlocker } from "../core/mm/kswapd.js";
 import { freePages } from "../core/mm/page_alloc.js";
@@ -37,6 +38,7 @@ import {
   ScenarioError,
   type Step,
 } from "../scenario/types.js";
+import { newMachine } from "../core/index.js";
 
 export interface Figures {
   vmpte_kb: number;
@@ -241,7 +243,7 @@ export class Runner {
     readonly oracle: AddressOracle = {},
   ) {
     const cfg = machineConfig(sc.machine, sc.file, opts);
-    this.m = new Machine(makeArch(opts.arch ?? sc.machine.arch, sc.machine.levels, cfg.arm64), cfg);
+    this.m = newMachine(makeArch(opts.arch ?? sc.machine.arch, sc.machine.levels, cfg.arm64), cfg);
     opts.onMachine?.(this.m);
     this.prof = opts.byFunction === true ? new FunctionProfiler(this.m).attach(this.m) : null;
     this.prof?.root("mm_alloc");

@@ -18,7 +18,6 @@
 // retries, __folio_lock_or_retry()); nothing in the model takes mmap_lock for
 // writing while holding a folio lock, so the wait cannot deadlock. No Node APIs.
 
-import { checkFreedFrames } from "../check.js";
 import type { Machine } from "../machine.js";
 import { variantIs } from "../variant.js";
 import { doHugePmdAnonymousPage, doHugePmdWpPage, thpEligible } from "./huge_memory.js";
@@ -164,7 +163,7 @@ function folioUnlockPut(m: Machine, il: Interleaver, pfn: number, what: string):
 export function filemapFolioPut(m: Machine, pfn: number, what: string): void {
   if (!m.phys.folioPut(pfn)) return;
   m.counters.pagesFree++;
-  if (m.config.checkInvariants) m.violations.push(...checkFreedFrames(m, [pfn], what));
+  if (m.config.checkInvariants) m.framesFreed([pfn], what);
 }
 
 function mapFilePage(m: Machine, mm: Mm, pfn: number): void {

@@ -8,9 +8,9 @@
 // faults that run under the VMA lock.
 
 import type { Machine } from "../machine.js";
-import { copyPageRange, type KGen, run } from "./memory.js";
+import { copyPageRange, type KGen } from "./memory.js";
 import { anonVmaRoot } from "./rmap.js";
-import { LK_ANON_VMA, LK_IMMAP, site } from "../sync.js";
+import { LK_ANON_VMA, LK_IMMAP, site, run } from "../sync.js";
 import { variantIs } from "../variant.js";
 import { vmaStartWrite } from "./mmap_lock.js";
 import type { Mm } from "./types.js";

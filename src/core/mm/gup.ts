@@ -6,7 +6,6 @@
 // walk alive. Only the explorer runs the reader (it exists to race); the
 // pins below run in `ptlab run` too.
 
-import { checkFreedFrames, checkPinnedExclusive } from "../check.js";
 import { idxAt } from "../geometry.js";
 import type { Machine } from "../machine.js";
 import { LK_PTL, pteLockMapped, site } from "../sync.js";
@@ -107,13 +106,13 @@ export function unpinFolio(m: Machine, pfn: number): void {
   else phys.pins.set(head, n - 1);
   const bias = (phys.order[head] as number) === 0 ? GUP_PIN_COUNTING_BIAS : 1;
   m.counters.folioAtomics++;
-  if ((phys.ref[head] as number) === bias && m.config.checkInvariants) m.violations.push(...checkFreedFrames(m, [head], "unpin_user_page"));
+  if ((phys.ref[head] as number) === bias && m.config.checkInvariants) m.framesFreed([head], "unpin_user_page");
   if (phys.folioPut(head, bias)) m.counters.pagesFree += 1 << (phys.order[head] as number);
 }
 
 // unpin_user_pages(), mm/gup.c: sanity_check_pinned_pages() first.
 export function unpinUserPages(m: Machine, pin: GupPin): void {
-  if (m.config.checkInvariants) m.violations.push(...checkPinnedExclusive(m, [pin], "unpin_user_pages()"));
+  if (m.config.checkInvariants) m.pinsReleased([pin], "unpin_user_pages()");
   for (const pfn of pin.pfns) unpinFolio(m, pfn);
   pin.pfns = [];
   pin.live.fill(0);

@@ -7,10 +7,10 @@
 import { CYD_DIRTY, CYD_YOUNG } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
 import { pmdReadLocked } from "./huge_memory.js";
-import { folioPteBatch, type KGen, run, unmapSingleVma, walkPmdTables, zapSwapPte } from "./memory.js";
+import { folioPteBatch, type KGen, unmapSingleVma, walkPmdTables, zapSwapPte } from "./memory.js";
 import { flushTlbBatchedPending, folioMapcount, folioMaybeMappedShared, splitFolio } from "./rmap.js";
 import { folioIsolateLru, reclaimPages } from "./vmscan.js";
-import { LK_PMD, LK_PTL, pteLockMapped, site } from "../sync.js";
+import { LK_PMD, LK_PTL, pteLockMapped, site, run } from "../sync.js";
 import { variantIs } from "../variant.js";
 
 const S_CLEAN_LOCK = site("madvise_free_pte_range", "take the PTE lock");

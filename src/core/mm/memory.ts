@@ -34,14 +34,6 @@ const S_COPY_PMD_LOCK = site("copy_huge_pmd", "take the PMD locks");
 const S_COPY_PTE = site("copy_pte_range", "load a source PTE");
 const S_COPY_WRPROTECT = site("copy_present_ptes", "rmap duplicated (pin test passed), the parent's entries not yet write-protected");
 
-// Runs a kernel path to completion (sequential mode).
-export function run<T>(g: KGen<T>): T {
-  for (;;) {
-    const r = g.next();
-    if (r.done) return r.value;
-  }
-}
-
 // folio_pte_batch_flags(): how many PTEs from index i map consecutive pages
 // of the folio the entry `v` maps, with equal bits apart from those ignored.
 // At most max_nr, and never past the folio's last page. pte_batch_hint() lets

@@ -39,7 +39,6 @@
 // an order-0 destination does not fail; no thp_migration_* counters. No
 // NUMA nodes: the destination is any free frame. No Node APIs.
 
-import { checkFreedFrames } from "../check.js";
 import { MIG_READ, MIG_WRITE } from "../arch/arch.js";
 import type { Machine } from "../machine.js";
 import { type Interleaver, LK_FOLIO, site } from "../sync.js";
@@ -204,7 +203,7 @@ function putback(m: Machine, il: Interleaver | null, src: number): void {
   if (il) il.unlock(LK_FOLIO, src);
   m.isolated.delete(src);
   const nr = 1 << (phys.order[src] as number);
-  if (phys.ref[src] === 1 && m.config.checkInvariants) m.violations.push(...checkFreedFrames(m, [src], "migrate_pages"));
+  if (phys.ref[src] === 1 && m.config.checkInvariants) m.framesFreed([src], "migrate_pages");
   if (phys.folioPut(src)) m.counters.pagesFree += nr;
 }
 

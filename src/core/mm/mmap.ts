@@ -3,14 +3,14 @@
 // brk and exit_mmap() (mm/mmap.c). mremap is in mremap.ts.
 
 import type { Machine } from "../machine.js";
-import { type Interleaver, LK_ANON_VMA, LK_IMMAP, LK_MMAP, site } from "../sync.js";
+import { type Interleaver, LK_ANON_VMA, LK_IMMAP, LK_MMAP, site, run } from "../sync.js";
 import { mmapUnlock, mmapWriteDowngrade, vmaMarkWriteLocked } from "./mmap_lock.js";
 
 const S_EXIT_READ = site("exit_mmap", "mmap_read_lock() for unmap_vmas()");
 const S_EXIT_WRITE = site("exit_mmap", "mmap_write_lock() for free_pgtables()");
 const S_UNLINK_FILE = site("free_pgtables", "unlink_file_vma_batch(): take i_mmap_rwsem for writing");
 const S_UNLINK_ANON = site("free_pgtables", "unlink_anon_vmas(): take the anon_vma lock for writing");
-import { freePgtables, type KGen, run, unmapVmas } from "./memory.js";
+import { freePgtables, type KGen, unmapVmas } from "./memory.js";
 import { tlbFinishMmu, tlbGatherMmu } from "./mmu_gather.js";
 import { type FileObj, type Mm, VM_EXEC, VM_MAYWRITE, VM_READ, VM_SHARED, VM_WRITE, Vma } from "./types.js";
 import { anonVmaRoot } from "./rmap.js";

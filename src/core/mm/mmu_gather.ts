@@ -4,7 +4,6 @@
 // tlb_flush_mmu_tlbonly, tlb_flush_mmu, tlb_finish_mmu) with
 // CONFIG_MMU_GATHER_RCU_TABLE_FREE.
 
-import { checkFreedFrames } from "../check.js";
 import { growTo } from "../growable.js";
 import type { Machine } from "../machine.js";
 import { variantIs } from "../variant.js";
@@ -201,7 +200,7 @@ export function tlbFlushMmu(tlb: MmuGather): void {
       // (GUP-fast) holds off but an rcu_read_lock() reader does not.
       if (m.il) m.il.ipiSync(S_TABLE_IPI);
       const pfns = tlb.tables.map((slot) => m.tables.pfn[slot] as number);
-      if (m.config.checkInvariants) m.violations.push(...checkFreedFrames(m, pfns, "page-table free after the flush IPI"));
+      if (m.config.checkInvariants) m.framesFreed(pfns, "page-table free after the flush IPI");
       for (const slot of tlb.tables) m.tables.free(slot);
       m.counters.ptFree += tlb.tables.length;
     } else {
@@ -231,7 +230,7 @@ export function tlbFlushMmu(tlb: MmuGather): void {
       m.counters.folioAtomics++;
       if (phys.folioPut(head, nr)) m.counters.pagesFree += 1 << order;
     }
-    if (check) m.violations.push(...checkFreedFrames(m, freed, "tlb_batch_pages_flush"));
+    if (check) m.framesFreed(freed, "tlb_batch_pages_flush");
     tlb.nrPages = 0;
     tlb.batchSlots = 0;
     tlb.batchIndex = 0;

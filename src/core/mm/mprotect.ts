@@ -7,8 +7,8 @@ import type { Machine } from "../machine.js";
 import { MIG_READ, MIG_READ_EXCLUSIVE, MIG_WRITE } from "../arch/arch.js";
 import { variantIs } from "../variant.js";
 import { changeHugePmd, splitHugePmd } from "./huge_memory.js";
-import { folioPteBatch, type KGen, run, walkPmdTables } from "./memory.js";
-import { LK_PMD, LK_PTL, site } from "../sync.js";
+import { folioPteBatch, type KGen, walkPmdTables } from "./memory.js";
+import { LK_PMD, LK_PTL, site, run } from "../sync.js";
 import { flushTlbBatchedPending } from "./rmap.js";
 
 const S_PROT_LOCK = site("change_pte_range", "take the PTE lock");

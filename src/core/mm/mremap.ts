@@ -22,9 +22,9 @@
 
 import type { Machine } from "../machine.js";
 import { variantIs, variantSelected } from "../variant.js";
-import { type Interleaver, LK_ANON_VMA, LK_IMMAP, LK_PMD, LK_PTL, site } from "../sync.js";
+import { type Interleaver, LK_ANON_VMA, LK_IMMAP, LK_PMD, LK_PTL, site, run } from "../sync.js";
 import { splitHugePmd } from "./huge_memory.js";
-import { folioPteBatch, type KGen, run } from "./memory.js";
+import { folioPteBatch, type KGen } from "./memory.js";
 import { doMunmap, getUnmappedArea, MmError } from "./mmap.js";
 import { anonVmaRoot, flushTlbBatchedPending } from "./rmap.js";
 import type { Mm, Vma } from "./types.js";

@@ -23,7 +23,6 @@
 // pages go one by one: split_folio_to_list(), the tails joining the list.
 // No Node APIs.
 
-import { checkFreedFrames } from "../check.js";
 import type { Machine } from "../machine.js";
 import { LK_FOLIO, site } from "../sync.js";
 import type { KGen } from "./memory.js";
@@ -212,7 +211,7 @@ export function* shrinkFolioList(m: Machine, list: number[], ignoreReferences: b
   // or to the LRU.
   tryToUnmapFlush(m, ubc);
   for (const head of kept) folioPutbackLru(m, head);
-  if (m.config.checkInvariants && free.length > 0) m.violations.push(...checkFreedFrames(m, free, "shrink_folio_list"));
+  if (m.config.checkInvariants && free.length > 0) m.framesFreed(free, "shrink_folio_list");
   // A folio to free stays off the LRU (isolated, PG_lru clear) until it is
   // freed: kswapd's clock or another reclaimer must not take it again in the
   // window the deferred flush opens (they would remove from the page cache
