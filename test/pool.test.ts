@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import { makeArch } from "../src/core/arch/select.js";
-import { defaultConfig, Machine } from "../src/core/machine.js";
+import { defaultConfig } from "../src/core/machine.js";
 import { giveArrays, takeArray } from "../src/core/pool.js";
 import { type ExploreConfig, explore, scenarioConfig } from "../src/explore/explore.js";
 import { parseScenario } from "../src/scenario/load.js";

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { x86_64 } from "../src/core/arch/x86/index.js";
-import { defaultConfig, Machine } from "../src/core/machine.js";
+import { defaultConfig } from "../src/core/machine.js";
 import { tlbFinishMmu, tlbGatherMmu } from "../src/core/mm/mmu_gather.js";
 import { TBL_FREE, TBL_LIVE, TBL_RCU, TBL_UNLINKED } from "../src/core/mm/pgtable.js";
 import { freePte, reclaimPtIsEnabled, tryGetAndClearPmd, tryToFreePte } from "../src/core/mm/pt_reclaim.js";

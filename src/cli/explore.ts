@@ -281,10 +281,7 @@ function output(
           : `${cx.schedule.length} decisions (not shrunk)`,
       );
     lines.push(`threads: ${cx.threads.slice(0, -1).join(", ")}`);
-    for (const s of cx.trace) {
-      lines.push(`${String(s.n).padStart(4)}  ${s.thread.padEnd(6)} CPU${s.cpu}  ${"  ".repeat(s.depth)}[${s.op}] ${s.site}`);
-      for (const ch of s.changes) lines.push(`${" ".repeat(14)}${"  ".repeat(s.depth)}${ch}`);
-    }
+    lines.push(...cx.text);
     lines.push(`replay: ptlab explore ${file} --replay ${cx.token}`);
   }
   process.stdout.write(`${lines.join("\n")}\n`);

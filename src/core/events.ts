@@ -109,13 +109,14 @@ export interface TableEvent {
   via: string; // the kernel function
 }
 
+// A page fault entering handle_mm_fault() (the VMA was found and allows
+// the access); what it does follows as other events.
 export interface FaultEvent {
   kind: "fault";
   cpu: number;
   mm: number;
   addr: number;
   write: boolean;
-  result: string; // what handle_mm_fault() returned: "ok", "retry", "segv", "sigbus", ...
 }
 
 export interface FolioEvent {

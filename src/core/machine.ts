@@ -6,7 +6,7 @@ import type { Arch } from "./arch/arch.js";
 import type { Interleaver } from "./sync.js";
 import type { FnProfiler } from "./profile.js";
 import { Counters } from "./counters.js";
-import { EV_FRAMES_FREED, EV_PINS_RELEASED, EventBus, type ModelSink } from "./events.js";
+import { EV_FLUSH, EV_FRAMES_FREED, EV_PINS_RELEASED, EV_TABLE, EventBus, type ModelSink } from "./events.js";
 import { type Geometry, geometry } from "./geometry.js";
 import { CONFLICT_OA, CONFLICT_OA_OR_SIZE, Tlb } from "./hw/tlb.js";
 import { PhysMem } from "./mm/physmem.js";
@@ -301,6 +301,9 @@ export class Machine {
   prof: FnProfiler | null = null;
   // The event stream's subscribers (events.ts), null while nobody listens.
   events: EventBus | null = null;
+  // The kinds somebody listens to (events.ts EV_*), 0 when nobody does: an
+  // emitting site tests its bit before building anything.
+  evMask = 0;
   // PTE tables being filled before anything links them (THP split: the
   // withdrawn table is reachable only through a local PMD value). Only the
   // explorer's checks, which run at nested points, can see one.
@@ -394,11 +397,13 @@ export class Machine {
   subscribe(s: ModelSink): void {
     if (this.events === null) this.events = new EventBus();
     this.events.add(s);
+    this.evMask = this.events.mask;
   }
   unsubscribe(s: ModelSink): void {
     const b = this.events;
     if (b === null) return;
     b.remove(s);
+    this.evMask = b.mask;
     if (b.empty) this.events = null;
   }
 
@@ -414,6 +419,18 @@ export class Machine {
     if (b !== null && (b.mask & EV_PINS_RELEASED) !== 0) b.emit({ kind: "pins-released", cpu: this.curCpu, pins, where });
   }
 
+  // TLB maintenance (events.ts FlushEvent). Callers test `events` first.
+  flushEvent(cpu: number, op: string, asid: number, start: number, end: number, leafOnly: boolean, to = -1): void {
+    const b = this.events;
+    if (b !== null && (b.mask & EV_FLUSH) !== 0) b.emit({ kind: "flush", cpu, op, asid, start, end, leafOnly, to });
+  }
+  // A page-table page queued for RCU or freed (events.ts TableEvent).
+  tableEvent(kind: "table-rcu" | "table-free", slot: number, via: string): void {
+    const b = this.events;
+    if (b !== null && (b.mask & EV_TABLE) !== 0)
+      b.emit({ kind, cpu: this.curCpu, table: slot, pfn: this.tables.pfn[slot] as number, level: this.tables.level[slot] as number, via });
+  }
+
   // A grace period elapses (all CPUs passed a quiescent state): RCU-deferred
   // table frees run (models tlb_remove_table_rcu() callbacks).
   rcuGracePeriod(): void {
@@ -424,6 +441,7 @@ export class Machine {
         p.map((slot) => this.tables.pfn[slot] as number),
         "RCU table free",
       );
+    if ((this.evMask & EV_TABLE) !== 0) for (const slot of p) this.tableEvent("table-free", slot, "tlb_remove_table_rcu");
     for (const slot of p) this.tables.free(slot);
     this.counters.ptFree += p.length;
     this.rcuPending = [];

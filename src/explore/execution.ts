@@ -5,6 +5,8 @@
 // locks, RCU, IRQs and IPIs. Invariants are checked after every step.
 // No Node APIs.
 
+import { EV_LOCK, EV_VIOLATION, type LockEvent } from "../core/events.js";
+import type { RecordedEvent, Recorder } from "../core/record.js";
 import { checkContpte } from "../core/arch/arm64/contpte_check.js";
 import { TLB_D, TLB_W } from "../core/hw/tlb.js";
 import { KSWAPD_NAME } from "./kswapd.js";
@@ -127,6 +129,9 @@ export interface StepRecord {
   depth: number; // nesting: > 0 when run inside another thread's plain function
   before: Snapshot | null;
   after: Snapshot | null;
+  // What happened during the step, in order (record.ts), when recorded.
+  events: RecordedEvent[];
+  start: number; // the recorder's seq when the step began (-1: not recorded)
 }
 
 export interface Snapshot {
@@ -309,6 +314,7 @@ export class Execution implements Interleaver, TableAccessCheck {
   }
   unlock(kind: number, id: number): void {
     const key = lockKey(kind, id);
+    if ((this.m.evMask & EV_LOCK) !== 0) this.lockEvent("release", key);
     if (kind === LK_PTL) this.current.ptlTaken.add(id);
     if (this.lockW.get(key) === this.current.id) {
       this.lockW.delete(key);
@@ -324,6 +330,7 @@ export class Execution implements Interleaver, TableAccessCheck {
   downgrade(kind: number, id: number): void {
     const key = lockKey(kind, id);
     if (this.lockW.get(key) !== this.current.id) throw new Error("model bug: downgrade of a lock not held for writing");
+    if ((this.m.evMask & EV_LOCK) !== 0) this.lockEvent("downgrade", key);
     this.lockW.delete(key);
     this.lockR.set(key, (this.lockR.get(key) ?? 0) + 1);
     this.fpAdd(FP_W, X_LOCK_W, key);
@@ -336,6 +343,7 @@ export class Execution implements Interleaver, TableAccessCheck {
     this.fpAdd(FP_W, X_LOCK_W, key);
     this.fpAdd(FP_R, X_LOCK_R, key);
     if (free) this.lockW.set(key, this.current.id);
+    if ((this.m.evMask & EV_LOCK) !== 0) this.lockEvent(free ? "take" : "trylock-failed", key);
     return free;
   }
   trylockRead(kind: number, id: number): boolean {
@@ -348,6 +356,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       this.fpAdd(FP_I, X_LOCK_R, key);
       this.lockR.set(key, (this.lockR.get(key) ?? 0) + 1);
     }
+    if ((this.m.evMask & EV_LOCK) !== 0) this.lockEvent(free ? "take-read" : "trylock-failed", key);
     return free;
   }
   point(site: number): void {
@@ -768,7 +777,18 @@ export class Execution implements Interleaver, TableAccessCheck {
   fail(v: Violation): void {
     // After a halt or a cut-off the execution only unwinds: its schedule ends before this.
     if (this.ignore.has(v.invariant) || this.halted || this.truncated) return;
-    if (this.violation === null) this.violation = { ...v, step: this.stepCount };
+    if (this.violation === null) {
+      this.violation = { ...v, step: this.stepCount };
+      const b = this.m.events;
+      if (b !== null && (b.mask & EV_VIOLATION) !== 0) b.emit({ kind: "violation", cpu: v.cpu ?? this.m.curCpu, invariant: v.invariant, message: v.message });
+    }
+  }
+
+  // The recorder of a counterexample replayed for display (record.ts).
+  recorder: Recorder | null = null;
+  private lockEvent(op: LockEvent["op"], key: number): void {
+    const b = this.m.events;
+    if (b !== null && (b.mask & EV_LOCK) !== 0) b.emit({ kind: "lock", cpu: this.m.curCpu, op, lock: Math.floor(key / 2 ** 32), id: key % 2 ** 32 });
   }
 
   // Runs the execution to the end, a violation, or the step bound.
@@ -821,9 +841,23 @@ export class Execution implements Interleaver, TableAccessCheck {
       return;
     }
     const rec: StepRecord | null = this.record
-      ? { thread: t.id, op: t.op, cpu: t.cpu, site: t.site, depth: this.stack.length, before: this.snap ? this.snap(m, this) : null, after: null }
+      ? {
+          thread: t.id,
+          op: t.op,
+          cpu: t.cpu,
+          site: t.site,
+          depth: this.stack.length,
+          before: this.snap ? this.snap(m, this) : null,
+          after: null,
+          events: [],
+          start: this.recorder?.next ?? -1,
+        }
       : null;
+    const rd = this.recorder;
+    const outerEvents = rd === null ? null : rd.target;
+    if (rd !== null && rec !== null) rd.target = rec.events;
     if (t.want >= 0) {
+      if ((m.evMask & EV_LOCK) !== 0) this.lockEvent(t.wantWrite ? "take" : "take-read", t.want);
       if (t.wantWrite) {
         this.lockW.set(t.want, t.id);
         this.fpAdd(FP_W, X_LOCK_W, t.want);
@@ -879,6 +913,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       this.steps.push(rec);
     }
     this.check(t);
+    if (rd !== null && outerEvents !== null) rd.target = outerEvents;
   }
 
   // ---- speculative fills (speculate.ts) ---------------------------------------
@@ -987,8 +1022,21 @@ export class Execution implements Interleaver, TableAccessCheck {
     // first must follow it somewhere (the other order skips it as well).
     this.specPrev.fill(Number.NaN);
     const rec: StepRecord | null = this.record
-      ? { thread: id, op: hw.op, cpu: c, site: hw.site, depth: this.stack.length, before: this.snap ? this.snap(m, this) : null, after: null }
+      ? {
+          thread: id,
+          op: hw.op,
+          cpu: c,
+          site: hw.site,
+          depth: this.stack.length,
+          before: this.snap ? this.snap(m, this) : null,
+          after: null,
+          events: [],
+          start: this.recorder?.next ?? -1,
+        }
       : null;
+    const rd = this.recorder;
+    const outerEvents = rd === null ? null : rd.target;
+    if (rd !== null && rec !== null) rd.target = rec.events;
     this.tracker?.agent();
     speculativeFill(m, c, r.mm, r.vpn);
     this.tracker?.leave();
@@ -999,6 +1047,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       this.steps.push(rec);
     }
     this.check(hw);
+    if (rd !== null && outerEvents !== null) rd.target = outerEvents;
   }
 
   // ---- user data -------------------------------------------------------------
@@ -1746,7 +1795,7 @@ const FP_R = 0;
 const FP_W = 1;
 const FP_I = 2;
 
-function lockName(key: number): string {
+export function lockName(key: number): string {
   const kind = Math.floor(key / lockKey(1, 0));
   const id = key % lockKey(1, 0);
   return `${LOCK_NAMES[kind]}(${kind === 0 ? `mm${id}` : kind === LK_IMMAP || kind === LK_INODE ? `file ${id}` : kind === LK_FOLIO ? `pfn ${id}` : kind === LK_ANON_VMA ? `anon_vma ${id}` : `table ${id}`})`;

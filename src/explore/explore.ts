@@ -4,6 +4,10 @@
 // execution rebuilds the machine from the scenario and replays a schedule
 // (the thread chosen at each decision point). No Node APIs.
 
+import type { ModelEvent } from "../core/events.js";
+import type { ExplainContext } from "./explain.js";
+import { traceLines } from "./trace-text.js";
+import { Recorder } from "../core/record.js";
 import { asidAllocatorOf } from "../core/arch/arm64/context.js";
 import { dirtyMappedFrames } from "../core/check.js";
 import { rng } from "../workloads/builder.js";
@@ -99,7 +103,9 @@ export interface TraceStep {
   cpu: number;
   site: string;
   depth: number;
-  changes: string[];
+  changes: string[]; // the state before and after, compared (page tables, TLBs, locks)
+  start: number; // seq of the step's beginning among all events (-1: not recorded)
+  events: (ModelEvent & { seq: number })[]; // what happened inside the step, in order
 }
 
 export interface Counterexample {
@@ -111,6 +117,10 @@ export interface Counterexample {
   shrunk: boolean; // false if the shrink budget ran out
   original: number; // decisions before shrinking
   trace: TraceStep[];
+  // The trace as a timeline of lines (trace-text.ts): steps, and the events
+  // inside them in the order they happened (a step that other threads ran
+  // inside of is continued after theirs).
+  text: string[];
 }
 
 // The exhaustive search a catalogue scenario asks for (its explore: keys),
@@ -185,6 +195,8 @@ export function runOnce(
   // Invariant 10 costs the explorer about a quarter of its speed; ignoring
   // both of its names leaves the plain accessors in place.
   if (m.config.checkInvariants && !(x.ignore.has("pt-out-of-bounds") && x.ignore.has("pt-use-after-free"))) x.checkTables();
+  // A replay for display records what happens inside each step.
+  if (record) x.recorder = new Recorder(m);
   for (const t of threadsOf(sc)) {
     const cpu = r.threadCpu.get(t.name);
     if (cpu === undefined) {
@@ -831,17 +843,30 @@ export const NO_VIOLATION = "(none)";
 // Replays a schedule with state recording and renders the steps.
 export function describe(cfg: ExploreConfig, schedule: number[], shrunk: boolean, original: number): Counterexample {
   const x = replay(cfg, schedule, true);
+  x.recorder?.stop();
   const names = [...x.threads.map((t) => t.name), "rcu"];
   const v = x.violation;
-  const trace: TraceStep[] = x.steps.map((st, n) => ({
-    n: n + 1,
-    thread: isSpec(st.thread) ? "hw" : (names[st.thread] as string),
-    op: st.op,
-    cpu: st.cpu,
-    site: siteName(st.site),
-    depth: st.depth,
-    changes: diff(st.before, st.after),
-  }));
+  const A = x.m.arch;
+  const ctx: ExplainContext = {
+    describeEntry: (e) => A.describeEntry(e),
+    entryIsTable: (e) => A.entryIsTable(e),
+    ptePfn: (e) => A.ptePfn(e),
+    levels: A.levels,
+  };
+  const trace: TraceStep[] = x.steps.map((st, n) => {
+    const events = st.events.map((r) => ({ ...r.ev, seq: r.seq }));
+    return {
+      n: n + 1,
+      thread: isSpec(st.thread) ? "hw" : (names[st.thread] as string),
+      op: st.op,
+      cpu: st.cpu,
+      site: siteName(st.site),
+      depth: st.depth,
+      changes: diff(st.before, st.after),
+      start: st.start,
+      events,
+    };
+  });
   return {
     invariant: v?.invariant ?? NO_VIOLATION,
     message: v?.message ?? "the schedule no longer breaks an invariant",
@@ -851,6 +876,7 @@ export function describe(cfg: ExploreConfig, schedule: number[], shrunk: boolean
     shrunk,
     original,
     trace,
+    text: traceLines(trace, ctx),
   };
 }
 

@@ -6,6 +6,7 @@
 // walker, which is hardware and calls no mm code.
 
 import { translate } from "../hw/walker.js";
+import { EV_FAULT } from "../events.js";
 import type { Machine } from "../machine.js";
 import { accessAllowed, type FaultResult, handleMmFault, vmfAnonPrepare } from "../mm/fault.js";
 import { lockVmaUnderRcu, vmaEndRead } from "../mm/mmap_lock.js";
@@ -36,6 +37,7 @@ export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: b
     const vma = mm.findVma(addr);
     if (vma === null || !accessAllowed(vma, write)) return "segv";
     m.curCpu = c;
+    if ((m.evMask & EV_FAULT) !== 0) faultEvent(m, c, mm, addr, write);
     const pf = m.prof;
     if (pf !== null) pf.enter("handle_mm_fault");
     const fr = run(handleMmFault(m, mm, vma, addr, write));
@@ -44,6 +46,11 @@ export function userAccess(m: Machine, c: number, mm: Mm, addr: number, write: b
   }
   faultLivelock(m, c, addr, write);
   return "livelock";
+}
+
+function faultEvent(m: Machine, c: number, mm: Mm, addr: number, write: boolean): void {
+  const b = m.events;
+  if (b !== null && (b.mask & EV_FAULT) !== 0) b.emit({ kind: "fault", cpu: c, mm: mm.id, addr, write });
 }
 
 function faultLivelock(m: Machine, c: number, addr: number, write: boolean): void {
@@ -86,6 +93,7 @@ export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, writ
     const allowed = vl !== null && accessAllowed(vl, write);
     if (vl !== null && (!allowed || vmfAnonPrepare(m, il, mm, vl, addr, write))) {
       m.curCpu = c;
+      if (allowed && (m.evMask & EV_FAULT) !== 0) faultEvent(m, c, mm, addr, write);
       fr = allowed ? yield* handleMmFault(m, mm, vl, addr, write) : "segv";
       vmaEndRead(vl);
     } else {
@@ -97,6 +105,7 @@ export function* userAccessGen(m: Machine, c: number, mm: Mm, addr: number, writ
         return "segv";
       }
       m.curCpu = c;
+      if ((m.evMask & EV_FAULT) !== 0) faultEvent(m, c, mm, addr, write);
       fr = yield* handleMmFault(m, mm, vma, addr, write);
       il.unlock(LK_MMAP, mm.id);
     }

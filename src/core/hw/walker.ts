@@ -18,7 +18,7 @@ import type { Mm } from "../mm/types.js";
 import { idxAt, sizeName } from "../geometry.js";
 import { TBL_FREE } from "../mm/pgtable.js";
 import { TLB_D, TLB_W } from "./tlb.js";
-import { type Interleaver, site } from "../sync.js";
+import { site } from "../sync.js";
 
 // Exported: a CPU in the middle of a walk runs nothing else (the explorer).
 export const S_WALK = site("page walker", "table pointer loaded, next level not yet");

@@ -6,6 +6,7 @@
 // set_pmd_migration_entry(), remove_migration_pmd(), and what zap, split,
 // fork and mprotect do with such an entry). THPs are anonymous only.
 
+import { EV_TABLE } from "../events.js";
 import type { Machine } from "../machine.js";
 import { type MmuGather, tlbFlushMmu, tlbRemoveFolioPages, tlbRemovePmdTlbEntry } from "./mmu_gather.js";
 import { LVL_PTE } from "./pgtable.js";
@@ -66,6 +67,7 @@ function withdrawTable(mm: Mm): number {
 // zap_deposited_table(): withdraw and free at once (it was never reachable).
 function zapDepositedTable(m: Machine, mm: Mm): void {
   const slot = withdrawTable(mm);
+  if ((m.evMask & EV_TABLE) !== 0) m.tableEvent("table-free", slot, "zap_deposited_table");
   m.tables.free(slot);
   m.counters.ptFree++;
   accountTable(m, mm, LVL_PTE, -1);

@@ -8,6 +8,7 @@ import { growTo } from "../growable.js";
 import type { Machine } from "../machine.js";
 import { variantIs } from "../variant.js";
 import { TBL_RCU, TBL_UNLINKED } from "./pgtable.js";
+import { EV_GATHER, EV_TABLE } from "../events.js";
 import type { Mm } from "./types.js";
 import { site } from "../sync.js";
 
@@ -150,6 +151,18 @@ export function freeTableTlb(tlb: MmuGather, slot: number, addr: number, level: 
 // tlb_flush_mmu_tlbonly()
 export function tlbFlushMmuTlbonly(tlb: MmuGather): void {
   if (!tlb.needsFlush) return;
+  const ev = tlb.m.events;
+  if (ev !== null && (tlb.m.evMask & EV_GATHER) !== 0)
+    ev.emit({
+      kind: "gather-flush",
+      cpu: tlb.m.curCpu,
+      mm: tlb.mm.id,
+      start: tlb.start,
+      end: tlb.end,
+      fullmm: tlb.fullmm,
+      freedTables: tlb.freedTables,
+      levels: (tlb.clearedPtes ? 1 : 0) | (tlb.clearedPmds ? 2 : 0) | (tlb.clearedPuds ? 4 : 0) | (tlb.clearedP4ds ? 8 : 0),
+    });
   tlb.m.arch.tlbFlush(tlb.m, tlb);
   tlb.resetRange();
 }
@@ -201,12 +214,14 @@ export function tlbFlushMmu(tlb: MmuGather): void {
       if (m.il) m.il.ipiSync(S_TABLE_IPI);
       const pfns = tlb.tables.map((slot) => m.tables.pfn[slot] as number);
       if (m.config.checkInvariants) m.framesFreed(pfns, "page-table free after the flush IPI");
+      if ((m.evMask & EV_TABLE) !== 0) for (const slot of tlb.tables) m.tableEvent("table-free", slot, "tlb_remove_table");
       for (const slot of tlb.tables) m.tables.free(slot);
       m.counters.ptFree += tlb.tables.length;
     } else {
       // tlb_table_flush(): call_rcu on the batch.
       for (const slot of tlb.tables) m.tables.state[slot] = TBL_RCU;
       for (const slot of tlb.tables) m.rcuPending.push(slot);
+      if ((m.evMask & EV_TABLE) !== 0) for (const slot of tlb.tables) m.tableEvent("table-rcu", slot, "tlb_table_flush");
     }
     tlb.tables = [];
   }

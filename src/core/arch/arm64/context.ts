@@ -22,6 +22,7 @@
 // switch-away) for generic code; the kernel does not use it for TLB
 // maintenance on arm64, whose TLBIs are broadcast.
 
+import { EV_FLUSH } from "../../events.js";
 import type { Machine } from "../../machine.js";
 import type { Mm } from "../../mm/types.js";
 import { giveArrays, takeArray } from "../../pool.js";
@@ -161,6 +162,7 @@ function checkAndSwitchContext(m: Machine, c: number, mm: Mm): void {
     if (cpu.tlbFlushPending) {
       // local_flush_tlb_all(): TLBI VMALLE1 on this CPU only, DSB NSH.
       cpu.tlbFlushPending = false;
+      if ((m.evMask & EV_FLUSH) !== 0) m.flushEvent(c, "tlbi vmalle1 (local, asid rollover)", -1, -1, -1, false);
       cpu.tlb.invalidateAll();
       m.counters.tlbiVmalle1is++;
     }

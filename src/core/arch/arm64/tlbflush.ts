@@ -21,6 +21,7 @@
 // pages of the granule (the range operand's BaseADDR does too; a by-VA
 // operand is VA >> 12 in hardware, which names the same page).
 
+import { EV_FLUSH } from "../../events.js";
 import { site } from "../../sync.js";
 import type { Machine } from "../../machine.js";
 import type { MmuGather } from "../../mm/mmu_gather.js";
@@ -115,6 +116,7 @@ function asidOf(m: Machine, mm: Mm): number {
 // __tlbi(op, arg) on CPU c: queue the operation until the CPU's next DSB.
 function tlbi(m: Machine, c: number, op: number, asid: number, page: number, pages: number, ttl: number): void {
   m.cpus[c]!.tlbiQueue.push(op, asid, page, pages, ttl);
+  if ((m.evMask & EV_FLUSH) !== 0) tlbiEvent(m, c, op, asid, page, pages);
   const k = m.counters;
   switch (op) {
     case TLBI_VALE1IS:
@@ -139,6 +141,22 @@ function tlbi(m: Machine, c: number, op: number, asid: number, page: number, pag
 
 // dsb(ish) on CPU c: every TLBI this CPU issued since its last DSB completes,
 // on all CPUs (broadcast), and the queue empties.
+// The TLBI as an event: issued now, complete at the issuer's next DSB.
+function tlbiEvent(m: Machine, c: number, op: number, asid: number, page: number, pages: number): void {
+  const ps = m.geo.pageSize;
+  const whole = op === TLBI_ASIDE1IS || op === TLBI_VMALLE1IS;
+  const leaf = op === TLBI_VALE1IS || op === TLBI_RVALE1IS;
+  const n = op === TLBI_VALE1IS || op === TLBI_VAE1IS ? 1 : pages;
+  m.flushEvent(
+    c,
+    `tlbi ${(TLBI_OP_NAMES[op] as string).toLowerCase()}`,
+    op === TLBI_VMALLE1IS ? -1 : asid,
+    whole ? -1 : page * ps,
+    whole ? -1 : (page + n) * ps,
+    leaf,
+  );
+}
+
 const S_DSB = site("dsb(ish)", "TLBIs issued, not yet complete");
 
 export function dsb(m: Machine, c: number): void {
@@ -148,6 +166,7 @@ export function dsb(m: Machine, c: number): void {
   // The TLBIs are issued; until the DSB completes, other CPUs may still
   // translate with the entries they target.
   if (m.il) m.il.point(S_DSB);
+  if ((m.evMask & EV_FLUSH) !== 0) m.flushEvent(c, "dsb ish", -1, -1, -1, false);
   const cpus = m.cpus;
   for (let r = 0; r < q.length; r += TLBI_RECORD) {
     const op = q[r] as number;

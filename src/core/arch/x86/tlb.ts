@@ -6,6 +6,7 @@
 // kernel trims lazily since 2024; a CPU that switched away needs no IPI either
 // way because its stale ASID is flushed on the way back by the tlb_gen check).
 
+import { EV_FLUSH } from "../../events.js";
 import { site } from "../../sync.js";
 import type { Machine } from "../../machine.js";
 import type { MmuGather } from "../../mm/mmu_gather.js";
@@ -19,6 +20,7 @@ export function switchMm(m: Machine, c: number, next: Mm | null): void {
     // Another thread of the same mm needs no flush; only a CPU coming back
     // from lazy TLB mode (running nothing of it) checks the tlb_gen.
     if (next !== null && cpu.running !== next && (cpu.asidGen[cpu.asid] as number) < next.tlbGen) {
+      if ((m.evMask & EV_FLUSH) !== 0) m.flushEvent(c, "flush pcid (switch_mm)", cpu.asid, -1, -1, false);
       cpu.tlb.flushAsid(cpu.asid);
       m.counters.tlbFlushesFull++;
       cpu.asidGen[cpu.asid] = next.tlbGen;
@@ -43,6 +45,7 @@ export function switchMm(m: Machine, c: number, next: Mm | null): void {
     needFlush = true;
   }
   if (needFlush) {
+    if ((m.evMask & EV_FLUSH) !== 0) m.flushEvent(c, "flush pcid (switch_mm)", slot, -1, -1, false);
     cpu.tlb.flushAsid(slot);
     m.counters.tlbFlushesFull++;
   }
@@ -64,10 +67,12 @@ function flushTlbFunc(m: Machine, c: number, mm: Mm, start: number, end: number,
   const asid = cpu.asid;
   const localGen = cpu.asidGen[asid] as number;
   if (end === TLB_FLUSH_ALL || localGen !== newGen - 1) {
+    if ((m.evMask & EV_FLUSH) !== 0) m.flushEvent(c, "flush pcid", asid, -1, -1, false);
     cpu.tlb.flushAsid(asid);
     m.counters.tlbFlushesFull++;
   } else {
     const stride = 2 ** strideShift;
+    if ((m.evMask & EV_FLUSH) !== 0) m.flushEvent(c, "invlpg", asid, start, end, false);
     for (let a = start; a < end; a += stride) {
       cpu.tlb.invlpg(a / 4096, asid);
       m.counters.tlbFlushesPage++;
@@ -95,6 +100,7 @@ export function flushTlbMmRange(m: Machine, mm: Mm, start: number, end: number, 
       // walk the old tables speculatively.
       if (m.cpus[c]!.running !== mm && !freedTables) continue;
       m.counters.ipis++;
+      if ((m.evMask & EV_FLUSH) !== 0) m.flushEvent(cur, "ipi (flush_tlb_func)", -1, start, end, false, c);
       // Until that CPU takes the IPI it keeps translating with its old entries.
       if (m.il) m.il.point(S_IPI);
     }
@@ -162,6 +168,7 @@ export function tlbbatchFlush(m: Machine, batch: Uint8Array): void {
     if (c !== cur) {
       if (cpu.running !== mm) continue;
       m.counters.ipis++;
+      if ((m.evMask & EV_FLUSH) !== 0) m.flushEvent(cur, "ipi (arch_tlbbatch_flush)", -1, -1, -1, false, c);
       if (m.il) m.il.point(S_BATCH_IPI);
     } else if (cpu.running !== mm) {
       switchMm(m, c, null);
@@ -169,6 +176,7 @@ export function tlbbatchFlush(m: Machine, batch: Uint8Array): void {
     }
     const asid = cpu.asid;
     if ((cpu.asidGen[asid] as number) === mm.tlbGen) continue;
+    if ((m.evMask & EV_FLUSH) !== 0) m.flushEvent(c, "flush pcid", asid, -1, -1, false);
     cpu.tlb.flushAsid(asid);
     m.counters.tlbFlushesFull++;
     cpu.asidGen[asid] = mm.tlbGen;

@@ -1,0 +1,309 @@
+// The recorder: a sink for every event kind, plus what the coarse sites of
+// the event stream do not emit because they would sit on hot paths: each
+// store to a page-table entry, each TLB and walk-cache fill and drop, each
+// folio allocated and freed. It instruments one machine's stores while it is
+// installed (instance methods swapped in, as TableStore.checkAccess() does for
+// the explorer's checked mode), so a machine nobody records pays nothing.
+// Meant for short runs that someone reads: a counterexample replayed for
+// display, `ptlab run --events`, the web view. No Node APIs.
+
+import { EV_ALL, EV_ENTRY, EV_FOLIO, EV_FRAMES_FREED, EV_PINS_RELEASED, EV_TLB_DROP, EV_TLB_FILL, type ModelEvent, type ModelSink } from "./events.js";
+import type { Tlb } from "./hw/tlb.js";
+import type { Machine } from "./machine.js";
+import { PG_PAGETABLE, PhysMem } from "./mm/physmem.js";
+import { TABLES_PER_CHUNK, TableStore } from "./mm/pgtable.js";
+
+// What the explorer or a run was doing when the event came.
+export interface RecordedEvent {
+  seq: number; // order of emission over the whole recording
+  ev: ModelEvent;
+}
+
+const TLB_METHODS = [
+  "insert",
+  "insertHuge",
+  "insertPsc",
+  "invlpg",
+  "flushPsc",
+  "flushAsid",
+  "invalidateVa",
+  "invalidateRange",
+  "invalidateAsid",
+  "invalidateAll",
+] as const;
+
+type TlbEntry = { asid: number; addr: number; size: number; level: number; pfn: number };
+
+export class Recorder implements ModelSink {
+  // The check events are for the checks; everything else is recorded.
+  readonly mask = EV_ALL & ~(EV_FRAMES_FREED | EV_PINS_RELEASED);
+  // Where events go now: the driver swaps it (per explorer step, per run step).
+  target: RecordedEvent[] = [];
+  private seq = 0;
+  private readonly undo: (() => void)[] = [];
+  // Table slot -> the mm and address its entry 0 maps (found by walking
+  // every live mm's tree; walked again after a table entry changed).
+  private owner = new Map<number, { mm: number; base: number }>();
+  private ownersStale = true;
+  private quiet = 0; // > 0 while the recorder itself reads the machine
+
+  constructor(readonly m: Machine) {
+    m.subscribe(this);
+    this.undo.push(() => m.unsubscribe(this));
+    this.instrumentTables();
+    for (const cpu of m.cpus) this.instrumentTlb(cpu.id, cpu.tlb);
+    this.instrumentPhys();
+  }
+
+  // Takes the instrumentation out; the machine runs as before.
+  stop(): void {
+    for (const u of this.undo.reverse()) u();
+    this.undo.length = 0;
+  }
+
+  // The seq the next event will get.
+  get next(): number {
+    return this.seq;
+  }
+
+  event(e: ModelEvent): void {
+    if (this.quiet > 0) return;
+    this.target.push({ seq: this.seq++, ev: e });
+  }
+
+  private wants(bit: number): boolean {
+    const b = this.m.events;
+    return b !== null && (b.mask & bit) !== 0 && this.quiet === 0;
+  }
+
+  // ---- page-table entries ----------------------------------------------------
+
+  private instrumentTables(): void {
+    const T = this.m.tables;
+    const P = TableStore.prototype;
+    const own = Object.getOwnPropertyNames(T);
+    const had = (k: string) => own.includes(k);
+    const prevChunkOf = had("chunkOf") ? T.chunkOf : null;
+    const prevSet = had("set") ? T.set : null;
+    const prevUnchecked = had("unchecked") ? T.unchecked : null;
+    const chunkOf = (prevChunkOf ?? P.chunkOf).bind(T);
+    const set = (prevSet ?? P.set).bind(T);
+    const unchecked = (prevUnchecked ?? P.unchecked).bind(T);
+    const raws = new WeakMap<object, Float64Array>();
+    const ptrs = T.ptrs;
+    const rec = this;
+    T.chunkOf = (slot: number) => {
+      const view = chunkOf(slot);
+      const first = Math.floor(slot / TABLES_PER_CHUNK) * TABLES_PER_CHUNK;
+      const p = new Proxy(view, {
+        get(t, k) {
+          const v = Reflect.get(t, k);
+          return typeof v === "function" ? v.bind(t) : v;
+        },
+        set(t, k, v) {
+          if (typeof k === "string") {
+            const i = +k;
+            if (!Number.isNaN(i)) {
+              const old = unchecked(t)[i] as number;
+              t[i] = v;
+              if (old !== v) rec.entry(first + Math.floor(i / ptrs), i % ptrs, old, v);
+              return true;
+            }
+          }
+          return Reflect.set(t, k, v);
+        },
+      });
+      raws.set(p, view);
+      return p;
+    };
+    T.set = (gi: number, v: number) => {
+      const slot = Math.floor(gi / ptrs);
+      const old = unchecked(P.chunkOf.call(T, slot))[gi % (ptrs * TABLES_PER_CHUNK)] as number;
+      set(gi, v);
+      if (old !== v) rec.entry(slot, gi % ptrs, old, v);
+    };
+    T.unchecked = (e: Float64Array) => unchecked(raws.get(e) ?? e);
+    this.undo.push(() => {
+      const t = T as unknown as Record<string, unknown>;
+      if (prevChunkOf) T.chunkOf = prevChunkOf;
+      else delete t.chunkOf;
+      if (prevSet) T.set = prevSet;
+      else delete t.set;
+      if (prevUnchecked) T.unchecked = prevUnchecked;
+      else delete t.unchecked;
+    });
+  }
+
+  private entry(slot: number, idx: number, old: number, v: number): void {
+    const m = this.m;
+    const T = m.tables;
+    // The root's slot carries LVL_PGD whatever the number of levels; walks
+    // count levels from levels - 1 down.
+    const level = Math.min(T.level[slot] as number, m.arch.levels - 1);
+    if (level > 0 && (m.arch.entryIsTable(old) || m.arch.entryIsTable(v))) this.ownersStale = true;
+    if (!this.wants(EV_ENTRY)) return;
+    const o = this.ownerOf(slot);
+    const G = m.geo;
+    this.event({
+      kind: "entry",
+      cpu: m.curCpu,
+      table: slot,
+      tablePfn: T.pfn[slot] as number,
+      level,
+      idx,
+      old,
+      new: v,
+      mm: o === undefined ? 0 : o.mm,
+      addr: o === undefined ? -1 : o.base + idx * (G.span[level] as number) * G.pageSize,
+    });
+  }
+
+  private ownerOf(slot: number): { mm: number; base: number } | undefined {
+    let o = this.owner.get(slot);
+    if (o === undefined && this.ownersStale) {
+      this.walkOwners();
+      o = this.owner.get(slot);
+    }
+    return o;
+  }
+
+  private walkOwners(): void {
+    const m = this.m;
+    const A = m.arch;
+    const T = m.tables;
+    const G = m.geo;
+    const raw = (slot: number) => T.unchecked(TableStore.prototype.chunkOf.call(T, slot));
+    this.owner.clear();
+    this.ownersStale = false;
+    this.quiet++;
+    try {
+      for (const mm of m.mms) {
+        if (!mm.alive) continue;
+        const visit = (slot: number, level: number, base: number) => {
+          this.owner.set(slot, { mm: mm.id, base });
+          if (level === 0) return;
+          const e = raw(slot);
+          const b = T.base(slot);
+          for (let i = 0; i < G.ptrs; i++) {
+            const v = e[b + i] as number;
+            if (v === 0 || !A.entryIsTable(v)) continue;
+            const child = T.slotOfPfn(A.ptePfn(v));
+            if (child >= 0 && !this.owner.has(child)) visit(child, level - 1, base + i * (G.span[level] as number) * G.pageSize);
+          }
+        };
+        visit(mm.pgd, A.levels - 1, 0);
+      }
+    } finally {
+      this.quiet--;
+    }
+  }
+
+  // ---- TLBs ----------------------------------------------------------------------
+
+  private instrumentTlb(cpu: number, tlb: Tlb): void {
+    const t = tlb as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const own = Object.getOwnPropertyNames(tlb);
+    let depth = 0;
+    for (const name of TLB_METHODS) {
+      const had = own.includes(name) ? t[name] : null;
+      const orig = (had ?? (Object.getPrototypeOf(tlb)[name] as (...a: unknown[]) => unknown)).bind(tlb);
+      t[name] = (...args: unknown[]) => {
+        // A method calling another (invlpg() dropping walk caches) is
+        // compared once, by the outermost call.
+        if (depth > 0 || !this.wants(EV_TLB_FILL | EV_TLB_DROP)) return orig(...args);
+        const before = this.tlbEntries(tlb);
+        depth++;
+        let r: unknown;
+        try {
+          r = orig(...args);
+        } finally {
+          depth--;
+        }
+        const after = this.tlbEntries(tlb);
+        for (const [k, e] of before) if (!after.has(k)) this.event({ kind: "tlb-drop", cpu, ...e });
+        for (const [k, e] of after) if (!before.has(k)) this.event({ kind: "tlb-fill", cpu, ...e });
+        return r;
+      };
+      this.undo.push(() => {
+        if (had) t[name] = had;
+        else delete t[name];
+      });
+    }
+  }
+
+  private tlbEntries(t: Tlb): Map<string, TlbEntry> {
+    const G = this.m.geo;
+    const PS = G.pageSize;
+    const out = new Map<string, TlbEntry>();
+    for (let i = 0; i < t.tag.length; i++) {
+      const k = t.tag[i] as number;
+      if (k === 0) continue;
+      const e = { asid: t.asidOfKey(k), addr: t.vpnOfKey(k) * PS, size: PS, level: 0, pfn: t.pfn[i] as number };
+      out.set(`p${e.asid}:${e.addr}:${e.pfn}:${t.perm[i]}`, e);
+    }
+    for (let i = 0; i < t.htag.length; i++) {
+      const k = t.htag[i] as number;
+      if (k === 0) continue;
+      const e = { asid: t.asidOfKey(k), addr: t.hugeFirst(i) * PS, size: 2 ** (t.hshift[i] as number), level: -1, pfn: t.hpfn[i] as number };
+      out.set(`h${e.asid}:${e.addr}:${e.size}:${e.pfn}:${t.hperm[i]}`, e);
+    }
+    for (let i = 0; i < t.ptag.length; i++) {
+      const k = t.ptag[i] as number;
+      if (k === 0) continue;
+      const l = t.plevel[i] as number;
+      const span = (G.span[l] as number) * PS;
+      const e = { asid: t.asidOfKey(k), addr: t.vpnOfKey(k) * span, size: span, level: l, pfn: t.ptbl[i] as number };
+      out.set(`w${e.asid}:${e.addr}:${l}:${e.pfn}`, e);
+    }
+    return out;
+  }
+
+  // ---- folios ------------------------------------------------------------------
+
+  private instrumentPhys(): void {
+    const ph = this.m.phys;
+    const P = PhysMem.prototype;
+    const own = Object.getOwnPropertyNames(ph);
+    const hadAlloc = own.includes("alloc") ? ph.alloc : null;
+    const hadPut = own.includes("folioPut") ? ph.folioPut : null;
+    const alloc = (hadAlloc ?? P.alloc).bind(ph);
+    const put = (hadPut ?? P.folioPut).bind(ph);
+    // Page-table pages are told by their own events (a table linked,
+    // handed to RCU, freed), not as folios.
+    let tableAlloc = 0;
+    ph.alloc = (order: number) => {
+      const pfn = alloc(order);
+      if (pfn >= 0 && tableAlloc === 0 && this.wants(EV_FOLIO)) this.event({ kind: "folio-alloc", cpu: this.m.curCpu, pfn, order });
+      return pfn;
+    };
+    ph.folioPut = (head: number, n?: number) => {
+      const order = ph.order[head] as number;
+      const table = ((ph.flags[head] as number) & PG_PAGETABLE) !== 0;
+      const freed = put(head, n);
+      if (freed && !table && this.wants(EV_FOLIO)) this.event({ kind: "folio-free", cpu: this.m.curCpu, pfn: head, order });
+      return freed;
+    };
+    const T = this.m.tables;
+    const hadTableAlloc = Object.getOwnPropertyNames(T).includes("alloc") ? T.alloc : null;
+    const talloc = (hadTableAlloc ?? TableStore.prototype.alloc).bind(T);
+    T.alloc = (level: number) => {
+      tableAlloc++;
+      try {
+        return talloc(level);
+      } finally {
+        tableAlloc--;
+      }
+    };
+    this.undo.push(() => {
+      if (hadTableAlloc) T.alloc = hadTableAlloc;
+      else delete (T as unknown as Record<string, unknown>).alloc;
+    });
+    this.undo.push(() => {
+      const t = ph as unknown as Record<string, unknown>;
+      if (hadAlloc) ph.alloc = hadAlloc;
+      else delete t.alloc;
+      if (hadPut) ph.folioPut = hadPut;
+      else delete t.folioPut;
+    });
+  }
+}
