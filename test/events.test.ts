@@ -3,7 +3,10 @@
 // to, and counterexamples that tell what happened inside their steps.
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { x86_64 } from "../src/core/arch/x86/index.js";
 import { EV_FRAMES_FREED, EV_PINS_RELEASED, type ModelEvent } from "../src/core/events.js";
@@ -14,6 +17,7 @@ import { Recorder } from "../src/core/record.js";
 import { explore, scenarioConfig } from "../src/explore/explore.js";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
+import { PROJECT_ROOT } from "./shared-path.js";
 
 const SCENARIO = `
 name: munmap-events
@@ -169,5 +173,73 @@ describe("events: counterexamples that explain themselves", () => {
     const r = explore(scenarioConfig(parseScenario(readFileSync(f, "utf8"), f), true, { shrink: true }));
     const text = r.counterexample?.text.join("\n") ?? "";
     assert.match(text, /contpte_ptep_get_lockless: load a block entry ×\d+/);
+  });
+});
+
+describe("events: ptlab run --events", () => {
+  const CLI = join(PROJECT_ROOT, "dist", "src", "cli", "main.js");
+  const dir = mkdtempSync(join(tmpdir(), "ptlab-events-"));
+  const yaml = join(dir, "s.yaml");
+  writeFileSync(
+    yaml,
+    `name: small
+machine: { cpus: 2, pt_reclaim: true }
+processes:
+  - name: app
+    threads: [{ name: main, cpu: 0 }]
+steps:
+  - mmap: { region: heap, size: 4M, prot: rw }
+  - touch: { region: heap, offset: 0, length: 2M }
+  - madvise: { region: heap, offset: 0, length: 2M, advice: dontneed }
+  - munmap: { region: heap }
+`,
+  );
+  it("writes each event with its step: 512 faults and folios, the PTE table PT reclaim frees", () => {
+    const out = join(dir, "ev.jsonl");
+    const res = spawnSync(process.execPath, [CLI, "run", yaml, "--events", out], { encoding: "utf8" });
+    assert.equal(res.status, 0, res.stderr);
+    const evs = readFileSync(out, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as ModelEvent & { at: string; step: number; seq: number });
+    const count = (at: string, f: (e: (typeof evs)[number]) => boolean) => evs.filter((e) => e.at === at && f(e)).length;
+    // 2M of 4K pages, touched for writing outside a MADV_HUGEPAGE range.
+    assert.equal(
+      count("touch", (e) => e.kind === "fault"),
+      512,
+    );
+    assert.equal(
+      count("touch", (e) => e.kind === "folio-alloc"),
+      512,
+    );
+    assert.equal(
+      count("touch", (e) => e.kind === "entry" && e.level === 0 && e.old === 0),
+      512,
+    );
+    assert.equal(
+      count("madvise", (e) => e.kind === "entry" && e.level === 0 && e.new === 0),
+      512,
+    );
+    assert.equal(
+      count("madvise", (e) => e.kind === "folio-free"),
+      512,
+    );
+    // CONFIG_PT_RECLAIM: the emptied PTE table is unlinked and goes to RCU.
+    assert.equal(
+      count("madvise", (e) => e.kind === "entry" && e.level === 1 && e.new === 0),
+      1,
+    );
+    assert.equal(
+      count("madvise", (e) => e.kind === "table-rcu" && e.level === 0),
+      1,
+    );
+    // seq rises over the whole file.
+    assert.ok(evs.every((e, i) => i === 0 || e.seq > (evs[i - 1] as (typeof evs)[number]).seq));
+  });
+  it("an unwritable file is one line, exit 2", () => {
+    const res = spawnSync(process.execPath, [CLI, "run", yaml, "--events", join(dir, "no", "such", "dir")], { encoding: "utf8" });
+    assert.equal(res.status, 2);
+    assert.equal(res.stderr.trim().split("\n").length, 1);
+    assert.match(res.stderr, /--events .*: cannot write: ENOENT/);
   });
 });

@@ -23,6 +23,7 @@ import { CALIB_OPS } from "../calibrate/bench.js";
 import { cmdUi } from "./ui.js";
 import { LitmusError } from "../litmus/types.js";
 import { readFileSync } from "node:fs";
+import { openEventLog } from "./event-log.js";
 import { type ByFunctionCliOptions, parseFoldedPath, wantsProfile, writeFolded } from "./by-function.js";
 import { byFunction, byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
 import { availableParallelism } from "node:os";
@@ -107,9 +108,11 @@ export function cmdRun(
     arch?: "x86_64" | "arm64";
     mthp?: Record<number, "always">;
     arm64?: Record<string, boolean>;
+    events?: string;
   } & ByFunctionCliOptions,
 ): number {
   const sc = loadScenario(file);
+  const events = o.events !== undefined ? openEventLog(o.events) : null;
   const early = o.folded !== undefined ? writeFolded(o.folded, "") : null;
   if (early !== null) throw new UsageError(early);
   if (sc.concurrent !== undefined && sc.concurrent.length > 0)
@@ -124,8 +127,16 @@ export function cmdRun(
     ...(o.mthp !== undefined ? { mthp: o.mthp } : {}),
     ...(o.arm64 !== undefined ? { arm64: o.arm64 } : {}),
     ...(wantsProfile(o) ? { byFunction: true } : {}),
+    ...(events !== null ? { onExec: events.onExec } : {}),
   });
-  const { totals, violations } = r.runToEnd();
+  events?.attach(r.m);
+  let ran: ReturnType<Runner["runToEnd"]>;
+  try {
+    ran = r.runToEnd();
+  } finally {
+    events?.close();
+  }
+  const { totals, violations } = ran;
   const byFn = r.prof !== null ? byFunction(r.prof) : null;
   if (o.folded !== undefined && byFn !== null) {
     const bad = writeFolded(o.folded, foldedStacks(byFn));
@@ -166,6 +177,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--arm64 <feature=on|off>", "arm64 CPU feature: hafdbs, tlbi_range, bbml2_noabort (repeatable)", parseArm64Feature)
     .option("--by-function", "also print modelled cycles and counters by kernel function (self and total, like perf report)")
     .option("--folded <file>", "write folded stacks of modelled cycles (flamegraph.pl, inferno, speedscope)", parseFoldedPath)
+    .option("--events <file>", "write every model event (entry stores, TLB fills and drops, flushes, faults, folios) as JSON lines, by step (docs/events.md)")
     .action((file: string, o) => {
       result = cmdRun(file, o);
     });

@@ -10,7 +10,16 @@ import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
 import { checkAccounting, checkLeaks, checkPins, checkTlbs } from "../core/check.js";
 import { type Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/arch/fault.js";
-import { type Arm64Features, defaultConfig, type Machine, type MachineConfig, MODEL_VA_BITS, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
+import {
+  type Arm64Features,
+  defaultConfig,
+  type Machine,
+  type MachineConfig,
+  MODEL_VA_BITS,
+  VARIANTS,
+  type VariantName,
+  type Violation,
+} from "../core/machine.js";
 import { doMadvise } from "../core/mm/madvise.js";
 import { doBrk, doMmap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
 import { doMremap } from "../core/mm/mremap.js";
@@ -107,6 +116,10 @@ export interface RunOptions {
   // Progress hook: called after every executed step (repeats unrolled) with the
   // number done and the total (see countSteps()).
   onStep?: (done: number, total: number) => void;
+  // Told before and after each step runs (not `repeat` itself, its steps),
+  // and with null around the teardown at the end: `ptlab run --events`
+  // cuts the event stream by step with it.
+  onExec?: (step: Step | null, phase: "before" | "after") => void;
   // Attribute the counters to kernel functions (--by-function): Runner.prof
   // holds them, up to the end of the steps (the totals' extent).
   byFunction?: boolean;
@@ -355,6 +368,16 @@ export class Runner {
   }
 
   exec(step: Step, base: number): void {
+    const hook = this.opts.onExec;
+    if (hook) hook(step, "before");
+    try {
+      this.execChecked(step, base);
+    } finally {
+      if (hook) hook(step, "after");
+    }
+  }
+
+  private execChecked(step: Step, base: number): void {
     const m = this.m;
     this.prof?.root(STEP_ROOT[step.op]);
     try {
@@ -677,10 +700,16 @@ export class Runner {
   }
 
   finish(): Violation[] {
-    for (const p of this.procs.values()) if (p.mm.alive) this.exitProcess(p);
-    // The driver releases what is still pinned (its file closed at exit).
-    for (const pin of this.pins.values()) unpinUserPages(this.m, pin);
-    this.pins.clear();
+    const hook = this.opts.onExec;
+    if (hook) hook(null, "before");
+    try {
+      for (const p of this.procs.values()) if (p.mm.alive) this.exitProcess(p);
+      // The driver releases what is still pinned (its file closed at exit).
+      for (const pin of this.pins.values()) unpinUserPages(this.m, pin);
+      this.pins.clear();
+    } finally {
+      if (hook) hook(null, "after");
+    }
     return this.m.config.checkInvariants ? checkLeaks(this.m) : [];
   }
 }
