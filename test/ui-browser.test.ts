@@ -4,8 +4,9 @@
 // editor error is shown inline while the run keeps its last good state, and
 // the a-nested-gather counterexample opens, replays, and highlights the
 // stale walk-cache entry; an exported page does the same from a file
-// without a request; the console stays free of errors. Screenshots go
-// to $TMPDIR/ptlab-ui-browser. Skipped, with the reason, without chromium.
+// without a request; a compare report's charts and legends fit 1280 px and
+// 800 px windows; the console stays free of errors. Screenshots go to
+// $TMPDIR/ptlab-ui-browser. Skipped, with the reason, without chromium.
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -160,6 +161,54 @@ describe("web view in chromium", { skip }, () => {
     await off.waitForSelector("#cx-state td.hit");
     assert.deepEqual(asked, []);
     await off.close();
+  });
+
+  it("a compare report fits 1280 px and 800 px windows with its legends in view", async () => {
+    // Five configurations over twelve report steps: wide enough that the
+    // charts' legends fell outside a 1280 px window before they were bounded.
+    const out = join(SHOTS, "compare-report.html");
+    const cfgs = ["a", "b:pt_reclaim=off", "c:arch=arm64", "d:arch=arm64,tlbi_range=off", "e:thp=never"].flatMap((c) => ["--config", c]);
+    const r = spawnSync(
+      process.execPath,
+      [MAIN, "compare", "--no-progress", "--workload", "tlb_flush2", "--param", "iterations=12", ...cfgs, "--report", out],
+      {
+        encoding: "utf8",
+      },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    for (const width of [1280, 800]) {
+      const rep = await browser.newPage({ viewport: { width, height: 900 } });
+      const asked: string[] = [];
+      await rep.route("**/*", (route) => {
+        if (route.request().url().startsWith("file:")) return route.continue();
+        asked.push(route.request().url());
+        return route.abort();
+      });
+      rep.on("console", (m) => {
+        if (m.type() === "error") errors.push(`report: ${m.text()}`);
+      });
+      rep.on("pageerror", (e) => errors.push(`report: ${String(e)}`));
+      await rep.goto(pathToFileURL(out).href);
+      const page = Number(await rep.evaluate("document.documentElement.scrollWidth"));
+      assert.ok(page <= width, `${width} px: the page is ${page} px wide`);
+      const figures = rep.locator("figure");
+      assert.equal(await figures.count(), 3);
+      for (let i = 0; i < 3; i++) {
+        const ch = await figures.nth(i).boundingBox();
+        const legends = figures.nth(i).locator("svg .role-legend");
+        assert.ok(ch !== null && (await legends.count()) >= 1, `chart ${i} has a legend`);
+        for (let k = 0; k < (await legends.count()); k++) {
+          const l = await legends.nth(k).boundingBox();
+          assert.ok(
+            l !== null && l.width > 20 && l.x >= ch.x && l.x + l.width <= ch.x + ch.width && l.x + l.width <= width,
+            `${width} px, chart ${i}: legend ${JSON.stringify(l)} in ${JSON.stringify(ch)}`,
+          );
+        }
+      }
+      assert.deepEqual(asked, []);
+      await rep.screenshot({ path: join(SHOTS, `5-compare-report-${width}.png`), fullPage: true });
+      await rep.close();
+    }
   });
 
   it("logged no error to the console", () => {

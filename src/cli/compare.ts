@@ -252,6 +252,7 @@ async function compareTraceCli(file: string, o: CompareCliOptions, configs: Conf
     name: file.split("/").pop() ?? file,
     description: `replay of ${file} (${format}, ${list.length} events${events.stats.skipped > 0 ? `, ${events.stats.skipped} malformed lines skipped` : ""}${damaged !== null ? `; the trace ends early: ${damaged}` : ""})`,
     machine: { arch: d.arch, cpus: d.cpus, levels: defaultConfig().levels, thp: d.thp, ptReclaim: d.ptReclaim, seed: 0 },
+    stepAxis: "part of the trace (report every tenth)",
   };
   const progress = createProgress({ enabled: o.progress });
   let result: ReturnType<typeof compareTrace>;

@@ -5,7 +5,7 @@
 // parses the trace.
 
 import { defaultConfig } from "../core/machine.js";
-import { type ConfigRun, type ConfigSpec, type Comparison, configByFunction, costFigures, type Subject } from "../report/compare.js";
+import { type ConfigRun, type ConfigSpec, type Comparison, configByFunction, costFigures, describeMachine, type Subject } from "../report/compare.js";
 import { applyVariants, mthpOrders, type ReportRow } from "../run/runner.js";
 import type { TraceEvent } from "../trace/events.js";
 import { defaultReplayOptions, type ReplayOptions, Replayer } from "./replay.js";
@@ -69,7 +69,16 @@ export function replayConfig(
   };
   const notes: string[] = [];
   if (r.stats.unsupported > 0) notes.push(`${r.stats.unsupported} trace events the model does not support were skipped`);
-  return { config, rows, totals, figures, violations: r.violations.map((v) => `[${v.invariant}] ${v.message}`), notes, ...configByFunction(r.prof, config) };
+  return {
+    config,
+    rows,
+    totals,
+    figures,
+    violations: r.violations.map((v) => `[${v.invariant}] ${v.message}`),
+    notes,
+    machine: describeMachine(r.m),
+    ...configByFunction(r.prof, config),
+  };
 }
 
 export function compareTrace(

@@ -6,11 +6,13 @@
 // counter added to the model (or a cost figure from a cost hook) shows up as a
 // new row without changes here.
 
-import { type CostTable, DEFAULT_COST_TABLE } from "../core/cost.js";
+import { type CostTable, DEFAULT_COST_TABLE, modelledCycles } from "../core/cost.js";
 import { Counters, type CounterName, snakeCase } from "../core/counters.js";
 import { anonMthpOrder } from "../core/geometry.js";
+import { defaultConfig, type Machine } from "../core/machine.js";
 import { type ReportRow, type RunOptions, Runner } from "../run/runner.js";
 import type { Scenario } from "../scenario/types.js";
+import { type Better, direction } from "./better.js";
 import { type ByFunction, byFunction, type FunctionProfiler } from "./by-function.js";
 
 export interface ConfigSpec {
@@ -39,6 +41,7 @@ export interface ConfigRun {
   figures: Record<string, number>; // whole-run figures (peaks, finals, cost hook output)
   violations: string[];
   notes: string[]; // settings the machine did not take (not wired yet)
+  machine: string; // the machine the run used (describeMachine())
   byFunction?: ByFunction; // --by-function, with the configuration's cost table
 }
 
@@ -50,12 +53,45 @@ export function configByFunction(prof: FunctionProfiler | null, config: ConfigSp
   return { byFunction: byFunction(prof, (config.costFile?.table as CostTable | undefined) ?? DEFAULT_COST_TABLE) };
 }
 
+// The machine a configuration ran on, in one line: architecture, CPUs, page
+// size, paging levels, THP and mTHP policy, PT reclaim, arm64 features, the
+// variants that differ from v6.17's, a memory limit and swap.
+export function describeMachine(m: Machine): string {
+  const c = m.config;
+  const kb = (pages: number) => `${(pages * m.geo.pageSize) / 1024}K`;
+  const mib = (pages: number) => `${(pages * m.geo.pageSize) / 2 ** 20} MiB`;
+  const arm = m.arch.name === "arm64";
+  const mthp = Object.entries(c.mthp).map(([order, pol]) => `${kb(2 ** Number(order))}${pol === "always" ? "" : `:${pol}`}`);
+  const parts = [m.arch.name, `${c.cpus} CPUs`, `${kb(1)} ${arm ? "granule" : "pages"}`, `${m.geo.levels}-level paging`, `THP ${c.thp}`];
+  parts.push(`mTHP ${mthp.length > 0 ? mthp.join("+") : "none"}`, `PT reclaim ${c.ptReclaim ? "on" : "off"}`);
+  const onOff = (b: boolean) => (b ? "on" : "off");
+  if (arm) parts.push(`tlbi_range ${onOff(c.arm64.tlbiRange)}`, `hafdbs ${onOff(c.arm64.hafdbs)}`, `bbml2 ${onOff(c.arm64.bbml2NoAbort)}`);
+  const d = defaultConfig().variants as Record<string, string>;
+  for (const [k, v] of Object.entries(c.variants)) if (d[k] !== v) parts.push(`${k}=${v}`);
+  if (c.memoryPages > 0) parts.push(`memory ${mib(c.memoryPages)}`);
+  if (c.swapPages > 0) parts.push(`swap ${mib(c.swapPages)}`);
+  return parts.join(", ");
+}
+
+// The modelled cycles of each report step of a run (its cost table or the
+// default one), and of the rest of the run after the last report (process
+// exits, teardown): together they are the run's modelled cycles.
+export function stepCycles(run: ConfigRun): { steps: number[]; rest: number } {
+  const table = (run.config.costFile?.table as CostTable | undefined) ?? DEFAULT_COST_TABLE;
+  const steps = run.rows.map((row) => modelledCycles(row.counters, table));
+  const rest = modelledCycles(run.totals, table) - steps.reduce((a, b) => a + b, 0);
+  return { steps, rest };
+}
+
 // What was compared: a scenario, or a trace described as one (its name, a
 // description, and the machine the report's header shows).
 export interface Subject {
   name: string;
   description: string;
   machine: Pick<Scenario["machine"], "arch" | "cpus" | "levels" | "thp" | "ptReclaim" | "seed">;
+  // What the report steps are, for the charts' axis: by default the
+  // scenario's or workload's operations ("operation (report step)").
+  stepAxis?: string;
 }
 
 export interface Comparison {
@@ -106,7 +142,7 @@ export function runConfig(sc: Scenario, config: ConfigSpec, base: RunOptions, on
   const notes = unapplied(r, opts);
   const { totals, violations } = r.runToEnd();
   const figures = { ...runFigures(r.rows), ...costHook(totals, config.costFile) };
-  return { config, rows: r.rows, totals, figures, violations, notes, ...configByFunction(r.prof, config) };
+  return { config, rows: r.rows, totals, figures, violations, notes, machine: describeMachine(r.m), ...configByFunction(r.prof, config) };
 }
 
 export function compare(sc: Scenario, configs: ConfigSpec[], base: RunOptions, onStep?: (label: string) => (done: number, total: number) => void): Comparison {
@@ -121,6 +157,7 @@ export interface TableRow {
   kind: "counter" | "figure";
   values: number[]; // one per configuration
   ratios: (number | null)[]; // values[i] / values[0], null when values[0] is 0 (index 0 included: 1 or null)
+  better: Better; // which direction is better (better.ts)
 }
 
 export function comparisonRows(c: Comparison, opts: { all?: boolean } = {}): TableRow[] {
@@ -130,6 +167,7 @@ export function comparisonRows(c: Comparison, opts: { all?: boolean } = {}): Tab
     kind,
     values,
     ratios: values.map((v) => (values[0] === 0 ? null : v / (values[0] as number))),
+    better: direction(name).better,
   });
   const figNames = [...new Set(c.runs.flatMap((r) => Object.keys(r.figures)))];
   for (const f of figNames)
