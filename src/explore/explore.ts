@@ -5,7 +5,7 @@
 // (the thread chosen at each decision point). No Node APIs.
 
 import type { ModelEvent } from "../core/events.js";
-import type { ExplainContext } from "./explain.js";
+import { type ExplainContext, explainEvents } from "./explain.js";
 import { traceLines } from "./trace-text.js";
 import { Recorder } from "../core/record.js";
 import { asidAllocatorOf } from "../core/arch/arm64/context.js";
@@ -106,6 +106,7 @@ export interface TraceStep {
   changes: string[]; // the state before and after, compared (page tables, TLBs, locks)
   start: number; // seq of the step's beginning among all events (-1: not recorded)
   events: (ModelEvent & { seq: number })[]; // what happened inside the step, in order
+  explained: string[]; // those events as lines (explain.ts), for views that show a step at a time
 }
 
 export interface Counterexample {
@@ -865,6 +866,7 @@ export function describe(cfg: ExploreConfig, schedule: number[], shrunk: boolean
       changes: diff(st.before, st.after),
       start: st.start,
       events,
+      explained: explainEvents(events, ctx),
     };
   });
   return {

@@ -37,6 +37,10 @@ function checkCx(v: unknown, where: string): Counterexample {
     for (const k of ["thread", "op", "site"]) if (typeof s[k] !== "string") throw new CxError(`${w}.${k} is missing or not a string`);
     for (const k of ["n", "cpu", "depth"]) if (typeof s[k] !== "number") throw new CxError(`${w}.${k} is missing or not a number`);
     if (!Array.isArray(s.changes) || !s.changes.every((c) => typeof c === "string")) throw new CxError(`${w}.changes is not a list of strings`);
+    // Files written before the event stream have neither.
+    if (s.explained !== undefined && (!Array.isArray(s.explained) || !s.explained.every((c) => typeof c === "string")))
+      throw new CxError(`${w}.explained is not a list of strings`);
+    if (s.events !== undefined && !Array.isArray(s.events)) throw new CxError(`${w}.events is not a list`);
   });
   return v as unknown as Counterexample;
 }

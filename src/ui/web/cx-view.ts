@@ -163,7 +163,10 @@ export class CxView {
                         "td",
                         { class: "act" },
                         h("div", null, `${"  ".repeat(s.depth)}CPU${s.cpu} [${s.op}] ${s.site}`),
-                        s.changes.map((c) => h("div", { class: `ch${hit(c) ? " hit" : ""}` }, c)),
+                        // What happened in the step (events), else what it changed.
+                        (s.events !== undefined && s.events.length > 0 && s.explained !== undefined ? s.explained : s.changes).map((c) =>
+                          h("div", { class: `ch${hit(c) ? " hit" : ""}` }, c),
+                        ),
                       ),
                 ),
               ),
