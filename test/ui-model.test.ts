@@ -13,7 +13,7 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
-import { addressesIn, CxError, lanes, mentions, openCxJson, parseCxJson, replayToken, tokenInText } from "../src/ui/counterexample.js";
+import { addressesIn, CxError, lanes, lockSpans, mentions, openCxJson, parseCxJson, replayToken, tokenInText } from "../src/ui/counterexample.js";
 import { folioView, pgdView, tableView, tlbEntries, tlbRuns, treeStats } from "../src/ui/inspect.js";
 import { flattenSteps, MAX_UNROLLED, StepSession } from "../src/ui/session.js";
 import { validateScenario } from "../src/ui/validate.js";
@@ -283,6 +283,22 @@ describe("counterexamples", () => {
         `the state after step ${bLast + 1} holds the entry "${doc.cx.message}" names`,
       );
       assert.deepEqual(lanes(doc.cx), ["A", "B"]);
+      // Lock spans from the steps' lock events: A takes mmap_lock for
+      // writing, downgrades it, and holds it for reading to its last step.
+      const spans = lockSpans(doc.cx);
+      assert.equal(spans.length, doc.cx.trace.length);
+      const at = (op: string) => doc.cx.trace.findIndex((s) => s.thread === "A" && s.events.some((e) => e.kind === "lock" && e.lock === 0 && e.op === op));
+      const take = at("take");
+      const down = at("downgrade");
+      const rel = at("release");
+      assert.ok(take >= 0 && down > take && rel > down, `${take} ${down} ${rel}`);
+      assert.ok(spans[take]?.get("A")?.includes("mmap_lock(mm1)"));
+      assert.ok(spans[down]?.get("A")?.includes("mmap_lock(mm1) (read)"));
+      assert.ok(!(spans[rel]?.get("A") ?? []).some((x) => x.startsWith("mmap_lock")));
+      // B's PTE lock spans its zap of one table, and only that.
+      const bLocks = spans.map((m) => m.get("B") ?? []);
+      assert.ok(bLocks.some((l) => l.some((x) => x.startsWith("ptl(table"))));
+      assert.deepEqual(bLocks[bLast], []);
       // The JSON carries its scenario: opened alone, it replays the same.
       const text = readFileSync(out, "utf8");
       const alone = openCxJson(text);

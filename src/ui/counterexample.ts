@@ -3,6 +3,8 @@
 // `# token:` comment carries it) replayed in the browser on the editor's
 // scenario, which also gives the state after every step. No Node or DOM APIs.
 
+import { lockName } from "../explore/execution.js";
+import { lockKey } from "../core/sync.js";
 import { type Counterexample, configKey, describe, type ExploreConfig, parseToken, replay, scenarioConfig, TokenError } from "../explore/explore.js";
 import { parseScenario } from "../scenario/load.js";
 import { type Scenario, ScenarioError } from "../scenario/types.js";
@@ -134,6 +136,33 @@ export function lanes(cx: Counterexample): string[] {
   const used = new Set(cx.trace.map((s) => s.thread));
   const out = cx.threads.filter((t) => used.has(t) || !["rcu", "hw"].includes(t));
   for (const t of used) if (!out.includes(t)) out.push(t);
+  return out;
+}
+
+// The locks each lane holds after each step, from the steps' lock events
+// (events.ts): the view draws them as spans down the lanes. A file from
+// before the event stream has none.
+export function lockSpans(cx: Counterexample): Map<string, string[]>[] {
+  const held = new Map<string, string[]>();
+  const out: Map<string, string[]>[] = [];
+  for (const s of cx.trace) {
+    for (const e of s.events ?? []) {
+      if (e.kind !== "lock") continue;
+      const name = lockName(lockKey(e.lock, e.id));
+      const mine = held.get(s.thread) ?? [];
+      if (e.op === "take") mine.push(name);
+      else if (e.op === "take-read") mine.push(`${name} (read)`);
+      else if (e.op === "downgrade") {
+        const i = mine.indexOf(name);
+        if (i >= 0) mine[i] = `${name} (read)`;
+      } else if (e.op === "release") {
+        const i = mine.findIndex((x) => x === name || x === `${name} (read)`);
+        if (i >= 0) mine.splice(i, 1);
+      }
+      held.set(s.thread, mine);
+    }
+    out.push(new Map([...held].filter(([, v]) => v.length > 0).map(([k, v]) => [k, [...v]])));
+  }
   return out;
 }
 

@@ -4,7 +4,7 @@
 // when the token could be replayed on the editor's scenario.
 
 import type { Scenario } from "../../scenario/types.js";
-import { addressesIn, type CxDoc, CxError, lanes, mentions, openCxJson, replayToken, tokenInText } from "../counterexample.js";
+import { addressesIn, type CxDoc, CxError, lanes, lockSpans, mentions, openCxJson, replayToken, tokenInText } from "../counterexample.js";
 import { h } from "./dom.js";
 
 export class CxView {
@@ -114,6 +114,11 @@ export class CxView {
     const addrs = addressesIn(cx.message);
     const hit = (s: string) => mentions(s, addrs);
     const ls = lanes(cx);
+    const spans = lockSpans(cx);
+    const holds = (i: number, l: string) => {
+      const v = spans[i]?.get(l);
+      return v === undefined ? null : h("div", { class: "holds", title: "locks this thread holds after the step" }, `holds ${v.join(", ")}`);
+    };
     const n = cx.trace.length;
     const cur = cx.trace[this.cur];
     return h(
@@ -158,15 +163,16 @@ export class CxView {
                 h("td", { class: "n" }, s.n),
                 ls.map((l) =>
                   l !== s.thread
-                    ? h("td", null)
+                    ? h("td", { class: spans[i]?.has(l) ? "span" : "" }, holds(i, l))
                     : h(
                         "td",
-                        { class: "act" },
+                        { class: `act${spans[i]?.has(l) ? " span" : ""}` },
                         h("div", null, `${"  ".repeat(s.depth)}CPU${s.cpu} [${s.op}] ${s.site}`),
                         // What happened in the step (events), else what it changed.
                         (s.events !== undefined && s.events.length > 0 && s.explained !== undefined ? s.explained : s.changes).map((c) =>
                           h("div", { class: `ch${hit(c) ? " hit" : ""}` }, c),
                         ),
+                        holds(i, l),
                       ),
                 ),
               ),
