@@ -166,6 +166,31 @@ export function lockSpans(cx: Counterexample): Map<string, string[]>[] {
   return out;
 }
 
+// Cross-lane effects of each step, for arrows into the lanes they reach:
+// an IPI sent to a CPU where a lane's thread runs, and TLB entries a step
+// of one thread made another CPU drop (a broadcast TLBI completing, an IPI's
+// flush). By step, lane -> lines.
+export function crossLane(cx: Counterexample): Map<string, string[]>[] {
+  const cpuOf = new Map<string, number>();
+  for (const s of cx.trace) if (!cpuOf.has(s.thread)) cpuOf.set(s.thread, s.cpu);
+  return cx.trace.map((s) => {
+    const out = new Map<string, string[]>();
+    const add = (cpu: number, line: string) => {
+      for (const [lane, c] of cpuOf) {
+        if (c !== cpu || lane === s.thread) continue;
+        const l = out.get(lane) ?? [];
+        if (!l.includes(line)) l.push(line);
+        out.set(lane, l);
+      }
+    };
+    for (const e of s.events ?? []) {
+      if (e.kind === "flush" && e.to >= 0) add(e.to, `◀ ${e.op} from ${s.thread} (CPU${e.cpu})`);
+      else if (e.kind === "tlb-drop" && e.cpu !== s.cpu) add(e.cpu, `◀ CPU${e.cpu} drops TLB entries: ${s.thread}'s flush`);
+    }
+    return out;
+  });
+}
+
 // What the violation names: addresses (0x...) and frames ("pfn 5"); the
 // view highlights the changes and state entries that mention them.
 export function addressesIn(message: string): string[] {

@@ -64,6 +64,7 @@ details > summary { cursor: pointer; font-family: ui-monospace, monospace; font-
 .lanes td.act { border-left: 3px solid #1565c0; }
 .lanes td.span { box-shadow: inset 3px 0 0 #e0a000; }
 .lanes .holds { color: #8a6000; font-size: 85%; }
+.lanes .arrow { color: #6a1b9a; font-size: 85%; }
 .lanes .ch { color: var(--muted); white-space: pre-wrap; word-break: break-all; }
 .cxcols { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 12px; }
 .scroll70 { max-height: 70vh; overflow: auto; }

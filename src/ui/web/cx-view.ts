@@ -4,7 +4,7 @@
 // when the token could be replayed on the editor's scenario.
 
 import type { Scenario } from "../../scenario/types.js";
-import { addressesIn, type CxDoc, CxError, lanes, lockSpans, mentions, openCxJson, replayToken, tokenInText } from "../counterexample.js";
+import { addressesIn, type CxDoc, CxError, crossLane, lanes, lockSpans, mentions, openCxJson, replayToken, tokenInText } from "../counterexample.js";
 import { h } from "./dom.js";
 
 export class CxView {
@@ -119,6 +119,8 @@ export class CxView {
       const v = spans[i]?.get(l);
       return v === undefined ? null : h("div", { class: "holds", title: "locks this thread holds after the step" }, `holds ${v.join(", ")}`);
     };
+    const cross = crossLane(cx);
+    const arrows = (i: number, l: string) => (cross[i]?.get(l) ?? []).map((t) => h("div", { class: "arrow" }, t));
     const n = cx.trace.length;
     const cur = cx.trace[this.cur];
     return h(
@@ -163,7 +165,7 @@ export class CxView {
                 h("td", { class: "n" }, s.n),
                 ls.map((l) =>
                   l !== s.thread
-                    ? h("td", { class: spans[i]?.has(l) ? "span" : "" }, holds(i, l))
+                    ? h("td", { class: spans[i]?.has(l) ? "span" : "" }, arrows(i, l), holds(i, l))
                     : h(
                         "td",
                         { class: `act${spans[i]?.has(l) ? " span" : ""}` },
