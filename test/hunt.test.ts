@@ -437,6 +437,17 @@ describe("hunt: finding a historical variant from a cold start", { timeout: 600_
     const rep = ptlab(["explore", file, "--replay", own.token]);
     assert.equal(rep.status, 1, rep.stdout + rep.stderr);
     assert.match(rep.stdout, new RegExp(`COUNTEREXAMPLE \\[${own.invariant}\\]`));
+    // The finding tells what happened, as the replay prints it.
+    const printed = rep.stdout.split("\n");
+    const from = printed.findIndex((l) => l.startsWith("threads: ")) + 1;
+    const to = printed.findIndex((l) => l.startsWith("replay: "));
+    const told = text
+      .split("\n")
+      .filter((l) => l.startsWith("#   "))
+      .map((l) => l.slice(4));
+    assert.ok(from > 0 && to > from && told.length > 0);
+    assert.deepEqual(told, printed.slice(from, to));
+    assert.match(r.stdout, /what happened:\n/);
     // The minimised scenario is small: at most 3 concurrent steps.
     const conc = text.split("concurrent:")[1]?.split("explore:")[0] ?? "";
     assert.ok(conc.split("\n").filter((l) => l.trim().startsWith("- ")).length <= 3, text);

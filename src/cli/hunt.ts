@@ -204,6 +204,7 @@ function findingFile(f: Finding, caseName: string, after: number, variants: Reco
         .join(", ")} (in machine.variants); ${f.fixedToo ? "v6.17 breaks the same way" : "v6.17 explores clean: the variant's bug"}`,
     );
   if (f.kind === "violation") lines.push("# reproduce: ptlab explore THIS_FILE --replay TOKEN", `# token: ${f.token}`);
+  if (f.timeline !== null) lines.push("# what happened (as the replay prints it):", ...f.timeline.map((l) => `#   ${l}`));
   else if (f.kind === "setup-violation") lines.push("# reproduce: ptlab run THIS_FILE (a set-up step breaks the invariant)");
   else lines.push("# reproduce: ptlab explore THIS_FILE (ptlab throws: a bug in ptlab, not in the kernel path)");
   return `${f.yaml}${lines.join("\n")}\n`;
@@ -397,6 +398,13 @@ function printFinding(n: number, f: Finding, file: string, caseName: string, at:
   else if (f.kind === "setup-violation") out.write(`  reproduce: ptlab run ${file}\n`);
   else out.write(`  reproduce: ptlab explore ${file}\n`);
   for (const l of f.yaml.trimEnd().split("\n")) out.write(`  | ${l}\n`);
+  if (f.timeline !== null) {
+    // The timeline of a long schedule is in the file; the terminal gets its start.
+    const MAX = 60;
+    out.write("  what happened:\n");
+    for (const l of f.timeline.slice(0, MAX)) out.write(`    ${l}\n`);
+    if (f.timeline.length > MAX) out.write(`    ... ${f.timeline.length - MAX} more lines in ${file}\n`);
+  }
 }
 
 function printSummary(s: Summary, corpus: number, dir: string): void {

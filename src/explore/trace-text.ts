@@ -44,20 +44,38 @@ export function traceLines(trace: readonly TraceStep[], ctx: ExplainContext): st
     if (it.head) {
       flush();
       const s = trace[it.k] as TraceStep;
-      // Merge a run of quiet steps alike.
+      // Merge a run of steps alike: quiet ones, or ones that only store
+      // entries (a zap's loads of successive PTEs), whose stores then merge.
+      const kind = (t: TraceStep) => (t.events.length === 0 ? 0 : t.events.every((e) => e.kind === "entry") ? 1 : 2);
+      const k0 = kind(s);
       let j = it.k;
       let count = 1;
-      if (s.events.length === 0)
-        while (i + 1 < items.length) {
-          const nx = items[i + 1] as Item;
-          const t = trace[nx.k] as TraceStep;
-          if (!nx.head || t.events.length > 0 || t.thread !== s.thread || t.site !== s.site || t.op !== s.op || t.depth !== s.depth) break;
-          j = nx.k;
-          count++;
-          i++;
+      const merged: ModelEvent[] = [];
+      let at = i + 1;
+      while (k0 < 2 && at < items.length) {
+        const nx = items[at] as Item;
+        if (!nx.head) {
+          if (nx.k !== j) break;
+          merged.push(nx.ev as ModelEvent);
+          at++;
+          continue;
         }
-      out.push(head(s, count === 1 ? "" : ` ×${count}`, count === 1 ? undefined : (trace[j] as TraceStep).n));
-      cur = it.k;
+        const t = trace[nx.k] as TraceStep;
+        if (kind(t) !== k0 || t.thread !== s.thread || t.site !== s.site || t.op !== s.op || t.depth !== s.depth) break;
+        j = nx.k;
+        count++;
+        at++;
+      }
+      if (count === 1) {
+        out.push(head(s, ""));
+        cur = it.k;
+        continue;
+      }
+      // The run ends where the last merged step's own events end.
+      out.push(head(s, ` ×${count}`, (trace[j] as TraceStep).n));
+      cur = j;
+      buf = merged;
+      i = at - 1;
       continue;
     }
     if (it.k !== cur) {

@@ -9,7 +9,7 @@
 // deterministic. No Node APIs.
 
 import type { Execution } from "../explore/execution.js";
-import { makeToken, replay, shrink } from "../explore/explore.js";
+import { describe, makeToken, replay, shrink } from "../explore/explore.js";
 import { MAX_PREEMPTIONS } from "../scenario/schema.js";
 import { type Case, caseYaml, cloneCase, type StepDoc } from "./case.js";
 import { type Budget, defaultConfig, loadCase, type Outcome, runCase } from "./search.js";
@@ -25,6 +25,9 @@ export interface Finding {
   yaml: string; // the minimised scenario
   schedule: number[] | null;
   token: string | null;
+  // The minimised schedule told as `explore --replay` prints it: the steps
+  // and what happened inside them (explore/trace-text.ts).
+  timeline: string[] | null;
   checks: number; // scenario variants tried while minimising
   complete: boolean; // false: stopped by the check or time limit
   before: { steps: number; concurrent: number };
@@ -185,6 +188,7 @@ export function minimize(c0: Case, found: Outcome, budget: Budget, seed: number,
   cur.description = `Found by ptlab hunt: ${invariant} (${kind}). ${message}`.slice(0, 600);
   let schedule: number[] | null = null;
   let token: string | null = null;
+  let timeline: string[] | null = null;
   if (o.kind === "violation") {
     const sc = loadCase(caseYaml(cur), `${cur.name}.yaml`);
     const cfg = defaultConfig(sc);
@@ -205,6 +209,7 @@ export function minimize(c0: Case, found: Outcome, budget: Budget, seed: number,
     const fin = loadCase(caseYaml(cur), `${cur.name}.yaml`);
     schedule = s;
     token = makeToken(defaultConfig(fin), s);
+    timeline = describe(defaultConfig(fin), s, true, s.length).text;
   }
   // With a historical variant selected: does the v6.17 code break too? If
   // not, the finding belongs to the variant's code path.
@@ -234,6 +239,7 @@ export function minimize(c0: Case, found: Outcome, budget: Budget, seed: number,
     yaml: caseYaml(cur),
     schedule,
     token,
+    timeline,
     checks,
     complete,
     before: { steps: c0.steps.length, concurrent: c0.concurrent.length },
