@@ -10,7 +10,7 @@
 import { EV_ALL, EV_ENTRY, EV_FOLIO, EV_FRAMES_FREED, EV_PINS_RELEASED, EV_TLB_DROP, EV_TLB_FILL, type ModelEvent, type ModelSink } from "./events.js";
 import type { Tlb } from "./hw/tlb.js";
 import type { Machine } from "./machine.js";
-import { PG_PAGETABLE, PhysMem } from "./mm/physmem.js";
+import { PG_PAGETABLE } from "./mm/physmem.js";
 import { TABLES_PER_CHUNK, TableStore } from "./mm/pgtable.js";
 
 // What the explorer or a run was doing when the event came.
@@ -71,6 +71,20 @@ export class Recorder implements ModelSink {
     this.target.push({ seq: this.seq++, ev: e });
   }
 
+  // Puts wrap(the method as it is now) in place of obj[name] (an instance
+  // method another instrument installed, else the prototype's), and how to
+  // take it out again.
+  private override<F extends (...a: never[]) => unknown>(obj: object, name: string, wrap: (orig: F) => F): void {
+    const o = obj as Record<string, unknown>;
+    const own = Object.hasOwn(obj, name);
+    const prev = o[name] as F;
+    o[name] = wrap(prev.bind(obj) as F);
+    this.undo.push(() => {
+      if (own) o[name] = prev;
+      else delete o[name];
+    });
+  }
+
   private wants(bit: number): boolean {
     const b = this.m.events;
     return b !== null && (b.mask & bit) !== 0 && this.quiet === 0;
@@ -80,19 +94,16 @@ export class Recorder implements ModelSink {
 
   private instrumentTables(): void {
     const T = this.m.tables;
-    const P = TableStore.prototype;
-    const own = Object.getOwnPropertyNames(T);
-    const had = (k: string) => own.includes(k);
-    const prevChunkOf = had("chunkOf") ? T.chunkOf : null;
-    const prevSet = had("set") ? T.set : null;
-    const prevUnchecked = had("unchecked") ? T.unchecked : null;
-    const chunkOf = (prevChunkOf ?? P.chunkOf).bind(T);
-    const set = (prevSet ?? P.set).bind(T);
-    const unchecked = (prevUnchecked ?? P.unchecked).bind(T);
     const raws = new WeakMap<object, Float64Array>();
     const ptrs = T.ptrs;
     const rec = this;
-    T.chunkOf = (slot: number) => {
+    // The view's own raw chunk, whoever made the view (checked mode too).
+    let unchecked = (e: Float64Array) => e;
+    this.override<(e: Float64Array) => Float64Array>(T, "unchecked", (orig) => {
+      unchecked = orig;
+      return (e) => orig(raws.get(e) ?? e);
+    });
+    this.override<(slot: number) => Float64Array>(T, "chunkOf", (chunkOf) => (slot) => {
       const view = chunkOf(slot);
       const first = Math.floor(slot / TABLES_PER_CHUNK) * TABLES_PER_CHUNK;
       const p = new Proxy(view, {
@@ -115,22 +126,12 @@ export class Recorder implements ModelSink {
       });
       raws.set(p, view);
       return p;
-    };
-    T.set = (gi: number, v: number) => {
+    });
+    this.override<(gi: number, v: number) => void>(T, "set", (set) => (gi, v) => {
       const slot = Math.floor(gi / ptrs);
-      const old = unchecked(P.chunkOf.call(T, slot))[gi % (ptrs * TABLES_PER_CHUNK)] as number;
+      const old = unchecked(TableStore.prototype.chunkOf.call(T, slot))[gi % (ptrs * TABLES_PER_CHUNK)] as number;
       set(gi, v);
       if (old !== v) rec.entry(slot, gi % ptrs, old, v);
-    };
-    T.unchecked = (e: Float64Array) => unchecked(raws.get(e) ?? e);
-    this.undo.push(() => {
-      const t = T as unknown as Record<string, unknown>;
-      if (prevChunkOf) T.chunkOf = prevChunkOf;
-      else delete t.chunkOf;
-      if (prevSet) T.set = prevSet;
-      else delete t.set;
-      if (prevUnchecked) T.unchecked = prevUnchecked;
-      else delete t.unchecked;
     });
   }
 
@@ -201,13 +202,9 @@ export class Recorder implements ModelSink {
   // ---- TLBs ----------------------------------------------------------------------
 
   private instrumentTlb(cpu: number, tlb: Tlb): void {
-    const t = tlb as unknown as Record<string, (...a: unknown[]) => unknown>;
-    const own = Object.getOwnPropertyNames(tlb);
     let depth = 0;
-    for (const name of TLB_METHODS) {
-      const had = own.includes(name) ? t[name] : null;
-      const orig = (had ?? (Object.getPrototypeOf(tlb)[name] as (...a: unknown[]) => unknown)).bind(tlb);
-      t[name] = (...args: unknown[]) => {
+    for (const name of TLB_METHODS)
+      this.override<(...a: unknown[]) => unknown>(tlb, name, (orig) => (...args) => {
         // A method calling another (invlpg() dropping walk caches) is
         // compared once, by the outermost call.
         if (depth > 0 || !this.wants(EV_TLB_FILL | EV_TLB_DROP)) return orig(...args);
@@ -223,12 +220,7 @@ export class Recorder implements ModelSink {
         for (const [k, e] of before) if (!after.has(k)) this.event({ kind: "tlb-drop", cpu, ...e });
         for (const [k, e] of after) if (!before.has(k)) this.event({ kind: "tlb-fill", cpu, ...e });
         return r;
-      };
-      this.undo.push(() => {
-        if (had) t[name] = had;
-        else delete t[name];
       });
-    }
   }
 
   private tlbEntries(t: Tlb): Map<string, TlbEntry> {
@@ -262,48 +254,28 @@ export class Recorder implements ModelSink {
 
   private instrumentPhys(): void {
     const ph = this.m.phys;
-    const P = PhysMem.prototype;
-    const own = Object.getOwnPropertyNames(ph);
-    const hadAlloc = own.includes("alloc") ? ph.alloc : null;
-    const hadPut = own.includes("folioPut") ? ph.folioPut : null;
-    const alloc = (hadAlloc ?? P.alloc).bind(ph);
-    const put = (hadPut ?? P.folioPut).bind(ph);
     // Page-table pages are told by their own events (a table linked,
     // handed to RCU, freed), not as folios.
     let tableAlloc = 0;
-    ph.alloc = (order: number) => {
+    this.override<(order: number) => number>(ph, "alloc", (alloc) => (order) => {
       const pfn = alloc(order);
       if (pfn >= 0 && tableAlloc === 0 && this.wants(EV_FOLIO)) this.event({ kind: "folio-alloc", cpu: this.m.curCpu, pfn, order });
       return pfn;
-    };
-    ph.folioPut = (head: number, n?: number) => {
+    });
+    this.override<(head: number, n?: number) => boolean>(ph, "folioPut", (put) => (head, n) => {
       const order = ph.order[head] as number;
       const table = ((ph.flags[head] as number) & PG_PAGETABLE) !== 0;
       const freed = put(head, n);
       if (freed && !table && this.wants(EV_FOLIO)) this.event({ kind: "folio-free", cpu: this.m.curCpu, pfn: head, order });
       return freed;
-    };
-    const T = this.m.tables;
-    const hadTableAlloc = Object.getOwnPropertyNames(T).includes("alloc") ? T.alloc : null;
-    const talloc = (hadTableAlloc ?? TableStore.prototype.alloc).bind(T);
-    T.alloc = (level: number) => {
+    });
+    this.override<(level: number) => number>(this.m.tables, "alloc", (alloc) => (level) => {
       tableAlloc++;
       try {
-        return talloc(level);
+        return alloc(level);
       } finally {
         tableAlloc--;
       }
-    };
-    this.undo.push(() => {
-      if (hadTableAlloc) T.alloc = hadTableAlloc;
-      else delete (T as unknown as Record<string, unknown>).alloc;
-    });
-    this.undo.push(() => {
-      const t = ph as unknown as Record<string, unknown>;
-      if (hadAlloc) ph.alloc = hadAlloc;
-      else delete t.alloc;
-      if (hadPut) ph.folioPut = hadPut;
-      else delete t.folioPut;
     });
   }
 }
