@@ -786,6 +786,21 @@ export class Execution implements Interleaver, TableAccessCheck {
 
   // The recorder of a counterexample replayed for display (record.ts).
   recorder: Recorder | null = null;
+  // A step's record when recording (a replay for display), the state before it.
+  private beginRecord(thread: number, op: string, cpu: number, site: number): StepRecord | null {
+    if (!this.record) return null;
+    return {
+      thread,
+      op,
+      cpu,
+      site,
+      depth: this.stack.length,
+      before: this.snap ? this.snap(this.m, this) : null,
+      after: null,
+      events: [],
+      start: this.recorder?.next ?? -1,
+    };
+  }
   private lockEvent(op: LockEvent["op"], key: number): void {
     const b = this.m.events;
     if (b !== null && (b.mask & EV_LOCK) !== 0) b.emit({ kind: "lock", cpu: this.m.curCpu, op, lock: Math.floor(key / 2 ** 32), id: key % 2 ** 32 });
@@ -840,22 +855,9 @@ export class Execution implements Interleaver, TableAccessCheck {
       });
       return;
     }
-    const rec: StepRecord | null = this.record
-      ? {
-          thread: t.id,
-          op: t.op,
-          cpu: t.cpu,
-          site: t.site,
-          depth: this.stack.length,
-          before: this.snap ? this.snap(m, this) : null,
-          after: null,
-          events: [],
-          start: this.recorder?.next ?? -1,
-        }
-      : null;
-    const rd = this.recorder;
-    const outerEvents = rd === null ? null : rd.target;
-    if (rd !== null && rec !== null) rd.target = rec.events;
+    const rec = this.beginRecord(t.id, t.op, t.cpu, t.site);
+    const outerEvents = this.recorder?.target ?? null;
+    if (this.recorder !== null && rec !== null) this.recorder.target = rec.events;
     if (t.want >= 0) {
       if ((m.evMask & EV_LOCK) !== 0) this.lockEvent(t.wantWrite ? "take" : "take-read", t.want);
       if (t.wantWrite) {
@@ -913,7 +915,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       this.steps.push(rec);
     }
     this.check(t);
-    if (rd !== null && outerEvents !== null) rd.target = outerEvents;
+    if (this.recorder !== null && outerEvents !== null) this.recorder.target = outerEvents;
   }
 
   // ---- speculative fills (speculate.ts) ---------------------------------------
@@ -1021,22 +1023,9 @@ export class Execution implements Interleaver, TableAccessCheck {
     // Every candidate is offered again: a second fill in the stretch of the
     // first must follow it somewhere (the other order skips it as well).
     this.specPrev.fill(Number.NaN);
-    const rec: StepRecord | null = this.record
-      ? {
-          thread: id,
-          op: hw.op,
-          cpu: c,
-          site: hw.site,
-          depth: this.stack.length,
-          before: this.snap ? this.snap(m, this) : null,
-          after: null,
-          events: [],
-          start: this.recorder?.next ?? -1,
-        }
-      : null;
-    const rd = this.recorder;
-    const outerEvents = rd === null ? null : rd.target;
-    if (rd !== null && rec !== null) rd.target = rec.events;
+    const rec = this.beginRecord(id, hw.op, c, hw.site);
+    const outerEvents = this.recorder?.target ?? null;
+    if (this.recorder !== null && rec !== null) this.recorder.target = rec.events;
     this.tracker?.agent();
     speculativeFill(m, c, r.mm, r.vpn);
     this.tracker?.leave();
@@ -1047,7 +1036,7 @@ export class Execution implements Interleaver, TableAccessCheck {
       this.steps.push(rec);
     }
     this.check(hw);
-    if (rd !== null && outerEvents !== null) rd.target = outerEvents;
+    if (this.recorder !== null && outerEvents !== null) this.recorder.target = outerEvents;
   }
 
   // ---- user data -------------------------------------------------------------
