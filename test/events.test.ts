@@ -148,6 +148,17 @@ describe("events: counterexamples that explain themselves", () => {
     assert.match(text, /PTE table pfn \d+ handed to RCU \(tlb_table_flush\)/);
   });
 
+  it("per step (the web view's lanes): the step B ran inside of says where", () => {
+    assert.ok(cx !== null);
+    const a = cx.trace.find((s) => s.thread === "A" && s.explained.some((l) => l.includes("ran inside this one")));
+    assert.ok(a !== undefined);
+    const at = a.explained.findIndex((l) => l.includes("ran inside this one"));
+    const bSteps = cx.trace.filter((s) => s.thread === "B").map((s) => s.n);
+    assert.equal(a.explained[at], `... here steps ${Math.min(...bSteps)}-${Math.max(...bSteps)} (B) ran inside this one ...`);
+    assert.ok(a.explained.slice(0, at).some((l) => /PMD .*: clear \(unlinks table pfn \d+\)/.test(l)));
+    assert.ok(a.explained.slice(at + 1).some((l) => l.includes("dsb ish")));
+  });
+
   it("lock transitions: mmap_lock taken for writing, downgraded, released", () => {
     assert.ok(cx !== null);
     const locks = cx.trace

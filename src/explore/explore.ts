@@ -866,9 +866,32 @@ export function describe(cfg: ExploreConfig, schedule: number[], shrunk: boolean
       changes: diff(st.before, st.after),
       start: st.start,
       events,
-      explained: explainEvents(events, ctx),
+      explained: [],
     };
   });
+  // A step that others ran inside of says where: its events before them,
+  // a line naming them, its events after.
+  for (const s of trace) {
+    const inner = trace.filter((t) => t.depth > s.depth && t.start > s.start && s.events.some((e) => e.seq > t.start));
+    if (inner.length === 0 || s.events.length === 0) {
+      s.explained = explainEvents(s.events, ctx);
+      continue;
+    }
+    const cut = Math.min(...inner.map((t) => t.start));
+    const ns = inner.map((t) => t.n);
+    const who = [...new Set(inner.map((t) => t.thread))].join(", ");
+    s.explained = [
+      ...explainEvents(
+        s.events.filter((e) => e.seq < cut),
+        ctx,
+      ),
+      `... here steps ${Math.min(...ns)}-${Math.max(...ns)} (${who}) ran inside this one ...`,
+      ...explainEvents(
+        s.events.filter((e) => e.seq >= cut),
+        ctx,
+      ),
+    ];
+  }
   return {
     invariant: v?.invariant ?? NO_VIOLATION,
     message: v?.message ?? "the schedule no longer breaks an invariant",
