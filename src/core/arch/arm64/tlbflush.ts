@@ -139,8 +139,6 @@ function tlbi(m: Machine, c: number, op: number, asid: number, page: number, pag
   }
 }
 
-// dsb(ish) on CPU c: every TLBI this CPU issued since its last DSB completes,
-// on all CPUs (broadcast), and the queue empties.
 // The TLBI as an event: issued now, complete at the issuer's next DSB.
 function tlbiEvent(m: Machine, c: number, op: number, asid: number, page: number, pages: number): void {
   const ps = m.geo.pageSize;
@@ -157,6 +155,8 @@ function tlbiEvent(m: Machine, c: number, op: number, asid: number, page: number
   );
 }
 
+// dsb(ish) on CPU c: every TLBI this CPU issued since its last DSB completes,
+// on all CPUs (broadcast), and the queue empties.
 const S_DSB = site("dsb(ish)", "TLBIs issued, not yet complete");
 
 export function dsb(m: Machine, c: number): void {
