@@ -208,7 +208,7 @@ export class Recorder implements ModelSink {
         // A method calling another (invlpg() dropping walk caches) is
         // compared once, by the outermost call.
         if (depth > 0 || !this.wants(EV_TLB_FILL | EV_TLB_DROP)) return orig(...args);
-        const before = this.tlbEntries(tlb);
+        const before = copyTlb(tlb);
         depth++;
         let r: unknown;
         try {
@@ -216,38 +216,72 @@ export class Recorder implements ModelSink {
         } finally {
           depth--;
         }
-        const after = this.tlbEntries(tlb);
-        for (const [k, e] of before) if (!after.has(k)) this.event({ kind: "tlb-drop", cpu, ...e });
-        for (const [k, e] of after) if (!before.has(k)) this.event({ kind: "tlb-fill", cpu, ...e });
+        this.tlbChanges(cpu, tlb, before);
         return r;
       });
   }
 
-  private tlbEntries(t: Tlb): Map<string, TlbEntry> {
+  // The entries a TLB operation dropped and filled, slot by slot against a
+  // copy from before it; an entry that only moved to another slot (a
+  // replacement's reshuffle) is neither.
+  private tlbChanges(cpu: number, t: Tlb, b: TlbCopy): void {
     const G = this.m.geo;
     const PS = G.pageSize;
-    const out = new Map<string, TlbEntry>();
+    const drops = new Map<string, TlbEntry>();
+    const fills = new Map<string, TlbEntry>();
+    const page = (tag: number, pfn: number, perm: number) => ({
+      key: `p${tag}:${pfn}:${perm}`,
+      e: { asid: t.asidOfKey(tag), addr: t.vpnOfKey(tag) * PS, size: PS, level: 0, pfn },
+    });
     for (let i = 0; i < t.tag.length; i++) {
-      const k = t.tag[i] as number;
-      if (k === 0) continue;
-      const e = { asid: t.asidOfKey(k), addr: t.vpnOfKey(k) * PS, size: PS, level: 0, pfn: t.pfn[i] as number };
-      out.set(`p${e.asid}:${e.addr}:${e.pfn}:${t.perm[i]}`, e);
+      const k0 = b.tag[i] as number;
+      const k1 = t.tag[i] as number;
+      if (k0 === k1 && b.pfn[i] === t.pfn[i] && b.perm[i] === t.perm[i]) continue;
+      if (k0 !== 0) {
+        const x = page(k0, b.pfn[i] as number, b.perm[i] as number);
+        drops.set(x.key, x.e);
+      }
+      if (k1 !== 0) {
+        const x = page(k1, t.pfn[i] as number, t.perm[i] as number);
+        fills.set(x.key, x.e);
+      }
     }
+    const huge = (tag: number, shift: number, pfn: number, perm: number, first: number) => ({
+      key: `h${tag}:${shift}:${pfn}:${perm}`,
+      e: { asid: t.asidOfKey(tag), addr: first * PS, size: 2 ** shift, level: -1, pfn },
+    });
     for (let i = 0; i < t.htag.length; i++) {
-      const k = t.htag[i] as number;
-      if (k === 0) continue;
-      const e = { asid: t.asidOfKey(k), addr: t.hugeFirst(i) * PS, size: 2 ** (t.hshift[i] as number), level: -1, pfn: t.hpfn[i] as number };
-      out.set(`h${e.asid}:${e.addr}:${e.size}:${e.pfn}:${t.hperm[i]}`, e);
+      const k0 = b.htag[i] as number;
+      const k1 = t.htag[i] as number;
+      if (k0 === k1 && b.hpfn[i] === t.hpfn[i] && b.hperm[i] === t.hperm[i] && b.hshift[i] === t.hshift[i]) continue;
+      if (k0 !== 0) {
+        const x = huge(k0, b.hshift[i] as number, b.hpfn[i] as number, b.hperm[i] as number, b.hfirst[i] as number);
+        drops.set(x.key, x.e);
+      }
+      if (k1 !== 0) {
+        const x = huge(k1, t.hshift[i] as number, t.hpfn[i] as number, t.hperm[i] as number, t.hugeFirst(i));
+        fills.set(x.key, x.e);
+      }
     }
+    const walk = (tag: number, level: number, pfn: number) => {
+      const span = (G.span[level] as number) * PS;
+      return { key: `w${tag}:${level}:${pfn}`, e: { asid: t.asidOfKey(tag), addr: t.vpnOfKey(tag) * span, size: span, level, pfn } };
+    };
     for (let i = 0; i < t.ptag.length; i++) {
-      const k = t.ptag[i] as number;
-      if (k === 0) continue;
-      const l = t.plevel[i] as number;
-      const span = (G.span[l] as number) * PS;
-      const e = { asid: t.asidOfKey(k), addr: t.vpnOfKey(k) * span, size: span, level: l, pfn: t.ptbl[i] as number };
-      out.set(`w${e.asid}:${e.addr}:${l}:${e.pfn}`, e);
+      const k0 = b.ptag[i] as number;
+      const k1 = t.ptag[i] as number;
+      if (k0 === k1 && b.ptbl[i] === t.ptbl[i] && b.plevel[i] === t.plevel[i]) continue;
+      if (k0 !== 0) {
+        const x = walk(k0, b.plevel[i] as number, b.ptbl[i] as number);
+        drops.set(x.key, x.e);
+      }
+      if (k1 !== 0) {
+        const x = walk(k1, t.plevel[i] as number, t.ptbl[i] as number);
+        fills.set(x.key, x.e);
+      }
     }
-    return out;
+    for (const [k, e] of drops) if (!fills.has(k)) this.event({ kind: "tlb-drop", cpu, ...e });
+    for (const [k, e] of fills) if (!drops.has(k)) this.event({ kind: "tlb-fill", cpu, ...e });
   }
 
   // ---- folios ------------------------------------------------------------------
@@ -278,4 +312,37 @@ export class Recorder implements ModelSink {
       }
     });
   }
+}
+
+// A TLB's arrays as they were before an operation (typed-array copies).
+interface TlbCopy {
+  tag: Float64Array;
+  pfn: Float64Array;
+  perm: Uint8Array;
+  htag: Float64Array;
+  hpfn: Float64Array;
+  hperm: Uint8Array;
+  hshift: Uint8Array;
+  hfirst: Float64Array; // first base page of each large entry
+  ptag: Float64Array;
+  ptbl: Float64Array;
+  plevel: Uint8Array;
+}
+
+function copyTlb(t: Tlb): TlbCopy {
+  const hfirst = new Float64Array(t.htag.length);
+  for (let i = 0; i < t.htag.length; i++) if (t.htag[i] !== 0) hfirst[i] = t.hugeFirst(i);
+  return {
+    tag: t.tag.slice(),
+    pfn: t.pfn.slice(),
+    perm: t.perm.slice(),
+    htag: t.htag.slice(),
+    hpfn: t.hpfn.slice(),
+    hperm: t.hperm.slice(),
+    hshift: t.hshift.slice(),
+    hfirst,
+    ptag: t.ptag.slice(),
+    ptbl: t.ptbl.slice(),
+    plevel: t.plevel.slice(),
+  };
 }
