@@ -9,11 +9,14 @@ import { UsageError } from "./explore.js";
 import { TraceError } from "../trace/errors.js";
 import { parseTraceFile } from "../trace/open.js";
 import { countersJson, formatTotals } from "./format.js";
+import { onInterrupt } from "./interrupt.js";
+import { createProgress } from "./progress.js";
 import { byFunction, byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
 import { type ByFunctionCliOptions, wantsProfile, writeFolded } from "./by-function.js";
 
 export interface ReplayCliOptions extends ByFunctionCliOptions {
   json?: boolean;
+  progress?: boolean;
   lenient?: boolean;
   check: boolean;
   cpus: number;
@@ -67,11 +70,37 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
     memoryPages: Math.floor((o.memoryLimit ?? 0) / 4096),
     ...(wantsProfile(o) ? { byFunction: true } : {}),
   });
+  // SIGINT/SIGTERM: stop between two events and print what was replayed.
+  const intr = onInterrupt("replay");
+  // Progress by the bytes of the file read (a gzip file's compressed
+  // bytes), once the replay has taken 2 s.
+  const progress = createProgress({ enabled: o.progress !== false });
+  const tick = progress.run(`replay ${file.split("/").pop() ?? file}`, "bytes", 0);
+  const t0 = Date.now();
+  let applied = 0;
+  let stopped: string | null = null;
   try {
-    for await (const e of events) r.apply(e);
+    let t = Date.now();
+    for await (const e of events) {
+      r.apply(e);
+      applied++;
+      if (Date.now() - t >= 50) {
+        const at = opened.position();
+        if (Date.now() - t0 >= 2000) tick(at.read, at.size);
+        await intr.pause();
+        t = Date.now();
+      }
+      if (intr.stop()) {
+        stopped = `${intr.signal()} after ${applied} events (trace line ${e.line})`;
+        break;
+      }
+    }
   } catch (e) {
     if (e instanceof ReplayOutOfMemory) throw new TraceError(file, e.line, 1, e.message, "oom");
     throw e;
+  } finally {
+    progress.stop();
+    intr.dispose();
   }
   const totals = r.counters();
   const procs = [...r.summaries].sort((a, b) => b.peakVmpteKb - a.peakVmpteKb || a.pid - b.pid);
@@ -85,7 +114,7 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
   if (o.json) {
     const extra = o.byFunction === true && byFn !== null ? { by_function: byFunctionJson(byFn) } : {};
     process.stdout.write(
-      `${JSON.stringify({ file, format, stats: r.stats, parse: events.stats, damaged: opened.damage?.format() ?? null, totals: countersJson(totals), processes: procs, violations, ...extra }, null, 2)}\n`,
+      `${JSON.stringify({ file, format, ...(stopped !== null ? { interrupted: stopped } : {}), stats: r.stats, parse: events.stats, damaged: opened.damage?.format() ?? null, totals: countersJson(totals), processes: procs, violations, ...extra }, null, 2)}\n`,
     );
   } else {
     const opts = [`${o.arch}`, `${o.cpus} CPUs`, `touch policy ${o.touch.kind}`];
@@ -108,7 +137,8 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
     if (procs.length > 30) out.push(`... ${procs.length - 30} more`);
     if (o.byFunction === true && byFn !== null) out.push("", formatByFunction(byFn, "by kernel function (whole trace)"));
     if (violations.length > 0) out.push("INVARIANT VIOLATIONS:", ...violations.slice(0, 50).map((v) => `  ${v}`));
+    if (stopped !== null) out.push(`INTERRUPTED by ${stopped}: the figures are those so far`);
     process.stdout.write(`${out.join("\n")}\n`);
   }
-  return violations.length > 0 ? 1 : 0;
+  return stopped !== null ? 130 : violations.length > 0 ? 1 : 0;
 }

@@ -3,6 +3,7 @@
 
 import type { Counters } from "../core/counters.js";
 import { Runner } from "../run/runner.js";
+import { oneLine } from "../scenario/types.js";
 import { formatParams, instantiate, listWorkloads, UsageError } from "../workloads/index.js";
 import { splitParam } from "../workloads/params.js";
 import { countersJson, formatRows, formatTotals, rowsJson } from "./format.js";
@@ -36,7 +37,7 @@ export async function usageGuard(cmd: string, fn: () => number | Promise<number>
     return await fn();
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`ptlab ${cmd}: ${e.message}\n`);
+      process.stderr.write(`ptlab ${cmd}: ${oneLine(e.message)}\n`);
       return 2;
     }
     throw e;

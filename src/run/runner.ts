@@ -8,7 +8,7 @@ import { VA_BITS_CHOICES, vaBitsChoicesText } from "../core/arch/arm64/pgtable.j
 import { makeArch } from "../core/arch/select.js";
 import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
 import { checkAccounting, checkLeaks, checkPins, checkTlbs } from "../core/check.js";
-import { Counters, diffCounters, snapshotCounters } from "../core/counters.js";
+import { type Counters, diffCounters, snapshotCounters } from "../core/counters.js";
 import { userAccess } from "../core/hw/walker.js";
 import { type Arm64Features, defaultConfig, Machine, type MachineConfig, MODEL_VA_BITS, VARIANTS, type VariantName, type Violation } from "../core/machine.js";
 import { doMadvise } from "../core/mm/madvise.js";
@@ -352,6 +352,20 @@ export class Runner {
     }
   }
 
+  // execSteps() one step at a time: returns after each executed step
+  // (repeats unrolled), for a driver that must stop between steps.
+  *stepByStep(steps: Step[], base: number): Generator<void, void, void> {
+    for (const s of steps) {
+      if (s.op === "repeat") {
+        for (let i = 0; i < s.count; i++) yield* this.stepByStep(s.steps, base + i * s.advance);
+      } else {
+        this.exec(s, base);
+        if (this.progress) this.progress.cb(++this.progress.done, this.progress.total);
+        yield;
+      }
+    }
+  }
+
   exec(step: Step, base: number): void {
     const m = this.m;
     this.prof?.root(STEP_ROOT[step.op]);
@@ -671,6 +685,47 @@ export class Runner {
       if (!(e instanceof ViolationError)) throw e;
       this.prof?.detach();
       return { totals: snapshotCounters(this.m.counters), violations: e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`) };
+    }
+  }
+
+  // runToEnd() for a driver that can be interrupted (SIGINT on the command
+  // line): every `sliceMs` of steps it awaits ctl.pause() (the caller's way
+  // to let its event loop run, so a signal handler can), and it stops
+  // between two steps once ctl.stop() says so, without the teardown. The
+  // totals are then the counters so far; `stoppedAt` the executed steps.
+  async runToEndAsync(ctl: {
+    stop: () => boolean;
+    pause: () => Promise<void>;
+    sliceMs?: number;
+  }): Promise<{ totals: Counters; violations: string[]; stoppedAt: { done: number; total: number } | null }> {
+    const slice = ctl.sliceMs ?? 50;
+    const total = countSteps(this.sc.steps);
+    let done = 0;
+    try {
+      if (this.opts.onStep) this.progress = { done: 0, total, cb: this.opts.onStep };
+      let t = Date.now();
+      for (const _ of this.stepByStep(this.sc.steps, 0)) {
+        done++;
+        if (Date.now() - t >= slice) {
+          await ctl.pause();
+          t = Date.now();
+        }
+        if (ctl.stop() && done < total) {
+          this.prof?.detach();
+          return { totals: snapshotCounters(this.m.counters), violations: [], stoppedAt: { done, total } };
+        }
+      }
+      this.prof?.detach();
+      const totals = snapshotCounters(this.m.counters);
+      return { totals, violations: this.finish().map((v) => `[${v.invariant}] ${v.message}`), stoppedAt: null };
+    } catch (e) {
+      if (!(e instanceof ViolationError)) throw e;
+      this.prof?.detach();
+      return {
+        totals: snapshotCounters(this.m.counters),
+        violations: e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`),
+        stoppedAt: null,
+      };
     }
   }
 
