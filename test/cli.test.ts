@@ -77,7 +77,7 @@ describe("cli: variants named like Object's properties (issue 15, item 1)", () =
     // The name is refused for what it is, not blamed on the scenario file.
     const line = badInput(["run", "default", "--variant", "constructor=x"], /unknown variant "constructor"/);
     assert.doesNotMatch(line, /default\.yaml/);
-    badInput(["run", "default", "--variant", "contpte=maybe"], /variant contpte: unknown value "maybe" \(expected one of: batched, off/);
+    badInput(["run", "default", "--variant", "contpte=maybe"], /contpte takes batched, off, unfold-each, intermediate, got "maybe"/);
   });
   it("in a scenario's machine.variants: one line at the key, exit 2", () => {
     const dir = tmp();
@@ -173,6 +173,11 @@ describe("cli: signals (issue 15, item 4)", () => {
     assert.equal(r.status, 130, r.stderr);
     assert.match(r.stdout, /^== total/m);
     assert.match(r.stdout, /^INTERRUPTED by SIGINT after \d+ of 51202 steps/m);
+  });
+  it("SIGINT on workload: the reports and totals so far, exit 130", async () => {
+    const r = await interrupt(["workload", "qi-50g", "--param", "size=50G"], /workload qi-50g: 0%/, "SIGINT");
+    assert.equal(r.status, 130, r.stderr);
+    assert.match(r.stdout, /^INTERRUPTED by SIGINT after \d+ of \d+ steps/m);
   });
   it("SIGTERM on run --json: the JSON says so", async () => {
     const r = await interrupt(["run", "pt-reclaim-50g", "--json"], /run pt-reclaim-50g: 0%/, "SIGTERM");
@@ -311,6 +316,6 @@ describe("cli: diff-kernel (issue 15, item 7)", () => {
 
 describe("cli: trace-dependent cases", { skip: sharedMissing(STRACE) }, () => {
   it("replay --variant with an unknown value: one line, exit 2", () => {
-    badInput(["replay", STRACE, "--variant", "zap_batching=sometimes"], /variant zap_batching: unknown value "sometimes"/);
+    badInput(["replay", STRACE, "--variant", "zap_batching=sometimes"], /zap_batching takes batched, off, got "sometimes"/);
   });
 });
