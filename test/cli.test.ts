@@ -36,13 +36,18 @@ function badInput(args: string[], re: RegExp, timeout?: number): string {
   return lines[0] as string;
 }
 
-/** Runs ptlab, sends `signal` once stderr matches `when`, and collects what it printed. */
-function interrupt(args: string[], when: RegExp, signal: NodeJS.Signals): Promise<{ status: number | null; stdout: string; stderr: string }> {
+/** Runs ptlab, sends `signal` once stderr matches `when` (or after `when` ms), and collects what it printed. */
+function interrupt(args: string[], when: RegExp | number, signal: NodeJS.Signals): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [CLI, ...args], { cwd: PROJECT_ROOT });
     let stdout = "";
     let stderr = "";
     let sent = false;
+    if (typeof when === "number")
+      setTimeout(() => {
+        sent = true;
+        p.kill(signal);
+      }, when);
     const guard = setTimeout(() => {
       p.kill("SIGKILL");
       reject(new Error(`no ${when} on stderr in time: ${stderr}`));
@@ -52,7 +57,7 @@ function interrupt(args: string[], when: RegExp, signal: NodeJS.Signals): Promis
     });
     p.stderr.on("data", (d: Buffer) => {
       stderr += d.toString();
-      if (!sent && when.test(stderr)) {
+      if (!sent && typeof when !== "number" && when.test(stderr)) {
         sent = true;
         p.kill(signal);
       }
@@ -178,6 +183,13 @@ describe("cli: signals (issue 15, item 4)", () => {
     const r = await interrupt(["workload", "qi-50g", "--param", "size=50G"], /workload qi-50g: 0%/, "SIGINT");
     assert.equal(r.status, 130, r.stderr);
     assert.match(r.stdout, /^INTERRUPTED by SIGINT after \d+ of \d+ steps/m);
+  });
+  it("SIGTERM on hunt: what was found so far, exit 130", async () => {
+    const out = tmp();
+    const r = await interrupt(["hunt", "--time", "60s", "--workers", "1", "--out", out], 5000, "SIGTERM");
+    assert.equal(r.status, 130, r.stderr);
+    assert.match(r.stdout, /^hunt: \d+ cases .*\(interrupted\)$/m);
+    assert.ok(existsSync(join(out, "summary.json")));
   });
   it("SIGTERM on run --json: the JSON says so", async () => {
     const r = await interrupt(["run", "pt-reclaim-50g", "--json"], /run pt-reclaim-50g: 0%/, "SIGTERM");
