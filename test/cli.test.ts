@@ -326,6 +326,16 @@ describe("cli: diff-kernel (issue 15, item 7)", () => {
   });
 });
 
+describe("cli: flag spellings (issue 15, item 7)", () => {
+  it("run takes --thp like replay; replay's --arch is checked as an option, not blamed on the trace", () => {
+    const r = ptlab(["run", "default", "--thp", "always", "--no-progress"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^ptlab run default: .*THP always/m);
+    badInput(["run", "default", "--thp", "sometimes"], /--thp .* expected never, madvise or always, got "sometimes"/);
+    badInput(["replay", STRACE, "--arch", "riscv"], /^error: option '--arch <x86_64\|arm64>' argument 'riscv' is invalid/);
+  });
+});
+
 describe("cli: trace-dependent cases", { skip: sharedMissing(STRACE) }, () => {
   it("replay --variant with an unknown value: one line, exit 2", () => {
     badInput(["replay", STRACE, "--variant", "zap_batching=sometimes"], /zap_batching takes batched, off, got "sometimes"/);

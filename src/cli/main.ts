@@ -113,6 +113,7 @@ export async function cmdRun(
     progress?: boolean;
     variant?: Record<string, string>;
     ptReclaim?: boolean;
+    thp?: "never" | "madvise" | "always";
     arch?: "x86_64" | "arm64";
     mthp?: Record<number, "always">;
     arm64?: Record<string, boolean>;
@@ -130,6 +131,7 @@ export async function cmdRun(
     checkInvariants: o.check,
     variants: o.variant ?? {},
     ...(o.ptReclaim !== undefined ? { ptReclaim: o.ptReclaim } : {}),
+    ...(o.thp !== undefined ? { thp: o.thp } : {}),
     ...(o.arch !== undefined ? { arch: o.arch } : {}),
     ...(o.mthp !== undefined ? { mthp: o.mthp } : {}),
     ...(o.arm64 !== undefined ? { arm64: o.arm64 } : {}),
@@ -159,7 +161,7 @@ export async function cmdRun(
     );
   } else {
     process.stdout.write(
-      `${formatRows(`ptlab run ${file}: ${sc.name} (${r.m.arch.name}, ${sc.machine.cpus} CPUs, THP ${sc.machine.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`,
+      `${formatRows(`ptlab run ${file}: ${sc.name} (${r.m.arch.name}, ${sc.machine.cpus} CPUs, THP ${r.m.config.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`,
     );
     process.stdout.write(`${formatTotals(totals)}\n`);
     if (o.byFunction === true && byFn !== null)
@@ -189,6 +191,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--no-progress", "no progress bar or progress lines on stderr")
     .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
     .option("--pt-reclaim <on|off>", "override CONFIG_PT_RECLAIM", parseOnOff)
+    .option("--thp <never|madvise|always>", "override the scenario's transparent_hugepage/enabled", parseThp)
     .option("--arch <x86_64|arm64>", "override the scenario's architecture", parseArch)
     .option("--mthp <sizes>", "anon mTHP sizes to enable, e.g. 64K or 16K,64K, or none", parseMthp)
     .option("--arm64 <feature=on|off>", "arm64 CPU feature: hafdbs, tlbi_range, bbml2_noabort (repeatable)", parseArm64Feature)
@@ -231,7 +234,7 @@ async function main(argv: string[]): Promise<number> {
         throw new InvalidArgumentError((e as Error).message);
       }
     })
-    .option("--arch <arch>", "architecture to model", "x86_64")
+    .option("--arch <x86_64|arm64>", "architecture to model", parseArch, "x86_64")
     .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
     .option("--pt-reclaim <on|off>", "override CONFIG_PT_RECLAIM (default on)", parseOnOff)
     .option("--thp <never|madvise|always>", "transparent_hugepage/enabled (default madvise)", parseThp)
