@@ -103,6 +103,7 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
     intr.dispose();
   }
   const totals = r.counters();
+  const inferred = r.inferred();
   const procs = [...r.summaries].sort((a, b) => b.peakVmpteKb - a.peakVmpteKb || a.pid - b.pid);
   const violations = r.violations.map((v) => `[${v.invariant}] ${v.message}`);
   r.prof?.detach();
@@ -114,7 +115,7 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
   if (o.json) {
     const extra = o.byFunction === true && byFn !== null ? { by_function: byFunctionJson(byFn) } : {};
     process.stdout.write(
-      `${JSON.stringify({ file, format, ...(stopped !== null ? { interrupted: stopped } : {}), stats: r.stats, parse: events.stats, damaged: opened.damage?.format() ?? null, totals: countersJson(totals), processes: procs, violations, ...extra }, null, 2)}\n`,
+      `${JSON.stringify({ file, format, ...(stopped !== null ? { interrupted: stopped } : {}), stats: r.stats, inferred: { fd_files: Object.fromEntries(inferred.fdFiles), exec_files: Object.fromEntries(inferred.execFiles) }, parse: events.stats, damaged: opened.damage?.format() ?? null, totals: countersJson(totals), processes: procs, violations, ...extra }, null, 2)}\n`,
     );
   } else {
     const opts = [`${o.arch}`, `${o.cpus} CPUs`, `touch policy ${o.touch.kind}`];
@@ -128,6 +129,19 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
         .join(" "),
     );
     if (events.stats.skipped > 0) out.push(`skipped malformed lines: ${events.stats.skipped}`);
+    // What the trace does not show and the replay inferred (src/replay/replay.ts).
+    const list = (x: [string, number][]) =>
+      `${x
+        .slice(0, 8)
+        .map(([p, n]) => `${p.split("/").pop()}${n > 1 ? ` (${n})` : ""}`)
+        .join(", ")}${x.length > 8 ? `, ... ${x.length - 8} more` : ""}`;
+    if (inferred.fdFiles.length > 0) out.push(`inferred: ${r.stats.inferredFdFiles} fd mappings named by the faults on them: ${list(inferred.fdFiles)}`);
+    if (inferred.execFiles.length > 0)
+      out.push(
+        `inferred: ${r.stats.inferredExecFiles} files execve mapped, placed by the model where faults reached them (${r.stats.inferredExecVmas} VMAs): ${list(inferred.execFiles)}`,
+      );
+    if (r.stats.inferredFaults > 0 || r.stats.unresolvedFaults > 0)
+      out.push(`faults resolved through an inference: ${r.stats.inferredFaults}; unresolved (skipped): ${r.stats.unresolvedFaults} of ${r.stats.faults}`);
     if (opened.damage !== null) out.push(`trace ends early (--lenient replayed what came before): ${opened.damage.format()}`);
     out.push("", formatTotals(totals), "pid     comm              mmaps  faults  peak_vmpte_kb  peak_rss_anon_kb  peak_rss_file_kb");
     for (const p of procs.slice(0, 30))
