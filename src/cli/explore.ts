@@ -255,7 +255,8 @@ export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> 
       s = await new Promise<{ schedule: number[]; complete: boolean } | null>((resolve, reject) => {
         w.on("message", (msg: { schedule: number[]; complete: boolean }) => resolve(msg));
         w.on("error", reject);
-        w.on("exit", () => resolve(null));
+        // After the result (already settled), or terminated by a signal.
+        w.on("exit", (code) => (interrupted ? resolve(null) : reject(new Error(`model bug: the shrink worker exited with code ${code} and no result`))));
       });
       shrinker = null;
       if (s === null) unshrunk = "shrinking interrupted";

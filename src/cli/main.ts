@@ -49,7 +49,7 @@ function parseVariant(v: string, prev: Record<string, string>): Record<string, s
   // Object.hasOwn: "constructor" is an unknown name, not Object's.
   if (!Object.hasOwn(VARIANTS, name)) throw new InvalidArgumentError(`unknown variant "${name}" (known: ${Object.keys(VARIANTS).join(", ")})`);
   const allowed = VARIANTS[name as keyof typeof VARIANTS] as readonly string[];
-  if (!allowed.includes(value)) throw new InvalidArgumentError(`${name} takes ${allowed.join(", ")}, got "${value}"`);
+  if (!allowed.includes(value)) throw new InvalidArgumentError(`variant ${name}: unknown value "${value}" (expected one of: ${allowed.join(", ")})`);
   return { ...prev, [name]: value };
 }
 
