@@ -348,9 +348,9 @@ function seededBug(m: Machine, r: () => number): { undo: () => void; transient: 
       ph.flags[pfn] = f;
     });
   };
-  const entry = (nv: number) => {
+  const entry = (nv: number, transient = false) => {
     T.set(gi, nv);
-    return undo(() => T.set(gi, v));
+    return undo(() => T.set(gi, v), transient);
   };
   const cpu = m.cpus[Math.floor(r() * m.cpus.length)];
   switch (Math.floor(r() * 10)) {
@@ -361,7 +361,10 @@ function seededBug(m: Machine, r: () => number): { undo: () => void; transient: 
     case 2:
       return entry(A.pteMkclean(v));
     case 3:
-      return entry(A.pteAdvancePfn(v, 1));
+      // Transient: kept, a later zap drops a reference to a frame the entry
+      // does not own, and once that frame is a page table the teardown
+      // frees it under its owner (the replay's table layout decides when).
+      return entry(A.pteAdvancePfn(v, 1), true);
     case 4:
       return frame(f ^ PG_ANON_EXCLUSIVE);
     case 5:

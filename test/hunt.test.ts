@@ -475,7 +475,7 @@ describe("hunt: command line", () => {
     const cases: [string[], RegExp][] = [
       [["hunt", "--time", "soon"], /expected a duration/],
       [["hunt", "--variant", "constructor=x"], /unknown variant "constructor"/],
-      [["hunt", "--variant", "gather_nested=maybe"], /gather_nested takes fixed, reset-range, none/],
+      [["hunt", "--variant", "gather_nested=maybe"], /variant gather_nested: unknown value "maybe" \(expected one of: fixed, reset-range, none\)/],
       [["hunt", "--variant", "contpte=intermediate", "--arch", "x86_64"], /exists only on arm64/],
       [["hunt", "--shard", "3/2"], /expected I\/N/],
       [["hunt", "--out", "/proc/version/x", "--cases", "1"], /cannot write the findings folder/],

@@ -3,7 +3,6 @@ import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { parse as parseYaml } from "yaml";
-import { Runner } from "../src/run/runner.js";
 import { parseScenario } from "../src/scenario/load.js";
 import { scenarioJsonSchema, scenarioSchema } from "../src/scenario/schema.js";
 import { type MmapStep, type Scenario, ScenarioError, type Step } from "../src/scenario/types.js";
@@ -431,12 +430,25 @@ describe("parseScenario: errors", () => {
       '"__proto__" is not a valid key',
     );
     for (const k of ["constructor", "toString", "valueOf", "hasOwnProperty"]) {
-      const sc = load(withSteps("- mmap: { region: A, size: 4K }").replace("name: t\n", `name: t\nmachine: { variants: { ${k}: fixed } }\n`));
-      assert.throws(
-        () => new Runner(sc),
-        (e: unknown) => e instanceof ScenarioError && e.message.includes(`unknown variant "${k}"`),
+      fails(
+        withSteps("- mmap: { region: A, size: 4K }").replace("name: t\n", `name: t\nmachine: { variants: { ${k}: fixed } }\n`),
+        2,
+        24,
+        `machine.variants: unknown variant "${k}"`,
       );
+      fails(`${withSteps("- mmap: { region: A, size: 4K }")}explore: { variant: { ${k}: x } }\n`, 4, 23, `explore.variant: unknown variant "${k}"`);
     }
+  });
+
+  it("checks variant names and values where they are written", () => {
+    fails(
+      "name: t\nmachine:\n  variants:\n    contpte: off\n    gather_nested: maybe\nsteps: []\n",
+      5,
+      20,
+      'machine.variants.gather_nested: unknown value "maybe"',
+    );
+    fails("name: t\nmachine: { variants: { gather_nestd: none } }\nsteps: []\n", 2, 24, 'unknown variant "gather_nestd"');
+    assert.deepEqual(load("name: t\nmachine: { variants: { gather_nested: none } }\nsteps: []\n").machine.variants, { gather_nested: "none" });
   });
 
   it("requires exactly one known operation per step", () => {
@@ -536,11 +548,64 @@ describe("generated artefacts", () => {
   });
 });
 
+describe("parseScenario: limits (issue 15)", () => {
+  it("a duplicate key is found in any mapping, block or flow, at its second occurrence", () => {
+    fails("name: t\nmachine: { variants: { contpte: off, contpte: batched } }\nsteps: []\n", 2, 38, "invalid YAML: Map keys must be unique");
+    fails(withSteps("- mmap: { region: A, size: 4K, size: 8K }"), 3, 34, "invalid YAML: Map keys must be unique");
+    // The same text with other types is not the same key.
+    fails("name: t\n1: a\n'1': b\nsteps: []\n", 2, 1, "expected a key name, got 1");
+  });
+
+  it("a mapping of 60,000 keys loads in linear time (the yaml library's own duplicate check took 33 s)", () => {
+    const keys = Array.from({ length: 60_000 }, (_, i) => `    k${i}: x\n`).join("");
+    const t0 = performance.now();
+    fails(`name: t\nmachine:\n  variants:\n${keys}steps: []\n`, 4, 5, 'machine.variants: unknown variant "k0"');
+    const top = Array.from({ length: 60_000 }, (_, i) => `k${i}: x\n`).join("");
+    fails(`name: t\n${top}steps: []\n`, 2, 1, 'unknown key "k0" at top level');
+    const ms = performance.now() - t0;
+    assert.ok(ms < 15_000, `${ms.toFixed(0)} ms`);
+  });
+
+  it("caps the steps and reports a list runs once nested repeats are unrolled, at the outer count", () => {
+    const nested = (outer: number, inner: number, body: string) =>
+      withSteps("- mmap: { region: A, size: 4K }", `- repeat: { count: ${outer}, steps: [ { repeat: { count: ${inner}, steps: [ ${body} ] } } ] }`);
+    fails(nested(10_000_000, 10_000_000, "{ touch: { region: A } }"), 4, 22, "steps[1].repeat.count: unrolled, this repeat would run 100000000000000 steps");
+    fails(nested(1000, 10_001, "{ touch: { region: A } }"), 4, 22, "more than 10000000");
+    assert.equal(load(nested(1000, 10_000, "{ touch: { region: A } }")).steps.length, 2);
+    fails(withSteps("- repeat: { count: 100001, steps: [ { report: x } ] }"), 3, 22, "100001 reports (count 100001 times 1 in its body), more than 100000");
+    fails(nested(2, 50_001, "{ report: x }"), 4, 22, "steps[1].repeat.count: unrolled, this repeat would run 100002 reports");
+    // The inner repeat alone is within the caps: the outer one is named.
+    fails(nested(3, 4_000_000, "{ touch: { region: A } }"), 4, 22, "steps[1].repeat.count");
+  });
+
+  it("a name or key holding a newline gives a one-line error, the newline escaped", () => {
+    const cases = [
+      'name: t\nprocesses: [{name: "a\\nb"}, {name: "a\\nb"}]\nsteps: []\n',
+      'name: t\nsteps:\n  - mmap: { region: "r\\nx", size: 4K }\n  - touch: { region: "r\\nx", thread: "q\\u2028z" }\n',
+      'name: t\nsteps:\n  - mmap: { region: r, size: 4K, "b\\nc\\u0007": 1 }\n',
+    ];
+    for (const text of cases) {
+      let err: unknown;
+      try {
+        load(text);
+      } catch (e) {
+        err = e;
+      }
+      assert.ok(err instanceof ScenarioError, String(err));
+      const line = err.format();
+      assert.match(line, /^t\.yaml:\d+:\d+: /);
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: a BEL in the message is what must not be there
+      assert.doesNotMatch(line, /[\n\r\u2028\u2029\u0007]/, line);
+      assert.match(line, /\\n|\\u2028/, line);
+    }
+  });
+});
+
 describe("parseScenario: properties", () => {
   const VALID = `# yaml-language-server: $schema=../docs/scenario.schema.json
 name: fuzz
 description: "mutation target"
-machine: { cpus: 4, levels: 5, thp: always, variants: { a: b } }
+machine: { cpus: 4, levels: 5, thp: always, variants: { zap_batching: "off" } }
 processes:
   - name: p0
     threads: [{ name: t0, cpu: 0 }, { name: t1, cpu: 3 }]

@@ -8,8 +8,9 @@ import { type CostTable, DEFAULT_COST_TABLE, modelledCycles, parseCostTable } fr
 import { Counters } from "../core/counters.js";
 import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
 import { defaultConfig, VARIANTS } from "../core/machine.js";
-import { compare, comparisonJson, type ConfigSpec, formatComparison, setCostHook } from "../report/compare.js";
-import { compareTrace, traceOptions } from "../replay/compare.js";
+import { type Comparison, compareAsync, comparisonJson, type ConfigSpec, formatComparison, type StopControl, setCostHook } from "../report/compare.js";
+import { compareTraceAsync, traceOptions } from "../replay/compare.js";
+import { type Interrupt, onInterrupt } from "./interrupt.js";
 import { defaultReplayOptions, type ReplayOptions } from "../replay/replay.js";
 import type { RunOptions } from "../run/runner.js";
 import type { TraceEvent } from "../trace/events.js";
@@ -85,6 +86,11 @@ export function parseConfig(text: string, readFile: (path: string) => string = (
   const body = hasLabel ? text.slice(colon + 1).trim() : text.trim();
   const where = `--config "${text}"`;
   if (label === "") throw new UsageError(`${where}: expected "label:key=value,key=value"`);
+  // The label heads a column, and is the outermost frame of --folded's
+  // stacks (";" separates frames).
+  // A bare "k=v,..." is its own label.
+  if (label.includes(";") || /[^\x20-\x7e\u00a0-\uffff]/.test(label) || label.startsWith(":"))
+    throw new UsageError(`${where}: a label may not start with ":" nor contain control characters or ";" (got "${label}")`);
   const settings: [string, string][] = [];
   if (body !== "" && (hasLabel || body.includes("=")))
     for (const part of body.split(",")) {
@@ -214,13 +220,19 @@ export function cmdCompare(file: string | undefined, o: CompareCliOptions): Prom
       title = file as string;
     }
     const progress = createProgress({ enabled: o.progress });
-    let result: ReturnType<typeof compare>;
+    const intr = onInterrupt("compare");
+    let result: Comparison & { notRun: string[] };
     try {
-      result = compare(sc, configs, { ...base, checkInvariants: o.check, ...(wantsProfile(o) ? { byFunction: true } : {}) }, (label) =>
-        progress.run(`compare ${label}`),
+      result = await compareAsync(
+        sc,
+        configs,
+        { ...base, checkInvariants: o.check, ...(wantsProfile(o) ? { byFunction: true } : {}) },
+        stopControl(intr),
+        (label) => progress.run(`compare ${label}`),
       );
     } finally {
       progress.stop();
+      intr.dispose();
     }
     const command = `ptlab compare ${file ?? `--workload ${o.workload}${o.param.map((p) => ` --param ${p}`).join("")}`}${o.config.map((c) => ` --config "${c}"`).join("")}`;
     const heading = `ptlab compare ${title}${params !== undefined ? ` (${params})` : ""}: ${sc.name}, seed ${sc.machine.seed}`;
@@ -255,11 +267,13 @@ async function compareTraceCli(file: string, o: CompareCliOptions, configs: Conf
     stepAxis: "part of the trace (report every tenth)",
   };
   const progress = createProgress({ enabled: o.progress });
-  let result: ReturnType<typeof compareTrace>;
+  const intr = onInterrupt("compare");
+  let result: Comparison & { notRun: string[] };
   try {
-    result = compareTrace(list, subject, runs, (label) => progress.run(`compare ${label}`));
+    result = await compareTraceAsync(list, subject, runs, stopControl(intr), (label) => progress.run(`compare ${label}`));
   } finally {
     progress.stop();
+    intr.dispose();
   }
   const command = `ptlab compare --trace ${file}${o.lenient === true ? " --lenient" : ""}${o.config.map((c) => ` --config "${c}"`).join("")}`;
   return output(result, o, {
@@ -270,14 +284,20 @@ async function compareTraceCli(file: string, o: CompareCliOptions, configs: Conf
   });
 }
 
+function stopControl(intr: Interrupt): StopControl {
+  return { stop: intr.stop, pause: intr.pause, why: () => String(intr.signal()) };
+}
+
 // The table, JSON or HTML report of a comparison, the same for scenarios,
-// workloads and traces.
+// workloads and traces; after SIGINT or SIGTERM, of what was run (exit 130).
 async function output(
-  result: ReturnType<typeof compare>,
+  result: Comparison & { notRun?: string[] },
   o: CompareCliOptions,
   w: { title: string; params?: string; command: string; heading: string; meta: Record<string, unknown> },
 ): Promise<number> {
   const version = ptlabVersion();
+  const interrupted = result.runs.some((r) => r.notes.some((n) => n.startsWith("interrupted"))) || (result.notRun ?? []).length > 0;
+  const notRun = result.notRun ?? [];
   if (o.folded !== undefined) {
     const text = result.runs.map((r) => (r.byFunction !== undefined ? foldedStacks(r.byFunction, r.config.label) : "")).join("");
     const bad = writeFolded(o.folded, text);
@@ -294,7 +314,9 @@ async function output(
     }
   }
   if (o.json) {
-    const json = comparisonJson(result, { ptlab_version: version, ...w.meta }) as { configs: Record<string, unknown>[] };
+    const json = comparisonJson(result, { ptlab_version: version, ...w.meta, ...(interrupted ? { interrupted: { not_run: notRun } } : {}) }) as {
+      configs: Record<string, unknown>[];
+    };
     if (o.byFunction === true)
       for (const [i, r] of result.runs.entries())
         if (r.byFunction !== undefined) (json.configs[i] as Record<string, unknown>).by_function = byFunctionJson(r.byFunction);
@@ -305,6 +327,10 @@ async function output(
       for (const r of result.runs)
         if (r.byFunction !== undefined) process.stdout.write(`\n${formatByFunction(r.byFunction, `by kernel function: ${r.config.label}`)}`);
     if (o.report !== undefined) process.stdout.write(`report written to ${o.report}\n`);
+    if (interrupted)
+      process.stdout.write(
+        `INTERRUPTED: the figures of an interrupted configuration are those so far${notRun.length > 0 ? `; not run: ${notRun.join(", ")}` : ""}\n`,
+      );
   }
-  return result.runs.some((r) => r.violations.length > 0) ? 1 : 0;
+  return interrupted ? 130 : result.runs.some((r) => r.violations.length > 0) ? 1 : 0;
 }

@@ -38,6 +38,8 @@ export interface ReportDiff {
 export interface DiffResult {
   skipped?: string;
   detected?: string[];
+  // The scenario's machine settings the host's replaced ("machine.thp: never -> always").
+  replaced?: string[];
   reports: ReportDiff[];
   pages: PageDiff[];
 }
@@ -161,7 +163,62 @@ async function syncHelperState(r: Runner, host: HostSession, slot: number, procN
   }
 }
 
+// Steps the host helper cannot run (a model-only actor or operation).
+const HOST_CANNOT = new Set<Step["op"]>(["exec", "lockless", "oom_reap", "truncate", "reclaim", "migrate", "khugepaged", "writeback"]);
+
+// Why the scenario cannot be compared, before the host is touched: it must
+// have a report step (the comparisons are made there) and only steps the
+// helper runs. A ScenarioError at the offending step, or null.
+export function cannotCompare(sc: Scenario): ScenarioError | null {
+  const find = (steps: readonly Step[], pred: (s: Step) => boolean): Step | undefined => {
+    for (const s of steps) {
+      const hit = s.op === "repeat" ? find(s.steps, pred) : pred(s) ? s : undefined;
+      if (hit !== undefined) return hit;
+    }
+    return undefined;
+  };
+  const bad = find(sc.steps, (s) => HOST_CANNOT.has(s.op));
+  if (bad !== undefined) return new ScenarioError(sc.file, bad.pos.line, bad.pos.col, `diff-kernel cannot run ${bad.op} steps on the host helper`);
+  if (find(sc.steps, (s) => s.op === "report") === undefined)
+    return new ScenarioError(
+      sc.file,
+      1,
+      1,
+      'diff-kernel has nothing to compare: host and model are compared at report steps, and the scenario has none (add "- report: LABEL")',
+    );
+  return null;
+}
+
+// The scenario's machine settings that the host's replace, as
+// "machine.KEY: scenario -> host" (the model runs with the host's THP,
+// mTHP, huge zero page, PT reclaim, paging levels and, on 6.18 and later,
+// collapse_ro; the zero page is the host's too but no scenario sets it).
+export function replacedSettings(
+  sc: Scenario["machine"],
+  host: { thp: string; thpUseZeroPage: boolean; ptReclaim: boolean; levels: number; mthp: Record<number, string>; variants: Record<string, string> },
+): string[] {
+  const out: string[] = [];
+  const kb = (k: number) => (k >= 1024 ? `${k / 1024}M` : `${k}K`);
+  const mthpText = (m: Record<number, string>) =>
+    Object.entries(m)
+      .sort((a, b) => Number(a[0]) - Number(b[0]))
+      .map(([k, v]) => `${kb(Number(k))}=${v}`)
+      .join(",") || "none";
+  const put = (key: string, a: string, b: string) => {
+    if (a !== b) out.push(`machine.${key}: ${a} -> ${b}`);
+  };
+  put("thp", sc.thp, host.thp);
+  put("thp_use_zero_page", String(sc.thpUseZeroPage), String(host.thpUseZeroPage));
+  put("pt_reclaim", String(sc.ptReclaim), String(host.ptReclaim));
+  put("levels", String(sc.levels), String(host.levels));
+  put("mthp", mthpText(sc.mthp ?? {}), mthpText(host.mthp));
+  for (const [k, v] of Object.entries(host.variants)) put(`variants.${k}`, sc.variants?.[k] ?? "(default)", v);
+  return out;
+}
+
 export async function runDiff(sc: Scenario, o: DiffOptions = {}): Promise<DiffResult> {
+  const cannot = cannotCompare(sc);
+  if (cannot !== null) throw cannot;
   const built = await ensureHelperBuilt();
   if (isHelperSkip(built)) return { skipped: built.skip, reports: [], pages: [] };
   if (sc.processes.length !== 1) throw new ScenarioError(sc.file, 1, 1, "diff-kernel needs exactly one initial process (more come from fork steps)");
@@ -215,6 +272,14 @@ async function runDiffSession(sc: Scenario, built: string, swap: HostSwap, setUp
       detected.push("kernel 6.18 or later: MADV_COLLAPSE takes read-only ranges too (variant collapse_ro=any)");
     }
     const spec = { ...sc.machine, variants, thp: env.thp, thpUseZeroPage: hugeZero, ptReclaim, levels: env.levels ?? 4 };
+    const replaced = replacedSettings(sc.machine, {
+      thp: env.thp,
+      thpUseZeroPage: hugeZero,
+      ptReclaim,
+      levels: env.levels ?? 4,
+      mthp,
+      variants: variants.collapse_ro !== sc.machine.variants?.collapse_ro ? { collapse_ro: variants.collapse_ro as string } : {},
+    });
     let forced = 0;
     const r = new Runner(
       { ...sc, machine: spec },
@@ -365,7 +430,7 @@ async function runDiffSession(sc: Scenario, built: string, swap: HostSwap, setUp
       }
     };
     for (const s of sc.steps) await exec(s, 0);
-    return { detected, reports, pages };
+    return { detected, replaced, reports, pages };
   } finally {
     await host.close();
   }
@@ -395,7 +460,12 @@ export async function diffKernel(sc: Scenario, o: { json: boolean; setupSwap?: b
   } else if (res.skipped !== undefined) {
     process.stdout.write(`diff-kernel skipped: ${res.skipped}\n`);
   } else {
-    const out = [`ptlab diff-kernel ${sc.file}: ${sc.name}`, ...(res.detected ?? []).map((d) => `  detected: ${d}`), ""];
+    const out = [
+      `ptlab diff-kernel ${sc.file}: ${sc.name}`,
+      ...(res.detected ?? []).map((d) => `  detected: ${d}`),
+      ...(res.replaced ?? []).map((d) => `  replaced by the host's: ${d}`),
+      "",
+    ];
     out.push("report / process / figure (change since start, kB)         host     model   result");
     res.reports.forEach((rep, i) => {
       for (const f of rep.figures)

@@ -1,12 +1,19 @@
 // Worker thread of `ptlab explore`: explores one sub-shard and posts
-// progress and its result. The main thread owns Ctrl-C (a shared flag).
+// progress and its result, or shrinks a counterexample (job.shrink). The
+// main thread owns Ctrl-C: a shared flag for a search, terminate() for a
+// shrink, so that the counterexample already found is printed either way.
 
 import { parentPort, workerData } from "node:worker_threads";
-import { explore } from "../explore/explore.js";
+import { explore, shrink } from "../explore/explore.js";
 import { ScenarioError } from "../scenario/types.js";
 import { type ExploreJob, exploreConfig } from "./explore.js";
 
 const job = workerData as ExploreJob;
+if (job.shrink !== undefined) {
+  const s = shrink(exploreConfig(job), job.shrink.schedule, job.shrink.invariant);
+  parentPort?.postMessage({ kind: "shrunk", schedule: s.schedule, complete: s.complete });
+  process.exit(0);
+}
 const stop = new Int32Array(job.stop);
 let last = 0;
 let res: ReturnType<typeof explore>;

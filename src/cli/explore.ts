@@ -6,18 +6,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { InvalidArgumentError } from "commander";
 import { INVARIANTS, isInvariant } from "../core/invariants.js";
-import {
-  type Counterexample,
-  configKey,
-  describe,
-  type ExploreConfig,
-  type Mode,
-  NO_VIOLATION,
-  parseToken,
-  rankLess,
-  shrink,
-  TokenError,
-} from "../explore/explore.js";
+import { type Counterexample, configKey, describe, type ExploreConfig, type Mode, NO_VIOLATION, parseToken, rankLess, TokenError } from "../explore/explore.js";
 import { ScenarioError } from "../scenario/types.js";
 import { loadScenario, resolveScenario } from "./load.js";
 
@@ -36,7 +25,7 @@ export interface ExploreOpts {
   historical?: boolean;
   variant?: Record<string, string>;
   arch?: "x86_64" | "arm64";
-  json?: string;
+  json?: string | true; // a file, or true: the JSON on stdout instead of the text
   replay?: string;
   shrink: boolean;
   progress: boolean;
@@ -53,6 +42,8 @@ export interface ExploreJob {
   sub: number;
   subs: number;
   stop: SharedArrayBuffer;
+  // Shrink this counterexample instead of exploring.
+  shrink?: { schedule: number[]; invariant: string };
 }
 
 export function exploreConfig(job: { file: string; opts: ExploreOpts; sub: number; subs: number }, sc = loadScenario(job.file)): ExploreConfig {
@@ -98,6 +89,21 @@ export function parseMode(v: string): Mode {
   throw new InvalidArgumentError(`expected exhaustive, random or pct, got "${v}"`);
 }
 
+// A replay token's schedule ("0*10-1*7": runs of thread ids) holds one
+// decision per step, and no execution runs more than 1,000,000 steps (the
+// --max-steps ceiling): a longer schedule is refused from its run lengths,
+// before parseToken() expands it (a "0*100000000000" would take gigabytes).
+export const MAX_TOKEN_DECISIONS = 1_000_000;
+export function tokenDecisions(token: string): number {
+  const sched = token.slice(token.lastIndexOf(".") + 1);
+  let n = 0;
+  for (const run of sched.split("-")) {
+    const star = run.indexOf("*");
+    n += star < 0 ? 1 : Number(run.slice(star + 1));
+  }
+  return n;
+}
+
 // What a search covered (one worker's, or all of them together).
 interface Coverage {
   executions: number;
@@ -130,7 +136,13 @@ export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> 
   const vars = Object.entries({ ...(sc.machine.variants ?? {}), ...(cfg.run.variants ?? {}) })
     .map(([k, v]) => `${k}=${v}`)
     .join(", ");
+  // --json FILE is written at the end: a path that cannot be written
+  // fails now, not after the search.
+  if (typeof o.json === "string") writeJson(o.json, "");
   if (o.replay !== undefined) {
+    const n = tokenDecisions(o.replay);
+    if (!(n <= MAX_TOKEN_DECISIONS))
+      throw new UsageError(`--replay: the token's schedule has ${n} decisions, more than any execution takes (at most ${MAX_TOKEN_DECISIONS} steps)`);
     let tok: ReturnType<typeof parseToken>;
     try {
       tok = parseToken(o.replay);
@@ -159,11 +171,18 @@ export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> 
   const subs = Math.max(1, o.workers);
   const stop = new SharedArrayBuffer(4);
   const flag = new Int32Array(stop);
-  const onSigint = () => {
+  // SIGINT or SIGTERM: the workers stop at their next execution; a shrink
+  // is abandoned and the counterexample printed as found.
+  let interrupted = false;
+  let shrinker: Worker | null = null;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (!interrupted) process.stderr.write(`\nptlab explore: stopping (${sig === "SIGINT" ? "Ctrl-C" : sig})...\n`);
+    interrupted = true;
     Atomics.store(flag, 0, 1);
-    process.stderr.write("\nptlab explore: stopping (Ctrl-C)...\n");
+    void shrinker?.terminate();
   };
-  process.on("SIGINT", onSigint);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   const t0 = Date.now();
   const prog = new Map<number, { executions: number; steps: number }>();
   let lastPrint = 0;
@@ -202,7 +221,6 @@ export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> 
       });
     }),
   );
-  process.off("SIGINT", onSigint);
   const total = { executions: 0, steps: 0, truncated: 0, pruned: 0, sleepBlocked: 0, states: 0 };
   let best: WorkerResult | null = null;
   for (const r of results) {
@@ -214,7 +232,7 @@ export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> 
     total.states += r.states;
     if (r.rank !== null && (best === null || rankLess(r.rank, best.rank as number[]))) best = r;
   }
-  const stopped = results.some((r) => r.stopped);
+  const stopped = interrupted || results.some((r) => r.stopped);
   const complete = results.every((r) => r.complete);
   const secs = (Date.now() - t0) / 1000;
   if (o.progress)
@@ -222,12 +240,41 @@ export async function cmdExplore(file: string, o: ExploreOpts): Promise<number> 
       `explore: ${total.executions} executions, ${total.steps} steps in ${secs.toFixed(2)} s (${(total.executions / Math.max(secs, 1e-3)).toFixed(0)} executions/s)\n`,
     );
   let cx: Counterexample | null = null;
+  let unshrunk: string | null = null;
   if (best !== null) {
     const sched = best.schedule as number[];
-    const s = o.shrink ? shrink(cfg, sched, best.invariant as string) : { schedule: sched, complete: false };
+    let s: { schedule: number[]; complete: boolean } | null = { schedule: sched, complete: false };
+    if (!o.shrink) unshrunk = "";
+    else if (interrupted) unshrunk = "interrupted before shrinking";
+    else {
+      const w = new Worker(new URL("./explore-worker.js", import.meta.url), {
+        workerData: { file, opts: o, sub: 0, subs: 1, stop, shrink: { schedule: sched, invariant: best.invariant as string } } satisfies ExploreJob,
+      });
+      shrinker = w;
+      if (o.progress) process.stderr.write(`explore: shrinking the counterexample (${sched.length} decisions; Ctrl-C prints it as found)...\n`);
+      s = await new Promise<{ schedule: number[]; complete: boolean } | null>((resolve, reject) => {
+        w.on("message", (msg: { schedule: number[]; complete: boolean }) => resolve(msg));
+        w.on("error", reject);
+        // After the result (already settled), or terminated by a signal.
+        w.on("exit", (code) => (interrupted ? resolve(null) : reject(new Error(`model bug: the shrink worker exited with code ${code} and no result`))));
+      });
+      shrinker = null;
+      if (s === null) unshrunk = "shrinking interrupted";
+    }
+    if (s === null) s = { schedule: sched, complete: false };
     cx = describe(cfg, s.schedule, s.complete, sched.length);
   }
-  return output(o, header, vars, file, cx, { ...total, complete, stopped, cfg });
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  return output(o, header, vars, file, cx, { ...total, complete, stopped: stopped || interrupted, cfg, unshrunk });
+}
+
+function writeJson(path: string, text: string): void {
+  try {
+    writeFileSync(path, text);
+  } catch (e) {
+    throw new UsageError(`--json: cannot write "${path}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
 }
 
 function output(
@@ -236,7 +283,7 @@ function output(
   vars: string,
   file: string,
   cx: Counterexample | null,
-  run: (Coverage & { cfg: ExploreConfig }) | null,
+  run: (Coverage & { cfg: ExploreConfig; unshrunk?: string | null }) | null,
 ): number {
   const lines: string[] = [header, `variants: ${vars || "none (v6.17)"}`];
   if (run !== null) {
@@ -252,7 +299,7 @@ function output(
     );
     if (cx === null) {
       const what = run.stopped
-        ? "stopped by Ctrl-C before the space was covered"
+        ? "stopped by a signal (Ctrl-C, SIGTERM) before the space was covered"
         : run.complete
           ? c.mode === "exhaustive"
             ? c.preemptions === Number.POSITIVE_INFINITY
@@ -278,13 +325,13 @@ function output(
       lines.push(
         cx.shrunk
           ? `shrunk from ${cx.original} to ${cx.schedule.length} decisions; removing any one of them breaks nothing`
-          : `${cx.schedule.length} decisions (not shrunk)`,
+          : `${cx.schedule.length} decisions (not shrunk${run.unshrunk ? `: ${run.unshrunk}` : ""})`,
       );
     lines.push(`threads: ${cx.threads.slice(0, -1).join(", ")}`);
     lines.push(...cx.text);
     lines.push(`replay: ptlab explore ${file} --replay ${cx.token}`);
   }
-  process.stdout.write(`${lines.join("\n")}\n`);
+  if (o.json !== true) process.stdout.write(`${lines.join("\n")}\n`);
   if (o.json !== undefined) {
     const doc = {
       scenario: file,
@@ -295,12 +342,16 @@ function output(
       mode: run?.cfg.mode ?? "replay",
       executions: run?.executions ?? 1,
       complete: run?.complete ?? true,
+      interrupted: run?.stopped === true,
       counterexample: broke ? cx : null,
       ...(cx !== null && !broke ? { replayed: cx } : {}),
     };
-    writeFileSync(o.json, `${JSON.stringify(doc, null, 2)}\n`);
+    const text = `${JSON.stringify(doc, null, 2)}\n`;
+    if (o.json === true) process.stdout.write(text);
+    else writeJson(o.json, text);
   }
   // 130: interrupted (the usual code after SIGINT), so scripts do not take
-  // a partial run for a clean one.
-  return broke ? 1 : run?.stopped ? 130 : 0;
+  // a partial run for a clean one, nor an unfinished one for a finished one
+  // (hunt does the same): the counterexample found so far is printed above.
+  return run?.stopped ? 130 : broke ? 1 : 0;
 }

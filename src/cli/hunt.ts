@@ -236,12 +236,13 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
   const markDeadline = () => {
     if (Date.now() >= deadline) Atomics.store(flag, 1, 1);
   };
-  const onSigint = () => {
+  const onSigint = (sig: NodeJS.Signals) => {
     interrupted = true;
     Atomics.store(flag, 0, 1);
-    process.stderr.write("\nptlab hunt: stopping (Ctrl-C); keeping what was found...\n");
+    process.stderr.write(`\nptlab hunt: stopping (${sig === "SIGINT" ? "Ctrl-C" : sig}); keeping what was found...\n`);
   };
   process.on("SIGINT", onSigint);
+  process.on("SIGTERM", onSigint);
   const ticker = setInterval(markDeadline, 100);
   const ex = o.workers > 1 ? workerExecutor(o.workers, stopBuf) : inlineExecutor(flag);
   const vars = Object.entries(o.variant)
@@ -367,6 +368,7 @@ export async function cmdHunt(o: HuntOpts): Promise<number> {
   } finally {
     clearInterval(ticker);
     process.off("SIGINT", onSigint);
+    process.off("SIGTERM", onSigint);
     await ex.close();
   }
   progress(true);

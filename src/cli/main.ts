@@ -3,7 +3,8 @@
 // `file:line:col: message` line and exit code 2.
 
 import { Command, CommanderError, InvalidArgumentError } from "commander";
-import { ScenarioError } from "../scenario/types.js";
+import { oneLine, ScenarioError } from "../scenario/types.js";
+import { VARIANTS } from "../core/machine.js";
 import { MIN_MEMORY, parsePageSize } from "../scenario/schema.js";
 import { listScenarios, loadScenario } from "./load.js";
 
@@ -24,6 +25,8 @@ import { cmdUi } from "./ui.js";
 import { LitmusError } from "../litmus/types.js";
 import { readFileSync } from "node:fs";
 import { openEventLog } from "./event-log.js";
+import { createProgress } from "./progress.js";
+import { onInterrupt } from "./interrupt.js";
 import { type ByFunctionCliOptions, parseFoldedPath, wantsProfile, writeFolded } from "./by-function.js";
 import { byFunction, byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
 import { availableParallelism } from "node:os";
@@ -43,7 +46,12 @@ function defaultWorkers(): number {
 function parseVariant(v: string, prev: Record<string, string>): Record<string, string> {
   const m = /^([a-z_]+)=([a-z0-9-]+)$/.exec(v);
   if (!m) throw new InvalidArgumentError(`expected NAME=VALUE, e.g. gather_nested=reset-range, got "${v}"`);
-  return { ...prev, [m[1] as string]: m[2] as string };
+  const [name, value] = [m[1] as string, m[2] as string];
+  // Object.hasOwn: "constructor" is an unknown name, not Object's.
+  if (!Object.hasOwn(VARIANTS, name)) throw new InvalidArgumentError(`unknown variant "${name}" (known: ${Object.keys(VARIANTS).join(", ")})`);
+  const allowed = VARIANTS[name as keyof typeof VARIANTS] as readonly string[];
+  if (!allowed.includes(value)) throw new InvalidArgumentError(`variant ${name}: unknown value "${value}" (expected one of: ${allowed.join(", ")})`);
+  return { ...prev, [name]: value };
 }
 
 function parseOnOff(v: string): boolean {
@@ -98,19 +106,21 @@ function parseArm64Feature(v: string, prev: Record<string, boolean>): Record<str
   return { ...prev, [key]: m[2] === "on" };
 }
 
-export function cmdRun(
+export async function cmdRun(
   file: string,
   o: {
     json?: boolean;
     check: boolean;
+    progress?: boolean;
     variant?: Record<string, string>;
     ptReclaim?: boolean;
+    thp?: "never" | "madvise" | "always";
     arch?: "x86_64" | "arm64";
     mthp?: Record<number, "always">;
     arm64?: Record<string, boolean>;
     events?: string;
   } & ByFunctionCliOptions,
-): number {
+): Promise<number> {
   const sc = loadScenario(file);
   const events = o.events !== undefined ? openEventLog(o.events) : null;
   const early = o.folded !== undefined ? writeFolded(o.folded, "") : null;
@@ -119,24 +129,31 @@ export function cmdRun(
     process.stderr.write(`note: ${file}: the ${sc.concurrent.length} \`concurrent\` steps are run only by \`ptlab explore\`; \`run\` executes \`steps\`\n`);
   if (sc.machine.headroomBytes !== undefined)
     process.stderr.write(`note: ${file}: \`machine.headroom\` applies before the concurrent steps, which only \`ptlab explore\` runs; \`run\` ignores it\n`);
+  const progress = createProgress({ enabled: o.progress !== false });
   const r = new Runner(sc, {
     checkInvariants: o.check,
     variants: o.variant ?? {},
     ...(o.ptReclaim !== undefined ? { ptReclaim: o.ptReclaim } : {}),
+    ...(o.thp !== undefined ? { thp: o.thp } : {}),
     ...(o.arch !== undefined ? { arch: o.arch } : {}),
     ...(o.mthp !== undefined ? { mthp: o.mthp } : {}),
     ...(o.arm64 !== undefined ? { arm64: o.arm64 } : {}),
     ...(wantsProfile(o) ? { byFunction: true } : {}),
+    onStep: progress.run(`run ${sc.name}`),
     ...(events !== null ? { onExec: events.onExec } : {}),
   });
   events?.attach(r.m);
-  let ran: ReturnType<Runner["runToEnd"]>;
+  const intr = onInterrupt("run");
+  let res: Awaited<ReturnType<Runner["runToEndAsync"]>>;
   try {
-    ran = r.runToEnd();
+    res = await r.runToEndAsync(intr);
   } finally {
+    progress.stop();
+    intr.dispose();
     events?.close();
   }
-  const { totals, violations } = ran;
+  const { totals, violations, stoppedAt } = res;
+  const stopped = stoppedAt !== null ? `${intr.signal()} after ${stoppedAt.done} of ${stoppedAt.total} steps` : null;
   const byFn = r.prof !== null ? byFunction(r.prof) : null;
   if (o.folded !== undefined && byFn !== null) {
     const bad = writeFolded(o.folded, foldedStacks(byFn));
@@ -144,25 +161,32 @@ export function cmdRun(
   }
   if (o.json) {
     const extra = o.byFunction === true && byFn !== null ? { by_function: byFunctionJson(byFn) } : {};
+    const cut = stoppedAt !== null ? { interrupted: { signal: intr.signal(), steps_done: stoppedAt.done, steps_total: stoppedAt.total } } : {};
     process.stdout.write(
-      `${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, reports: rowsJson(r.rows), totals: countersJson(totals), violations, ...extra }, null, 2)}\n`,
+      `${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, ...cut, reports: rowsJson(r.rows), totals: countersJson(totals), violations, ...extra }, null, 2)}\n`,
     );
   } else {
     process.stdout.write(
-      `${formatRows(`ptlab run ${file}: ${sc.name} (${r.m.arch.name}, ${sc.machine.cpus} CPUs, THP ${sc.machine.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`,
+      `${formatRows(`ptlab run ${file}: ${sc.name} (${r.m.arch.name}, ${sc.machine.cpus} CPUs, THP ${r.m.config.thp}, PT reclaim ${r.m.config.ptReclaim ? "on" : "off"})`, r.rows)}\n`,
     );
     process.stdout.write(`${formatTotals(totals)}\n`);
     if (o.byFunction === true && byFn !== null)
       process.stdout.write(`${formatByFunction(byFn, "by kernel function (whole run, before the implicit teardown)")}\n`);
     if (violations.length > 0) process.stdout.write(`INVARIANT VIOLATIONS:\n${violations.map((v) => `  ${v}`).join("\n")}\n`);
+    if (stopped !== null) process.stdout.write(`INTERRUPTED by ${stopped}: the reports and totals are those so far (no teardown, no leak check)\n`);
   }
-  return violations.length > 0 ? 1 : 0;
+  return stoppedAt !== null ? 130 : violations.length > 0 ? 1 : 0;
 }
 
 async function main(argv: string[]): Promise<number> {
   const program = new Command();
   program.name("ptlab").description("An executable model of the Linux page-table management layer").version(version(), "-V, --version").exitOverride();
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  // Commander's errors on one line: its "(Did you mean ...?)" hint joins
+  // the message, and what the message quotes is escaped. Help text (what
+  // `ptlab` alone prints) stays as it is.
+  program.configureOutput({
+    writeErr: (s) => process.stderr.write(s.startsWith("error:") ? `${oneLine(s.trimEnd().replace(/\n\((Did you mean [^\n]*)\)$/, " ($1)"))}\n` : s),
+  });
   let result: number | Promise<number> = 0;
   program
     .command("run")
@@ -170,8 +194,10 @@ async function main(argv: string[]): Promise<number> {
     .argument("<file>", "scenario YAML file, or a built-in scenario's name (ptlab scenarios)")
     .option("--json", "machine-readable output")
     .option("--no-check", "do not check invariants after every step")
+    .option("--no-progress", "no progress bar or progress lines on stderr")
     .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
     .option("--pt-reclaim <on|off>", "override CONFIG_PT_RECLAIM", parseOnOff)
+    .option("--thp <never|madvise|always>", "override the scenario's transparent_hugepage/enabled", parseThp)
     .option("--arch <x86_64|arm64>", "override the scenario's architecture", parseArch)
     .option("--mthp <sizes>", "anon mTHP sizes to enable, e.g. 64K or 16K,64K, or none", parseMthp)
     .option("--arm64 <feature=on|off>", "arm64 CPU feature: hafdbs, tlbi_range, bbml2_noabort (repeatable)", parseArm64Feature)
@@ -197,6 +223,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--json", "machine-readable output")
     .option("--lenient", "skip and count malformed lines instead of stopping at the first")
     .option("--no-check", "do not check invariants after each syscall")
+    .option("--no-progress", "no progress bar or progress lines on stderr")
     .option(
       "--cpus <n>",
       "CPUs to spread tasks over",
@@ -214,7 +241,7 @@ async function main(argv: string[]): Promise<number> {
         throw new InvalidArgumentError((e as Error).message);
       }
     })
-    .option("--arch <arch>", "architecture to model", "x86_64")
+    .option("--arch <x86_64|arm64>", "architecture to model", parseArch, "x86_64")
     .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
     .option("--pt-reclaim <on|off>", "override CONFIG_PT_RECLAIM (default on)", parseOnOff)
     .option("--thp <never|madvise|always>", "transparent_hugepage/enabled (default madvise)", parseThp)
@@ -296,7 +323,7 @@ async function main(argv: string[]): Promise<number> {
     .option("--historical", "apply the scenario's explore.variant (the historical code path)")
     .option("--variant <name=value>", "select a historical variant (repeatable)", parseVariant)
     .option("--arch <x86_64|arm64>", "override the scenario's architecture", parseArch)
-    .option("--json <file>", "also write the result and counterexample as JSON")
+    .option("--json [file]", "the result and counterexample as JSON: in FILE besides the text, or on stdout instead of it")
     .option("--replay <token>", "rerun exactly the schedule of a counterexample's replay token")
     .option("--no-shrink", "print the counterexample as found")
     .option("--ignore <invariant>", "do not check this invariant, to look past it (repeatable)", collectInvariant)
@@ -439,13 +466,13 @@ main(process.argv).then(
   },
   (e: unknown) => {
     if (e instanceof TraceError) {
-      process.stderr.write(`${e.format()}\n`);
+      process.stderr.write(`${oneLine(e.format())}\n`);
       process.exitCode = 2;
     } else if (e instanceof UsageError) {
-      process.stderr.write(`ptlab: ${e.message}\n`);
+      process.stderr.write(`ptlab: ${oneLine(e.message)}\n`);
       process.exitCode = 2;
     } else if (e instanceof LitmusError) {
-      process.stderr.write(`${e.format()}\n`);
+      process.stderr.write(`${oneLine(e.format())}\n`);
       process.exitCode = 2;
     } else if (e instanceof ScenarioError) {
       process.stderr.write(`${e.format()}\n`);

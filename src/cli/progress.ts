@@ -7,8 +7,12 @@ import cliProgress from "cli-progress";
 export const MIN_STEPS = 2000;
 
 export interface Progress {
-  /** The Runner's onStep hook for one run, named `label`. */
-  run(label: string): (done: number, total: number) => void;
+  /**
+   * The Runner's onStep hook for one run, named `label`; `unit` names what
+   * is counted (steps, or the bytes of a trace) and `min` the total below
+   * which nothing is shown.
+   */
+  run(label: string, unit?: string, min?: number): (done: number, total: number) => void;
   stop(): void;
 }
 
@@ -18,18 +22,18 @@ export function createProgress(opts: { enabled: boolean; tty?: boolean; stream?:
   if (!opts.enabled) return { run: () => () => {}, stop: () => {} };
   let bar: cliProgress.SingleBar | null = null;
   return {
-    run(label) {
+    run(label, unit = "steps", min = MIN_STEPS) {
       let started = false;
       let lastTenth = -1;
       return (done, total) => {
-        if (total < MIN_STEPS) return;
+        if (total < min) return;
         if (tty) {
           if (!started) {
             bar?.stop();
             bar = new cliProgress.SingleBar(
               {
                 stream,
-                format: `${label.replace(/[{}]/g, "")} [{bar}] {percentage}% | {value}/{total} steps | ETA {eta_s}s`,
+                format: `${label.replace(/[{}]/g, "")} [{bar}] {percentage}% | {value}/{total} ${unit} | ETA {eta}s`,
                 hideCursor: true,
                 clearOnComplete: false,
               },
@@ -49,7 +53,7 @@ export function createProgress(opts: { enabled: boolean; tty?: boolean; stream?:
           if (tenth !== lastTenth && (tenth > 0 || !started)) {
             started = true;
             lastTenth = tenth;
-            stream.write(`ptlab: ${label}: ${tenth * 10}% (${done}/${total} steps)\n`);
+            stream.write(`ptlab: ${label}: ${tenth * 10}% (${done}/${total} ${unit})\n`);
           }
         }
       };

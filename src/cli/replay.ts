@@ -9,11 +9,14 @@ import { UsageError } from "./explore.js";
 import { TraceError } from "../trace/errors.js";
 import { parseTraceFile } from "../trace/open.js";
 import { countersJson, formatTotals } from "./format.js";
+import { onInterrupt } from "./interrupt.js";
+import { createProgress } from "./progress.js";
 import { byFunction, byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
 import { type ByFunctionCliOptions, wantsProfile, writeFolded } from "./by-function.js";
 
 export interface ReplayCliOptions extends ByFunctionCliOptions {
   json?: boolean;
+  progress?: boolean;
   lenient?: boolean;
   check: boolean;
   cpus: number;
@@ -67,13 +70,40 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
     memoryPages: Math.floor((o.memoryLimit ?? 0) / 4096),
     ...(wantsProfile(o) ? { byFunction: true } : {}),
   });
+  // SIGINT/SIGTERM: stop between two events and print what was replayed.
+  const intr = onInterrupt("replay");
+  // Progress by the bytes of the file read (a gzip file's compressed
+  // bytes), once the replay has taken 2 s.
+  const progress = createProgress({ enabled: o.progress !== false });
+  const tick = progress.run(`replay ${file.split("/").pop() ?? file}`, "bytes", 0);
+  const t0 = Date.now();
+  let applied = 0;
+  let stopped: string | null = null;
   try {
-    for await (const e of events) r.apply(e);
+    let t = Date.now();
+    for await (const e of events) {
+      r.apply(e);
+      applied++;
+      if (Date.now() - t >= 50) {
+        const at = opened.position();
+        if (Date.now() - t0 >= 2000) tick(at.read, at.size);
+        await intr.pause();
+        t = Date.now();
+      }
+      if (intr.stop()) {
+        stopped = `${intr.signal()} after ${applied} events (trace line ${e.line})`;
+        break;
+      }
+    }
   } catch (e) {
     if (e instanceof ReplayOutOfMemory) throw new TraceError(file, e.line, 1, e.message, "oom");
     throw e;
+  } finally {
+    progress.stop();
+    intr.dispose();
   }
   const totals = r.counters();
+  const inferred = r.inferred();
   const procs = [...r.summaries].sort((a, b) => b.peakVmpteKb - a.peakVmpteKb || a.pid - b.pid);
   const violations = r.violations.map((v) => `[${v.invariant}] ${v.message}`);
   r.prof?.detach();
@@ -85,7 +115,7 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
   if (o.json) {
     const extra = o.byFunction === true && byFn !== null ? { by_function: byFunctionJson(byFn) } : {};
     process.stdout.write(
-      `${JSON.stringify({ file, format, stats: r.stats, parse: events.stats, damaged: opened.damage?.format() ?? null, totals: countersJson(totals), processes: procs, violations, ...extra }, null, 2)}\n`,
+      `${JSON.stringify({ file, format, ...(stopped !== null ? { interrupted: stopped } : {}), stats: r.stats, inferred: { fd_files: Object.fromEntries(inferred.fdFiles), exec_files: Object.fromEntries(inferred.execFiles) }, parse: events.stats, damaged: opened.damage?.format() ?? null, totals: countersJson(totals), processes: procs, violations, ...extra }, null, 2)}\n`,
     );
   } else {
     const opts = [`${o.arch}`, `${o.cpus} CPUs`, `touch policy ${o.touch.kind}`];
@@ -99,6 +129,19 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
         .join(" "),
     );
     if (events.stats.skipped > 0) out.push(`skipped malformed lines: ${events.stats.skipped}`);
+    // What the trace does not show and the replay inferred (src/replay/replay.ts).
+    const list = (x: [string, number][]) =>
+      `${x
+        .slice(0, 8)
+        .map(([p, n]) => `${p.split("/").pop()}${n > 1 ? ` (${n})` : ""}`)
+        .join(", ")}${x.length > 8 ? `, ... ${x.length - 8} more` : ""}`;
+    if (inferred.fdFiles.length > 0) out.push(`inferred: ${r.stats.inferredFdFiles} fd mappings named by the faults on them: ${list(inferred.fdFiles)}`);
+    if (inferred.execFiles.length > 0)
+      out.push(
+        `inferred: ${r.stats.inferredExecFiles} files execve mapped, placed by the model where faults reached them (${r.stats.inferredExecVmas} VMAs): ${list(inferred.execFiles)}`,
+      );
+    if (r.stats.inferredFaults > 0 || r.stats.unresolvedFaults > 0)
+      out.push(`faults resolved through an inference: ${r.stats.inferredFaults}; unresolved (skipped): ${r.stats.unresolvedFaults} of ${r.stats.faults}`);
     if (opened.damage !== null) out.push(`trace ends early (--lenient replayed what came before): ${opened.damage.format()}`);
     out.push("", formatTotals(totals), "pid     comm              mmaps  faults  peak_vmpte_kb  peak_rss_anon_kb  peak_rss_file_kb");
     for (const p of procs.slice(0, 30))
@@ -108,7 +151,8 @@ export async function cmdReplay(file: string, o: ReplayCliOptions): Promise<numb
     if (procs.length > 30) out.push(`... ${procs.length - 30} more`);
     if (o.byFunction === true && byFn !== null) out.push("", formatByFunction(byFn, "by kernel function (whole trace)"));
     if (violations.length > 0) out.push("INVARIANT VIOLATIONS:", ...violations.slice(0, 50).map((v) => `  ${v}`));
+    if (stopped !== null) out.push(`INTERRUPTED by ${stopped}: the figures are those so far`);
     process.stdout.write(`${out.join("\n")}\n`);
   }
-  return violations.length > 0 ? 1 : 0;
+  return stopped !== null ? 130 : violations.length > 0 ? 1 : 0;
 }

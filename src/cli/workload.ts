@@ -1,12 +1,13 @@
 // ptlab workload NAME [--param k=v ...] [--json]: runs a built-in workload
 // with the same output as `ptlab run`; --list lists them with parameters.
 
-import type { Counters } from "../core/counters.js";
 import { Runner } from "../run/runner.js";
+import { oneLine } from "../scenario/types.js";
 import { formatParams, instantiate, listWorkloads, UsageError } from "../workloads/index.js";
 import { splitParam } from "../workloads/params.js";
 import { countersJson, formatRows, formatTotals, rowsJson } from "./format.js";
 import { createProgress } from "./progress.js";
+import { onInterrupt } from "./interrupt.js";
 import { byFunction, byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
 import { type ByFunctionCliOptions, wantsProfile, writeFolded } from "./by-function.js";
 
@@ -36,7 +37,7 @@ export async function usageGuard(cmd: string, fn: () => number | Promise<number>
     return await fn();
   } catch (e) {
     if (e instanceof UsageError) {
-      process.stderr.write(`ptlab ${cmd}: ${e.message}\n`);
+      process.stderr.write(`ptlab ${cmd}: ${oneLine(e.message)}\n`);
       return 2;
     }
     throw e;
@@ -44,7 +45,7 @@ export async function usageGuard(cmd: string, fn: () => number | Promise<number>
 }
 
 export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Promise<number> {
-  return usageGuard("workload", () => {
+  return usageGuard("workload", async () => {
     if (o.list) {
       process.stdout.write(listWorkloads());
       return 0;
@@ -60,13 +61,16 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
       onStep: progress.run(`workload ${name}`),
       ...(wantsProfile(o) ? { byFunction: true } : {}),
     });
-    let res: { totals: Counters; violations: string[] };
+    const intr = onInterrupt("workload");
+    let res: Awaited<ReturnType<Runner["runToEndAsync"]>>;
     try {
-      res = r.runToEnd();
+      res = await r.runToEndAsync(intr);
     } finally {
       progress.stop();
+      intr.dispose();
     }
-    const { totals, violations } = res;
+    const { totals, violations, stoppedAt } = res;
+    const stopped = stoppedAt !== null ? `${intr.signal()} after ${stoppedAt.done} of ${stoppedAt.total} steps` : null;
     const byFn = r.prof !== null ? byFunction(r.prof) : null;
     if (o.folded !== undefined && byFn !== null) {
       const bad = writeFolded(o.folded, foldedStacks(byFn));
@@ -82,6 +86,7 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
             params: Object.fromEntries(w.def.params.map((s) => [s.name, w.params[s.name]])),
             scenario: sc.name,
             seed: sc.machine.seed,
+            ...(stoppedAt !== null ? { interrupted: { signal: intr.signal(), steps_done: stoppedAt.done, steps_total: stoppedAt.total } } : {}),
             reports: rowsJson(r.rows),
             totals: countersJson(totals),
             violations,
@@ -106,7 +111,8 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
       if (o.byFunction === true && byFn !== null)
         process.stdout.write(`${formatByFunction(byFn, "by kernel function (whole run, before the implicit teardown)")}\n`);
       if (violations.length > 0) process.stdout.write(`INVARIANT VIOLATIONS:\n${violations.map((v) => `  ${v}`).join("\n")}\n`);
+      if (stopped !== null) process.stdout.write(`INTERRUPTED by ${stopped}: the reports and totals are those so far (no teardown, no leak check)\n`);
     }
-    return violations.length > 0 ? 1 : 0;
+    return stoppedAt !== null ? 130 : violations.length > 0 ? 1 : 0;
   });
 }

@@ -10,9 +10,25 @@
 //   file `<exec:PID>` (read-write, so reads count as file pages and writes as
 //   anon COW pages), merged with its neighbours. Counted as implicit_vmas.
 // - perf prints faults on file mappings as `map@offset`; they are resolved
-//   through the model's VMAs of that file. Faults on a file the model has no
-//   mapping for (the program and interpreter, mapped by execve) are counted as
-//   unresolved_faults and skipped.
+//   through the model's VMAs of that file. Two inferences stand in for what
+//   the trace leaves out (counted in stats, listed by inferred()):
+//   - perf trace prints mmap's fd, not the file, so the model names such a
+//     file `<fdN:PID>`. A fault naming a path at an offset that exactly one
+//     still unnamed `<fd…>` file of the process maps there names it: later
+//     faults on that path resolve through it (inferredFdFiles). The binding
+//     is per address space; fork copies it, execve drops it.
+//   - Files execve mapped (the program, the ELF interpreter, the vDSO) have
+//     no mmap in the trace. A fault on a path the process has no mapping of
+//     maps that file where the model's own mmap() would (top-down below
+//     mmap_base), a 2 MiB-aligned window of offsets around the fault (at
+//     least 16 MiB from offset 0, so that a program's text and data are
+//     contiguous as the kernel maps them), private and writable for the
+//     data segment's COW; faults further in the file extend it or map
+//     another window (inferredExecFiles, inferredExecVmas). The file is the
+//     trace's path, so its page cache is shared between processes as the
+//     program's is.
+//   Faults that still find no mapping (a file mapped by another process's
+//   fd, say) are counted as unresolved_faults and skipped.
 // - strace has no fault lines: a touch policy stands in for them.
 // No Node APIs.
 
@@ -26,12 +42,12 @@ import { kswapdBalance, reclaimBlocker } from "../core/mm/kswapd.js";
 import { freePages } from "../core/mm/page_alloc.js";
 import { doMadvise, type Advice } from "../core/mm/madvise.js";
 import { run } from "../core/sync.js";
-import { doBrk, doMmap, doMunmap, exitMmap, MmError } from "../core/mm/mmap.js";
+import { doBrk, doMmap, doMunmap, exitMmap, getUnmappedArea, MmError } from "../core/mm/mmap.js";
 import { doMremap } from "../core/mm/mremap.js";
 import { doMprotect } from "../core/mm/mprotect.js";
 import { dupMmap } from "../core/mm/fork.js";
-import { type Mm, VM_MAYWRITE, VM_READ, VM_WRITE, Vma } from "../core/mm/types.js";
-import { insertVma, mergeAround } from "../core/mm/vma.js";
+import { type FileObj, type Mm, VM_MAYWRITE, VM_READ, VM_WRITE, Vma } from "../core/mm/types.js";
+import { insertVma, mergeAround, rangeFree } from "../core/mm/vma.js";
 import { mmFigures, type ReportRow } from "../run/runner.js";
 import { FunctionProfiler, underRoot } from "../report/by-function.js";
 import type { TraceEvent } from "../trace/events.js";
@@ -127,6 +143,9 @@ const ADVICE: Record<string, Advice> = {
 };
 
 const MMAP_BASE = 0x7f0000000000;
+const MIB2 = 2 << 20;
+// The first window of offsets an execve-mapped file gets (see the header).
+const EXEC_FIRST_WINDOW = 16 << 20;
 
 export class Replayer {
   readonly m: Machine;
@@ -142,6 +161,10 @@ export class Replayer {
     touches: 0,
     skippedFailed: 0,
     implicitVmas: 0,
+    inferredFdFiles: 0, // <fdN:PID> files named by a fault (see the header)
+    inferredExecFiles: 0, // files execve mapped, placed by the model on a fault (per address space)
+    inferredExecVmas: 0, // the VMAs placed for them
+    inferredFaults: 0, // faults resolved only through an inference
     unresolvedFaults: 0,
     segv: 0, // accesses the model answered with a signal (SIGSEGV, or SIGBUS beyond a file's end)
     unsupported: 0,
@@ -150,6 +173,14 @@ export class Replayer {
     kswapdRuns: 0, // times kswapd was woken under --memory-limit
   };
   private line = 0; // the trace line of the event being applied
+  // Per "pid:fd": how many files were mapped through that descriptor.
+  private fdGen = new Map<string, number>();
+  // Per address space: paths named by faults -> the <fdN:PID> file mapped there.
+  private fdNames = new WeakMap<Mm, Map<string, FileObj>>();
+  // Per address space: files execve mapped that a fault placed.
+  private execPlaced = new WeakMap<Mm, Set<FileObj>>();
+  // What was inferred, by path: for inferred().
+  private inferredPaths = { fd: new Map<string, number>(), exec: new Map<string, number>() };
   violations: Violation[] = [];
   private checkedSig = -1;
   private acct: AccountingCache | undefined;
@@ -356,12 +387,7 @@ export class Replayer {
           this.stats.faults++;
           p.summary.faults++;
           let addr = e.addr;
-          if (addr === undefined && e.map !== undefined && e.mapOffset !== undefined) {
-            const f = m.files.get(e.map);
-            const off = e.mapOffset;
-            const v = f === undefined ? undefined : p.mm.vmas.find((x) => x.file === f && off >= x.pgoff * 4096 && off < x.pgoff * 4096 + (x.end - x.start));
-            if (v !== undefined) addr = v.start + off - v.pgoff * 4096;
-          }
+          if (addr === undefined && e.map !== undefined && e.mapOffset !== undefined) addr = this.resolveMapFault(p, e.map, e.mapOffset);
           if (addr === undefined) {
             this.stats.unresolvedFaults++;
             break;
@@ -379,7 +405,7 @@ export class Replayer {
           p.summary.mmaps++;
           const anon = e.flags.includes("MAP_ANONYMOUS");
           const shared = e.flags.includes("MAP_SHARED") || e.flags.includes("MAP_SHARED_VALIDATE");
-          const file = anon ? null : m.file(e.file ?? `<fd${e.fd}:${p.pid}>`, e.offset + e.len, false);
+          const file = anon ? null : m.file(e.file ?? this.fdFileName(p.pid, e.fd ?? -1, e.flags.includes("MAP_FIXED")), e.offset + e.len, false);
           const addr = e.addr as number;
           const len = Math.ceil(e.len / 4096) * 4096;
           doMmap(m, p.mm, { len, prot: e.prot, shared, fixed: true, addr, file, pgoff: Math.floor(e.offset / 4096) });
@@ -430,7 +456,12 @@ export class Replayer {
             const q = this.newProc(child, p.mm, p.summary.comm);
             q.borrowed = true;
           } else {
-            this.newProc(child, dupMmap(m, p.mm), p.summary.comm);
+            const mm = dupMmap(m, p.mm);
+            const names = this.fdNames.get(p.mm);
+            if (names !== undefined) this.fdNames.set(mm, new Map(names));
+            const placed = this.execPlaced.get(p.mm);
+            if (placed !== undefined) this.execPlaced.set(mm, new Set(placed));
+            this.newProc(child, mm, p.summary.comm);
           }
           break;
         }
@@ -501,6 +532,112 @@ export class Replayer {
       for (const x of m.violations) if (x.invariant === "livelock") this.violations.push({ ...x, message: `line ${e.line}: ${x.message}` });
       m.violations = [];
     }
+  }
+
+  // The model's name for a file perf trace shows only as an fd. A
+  // descriptor is reused for the next file opened, so each mapping that is
+  // not MAP_FIXED starts a new one (the dynamic loader maps a library whole
+  // at an address of its choice, then its segments MAP_FIXED inside).
+  private fdFileName(pid: number, fd: number, fixed: boolean): string {
+    const key = `${pid}:${fd}`;
+    const gen = (this.fdGen.get(key) ?? 0) + (fixed ? 0 : 1);
+    this.fdGen.set(key, gen);
+    return `<fd${fd}:${pid}#${gen}>`;
+  }
+
+  // The address of a `map@offset` fault: through the model's VMAs of the
+  // file, or of the <fdN:PID> file the path names, or of the file as
+  // execve would have mapped it (see the header); undefined if none fits.
+  private resolveMapFault(p: Proc, path: string, off: number): number | undefined {
+    const mm = p.mm;
+    const at = (f: FileObj | undefined): number | undefined => {
+      if (f === undefined) return undefined;
+      const v = mm.vmas.find((x) => x.file === f && off >= x.pgoff * 4096 && off < x.pgoff * 4096 + (x.end - x.start));
+      return v === undefined ? undefined : v.start + off - v.pgoff * 4096;
+    };
+    const file = this.m.files.get(path);
+    const direct = at(file);
+    if (direct !== undefined) {
+      if (file !== undefined && this.execPlaced.get(mm)?.has(file) === true) this.stats.inferredFaults++;
+      return direct;
+    }
+    // A file this address space maps under its name (by strace's path, or
+    // placed below) is not looked for among the fd files.
+    const mapsPath = file !== undefined && mm.vmas.some((v) => v.file === file);
+    let names = this.fdNames.get(mm);
+    const named = names?.get(path);
+    if (named !== undefined) {
+      const a = at(named);
+      if (a !== undefined) this.stats.inferredFaults++;
+      return a;
+    }
+    if (mapsPath) return this.placeExecWindow(mm, file, path, off);
+    // An <fd…> file not named yet whose mapping holds the offset: if
+    // exactly one, the fault names it.
+    const taken = new Set(names?.values() ?? []);
+    const cands = new Set<FileObj>();
+    for (const v of mm.vmas) {
+      const f = v.file;
+      if (f === null || !f.name.startsWith("<fd") || taken.has(f)) continue;
+      if (off >= v.pgoff * 4096 && off < v.pgoff * 4096 + (v.end - v.start)) cands.add(f);
+    }
+    if (cands.size === 1) {
+      const f = [...cands][0] as FileObj;
+      if (names === undefined) {
+        names = new Map();
+        this.fdNames.set(mm, names);
+      }
+      names.set(path, f);
+      this.stats.inferredFdFiles++;
+      this.inferredPaths.fd.set(path, (this.inferredPaths.fd.get(path) ?? 0) + 1);
+      this.stats.inferredFaults++;
+      return at(f);
+    }
+    if (cands.size > 1 || !path.startsWith("/")) return undefined;
+    return this.placeExecWindow(mm, this.m.file(path, off + 4096, false), path, off);
+  }
+
+  // A file execve mapped: the window of offsets around `off`, placed (see
+  // the header). Only a file placed before, or that no mapping shows, is.
+  private placeExecWindow(mm: Mm, f: FileObj, path: string, off: number): number | undefined {
+    let placed = this.execPlaced.get(mm);
+    if (placed === undefined) {
+      placed = new Set();
+      this.execPlaced.set(mm, placed);
+    }
+    if (!placed.has(f)) {
+      if (mm.vmas.some((v) => v.file === f)) return undefined;
+      placed.add(f);
+      this.stats.inferredExecFiles++;
+      this.inferredPaths.exec.set(path, (this.inferredPaths.exec.get(path) ?? 0) + 1);
+    }
+    const lo = Math.floor(off / MIB2) * MIB2;
+    const hi = Math.max(lo + MIB2, lo === 0 ? EXEC_FIRST_WINDOW : 0);
+    // Right after the file's mapping that ends where this window starts, if
+    // that range is free; else where mmap() would put it.
+    const prev = mm.vmas.find((v) => v.file === f && v.pgoff * 4096 + (v.end - v.start) === lo);
+    let addr: number;
+    try {
+      addr = prev !== undefined && rangeFree(mm, prev.end, prev.end + (hi - lo)) ? prev.end : getUnmappedArea(mm, hi - lo, 4096);
+    } catch (err) {
+      if (err instanceof MmError) return undefined;
+      throw err;
+    }
+    f.size = Math.max(f.size, hi);
+    insertVma(mm, new Vma(addr, addr + (hi - lo), VM_READ | VM_WRITE | VM_MAYWRITE, f, lo / 4096, 0));
+    mergeAround(this.m, mm, addr, addr + (hi - lo));
+    this.stats.inferredExecVmas++;
+    this.stats.inferredFaults++;
+    return addr + (off - lo);
+  }
+
+  // What the replay inferred that the trace does not show (see the header):
+  // the paths that named an <fdN:PID> file and the files execve mapped
+  // that faults placed, each with the number of address spaces it was
+  // inferred in, most first.
+  inferred(): { fdFiles: [string, number][]; execFiles: [string, number][] } {
+    const sorted = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    return { fdFiles: sorted(this.inferredPaths.fd), execFiles: sorted(this.inferredPaths.exec) };
   }
 
   private touchPolicy(p: Proc, c: number, addr: number, len: number, writableAnon: boolean): void {

@@ -149,6 +149,46 @@ export function compare(sc: Scenario, configs: ConfigSpec[], base: RunOptions, o
   return { scenario: sc, runs: configs.map((c) => runConfig(sc, c, base, onStep?.(c.label))) };
 }
 
+// How an interruptible comparison stops (the command line's SIGINT): the
+// runner's control (Runner.runToEndAsync()) and a description of why.
+export interface StopControl {
+  stop: () => boolean;
+  pause: () => Promise<void>;
+  why: () => string;
+}
+
+// compare(), stopping between two steps once ctl.stop() says so: the
+// configuration then running keeps its figures so far, marked in its
+// notes, and the configurations after it are not run (their labels in
+// notRun).
+export async function compareAsync(
+  sc: Scenario,
+  configs: ConfigSpec[],
+  base: RunOptions,
+  ctl: StopControl,
+  onStep?: (label: string) => (done: number, total: number) => void,
+): Promise<Comparison & { notRun: string[] }> {
+  const runs: ConfigRun[] = [];
+  const notRun: string[] = [];
+  for (const config of configs) {
+    if (ctl.stop()) {
+      notRun.push(config.label);
+      continue;
+    }
+    const cb = onStep?.(config.label);
+    const opts: RunOptions = { ...base, ...config.options, ...(cb ? { onStep: cb } : {}) };
+    if (base.mthp && config.options.mthp === undefined) opts.mthp = base.mthp;
+    const r = new Runner(sc, opts);
+    const notes = unapplied(r, opts);
+    const { totals, violations, stoppedAt } = await r.runToEndAsync(ctl);
+    if (stoppedAt !== null)
+      notes.push(`interrupted (${ctl.why()}) after ${stoppedAt.done} of ${stoppedAt.total} steps: the figures are those so far, before any teardown`);
+    const figures = { ...runFigures(r.rows), ...costHook(totals, config.costFile) };
+    runs.push({ config, rows: r.rows, totals, figures, violations, notes, machine: describeMachine(r.m), ...configByFunction(r.prof, config) });
+  }
+  return { scenario: sc, runs, notRun };
+}
+
 // ---------------------------------------------------------------------------
 // The side-by-side table
 

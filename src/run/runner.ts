@@ -367,6 +367,20 @@ export class Runner {
     }
   }
 
+  // execSteps() one step at a time: returns after each executed step
+  // (repeats unrolled), for a driver that must stop between steps.
+  *stepByStep(steps: Step[], base: number): Generator<void, void, void> {
+    for (const s of steps) {
+      if (s.op === "repeat") {
+        for (let i = 0; i < s.count; i++) yield* this.stepByStep(s.steps, base + i * s.advance);
+      } else {
+        this.exec(s, base);
+        if (this.progress) this.progress.cb(++this.progress.done, this.progress.total);
+        yield;
+      }
+    }
+  }
+
   exec(step: Step, base: number): void {
     const hook = this.opts.onExec;
     if (hook) hook(step, "before");
@@ -696,6 +710,47 @@ export class Runner {
       if (!(e instanceof ViolationError)) throw e;
       this.prof?.detach();
       return { totals: snapshotCounters(this.m.counters), violations: e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`) };
+    }
+  }
+
+  // runToEnd() for a driver that can be interrupted (SIGINT on the command
+  // line): every `sliceMs` of steps it awaits ctl.pause() (the caller's way
+  // to let its event loop run, so a signal handler can), and it stops
+  // between two steps once ctl.stop() says so, without the teardown. The
+  // totals are then the counters so far; `stoppedAt` the executed steps.
+  async runToEndAsync(ctl: {
+    stop: () => boolean;
+    pause: () => Promise<void>;
+    sliceMs?: number;
+  }): Promise<{ totals: Counters; violations: string[]; stoppedAt: { done: number; total: number } | null }> {
+    const slice = ctl.sliceMs ?? 50;
+    const total = countSteps(this.sc.steps);
+    let done = 0;
+    try {
+      if (this.opts.onStep) this.progress = { done: 0, total, cb: this.opts.onStep };
+      let t = Date.now();
+      for (const _ of this.stepByStep(this.sc.steps, 0)) {
+        done++;
+        if (Date.now() - t >= slice) {
+          await ctl.pause();
+          t = Date.now();
+        }
+        if (ctl.stop() && done < total) {
+          this.prof?.detach();
+          return { totals: snapshotCounters(this.m.counters), violations: [], stoppedAt: { done, total } };
+        }
+      }
+      this.prof?.detach();
+      const totals = snapshotCounters(this.m.counters);
+      return { totals, violations: this.finish().map((v) => `[${v.invariant}] ${v.message}`), stoppedAt: null };
+    } catch (e) {
+      if (!(e instanceof ViolationError)) throw e;
+      this.prof?.detach();
+      return {
+        totals: snapshotCounters(this.m.counters),
+        violations: e.violations.map((v) => `[${v.invariant}] ${v.message} (after ${e.where})`),
+        stoppedAt: null,
+      };
     }
   }
 

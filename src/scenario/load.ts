@@ -13,7 +13,21 @@ import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, type Pair, parseD
 import type * as z from "zod";
 import { VA_BITS_CHOICES, vaBitsChoicesText } from "../core/arch/arm64/pgtable.js";
 import { anonMthpOrder, anonMthpRange } from "../core/geometry.js";
-import { describeValue, exploreSchema, machineSchema, mthpKib, OPS, type Op, processSchema, scenarioSchema, stepArgs, threadSchema } from "./schema.js";
+import { VARIANTS } from "../core/machine.js";
+import {
+  describeValue,
+  exploreSchema,
+  MAX_REPEAT,
+  MAX_REPORTS,
+  machineSchema,
+  mthpKib,
+  OPS,
+  type Op,
+  processSchema,
+  scenarioSchema,
+  stepArgs,
+  threadSchema,
+} from "./schema.js";
 import { type MachineSpec, type MthpPolicy, type MmapFlag, type ProcessSpec, type Scenario, ScenarioError, type SourcePos, type Step } from "./types.js";
 
 /** Parses and validates a scenario; throws exactly one ScenarioError on any bad input. */
@@ -82,12 +96,17 @@ class Loader {
     text: string,
     private readonly file: string,
   ) {
-    this.doc = parseDocument(text, { lineCounter: this.lc, prettyErrors: false, version: "1.2", merge: false });
+    // uniqueKeys: false: the library compares every key of a mapping with
+    // every earlier one (60,000 keys took 33 s); duplicateKeys() finds the
+    // same duplicates in one pass.
+    this.doc = parseDocument(text, { lineCounter: this.lc, prettyErrors: false, version: "1.2", merge: false, uniqueKeys: false });
   }
 
   load(): Scenario {
-    const syntax = [...this.doc.errors].sort((a, b) => a.pos[0] - b.pos[0])[0];
-    if (syntax) throw this.error(this.at(syntax.pos[0]), `invalid YAML: ${syntax.message}`);
+    const syntax = [...this.doc.errors.map((e) => ({ offset: e.pos[0], message: e.message })), ...duplicateKeys(this.doc.contents)].sort(
+      (a, b) => a.offset - b.offset,
+    )[0];
+    if (syntax) throw this.error(this.at(syntax.offset), `invalid YAML: ${syntax.message}`);
     const root = this.doc.contents;
     if (!isMap(root)) {
       const got = root ? this.kind(root) : "an empty document";
@@ -120,10 +139,13 @@ class Loader {
     // Pass 2, on whatever parts are valid, so that an error early in the
     // document is reported even if a later part is malformed.
     if (v.machine !== undefined) this.checkGranule(root, v.machine);
+    if (v.machine !== undefined) this.checkVariants(root, v.machine.variants, ["machine", "variants"]);
+    if (v.explore !== undefined) this.checkVariants(root, v.explore.variant, ["explore", "variant"]);
     const sem = new Semantics((pos, msg) => this.errors.push({ pos, message: msg }), v.machine?.cpus, this.pos(root));
     const processes = sem.declare(v.processes);
     const steps = sem.steps(v.steps ?? []);
     const concurrent = v.concurrent === undefined ? undefined : sem.steps(v.concurrent);
+    for (const list of [v.steps, v.concurrent]) if (list !== undefined) checkUnrolled(list, (pos, msg) => this.errors.push({ pos, message: msg }));
 
     const first = this.errors.reduce<(typeof this.errors)[number] | undefined>(
       (best, e) => (!best || e.pos.line < best.pos.line || (e.pos.line === best.pos.line && e.pos.col < best.pos.col) ? e : best),
@@ -378,6 +400,27 @@ class Loader {
         });
   }
 
+  // Variant names and values (VARIANTS in src/core/machine.ts), at the key
+  // or value that is wrong; Object.hasOwn, so that "constructor" or
+  // "toString" is an unknown name like any other.
+  private checkVariants(root: unknown, variants: Record<string, string>, path: [string, string]): void {
+    const owner = this.nodeAt(root, path);
+    const nodes = new Map<unknown, { key: unknown; value: unknown }>();
+    if (isMap(owner)) for (const it of owner.items) if (isScalar(it.key)) nodes.set(it.key.value, { key: it.key, value: it.value });
+    // The first wrong entry only: the message lists every known name.
+    for (const [k, v] of Object.entries(variants)) {
+      if (!Object.hasOwn(VARIANTS, k)) {
+        this.fail(nodes.get(k)?.key ?? owner, `${path.join(".")}: unknown variant "${k}" (known: ${Object.keys(VARIANTS).join(", ")})`);
+        return;
+      }
+      const allowed = VARIANTS[k as keyof typeof VARIANTS] as readonly string[];
+      if (!allowed.includes(v)) {
+        this.fail(nodes.get(k)?.value ?? owner, `${path.join(".")}.${k}: unknown value "${v}" (expected one of: ${allowed.join(", ")})`);
+        return;
+      }
+    }
+  }
+
   private pos(node: unknown, fallback: SourcePos = { line: 1, col: 1 }): SourcePos {
     const range = isNode(node) ? node.range : undefined;
     return range ? this.at(range[0]) : fallback;
@@ -603,6 +646,63 @@ class Semantics {
     this.fail(pos, message);
     return undefined;
   }
+}
+
+// Keys that repeat within a mapping (YAML 1.2 requires them unique), each
+// at its second occurrence, found with one set per mapping. Scalar keys
+// are equal when their values are (as the yaml library's own check has it);
+// other keys only when they are the same node.
+function duplicateKeys(root: unknown): { offset: number; message: string }[] {
+  const out: { offset: number; message: string }[] = [];
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const n = stack.pop();
+    if (isMap(n)) {
+      const seen = new Set<unknown>();
+      for (const it of n.items) {
+        const k = isScalar(it.key) ? `${typeof it.key.value}:${String(it.key.value)}` : it.key;
+        if (seen.has(k)) out.push({ offset: isNode(it.key) && it.key.range ? it.key.range[0] : (n.range?.[0] ?? 0), message: "Map keys must be unique" });
+        seen.add(k);
+        stack.push(it.key, it.value);
+      }
+    } else if (isSeq(n)) for (const it of n.items) stack.push(it);
+  }
+  return out;
+}
+
+// A repeat runs its body `count` times, and repeats nest: the steps and
+// reports a list would execute once unrolled, each capped (MAX_REPEAT steps,
+// MAX_REPORTS reports: every report keeps a row of figures for the whole
+// run), reported at the count of the outermost repeat that passes a cap.
+function checkUnrolled(steps: RawStep[], fail: (pos: SourcePos, message: string) => void): void {
+  let reported = false;
+  const walk = (list: RawStep[]): { steps: number; reports: number } => {
+    let n = 0;
+    let r = 0;
+    for (const s of list) {
+      if (s.op !== "repeat") {
+        n += 1;
+        if (s.op === "report") r += 1;
+        continue;
+      }
+      const count = s.args.count as number;
+      const inner = walk(s.args.steps as RawStep[]);
+      const sn = count * inner.steps;
+      const sr = count * inner.reports;
+      if (!reported && (sn > MAX_REPEAT || sr > MAX_REPORTS)) {
+        reported = true;
+        const what =
+          sn > MAX_REPEAT
+            ? `${sn} steps (count ${count} times ${inner.steps} in its body), more than ${MAX_REPEAT}`
+            : `${sr} reports (count ${count} times ${inner.reports} in its body), more than ${MAX_REPORTS}: each keeps a row of figures`;
+        fail(s.argPos.count ?? s.pos, `${s.path}.count: unrolled, this repeat would run ${what}`);
+      }
+      n += sn;
+      r += sr;
+    }
+    return { steps: n, reports: r };
+  };
+  walk(steps);
 }
 
 // The path to the first own "__proto__" key in a value from YAML, or null.

@@ -12,7 +12,11 @@ import type { Advice, MmapFlag, Prot, ThpPolicy } from "./types.js";
 
 export const PAGE_SIZE = 4096;
 export const MAX_CPUS = 64;
+// Steps a scenario's list may execute once its repeats are unrolled (one
+// repeat's count, and nested counts multiplied), and reports (each keeps
+// a row of every process's figures until the end of the run).
 export const MAX_REPEAT = 10_000_000;
+export const MAX_REPORTS = 100_000;
 /** Addresses must lie below 2^57, the top of a 5-level x86-64 address space. */
 export const ADDR_LIMIT = 2 ** 57;
 

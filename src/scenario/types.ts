@@ -233,6 +233,18 @@ export interface Scenario {
 }
 
 // An input error with a position; the CLI prints `file:line:col: message` and exits 2.
+/**
+ * `s` on one line: control characters (a newline in a name or a key, say)
+ * and the Unicode line separators as JSON escapes, so an error message
+ * stays one line whatever the input quoted in it holds.
+ */
+export function oneLine(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: they are what this replaces
+  return s.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) =>
+    c === "\n" ? "\\n" : c === "\r" ? "\\r" : c === "\t" ? "\\t" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 export class ScenarioError extends Error {
   constructor(
     readonly file: string,
@@ -244,6 +256,6 @@ export class ScenarioError extends Error {
     this.name = "ScenarioError";
   }
   format(): string {
-    return `${this.file}:${this.line}:${this.col}: ${this.message}`;
+    return oneLine(`${this.file}:${this.line}:${this.col}: ${this.message}`);
   }
 }

@@ -20,6 +20,8 @@ export interface OpenedTrace {
    * `lines` has ended there; null when the whole file was read.
    */
   readonly damage: TraceError | null;
+  /** Bytes of the file read so far and its size (compressed, for a gzip file): for progress. */
+  position(): { read: number; size: number };
 }
 
 /** A line longer than this is not a trace line (`/dev/zero`, a binary file): refused, not buffered. */
@@ -62,9 +64,11 @@ async function isGzip(path: string): Promise<boolean> {
  * cannot be recognised.
  */
 export async function openTrace(path: string, lenient = false): Promise<OpenedTrace> {
+  let size = 0;
   try {
     const st = await stat(path);
     if (st.isDirectory()) throw new TraceError(path, 1, 1, "is a directory: expected a trace file", "io");
+    size = st.size;
   } catch (e) {
     if (e instanceof TraceError) throw e;
     throw new TraceError(path, 1, 1, `cannot read: ${ioReason(e)}`, "io");
@@ -105,6 +109,7 @@ export async function openTrace(path: string, lenient = false): Promise<OpenedTr
   const located = (e: unknown, line: number): TraceError =>
     e instanceof TraceError ? e : new TraceError(path, line, 1, `${gz ? "damaged gzip stream" : "read error"}: ${ioReason(e)}`, gz ? "damaged" : "io");
   let read = 0; // lines handed out
+  let handed = 0; // their characters, newlines included
   let damage: TraceError | null = null;
   // The next line. A stream error ends the lines in lenient mode (what was
   // readable is the trace; `damage` says where it stopped) once there is
@@ -112,7 +117,10 @@ export async function openTrace(path: string, lenient = false): Promise<OpenedTr
   const next = async (): Promise<IteratorResult<string>> => {
     try {
       const r = await it.next();
-      if (!r.done) read++;
+      if (!r.done) {
+        read++;
+        handed += r.value.length + 1;
+      }
       return r;
     } catch (e) {
       const err = located(e, read + 1);
@@ -160,6 +168,9 @@ export async function openTrace(path: string, lenient = false): Promise<OpenedTr
     get damage() {
       return damage;
     },
+    // A plain file: the lines handed out (readline reads ahead); a gzip
+    // file: the compressed bytes read.
+    position: () => ({ read: Math.min(gz ? raw.bytesRead : handed, size), size }),
   };
 }
 
