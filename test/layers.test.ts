@@ -93,8 +93,7 @@ const graph = new Map(coreFiles.map((f) => [f, valueImports(f).map((i) => i.path
 test("layers: core imports nothing from outside core and no Node API", () => {
   const bad: string[] = [];
   for (const f of coreFiles)
-    for (const i of valueImports(f))
-      if (!i.spec.startsWith(".") || relative(CORE, i.path).startsWith("..")) bad.push(`${relative(CORE, f)} imports ${i.spec}`);
+    for (const i of valueImports(f)) if (!i.spec.startsWith(".") || relative(CORE, i.path).startsWith("..")) bad.push(`${relative(CORE, f)} imports ${i.spec}`);
   assert.deepEqual(bad, []);
 });
 
@@ -116,7 +115,11 @@ test("layers: the hardware calls no mm code", () => {
 
 test("layers: import cycles stay inside mm/", () => {
   const found = cycles(graph);
-  for (const c of found) assert.ok(c.every((f) => f.startsWith("mm/")), `a cycle leaves mm/: ${c.join(" ")}`);
+  for (const c of found)
+    assert.ok(
+      c.every((f) => f.startsWith("mm/")),
+      `a cycle leaves mm/: ${c.join(" ")}`,
+    );
   // The detector finds what it should: a made-up edge from check.ts back
   // to a kernel path closes a cycle through it.
   const g2 = new Map(graph);

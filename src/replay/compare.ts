@@ -5,7 +5,16 @@
 // parses the trace.
 
 import { defaultConfig } from "../core/machine.js";
-import { type ConfigRun, type ConfigSpec, type Comparison, configByFunction, costFigures, describeMachine, type StopControl, type Subject } from "../report/compare.js";
+import {
+  type ConfigRun,
+  type ConfigSpec,
+  type Comparison,
+  configByFunction,
+  costFigures,
+  describeMachine,
+  type StopControl,
+  type Subject,
+} from "../report/compare.js";
 import { applyVariants, mthpOrders, type ReportRow } from "../run/runner.js";
 import type { TraceEvent } from "../trace/events.js";
 import { defaultReplayOptions, type ReplayOptions, Replayer } from "./replay.js";
@@ -80,7 +89,16 @@ function replayRun(events: readonly TraceEvent[], config: ConfigSpec, opts: Repl
     const notes: string[] = [];
     if (r.stats.unsupported > 0) notes.push(`${r.stats.unsupported} trace events the model does not support were skipped`);
     if (stopped !== null) notes.push(`interrupted (${stopped}): the figures are those so far`);
-    return { config, rows, totals, figures, violations: r.violations.map((v) => `[${v.invariant}] ${v.message}`), notes, machine: describeMachine(r.m), ...configByFunction(r.prof, config) };
+    return {
+      config,
+      rows,
+      totals,
+      figures,
+      violations: r.violations.map((v) => `[${v.invariant}] ${v.message}`),
+      notes,
+      machine: describeMachine(r.m),
+      ...configByFunction(r.prof, config),
+    };
   };
   return { step, end };
 }
