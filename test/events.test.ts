@@ -212,7 +212,7 @@ steps:
     const evs = readFileSync(out, "utf8")
       .trim()
       .split("\n")
-      .map((l) => JSON.parse(l) as ModelEvent & { at: string; step: number; seq: number });
+      .map((l) => JSON.parse(l) as ModelEvent & { at: string; step: number; seq: number; fn?: string });
     const count = (at: string, f: (e: (typeof evs)[number]) => boolean) => evs.filter((e) => e.at === at && f(e)).length;
     // 2M of 4K pages, touched for writing outside a MADV_HUGEPAGE range.
     assert.equal(
@@ -243,6 +243,17 @@ steps:
     assert.equal(
       count("madvise", (e) => e.kind === "table-rcu" && e.level === 0),
       1,
+    );
+    // Each names the kernel function it happened in (the coarse points the
+    // model has for --by-function).
+    const fnOf = (at: string, f: (e: (typeof evs)[number]) => boolean) => new Set(evs.filter((e) => e.at === at && f(e)).map((e) => e.fn));
+    assert.deepEqual(
+      fnOf("touch", (e) => e.kind === "entry" && e.level === 0),
+      new Set(["do_anonymous_page"]),
+    );
+    assert.deepEqual(
+      fnOf("madvise", (e) => e.kind === "entry"),
+      new Set(["zap_pte_range"]),
     );
     // seq rises over the whole file.
     assert.ok(evs.every((e, i) => i === 0 || e.seq > (evs[i - 1] as (typeof evs)[number]).seq));

@@ -34,16 +34,19 @@ export function openEventLog(path: string): EventLog {
   return {
     attach(m: Machine) {
       rec = new Recorder(m);
+      // With --by-function the profiler owns m.prof: events then carry no fn.
+      rec.trackFunctions();
     },
     onExec(step, phase) {
       if (rec === null) return;
       if (phase === "before") {
         rec.target = [];
+        rec.resetFunctions();
         return;
       }
       const at = step === null ? { step: ++n, at: "exit" } : { step: ++n, at: step.op, line: step.pos.line };
       let out = "";
-      for (const e of rec.target) out += `${JSON.stringify({ ...at, seq: e.seq, ...e.ev })}\n`;
+      for (const e of rec.target) out += `${JSON.stringify({ ...at, seq: e.seq, ...(e.fn !== undefined ? { fn: e.fn } : {}), ...e.ev })}\n`;
       rec.target = [];
       if (out !== "") write(out);
     },

@@ -17,6 +17,7 @@ import { TABLES_PER_CHUNK, TableStore } from "./mm/pgtable.js";
 export interface RecordedEvent {
   seq: number; // order of emission over the whole recording
   ev: ModelEvent;
+  fn?: string; // the innermost kernel function running (trackFunctions())
 }
 
 const TLB_METHODS = [
@@ -68,7 +69,38 @@ export class Recorder implements ModelSink {
 
   event(e: ModelEvent): void {
     if (this.quiet > 0) return;
-    this.target.push({ seq: this.seq++, ev: e });
+    const st = this.fnStack;
+    if (st !== null && st.length > 0) this.target.push({ seq: this.seq++, ev: e, fn: st[st.length - 1] as string });
+    else this.target.push({ seq: this.seq++, ev: e });
+  }
+
+  // Names each event's kernel function from the coarse enter()/exit()
+  // points the model already has for --by-function (profile.ts): a
+  // sequential run only (interleaved kernel paths would share one stack),
+  // and only when no profiler is installed. A driver calls resetFunctions()
+  // at each step, as a kernel error can leave frames open.
+  private fnStack: string[] | null = null;
+  trackFunctions(): boolean {
+    const m = this.m;
+    if (m.prof !== null || this.fnStack !== null) return false;
+    const st: string[] = [];
+    this.fnStack = st;
+    m.prof = {
+      enter: (fn: string) => {
+        st.push(fn);
+      },
+      exit: () => {
+        st.pop();
+      },
+    };
+    this.undo.push(() => {
+      m.prof = null;
+      this.fnStack = null;
+    });
+    return true;
+  }
+  resetFunctions(): void {
+    if (this.fnStack !== null) this.fnStack.length = 0;
   }
 
   // Puts wrap(the method as it is now) in place of obj[name] (an instance
