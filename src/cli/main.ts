@@ -26,7 +26,7 @@ import { LitmusError } from "../litmus/types.js";
 import { readFileSync } from "node:fs";
 import { openEventLog } from "./event-log.js";
 import { createProgress } from "./progress.js";
-import { onInterrupt } from "./interrupt.js";
+import { interruptedLine, runInterruptible } from "./interrupt.js";
 import { type ByFunctionCliOptions, parseFoldedPath, wantsProfile, writeFolded } from "./by-function.js";
 import { byFunction, byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
 import { availableParallelism } from "node:os";
@@ -122,9 +122,10 @@ export async function cmdRun(
   } & ByFunctionCliOptions,
 ): Promise<number> {
   const sc = loadScenario(file);
-  const events = o.events !== undefined ? openEventLog(o.events) : null;
   const early = o.folded !== undefined ? writeFolded(o.folded, "") : null;
   if (early !== null) throw new UsageError(early);
+  // Opened once the options are known good: a bad one leaves no file behind.
+  const events = o.events !== undefined ? openEventLog(o.events) : null;
   if (sc.concurrent !== undefined && sc.concurrent.length > 0)
     process.stderr.write(`note: ${file}: the ${sc.concurrent.length} \`concurrent\` steps are run only by \`ptlab explore\`; \`run\` executes \`steps\`\n`);
   if (sc.machine.headroomBytes !== undefined)
@@ -143,17 +144,10 @@ export async function cmdRun(
     ...(events !== null ? { onExec: events.onExec } : {}),
   });
   events?.attach(r.m);
-  const intr = onInterrupt("run");
-  let res: Awaited<ReturnType<Runner["runToEndAsync"]>>;
-  try {
-    res = await r.runToEndAsync(intr);
-  } finally {
+  const { totals, violations, stoppedAt, stopped, interrupted } = await runInterruptible(r, "run", () => {
     progress.stop();
-    intr.dispose();
     events?.close();
-  }
-  const { totals, violations, stoppedAt } = res;
-  const stopped = stoppedAt !== null ? `${intr.signal()} after ${stoppedAt.done} of ${stoppedAt.total} steps` : null;
+  });
   const byFn = r.prof !== null ? byFunction(r.prof) : null;
   if (o.folded !== undefined && byFn !== null) {
     const bad = writeFolded(o.folded, foldedStacks(byFn));
@@ -161,7 +155,7 @@ export async function cmdRun(
   }
   if (o.json) {
     const extra = o.byFunction === true && byFn !== null ? { by_function: byFunctionJson(byFn) } : {};
-    const cut = stoppedAt !== null ? { interrupted: { signal: intr.signal(), steps_done: stoppedAt.done, steps_total: stoppedAt.total } } : {};
+    const cut = interrupted;
     process.stdout.write(
       `${JSON.stringify({ scenario: sc.name, file, seed: sc.machine.seed, ...cut, reports: rowsJson(r.rows), totals: countersJson(totals), violations, ...extra }, null, 2)}\n`,
     );
@@ -173,7 +167,7 @@ export async function cmdRun(
     if (o.byFunction === true && byFn !== null)
       process.stdout.write(`${formatByFunction(byFn, "by kernel function (whole run, before the implicit teardown)")}\n`);
     if (violations.length > 0) process.stdout.write(`INVARIANT VIOLATIONS:\n${violations.map((v) => `  ${v}`).join("\n")}\n`);
-    if (stopped !== null) process.stdout.write(`INTERRUPTED by ${stopped}: the reports and totals are those so far (no teardown, no leak check)\n`);
+    if (stopped !== null) process.stdout.write(interruptedLine(stopped));
   }
   return stoppedAt !== null ? 130 : violations.length > 0 ? 1 : 0;
 }

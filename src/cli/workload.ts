@@ -7,7 +7,7 @@ import { formatParams, instantiate, listWorkloads, UsageError } from "../workloa
 import { splitParam } from "../workloads/params.js";
 import { countersJson, formatRows, formatTotals, rowsJson } from "./format.js";
 import { createProgress } from "./progress.js";
-import { onInterrupt } from "./interrupt.js";
+import { interruptedLine, runInterruptible } from "./interrupt.js";
 import { byFunction, byFunctionJson, foldedStacks, formatByFunction } from "../report/by-function.js";
 import { type ByFunctionCliOptions, wantsProfile, writeFolded } from "./by-function.js";
 
@@ -61,16 +61,7 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
       onStep: progress.run(`workload ${name}`),
       ...(wantsProfile(o) ? { byFunction: true } : {}),
     });
-    const intr = onInterrupt("workload");
-    let res: Awaited<ReturnType<Runner["runToEndAsync"]>>;
-    try {
-      res = await r.runToEndAsync(intr);
-    } finally {
-      progress.stop();
-      intr.dispose();
-    }
-    const { totals, violations, stoppedAt } = res;
-    const stopped = stoppedAt !== null ? `${intr.signal()} after ${stoppedAt.done} of ${stoppedAt.total} steps` : null;
+    const { totals, violations, stoppedAt, stopped, interrupted } = await runInterruptible(r, "workload", () => progress.stop());
     const byFn = r.prof !== null ? byFunction(r.prof) : null;
     if (o.folded !== undefined && byFn !== null) {
       const bad = writeFolded(o.folded, foldedStacks(byFn));
@@ -86,7 +77,7 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
             params: Object.fromEntries(w.def.params.map((s) => [s.name, w.params[s.name]])),
             scenario: sc.name,
             seed: sc.machine.seed,
-            ...(stoppedAt !== null ? { interrupted: { signal: intr.signal(), steps_done: stoppedAt.done, steps_total: stoppedAt.total } } : {}),
+            ...interrupted,
             reports: rowsJson(r.rows),
             totals: countersJson(totals),
             violations,
@@ -111,7 +102,7 @@ export function cmdWorkload(name: string | undefined, o: WorkloadCliOptions): Pr
       if (o.byFunction === true && byFn !== null)
         process.stdout.write(`${formatByFunction(byFn, "by kernel function (whole run, before the implicit teardown)")}\n`);
       if (violations.length > 0) process.stdout.write(`INVARIANT VIOLATIONS:\n${violations.map((v) => `  ${v}`).join("\n")}\n`);
-      if (stopped !== null) process.stdout.write(`INTERRUPTED by ${stopped}: the reports and totals are those so far (no teardown, no leak check)\n`);
+      if (stopped !== null) process.stdout.write(interruptedLine(stopped));
     }
     return stoppedAt !== null ? 130 : violations.length > 0 ? 1 : 0;
   });
